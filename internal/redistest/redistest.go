@@ -1,0 +1,285 @@
+// Package redistest starts real redis-server (or valkey-server) processes for
+// tests, on free loopback ports, and can kill, restart, pause and resume
+// them to prove what happens to heartbeats when Valkey misbehaves.
+//
+// The binary is found as $REDIS_SERVER, else valkey-server, else
+// redis-server on PATH. When there is none the test fails with a message
+// saying how to install one: wire behaviour is never skipped.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// startTimeout bounds how long a server may take to say it is ready.
+const startTimeout = 15 * time.Second
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	t    testing.TB
+	bin  string
+	args []string
+	dir  string
+	port int
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	paused  bool
+	logTail *tail
+}
+
+// Binary returns the server binary the tests will use, or an error that says
+// how to install one.
+func Binary() (string, error) {
+	if p := os.Getenv("REDIS_SERVER"); p != "" {
+		return p, nil
+	}
+	for _, name := range []string{"valkey-server", "redis-server"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no redis-server or valkey-server on PATH: install one " +
+		"(Debian: apt-get install redis-server, or run `make test`, which does) " +
+		"or set REDIS_SERVER to its path")
+}
+
+// Start starts a server for t on a free loopback port and stops it when the
+// test ends. extra are additional configuration directives as command-line
+// arguments, e.g. "--requirepass", "secret".
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, bin: bin, args: extra, dir: t.TempDir()}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		if s.port, err = FreePort(); err != nil {
+			t.Fatal(err)
+		}
+		if lastErr = s.start(); lastErr == nil {
+			t.Cleanup(s.stop)
+			return s
+		}
+	}
+	t.Fatalf("redistest: %v", lastErr)
+	return nil
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Addr returns host:port of the server.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Port returns the server's port.
+func (s *Server) Port() int { return s.port }
+
+// URL returns a redis:// URL of the server.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Dir returns the server's working directory.
+func (s *Server) Dir() string { return s.dir }
+
+func (s *Server) start() error {
+	args := append([]string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--logfile", "",
+		"--loglevel", "notice",
+	}, s.args...)
+	cmd := exec.Command(s.bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	ready := make(chan struct{})
+	logTail := newTail(40)
+	go func() {
+		sc := bufio.NewScanner(out)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			logTail.add(line)
+			if !signalled && strings.Contains(line, "Ready to accept connections") {
+				close(ready)
+				signalled = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-ready:
+	case <-exited:
+		return fmt.Errorf("%s exited at start on port %d:\n%s", s.bin, s.port, logTail)
+	case <-time.After(startTimeout):
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("%s did not become ready in %v:\n%s", s.bin, startTimeout, logTail)
+	}
+	s.mu.Lock()
+	s.cmd, s.exited, s.paused, s.logTail = cmd, exited, false, logTail
+	s.mu.Unlock()
+	return nil
+}
+
+// Kill ends the server with SIGKILL, as a crash would, and waits until it
+// has exited. Connections to it are reset.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited, paused := s.cmd, s.exited, s.paused
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	if paused {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
+	<-exited
+}
+
+// Restart starts the server again on the same port after Kill. Its data is
+// gone, as after a crash without persistence.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = s.start(); err == nil {
+			return
+		}
+	}
+	s.t.Fatalf("redistest: restart: %v", err)
+}
+
+// Pause stops the server with SIGSTOP: connections stay open and the kernel
+// still accepts new ones, but nothing is answered, as with a stalled server.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP, true) }
+
+// Resume continues a paused server with SIGCONT.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT, false) }
+
+func (s *Server) signal(sig syscall.Signal, paused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("redistest: %v on a server that is not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("redistest: %v: %v", sig, err)
+	}
+	s.paused = paused
+}
+
+func (s *Server) stop() {
+	s.mu.Lock()
+	failed := s.t.Failed()
+	logTail := s.logTail
+	s.mu.Unlock()
+	s.Kill()
+	if failed && logTail != nil {
+		s.t.Logf("redis-server on port %d, last log lines:\n%s", s.port, logTail)
+	}
+}
+
+// Client returns a plain client of the server for a test's own assertions,
+// closed when the test ends.
+func (s *Server) Client(t testing.TB, opts ...func(*redis.Options)) *redis.Client {
+	o := &redis.Options{
+		Addr:                     s.Addr(),
+		MaxRetries:               -1,
+		DialTimeout:              2 * time.Second,
+		ReadTimeout:              2 * time.Second,
+		WriteTimeout:             2 * time.Second,
+		ContextTimeoutEnabled:    true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	for _, f := range opts {
+		f(o)
+	}
+	c := redis.NewClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Do runs one command on a fresh admin connection, for set-up such as ACL
+// SETUSER or CLIENT KILL, and fails the test on error.
+func (s *Server) Do(t testing.TB, args ...any) any {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{
+		Addr: s.Addr(), MaxRetries: -1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := c.Do(ctx, args...).Result()
+	if err != nil {
+		t.Fatalf("redistest: %v: %v", args, err)
+	}
+	return v
+}
+
+// tail keeps the last lines of a server's log for failure messages.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+	max   int
+}
+
+func newTail(max int) *tail { return &tail{max: max} }
+
+func (t *tail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == t.max {
+		t.lines = append(t.lines[:0], t.lines[1:]...)
+	}
+	t.lines = append(t.lines, line)
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, "\n")
+}

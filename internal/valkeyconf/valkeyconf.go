@@ -1,0 +1,377 @@
+// Package valkeyconf reads the Valkey connection and heartbeat settings from
+// the environment, shared by the exporter and the monitoring tools so that
+// both read the same variables the same way.
+//
+// Precedence, highest first: options passed in code (applied by the caller
+// after this package), then the OTEL_EXPORTER_VALKEY_* variables, then the
+// seed's HEALTH_REDIS_* variables, then the default localhost:6379. The two
+// groups of variables are not mixed: when OTEL_EXPORTER_VALKEY_ENDPOINT is
+// set, HEALTH_REDIS_HOST, HEALTH_REDIS_PORT and HEALTH_REDIS_PASSWORD are
+// ignored.
+//
+// Every error names the variable that was wrong. No error, and no String
+// method here, ever contains a password.
+package valkeyconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Environment variables.
+const (
+	EnvEndpoint          = "OTEL_EXPORTER_VALKEY_ENDPOINT"
+	EnvUsername          = "OTEL_EXPORTER_VALKEY_USERNAME"
+	EnvPassword          = "OTEL_EXPORTER_VALKEY_PASSWORD"
+	EnvCertificate       = "OTEL_EXPORTER_VALKEY_CERTIFICATE"
+	EnvClientCertificate = "OTEL_EXPORTER_VALKEY_CLIENT_CERTIFICATE"
+	EnvClientKey         = "OTEL_EXPORTER_VALKEY_CLIENT_KEY"
+	EnvChannelPrefix     = "OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX"
+	EnvKeyPrefix         = "OTEL_EXPORTER_VALKEY_KEY_PREFIX"
+	EnvLatestState       = "OTEL_EXPORTER_VALKEY_LATEST_STATE"
+
+	EnvHeartbeatInterval = "HEARTBEAT_INTERVAL"
+	EnvHealthHost        = "HEALTH_REDIS_HOST"
+	EnvHealthPort        = "HEALTH_REDIS_PORT"
+	EnvHealthPassword    = "HEALTH_REDIS_PASSWORD"
+)
+
+// DefaultAddr is where the library looks for Valkey when nothing says otherwise.
+const DefaultAddr = "localhost:6379"
+
+// Interval bounds. Below the minimum a heartbeat is load, not liveness;
+// above the maximum the latest-state TTL and a monitor's thresholds stop
+// making sense.
+const (
+	MinInterval = 10 * time.Millisecond
+	MaxInterval = 24 * time.Hour
+)
+
+// Endpoint is where and how to connect.
+type Endpoint struct {
+	Addr     string // host:port
+	Username string
+	Password string
+	DB       int
+	TLS      bool
+	// Source is the variable or option the endpoint came from, for errors.
+	Source string
+}
+
+// String returns the endpoint as a URL without its password.
+func (e Endpoint) String() string {
+	scheme := "redis"
+	if e.TLS {
+		scheme = "rediss"
+	}
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteString("://")
+	if e.Username != "" {
+		b.WriteString(url.User(e.Username).String())
+		b.WriteByte('@')
+	}
+	b.WriteString(e.Addr)
+	if e.DB != 0 {
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(e.DB))
+	}
+	return b.String()
+}
+
+// Redact replaces the password in anything that looks like a URL with
+// userinfo by "xxxxx", for messages that must quote what a user typed.
+func Redact(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	rest := s[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s
+	}
+	userinfo := rest[:at]
+	if c := strings.IndexByte(userinfo, ':'); c >= 0 {
+		userinfo = userinfo[:c] + ":xxxxx"
+	}
+	return s[:i+3] + userinfo + rest[at:]
+}
+
+// ParseEndpoint reads an endpoint in one of the forms redis://, rediss://,
+// valkey://, valkeys:// (user, password and database optional) or a bare
+// host[:port]. The port defaults to 6379.
+func ParseEndpoint(s string) (Endpoint, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return Endpoint{}, errors.New("endpoint is empty")
+	}
+	if !strings.Contains(s, "://") {
+		addr, err := hostPort(s, "")
+		if err != nil {
+			return Endpoint{}, err
+		}
+		return Endpoint{Addr: addr}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Error quotes the input, password included.
+		return Endpoint{}, fmt.Errorf("%q is not a valid URL", Redact(s))
+	}
+	var e Endpoint
+	switch strings.ToLower(u.Scheme) {
+	case "redis", "valkey":
+	case "rediss", "valkeys":
+		e.TLS = true
+	default:
+		return Endpoint{}, fmt.Errorf("%q: unsupported scheme %q (want redis, rediss, valkey or valkeys)", Redact(s), u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return Endpoint{}, fmt.Errorf("%q has no host", Redact(s))
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return Endpoint{}, fmt.Errorf("%q: query parameters are not supported; use the OTEL_EXPORTER_VALKEY_* variables", Redact(s))
+	}
+	if e.Addr, err = hostPort(u.Host, ""); err != nil {
+		return Endpoint{}, fmt.Errorf("%q: %w", Redact(s), err)
+	}
+	if u.User != nil {
+		e.Username = u.User.Username()
+		e.Password, _ = u.User.Password()
+	}
+	switch path := strings.Trim(u.Path, "/"); {
+	case path == "":
+	default:
+		db, err := strconv.Atoi(path)
+		if err != nil || db < 0 || db > 1<<16 {
+			return Endpoint{}, fmt.Errorf("%q: database %q is not a number", Redact(s), path)
+		}
+		e.DB = db
+	}
+	return e, nil
+}
+
+func hostPort(s, defaultPort string) (string, error) {
+	if strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+		return "", fmt.Errorf("address %q holds whitespace", s)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: a bare host, or a bare IPv6 literal.
+		host, port = strings.Trim(s, "[]"), defaultPort
+		if port == "" {
+			port = "6379"
+		}
+	}
+	if host == "" {
+		return "", fmt.Errorf("address %q has no host", s)
+	}
+	if _, err := ParsePort(port); err != nil {
+		return "", fmt.Errorf("address %q: %w", s, err)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// ParsePort reads a TCP port, 1 to 65535.
+func ParsePort(s string) (int, error) {
+	p, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
+	}
+	return p, nil
+}
+
+// Connection is everything needed to build a client.
+type Connection struct {
+	Endpoint
+	// CAFile, CertFile and KeyFile are PEM files for TLS.
+	CAFile, CertFile, KeyFile string
+}
+
+// Getenv looks a variable up; os.Getenv in production, a map in tests.
+type Getenv func(string) string
+
+// ConnectionFromEnv reads the connection settings. A variable that is set
+// but empty counts as unset.
+func ConnectionFromEnv(getenv Getenv) (Connection, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Connection{Endpoint: Endpoint{Addr: DefaultAddr, Source: "default"}}
+	if v := getenv(EnvEndpoint); strings.TrimSpace(v) != "" {
+		e, err := ParseEndpoint(v)
+		if err != nil {
+			return Connection{}, fmt.Errorf("%s: %w", EnvEndpoint, err)
+		}
+		e.Source = EnvEndpoint
+		c.Endpoint = e
+	} else if host, port := getenv(EnvHealthHost), getenv(EnvHealthPort); host != "" || port != "" {
+		if host == "" {
+			host = "localhost"
+		}
+		if port == "" {
+			port = "6379"
+		}
+		if _, err := ParsePort(port); err != nil {
+			return Connection{}, fmt.Errorf("%s: %w", EnvHealthPort, err)
+		}
+		addr, err := hostPort(net.JoinHostPort(strings.Trim(host, "[]"), port), "")
+		if err != nil {
+			return Connection{}, fmt.Errorf("%s: %w", EnvHealthHost, err)
+		}
+		c.Addr, c.Source = addr, EnvHealthHost
+		c.Password = getenv(EnvHealthPassword)
+	} else if pw := getenv(EnvHealthPassword); pw != "" {
+		c.Password, c.Source = pw, EnvHealthPassword
+	}
+	if v := getenv(EnvUsername); v != "" {
+		c.Username = v
+	}
+	if v := getenv(EnvPassword); v != "" {
+		c.Password = v
+	}
+	c.CAFile = getenv(EnvCertificate)
+	c.CertFile = getenv(EnvClientCertificate)
+	c.KeyFile = getenv(EnvClientKey)
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return Connection{}, fmt.Errorf("%s and %s must be set together", EnvClientCertificate, EnvClientKey)
+	}
+	if (c.CAFile != "" || c.CertFile != "") && !c.TLS {
+		return Connection{}, fmt.Errorf("%s or %s is set but the endpoint %s is not TLS; use rediss://", EnvCertificate, EnvClientCertificate, c.Endpoint)
+	}
+	return c, nil
+}
+
+// TLSConfig returns the TLS configuration for the connection, or nil when it
+// is not TLS. Certificate verification is always on; the server name is the
+// endpoint's host.
+func (c Connection) TLSConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	host, _, _ := net.SplitHostPort(c.Addr)
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvCertificate, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate", EnvCertificate, c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", EnvClientCertificate, EnvClientKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// ClientOptions returns go-redis options for a single-endpoint client built
+// the way the library wants its own clients: context deadlines honoured (so
+// an export never outlives its context), bounded dial, read and write
+// timeouts, a small pool, and no maintenance-notification handshake.
+func (c Connection) ClientOptions(clientName string, timeout time.Duration) (*redis.UniversalOptions, error) {
+	tlsCfg, err := c.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &redis.UniversalOptions{
+		Addrs:                 []string{c.Addr},
+		Username:              c.Username,
+		Password:              c.Password,
+		DB:                    c.DB,
+		TLSConfig:             tlsCfg,
+		ClientName:            clientName,
+		DialTimeout:           timeout,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		PoolTimeout:           timeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              2,
+		MaxRetries:            -1, // one attempt: the next heartbeat is the retry
+		DialerRetries:         1,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	}, nil
+}
+
+// ParseInterval reads a heartbeat interval: a number of seconds ("60",
+// "0.5") as the seed writes it, or a Go duration ("1m30s", "500ms"). It must
+// lie within [MinInterval, MaxInterval]. name is the variable, for the error.
+func ParseInterval(name, s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var d time.Duration
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f > MaxInterval.Seconds() || f < -MaxInterval.Seconds() {
+			return 0, fmt.Errorf("%s=%q: want at most %v", name, s, MaxInterval)
+		}
+		d = time.Duration(f * float64(time.Second))
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, fmt.Errorf("%s=%q: want seconds (e.g. 60) or a duration (e.g. 1m30s)", name, s)
+	}
+	if err := CheckInterval(d); err != nil {
+		return 0, fmt.Errorf("%s=%q: %w", name, s, err)
+	}
+	return d, nil
+}
+
+// CheckInterval reports whether d is a usable heartbeat interval.
+func CheckInterval(d time.Duration) error {
+	if d < MinInterval || d > MaxInterval {
+		return fmt.Errorf("interval %v is outside [%v, %v]", d, MinInterval, MaxInterval)
+	}
+	return nil
+}
+
+// ParseBool reads a boolean variable: true/false, 1/0, yes/no, on/off.
+func ParseBool(name, s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s=%q: want true or false", name, s)
+}
+
+// Prefix reads a channel or key prefix variable. A prefix must not hold glob
+// characters or whitespace, for the same reason a service name must not.
+func Prefix(name, s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", name)
+	}
+	if len(s) > 128 {
+		return "", fmt.Errorf("%s is %d bytes long, more than 128", name, len(s))
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`*?[]\`, r)
+	}); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return "", fmt.Errorf("%s=%q holds %q, which breaks pattern subscribers", name, s, r)
+	}
+	return s, nil
+}

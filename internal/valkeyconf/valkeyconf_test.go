@@ -1,0 +1,178 @@
+package valkeyconf
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) Getenv {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestConnectionFromEnvPrecedence(t *testing.T) {
+	tests := []struct {
+		name                   string
+		env                    Getenv
+		addr, user, pass, from string
+		tls                    bool
+		db                     int
+	}{
+		{"default", env(), "localhost:6379", "", "", "default", false, 0},
+		{"seed host only", env(EnvHealthHost, "dragonfly"), "dragonfly:6379", "", "", EnvHealthHost, false, 0},
+		{"seed host port password", env(EnvHealthHost, "dragonfly", EnvHealthPort, "6380", EnvHealthPassword, "pw"), "dragonfly:6380", "", "pw", EnvHealthHost, false, 0},
+		{"seed password alone", env(EnvHealthPassword, "pw"), "localhost:6379", "", "pw", EnvHealthPassword, false, 0},
+		{"seed ipv6 host", env(EnvHealthHost, "::1"), "[::1]:6379", "", "", EnvHealthHost, false, 0},
+		{"endpoint wins over seed", env(EnvEndpoint, "redis://v:7000", EnvHealthHost, "dragonfly", EnvHealthPassword, "seedpw"), "v:7000", "", "", EnvEndpoint, false, 0},
+		{"rediss with ACL user", env(EnvEndpoint, "rediss://hb:s3cret@cache.example:6380/2"), "cache.example:6380", "hb", "s3cret", EnvEndpoint, true, 2},
+		{"valkeys scheme", env(EnvEndpoint, "valkeys://cache.example"), "cache.example:6379", "", "", EnvEndpoint, true, 0},
+		{"bare host:port", env(EnvEndpoint, "10.0.0.5:7001"), "10.0.0.5:7001", "", "", EnvEndpoint, false, 0},
+		{"password only in URL", env(EnvEndpoint, "redis://:pw@h"), "h:6379", "", "pw", EnvEndpoint, false, 0},
+		{"username and password variables win over URL", env(EnvEndpoint, "redis://u:p@h", EnvUsername, "u2", EnvPassword, "p2"), "h:6379", "u2", "p2", EnvEndpoint, false, 0},
+		{"empty endpoint counts as unset", env(EnvEndpoint, "  ", EnvHealthHost, "x"), "x:6379", "", "", EnvHealthHost, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ConnectionFromEnv(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Addr != tt.addr || c.Username != tt.user || c.Password != tt.pass || c.Source != tt.from || c.TLS != tt.tls || c.DB != tt.db {
+				t.Errorf("got %+v", c)
+			}
+		})
+	}
+}
+
+func TestMalformedVariablesAreNamedAndPasswordsHidden(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     Getenv
+		wantVar string
+	}{
+		{"port not a number", env(EnvHealthHost, "h", EnvHealthPort, "abc"), EnvHealthPort},
+		{"port zero", env(EnvHealthPort, "0"), EnvHealthPort},
+		{"port negative", env(EnvHealthPort, "-1"), EnvHealthPort},
+		{"port too large", env(EnvHealthPort, "65536"), EnvHealthPort},
+		{"host with space", env(EnvHealthHost, "a b"), EnvHealthHost},
+		{"unknown scheme", env(EnvEndpoint, "http://u:hunter2@h"), EnvEndpoint},
+		{"unparsable URL", env(EnvEndpoint, "redis://u:hunter2@h:port:x"), EnvEndpoint},
+		{"URL with bad port", env(EnvEndpoint, "redis://u:hunter2@h:99999"), EnvEndpoint},
+		{"URL with query", env(EnvEndpoint, "rediss://u:hunter2@h?skip_verify=true"), EnvEndpoint},
+		{"URL with bad db", env(EnvEndpoint, "redis://u:hunter2@h/abc"), EnvEndpoint},
+		{"URL without host", env(EnvEndpoint, "redis://u:hunter2@"), EnvEndpoint},
+		{"client cert without key", env(EnvEndpoint, "rediss://h", EnvClientCertificate, "c.pem"), EnvClientKey},
+		{"CA without TLS", env(EnvEndpoint, "redis://u:hunter2@h", EnvCertificate, "ca.pem"), EnvCertificate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ConnectionFromEnv(tt.env)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !strings.Contains(err.Error(), tt.wantVar) {
+				t.Errorf("error %q does not name %s", err, tt.wantVar)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+}
+
+func TestEndpointStringNeverShowsPassword(t *testing.T) {
+	e, err := ParseEndpoint("rediss://hb:hunter2@cache.example:6380/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.String(), "rediss://hb@cache.example:6380/3"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got := Redact("redis://u:hunter2@h:1"); got != "redis://u:xxxxx@h:1" {
+		t.Errorf("Redact = %q", got)
+	}
+}
+
+func TestTLSConfigVerifiesByDefault(t *testing.T) {
+	c, err := ConnectionFromEnv(env(EnvEndpoint, "rediss://cache.example:6380"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.InsecureSkipVerify || cfg.ServerName != "cache.example" {
+		t.Errorf("got %+v", cfg)
+	}
+	c.CAFile = "/nonexistent/ca.pem"
+	if _, err := c.TLSConfig(); err == nil || !strings.Contains(err.Error(), EnvCertificate) {
+		t.Errorf("missing CA file: %v", err)
+	}
+}
+
+func TestParseInterval(t *testing.T) {
+	good := map[string]time.Duration{
+		"60": time.Minute, "0.5": 500 * time.Millisecond, " 5 ": 5 * time.Second,
+		"1m30s": 90 * time.Second, "250ms": 250 * time.Millisecond, "86400": 24 * time.Hour,
+	}
+	for in, want := range good {
+		got, err := ParseInterval(EnvHeartbeatInterval, in)
+		if err != nil || got != want {
+			t.Errorf("ParseInterval(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "abc", "0", "-5", "NaN", "Inf", "1e300", "0.001", "86401", "25h", "-1s", "60 s"} {
+		_, err := ParseInterval(EnvHeartbeatInterval, in)
+		if err == nil || !strings.Contains(err.Error(), EnvHeartbeatInterval) {
+			t.Errorf("ParseInterval(%q) error %v, want one naming %s", in, err, EnvHeartbeatInterval)
+		}
+	}
+}
+
+func TestParseBoolAndPrefix(t *testing.T) {
+	for in, want := range map[string]bool{"true": true, "1": true, "off": false, "No": false} {
+		if got, err := ParseBool(EnvLatestState, in); err != nil || got != want {
+			t.Errorf("ParseBool(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseBool(EnvLatestState, "maybe"); err == nil || !strings.Contains(err.Error(), EnvLatestState) {
+		t.Errorf("ParseBool(maybe) = %v", err)
+	}
+	for _, bad := range []string{"", "hb:*:", "a b", "x?", strings.Repeat("p", 129)} {
+		if _, err := Prefix(EnvChannelPrefix, bad); err == nil || !strings.Contains(err.Error(), EnvChannelPrefix) {
+			t.Errorf("Prefix(%q) = %v", bad, err)
+		}
+	}
+}
+
+func FuzzConnectionFromEnv(f *testing.F) {
+	f.Add("rediss", "cache.example:6380/2", "secretpw", "dragonfly", "6379")
+	f.Add("redis", "h:port:x", "secretpw", "", "abc")
+	f.Add("valkey", "[::1]:7000", "secretpw", "", "")
+	f.Add("http", "h?x=1", "secretpw", "a b", "-1")
+	f.Fuzz(func(t *testing.T, scheme, rest, password, host, port string) {
+		endpoint := scheme + "://user:" + password + "@" + rest
+		c, err := ConnectionFromEnv(env(EnvEndpoint, endpoint, EnvHealthHost, host, EnvHealthPort, port, EnvHealthPassword, password))
+		// Only a password that cannot be mistaken for the rest of the input
+		// is checked; "a" is in every error message.
+		secret := len(password) >= 6 && !strings.ContainsAny(password, "@/:?#%") &&
+			!strings.Contains(scheme+rest+host+port, password)
+		if err != nil {
+			if secret && strings.Contains(err.Error(), password) {
+				t.Fatalf("error %q shows the password", err)
+			}
+			return
+		}
+		if c.Addr == "" {
+			t.Fatal("accepted a connection with no address")
+		}
+		if secret && strings.Contains(c.Endpoint.String(), password) {
+			t.Fatalf("String() %q shows the password", c.Endpoint.String())
+		}
+	})
+}
