@@ -289,8 +289,9 @@ func (c Connection) TLSConfig() (*tls.Config, error) {
 // ClientOptions returns go-redis options for a single-endpoint client built
 // the way the library wants its own clients: context deadlines honoured (so
 // an export never outlives its context), bounded dial, read and write
-// timeouts, a small pool, and no maintenance-notification handshake.
-func (c Connection) ClientOptions(clientName string, timeout time.Duration) (*redis.UniversalOptions, error) {
+// timeouts, a small pool, no maintenance-notification handshake, and no
+// CLIENT SETNAME, which a least-privilege ACL user may not run.
+func (c Connection) ClientOptions(timeout time.Duration) (*redis.UniversalOptions, error) {
 	tlsCfg, err := c.TLSConfig()
 	if err != nil {
 		return nil, err
@@ -304,7 +305,6 @@ func (c Connection) ClientOptions(clientName string, timeout time.Duration) (*re
 		Password:              c.Password,
 		DB:                    c.DB,
 		TLSConfig:             tlsCfg,
-		ClientName:            clientName,
 		DialTimeout:           timeout,
 		ReadTimeout:           timeout,
 		WriteTimeout:          timeout,

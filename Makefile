@@ -1,0 +1,30 @@
+# make test: everything CI runs. It installs redis-server from Debian's
+# packages when no redis-server or valkey-server is on PATH (as root), then
+# vets, runs every test with the race detector, and fuzzes briefly.
+
+GO       ?= go
+FUZZTIME ?= 5s
+
+.PHONY: test deps vet unit fuzz
+
+test: deps vet unit fuzz
+
+deps:
+	@if command -v valkey-server >/dev/null 2>&1 || command -v redis-server >/dev/null 2>&1 || [ -n "$$REDIS_SERVER" ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing redis-server from Debian's packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	else \
+		echo "tests need redis-server or valkey-server: apt-get install redis-server (or set REDIS_SERVER)"; exit 1; \
+	fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
+	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFromEnv$$' -fuzztime $(FUZZTIME) ./internal/valkeyconf

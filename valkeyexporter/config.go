@@ -1,0 +1,242 @@
+package valkeyexporter
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+)
+
+// Option configures an Exporter.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	client      redis.UniversalClient
+	endpoint    *string
+	username    *string
+	password    *string
+	tlsConfig   *tls.Config
+	interval    time.Duration
+	channel     *string
+	key         *string
+	latestState *bool
+	getenv      func(string) string
+	now         func() time.Time
+	handle      func(error)
+}
+
+// WithClient makes the exporter publish through client, which may be a
+// single node, Sentinel or Cluster client. The exporter never closes it.
+// Endpoint, credential and TLS options and variables are then ignored.
+// Set ContextTimeoutEnabled on the client so exports honour their deadline.
+func WithClient(client redis.UniversalClient) Option {
+	return optionFunc(func(c *config) { c.client = client })
+}
+
+// WithEndpoint sets where Valkey is: a redis://, rediss://, valkey:// or
+// valkeys:// URL, optionally with user, password and database, or host:port.
+// It overrides OTEL_EXPORTER_VALKEY_ENDPOINT and the HEALTH_REDIS_* variables.
+// Default: localhost:6379.
+func WithEndpoint(endpoint string) Option {
+	return optionFunc(func(c *config) { c.endpoint = &endpoint })
+}
+
+// WithAuth sets the ACL user and password (username may be empty for the
+// default user). It overrides the endpoint URL's credentials and
+// OTEL_EXPORTER_VALKEY_USERNAME, OTEL_EXPORTER_VALKEY_PASSWORD and
+// HEALTH_REDIS_PASSWORD.
+func WithAuth(username, password string) Option {
+	return optionFunc(func(c *config) { c.username, c.password = &username, &password })
+}
+
+// WithTLSConfig makes the connection use TLS with cfg, whatever the
+// endpoint's scheme. It overrides OTEL_EXPORTER_VALKEY_CERTIFICATE and the
+// client certificate variables. Default: TLS for rediss:// and valkeys://
+// endpoints only, verifying the server against the system's CAs.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return optionFunc(func(c *config) { c.tlsConfig = cfg })
+}
+
+// WithInterval sets the heartbeat interval: the period of NewReader, the
+// interval_seconds field and, times three, the latest-state key's TTL. It
+// overrides HEARTBEAT_INTERVAL. Default: 60 s.
+func WithInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.interval = d })
+}
+
+// WithChannelPrefix sets the prefix of the channel a heartbeat is published
+// on. It overrides OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX. Default:
+// "heartbeat:service:".
+func WithChannelPrefix(prefix string) Option {
+	return optionFunc(func(c *config) { c.channel = &prefix })
+}
+
+// WithKeyPrefix sets the prefix of the latest-state keys. It overrides
+// OTEL_EXPORTER_VALKEY_KEY_PREFIX. Default: "heartbeat:instance:".
+func WithKeyPrefix(prefix string) Option {
+	return optionFunc(func(c *config) { c.key = &prefix })
+}
+
+// WithoutLatestState stops the exporter from writing the latest-state key,
+// for a deployment that wants the seed's PUBLISH alone. It overrides
+// OTEL_EXPORTER_VALKEY_LATEST_STATE. Default: the key is written.
+func WithoutLatestState() Option {
+	return optionFunc(func(c *config) { f := false; c.latestState = &f })
+}
+
+// withEnv replaces os.Getenv, for tests.
+func withEnv(getenv func(string) string) Option {
+	return optionFunc(func(c *config) { c.getenv = getenv })
+}
+
+// withClock replaces time.Now, for tests.
+func withClock(now func() time.Time) Option {
+	return optionFunc(func(c *config) { c.now = now })
+}
+
+// withErrorHandler replaces otel.Handle, for tests.
+func withErrorHandler(h func(error)) Option {
+	return optionFunc(func(c *config) { c.handle = h })
+}
+
+// settings is a config resolved against the environment.
+type settings struct {
+	client        redis.UniversalClient
+	ownsClient    bool
+	endpoint      string
+	interval      time.Duration
+	channelPrefix string
+	keyPrefix     string
+	latestState   bool
+	now           func() time.Time
+	handle        func(error)
+}
+
+// newSettings applies opts, then the environment, then defaults.
+func newSettings(opts []Option) (settings, error) {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	getenv := c.getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s := settings{
+		interval:      heartbeat.DefaultInterval,
+		channelPrefix: heartbeat.DefaultChannelPrefix,
+		keyPrefix:     heartbeat.DefaultKeyPrefix,
+		latestState:   true,
+		now:           c.now,
+		handle:        c.handle,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var errs []error
+
+	switch {
+	case c.interval != 0:
+		if err := valkeyconf.CheckInterval(c.interval); err != nil {
+			errs = append(errs, fmt.Errorf("WithInterval: %w", err))
+		}
+		s.interval = c.interval
+	case getenv(valkeyconf.EnvHeartbeatInterval) != "":
+		d, err := valkeyconf.ParseInterval(valkeyconf.EnvHeartbeatInterval, getenv(valkeyconf.EnvHeartbeatInterval))
+		errs = append(errs, err)
+		s.interval = d
+	}
+	prefix := func(opt *string, optName, env string, dst *string) {
+		var err error
+		switch {
+		case opt != nil:
+			if *dst, err = valkeyconf.Prefix(optName, *opt); err != nil {
+				errs = append(errs, err)
+			}
+		case getenv(env) != "":
+			if *dst, err = valkeyconf.Prefix(env, getenv(env)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	prefix(c.channel, "WithChannelPrefix", valkeyconf.EnvChannelPrefix, &s.channelPrefix)
+	prefix(c.key, "WithKeyPrefix", valkeyconf.EnvKeyPrefix, &s.keyPrefix)
+	switch {
+	case c.latestState != nil:
+		s.latestState = *c.latestState
+	case getenv(valkeyconf.EnvLatestState) != "":
+		v, err := valkeyconf.ParseBool(valkeyconf.EnvLatestState, getenv(valkeyconf.EnvLatestState))
+		errs = append(errs, err)
+		s.latestState = v
+	}
+
+	if c.client != nil {
+		s.client = c.client
+		s.endpoint = endpointOf(c.client)
+		return s, errors.Join(errs...)
+	}
+
+	conn, err := valkeyconf.ConnectionFromEnv(getenv)
+	if c.endpoint != nil {
+		// The option replaces where to connect; the certificate variables
+		// still say how to trust it.
+		e, err := valkeyconf.ParseEndpoint(*c.endpoint)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("WithEndpoint: %w", err))
+		}
+		e.Source = "WithEndpoint"
+		conn = valkeyconf.Connection{
+			Endpoint: e,
+			CAFile:   getenv(valkeyconf.EnvCertificate),
+			CertFile: getenv(valkeyconf.EnvClientCertificate),
+			KeyFile:  getenv(valkeyconf.EnvClientKey),
+		}
+	} else if err != nil {
+		errs = append(errs, err)
+	}
+	if c.username != nil {
+		conn.Username, conn.Password = *c.username, *c.password
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, err
+	}
+	opt, err := conn.ClientOptions(0)
+	if c.tlsConfig != nil {
+		opt.TLSConfig, err = c.tlsConfig.Clone(), nil
+		conn.TLS = true
+	}
+	if err != nil {
+		return s, err
+	}
+	s.client = redis.NewUniversalClient(opt)
+	s.ownsClient = true
+	s.endpoint = conn.Endpoint.String()
+	return s, nil
+}
+
+// endpointOf names a caller's client for error messages, without credentials.
+func endpointOf(c redis.UniversalClient) string {
+	switch c := c.(type) {
+	case *redis.Client:
+		return "redis://" + c.Options().Addr
+	case *redis.ClusterClient:
+		return fmt.Sprintf("cluster %v", c.Options().Addrs)
+	case *redis.Ring:
+		return "ring"
+	}
+	return fmt.Sprintf("%T", c)
+}

@@ -1,0 +1,490 @@
+package valkeyexporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/otel-heartbeat/heartbeat/internal/convention"
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/report"
+)
+
+// ScopeName is the instrumentation scope whose instruments make up a
+// heartbeat; metrics of every other scope are ignored.
+const ScopeName = convention.ScopeName
+
+// MaxServiceFields bounds the service fields in one heartbeat; fields past
+// it, in key order, are left out and reported once.
+const MaxServiceFields = 64
+
+// MaxStringLength bounds a string field's value, in bytes; longer values are
+// cut at a character boundary.
+const MaxStringLength = 1024
+
+const (
+	keyServiceName = attribute.Key("service.name")
+	keyInstanceID  = attribute.Key("service.instance.id")
+)
+
+// Exporter publishes heartbeats to Valkey. It implements
+// sdkmetric.Exporter; all its methods are safe for concurrent use.
+type Exporter struct {
+	s          settings
+	fallbackID string
+	reporter   report.Reporter
+
+	// sem serializes exports and Shutdown's clean-up; a channel so that
+	// waiting for it honours a context.
+	sem chan struct{}
+
+	// Guarded by sem.
+	count      int64
+	buf        []byte
+	msg        heartbeat.Message
+	cpu        cpuSample
+	writtenKey string
+
+	stopping     atomic.Bool
+	isShutdown   atomic.Bool
+	shutdownOnce sync.Once
+}
+
+type cpuSample struct {
+	seconds float64
+	at      time.Time
+	ok      bool
+}
+
+var _ sdkmetric.Exporter = (*Exporter)(nil)
+
+// New returns an exporter configured by opts, then the environment (see the
+// package documentation). It does not connect: the first Export does, so a
+// service starts even when Valkey is down. A malformed option or variable
+// is an error that names it.
+func New(opts ...Option) (*Exporter, error) {
+	s, err := newSettings(opts)
+	if err != nil {
+		if s.ownsClient && s.client != nil {
+			_ = s.client.Close()
+		}
+		return nil, fmt.Errorf("valkeyexporter: %w", err)
+	}
+	e := &Exporter{
+		s:          s,
+		fallbackID: uuid.NewString(),
+		sem:        make(chan struct{}, 1),
+		buf:        make([]byte, 0, 512),
+	}
+	e.reporter.Handle = s.handle
+	return e, nil
+}
+
+// Interval returns the heartbeat interval the exporter was configured with.
+func (e *Exporter) Interval() time.Duration { return e.s.interval }
+
+// Endpoint describes where the exporter publishes, without credentials.
+func (e *Exporter) Endpoint() string { return e.s.endpoint }
+
+// MarkStopping makes every following export the final heartbeat of a
+// graceful stop: status "stopping", and the latest-state key is deleted
+// instead of written. Reader.Shutdown calls it before the final collection.
+func (e *Exporter) MarkStopping() { e.stopping.Store(true) }
+
+// Temporality returns cumulative for every instrument kind: CPU usage is
+// computed from the cumulative process.cpu.time between exports.
+func (e *Exporter) Temporality(sdkmetric.InstrumentKind) metricdata.Temporality {
+	return metricdata.CumulativeTemporality
+}
+
+// Aggregation returns the default aggregation for kind.
+func (e *Exporter) Aggregation(kind sdkmetric.InstrumentKind) sdkmetric.Aggregation {
+	return sdkmetric.DefaultAggregationSelector(kind)
+}
+
+// Export serializes the heartbeat scope of rm into one heartbeat and
+// publishes it. It returns before ctx is done; rm is not used after it
+// returns. A failed publish returns an error naming the command and the
+// endpoint, and the next Export tries again.
+func (e *Exporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.isShutdown.Load() {
+		return ErrShutdown
+	}
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.sem }()
+	if e.isShutdown.Load() {
+		return ErrShutdown
+	}
+
+	stopping := e.stopping.Load()
+	if err := e.build(rm, stopping); err != nil {
+		return err
+	}
+	var err error
+	e.buf, err = heartbeat.AppendJSON(e.buf[:0], &e.msg)
+	if err != nil {
+		// build leaves out every value the encoder refuses, so this is a bug.
+		return fmt.Errorf("valkeyexporter: encode heartbeat: %w", err)
+	}
+	return e.send(ctx, stopping)
+}
+
+// build fills e.msg from rm.
+func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
+	m := &e.msg
+	*m = heartbeat.Message{Fields: m.Fields[:0]}
+
+	name, _ := rm.Resource.Set().Value(keyServiceName)
+	m.ServiceName = name.AsString()
+	if m.ServiceName == "" || strings.HasPrefix(m.ServiceName, "unknown_service") {
+		return ErrNoServiceName
+	}
+	if err := heartbeat.ValidateServiceName(m.ServiceName); err != nil {
+		return fmt.Errorf("valkeyexporter: resource service.name: %w", err)
+	}
+	m.InstanceID = e.fallbackID
+	if id, ok := rm.Resource.Set().Value(keyInstanceID); ok && id.AsString() != "" {
+		if err := heartbeat.ValidateInstanceID(id.AsString()); err != nil {
+			return fmt.Errorf("valkeyexporter: resource service.instance.id: %w", err)
+		}
+		m.InstanceID = id.AsString()
+	}
+
+	var (
+		cpuSeconds float64
+		cpuAt      time.Time
+		haveCPU    bool
+	)
+	for i := range rm.ScopeMetrics {
+		sm := &rm.ScopeMetrics[i]
+		if sm.Scope.Name != ScopeName {
+			continue
+		}
+		for j := range sm.Metrics {
+			md := &sm.Metrics[j]
+			switch md.Name {
+			case convention.Uptime:
+				if v, at, ok := e.number(md); ok && v >= 0 {
+					m.UptimeSeconds, m.Has = v, m.Has|heartbeat.HasUptime
+					m.Timestamp = at
+				}
+			case convention.MemoryUsage:
+				if v, at, ok := e.number(md); ok && v >= 0 {
+					m.MemoryUsageMB, m.Has = round1(v/(1<<20)), m.Has|heartbeat.HasMemory
+					if m.Timestamp.IsZero() {
+						m.Timestamp = at
+					}
+				}
+			case convention.CPUTime:
+				cpuSeconds, cpuAt, haveCPU = e.sum(md)
+			default:
+				e.field(md)
+			}
+		}
+	}
+	if m.Timestamp.IsZero() {
+		m.Timestamp = e.s.now()
+	}
+	if haveCPU {
+		m.CPUUsagePercent, haveCPU = e.cpuPercent(cpuSeconds, cpuAt)
+		if haveCPU {
+			m.Has |= heartbeat.HasCPU
+		}
+	}
+
+	e.count++
+	m.HeartbeatCount = e.count
+	m.IntervalSeconds = e.s.interval.Seconds()
+	m.Has |= heartbeat.HasHeartbeatCount | heartbeat.HasInterval
+	m.Status = heartbeat.StatusRunning
+	if stopping {
+		m.Status = heartbeat.StatusStopping
+	}
+
+	slices.SortStableFunc(m.Fields, func(a, b heartbeat.Field) int { return strings.Compare(a.Key, b.Key) })
+	m.Fields = slices.CompactFunc(m.Fields, func(a, b heartbeat.Field) bool { return a.Key == b.Key })
+	if len(m.Fields) > MaxServiceFields {
+		e.reporter.Fail("too-many-fields", fmt.Errorf("valkeyexporter: %d service fields, more than %d; leaving out those after %q",
+			len(m.Fields), MaxServiceFields, m.Fields[MaxServiceFields-1].Key))
+		m.Fields = m.Fields[:MaxServiceFields]
+	}
+	return nil
+}
+
+// cpuPercent turns cumulative CPU seconds into the percentage of one core
+// used since the previous export, or since the process started for the
+// first one.
+func (e *Exporter) cpuPercent(seconds float64, at time.Time) (float64, bool) {
+	prev := e.cpu
+	e.cpu = cpuSample{seconds: seconds, at: at, ok: true}
+	var pct float64
+	switch {
+	case prev.ok && at.After(prev.at) && seconds >= prev.seconds:
+		pct = (seconds - prev.seconds) / at.Sub(prev.at).Seconds() * 100
+	case e.msg.Has&heartbeat.HasUptime != 0 && e.msg.UptimeSeconds > 0:
+		pct = seconds / e.msg.UptimeSeconds * 100
+	default:
+		return 0, false
+	}
+	if !finite(pct) || pct < 0 {
+		return 0, false
+	}
+	return round1(pct), true
+}
+
+// field adds the service field md carries, if it is one.
+func (e *Exporter) field(md *metricdata.Metrics) {
+	key, kind, ok := convention.ParseName(md.Name)
+	if !ok {
+		return
+	}
+	if err := heartbeat.ValidateFieldName(key); err != nil {
+		e.reporter.Fail("name:"+md.Name, fmt.Errorf("valkeyexporter: instrument %q: %w", md.Name, err))
+		return
+	}
+	var v heartbeat.Value
+	switch kind {
+	case convention.FieldNumber:
+		switch data := md.Data.(type) {
+		case metricdata.Gauge[int64]:
+			if len(data.DataPoints) == 0 {
+				return
+			}
+			v = heartbeat.Int(data.DataPoints[0].Value)
+		case metricdata.Gauge[float64]:
+			if len(data.DataPoints) == 0 {
+				return
+			}
+			f := data.DataPoints[0].Value
+			if !finite(f) {
+				e.reporter.Fail("value:"+key, fmt.Errorf("valkeyexporter: field %s: %v is not a finite number; left out", key, f))
+				return
+			}
+			v = heartbeat.Float(f)
+		default:
+			if f, _, ok := e.number(md); ok {
+				v = heartbeat.Float(f)
+			} else {
+				return
+			}
+		}
+	case convention.FieldString:
+		s, ok := stringValue(md)
+		if !ok {
+			return
+		}
+		v = heartbeat.String(s)
+	case convention.FieldTimestamp:
+		sec, _, ok := e.number(md)
+		if !ok || sec <= 0 || sec > 1e11 {
+			return
+		}
+		whole, frac := math.Modf(sec)
+		t := time.Unix(int64(whole), int64(math.Round(frac*1e6))*1e3)
+		v = heartbeat.Time(t)
+	}
+	e.reporter.OK("value:" + key)
+	e.msg.Fields = append(e.msg.Fields, heartbeat.Field{Key: key, Value: v})
+}
+
+// number returns the value of md's first data point, as a float64, for
+// gauges and sums of either number type.
+func (e *Exporter) number(md *metricdata.Metrics) (float64, time.Time, bool) {
+	var (
+		v  float64
+		at time.Time
+	)
+	switch data := md.Data.(type) {
+	case metricdata.Gauge[float64]:
+		if len(data.DataPoints) == 0 {
+			return 0, at, false
+		}
+		v, at = data.DataPoints[0].Value, data.DataPoints[0].Time
+	case metricdata.Gauge[int64]:
+		if len(data.DataPoints) == 0 {
+			return 0, at, false
+		}
+		v, at = float64(data.DataPoints[0].Value), data.DataPoints[0].Time
+	case metricdata.Sum[float64]:
+		if len(data.DataPoints) == 0 {
+			return 0, at, false
+		}
+		v, at = data.DataPoints[0].Value, data.DataPoints[0].Time
+	case metricdata.Sum[int64]:
+		if len(data.DataPoints) == 0 {
+			return 0, at, false
+		}
+		v, at = float64(data.DataPoints[0].Value), data.DataPoints[0].Time
+	default:
+		return 0, at, false
+	}
+	if !finite(v) {
+		e.reporter.Fail("value:"+md.Name, fmt.Errorf("valkeyexporter: %s: %v is not a finite number; left out", md.Name, v))
+		return 0, at, false
+	}
+	e.reporter.OK("value:" + md.Name)
+	return v, at, true
+}
+
+// sum adds up every data point of a cumulative CPU time (one per cpu.mode).
+func (e *Exporter) sum(md *metricdata.Metrics) (float64, time.Time, bool) {
+	var (
+		total float64
+		at    time.Time
+		n     int
+	)
+	switch data := md.Data.(type) {
+	case metricdata.Sum[float64]:
+		for _, dp := range data.DataPoints {
+			total += dp.Value
+			at = dp.Time
+			n++
+		}
+	case metricdata.Sum[int64]:
+		for _, dp := range data.DataPoints {
+			total += float64(dp.Value)
+			at = dp.Time
+			n++
+		}
+	}
+	if n == 0 || !finite(total) || total < 0 {
+		return 0, at, false
+	}
+	return total, at, true
+}
+
+// stringValue returns the heartbeat.value attribute of the data point that
+// says 1 (the current state).
+func stringValue(md *metricdata.Metrics) (string, bool) {
+	data, ok := md.Data.(metricdata.Gauge[int64])
+	if !ok {
+		return "", false
+	}
+	for _, dp := range data.DataPoints {
+		if dp.Value == 0 {
+			continue
+		}
+		if v, ok := dp.Attributes.Value(convention.ValueKey); ok && v.Type() == attribute.STRING {
+			return truncate(v.AsString(), MaxStringLength), true
+		}
+	}
+	return "", false
+}
+
+// send publishes e.buf and writes (or, when stopping, deletes) the
+// latest-state key in one pipelined round trip.
+func (e *Exporter) send(ctx context.Context, stopping bool) error {
+	m := &e.msg
+	channel := heartbeat.Channel(e.s.channelPrefix, m.ServiceName)
+	key := heartbeat.Key(e.s.keyPrefix, m.ServiceName, m.InstanceID)
+	var (
+		pub   *redis.IntCmd
+		state redis.Cmder
+	)
+	_, perr := e.s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		pub = p.Publish(ctx, channel, e.buf)
+		if e.s.latestState {
+			if stopping {
+				state = p.Del(ctx, key)
+			} else {
+				state = p.Set(ctx, key, e.buf, 3*e.s.interval)
+			}
+		}
+		return nil
+	})
+	pubErr := pub.Err()
+	if pubErr == nil && perr != nil && (state == nil || state.Err() == nil) {
+		// The connection failed before any command ran (e.g. its
+		// handshake was refused); go-redis reports that only here.
+		pubErr = perr
+	}
+	if pubErr != nil {
+		return fmt.Errorf("valkeyexporter: PUBLISH %s to %s: %w", channel, e.s.endpoint, pubErr)
+	}
+	if state == nil {
+		return nil
+	}
+	if err := state.Err(); err != nil {
+		// The heartbeat reached subscribers; only late joiners miss it.
+		e.reporter.Fail("latest-state", fmt.Errorf("valkeyexporter: %s %s to %s: %w (heartbeats are still published)",
+			strings.ToUpper(state.Name()), key, e.s.endpoint, err))
+		return nil
+	}
+	e.reporter.OK("latest-state")
+	if stopping {
+		e.writtenKey = ""
+	} else {
+		e.writtenKey = key
+	}
+	return nil
+}
+
+// ForceFlush returns nil: the exporter holds no data between exports.
+func (e *Exporter) ForceFlush(ctx context.Context) error {
+	return ctx.Err()
+}
+
+// Shutdown deletes the latest-state key if an export wrote it and no
+// stopping heartbeat removed it, and closes the client the exporter built
+// (never one passed with WithClient). It returns before ctx is done; later
+// calls return ErrShutdown, and so do later Exports.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	err := ErrShutdown
+	e.shutdownOnce.Do(func() {
+		err = nil
+		e.isShutdown.Store(true)
+		select {
+		case e.sem <- struct{}{}:
+			if key := e.writtenKey; key != "" {
+				if derr := e.s.client.Del(ctx, key).Err(); derr != nil {
+					err = fmt.Errorf("valkeyexporter: DEL %s to %s: %w", key, e.s.endpoint, derr)
+				} else {
+					e.writtenKey = ""
+				}
+			}
+			<-e.sem
+		case <-ctx.Done():
+			// An export is stuck; closing the client below ends it.
+			err = ctx.Err()
+		}
+		if e.s.ownsClient {
+			if cerr := e.s.client.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
+				err = errors.Join(err, cerr)
+			}
+		}
+	})
+	return err
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
