@@ -23,18 +23,20 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	client      redis.UniversalClient
-	endpoint    *string
-	username    *string
-	password    *string
-	tlsConfig   *tls.Config
-	interval    time.Duration
-	channel     *string
-	key         *string
-	latestState *bool
-	getenv      func(string) string
-	now         func() time.Time
-	handle      func(error)
+	client         redis.UniversalClient
+	endpoint       *string
+	username       *string
+	password       *string
+	tlsConfig      *tls.Config
+	interval       time.Duration
+	channel        *string
+	key            *string
+	latestState    *bool
+	serviceName    string
+	serviceNameSet bool
+	getenv         func(string) string
+	now            func() time.Time
+	handle         func(error)
 }
 
 // WithClient makes the exporter publish through client, which may be a
@@ -96,6 +98,13 @@ func WithoutLatestState() Option {
 	return optionFunc(func(c *config) { f := false; c.latestState = &f })
 }
 
+// WithServiceName sets the service_name of every heartbeat, overriding the
+// Resource's service.name. The name is checked by New. Default: the
+// Resource's service.name (OTEL_SERVICE_NAME).
+func WithServiceName(name string) Option {
+	return optionFunc(func(c *config) { c.serviceName = name; c.serviceNameSet = true })
+}
+
 // withEnv replaces os.Getenv, for tests.
 func withEnv(getenv func(string) string) Option {
 	return optionFunc(func(c *config) { c.getenv = getenv })
@@ -120,6 +129,7 @@ type settings struct {
 	channelPrefix string
 	keyPrefix     string
 	latestState   bool
+	serviceName   string
 	now           func() time.Time
 	handle        func(error)
 }
@@ -148,6 +158,12 @@ func newSettings(opts []Option) (settings, error) {
 		s.now = time.Now
 	}
 	var errs []error
+	if c.serviceNameSet {
+		if err := heartbeat.ValidateServiceName(c.serviceName); err != nil {
+			errs = append(errs, fmt.Errorf("WithServiceName: %w", err))
+		}
+		s.serviceName = c.serviceName
+	}
 
 	switch {
 	case c.interval != 0:

@@ -153,8 +153,12 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 	m := &e.msg
 	*m = heartbeat.Message{Fields: m.Fields[:0]}
 
-	name, _ := rm.Resource.Set().Value(keyServiceName)
-	m.ServiceName = name.AsString()
+	if e.s.serviceName != "" {
+		m.ServiceName = e.s.serviceName
+	} else {
+		name, _ := rm.Resource.Set().Value(keyServiceName)
+		m.ServiceName = name.AsString()
+	}
 	if m.ServiceName == "" || strings.HasPrefix(m.ServiceName, "unknown_service") {
 		return ErrNoServiceName
 	}

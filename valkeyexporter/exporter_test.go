@@ -595,3 +595,25 @@ func TestOptionsWinOverEnvironment(t *testing.T) {
 		t.Errorf("interval %v endpoint %s", exp2.Interval(), exp2.Endpoint())
 	}
 }
+
+func TestWithServiceNameOverridesTheResource(t *testing.T) {
+	if _, err := New(WithServiceName("bad name"), withEnv(func(string) string { return "" })); err == nil || !strings.Contains(err.Error(), "WithServiceName") {
+		t.Errorf("bad WithServiceName: %v", err)
+	}
+	srv := redistest.Start(t)
+	msgs := subscribe(t, srv, "heartbeat:service:*")
+	exp := newExporter(t, srv, WithServiceName("geofence_service"))
+	must(t, exp.Export(context.Background(), collect(t, "resource_name")))
+	if got := next(t, msgs).Channel; got != "heartbeat:service:geofence_service" {
+		t.Errorf("channel %q", got)
+	}
+}
+
+func TestReaderShutdownTwiceIsQuiet(t *testing.T) {
+	srv := redistest.Start(t)
+	r := NewReader(newExporter(t, srv))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r), sdkmetric.WithResource(testResource("svc")))
+	must(t, r.Shutdown(context.Background()))
+	// The provider shuts the reader down again; that is not an error.
+	must(t, mp.Shutdown(context.Background()))
+}

@@ -3,6 +3,7 @@ package valkeyexporter
 import (
 	"context"
 	"os"
+	"sync"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -18,6 +19,7 @@ const defaultExportTimeout = 30 * time.Second
 type Reader struct {
 	*sdkmetric.PeriodicReader
 	exporter *Exporter
+	once     sync.Once
 }
 
 var _ sdkmetric.Reader = (*Reader)(nil)
@@ -46,8 +48,14 @@ func (r *Reader) Exporter() *Exporter { return r.exporter }
 
 // Shutdown collects and exports the final heartbeat, with status
 // "stopping" and the latest-state key deleted, then shuts the exporter down.
-// It returns before ctx is done, even when Valkey is unreachable.
+// It returns before ctx is done, even when Valkey is unreachable. Later
+// calls return nil, so that a MeterProvider shutting down a reader that a
+// Publisher already stopped does not report an error.
 func (r *Reader) Shutdown(ctx context.Context) error {
-	r.exporter.MarkStopping()
-	return r.PeriodicReader.Shutdown(ctx)
+	var err error
+	r.once.Do(func() {
+		r.exporter.MarkStopping()
+		err = r.PeriodicReader.Shutdown(ctx)
+	})
+	return err
 }

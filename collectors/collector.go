@@ -1,0 +1,104 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/convention"
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+)
+
+// Collector produces one service value for each heartbeat. Build one with
+// Int, Float, String or Timestamp (or their ...Func forms, which take a
+// context and may fail). The zero Collector is invalid.
+type Collector struct {
+	kind    convention.FieldKind
+	isFloat bool
+	fn      func(context.Context) (heartbeat.Value, error)
+}
+
+// errNoValue marks a collector that has nothing to report this time, such as
+// a zero time for "never": the field is left out without reporting a failure.
+var errNoValue = errors.New("no value")
+
+// Int returns a collector of an integer value, such as a queue size.
+func Int(f func() int64) Collector {
+	return IntFunc(func(context.Context) (int64, error) { return f(), nil })
+}
+
+// IntFunc returns a collector of an integer value that may fail; it should
+// return when ctx is done.
+func IntFunc(f func(ctx context.Context) (int64, error)) Collector {
+	return Collector{kind: convention.FieldNumber, fn: func(ctx context.Context) (heartbeat.Value, error) {
+		v, err := f(ctx)
+		return heartbeat.Int(v), err
+	}}
+}
+
+// Float returns a collector of a floating-point value, such as a ratio.
+func Float(f func() float64) Collector {
+	return FloatFunc(func(context.Context) (float64, error) { return f(), nil })
+}
+
+// FloatFunc returns a collector of a floating-point value that may fail; it
+// should return when ctx is done. NaN and infinities are failures.
+func FloatFunc(f func(ctx context.Context) (float64, error)) Collector {
+	return Collector{kind: convention.FieldNumber, isFloat: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
+		v, err := f(ctx)
+		if err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			err = fmt.Errorf("%v is not a finite number", v)
+		}
+		return heartbeat.Float(v), err
+	}}
+}
+
+// String returns a collector of a state, such as an API status
+// ("authenticated"). Values longer than MaxStringLength bytes are cut.
+func String(f func() string) Collector {
+	return StringFunc(func(context.Context) (string, error) { return f(), nil })
+}
+
+// StringFunc returns a collector of a state that may fail; it should return
+// when ctx is done.
+func StringFunc(f func(ctx context.Context) (string, error)) Collector {
+	return Collector{kind: convention.FieldString, fn: func(ctx context.Context) (heartbeat.Value, error) {
+		v, err := f(ctx)
+		return heartbeat.String(v), err
+	}}
+}
+
+// Timestamp returns a collector of a point in time, such as the last
+// successful operation. A zero time means "never" and leaves the field out
+// of the heartbeat without counting as a failure.
+func Timestamp(f func() time.Time) Collector {
+	return TimestampFunc(func(context.Context) (time.Time, error) { return f(), nil })
+}
+
+// TimestampFunc returns a collector of a point in time that may fail; it
+// should return when ctx is done.
+func TimestampFunc(f func(ctx context.Context) (time.Time, error)) Collector {
+	return Collector{kind: convention.FieldTimestamp, fn: func(ctx context.Context) (heartbeat.Value, error) {
+		v, err := f(ctx)
+		if err == nil && v.IsZero() {
+			err = errNoValue
+		}
+		return heartbeat.Time(v), err
+	}}
+}
+
+// MaxStringLength bounds a string value, in bytes.
+const MaxStringLength = 1024
+
+// instrumentName returns the instrument that carries the field name.
+func (c Collector) instrumentName(name string) string {
+	switch c.kind {
+	case convention.FieldString:
+		return convention.StringName(name)
+	case convention.FieldTimestamp:
+		return convention.TimestampName(name)
+	}
+	return convention.NumberName(name)
+}

@@ -1,0 +1,296 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/otel-heartbeat/heartbeat/internal/convention"
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/report"
+)
+
+// MaxFields bounds the service fields of one heartbeat.
+const MaxFields = 64
+
+// ErrUnregistered is returned by Fields.Add after Unregister.
+var ErrUnregistered = errors.New("collectors: fields are unregistered")
+
+// Fields is a set of named service values observed together, each in
+// isolation from the others (see the package documentation). Its methods
+// are safe for concurrent use.
+type Fields struct {
+	cfg      config
+	meter    metric.Meter
+	reporter *report.Reporter
+	ctx      context.Context // cancelled by Unregister
+	cancel   context.CancelFunc
+
+	mu      sync.Mutex
+	entries []*entry
+	reg     metric.Registration
+	closed  bool
+
+	running  atomic.Int64
+	drained  chan struct{}
+	drainOne sync.Once
+}
+
+type entry struct {
+	name  string
+	c     Collector
+	inst  metric.Observable
+	busy  atomic.Bool
+}
+
+// NewFields returns an empty set of service fields on the heartbeat scope of
+// the configured MeterProvider.
+func NewFields(opts ...Option) *Fields {
+	cfg := newConfig(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Fields{
+		cfg:      cfg,
+		meter:    cfg.meter(),
+		reporter: &report.Reporter{Handle: cfg.handle},
+		ctx:      ctx,
+		cancel:   cancel,
+		drained:  make(chan struct{}),
+	}
+}
+
+// Add registers the service field name, observed by c on every collection.
+// name must be a valid field name: an ASCII letter, then letters, digits and
+// underscores, at most 64 bytes, and none of the documented heartbeat keys.
+// Adding a name twice, or more than MaxFields names, is an error.
+func (f *Fields) Add(name string, c Collector) error {
+	if err := heartbeat.ValidateFieldName(name); err != nil {
+		return fmt.Errorf("collectors: %w", err)
+	}
+	if c.fn == nil {
+		return fmt.Errorf("collectors: field %q: the collector is empty; build it with Int, Float, String or Timestamp", name)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrUnregistered
+	}
+	for _, e := range f.entries {
+		if e.name == name {
+			return fmt.Errorf("collectors: field %q is already registered", name)
+		}
+	}
+	if len(f.entries) >= MaxFields {
+		return fmt.Errorf("collectors: field %q: a heartbeat holds at most %d service fields", name, MaxFields)
+	}
+
+	e := &entry{name: name, c: c}
+	var err error
+	switch {
+	case c.kind == convention.FieldString:
+		e.inst, err = f.meter.Int64ObservableGauge(c.instrumentName(name), metric.WithUnit(convention.UnitOne),
+			metric.WithDescription("Heartbeat state "+name+": 1 for the current value, in attribute "+convention.ValueKey+"."))
+	case c.kind == convention.FieldTimestamp:
+		e.inst, err = f.meter.Float64ObservableGauge(c.instrumentName(name), metric.WithUnit(convention.UnitSeconds),
+			metric.WithDescription("Heartbeat time "+name+", in seconds since the Unix epoch."))
+	case c.isFloat:
+		e.inst, err = f.meter.Float64ObservableGauge(c.instrumentName(name), metric.WithDescription("Heartbeat value "+name+"."))
+	default:
+		e.inst, err = f.meter.Int64ObservableGauge(c.instrumentName(name), metric.WithDescription("Heartbeat value "+name+"."))
+	}
+	if err != nil {
+		return fmt.Errorf("collectors: field %q: %w", name, err)
+	}
+
+	// Register one callback over every field, so that all collectors of a
+	// heartbeat run concurrently under one budget, then drop the old one.
+	insts := make([]metric.Observable, 0, len(f.entries)+1)
+	for _, old := range f.entries {
+		insts = append(insts, old.inst)
+	}
+	insts = append(insts, e.inst)
+	reg, err := f.meter.RegisterCallback(f.observe, insts...)
+	if err != nil {
+		return fmt.Errorf("collectors: field %q: %w", name, err)
+	}
+	if f.reg != nil {
+		_ = f.reg.Unregister()
+	}
+	f.reg = reg
+	f.entries = append(f.entries, e)
+	return nil
+}
+
+// Names returns the registered field names, sorted.
+func (f *Fields) Names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, len(f.entries))
+	for i, e := range f.entries {
+		names[i] = e.name
+	}
+	sort.Strings(names)
+	return names
+}
+
+type result struct {
+	e   *entry
+	v   heartbeat.Value
+	err error
+}
+
+// observe runs every idle collector concurrently and observes those that
+// return within the budget. It never returns an error: that would make the
+// SDK drop the whole heartbeat.
+func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
+	defer func() {
+		if r := recover(); r != nil {
+			f.reporter.Fail("observe", fmt.Errorf("collectors: observing service fields panicked: %v", r))
+		}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, f.cfg.timeout)
+	defer cancel()
+	defer context.AfterFunc(f.ctx, cancel)()
+
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	results := make(chan result, len(f.entries))
+	pending := make(map[*entry]bool, len(f.entries))
+	for _, e := range f.entries {
+		if !e.busy.CompareAndSwap(false, true) {
+			// Still running from an earlier heartbeat: already reported.
+			continue
+		}
+		pending[e] = true
+		f.running.Add(1)
+		go f.run(cctx, e, results)
+	}
+	f.mu.Unlock()
+
+	for len(pending) > 0 {
+		select {
+		case r := <-results:
+			delete(pending, r.e)
+			f.record(o, r)
+		case <-cctx.Done():
+			if f.ctx.Err() != nil || ctx.Err() != nil {
+				// Unregistered, or the reader gave up on this collection:
+				// not the collectors' fault.
+				return nil
+			}
+			for e := range pending {
+				f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", e.name, f.cfg.timeout))
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func (f *Fields) run(ctx context.Context, e *entry, results chan<- result) {
+	defer func() {
+		e.busy.Store(false)
+		if f.running.Add(-1) == 0 && f.isClosed() {
+			f.drainOne.Do(func() { close(f.drained) })
+		}
+	}()
+	r := result{e: e}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				r.err = fmt.Errorf("panicked: %v", p)
+			}
+		}()
+		r.v, r.err = e.c.fn(ctx)
+	}()
+	results <- r // buffered for every collector of the heartbeat
+}
+
+func (f *Fields) record(o metric.Observer, r result) {
+	e := r.e
+	switch {
+	case errors.Is(r.err, errNoValue):
+		f.reporter.OK(e.name)
+		return
+	case r.err != nil:
+		f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: %w; left out", e.name, r.err))
+		return
+	}
+	f.reporter.OK(e.name)
+	switch inst := e.inst.(type) {
+	case metric.Int64Observable:
+		if e.c.kind == convention.FieldString {
+			o.ObserveInt64(inst, 1, metric.WithAttributes(attribute.String(convention.ValueKey, truncate(r.v.Str, MaxStringLength))))
+			return
+		}
+		o.ObserveInt64(inst, r.v.Int)
+	case metric.Float64Observable:
+		if e.c.kind == convention.FieldTimestamp {
+			o.ObserveFloat64(inst, float64(r.v.Time.UnixMicro())/1e6)
+			return
+		}
+		o.ObserveFloat64(inst, r.v.Float)
+	}
+}
+
+func (f *Fields) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
+// Unregister stops observing the fields, cancels the context of collectors
+// still running and waits, until ctx is done, for them to return. It is safe
+// to call more than once. The error names collectors that ignored their
+// context and are still running; each holds one goroutine until it returns.
+func (f *Fields) Unregister(ctx context.Context) error {
+	f.mu.Lock()
+	first := !f.closed
+	f.closed = true
+	reg := f.reg
+	f.mu.Unlock()
+	var err error
+	if first {
+		f.cancel()
+		if reg != nil {
+			err = reg.Unregister()
+		}
+		if f.running.Load() == 0 {
+			f.drainOne.Do(func() { close(f.drained) })
+		}
+	}
+	select {
+	case <-f.drained:
+		return err
+	case <-ctx.Done():
+		var busy []string
+		f.mu.Lock()
+		for _, e := range f.entries {
+			if e.busy.Load() {
+				busy = append(busy, e.name)
+			}
+		}
+		f.mu.Unlock()
+		return errors.Join(err, fmt.Errorf("collectors: still running after their context was cancelled: %s", strings.Join(busy, ", ")))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

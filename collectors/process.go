@@ -1,0 +1,120 @@
+package collectors
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/process"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/otel-heartbeat/heartbeat/internal/convention"
+	"github.com/otel-heartbeat/heartbeat/internal/report"
+)
+
+var (
+	cpuModeUser   = metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "user")))
+	cpuModeSystem = metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "system")))
+)
+
+// Process observes this process's uptime, resident memory and CPU time:
+//
+//	process.uptime        seconds since the process started
+//	process.memory.usage  resident set size, bytes (gopsutil MemoryInfo().RSS)
+//	process.cpu.time      user and system CPU seconds (gopsutil Times()),
+//	                      attribute cpu.mode
+//
+// A value gopsutil cannot read is left out of that collection and reported
+// once; uptime never fails.
+type Process struct {
+	proc     *process.Process
+	started  time.Time // monotonic
+	offset   time.Duration
+	reporter *report.Reporter
+	reg      metric.Registration
+	once     sync.Once
+}
+
+// NewProcess registers the process instruments on the heartbeat scope of the
+// configured MeterProvider. Unregister stops observing them.
+func NewProcess(opts ...Option) (*Process, error) {
+	cfg := newConfig(opts)
+	p := &Process{started: time.Now(), reporter: &report.Reporter{Handle: cfg.handle}}
+	proc, err := process.NewProcess(int32(os.Getpid()))
+	if err != nil {
+		p.reporter.Fail("process", fmt.Errorf("collectors: gopsutil cannot read this process: %w; memory and CPU are left out", err))
+	} else {
+		p.proc = proc
+		// Uptime counts from the process's start, not from ours, as the
+		// semantic convention says; it then advances on the monotonic clock.
+		if ms, err := proc.CreateTime(); err == nil && ms > 0 {
+			if d := time.Since(time.UnixMilli(ms)); d > 0 {
+				p.offset = d
+			}
+		}
+	}
+
+	m := cfg.meter()
+	uptime, err := m.Float64ObservableGauge(convention.Uptime,
+		metric.WithUnit(convention.UnitSeconds),
+		metric.WithDescription("The time the process has been running."))
+	if err != nil {
+		return nil, fmt.Errorf("collectors: %s: %w", convention.Uptime, err)
+	}
+	mem, err := m.Int64ObservableGauge(convention.MemoryUsage,
+		metric.WithUnit(convention.UnitBytes),
+		metric.WithDescription("The amount of physical memory in use (resident set size)."))
+	if err != nil {
+		return nil, fmt.Errorf("collectors: %s: %w", convention.MemoryUsage, err)
+	}
+	cpu, err := m.Float64ObservableCounter(convention.CPUTime,
+		metric.WithUnit(convention.UnitSeconds),
+		metric.WithDescription("Total CPU seconds broken down by different CPU modes."))
+	if err != nil {
+		return nil, fmt.Errorf("collectors: %s: %w", convention.CPUTime, err)
+	}
+	p.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		p.observe(ctx, o, uptime, mem, cpu)
+		return nil
+	}, uptime, mem, cpu)
+	if err != nil {
+		return nil, fmt.Errorf("collectors: register process callback: %w", err)
+	}
+	return p, nil
+}
+
+func (p *Process) observe(ctx context.Context, o metric.Observer, uptime metric.Float64Observable, mem metric.Int64Observable, cpu metric.Float64Observable) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.reporter.Fail("panic", fmt.Errorf("collectors: process collector panicked: %v", r))
+		}
+	}()
+	o.ObserveFloat64(uptime, (p.offset + time.Since(p.started)).Seconds())
+	if p.proc == nil {
+		return
+	}
+	if mi, err := p.proc.MemoryInfoWithContext(ctx); err != nil {
+		p.reporter.Fail("memory", fmt.Errorf("collectors: read resident memory: %w", err))
+	} else {
+		p.reporter.OK("memory")
+		o.ObserveInt64(mem, int64(mi.RSS))
+	}
+	if t, err := p.proc.TimesWithContext(ctx); err != nil {
+		p.reporter.Fail("cpu", fmt.Errorf("collectors: read CPU time: %w", err))
+	} else {
+		p.reporter.OK("cpu")
+		o.ObserveFloat64(cpu, t.User, cpuModeUser)
+		o.ObserveFloat64(cpu, t.System, cpuModeSystem)
+	}
+}
+
+// Unregister stops observing the process instruments. It is safe to call
+// more than once.
+func (p *Process) Unregister() error {
+	var err error
+	p.once.Do(func() { err = p.reg.Unregister() })
+	return err
+}
