@@ -89,6 +89,9 @@ func TimestampFunc(f func(ctx context.Context) (time.Time, error)) Collector {
 	}}
 }
 
+// IsZero reports whether c is the zero Collector, which collects nothing.
+func (c Collector) IsZero() bool { return c.fn == nil }
+
 // MaxStringLength bounds a string value, in bytes.
 const MaxStringLength = 1024
 

@@ -45,10 +45,10 @@ type Fields struct {
 }
 
 type entry struct {
-	name  string
-	c     Collector
-	inst  metric.Observable
-	busy  atomic.Bool
+	name string
+	c    Collector
+	inst metric.Observable
+	busy atomic.Bool
 }
 
 // NewFields returns an empty set of service fields on the heartbeat scope of

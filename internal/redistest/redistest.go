@@ -85,6 +85,22 @@ func Start(t testing.TB, extra ...string) *Server {
 	return nil
 }
 
+// StartOnPort is Start on a given port, for a test that must point a client
+// at an address before the server exists.
+func StartOnPort(t testing.TB, port int, extra ...string) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, bin: bin, args: extra, dir: t.TempDir(), port: port}
+	if err := s.start(); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,0 +1,82 @@
+package otelheartbeat
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
+)
+
+// Option configures a Publisher or Manager.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	interval         time.Duration
+	exporterOpts     []valkeyexporter.Option
+	readers          []sdkmetric.Reader
+	resource         *resource.Resource
+	provider         metric.MeterProvider
+	heartbeatReader  *valkeyexporter.Reader
+	collectorTimeout time.Duration
+	handle           func(error)
+}
+
+// WithInterval sets the time between heartbeats. It overrides
+// HEARTBEAT_INTERVAL. Default: 60 s. Ignored with WithMeterProvider, where
+// the heartbeat reader's interval rules.
+func WithInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.interval = d })
+}
+
+// WithExporterOptions passes options to the Valkey exporter: where Valkey is
+// (valkeyexporter.WithEndpoint, WithClient, WithAuth, WithTLSConfig), channel
+// and key prefixes, the latest-state key. They override the OTEL_EXPORTER_VALKEY_*
+// and HEALTH_REDIS_* variables. Ignored with WithMeterProvider.
+func WithExporterOptions(opts ...valkeyexporter.Option) Option {
+	return optionFunc(func(c *config) { c.exporterOpts = append(c.exporterOpts, opts...) })
+}
+
+// WithReader adds a reader to the Publisher's own MeterProvider, beside the
+// heartbeat reader: an OTLP, Prometheus or stdout reader then exports the
+// heartbeat gauges too. The Publisher shuts it down on Stop. Ignored with
+// WithMeterProvider.
+func WithReader(r sdkmetric.Reader) Option {
+	return optionFunc(func(c *config) { c.readers = append(c.readers, r) })
+}
+
+// WithResource merges res into the Publisher's Resource, over what the
+// environment says; the service name passed to NewPublisher still wins.
+// Ignored with WithMeterProvider.
+func WithResource(res *resource.Resource) Option {
+	return optionFunc(func(c *config) { c.resource = res })
+}
+
+// WithMeterProvider makes the Publisher register its gauges on mp, a
+// MeterProvider the service already has, to which heartbeatReader (from
+// NewReader) was added. Stop then shuts down only heartbeatReader; mp and
+// its other readers stay the service's to shut down.
+func WithMeterProvider(mp metric.MeterProvider, heartbeatReader *valkeyexporter.Reader) Option {
+	return optionFunc(func(c *config) { c.provider, c.heartbeatReader = mp, heartbeatReader })
+}
+
+// WithCollectorTimeout sets how long a service collector may run per
+// heartbeat before its field is left out of that heartbeat. Default: the
+// smaller of 1 s and half the interval.
+func WithCollectorTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.collectorTimeout = d })
+}
+
+// withErrorHandler replaces otel.Handle for collector and start-up
+// failures, for tests.
+func withErrorHandler(h func(error)) Option {
+	return optionFunc(func(c *config) { c.handle = h })
+}
