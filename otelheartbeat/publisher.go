@@ -188,6 +188,9 @@ func (p *Publisher) ServiceName() string { return p.name }
 // the provider's Resource decides.
 func (p *Publisher) InstanceID() string { return p.instanceID }
 
+// Endpoint describes where heartbeats go, without credentials.
+func (p *Publisher) Endpoint() string { return p.exporter.Endpoint() }
+
 // Interval returns the time between heartbeats.
 func (p *Publisher) Interval() time.Duration { return p.interval }
 

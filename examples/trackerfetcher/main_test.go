@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+)
+
+// The service as an operator runs it: built, configured by environment,
+// stopped with SIGTERM.
+func TestServiceHeartbeatsAndStopsGracefullyOnSIGTERM(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := filepath.Join(t.TempDir(), "trackerfetcher")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"HEARTBEAT_INTERVAL=0.5",
+		"OTEL_SERVICE_NAME=tracker_fetcher_eu",
+		"HEALTH_REDIS_HOST=127.0.0.1",
+		"HEALTH_REDIS_PORT="+strconv.Itoa(srv.Port()),
+		"OTEL_EXPORTER_VALKEY_ENDPOINT=",
+	)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+
+	var last *heartbeat.Message
+	for i := 0; i < 3; i++ {
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("%v; service log:\n%s", err, stderr.String())
+		}
+		m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ServiceName != "tracker_fetcher_eu" || m.HeartbeatCount != int64(i+1) || m.Status != "running" {
+			t.Errorf("heartbeat %s", msg.Payload)
+		}
+		for _, k := range []string{"queue_size", "api_status"} {
+			if _, ok := m.Field(k); !ok {
+				t.Errorf("%s missing from %s", k, msg.Payload)
+			}
+		}
+		last = m
+	}
+	if v, _ := last.Field("api_status"); v.Str != "authenticated" {
+		t.Errorf("api_status %q", v.Str)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var final *heartbeat.Message
+	for final == nil || final.Status != "stopping" {
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("no stopping heartbeat: %v; service log:\n%s", err, stderr.String())
+		}
+		final, _ = heartbeat.Unmarshal([]byte(msg.Payload))
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v; log:\n%s", err, stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("the service did not exit after SIGTERM")
+	}
+	if !bytes.Contains(stderr.Bytes(), []byte("stopped")) {
+		t.Errorf("log:\n%s", stderr.String())
+	}
+}
