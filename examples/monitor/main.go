@@ -1,0 +1,311 @@
+// Command monitor watches service heartbeats live: the Go counterpart of the
+// seed's monitor_heartbeat_messages.py, and of its admin panel's liveness
+// rule.
+//
+//	monitor                 print every heartbeat as the seed's monitor does,
+//	                        and every liveness change as it happens
+//	monitor --table         a live table of services and instances
+//	monitor --json          one JSON object per line, for piping
+//	monitor --once          print current state from the latest-state keys and
+//	                        exit: 0 all alive, 1 any stale (or, with --service,
+//	                        none alive), 2 Valkey unreachable
+//	monitor --service NAME  only that service
+//
+// It connects as the library does: OTEL_EXPORTER_VALKEY_ENDPOINT (or the
+// seed's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD),
+// OTEL_EXPORTER_VALKEY_USERNAME, _PASSWORD, _CERTIFICATE, _CHANNEL_PREFIX and
+// _KEY_PREFIX; default localhost:6379. Colours follow NO_COLOR and are off
+// when output is not a terminal.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/internal/monitor"
+	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+)
+
+// Exit codes of --once.
+const (
+	exitOK          = 0
+	exitNotAlive    = 1
+	exitUnreachable = 2
+	exitUsage       = 3
+)
+
+type options struct {
+	table, json, once bool
+	service           string
+	endpoint          string
+	retention         time.Duration
+	refresh           time.Duration
+	timeout           time.Duration
+}
+
+func main() {
+	// The monitor reports connection trouble itself; go-redis's own log
+	// lines would only repeat it.
+	redis.SetLogger(quiet{})
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.BoolVar(&o.table, "table", false, "show a live table of services and instances")
+	fs.BoolVar(&o.json, "json", false, "write one JSON object per line")
+	fs.BoolVar(&o.once, "once", false, "print current state from the latest-state keys and exit (0 alive, 1 not, 2 unreachable)")
+	fs.StringVar(&o.service, "service", "", "watch only this service")
+	fs.StringVar(&o.endpoint, "endpoint", "", "Valkey endpoint URL or host:port (default: the library's variables)")
+	fs.DurationVar(&o.retention, "retention", liveness.DefaultRetention, "forget dead and stopped instances after this long")
+	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "monitor: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if o.table && o.json {
+		fmt.Fprintln(stderr, "monitor: --table and --json do not mix")
+		return exitUsage
+	}
+	if o.refresh <= 0 || o.retention <= 0 || o.timeout <= 0 {
+		fmt.Fprintln(stderr, "monitor: --refresh, --retention and --timeout must be positive")
+		return exitUsage
+	}
+	if o.service != "" {
+		if err := heartbeat.ValidateServiceName(o.service); err != nil {
+			fmt.Fprintf(stderr, "monitor: --service: %v\n", err)
+			return exitUsage
+		}
+	}
+
+	client, endpoint, channelPrefix, keyPrefix, err := connect(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "monitor: %v\n", err)
+		return exitUsage
+	}
+	defer client.Close()
+	style := monitor.Style{Color: colour(stdout), Location: time.Local}
+
+	if o.once {
+		return once(o, client, endpoint, keyPrefix, style, stdout, stderr)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m, err := monitor.New(monitor.Config{
+		Client: client, Endpoint: endpoint,
+		ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
+		Service: o.service,
+		Tracker: []liveness.Option{liveness.WithRetention(o.retention)},
+		Refresh: o.refresh,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "monitor: %v\n", err)
+		return exitUsage
+	}
+	if !o.json {
+		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", m.Pattern(), endpoint)
+	}
+	_ = m.Run(ctx, renderer(o, m, style, stdout))
+	s := m.Stats()
+	if !o.json {
+		fmt.Fprintf(stderr, "monitor: received %d heartbeats, %d malformed, %d dropped, %d disconnects\n",
+			s.Received, s.Malformed, s.Dropped, s.Disconnects)
+	}
+	return exitOK
+}
+
+// connect builds the client from the library's variables and --endpoint.
+func connect(o options) (redis.UniversalClient, string, string, string, error) {
+	conn, err := valkeyconf.ConnectionFromEnv(os.Getenv)
+	if o.endpoint != "" {
+		e, perr := valkeyconf.ParseEndpoint(o.endpoint)
+		if perr != nil {
+			return nil, "", "", "", fmt.Errorf("--endpoint: %w", perr)
+		}
+		conn.Endpoint, err = e, nil
+	}
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	channelPrefix, keyPrefix := heartbeat.DefaultChannelPrefix, heartbeat.DefaultKeyPrefix
+	if v := os.Getenv(valkeyconf.EnvChannelPrefix); v != "" {
+		if channelPrefix, err = valkeyconf.Prefix(valkeyconf.EnvChannelPrefix, v); err != nil {
+			return nil, "", "", "", err
+		}
+	}
+	if v := os.Getenv(valkeyconf.EnvKeyPrefix); v != "" {
+		if keyPrefix, err = valkeyconf.Prefix(valkeyconf.EnvKeyPrefix, v); err != nil {
+			return nil, "", "", "", err
+		}
+	}
+	opts, err := conn.ClientOptions(o.timeout)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	return redis.NewUniversalClient(opts), conn.Endpoint.String(), channelPrefix, keyPrefix, nil
+}
+
+// colour reports whether w is a terminal and NO_COLOR is unset.
+func colour(w io.Writer) bool {
+	if _, ok := os.LookupEnv("NO_COLOR"); ok {
+		return false
+	}
+	return isTerminal(w)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// maxMalformedPerSecond bounds the malformed-message lines printed, so that
+// a flood of garbage cannot flood the terminal.
+const maxMalformedPerSecond = 5
+
+func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) func(monitor.Event) {
+	var malformed, suppressed int
+	var second time.Time
+	limited := func(e monitor.Event) bool {
+		if e.Kind != monitor.KindMalformed {
+			return false
+		}
+		if s := e.At.Truncate(time.Second); !s.Equal(second) {
+			second, malformed = s, 0
+		}
+		malformed++
+		if malformed > maxMalformedPerSecond {
+			suppressed++
+			return true
+		}
+		return false
+	}
+	flushSuppressed := func(e monitor.Event) {
+		if suppressed > 0 && e.Kind == monitor.KindRefresh {
+			fmt.Fprintf(w, "... %d more malformed messages not shown (see the malformed count)\n", suppressed)
+			suppressed = 0
+		}
+	}
+
+	switch {
+	case o.json:
+		return func(e monitor.Event) {
+			if !limited(e) {
+				_ = monitor.JSON(w, e)
+			}
+		}
+	case o.table:
+		tty := isTerminal(w)
+		var recent []string
+		return func(e monitor.Event) {
+			switch e.Kind {
+			case monitor.KindHeartbeat:
+				return
+			case monitor.KindRefresh:
+				if tty {
+					fmt.Fprint(w, "\x1b[H\x1b[2J")
+				}
+				style.Table(w, m.Tracker(), m.Stats(), e.At)
+				for _, line := range recent {
+					fmt.Fprint(w, line)
+				}
+				if !tty {
+					fmt.Fprintln(w)
+				}
+				return
+			}
+			if limited(e) {
+				return
+			}
+			var b stringWriter
+			style.Event(&b, e)
+			recent = append(recent, b.String())
+			if len(recent) > 10 {
+				recent = recent[len(recent)-10:]
+			}
+		}
+	default:
+		return func(e monitor.Event) {
+			flushSuppressed(e)
+			if !limited(e) {
+				style.Event(w, e)
+			}
+		}
+	}
+}
+
+type stringWriter struct{ b []byte }
+
+func (s *stringWriter) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
+func (s *stringWriter) String() string              { return string(s.b) }
+
+// once prints the latest-state keys and returns the exit code.
+func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*o.timeout)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %v\n", endpoint, err)
+		return exitUnreachable
+	}
+	latest, err := monitor.ReadLatest(ctx, client, keyPrefix, o.service)
+	if err != nil {
+		fmt.Fprintf(stderr, "monitor: reading latest-state keys from %s: %v\n", endpoint, err)
+		if errors.Is(err, context.DeadlineExceeded) || len(latest) == 0 {
+			return exitUnreachable
+		}
+	}
+	sort.Slice(latest, func(i, j int) bool { return latest[i].Key < latest[j].Key })
+	code := exitOK
+	alive := 0
+	for _, l := range latest {
+		if l.Err != nil {
+			fmt.Fprintf(stderr, "monitor: %v\n", l.Err)
+			continue
+		}
+		st := l.State()
+		if st == liveness.Alive {
+			alive++
+		} else if st != liveness.Stopped {
+			code = exitNotAlive
+		}
+		m := l.Message
+		fmt.Fprintf(stdout, "%-24s %-8s %s  age %-6v interval %v  heartbeats %d\n",
+			m.ServiceName, monitor.ShortID(m.InstanceID), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
+	}
+	switch {
+	case len(latest) == 0 && o.service != "":
+		fmt.Fprintf(stdout, "no instance of %s has a latest-state key: none alive\n", o.service)
+		code = exitNotAlive
+	case len(latest) == 0:
+		fmt.Fprintln(stdout, "no instances")
+	case o.service != "" && alive == 0:
+		code = exitNotAlive
+	}
+	return code
+}

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
+	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the monitor and the tracker fetcher once per test run.
+func binaries(t *testing.T) (monitorBin, trackerBin string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "monitor-test")
+		if buildErr != nil {
+			return
+		}
+		for _, pkg := range []string{".", "../trackerfetcher"} {
+			out := filepath.Join(binDir, filepath.Base(pkg))
+			if pkg == "." {
+				out = filepath.Join(binDir, "monitor")
+			}
+			if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+				buildErr = errors.New(string(b))
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v", buildErr)
+	}
+	return filepath.Join(binDir, "monitor"), filepath.Join(binDir, "trackerfetcher")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// env returns the environment pointing the tools at srv.
+func env(srv *redistest.Server, extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "HEALTH_REDIS_") && !strings.HasPrefix(kv, "HEARTBEAT_") && !strings.HasPrefix(kv, "NO_COLOR") {
+			out = append(out, kv)
+		}
+	}
+	return append(append(out, "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()), extra...)
+}
+
+type line struct {
+	text string
+	at   time.Time
+}
+
+type process struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	lines chan line
+	done  chan error
+}
+
+// launch starts a binary and streams its stdout lines.
+func launch(t *testing.T, bin string, environ []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = environ
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{t: t, cmd: cmd, lines: make(chan line, 1000), done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- line{sc.Text(), time.Now()}
+		}
+		close(p.lines)
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// expect returns the first line containing want, failing after timeout.
+func (p *process) expect(want string, timeout time.Duration) line {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				p.t.Fatalf("output ended without %q", want)
+			}
+			if strings.Contains(l.text, want) {
+				return l
+			}
+		case <-deadline:
+			p.t.Fatalf("no line with %q within %v", want, timeout)
+		}
+	}
+}
+
+type jsonEvent struct {
+	Type      string          `json:"type"`
+	At        string          `json:"at"`
+	Instance  string          `json:"instance"`
+	To        string          `json:"to"`
+	Age       float64         `json:"age_seconds"`
+	Heartbeat json.RawMessage `json:"heartbeat"`
+}
+
+// nextJSON returns the next event matching match, with when it was read.
+func (p *process) nextJSON(timeout time.Duration, match func(jsonEvent) bool) (jsonEvent, time.Time) {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				p.t.Fatal("monitor output ended")
+			}
+			var e jsonEvent
+			if err := json.Unmarshal([]byte(l.text), &e); err != nil {
+				p.t.Fatalf("not JSON: %q", l.text)
+			}
+			if match(e) {
+				return e, l.at
+			}
+		case <-deadline:
+			p.t.Fatalf("no matching event within %v", timeout)
+		}
+	}
+}
+
+// A crash (SIGKILL, so no final heartbeat) is reported stale after 1.5
+// intervals and dead after 3, by the monitor's own timing; a graceful stop
+// is reported as stopped, never dead.
+func TestCrashIsStaleThenDeadAndGracefulStopIsStopped(t *testing.T) {
+	monitorBin, trackerBin := binaries(t)
+	srv := redistest.Start(t)
+	mon := launch(t, monitorBin, env(srv), "--json")
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+
+	// The tolerance on when a line appears: these machines are shared.
+	const tolerance = 700 * time.Millisecond
+	crashing := launch(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1"))
+	var lastBeat time.Time
+	for i := 0; i < 2; i++ {
+		_, lastBeat = mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
+	}
+	if err := crashing.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	isTransition := func(to string) func(jsonEvent) bool {
+		return func(e jsonEvent) bool { return e.Type == "transition" && e.Instance == "crash-1" && e.To == to }
+	}
+	stale, staleAt := mon.nextJSON(10*time.Second, isTransition("stale"))
+	dead, deadAt := mon.nextJSON(10*time.Second, isTransition("dead"))
+	if stale.Age != 1.5 || dead.Age != 3 {
+		t.Errorf("ages at the transitions %v and %v, want 1.5 and 3", stale.Age, dead.Age)
+	}
+	if d := staleAt.Sub(lastBeat); d < 1500*time.Millisecond-tolerance || d > 1500*time.Millisecond+tolerance {
+		t.Errorf("stale reported %v after the last heartbeat arrived, want 1.5s ± %v", d, tolerance)
+	}
+	if d := deadAt.Sub(lastBeat); d < 3*time.Second-tolerance || d > 3*time.Second+tolerance {
+		t.Errorf("dead reported %v after the last heartbeat arrived, want 3s ± %v", d, tolerance)
+	}
+
+	graceful := launch(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=graceful-1"))
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+		return e.Type == "heartbeat" && strings.Contains(string(e.Heartbeat), "graceful-1")
+	})
+	if err := graceful.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+		if e.Type == "transition" && e.Instance == "graceful-1" && (e.To == "stale" || e.To == "dead") {
+			t.Errorf("graceful stop reported as %s", e.To)
+		}
+		return e.Type == "transition" && e.Instance == "graceful-1" && e.To == "stopped"
+	})
+	// Past the dead threshold, a stopped instance is still stopped.
+	quiet := time.After(3500 * time.Millisecond)
+	for {
+		select {
+		case l := <-mon.lines:
+			if strings.Contains(l.text, "graceful-1") && strings.Contains(l.text, "transition") {
+				t.Errorf("after stop: %s", l.text)
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
+}
+
+func runOnce(t *testing.T, environ []string, args ...string) (int, string) {
+	t.Helper()
+	monitorBin, _ := binaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, monitorBin, append([]string{"--once"}, args...)...)
+	cmd.Env = environ
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("run: %v", err)
+	return -1, ""
+}
+
+func latest(service, id string, count int64) string {
+	b, err := heartbeat.Marshal(&heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+		HeartbeatCount: count, IntervalSeconds: 60, Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval, Status: "running"})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func TestOnceExitCodes(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	c.Set(ctx, "heartbeat:instance:geocoding_service:bbbb2222", latest("geocoding_service", "bbbb2222", 9), 170*time.Second)
+
+	code, out := runOnce(t, env(srv))
+	if code != 0 || !strings.Contains(out, "tracker_fetcher") || !strings.Contains(out, "alive") {
+		t.Errorf("all alive: exit %d\n%s", code, out)
+	}
+
+	// The geocoding key was written 100 s ago: stale at a 60 s interval.
+	c.Set(ctx, "heartbeat:instance:geocoding_service:bbbb2222", latest("geocoding_service", "bbbb2222", 9), 80*time.Second)
+	code, out = runOnce(t, env(srv))
+	if code != 1 || !strings.Contains(out, "stale") {
+		t.Errorf("one stale: exit %d\n%s", code, out)
+	}
+	code, _ = runOnce(t, env(srv), "--service", "tracker_fetcher")
+	if code != 0 {
+		t.Errorf("--service tracker_fetcher: exit %d", code)
+	}
+	// A service whose every instance is dead has no key left.
+	code, out = runOnce(t, env(srv), "--service", "geofence_service")
+	if code != 1 || !strings.Contains(out, "none alive") {
+		t.Errorf("dead service: exit %d\n%s", code, out)
+	}
+
+	port, _ := redistest.FreePort()
+	code, out = runOnce(t, env(srv, "OTEL_EXPORTER_VALKEY_ENDPOINT=redis://127.0.0.1:"+strconv.Itoa(port)))
+	if code != 2 || !strings.Contains(out, "cannot reach Valkey") {
+		t.Errorf("no Valkey: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "pool.go") {
+		t.Errorf("go-redis log lines leak into the output:\n%s", out)
+	}
+	code, out = runOnce(t, env(srv, "HEALTH_REDIS_PORT=seventy", "OTEL_EXPORTER_VALKEY_ENDPOINT="))
+	if code != 3 || !strings.Contains(out, "HEALTH_REDIS_PORT") {
+		t.Errorf("bad variable: exit %d\n%s", code, out)
+	}
+}
+
+// A monitor started after the services shows them at once, from the
+// latest-state keys, without waiting for their next heartbeat.
+func TestStartedLateShowsInstancesAtOnce(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	p, err := otelheartbeat.NewPublisher("tracker_fetcher", otelheartbeat.WithInterval(time.Hour),
+		otelheartbeat.WithExporterOptions(valkeyexporter.WithEndpoint(srv.URL())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(context.Background())
+
+	mon := launch(t, monitorBin, env(srv))
+	mon.expect("🟢 tracker_fetcher ("+p.InstanceID()[:8]+") is alive", 10*time.Second)
+	mon.expect("read 1 latest-state keys", 10*time.Second)
+}
+
+func TestSurvivesAServerRestart(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	p, err := otelheartbeat.NewPublisher("geocoding_service", otelheartbeat.WithInterval(200*time.Millisecond),
+		otelheartbeat.WithExporterOptions(valkeyexporter.WithEndpoint(srv.URL())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(context.Background())
+
+	mon := launch(t, monitorBin, env(srv))
+	mon.expect("🔄 geocoding_service", 10*time.Second)
+	srv.Restart()
+	mon.expect("disconnected from Valkey", 10*time.Second)
+	mon.expect("reconnected", 15*time.Second)
+	mon.expect("🔄 geocoding_service", 10*time.Second)
+}
+
+func TestTableAndUsage(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	c.Set(context.Background(), "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	mon := launch(t, monitorBin, env(srv), "--table", "--refresh", "100ms")
+	mon.expect("SERVICE", 10*time.Second)
+	row := mon.expect("tracker_fetcher  aaaa1111", 10*time.Second)
+	if strings.Contains(row.text, "\x1b[") {
+		t.Errorf("colour codes in non-terminal output: %q", row.text)
+	}
+	mon.expect("tracker_fetcher: 1 alive, 0 stale, 0 dead, 0 stopped", 10*time.Second)
+
+	for _, args := range [][]string{{"--table", "--json"}, {"--service", "a b"}, {"--refresh", "0s"}, {"extra"}} {
+		cmd := exec.Command(monitorBin, args...)
+		cmd.Env = env(srv)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
+			t.Errorf("%v: %v, want exit %d", args, err, exitUsage)
+		}
+	}
+}

@@ -1,0 +1,372 @@
+// Package liveness classifies service instances as alive, stale, dead or
+// stopped from the heartbeats a monitor receives, by the admin panel's rule
+// generalised to any interval:
+//
+//	age = now - last heartbeat received
+//	alive  if age < 1.5 x interval
+//	stale  if age < 3 x interval
+//	dead   otherwise
+//	stopped once the instance said "stopping"
+//
+// With the default 60 s interval that is exactly the seed's 90 s and 180 s.
+// The interval is each instance's interval_seconds (60 s when absent). Age is
+// measured on the tracker's own clock from when a heartbeat was received,
+// never from the sender's timestamp, so a skewed sender clock cannot make a
+// dead instance look alive.
+//
+// Silence is detected by the tracker's own timing: every instance has one
+// pending deadline (when it turns stale, dead, or is forgotten) in a heap,
+// so Tick costs O(log n) per due deadline and O(1) when none is due, however
+// many instances are tracked. Each transition is reported once.
+package liveness
+
+import (
+	"container/heap"
+	"sort"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+)
+
+// State is an instance's liveness.
+type State uint8
+
+// States, in the order a silent instance passes through them.
+const (
+	Unknown State = iota
+	Alive
+	Stale
+	Dead
+	Stopped
+)
+
+func (s State) String() string {
+	switch s {
+	case Alive:
+		return "alive"
+	case Stale:
+		return "stale"
+	case Dead:
+		return "dead"
+	case Stopped:
+		return "stopped"
+	}
+	return "unknown"
+}
+
+// Thresholds, as multiples of the interval.
+const (
+	StaleAfter = 1.5
+	DeadAfter  = 3.0
+)
+
+// DefaultRetention is how long a dead or stopped instance is remembered.
+const DefaultRetention = 15 * time.Minute
+
+// DefaultMaxInstances bounds the instances tracked at once.
+const DefaultMaxInstances = 1_000_000
+
+// Classify applies the rule to one age.
+func Classify(age, interval time.Duration) State {
+	switch {
+	case age < scale(interval, StaleAfter):
+		return Alive
+	case age < scale(interval, DeadAfter):
+		return Stale
+	}
+	return Dead
+}
+
+func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+
+// Key identifies an instance.
+type Key struct {
+	Service  string
+	Instance string
+}
+
+// Instance is what the tracker knows of one instance.
+type Instance struct {
+	Key
+	State State
+	// LastSeen is when its last heartbeat was received, on the tracker's clock.
+	LastSeen time.Time
+	// Since is when it entered State.
+	Since    time.Time
+	Interval time.Duration
+	// From the last heartbeat.
+	Count         int64
+	UptimeSeconds float64
+	MemoryMB      float64
+	CPUPercent    float64
+	Has           heartbeat.Presence
+	// Lost counts heartbeats missing from the sequence of heartbeat_count.
+	Lost int64
+}
+
+// Age returns how long ago the last heartbeat was received.
+func (i *Instance) Age(now time.Time) time.Duration { return now.Sub(i.LastSeen) }
+
+// Transition is one change of an instance's state.
+type Transition struct {
+	Key
+	From, To State
+	At       time.Time
+	// Age is the time since the last heartbeat when the transition happened.
+	Age      time.Duration
+	Interval time.Duration
+}
+
+// Recovered reports whether a dead instance came back.
+func (t Transition) Recovered() bool { return t.From == Dead && t.To == Alive }
+
+// Clock tells the time; a fake in tests.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Tracker tracks instances. It is not safe for concurrent use: a monitor
+// owns it from one goroutine.
+type Tracker struct {
+	clock        Clock
+	retention    time.Duration
+	maxInstances int
+	instances    map[Key]*entry
+	deadlines    deadlineHeap
+	services     map[string]string // interned service names
+	refused      int64
+}
+
+type entry struct {
+	Instance
+	deadline time.Time
+	index    int // in the heap
+}
+
+// Option configures a Tracker.
+type Option func(*Tracker)
+
+// WithClock sets the clock. Default: the system clock.
+func WithClock(c Clock) Option { return func(t *Tracker) { t.clock = c } }
+
+// WithRetention sets how long dead and stopped instances are remembered.
+// Default: DefaultRetention.
+func WithRetention(d time.Duration) Option { return func(t *Tracker) { t.retention = d } }
+
+// WithMaxInstances bounds the instances tracked; heartbeats of new instances
+// beyond it are refused and counted. Default: DefaultMaxInstances.
+func WithMaxInstances(n int) Option { return func(t *Tracker) { t.maxInstances = n } }
+
+// New returns an empty tracker.
+func New(opts ...Option) *Tracker {
+	t := &Tracker{
+		clock:        realClock{},
+		retention:    DefaultRetention,
+		maxInstances: DefaultMaxInstances,
+		instances:    make(map[Key]*entry),
+		services:     make(map[string]string),
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// Now returns the tracker's time.
+func (t *Tracker) Now() time.Time { return t.clock.Now() }
+
+// Len returns the number of instances tracked.
+func (t *Tracker) Len() int { return len(t.instances) }
+
+// Refused returns how many heartbeats of new instances were refused because
+// WithMaxInstances was reached.
+func (t *Tracker) Refused() int64 { return t.refused }
+
+// Observe records a heartbeat received now and returns the transitions it
+// causes (none, or one). Transitions of other instances that are due are
+// not included: call Tick.
+func (t *Tracker) Observe(m *heartbeat.Message) []Transition {
+	return t.ObserveAt(m, t.clock.Now())
+}
+
+// ObserveAt records a heartbeat received at receivedAt (on the tracker's
+// clock); a monitor that reads a latest-state key uses the key's age on the
+// server. A receivedAt older than what is known already is ignored.
+func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transition {
+	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
+	e, ok := t.instances[k]
+	if !ok {
+		if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
+			t.refused++
+			return nil
+		}
+		svc, ok := t.services[k.Service]
+		if !ok {
+			svc = k.Service
+			t.services[svc] = svc
+		}
+		k.Service = svc
+		e = &entry{Instance: Instance{Key: k}, index: -1}
+		t.instances[k] = e
+	} else if receivedAt.Before(e.LastSeen) {
+		return nil
+	}
+	if e.Has&heartbeat.HasHeartbeatCount != 0 && m.Has&heartbeat.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
+		e.Lost += m.HeartbeatCount - e.Count - 1
+	}
+	e.LastSeen = receivedAt
+	e.Interval = m.Interval()
+	e.Count = m.HeartbeatCount
+	e.UptimeSeconds = m.UptimeSeconds
+	e.MemoryMB = m.MemoryUsageMB
+	e.CPUPercent = m.CPUUsagePercent
+	e.Has = m.Has
+
+	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
+	if m.Status == heartbeat.StatusStopping {
+		to = Stopped
+	}
+	var out []Transition
+	if to != e.State {
+		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: t.clock.Now(), Age: t.clock.Now().Sub(receivedAt), Interval: e.Interval})
+		e.State = to
+		e.Since = t.clock.Now()
+	}
+	t.schedule(e)
+	return out
+}
+
+// schedule sets e's next deadline from its state.
+func (t *Tracker) schedule(e *entry) {
+	switch e.State {
+	case Alive:
+		e.deadline = e.LastSeen.Add(scale(e.Interval, StaleAfter))
+	case Stale:
+		e.deadline = e.LastSeen.Add(scale(e.Interval, DeadAfter))
+	default: // Dead, Stopped: forget after the retention period
+		e.deadline = e.Since.Add(t.retention)
+	}
+	if e.index < 0 {
+		heap.Push(&t.deadlines, e)
+	} else {
+		heap.Fix(&t.deadlines, e.index)
+	}
+}
+
+// NextDeadline returns when Tick next has something to do.
+func (t *Tracker) NextDeadline() (time.Time, bool) {
+	if len(t.deadlines) == 0 {
+		return time.Time{}, false
+	}
+	return t.deadlines[0].deadline, true
+}
+
+// Tick applies every deadline that has passed and returns the transitions,
+// oldest first. Instances forgotten after the retention period produce no
+// transition.
+func (t *Tracker) Tick() []Transition {
+	now := t.clock.Now()
+	var out []Transition
+	for len(t.deadlines) > 0 && !t.deadlines[0].deadline.After(now) {
+		e := t.deadlines[0]
+		switch e.State {
+		case Alive, Stale:
+			// One step at a time, so a late Tick still reports alive->stale
+			// before stale->dead, each at the moment it happened.
+			to := e.State + 1
+			at := e.deadline
+			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: at, Age: at.Sub(e.LastSeen), Interval: e.Interval})
+			e.State, e.Since = to, at
+			t.schedule(e)
+		default:
+			heap.Pop(&t.deadlines)
+			delete(t.instances, e.Key)
+		}
+	}
+	return out
+}
+
+// Get returns a copy of what is known of one instance.
+func (t *Tracker) Get(k Key) (Instance, bool) {
+	e, ok := t.instances[k]
+	if !ok {
+		return Instance{}, false
+	}
+	return e.Instance, true
+}
+
+// Snapshot returns every instance, ordered by service then instance.
+func (t *Tracker) Snapshot() []Instance {
+	out := make([]Instance, 0, len(t.instances))
+	for _, e := range t.instances {
+		out = append(out, e.Instance)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].Instance < out[j].Instance
+	})
+	return out
+}
+
+// ServiceSummary counts one service's instances by state.
+type ServiceSummary struct {
+	Name                        string
+	Alive, Stale, Dead, Stopped int
+}
+
+// Services summarises every service, ordered by name.
+func (t *Tracker) Services() []ServiceSummary {
+	by := map[string]*ServiceSummary{}
+	for _, e := range t.instances {
+		s := by[e.Service]
+		if s == nil {
+			s = &ServiceSummary{Name: e.Service}
+			by[e.Service] = s
+		}
+		switch e.State {
+		case Alive:
+			s.Alive++
+		case Stale:
+			s.Stale++
+		case Dead:
+			s.Dead++
+		case Stopped:
+			s.Stopped++
+		}
+	}
+	out := make([]ServiceSummary, 0, len(by))
+	for _, s := range by {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// deadlineHeap orders entries by deadline.
+type deadlineHeap []*entry
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *deadlineHeap) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	n := len(old)
+	e := old[n-1]
+	old[n-1] = nil
+	e.index = -1
+	*h = old[:n-1]
+	return e
+}

@@ -1,0 +1,227 @@
+package liveness
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+
+var t0 = time.Date(2025, 1, 16, 8, 30, 0, 0, time.UTC)
+
+func beat(service, id string, count int64) *heartbeat.Message {
+	return &heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: t0, HeartbeatCount: count, Has: heartbeat.HasHeartbeatCount}
+}
+
+func withInterval(m *heartbeat.Message, d time.Duration) *heartbeat.Message {
+	m.IntervalSeconds, m.Has = d.Seconds(), m.Has|heartbeat.HasInterval
+	return m
+}
+
+func TestClassifyAtTheSeedsEdges(t *testing.T) {
+	for _, tt := range []struct {
+		age  time.Duration
+		want State
+	}{
+		{0, Alive},
+		{89900 * time.Millisecond, Alive},
+		{90 * time.Second, Stale},
+		{179900 * time.Millisecond, Stale},
+		{180 * time.Second, Dead},
+		{time.Hour, Dead},
+	} {
+		if got := Classify(tt.age, heartbeat.DefaultInterval); got != tt.want {
+			t.Errorf("age %v: %v, want %v", tt.age, got, tt.want)
+		}
+	}
+	// Scaled by the instance's interval.
+	if got := Classify(1499*time.Millisecond, time.Second); got != Alive {
+		t.Errorf("1.499s at 1s: %v", got)
+	}
+	if got := Classify(1500*time.Millisecond, time.Second); got != Stale {
+		t.Errorf("1.5s at 1s: %v", got)
+	}
+	if got := Classify(3*time.Second, time.Second); got != Dead {
+		t.Errorf("3s at 1s: %v", got)
+	}
+}
+
+func TestSilenceIsDetectedByTheTrackersOwnTiming(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	k := Key{"tracker_fetcher", "a1b2c3d4"}
+	got := tr.Observe(beat(k.Service, k.Instance, 1)) // no interval_seconds: 60 s
+	if len(got) != 1 || got[0].From != Unknown || got[0].To != Alive {
+		t.Fatalf("first heartbeat: %+v", got)
+	}
+	if d, _ := tr.NextDeadline(); !d.Equal(t0.Add(90 * time.Second)) {
+		t.Errorf("next deadline %v", d)
+	}
+
+	steps := []struct {
+		at   time.Duration
+		want string
+	}{
+		{89900 * time.Millisecond, ""},
+		{90 * time.Second, "alive->stale@1m30s"},
+		{100 * time.Second, ""},
+		{179900 * time.Millisecond, ""},
+		{180 * time.Second, "stale->dead@3m0s"},
+		{10 * time.Minute, ""},
+	}
+	for _, s := range steps {
+		clock.t = t0.Add(s.at)
+		if got := describe(tr.Tick()); got != s.want {
+			t.Errorf("at %v: %q, want %q", s.at, got, s.want)
+		}
+		if inst, _ := tr.Get(k); s.at < 90*time.Second && inst.State != Alive {
+			t.Errorf("at %v: %v", s.at, inst.State)
+		}
+	}
+
+	// It comes back: recovered.
+	got = tr.Observe(beat(k.Service, k.Instance, 12))
+	if len(got) != 1 || !got[0].Recovered() {
+		t.Fatalf("recovery: %+v", got)
+	}
+	if inst, _ := tr.Get(k); inst.Lost != 10 {
+		t.Errorf("lost %d heartbeats, want 10 (count went 1 -> 12)", inst.Lost)
+	}
+}
+
+func describe(ts []Transition) string {
+	s := ""
+	for _, tr := range ts {
+		if s != "" {
+			s += ","
+		}
+		s += fmt.Sprintf("%v->%v@%v", tr.From, tr.To, tr.Age)
+	}
+	return s
+}
+
+func TestLateTickReportsEveryStepOnce(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	tr.Observe(withInterval(beat("s", "i", 1), time.Second))
+	clock.Advance(10 * time.Second)
+	if got := describe(tr.Tick()); got != "alive->stale@1.5s,stale->dead@3s" {
+		t.Errorf("late tick: %q", got)
+	}
+	if got := tr.Tick(); len(got) != 0 {
+		t.Errorf("reported twice: %+v", got)
+	}
+}
+
+func TestHeartbeatsKeepAnInstanceAlive(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	for i := int64(1); i <= 100; i++ {
+		tr.Observe(withInterval(beat("s", "i", i), time.Second))
+		clock.Advance(time.Second)
+		if got := tr.Tick(); len(got) != 0 {
+			t.Fatalf("beat %d: %+v", i, got)
+		}
+	}
+}
+
+func TestGracefulStopIsStoppedNotDeadAndIsForgotten(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock), WithRetention(time.Minute))
+	tr.Observe(beat("s", "i", 1))
+	clock.Advance(30 * time.Second)
+	m := beat("s", "i", 2)
+	m.Status = heartbeat.StatusStopping
+	got := tr.Observe(m)
+	if len(got) != 1 || got[0].To != Stopped {
+		t.Fatalf("stop: %+v", got)
+	}
+	clock.Advance(59 * time.Second)
+	if got := tr.Tick(); len(got) != 0 || tr.Len() != 1 {
+		t.Fatalf("a stopped instance changed state: %+v", got)
+	}
+	clock.Advance(time.Second)
+	tr.Tick()
+	if tr.Len() != 0 {
+		t.Error("not forgotten after the retention period")
+	}
+}
+
+func TestDeadInstancesAreForgottenAfterRetention(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock), WithRetention(5*time.Minute))
+	tr.Observe(beat("s", "i", 1))
+	clock.Advance(3 * time.Minute)
+	tr.Tick() // dead at 180 s
+	clock.Advance(5*time.Minute - time.Second)
+	tr.Tick()
+	if tr.Len() != 1 {
+		t.Fatal("forgotten too early")
+	}
+	clock.Advance(time.Second)
+	tr.Tick()
+	if tr.Len() != 0 {
+		t.Error("still remembered")
+	}
+}
+
+func TestObserveAtAnOlderReceiveTime(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	// A latest-state key 100 s old at a 60 s interval: stale at once.
+	got := tr.ObserveAt(beat("s", "i", 5), t0.Add(-100*time.Second))
+	if len(got) != 1 || got[0].To != Stale {
+		t.Fatalf("%+v", got)
+	}
+	// An older observation than what is known changes nothing.
+	tr.Observe(beat("s", "i", 6))
+	if got := tr.ObserveAt(beat("s", "i", 4), t0.Add(-time.Second)); got != nil {
+		t.Errorf("%+v", got)
+	}
+	if inst, _ := tr.Get(Key{"s", "i"}); inst.Count != 6 {
+		t.Errorf("count %d", inst.Count)
+	}
+}
+
+func TestServicesAndBounds(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock), WithMaxInstances(3))
+	tr.Observe(beat("a", "1", 1))
+	tr.Observe(beat("a", "2", 1))
+	clock.Advance(100 * time.Second)
+	tr.Observe(beat("b", "1", 1))
+	tr.Tick()
+	if got := tr.Observe(beat("c", "1", 1)); got != nil || tr.Refused() != 1 || tr.Len() != 3 {
+		t.Errorf("over the bound: %+v refused %d len %d", got, tr.Refused(), tr.Len())
+	}
+	sum := tr.Services()
+	if len(sum) != 2 || sum[0] != (ServiceSummary{Name: "a", Stale: 2}) || sum[1] != (ServiceSummary{Name: "b", Alive: 1}) {
+		t.Errorf("services %+v", sum)
+	}
+	snap := tr.Snapshot()
+	if len(snap) != 3 || snap[0].Key != (Key{"a", "1"}) || snap[2].Key != (Key{"b", "1"}) {
+		t.Errorf("snapshot %+v", snap)
+	}
+}
+
+// BenchmarkTickNothingDue measures a tick over a million tracked instances
+// when no deadline has passed: it must not scan them.
+func BenchmarkTickNothingDue(b *testing.B) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	for i := 0; i < 1_000_000; i++ {
+		tr.Observe(beat("service_"+fmt.Sprint(i%100), fmt.Sprint(i), 1))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := tr.Tick(); len(got) != 0 {
+			b.Fatal(got)
+		}
+	}
+}

@@ -1,0 +1,382 @@
+// Package monitor is the heartbeat monitor's engine: it subscribes to
+// heartbeat:service:*, reads the latest-state keys so that instances appear
+// at once, decodes and checks every message, and feeds a liveness tracker
+// whose own timing detects silence. The examples/monitor command and the
+// demo render its events.
+//
+// All events are delivered on the goroutine that called Run, one at a time,
+// so a renderer may read the tracker from its callback without locking. A
+// receiver goroutine reads the subscription into a bounded queue: when the
+// renderer cannot keep up, heartbeats are dropped and counted, never
+// buffered without bound. After a lost connection the monitor reconnects with
+// a bounded back-off, re-reads the latest-state keys and says how long it
+// was disconnected.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+)
+
+// Kind is the kind of an Event.
+type Kind uint8
+
+// Event kinds.
+const (
+	// KindHeartbeat: a valid heartbeat arrived (Message, Channel, Raw).
+	KindHeartbeat Kind = iota + 1
+	// KindTransition: an instance changed state (Transition).
+	KindTransition
+	// KindMalformed: a message on the channel, or in a latest-state key,
+	// was refused (Channel, Err, Raw cut to 200 bytes).
+	KindMalformed
+	// KindDisconnected: the subscription failed (Err). Heartbeats sent
+	// until KindReconnected are lost.
+	KindDisconnected
+	// KindReconnected: subscribed again (Downtime) and latest-state keys
+	// re-read (Count).
+	KindReconnected
+	// KindLoaded: latest-state keys read at start (Count).
+	KindLoaded
+	// KindDropped: heartbeats dropped because the renderer was too slow
+	// (Count since the last such event).
+	KindDropped
+	// KindRefresh: a periodic tick for redrawing (see Config.Refresh).
+	KindRefresh
+)
+
+// Event is something the monitor saw.
+type Event struct {
+	Kind       Kind
+	At         time.Time
+	Channel    string
+	Message    *heartbeat.Message
+	Raw        []byte
+	Transition liveness.Transition
+	Err        error
+	Count      int
+	Downtime   time.Duration
+}
+
+// Config configures a Monitor.
+type Config struct {
+	// Client is the connection to Valkey. Run does not close it.
+	Client redis.UniversalClient
+	// Endpoint names the server in messages, without credentials.
+	Endpoint string
+	// ChannelPrefix and KeyPrefix default to heartbeat:service: and
+	// heartbeat:instance:.
+	ChannelPrefix, KeyPrefix string
+	// Service, when set, limits the monitor to one service.
+	Service string
+	// Tracker options: retention and instance bound.
+	Tracker []liveness.Option
+	// Queue bounds the heartbeats waiting for the renderer. Default 10000.
+	Queue int
+	// Refresh, when positive, emits KindRefresh that often.
+	Refresh time.Duration
+	// SkipLatest disables reading the latest-state keys.
+	SkipLatest bool
+}
+
+// Stats counts what the monitor has seen since it started.
+type Stats struct {
+	Received, Malformed, Dropped, Disconnects int64
+}
+
+// Monitor watches heartbeats.
+type Monitor struct {
+	cfg     Config
+	tracker *liveness.Tracker
+	stats   Stats
+
+	dropped atomic.Int64 // by the receiver, not yet reported
+	onDrop  func()       // tests: called by the receiver on each drop
+}
+
+// New returns a monitor; it does not connect until Run.
+func New(cfg Config) (*Monitor, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("monitor: no client")
+	}
+	if cfg.ChannelPrefix == "" {
+		cfg.ChannelPrefix = heartbeat.DefaultChannelPrefix
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = heartbeat.DefaultKeyPrefix
+	}
+	if cfg.Service != "" {
+		if err := heartbeat.ValidateServiceName(cfg.Service); err != nil {
+			return nil, fmt.Errorf("monitor: --service: %w", err)
+		}
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 10_000
+	}
+	return &Monitor{cfg: cfg, tracker: liveness.New(cfg.Tracker...)}, nil
+}
+
+// Tracker returns the liveness tracker. Read it only from an event callback
+// or after Run has returned.
+func (m *Monitor) Tracker() *liveness.Tracker { return m.tracker }
+
+// Stats returns the counters. Read it only from an event callback or after
+// Run has returned.
+func (m *Monitor) Stats() Stats { return m.stats }
+
+// Pattern returns the PSUBSCRIBE pattern.
+func (m *Monitor) Pattern() string {
+	if m.cfg.Service != "" {
+		return m.cfg.ChannelPrefix + m.cfg.Service
+	}
+	return m.cfg.ChannelPrefix + "*"
+}
+
+type received struct {
+	channel string
+	payload string
+	at      time.Time
+}
+
+type control struct {
+	err        error // disconnected
+	subscribed bool
+	at         time.Time
+}
+
+// Run watches until ctx is done, calling emit for every event on the
+// calling goroutine. It returns ctx's error; a Valkey that cannot be reached
+// is reported with KindDisconnected and retried, not returned.
+func (m *Monitor) Run(ctx context.Context, emit func(Event)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ps := m.cfg.Client.PSubscribe(ctx)
+	defer ps.Close()
+
+	in := make(chan received, m.cfg.Queue)
+	ctl := make(chan control, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.receive(ctx, ps, in, ctl)
+	}()
+	defer func() {
+		cancel()
+		_ = ps.Close() // unblocks a pending Receive
+		<-done
+	}()
+
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	resetTimer := func() {
+		next, ok := m.tracker.NextDeadline()
+		if !ok {
+			timerC = nil
+			return
+		}
+		d := time.Until(next)
+		if d < 0 {
+			d = 0
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		timerC = timer.C
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	var refreshC <-chan time.Time
+	if m.cfg.Refresh > 0 {
+		t := time.NewTicker(m.cfg.Refresh)
+		defer t.Stop()
+		refreshC = t.C
+	}
+
+	first := true
+	var downSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case r := <-in:
+			m.handle(r, emit)
+			m.reportDropped(emit)
+			resetTimer()
+		case c := <-ctl:
+			switch {
+			case c.err != nil:
+				if downSince.IsZero() {
+					downSince = c.at
+					m.stats.Disconnects++
+					emit(Event{Kind: KindDisconnected, At: c.at, Err: c.err})
+				}
+			case c.subscribed:
+				n := m.loadLatest(ctx, emit)
+				if first {
+					emit(Event{Kind: KindLoaded, At: m.tracker.Now(), Count: n})
+				} else if !downSince.IsZero() {
+					emit(Event{Kind: KindReconnected, At: c.at, Downtime: c.at.Sub(downSince), Count: n})
+				}
+				first, downSince = false, time.Time{}
+				resetTimer()
+			}
+		case <-timerC:
+			for _, t := range m.tracker.Tick() {
+				emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+			}
+			resetTimer()
+		case <-refreshC:
+			m.reportDropped(emit)
+			emit(Event{Kind: KindRefresh, At: m.tracker.Now()})
+		}
+	}
+}
+
+// receive reads the subscription until ctx is done. It is the only
+// goroutine the monitor starts, and Run waits for it.
+func (m *Monitor) receive(ctx context.Context, ps *redis.PubSub, in chan<- received, ctl chan<- control) {
+	send := func(c control) bool {
+		select {
+		case ctl <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	backoff := 100 * time.Millisecond
+	subscribed := false
+	for ctx.Err() == nil {
+		if !subscribed {
+			if err := ps.PSubscribe(ctx, m.Pattern()); err != nil {
+				if !send(control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			subscribed = true
+		}
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// go-redis reconnects and resubscribes on the next Receive.
+			if !send(control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		switch msg := msg.(type) {
+		case *redis.Subscription:
+			backoff = 100 * time.Millisecond
+			if !send(control{subscribed: true, at: time.Now()}) {
+				return
+			}
+		case *redis.Message:
+			select {
+			case in <- received{channel: msg.Channel, payload: msg.Payload, at: time.Now()}:
+			default:
+				m.dropped.Add(1)
+				if m.onDrop != nil {
+					m.onDrop()
+				}
+			}
+		}
+	}
+}
+
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (m *Monitor) reportDropped(emit func(Event)) {
+	if n := m.dropped.Swap(0); n > 0 {
+		m.stats.Dropped += n
+		emit(Event{Kind: KindDropped, At: m.tracker.Now(), Count: int(n)})
+	}
+}
+
+// handle decodes one message and feeds the tracker.
+func (m *Monitor) handle(r received, emit func(Event)) {
+	m.stats.Received++
+	msg, err := m.decode(r.channel, []byte(r.payload))
+	if err != nil {
+		m.stats.Malformed++
+		emit(Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: err, Raw: cut([]byte(r.payload), 200)})
+		return
+	}
+	emit(Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: msg, Raw: []byte(r.payload)})
+	for _, t := range m.tracker.ObserveAt(msg, r.at) {
+		emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+	}
+}
+
+// decode checks a heartbeat and that it belongs on its channel.
+func (m *Monitor) decode(channel string, payload []byte) (*heartbeat.Message, error) {
+	msg, err := heartbeat.Unmarshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	if want := strings.TrimPrefix(channel, m.cfg.ChannelPrefix); want != msg.ServiceName {
+		return nil, fmt.Errorf("heartbeat: service_name %q arrived on the channel of %q", msg.ServiceName, want)
+	}
+	return msg, nil
+}
+
+func cut(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	return b[:n]
+}
+
+// loadLatest reads the latest-state keys into the tracker and returns how
+// many instances it found.
+func (m *Monitor) loadLatest(ctx context.Context, emit func(Event)) int {
+	if m.cfg.SkipLatest {
+		return 0
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	latest, err := ReadLatest(rctx, m.cfg.Client, m.cfg.KeyPrefix, m.cfg.Service)
+	now := m.tracker.Now()
+	valid := 0
+	for _, l := range latest {
+		if l.Err != nil {
+			m.stats.Malformed++
+			emit(Event{Kind: KindMalformed, At: now, Channel: l.Key, Err: l.Err})
+			continue
+		}
+		valid++
+		for _, t := range m.tracker.ObserveAt(l.Message, now.Add(-l.Age)) {
+			emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		emit(Event{Kind: KindMalformed, At: now, Err: fmt.Errorf("reading latest-state keys: %w", err)})
+	}
+	return valid
+}

@@ -1,0 +1,263 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+
+type running struct {
+	t      *testing.T
+	m      *Monitor
+	events chan Event
+	stop   func()
+}
+
+// start runs a monitor on srv until the test ends; gate, when not nil, is
+// called for every event before it is passed on (it may block).
+func start(t *testing.T, srv *redistest.Server, cfg Config, gate func(Event)) *running {
+	t.Helper()
+	cfg.Client = srv.Client(t)
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{t: t, m: m, events: make(chan Event, 10_000)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx, func(e Event) {
+			if gate != nil {
+				gate(e)
+			}
+			select {
+			case r.events <- e:
+			default:
+				t.Error("test event buffer full")
+			}
+		})
+	}()
+	r.stop = func() { cancel(); <-done }
+	t.Cleanup(r.stop)
+	return r
+}
+
+// waitFor returns the first event of kind, failing after 10 s.
+func (r *running) waitFor(kind Kind) Event {
+	r.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-r.events:
+			if e.Kind == kind {
+				return e
+			}
+		case <-deadline:
+			r.t.Fatalf("no event of kind %d within 10s", kind)
+		}
+	}
+}
+
+func message(service, id string, interval time.Duration, count int64) []byte {
+	m := &heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+		HeartbeatCount: count, IntervalSeconds: interval.Seconds(), Status: heartbeat.StatusRunning,
+		Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval}
+	b, err := heartbeat.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	// Alive: written just now with the exporter's TTL of three intervals.
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa", message("tracker_fetcher", "aaaa", time.Minute, 7), 3*time.Minute)
+	// Stale: its TTL says it was written 100 s ago.
+	c.Set(ctx, "heartbeat:instance:geocoding_service:bbbb", message("geocoding_service", "bbbb", time.Minute, 3), 80*time.Second)
+	// Expired before the monitor looks: not invented.
+	c.Set(ctx, "heartbeat:instance:geofence_service:cccc", message("geofence_service", "cccc", time.Minute, 1), time.Millisecond)
+	// Malformed, and a key holding another instance's heartbeat.
+	c.Set(ctx, "heartbeat:instance:broken:dddd", "{not json", time.Minute)
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:eeee", message("tracker_fetcher", "ffff", time.Minute, 1), time.Minute)
+	for c.Exists(ctx, "heartbeat:instance:geofence_service:cccc").Val() == 1 {
+		time.Sleep(time.Millisecond) // a 1 ms TTL; the server decides when it is gone
+	}
+
+	r := start(t, srv, Config{}, nil)
+	loaded := r.waitFor(KindLoaded)
+	if loaded.Count != 2 {
+		t.Errorf("loaded %d instances, want 2", loaded.Count)
+	}
+	r.stop()
+	snap := r.m.Tracker().Snapshot()
+	if len(snap) != 2 || snap[0].Service != "geocoding_service" || snap[0].State != liveness.Stale ||
+		snap[1].Service != "tracker_fetcher" || snap[1].State != liveness.Alive || snap[1].Count != 7 {
+		t.Errorf("snapshot %+v", snap)
+	}
+	if s := r.m.Stats(); s.Malformed != 2 {
+		t.Errorf("malformed %d, want 2", s.Malformed)
+	}
+}
+
+func TestMalformedMessagesAreCountedNeverFatal(t *testing.T) {
+	srv := redistest.Start(t)
+	r := start(t, srv, Config{}, nil)
+	r.waitFor(KindLoaded)
+	c := srv.Client(t)
+	ctx := context.Background()
+	bad := map[string]string{
+		"not JSON":        "hello",
+		"wrong shape":     `[1,2,3]`,
+		"wrong type":      `{"service_name":"a","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","heartbeat_count":"many"}`,
+		"another service": string(message("b", "i", time.Minute, 1)),
+		"huge":            `{"service_name":"a","pad":"` + strings.Repeat("x", 70_000) + `"}`,
+	}
+	for _, payload := range bad {
+		c.Publish(ctx, "heartbeat:service:a", payload)
+	}
+	c.Publish(ctx, "heartbeat:service:a", message("a", "i", time.Minute, 1))
+	var reasons []string
+	for i := 0; i < len(bad); i++ {
+		e := r.waitFor(KindMalformed)
+		reasons = append(reasons, e.Err.Error())
+		if len(e.Raw) > 200 {
+			t.Errorf("kept %d bytes of a malformed message", len(e.Raw))
+		}
+	}
+	if hb := r.waitFor(KindHeartbeat); hb.Message.ServiceName != "a" {
+		t.Errorf("heartbeat %+v", hb.Message)
+	}
+	all := strings.Join(reasons, "\n")
+	for _, want := range []string{"not JSON", "not a JSON object", "heartbeat_count: want an integer", `service_name "b" arrived on the channel of "a"`, "more than"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no reason mentions %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestReconnectsAndRereadsKeysAfterBeingDisconnected(t *testing.T) {
+	srv := redistest.Start(t)
+	r := start(t, srv, Config{}, nil)
+	r.waitFor(KindLoaded)
+	c := srv.Client(t)
+	ctx := context.Background()
+	// An instance that appeared while the monitor was not listening.
+	c.Set(ctx, "heartbeat:instance:late:1111", message("late", "1111", time.Minute, 1), 3*time.Minute)
+	srv.Do(t, "CLIENT", "KILL", "TYPE", "pubsub")
+	r.waitFor(KindDisconnected)
+	re := r.waitFor(KindReconnected)
+	if re.Count != 1 {
+		t.Errorf("re-read %d keys, want 1", re.Count)
+	}
+	c.Publish(ctx, "heartbeat:service:late", message("late", "1111", time.Minute, 2))
+	r.waitFor(KindHeartbeat)
+
+	srv.Restart()
+	r.waitFor(KindDisconnected)
+	r.waitFor(KindReconnected)
+	c.Publish(ctx, "heartbeat:service:late", message("late", "1111", time.Minute, 3))
+	if hb := r.waitFor(KindHeartbeat); hb.Message.HeartbeatCount != 3 {
+		t.Errorf("after restart: %+v", hb.Message)
+	}
+	r.stop()
+	if d := r.m.Stats().Disconnects; d != 2 {
+		t.Errorf("disconnects %d, want 2", d)
+	}
+}
+
+func TestAFloodIsDroppedAndCountedNotBuffered(t *testing.T) {
+	srv := redistest.Start(t)
+	release := make(chan struct{})
+	blocked := false
+	cfg := Config{Client: srv.Client(t), Queue: 4}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstDrop := make(chan struct{})
+	var once sync.Once
+	m.onDrop = func() { once.Do(func() { close(firstDrop) }) }
+	events := make(chan Event, 10_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx, func(e Event) {
+			if e.Kind == KindHeartbeat && !blocked {
+				blocked = true
+				<-release // a renderer that cannot keep up
+			}
+			events <- e
+		})
+	}()
+	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
+	defer r.stop()
+	r.waitFor(KindLoaded)
+
+	c := srv.Client(t)
+	const n = 500
+	p := c.Pipeline()
+	for i := 0; i < n; i++ {
+		p.Publish(ctx, "heartbeat:service:flood", message("flood", fmt.Sprint(i), time.Minute, 1))
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-firstDrop
+	close(release)
+	r.waitFor(KindDropped)
+	// Whatever was still in flight: a sentinel that gets through marks the
+	// end of the flood.
+	for sent := 0; ; sent++ {
+		c.Publish(ctx, "heartbeat:service:flood", message("flood", "end", time.Minute, 1))
+		if e := r.waitFor(KindHeartbeat); e.Message.InstanceID == "end" {
+			r.stop()
+			s := m.Stats()
+			// One connection delivers in order: every flood message was
+			// read before the sentinel, then either queued (and handled
+			// before it) or dropped and counted. Later sentinels may be
+			// in flight.
+			total := s.Received + s.Dropped + m.dropped.Load()
+			if total < n+1 || total > int64(n+sent+1) {
+				t.Errorf("received %d + dropped %d = %d, want every one of the %d flood messages counted", s.Received, s.Dropped+m.dropped.Load(), total, n)
+			}
+			if s.Dropped == 0 {
+				t.Error("nothing dropped")
+			}
+			return
+		}
+	}
+}
+
+func TestServiceFilter(t *testing.T) {
+	srv := redistest.Start(t)
+	r := start(t, srv, Config{Service: "wanted"}, nil)
+	r.waitFor(KindLoaded)
+	if got := r.m.Pattern(); got != "heartbeat:service:wanted" {
+		t.Errorf("pattern %q", got)
+	}
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Publish(ctx, "heartbeat:service:other", message("other", "1", time.Minute, 1))
+	c.Publish(ctx, "heartbeat:service:wanted", message("wanted", "1", time.Minute, 1))
+	if hb := r.waitFor(KindHeartbeat); hb.Message.ServiceName != "wanted" {
+		t.Errorf("got %s", hb.Message.ServiceName)
+	}
+	if _, err := New(Config{Client: srv.Client(t), Service: "bad*"}); err == nil {
+		t.Error("glob service accepted")
+	}
+}

@@ -1,0 +1,274 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+)
+
+// Style says how events are written for people.
+type Style struct {
+	// Color enables ANSI colours; off for NO_COLOR and for output that is
+	// not a terminal.
+	Color bool
+	// Location is the time zone of printed clock times. Default: UTC.
+	Location *time.Location
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiRed    = "\x1b[31m"
+	ansiGrey   = "\x1b[90m"
+	ansiBold   = "\x1b[1m"
+)
+
+func (s Style) paint(code, text string) string {
+	if !s.Color {
+		return text
+	}
+	return code + text + ansiReset
+}
+
+func (s Style) state(st liveness.State, text string) string {
+	switch st {
+	case liveness.Alive:
+		return s.paint(ansiGreen, text)
+	case liveness.Stale:
+		return s.paint(ansiYellow, text)
+	case liveness.Dead:
+		return s.paint(ansiRed, text)
+	case liveness.Stopped:
+		return s.paint(ansiGrey, text)
+	}
+	return text
+}
+
+func (s Style) clock(t time.Time) string {
+	loc := s.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	return t.In(loc).Format("15:04:05")
+}
+
+// ShortID is the first eight characters of an instance id, as the seed's
+// monitor prints it.
+func ShortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// FormatUptime writes seconds as the seed does: 45.0s, 12.5m, 1.2h, 3.4d.
+func FormatUptime(sec float64) string {
+	switch {
+	case sec < 60:
+		return fmt.Sprintf("%.1fs", sec)
+	case sec < 3600:
+		return fmt.Sprintf("%.1fm", sec/60)
+	case sec < 86400:
+		return fmt.Sprintf("%.1fh", sec/3600)
+	}
+	return fmt.Sprintf("%.1fd", sec/86400)
+}
+
+func optional(has bool, s string) string {
+	if !has {
+		return "-"
+	}
+	return s
+}
+
+// Heartbeat writes one heartbeat in the seed's monitor format:
+//
+//	🔄 tracker_fetcher (a1b2c3d4) - 08:30:15
+//	   Uptime: 1.2h | Heartbeats: 72 | Memory: 156.3MB | CPU: 12.5%
+//	   Service Data:
+//	     queue_size: 1380
+//
+// The clock time is when the monitor received it.
+func (s Style) Heartbeat(w io.Writer, m *heartbeat.Message, receivedAt time.Time) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "🔄 %s (%s) - %s", s.paint(ansiBold, m.ServiceName), ShortID(m.InstanceID), s.clock(receivedAt))
+	if m.Status == heartbeat.StatusStopping {
+		b.WriteString(" " + s.paint(ansiGrey, "[stopping]"))
+	}
+	b.WriteByte('\n')
+	fmt.Fprintf(&b, "   Uptime: %s | Heartbeats: %s | Memory: %s | CPU: %s\n",
+		optional(m.Has&heartbeat.HasUptime != 0, FormatUptime(m.UptimeSeconds)),
+		optional(m.Has&heartbeat.HasHeartbeatCount != 0, fmt.Sprint(m.HeartbeatCount)),
+		optional(m.Has&heartbeat.HasMemory != 0, fmt.Sprintf("%.1fMB", m.MemoryUsageMB)),
+		optional(m.Has&heartbeat.HasCPU != 0, fmt.Sprintf("%.1f%%", m.CPUUsagePercent)))
+	if len(m.Fields) > 0 {
+		b.WriteString("   Service Data:\n")
+		for _, f := range m.Fields {
+			fmt.Fprintf(&b, "     %s: %s\n", f.Key, FormatValue(f.Value))
+		}
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+// FormatValue writes a service value as plain text.
+func FormatValue(v heartbeat.Value) string {
+	switch v.Kind {
+	case heartbeat.KindInt:
+		return fmt.Sprint(v.Int)
+	case heartbeat.KindFloat:
+		return fmt.Sprint(v.Float)
+	case heartbeat.KindString:
+		return v.Str
+	case heartbeat.KindTime:
+		return string(heartbeat.AppendTimestamp(nil, v.Time))
+	}
+	return string(v.Raw)
+}
+
+func round(d time.Duration) time.Duration {
+	if d >= 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+// Transition writes one state change.
+func (s Style) Transition(w io.Writer, t liveness.Transition) {
+	who := fmt.Sprintf("%s (%s)", s.paint(ansiBold, t.Service), ShortID(t.Instance))
+	var line string
+	switch {
+	case t.To == liveness.Alive && t.From == liveness.Unknown:
+		line = fmt.Sprintf("🟢 %s is %s", who, s.state(t.To, "alive"))
+	case t.Recovered():
+		line = fmt.Sprintf("✅ %s %s after being dead", who, s.state(t.To, "recovered"))
+	case t.To == liveness.Alive:
+		line = fmt.Sprintf("🟢 %s is %s again", who, s.state(t.To, "alive"))
+	case t.To == liveness.Stale, t.To == liveness.Dead:
+		icon := "⚠️ "
+		if t.To == liveness.Dead {
+			icon = "💀"
+		}
+		line = fmt.Sprintf("%s %s is %s: no heartbeat for %v (interval %v)", icon, who, s.state(t.To, t.To.String()), round(t.Age), t.Interval)
+	case t.To == liveness.Stopped:
+		line = fmt.Sprintf("⏹️  %s %s (graceful shutdown)", who, s.state(t.To, "stopped"))
+	default:
+		line = fmt.Sprintf("%s %v -> %v", who, t.From, t.To)
+	}
+	fmt.Fprintf(w, "%s - %s\n", line, s.clock(t.At))
+}
+
+// Table writes every instance and a per-service summary.
+func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tSTATE   \tAGE\tUPTIME\tBEATS\tMEMORY\tCPU\tLOST")
+	for _, in := range tr.Snapshot() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%s\t%s\t%d\n",
+			in.Service, ShortID(in.Instance),
+			s.state(in.State, fmt.Sprintf("%-8s", in.State)),
+			round(in.Age(now)),
+			optional(in.Has&heartbeat.HasUptime != 0, FormatUptime(in.UptimeSeconds)),
+			in.Count,
+			optional(in.Has&heartbeat.HasMemory != 0, fmt.Sprintf("%.1fMB", in.MemoryMB)),
+			optional(in.Has&heartbeat.HasCPU != 0, fmt.Sprintf("%.1f%%", in.CPUPercent)),
+			in.Lost)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for _, sv := range tr.Services() {
+		fmt.Fprintf(w, "%s: %s, %s, %s, %s\n", s.paint(ansiBold, sv.Name),
+			s.state(liveness.Alive, fmt.Sprintf("%d alive", sv.Alive)),
+			s.state(liveness.Stale, fmt.Sprintf("%d stale", sv.Stale)),
+			s.state(liveness.Dead, fmt.Sprintf("%d dead", sv.Dead)),
+			s.state(liveness.Stopped, fmt.Sprintf("%d stopped", sv.Stopped)))
+	}
+	fmt.Fprintf(w, "received %d, malformed %d, dropped %d, disconnects %d - %s\n",
+		stats.Received, stats.Malformed, stats.Dropped, stats.Disconnects, s.clock(now))
+}
+
+// Event writes any event for people; heartbeats and transitions as above.
+func (s Style) Event(w io.Writer, e Event) {
+	switch e.Kind {
+	case KindHeartbeat:
+		s.Heartbeat(w, e.Message, e.At)
+	case KindTransition:
+		s.Transition(w, e.Transition)
+	case KindMalformed:
+		where := e.Channel
+		if where == "" {
+			where = "Valkey"
+		}
+		fmt.Fprintf(w, "%s %s: %v - %s\n", s.paint(ansiRed, "✗ malformed heartbeat on"), where, e.Err, s.clock(e.At))
+	case KindDisconnected:
+		fmt.Fprintf(w, "%s: %v; reconnecting - %s\n", s.paint(ansiRed, "✗ disconnected from Valkey"), e.Err, s.clock(e.At))
+	case KindReconnected:
+		fmt.Fprintf(w, "%s after %v: heartbeats sent meanwhile were lost; re-read %d latest-state keys - %s\n",
+			s.paint(ansiGreen, "✓ reconnected"), round(e.Downtime), e.Count, s.clock(e.At))
+	case KindLoaded:
+		fmt.Fprintf(w, "read %d latest-state keys - %s\n", e.Count, s.clock(e.At))
+	case KindDropped:
+		fmt.Fprintf(w, "%s %d heartbeats: the monitor could not keep up - %s\n", s.paint(ansiYellow, "⚠️  dropped"), e.Count, s.clock(e.At))
+	}
+}
+
+// jsonEvent is one line of --json output.
+type jsonEvent struct {
+	Type      string          `json:"type"`
+	At        string          `json:"at"`
+	Channel   string          `json:"channel,omitempty"`
+	Heartbeat json.RawMessage `json:"heartbeat,omitempty"`
+	Service   string          `json:"service,omitempty"`
+	Instance  string          `json:"instance,omitempty"`
+	From      string          `json:"from,omitempty"`
+	To        string          `json:"to,omitempty"`
+	Age       *float64        `json:"age_seconds,omitempty"`
+	Interval  *float64        `json:"interval_seconds,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	Count     *int            `json:"count,omitempty"`
+	Downtime  *float64        `json:"downtime_seconds,omitempty"`
+	Recovered bool            `json:"recovered,omitempty"`
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// JSON writes an event as one line of JSON. Refresh events write nothing.
+func JSON(w io.Writer, e Event) error {
+	j := jsonEvent{At: string(heartbeat.AppendTimestamp(nil, e.At))}
+	switch e.Kind {
+	case KindHeartbeat:
+		j.Type, j.Channel, j.Heartbeat = "heartbeat", e.Channel, e.Raw
+	case KindTransition:
+		t := e.Transition
+		j.Type, j.Service, j.Instance, j.From, j.To = "transition", t.Service, t.Instance, t.From.String(), t.To.String()
+		j.Age, j.Interval, j.Recovered = ptr(t.Age.Seconds()), ptr(t.Interval.Seconds()), t.Recovered()
+	case KindMalformed:
+		j.Type, j.Channel, j.Error = "malformed", e.Channel, e.Err.Error()
+	case KindDisconnected:
+		j.Type, j.Error = "disconnected", e.Err.Error()
+	case KindReconnected:
+		j.Type, j.Downtime, j.Count = "reconnected", ptr(e.Downtime.Seconds()), ptr(e.Count)
+	case KindLoaded:
+		j.Type, j.Count = "loaded", ptr(e.Count)
+	case KindDropped:
+		j.Type, j.Count = "dropped", ptr(e.Count)
+	default:
+		return nil
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// StateLabel writes a state padded to a fixed width, coloured.
+func (s Style) StateLabel(st liveness.State) string {
+	return s.state(st, fmt.Sprintf("%-7s", st))
+}

@@ -1,0 +1,100 @@
+package monitor
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s:\n got:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+func seedMessage(t *testing.T) *heartbeat.Message {
+	b, err := os.ReadFile("../heartbeat/testdata/seed_example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := heartbeat.Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+var at = time.Date(2025, 1, 16, 8, 30, 15, 0, time.UTC)
+
+func TestSeedExampleInTheSeedsMonitorFormat(t *testing.T) {
+	var b bytes.Buffer
+	m := seedMessage(t)
+	m.UptimeSeconds = 4320 // the seed's example output shows 1.2h for 72 heartbeats
+	m.HeartbeatCount = 72
+	Style{}.Heartbeat(&b, m, at)
+	golden(t, "seed_example.txt", b.Bytes())
+}
+
+func TestTransitionsAndEvents(t *testing.T) {
+	k := liveness.Key{Service: "tracker_fetcher", Instance: "a1b2c3d4-e5f6-7890-abcd-ef1234567890"}
+	var b bytes.Buffer
+	s := Style{}
+	for _, tr := range []liveness.Transition{
+		{Key: k, From: liveness.Unknown, To: liveness.Alive, At: at},
+		{Key: k, From: liveness.Alive, To: liveness.Stale, At: at, Age: 90 * time.Second, Interval: time.Minute},
+		{Key: k, From: liveness.Stale, To: liveness.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute},
+		{Key: k, From: liveness.Dead, To: liveness.Alive, At: at},
+		{Key: k, From: liveness.Stale, To: liveness.Alive, At: at},
+		{Key: k, From: liveness.Alive, To: liveness.Stopped, At: at},
+	} {
+		s.Transition(&b, tr)
+	}
+	golden(t, "transitions.txt", b.Bytes())
+}
+
+func TestColourOnlyWhenAsked(t *testing.T) {
+	var plain, coloured bytes.Buffer
+	tr := liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, To: liveness.Dead, At: at}
+	Style{}.Transition(&plain, tr)
+	Style{Color: true}.Transition(&coloured, tr)
+	if bytes.Contains(plain.Bytes(), []byte("\x1b[")) || !bytes.Contains(coloured.Bytes(), []byte("\x1b[31m")) {
+		t.Errorf("plain %q coloured %q", plain.String(), coloured.String())
+	}
+}
+
+func TestJSONLines(t *testing.T) {
+	var b bytes.Buffer
+	raw := []byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00.000000+00:00"}`)
+	m, _ := heartbeat.Unmarshal(raw)
+	_ = JSON(&b, Event{Kind: KindHeartbeat, At: at, Channel: "heartbeat:service:s", Message: m, Raw: raw})
+	_ = JSON(&b, Event{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, From: liveness.Dead, To: liveness.Alive, Age: 0, Interval: time.Minute}})
+	_ = JSON(&b, Event{Kind: KindRefresh, At: at})
+	golden(t, "events.jsonl", b.Bytes())
+}
+
+func TestUptimeFormat(t *testing.T) {
+	for sec, want := range map[float64]string{0: "0.0s", 45: "45.0s", 750: "12.5m", 3600.5: "1.0h", 4320: "1.2h", 3 * 86400: "3.0d"} {
+		if got := FormatUptime(sec); got != want {
+			t.Errorf("%v: %s, want %s", sec, got, want)
+		}
+	}
+}
