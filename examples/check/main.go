@@ -1,0 +1,311 @@
+// Command check proves a deployment's heartbeat wiring end to end: the Go
+// counterpart of the seed's test_heartbeat_system.py. It publishes real
+// heartbeats through the library to the configured Valkey, watches them
+// arrive on the channel and in the latest-state key, checks every field, and
+// prints one PASS or FAIL line per check with the reason.
+//
+//	check                  every mode
+//	check basic            Publisher: documented fields, key, count, stop
+//	check manager          Manager: the seven common service fields
+//	check tracker          the tracker fetcher's heartbeat
+//	check monitor          liveness: alive, stale and dead after a crash,
+//	                       stopped after a graceful stop
+//
+// It reads the same variables as the library (OTEL_EXPORTER_VALKEY_*,
+// HEALTH_REDIS_*), so running it with a service's environment proves that
+// service's Valkey, TLS and ACL user. Its services are named
+// heartbeat_check_<mode> so they never mix with real ones. Exit status: 0
+// when every check passed, 1 when any failed, 3 for a usage error.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+)
+
+var modes = []string{"basic", "manager", "tracker", "monitor"}
+
+func main() {
+	redis.SetLogger(quiet{}) // failures are reported as FAIL lines
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+type checker struct {
+	out            io.Writer
+	interval       time.Duration
+	timeout        time.Duration
+	prefix         string
+	conn           valkeyconf.Connection
+	channelPrefix  string
+	keyPrefix      string
+	client         redis.UniversalClient
+	passed, failed int
+	reported       []error // from otel.Handle, for reasons
+}
+
+func (c *checker) pass(mode, format string, args ...any) {
+	c.passed++
+	fmt.Fprintf(c.out, "PASS %-8s %s\n", mode, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) fail(mode, format string, args ...any) {
+	c.failed++
+	fmt.Fprintf(c.out, "FAIL %-8s %s\n", mode, fmt.Sprintf(format, args...))
+}
+
+// check records a PASS when err is nil, else a FAIL with err as the reason.
+func (c *checker) check(mode, what string, err error) bool {
+	if err != nil {
+		c.fail(mode, "%s: %v", what, err)
+		return false
+	}
+	c.pass(mode, "%s", what)
+	return true
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: check [flags] [%s]...\n", strings.Join(modes, "|"))
+		fs.PrintDefaults()
+	}
+	c := &checker{out: stdout}
+	fs.DurationVar(&c.interval, "interval", time.Second, "heartbeat interval of the checks")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "how long to wait for each heartbeat beyond its interval")
+	fs.StringVar(&c.prefix, "name", "heartbeat_check", "prefix of the checks' service names")
+	if err := fs.Parse(args); err != nil {
+		return 3
+	}
+	selected := fs.Args()
+	if len(selected) == 0 {
+		selected = modes
+	}
+	for _, m := range selected {
+		if !contains(modes, m) {
+			fmt.Fprintf(stderr, "check: unknown mode %q (want %s)\n", m, strings.Join(modes, ", "))
+			return 3
+		}
+	}
+	if err := valkeyconf.CheckInterval(c.interval); err != nil || c.timeout <= 0 {
+		fmt.Fprintf(stderr, "check: --interval %v / --timeout %v: must be positive and within the library's bounds\n", c.interval, c.timeout)
+		return 3
+	}
+	if err := heartbeat.ValidateServiceName(c.prefix); err != nil {
+		fmt.Fprintf(stderr, "check: --name: %v\n", err)
+		return 3
+	}
+	var err error
+	if c.conn, err = valkeyconf.ConnectionFromEnv(os.Getenv); err != nil {
+		fmt.Fprintf(stderr, "check: %v\n", err)
+		return 3
+	}
+	c.channelPrefix, c.keyPrefix = heartbeat.DefaultChannelPrefix, heartbeat.DefaultKeyPrefix
+	for env, dst := range map[string]*string{valkeyconf.EnvChannelPrefix: &c.channelPrefix, valkeyconf.EnvKeyPrefix: &c.keyPrefix} {
+		if v := os.Getenv(env); v != "" {
+			if *dst, err = valkeyconf.Prefix(env, v); err != nil {
+				fmt.Fprintf(stderr, "check: %v\n", err)
+				return 3
+			}
+		}
+	}
+	opts, err := c.conn.ClientOptions(c.timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "check: %v\n", err)
+		return 3
+	}
+	c.client = redis.NewUniversalClient(opts)
+	defer c.client.Close()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { c.reported = append(c.reported, err) }))
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	err = c.client.Ping(ctx).Err()
+	cancel()
+	if !c.check("connect", fmt.Sprintf("PING %s", c.conn.Endpoint), err) {
+		fmt.Fprintf(stdout, "%d passed, %d failed\n", c.passed, c.failed)
+		return 1
+	}
+	for _, m := range selected {
+		switch m {
+		case "basic":
+			c.basic()
+		case "manager":
+			c.manager()
+		case "tracker":
+			c.tracker()
+		case "monitor":
+			c.monitor()
+		}
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", c.passed, c.failed)
+	if c.failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// watch subscribes to one service's channel and returns its heartbeats.
+type watch struct {
+	ps *redis.PubSub
+	ch <-chan *redis.Message
+}
+
+func (c *checker) watch(mode, service string) (*watch, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	channel := c.channelPrefix + service
+	ps := c.client.Subscribe(ctx, channel)
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		c.fail(mode, "SUBSCRIBE %s: %v (the ACL user may lack &%s* or +subscribe)", channel, err, c.channelPrefix)
+		return nil, false
+	}
+	c.pass(mode, "SUBSCRIBE %s", channel)
+	return &watch{ps: ps, ch: ps.Channel()}, true
+}
+
+func (w *watch) close() { _ = w.ps.Close() }
+
+// next waits for the next heartbeat.
+func (w *watch) next(timeout time.Duration) (string, time.Time, error) {
+	select {
+	case m := <-w.ch:
+		return m.Payload, time.Now(), nil
+	case <-time.After(timeout):
+		return "", time.Time{}, fmt.Errorf("no heartbeat within %v", timeout)
+	}
+}
+
+// documentedKeys is the order of the documented keys on the wire.
+var documentedKeys = []string{
+	heartbeat.KeyServiceName, heartbeat.KeyInstanceID, heartbeat.KeyTimestamp,
+	heartbeat.KeyUptimeSeconds, heartbeat.KeyHeartbeatCount, heartbeat.KeyMemoryUsageMB,
+	heartbeat.KeyCPUUsagePercent,
+}
+
+// checkMessage checks every documented field of one heartbeat.
+func (c *checker) checkMessage(mode, raw, service string, count int64, status string) *heartbeat.Message {
+	m, err := heartbeat.Unmarshal([]byte(raw))
+	if !c.check(mode, fmt.Sprintf("heartbeat #%d decodes", count), err) {
+		return nil
+	}
+	keys, err := jsonKeys(raw)
+	if err == nil && (len(keys) < len(documentedKeys) || strings.Join(keys[:len(documentedKeys)], ",") != strings.Join(documentedKeys, ",")) {
+		err = fmt.Errorf("keys %v, want %v first", keys, documentedKeys)
+	}
+	c.check(mode, "documented keys first, in order", err)
+
+	var problems []string
+	want := func(ok bool, format string, args ...any) {
+		if !ok {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+	}
+	want(m.ServiceName == service, "service_name %q, want %q", m.ServiceName, service)
+	want(len(m.InstanceID) == 36 && strings.Count(m.InstanceID, "-") == 4, "instance_id %q is not a UUID", m.InstanceID)
+	skew := time.Since(m.Timestamp)
+	want(skew > -time.Minute && skew < time.Minute, "timestamp %v is %v from this machine's clock", m.Timestamp, skew.Round(time.Millisecond))
+	want(strings.Contains(raw, `+00:00"`), "timestamp is not in the +00:00 form")
+	want(m.Has&heartbeat.HasUptime != 0 && m.UptimeSeconds >= 0, "uptime_seconds missing")
+	want(m.HeartbeatCount == count, "heartbeat_count %d, want %d", m.HeartbeatCount, count)
+	want(m.Has&heartbeat.HasMemory != 0 && m.MemoryUsageMB > 0, "memory_usage_mb missing or zero")
+	want(m.Has&heartbeat.HasCPU != 0 && m.CPUUsagePercent >= 0, "cpu_usage_percent missing")
+	want(m.IntervalSeconds == c.interval.Seconds(), "interval_seconds %v, want %v", m.IntervalSeconds, c.interval.Seconds())
+	want(m.Status == status, "status %q, want %q", m.Status, status)
+	var err2 error
+	if len(problems) > 0 {
+		err2 = errors.New(strings.Join(problems, "; "))
+	}
+	c.check(mode, fmt.Sprintf("heartbeat #%d fields (uptime %.1fs, memory %.1fMB, cpu %.1f%%)", count, m.UptimeSeconds, m.MemoryUsageMB, m.CPUUsagePercent), err2)
+	return m
+}
+
+func jsonKeys(raw string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// checkLatest checks the latest-state key holds raw with a TTL of at most
+// three intervals.
+func (c *checker) checkLatest(mode string, m *heartbeat.Message, raw string) {
+	key := heartbeat.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	got, err := c.client.Get(ctx, key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		err = fmt.Errorf("missing%s", c.reportedReason("SET"))
+	case err == nil && got != raw:
+		err = errors.New("holds another heartbeat than the one published")
+	}
+	if err == nil {
+		var ttl time.Duration
+		ttl, err = c.client.PTTL(ctx, key).Result()
+		if err == nil && (ttl <= 0 || ttl > 3*c.interval) {
+			err = fmt.Errorf("TTL %v, want (0, %v]", ttl, 3*c.interval)
+		}
+	}
+	c.check(mode, "latest-state key "+key, err)
+}
+
+// reportedReason returns the library's last report about command, if any.
+func (c *checker) reportedReason(command string) string {
+	for i := len(c.reported) - 1; i >= 0; i-- {
+		if strings.Contains(c.reported[i].Error(), command+" ") {
+			return " (" + c.reported[i].Error() + ")"
+		}
+	}
+	return ""
+}
+
+func (c *checker) checkGone(mode string, m *heartbeat.Message) {
+	key := heartbeat.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	n, err := c.client.Exists(ctx, key).Result()
+	if err == nil && n != 0 {
+		err = errors.New("still there after Stop")
+	}
+	c.check(mode, "latest-state key deleted on Stop", err)
+}
