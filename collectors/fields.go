@@ -95,7 +95,7 @@ func (f *Fields) Add(name string, c Collector) error {
 	var err error
 	switch {
 	case c.kind == convention.FieldString:
-		e.inst, err = f.meter.Int64ObservableGauge(c.instrumentName(name), metric.WithUnit(convention.UnitOne),
+		e.inst, err = f.meter.Int64ObservableGauge(c.instrumentName(name),
 			metric.WithDescription("Heartbeat state "+name+": 1 for the current value, in attribute "+convention.ValueKey+"."))
 	case c.kind == convention.FieldTimestamp:
 		e.inst, err = f.meter.Float64ObservableGauge(c.instrumentName(name), metric.WithUnit(convention.UnitSeconds),

@@ -22,7 +22,7 @@
 // Service fields, named heartbeat.<field> with <field> the JSON key:
 //
 //	number     heartbeat.<field>            Int64 or Float64 ObservableGauge -> JSON integer or number
-//	string     heartbeat.<field>.info       Int64ObservableGauge, value 1,
+//	string     heartbeat.<field>.info       Int64ObservableGauge, value 1, no unit,
 //	                                        attribute heartbeat.value = the string -> JSON string
 //	timestamp  heartbeat.<field>.timestamp  Float64ObservableGauge, unit s, Unix seconds
 //	                                        -> JSON string in the timestamp format
@@ -62,7 +62,6 @@ const (
 const (
 	UnitSeconds = "s"
 	UnitBytes   = "By"
-	UnitOne     = "1"
 )
 
 // FieldKind says how a service field is carried.

@@ -133,10 +133,13 @@ func FormatValue(v heartbeat.Value) string {
 }
 
 func round(d time.Duration) time.Duration {
-	if d >= 10*time.Second {
+	switch {
+	case d >= 10*time.Second:
 		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
 	}
-	return d.Round(100 * time.Millisecond)
+	return d.Round(10 * time.Millisecond)
 }
 
 // Transition writes one state change.

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+)
+
+// The demo as a newcomer runs it: on the embedded broker, to the end, with
+// the broker's address and the Prometheus endpoint usable while it runs.
+func TestDemoTellsTheWholeStory(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "demo")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--interval", "400ms")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "HEALTH_REDIS_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	var all strings.Builder
+	sc := bufio.NewScanner(stdout)
+	heartbeats := map[string]*heartbeat.Message{}
+	var sub *redis.PubSub
+	subDone := make(chan struct{})
+	var scraped string
+	brokerRe := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	metricsRe := regexp.MustCompile(`(http://127\.0\.0\.1:\d+/metrics)`)
+	for sc.Scan() {
+		line := sc.Text()
+		all.WriteString(line + "\n")
+		if m := brokerRe.FindStringSubmatch(line); m != nil && sub == nil {
+			// What `redis-cli -p PORT psubscribe 'heartbeat:service:*'` does.
+			c := redis.NewClient(&redis.Options{Addr: m[1]})
+			defer c.Close()
+			sub = c.PSubscribe(ctx, "heartbeat:service:*")
+			go func(ch <-chan *redis.Message) {
+				defer close(subDone)
+				for msg := range ch {
+					if hb, err := heartbeat.Unmarshal([]byte(msg.Payload)); err == nil {
+						if _, ok := heartbeats[hb.ServiceName]; !ok {
+							heartbeats[hb.ServiceName] = hb
+						}
+					} else {
+						t.Errorf("undecodable message on %s: %v", msg.Channel, err)
+					}
+				}
+			}(sub.Channel())
+		}
+		if m := metricsRe.FindStringSubmatch(line); m != nil && scraped == "" {
+			resp, err := http.Get(m[1])
+			if err != nil {
+				t.Errorf("scrape %s: %v", m[1], err)
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			scraped = string(b)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo exited with %v\n%s", err, all.String())
+	}
+	if sub == nil {
+		t.Fatalf("the demo printed no broker address:\n%s", all.String())
+	}
+	_ = sub.Close()
+	<-subDone
+	out := all.String()
+	for _, want := range []string{
+		"🟢 tracker_fetcher", "🟢 geocoding_service", "🟢 geofence_service",
+		"geofence_service (", "is stale: no heartbeat for",
+		"is dead: no heartbeat for",
+		"⏹️  geocoding_service (",
+		"geofence_service   alive -> stale -> dead",
+		"geocoding_service  alive -> stopped",
+		"✔ the crash was told from the graceful stop",
+		"Uptime: ", "Service Data:", "queue_size: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if regexp.MustCompile(`geocoding_service \([0-9a-f]+\) is (stale|dead)`).MatchString(out) {
+		t.Errorf("the graceful stop was reported stale or dead:\n%s", out)
+	}
+
+	// The subscriber saw the documented JSON from all three services.
+	fields := map[string][]string{
+		"tracker_fetcher":   {"queue_size", "last_successful_operation", "api_status"},
+		"geocoding_service": {"cache_size", "pending_requests"},
+		"geofence_service":  {"active_geofences", "pending_events"},
+	}
+	for svc, keys := range fields {
+		hb := heartbeats[svc]
+		if hb == nil {
+			t.Errorf("no heartbeat of %s reached the subscriber", svc)
+			continue
+		}
+		if hb.Has&heartbeat.HasMemory == 0 || hb.Has&heartbeat.HasUptime == 0 || hb.Has&heartbeat.HasCPU == 0 {
+			t.Errorf("%s: documented fields missing: %+v", svc, hb)
+		}
+		for _, k := range keys {
+			if _, ok := hb.Field(k); !ok {
+				t.Errorf("%s: %s missing", svc, k)
+			}
+		}
+	}
+	for _, want := range []string{"heartbeat_queue_size ", `heartbeat_api_status_info{heartbeat_value="authenticated"} 1`, "process_uptime_seconds ", "process_cpu_time_seconds_total"} {
+		if !strings.Contains(scraped, want) {
+			t.Errorf("Prometheus endpoint lacks %q:\n%s", want, scraped)
+		}
+	}
+}
+
+func TestDemoUsesTheValkeyInTheEnvironment(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := filepath.Join(t.TempDir(), "demo")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--interval", "300ms")
+	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEALTH_REDIS_HOST=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "using the Valkey at redis://"+srv.Addr()) || !strings.Contains(string(out), "✔") {
+		t.Errorf("output:\n%s", out)
+	}
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+)
+
+func TestHeartbeatBesideAnExistingExporter(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := filepath.Join(t.TempDir(), "otelservice")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.CommandContext(ctx, bin, "--duration", "1500ms", "--export-interval", "500ms")
+	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=0.5",
+		"OTEL_SERVICE_NAME=", "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=test")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, want := range []string{`"process.uptime"`, `"process.memory.usage"`, `"heartbeat.cache_size"`, `"geocoder.requests"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the stdout exporter did not write %s", want)
+		}
+	}
+	var statuses []string
+	for {
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("heartbeats so far %v: %v", statuses, err)
+		}
+		m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ServiceName != "geocoding_service" {
+			t.Errorf("service %q", m.ServiceName)
+		}
+		if _, ok := m.Field("cache_size"); !ok {
+			t.Errorf("heartbeat %s", msg.Payload)
+		}
+		statuses = append(statuses, m.Status)
+		if m.Status == "stopping" {
+			break
+		}
+	}
+	if len(statuses) < 3 {
+		t.Errorf("heartbeats %v: want the first at once, more every 0.5s, then stopping", statuses)
+	}
+}
