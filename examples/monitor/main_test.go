@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/acl"
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
@@ -356,5 +359,33 @@ func TestTableAndUsage(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
 			t.Errorf("%v: %v, want exit %d", args, err, exitUsage)
 		}
+	}
+}
+
+func TestLeastPrivilegeMonitorACL(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	srv.Do(t, acl.SetUser("monitor", "monitor-secret", acl.Monitor)...)
+	c := srv.Client(t)
+	c.Set(context.Background(), "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	environ := env(srv, "OTEL_EXPORTER_VALKEY_ENDPOINT=redis://monitor:monitor-secret@"+srv.Addr())
+
+	code, out := runOnce(t, environ)
+	if code != 0 || !strings.Contains(out, "aaaa1111") {
+		t.Errorf("--once with the monitor rule: exit %d\n%s", code, out)
+	}
+	mon := launch(t, monitorBin, environ, "--json")
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	c.Publish(context.Background(), "heartbeat:service:tracker_fetcher", latest("tracker_fetcher", "aaaa1111", 6))
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+		if e.Type == "malformed" || e.Type == "disconnected" {
+			t.Errorf("event %+v", e)
+		}
+		return e.Type == "heartbeat"
+	})
+	// Read-only: the monitor's user cannot write a heartbeat key.
+	w := srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "monitor", "monitor-secret" })
+	if err := w.Set(context.Background(), "heartbeat:instance:x:y", "{}", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("SET as the monitor user: %v", err)
 	}
 }

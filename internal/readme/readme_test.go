@@ -1,0 +1,127 @@
+// Package readme checks that the README's commands work as written.
+package readme
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/acl"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+)
+
+const root = "../.."
+
+func readme(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// cleanEnv is the environment without any heartbeat configuration.
+func cleanEnv(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "HEALTH_REDIS_") && !strings.HasPrefix(kv, "HEARTBEAT_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
+}
+
+func TestTheTwoCommandsComeFirst(t *testing.T) {
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(readme(t), -1)
+	if len(blocks) == 0 {
+		t.Fatal("no sh block")
+	}
+	var cmds []string
+	for _, l := range strings.Split(blocks[0][1], "\n") {
+		if c, _, _ := strings.Cut(l, "#"); strings.TrimSpace(c) != "" {
+			cmds = append(cmds, strings.TrimSpace(c))
+		}
+	}
+	if len(cmds) != 2 || cmds[0] != "go run ./examples/demo" || cmds[1] != "make test" {
+		t.Errorf("first commands %q", cmds)
+	}
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil || !regexp.MustCompile(`(?m)^test:`).Match(mk) {
+		t.Errorf("Makefile has no test target: %v", err)
+	}
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil || !strings.Contains(string(ci), "make test") {
+		t.Errorf(".ci/run does not run make test: %v", err)
+	}
+}
+
+// The main job, exactly as the README writes it.
+func TestGoRunDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "run", "./examples/demo")
+	cmd.Dir = root
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run ./examples/demo: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "✔ the crash was told from the graceful stop") {
+		t.Errorf("output:\n%s", out)
+	}
+}
+
+func TestToolCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	env := cleanEnv(valkeyconf.EnvEndpoint + "=" + srv.URL())
+	run := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = root
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("run", "./examples/check", "basic"); err != nil || !strings.Contains(out, "0 failed") {
+		t.Errorf("go run ./examples/check basic: %v\n%s", err, out)
+	}
+	if out, err := run("run", "./examples/monitor", "--once"); err != nil || !strings.Contains(out, "no instances") {
+		t.Errorf("go run ./examples/monitor --once: %v\n%s", err, out)
+	}
+}
+
+func TestACLRulesAreTheProvenOnes(t *testing.T) {
+	text := readme(t)
+	for name, rule := range map[string]string{"heartbeat": acl.Publisher, "monitor": acl.Monitor} {
+		want := "ACL SETUSER " + name + " on >PASSWORD " + rule
+		if !strings.Contains(text, want) {
+			t.Errorf("README lacks %q", want)
+		}
+	}
+}
+
+func TestEveryVariableIsDocumented(t *testing.T) {
+	text := readme(t)
+	for _, v := range []string{
+		valkeyconf.EnvEndpoint, valkeyconf.EnvUsername, valkeyconf.EnvPassword, valkeyconf.EnvCertificate,
+		valkeyconf.EnvClientCertificate, valkeyconf.EnvClientKey, valkeyconf.EnvChannelPrefix, valkeyconf.EnvKeyPrefix,
+		valkeyconf.EnvLatestState, valkeyconf.EnvHeartbeatInterval, valkeyconf.EnvHealthHost, valkeyconf.EnvHealthPort,
+		valkeyconf.EnvHealthPassword, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_TIMEOUT",
+	} {
+		if !strings.Contains(text, "`"+v+"`") {
+			t.Errorf("README does not document %s", v)
+		}
+	}
+	for _, dir := range regexp.MustCompile(`\./examples/(\w+)`).FindAllStringSubmatch(text, -1) {
+		if _, err := os.Stat(filepath.Join(root, "examples", dir[1], "main.go")); err != nil {
+			t.Errorf("README names ./examples/%s: %v", dir[1], err)
+		}
+	}
+}
