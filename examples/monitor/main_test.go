@@ -19,6 +19,7 @@ import (
 
 	"github.com/otel-heartbeat/heartbeat/internal/acl"
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
@@ -56,7 +57,7 @@ func binaries(t *testing.T) (monitorBin, trackerBin string) {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := leaktest.Run(m)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -20,7 +20,11 @@ const Grace = 3 * time.Second
 
 // VerifyTestMain runs the tests, then fails the run if goroutines are still
 // running after Grace.
-func VerifyTestMain(m *testing.M) {
+func VerifyTestMain(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is VerifyTestMain for a TestMain with clean-up of its own: it returns
+// the exit code instead of exiting.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if code == 0 {
 		deadline := time.Now().Add(Grace)
@@ -37,5 +41,5 @@ func VerifyTestMain(m *testing.M) {
 			time.Sleep(50 * time.Millisecond) // polling a timer inside go-redis we cannot observe
 		}
 	}
-	os.Exit(code)
+	return code
 }
