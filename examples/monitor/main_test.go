@@ -390,3 +390,46 @@ func TestLeastPrivilegeMonitorACL(t *testing.T) {
 		t.Errorf("SET as the monitor user: %v", err)
 	}
 }
+
+// A monitor that cannot read (SIGSTOP) while a flood arrives is cut off by
+// the server's output-buffer limit; resumed, it reports the disconnection
+// and the lost messages, reconnects, and goes on.
+func TestOutputBufferOverflowIsReportedAndSurvived(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t, "--client-output-buffer-limit", "pubsub 256kb 128kb 1")
+	mon := launch(t, monitorBin, env(srv), "--json")
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	c := srv.Client(t)
+	ctx := context.Background()
+
+	if err := mon.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 1000)
+	payload := strings.Replace(latest("flood", "ffff0000", 1), `"status":"running"`, `"status":"running","pad":"`+pad+`"`, 1)
+	// Enough to fill the kernel's socket buffers and then the server's limit.
+	for batch := 0; batch < 40; batch++ {
+		p := c.Pipeline()
+		for i := 0; i < 1000; i++ {
+			p.Publish(ctx, "heartbeat:service:flood", payload)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := c.Do(ctx, "PUBSUB", "NUMPAT").Int(); n == 0 {
+			break // the server has cut the monitor off
+		}
+	}
+	if n, _ := c.Do(ctx, "PUBSUB", "NUMPAT").Int(); n != 0 {
+		t.Fatal("the server did not disconnect the stalled monitor")
+	}
+	if err := mon.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	mon.nextJSON(60*time.Second, func(e jsonEvent) bool { return e.Type == "disconnected" })
+	mon.nextJSON(30*time.Second, func(e jsonEvent) bool { return e.Type == "reconnected" })
+	c.Publish(ctx, "heartbeat:service:tracker_fetcher", latest("tracker_fetcher", "aaaa1111", 9))
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+		return e.Type == "heartbeat" && strings.Contains(string(e.Heartbeat), "aaaa1111")
+	})
+}

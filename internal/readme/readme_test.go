@@ -125,3 +125,31 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// Every test the Reliability table names exists.
+func TestReliabilityTableNamesRealTests(t *testing.T) {
+	text := readme(t)
+	start := strings.Index(text, "## Reliability")
+	end := strings.Index(text[start+1:], "\n## ")
+	if start < 0 || end < 0 {
+		t.Fatal("no Reliability section")
+	}
+	section := text[start : start+1+end]
+	names := regexp.MustCompile("`((?:Test|Fuzz)\\w+)`").FindAllStringSubmatch(section, -1)
+	if len(names) < 20 {
+		t.Fatalf("only %d tests named", len(names))
+	}
+	var sources strings.Builder
+	_ = filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(path, "_test.go") {
+			b, _ := os.ReadFile(path)
+			sources.Write(b)
+		}
+		return nil
+	})
+	for _, n := range names {
+		if !strings.Contains(sources.String(), "func "+n[1]+"(") {
+			t.Errorf("the Reliability table names %s, which does not exist", n[1])
+		}
+	}
+}

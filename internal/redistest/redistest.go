@@ -123,7 +123,14 @@ func (s *Server) URL() string { return "redis://" + s.Addr() }
 // Dir returns the server's working directory.
 func (s *Server) Dir() string { return s.dir }
 
+// portPlaceholder in extra arguments is replaced by the server's port.
+const portPlaceholder = "{port}"
+
 func (s *Server) start() error {
+	extra := make([]string, len(s.args))
+	for i, a := range s.args {
+		extra[i] = strings.ReplaceAll(a, portPlaceholder, strconv.Itoa(s.port))
+	}
 	args := append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -132,7 +139,7 @@ func (s *Server) start() error {
 		"--dir", s.dir,
 		"--logfile", "",
 		"--loglevel", "notice",
-	}, s.args...)
+	}, extra...)
 	cmd := exec.Command(s.bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,6 +1,7 @@
 package valkeyconf
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,18 @@ func FuzzConnectionFromEnv(f *testing.F) {
 			t.Fatalf("String() %q shows the password", c.Endpoint.String())
 		}
 	})
+}
+
+func TestCertificateFileWithoutACertificate(t *testing.T) {
+	path := t.TempDir() + "/ca.pem"
+	if err := os.WriteFile(path, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ConnectionFromEnv(env(EnvEndpoint, "rediss://h", EnvCertificate, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TLSConfig(); err == nil || !strings.Contains(err.Error(), EnvCertificate) || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("got %v", err)
+	}
 }
