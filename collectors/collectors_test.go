@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,12 +68,15 @@ func TestProcessObservesUptimeMemoryAndCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Unregister()
-	// Burn a little CPU so that CPU time is not zero.
+	// Use enough CPU to be seen at the kernel's 10 ms accounting grain,
+	// measured independently of gopsutil.
 	x := 0.0
-	for i := 0; i < 2_000_000; i++ {
-		x += math.Sqrt(float64(i))
+	for cpuSeconds(t) < 0.05 {
+		for i := 0; i < 100_000; i++ {
+			x += math.Sqrt(float64(i))
+		}
 	}
-	_ = x
+	sink = x
 	ms := collect(t, r)
 
 	up := ms["process.uptime"].Data.(metricdata.Gauge[float64]).DataPoints[0].Value
@@ -92,8 +96,11 @@ func TestProcessObservesUptimeMemoryAndCPU(t *testing.T) {
 		mode, _ := dp.Attributes.Value("cpu.mode")
 		modes[mode.AsString()] = dp.Value
 	}
-	if len(modes) != 2 || modes["user"] < 0 || modes["system"] < 0 || modes["user"]+modes["system"] <= 0 || !cpu.IsMonotonic {
+	if len(modes) != 2 || modes["user"] < 0 || modes["system"] < 0 || !cpu.IsMonotonic {
 		t.Errorf("cpu time %v", modes)
+	}
+	if total, want := modes["user"]+modes["system"], cpuSeconds(t); total < 0.03 || total > want+0.05 {
+		t.Errorf("cpu time %.3fs, getrusage says %.3fs", total, want)
 	}
 
 	if err := p.Unregister(); err != nil {
@@ -105,6 +112,17 @@ func TestProcessObservesUptimeMemoryAndCPU(t *testing.T) {
 	if err := p.Unregister(); err != nil {
 		t.Errorf("second Unregister: %v", err)
 	}
+}
+
+var sink float64
+
+// cpuSeconds is this process's user and system CPU time from getrusage.
+func cpuSeconds(t *testing.T) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func TestServiceValuesFollowTheGaugeConvention(t *testing.T) {
