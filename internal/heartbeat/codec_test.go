@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"math"
@@ -385,6 +386,60 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		if !bytes.Equal(first, second) {
 			t.Fatalf("encoding is not stable:\n%s\n%s", first, second)
+		}
+	})
+}
+
+// FuzzDecoderAgreesWithEncodingJSON holds the hand-written scanner to
+// encoding/json: it refuses what encoding/json calls invalid, never calls
+// valid JSON "not JSON" (unless nested beyond maxDepth), and unescapes
+// strings the same way.
+func FuzzDecoderAgreesWithEncodingJSON(f *testing.F) {
+	for _, name := range []string{"seed_example.json", "full.golden"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"service_name":"s\u00e9","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","x":"\ud83d\ude00 \ud800 \"\\\/\b\f\n\r\t","y":[1,-0.5e+3,{"z":null}],"w":true}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","n":01}`))
+	f.Add([]byte("{\"service_name\":\"s\xff\",\"a\":\"\xed\xa0\x80\"}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > MaxMessageSize {
+			return
+		}
+		m, err := Unmarshal(data)
+		valid := json.Valid(data)
+		if !valid {
+			if err == nil {
+				t.Fatalf("accepted invalid JSON %q", data)
+			}
+			return
+		}
+		if err != nil {
+			var de *DecodeError
+			if errors.As(err, &de) && strings.HasPrefix(de.Reason, "not JSON") && !strings.Contains(de.Reason, "nested more than") {
+				t.Fatalf("valid JSON %q called %v", data, err)
+			}
+			return
+		}
+		var ref map[string]json.RawMessage
+		if err := json.Unmarshal(data, &ref); err != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses as an object: %v", data, err)
+		}
+		var name string
+		if err := json.Unmarshal(ref["service_name"], &name); err != nil || name != m.ServiceName {
+			t.Fatalf("service_name %q, encoding/json says %q", m.ServiceName, name)
+		}
+		for _, fl := range m.Fields {
+			if fl.Value.Kind != KindString {
+				continue
+			}
+			var want string
+			if err := json.Unmarshal(ref[fl.Key], &want); err != nil || want != fl.Value.Str {
+				t.Fatalf("%s = %q, encoding/json says %q", fl.Key, fl.Value.Str, want)
+			}
 		}
 	})
 }

@@ -1,12 +1,7 @@
 package heartbeat
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math"
 	"time"
 )
 
@@ -48,164 +43,332 @@ func UnmarshalInto(data []byte, m *Message) error {
 	if len(data) > MaxMessageSize {
 		return decodeErr("", "message is %d bytes, more than the %d allowed", len(data), MaxMessageSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return decodeErr("", "not JSON: %v", cleanJSONError(err))
+	d := decoder{s: scanner{data: data}, m: m}
+	return d.object()
+}
+
+// decoder holds the state of one UnmarshalInto.
+type decoder struct {
+	s       scanner
+	m       *Message
+	seen    uint16              // documented keys already read
+	unknown map[string]struct{} // service keys, once there are many
+}
+
+// Bits of decoder.seen.
+const (
+	seenService uint16 = 1 << iota
+	seenInstance
+	seenTimestamp
+	seenUptime
+	seenCount
+	seenMemory
+	seenCPU
+	seenInterval
+	seenStatus
+)
+
+func (d *decoder) object() error {
+	s := &d.s
+	s.ws()
+	if s.pos >= len(s.data) {
+		return decodeErr("", "not JSON: %v", errEnd)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if s.peek() != '{' {
+		// "not an object" only for input that is some other JSON value.
+		if _, err := s.skip(0); err != nil {
+			return decodeErr("", "not JSON: %v", err)
+		}
+		s.ws()
+		if s.pos < len(s.data) {
+			return decodeErr("", "not JSON: %v", s.syntax("data after the value"))
+		}
 		return decodeErr("", "not a JSON object")
 	}
-	seen := make(map[string]struct{}, 16)
-	var haveService, haveInstance, haveTimestamp bool
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return decodeErr("", "not JSON: %v", cleanJSONError(err))
-		}
-		key, _ := tok.(string)
-		if _, dup := seen[key]; dup {
-			return decodeErr(key, "key appears twice")
-		}
-		seen[key] = struct{}{}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return decodeErr(key, "not JSON: %v", cleanJSONError(err))
-		}
-		switch key {
-		case KeyServiceName:
-			s, err := wantString(key, raw)
+	s.pos++
+	s.ws()
+	if s.peek() == '}' {
+		s.pos++
+	} else {
+		for {
+			s.ws()
+			rawKey, err := s.str()
 			if err != nil {
+				return decodeErr("", "not JSON: %v", err)
+			}
+			key := internKey(rawKey)
+			s.ws()
+			if s.peek() != ':' {
+				return decodeErr("", "not JSON: %v", s.syntax("want ':' after key %q", key))
+			}
+			s.pos++
+			s.ws()
+			if err := d.value(key); err != nil {
 				return err
 			}
-			if err := ValidateServiceName(s); err != nil {
-				return decodeErr(key, "%v", err)
+			s.ws()
+			if s.peek() == ',' {
+				s.pos++
+				continue
 			}
-			m.ServiceName, haveService = s, true
-		case KeyInstanceID:
-			s, err := wantString(key, raw)
-			if err != nil {
-				return err
+			if s.peek() == '}' {
+				s.pos++
+				break
 			}
-			if err := ValidateInstanceID(s); err != nil {
-				return decodeErr(key, "%v", err)
-			}
-			m.InstanceID, haveInstance = s, true
-		case KeyTimestamp:
-			s, err := wantString(key, raw)
-			if err != nil {
-				return err
-			}
-			t, err := ParseTimestamp(s)
-			if err != nil {
-				return decodeErr(key, "%v", err)
-			}
-			m.Timestamp, haveTimestamp = t, true
-		case KeyUptimeSeconds:
-			if m.UptimeSeconds, err = wantNonNegative(key, raw); err != nil {
-				return err
-			}
-			m.Has |= HasUptime
-		case KeyHeartbeatCount:
-			if m.HeartbeatCount, err = wantCount(key, raw); err != nil {
-				return err
-			}
-			m.Has |= HasHeartbeatCount
-		case KeyMemoryUsageMB:
-			if m.MemoryUsageMB, err = wantNonNegative(key, raw); err != nil {
-				return err
-			}
-			m.Has |= HasMemory
-		case KeyCPUUsagePercent:
-			if m.CPUUsagePercent, err = wantNonNegative(key, raw); err != nil {
-				return err
-			}
-			m.Has |= HasCPU
-		case KeyIntervalSeconds:
-			v, err := wantNonNegative(key, raw)
-			if err != nil {
-				return err
-			}
-			if v == 0 {
-				return decodeErr(key, "must be greater than zero")
-			}
-			m.IntervalSeconds = v
-			m.Has |= HasInterval
-		case KeyStatus:
-			s, err := wantString(key, raw)
-			if err != nil {
-				return err
-			}
-			m.Status = s
-		default:
-			m.Fields = append(m.Fields, Field{Key: key, Value: rawValue(raw)})
+			return decodeErr("", "not JSON: %v", s.syntax("want ',' or '}'"))
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return decodeErr("", "not JSON: %v", cleanJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	s.ws()
+	if s.pos < len(s.data) {
+		// Other JSON after the object, or garbage: both are not one object.
+		if _, err := s.skip(0); err != nil {
+			return decodeErr("", "not JSON: %v", err)
+		}
 		return decodeErr("", "data after the JSON object")
 	}
 	switch {
-	case !haveService:
+	case d.seen&seenService == 0:
 		return decodeErr(KeyServiceName, "missing")
-	case !haveInstance:
+	case d.seen&seenInstance == 0:
 		return decodeErr(KeyInstanceID, "missing")
-	case !haveTimestamp:
+	case d.seen&seenTimestamp == 0:
 		return decodeErr(KeyTimestamp, "missing")
 	}
 	return nil
 }
 
-func cleanJSONError(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("unexpected end of input")
+// internKey returns the documented key raw spells without allocating, or a
+// new string for any other key.
+func internKey(raw []byte) string {
+	switch string(raw) {
+	case KeyServiceName:
+		return KeyServiceName
+	case KeyInstanceID:
+		return KeyInstanceID
+	case KeyTimestamp:
+		return KeyTimestamp
+	case KeyUptimeSeconds:
+		return KeyUptimeSeconds
+	case KeyHeartbeatCount:
+		return KeyHeartbeatCount
+	case KeyMemoryUsageMB:
+		return KeyMemoryUsageMB
+	case KeyCPUUsagePercent:
+		return KeyCPUUsagePercent
+	case KeyIntervalSeconds:
+		return KeyIntervalSeconds
+	case KeyStatus:
+		return KeyStatus
 	}
-	return err
+	return string(raw)
 }
 
-func wantString(key string, raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", decodeErr(key, "want a string, got %s", describe(raw))
+func (d *decoder) once(key string, bit uint16) error {
+	if d.seen&bit != 0 {
+		return decodeErr(key, "key appears twice")
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", decodeErr(key, "invalid string: %v", err)
-	}
-	return s, nil
+	d.seen |= bit
+	return nil
 }
 
-func wantNonNegative(key string, raw json.RawMessage) (float64, error) {
-	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
-		return 0, decodeErr(key, "want a number, got %s", describe(raw))
+// value decodes the value of key into the message.
+func (d *decoder) value(key string) error {
+	m := d.m
+	switch key {
+	case KeyServiceName:
+		raw, err := d.stringValue(key, seenService)
+		if err != nil {
+			return err
+		}
+		name := string(raw)
+		if err := ValidateServiceName(name); err != nil {
+			return decodeErr(key, "%v", err)
+		}
+		m.ServiceName = name
+		return nil
+	case KeyInstanceID:
+		raw, err := d.stringValue(key, seenInstance)
+		if err != nil {
+			return err
+		}
+		id := string(raw)
+		if err := ValidateInstanceID(id); err != nil {
+			return decodeErr(key, "%v", err)
+		}
+		m.InstanceID = id
+		return nil
+	case KeyTimestamp:
+		raw, err := d.stringValue(key, seenTimestamp)
+		if err != nil {
+			return err
+		}
+		t, err := parseTimestampBytes(raw)
+		if err != nil {
+			return decodeErr(key, "%v", err)
+		}
+		m.Timestamp = t
+		return nil
+	case KeyStatus:
+		raw, err := d.stringValue(key, seenStatus)
+		if err != nil {
+			return err
+		}
+		m.Status = internStatus(raw)
+		return nil
+	case KeyUptimeSeconds:
+		return d.nonNegative(key, seenUptime, HasUptime, &m.UptimeSeconds)
+	case KeyMemoryUsageMB:
+		return d.nonNegative(key, seenMemory, HasMemory, &m.MemoryUsageMB)
+	case KeyCPUUsagePercent:
+		return d.nonNegative(key, seenCPU, HasCPU, &m.CPUUsagePercent)
+	case KeyIntervalSeconds:
+		if err := d.nonNegative(key, seenInterval, HasInterval, &m.IntervalSeconds); err != nil {
+			return err
+		}
+		if m.IntervalSeconds == 0 {
+			return decodeErr(key, "must be greater than zero")
+		}
+		return nil
+	case KeyHeartbeatCount:
+		raw, err := d.numberValue(key, seenCount, "want an integer")
+		if err != nil {
+			return err
+		}
+		n, ok := parseInt64(raw)
+		if !ok {
+			return decodeErr(key, "want an integer, got %s", raw)
+		}
+		if n < 0 {
+			return decodeErr(key, "want a non-negative integer, got %d", n)
+		}
+		m.HeartbeatCount = n
+		m.Has |= HasHeartbeatCount
+		return nil
 	}
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return 0, decodeErr(key, "invalid number %s", raw)
-	}
-	if f < 0 || math.IsInf(f, 0) {
-		return 0, decodeErr(key, "want a non-negative number, got %s", raw)
-	}
-	return f, nil
+	return d.serviceField(key)
 }
 
-func wantCount(key string, raw json.RawMessage) (int64, error) {
-	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
-		return 0, decodeErr(key, "want an integer, got %s", describe(raw))
+func (d *decoder) nonNegative(key string, bit uint16, has Presence, dst *float64) error {
+	raw, err := d.numberValue(key, bit, "want a number")
+	if err != nil {
+		return err
 	}
-	var n int64
-	if err := json.Unmarshal(raw, &n); err != nil {
-		return 0, decodeErr(key, "want an integer, got %s", raw)
+	f, ok := parseFloat(raw)
+	if !ok {
+		return decodeErr(key, "invalid number %s", raw)
 	}
-	if n < 0 {
-		return 0, decodeErr(key, "want a non-negative integer, got %d", n)
+	if f < 0 {
+		return decodeErr(key, "want a non-negative number, got %s", raw)
 	}
-	return n, nil
+	*dst = f
+	d.m.Has |= has
+	return nil
 }
 
-func describe(raw json.RawMessage) string {
+// serviceField keeps an unknown key's value with the most specific kind
+// that re-encodes to the same JSON: integers, other numbers and strings are
+// typed, anything else is kept as the sender wrote it.
+func (d *decoder) serviceField(key string) error {
+	m, s := d.m, &d.s
+	if d.unknown == nil && len(m.Fields) >= 16 {
+		d.unknown = make(map[string]struct{}, 2*len(m.Fields))
+		for _, f := range m.Fields {
+			d.unknown[f.Key] = struct{}{}
+		}
+	}
+	if d.unknown != nil {
+		if _, ok := d.unknown[key]; ok {
+			return decodeErr(key, "key appears twice")
+		}
+		d.unknown[key] = struct{}{}
+	} else {
+		for _, f := range m.Fields {
+			if f.Key == key {
+				return decodeErr(key, "key appears twice")
+			}
+		}
+	}
+	var v Value
+	switch c := s.peek(); {
+	case c == '"':
+		raw, err := s.str()
+		if err != nil {
+			return decodeErr(key, "not JSON: %v", err)
+		}
+		v = String(string(raw))
+	case c == '-' || c >= '0' && c <= '9':
+		raw, err := s.number()
+		if err != nil {
+			return decodeErr(key, "not JSON: %v", err)
+		}
+		if n, ok := parseInt64(raw); ok {
+			v = Int(n)
+		} else if f, ok := parseFloat(raw); ok && finite(f) {
+			v = Float(f)
+		} else {
+			v = Value{Kind: KindRaw, Raw: append([]byte(nil), raw...)}
+		}
+	default:
+		raw, err := s.skip(0)
+		if err != nil {
+			return decodeErr(key, "not JSON: %v", err)
+		}
+		v = Value{Kind: KindRaw, Raw: append([]byte(nil), raw...)}
+	}
+	m.Fields = append(m.Fields, Field{Key: key, Value: v})
+	return nil
+}
+
+// stringValue reads a string value, or explains what was there instead.
+func (d *decoder) stringValue(key string, bit uint16) ([]byte, error) {
+	if err := d.once(key, bit); err != nil {
+		return nil, err
+	}
+	if d.s.peek() != '"' {
+		return nil, d.wrongType(key, "want a string")
+	}
+	raw, err := d.s.str()
+	if err != nil {
+		return nil, decodeErr(key, "not JSON: %v", err)
+	}
+	return raw, nil
+}
+
+// numberValue reads a number value, or explains what was there instead.
+func (d *decoder) numberValue(key string, bit uint16, want string) ([]byte, error) {
+	if err := d.once(key, bit); err != nil {
+		return nil, err
+	}
+	if c := d.s.peek(); !(c == '-' || c >= '0' && c <= '9') {
+		return nil, d.wrongType(key, want)
+	}
+	raw, err := d.s.number()
+	if err != nil {
+		return nil, decodeErr(key, "not JSON: %v", err)
+	}
+	return raw, nil
+}
+
+// wrongType reads the value that is there, to say what it is.
+func (d *decoder) wrongType(key, want string) error {
+	raw, err := d.s.skip(0)
+	if err != nil {
+		return decodeErr(key, "not JSON: %v", err)
+	}
+	return decodeErr(key, "%s, got %s", want, describe(raw))
+}
+
+func internStatus(raw []byte) string {
+	switch string(raw) {
+	case StatusRunning:
+		return StatusRunning
+	case StatusStopping:
+		return StatusStopping
+	}
+	return string(raw)
+}
+
+func describe(raw []byte) string {
 	if len(raw) == 0 {
 		return "nothing"
 	}
@@ -225,29 +388,46 @@ func describe(raw json.RawMessage) string {
 	}
 }
 
-// rawValue keeps an unknown key's value with the most specific kind that
-// re-encodes to the same JSON: integers, other numbers and strings are typed,
-// anything else is kept as the sender wrote it.
-func rawValue(raw json.RawMessage) Value {
-	switch c := raw[0]; {
-	case c == '"':
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return String(s)
-		}
-	case c == '-' || c >= '0' && c <= '9':
-		if !bytes.ContainsAny(raw, ".eE") {
-			var n int64
-			if json.Unmarshal(raw, &n) == nil {
-				return Int(n)
-			}
-		}
-		var f float64
-		if json.Unmarshal(raw, &f) == nil && finite(f) {
-			return Float(f)
-		}
+// parseTimestampBytes is ParseTimestamp with a fast path for the canonical
+// form, which every heartbeat from this library has.
+func parseTimestampBytes(b []byte) (time.Time, error) {
+	if t, ok := parseCanonical(b); ok {
+		return t, nil
 	}
-	return Value{Kind: KindRaw, Raw: append(json.RawMessage(nil), raw...)}
+	return ParseTimestamp(string(b))
+}
+
+// parseCanonical reads 2006-01-02T15:04:05.000000+00:00 without allocating.
+func parseCanonical(b []byte) (time.Time, bool) {
+	if len(b) != len(TimestampLayout) || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' ||
+		b[16] != ':' || b[19] != '.' || string(b[26:]) != "+00:00" {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for _, c := range b[from:to] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	micro, ok7 := num(20, 26)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC)
+	if t.Day() != day { // 31 February and the like: the full parser refuses it
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 var timestampLayouts = []string{
