@@ -17,7 +17,15 @@ import (
 type Collector struct {
 	kind    convention.FieldKind
 	isFloat bool
+	// usesCtx is set by the ...Func forms, whose collectors receive a
+	// context with the budget as its deadline; the plain forms ignore it.
+	usesCtx bool
 	fn      func(context.Context) (heartbeat.Value, error)
+}
+
+func plain(c Collector) Collector {
+	c.usesCtx = false
+	return c
 }
 
 // errNoValue marks a collector that has nothing to report this time, such as
@@ -26,13 +34,13 @@ var errNoValue = errors.New("no value")
 
 // Int returns a collector of an integer value, such as a queue size.
 func Int(f func() int64) Collector {
-	return IntFunc(func(context.Context) (int64, error) { return f(), nil })
+	return plain(IntFunc(func(context.Context) (int64, error) { return f(), nil }))
 }
 
 // IntFunc returns a collector of an integer value that may fail; it should
 // return when ctx is done.
 func IntFunc(f func(ctx context.Context) (int64, error)) Collector {
-	return Collector{kind: convention.FieldNumber, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldNumber, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
 		v, err := f(ctx)
 		return heartbeat.Int(v), err
 	}}
@@ -40,13 +48,13 @@ func IntFunc(f func(ctx context.Context) (int64, error)) Collector {
 
 // Float returns a collector of a floating-point value, such as a ratio.
 func Float(f func() float64) Collector {
-	return FloatFunc(func(context.Context) (float64, error) { return f(), nil })
+	return plain(FloatFunc(func(context.Context) (float64, error) { return f(), nil }))
 }
 
 // FloatFunc returns a collector of a floating-point value that may fail; it
 // should return when ctx is done. NaN and infinities are failures.
 func FloatFunc(f func(ctx context.Context) (float64, error)) Collector {
-	return Collector{kind: convention.FieldNumber, isFloat: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldNumber, isFloat: true, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
 		v, err := f(ctx)
 		if err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
 			err = fmt.Errorf("%v is not a finite number", v)
@@ -58,13 +66,13 @@ func FloatFunc(f func(ctx context.Context) (float64, error)) Collector {
 // String returns a collector of a state, such as an API status
 // ("authenticated"). Values longer than MaxStringLength bytes are cut.
 func String(f func() string) Collector {
-	return StringFunc(func(context.Context) (string, error) { return f(), nil })
+	return plain(StringFunc(func(context.Context) (string, error) { return f(), nil }))
 }
 
 // StringFunc returns a collector of a state that may fail; it should return
 // when ctx is done.
 func StringFunc(f func(ctx context.Context) (string, error)) Collector {
-	return Collector{kind: convention.FieldString, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldString, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
 		v, err := f(ctx)
 		return heartbeat.String(v), err
 	}}
@@ -74,13 +82,13 @@ func StringFunc(f func(ctx context.Context) (string, error)) Collector {
 // successful operation. A zero time means "never" and leaves the field out
 // of the heartbeat without counting as a failure.
 func Timestamp(f func() time.Time) Collector {
-	return TimestampFunc(func(context.Context) (time.Time, error) { return f(), nil })
+	return plain(TimestampFunc(func(context.Context) (time.Time, error) { return f(), nil }))
 }
 
 // TimestampFunc returns a collector of a point in time that may fail; it
 // should return when ctx is done.
 func TimestampFunc(f func(ctx context.Context) (time.Time, error)) Collector {
-	return Collector{kind: convention.FieldTimestamp, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldTimestamp, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
 		v, err := f(ctx)
 		if err == nil && v.IsZero() {
 			err = errNoValue

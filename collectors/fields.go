@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -38,6 +39,14 @@ type Fields struct {
 	entries []*entry
 	reg     metric.Registration
 	closed  bool
+	usesCtx bool // some collector takes a context
+
+	// collecting serializes collections (several readers may collect at
+	// once) and guards what one collection reuses from the last.
+	collecting sync.Mutex
+	results    chan result // capacity MaxFields: each entry has at most one result outstanding
+	budget     *time.Timer
+	round      uint64
 
 	running  atomic.Int64
 	drained  chan struct{}
@@ -45,10 +54,16 @@ type Fields struct {
 }
 
 type entry struct {
-	name string
-	c    Collector
-	inst metric.Observable
-	busy atomic.Bool
+	name  string
+	c     Collector
+	inst  metric.Observable
+	busy  atomic.Bool
+	round atomic.Uint64 // the collection it was last started for
+
+	// The last string state and its attribute option, so that an unchanged
+	// state costs no allocation. Guarded by Fields.collecting.
+	state     string
+	stateOpts []metric.ObserveOption
 }
 
 // NewFields returns an empty set of service fields on the heartbeat scope of
@@ -56,6 +71,8 @@ type entry struct {
 func NewFields(opts ...Option) *Fields {
 	cfg := newConfig(opts)
 	ctx, cancel := context.WithCancel(context.Background())
+	budget := time.NewTimer(time.Hour)
+	budget.Stop()
 	return &Fields{
 		cfg:      cfg,
 		meter:    cfg.meter(),
@@ -63,6 +80,8 @@ func NewFields(opts ...Option) *Fields {
 		ctx:      ctx,
 		cancel:   cancel,
 		drained:  make(chan struct{}),
+		results:  make(chan result, MaxFields),
+		budget:   budget,
 	}
 }
 
@@ -125,6 +144,7 @@ func (f *Fields) Add(name string, c Collector) error {
 	}
 	f.reg = reg
 	f.entries = append(f.entries, e)
+	f.usesCtx = f.usesCtx || c.usesCtx
 	return nil
 }
 
@@ -141,9 +161,10 @@ func (f *Fields) Names() []string {
 }
 
 type result struct {
-	e   *entry
-	v   heartbeat.Value
-	err error
+	e     *entry
+	round uint64
+	v     heartbeat.Value
+	err   error
 }
 
 // observe runs every idle collector concurrently and observes those that
@@ -155,56 +176,79 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 			f.reporter.Fail("observe", fmt.Errorf("collectors: observing service fields panicked: %v", r))
 		}
 	}()
-	cctx, cancel := context.WithTimeout(ctx, f.cfg.timeout)
-	defer cancel()
-	defer context.AfterFunc(f.ctx, cancel)()
+	f.collecting.Lock()
+	defer f.collecting.Unlock()
 
+	budget := f.cfg.timeout
+	if deadline, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(deadline))
+	}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return nil
 	}
-	results := make(chan result, len(f.entries))
-	pending := make(map[*entry]bool, len(f.entries))
+	f.round++
+	round := f.round
+	// Collectors built from plain functions ignore their context; only the
+	// ...Func forms get one with the budget as its deadline.
+	cctx := f.ctx
+	if f.usesCtx {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(f.ctx, budget)
+		defer cancel()
+	}
+	pending := 0
 	for _, e := range f.entries {
 		if !e.busy.CompareAndSwap(false, true) {
-			// Still running from an earlier heartbeat: already reported.
+			// Still running from an earlier collection: already reported.
 			continue
 		}
-		pending[e] = true
+		e.round.Store(round)
+		pending++
 		f.running.Add(1)
-		go f.run(cctx, e, results)
+		go f.run(cctx, e, round)
 	}
+	entries := f.entries
 	f.mu.Unlock()
+	if pending == 0 {
+		return nil
+	}
 
-	for len(pending) > 0 {
+	f.budget.Reset(budget)
+	defer f.budget.Stop()
+	for pending > 0 {
 		select {
-		case r := <-results:
-			delete(pending, r.e)
-			f.record(o, r)
-		case <-cctx.Done():
-			if f.ctx.Err() != nil || ctx.Err() != nil {
-				// Unregistered, or the reader gave up on this collection:
-				// not the collectors' fault.
-				return nil
+		case r := <-f.results:
+			if r.round != round {
+				continue // a late result from an earlier collection
 			}
-			for e := range pending {
-				f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", e.name, f.cfg.timeout))
+			pending--
+			f.record(o, r)
+		case <-f.budget.C:
+			for _, e := range entries {
+				if e.round.Load() == round && e.busy.Load() {
+					f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", e.name, f.cfg.timeout))
+				}
 			}
 			return nil
+		case <-ctx.Done():
+			return nil // the reader gave up on this collection
+		case <-f.ctx.Done():
+			return nil // unregistered
 		}
 	}
 	return nil
 }
 
-func (f *Fields) run(ctx context.Context, e *entry, results chan<- result) {
+func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
 	defer func() {
 		e.busy.Store(false)
 		if f.running.Add(-1) == 0 && f.isClosed() {
 			f.drainOne.Do(func() { close(f.drained) })
 		}
 	}()
-	r := result{e: e}
+	r := result{e: e, round: round}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -213,9 +257,10 @@ func (f *Fields) run(ctx context.Context, e *entry, results chan<- result) {
 		}()
 		r.v, r.err = e.c.fn(ctx)
 	}()
-	results <- r // buffered for every collector of the heartbeat
+	f.results <- r // never blocks: one outstanding result per entry at most
 }
 
+// record observes one result; f.collecting is held.
 func (f *Fields) record(o metric.Observer, r result) {
 	e := r.e
 	switch {
@@ -230,7 +275,12 @@ func (f *Fields) record(o metric.Observer, r result) {
 	switch inst := e.inst.(type) {
 	case metric.Int64Observable:
 		if e.c.kind == convention.FieldString {
-			o.ObserveInt64(inst, 1, metric.WithAttributes(attribute.String(convention.ValueKey, truncate(r.v.Str, MaxStringLength))))
+			state := truncate(r.v.Str, MaxStringLength)
+			if e.stateOpts == nil || state != e.state {
+				e.state = state
+				e.stateOpts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.ValueKey, state)))}
+			}
+			o.ObserveInt64(inst, 1, e.stateOpts...)
 			return
 		}
 		o.ObserveInt64(inst, r.v.Int)

@@ -16,8 +16,8 @@ import (
 )
 
 var (
-	cpuModeUser   = metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "user")))
-	cpuModeSystem = metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "system")))
+	cpuModeUser   = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "user")))}
+	cpuModeSystem = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "system")))}
 )
 
 // Process observes this process's uptime, resident memory and CPU time:
@@ -106,8 +106,8 @@ func (p *Process) observe(ctx context.Context, o metric.Observer, uptime metric.
 		p.reporter.Fail("cpu", fmt.Errorf("collectors: read CPU time: %w", err))
 	} else {
 		p.reporter.OK("cpu")
-		o.ObserveFloat64(cpu, t.User, cpuModeUser)
-		o.ObserveFloat64(cpu, t.System, cpuModeSystem)
+		o.ObserveFloat64(cpu, t.User, cpuModeUser...)
+		o.ObserveFloat64(cpu, t.System, cpuModeSystem...)
 	}
 }
 

@@ -56,10 +56,31 @@ type Exporter struct {
 	msg        heartbeat.Message
 	cpu        cpuSample
 	writtenKey string
+	badValues  map[string]bool // values left out, by instrument or field
+	pipe       redis.Pipeliner // reused: exports are serialized
+	names      names           // channel and key of the last identity
 
 	stopping     atomic.Bool
 	isShutdown   atomic.Bool
 	shutdownOnce sync.Once
+}
+
+// names caches the channel and key of one identity, which rarely changes.
+type names struct {
+	service, instance string
+	channel, key      string
+}
+
+func (e *Exporter) namesFor(service, instance string) *names {
+	n := &e.names
+	if n.service != service || n.instance != instance {
+		*n = names{
+			service: service, instance: instance,
+			channel: heartbeat.Channel(e.s.channelPrefix, service),
+			key:     heartbeat.Key(e.s.keyPrefix, service, instance),
+		}
+	}
+	return n
 }
 
 type cpuSample struct {
@@ -280,7 +301,7 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 			}
 			f := data.DataPoints[0].Value
 			if !finite(f) {
-				e.reporter.Fail("value:"+key, fmt.Errorf("valkeyexporter: field %s: %v is not a finite number; left out", key, f))
+				e.badValue(key, fmt.Errorf("valkeyexporter: field %s: %v is not a finite number; left out", key, f))
 				return
 			}
 			v = heartbeat.Float(f)
@@ -306,7 +327,7 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 		t := time.Unix(int64(whole), int64(math.Round(frac*1e6))*1e3)
 		v = heartbeat.Time(t)
 	}
-	e.reporter.OK("value:" + key)
+	e.goodValue(key)
 	e.msg.Fields = append(e.msg.Fields, heartbeat.Field{Key: key, Value: v})
 }
 
@@ -342,10 +363,10 @@ func (e *Exporter) number(md *metricdata.Metrics) (float64, time.Time, bool) {
 		return 0, at, false
 	}
 	if !finite(v) {
-		e.reporter.Fail("value:"+md.Name, fmt.Errorf("valkeyexporter: %s: %v is not a finite number; left out", md.Name, v))
+		e.badValue(md.Name, fmt.Errorf("valkeyexporter: %s: %v is not a finite number; left out", md.Name, v))
 		return 0, at, false
 	}
-	e.reporter.OK("value:" + md.Name)
+	e.goodValue(md.Name)
 	return v, at, true
 }
 
@@ -397,24 +418,22 @@ func stringValue(md *metricdata.Metrics) (string, bool) {
 // send publishes e.buf and writes (or, when stopping, deletes) the
 // latest-state key in one pipelined round trip.
 func (e *Exporter) send(ctx context.Context, stopping bool) error {
-	m := &e.msg
-	channel := heartbeat.Channel(e.s.channelPrefix, m.ServiceName)
-	key := heartbeat.Key(e.s.keyPrefix, m.ServiceName, m.InstanceID)
-	var (
-		pub   *redis.IntCmd
-		state redis.Cmder
-	)
-	_, perr := e.s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		pub = p.Publish(ctx, channel, e.buf)
-		if e.s.latestState {
-			if stopping {
-				state = p.Del(ctx, key)
-			} else {
-				state = p.Set(ctx, key, e.buf, 3*e.s.interval)
-			}
+	n := e.namesFor(e.msg.ServiceName, e.msg.InstanceID)
+	channel, key := n.channel, n.key
+	if e.pipe == nil {
+		e.pipe = e.s.client.Pipeline()
+	}
+	p := e.pipe
+	var state redis.Cmder
+	pub := p.Publish(ctx, channel, e.buf)
+	if e.s.latestState {
+		if stopping {
+			state = p.Del(ctx, key)
+		} else {
+			state = p.Set(ctx, key, e.buf, 3*e.s.interval)
 		}
-		return nil
-	})
+	}
+	_, perr := p.Exec(ctx)
 	pubErr := pub.Err()
 	if pubErr == nil && perr != nil && (state == nil || state.Err() == nil) {
 		// The connection failed before any command ran (e.g. its
@@ -440,6 +459,25 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 		e.writtenKey = key
 	}
 	return nil
+}
+
+// badValue reports a value that was left out, once per episode.
+func (e *Exporter) badValue(name string, err error) {
+	if e.badValues == nil {
+		e.badValues = make(map[string]bool)
+	}
+	if !e.badValues[name] && len(e.badValues) < 1024 {
+		e.badValues[name] = true
+		e.reporter.Fail("value:"+name, err)
+	}
+}
+
+// goodValue ends a bad-value episode; the common case costs a map lookup.
+func (e *Exporter) goodValue(name string) {
+	if e.badValues[name] {
+		delete(e.badValues, name)
+		e.reporter.OK("value:" + name)
+	}
 }
 
 // ForceFlush returns nil: the exporter holds no data between exports.
