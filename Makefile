@@ -5,7 +5,7 @@
 GO       ?= go
 FUZZTIME ?= 5s
 
-.PHONY: test deps vet unit fuzz
+.PHONY: test deps vet unit fuzz bench
 
 test: deps vet unit fuzz
 
@@ -27,4 +27,17 @@ unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
+	$(GO) test -run '^$$' -fuzz '^FuzzDecoderAgreesWithEncodingJSON$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
 	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFromEnv$$' -fuzztime $(FUZZTIME) ./internal/valkeyconf
+
+# make bench: every performance figure beside its baseline, measured in the
+# same run on this machine, as the README's table (a few minutes).
+bench: deps
+	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode)$$' -benchmem -count 5 ./internal/heartbeat && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkHeartbeatCycle' -benchmem -count 5 ./otelheartbeat && \
+	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe)$$' -benchmem ./internal/liveness && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./internal/liveness && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkIngest$$' -benchtime 5x ./internal/monitor && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkIdleFootprint$$' -benchtime 1x ./internal/footprint; } | tee bench.out
+	@echo
+	@$(GO) run ./internal/benchtable < bench.out

@@ -120,6 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Service: o.service,
 		Tracker: []liveness.Option{liveness.WithRetention(o.retention)},
 		Refresh: o.refresh,
+		KeepRaw: o.json,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)

@@ -53,6 +53,7 @@ type decoder struct {
 	m       *Message
 	seen    uint16              // documented keys already read
 	unknown map[string]struct{} // service keys, once there are many
+	intern  *Interner           // may be nil
 }
 
 // Bits of decoder.seen.
@@ -96,7 +97,7 @@ func (d *decoder) object() error {
 			if err != nil {
 				return decodeErr("", "not JSON: %v", err)
 			}
-			key := internKey(rawKey)
+			key := internKey(rawKey, d.intern)
 			s.ws()
 			if s.peek() != ':' {
 				return decodeErr("", "not JSON: %v", s.syntax("want ':' after key %q", key))
@@ -137,9 +138,9 @@ func (d *decoder) object() error {
 	return nil
 }
 
-// internKey returns the documented key raw spells without allocating, or a
-// new string for any other key.
-func internKey(raw []byte) string {
+// internKey returns the documented key raw spells without allocating, or
+// the interner's string for any other key.
+func internKey(raw []byte, in *Interner) string {
 	switch string(raw) {
 	case KeyServiceName:
 		return KeyServiceName
@@ -160,7 +161,7 @@ func internKey(raw []byte) string {
 	case KeyStatus:
 		return KeyStatus
 	}
-	return string(raw)
+	return in.String(raw)
 }
 
 func (d *decoder) once(key string, bit uint16) error {
@@ -180,7 +181,7 @@ func (d *decoder) value(key string) error {
 		if err != nil {
 			return err
 		}
-		name := string(raw)
+		name := d.intern.String(raw)
 		if err := ValidateServiceName(name); err != nil {
 			return decodeErr(key, "%v", err)
 		}
@@ -295,7 +296,7 @@ func (d *decoder) serviceField(key string) error {
 		if err != nil {
 			return decodeErr(key, "not JSON: %v", err)
 		}
-		v = String(string(raw))
+		v = String(d.intern.String(raw))
 	case c == '-' || c >= '0' && c <= '9':
 		raw, err := s.number()
 		if err != nil {

@@ -43,6 +43,21 @@ func validateIdent(what, s string) error {
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%s %q is not valid UTF-8", what, s)
 	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return validateRunes(what, s)
+		}
+		if c <= ' ' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' || c == '\\' {
+			return validateRunes(what, s)
+		}
+	}
+	return nil
+}
+
+// validateRunes is validateIdent's full check, for names that are not
+// plain printable ASCII or that hold a character it refuses.
+func validateRunes(what, s string) error {
 	for _, r := range s {
 		switch {
 		case r == '*' || r == '?' || r == '[' || r == ']' || r == '\\':

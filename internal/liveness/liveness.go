@@ -17,7 +17,10 @@
 // Silence is detected by the tracker's own timing: every instance has one
 // pending deadline (when it turns stale, dead, or is forgotten) in a heap,
 // so Tick costs O(log n) per due deadline and O(1) when none is due, however
-// many instances are tracked. Each transition is reported once.
+// many instances are tracked. A heartbeat that only pushes an instance's
+// deadline later does not touch the heap: the old entry is re-filed when it
+// comes due, so a steady fleet costs O(1) per heartbeat and one O(log n)
+// re-file per instance every 1.5 intervals. Each transition is reported once.
 package liveness
 
 import (
@@ -141,8 +144,9 @@ type Tracker struct {
 
 type entry struct {
 	Instance
-	deadline time.Time
-	index    int // in the heap
+	deadline time.Time // when the next transition is due
+	filed    time.Time // the deadline the heap orders it by; never later than deadline
+	index    int       // in the heap, or -1
 }
 
 // Option configures a Tracker.
@@ -238,7 +242,9 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 	return out
 }
 
-// schedule sets e's next deadline from its state.
+// schedule sets e's next deadline from its state. A later deadline leaves
+// the heap alone (Tick re-files the entry when its old deadline comes up);
+// an earlier one re-files it now.
 func (t *Tracker) schedule(e *entry) {
 	switch e.State {
 	case Alive:
@@ -248,19 +254,23 @@ func (t *Tracker) schedule(e *entry) {
 	default: // Dead, Stopped: forget after the retention period
 		e.deadline = e.Since.Add(t.retention)
 	}
-	if e.index < 0 {
+	switch {
+	case e.index < 0:
+		e.filed = e.deadline
 		heap.Push(&t.deadlines, e)
-	} else {
+	case e.deadline.Before(e.filed):
+		e.filed = e.deadline
 		heap.Fix(&t.deadlines, e.index)
 	}
 }
 
-// NextDeadline returns when Tick next has something to do.
+// NextDeadline returns when Tick next has something to do; it may be early
+// (an entry that only needs re-filing), never late.
 func (t *Tracker) NextDeadline() (time.Time, bool) {
 	if len(t.deadlines) == 0 {
 		return time.Time{}, false
 	}
-	return t.deadlines[0].deadline, true
+	return t.deadlines[0].filed, true
 }
 
 // Tick applies every deadline that has passed and returns the transitions,
@@ -269,8 +279,14 @@ func (t *Tracker) NextDeadline() (time.Time, bool) {
 func (t *Tracker) Tick() []Transition {
 	now := t.clock.Now()
 	var out []Transition
-	for len(t.deadlines) > 0 && !t.deadlines[0].deadline.After(now) {
+	for len(t.deadlines) > 0 && !t.deadlines[0].filed.After(now) {
 		e := t.deadlines[0]
+		if e.deadline.After(now) {
+			// Heartbeats moved it on: file it under its real deadline.
+			e.filed = e.deadline
+			heap.Fix(&t.deadlines, 0)
+			continue
+		}
 		switch e.State {
 		case Alive, Stale:
 			// One step at a time, so a late Tick still reports alive->stale
@@ -350,7 +366,7 @@ func (t *Tracker) Services() []ServiceSummary {
 type deadlineHeap []*entry
 
 func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].filed.Before(h[j].filed) }
 func (h deadlineHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index = i

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -54,7 +55,8 @@ const (
 	KindRefresh
 )
 
-// Event is something the monitor saw.
+// Event is something the monitor saw. Raw is read-only: it shares memory
+// with the received message.
 type Event struct {
 	Kind       Kind
 	At         time.Time
@@ -86,6 +88,9 @@ type Config struct {
 	Refresh time.Duration
 	// SkipLatest disables reading the latest-state keys.
 	SkipLatest bool
+	// KeepRaw keeps each heartbeat's JSON in Event.Raw (a copy per
+	// message); without it Raw is set for malformed messages only.
+	KeepRaw bool
 }
 
 // Stats counts what the monitor has seen since it started.
@@ -99,8 +104,10 @@ type Monitor struct {
 	tracker *liveness.Tracker
 	stats   Stats
 
-	dropped atomic.Int64 // by the receiver, not yet reported
-	onDrop  func()       // tests: called by the receiver on each drop
+	dropped  atomic.Int64        // by the receiver, not yet reported
+	onDrop   func()              // tests: called by the receiver on each drop
+	channels map[string]string   // receiver's: channel name of each service
+	intern   *heartbeat.Interner // receiver's: names, keys and states
 }
 
 // New returns a monitor; it does not connect until Run.
@@ -141,10 +148,13 @@ func (m *Monitor) Pattern() string {
 	return m.cfg.ChannelPrefix + "*"
 }
 
+// received is one publication, decoded by the receiver.
 type received struct {
-	channel string
-	payload string
 	at      time.Time
+	channel string
+	msg     *heartbeat.Message
+	raw     []byte
+	err     error
 }
 
 type control struct {
@@ -159,30 +169,35 @@ type control struct {
 func (m *Monitor) Run(ctx context.Context, emit func(Event)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ps := m.cfg.Client.PSubscribe(ctx)
-	defer ps.Close()
-
 	in := make(chan received, m.cfg.Queue)
 	ctl := make(chan control, 4)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		m.receive(ctx, ps, in, ctl)
+		if o, ok := leanOptions(m.cfg.Client); ok {
+			m.receiveLean(ctx, o, in, ctl)
+		} else {
+			m.receiveGoRedis(ctx, in, ctl)
+		}
 	}()
 	defer func() {
-		cancel()
-		_ = ps.Close() // unblocks a pending Receive
+		cancel() // the receiver closes its connection and returns
 		<-done
 	}()
 
 	var timer *time.Timer
 	var timerC <-chan time.Time
+	var armed time.Time
 	resetTimer := func() {
 		next, ok := m.tracker.NextDeadline()
 		if !ok {
 			timerC = nil
 			return
 		}
+		if timerC != nil && next.Equal(armed) {
+			return // most heartbeats leave the earliest deadline where it was
+		}
+		armed = next
 		d := time.Until(next)
 		if d < 0 {
 			d = 0
@@ -235,6 +250,7 @@ func (m *Monitor) Run(ctx context.Context, emit func(Event)) error {
 				resetTimer()
 			}
 		case <-timerC:
+			timerC = nil
 			for _, t := range m.tracker.Tick() {
 				emit(Event{Kind: KindTransition, At: t.At, Transition: t})
 			}
@@ -246,23 +262,89 @@ func (m *Monitor) Run(ctx context.Context, emit func(Event)) error {
 	}
 }
 
-// receive reads the subscription until ctx is done. It is the only
-// goroutine the monitor starts, and Run waits for it.
-func (m *Monitor) receive(ctx context.Context, ps *redis.PubSub, in chan<- received, ctl chan<- control) {
-	send := func(c control) bool {
-		select {
-		case ctl <- c:
-			return true
-		case <-ctx.Done():
-			return false
+// sendControl passes a connection event to Run; false when ctx is done.
+func sendControl(ctx context.Context, ctl chan<- control, c control) bool {
+	select {
+	case ctl <- c:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// deliver queues a publication for Run, or drops and counts it when Run
+// is behind: the queue never grows past its bound.
+func (m *Monitor) deliver(in chan<- received, r received) {
+	select {
+	case in <- r:
+	default:
+		m.dropped.Add(1)
+		if m.onDrop != nil {
+			m.onDrop()
 		}
 	}
+}
+
+// receiveLean reads the subscription with the lean subscriber until ctx is
+// done, reconnecting with a bounded back-off. It is the only goroutine the
+// monitor starts besides Run's, and Run waits for it.
+func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, in chan<- received, ctl chan<- control) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		sub, err := dialSubscriber(ctx, o, m.Pattern())
+		if err != nil {
+			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		stop := context.AfterFunc(ctx, func() { _ = sub.close() })
+		backoff = 100 * time.Millisecond
+		if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
+			stop()
+			_ = sub.close()
+			return
+		}
+		for {
+			kind, ch, payload, err := sub.frame()
+			var big *oversized
+			switch {
+			case errors.As(err, &big):
+				m.deliver(in, received{at: time.Now(), channel: string(ch), err: big})
+				continue
+			case err != nil:
+			case kind == "pmessage":
+				m.deliver(in, m.decode(ch, payload, time.Now()))
+				continue
+			default:
+				continue
+			}
+			stop()
+			_ = sub.close()
+			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			break
+		}
+	}
+}
+
+// receiveGoRedis reads the subscription through go-redis, for clients the
+// lean subscriber cannot stand in for (Cluster, Sentinel, custom dialers
+// and credential providers).
+func (m *Monitor) receiveGoRedis(ctx context.Context, in chan<- received, ctl chan<- control) {
+	ps := m.cfg.Client.PSubscribe(ctx)
+	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
+	defer stop()
 	backoff := 100 * time.Millisecond
 	subscribed := false
 	for ctx.Err() == nil {
 		if !subscribed {
 			if err := ps.PSubscribe(ctx, m.Pattern()); err != nil {
-				if !send(control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+				if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
 					return
 				}
 				backoff = min(2*backoff, 5*time.Second)
@@ -276,7 +358,7 @@ func (m *Monitor) receive(ctx context.Context, ps *redis.PubSub, in chan<- recei
 				return
 			}
 			// go-redis reconnects and resubscribes on the next Receive.
-			if !send(control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+			if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -285,18 +367,15 @@ func (m *Monitor) receive(ctx context.Context, ps *redis.PubSub, in chan<- recei
 		switch msg := msg.(type) {
 		case *redis.Subscription:
 			backoff = 100 * time.Millisecond
-			if !send(control{subscribed: true, at: time.Now()}) {
+			if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
 				return
 			}
 		case *redis.Message:
-			select {
-			case in <- received{channel: msg.Channel, payload: msg.Payload, at: time.Now()}:
-			default:
-				m.dropped.Add(1)
-				if m.onDrop != nil {
-					m.onDrop()
-				}
-			}
+			// Views, not copies: nothing writes to them, and the decoder
+			// keeps no reference into its input.
+			ch := unsafe.Slice(unsafe.StringData(msg.Channel), len(msg.Channel))
+			payload := unsafe.Slice(unsafe.StringData(msg.Payload), len(msg.Payload))
+			m.deliver(in, m.decode(ch, payload, time.Now()))
 		}
 	}
 }
@@ -319,31 +398,55 @@ func (m *Monitor) reportDropped(emit func(Event)) {
 	}
 }
 
-// handle decodes one message and feeds the tracker.
+// handle feeds one decoded publication to the tracker and the renderer.
 func (m *Monitor) handle(r received, emit func(Event)) {
 	m.stats.Received++
-	msg, err := m.decode(r.channel, []byte(r.payload))
-	if err != nil {
+	if r.err != nil {
 		m.stats.Malformed++
-		emit(Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: err, Raw: cut([]byte(r.payload), 200)})
+		emit(Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: r.err, Raw: r.raw})
 		return
 	}
-	emit(Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: msg, Raw: []byte(r.payload)})
-	for _, t := range m.tracker.ObserveAt(msg, r.at) {
+	emit(Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Raw: r.raw})
+	for _, t := range m.tracker.ObserveAt(r.msg, r.at) {
 		emit(Event{Kind: KindTransition, At: t.At, Transition: t})
 	}
 }
 
-// decode checks a heartbeat and that it belongs on its channel.
-func (m *Monitor) decode(channel string, payload []byte) (*heartbeat.Message, error) {
-	msg, err := heartbeat.Unmarshal(payload)
-	if err != nil {
-		return nil, err
+// decode checks one publication and that it belongs on its channel. It
+// runs on the receiver's goroutine, on bytes valid only until it returns.
+func (m *Monitor) decode(channel, payload []byte, at time.Time) received {
+	msg := new(heartbeat.Message)
+	if m.intern == nil {
+		m.intern = heartbeat.NewInterner(4096)
 	}
-	if want := strings.TrimPrefix(channel, m.cfg.ChannelPrefix); want != msg.ServiceName {
-		return nil, fmt.Errorf("heartbeat: service_name %q arrived on the channel of %q", msg.ServiceName, want)
+	if err := heartbeat.UnmarshalIntern(payload, msg, m.intern); err != nil {
+		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
-	return msg, nil
+	prefix := m.cfg.ChannelPrefix
+	if len(channel) < len(prefix) || string(channel[:len(prefix)]) != prefix || string(channel[len(prefix):]) != msg.ServiceName {
+		return received{at: at, channel: string(channel), raw: append([]byte(nil), cut(payload, 200)...),
+			err: fmt.Errorf("heartbeat: service_name %q arrived on the channel of %q", msg.ServiceName, strings.TrimPrefix(string(channel), prefix))}
+	}
+	r := received{at: at, channel: m.channelName(msg.ServiceName), msg: msg}
+	if m.cfg.KeepRaw {
+		r.raw = append([]byte(nil), payload...)
+	}
+	return r
+}
+
+// channelName returns the channel of a service, built once per service.
+func (m *Monitor) channelName(service string) string {
+	if c, ok := m.channels[service]; ok {
+		return c
+	}
+	c := m.cfg.ChannelPrefix + service
+	if m.channels == nil {
+		m.channels = make(map[string]string)
+	}
+	if len(m.channels) < 10_000 {
+		m.channels[service] = c
+	}
+	return c
 }
 
 func cut(b []byte, n int) []byte {

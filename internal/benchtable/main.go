@@ -1,0 +1,134 @@
+// Command benchtable turns `go test -bench` output on standard input into
+// the README's performance table: each figure is the median over the runs,
+// set beside its baseline from the same run and its target.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// results maps benchmark name (without the -N suffix) and unit to values.
+type results map[string]map[string][]float64
+
+func parse(r io.Reader) results {
+	res := results{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := f[0]
+		if i := strings.LastIndex(name, "-"); i > 0 {
+			name = name[:i]
+		}
+		if res[name] == nil {
+			res[name] = map[string][]float64{}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			res[name][f[i+1]] = append(res[name][f[i+1]], v)
+		}
+	}
+	return res
+}
+
+func (r results) get(name, unit string) (float64, bool) {
+	v := r[name][unit]
+	if len(v) == 0 {
+		return 0, false
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2], true
+}
+
+type row struct {
+	measure, result, baseline, ratio, target, verdict string
+}
+
+func main() {
+	r := parse(os.Stdin)
+	var rows []row
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**not met**"
+	}
+	num := func(v float64, unit string) string {
+		switch {
+		case v >= 1e6:
+			return fmt.Sprintf("%.2fM %s", v/1e6, unit)
+		case v >= 1e4:
+			return fmt.Sprintf("%.0fk %s", v/1e3, unit)
+		case v >= 100:
+			return fmt.Sprintf("%.0f %s", v, unit)
+		}
+		return fmt.Sprintf("%.3g %s", v, unit)
+	}
+
+	if lib, ok := r.get("BenchmarkHeartbeatCycleInterleaved", "library-ns/heartbeat"); ok {
+		base, _ := r.get("BenchmarkHeartbeatCycleInterleaved", "baseline-ns/heartbeat")
+		ratio, _ := r.get("BenchmarkHeartbeatCycleInterleaved", "time-ratio")
+		rows = append(rows, row{"heartbeat cycle, time (interleaved)", num(lib/1e3, "µs"), num(base/1e3, "µs"), fmt.Sprintf("%.2fx", ratio), "≤ 1.3x", verdict(ratio <= 1.3)})
+	}
+	if lib, ok := r.get("BenchmarkHeartbeatCycle", "allocs/op"); ok {
+		base, _ := r.get("BenchmarkHeartbeatCycleBaseline", "allocs/op")
+		rows = append(rows, row{"heartbeat cycle, allocations", num(lib, "allocs"), num(base, "allocs"), fmt.Sprintf("%.2fx", lib/base), "≤ 1x", verdict(lib <= base)})
+	}
+	if enc, ok := r.get("BenchmarkEncode", "ns/op"); ok {
+		base, _ := r.get("BenchmarkEncodeJSONMap", "ns/op")
+		rows = append(rows, row{"encoder, time", num(enc, "ns"), num(base, "ns"), fmt.Sprintf("%.1fx faster", base/enc), "≥ 3x faster", verdict(base/enc >= 3)})
+		allocs, _ := r.get("BenchmarkEncode", "allocs/op")
+		balloc, _ := r.get("BenchmarkEncodeJSONMap", "allocs/op")
+		rows = append(rows, row{"encoder, allocations", num(allocs, "allocs"), num(balloc, "allocs"), "", "≤ 1 per heartbeat", verdict(allocs <= 1)})
+	}
+	if dec, ok := r.get("BenchmarkDecode", "ns/op"); ok {
+		allocs, _ := r.get("BenchmarkDecode", "allocs/op")
+		rows = append(rows, row{"decoder (monitor, per message)", num(dec, "ns") + ", " + num(allocs, "allocs"), "", "", "", ""})
+	}
+	if rss, ok := r.get("BenchmarkIdleFootprint", "rss-MiB"); ok {
+		g, _ := r.get("BenchmarkIdleFootprint", "goroutines")
+		cpu, _ := r.get("BenchmarkIdleFootprint", "cpu-s/1000-heartbeats")
+		rows = append(rows,
+			row{"idle Publisher, resident memory added", fmt.Sprintf("%.1f MiB", rss), "bare process", "", "≤ 4 MiB", verdict(rss <= 4)},
+			row{"idle Publisher, goroutines added", fmt.Sprintf("%.0f", g), "bare process", "", "≤ 4", verdict(g <= 4)},
+			row{"CPU per 1,000 heartbeats", fmt.Sprintf("%.2f s", cpu), "", "", "", ""})
+	}
+	if ratio, ok := r.get("BenchmarkIngest", "monitor/bare"); ok {
+		mon, _ := r.get("BenchmarkIngest", "monitor-msgs/s")
+		bare, _ := r.get("BenchmarkIngest", "bare-msgs/s")
+		dropped, _ := r.get("BenchmarkIngest", "dropped")
+		rows = append(rows, row{"monitor ingest at 100,000 instances", num(mon, "msgs/s"), num(bare, "msgs/s") + " (bare PSUBSCRIBE)", fmt.Sprintf("%.0f%%", ratio*100), "≥ 80%", verdict(ratio >= 0.8)})
+		rows = append(rows, row{"monitor messages dropped in that run", fmt.Sprintf("%.0f", dropped), "", "", "", ""})
+	}
+	if tick, ok := r.get("BenchmarkTickNothingDue", "ns/op"); ok {
+		rows = append(rows, row{"liveness tick, 1,000,000 instances, nothing due", num(tick, "ns"), "", "", "≪ 1 ms", verdict(tick < 1e5)})
+	}
+	if obs, ok := r.get("BenchmarkObserve", "ns/op"); ok {
+		rows = append(rows, row{"liveness, one heartbeat at 100,000 instances", num(obs, "ns"), "", "", "", ""})
+	}
+	if mem, ok := r.get("BenchmarkMemoryPerInstance", "B/instance"); ok {
+		rows = append(rows, row{"liveness memory per tracked instance", fmt.Sprintf("%.0f B", mem), "", "", "≤ 1 KiB", verdict(mem <= 1024)})
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(os.Stderr, "benchtable: no known benchmarks on standard input")
+		os.Exit(1)
+	}
+	fmt.Println("| measure | result | baseline (same run) | ratio | target | |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, x := range rows {
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", x.measure, x.result, x.baseline, x.ratio, x.target, x.verdict)
+	}
+}

@@ -1,0 +1,307 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+)
+
+// subscriber is a lean RESP2 pattern subscription for the monitor's hot
+// path. go-redis allocates a message and three strings for every
+// publication and the monitor would then copy the payload again to decode
+// it; this reads each pmessage frame from its own buffer and hands out
+// views that stay valid until the next call, so a heartbeat is decoded
+// where it arrived. It is used for single-node clients whose options it can
+// replay (address, user, password, database, TLS); any other client keeps
+// go-redis's PubSub.
+type subscriber struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	channel []byte // reused copy of the last channel name
+	skip    []byte // scratch for discarding oversized payloads
+}
+
+// subscriberOptions is what a subscriber needs to dial.
+type subscriberOptions struct {
+	addr               string
+	username, password string
+	db                 int
+	tls                *tls.Config
+	dialTimeout        time.Duration
+}
+
+// leanOptions returns the options of c when the lean subscriber can stand
+// in for it.
+func leanOptions(c redis.UniversalClient) (subscriberOptions, bool) {
+	rc, ok := c.(*redis.Client)
+	if !ok {
+		return subscriberOptions{}, false
+	}
+	o := rc.Options()
+	if o.Dialer != nil && o.Network != "tcp" && o.Network != "" || o.CredentialsProvider != nil ||
+		o.CredentialsProviderContext != nil || o.StreamingCredentialsProvider != nil || o.OnConnect != nil {
+		return subscriberOptions{}, false
+	}
+	return subscriberOptions{
+		addr: o.Addr, username: o.Username, password: o.Password, db: o.DB,
+		tls: o.TLSConfig, dialTimeout: o.DialTimeout,
+	}, true
+}
+
+// maxFrame bounds one payload the subscriber reads into memory; larger ones
+// are read past and reported.
+const maxFrame = heartbeat.MaxMessageSize + 1
+
+func dialSubscriber(ctx context.Context, o subscriberOptions, pattern string) (*subscriber, error) {
+	timeout := o.dialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", o.addr)
+	if err != nil {
+		return nil, err
+	}
+	if o.tls != nil {
+		tc := tls.Client(conn, o.tls.Clone())
+		if err := tc.HandshakeContext(dctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+	s := &subscriber{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	// The handshake must finish within the dial timeout too.
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	fail := func(err error) (*subscriber, error) {
+		conn.Close()
+		return nil, err
+	}
+	if o.password != "" {
+		args := []string{"AUTH", o.password}
+		if o.username != "" {
+			args = []string{"AUTH", o.username, o.password}
+		}
+		if err := s.command(args...); err != nil {
+			return fail(err)
+		}
+		if err := s.simpleReply("AUTH"); err != nil {
+			return fail(err)
+		}
+	}
+	if o.db != 0 {
+		if err := s.command("SELECT", strconv.Itoa(o.db)); err != nil {
+			return fail(err)
+		}
+		if err := s.simpleReply("SELECT"); err != nil {
+			return fail(err)
+		}
+	}
+	if err := s.command("PSUBSCRIBE", pattern); err != nil {
+		return fail(err)
+	}
+	kind, _, _, err := s.frame()
+	if err != nil {
+		return fail(fmt.Errorf("PSUBSCRIBE %s: %w", pattern, err))
+	}
+	if kind != "psubscribe" {
+		return fail(fmt.Errorf("PSUBSCRIBE %s: unexpected %q", pattern, kind))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return s, nil
+}
+
+func (s *subscriber) close() error { return s.conn.Close() }
+
+func (s *subscriber) command(args ...string) error {
+	b := make([]byte, 0, 64)
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// simpleReply reads +OK, or returns the server's error.
+func (s *subscriber) simpleReply(cmd string) error {
+	line, err := s.line()
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	switch {
+	case len(line) > 0 && line[0] == '+':
+		return nil
+	case len(line) > 0 && line[0] == '-':
+		return fmt.Errorf("%s: %s", cmd, line[1:])
+	}
+	return fmt.Errorf("%s: unexpected reply %q", cmd, line)
+}
+
+// line reads one CRLF-terminated line, without the CRLF; the result is a
+// view into the buffer.
+func (s *subscriber) line() ([]byte, error) {
+	b, err := s.r.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errors.New("protocol: line too long")
+		}
+		return nil, err
+	}
+	if len(b) < 2 || b[len(b)-2] != '\r' {
+		return nil, errors.New("protocol: line without CRLF")
+	}
+	return b[:len(b)-2], nil
+}
+
+func (s *subscriber) intLine(prefix byte) (int, error) {
+	l, err := s.line()
+	if err != nil {
+		return 0, err
+	}
+	if len(l) == 0 || l[0] != prefix {
+		if len(l) > 0 && l[0] == '-' {
+			return 0, fmt.Errorf("server: %s", l[1:])
+		}
+		return 0, fmt.Errorf("protocol: want %q, got %q", prefix, l)
+	}
+	n, err := strconv.Atoi(string(l[1:]))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("protocol: bad length %q", l)
+	}
+	return n, nil
+}
+
+// bulk reads a bulk string of at most limit bytes as a view into the
+// buffer, valid until the next read. Longer ones are read past and
+// reported with their length.
+func (s *subscriber) bulk(limit int) ([]byte, int, error) {
+	n, err := s.intLine('$')
+	if err != nil {
+		return nil, 0, err
+	}
+	if n > limit || n+2 > s.r.Size() {
+		// Read past it without holding it.
+		if s.skip == nil {
+			s.skip = make([]byte, 32<<10)
+		}
+		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(s.r, int64(n)+2), s.skip); err != nil {
+			return nil, n, err
+		}
+		return nil, n, nil
+	}
+	b, err := s.r.Peek(n + 2)
+	if err != nil {
+		return nil, n, err
+	}
+	if b[n] != '\r' || b[n+1] != '\n' {
+		return nil, n, errors.New("protocol: bulk string without CRLF")
+	}
+	_, _ = s.r.Discard(n + 2)
+	return b[:n], n, nil
+}
+
+// frame reads one push frame and returns its kind ("pmessage",
+// "psubscribe", ...), and for a pmessage the channel and the payload. The
+// payload is a view valid until the next call; it is nil, with size set,
+// for a payload over the limit.
+func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
+	n, err := s.intLine('*')
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if n < 3 {
+		return "", nil, nil, fmt.Errorf("protocol: push frame of %d elements", n)
+	}
+	k, _, err := s.bulk(32)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	switch string(k) {
+	case "pmessage":
+		kind = "pmessage"
+	case "psubscribe":
+		kind = "psubscribe"
+	default:
+		kind = string(k)
+	}
+	if kind != "pmessage" || n != 4 {
+		// Confirmations and anything else: read the rest and return.
+		for i := 1; i < n; i++ {
+			if err := s.skipElement(); err != nil {
+				return "", nil, nil, err
+			}
+		}
+		return kind, nil, nil, nil
+	}
+	if _, _, err := s.bulk(1024); err != nil { // the pattern
+		return "", nil, nil, err
+	}
+	ch, size, err := s.bulk(1024)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if ch == nil {
+		return "", nil, nil, fmt.Errorf("protocol: channel name of %d bytes", size)
+	}
+	s.channel = append(s.channel[:0], ch...)
+	payload, size, err = s.bulk(maxFrame)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if payload == nil {
+		return "pmessage", s.channel, nil, &oversized{size: size}
+	}
+	return "pmessage", s.channel, payload, nil
+}
+
+func (s *subscriber) skipElement() error {
+	l, err := s.line()
+	if err != nil {
+		return err
+	}
+	if len(l) == 0 {
+		return errors.New("protocol: empty line")
+	}
+	switch l[0] {
+	case ':', '+', '-':
+		return nil
+	case '$':
+		n, err := strconv.Atoi(string(l[1:]))
+		if err != nil {
+			return fmt.Errorf("protocol: bad length %q", l)
+		}
+		if n < 0 {
+			return nil
+		}
+		_, err = s.r.Discard(n + 2)
+		return err
+	}
+	return fmt.Errorf("protocol: unexpected %q", l)
+}
+
+// oversized is a publication too large to be a heartbeat; the connection
+// is still good.
+type oversized struct{ size int }
+
+func (e *oversized) Error() string {
+	return fmt.Sprintf("heartbeat: message is %d bytes, more than the %d allowed", e.size, heartbeat.MaxMessageSize)
+}
