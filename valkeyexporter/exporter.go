@@ -337,29 +337,19 @@ func (e *Exporter) number(md *metricdata.Metrics) (float64, time.Time, bool) {
 	var (
 		v  float64
 		at time.Time
+		ok bool
 	)
 	switch data := md.Data.(type) {
 	case metricdata.Gauge[float64]:
-		if len(data.DataPoints) == 0 {
-			return 0, at, false
-		}
-		v, at = data.DataPoints[0].Value, data.DataPoints[0].Time
+		v, at, ok = first(data.DataPoints)
 	case metricdata.Gauge[int64]:
-		if len(data.DataPoints) == 0 {
-			return 0, at, false
-		}
-		v, at = float64(data.DataPoints[0].Value), data.DataPoints[0].Time
+		v, at, ok = first(data.DataPoints)
 	case metricdata.Sum[float64]:
-		if len(data.DataPoints) == 0 {
-			return 0, at, false
-		}
-		v, at = data.DataPoints[0].Value, data.DataPoints[0].Time
+		v, at, ok = first(data.DataPoints)
 	case metricdata.Sum[int64]:
-		if len(data.DataPoints) == 0 {
-			return 0, at, false
-		}
-		v, at = float64(data.DataPoints[0].Value), data.DataPoints[0].Time
-	default:
+		v, at, ok = first(data.DataPoints)
+	}
+	if !ok {
 		return 0, at, false
 	}
 	if !finite(v) {
@@ -368,6 +358,14 @@ func (e *Exporter) number(md *metricdata.Metrics) (float64, time.Time, bool) {
 	}
 	e.goodValue(md.Name)
 	return v, at, true
+}
+
+// first returns the value and time of the first data point.
+func first[N int64 | float64](dps []metricdata.DataPoint[N]) (float64, time.Time, bool) {
+	if len(dps) == 0 {
+		return 0, time.Time{}, false
+	}
+	return float64(dps[0].Value), dps[0].Time, true
 }
 
 // sum adds up every data point of a cumulative CPU time (one per cpu.mode).

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,15 +16,13 @@ import (
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
 )
 
 // The demo as a newcomer runs it: on the embedded broker, to the end, with
 // the broker's address and the Prometheus endpoint usable while it runs.
 func TestDemoTellsTheWholeStory(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "demo")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--interval", "400ms")
@@ -142,10 +139,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 
 func TestDemoUsesTheValkeyInTheEnvironment(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "demo")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, ".")
 	cmd := exec.Command(bin, "--interval", "300ms")
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEALTH_REDIS_HOST=")
 	out, err := cmd.CombinedOutput()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,16 +11,14 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
 func TestFloodPublishesTheDocumentedFormatForEveryInstance(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "loadgen")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")

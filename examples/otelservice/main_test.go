@@ -4,21 +4,18 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
 )
 
 func TestHeartbeatBesideAnExistingExporter(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "otelservice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")

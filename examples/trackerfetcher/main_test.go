@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -13,16 +12,14 @@ import (
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
 )
 
 // The service as an operator runs it: built, configured by environment,
 // stopped with SIGTERM.
 func TestServiceHeartbeatsAndStopsGracefullyOnSIGTERM(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "trackerfetcher")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -17,10 +17,7 @@ func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 // of its own and reports what a running Publisher adds to a minimal process.
 func BenchmarkIdleFootprint(b *testing.B) {
 	srv := redistest.Start(b)
-	bin := filepath.Join(b.TempDir(), "footprint")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(b, ".")
 	for b.Loop() {
 		cmd := exec.Command(bin, "--busy", "5s")
 		cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL())
@@ -42,10 +39,7 @@ func BenchmarkIdleFootprint(b *testing.B) {
 // The program itself works: both modes run and the publisher sends.
 func TestFootprintProgram(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "footprint")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, ".")
 	cmd := exec.Command(bin, "--settle", "100ms", "--busy", "300ms")
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL())
 	out, err := cmd.Output()

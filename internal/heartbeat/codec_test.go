@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
+	goldenfile "github.com/otel-heartbeat/heartbeat/internal/golden"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,24 +13,7 @@ import (
 	"time"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s mismatch:\n got %s\nwant %s", name, got, want)
-	}
-}
+func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
 
 func mustTime(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)

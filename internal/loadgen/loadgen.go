@@ -144,15 +144,7 @@ func (f *Fleet) worker(ctx context.Context, c redis.UniversalClient, w int, pace
 			n := 0
 			for i := start; i < len(f.instances) && n < batch; i += conns {
 				in := &f.instances[i]
-				in.count++
-				b, err := heartbeat.AppendJSON(nil, &heartbeat.Message{
-					ServiceName: in.service, InstanceID: in.id, Timestamp: time.Now(),
-					UptimeSeconds: time.Since(in.started).Seconds(), HeartbeatCount: in.count,
-					MemoryUsageMB: 156.3, CPUUsagePercent: 12.5, IntervalSeconds: f.cfg.Interval.Seconds(),
-					Status: heartbeat.StatusRunning,
-					Has:    heartbeat.HasUptime | heartbeat.HasHeartbeatCount | heartbeat.HasMemory | heartbeat.HasCPU | heartbeat.HasInterval,
-					Fields: []heartbeat.Field{{Key: "queue_size", Value: heartbeat.Int(int64(i % 2000))}},
-				})
+				b, err := f.next(i, nil)
 				if err != nil {
 					return sent, err
 				}
@@ -185,20 +177,11 @@ type Prepared struct {
 func (f *Fleet) Prepare() ([]Prepared, error) {
 	out := make([]Prepared, len(f.instances))
 	for i := range f.instances {
-		in := &f.instances[i]
-		in.count++
-		b, err := heartbeat.AppendJSON(make([]byte, 0, 400), &heartbeat.Message{
-			ServiceName: in.service, InstanceID: in.id, Timestamp: time.Now(),
-			UptimeSeconds: time.Since(in.started).Seconds(), HeartbeatCount: in.count,
-			MemoryUsageMB: 156.3, CPUUsagePercent: 12.5, IntervalSeconds: f.cfg.Interval.Seconds(),
-			Status: heartbeat.StatusRunning,
-			Has:    heartbeat.HasUptime | heartbeat.HasHeartbeatCount | heartbeat.HasMemory | heartbeat.HasCPU | heartbeat.HasInterval,
-			Fields: []heartbeat.Field{{Key: "queue_size", Value: heartbeat.Int(int64(i % 2000))}},
-		})
+		b, err := f.next(i, make([]byte, 0, 400))
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Prepared{Channel: in.channel, Payload: b}
+		out[i] = Prepared{Channel: f.instances[i].channel, Payload: b}
 	}
 	return out, nil
 }
@@ -229,4 +212,18 @@ func (f *Fleet) PublishPrepared(ctx context.Context, c redis.UniversalClient, ms
 		}
 	}
 	return first
+}
+
+// next appends instance i's next heartbeat to dst.
+func (f *Fleet) next(i int, dst []byte) ([]byte, error) {
+	in := &f.instances[i]
+	in.count++
+	return heartbeat.AppendJSON(dst, &heartbeat.Message{
+		ServiceName: in.service, InstanceID: in.id, Timestamp: time.Now(),
+		UptimeSeconds: time.Since(in.started).Seconds(), HeartbeatCount: in.count,
+		MemoryUsageMB: 156.3, CPUUsagePercent: 12.5, IntervalSeconds: f.cfg.Interval.Seconds(),
+		Status: heartbeat.StatusRunning,
+		Has:    heartbeat.HasUptime | heartbeat.HasHeartbeatCount | heartbeat.HasMemory | heartbeat.HasCPU | heartbeat.HasInterval,
+		Fields: []heartbeat.Field{{Key: "queue_size", Value: heartbeat.Int(int64(i % 2000))}},
+	})
 }

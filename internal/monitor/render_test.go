@@ -2,9 +2,8 @@ package monitor
 
 import (
 	"bytes"
-	"flag"
+	goldenfile "github.com/otel-heartbeat/heartbeat/internal/golden"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,24 +11,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s:\n got:\n%s\nwant:\n%s", name, got, want)
-	}
-}
+func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
 
 func seedMessage(t *testing.T) *heartbeat.Message {
 	b, err := os.ReadFile("../heartbeat/testdata/seed_example.json")
