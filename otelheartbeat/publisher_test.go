@@ -53,14 +53,7 @@ type heartbeats struct {
 
 func subscribe(t *testing.T, srv *redistest.Server) heartbeats {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ps.Close() })
-	return heartbeats{t, ps.Channel()}
+	return heartbeats{t, srv.PSubscribe(t, "heartbeat:service:*").Channel()}
 }
 
 // next returns the next heartbeat, decoded, and when it arrived.

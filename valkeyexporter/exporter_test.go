@@ -75,15 +75,7 @@ func must(t testing.TB, err error) {
 // subscribe PSUBSCRIBEs pattern and returns once the server has confirmed.
 func subscribe(t *testing.T, srv *redistest.Server, pattern string) <-chan *redis.Message {
 	t.Helper()
-	c := srv.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ps := c.PSubscribe(ctx, pattern)
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatalf("psubscribe: %v", err)
-	}
-	t.Cleanup(func() { _ = ps.Close() })
-	return ps.Channel()
+	return srv.PSubscribe(t, pattern).Channel()
 }
 
 func next(t *testing.T, ch <-chan *redis.Message) *redis.Message {

@@ -21,11 +21,7 @@ func TestFloodPublishesTheDocumentedFormatForEveryInstance(t *testing.T) {
 	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ps := srv.PSubscribe(t, "heartbeat:service:*")
 	cmd := exec.CommandContext(ctx, bin, "--instances", "300", "--services", "3", "--flood")
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL())
 	out, err := cmd.CombinedOutput()

@@ -18,11 +18,7 @@ func TestHeartbeatBesideAnExistingExporter(t *testing.T) {
 	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ps := srv.PSubscribe(t, "heartbeat:service:*")
 
 	cmd := exec.CommandContext(ctx, bin, "--duration", "1500ms", "--export-interval", "500ms")
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=0.5",

@@ -22,11 +22,7 @@ func TestServiceHeartbeatsAndStopsGracefullyOnSIGTERM(t *testing.T) {
 	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ps := srv.PSubscribe(t, "heartbeat:service:*")
 
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),

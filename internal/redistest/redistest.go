@@ -306,3 +306,18 @@ func (t *tail) String() string {
 	defer t.mu.Unlock()
 	return strings.Join(t.lines, "\n")
 }
+
+// PSubscribe subscribes a new client of the server to pattern and returns
+// once the server has confirmed, so that nothing published afterwards is
+// missed. The subscription is closed when the test ends.
+func (s *Server) PSubscribe(t testing.TB, pattern string) *redis.PubSub {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps := s.Client(t).PSubscribe(ctx, pattern)
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatalf("redistest: PSUBSCRIBE %s: %v", pattern, err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	return ps
+}

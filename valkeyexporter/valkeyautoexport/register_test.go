@@ -32,11 +32,7 @@ func TestOTELMetricsExporterValkeyPublishesHeartbeats(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ps := srv.Client(t).PSubscribe(ctx, "heartbeat:service:*")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ps := srv.PSubscribe(t, "heartbeat:service:*")
 
 	reader, err := autoexport.NewMetricReader(ctx)
 	if err != nil {
