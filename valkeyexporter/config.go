@@ -220,6 +220,8 @@ func newSettings(opts []Option) (settings, error) {
 			CAFile:   getenv(valkeyconf.EnvCertificate),
 			CertFile: getenv(valkeyconf.EnvClientCertificate),
 			KeyFile:  getenv(valkeyconf.EnvClientKey),
+			// The topology variables still say what the endpoint is.
+			Cluster: conn.Cluster, SentinelMaster: conn.SentinelMaster, SentinelPassword: conn.SentinelPassword,
 		}
 	} else if err != nil {
 		errs = append(errs, err)

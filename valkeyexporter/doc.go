@@ -62,7 +62,12 @@
 // defaults:
 //
 //	OTEL_EXPORTER_VALKEY_ENDPOINT            redis://, rediss://, valkey://, valkeys:// URL
-//	                                         (user, password, database) or host:port
+//	                                         (user, password, database) or host:port;
+//	                                         addresses separated by commas are cluster
+//	                                         seeds, or sentinels
+//	OTEL_EXPORTER_VALKEY_CLUSTER             true: cluster mode with one address
+//	OTEL_EXPORTER_VALKEY_SENTINEL_MASTER     the primary's name; the addresses are sentinels
+//	OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD   the sentinels' password
 //	OTEL_EXPORTER_VALKEY_USERNAME            ACL user; overrides the URL's
 //	OTEL_EXPORTER_VALKEY_PASSWORD            password; overrides the URL's
 //	OTEL_EXPORTER_VALKEY_CERTIFICATE         PEM file of CAs that sign the server's certificate

@@ -48,6 +48,11 @@ func leanOptions(c redis.UniversalClient) (subscriberOptions, bool) {
 		return subscriberOptions{}, false
 	}
 	o := rc.Options()
+	// A Sentinel failover client is a *redis.Client whose dialer asks the
+	// sentinels for the primary; go-redis names its address so.
+	if o.Addr == "FailoverClient" {
+		return subscriberOptions{}, false
+	}
 	if o.Dialer != nil && o.Network != "tcp" && o.Network != "" || o.CredentialsProvider != nil ||
 		o.CredentialsProviderContext != nil || o.StreamingCredentialsProvider != nil || o.OnConnect != nil {
 		return subscriberOptions{}, false

@@ -37,6 +37,11 @@ type Server struct {
 	args []string
 	dir  string
 	port int
+	// config, when set, is a configuration file passed first (a sentinel
+	// needs one it can rewrite), and ready the log line that says the
+	// server is up.
+	config string
+	ready  string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -131,15 +136,23 @@ func (s *Server) start() error {
 	for i, a := range s.args {
 		extra[i] = strings.ReplaceAll(a, portPlaceholder, strconv.Itoa(s.port))
 	}
-	args := append([]string{
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--logfile", "",
 		"--loglevel", "notice",
-	}, extra...)
+	}
+	if s.config != "" {
+		args = append([]string{s.config, "--sentinel"}, args...)
+	} else {
+		args = append(args, "--save", "", "--appendonly", "no")
+	}
+	args = append(args, extra...)
+	readyLine := s.ready
+	if readyLine == "" {
+		readyLine = "Ready to accept connections"
+	}
 	cmd := exec.Command(s.bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -157,7 +170,7 @@ func (s *Server) start() error {
 		for sc.Scan() {
 			line := sc.Text()
 			logTail.add(line)
-			if !signalled && strings.Contains(line, "Ready to accept connections") {
+			if !signalled && strings.Contains(line, readyLine) {
 				close(ready)
 				signalled = true
 			}
@@ -283,11 +296,18 @@ func (s *Server) Do(t testing.TB, args ...any) any {
 	return v
 }
 
-// tail keeps the last lines of a server's log for failure messages.
+// tail keeps the last lines of a server's log for failure messages, and
+// tells waiters when a line they expect appears.
 type tail struct {
-	mu    sync.Mutex
-	lines []string
-	max   int
+	mu      sync.Mutex
+	lines   []string
+	max     int
+	waiters []waiter
+}
+
+type waiter struct {
+	substr string
+	seen   chan struct{}
 }
 
 func newTail(max int) *tail { return &tail{max: max} }
@@ -299,6 +319,28 @@ func (t *tail) add(line string) {
 		t.lines = append(t.lines[:0], t.lines[1:]...)
 	}
 	t.lines = append(t.lines, line)
+	kept := t.waiters[:0]
+	for _, w := range t.waiters {
+		if strings.Contains(line, w.substr) {
+			close(w.seen)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	t.waiters = kept
+}
+
+// Expect returns a channel closed when the server logs a line containing
+// substr from now on: register before doing what should make it log.
+func (s *Server) Expect(substr string) <-chan struct{} {
+	s.mu.Lock()
+	t := s.logTail
+	s.mu.Unlock()
+	w := waiter{substr: substr, seen: make(chan struct{})}
+	t.mu.Lock()
+	t.waiters = append(t.waiters, w)
+	t.mu.Unlock()
+	return w.seen
 }
 
 func (t *tail) String() string {

@@ -2,9 +2,12 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestServerLifecycle(t *testing.T) {
@@ -53,4 +56,30 @@ func TestMissingBinaryFailsWithInstallHint(t *testing.T) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 
+}
+
+func TestClusterAndSentinel(t *testing.T) {
+	c := StartCluster(t, 3)
+	cc := c.Client(t)
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		if err := cc.Set(ctx, fmt.Sprint("k", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot, err := c.Nodes[0].Client(t).ClusterKeySlot(ctx, "k7").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Owner(int(slot)).Client(t).Get(ctx, "k7").Result(); err != nil || got != "7" {
+		t.Errorf("k7 on its owner: %q %v", got, err)
+	}
+
+	s := StartSentinel(t)
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr()})
+	defer sc.Close()
+	addr, err := sc.GetMasterAddrByName(ctx, s.Master).Result()
+	if err != nil || addr[1] != fmt.Sprint(s.Primary.Port()) {
+		t.Errorf("sentinel says the primary is %v (%v)", addr, err)
+	}
 }

@@ -43,6 +43,9 @@ const (
 	EnvChannelPrefix     = "OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX"
 	EnvKeyPrefix         = "OTEL_EXPORTER_VALKEY_KEY_PREFIX"
 	EnvLatestState       = "OTEL_EXPORTER_VALKEY_LATEST_STATE"
+	EnvCluster           = "OTEL_EXPORTER_VALKEY_CLUSTER"
+	EnvSentinelMaster    = "OTEL_EXPORTER_VALKEY_SENTINEL_MASTER"
+	EnvSentinelPassword  = "OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD"
 
 	EnvHeartbeatInterval = "HEARTBEAT_INTERVAL"
 	EnvHealthHost        = "HEALTH_REDIS_HOST"
@@ -63,7 +66,9 @@ const (
 
 // Endpoint is where and how to connect.
 type Endpoint struct {
-	Addr     string // host:port
+	Addr string // host:port, the first of Addrs
+	// Addrs are every address given: cluster seed nodes, or sentinels.
+	Addrs    []string
 	Username string
 	Password string
 	DB       int
@@ -85,7 +90,11 @@ func (e Endpoint) String() string {
 		b.WriteString(url.User(e.Username).String())
 		b.WriteByte('@')
 	}
-	b.WriteString(e.Addr)
+	if len(e.Addrs) > 1 {
+		b.WriteString(strings.Join(e.Addrs, ","))
+	} else {
+		b.WriteString(e.Addr)
+	}
 	if e.DB != 0 {
 		b.WriteByte('/')
 		b.WriteString(strconv.Itoa(e.DB))
@@ -114,18 +123,40 @@ func Redact(s string) string {
 
 // ParseEndpoint reads an endpoint in one of the forms redis://, rediss://,
 // valkey://, valkeys:// (user, password and database optional) or a bare
-// host[:port]. The port defaults to 6379.
+// host[:port]. Several addresses, for cluster seed nodes or sentinels, are
+// separated by commas: redis://user:pw@h1:7000,h2:7001 or h1:7000,h2:7001.
+// The port defaults to 6379.
 func ParseEndpoint(s string) (Endpoint, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return Endpoint{}, errors.New("endpoint is empty")
 	}
 	if !strings.Contains(s, "://") {
-		addr, err := hostPort(s, "")
-		if err != nil {
-			return Endpoint{}, err
+		var e Endpoint
+		for _, part := range strings.Split(s, ",") {
+			addr, err := hostPort(strings.TrimSpace(part), "")
+			if err != nil {
+				return Endpoint{}, err
+			}
+			e.Addrs = append(e.Addrs, addr)
 		}
-		return Endpoint{Addr: addr}, nil
+		e.Addr = e.Addrs[0]
+		return e, nil
+	}
+	// url.Parse takes one host; take the others out first.
+	var extra []string
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		hostEnd := strings.IndexAny(rest, "/?#")
+		if hostEnd < 0 {
+			hostEnd = len(rest)
+		}
+		at := strings.LastIndex(rest[:hostEnd], "@")
+		hosts := strings.Split(rest[at+1:hostEnd], ",")
+		if len(hosts) > 1 {
+			extra = hosts[1:]
+			s = s[:i+3] + rest[:at+1] + hosts[0] + rest[hostEnd:]
+		}
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -148,6 +179,14 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	}
 	if e.Addr, err = hostPort(u.Host, ""); err != nil {
 		return Endpoint{}, fmt.Errorf("%q: %w", Redact(s), err)
+	}
+	e.Addrs = []string{e.Addr}
+	for _, h := range extra {
+		addr, err := hostPort(strings.TrimSpace(h), "")
+		if err != nil {
+			return Endpoint{}, fmt.Errorf("%q: %w", Redact(s), err)
+		}
+		e.Addrs = append(e.Addrs, addr)
 	}
 	if u.User != nil {
 		e.Username = u.User.Username()
@@ -200,6 +239,12 @@ type Connection struct {
 	Endpoint
 	// CAFile, CertFile and KeyFile are PEM files for TLS.
 	CAFile, CertFile, KeyFile string
+	// Cluster forces cluster mode for a single address (a configuration
+	// endpoint); several addresses without SentinelMaster mean a cluster.
+	Cluster bool
+	// SentinelMaster names the primary the sentinels at Addrs watch.
+	SentinelMaster   string
+	SentinelPassword string
 }
 
 // Getenv looks a variable up; os.Getenv in production, a map in tests.
@@ -211,7 +256,7 @@ func ConnectionFromEnv(getenv Getenv) (Connection, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	c := Connection{Endpoint: Endpoint{Addr: DefaultAddr, Source: "default"}}
+	c := Connection{Endpoint: Endpoint{Addr: DefaultAddr, Addrs: []string{DefaultAddr}, Source: "default"}}
 	if v := getenv(EnvEndpoint); strings.TrimSpace(v) != "" {
 		e, err := ParseEndpoint(v)
 		if err != nil {
@@ -233,7 +278,7 @@ func ConnectionFromEnv(getenv Getenv) (Connection, error) {
 		if err != nil {
 			return Connection{}, fmt.Errorf("%s: %w", EnvHealthHost, err)
 		}
-		c.Addr, c.Source = addr, EnvHealthHost
+		c.Addr, c.Addrs, c.Source = addr, []string{addr}, EnvHealthHost
 		c.Password = getenv(EnvHealthPassword)
 	} else if pw := getenv(EnvHealthPassword); pw != "" {
 		c.Password, c.Source = pw, EnvHealthPassword
@@ -244,6 +289,23 @@ func ConnectionFromEnv(getenv Getenv) (Connection, error) {
 	if v := getenv(EnvPassword); v != "" {
 		c.Password = v
 	}
+	if v := getenv(EnvCluster); v != "" {
+		b, err := ParseBool(EnvCluster, v)
+		if err != nil {
+			return Connection{}, err
+		}
+		c.Cluster = b
+	}
+	if v := strings.TrimSpace(getenv(EnvSentinelMaster)); v != "" {
+		if strings.IndexFunc(v, unicode.IsSpace) >= 0 {
+			return Connection{}, fmt.Errorf("%s=%q holds whitespace", EnvSentinelMaster, v)
+		}
+		if c.Cluster {
+			return Connection{}, fmt.Errorf("%s and %s do not mix", EnvSentinelMaster, EnvCluster)
+		}
+		c.SentinelMaster = v
+	}
+	c.SentinelPassword = getenv(EnvSentinelPassword)
 	c.CAFile = getenv(EnvCertificate)
 	c.CertFile = getenv(EnvClientCertificate)
 	c.KeyFile = getenv(EnvClientKey)
@@ -299,8 +361,15 @@ func (c Connection) ClientOptions(timeout time.Duration) (*redis.UniversalOption
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	addrs := c.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{c.Addr}
+	}
 	return &redis.UniversalOptions{
-		Addrs:                 []string{c.Addr},
+		Addrs:                 addrs,
+		IsClusterMode:         c.Cluster || len(addrs) > 1 && c.SentinelMaster == "",
+		MasterName:            c.SentinelMaster,
+		SentinelPassword:      c.SentinelPassword,
 		Username:              c.Username,
 		Password:              c.Password,
 		DB:                    c.DB,

@@ -191,3 +191,60 @@ func TestCertificateFileWithoutACertificate(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestClusterAndSentinelEndpoints(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		env      Getenv
+		addrs    []string
+		user     string
+		pass     string
+		cluster  bool
+		sentinel string
+		mode     string // which go-redis client NewUniversalClient would build
+	}{
+		{"one address", env(EnvEndpoint, "redis://h1:7000"), []string{"h1:7000"}, "", "", false, "", "single"},
+		{"cluster seeds in a URL", env(EnvEndpoint, "rediss://hb:pw@h1:7000,h2:7001,h3/2"), []string{"h1:7000", "h2:7001", "h3:6379"}, "hb", "pw", false, "", "cluster"},
+		{"cluster seeds bare", env(EnvEndpoint, "h1:7000, h2:7001"), []string{"h1:7000", "h2:7001"}, "", "", false, "", "cluster"},
+		{"configuration endpoint", env(EnvEndpoint, "rediss://cfg.example:6379", EnvCluster, "true"), []string{"cfg.example:6379"}, "", "", true, "", "cluster"},
+		{"sentinels", env(EnvEndpoint, "redis://s1:26379,s2:26379", EnvSentinelMaster, "mymaster", EnvSentinelPassword, "spw"), []string{"s1:26379", "s2:26379"}, "", "", false, "mymaster", "sentinel"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ConnectionFromEnv(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(c.Addrs, ",") != strings.Join(tt.addrs, ",") || c.Username != tt.user || c.Password != tt.pass || c.Cluster != tt.cluster || c.SentinelMaster != tt.sentinel {
+				t.Errorf("got %+v", c)
+			}
+			o, err := c.ClientOptions(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mode := "single"
+			switch {
+			case o.MasterName != "":
+				mode = "sentinel"
+			case o.IsClusterMode:
+				mode = "cluster"
+			}
+			if mode != tt.mode {
+				t.Errorf("mode %s, want %s", mode, tt.mode)
+			}
+			if strings.Contains(c.Endpoint.String(), "pw") {
+				t.Errorf("String() %q shows the password", c.Endpoint.String())
+			}
+		})
+	}
+	for _, bad := range []Getenv{
+		env(EnvEndpoint, "redis://h1:7000,h2:port"),
+		env(EnvEndpoint, "h1,,h2"),
+		env(EnvCluster, "maybe"),
+		env(EnvSentinelMaster, "my master"),
+		env(EnvSentinelMaster, "m", EnvCluster, "true"),
+	} {
+		if _, err := ConnectionFromEnv(bad); err == nil {
+			t.Errorf("accepted %v", bad)
+		}
+	}
+}

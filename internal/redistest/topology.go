@@ -1,0 +1,146 @@
+package redistest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// topologyTimeout bounds how long a cluster or sentinel set-up may take.
+const topologyTimeout = 30 * time.Second
+
+// Cluster is a Redis Cluster of primaries on loopback, torn down with the
+// test.
+type Cluster struct {
+	Nodes []*Server
+	// Slots[i] is the first slot of Nodes[i]; it owns up to the next one.
+	Slots []int
+}
+
+// StartCluster starts n primaries with cluster mode on, gives each an equal
+// range of the 16384 slots, introduces them, and returns when every node
+// says the cluster is ok.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	buses := make([]int, n)
+	for i := 0; i < n; i++ {
+		bus, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		buses[i] = bus
+		c.Nodes = append(c.Nodes, Start(t,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus),
+			"--cluster-node-timeout", "2000",
+		))
+	}
+	var ok []<-chan struct{}
+	for _, node := range c.Nodes {
+		ok = append(ok, node.Expect("Cluster state changed: ok"))
+	}
+	for i, node := range c.Nodes {
+		first, last := i*16384/n, (i+1)*16384/n-1
+		c.Slots = append(c.Slots, first)
+		node.Do(t, "CLUSTER", "ADDSLOTSRANGE", first, last)
+		if i > 0 {
+			c.Nodes[0].Do(t, "CLUSTER", "MEET", "127.0.0.1", node.Port(), buses[i])
+		}
+	}
+	deadline := time.After(topologyTimeout)
+	for i, ch := range ok {
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("redistest: node %d of the cluster did not reach state ok in %v", i, topologyTimeout)
+		}
+	}
+	return c
+}
+
+// Addrs returns every node's address.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Addr())
+	}
+	return out
+}
+
+// Owner returns the node that owns slot.
+func (c *Cluster) Owner(slot int) *Server {
+	owner := c.Nodes[0]
+	for i, first := range c.Slots {
+		if slot >= first {
+			owner = c.Nodes[i]
+		}
+	}
+	return owner
+}
+
+// Client returns a cluster client, closed with the test.
+func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs: c.Addrs(), MaxRetries: 3, ContextTimeoutEnabled: true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// Sentinel is a primary, a replica and one sentinel watching them.
+type Sentinel struct {
+	Primary, Replica, Sentinel *Server
+	Master                     string
+}
+
+// StartSentinel starts a primary, a replica of it and a sentinel with a
+// quorum of one that fails over after half a second of silence.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	primary := Start(t)
+	replica := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
+	synced := replica.Expect("MASTER <-> REPLICA sync: Finished with success")
+	select {
+	case <-synced:
+	case <-time.After(topologyTimeout):
+		// It may have synced before we looked; ask.
+		if role, _ := replica.Do(t, "ROLE").([]any); len(role) < 4 || role[3] != "connected" {
+			t.Fatalf("redistest: the replica did not sync in %v", topologyTimeout)
+		}
+	}
+	const master = "heartbeat-primary"
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	cfg := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 500\nsentinel failover-timeout %s 5000\n",
+		master, primary.Port(), master, master)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, bin: bin, dir: dir, config: conf, ready: "+monitor master"}
+	for attempt := 0; ; attempt++ {
+		if s.port, err = FreePort(); err != nil {
+			t.Fatal(err)
+		}
+		if err = s.start(); err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("redistest: sentinel: %v", err)
+		}
+	}
+	t.Cleanup(s.stop)
+	return &Sentinel{Primary: primary, Replica: replica, Sentinel: s, Master: master}
+}

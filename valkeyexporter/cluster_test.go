@@ -1,0 +1,68 @@
+package valkeyexporter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+)
+
+// On a 3-primary cluster, configured by the same variables as a single
+// node, heartbeats reach a subscriber on any node and every latest-state
+// key is on the node that owns its slot.
+func TestClusterPublishesEverywhereAndKeysLandOnTheirSlots(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	env := map[string]string{
+		"OTEL_EXPORTER_VALKEY_ENDPOINT": "redis://" + c.Nodes[0].Addr(), // one seed is enough
+		"OTEL_EXPORTER_VALKEY_CLUSTER":  "true",
+	}
+	exp, err := New(withEnv(func(k string) string { return env[k] }))
+	must(t, err)
+	defer exp.Shutdown(context.Background())
+	if !strings.Contains(exp.Endpoint(), c.Nodes[0].Addr()) {
+		t.Errorf("endpoint %s", exp.Endpoint())
+	}
+	// A subscriber on the last node, which the exporter was never told of.
+	msgs := c.Nodes[2].PSubscribe(t, "heartbeat:service:*").Channel()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const services = 12
+	owners := map[int]bool{}
+	for i := 0; i < services; i++ {
+		name := fmt.Sprintf("service_%02d", i)
+		rm := &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(
+			attribute.String("service.name", name), attribute.String("service.instance.id", testInstance))}
+		must(t, exp.Export(ctx, rm))
+		select {
+		case m := <-msgs:
+			hb, err := heartbeat.Unmarshal([]byte(m.Payload))
+			must(t, err)
+			if hb.ServiceName != name || m.Channel != "heartbeat:service:"+name {
+				t.Errorf("got %s on %s, want %s", hb.ServiceName, m.Channel, name)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s's heartbeat did not reach a subscriber on another node", name)
+		}
+		key := heartbeat.Key(heartbeat.DefaultKeyPrefix, name, testInstance)
+		slot, err := c.Nodes[0].Client(t).ClusterKeySlot(ctx, key).Result()
+		must(t, err)
+		owner := c.Owner(int(slot))
+		got, err := owner.Client(t).Get(ctx, key).Result()
+		if err != nil || !strings.Contains(got, `"service_name":"`+name+`"`) {
+			t.Errorf("%s on the node owning slot %d: %q, %v", key, slot, got, err)
+		}
+		owners[owner.Port()] = true
+	}
+	if len(owners) != 3 {
+		t.Errorf("keys landed on %d of 3 primaries; pick more services", len(owners))
+	}
+}
