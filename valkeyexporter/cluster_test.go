@@ -66,3 +66,38 @@ func TestClusterPublishesEverywhereAndKeysLandOnTheirSlots(t *testing.T) {
 		t.Errorf("keys landed on %d of 3 primaries; pick more services", len(owners))
 	}
 }
+
+// In sharded mode the exporter SPUBLISHes on the same channel names, which
+// reach a shard subscriber on the channel's owner only, and registers the
+// service for monitors to find.
+func TestShardedPubSubOnACluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	exp, err := New(WithClient(c.Client(t)), WithShardedPubSub(), withEnv(func(string) string { return "" }))
+	must(t, err)
+	defer exp.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 6; i++ {
+		name := fmt.Sprintf("service_%02d", i)
+		channel := "heartbeat:service:" + name
+		slot, err := c.Nodes[0].Client(t).ClusterKeySlot(ctx, channel).Result()
+		must(t, err)
+		ss := c.Owner(int(slot)).Client(t).SSubscribe(ctx, channel)
+		if _, err := ss.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		must(t, exp.Export(ctx, &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(
+			attribute.String("service.name", name), attribute.String("service.instance.id", testInstance))}))
+		msg, err := ss.ReceiveMessage(ctx)
+		must(t, err)
+		if hb, err := heartbeat.Unmarshal([]byte(msg.Payload)); err != nil || hb.ServiceName != name {
+			t.Errorf("%s: %v %v", name, hb, err)
+		}
+		_ = ss.Close()
+	}
+	members, err := c.Client(t).SMembers(ctx, heartbeat.DefaultRegistryKey).Result()
+	must(t, err)
+	if len(members) != 6 {
+		t.Errorf("registry %v", members)
+	}
+}

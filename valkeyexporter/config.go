@@ -32,6 +32,7 @@ type config struct {
 	channel        *string
 	key            *string
 	latestState    *bool
+	sharded        *bool
 	serviceName    string
 	serviceNameSet bool
 	getenv         func(string) string
@@ -105,6 +106,16 @@ func WithServiceName(name string) Option {
 	return optionFunc(func(c *config) { c.serviceName = name; c.serviceNameSet = true })
 }
 
+// WithShardedPubSub publishes with SPUBLISH instead of PUBLISH, on the
+// same channel names, so that on a Valkey Cluster a heartbeat's traffic
+// stays inside the shard that owns its channel instead of reaching every
+// node. Each heartbeat also adds the service name to the registry set
+// heartbeat:services, from which monitors learn the channels. It overrides
+// OTEL_EXPORTER_VALKEY_SHARDED. Default: global PUBLISH.
+func WithShardedPubSub() Option {
+	return optionFunc(func(c *config) { t := true; c.sharded = &t })
+}
+
 // withEnv replaces os.Getenv, for tests.
 func withEnv(getenv func(string) string) Option {
 	return optionFunc(func(c *config) { c.getenv = getenv })
@@ -129,6 +140,7 @@ type settings struct {
 	channelPrefix string
 	keyPrefix     string
 	latestState   bool
+	sharded       bool
 	serviceName   string
 	now           func() time.Time
 	handle        func(error)
@@ -198,6 +210,15 @@ func newSettings(opts []Option) (settings, error) {
 		v, err := valkeyconf.ParseBool(valkeyconf.EnvLatestState, getenv(valkeyconf.EnvLatestState))
 		errs = append(errs, err)
 		s.latestState = v
+	}
+
+	switch {
+	case c.sharded != nil:
+		s.sharded = *c.sharded
+	case getenv(valkeyconf.EnvSharded) != "":
+		v, err := valkeyconf.ParseBool(valkeyconf.EnvSharded, getenv(valkeyconf.EnvSharded))
+		errs = append(errs, err)
+		s.sharded = v
 	}
 
 	if c.client != nil {

@@ -422,8 +422,14 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 		e.pipe = e.s.client.Pipeline()
 	}
 	p := e.pipe
-	var state redis.Cmder
-	pub := p.Publish(ctx, channel, e.buf)
+	var state, registry redis.Cmder
+	var pub *redis.IntCmd
+	if e.s.sharded {
+		pub = p.SPublish(ctx, channel, e.buf)
+		registry = p.SAdd(ctx, heartbeat.DefaultRegistryKey, e.msg.ServiceName)
+	} else {
+		pub = p.Publish(ctx, channel, e.buf)
+	}
 	if e.s.latestState {
 		if stopping {
 			state = p.Del(ctx, key)
@@ -433,13 +439,21 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 	}
 	_, perr := p.Exec(ctx)
 	pubErr := pub.Err()
-	if pubErr == nil && perr != nil && (state == nil || state.Err() == nil) {
+	if pubErr == nil && perr != nil && (state == nil || state.Err() == nil) && (registry == nil || registry.Err() == nil) {
 		// The connection failed before any command ran (e.g. its
 		// handshake was refused); go-redis reports that only here.
 		pubErr = perr
 	}
 	if pubErr != nil {
-		return fmt.Errorf("valkeyexporter: PUBLISH %s to %s: %w", channel, e.s.endpoint, pubErr)
+		return fmt.Errorf("valkeyexporter: %s %s to %s: %w", strings.ToUpper(pub.Name()), channel, e.s.endpoint, pubErr)
+	}
+	if registry != nil {
+		if err := registry.Err(); err != nil {
+			e.reporter.Fail("registry", fmt.Errorf("valkeyexporter: SADD %s to %s: %w (monitors in sharded mode will not learn this service)",
+				heartbeat.DefaultRegistryKey, e.s.endpoint, err))
+		} else {
+			e.reporter.OK("registry")
+		}
 	}
 	if state == nil {
 		return nil

@@ -10,6 +10,7 @@
 //	                        exit: 0 all alive, 1 any stale (or, with --service,
 //	                        none alive), 2 Valkey unreachable
 //	monitor --service NAME  only that service
+//	monitor --sharded       shard channels (SSUBSCRIBE), for publishers in sharded mode
 //
 // It connects as the library does: OTEL_EXPORTER_VALKEY_ENDPOINT (or the
 // seed's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD),
@@ -48,6 +49,7 @@ const (
 
 type options struct {
 	table, json, once bool
+	sharded           bool
 	service           string
 	endpoint          string
 	retention         time.Duration
@@ -74,6 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.json, "json", false, "write one JSON object per line")
 	fs.BoolVar(&o.once, "once", false, "print current state from the latest-state keys and exit (0 alive, 1 not, 2 unreachable)")
 	fs.StringVar(&o.service, "service", "", "watch only this service")
+	fs.BoolVar(&o.sharded, "sharded", false, "subscribe to shard channels (SSUBSCRIBE) of the services in the registry, as publishers in sharded mode send (default: OTEL_EXPORTER_VALKEY_SHARDED)")
 	fs.StringVar(&o.endpoint, "endpoint", "", "Valkey endpoint URL or host:port (default: the library's variables)")
 	fs.DurationVar(&o.retention, "retention", liveness.DefaultRetention, "forget dead and stopped instances after this long")
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
@@ -84,6 +87,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "monitor: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
+	}
+	if v := os.Getenv(valkeyconf.EnvSharded); v != "" && !flagSet(fs, "sharded") {
+		b, err := valkeyconf.ParseBool(valkeyconf.EnvSharded, v)
+		if err != nil {
+			fmt.Fprintf(stderr, "monitor: %v\n", err)
+			return exitUsage
+		}
+		o.sharded = b
 	}
 	if o.table && o.json {
 		fmt.Fprintln(stderr, "monitor: --table and --json do not mix")
@@ -121,13 +132,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Tracker: []liveness.Option{liveness.WithRetention(o.retention)},
 		Refresh: o.refresh,
 		KeepRaw: o.json,
+		Sharded: o.sharded,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
 		return exitUsage
 	}
 	if !o.json {
-		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", m.Pattern(), endpoint)
+		what := m.Pattern()
+		if o.sharded {
+			what = "the shard channels of the services in " + heartbeat.DefaultRegistryKey
+		}
+		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", what, endpoint)
 	}
 	_ = m.Run(ctx, renderer(o, m, style, stdout))
 	s := m.Stats()
@@ -136,6 +152,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			s.Received, s.Malformed, s.Dropped, s.Disconnects)
 	}
 	return exitOK
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // connect builds the client from the library's variables and --endpoint.

@@ -32,6 +32,10 @@ const (
 const (
 	DefaultChannelPrefix = "heartbeat:service:"
 	DefaultKeyPrefix     = "heartbeat:instance:"
+	// DefaultRegistryKey is the set of service names that publishers in
+	// sharded mode add themselves to, so that monitors can learn the shard
+	// channels: they have no pattern subscription.
+	DefaultRegistryKey = "heartbeat:services"
 )
 
 // MaxMessageSize bounds a message the decoder accepts. Heartbeats are a few

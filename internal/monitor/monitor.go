@@ -91,6 +91,12 @@ type Config struct {
 	// KeepRaw keeps each heartbeat's JSON in Event.Raw (a copy per
 	// message); without it Raw is set for malformed messages only.
 	KeepRaw bool
+	// Sharded subscribes with SSUBSCRIBE to the channel of every service in
+	// the registry set, on the node that owns it, instead of PSUBSCRIBE.
+	Sharded bool
+	// RegistryRefresh is how often, in sharded mode, the registry is read
+	// for new services. Default 2 s.
+	RegistryRefresh time.Duration
 }
 
 // Stats counts what the monitor has seen since it started.
@@ -104,10 +110,18 @@ type Monitor struct {
 	tracker *liveness.Tracker
 	stats   Stats
 
-	dropped  atomic.Int64        // by the receiver, not yet reported
-	onDrop   func()              // tests: called by the receiver on each drop
-	channels map[string]string   // receiver's: channel name of each service
-	intern   *heartbeat.Interner // receiver's: names, keys and states
+	dropped atomic.Int64 // by the receiver, not yet reported
+	onDrop  func()       // tests: called by the receiver on each drop
+}
+
+// decodeState is what one receiving goroutine reuses between messages.
+type decodeState struct {
+	channels map[string]string   // channel name of each service
+	intern   *heartbeat.Interner // names, keys and states
+}
+
+func newDecodeState() *decodeState {
+	return &decodeState{channels: make(map[string]string), intern: heartbeat.NewInterner(4096)}
 }
 
 // New returns a monitor; it does not connect until Run.
@@ -128,6 +142,9 @@ func New(cfg Config) (*Monitor, error) {
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 10_000
+	}
+	if cfg.RegistryRefresh <= 0 {
+		cfg.RegistryRefresh = 2 * time.Second
 	}
 	return &Monitor{cfg: cfg, tracker: liveness.New(cfg.Tracker...)}, nil
 }
@@ -174,7 +191,9 @@ func (m *Monitor) Run(ctx context.Context, emit func(Event)) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if o, ok := leanOptions(m.cfg.Client); ok {
+		if m.cfg.Sharded {
+			m.receiveSharded(ctx, in, ctl)
+		} else if o, ok := leanOptions(m.cfg.Client); ok {
 			m.receiveLean(ctx, o, in, ctl)
 		} else {
 			m.receiveGoRedis(ctx, in, ctl)
@@ -289,9 +308,10 @@ func (m *Monitor) deliver(in chan<- received, r received) {
 // done, reconnecting with a bounded back-off. It is the only goroutine the
 // monitor starts besides Run's, and Run waits for it.
 func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, in chan<- received, ctl chan<- control) {
+	ds := newDecodeState()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		sub, err := dialSubscriber(ctx, o, m.Pattern())
+		sub, err := dialSubscriber(ctx, o, "PSUBSCRIBE", m.Pattern())
 		if err != nil {
 			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
 				return
@@ -315,7 +335,7 @@ func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, in chan<
 				continue
 			case err != nil:
 			case kind == "pmessage":
-				m.deliver(in, m.decode(ch, payload, time.Now()))
+				m.deliver(in, m.decode(ds, ch, payload, time.Now()))
 				continue
 			default:
 				continue
@@ -335,6 +355,7 @@ func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, in chan<
 // lean subscriber cannot stand in for (Cluster, Sentinel, custom dialers
 // and credential providers).
 func (m *Monitor) receiveGoRedis(ctx context.Context, in chan<- received, ctl chan<- control) {
+	ds := newDecodeState()
 	ps := m.cfg.Client.PSubscribe(ctx)
 	defer ps.Close()
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
@@ -375,7 +396,7 @@ func (m *Monitor) receiveGoRedis(ctx context.Context, in chan<- received, ctl ch
 			// keeps no reference into its input.
 			ch := unsafe.Slice(unsafe.StringData(msg.Channel), len(msg.Channel))
 			payload := unsafe.Slice(unsafe.StringData(msg.Payload), len(msg.Payload))
-			m.deliver(in, m.decode(ch, payload, time.Now()))
+			m.deliver(in, m.decode(ds, ch, payload, time.Now()))
 		}
 	}
 }
@@ -414,12 +435,9 @@ func (m *Monitor) handle(r received, emit func(Event)) {
 
 // decode checks one publication and that it belongs on its channel. It
 // runs on the receiver's goroutine, on bytes valid only until it returns.
-func (m *Monitor) decode(channel, payload []byte, at time.Time) received {
+func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time) received {
 	msg := new(heartbeat.Message)
-	if m.intern == nil {
-		m.intern = heartbeat.NewInterner(4096)
-	}
-	if err := heartbeat.UnmarshalIntern(payload, msg, m.intern); err != nil {
+	if err := heartbeat.UnmarshalIntern(payload, msg, ds.intern); err != nil {
 		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
 	prefix := m.cfg.ChannelPrefix
@@ -427,7 +445,7 @@ func (m *Monitor) decode(channel, payload []byte, at time.Time) received {
 		return received{at: at, channel: string(channel), raw: append([]byte(nil), cut(payload, 200)...),
 			err: fmt.Errorf("heartbeat: service_name %q arrived on the channel of %q", msg.ServiceName, strings.TrimPrefix(string(channel), prefix))}
 	}
-	r := received{at: at, channel: m.channelName(msg.ServiceName), msg: msg}
+	r := received{at: at, channel: ds.channelName(m.cfg.ChannelPrefix, msg.ServiceName), msg: msg}
 	if m.cfg.KeepRaw {
 		r.raw = append([]byte(nil), payload...)
 	}
@@ -435,16 +453,13 @@ func (m *Monitor) decode(channel, payload []byte, at time.Time) received {
 }
 
 // channelName returns the channel of a service, built once per service.
-func (m *Monitor) channelName(service string) string {
-	if c, ok := m.channels[service]; ok {
+func (ds *decodeState) channelName(prefix, service string) string {
+	if c, ok := ds.channels[service]; ok {
 		return c
 	}
-	c := m.cfg.ChannelPrefix + service
-	if m.channels == nil {
-		m.channels = make(map[string]string)
-	}
-	if len(m.channels) < 10_000 {
-		m.channels[service] = c
+	c := prefix + service
+	if len(ds.channels) < 10_000 {
+		ds.channels[service] = c
 	}
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -67,7 +68,9 @@ func leanOptions(c redis.UniversalClient) (subscriberOptions, bool) {
 // are read past and reported.
 const maxFrame = heartbeat.MaxMessageSize + 1
 
-func dialSubscriber(ctx context.Context, o subscriberOptions, pattern string) (*subscriber, error) {
+// dialSubscriber connects and subscribes: PSUBSCRIBE to one pattern, or
+// SSUBSCRIBE to shard channels that must all belong to this node.
+func dialSubscriber(ctx context.Context, o subscriberOptions, command string, targets ...string) (*subscriber, error) {
 	timeout := o.dialTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -114,15 +117,24 @@ func dialSubscriber(ctx context.Context, o subscriberOptions, pattern string) (*
 			return fail(err)
 		}
 	}
-	if err := s.command("PSUBSCRIBE", pattern); err != nil {
+	// One command per target: a single SSUBSCRIBE must keep all its
+	// channels in one slot. They go out together and are confirmed in order.
+	var batch []byte
+	for _, target := range targets {
+		batch = appendCommand(batch, command, target)
+	}
+	if _, err := s.conn.Write(batch); err != nil {
 		return fail(err)
 	}
-	kind, _, _, err := s.frame()
-	if err != nil {
-		return fail(fmt.Errorf("PSUBSCRIBE %s: %w", pattern, err))
-	}
-	if kind != "psubscribe" {
-		return fail(fmt.Errorf("PSUBSCRIBE %s: unexpected %q", pattern, kind))
+	want := strings.ToLower(command)
+	for range targets {
+		kind, _, _, err := s.frame()
+		if err != nil {
+			return fail(fmt.Errorf("%s %s: %w", command, strings.Join(targets, " "), err))
+		}
+		if kind != want {
+			return fail(fmt.Errorf("%s: unexpected %q", command, kind))
+		}
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return s, nil
@@ -131,7 +143,12 @@ func dialSubscriber(ctx context.Context, o subscriberOptions, pattern string) (*
 func (s *subscriber) close() error { return s.conn.Close() }
 
 func (s *subscriber) command(args ...string) error {
-	b := make([]byte, 0, 64)
+	_, err := s.conn.Write(appendCommand(nil, args...))
+	return err
+}
+
+// appendCommand appends args as one RESP command.
+func appendCommand(b []byte, args ...string) []byte {
 	b = append(b, '*')
 	b = strconv.AppendInt(b, int64(len(args)), 10)
 	b = append(b, '\r', '\n')
@@ -142,8 +159,7 @@ func (s *subscriber) command(args ...string) error {
 		b = append(b, a...)
 		b = append(b, '\r', '\n')
 	}
-	_, err := s.conn.Write(b)
-	return err
+	return b
 }
 
 // simpleReply reads +OK, or returns the server's error.
@@ -243,10 +259,31 @@ func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 	switch string(k) {
 	case "pmessage":
 		kind = "pmessage"
+	case "smessage":
+		kind = "smessage"
 	case "psubscribe":
 		kind = "psubscribe"
+	case "ssubscribe":
+		kind = "ssubscribe"
 	default:
 		kind = string(k)
+	}
+	if kind == "smessage" && n == 3 {
+		return s.message(kind)
+	}
+	if kind == "sunsubscribe" {
+		// The server took a channel away: its slot moved.
+		ch, _, err := s.bulk(1024)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		s.channel = append(s.channel[:0], ch...)
+		for i := 2; i < n; i++ {
+			if err := s.skipElement(); err != nil {
+				return "", nil, nil, err
+			}
+		}
+		return kind, s.channel, nil, nil
 	}
 	if kind != "pmessage" || n != 4 {
 		// Confirmations and anything else: read the rest and return.
@@ -260,6 +297,11 @@ func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 	if _, _, err := s.bulk(1024); err != nil { // the pattern
 		return "", nil, nil, err
 	}
+	return s.message(kind)
+}
+
+// message reads a message's channel and payload.
+func (s *subscriber) message(kind string) (string, []byte, []byte, error) {
 	ch, size, err := s.bulk(1024)
 	if err != nil {
 		return "", nil, nil, err
@@ -268,14 +310,14 @@ func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 		return "", nil, nil, fmt.Errorf("protocol: channel name of %d bytes", size)
 	}
 	s.channel = append(s.channel[:0], ch...)
-	payload, size, err = s.bulk(maxFrame)
+	payload, size, err := s.bulk(maxFrame)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	if payload == nil {
-		return "pmessage", s.channel, nil, &oversized{size: size}
+		return kind, s.channel, nil, &oversized{size: size}
 	}
-	return "pmessage", s.channel, payload, nil
+	return kind, s.channel, payload, nil
 }
 
 func (s *subscriber) skipElement() error {

@@ -44,6 +44,7 @@ const (
 	EnvKeyPrefix         = "OTEL_EXPORTER_VALKEY_KEY_PREFIX"
 	EnvLatestState       = "OTEL_EXPORTER_VALKEY_LATEST_STATE"
 	EnvCluster           = "OTEL_EXPORTER_VALKEY_CLUSTER"
+	EnvSharded           = "OTEL_EXPORTER_VALKEY_SHARDED"
 	EnvSentinelMaster    = "OTEL_EXPORTER_VALKEY_SENTINEL_MASTER"
 	EnvSentinelPassword  = "OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD"
 

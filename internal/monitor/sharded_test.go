@@ -1,0 +1,158 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+)
+
+func TestKeySlotAgreesWithTheServer(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	n := c.Nodes[0].Client(t)
+	for i, key := range []string{"", "a", "heartbeat:service:tracker_fetcher", "x{tag}y", "{}", "{", "a{b}{c}", "ü", fmt.Sprint("heartbeat:service:s", 99)} {
+		want, err := n.ClusterKeySlot(context.Background(), key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := KeySlot(key); got != int(want) {
+			t.Errorf("%d: KeySlot(%q) = %d, the server says %d", i, key, got, want)
+		}
+	}
+}
+
+// shardedRun runs a sharded monitor on the cluster until the test ends.
+func shardedRun(t *testing.T, c *redistest.Cluster) *running {
+	m, err := New(Config{Client: c.Client(t), Sharded: true, RegistryRefresh: 100 * time.Millisecond, SkipLatest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan Event, 10_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx, func(e Event) { events <- e })
+	}()
+	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// publish registers a service and SPUBLISHes one heartbeat of it, as an
+// exporter in sharded mode does.
+func spublish(t *testing.T, cc *redis.ClusterClient, service string, count int64) {
+	ctx := context.Background()
+	if err := cc.SAdd(ctx, heartbeat.DefaultRegistryKey, service).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.SPublish(ctx, "heartbeat:service:"+service, message(service, "aaaa", time.Minute, count)).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The sharded monitor learns services from the registry as they appear and
+// hears every one, whichever of the three primaries owns its channel.
+func TestShardedMonitorHearsEveryShard(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	cc := c.Client(t)
+	r := shardedRun(t, c)
+	r.waitFor(KindLoaded)
+	const services = 30
+	owners := map[int]bool{}
+	heard := map[string]bool{}
+	for i := 0; i < services; i++ {
+		name := fmt.Sprintf("service_%02d", i)
+		owners[c.Owner(KeySlot("heartbeat:service:"+name)).Port()] = true
+		// Publish until the monitor has picked the new service up.
+		deadline := time.Now().Add(10 * time.Second)
+		for count := int64(1); !heard[name]; count++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was never heard", name)
+			}
+			spublish(t, cc, name, count)
+			select {
+			case e := <-r.events:
+				if e.Kind == KindHeartbeat {
+					heard[e.Message.ServiceName] = true
+				}
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if len(owners) != 3 {
+		t.Errorf("channels on %d of 3 primaries", len(owners))
+	}
+}
+
+// A shard channel's slot moves to another primary: the server unsubscribes
+// the monitor there, and the monitor resubscribes where the slot went.
+func TestShardedMonitorFollowsASlotMigration(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	cc := c.Client(t)
+	// A service whose channel's slot holds no key, so it can move at once.
+	var name string
+	var slot int
+	for i := 0; ; i++ {
+		name = fmt.Sprintf("mover_%d", i)
+		slot = KeySlot("heartbeat:service:" + name)
+		if slot != KeySlot(heartbeat.DefaultRegistryKey) {
+			break
+		}
+	}
+	from := c.Owner(slot)
+	var to *redistest.Server
+	for _, n := range c.Nodes {
+		if n != from {
+			to = n
+			break
+		}
+	}
+	r := shardedRun(t, c)
+	r.waitFor(KindLoaded)
+	for count := int64(1); ; count++ {
+		spublish(t, cc, name, count)
+		select {
+		case e := <-r.events:
+			if e.Kind != KindHeartbeat {
+				continue
+			}
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		break
+	}
+
+	toID := to.Do(t, "CLUSTER", "MYID")
+	to.Do(t, "CLUSTER", "SETSLOT", slot, "NODE", toID)
+	from.Do(t, "CLUSTER", "SETSLOT", slot, "NODE", toID)
+	for _, n := range c.Nodes {
+		if n != from && n != to {
+			n.Do(t, "CLUSTER", "SETSLOT", slot, "NODE", toID)
+		}
+	}
+	if e := r.waitFor(KindDisconnected); !errors.Is(e.Err, errSlotMoved) {
+		t.Errorf("disconnected by %v, want the slot move", e.Err)
+	}
+	r.waitFor(KindReconnected)
+	deadline := time.Now().Add(10 * time.Second)
+	for count := int64(100); ; count++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no heartbeat heard after the slot moved")
+		}
+		spublish(t, cc, name, count)
+		select {
+		case e := <-r.events:
+			if e.Kind == KindHeartbeat && e.Message.ServiceName == name {
+				return
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
