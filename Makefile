@@ -38,6 +38,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe)$$' -benchmem ./internal/liveness && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./internal/liveness && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIngest$$' -benchtime 5x ./internal/monitor && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./internal/loadgen && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIdleFootprint$$' -benchtime 1x ./internal/footprint; } | tee bench.out
 	@echo
 	@$(GO) run ./internal/benchtable < bench.out

@@ -68,6 +68,8 @@
 //	OTEL_EXPORTER_VALKEY_CLUSTER             true: cluster mode with one address
 //	OTEL_EXPORTER_VALKEY_SENTINEL_MASTER     the primary's name; the addresses are sentinels
 //	OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD   the sentinels' password
+//	OTEL_EXPORTER_VALKEY_SHARDED             true: SPUBLISH, and register the service
+//	                                         in the set heartbeat:services
 //	OTEL_EXPORTER_VALKEY_USERNAME            ACL user; overrides the URL's
 //	OTEL_EXPORTER_VALKEY_PASSWORD            password; overrides the URL's
 //	OTEL_EXPORTER_VALKEY_CERTIFICATE         PEM file of CAs that sign the server's certificate

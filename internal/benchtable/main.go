@@ -113,6 +113,14 @@ func main() {
 		rows = append(rows, row{"monitor ingest at 100,000 instances", num(mon, "msgs/s"), num(bare, "msgs/s") + " (bare PSUBSCRIBE)", fmt.Sprintf("%.0f%%", ratio*100), "≥ 80%", verdict(ratio >= 0.8)})
 		rows = append(rows, row{"monitor messages dropped in that run", fmt.Sprintf("%.0f", dropped), "", "", "", ""})
 	}
+	if pub, ok := r.get("BenchmarkClusterPubSub", "publish-msgs/s"); ok {
+		spub, _ := r.get("BenchmarkClusterPubSub", "spublish-msgs/s")
+		pubCPU, _ := r.get("BenchmarkClusterPubSub", "publish-server-µs/heartbeat")
+		spubCPU, _ := r.get("BenchmarkClusterPubSub", "spublish-server-µs/heartbeat")
+		rows = append(rows,
+			row{"3-primary cluster, sharded SPUBLISH throughput", num(spub, "msgs/s"), num(pub, "msgs/s") + " (global PUBLISH)", fmt.Sprintf("%.1fx", spub/pub), "", ""},
+			row{"3-primary cluster, server CPU per heartbeat (all nodes)", fmt.Sprintf("%.1f µs (SPUBLISH)", spubCPU), fmt.Sprintf("%.1f µs (PUBLISH)", pubCPU), fmt.Sprintf("%.2fx", spubCPU/pubCPU), "", ""})
+	}
 	if tick, ok := r.get("BenchmarkTickNothingDue", "ns/op"); ok {
 		rows = append(rows, row{"liveness tick, 1,000,000 instances, nothing due", num(tick, "ns"), "", "", "≪ 1 ms", verdict(tick < 1e5)})
 	}

@@ -75,6 +75,19 @@ func New(cfg Config) (*Fleet, error) {
 	return f, nil
 }
 
+// Services returns the channel of every service.
+func (f *Fleet) Services() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, in := range f.instances {
+		if !seen[in.channel] {
+			seen[in.channel] = true
+			out = append(out, in.channel)
+		}
+	}
+	return out
+}
+
 // Len returns the number of instances.
 func (f *Fleet) Len() int { return len(f.instances) }
 
@@ -188,6 +201,15 @@ func (f *Fleet) Prepare() ([]Prepared, error) {
 
 // PublishPrepared publishes msgs over the fleet's connections, pipelined.
 func (f *Fleet) PublishPrepared(ctx context.Context, c redis.UniversalClient, msgs []Prepared) error {
+	return f.publishPrepared(ctx, c, msgs, false)
+}
+
+// SPublishPrepared is PublishPrepared with SPUBLISH, for sharded pub/sub.
+func (f *Fleet) SPublishPrepared(ctx context.Context, c redis.UniversalClient, msgs []Prepared) error {
+	return f.publishPrepared(ctx, c, msgs, true)
+}
+
+func (f *Fleet) publishPrepared(ctx context.Context, c redis.UniversalClient, msgs []Prepared, sharded bool) error {
 	conns, batch := f.cfg.Connections, f.cfg.Batch
 	errs := make(chan error, conns)
 	for w := 0; w < conns; w++ {
@@ -195,7 +217,11 @@ func (f *Fleet) PublishPrepared(ctx context.Context, c redis.UniversalClient, ms
 			for start := w * batch; start < len(msgs); start += conns * batch {
 				p := c.Pipeline()
 				for _, m := range msgs[start:min(start+batch, len(msgs))] {
-					p.Publish(ctx, m.Channel, m.Payload)
+					if sharded {
+						p.SPublish(ctx, m.Channel, m.Payload)
+					} else {
+						p.Publish(ctx, m.Channel, m.Payload)
+					}
 				}
 				if _, err := p.Exec(ctx); err != nil {
 					errs <- err

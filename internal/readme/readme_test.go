@@ -113,7 +113,7 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		valkeyconf.EnvEndpoint, valkeyconf.EnvUsername, valkeyconf.EnvPassword, valkeyconf.EnvCertificate,
 		valkeyconf.EnvClientCertificate, valkeyconf.EnvClientKey, valkeyconf.EnvChannelPrefix, valkeyconf.EnvKeyPrefix,
 		valkeyconf.EnvLatestState, valkeyconf.EnvHeartbeatInterval, valkeyconf.EnvHealthHost, valkeyconf.EnvHealthPort,
-		valkeyconf.EnvHealthPassword, valkeyconf.EnvCluster, valkeyconf.EnvSentinelMaster, valkeyconf.EnvSentinelPassword, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_TIMEOUT",
+		valkeyconf.EnvHealthPassword, valkeyconf.EnvCluster, valkeyconf.EnvSharded, valkeyconf.EnvSentinelMaster, valkeyconf.EnvSentinelPassword, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_TIMEOUT",
 	} {
 		if !strings.Contains(text, "`"+v+"`") {
 			t.Errorf("README does not document %s", v)
