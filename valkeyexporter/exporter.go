@@ -445,6 +445,7 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 		pubErr = perr
 	}
 	if pubErr != nil {
+		e.reloadTopology(pubErr)
 		return fmt.Errorf("valkeyexporter: %s %s to %s: %w", strings.ToUpper(pub.Name()), channel, e.s.endpoint, pubErr)
 	}
 	if registry != nil {
@@ -459,6 +460,7 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 		return nil
 	}
 	if err := state.Err(); err != nil {
+		e.reloadTopology(err)
 		// The heartbeat reached subscribers; only late joiners miss it.
 		e.reporter.Fail("latest-state", fmt.Errorf("valkeyexporter: %s %s to %s: %w (heartbeats are still published)",
 			strings.ToUpper(state.Name()), key, e.s.endpoint, err))
@@ -471,6 +473,23 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 		e.writtenKey = key
 	}
 	return nil
+}
+
+// reloadTopology makes a cluster client re-read the slot map after a
+// connection error: go-redis otherwise keeps sending to a primary that
+// died until a MOVED reply or its 60 s reload interval, and every heartbeat
+// of that shard would be lost until then. The reload runs in the
+// background; the next heartbeat goes to the promoted replica.
+func (e *Exporter) reloadTopology(err error) {
+	cc, ok := e.s.client.(*redis.ClusterClient)
+	if !ok {
+		return
+	}
+	var re redis.Error
+	if errors.As(err, &re) && !strings.HasPrefix(re.Error(), "CLUSTERDOWN") && !strings.HasPrefix(re.Error(), "MOVED") {
+		return // a reply from a live server, such as NOPERM
+	}
+	cc.ReloadState(context.Background())
 }
 
 // badValue reports a value that was left out, once per episode.

@@ -8,9 +8,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
 func TestKeySlotAgreesWithTheServer(t *testing.T) {
@@ -155,4 +159,58 @@ func TestShardedMonitorFollowsASlotMigration(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// The primary owning a shard channel dies and the cluster promotes its
+// replica: the monitor loses its connection, finds the new owner and hears
+// the service again, published by the exporter in sharded mode, which
+// finds the new owner too.
+func TestShardedMonitorFollowsAFailover(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	name := "failover_svc"
+	owner := 0
+	for i, n := range c.Nodes {
+		if n == c.Owner(KeySlot("heartbeat:service:"+name)) {
+			owner = i
+		}
+	}
+	replica := c.AddReplica(t, owner)
+	exp, err := valkeyexporter.New(valkeyexporter.WithClient(c.Client(t)), valkeyexporter.WithShardedPubSub(),
+		valkeyexporter.WithoutLatestState(), valkeyexporter.WithServiceName(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(context.Background())
+	rm := &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(attribute.String("service.instance.id", "aaaa"))}
+	r := shardedRun(t, c)
+	r.waitFor(KindLoaded)
+	hear := func() {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not heard", name)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = exp.Export(ctx, rm) // fails while there is no primary
+			cancel()
+			select {
+			case e := <-r.events:
+				if e.Kind == KindHeartbeat && e.Message.ServiceName == name {
+					return
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	hear()
+	promoted := replica.Expect("Failover election won")
+	c.Nodes[owner].Kill()
+	select {
+	case <-promoted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replica was not promoted")
+	}
+	r.waitFor(KindDisconnected)
+	hear()
 }

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -143,4 +144,45 @@ func StartSentinel(t testing.TB) *Sentinel {
 	}
 	t.Cleanup(s.stop)
 	return &Sentinel{Primary: primary, Replica: replica, Sentinel: s, Master: master}
+}
+
+// AddReplica starts a node that replicates Nodes[primary] and returns once
+// it has synchronised, so that the cluster can fail over to it.
+func (c *Cluster) AddReplica(t testing.TB, primary int) *Server {
+	t.Helper()
+	bus, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Start(t,
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-port", strconv.Itoa(bus),
+		"--cluster-node-timeout", "2000",
+	)
+	synced := r.Expect("MASTER <-> REPLICA sync: Finished with success")
+	p := c.Nodes[primary]
+	p.Do(t, "CLUSTER", "MEET", "127.0.0.1", r.Port(), bus)
+	id := p.Do(t, "CLUSTER", "MYID")
+	// The new node must learn the primary's id by gossip before it can
+	// replicate it; until then CLUSTER REPLICATE says it does not know it.
+	deadline := time.Now().Add(topologyTimeout)
+	for {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+		err := c.Do(context.Background(), "CLUSTER", "REPLICATE", id).Err()
+		c.Close()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: CLUSTER REPLICATE: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // gossip has no event to wait on from outside
+	}
+	select {
+	case <-synced:
+	case <-time.After(topologyTimeout):
+		t.Fatal("redistest: the cluster replica did not sync")
+	}
+	return r
 }
