@@ -36,19 +36,7 @@ func TestMonitorOnACluster(t *testing.T) {
 		t.Fatalf("keys on %d of 3 primaries", len(onNode))
 	}
 
-	m, err := New(Config{Client: cc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := make(chan Event, 1000)
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Run(rctx, func(e Event) { events <- e })
-	}()
-	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
-	defer r.stop()
+	r := runMonitor(t, Config{Client: cc})
 	if loaded := r.waitFor(KindLoaded); loaded.Count != services {
 		t.Errorf("read %d latest-state keys across the cluster, want %d", loaded.Count, services)
 	}
@@ -69,19 +57,7 @@ func TestMonitorBehindSentinel(t *testing.T) {
 	if _, ok := leanOptions(fc); ok {
 		t.Fatal("the lean subscriber would dial a failover client's placeholder address")
 	}
-	m, err := New(Config{Client: fc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := make(chan Event, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Run(ctx, func(e Event) { events <- e })
-	}()
-	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
-	defer r.stop()
+	r := runMonitor(t, Config{Client: fc})
 	r.waitFor(KindLoaded)
 	s.Primary.Client(t).Publish(context.Background(), "heartbeat:service:svc", message("svc", "i", time.Minute, 1))
 	if hb := r.waitFor(KindHeartbeat); hb.Message.ServiceName != "svc" {

@@ -23,34 +23,11 @@ type running struct {
 	stop   func()
 }
 
-// start runs a monitor on srv until the test ends; gate, when not nil, is
-// called for every event before it is passed on (it may block).
-func start(t *testing.T, srv *redistest.Server, cfg Config, gate func(Event)) *running {
+// start runs a monitor on srv until the test ends.
+func start(t *testing.T, srv *redistest.Server, cfg Config) *running {
 	t.Helper()
 	cfg.Client = srv.Client(t)
-	m, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &running{t: t, m: m, events: make(chan Event, 10_000)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Run(ctx, func(e Event) {
-			if gate != nil {
-				gate(e)
-			}
-			select {
-			case r.events <- e:
-			default:
-				t.Error("test event buffer full")
-			}
-		})
-	}()
-	r.stop = func() { cancel(); <-done }
-	t.Cleanup(r.stop)
-	return r
+	return runMonitor(t, cfg)
 }
 
 // waitFor returns the first event of kind, failing after 10 s.
@@ -97,7 +74,7 @@ func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
 		time.Sleep(time.Millisecond) // a 1 ms TTL; the server decides when it is gone
 	}
 
-	r := start(t, srv, Config{}, nil)
+	r := start(t, srv, Config{})
 	loaded := r.waitFor(KindLoaded)
 	if loaded.Count != 2 {
 		t.Errorf("loaded %d instances, want 2", loaded.Count)
@@ -115,7 +92,7 @@ func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
 
 func TestMalformedMessagesAreCountedNeverFatal(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{}, nil)
+	r := start(t, srv, Config{})
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -151,7 +128,7 @@ func TestMalformedMessagesAreCountedNeverFatal(t *testing.T) {
 
 func TestReconnectsAndRereadsKeysAfterBeingDisconnected(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{}, nil)
+	r := start(t, srv, Config{})
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -245,7 +222,7 @@ func TestAFloodIsDroppedAndCountedNotBuffered(t *testing.T) {
 
 func TestServiceFilter(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{Service: "wanted"}, nil)
+	r := start(t, srv, Config{Service: "wanted"})
 	r.waitFor(KindLoaded)
 	if got := r.m.Pattern(); got != "heartbeat:service:wanted" {
 		t.Errorf("pattern %q", got)

@@ -33,7 +33,13 @@ func TestKeySlotAgreesWithTheServer(t *testing.T) {
 
 // shardedRun runs a sharded monitor on the cluster until the test ends.
 func shardedRun(t *testing.T, c *redistest.Cluster) *running {
-	m, err := New(Config{Client: c.Client(t), Sharded: true, RegistryRefresh: 100 * time.Millisecond, SkipLatest: true})
+	return runMonitor(t, Config{Client: c.Client(t), Sharded: true, RegistryRefresh: 100 * time.Millisecond, SkipLatest: true})
+}
+
+// runMonitor runs a monitor with cfg until the test ends.
+func runMonitor(t *testing.T, cfg Config) *running {
+	t.Helper()
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +50,14 @@ func shardedRun(t *testing.T, c *redistest.Cluster) *running {
 		defer close(done)
 		_ = m.Run(ctx, func(e Event) { events <- e })
 	}()
-	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
+	stopped := false
+	r := &running{t: t, m: m, events: events, stop: func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}}
 	t.Cleanup(r.stop)
 	return r
 }
