@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,7 +65,36 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			t.Fatalf("redistest: node %d of the cluster did not reach state ok in %v", i, topologyTimeout)
 		}
 	}
+	c.waitForMesh(t)
 	return c
+}
+
+// waitForMesh returns when every node has a live cluster-bus link to every
+// other. "State ok" comes first: the nodes the first one met learn of each
+// other by gossip a moment later, and until then a global PUBLISH may not
+// reach all of them. No log line says so, so this asks CLUSTER NODES.
+func (c *Cluster) waitForMesh(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(topologyTimeout)
+	for _, n := range c.Nodes {
+		for {
+			nodes, _ := n.Do(t, "CLUSTER", "NODES").(string)
+			lines := strings.Split(strings.TrimSpace(nodes), "\n")
+			meshed := len(lines) == len(c.Nodes)
+			for _, l := range lines {
+				if !strings.Contains(l, " connected") || strings.Contains(l, "handshake") || strings.Contains(l, "noaddr") {
+					meshed = false
+				}
+			}
+			if meshed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: the cluster bus is not a full mesh after %v:\n%s", topologyTimeout, nodes)
+			}
+			time.Sleep(20 * time.Millisecond) // gossip has no event to wait on from outside
+		}
+	}
 }
 
 // Addrs returns every node's address.
