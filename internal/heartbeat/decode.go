@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -39,12 +40,7 @@ func Unmarshal(data []byte) (*Message, error) {
 
 // UnmarshalInto is Unmarshal into an existing message, reusing its Fields.
 func UnmarshalInto(data []byte, m *Message) error {
-	*m = Message{Fields: m.Fields[:0]}
-	if len(data) > MaxMessageSize {
-		return decodeErr("", "message is %d bytes, more than the %d allowed", len(data), MaxMessageSize)
-	}
-	d := decoder{s: scanner{data: data}, m: m}
-	return d.object()
+	return UnmarshalIntern(data, m, nil)
 }
 
 // decoder holds the state of one UnmarshalInto.
@@ -87,37 +83,19 @@ func (d *decoder) object() error {
 		return decodeErr("", "not a JSON object")
 	}
 	s.pos++
-	s.ws()
-	if s.peek() == '}' {
-		s.pos++
-	} else {
-		for {
-			s.ws()
-			rawKey, err := s.str()
-			if err != nil {
-				return decodeErr("", "not JSON: %v", err)
-			}
-			key := internKey(rawKey, d.intern)
-			s.ws()
-			if s.peek() != ':' {
-				return decodeErr("", "not JSON: %v", s.syntax("want ':' after key %q", key))
-			}
-			s.pos++
-			s.ws()
-			if err := d.value(key); err != nil {
-				return err
-			}
-			s.ws()
-			if s.peek() == ',' {
-				s.pos++
-				continue
-			}
-			if s.peek() == '}' {
-				s.pos++
-				break
-			}
-			return decodeErr("", "not JSON: %v", s.syntax("want ',' or '}'"))
+	err := s.container('}', func() error {
+		rawKey, err := s.key()
+		if err != nil {
+			return err
 		}
+		return d.value(internKey(rawKey, d.intern))
+	})
+	if err != nil {
+		var de *DecodeError
+		if errors.As(err, &de) {
+			return err
+		}
+		return decodeErr("", "not JSON: %v", err)
 	}
 	s.ws()
 	if s.pos < len(s.data) {

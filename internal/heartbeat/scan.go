@@ -255,63 +255,70 @@ func (s *scanner) skip(depth int) ([]byte, error) {
 		}
 	case c == '[':
 		s.pos++
-		s.ws()
-		if s.peek() == ']' {
-			s.pos++
-			break
-		}
-		for {
-			s.ws()
-			if _, err := s.skip(depth + 1); err != nil {
-				return nil, err
-			}
-			s.ws()
-			if s.peek() == ',' {
-				s.pos++
-				continue
-			}
-			if s.peek() == ']' {
-				s.pos++
-				break
-			}
-			return nil, s.syntax("want ',' or ']'")
+		if err := s.container(']', func() error {
+			_, err := s.skip(depth + 1)
+			return err
+		}); err != nil {
+			return nil, err
 		}
 	case c == '{':
 		s.pos++
-		s.ws()
-		if s.peek() == '}' {
-			s.pos++
-			break
-		}
-		for {
-			s.ws()
-			if _, err := s.str(); err != nil {
-				return nil, err
+		if err := s.container('}', func() error {
+			if _, err := s.key(); err != nil {
+				return err
 			}
-			s.ws()
-			if s.peek() != ':' {
-				return nil, s.syntax("want ':'")
-			}
-			s.pos++
-			s.ws()
-			if _, err := s.skip(depth + 1); err != nil {
-				return nil, err
-			}
-			s.ws()
-			if s.peek() == ',' {
-				s.pos++
-				continue
-			}
-			if s.peek() == '}' {
-				s.pos++
-				break
-			}
-			return nil, s.syntax("want ',' or '}'")
+			_, err := s.skip(depth + 1)
+			return err
+		}); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, s.syntax("invalid character %q", c)
 	}
 	return s.data[start:s.pos], nil
+}
+
+// container reads the members of an object or array whose opening bracket
+// was just read, calling member for each, through the closing bracket.
+// Errors from member are returned as they are.
+func (s *scanner) container(closing byte, member func() error) error {
+	s.ws()
+	if s.peek() == closing {
+		s.pos++
+		return nil
+	}
+	for {
+		s.ws()
+		if err := member(); err != nil {
+			return err
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case closing:
+			s.pos++
+			return nil
+		default:
+			return s.syntax("want ',' or %q", closing)
+		}
+	}
+}
+
+// key reads an object member's key and its colon, leaving the scanner at
+// the value. The key is a view valid until the next string is read.
+func (s *scanner) key() ([]byte, error) {
+	raw, err := s.str()
+	if err != nil {
+		return nil, err
+	}
+	s.ws()
+	if s.peek() != ':' {
+		return nil, s.syntax("want ':' after a key")
+	}
+	s.pos++
+	s.ws()
+	return raw, nil
 }
 
 // parseInt64 reads an integer token exactly, as encoding/json does into
