@@ -101,7 +101,7 @@ func TimestampFunc(f func(ctx context.Context) (time.Time, error)) Collector {
 func (c Collector) IsZero() bool { return c.fn == nil }
 
 // MaxStringLength bounds a string value, in bytes.
-const MaxStringLength = 1024
+const MaxStringLength = heartbeat.MaxStringLength
 
 // instrumentName returns the instrument that carries the field name.
 func (c Collector) instrumentName(name string) string {

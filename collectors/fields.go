@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -20,7 +19,7 @@ import (
 )
 
 // MaxFields bounds the service fields of one heartbeat.
-const MaxFields = 64
+const MaxFields = heartbeat.MaxFields
 
 // ErrUnregistered is returned by Fields.Add after Unregister.
 var ErrUnregistered = errors.New("collectors: fields are unregistered")
@@ -335,12 +334,4 @@ func (f *Fields) Unregister(ctx context.Context) error {
 	}
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
+func truncate(s string, n int) string { return heartbeat.Truncate(s, n) }

@@ -36,7 +36,6 @@ type config struct {
 	serviceName    string
 	serviceNameSet bool
 	getenv         func(string) string
-	now            func() time.Time
 	handle         func(error)
 }
 
@@ -121,11 +120,6 @@ func withEnv(getenv func(string) string) Option {
 	return optionFunc(func(c *config) { c.getenv = getenv })
 }
 
-// withClock replaces time.Now, for tests.
-func withClock(now func() time.Time) Option {
-	return optionFunc(func(c *config) { c.now = now })
-}
-
 // withErrorHandler replaces otel.Handle, for tests.
 func withErrorHandler(h func(error)) Option {
 	return optionFunc(func(c *config) { c.handle = h })
@@ -163,11 +157,8 @@ func newSettings(opts []Option) (settings, error) {
 		channelPrefix: heartbeat.DefaultChannelPrefix,
 		keyPrefix:     heartbeat.DefaultKeyPrefix,
 		latestState:   true,
-		now:           c.now,
+		now:           time.Now,
 		handle:        c.handle,
-	}
-	if s.now == nil {
-		s.now = time.Now
 	}
 	var errs []error
 	if c.serviceNameSet {

@@ -28,11 +28,11 @@ const ScopeName = convention.ScopeName
 
 // MaxServiceFields bounds the service fields in one heartbeat; fields past
 // it, in key order, are left out and reported once.
-const MaxServiceFields = 64
+const MaxServiceFields = heartbeat.MaxFields
 
 // MaxStringLength bounds a string field's value, in bytes; longer values are
 // cut at a character boundary.
-const MaxStringLength = 1024
+const MaxStringLength = heartbeat.MaxStringLength
 
 const (
 	keyServiceName = attribute.Key("service.name")
@@ -548,16 +548,8 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+func finite(f float64) bool { return heartbeat.Finite(f) }
 
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
-}
+func truncate(s string, n int) string { return heartbeat.Truncate(s, n) }

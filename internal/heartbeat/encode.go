@@ -106,7 +106,10 @@ func AppendJSON(dst []byte, m *Message) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+// Finite reports whether f can be written as a JSON number.
+func Finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func finite(f float64) bool { return Finite(f) }
 
 func appendOneDecimal(b []byte, key string, v float64) ([]byte, error) {
 	if !finite(v) {

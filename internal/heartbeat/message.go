@@ -38,6 +38,14 @@ const (
 	DefaultRegistryKey = "heartbeat:services"
 )
 
+// MaxFields bounds the service fields of one heartbeat, and MaxStringLength
+// a string field's value in bytes: the collectors refuse or cut past them,
+// and the exporter enforces them again for gauges registered by hand.
+const (
+	MaxFields       = 64
+	MaxStringLength = 1024
+)
+
 // MaxMessageSize bounds a message the decoder accepts. Heartbeats are a few
 // hundred bytes; anything near this size is a mistake or an attack.
 const MaxMessageSize = 64 << 10

@@ -78,9 +78,6 @@ var reserved = map[string]bool{
 	KeyCPUUsagePercent: true, KeyIntervalSeconds: true, KeyStatus: true,
 }
 
-// IsReserved reports whether key is one of the documented keys.
-func IsReserved(key string) bool { return reserved[key] }
-
 // ValidateFieldName reports why name cannot be a service field, or nil. A
 // field name starts with an ASCII letter, holds only ASCII letters, digits and
 // underscores (the seed's snake_case keys, and valid in every consumer's
@@ -109,12 +106,20 @@ func ValidateFieldName(name string) error {
 	return nil
 }
 
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n bytes at a character boundary.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + "..."
+	return s[:n]
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return Truncate(s, n) + "..."
 }

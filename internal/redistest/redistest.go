@@ -125,9 +125,6 @@ func (s *Server) Port() int { return s.port }
 // URL returns a redis:// URL of the server.
 func (s *Server) URL() string { return "redis://" + s.Addr() }
 
-// Dir returns the server's working directory.
-func (s *Server) Dir() string { return s.dir }
-
 // portPlaceholder in extra arguments is replaced by the server's port.
 const portPlaceholder = "{port}"
 
