@@ -33,19 +33,16 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
 )
 
 var modes = []string{"basic", "manager", "tracker", "monitor"}
 
 func main() {
-	redis.SetLogger(quiet{}) // failures are reported as FAIL lines
+	monitor.QuietGoRedis() // failures are reported as FAIL lines
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
-
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
 
 type checker struct {
 	out            io.Writer

@@ -54,13 +54,9 @@ func main() {
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runService(role))
 	}
-	redis.SetLogger(quiet{})
+	monitor.QuietGoRedis()
 	os.Exit(runDemo(os.Args[1:], os.Stdout, os.Stderr))
 }
-
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
 
 // out serializes the demo's printing between the monitor and the script.
 type out struct {
@@ -110,7 +106,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	for _, s := range services {
 		ids[s] = uuid.NewString()
 	}
-	style := monitor.Style{Color: colour(stdout), Location: time.Local}
+	style := monitor.Style{Color: monitor.Colour(stdout), Location: time.Local}
 	transitions := make(chan liveness.Transition, 100)
 	tables := make(chan chan struct{}, 1)
 	mon, err := monitor.New(monitor.Config{Client: client, Refresh: *interval / 2})
@@ -362,18 +358,6 @@ func scrape(addr string) []string {
 		}
 	}
 	return lines
-}
-
-func colour(w io.Writer) bool {
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
-		return false
-	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // story checks that the monitor saw what the demo did.

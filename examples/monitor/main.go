@@ -60,13 +60,9 @@ type options struct {
 func main() {
 	// The monitor reports connection trouble itself; go-redis's own log
 	// lines would only repeat it.
-	redis.SetLogger(quiet{})
+	monitor.QuietGoRedis()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
-
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
@@ -117,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer client.Close()
-	style := monitor.Style{Color: colour(stdout), Location: time.Local}
+	style := monitor.Style{Color: monitor.Colour(stdout), Location: time.Local}
 
 	if o.once {
 		return once(o, client, endpoint, keyPrefix, style, stdout, stderr)
@@ -191,23 +187,6 @@ func connect(o options) (redis.UniversalClient, string, string, string, error) {
 	return redis.NewUniversalClient(opts), conn.Endpoint.String(), channelPrefix, keyPrefix, nil
 }
 
-// colour reports whether w is a terminal and NO_COLOR is unset.
-func colour(w io.Writer) bool {
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
-		return false
-	}
-	return isTerminal(w)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // maxMalformedPerSecond bounds the malformed-message lines printed, so that
 // a flood of garbage cannot flood the terminal.
 const maxMalformedPerSecond = 5
@@ -244,7 +223,7 @@ func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) f
 			}
 		}
 	case o.table:
-		tty := isTerminal(w)
+		tty := monitor.IsTerminal(w)
 		var recent []string
 		return func(e monitor.Event) {
 			switch e.Kind {
