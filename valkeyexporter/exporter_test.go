@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -256,9 +257,7 @@ func TestLatestStateKeyHoldsHeartbeatWithTTL(t *testing.T) {
 
 func TestWithoutLatestStateOnlyPublishes(t *testing.T) {
 	srv := redistest.Start(t)
-	msgs := subscribe(t, srv, "heartbeat:service:*")
 	exp := newExporter(t, srv, WithoutLatestState(), WithChannelPrefix("hb:"))
-	_ = msgs
 	other := subscribe(t, srv, "hb:*")
 	rm := collect(t, "tracker_fetcher")
 	must(t, exp.Export(context.Background(), rm))
@@ -459,7 +458,33 @@ func TestConcurrentMethodsAreSafe(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Every export counted once, none lost to a race between them.
+	got, err := srv.Client(t).Get(context.Background(), "heartbeat:instance:tracker_fetcher:"+testInstance).Result()
+	must(t, err)
+	if m, err := heartbeat.Unmarshal([]byte(got)); err != nil || m.HeartbeatCount != 8*20 {
+		t.Errorf("after 160 concurrent exports the key says %v (%v)", m, err)
+	}
 	must(t, exp.Shutdown(context.Background()))
+}
+
+// The options that say where and as whom to connect: a key prefix, an
+// ACL user and password over the URL's, and TLS for a plain URL.
+func TestConnectionOptions(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "right-password")
+	ctx := context.Background()
+	exp := newExporter(t, srv, WithEndpoint("redis://:wrong-password@"+srv.Addr()), WithAuth("", "right-password"), WithKeyPrefix("hb:inst:"))
+	must(t, exp.Export(ctx, collect(t, "tracker_fetcher")))
+	admin := srv.Client(t, func(o *redis.Options) { o.Password = "right-password" })
+	if n, err := admin.Exists(ctx, "hb:inst:tracker_fetcher:"+testInstance).Result(); err != nil || n != 1 {
+		t.Errorf("no key under the prefix from WithKeyPrefix (%d, %v)", n, err)
+	}
+
+	ca := redistest.NewCA(t, "heartbeat-test")
+	cert, key := ca.Issue(t, "localhost")
+	tlsSrv := redistest.StartTLS(t, cert, key)
+	plainURL := "redis://localhost:" + strconv.Itoa(tlsSrv.Port())
+	tlsExp := newExporter(t, tlsSrv, WithEndpoint(plainURL), WithTLSConfig(ca.ClientConfig("localhost")))
+	must(t, tlsExp.Export(ctx, collect(t, "tracker_fetcher")))
 }
 
 // fakeCollection builds a collection by hand, for the exporter's own logic.

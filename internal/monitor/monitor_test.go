@@ -65,13 +65,20 @@ func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
 	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa", message("tracker_fetcher", "aaaa", time.Minute, 7), 3*time.Minute)
 	// Stale: its TTL says it was written 100 s ago.
 	c.Set(ctx, "heartbeat:instance:geocoding_service:bbbb", message("geocoding_service", "bbbb", time.Minute, 3), 80*time.Second)
-	// Expired before the monitor looks: not invented.
+	// Expired before the monitor looks: not invented. The server says
+	// when it has expired the key.
+	srv.Do(t, "CONFIG", "SET", "notify-keyspace-events", "Ex")
+	expired := srv.Client(t).Subscribe(ctx, "__keyevent@0__:expired")
+	defer expired.Close()
+	if _, err := expired.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
 	c.Set(ctx, "heartbeat:instance:geofence_service:cccc", message("geofence_service", "cccc", time.Minute, 1), time.Millisecond)
 	// Malformed, and a key holding another instance's heartbeat.
 	c.Set(ctx, "heartbeat:instance:broken:dddd", "{not json", time.Minute)
 	c.Set(ctx, "heartbeat:instance:tracker_fetcher:eeee", message("tracker_fetcher", "ffff", time.Minute, 1), time.Minute)
-	for c.Exists(ctx, "heartbeat:instance:geofence_service:cccc").Val() == 1 {
-		time.Sleep(time.Millisecond) // a 1 ms TTL; the server decides when it is gone
+	if msg, err := expired.ReceiveMessage(ctx); err != nil || msg.Payload != "heartbeat:instance:geofence_service:cccc" {
+		t.Fatalf("expiry event %v, %v", msg, err)
 	}
 
 	r := start(t, srv, Config{})
