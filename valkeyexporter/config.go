@@ -218,24 +218,14 @@ func newSettings(opts []Option) (settings, error) {
 		return s, errors.Join(errs...)
 	}
 
-	conn, err := valkeyconf.ConnectionFromEnv(getenv)
+	var conn valkeyconf.Connection
+	var err error
 	if c.endpoint != nil {
-		// The option replaces where to connect; the certificate variables
-		// still say how to trust it.
-		e, err := valkeyconf.ParseEndpoint(*c.endpoint)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("WithEndpoint: %w", err))
-		}
-		e.Source = "WithEndpoint"
-		conn = valkeyconf.Connection{
-			Endpoint: e,
-			CAFile:   getenv(valkeyconf.EnvCertificate),
-			CertFile: getenv(valkeyconf.EnvClientCertificate),
-			KeyFile:  getenv(valkeyconf.EnvClientKey),
-			// The topology variables still say what the endpoint is.
-			Cluster: conn.Cluster, SentinelMaster: conn.SentinelMaster, SentinelPassword: conn.SentinelPassword,
-		}
-	} else if err != nil {
+		conn, err = valkeyconf.ConnectionWithEndpoint(*c.endpoint, "WithEndpoint", getenv)
+	} else {
+		conn, err = valkeyconf.ConnectionFromEnv(getenv)
+	}
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if c.username != nil {

@@ -114,14 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: %v\n", err)
 		return 3
 	}
-	c.channelPrefix, c.keyPrefix = heartbeat.DefaultChannelPrefix, heartbeat.DefaultKeyPrefix
-	for env, dst := range map[string]*string{valkeyconf.EnvChannelPrefix: &c.channelPrefix, valkeyconf.EnvKeyPrefix: &c.keyPrefix} {
-		if v := os.Getenv(env); v != "" {
-			if *dst, err = valkeyconf.Prefix(env, v); err != nil {
-				fmt.Fprintf(stderr, "check: %v\n", err)
-				return 3
-			}
-		}
+	if c.channelPrefix, c.keyPrefix, err = valkeyconf.PrefixesFromEnv(os.Getenv); err != nil {
+		fmt.Fprintf(stderr, "check: %v\n", err)
+		return 3
 	}
 	opts, err := c.conn.ClientOptions(c.timeout)
 	if err != nil {

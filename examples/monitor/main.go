@@ -160,25 +160,14 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 func connect(o options) (redis.UniversalClient, string, string, string, error) {
 	conn, err := valkeyconf.ConnectionFromEnv(os.Getenv)
 	if o.endpoint != "" {
-		e, perr := valkeyconf.ParseEndpoint(o.endpoint)
-		if perr != nil {
-			return nil, "", "", "", fmt.Errorf("--endpoint: %w", perr)
-		}
-		conn.Endpoint, err = e, nil
+		conn, err = valkeyconf.ConnectionWithEndpoint(o.endpoint, "--endpoint", os.Getenv)
 	}
 	if err != nil {
 		return nil, "", "", "", err
 	}
-	channelPrefix, keyPrefix := heartbeat.DefaultChannelPrefix, heartbeat.DefaultKeyPrefix
-	if v := os.Getenv(valkeyconf.EnvChannelPrefix); v != "" {
-		if channelPrefix, err = valkeyconf.Prefix(valkeyconf.EnvChannelPrefix, v); err != nil {
-			return nil, "", "", "", err
-		}
-	}
-	if v := os.Getenv(valkeyconf.EnvKeyPrefix); v != "" {
-		if keyPrefix, err = valkeyconf.Prefix(valkeyconf.EnvKeyPrefix, v); err != nil {
-			return nil, "", "", "", err
-		}
+	channelPrefix, keyPrefix, err := valkeyconf.PrefixesFromEnv(os.Getenv)
+	if err != nil {
+		return nil, "", "", "", err
 	}
 	opts, err := conn.ClientOptions(o.timeout)
 	if err != nil {

@@ -30,6 +30,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 )
 
 // Environment variables.
@@ -444,4 +446,52 @@ func Prefix(name, s string) (string, error) {
 		return "", fmt.Errorf("%s=%q holds %q, which breaks pattern subscribers", name, s, r)
 	}
 	return s, nil
+}
+
+// ConnectionWithEndpoint is the connection when code names the endpoint:
+// where to connect and as whom come from endpoint; the TLS files and the
+// topology variables still come from the environment; the endpoint and
+// credential variables are not read. source names the option or flag, for
+// errors.
+func ConnectionWithEndpoint(endpoint, source string, getenv Getenv) (Connection, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if _, err := ParseEndpoint(endpoint); err != nil {
+		return Connection{}, fmt.Errorf("%s: %w", source, err)
+	}
+	c, err := ConnectionFromEnv(func(k string) string {
+		switch k {
+		case EnvEndpoint:
+			return endpoint
+		case EnvUsername, EnvPassword, EnvHealthHost, EnvHealthPort, EnvHealthPassword:
+			return ""
+		}
+		return getenv(k)
+	})
+	if err != nil {
+		return Connection{}, err
+	}
+	c.Source = source
+	return c, nil
+}
+
+// PrefixesFromEnv returns the channel and key prefixes: the variables, or
+// the defaults.
+func PrefixesFromEnv(getenv Getenv) (channel, key string, err error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	channel, key = heartbeat.DefaultChannelPrefix, heartbeat.DefaultKeyPrefix
+	if v := getenv(EnvChannelPrefix); v != "" {
+		if channel, err = Prefix(EnvChannelPrefix, v); err != nil {
+			return "", "", err
+		}
+	}
+	if v := getenv(EnvKeyPrefix); v != "" {
+		if key, err = Prefix(EnvKeyPrefix, v); err != nil {
+			return "", "", err
+		}
+	}
+	return channel, key, nil
 }

@@ -248,3 +248,25 @@ func TestClusterAndSentinelEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionWithEndpointKeepsTheRestOfTheEnvironment(t *testing.T) {
+	getenv := env(EnvEndpoint, "redis://ignored:1", EnvPassword, "env-pw", EnvHealthHost, "dragonfly",
+		EnvCertificate, "/etc/ca.pem", EnvCluster, "true")
+	c, err := ConnectionWithEndpoint("rediss://u:code-pw@h:7000", "WithEndpoint", getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "h:7000" || c.Password != "code-pw" || c.Username != "u" || !c.TLS || c.CAFile != "/etc/ca.pem" || !c.Cluster || c.Source != "WithEndpoint" {
+		t.Errorf("got %+v", c)
+	}
+	if _, err := ConnectionWithEndpoint("ftp://x", "--endpoint", getenv); err == nil || !strings.HasPrefix(err.Error(), "--endpoint: ") {
+		t.Errorf("bad endpoint: %v", err)
+	}
+	if _, err := ConnectionWithEndpoint("h:1", "WithEndpoint", env(EnvCluster, "maybe")); err == nil || !strings.Contains(err.Error(), EnvCluster) {
+		t.Errorf("a malformed topology variable is still an error: %v", err)
+	}
+	ch, key, err := PrefixesFromEnv(env(EnvKeyPrefix, "hb:i:"))
+	if err != nil || ch != "heartbeat:service:" || key != "hb:i:" {
+		t.Errorf("prefixes %q %q %v", ch, key, err)
+	}
+}
