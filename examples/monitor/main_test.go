@@ -298,12 +298,10 @@ func TestOnceExitCodes(t *testing.T) {
 	}
 }
 
-// A monitor started after the services shows them at once, from the
-// latest-state keys, without waiting for their next heartbeat.
-func TestStartedLateShowsInstancesAtOnce(t *testing.T) {
-	monitorBin, _ := binaries(t)
-	srv := redistest.Start(t)
-	p, err := otelheartbeat.NewPublisher("tracker_fetcher", otelheartbeat.WithInterval(time.Hour),
+// startPublisher runs a Publisher on srv until the test ends.
+func startPublisher(t *testing.T, srv *redistest.Server, service string, interval time.Duration) *otelheartbeat.Publisher {
+	t.Helper()
+	p, err := otelheartbeat.NewPublisher(service, otelheartbeat.WithInterval(interval),
 		otelheartbeat.WithExporterOptions(valkeyexporter.WithEndpoint(srv.URL())))
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +309,16 @@ func TestStartedLateShowsInstancesAtOnce(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer p.Stop(context.Background())
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	return p
+}
+
+// A monitor started after the services shows them at once, from the
+// latest-state keys, without waiting for their next heartbeat.
+func TestStartedLateShowsInstancesAtOnce(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	p := startPublisher(t, srv, "tracker_fetcher", time.Hour)
 
 	mon := launch(t, monitorBin, env(srv))
 	mon.expect("🟢 tracker_fetcher ("+p.InstanceID()[:8]+") is alive", 10*time.Second)
@@ -321,15 +328,7 @@ func TestStartedLateShowsInstancesAtOnce(t *testing.T) {
 func TestSurvivesAServerRestart(t *testing.T) {
 	monitorBin, _ := binaries(t)
 	srv := redistest.Start(t)
-	p, err := otelheartbeat.NewPublisher("geocoding_service", otelheartbeat.WithInterval(200*time.Millisecond),
-		otelheartbeat.WithExporterOptions(valkeyexporter.WithEndpoint(srv.URL())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop(context.Background())
+	startPublisher(t, srv, "geocoding_service", 200*time.Millisecond)
 
 	mon := launch(t, monitorBin, env(srv))
 	mon.expect("🔄 geocoding_service", 10*time.Second)
