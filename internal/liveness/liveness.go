@@ -21,11 +21,27 @@
 // deadline later does not touch the heap: the old entry is re-filed when it
 // comes due, so a steady fleet costs O(1) per heartbeat and one O(log n)
 // re-file per instance every 1.5 intervals. Each transition is reported once.
+//
+// A watcher that could not see is not a fleet that died. TickAt judges only
+// up to the time the watcher knows it has received everything sent (a
+// heartbeat still in a socket or a stalled broker cannot be declared
+// missing), and after a time it could not see at all, Hold keeps every
+// instance from changing state by silence until it has been watched for
+// 1.5 of its intervals again.
+//
+// The tracker is bounded: at WithMaxInstances the instance heard from least
+// recently is evicted (and counted) to make room, so a burst of made-up
+// instance ids cannot hide a real instance that appears after it. Service
+// names are shared by an instance's entries and released with the last one.
+//
+// A Tracker is safe for concurrent use: a monitor feeds it from the
+// goroutine that reads the subscription while another ticks and renders.
 package liveness
 
 import (
 	"container/heap"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
@@ -130,23 +146,34 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// Tracker tracks instances. It is not safe for concurrent use: a monitor
-// owns it from one goroutine.
+// Tracker tracks instances. It is safe for concurrent use.
 type Tracker struct {
 	clock        Clock
 	retention    time.Duration
 	maxInstances int
-	instances    map[Key]*entry
-	deadlines    deadlineHeap
-	services     map[string]string // interned service names
-	refused      int64
+
+	mu        sync.Mutex
+	instances map[Key]*entry
+	deadlines deadlineHeap
+	services  map[string]*serviceName // one shared copy of each name tracked
+	heard     entry                   // sentinel of the list, least recently heard first
+	heldFrom  time.Time               // see Hold
+	evicted   int64
+}
+
+// serviceName is a service name shared by its instances' entries, released
+// with the last of them.
+type serviceName struct {
+	name      string
+	instances int
 }
 
 type entry struct {
 	Instance
-	deadline time.Time // when the next transition is due
-	filed    time.Time // the deadline the heap orders it by; never later than deadline
-	index    int       // in the heap, or -1
+	deadline   time.Time // when the next transition is due
+	filed      time.Time // the deadline the heap orders it by; never later than deadline
+	index      int       // in the heap, or -1
+	prev, next *entry    // in the list of instances by when they were last heard
 }
 
 // Option configures a Tracker.
@@ -159,8 +186,9 @@ func WithClock(c Clock) Option { return func(t *Tracker) { t.clock = c } }
 // Default: DefaultRetention.
 func WithRetention(d time.Duration) Option { return func(t *Tracker) { t.retention = d } }
 
-// WithMaxInstances bounds the instances tracked; heartbeats of new instances
-// beyond it are refused and counted. Default: DefaultMaxInstances.
+// WithMaxInstances bounds the instances tracked (0: no bound). At the bound,
+// a new instance evicts the one heard from least recently, and Evicted
+// counts it. Default: DefaultMaxInstances.
 func WithMaxInstances(n int) Option { return func(t *Tracker) { t.maxInstances = n } }
 
 // New returns an empty tracker.
@@ -170,8 +198,9 @@ func New(opts ...Option) *Tracker {
 		retention:    DefaultRetention,
 		maxInstances: DefaultMaxInstances,
 		instances:    make(map[Key]*entry),
-		services:     make(map[string]string),
+		services:     make(map[string]*serviceName),
 	}
+	t.heard.prev, t.heard.next = &t.heard, &t.heard
 	for _, o := range opts {
 		o(t)
 	}
@@ -182,11 +211,26 @@ func New(opts ...Option) *Tracker {
 func (t *Tracker) Now() time.Time { return t.clock.Now() }
 
 // Len returns the number of instances tracked.
-func (t *Tracker) Len() int { return len(t.instances) }
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.instances)
+}
 
-// Refused returns how many heartbeats of new instances were refused because
-// WithMaxInstances was reached.
-func (t *Tracker) Refused() int64 { return t.refused }
+// Evicted returns how many instances were evicted to make room for new ones
+// because WithMaxInstances was reached.
+func (t *Tracker) Evicted() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.evicted
+}
+
+// serviceNames returns how many service names the tracker holds.
+func (t *Tracker) serviceNames() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.services)
+}
 
 // Observe records a heartbeat received now and returns the transitions it
 // causes (none, or one). Transitions of other instances that are due are
@@ -199,24 +243,31 @@ func (t *Tracker) Observe(m *heartbeat.Message) []Transition {
 // clock); a monitor that reads a latest-state key uses the key's age on the
 // server. A receivedAt older than what is known already is ignored.
 func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
 	e, ok := t.instances[k]
 	if !ok {
 		if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
-			t.refused++
-			return nil
+			t.remove(t.heard.next)
+			t.evicted++
 		}
 		svc, ok := t.services[k.Service]
 		if !ok {
-			svc = k.Service
-			t.services[svc] = svc
+			svc = &serviceName{name: k.Service}
+			t.services[svc.name] = svc
 		}
-		k.Service = svc
+		svc.instances++
+		k.Service = svc.name
 		e = &entry{Instance: Instance{Key: k}, index: -1}
 		t.instances[k] = e
 	} else if receivedAt.Before(e.LastSeen) {
 		return nil
+	} else {
+		e.prev.next, e.next.prev = e.next, e.prev // out of the list, back in last
 	}
+	e.prev, e.next = t.heard.prev, &t.heard
+	e.prev.next, t.heard.prev = e, e
 	if e.Has&heartbeat.HasHeartbeatCount != 0 && m.Has&heartbeat.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
@@ -264,26 +315,58 @@ func (t *Tracker) schedule(e *entry) {
 	}
 }
 
+// remove forgets an entry.
+func (t *Tracker) remove(e *entry) {
+	if e.index >= 0 {
+		heap.Remove(&t.deadlines, e.index)
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	delete(t.instances, e.Key)
+	if svc := t.services[e.Service]; svc != nil {
+		if svc.instances--; svc.instances <= 0 {
+			delete(t.services, e.Service)
+		}
+	}
+}
+
 // NextDeadline returns when Tick next has something to do; it may be early
 // (an entry that only needs re-filing), never late.
 func (t *Tracker) NextDeadline() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if len(t.deadlines) == 0 {
 		return time.Time{}, false
 	}
 	return t.deadlines[0].filed, true
 }
 
-// Tick applies every deadline that has passed and returns the transitions,
-// oldest first. Instances forgotten after the retention period produce no
-// transition.
-func (t *Tracker) Tick() []Transition {
-	now := t.clock.Now()
+// Tick is TickAt the tracker's current time.
+func (t *Tracker) Tick() []Transition { return t.TickAt(t.clock.Now()) }
+
+// TickAt applies every deadline up to seen and returns the transitions,
+// oldest first. seen is the time up to which the watcher knows it has
+// received every heartbeat sent: a monitor passes the moment its latest
+// probe of the subscription was sent, so that heartbeats still in its
+// socket or in a stalled broker are not declared missing. Instances
+// forgotten after the retention period produce no transition.
+func (t *Tracker) TickAt(seen time.Time) []Transition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	var out []Transition
-	for len(t.deadlines) > 0 && !t.deadlines[0].filed.After(now) {
+	for len(t.deadlines) > 0 && !t.deadlines[0].filed.After(seen) {
 		e := t.deadlines[0]
-		if e.deadline.After(now) {
-			// Heartbeats moved it on: file it under its real deadline.
-			e.filed = e.deadline
+		due := e.deadline
+		if (e.State == Alive || e.State == Stale) && !t.heldFrom.IsZero() {
+			// Silence is judged only on time that was watched.
+			if hold := t.heldFrom.Add(scale(e.Interval, StaleAfter)); due.Before(hold) {
+				due = hold
+			}
+		}
+		if due.After(seen) {
+			// Heartbeats moved it on, or it is held: file it under its
+			// real deadline.
+			e.filed = due
 			heap.Fix(&t.deadlines, 0)
 			continue
 		}
@@ -292,20 +375,33 @@ func (t *Tracker) Tick() []Transition {
 			// One step at a time, so a late Tick still reports alive->stale
 			// before stale->dead, each at the moment it happened.
 			to := e.State + 1
-			at := e.deadline
-			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: at, Age: at.Sub(e.LastSeen), Interval: e.Interval})
-			e.State, e.Since = to, at
+			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen), Interval: e.Interval})
+			e.State, e.Since = to, due
 			t.schedule(e)
 		default:
-			heap.Pop(&t.deadlines)
-			delete(t.instances, e.Key)
+			t.remove(e)
 		}
 	}
 	return out
 }
 
+// Hold says the watcher could not see until at: its subscription was
+// stalled, lost or behind. From then on, no instance turns stale or dead
+// by silence before it has been watched for StaleAfter of its intervals
+// after at, because heartbeats sent meanwhile may still arrive, in any
+// order. A heartbeat received meanwhile counts as usual.
+func (t *Tracker) Hold(at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if at.After(t.heldFrom) {
+		t.heldFrom = at
+	}
+}
+
 // Get returns a copy of what is known of one instance.
 func (t *Tracker) Get(k Key) (Instance, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	e, ok := t.instances[k]
 	if !ok {
 		return Instance{}, false
@@ -315,10 +411,12 @@ func (t *Tracker) Get(k Key) (Instance, bool) {
 
 // Snapshot returns every instance, ordered by service then instance.
 func (t *Tracker) Snapshot() []Instance {
+	t.mu.Lock()
 	out := make([]Instance, 0, len(t.instances))
 	for _, e := range t.instances {
 		out = append(out, e.Instance)
 	}
+	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Service != out[j].Service {
 			return out[i].Service < out[j].Service
@@ -336,7 +434,9 @@ type ServiceSummary struct {
 
 // Services summarises every service, ordered by name.
 func (t *Tracker) Services() []ServiceSummary {
-	by := map[string]*ServiceSummary{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	by := make(map[string]*ServiceSummary, len(t.services))
 	for _, e := range t.instances {
 		s := by[e.Service]
 		if s == nil {

@@ -198,9 +198,6 @@ func TestServicesAndBounds(t *testing.T) {
 	clock.Advance(100 * time.Second)
 	tr.Observe(beat("b", "1", 1))
 	tr.Tick()
-	if got := tr.Observe(beat("c", "1", 1)); got != nil || tr.Refused() != 1 || tr.Len() != 3 {
-		t.Errorf("over the bound: %+v refused %d len %d", got, tr.Refused(), tr.Len())
-	}
 	sum := tr.Services()
 	if len(sum) != 2 || sum[0] != (ServiceSummary{Name: "a", Stale: 2}) || sum[1] != (ServiceSummary{Name: "b", Alive: 1}) {
 		t.Errorf("services %+v", sum)
@@ -208,6 +205,67 @@ func TestServicesAndBounds(t *testing.T) {
 	snap := tr.Snapshot()
 	if len(snap) != 3 || snap[0].Key != (Key{"a", "1"}) || snap[2].Key != (Key{"b", "1"}) {
 		t.Errorf("snapshot %+v", snap)
+	}
+}
+
+// A burst of made-up instance ids that fills the tracker must not hide a
+// real instance that appears after it: at the bound, the instance silent
+// the longest makes room, and the eviction is counted.
+func TestAtTheBoundTheLongestSilentIsEvicted(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock), WithMaxInstances(3))
+	tr.Observe(beat("real", "1", 1))
+	clock.Advance(time.Second)
+	tr.Observe(beat("fake", "1", 1))
+	clock.Advance(time.Second)
+	tr.Observe(beat("fake", "2", 1))
+	clock.Advance(time.Second)
+	tr.Observe(beat("real", "1", 2)) // heard again: now the most recent
+	clock.Advance(time.Second)
+	got := tr.Observe(beat("payments", "1", 1))
+	if len(got) != 1 || got[0].To != Alive {
+		t.Fatalf("new instance at the bound: %+v", got)
+	}
+	if _, ok := tr.Get(Key{"payments", "1"}); !ok {
+		t.Fatal("new instance not tracked")
+	}
+	if _, ok := tr.Get(Key{"fake", "1"}); ok {
+		t.Error("the longest-silent instance was kept")
+	}
+	if _, ok := tr.Get(Key{"real", "1"}); !ok {
+		t.Error("an instance heard recently was evicted")
+	}
+	if tr.Len() != 3 || tr.Evicted() != 1 {
+		t.Errorf("len %d evicted %d, want 3 and 1", tr.Len(), tr.Evicted())
+	}
+	// The evicted instance left nothing behind: no deadline fires for it.
+	clock.Advance(time.Hour)
+	for _, tn := range tr.Tick() {
+		if tn.Key == (Key{"fake", "1"}) {
+			t.Errorf("evicted instance still has a deadline: %+v", tn)
+		}
+	}
+}
+
+// The tracker keeps one copy of each service name while an instance of
+// it is tracked, and none after: a burst of distinct names cannot grow it
+// for good.
+func TestServiceNamesAreReleasedWithTheirInstances(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock), WithRetention(time.Minute))
+	for i := 0; i < 1000; i++ {
+		tr.Observe(beat(fmt.Sprint("svc_", i), "1", 1))
+	}
+	tr.Observe(beat("svc_0", "2", 1))
+	if n := tr.serviceNames(); n != 1000 {
+		t.Fatalf("%d service names held, want 1000", n)
+	}
+	clock.Advance(time.Hour)
+	tr.Tick() // stale, dead
+	clock.Advance(time.Hour)
+	tr.Tick() // forgotten
+	if tr.Len() != 0 || tr.serviceNames() != 0 {
+		t.Errorf("after every instance was forgotten: %d instances, %d service names held", tr.Len(), tr.serviceNames())
 	}
 }
 
@@ -267,5 +325,54 @@ func BenchmarkMemoryPerInstance(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
 		runtime.KeepAlive(tr)
+	}
+}
+
+// TickAt judges only up to the time the watcher knows it has seen
+// everything sent: a heartbeat still on its way cannot be declared missing.
+func TestTickAtJudgesOnlyUpToWhatWasSeen(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
+	clock.Advance(10 * time.Second)
+	if got := tr.TickAt(t0.Add(time.Second)); len(got) != 0 {
+		t.Errorf("seen up to 1s: %s", describe(got))
+	}
+	if got := describe(tr.TickAt(t0.Add(2 * time.Second))); got != "alive->stale@1.5s" {
+		t.Errorf("seen up to 2s: %s", got)
+	}
+}
+
+// After a time the watcher could not see (a stalled broker, a paused
+// monitor), no instance changes state from silence until it has been
+// watched for 1.5 of its intervals again: its heartbeats may still be on
+// their way.
+func TestHoldDelaysVerdictsAfterBlindness(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	a := withInterval(beat("a", "1", 1), time.Second)
+	b := withInterval(beat("b", "1", 1), time.Second)
+	tr.Observe(a)
+	tr.Observe(b)
+	clock.Advance(10 * time.Second) // blind: nothing could arrive
+	tr.Hold(clock.Now())
+	if got := tr.Tick(); len(got) != 0 {
+		t.Fatalf("verdicts right after blindness: %s", describe(got))
+	}
+	clock.Advance(1400 * time.Millisecond)
+	if got := tr.Tick(); len(got) != 0 {
+		t.Fatalf("verdicts within the hold: %s", describe(got))
+	}
+	a.HeartbeatCount++
+	if got := tr.Observe(a); len(got) != 0 {
+		t.Errorf("a heartbeat within the hold: %s", describe(got))
+	}
+	clock.Advance(100 * time.Millisecond)
+	// b was watched for 1.5 intervals without a heartbeat.
+	if got := describe(tr.Tick()); got != "alive->stale@11.5s,stale->dead@11.5s" {
+		t.Errorf("after the hold: %s", got)
+	}
+	if in, _ := tr.Get(Key{"a", "1"}); in.State != Alive {
+		t.Errorf("a is %v", in.State)
 	}
 }
