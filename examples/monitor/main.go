@@ -266,7 +266,7 @@ func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, s
 	}
 	latest, err := monitor.ReadLatest(ctx, client, keyPrefix, o.service)
 	if err != nil {
-		fmt.Fprintf(stderr, "monitor: reading latest-state keys from %s: %v\n", endpoint, err)
+		fmt.Fprintf(stderr, "monitor: reading latest-state keys from %s: %s\n", endpoint, monitor.Escape(err.Error()))
 		if errors.Is(err, context.DeadlineExceeded) || len(latest) == 0 {
 			return exitUnreachable
 		}
@@ -276,7 +276,7 @@ func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, s
 	alive := 0
 	for _, l := range latest {
 		if l.Err != nil {
-			fmt.Fprintf(stderr, "monitor: %v\n", l.Err)
+			fmt.Fprintf(stderr, "monitor: %s\n", monitor.Escape(l.Err.Error()))
 			continue
 		}
 		st := l.State()
@@ -287,7 +287,7 @@ func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, s
 		}
 		m := l.Message
 		fmt.Fprintf(stdout, "%-24s %-8s %s  age %-6v interval %v  heartbeats %d\n",
-			m.ServiceName, monitor.ShortID(m.InstanceID), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
+			monitor.Escape(m.ServiceName), monitor.Escape(monitor.ShortID(m.InstanceID)), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
 	}
 	switch {
 	case len(latest) == 0 && o.service != "":

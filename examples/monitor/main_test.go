@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -431,4 +434,94 @@ func TestOutputBufferOverflowIsReportedAndSurvived(t *testing.T) {
 	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
 		return e.Type == "heartbeat" && strings.Contains(string(e.Heartbeat), "aaaa1111")
 	})
+}
+
+// terminalSafe fails when text holds anything a terminal would act on or
+// not show: ESC and other controls, C1 controls, format characters (Unicode
+// Cf: zero-width, bidi), or bytes that are not UTF-8. The output under test
+// is not a terminal, so it has no colour codes either.
+func terminalSafe(t *testing.T, what, text string) {
+	t.Helper()
+	if !utf8.ValidString(text) {
+		t.Errorf("%s: invalid UTF-8 in %q", what, text)
+	}
+	for _, r := range text {
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
+			t.Errorf("%s: %U reaches the terminal raw in %q", what, r, text)
+			return
+		}
+	}
+}
+
+// A publisher's strings reach no terminal raw, in any output mode: names
+// with a zero-width space or a bidi override, escape sequences in field
+// keys and values, in channel and key names, and in the decode errors that
+// quote them.
+func TestHostileStringsAreEscapedInEveryOutput(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	const service, id = "payments\u200b", "\u202eevil-0001"
+	hostile := func(count int64) string {
+		b, err := heartbeat.Marshal(&heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+			HeartbeatCount: count, IntervalSeconds: 60, Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval,
+			Fields: []heartbeat.Field{
+				{Key: "k\x1b[2J", Value: heartbeat.String("\x1b]0;owned\x07\u009b31mred\u2066")},
+				{Key: "raw", Value: heartbeat.Value{Kind: heartbeat.KindRaw, Raw: []byte("[\"\u009b2J\u200f\"]")}},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, service, id), hostile(1), 3*time.Minute)
+	c.Set(ctx, "heartbeat:instance:x\x1b[2J:y", "{not json", 3*time.Minute)
+
+	_, out := runOnce(t, env(srv))
+	terminalSafe(t, "--once", out)
+	if !strings.Contains(out, `payments\u200b`) || !strings.Contains(out, `heartbeat:instance:x\x1b[2J:y`) {
+		t.Errorf("--once does not show the escaped names:\n%s", out)
+	}
+
+	duplicate := `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","\u001b[2J\u200b":1,"\u001b[2J\u200b":2}`
+	sentinel := latest("tracker_fetcher", "aaaa1111", 1)
+	for _, mode := range [][]string{nil, {"--json"}} {
+		mon := launch(t, monitorBin, env(srv), mode...)
+		if mode == nil {
+			mon.expect("latest-state keys", 10*time.Second)
+		} else {
+			mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+		}
+		c.Publish(ctx, "heartbeat:service:"+service, hostile(2))
+		c.Publish(ctx, "heartbeat:service:\x1b[31mred\u009b", duplicate)
+		c.Publish(ctx, "heartbeat:service:tracker_fetcher", sentinel)
+		var all []string
+		for done := false; !done; {
+			select {
+			case l, ok := <-mon.lines:
+				if !ok {
+					t.Fatal("monitor output ended")
+				}
+				all = append(all, l.text)
+				done = strings.Contains(l.text, "aaaa1111")
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%v: no sentinel heartbeat; got\n%s", mode, strings.Join(all, "\n"))
+			}
+		}
+		text := strings.Join(all, "\n")
+		terminalSafe(t, fmt.Sprint(mode), text)
+		if mode != nil {
+			for _, l := range all {
+				if !json.Valid([]byte(l)) {
+					t.Errorf("not JSON: %q", l)
+				}
+			}
+		}
+		for _, want := range []string{`payments\u200b`, `\u009b`, `\u001b[2J\u200b`} {
+			if !strings.Contains(text, want) && !strings.Contains(text, strings.ReplaceAll(want, `\u001b`, `\x1b`)) {
+				t.Errorf("%v: no %s in\n%s", mode, want, text)
+			}
+		}
+	}
 }
