@@ -374,7 +374,7 @@ func TestLeastPrivilegeMonitorACL(t *testing.T) {
 	environ := env(srv, "OTEL_EXPORTER_VALKEY_ENDPOINT=redis://monitor:monitor-secret@"+srv.Addr())
 
 	code, out := runOnce(t, environ)
-	if code != 0 || !strings.Contains(out, "aaaa1111") {
+	if code != 0 || !strings.Contains(out, "aaaa1111 alive") || strings.Contains(out, "NOPERM") {
 		t.Errorf("--once with the monitor rule: exit %d\n%s", code, out)
 	}
 	mon := launch(t, monitorBin, environ, "--json")
