@@ -525,3 +525,78 @@ func TestHostileStringsAreEscapedInEveryOutput(t *testing.T) {
 		}
 	}
 }
+
+// --service payments is payments only: an alive payments:worker, whose key
+// also matches heartbeat:instance:payments:*, does not make it alive.
+func TestOnceServiceMatchesExactly(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments:worker", "bbbb2222"), latest("payments:worker", "bbbb2222", 3), 3*time.Minute)
+	code, out := runOnce(t, env(srv), "--service", "payments")
+	if code != exitNotAlive || !strings.Contains(out, "no instance of payments") || strings.Contains(out, "bbbb2222") {
+		t.Errorf("payments without an instance: exit %d\n%s", code, out)
+	}
+	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments", "aaaa1111"), latest("payments", "aaaa1111", 3), 3*time.Minute)
+	code, out = runOnce(t, env(srv), "--service", "payments")
+	if code != exitOK || !strings.Contains(out, "aaaa1111") || strings.Contains(out, "bbbb2222") {
+		t.Errorf("payments with an instance: exit %d\n%s", code, out)
+	}
+}
+
+// --once that could not read the keys has not seen "all alive": a user
+// refused SCAN or GET, a key of another type, or nothing but malformed
+// keys exit 2 and say why, naming the endpoint but never the password.
+func TestOnceExitsTwoWhenItCannotSee(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	user := func(name, without string) []string {
+		rule := strings.Replace(acl.Monitor, " "+without, "", 1)
+		if rule == acl.Monitor {
+			t.Fatalf("the monitor rule has no %s", without)
+		}
+		srv.Do(t, acl.SetUser(name, "secret-"+name, rule)...)
+		return env(srv, "OTEL_EXPORTER_VALKEY_ENDPOINT=redis://"+name+":secret-"+name+"@"+srv.Addr())
+	}
+	for _, tt := range []struct {
+		name    string
+		environ []string
+		want    string
+	}{
+		{"GET refused", user("noget", "+get"), "NOPERM"},
+		{"SCAN refused", user("noscan", "+scan"), "NOPERM"},
+		{"STRLEN refused", user("nostrlen", "+strlen"), "NOPERM"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runOnce(t, tt.environ)
+			if code != exitUnreachable || !strings.Contains(out, tt.want) || !strings.Contains(out, srv.Addr()) || !strings.Contains(out, "cannot tell") {
+				t.Errorf("exit %d, want %d with %s, the endpoint and why:\n%s", code, exitUnreachable, tt.want, out)
+			}
+			if strings.Contains(out, "secret-") {
+				t.Errorf("the password is shown:\n%s", out)
+			}
+		})
+	}
+
+	c.HSet(ctx, "heartbeat:instance:hash:0001", "service_name", "hash")
+	code, out := runOnce(t, env(srv))
+	if code != exitUnreachable || !strings.Contains(out, "WRONGTYPE") || !strings.Contains(out, "heartbeat:instance:hash:0001") {
+		t.Errorf("a key of another type: exit %d\n%s", code, out)
+	}
+	c.Del(ctx, "heartbeat:instance:hash:0001", "heartbeat:instance:tracker_fetcher:aaaa1111")
+	c.Set(ctx, "heartbeat:instance:broken:0001", "{not json", time.Minute)
+	c.Set(ctx, "heartbeat:instance:forever:0002", latest("forever", "0002", 1), 0)
+	code, out = runOnce(t, env(srv))
+	if code != exitUnreachable || !strings.Contains(out, "all 2 latest-state keys") || !strings.Contains(out, "has no TTL") {
+		t.Errorf("only malformed keys: exit %d\n%s", code, out)
+	}
+	// One malformed key beside an alive instance is reported, and the
+	// verdict is the instance's.
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	code, out = runOnce(t, env(srv))
+	if code != exitOK || !strings.Contains(out, "aaaa1111 alive") || !strings.Contains(out, "heartbeat:instance:broken:0001") {
+		t.Errorf("malformed keys beside an alive instance: exit %d\n%s", code, out)
+	}
+}
