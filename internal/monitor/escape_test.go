@@ -190,3 +190,61 @@ func TestTableCellsHaveBoundedWidth(t *testing.T) {
 		t.Errorf("heartbeat line:\n%s", hb.String())
 	}
 }
+
+// Whatever a string holds, Escape's result shows a terminal nothing it
+// would act on or hide, and safeJSON keeps a JSON string's meaning (as
+// encoding/json reads it) while writing every such rune as an escape.
+func FuzzEscapeAndSafeJSON(f *testing.F) {
+	for _, s := range []string{"tracker_fetcher", "payments\u200b", "\x1b]0;t\x07\u009b\xff", "\U000E0001\u202e\x7f", "ü\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e := Escape(s)
+		if !utf8.ValidString(e) {
+			t.Fatalf("Escape(%q) = %q, not UTF-8", s, e)
+		}
+		for _, r := range e {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("Escape(%q) = %q holds %U", s, e, r)
+			}
+		}
+		b, err := json.Marshal(map[string]json.RawMessage{"s": json.RawMessage(`"` + string(escapeForRaw(s)) + `"`)})
+		if err != nil {
+			return // not a JSON string even with its controls escaped
+		}
+		safe := safeJSON(b)
+		if !utf8.Valid(safe) || !json.Valid(safe) {
+			t.Fatalf("safeJSON(%q) = %q", b, safe)
+		}
+		for _, r := range string(safe) {
+			if r != ' ' && !unicode.IsPrint(r) {
+				t.Fatalf("safeJSON(%q) = %q holds %U", b, safe, r)
+			}
+		}
+		var before, after map[string]string
+		if err := json.Unmarshal(b, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(safe, &after); err != nil || after["s"] != before["s"] {
+			t.Fatalf("safeJSON changed %q to %q (%v)", before["s"], after["s"], err)
+		}
+	})
+}
+
+// escapeForRaw writes s as the inside of a JSON string with its quotes,
+// backslashes and C0 controls escaped and everything else, invalid UTF-8
+// included, raw: what a hostile publisher's bytes look like in a RawMessage.
+func escapeForRaw(s string) []byte {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
