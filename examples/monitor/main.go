@@ -8,7 +8,9 @@
 //	monitor --json          one JSON object per line, for piping
 //	monitor --once          print current state from the latest-state keys and
 //	                        exit: 0 all alive, 1 any stale (or, with --service,
-//	                        none alive), 2 Valkey unreachable
+//	                        none alive), 2 could not see (Valkey unreachable, a
+//	                        command refused, a key of another type, or every
+//	                        key malformed)
 //	monitor --service NAME  only that service
 //	monitor --sharded       shard channels (SSUBSCRIBE), for publishers in sharded mode
 //
@@ -70,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs.BoolVar(&o.table, "table", false, "show a live table of services and instances")
 	fs.BoolVar(&o.json, "json", false, "write one JSON object per line")
-	fs.BoolVar(&o.once, "once", false, "print current state from the latest-state keys and exit (0 alive, 1 not, 2 unreachable)")
+	fs.BoolVar(&o.once, "once", false, "print current state from the latest-state keys and exit (0 alive, 1 not, 2 could not see)")
 	fs.StringVar(&o.service, "service", "", "watch only this service")
 	fs.BoolVar(&o.sharded, "sharded", false, "subscribe to shard channels (SSUBSCRIBE) of the services in the registry, as publishers in sharded mode send (default: OTEL_EXPORTER_VALKEY_SHARDED)")
 	fs.StringVar(&o.endpoint, "endpoint", "", "Valkey endpoint URL or host:port (default: the library's variables)")
@@ -256,29 +258,34 @@ type stringWriter struct{ b []byte }
 func (s *stringWriter) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
 func (s *stringWriter) String() string              { return string(s.b) }
 
-// once prints the latest-state keys and returns the exit code.
+// once prints the latest-state keys and returns the exit code. It exits
+// exitUnreachable, saying why on stderr, whenever it could not see: Valkey
+// unreachable, a command refused (NOPERM on SCAN, STRLEN, PTTL or GET, a
+// key of another type), or nothing but malformed keys. None of that is
+// "all alive".
 func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
-		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %v\n", endpoint, err)
+		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %s\n", endpoint, monitor.Escape(err.Error()))
 		return exitUnreachable
 	}
-	latest, err := monitor.ReadLatest(ctx, client, keyPrefix, o.service)
-	if err != nil {
-		fmt.Fprintf(stderr, "monitor: reading latest-state keys from %s: %v\n", endpoint, err)
-		if errors.Is(err, context.DeadlineExceeded) || len(latest) == 0 {
-			return exitUnreachable
-		}
-	}
+	latest, readErr := monitor.ReadLatest(ctx, client, keyPrefix, o.service)
 	sort.Slice(latest, func(i, j int) bool { return latest[i].Key < latest[j].Key })
 	code := exitOK
-	alive := 0
+	alive, valid, refused, malformed := 0, 0, 0, 0
 	for _, l := range latest {
 		if l.Err != nil {
-			fmt.Fprintf(stderr, "monitor: %v\n", l.Err)
+			fmt.Fprintf(stderr, "monitor: %s\n", monitor.Escape(l.Err.Error()))
+			var re redis.Error
+			if errors.As(l.Err, &re) {
+				refused++ // Valkey would not let us read it
+			} else {
+				malformed++
+			}
 			continue
 		}
+		valid++
 		st := l.State()
 		if st == liveness.Alive {
 			alive++
@@ -287,13 +294,22 @@ func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, s
 		}
 		m := l.Message
 		fmt.Fprintf(stdout, "%-24s %-8s %s  age %-6v interval %v  heartbeats %d\n",
-			m.ServiceName, monitor.ShortID(m.InstanceID), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
+			monitor.Escape(m.ServiceName), monitor.Escape(monitor.ShortID(m.InstanceID)), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
 	}
 	switch {
-	case len(latest) == 0 && o.service != "":
+	case readErr != nil:
+		fmt.Fprintf(stderr, "monitor: cannot tell: reading latest-state keys from %s failed: %s\n", endpoint, monitor.Escape(readErr.Error()))
+		return exitUnreachable
+	case refused > 0:
+		fmt.Fprintf(stderr, "monitor: cannot tell: Valkey at %s refused to read %d latest-state keys (above)\n", endpoint, refused)
+		return exitUnreachable
+	case valid == 0 && malformed > 0:
+		fmt.Fprintf(stderr, "monitor: cannot tell: all %d latest-state keys at %s are malformed (above)\n", malformed, endpoint)
+		return exitUnreachable
+	case valid == 0 && o.service != "":
 		fmt.Fprintf(stdout, "no instance of %s has a latest-state key: none alive\n", o.service)
-		code = exitNotAlive
-	case len(latest) == 0:
+		return exitNotAlive
+	case valid == 0:
 		fmt.Fprintln(stdout, "no instances")
 	case o.service != "" && alive == 0:
 		code = exitNotAlive

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -371,7 +374,7 @@ func TestLeastPrivilegeMonitorACL(t *testing.T) {
 	environ := env(srv, "OTEL_EXPORTER_VALKEY_ENDPOINT=redis://monitor:monitor-secret@"+srv.Addr())
 
 	code, out := runOnce(t, environ)
-	if code != 0 || !strings.Contains(out, "aaaa1111") {
+	if code != 0 || !strings.Contains(out, "aaaa1111 alive") || strings.Contains(out, "NOPERM") {
 		t.Errorf("--once with the monitor rule: exit %d\n%s", code, out)
 	}
 	mon := launch(t, monitorBin, environ, "--json")
@@ -431,4 +434,169 @@ func TestOutputBufferOverflowIsReportedAndSurvived(t *testing.T) {
 	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
 		return e.Type == "heartbeat" && strings.Contains(string(e.Heartbeat), "aaaa1111")
 	})
+}
+
+// terminalSafe fails when text holds anything a terminal would act on or
+// not show: ESC and other controls, C1 controls, format characters (Unicode
+// Cf: zero-width, bidi), or bytes that are not UTF-8. The output under test
+// is not a terminal, so it has no colour codes either.
+func terminalSafe(t *testing.T, what, text string) {
+	t.Helper()
+	if !utf8.ValidString(text) {
+		t.Errorf("%s: invalid UTF-8 in %q", what, text)
+	}
+	for _, r := range text {
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
+			t.Errorf("%s: %U reaches the terminal raw in %q", what, r, text)
+			return
+		}
+	}
+}
+
+// A publisher's strings reach no terminal raw, in any output mode: names
+// with a zero-width space or a bidi override, escape sequences in field
+// keys and values, in channel and key names, and in the decode errors that
+// quote them.
+func TestHostileStringsAreEscapedInEveryOutput(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	const service, id = "payments\u200b", "\u202eevil-0001"
+	hostile := func(count int64) string {
+		b, err := heartbeat.Marshal(&heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+			HeartbeatCount: count, IntervalSeconds: 60, Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval,
+			Fields: []heartbeat.Field{
+				{Key: "k\x1b[2J", Value: heartbeat.String("\x1b]0;owned\x07\u009b31mred\u2066")},
+				{Key: "raw", Value: heartbeat.Value{Kind: heartbeat.KindRaw, Raw: []byte("[\"\u009b2J\u200f\"]")}},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, service, id), hostile(1), 3*time.Minute)
+	c.Set(ctx, "heartbeat:instance:x\x1b[2J:y", "{not json", 3*time.Minute)
+
+	_, out := runOnce(t, env(srv))
+	terminalSafe(t, "--once", out)
+	if !strings.Contains(out, `payments\u200b`) || !strings.Contains(out, `heartbeat:instance:x\x1b[2J:y`) {
+		t.Errorf("--once does not show the escaped names:\n%s", out)
+	}
+
+	duplicate := `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","\u001b[2J\u200b":1,"\u001b[2J\u200b":2}`
+	sentinel := latest("tracker_fetcher", "aaaa1111", 1)
+	for _, mode := range [][]string{nil, {"--json"}} {
+		mon := launch(t, monitorBin, env(srv), mode...)
+		if mode == nil {
+			mon.expect("latest-state keys", 10*time.Second)
+		} else {
+			mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+		}
+		c.Publish(ctx, "heartbeat:service:"+service, hostile(2))
+		c.Publish(ctx, "heartbeat:service:\x1b[31mred\u009b", duplicate)
+		c.Publish(ctx, "heartbeat:service:tracker_fetcher", sentinel)
+		var all []string
+		for done := false; !done; {
+			select {
+			case l, ok := <-mon.lines:
+				if !ok {
+					t.Fatal("monitor output ended")
+				}
+				all = append(all, l.text)
+				done = strings.Contains(l.text, "aaaa1111")
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%v: no sentinel heartbeat; got\n%s", mode, strings.Join(all, "\n"))
+			}
+		}
+		text := strings.Join(all, "\n")
+		terminalSafe(t, fmt.Sprint(mode), text)
+		if mode != nil {
+			for _, l := range all {
+				if !json.Valid([]byte(l)) {
+					t.Errorf("not JSON: %q", l)
+				}
+			}
+		}
+		for _, want := range []string{`payments\u200b`, `\u009b`, `\u001b[2J\u200b`} {
+			if !strings.Contains(text, want) && !strings.Contains(text, strings.ReplaceAll(want, `\u001b`, `\x1b`)) {
+				t.Errorf("%v: no %s in\n%s", mode, want, text)
+			}
+		}
+	}
+}
+
+// --service payments is payments only: an alive payments:worker, whose key
+// also matches heartbeat:instance:payments:*, does not make it alive.
+func TestOnceServiceMatchesExactly(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments:worker", "bbbb2222"), latest("payments:worker", "bbbb2222", 3), 3*time.Minute)
+	code, out := runOnce(t, env(srv), "--service", "payments")
+	if code != exitNotAlive || !strings.Contains(out, "no instance of payments") || strings.Contains(out, "bbbb2222") {
+		t.Errorf("payments without an instance: exit %d\n%s", code, out)
+	}
+	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments", "aaaa1111"), latest("payments", "aaaa1111", 3), 3*time.Minute)
+	code, out = runOnce(t, env(srv), "--service", "payments")
+	if code != exitOK || !strings.Contains(out, "aaaa1111") || strings.Contains(out, "bbbb2222") {
+		t.Errorf("payments with an instance: exit %d\n%s", code, out)
+	}
+}
+
+// --once that could not read the keys has not seen "all alive": a user
+// refused SCAN or GET, a key of another type, or nothing but malformed
+// keys exit 2 and say why, naming the endpoint but never the password.
+func TestOnceExitsTwoWhenItCannotSee(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	user := func(name, without string) []string {
+		rule := strings.Replace(acl.Monitor, " "+without, "", 1)
+		if rule == acl.Monitor {
+			t.Fatalf("the monitor rule has no %s", without)
+		}
+		srv.Do(t, acl.SetUser(name, "secret-"+name, rule)...)
+		return env(srv, "OTEL_EXPORTER_VALKEY_ENDPOINT=redis://"+name+":secret-"+name+"@"+srv.Addr())
+	}
+	for _, tt := range []struct {
+		name    string
+		environ []string
+		want    string
+	}{
+		{"GET refused", user("noget", "+get"), "NOPERM"},
+		{"SCAN refused", user("noscan", "+scan"), "NOPERM"},
+		{"STRLEN refused", user("nostrlen", "+strlen"), "NOPERM"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runOnce(t, tt.environ)
+			if code != exitUnreachable || !strings.Contains(out, tt.want) || !strings.Contains(out, srv.Addr()) || !strings.Contains(out, "cannot tell") {
+				t.Errorf("exit %d, want %d with %s, the endpoint and why:\n%s", code, exitUnreachable, tt.want, out)
+			}
+			if strings.Contains(out, "secret-") {
+				t.Errorf("the password is shown:\n%s", out)
+			}
+		})
+	}
+
+	c.HSet(ctx, "heartbeat:instance:hash:0001", "service_name", "hash")
+	code, out := runOnce(t, env(srv))
+	if code != exitUnreachable || !strings.Contains(out, "WRONGTYPE") || !strings.Contains(out, "heartbeat:instance:hash:0001") {
+		t.Errorf("a key of another type: exit %d\n%s", code, out)
+	}
+	c.Del(ctx, "heartbeat:instance:hash:0001", "heartbeat:instance:tracker_fetcher:aaaa1111")
+	c.Set(ctx, "heartbeat:instance:broken:0001", "{not json", time.Minute)
+	c.Set(ctx, "heartbeat:instance:forever:0002", latest("forever", "0002", 1), 0)
+	code, out = runOnce(t, env(srv))
+	if code != exitUnreachable || !strings.Contains(out, "all 2 latest-state keys") || !strings.Contains(out, "has no TTL") {
+		t.Errorf("only malformed keys: exit %d\n%s", code, out)
+	}
+	// One malformed key beside an alive instance is reported, and the
+	// verdict is the instance's.
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	code, out = runOnce(t, env(srv))
+	if code != exitOK || !strings.Contains(out, "aaaa1111 alive") || !strings.Contains(out, "heartbeat:instance:broken:0001") {
+		t.Errorf("malformed keys beside an alive instance: exit %d\n%s", code, out)
+	}
 }

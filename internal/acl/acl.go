@@ -10,8 +10,8 @@ import "strings"
 const Publisher = "resetchannels &heartbeat:service:* resetkeys ~heartbeat:instance:* -@all +publish +set +del"
 
 // Monitor is what the monitor needs: pattern-subscribe, and read-only access
-// to the latest-state keys.
-const Monitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* -@all +psubscribe +scan +get +pttl +ping"
+// to the latest-state keys (STRLEN and PTTL size a key before GET reads it).
+const Monitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* -@all +psubscribe +scan +strlen +pttl +get +ping"
 
 // SetUser returns the ACL SETUSER command for user with password and rule,
 // as arguments for a client's Do.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	goldenfile "github.com/otel-heartbeat/heartbeat/internal/golden"
 	"math"
 	"os"
@@ -265,7 +266,17 @@ func TestDecodeRejectsMalformedInput(t *testing.T) {
 		{"count fractional", `{` + ok + `,"heartbeat_count":1.5}`, KeyHeartbeatCount, "want an integer"},
 		{"count negative", `{` + ok + `,"heartbeat_count":-1}`, KeyHeartbeatCount, "non-negative"},
 		{"count null", `{` + ok + `,"heartbeat_count":null}`, KeyHeartbeatCount, "got null"},
-		{"interval zero", `{` + ok + `,"interval_seconds":0}`, KeyIntervalSeconds, "greater than zero"},
+		{"interval zero", `{` + ok + `,"interval_seconds":0}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		// 5e9 s kept an instance alive for 158 years; 1e10 s overflows
+		// time.Duration. A publisher sends 10 ms to 24 h.
+		{"interval of 158 years", `{` + ok + `,"interval_seconds":5e9}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"interval past time.Duration", `{` + ok + `,"interval_seconds":1e10}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"interval just past a day", `{` + ok + `,"interval_seconds":86400.001}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"interval under 10 ms", `{` + ok + `,"interval_seconds":0.009}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"more service fields than a publisher sends", `{` + ok + manyFields(MaxFields+1) + `}`, "", "more than 64 service fields"},
+		{"5000 service fields", `{` + ok + manyFields(5000) + `}`, "", "more than 64 service fields"},
+		{"string value longer than a publisher sends", `{` + ok + `,"note":"` + strings.Repeat("x", MaxStringLength+1) + `"}`, "note", "1025 bytes, more than 1024"},
+		{"escaped string value longer than a publisher sends", `{` + ok + `,"note":"` + strings.Repeat(`\u00e9`, MaxStringLength/2+1) + `"}`, "note", "more than 1024"},
 		{"status not a string", `{` + ok + `,"status":true}`, KeyStatus, "got a boolean"},
 		{"duplicate key", `{` + ok + `,"queue_size":1,"queue_size":2}`, "queue_size", "twice"},
 		{"oversized", `{` + ok + `,"pad":"` + strings.Repeat("x", MaxMessageSize) + `"}`, "", "more than"},
@@ -274,7 +285,7 @@ func TestDecodeRejectsMalformedInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := Unmarshal([]byte(tt.in))
 			if err == nil {
-				t.Fatalf("decoded %+v, want an error", m)
+				t.Fatalf("decoded %s (%s) with %d fields, want an error", m.ServiceName, m.InstanceID, len(m.Fields))
 			}
 			var de *DecodeError
 			if !errors.As(err, &de) {
@@ -284,6 +295,45 @@ func TestDecodeRejectsMalformedInput(t *testing.T) {
 				t.Errorf("error %q: want key %q and reason containing %q", err, tt.wantKey, tt.wantMsg)
 			}
 		})
+	}
+}
+
+// manyFields returns n service fields, each with a leading comma.
+func manyFields(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `,"f%d":%d`, i, i)
+	}
+	return b.String()
+}
+
+// The bounds themselves are what a publisher may send, and are accepted.
+func TestDecodeAcceptsTheLimitsAPublisherCanReach(t *testing.T) {
+	const ok = `"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"`
+	for name, in := range map[string]string{
+		"10 ms interval":       `{` + ok + `,"interval_seconds":0.01}`,
+		"24 h interval":        `{` + ok + `,"interval_seconds":86400}`,
+		"64 service fields":    `{` + ok + manyFields(MaxFields) + `}`,
+		"1024-byte string":     `{` + ok + `,"note":"` + strings.Repeat("x", MaxStringLength) + `"}`,
+		"1024 bytes unescaped": `{` + ok + `,"note":"` + strings.Repeat(`\u00e9`, MaxStringLength/2) + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Unmarshal([]byte(in)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// A message built in code, not decoded, still cannot overflow a duration.
+func TestIntervalIsClamped(t *testing.T) {
+	for secs, want := range map[float64]time.Duration{
+		1e10: MaxInterval, 5e9: MaxInterval, 1e-9: MinInterval, 1.5: 1500 * time.Millisecond,
+	} {
+		m := &Message{IntervalSeconds: secs, Has: HasInterval}
+		if got := m.Interval(); got != want {
+			t.Errorf("Interval() of %v s = %v, want %v", secs, got, want)
+		}
 	}
 }
 
@@ -343,6 +393,9 @@ func FuzzUnmarshal(f *testing.F) {
 	}
 	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","x":[1,{"y":null}],"n":-0,"f":1e400}`))
 	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16 08:30:00","uptime_seconds":1e308}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","interval_seconds":5e9}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"` + manyFields(MaxFields+1) + `}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","s":"` + strings.Repeat("x", MaxStringLength+1) + `"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Unmarshal(data)
 		if err != nil {
@@ -352,6 +405,7 @@ func FuzzUnmarshal(f *testing.F) {
 			}
 			return
 		}
+		withinPublisherLimits(t, data, m)
 		// What was accepted must encode, and encoding is a fixpoint after
 		// the first normalisation (timestamps to microseconds, documented
 		// numbers to one decimal).
@@ -388,6 +442,9 @@ func FuzzDecoderAgreesWithEncodingJSON(f *testing.F) {
 	f.Add([]byte(`{"service_name":"s\u00e9","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","x":"\ud83d\ude00 \ud800 \"\\\/\b\f\n\r\t","y":[1,-0.5e+3,{"z":null}],"w":true}`))
 	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","n":01}`))
 	f.Add([]byte("{\"service_name\":\"s\xff\",\"a\":\"\xed\xa0\x80\"}"))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","interval_seconds":1e10}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"` + manyFields(MaxFields) + `,"f0":1}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","s":"` + strings.Repeat(`\u00e9`, MaxStringLength/2+1) + `"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > MaxMessageSize {
 			return
@@ -405,11 +462,18 @@ func FuzzDecoderAgreesWithEncodingJSON(f *testing.F) {
 			if errors.As(err, &de) && strings.HasPrefix(de.Reason, "not JSON") && !strings.Contains(de.Reason, "nested more than") {
 				t.Fatalf("valid JSON %q called %v", data, err)
 			}
+			if de != nil && strings.Contains(de.Reason, "what a publisher can send") {
+				limitRefusalIsTrue(t, data, de)
+			}
 			return
 		}
+		withinPublisherLimits(t, data, m)
 		var ref map[string]json.RawMessage
 		if err := json.Unmarshal(data, &ref); err != nil {
 			t.Fatalf("accepted %q, which encoding/json refuses as an object: %v", data, err)
+		}
+		if _, service := firstValues(t, data); service != len(m.Fields) {
+			t.Fatalf("%d service fields, encoding/json reads %d", len(m.Fields), service)
 		}
 		var name string
 		if err := json.Unmarshal(ref["service_name"], &name); err != nil || name != m.ServiceName {
@@ -425,4 +489,83 @@ func FuzzDecoderAgreesWithEncodingJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// firstValues reads a JSON object as encoding/json does, keeping the first
+// value of each key (the decoder refuses at the first occurrence; a
+// map would keep the last) and counting the keys that are not documented.
+func firstValues(t *testing.T, data []byte) (map[string]json.RawMessage, int) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("%q is not an object to encoding/json: %v", data, err)
+	}
+	first := make(map[string]json.RawMessage)
+	service := 0
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := first[key]; !ok {
+			first[key] = v
+		}
+		if !reserved[key] {
+			service++
+		}
+	}
+	return first, service
+}
+
+// limitRefusalIsTrue checks a refusal for exceeding what a publisher can
+// send against encoding/json's reading of the same input, so that the
+// differential fuzzer expects these refusals instead of ignoring them.
+func limitRefusalIsTrue(t *testing.T, data []byte, de *DecodeError) {
+	t.Helper()
+	first, service := firstValues(t, data)
+	switch {
+	case de.Key == KeyIntervalSeconds:
+		var f float64
+		if err := json.Unmarshal(first[KeyIntervalSeconds], &f); err != nil {
+			t.Fatalf("%v, but encoding/json reads no number: %v", de, err)
+		}
+		if f >= MinInterval.Seconds() && f <= MaxInterval.Seconds() {
+			t.Fatalf("%v, but encoding/json reads %v", de, f)
+		}
+	case strings.Contains(de.Reason, "service fields"):
+		if service <= MaxFields {
+			t.Fatalf("%v, but encoding/json reads %d service fields", de, service)
+		}
+	case strings.Contains(de.Reason, "string of"):
+		var s string
+		if err := json.Unmarshal(first[de.Key], &s); err != nil || len(s) <= MaxStringLength {
+			t.Fatalf("%v, but encoding/json reads %d bytes (%v)", de, len(s), err)
+		}
+	default:
+		t.Fatalf("refusal %v is not one of the publisher's limits", de)
+	}
+}
+
+// withinPublisherLimits checks an accepted message against the limits.
+func withinPublisherLimits(t *testing.T, data []byte, m *Message) {
+	t.Helper()
+	if len(m.Fields) > MaxFields {
+		t.Fatalf("accepted %d service fields from %q", len(m.Fields), data)
+	}
+	if m.Has&HasInterval != 0 && (m.IntervalSeconds < MinInterval.Seconds() || m.IntervalSeconds > MaxInterval.Seconds()) {
+		t.Fatalf("accepted interval_seconds %v from %q", m.IntervalSeconds, data)
+	}
+	for _, f := range m.Fields {
+		if f.Value.Kind == KindString && len(f.Value.Str) > MaxStringLength {
+			t.Fatalf("accepted a string of %d bytes in %s", len(f.Value.Str), f.Key)
+		}
+	}
+	if d := m.Interval(); d < MinInterval || d > MaxInterval {
+		t.Fatalf("Interval() = %v", d)
+	}
 }

@@ -29,7 +29,11 @@ func decodeErr(key, format string, args ...any) error {
 // "+00:00", "Z" or no offset (read as UTC), and unknown keys, which are kept
 // as service fields in the order they came. It rejects, naming the key, input
 // that is not one JSON object, a missing or invalid service_name, instance_id
-// or timestamp, a documented key of the wrong type, and duplicate keys.
+// or timestamp, a documented key of the wrong type, and duplicate keys. It
+// also rejects what no publisher of this library can send, so that a hostile
+// one cannot stretch a consumer: an interval_seconds outside MinInterval to
+// MaxInterval, more than MaxFields service fields, and a string service value
+// longer than MaxStringLength bytes once unescaped.
 func Unmarshal(data []byte) (*Message, error) {
 	m := new(Message)
 	if err := UnmarshalInto(data, m); err != nil {
@@ -204,8 +208,9 @@ func (d *decoder) value(key string) error {
 		if err := d.nonNegative(key, seenInterval, HasInterval, &m.IntervalSeconds); err != nil {
 			return err
 		}
-		if m.IntervalSeconds == 0 {
-			return decodeErr(key, "must be greater than zero")
+		if m.IntervalSeconds < MinInterval.Seconds() || m.IntervalSeconds > MaxInterval.Seconds() {
+			return decodeErr(key, "%v is outside %v to %v seconds, what a publisher can send",
+				m.IntervalSeconds, MinInterval.Seconds(), MaxInterval.Seconds())
 		}
 		return nil
 	case KeyHeartbeatCount:
@@ -267,12 +272,18 @@ func (d *decoder) serviceField(key string) error {
 			}
 		}
 	}
+	if len(m.Fields) >= MaxFields {
+		return decodeErr("", "more than %d service fields, what a publisher can send", MaxFields)
+	}
 	var v Value
 	switch c := s.peek(); {
 	case c == '"':
 		raw, err := s.str()
 		if err != nil {
 			return decodeErr(key, "not JSON: %v", err)
+		}
+		if len(raw) > MaxStringLength {
+			return decodeErr(key, "string of %d bytes, more than %d, what a publisher can send", len(raw), MaxStringLength)
 		}
 		v = String(d.intern.String(raw))
 	case c == '-' || c >= '0' && c <= '9':

@@ -53,6 +53,15 @@ const MaxMessageSize = 64 << 10
 // DefaultInterval is the seed's HEARTBEAT_INTERVAL.
 const DefaultInterval = 60 * time.Second
 
+// MinInterval and MaxInterval bound the interval a publisher of this
+// library can be configured with (valkeyconf refuses anything else). A
+// decoded interval_seconds outside them is malformed: 5e9 s would keep an
+// instance alive for 158 years, 1e10 s overflows time.Duration.
+const (
+	MinInterval = 10 * time.Millisecond
+	MaxInterval = 24 * time.Hour
+)
+
 // Presence records which optional documented fields a message carries. A
 // collector that failed leaves its field out rather than sending a made-up
 // value.
@@ -141,10 +150,18 @@ func (m *Message) Field(key string) (Value, bool) {
 }
 
 // Interval returns the sender's heartbeat interval, or DefaultInterval when
-// the message does not say.
+// the message does not say. The decoder refuses an interval outside
+// MinInterval to MaxInterval; one set in code is clamped to them, so that the
+// result never overflows.
 func (m *Message) Interval() time.Duration {
-	if m.Has&HasInterval == 0 || m.IntervalSeconds <= 0 {
+	if m.Has&HasInterval == 0 || !(m.IntervalSeconds > 0) {
 		return DefaultInterval
+	}
+	switch {
+	case m.IntervalSeconds >= MaxInterval.Seconds():
+		return MaxInterval
+	case m.IntervalSeconds <= MinInterval.Seconds():
+		return MinInterval
 	}
 	return time.Duration(m.IntervalSeconds * float64(time.Second))
 }

@@ -59,26 +59,45 @@ func (s Style) clock(t time.Time) string {
 	return t.In(loc).Format("15:04:05")
 }
 
-// ShortID is the first eight characters of an instance id, as the seed's
-// monitor prints it.
-func ShortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
+// ShortID is the first eight bytes of an instance id, as the seed's
+// monitor prints it, cut at a character boundary. It is not escaped.
+func ShortID(id string) string { return heartbeat.Truncate(id, 8) }
+
+// Bounds, in characters after escaping, of what the renderers print from
+// the wire: a name, a service value, error text, and a table cell.
+const (
+	maxNameWidth  = heartbeat.MaxNameLength
+	maxValueWidth = heartbeat.MaxStringLength
+	maxErrWidth   = 512
+	maxCellWidth  = 40
+)
+
+// name escapes a service name, instance id, field key or channel name.
+func name(s string) string { return clip(Escape(s), maxNameWidth) }
+
+// short escapes an instance id cut to its first eight bytes.
+func short(id string) string { return Escape(ShortID(id)) }
+
+// errText escapes an error, which may quote the wire.
+func errText(err error) string {
+	if err == nil {
+		return "<nil>"
 	}
-	return id
+	return clip(Escape(err.Error()), maxErrWidth)
 }
 
-// FormatUptime writes seconds as the seed does: 45.0s, 12.5m, 1.2h, 3.4d.
+// FormatUptime writes seconds as the seed does: 45.0s, 12.5m, 1.2h, 3.4d;
+// beyond a million days, in four significant digits (1e+303d).
 func FormatUptime(sec float64) string {
 	switch {
 	case sec < 60:
-		return fmt.Sprintf("%.1fs", sec)
+		return formatNumber(sec) + "s"
 	case sec < 3600:
-		return fmt.Sprintf("%.1fm", sec/60)
+		return formatNumber(sec/60) + "m"
 	case sec < 86400:
-		return fmt.Sprintf("%.1fh", sec/3600)
+		return formatNumber(sec/3600) + "h"
 	}
-	return fmt.Sprintf("%.1fd", sec/86400)
+	return formatNumber(sec/86400) + "d"
 }
 
 func optional(has bool, s string) string {
@@ -98,7 +117,7 @@ func optional(has bool, s string) string {
 // The clock time is when the monitor received it.
 func (s Style) Heartbeat(w io.Writer, m *heartbeat.Message, receivedAt time.Time) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "🔄 %s (%s) - %s", s.paint(ansiBold, m.ServiceName), ShortID(m.InstanceID), s.clock(receivedAt))
+	fmt.Fprintf(&b, "🔄 %s (%s) - %s", s.paint(ansiBold, name(m.ServiceName)), short(m.InstanceID), s.clock(receivedAt))
 	if m.Status == heartbeat.StatusStopping {
 		b.WriteString(" " + s.paint(ansiGrey, "[stopping]"))
 	}
@@ -106,18 +125,19 @@ func (s Style) Heartbeat(w io.Writer, m *heartbeat.Message, receivedAt time.Time
 	fmt.Fprintf(&b, "   Uptime: %s | Heartbeats: %s | Memory: %s | CPU: %s\n",
 		optional(m.Has&heartbeat.HasUptime != 0, FormatUptime(m.UptimeSeconds)),
 		optional(m.Has&heartbeat.HasHeartbeatCount != 0, fmt.Sprint(m.HeartbeatCount)),
-		optional(m.Has&heartbeat.HasMemory != 0, fmt.Sprintf("%.1fMB", m.MemoryUsageMB)),
-		optional(m.Has&heartbeat.HasCPU != 0, fmt.Sprintf("%.1f%%", m.CPUUsagePercent)))
+		optional(m.Has&heartbeat.HasMemory != 0, formatNumber(m.MemoryUsageMB)+"MB"),
+		optional(m.Has&heartbeat.HasCPU != 0, formatNumber(m.CPUUsagePercent)+"%"))
 	if len(m.Fields) > 0 {
 		b.WriteString("   Service Data:\n")
 		for _, f := range m.Fields {
-			fmt.Fprintf(&b, "     %s: %s\n", f.Key, FormatValue(f.Value))
+			fmt.Fprintf(&b, "     %s: %s\n", name(f.Key), clip(Escape(FormatValue(f.Value)), maxValueWidth))
 		}
 	}
 	_, _ = io.WriteString(w, b.String())
 }
 
-// FormatValue writes a service value as plain text.
+// FormatValue writes a service value as plain text, as sent: pass it
+// through Escape before printing it.
 func FormatValue(v heartbeat.Value) string {
 	switch v.Kind {
 	case heartbeat.KindInt:
@@ -144,7 +164,7 @@ func round(d time.Duration) time.Duration {
 
 // Transition writes one state change.
 func (s Style) Transition(w io.Writer, t liveness.Transition) {
-	who := fmt.Sprintf("%s (%s)", s.paint(ansiBold, t.Service), ShortID(t.Instance))
+	who := fmt.Sprintf("%s (%s)", s.paint(ansiBold, name(t.Service)), short(t.Instance))
 	var line string
 	switch {
 	case t.To == liveness.Alive && t.From == liveness.Unknown:
@@ -167,25 +187,26 @@ func (s Style) Transition(w io.Writer, t liveness.Transition) {
 	fmt.Fprintf(w, "%s - %s\n", line, s.clock(t.At))
 }
 
-// Table writes every instance and a per-service summary.
+// Table writes every instance and a per-service summary. No cell is wider
+// than maxCellWidth characters.
 func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tSTATE   \tAGE\tUPTIME\tBEATS\tMEMORY\tCPU\tLOST")
 	for _, in := range tr.Snapshot() {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%s\t%s\t%d\n",
-			in.Service, ShortID(in.Instance),
+			clip(Escape(in.Service), maxCellWidth), short(in.Instance),
 			s.state(in.State, fmt.Sprintf("%-8s", in.State)),
 			round(in.Age(now)),
 			optional(in.Has&heartbeat.HasUptime != 0, FormatUptime(in.UptimeSeconds)),
 			in.Count,
-			optional(in.Has&heartbeat.HasMemory != 0, fmt.Sprintf("%.1fMB", in.MemoryMB)),
-			optional(in.Has&heartbeat.HasCPU != 0, fmt.Sprintf("%.1f%%", in.CPUPercent)),
+			optional(in.Has&heartbeat.HasMemory != 0, formatNumber(in.MemoryMB)+"MB"),
+			optional(in.Has&heartbeat.HasCPU != 0, formatNumber(in.CPUPercent)+"%"),
 			in.Lost)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
 	for _, sv := range tr.Services() {
-		fmt.Fprintf(w, "%s: %s, %s, %s, %s\n", s.paint(ansiBold, sv.Name),
+		fmt.Fprintf(w, "%s: %s, %s, %s, %s\n", s.paint(ansiBold, clip(Escape(sv.Name), maxCellWidth)),
 			s.state(liveness.Alive, fmt.Sprintf("%d alive", sv.Alive)),
 			s.state(liveness.Stale, fmt.Sprintf("%d stale", sv.Stale)),
 			s.state(liveness.Dead, fmt.Sprintf("%d dead", sv.Dead)),
@@ -203,13 +224,13 @@ func (s Style) Event(w io.Writer, e Event) {
 	case KindTransition:
 		s.Transition(w, e.Transition)
 	case KindMalformed:
-		where := e.Channel
+		where := name(e.Channel)
 		if where == "" {
 			where = "Valkey"
 		}
-		fmt.Fprintf(w, "%s %s: %v - %s\n", s.paint(ansiRed, "✗ malformed heartbeat on"), where, e.Err, s.clock(e.At))
+		fmt.Fprintf(w, "%s %s: %s - %s\n", s.paint(ansiRed, "✗ malformed heartbeat on"), where, errText(e.Err), s.clock(e.At))
 	case KindDisconnected:
-		fmt.Fprintf(w, "%s: %v; reconnecting - %s\n", s.paint(ansiRed, "✗ disconnected from Valkey"), e.Err, s.clock(e.At))
+		fmt.Fprintf(w, "%s: %s; reconnecting - %s\n", s.paint(ansiRed, "✗ disconnected from Valkey"), errText(e.Err), s.clock(e.At))
 	case KindReconnected:
 		fmt.Fprintf(w, "%s after %v: heartbeats sent meanwhile were lost; re-read %d latest-state keys - %s\n",
 			s.paint(ansiGreen, "✓ reconnected"), round(e.Downtime), e.Count, s.clock(e.At))
@@ -241,6 +262,8 @@ type jsonEvent struct {
 func ptr[T any](v T) *T { return &v }
 
 // JSON writes an event as one line of JSON. Refresh events write nothing.
+// The line is valid UTF-8, and every rune a terminal would act on or hide
+// is a \u escape in it, in the heartbeat as it was sent too.
 func JSON(w io.Writer, e Event) error {
 	j := jsonEvent{At: string(heartbeat.AppendTimestamp(nil, e.At))}
 	switch e.Kind {
@@ -267,7 +290,7 @@ func JSON(w io.Writer, e Event) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(b, '\n'))
+	_, err = w.Write(append(safeJSON(b), '\n'))
 	return err
 }
 
