@@ -212,8 +212,14 @@ func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Ti
 			s.state(liveness.Dead, fmt.Sprintf("%d dead", sv.Dead)),
 			s.state(liveness.Stopped, fmt.Sprintf("%d stopped", sv.Stopped)))
 	}
-	fmt.Fprintf(w, "received %d, malformed %d, dropped %d, disconnects %d - %s\n",
-		stats.Received, stats.Malformed, stats.Dropped, stats.Disconnects, s.clock(now))
+	switch {
+	case !stats.DownSince.IsZero():
+		fmt.Fprintf(w, "%s for %v: verdicts held until it is back\n", s.paint(ansiRed, "✗ disconnected from Valkey"), round(now.Sub(stats.DownSince)))
+	case !stats.BlindSince.IsZero():
+		fmt.Fprintf(w, "%s for %v (a stalled broker, or this monitor is behind): verdicts held\n", s.paint(ansiYellow, "⚠️  no answer from Valkey"), round(now.Sub(stats.BlindSince)))
+	}
+	fmt.Fprintf(w, "received %d, malformed %d, not shown %d, evicted %d, disconnects %d, blind %d - %s\n",
+		stats.Received, stats.Malformed, stats.Dropped, stats.Evicted, stats.Disconnects, stats.Blind, s.clock(now))
 }
 
 // Event writes any event for people; heartbeats and transitions as above.
@@ -237,7 +243,16 @@ func (s Style) Event(w io.Writer, e Event) {
 	case KindLoaded:
 		fmt.Fprintf(w, "read %d latest-state keys - %s\n", e.Count, s.clock(e.At))
 	case KindDropped:
-		fmt.Fprintf(w, "%s %d heartbeats: the monitor could not keep up - %s\n", s.paint(ansiYellow, "⚠️  dropped"), e.Count, s.clock(e.At))
+		fmt.Fprintf(w, "%s %d heartbeats: the output could not keep up (every one was tracked) - %s\n", s.paint(ansiYellow, "⚠️  not shown:"), e.Count, s.clock(e.At))
+	case KindBlind:
+		fmt.Fprintf(w, "%s for %v (a stalled broker, or this monitor is behind): no instance is judged until it answers - %s\n",
+			s.paint(ansiYellow, "⚠️  no answer from Valkey"), round(e.Downtime), s.clock(e.At))
+	case KindCaughtUp:
+		fmt.Fprintf(w, "%s after %v: verdicts held until each instance has been watched for 1.5 intervals - %s\n",
+			s.paint(ansiGreen, "✓ Valkey answers again"), round(e.Downtime), s.clock(e.At))
+	case KindEvicted:
+		fmt.Fprintf(w, "%s %d instances heard from least recently, to make room at the instance bound (--max-instances) - %s\n",
+			s.paint(ansiYellow, "⚠️  evicted"), e.Count, s.clock(e.At))
 	}
 }
 
@@ -283,6 +298,12 @@ func JSON(w io.Writer, e Event) error {
 		j.Type, j.Count = "loaded", ptr(e.Count)
 	case KindDropped:
 		j.Type, j.Count = "dropped", ptr(e.Count)
+	case KindBlind:
+		j.Type, j.Downtime = "blind", ptr(e.Downtime.Seconds())
+	case KindCaughtUp:
+		j.Type, j.Downtime = "caught_up", ptr(e.Downtime.Seconds())
+	case KindEvicted:
+		j.Type, j.Count = "evicted", ptr(e.Count)
 	default:
 		return nil
 	}

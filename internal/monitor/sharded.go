@@ -89,105 +89,147 @@ func (m *Monitor) plan(ctx context.Context) (shardPlan, error) {
 }
 
 // receiveSharded keeps one SSUBSCRIBE connection on every node that owns a
-// registered service's channel, and rebuilds them all when a slot moves, a
-// connection fails, or the registry gains a service.
-func (m *Monitor) receiveSharded(ctx context.Context, in chan<- received, ctl chan<- control) {
+// registered service's channel. A service new in the registry is added to
+// the connection of its node (or a new one), so the others go on
+// undisturbed; everything is rebuilt only when a connection fails or a
+// slot moves, and that is reported as a disconnection.
+func (m *Monitor) receiveSharded(ctx context.Context, out chan<- Event, ctl chan<- control) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		p, err := m.plan(ctx)
-		var subs []*subscriber
-		if err == nil {
-			for addr, chans := range p.nodes {
-				o := p.opts
-				o.addr = addr
-				var sub *subscriber
-				if sub, err = dialSubscriber(ctx, o, "SSUBSCRIBE", chans...); err != nil {
-					err = fmt.Errorf("node %s: %w", addr, err)
-					break
-				}
-				subs = append(subs, sub)
-			}
-		}
-		if err != nil {
-			for _, s := range subs {
-				_ = s.close()
-			}
-			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
-			for _, s := range subs {
-				_ = s.close()
-			}
-			return
-		}
-
-		failed := make(chan error, len(subs))
-		var wg sync.WaitGroup
-		for _, s := range subs {
-			wg.Add(1)
-			go func(s *subscriber) {
-				defer wg.Done()
-				ds := newDecodeState()
-				for {
-					kind, ch, payload, err := s.frame()
-					var big *oversized
-					switch {
-					case errors.As(err, &big):
-						m.deliver(in, received{at: time.Now(), channel: string(ch), err: big})
-					case err != nil:
-						failed <- err
-						return
-					case kind == "smessage":
-						m.deliver(in, m.decode(ds, ch, payload, time.Now()))
-					case kind == "sunsubscribe":
-						failed <- fmt.Errorf("%w (%s)", errSlotMoved, ch)
-						return
-					}
-				}
-			}(s)
-		}
-		reason := m.watchRegistry(ctx, p.channels, failed)
-		for _, s := range subs {
-			_ = s.close()
-		}
-		wg.Wait()
+		subscribed, err := m.shardSession(ctx, out, ctl)
 		if ctx.Err() != nil {
 			return
 		}
-		if reason != nil && !sendControl(ctx, ctl, control{err: reason, at: time.Now()}) {
+		if subscribed {
+			backoff = 100 * time.Millisecond
+		}
+		if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
 			return
 		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
-// watchRegistry returns when a subscription fails (with why), when the
-// registry's channels differ from have (nil: a quiet rebuild), or when ctx
-// is done.
-func (m *Monitor) watchRegistry(ctx context.Context, have []string, failed <-chan error) error {
+// shards is one sharded session's connections, by node address.
+type shards struct {
+	m      *Monitor
+	ctx    context.Context
+	out    chan<- Event
+	opts   subscriberOptions
+	conns  map[string]*shardConn
+	have   map[string]bool // channels subscribed
+	idle   *probe          // while there is no connection
+	failed chan error
+	wg     sync.WaitGroup
+}
+
+type shardConn struct {
+	sub   *subscriber
+	probe *probe
+}
+
+// shardSession subscribes every registered channel on its owner and adds
+// new ones as the registry gains them, until a connection fails or a slot
+// moves (the error says which) or ctx is done. subscribed reports whether
+// it got as far as subscribing.
+func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, ctl chan<- control) (subscribed bool, err error) {
+	p, err := m.plan(ctx)
+	if err != nil {
+		return false, err
+	}
+	sh := &shards{m: m, ctx: ctx, out: out, opts: p.opts, conns: map[string]*shardConn{},
+		have: map[string]bool{}, failed: make(chan error, 1)}
+	defer sh.close()
+	if err := sh.add(p); err != nil {
+		return false, err
+	}
+	if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
+		return true, nil
+	}
 	t := time.NewTicker(m.cfg.RegistryRefresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case err := <-failed:
-			if isClosed(err) && ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return true, nil
+		case err := <-sh.failed:
+			return true, err
 		case <-t.C:
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			p, err := m.plan(rctx)
 			cancel()
-			if err == nil && !slices.Equal(p.channels, have) {
-				return nil
+			if err != nil {
+				continue // the registry is read again at the next refresh
+			}
+			if err := sh.add(p); err != nil {
+				return true, err
 			}
 		}
+	}
+}
+
+// add subscribes the channels of p not subscribed yet: on the connection
+// to their node when there is one, else on a new one.
+func (sh *shards) add(p shardPlan) error {
+	for addr, chans := range p.nodes {
+		var fresh []string
+		for _, ch := range chans {
+			if !sh.have[ch] {
+				fresh = append(fresh, ch)
+			}
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		if c, ok := sh.conns[addr]; ok {
+			if err := c.sub.subscribe("SSUBSCRIBE", fresh...); err != nil {
+				return fmt.Errorf("node %s: SSUBSCRIBE: %w", addr, err)
+			}
+		} else {
+			o := sh.opts
+			o.addr = addr
+			from := time.Now()
+			sub, err := dialSubscriber(sh.ctx, o, "SSUBSCRIBE", fresh...)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", addr, err)
+			}
+			c := &shardConn{sub: sub, probe: sh.m.sight.newProbe(from, sub.ping)}
+			sh.conns[addr] = c
+			sh.wg.Add(1)
+			go func() {
+				defer sh.wg.Done()
+				err := sh.m.read(sh.ctx, sub, c.probe, newDecodeState(), "smessage", sh.out)
+				select {
+				case sh.failed <- err:
+				default: // one failure is enough to rebuild
+				}
+			}()
+		}
+		for _, ch := range fresh {
+			sh.have[ch] = true
+		}
+	}
+	switch {
+	case len(sh.conns) == 0 && sh.idle == nil:
+		sh.idle = sh.m.sight.nothingToWatch(time.Now())
+	case len(sh.conns) > 0 && sh.idle != nil:
+		sh.m.sight.drop(sh.idle)
+		sh.idle = nil
+	}
+	return nil
+}
+
+// close ends every connection and waits for its reader.
+func (sh *shards) close() {
+	for _, c := range sh.conns {
+		_ = c.sub.close()
+	}
+	sh.wg.Wait()
+	for _, c := range sh.conns {
+		sh.m.sight.drop(c.probe)
+	}
+	if sh.idle != nil {
+		sh.m.sight.drop(sh.idle)
 	}
 }
 

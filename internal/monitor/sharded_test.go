@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
@@ -43,6 +45,12 @@ func runMonitor(t *testing.T, cfg Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runWith(t, m)
+}
+
+// runWith runs m until the test ends.
+func runWith(t *testing.T, m *Monitor) *running {
+	t.Helper()
 	events := make(chan Event, 10_000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -226,4 +234,65 @@ func TestShardedMonitorFollowsAFailover(t *testing.T) {
 	}
 	r.waitFor(KindDisconnected)
 	hear()
+}
+
+// A service new in the registry is added to the subscription that is
+// already there: the other services' heartbeats go on arriving on the same
+// connection, and none is lost.
+func TestShardedMonitorAddsAServiceWithoutDisturbingTheOthers(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.SAdd(ctx, heartbeat.DefaultRegistryKey, "steady")
+	r := runMonitor(t, Config{Client: srv.Client(t), Sharded: true, RegistryRefresh: 20 * time.Millisecond, SkipLatest: true})
+	r.waitFor(KindLoaded)
+	pubsubClients := func() string {
+		var ids []string
+		for _, line := range strings.Split(c.ClientList(ctx).Val(), "\n") {
+			if strings.Contains(line, "cmd=ssubscribe") || strings.Contains(line, "ssub=") && !strings.Contains(line, "ssub=0") {
+				ids = append(ids, strings.Fields(line)[0])
+			}
+		}
+		return strings.Join(ids, ",")
+	}
+	steady := liveness.Key{Service: "steady", Instance: "aaaa"}
+	spub := func(service string, count int64) {
+		if err := c.SPublish(ctx, "heartbeat:service:"+service, message(service, "aaaa", time.Minute, count)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spub("steady", 1)
+	r.collectUntilCount(steady, 1)
+	before := pubsubClients()
+	if before == "" {
+		t.Fatal("no sharded subscriber in CLIENT LIST")
+	}
+	c.SAdd(ctx, heartbeat.DefaultRegistryKey, "newcomer")
+	count := int64(1)
+	deadline := time.After(10 * time.Second)
+	for heard := false; !heard; {
+		count++
+		spub("steady", count)
+		spub("newcomer", count)
+		for more := true; more && !heard; {
+			select {
+			case e := <-r.events:
+				heard = e.Kind == KindHeartbeat && e.Message.ServiceName == "newcomer"
+				if e.Kind == KindDisconnected {
+					t.Errorf("adding a service cost the subscription: %v", e.Err)
+				}
+			case <-deadline:
+				t.Fatal("the new service was never heard")
+			default:
+				more = false
+			}
+		}
+	}
+	r.collectUntilCount(steady, count)
+	if in, _ := r.m.Tracker().Get(steady); in.Lost != 0 {
+		t.Errorf("%d heartbeats of the steady service lost while a service was added", in.Lost)
+	}
+	if after := pubsubClients(); after != before {
+		t.Errorf("subscriber connections %s became %s: the subscription was rebuilt", before, after)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,6 +31,9 @@ type subscriber struct {
 	r       *bufio.Reader
 	channel []byte // reused copy of the last channel name
 	skip    []byte // scratch for discarding oversized payloads
+
+	wmu     sync.Mutex // writes after the handshake: probes, new subscriptions
+	scratch []byte
 }
 
 // subscriberOptions is what a subscriber needs to dial.
@@ -102,7 +106,7 @@ func dialSubscriber(ctx context.Context, o subscriberOptions, command string, ta
 		if o.username != "" {
 			args = []string{"AUTH", o.username, o.password}
 		}
-		if err := s.command(args...); err != nil {
+		if err := s.command(args[0], args[1:]...); err != nil {
 			return fail(err)
 		}
 		if err := s.simpleReply("AUTH"); err != nil {
@@ -142,24 +146,63 @@ func dialSubscriber(ctx context.Context, o subscriberOptions, command string, ta
 
 func (s *subscriber) close() error { return s.conn.Close() }
 
-func (s *subscriber) command(args ...string) error {
-	_, err := s.conn.Write(appendCommand(nil, args...))
+// writeTimeout bounds a write after the handshake, so that a probe of a
+// stalled server cannot hold its caller: a write that cannot finish fails
+// the connection, which the reader then reports.
+const writeTimeout = time.Second
+
+// ping sends PING with payload; the answer is a "pong" frame, in order
+// with the messages.
+func (s *subscriber) ping(payload string) error { return s.write("PING", payload) }
+
+// subscribe adds shard channels to the subscription, one command each (a
+// single SSUBSCRIBE must keep all its channels in one slot); the server's
+// confirmations arrive as frames.
+func (s *subscriber) subscribe(command string, targets ...string) error {
+	return s.write(command, targets...)
+}
+
+// write sends one command, or one per target when there are several.
+func (s *subscriber) write(command string, targets ...string) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	b := s.scratch[:0]
+	if command == "PING" {
+		b = appendCommand(b, command, targets...)
+	} else {
+		for _, t := range targets {
+			b = appendCommand(b, command, t)
+		}
+	}
+	s.scratch = b
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := s.conn.Write(b)
 	return err
 }
 
-// appendCommand appends args as one RESP command.
-func appendCommand(b []byte, args ...string) []byte {
+func (s *subscriber) command(command string, args ...string) error {
+	_, err := s.conn.Write(appendCommand(nil, command, args...))
+	return err
+}
+
+// appendCommand appends a command and its arguments as one RESP command.
+func appendCommand(b []byte, command string, args ...string) []byte {
 	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = strconv.AppendInt(b, int64(1+len(args)), 10)
 	b = append(b, '\r', '\n')
+	b = appendBulk(b, command)
 	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
+		b = appendBulk(b, a)
 	}
 	return b
+}
+
+func appendBulk(b []byte, a string) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(a)), 10)
+	b = append(b, '\r', '\n')
+	b = append(b, a...)
+	return append(b, '\r', '\n')
 }
 
 // simpleReply reads +OK, or returns the server's error.
@@ -241,20 +284,32 @@ func (s *subscriber) bulk(limit int) ([]byte, int, error) {
 }
 
 // frame reads one push frame and returns its kind ("pmessage",
-// "psubscribe", ...), and for a pmessage the channel and the payload. The
-// payload is a view valid until the next call; it is nil, with size set,
-// for a payload over the limit.
+// "psubscribe", "pong", ...), for a message the channel and the payload,
+// and for a pong its payload. The payload is a view valid until the next
+// call. A channel name or payload over the limit is read past and
+// returned as an *oversized error, with the connection still good.
 func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 	n, err := s.intLine('*')
 	if err != nil {
 		return "", nil, nil, err
 	}
-	if n < 3 {
+	if n < 2 {
 		return "", nil, nil, fmt.Errorf("protocol: push frame of %d elements", n)
 	}
 	k, _, err := s.bulk(32)
 	if err != nil {
 		return "", nil, nil, err
+	}
+	if n == 2 {
+		// The answer to a PING while subscribed: ["pong", payload].
+		p, _, err := s.bulk(64)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if string(k) == "pong" {
+			return "pong", nil, p, nil
+		}
+		return string(k), nil, nil, nil
 	}
 	switch string(k) {
 	case "pmessage":
@@ -273,7 +328,7 @@ func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 	}
 	if kind == "sunsubscribe" {
 		// The server took a channel away: its slot moved.
-		ch, _, err := s.bulk(1024)
+		ch, _, err := s.bulk(maxChannel)
 		if err != nil {
 			return "", nil, nil, err
 		}
@@ -294,28 +349,39 @@ func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 		}
 		return kind, nil, nil, nil
 	}
-	if _, _, err := s.bulk(1024); err != nil { // the pattern
+	if _, _, err := s.bulk(maxChannel); err != nil { // the pattern
 		return "", nil, nil, err
 	}
 	return s.message(kind)
 }
 
-// message reads a message's channel and payload.
+// maxChannel bounds a channel name the subscriber reads: far more than a
+// heartbeat channel can be (a prefix and a service name of at most
+// heartbeat.MaxNameLength bytes).
+const maxChannel = 1024
+
+// message reads a message's channel and payload. Either too long is read
+// past and reported as a malformed heartbeat: anyone allowed to publish
+// can send one, and it must not cost the subscription.
 func (s *subscriber) message(kind string) (string, []byte, []byte, error) {
-	ch, size, err := s.bulk(1024)
+	ch, chSize, err := s.bulk(maxChannel)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	if ch == nil {
-		return "", nil, nil, fmt.Errorf("protocol: channel name of %d bytes", size)
+	if ch != nil {
+		s.channel = append(s.channel[:0], ch...)
+	} else {
+		s.channel = s.channel[:0]
 	}
-	s.channel = append(s.channel[:0], ch...)
 	payload, size, err := s.bulk(maxFrame)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	if payload == nil {
-		return kind, s.channel, nil, &oversized{size: size}
+	switch {
+	case ch == nil:
+		return kind, s.channel, nil, &oversized{what: "channel name", size: chSize, limit: maxChannel}
+	case payload == nil:
+		return kind, s.channel, nil, &oversized{what: "message", size: size, limit: heartbeat.MaxMessageSize}
 	}
 	return kind, s.channel, payload, nil
 }
@@ -347,8 +413,11 @@ func (s *subscriber) skipElement() error {
 
 // oversized is a publication too large to be a heartbeat; the connection
 // is still good.
-type oversized struct{ size int }
+type oversized struct {
+	what        string
+	size, limit int
+}
 
 func (e *oversized) Error() string {
-	return fmt.Sprintf("heartbeat: message is %d bytes, more than the %d allowed", e.size, heartbeat.MaxMessageSize)
+	return fmt.Sprintf("heartbeat: %s is %d bytes, more than the %d allowed", e.what, e.size, e.limit)
 }
