@@ -144,7 +144,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 					close(done)
 				default:
 				}
-			case monitor.KindLoaded:
+			case monitor.KindLoaded, monitor.KindIdle:
 			default:
 				o.do(func(w io.Writer) { style.Event(w, e) })
 			}

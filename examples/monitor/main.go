@@ -22,6 +22,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -57,6 +58,8 @@ type options struct {
 	retention         time.Duration
 	refresh           time.Duration
 	timeout           time.Duration
+	blindAfter        time.Duration
+	maxInstances      int
 }
 
 func main() {
@@ -79,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.retention, "retention", liveness.DefaultRetention, "forget dead and stopped instances after this long")
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
+	fs.DurationVar(&o.blindAfter, "blind-after", monitor.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
+	fs.IntVar(&o.maxInstances, "max-instances", liveness.DefaultMaxInstances, "track at most this many instances; past it, the one heard from least recently is evicted")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -98,8 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "monitor: --table and --json do not mix")
 		return exitUsage
 	}
-	if o.refresh <= 0 || o.retention <= 0 || o.timeout <= 0 {
-		fmt.Fprintln(stderr, "monitor: --refresh, --retention and --timeout must be positive")
+	if o.refresh <= 0 || o.retention <= 0 || o.timeout <= 0 || o.blindAfter <= 0 || o.maxInstances <= 0 {
+		fmt.Fprintln(stderr, "monitor: --refresh, --retention, --timeout, --blind-after and --max-instances must be positive")
 		return exitUsage
 	}
 	if o.service != "" {
@@ -127,10 +132,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Client: client, Endpoint: endpoint,
 		ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
 		Service: o.service,
-		Tracker: []liveness.Option{liveness.WithRetention(o.retention)},
-		Refresh: o.refresh,
-		KeepRaw: o.json,
-		Sharded: o.sharded,
+		Tracker:      []liveness.Option{liveness.WithRetention(o.retention), liveness.WithMaxInstances(o.maxInstances)},
+		Refresh:      o.refresh,
+		KeepRaw:      o.json,
+		Sharded:      o.sharded,
+		NoHeartbeats: o.table,
+		BlindAfter:   o.blindAfter,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
@@ -143,11 +150,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", what, endpoint)
 	}
-	_ = m.Run(ctx, renderer(o, m, style, stdout))
+	// One write per frame, not one per cell: the output is flushed when
+	// nothing more is waiting to be shown.
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	render := renderer(o, m, style, out)
+	_ = m.Run(ctx, func(e monitor.Event) {
+		render(e)
+		if e.Kind == monitor.KindIdle || e.Kind == monitor.KindRefresh {
+			_ = out.Flush()
+		}
+	})
+	_ = out.Flush()
 	s := m.Stats()
 	if !o.json {
-		fmt.Fprintf(stderr, "monitor: received %d heartbeats, %d malformed, %d dropped, %d disconnects\n",
-			s.Received, s.Malformed, s.Dropped, s.Disconnects)
+		fmt.Fprintf(stderr, "monitor: received %d heartbeats, %d malformed, %d not shown, %d evicted, %d disconnects, blind %d times\n",
+			s.Received, s.Malformed, s.Dropped, s.Evicted, s.Disconnects, s.Blind)
 	}
 	return exitOK
 }
@@ -238,6 +255,9 @@ func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) f
 			}
 			var b stringWriter
 			style.Event(&b, e)
+			if len(b.b) == 0 {
+				return
+			}
 			recent = append(recent, b.String())
 			if len(recent) > 10 {
 				recent = recent[len(recent)-10:]

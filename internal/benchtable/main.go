@@ -109,9 +109,9 @@ func main() {
 	if ratio, ok := r.get("BenchmarkIngest", "monitor/bare"); ok {
 		mon, _ := r.get("BenchmarkIngest", "monitor-msgs/s")
 		bare, _ := r.get("BenchmarkIngest", "bare-msgs/s")
-		dropped, _ := r.get("BenchmarkIngest", "dropped")
-		rows = append(rows, row{"monitor ingest at 100,000 instances", num(mon, "msgs/s"), num(bare, "msgs/s") + " (bare PSUBSCRIBE)", fmt.Sprintf("%.0f%%", ratio*100), "≥ 80%", verdict(ratio >= 0.8)})
-		rows = append(rows, row{"monitor messages dropped in that run", fmt.Sprintf("%.0f", dropped), "", "", "", ""})
+		lost, _ := r.get("BenchmarkIngest", "lost")
+		rows = append(rows, row{"monitor ingest at 100,000 instances", num(mon, "msgs/s"), num(bare, "msgs/s") + " (bare PSUBSCRIBE)", fmt.Sprintf("%.0f%%", ratio*100), "≥ 100%", verdict(ratio >= 1)})
+		rows = append(rows, row{"heartbeats the tracker missed in that run", fmt.Sprintf("%.0f", lost), "", "", "0", verdict(lost == 0)})
 	}
 	if pub, ok := r.get("BenchmarkClusterPubSub", "publish-msgs/s"); ok {
 		spub, _ := r.get("BenchmarkClusterPubSub", "spublish-msgs/s")
