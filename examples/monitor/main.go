@@ -131,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	m, err := monitor.New(monitor.Config{
 		Client: client, Endpoint: endpoint,
 		ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
-		Service: o.service,
+		Service:      o.service,
 		Tracker:      []liveness.Option{liveness.WithRetention(o.retention), liveness.WithMaxInstances(o.maxInstances)},
 		Refresh:      o.refresh,
 		KeepRaw:      o.json,

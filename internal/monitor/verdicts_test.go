@@ -294,4 +294,3 @@ func TestABurstOfFakeInstancesCannotHideARealOne(t *testing.T) {
 		t.Errorf("evicted %d instances, reported %d; want 401", s.Evicted, reported)
 	}
 }
-
