@@ -218,7 +218,9 @@ func TestAStalledBrokerIsBlindnessNotDeath(t *testing.T) {
 	b := startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
 	before := r.collectUntilCount(k, 3)
 	srv.Pause()
-	blind := r.waitFor(KindBlind)
+	if blind := r.waitFor(KindBlind); blind.Downtime < 200*time.Millisecond {
+		t.Errorf("blind after %v without an answer, want at least BlindAfter (200ms)", blind.Downtime)
+	}
 	// The stall lasts five intervals: long enough to call everything dead.
 	<-time.After(time.Second)
 	srv.Resume()
@@ -230,7 +232,6 @@ func TestAStalledBrokerIsBlindnessNotDeath(t *testing.T) {
 	got := r.collectUntilCount(k, in.Count+20) // a second of fresh data
 	b.stop()
 	noSilenceVerdicts(t, append(before, got...))
-	_ = blind
 }
 
 // A channel name longer than the reader's limit is a malformed heartbeat,
