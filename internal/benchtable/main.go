@@ -112,6 +112,9 @@ func main() {
 		lost, _ := r.get("BenchmarkIngest", "lost")
 		rows = append(rows, row{"monitor ingest at 100,000 instances", num(mon, "msgs/s"), num(bare, "msgs/s") + " (bare PSUBSCRIBE)", fmt.Sprintf("%.0f%%", ratio*100), "≥ 100%", verdict(ratio >= 1)})
 		rows = append(rows, row{"heartbeats the tracker missed in that run", fmt.Sprintf("%.0f", lost), "", "", "0", verdict(lost == 0)})
+		if dt, ok := r.get("BenchmarkDecodeAndTrack", "msgs/s"); ok {
+			rows = append(rows, row{"monitor decode and track, in memory, 100,000 instances", num(dt, "msgs/s"), num(bare, "msgs/s") + " (bare PSUBSCRIBE drain)", fmt.Sprintf("%.2fx", dt/bare), "≥ 1x", verdict(dt >= bare)})
+		}
 	}
 	if pub, ok := r.get("BenchmarkClusterPubSub", "publish-msgs/s"); ok {
 		spub, _ := r.get("BenchmarkClusterPubSub", "spublish-msgs/s")

@@ -157,3 +157,42 @@ func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet
 	}
 	return float64(want-1) / took.Seconds(), lost
 }
+
+// BenchmarkDecodeAndTrack is the monitor's own cost per heartbeat at
+// 100,000 instances, in memory: decode, check the channel and hand it to
+// the tracker, as the reader does for every frame. Its rate beside the
+// bare subscription's drain rate in BenchmarkIngest says whether the
+// tracker can keep up with what a subscription delivers.
+func BenchmarkDecodeAndTrack(b *testing.B) {
+	fleet, err := loadgen.New(loadgen.Config{Services: 50, Instances: ingestInstances, Interval: time.Minute, Connections: 1, Batch: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs, err := fleet.Prepare()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(Config{Client: redis.NewClient(&redis.Options{}), NoHeartbeats: true,
+		Tracker: []liveness.Option{liveness.WithMaxInstances(2 * ingestInstances)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := newDecodeState()
+	ctx := context.Background()
+	out := make(chan Event, len(msgs)+1)
+	for _, p := range msgs { // the first round fills the tracker
+		m.ingest(ctx, out, m.decode(ds, []byte(p.Channel), p.Payload, time.Now()))
+	}
+	b.ReportAllocs()
+	i := 0
+	start := time.Now()
+	for b.Loop() {
+		p := msgs[i%len(msgs)]
+		m.ingest(ctx, out, m.decode(ds, []byte(p.Channel), p.Payload, time.Now()))
+		i++
+	}
+	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "msgs/s")
+	if s := m.Stats(); s.Malformed > 0 {
+		b.Fatalf("%d malformed", s.Malformed)
+	}
+}

@@ -181,6 +181,7 @@ type Monitor struct {
 type decodeState struct {
 	channels map[string]string   // channel name of each service
 	intern   *heartbeat.Interner // names, keys and states
+	reuse    *heartbeat.Message  // with NoHeartbeats: decoded into again
 }
 
 func newDecodeState() *decodeState {
@@ -724,7 +725,15 @@ func wait(ctx context.Context, d time.Duration) bool {
 // decode checks one publication and that it belongs on its channel. It
 // runs on the receiver's goroutine, on bytes valid only until it returns.
 func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time) received {
-	msg := new(heartbeat.Message)
+	// A heartbeat that is not shown is done with once the tracker has
+	// taken what it keeps, so its message is reused.
+	msg := ds.reuse
+	if msg == nil || !m.cfg.NoHeartbeats {
+		msg = new(heartbeat.Message)
+		if m.cfg.NoHeartbeats {
+			ds.reuse = msg
+		}
+	}
 	if err := heartbeat.UnmarshalIntern(payload, msg, ds.intern); err != nil {
 		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
