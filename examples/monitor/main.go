@@ -60,6 +60,7 @@ type options struct {
 	timeout           time.Duration
 	blindAfter        time.Duration
 	maxInstances      int
+	defaultInterval   time.Duration
 }
 
 func main() {
@@ -83,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
 	fs.DurationVar(&o.blindAfter, "blind-after", monitor.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
+	fs.DurationVar(&o.defaultInterval, "default-interval", heartbeat.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
 	fs.IntVar(&o.maxInstances, "max-instances", liveness.DefaultMaxInstances, "track at most this many instances; past it, the one heard from least recently is evicted")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -98,6 +100,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		o.sharded = b
+	}
+	if v := os.Getenv(valkeyconf.EnvHeartbeatInterval); v != "" && !flagSet(fs, "default-interval") {
+		d, err := valkeyconf.ParseInterval(valkeyconf.EnvHeartbeatInterval, v)
+		if err != nil {
+			fmt.Fprintf(stderr, "monitor: %v\n", err)
+			return exitUsage
+		}
+		o.defaultInterval = d
+	}
+	if err := valkeyconf.CheckInterval(o.defaultInterval); err != nil {
+		fmt.Fprintf(stderr, "monitor: --default-interval: %v\n", err)
+		return exitUsage
 	}
 	if o.table && o.json {
 		fmt.Fprintln(stderr, "monitor: --table and --json do not mix")
@@ -123,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	style := monitor.Style{Color: monitor.Colour(stdout), Location: time.Local}
 
 	if o.once {
-		return once(o, client, endpoint, keyPrefix, style, stdout, stderr)
+		return once(o, client, endpoint, channelPrefix, keyPrefix, style, stdout, stderr)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -131,8 +145,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	m, err := monitor.New(monitor.Config{
 		Client: client, Endpoint: endpoint,
 		ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
-		Service:      o.service,
-		Tracker:      []liveness.Option{liveness.WithRetention(o.retention), liveness.WithMaxInstances(o.maxInstances)},
+		Service: o.service,
+		Tracker: []liveness.Option{liveness.WithRetention(o.retention), liveness.WithMaxInstances(o.maxInstances),
+			liveness.WithDefaultInterval(o.defaultInterval)},
 		Refresh:      o.refresh,
 		KeepRaw:      o.json,
 		Sharded:      o.sharded,
@@ -283,7 +298,7 @@ func (s *stringWriter) String() string              { return string(s.b) }
 // unreachable, a command refused (NOPERM on SCAN, STRLEN, PTTL or GET, a
 // key of another type), or nothing but malformed keys. None of that is
 // "all alive".
-func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
+func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
@@ -326,13 +341,74 @@ func once(o options, client redis.UniversalClient, endpoint, keyPrefix string, s
 	case valid == 0 && malformed > 0:
 		fmt.Fprintf(stderr, "monitor: cannot tell: all %d latest-state keys at %s are malformed (above)\n", malformed, endpoint)
 		return exitUnreachable
-	case valid == 0 && o.service != "":
-		fmt.Fprintf(stdout, "no instance of %s has a latest-state key: none alive\n", o.service)
-		return exitNotAlive
 	case valid == 0:
-		fmt.Fprintln(stdout, "no instances")
+		// Publishers in the seed's format write no latest-state keys.
+		return listenOnce(o, client, endpoint, channelPrefix, keyPrefix, style, stdout, stderr)
 	case o.service != "" && alive == 0:
 		code = exitNotAlive
 	}
 	return code
+}
+
+// listenOnce decides from the channel when no latest-state key answers, as
+// for publishers in the seed's format, which write none: it listens for up
+// to one default interval, and stops early once the service asked about
+// has been heard alive.
+func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
+	what := "any service"
+	if o.service != "" {
+		what = o.service
+	}
+	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", monitor.Escape(what), o.defaultInterval)
+	m, err := monitor.New(monitor.Config{
+		Client: client, Endpoint: endpoint, ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
+		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000,
+		Tracker: []liveness.Option{liveness.WithDefaultInterval(o.defaultInterval)},
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "monitor: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.defaultInterval)
+	defer cancel()
+	heard := map[liveness.Key]bool{}
+	alive := 0
+	var lost error
+	_ = m.Run(ctx, func(e monitor.Event) {
+		switch e.Kind {
+		case monitor.KindDisconnected:
+			lost = e.Err
+			cancel()
+		case monitor.KindHeartbeat:
+			k := liveness.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
+			if heard[k] {
+				return
+			}
+			heard[k] = true
+			st := liveness.Alive
+			if e.Message.Status == heartbeat.StatusStopping {
+				st = liveness.Stopped
+			} else {
+				alive++
+			}
+			in, _ := m.Tracker().Get(k)
+			fmt.Fprintf(stdout, "%-24s %-8s %s  heard now    interval %s  heartbeats %d\n",
+				monitor.Escape(k.Service), monitor.Escape(monitor.ShortID(k.Instance)), style.StateLabel(st),
+				monitor.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
+			if o.service != "" && alive > 0 {
+				cancel()
+			}
+		}
+	})
+	switch {
+	case lost != nil:
+		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", endpoint, monitor.Escape(lost.Error()))
+		return exitUnreachable
+	case o.service != "" && alive == 0:
+		fmt.Fprintf(stdout, "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", monitor.Escape(o.service), o.defaultInterval)
+		return exitNotAlive
+	case len(heard) == 0:
+		fmt.Fprintf(stdout, "no instances: no latest-state key and no heartbeat within %v\n", o.defaultInterval)
+	}
+	return exitOK
 }

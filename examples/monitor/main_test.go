@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,9 +141,12 @@ func (p *process) expect(want string, timeout time.Duration) line {
 type jsonEvent struct {
 	Type      string          `json:"type"`
 	At        string          `json:"at"`
+	Service   string          `json:"service"`
 	Instance  string          `json:"instance"`
 	To        string          `json:"to"`
 	Age       float64         `json:"age_seconds"`
+	Interval  float64         `json:"interval_seconds"`
+	Source    string          `json:"interval_source"`
 	Heartbeat json.RawMessage `json:"heartbeat"`
 }
 
@@ -236,7 +240,9 @@ func runOnce(t *testing.T, environ []string, args ...string) (int, string) {
 	monitorBin, _ := binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, monitorBin, append([]string{"--once"}, args...)...)
+	// Where no latest-state key answers, --once listens for one default
+	// interval: a second here, unless a test says otherwise.
+	cmd := exec.CommandContext(ctx, monitorBin, append([]string{"--once", "--default-interval", "1s"}, args...)...)
 	cmd.Env = environ
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -598,5 +604,93 @@ func TestOnceExitsTwoWhenItCannotSee(t *testing.T) {
 	code, out = runOnce(t, env(srv))
 	if code != exitOK || !strings.Contains(out, "aaaa1111 alive") || !strings.Contains(out, "heartbeat:instance:broken:0001") {
 		t.Errorf("malformed keys beside an alive instance: exit %d\n%s", code, out)
+	}
+}
+
+// seedPublisher publishes heartbeats exactly as the seed's Python
+// publisher does, with no interval_seconds and no latest-state key, every
+// period until stop is called.
+func seedPublisher(t *testing.T, srv *redistest.Server, service string, period time.Duration) (stop func()) {
+	t.Helper()
+	c := srv.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(period)
+		defer tk.Stop()
+		start := time.Now()
+		for n := 1; ; n++ {
+			msg := fmt.Sprintf(`{"service_name":%q,"instance_id":"a1b2c3d4-e5f6-7890-abcd-%012d","timestamp":%q,"uptime_seconds":%.1f,"heartbeat_count":%d,"memory_usage_mb":156.3,"cpu_usage_percent":12.5,"queue_size":1380}`,
+				service, len(service), time.Now().UTC().Format("2006-01-02T15:04:05.000000+00:00"), time.Since(start).Seconds(), n)
+			c.Publish(ctx, "heartbeat:service:"+service, msg)
+			select {
+			case <-tk.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// Publishers in the seed's format send no interval_seconds: each is judged
+// by the interval its own heartbeats show (1 s and 2 s here), stale at 1.5
+// and dead at 3 of it, not by a fixed 90 s and 180 s; the output says the
+// interval was inferred. --once, with no latest-state key to read, listens
+// and finds a healthy one alive.
+func TestSeedFormatPublishersAreJudgedByTheirOwnInterval(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	mon := launch(t, monitorBin, env(srv), "--json")
+	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	periods := map[string]time.Duration{"seed_1s": time.Second, "seed_2s": 2 * time.Second}
+	var stops []func()
+	for name, period := range periods {
+		stops = append(stops, seedPublisher(t, srv, name, period))
+	}
+	// Four heartbeats of the slower one: three gaps to go by.
+	heard := map[string]int{}
+	for heard["seed_2s"] < 4 {
+		e, _ := mon.nextJSON(20*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
+		var m struct {
+			Service string `json:"service_name"`
+		}
+		_ = json.Unmarshal(e.Heartbeat, &m)
+		heard[m.Service]++
+	}
+	code, out := runOnce(t, env(srv), "--service", "seed_1s", "--default-interval", "10s")
+	if code != 0 || !strings.Contains(out, "listening") || !strings.Contains(out, "alive") {
+		t.Errorf("--once on a healthy seed-format publisher: exit %d\n%s", code, out)
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	stopped := time.Now()
+	const tolerance = 700 * time.Millisecond
+	got := map[string]jsonEvent{}
+	for len(got) < 4 {
+		e, at := mon.nextJSON(30*time.Second, func(e jsonEvent) bool { return e.Type == "transition" && (e.To == "stale" || e.To == "dead") })
+		got[e.Service+" "+e.To] = e
+		period := periods[e.Service]
+		want := time.Duration(1.5 * float64(period))
+		if e.To == "dead" {
+			want = 3 * period
+		}
+		if e.Source != "inferred" || math.Abs(e.Interval-period.Seconds()) > 0.3 {
+			t.Errorf("%s %s judged by interval %vs (%s), want about %v inferred", e.Service, e.To, e.Interval, e.Source, period)
+		}
+		if d := at.Sub(stopped); d > want+tolerance {
+			t.Errorf("%s %s reported %v after it stopped, want within %v", e.Service, e.To, d, want+tolerance)
+		}
 	}
 }

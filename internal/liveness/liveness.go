@@ -9,7 +9,14 @@
 //	stopped once the instance said "stopping"
 //
 // With the default 60 s interval that is exactly the seed's 90 s and 180 s.
-// The interval is each instance's interval_seconds (60 s when absent). Age is
+// The interval is each instance's interval_seconds. Publishers in the seed's
+// format (Python, JavaScript) do not send it: their interval is inferred
+// from the gaps between their own heartbeats (the median of the last eight,
+// each divided by the heartbeats its heartbeat_count says it spans, so a
+// lost heartbeat does not double it and the burst after a stall does not
+// halve it), and until there is a gap to go by, the default applies
+// (DefaultInterval unless WithDefaultInterval says otherwise). Every
+// instance says which of the three its interval is (IntervalSource). Age is
 // measured on the tracker's own clock from when a heartbeat was received,
 // never from the sender's timestamp, so a skewed sender clock cannot make a
 // dead instance look alive.
@@ -104,6 +111,30 @@ type Key struct {
 	Instance string
 }
 
+// IntervalSource says where an instance's interval comes from.
+type IntervalSource uint8
+
+// Interval sources.
+const (
+	// IntervalDefault: the sender does not say and there is no gap to go
+	// by yet: the tracker's default.
+	IntervalDefault IntervalSource = iota
+	// IntervalSent: the heartbeat's interval_seconds.
+	IntervalSent
+	// IntervalInferred: from the gaps between the instance's heartbeats.
+	IntervalInferred
+)
+
+func (s IntervalSource) String() string {
+	switch s {
+	case IntervalSent:
+		return "sent"
+	case IntervalInferred:
+		return "inferred"
+	}
+	return "default"
+}
+
 // Instance is what the tracker knows of one instance.
 type Instance struct {
 	Key
@@ -111,8 +142,11 @@ type Instance struct {
 	// LastSeen is when its last heartbeat was received, on the tracker's clock.
 	LastSeen time.Time
 	// Since is when it entered State.
-	Since    time.Time
-	Interval time.Duration
+	Since time.Time
+	// Interval is what the instance is judged by, and IntervalSource where
+	// it comes from.
+	Interval       time.Duration
+	IntervalSource IntervalSource
 	// From the last heartbeat.
 	Count         int64
 	UptimeSeconds float64
@@ -132,8 +166,9 @@ type Transition struct {
 	From, To State
 	At       time.Time
 	// Age is the time since the last heartbeat when the transition happened.
-	Age      time.Duration
-	Interval time.Duration
+	Age            time.Duration
+	Interval       time.Duration
+	IntervalSource IntervalSource
 }
 
 // Recovered reports whether a dead instance came back.
@@ -148,9 +183,10 @@ func (realClock) Now() time.Time { return time.Now() }
 
 // Tracker tracks instances. It is safe for concurrent use.
 type Tracker struct {
-	clock        Clock
-	retention    time.Duration
-	maxInstances int
+	clock           Clock
+	retention       time.Duration
+	maxInstances    int
+	defaultInterval time.Duration
 
 	mu        sync.Mutex
 	instances map[Key]*entry
@@ -174,6 +210,34 @@ type entry struct {
 	filed      time.Time // the deadline the heap orders it by; never later than deadline
 	index      int       // in the heap, or -1
 	prev, next *entry    // in the list of instances by when they were last heard
+	gaps       *gaps     // for a sender that does not say its interval
+}
+
+// gapSamples is how many gaps an inferred interval is the median of.
+const gapSamples = 8
+
+// gaps are the latest gaps between one instance's heartbeats, in
+// milliseconds (24 h fits), oldest overwritten first.
+type gaps struct {
+	ms      [gapSamples]uint32
+	n, next uint8
+}
+
+func (g *gaps) add(d time.Duration) {
+	g.ms[g.next] = uint32(d / time.Millisecond)
+	g.next = (g.next + 1) % gapSamples
+	if g.n < gapSamples {
+		g.n++
+	}
+}
+
+// median is the upper median: of two middle values the longer, so that an
+// estimate between them never judges an instance early.
+func (g *gaps) median() time.Duration {
+	s := g.ms
+	v := s[:g.n]
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return time.Duration(v[len(v)/2]) * time.Millisecond
 }
 
 // Option configures a Tracker.
@@ -186,6 +250,17 @@ func WithClock(c Clock) Option { return func(t *Tracker) { t.clock = c } }
 // Default: DefaultRetention.
 func WithRetention(d time.Duration) Option { return func(t *Tracker) { t.retention = d } }
 
+// WithDefaultInterval sets the interval of an instance whose heartbeats do
+// not say it, until its own gaps show it. Default: heartbeat.DefaultInterval
+// (the seed's 60 s).
+func WithDefaultInterval(d time.Duration) Option {
+	return func(t *Tracker) {
+		if d > 0 {
+			t.defaultInterval = min(max(d, heartbeat.MinInterval), heartbeat.MaxInterval)
+		}
+	}
+}
+
 // WithMaxInstances bounds the instances tracked (0: no bound). At the bound,
 // a new instance evicts the one heard from least recently, and Evicted
 // counts it. Default: DefaultMaxInstances.
@@ -194,11 +269,12 @@ func WithMaxInstances(n int) Option { return func(t *Tracker) { t.maxInstances =
 // New returns an empty tracker.
 func New(opts ...Option) *Tracker {
 	t := &Tracker{
-		clock:        realClock{},
-		retention:    DefaultRetention,
-		maxInstances: DefaultMaxInstances,
-		instances:    make(map[Key]*entry),
-		services:     make(map[string]*serviceName),
+		clock:           realClock{},
+		retention:       DefaultRetention,
+		maxInstances:    DefaultMaxInstances,
+		defaultInterval: heartbeat.DefaultInterval,
+		instances:       make(map[Key]*entry),
+		services:        make(map[string]*serviceName),
 	}
 	t.heard.prev, t.heard.next = &t.heard, &t.heard
 	for _, o := range opts {
@@ -271,8 +347,8 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 	if e.Has&heartbeat.HasHeartbeatCount != 0 && m.Has&heartbeat.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
+	t.learnInterval(e, m, receivedAt, ok)
 	e.LastSeen = receivedAt
-	e.Interval = m.Interval()
 	e.Count = m.HeartbeatCount
 	e.UptimeSeconds = m.UptimeSeconds
 	e.MemoryMB = m.MemoryUsageMB
@@ -285,12 +361,48 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 	}
 	var out []Transition
 	if to != e.State {
-		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: t.clock.Now(), Age: t.clock.Now().Sub(receivedAt), Interval: e.Interval})
+		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: t.clock.Now(), Age: t.clock.Now().Sub(receivedAt),
+			Interval: e.Interval, IntervalSource: e.IntervalSource})
 		e.State = to
 		e.Since = t.clock.Now()
 	}
 	t.schedule(e)
 	return out
+}
+
+// learnInterval sets e's interval from m, received at receivedAt: the one
+// m says, or else the median of the gaps between e's heartbeats, each
+// divided by how many heartbeats its count says it spans. known says
+// whether e had been heard before m.
+func (t *Tracker) learnInterval(e *entry, m *heartbeat.Message, receivedAt time.Time, known bool) {
+	if m.Has&heartbeat.HasInterval != 0 {
+		e.Interval, e.IntervalSource, e.gaps = m.Interval(), IntervalSent, nil
+		return
+	}
+	if e.gaps == nil {
+		e.gaps = new(gaps)
+	}
+	if known && receivedAt.After(e.LastSeen) {
+		spans := int64(1)
+		counted := e.Has&heartbeat.HasHeartbeatCount != 0 && m.Has&heartbeat.HasHeartbeatCount != 0
+		if counted {
+			spans = m.HeartbeatCount - e.Count
+		}
+		// A count that did not move on (a restart, a duplicate) says
+		// nothing of the interval; neither does a gap shorter than any
+		// sender's interval (the burst after a stall).
+		if spans > 0 {
+			gap := receivedAt.Sub(e.LastSeen) / time.Duration(spans)
+			if gap >= heartbeat.MinInterval && gap <= heartbeat.MaxInterval {
+				e.gaps.add(gap)
+			}
+		}
+	}
+	if e.gaps.n == 0 {
+		e.Interval, e.IntervalSource = t.defaultInterval, IntervalDefault
+		return
+	}
+	e.Interval, e.IntervalSource = e.gaps.median(), IntervalInferred
 }
 
 // schedule sets e's next deadline from its state. A later deadline leaves
@@ -375,7 +487,8 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 			// One step at a time, so a late Tick still reports alive->stale
 			// before stale->dead, each at the moment it happened.
 			to := e.State + 1
-			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen), Interval: e.Interval})
+			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen),
+				Interval: e.Interval, IntervalSource: e.IntervalSource})
 			e.State, e.Since = to, due
 			t.schedule(e)
 		default:

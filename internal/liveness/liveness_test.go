@@ -376,3 +376,86 @@ func TestHoldDelaysVerdictsAfterBlindness(t *testing.T) {
 		t.Errorf("a is %v", in.State)
 	}
 }
+
+// seedBeat is a heartbeat from a publisher in the seed's format: no
+// interval_seconds.
+func seedBeat(count int64) *heartbeat.Message { return beat("seed_service", "s1", count) }
+
+// A publisher that does not send interval_seconds is judged by the interval
+// its own heartbeats show, not by a fixed 60 s; until there is evidence,
+// the default applies, and the instance says which it is.
+func TestTheIntervalIsInferredWhenTheSenderDoesNotSayIt(t *testing.T) {
+	for _, real := range []time.Duration{time.Second, 2 * time.Second} {
+		t.Run(real.String(), func(t *testing.T) {
+			clock := &fakeClock{t: t0}
+			tr := New(WithClock(clock))
+			k := Key{"seed_service", "s1"}
+			tr.Observe(seedBeat(1))
+			if in, _ := tr.Get(k); in.Interval != heartbeat.DefaultInterval || in.IntervalSource != IntervalDefault {
+				t.Fatalf("before any evidence: %v (%v)", in.Interval, in.IntervalSource)
+			}
+			for n := int64(2); n <= 5; n++ {
+				clock.Advance(real + time.Duration(n%2)*10*time.Millisecond) // a little jitter
+				tr.Observe(seedBeat(n))
+			}
+			in, _ := tr.Get(k)
+			if in.IntervalSource != IntervalInferred || in.Interval < real || in.Interval > real+10*time.Millisecond {
+				t.Fatalf("after four gaps of %v: %v (%v)", real, in.Interval, in.IntervalSource)
+			}
+			// Silent from now: stale at 1.5 and dead at 3 of the real interval.
+			last := clock.t
+			clock.t = last.Add(scale(in.Interval, 1.5) - time.Millisecond)
+			if got := tr.Tick(); len(got) != 0 {
+				t.Errorf("before 1.5 intervals: %s", describe(got))
+			}
+			clock.t = last.Add(scale(in.Interval, 3))
+			got := tr.Tick()
+			if len(got) != 2 || got[0].To != Stale || got[1].To != Dead || got[1].IntervalSource != IntervalInferred {
+				t.Errorf("at 3 intervals: %+v", got)
+			}
+		})
+	}
+}
+
+// Neither a lost heartbeat (the count says how many gaps one wait spans)
+// nor a stall and the burst after it halves or doubles the interval.
+func TestAnInferredIntervalSurvivesLostHeartbeatsAndStalls(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	k := Key{"seed_service", "s1"}
+	n := int64(1)
+	beatAfter := func(d time.Duration, skip int64) {
+		clock.Advance(d)
+		n += skip + 1
+		tr.Observe(seedBeat(n))
+	}
+	tr.Observe(seedBeat(n))
+	for i := 0; i < 4; i++ {
+		beatAfter(time.Second, 0)
+	}
+	beatAfter(3*time.Second, 2) // two lost: one wait of three intervals
+	beatAfter(5*time.Second, 0) // a stall held one back for five seconds...
+	for i := 0; i < 4; i++ {
+		beatAfter(0, 0) // ...and the ones behind it arrive at once
+	}
+	beatAfter(time.Second, 0)
+	if in, _ := tr.Get(k); in.Interval != time.Second {
+		t.Errorf("interval %v, want 1s", in.Interval)
+	}
+}
+
+// A sender that says its interval is judged by it, whatever its gaps.
+func TestASentIntervalWins(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock), WithDefaultInterval(10*time.Second))
+	tr.Observe(withInterval(beat("a", "1", 1), 5*time.Second))
+	clock.Advance(time.Second)
+	tr.Observe(withInterval(beat("a", "1", 2), 5*time.Second))
+	if in, _ := tr.Get(Key{"a", "1"}); in.Interval != 5*time.Second || in.IntervalSource != IntervalSent {
+		t.Errorf("%v (%v)", in.Interval, in.IntervalSource)
+	}
+	tr.Observe(beat("b", "1", 1))
+	if in, _ := tr.Get(Key{"b", "1"}); in.Interval != 10*time.Second || in.IntervalSource != IntervalDefault {
+		t.Errorf("configured default: %v (%v)", in.Interval, in.IntervalSource)
+	}
+}

@@ -178,7 +178,7 @@ func (s Style) Transition(w io.Writer, t liveness.Transition) {
 		if t.To == liveness.Dead {
 			icon = "💀"
 		}
-		line = fmt.Sprintf("%s %s is %s: no heartbeat for %v (interval %v)", icon, who, s.state(t.To, t.To.String()), round(t.Age), t.Interval)
+		line = fmt.Sprintf("%s %s is %s: no heartbeat for %v (interval %s)", icon, who, s.state(t.To, t.To.String()), round(t.Age), IntervalText(t.Interval, t.IntervalSource))
 	case t.To == liveness.Stopped:
 		line = fmt.Sprintf("⏹️  %s %s (graceful shutdown)", who, s.state(t.To, "stopped"))
 	default:
@@ -187,16 +187,41 @@ func (s Style) Transition(w io.Writer, t liveness.Transition) {
 	fmt.Fprintf(w, "%s - %s\n", line, s.clock(t.At))
 }
 
+// IntervalText says what an instance is judged by and where that comes
+// from: "1m0s", "1s, inferred" from its heartbeats' gaps, or "1m0s,
+// assumed" (the default, until its gaps show it).
+func IntervalText(d time.Duration, src liveness.IntervalSource) string {
+	switch src {
+	case liveness.IntervalInferred:
+		return round(d).String() + ", inferred"
+	case liveness.IntervalDefault:
+		return d.String() + ", assumed"
+	}
+	return d.String()
+}
+
+// shortInterval is IntervalText for a table cell: "~1s" inferred, "1m0s?"
+// assumed.
+func shortInterval(d time.Duration, src liveness.IntervalSource) string {
+	switch src {
+	case liveness.IntervalInferred:
+		return "~" + round(d).String()
+	case liveness.IntervalDefault:
+		return d.String() + "?"
+	}
+	return d.String()
+}
+
 // Table writes every instance and a per-service summary. No cell is wider
 // than maxCellWidth characters.
 func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tSTATE   \tAGE\tUPTIME\tBEATS\tMEMORY\tCPU\tLOST")
+	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tSTATE   \tAGE\tINTERVAL\tUPTIME\tBEATS\tMEMORY\tCPU\tLOST")
 	for _, in := range tr.Snapshot() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%s\t%s\t%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%s\t%s\t%d\n",
 			clip(Escape(in.Service), maxCellWidth), short(in.Instance),
 			s.state(in.State, fmt.Sprintf("%-8s", in.State)),
-			round(in.Age(now)),
+			round(in.Age(now)), shortInterval(in.Interval, in.IntervalSource),
 			optional(in.Has&heartbeat.HasUptime != 0, FormatUptime(in.UptimeSeconds)),
 			in.Count,
 			optional(in.Has&heartbeat.HasMemory != 0, formatNumber(in.MemoryMB)+"MB"),
@@ -268,6 +293,7 @@ type jsonEvent struct {
 	To        string          `json:"to,omitempty"`
 	Age       *float64        `json:"age_seconds,omitempty"`
 	Interval  *float64        `json:"interval_seconds,omitempty"`
+	Source    string          `json:"interval_source,omitempty"`
 	Error     string          `json:"error,omitempty"`
 	Count     *int            `json:"count,omitempty"`
 	Downtime  *float64        `json:"downtime_seconds,omitempty"`
@@ -288,6 +314,7 @@ func JSON(w io.Writer, e Event) error {
 		t := e.Transition
 		j.Type, j.Service, j.Instance, j.From, j.To = "transition", t.Service, t.Instance, t.From.String(), t.To.String()
 		j.Age, j.Interval, j.Recovered = ptr(t.Age.Seconds()), ptr(t.Interval.Seconds()), t.Recovered()
+		j.Source = t.IntervalSource.String()
 	case KindMalformed:
 		j.Type, j.Channel, j.Error = "malformed", e.Channel, e.Err.Error()
 	case KindDisconnected:

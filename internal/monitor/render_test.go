@@ -42,8 +42,12 @@ func TestTransitionsAndEvents(t *testing.T) {
 	s := Style{}
 	for _, tr := range []liveness.Transition{
 		{Key: k, From: liveness.Unknown, To: liveness.Alive, At: at},
-		{Key: k, From: liveness.Alive, To: liveness.Stale, At: at, Age: 90 * time.Second, Interval: time.Minute},
-		{Key: k, From: liveness.Stale, To: liveness.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute},
+		{Key: k, From: liveness.Alive, To: liveness.Stale, At: at, Age: 90 * time.Second, Interval: time.Minute, IntervalSource: liveness.IntervalSent},
+		{Key: k, From: liveness.Stale, To: liveness.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute, IntervalSource: liveness.IntervalSent},
+		// A seed-format sender: its interval inferred from its gaps, or
+		// assumed until there is a gap to go by.
+		{Key: k, From: liveness.Alive, To: liveness.Stale, At: at, Age: 1503 * time.Millisecond, Interval: 1002 * time.Millisecond, IntervalSource: liveness.IntervalInferred},
+		{Key: k, From: liveness.Stale, To: liveness.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute, IntervalSource: liveness.IntervalDefault},
 		{Key: k, From: liveness.Dead, To: liveness.Alive, At: at},
 		{Key: k, From: liveness.Stale, To: liveness.Alive, At: at},
 		{Key: k, From: liveness.Alive, To: liveness.Stopped, At: at},
@@ -68,7 +72,7 @@ func TestJSONLines(t *testing.T) {
 	raw := []byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00.000000+00:00"}`)
 	m, _ := heartbeat.Unmarshal(raw)
 	_ = JSON(&b, Event{Kind: KindHeartbeat, At: at, Channel: "heartbeat:service:s", Message: m, Raw: raw})
-	_ = JSON(&b, Event{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, From: liveness.Dead, To: liveness.Alive, Age: 0, Interval: time.Minute}})
+	_ = JSON(&b, Event{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, From: liveness.Dead, To: liveness.Alive, Age: 0, Interval: time.Second, IntervalSource: liveness.IntervalInferred}})
 	_ = JSON(&b, Event{Kind: KindRefresh, At: at})
 	golden(t, "events.jsonl", b.Bytes())
 }

@@ -92,7 +92,8 @@ func TestToolCommands(t *testing.T) {
 	if out, err := run("run", "./examples/check", "basic"); err != nil || !strings.Contains(out, "0 failed") {
 		t.Errorf("go run ./examples/check basic: %v\n%s", err, out)
 	}
-	if out, err := run("run", "./examples/monitor", "--once"); err != nil || !strings.Contains(out, "no instances") {
+	// With no latest-state key, --once listens for one default interval.
+	if out, err := run("run", "./examples/monitor", "--once", "--default-interval", "1s"); err != nil || !strings.Contains(out, "no instances") {
 		t.Errorf("go run ./examples/monitor --once: %v\n%s", err, out)
 	}
 }
