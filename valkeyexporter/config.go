@@ -64,8 +64,8 @@ func WithAuth(username, password string) Option {
 }
 
 // WithTLSConfig makes the connection use TLS with cfg, whatever the
-// endpoint's scheme. It overrides OTEL_EXPORTER_VALKEY_CERTIFICATE and the
-// client certificate variables. Default: TLS for rediss:// and valkeys://
+// endpoint's scheme. It replaces OTEL_EXPORTER_VALKEY_CERTIFICATE and the
+// client certificate variables, which are then not read. Default: TLS for rediss:// and valkeys://
 // endpoints only, verifying the server against the system's CAs.
 func WithTLSConfig(cfg *tls.Config) Option {
 	return optionFunc(func(c *config) { c.tlsConfig = cfg })
@@ -125,10 +125,12 @@ func withErrorHandler(h func(error)) Option {
 	return optionFunc(func(c *config) { c.handle = h })
 }
 
-// settings is a config resolved against the environment.
+// settings is a config resolved against the environment. Resolving is
+// pure: it reads variables and files but builds nothing; New builds the
+// client from clientOptions.
 type settings struct {
-	client        redis.UniversalClient
-	ownsClient    bool
+	client        redis.UniversalClient // the caller's, from WithClient
+	clientOptions *redis.UniversalOptions
 	endpoint      string
 	interval      time.Duration
 	channelPrefix string
@@ -234,16 +236,19 @@ func newSettings(opts []Option) (settings, error) {
 	if err := errors.Join(errs...); err != nil {
 		return s, err
 	}
-	opt, err := conn.ClientOptions(0)
 	if c.tlsConfig != nil {
-		opt.TLSConfig, err = c.tlsConfig.Clone(), nil
+		// The option replaces the certificate variables: they are not read.
 		conn.TLS = true
+		conn.CAFile, conn.CertFile, conn.KeyFile = "", "", ""
 	}
+	opt, err := conn.ClientOptions(0)
 	if err != nil {
 		return s, err
 	}
-	s.client = redis.NewUniversalClient(opt)
-	s.ownsClient = true
+	if c.tlsConfig != nil {
+		opt.TLSConfig = c.tlsConfig.Clone()
+	}
+	s.clientOptions = opt
 	s.endpoint = conn.Endpoint.String()
 	return s, nil
 }

@@ -43,6 +43,7 @@ const (
 // sdkmetric.Exporter; all its methods are safe for concurrent use.
 type Exporter struct {
 	s          settings
+	ownsClient bool // built by New, closed by Shutdown
 	fallbackID string
 	reporter   report.Reporter
 
@@ -98,12 +99,14 @@ var _ sdkmetric.Exporter = (*Exporter)(nil)
 func New(opts ...Option) (*Exporter, error) {
 	s, err := newSettings(opts)
 	if err != nil {
-		if s.ownsClient && s.client != nil {
-			_ = s.client.Close()
-		}
 		return nil, fmt.Errorf("valkeyexporter: %w", err)
 	}
+	ownsClient := s.client == nil
+	if ownsClient {
+		s.client = redis.NewUniversalClient(s.clientOptions)
+	}
 	e := &Exporter{
+		ownsClient: ownsClient,
 		s:          s,
 		fallbackID: uuid.NewString(),
 		sem:        make(chan struct{}, 1),
@@ -539,7 +542,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 			// An export is stuck; closing the client below ends it.
 			err = ctx.Err()
 		}
-		if e.s.ownsClient {
+		if e.ownsClient {
 			if cerr := e.s.client.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
 				err = errors.Join(err, cerr)
 			}
