@@ -257,9 +257,9 @@ func newSettings(opts []Option) (settings, error) {
 func endpointOf(c redis.UniversalClient) string {
 	switch c := c.(type) {
 	case *redis.Client:
-		return "redis://" + c.Options().Addr
+		return valkeyconf.Redact("redis://" + c.Options().Addr)
 	case *redis.ClusterClient:
-		return fmt.Sprintf("cluster %v", c.Options().Addrs)
+		return valkeyconf.Redact(fmt.Sprintf("cluster %v", c.Options().Addrs))
 	case *redis.Ring:
 		return "ring"
 	}
