@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -89,10 +90,24 @@ func NewPublisher(serviceName string, opts ...Option) (*Publisher, error) {
 		if cfg.provider == nil || cfg.heartbeatReader == nil {
 			return nil, errors.New("otelheartbeat: WithMeterProvider needs both the MeterProvider and the heartbeat reader")
 		}
+		if err := cfg.unusedWithProvider(); err != nil {
+			return nil, err
+		}
 		p.reader = cfg.heartbeatReader
 		p.exporter = p.reader.Exporter()
 		p.interval = p.exporter.Interval()
 		p.provider = cfg.provider
+		// The reader puts the name on the wire: NewReader's, else the
+		// provider Resource's service.name.
+		if serviceName != "" {
+			switch readerName := p.exporter.ServiceName(); {
+			case readerName == "":
+				return nil, fmt.Errorf("otelheartbeat: with WithMeterProvider the heartbeat reader names the service, and it names none: pass %q to NewReader (or leave the name here empty to take the MeterProvider's Resource service.name)", serviceName)
+			case readerName != serviceName:
+				return nil, fmt.Errorf("otelheartbeat: service name %q differs from the heartbeat reader's %q, which is what heartbeats carry: pass the same name to both, or an empty name here", serviceName, readerName)
+			}
+		}
+		p.name = ""
 		return p, nil
 	}
 
@@ -180,9 +195,16 @@ func NewReader(serviceName string, opts ...valkeyexporter.Option) (*valkeyexport
 	return valkeyexporter.NewReader(exp), nil
 }
 
-// ServiceName returns the service name heartbeats carry; empty when it is
-// left to an external MeterProvider's Resource.
-func (p *Publisher) ServiceName() string { return p.name }
+// ServiceName returns the service name heartbeats carry. With
+// WithMeterProvider it is the heartbeat reader's: the name passed to
+// NewReader, else the MeterProvider Resource's service.name once Start has
+// collected it; empty before that.
+func (p *Publisher) ServiceName() string {
+	if p.res == nil {
+		return p.exporter.ServiceName()
+	}
+	return p.name
+}
 
 // InstanceID returns this instance's id; empty with WithMeterProvider, where
 // the provider's Resource decides.
@@ -281,9 +303,41 @@ func (p *Publisher) Start(ctx context.Context) error {
 	p.state = stateStarted
 
 	if err := p.reader.ForceFlush(ctx); err != nil {
-		p.handle(fmt.Errorf("otelheartbeat: first heartbeat of %s: %w (the service runs on; heartbeats resume when Valkey is reachable)", p.name, err))
+		if werr := wiringError(err); werr != nil {
+			p.abortStart()
+			p.state = stateNew
+			return werr
+		}
+		p.handle(fmt.Errorf("otelheartbeat: first heartbeat of %s: %w (the service runs on; %s)", p.ServiceName(), err, retryHint(err)))
 	}
 	return nil
+}
+
+// wiringError returns the error Start reports for a first heartbeat that
+// failed because of how the Publisher was wired, not because of Valkey;
+// nil for anything else. Only a MeterProvider passed with WithMeterProvider
+// can be miswired.
+func wiringError(err error) error {
+	switch {
+	case errors.Is(err, sdkmetric.ErrReaderNotRegistered):
+		return fmt.Errorf("otelheartbeat: the heartbeat reader is on no MeterProvider: add it with sdkmetric.WithReader(hb) to the provider passed to WithMeterProvider: %w", err)
+	case errors.Is(err, valkeyexporter.ErrNoHeartbeatInstruments):
+		return fmt.Errorf("otelheartbeat: the heartbeat reader collects from another MeterProvider than the one passed to WithMeterProvider: add it with sdkmetric.WithReader(hb) to that provider: %w", err)
+	case errors.Is(err, valkeyexporter.ErrNoServiceName), errors.Is(err, valkeyexporter.ErrBadIdentity):
+		return fmt.Errorf("otelheartbeat: %w", err)
+	}
+	return nil
+}
+
+// retryHint says what happens after a failed heartbeat: Valkey is blamed
+// only when it could not be reached; a reply (NOPERM, WRONGPASS, ...) is
+// the server's verdict on this client.
+func retryHint(err error) string {
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return "the next heartbeat tries again"
+	}
+	return "heartbeats resume when Valkey is reachable"
 }
 
 // abortStart undoes a Start that failed half-way; p.mu is held.
@@ -346,10 +400,20 @@ func (p *Publisher) Stop(ctx context.Context) error {
 	return nil
 }
 
-// serviceNameFromEnv returns OTEL_SERVICE_NAME when set, else def: the
-// convenience constructors' names are defaults, as the seed's deployments
-// name their services by environment.
-func serviceNameFromEnv(def string) string {
+// defaultName is the name a convenience constructor passes: OTEL_SERVICE_NAME
+// when set, else def, as the seed's deployments name their services by
+// environment. With WithMeterProvider it is empty: the heartbeat reader and
+// the provider's Resource name the service there.
+func defaultName(def string, opts []Option) string {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.provider != nil || c.heartbeatReader != nil {
+		return ""
+	}
 	if v := strings.TrimSpace(os.Getenv("OTEL_SERVICE_NAME")); v != "" {
 		return v
 	}

@@ -63,6 +63,7 @@ type Exporter struct {
 
 	stopping     atomic.Bool
 	isShutdown   atomic.Bool
+	lastName     atomic.Pointer[string] // service_name of the last heartbeat built
 	shutdownOnce sync.Once
 }
 
@@ -118,6 +119,19 @@ func New(opts ...Option) (*Exporter, error) {
 
 // Interval returns the heartbeat interval the exporter was configured with.
 func (e *Exporter) Interval() time.Duration { return e.s.interval }
+
+// ServiceName returns the service_name heartbeats carry: the one set with
+// WithServiceName, else the Resource's service.name as the last export saw
+// it; empty when neither is known yet.
+func (e *Exporter) ServiceName() string {
+	if e.s.serviceName != "" {
+		return e.s.serviceName
+	}
+	if n := e.lastName.Load(); n != nil {
+		return *n
+	}
+	return ""
+}
 
 // Endpoint describes where the exporter publishes, without credentials.
 func (e *Exporter) Endpoint() string { return e.s.endpoint }
@@ -187,12 +201,16 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		return ErrNoServiceName
 	}
 	if err := heartbeat.ValidateServiceName(m.ServiceName); err != nil {
-		return fmt.Errorf("valkeyexporter: resource service.name: %w", err)
+		return fmt.Errorf("%w: service.name: %w", ErrBadIdentity, err)
+	}
+	if m.ServiceName != e.ServiceName() {
+		name := m.ServiceName
+		e.lastName.Store(&name)
 	}
 	m.InstanceID = e.fallbackID
 	if id, ok := rm.Resource.Set().Value(keyInstanceID); ok && id.AsString() != "" {
 		if err := heartbeat.ValidateInstanceID(id.AsString()); err != nil {
-			return fmt.Errorf("valkeyexporter: resource service.instance.id: %w", err)
+			return fmt.Errorf("%w: service.instance.id: %w", ErrBadIdentity, err)
 		}
 		m.InstanceID = id.AsString()
 	}
@@ -201,12 +219,14 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		cpuSeconds float64
 		cpuAt      time.Time
 		haveCPU    bool
+		haveScope  bool
 	)
 	for i := range rm.ScopeMetrics {
 		sm := &rm.ScopeMetrics[i]
 		if sm.Scope.Name != ScopeName {
 			continue
 		}
+		haveScope = true
 		for j := range sm.Metrics {
 			md := &sm.Metrics[j]
 			switch md.Name {
@@ -228,6 +248,9 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 				e.field(md)
 			}
 		}
+	}
+	if !haveScope {
+		return ErrNoHeartbeatInstruments
 	}
 	if m.Timestamp.IsZero() {
 		m.Timestamp = e.s.now()

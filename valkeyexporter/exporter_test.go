@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -357,8 +358,10 @@ func TestSetRefusedStillPublishes(t *testing.T) {
 func TestIdentityComesFromTheResource(t *testing.T) {
 	srv := redistest.Start(t)
 	exp := newExporter(t, srv)
+	// The heartbeat scope with no values: every collector failed.
 	export := func(res *resource.Resource) error {
-		return exp.Export(context.Background(), &metricdata.ResourceMetrics{Resource: res})
+		return exp.Export(context.Background(), &metricdata.ResourceMetrics{Resource: res,
+			ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: ScopeName}}}})
 	}
 	if err := export(resource.Empty()); !errors.Is(err, ErrNoServiceName) {
 		t.Errorf("no service.name: %v", err)
@@ -393,6 +396,27 @@ func TestIdentityComesFromTheResource(t *testing.T) {
 	// not depend on any collector.
 	if a.Has&heartbeat.HasUptime != 0 || len(a.Fields) != 0 || a.Status != "running" {
 		t.Errorf("bare heartbeat %+v", a)
+	}
+	if exp.ServiceName() != "ok" {
+		t.Errorf("ServiceName() = %q, want the Resource's", exp.ServiceName())
+	}
+}
+
+// A collection without the heartbeat scope means the gauges were never
+// registered on this reader's provider: no heartbeat would say anything
+// but its count, so none is sent and the error says what to wire.
+func TestACollectionWithoutHeartbeatInstrumentsIsRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	msgs := subscribe(t, srv, "heartbeat:service:*")
+	exp := newExporter(t, srv)
+	err := exp.Export(context.Background(), &metricdata.ResourceMetrics{Resource: testResource("svc"),
+		ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: "example.com/other"}}}})
+	if !errors.Is(err, ErrNoHeartbeatInstruments) || !strings.Contains(err.Error(), "sdkmetric.WithReader") {
+		t.Errorf("want ErrNoHeartbeatInstruments saying what to wire, got %v", err)
+	}
+	must(t, exp.Export(context.Background(), collect(t, "svc")))
+	if m, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload)); m.HeartbeatCount != 1 {
+		t.Errorf("the refused collection was counted: %+v", m)
 	}
 }
 
@@ -628,6 +652,7 @@ func TestReaderShutdownTwiceIsQuiet(t *testing.T) {
 	srv := redistest.Start(t)
 	r := NewReader(newExporter(t, srv))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r), sdkmetric.WithResource(testResource("svc")))
+	registerSeedGauges(t, mp)
 	must(t, r.Shutdown(context.Background()))
 	// The provider shuts the reader down again; that is not an error.
 	must(t, mp.Shutdown(context.Background()))
