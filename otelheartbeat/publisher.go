@@ -264,13 +264,41 @@ func (p *Publisher) AddDataCollector(name string, c collectors.Collector) error 
 // heartbeats begin when Valkey is back. Start after Start returns
 // ErrStarted; after Stop, ErrStopped.
 func (p *Publisher) Start(ctx context.Context) error {
+	reader, err := p.start()
+	if err != nil {
+		return err
+	}
+	// The first heartbeat is sent without p.mu held, so that a Stop meanwhile
+	// returns by its own context: it shuts the reader down, which ends this
+	// flush.
+	err = reader.ForceFlush(ctx)
+	if err == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != stateStarted {
+		return nil // stopped meanwhile: the flush was cut short on purpose
+	}
+	if werr := wiringError(err); werr != nil {
+		p.abortStart()
+		p.state = stateNew
+		return werr
+	}
+	p.handle(fmt.Errorf("otelheartbeat: first heartbeat of %s: %w (the service runs on; %s)", p.ServiceName(), err, retryHint(err)))
+	return nil
+}
+
+// start registers the gauges and builds the reader; it returns the reader
+// whose first heartbeat Start then forces.
+func (p *Publisher) start() (*valkeyexporter.Reader, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch p.state {
 	case stateStarted:
-		return ErrStarted
+		return nil, ErrStarted
 	case stateStopped:
-		return ErrStopped
+		return nil, ErrStopped
 	}
 	if p.res != nil {
 		p.reader = valkeyexporter.NewReader(p.exporter)
@@ -289,28 +317,19 @@ func (p *Publisher) Start(ctx context.Context) error {
 	proc, err := collectors.NewProcess(copts...)
 	if err != nil {
 		p.abortStart()
-		return fmt.Errorf("otelheartbeat: %w", err)
+		return nil, fmt.Errorf("otelheartbeat: %w", err)
 	}
 	p.process = proc
 	p.fields = collectors.NewFields(copts...)
 	for _, nc := range p.pending {
 		if err := p.fields.Add(nc.name, nc.c); err != nil {
 			p.abortStart()
-			return fmt.Errorf("otelheartbeat: %w", err)
+			return nil, fmt.Errorf("otelheartbeat: %w", err)
 		}
 	}
 	p.pending = nil
 	p.state = stateStarted
-
-	if err := p.reader.ForceFlush(ctx); err != nil {
-		if werr := wiringError(err); werr != nil {
-			p.abortStart()
-			p.state = stateNew
-			return werr
-		}
-		p.handle(fmt.Errorf("otelheartbeat: first heartbeat of %s: %w (the service runs on; %s)", p.ServiceName(), err, retryHint(err)))
-	}
-	return nil
+	return p.reader, nil
 }
 
 // wiringError returns the error Start reports for a first heartbeat that

@@ -27,7 +27,7 @@ func TestLeastPrivilegePublisherACL(t *testing.T) {
 	if n, _ := srv.Client(t).Exists(ctx, key).Result(); n != 1 {
 		t.Error("latest-state key not written")
 	}
-	exp.MarkStopping()
+	exp.markStopping()
 	must(t, exp.Export(ctx, rm))
 	if m, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload)); m.Status != "stopping" {
 		t.Errorf("final status %q", m.Status)

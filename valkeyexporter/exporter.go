@@ -136,10 +136,10 @@ func (e *Exporter) ServiceName() string {
 // Endpoint describes where the exporter publishes, without credentials.
 func (e *Exporter) Endpoint() string { return e.s.endpoint }
 
-// MarkStopping makes every following export the final heartbeat of a
+// markStopping makes every following export the final heartbeat of a
 // graceful stop: status "stopping", and the latest-state key is deleted
 // instead of written. Reader.Shutdown calls it before the final collection.
-func (e *Exporter) MarkStopping() { e.stopping.Store(true) }
+func (e *Exporter) markStopping() { e.stopping.Store(true) }
 
 // Temporality returns cumulative for every instrument kind: CPU usage is
 // computed from the cumulative process.cpu.time between exports.
@@ -157,6 +157,16 @@ func (e *Exporter) Aggregation(kind sdkmetric.InstrumentKind) sdkmetric.Aggregat
 // returns. A failed publish returns an error naming the command and the
 // endpoint, and the next Export tries again.
 func (e *Exporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	err := e.export(ctx, rm)
+	if err != nil && e.stopping.Load() && ctx.Value(finalExport{}) == nil && errors.Is(ctx.Err(), context.Canceled) {
+		// A periodic heartbeat that a graceful stop cut short: the final
+		// heartbeat follows, and the SDK would report this one as a failure.
+		return nil
+	}
+	return err
+}
+
+func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -54,8 +54,12 @@ func (r *Reader) Exporter() *Exporter { return r.exporter }
 func (r *Reader) Shutdown(ctx context.Context) error {
 	var err error
 	r.once.Do(func() {
-		r.exporter.MarkStopping()
-		err = r.PeriodicReader.Shutdown(ctx)
+		r.exporter.markStopping()
+		err = r.PeriodicReader.Shutdown(context.WithValue(ctx, finalExport{}, true))
 	})
 	return err
 }
+
+// finalExport marks the context of the collection Shutdown makes, so that
+// the exporter can tell it from a periodic one that Shutdown cut short.
+type finalExport struct{}
