@@ -133,6 +133,7 @@ type settings struct {
 	clientOptions *redis.UniversalOptions
 	endpoint      string
 	interval      time.Duration
+	exportTimeout time.Duration
 	channelPrefix string
 	keyPrefix     string
 	latestState   bool
@@ -180,6 +181,20 @@ func newSettings(opts []Option) (settings, error) {
 		d, err := valkeyconf.ParseInterval(valkeyconf.EnvHeartbeatInterval, getenv(valkeyconf.EnvHeartbeatInterval))
 		errs = append(errs, err)
 		s.interval = d
+	}
+	// The export timeout: the variable, else the smaller of the SDK's
+	// default and the interval, so that a stalled Valkey cannot hold one
+	// export past the next heartbeat. The export interval is only checked:
+	// the SDK would log a malformed value and carry on.
+	s.exportTimeout = min(defaultExportTimeout, s.interval)
+	if v := getenv(valkeyconf.EnvMetricExportTimeout); v != "" {
+		d, err := valkeyconf.ParseMillis(valkeyconf.EnvMetricExportTimeout, v)
+		errs = append(errs, err)
+		s.exportTimeout = d
+	}
+	if v := getenv(valkeyconf.EnvMetricExportInterval); v != "" {
+		_, err := valkeyconf.ParseMillis(valkeyconf.EnvMetricExportInterval, v)
+		errs = append(errs, err)
 	}
 	prefix := func(opt *string, optName, env string, dst *string) {
 		var err error

@@ -120,6 +120,10 @@ func New(opts ...Option) (*Exporter, error) {
 // Interval returns the heartbeat interval the exporter was configured with.
 func (e *Exporter) Interval() time.Duration { return e.s.interval }
 
+// ExportTimeout returns how long one export may take: OTEL_METRIC_EXPORT_TIMEOUT
+// (milliseconds) when set, else the smaller of 30 s and the interval.
+func (e *Exporter) ExportTimeout() time.Duration { return e.s.exportTimeout }
+
 // ServiceName returns the service_name heartbeats carry: the one set with
 // WithServiceName, else the Resource's service.name as the last export saw
 // it; empty when neither is known yet.

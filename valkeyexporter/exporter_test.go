@@ -600,6 +600,10 @@ func TestMalformedSettingsAreNamed(t *testing.T) {
 		{"channel prefix", map[string]string{"OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX": "hb:*:"}, nil, "OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX"},
 		{"option interval", nil, []Option{WithInterval(-time.Second)}, "WithInterval"},
 		{"option endpoint", nil, []Option{WithEndpoint("redis://u:hunter2@h:0")}, "WithEndpoint"},
+		{"export timeout", map[string]string{"OTEL_METRIC_EXPORT_TIMEOUT": "abc"}, nil, "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export timeout negative", map[string]string{"OTEL_METRIC_EXPORT_TIMEOUT": "-5"}, nil, "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export timeout overflow", map[string]string{"OTEL_METRIC_EXPORT_TIMEOUT": "9223372036854775807"}, nil, "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export interval", map[string]string{"OTEL_METRIC_EXPORT_INTERVAL": "abc"}, nil, "OTEL_METRIC_EXPORT_INTERVAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -613,6 +617,27 @@ func TestMalformedSettingsAreNamed(t *testing.T) {
 				t.Errorf("error %q: want it to name %s and hide the password", err, tt.want)
 			}
 		})
+	}
+}
+
+// The export timeout is OTEL_METRIC_EXPORT_TIMEOUT (milliseconds) when set,
+// else the smaller of 30 s and the interval, read through the same
+// environment as every other setting.
+func TestExportTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{map[string]string{}, 30 * time.Second},
+		{map[string]string{"HEARTBEAT_INTERVAL": "5"}, 5 * time.Second},
+		{map[string]string{"HEARTBEAT_INTERVAL": "5", "OTEL_METRIC_EXPORT_TIMEOUT": "250"}, 250 * time.Millisecond},
+	} {
+		exp, err := New(WithEndpoint("localhost:1"), withEnv(func(k string) string { return tt.env[k] }))
+		must(t, err)
+		if got := exp.ExportTimeout(); got != tt.want {
+			t.Errorf("%v: export timeout %v, want %v", tt.env, got, tt.want)
+		}
+		must(t, exp.Shutdown(context.Background()))
 	}
 }
 

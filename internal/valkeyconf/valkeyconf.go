@@ -50,6 +50,12 @@ const (
 	EnvSentinelMaster    = "OTEL_EXPORTER_VALKEY_SENTINEL_MASTER"
 	EnvSentinelPassword  = "OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD"
 
+	// The SDK's periodic reader variables, in milliseconds. The heartbeat
+	// reader's export timeout is the first; the second is only checked,
+	// since the heartbeat keeps its own interval.
+	EnvMetricExportTimeout  = "OTEL_METRIC_EXPORT_TIMEOUT"
+	EnvMetricExportInterval = "OTEL_METRIC_EXPORT_INTERVAL"
+
 	EnvHeartbeatInterval = "HEARTBEAT_INTERVAL"
 	EnvHealthHost        = "HEALTH_REDIS_HOST"
 	EnvHealthPort        = "HEALTH_REDIS_PORT"
@@ -428,6 +434,17 @@ func ParseInterval(name, s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s=%q: %w", name, s, err)
 	}
 	return d, nil
+}
+
+// ParseMillis reads a positive whole number of milliseconds, the form of
+// the SDK's OTEL_METRIC_EXPORT_* variables. name is the variable, for the
+// error.
+func ParseMillis(name, s string) (time.Duration, error) {
+	ms, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || ms <= 0 || ms > int64(math.MaxInt64/time.Millisecond) {
+		return 0, fmt.Errorf("%s=%q: want a positive whole number of milliseconds", name, s)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // CheckInterval reports whether d is a usable heartbeat interval.
