@@ -86,7 +86,7 @@ func TestProcessObservesUptimeMemoryAndCPU(t *testing.T) {
 	if u := ms["process.uptime"].Unit; u != "s" {
 		t.Errorf("uptime unit %q", u)
 	}
-	rss := ms["process.memory.usage"].Data.(metricdata.Gauge[int64]).DataPoints[0].Value
+	rss := ms["process.memory.usage"].Data.(metricdata.Sum[int64]).DataPoints[0].Value
 	if want := residentBytes(t); math.Abs(float64(rss-want)) > 0.2*float64(want) {
 		t.Errorf("memory %d bytes, /proc says %d", rss, want)
 	}

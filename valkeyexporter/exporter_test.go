@@ -44,7 +44,7 @@ func registerSeedGauges(t *testing.T, mp metric.MeterProvider) {
 	lastOp := time.Date(2025, 1, 16, 8, 29, 45, 123456000, time.UTC)
 	uptime, err := m.Float64ObservableGauge(convention.Uptime, metric.WithUnit("s"))
 	must(t, err)
-	mem, err := m.Int64ObservableGauge(convention.MemoryUsage, metric.WithUnit("By"))
+	mem, err := m.Int64ObservableUpDownCounter(convention.MemoryUsage, metric.WithUnit("By"))
 	must(t, err)
 	cpu, err := m.Float64ObservableCounter(convention.CPUTime, metric.WithUnit("s"))
 	must(t, err)
