@@ -17,6 +17,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/otel-heartbeat/heartbeat/internal/convention"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 )
 
@@ -38,7 +39,7 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[string]metricdata.Metr
 	}
 	out := map[string]metricdata.Metrics{}
 	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name != ScopeName {
+		if sm.Scope.Name != convention.ScopeName {
 			continue
 		}
 		for _, m := range sm.Metrics {

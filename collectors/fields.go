@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/report"
 )
 
-// MaxFields bounds the service fields of one heartbeat.
+// MaxFields bounds the service fields of one heartbeat: 64. It is the one
+// public name of the limit; the exporter enforces it again for gauges
+// registered by hand.
 const MaxFields = heartbeat.MaxFields
 
 // ErrUnregistered is returned by Fields.Add after Unregister.
@@ -65,6 +68,29 @@ type entry struct {
 	stateOpts []metric.ObserveOption
 }
 
+// CheckField applies the rules Add applies to field name with collector c,
+// given the names already registered: a valid field name (an ASCII letter,
+// then letters, digits and underscores, at most 64 bytes, none of the
+// documented heartbeat keys), not registered yet, no more than MaxFields,
+// and a collector built with Int, Float, String or Timestamp. It is for
+// callers that gather fields before they have a Fields, so that the rules
+// and their errors are the same either way.
+func CheckField(name string, c Collector, registered []string) error {
+	if err := heartbeat.ValidateFieldName(name); err != nil {
+		return fmt.Errorf("collectors: %w", err)
+	}
+	if slices.Contains(registered, name) {
+		return fmt.Errorf("collectors: field %q is already registered", name)
+	}
+	if len(registered) >= MaxFields {
+		return fmt.Errorf("collectors: field %q: a heartbeat holds at most %d service fields", name, MaxFields)
+	}
+	if c.fn == nil {
+		return fmt.Errorf("collectors: field %q: the collector is empty; build it with Int, Float, String or Timestamp", name)
+	}
+	return nil
+}
+
 // NewFields returns an empty set of service fields on the heartbeat scope of
 // the configured MeterProvider.
 func NewFields(opts ...Option) *Fields {
@@ -89,24 +115,17 @@ func NewFields(opts ...Option) *Fields {
 // underscores, at most 64 bytes, and none of the documented heartbeat keys.
 // Adding a name twice, or more than MaxFields names, is an error.
 func (f *Fields) Add(name string, c Collector) error {
-	if err := heartbeat.ValidateFieldName(name); err != nil {
-		return fmt.Errorf("collectors: %w", err)
-	}
-	if c.fn == nil {
-		return fmt.Errorf("collectors: field %q: the collector is empty; build it with Int, Float, String or Timestamp", name)
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return ErrUnregistered
 	}
-	for _, e := range f.entries {
-		if e.name == name {
-			return fmt.Errorf("collectors: field %q is already registered", name)
-		}
+	names := make([]string, len(f.entries))
+	for i, e := range f.entries {
+		names[i] = e.name
 	}
-	if len(f.entries) >= MaxFields {
-		return fmt.Errorf("collectors: field %q: a heartbeat holds at most %d service fields", name, MaxFields)
+	if err := CheckField(name, c, names); err != nil {
+		return err
 	}
 
 	e := &entry{name: name, c: c}

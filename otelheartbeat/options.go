@@ -72,8 +72,8 @@ func WithMeterProvider(mp metric.MeterProvider, heartbeatReader *valkeyexporter.
 }
 
 // WithCollectorTimeout sets how long a service collector may run per
-// heartbeat before its field is left out of that heartbeat. Default: the
-// smaller of 1 s and half the interval.
+// heartbeat before its field is left out of that heartbeat. Default:
+// collectors.TimeoutFor(interval), the smaller of 1 s and half the interval.
 func WithCollectorTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.collectorTimeout = d })
 }

@@ -21,9 +21,6 @@ import (
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
-// ScopeName is the instrumentation scope of every heartbeat instrument.
-const ScopeName = valkeyexporter.ScopeName
-
 // Errors returned by Start.
 var (
 	ErrStarted = errors.New("otelheartbeat: publisher already started")
@@ -117,7 +114,7 @@ func NewPublisher(serviceName string, opts ...Option) (*Publisher, error) {
 	}
 	if serviceName == "" {
 		v, _ := res.Set().Value("service.name")
-		if name := v.AsString(); name == "" || strings.HasPrefix(name, "unknown_service") {
+		if name := v.AsString(); heartbeat.IsUnsetServiceName(name) {
 			return nil, errors.New("otelheartbeat: no service name: pass one to NewPublisher or set OTEL_SERVICE_NAME")
 		} else if err := heartbeat.ValidateServiceName(name); err != nil {
 			return nil, fmt.Errorf("otelheartbeat: OTEL_SERVICE_NAME: %w", err)
@@ -231,29 +228,28 @@ func (p *Publisher) Reader() *valkeyexporter.Reader {
 // letter, at most 64 bytes), that clashes with a documented heartbeat field,
 // or that is already registered is refused with an error naming it.
 func (p *Publisher) AddDataCollector(name string, c collectors.Collector) error {
-	if err := heartbeat.ValidateFieldName(name); err != nil {
-		return fmt.Errorf("otelheartbeat: %w", err)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var err error
 	switch p.state {
 	case stateStopped:
 		return ErrStopped
 	case stateStarted:
-		return p.fields.Add(name, c)
-	}
-	for _, nc := range p.pending {
-		if nc.name == name {
-			return fmt.Errorf("otelheartbeat: field %q is already registered", name)
+		err = p.fields.Add(name, c)
+	default:
+		// Before Start, the same rules as collectors.Fields.Add, so that
+		// the error does not depend on when the field was added.
+		names := make([]string, len(p.pending))
+		for i, nc := range p.pending {
+			names[i] = nc.name
+		}
+		if err = collectors.CheckField(name, c, names); err == nil {
+			p.pending = append(p.pending, namedCollector{name, c})
 		}
 	}
-	if len(p.pending) >= collectors.MaxFields {
-		return fmt.Errorf("otelheartbeat: field %q: a heartbeat holds at most %d service fields", name, collectors.MaxFields)
+	if err != nil {
+		return fmt.Errorf("otelheartbeat: %w", err)
 	}
-	if c.IsZero() {
-		return fmt.Errorf("otelheartbeat: field %q: the collector is empty; build it with collectors.Int, Float, String or Timestamp", name)
-	}
-	p.pending = append(p.pending, namedCollector{name, c})
 	return nil
 }
 
@@ -311,7 +307,7 @@ func (p *Publisher) start() (*valkeyexporter.Reader, error) {
 	}
 	timeout := p.cfg.collectorTimeout
 	if timeout <= 0 {
-		timeout = min(time.Second, p.interval/2)
+		timeout = collectors.TimeoutFor(p.interval)
 	}
 	copts := []collectors.Option{collectors.WithMeterProvider(p.provider), collectors.WithTimeout(timeout), collectors.WithErrorHandler(p.handle)}
 	proc, err := collectors.NewProcess(copts...)

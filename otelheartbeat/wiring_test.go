@@ -2,6 +2,7 @@ package otelheartbeat
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 
+	"github.com/otel-heartbeat/heartbeat/collectors"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
@@ -135,6 +137,41 @@ func TestOptionsThatDoNothingWithAnExistingProviderAreRefused(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s with WithMeterProvider: want an error naming it, got %v", name, err)
+		}
+	}
+}
+
+// A field is checked by one set of rules, with one wording, whether it is
+// added before Start or after.
+func TestFieldErrorsDoNotDependOnWhenTheFieldWasAdded(t *testing.T) {
+	srv := redistest.Start(t)
+	ok := collectors.Int(func() int64 { return 1 })
+	attempts := func(p *Publisher) []string {
+		var out []string
+		for _, a := range []struct {
+			name string
+			c    collectors.Collector
+		}{{"queue-size", ok}, {"timestamp", ok}, {"queue_size", ok}, {"empty", collectors.Collector{}}} {
+			err := p.AddDataCollector(a.name, a.c)
+			out = append(out, fmt.Sprint(err))
+		}
+		return out
+	}
+	newP := func() *Publisher {
+		p, err := NewPublisher("tracker_fetcher", WithExporterOptions(valkeyexporter.WithEndpoint(srv.URL())), WithInterval(time.Hour))
+		must(t, err)
+		must(t, p.AddDataCollector("queue_size", ok))
+		return p
+	}
+	before := newP()
+	defer stop(t, before)
+	after := newP()
+	defer stop(t, after)
+	must(t, after.Start(context.Background()))
+	b, a := attempts(before), attempts(after)
+	for i := range b {
+		if b[i] != a[i] || b[i] == "<nil>" {
+			t.Errorf("before Start %q, after Start %q", b[i], a[i])
 		}
 	}
 }

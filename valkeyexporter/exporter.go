@@ -23,16 +23,10 @@ import (
 )
 
 // ScopeName is the instrumentation scope whose instruments make up a
-// heartbeat; metrics of every other scope are ignored.
+// heartbeat, "github.com/otel-heartbeat/heartbeat/otelheartbeat" (the
+// package that registers them); metrics of every other scope are ignored.
+// It is the one public name of the scope.
 const ScopeName = convention.ScopeName
-
-// MaxServiceFields bounds the service fields in one heartbeat; fields past
-// it, in key order, are left out and reported once.
-const MaxServiceFields = heartbeat.MaxFields
-
-// MaxStringLength bounds a string field's value, in bytes; longer values are
-// cut at a character boundary.
-const MaxStringLength = heartbeat.MaxStringLength
 
 const (
 	keyServiceName = attribute.Key("service.name")
@@ -211,7 +205,7 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		name, _ := rm.Resource.Set().Value(keyServiceName)
 		m.ServiceName = name.AsString()
 	}
-	if m.ServiceName == "" || strings.HasPrefix(m.ServiceName, "unknown_service") {
+	if heartbeat.IsUnsetServiceName(m.ServiceName) {
 		return ErrNoServiceName
 	}
 	if err := heartbeat.ValidateServiceName(m.ServiceName); err != nil {
@@ -287,10 +281,12 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 
 	slices.SortStableFunc(m.Fields, func(a, b heartbeat.Field) int { return strings.Compare(a.Key, b.Key) })
 	m.Fields = slices.CompactFunc(m.Fields, func(a, b heartbeat.Field) bool { return a.Key == b.Key })
-	if len(m.Fields) > MaxServiceFields {
+	// Fields past the limit (collectors.MaxFields), in key order, are left
+	// out and reported once: gauges registered by hand are not counted.
+	if len(m.Fields) > heartbeat.MaxFields {
 		e.reporter.Fail("too-many-fields", fmt.Errorf("valkeyexporter: %d service fields, more than %d; leaving out those after %q",
-			len(m.Fields), MaxServiceFields, m.Fields[MaxServiceFields-1].Key))
-		m.Fields = m.Fields[:MaxServiceFields]
+			len(m.Fields), heartbeat.MaxFields, m.Fields[heartbeat.MaxFields-1].Key))
+		m.Fields = m.Fields[:heartbeat.MaxFields]
 	}
 	return nil
 }
@@ -447,7 +443,7 @@ func stringValue(md *metricdata.Metrics) (string, bool) {
 			continue
 		}
 		if v, ok := dp.Attributes.Value(convention.ValueKey); ok && v.Type() == attribute.STRING {
-			return truncate(v.AsString(), MaxStringLength), true
+			return truncate(v.AsString(), heartbeat.MaxStringLength), true
 		}
 	}
 	return "", false
