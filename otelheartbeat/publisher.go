@@ -255,10 +255,13 @@ func (p *Publisher) AddDataCollector(name string, c collectors.Collector) error 
 
 // Start registers the heartbeat gauges and sends the first heartbeat at
 // once; after that one goes out every interval. It returns once the first
-// heartbeat has been sent or has failed, and before ctx is done. Valkey
-// being unreachable does not fail Start: the failure goes to otel.Handle and
-// heartbeats begin when Valkey is back. Start after Start returns
-// ErrStarted; after Stop, ErrStopped.
+// heartbeat has been sent or has failed, and before ctx is done; a Stop
+// meanwhile need not wait for it. Valkey being unreachable (or refusing a
+// command) does not fail Start: the failure goes to otel.Handle and
+// heartbeats begin when Valkey is back. Wiring mistakes with
+// WithMeterProvider do fail it, saying what to wire: the heartbeat reader
+// on no provider or on another one than mp, or no service name anywhere.
+// Start after Start returns ErrStarted; after Stop, ErrStopped.
 func (p *Publisher) Start(ctx context.Context) error {
 	reader, err := p.start()
 	if err != nil {
