@@ -41,7 +41,8 @@ type config struct {
 
 // WithClient makes the exporter publish through client, which may be a
 // single node, Sentinel or Cluster client. The exporter never closes it.
-// Endpoint, credential and TLS options and variables are then ignored.
+// The endpoint, credential and TLS variables are then not read, and
+// WithEndpoint, WithAuth and WithTLSConfig are refused.
 // Set ContextTimeoutEnabled on the client so exports honour their deadline.
 func WithClient(client redis.UniversalClient) Option {
 	return optionFunc(func(c *config) { c.client = client })
@@ -230,6 +231,16 @@ func newSettings(opts []Option) (settings, error) {
 	}
 
 	if c.client != nil {
+		// The caller's client decides where and how to connect; options
+		// that say so too would do nothing.
+		for _, o := range []struct {
+			set  bool
+			name string
+		}{{c.endpoint != nil, "WithEndpoint"}, {c.username != nil, "WithAuth"}, {c.tlsConfig != nil, "WithTLSConfig"}} {
+			if o.set {
+				errs = append(errs, fmt.Errorf("%s does nothing with WithClient: configure the client instead", o.name))
+			}
+		}
 		s.client = c.client
 		s.endpoint = endpointOf(c.client)
 		return s, errors.Join(errs...)

@@ -2,6 +2,7 @@ package valkeyexporter
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"math"
@@ -681,4 +682,25 @@ func TestReaderShutdownTwiceIsQuiet(t *testing.T) {
 	must(t, r.Shutdown(context.Background()))
 	// The provider shuts the reader down again; that is not an error.
 	must(t, mp.Shutdown(context.Background()))
+}
+
+// With WithClient the exporter connects through the caller's client: an
+// endpoint, credentials or TLS settings given beside it would do nothing,
+// so they are refused by name rather than dropped.
+func TestOptionsThatDoNothingWithWithClientAreRefused(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "localhost:1"})
+	defer client.Close()
+	for name, opt := range map[string]Option{
+		"WithEndpoint":  WithEndpoint("localhost:2"),
+		"WithAuth":      WithAuth("u", "hunter2"),
+		"WithTLSConfig": WithTLSConfig(&tls.Config{}),
+	} {
+		exp, err := New(WithClient(client), opt, withEnv(func(string) string { return "" }))
+		if err == nil {
+			_ = exp.Shutdown(context.Background())
+		}
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s with WithClient: want an error naming it, got %v", name, err)
+		}
+	}
 }
