@@ -53,7 +53,7 @@ type Publisher struct {
 	owned    *sdkmetric.MeterProvider // standalone only
 	process  *collectors.Process
 	fields   *collectors.Fields
-	pending  []namedCollector // added before Start
+	added    []namedCollector // every field added, so that a Start that failed can be retried
 }
 
 type namedCollector struct {
@@ -235,16 +235,18 @@ func (p *Publisher) AddDataCollector(name string, c collectors.Collector) error 
 	case stateStopped:
 		return ErrStopped
 	case stateStarted:
-		err = p.fields.Add(name, c)
+		if err = p.fields.Add(name, c); err == nil {
+			p.added = append(p.added, namedCollector{name, c})
+		}
 	default:
 		// Before Start, the same rules as collectors.Fields.Add, so that
 		// the error does not depend on when the field was added.
-		names := make([]string, len(p.pending))
-		for i, nc := range p.pending {
+		names := make([]string, len(p.added))
+		for i, nc := range p.added {
 			names[i] = nc.name
 		}
 		if err = collectors.CheckField(name, c, names); err == nil {
-			p.pending = append(p.pending, namedCollector{name, c})
+			p.added = append(p.added, namedCollector{name, c})
 		}
 	}
 	if err != nil {
@@ -320,13 +322,12 @@ func (p *Publisher) start() (*valkeyexporter.Reader, error) {
 	}
 	p.process = proc
 	p.fields = collectors.NewFields(copts...)
-	for _, nc := range p.pending {
+	for _, nc := range p.added {
 		if err := p.fields.Add(nc.name, nc.c); err != nil {
 			p.abortStart()
 			return nil, fmt.Errorf("otelheartbeat: %w", err)
 		}
 	}
-	p.pending = nil
 	p.state = stateStarted
 	return p.reader, nil
 }
