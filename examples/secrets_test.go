@@ -68,6 +68,10 @@ var forms = []form{
 	{name: "OTEL_EXPORTER_VALKEY_PASSWORD", env: func(addr, _, _ string) []string {
 		return []string{"OTEL_EXPORTER_VALKEY_ENDPOINT=" + addr, "OTEL_EXPORTER_VALKEY_PASSWORD=" + secret}
 	}},
+	{name: "OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD", env: func(addr, _, _ string) []string {
+		return []string{"OTEL_EXPORTER_VALKEY_ENDPOINT=" + addr, "OTEL_EXPORTER_VALKEY_SENTINEL_MASTER=mymaster",
+			"OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD=" + secret}
+	}},
 	{name: "HEALTH_REDIS_PASSWORD", env: func(_, host, port string) []string {
 		return []string{"HEALTH_REDIS_HOST=" + host, "HEALTH_REDIS_PORT=" + port, "HEALTH_REDIS_PASSWORD=" + secret}
 	}},
