@@ -50,6 +50,10 @@ type Fields struct {
 	budget     *time.Timer
 	round      uint64
 
+	// started, when set (by tests), is called once a collection has
+	// started its collectors and decided which running ones to wait for.
+	started func(round uint64)
+
 	running  atomic.Int64
 	drained  chan struct{}
 	drainOne sync.Once
@@ -61,6 +65,9 @@ type entry struct {
 	inst  metric.Observable
 	busy  atomic.Bool
 	round atomic.Uint64 // the collection it was last started for
+	// abandoned: the collection that started it was given up on by its
+	// reader before the result came; the next collection waits for it.
+	abandoned atomic.Bool
 
 	// The last string state and its attribute option, so that an unchanged
 	// state costs no allocation. Guarded by Fields.collecting.
@@ -217,11 +224,21 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		defer cancel()
 	}
 	pending := 0
+	var late map[*entry]bool // running for a collection that was given up on
 	for _, e := range f.entries {
 		if !e.busy.CompareAndSwap(false, true) {
-			// Still running from an earlier collection: already reported.
+			if e.abandoned.Load() {
+				// Its result is due any moment and is as fresh as a new one.
+				if late == nil {
+					late = make(map[*entry]bool)
+				}
+				late[e] = true
+				pending++
+			}
+			// Otherwise still running past an earlier budget: already reported.
 			continue
 		}
+		e.abandoned.Store(false)
 		e.round.Store(round)
 		pending++
 		f.running.Add(1)
@@ -229,6 +246,9 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 	}
 	entries := f.entries
 	f.mu.Unlock()
+	if f.started != nil {
+		f.started(round)
+	}
 	if pending == 0 {
 		return nil
 	}
@@ -239,19 +259,33 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		select {
 		case r := <-f.results:
 			if r.round != round {
+				if late[r.e] {
+					delete(late, r.e)
+					r.e.abandoned.Store(false)
+					pending--
+					f.record(o, r)
+				}
 				continue // a late result from an earlier collection
 			}
 			pending--
 			f.record(o, r)
 		case <-f.budget.C:
 			for _, e := range entries {
-				if e.round.Load() == round && e.busy.Load() {
+				if (e.round.Load() == round || late[e]) && e.busy.Load() {
+					e.abandoned.Store(false) // stuck, not abandoned: not waited for again
 					f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", e.name, f.cfg.timeout))
 				}
 			}
 			return nil
 		case <-ctx.Done():
-			return nil // the reader gave up on this collection
+			// The reader gave up on this collection; the next one waits for
+			// the collectors still running rather than leave their fields out.
+			for _, e := range entries {
+				if (e.round.Load() == round || late[e]) && e.busy.Load() {
+					e.abandoned.Store(true)
+				}
+			}
+			return nil
 		case <-f.ctx.Done():
 			return nil // unregistered
 		}
