@@ -5,9 +5,14 @@
 GO       ?= go
 FUZZTIME ?= 5s
 
-.PHONY: test deps vet unit fuzz bench
+# Every recipe fails when any command in it fails, a pipe's left side
+# included: without pipefail, `go test ... | tee` exits with tee's status.
+SHELL       := /bin/bash
+.SHELLFLAGS := -e -o pipefail -c
 
-test: deps vet unit fuzz
+.PHONY: test deps vet unit benchonce fuzz bench
+
+test: deps vet unit benchonce fuzz
 
 deps:
 	@if command -v valkey-server >/dev/null 2>&1 || command -v redis-server >/dev/null 2>&1 || [ -n "$$REDIS_SERVER" ]; then \
@@ -24,6 +29,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# Every benchmark once, so that a broken benchmark fails CI rather than the
+# next `make bench`.
+benchonce:
+	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/heartbeat

@@ -100,7 +100,8 @@ func TimestampFunc(f func(ctx context.Context) (time.Time, error)) Collector {
 // IsZero reports whether c is the zero Collector, which collects nothing.
 func (c Collector) IsZero() bool { return c.fn == nil }
 
-// MaxStringLength bounds a string value, in bytes.
+// MaxStringLength bounds a string value: 1024 bytes. Longer values are cut
+// at a character boundary, here and again by the exporter.
 const MaxStringLength = heartbeat.MaxStringLength
 
 // instrumentName returns the instrument that carries the field name.

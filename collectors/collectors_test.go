@@ -17,6 +17,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/otel-heartbeat/heartbeat/internal/convention"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 )
 
@@ -38,7 +39,7 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[string]metricdata.Metr
 	}
 	out := map[string]metricdata.Metrics{}
 	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name != ScopeName {
+		if sm.Scope.Name != convention.ScopeName {
 			continue
 		}
 		for _, m := range sm.Metrics {
@@ -86,7 +87,7 @@ func TestProcessObservesUptimeMemoryAndCPU(t *testing.T) {
 	if u := ms["process.uptime"].Unit; u != "s" {
 		t.Errorf("uptime unit %q", u)
 	}
-	rss := ms["process.memory.usage"].Data.(metricdata.Gauge[int64]).DataPoints[0].Value
+	rss := ms["process.memory.usage"].Data.(metricdata.Sum[int64]).DataPoints[0].Value
 	if want := residentBytes(t); math.Abs(float64(rss-want)) > 0.2*float64(want) {
 		t.Errorf("memory %d bytes, /proc says %d", rss, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/report"
 )
 
-// MaxFields bounds the service fields of one heartbeat.
+// MaxFields bounds the service fields of one heartbeat: 64. It is the one
+// public name of the limit; the exporter enforces it again for gauges
+// registered by hand.
 const MaxFields = heartbeat.MaxFields
 
 // ErrUnregistered is returned by Fields.Add after Unregister.
@@ -47,6 +50,10 @@ type Fields struct {
 	budget     *time.Timer
 	round      uint64
 
+	// started, when set (by tests), is called once a collection has
+	// started its collectors and decided which running ones to wait for.
+	started func(round uint64)
+
 	running  atomic.Int64
 	drained  chan struct{}
 	drainOne sync.Once
@@ -58,11 +65,37 @@ type entry struct {
 	inst  metric.Observable
 	busy  atomic.Bool
 	round atomic.Uint64 // the collection it was last started for
+	// abandoned: the collection that started it was given up on by its
+	// reader before the result came; the next collection waits for it.
+	abandoned atomic.Bool
 
 	// The last string state and its attribute option, so that an unchanged
 	// state costs no allocation. Guarded by Fields.collecting.
 	state     string
 	stateOpts []metric.ObserveOption
+}
+
+// CheckField applies the rules Add applies to field name with collector c,
+// given the names already registered: a valid field name (an ASCII letter,
+// then letters, digits and underscores, at most 64 bytes, none of the
+// documented heartbeat keys), not registered yet, no more than MaxFields,
+// and a collector built with Int, Float, String or Timestamp. It is for
+// callers that gather fields before they have a Fields, so that the rules
+// and their errors are the same either way.
+func CheckField(name string, c Collector, registered []string) error {
+	if err := heartbeat.ValidateFieldName(name); err != nil {
+		return fmt.Errorf("collectors: %w", err)
+	}
+	if slices.Contains(registered, name) {
+		return fmt.Errorf("collectors: field %q is already registered", name)
+	}
+	if len(registered) >= MaxFields {
+		return fmt.Errorf("collectors: field %q: a heartbeat holds at most %d service fields", name, MaxFields)
+	}
+	if c.fn == nil {
+		return fmt.Errorf("collectors: field %q: the collector is empty; build it with Int, Float, String or Timestamp", name)
+	}
+	return nil
 }
 
 // NewFields returns an empty set of service fields on the heartbeat scope of
@@ -89,24 +122,17 @@ func NewFields(opts ...Option) *Fields {
 // underscores, at most 64 bytes, and none of the documented heartbeat keys.
 // Adding a name twice, or more than MaxFields names, is an error.
 func (f *Fields) Add(name string, c Collector) error {
-	if err := heartbeat.ValidateFieldName(name); err != nil {
-		return fmt.Errorf("collectors: %w", err)
-	}
-	if c.fn == nil {
-		return fmt.Errorf("collectors: field %q: the collector is empty; build it with Int, Float, String or Timestamp", name)
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return ErrUnregistered
 	}
-	for _, e := range f.entries {
-		if e.name == name {
-			return fmt.Errorf("collectors: field %q is already registered", name)
-		}
+	names := make([]string, len(f.entries))
+	for i, e := range f.entries {
+		names[i] = e.name
 	}
-	if len(f.entries) >= MaxFields {
-		return fmt.Errorf("collectors: field %q: a heartbeat holds at most %d service fields", name, MaxFields)
+	if err := CheckField(name, c, names); err != nil {
+		return err
 	}
 
 	e := &entry{name: name, c: c}
@@ -198,11 +224,21 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		defer cancel()
 	}
 	pending := 0
+	var late map[*entry]bool // running for a collection that was given up on
 	for _, e := range f.entries {
 		if !e.busy.CompareAndSwap(false, true) {
-			// Still running from an earlier collection: already reported.
+			if e.abandoned.Load() {
+				// Its result is due any moment and is as fresh as a new one.
+				if late == nil {
+					late = make(map[*entry]bool)
+				}
+				late[e] = true
+				pending++
+			}
+			// Otherwise still running past an earlier budget: already reported.
 			continue
 		}
+		e.abandoned.Store(false)
 		e.round.Store(round)
 		pending++
 		f.running.Add(1)
@@ -210,6 +246,9 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 	}
 	entries := f.entries
 	f.mu.Unlock()
+	if f.started != nil {
+		f.started(round)
+	}
 	if pending == 0 {
 		return nil
 	}
@@ -220,19 +259,33 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		select {
 		case r := <-f.results:
 			if r.round != round {
+				if late[r.e] {
+					delete(late, r.e)
+					r.e.abandoned.Store(false)
+					pending--
+					f.record(o, r)
+				}
 				continue // a late result from an earlier collection
 			}
 			pending--
 			f.record(o, r)
 		case <-f.budget.C:
 			for _, e := range entries {
-				if e.round.Load() == round && e.busy.Load() {
+				if (e.round.Load() == round || late[e]) && e.busy.Load() {
+					e.abandoned.Store(false) // stuck, not abandoned: not waited for again
 					f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", e.name, f.cfg.timeout))
 				}
 			}
 			return nil
 		case <-ctx.Done():
-			return nil // the reader gave up on this collection
+			// The reader gave up on this collection; the next one waits for
+			// the collectors still running rather than leave their fields out.
+			for _, e := range entries {
+				if (e.round.Load() == round || late[e]) && e.busy.Load() {
+					e.abandoned.Store(true)
+				}
+			}
+			return nil
 		case <-f.ctx.Done():
 			return nil // unregistered
 		}

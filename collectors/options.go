@@ -9,11 +9,19 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/convention"
 )
 
-// ScopeName is the instrumentation scope every collector registers under.
-const ScopeName = convention.ScopeName
-
-// DefaultTimeout is how long a service collector may take per heartbeat.
+// DefaultTimeout is how long a service collector may take per heartbeat
+// when nothing says otherwise.
 const DefaultTimeout = time.Second
+
+// TimeoutFor is the budget of a service collector at a heartbeat interval:
+// DefaultTimeout, or half the interval when that is shorter, so that a slow
+// collector cannot delay the heartbeat past its interval.
+func TimeoutFor(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return DefaultTimeout
+	}
+	return min(DefaultTimeout, interval/2)
+}
 
 // Option configures NewProcess and NewFields.
 type Option interface {
@@ -65,5 +73,5 @@ func newConfig(opts []Option) config {
 }
 
 func (c config) meter() metric.Meter {
-	return c.provider.Meter(ScopeName)
+	return c.provider.Meter(convention.ScopeName)
 }

@@ -10,22 +10,25 @@ import (
 	"github.com/shirou/gopsutil/v4/process"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/processconv"
 
-	"github.com/otel-heartbeat/heartbeat/internal/convention"
 	"github.com/otel-heartbeat/heartbeat/internal/report"
 )
 
 var (
-	cpuModeUser   = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "user")))}
-	cpuModeSystem = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(convention.CPUModeKey, "system")))}
+	cpuModeUser   = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(processconv.CPUTime{}.AttrCPUMode(processconv.CPUModeUser)))}
+	cpuModeSystem = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(processconv.CPUTime{}.AttrCPUMode(processconv.CPUModeSystem)))}
 )
 
-// Process observes this process's uptime, resident memory and CPU time:
+// Process observes this process's uptime, resident memory and CPU time,
+// with the semantic conventions' instruments, built by otel-go's semconv
+// package (processconv) so that kinds, units and descriptions are theirs:
 //
-//	process.uptime        seconds since the process started
-//	process.memory.usage  resident set size, bytes (gopsutil MemoryInfo().RSS)
-//	process.cpu.time      user and system CPU seconds (gopsutil Times()),
-//	                      attribute cpu.mode
+//	process.uptime        gauge, s: seconds since the process started
+//	process.memory.usage  up-down counter, By: resident set size
+//	                      (gopsutil MemoryInfo().RSS)
+//	process.cpu.time      counter, s: user and system CPU seconds
+//	                      (gopsutil Times()), attribute cpu.mode
 //
 // A value gopsutil cannot read is left out of that collection and reported
 // once; uptime never fails.
@@ -58,28 +61,22 @@ func NewProcess(opts ...Option) (*Process, error) {
 	}
 
 	m := cfg.meter()
-	uptime, err := m.Float64ObservableGauge(convention.Uptime,
-		metric.WithUnit(convention.UnitSeconds),
-		metric.WithDescription("The time the process has been running."))
+	uptime, err := processconv.NewUptimeObservable(m)
 	if err != nil {
-		return nil, fmt.Errorf("collectors: %s: %w", convention.Uptime, err)
+		return nil, fmt.Errorf("collectors: %s: %w", uptime.Name(), err)
 	}
-	mem, err := m.Int64ObservableGauge(convention.MemoryUsage,
-		metric.WithUnit(convention.UnitBytes),
-		metric.WithDescription("The amount of physical memory in use (resident set size)."))
+	mem, err := processconv.NewMemoryUsageObservable(m)
 	if err != nil {
-		return nil, fmt.Errorf("collectors: %s: %w", convention.MemoryUsage, err)
+		return nil, fmt.Errorf("collectors: %s: %w", mem.Name(), err)
 	}
-	cpu, err := m.Float64ObservableCounter(convention.CPUTime,
-		metric.WithUnit(convention.UnitSeconds),
-		metric.WithDescription("Total CPU seconds broken down by different CPU modes."))
+	cpu, err := processconv.NewCPUTime(m)
 	if err != nil {
-		return nil, fmt.Errorf("collectors: %s: %w", convention.CPUTime, err)
+		return nil, fmt.Errorf("collectors: %s: %w", cpu.Name(), err)
 	}
 	p.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		p.observe(ctx, o, uptime, mem, cpu)
+		p.observe(ctx, o, uptime.Inst(), mem.Inst(), cpu.Inst())
 		return nil
-	}, uptime, mem, cpu)
+	}, uptime.Inst(), mem.Inst(), cpu.Inst())
 	if err != nil {
 		return nil, fmt.Errorf("collectors: register process callback: %w", err)
 	}

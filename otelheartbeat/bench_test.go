@@ -95,11 +95,12 @@ func libraryCycle(b *testing.B, srv *redistest.Server) (func(), func()) {
 }
 
 func baselineCycle(b *testing.B, srv *redistest.Server) (func(), func()) {
-	conn, err := valkeyconf.ConnectionFromEnv(func(string) string { return "" })
+	// The test server, through the same resolution as the library's own
+	// client, so that both are configured alike.
+	conn, err := valkeyconf.ConnectionWithEndpoint(srv.URL(), "benchmark", func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
-	conn.Addr = srv.Addr()
 	opts, err := conn.ClientOptions(0)
 	if err != nil {
 		b.Fatal(err)

@@ -38,9 +38,12 @@
 //	)
 //	p, err := otelheartbeat.NewPublisher("tracker_fetcher", otelheartbeat.WithMeterProvider(mp, hb))
 //
-// The heartbeat gauges then reach the service's OTLP or Prometheus backend
-// as process.uptime, process.memory.usage, process.cpu.time and
-// heartbeat.<field> metrics.
+// The reader names the service in this mode: the name passed to NewReader,
+// else the provider Resource's service.name. A name passed to NewPublisher
+// must be the same (or empty), the convenience constructors leave it to the
+// reader, and ServiceName reports the name on the wire. The heartbeat gauges
+// then reach the service's OTLP or Prometheus backend as process.uptime,
+// process.memory.usage, process.cpu.time and heartbeat.<field> metrics.
 //
 // # Failures
 //
@@ -49,8 +52,11 @@
 // once reported to otel.Handle. Valkey being down at Start does not fail
 // Start: the service runs, the failure is reported, and heartbeats begin on
 // their own when Valkey is reachable. Configuration mistakes (a bad service
-// or field name, a malformed variable) are errors from the constructors and
-// from AddDataCollector, naming what was wrong.
+// or field name, a malformed variable, an option that does nothing with
+// WithMeterProvider) are errors from the constructors and from
+// AddDataCollector, naming what was wrong; wiring mistakes with an existing
+// MeterProvider (the heartbeat reader not added to it with
+// sdkmetric.WithReader, or no service.name anywhere) are errors from Start.
 //
 // # Goroutines
 //

@@ -127,7 +127,7 @@ func Example_existingMeterProvider() {
 	var rm metricdata.ResourceMetrics
 	_ = otlp.Collect(ctx, &rm)
 	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name == otelheartbeat.ScopeName {
+		if sm.Scope.Name == valkeyexporter.ScopeName {
 			for _, md := range sm.Metrics {
 				fmt.Println("other reader sees", md.Name)
 			}

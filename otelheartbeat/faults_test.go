@@ -199,6 +199,10 @@ func TestMalformedOTelVariablesAreNamed(t *testing.T) {
 		{"instance id with whitespace", "OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod%207", "service.instance.id"},
 		{"instance id with a colon", "OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=a:b", "service.instance.id"},
 		{"service name with a glob", "OTEL_SERVICE_NAME", "tracker*", "OTEL_SERVICE_NAME"},
+		{"export timeout not a number", "OTEL_METRIC_EXPORT_TIMEOUT", "abc", "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export timeout zero", "OTEL_METRIC_EXPORT_TIMEOUT", "0", "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export timeout in seconds", "OTEL_METRIC_EXPORT_TIMEOUT", "5s", "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export interval not a number", "OTEL_METRIC_EXPORT_INTERVAL", "abc", "OTEL_METRIC_EXPORT_INTERVAL"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("OTEL_SERVICE_NAME", "svc")

@@ -1,6 +1,7 @@
 package otelheartbeat
 
 import (
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -31,8 +32,9 @@ type config struct {
 }
 
 // WithInterval sets the time between heartbeats. It overrides
-// HEARTBEAT_INTERVAL. Default: 60 s. Ignored with WithMeterProvider, where
-// the heartbeat reader's interval rules.
+// HEARTBEAT_INTERVAL. Default: 60 s. Refused with WithMeterProvider, where
+// the heartbeat reader's interval rules: pass valkeyexporter.WithInterval to
+// NewReader.
 func WithInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.interval = d })
 }
@@ -40,22 +42,23 @@ func WithInterval(d time.Duration) Option {
 // WithExporterOptions passes options to the Valkey exporter: where Valkey is
 // (valkeyexporter.WithEndpoint, WithClient, WithAuth, WithTLSConfig), channel
 // and key prefixes, the latest-state key. They override the OTEL_EXPORTER_VALKEY_*
-// and HEALTH_REDIS_* variables. Ignored with WithMeterProvider.
+// and HEALTH_REDIS_* variables. Refused with WithMeterProvider: pass them to
+// NewReader.
 func WithExporterOptions(opts ...valkeyexporter.Option) Option {
 	return optionFunc(func(c *config) { c.exporterOpts = append(c.exporterOpts, opts...) })
 }
 
 // WithReader adds a reader to the Publisher's own MeterProvider, beside the
 // heartbeat reader: an OTLP, Prometheus or stdout reader then exports the
-// heartbeat gauges too. The Publisher shuts it down on Stop. Ignored with
-// WithMeterProvider.
+// heartbeat gauges too. The Publisher shuts it down on Stop. Refused with
+// WithMeterProvider: add the reader to that provider.
 func WithReader(r sdkmetric.Reader) Option {
 	return optionFunc(func(c *config) { c.readers = append(c.readers, r) })
 }
 
 // WithResource merges res into the Publisher's Resource, over what the
 // environment says; the service name passed to NewPublisher still wins.
-// Ignored with WithMeterProvider.
+// Refused with WithMeterProvider, whose own Resource rules.
 func WithResource(res *resource.Resource) Option {
 	return optionFunc(func(c *config) { c.resource = res })
 }
@@ -69,10 +72,29 @@ func WithMeterProvider(mp metric.MeterProvider, heartbeatReader *valkeyexporter.
 }
 
 // WithCollectorTimeout sets how long a service collector may run per
-// heartbeat before its field is left out of that heartbeat. Default: the
-// smaller of 1 s and half the interval.
+// heartbeat before its field is left out of that heartbeat. Default:
+// collectors.TimeoutFor(interval), the smaller of 1 s and half the interval.
 func WithCollectorTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.collectorTimeout = d })
+}
+
+// unusedWithProvider refuses the options that would do nothing with
+// WithMeterProvider, naming each and where it belongs instead.
+func (c *config) unusedWithProvider() error {
+	var errs []error
+	if c.interval != 0 {
+		errs = append(errs, errors.New("otelheartbeat: WithInterval does nothing with WithMeterProvider: pass valkeyexporter.WithInterval to NewReader"))
+	}
+	if len(c.exporterOpts) > 0 {
+		errs = append(errs, errors.New("otelheartbeat: WithExporterOptions does nothing with WithMeterProvider: pass the options to NewReader"))
+	}
+	if len(c.readers) > 0 {
+		errs = append(errs, errors.New("otelheartbeat: WithReader does nothing with WithMeterProvider: add the reader to that MeterProvider with sdkmetric.WithReader"))
+	}
+	if c.resource != nil {
+		errs = append(errs, errors.New("otelheartbeat: WithResource does nothing with WithMeterProvider: the MeterProvider's own Resource describes the service"))
+	}
+	return errors.Join(errs...)
 }
 
 // withErrorHandler replaces otel.Handle for collector and start-up

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -19,9 +20,6 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
-
-// ScopeName is the instrumentation scope of every heartbeat instrument.
-const ScopeName = valkeyexporter.ScopeName
 
 // Errors returned by Start.
 var (
@@ -55,7 +53,7 @@ type Publisher struct {
 	owned    *sdkmetric.MeterProvider // standalone only
 	process  *collectors.Process
 	fields   *collectors.Fields
-	pending  []namedCollector // added before Start
+	added    []namedCollector // every field added, so that a Start that failed can be retried
 }
 
 type namedCollector struct {
@@ -89,10 +87,24 @@ func NewPublisher(serviceName string, opts ...Option) (*Publisher, error) {
 		if cfg.provider == nil || cfg.heartbeatReader == nil {
 			return nil, errors.New("otelheartbeat: WithMeterProvider needs both the MeterProvider and the heartbeat reader")
 		}
+		if err := cfg.unusedWithProvider(); err != nil {
+			return nil, err
+		}
 		p.reader = cfg.heartbeatReader
 		p.exporter = p.reader.Exporter()
 		p.interval = p.exporter.Interval()
 		p.provider = cfg.provider
+		// The reader puts the name on the wire: NewReader's, else the
+		// provider Resource's service.name.
+		if serviceName != "" {
+			switch readerName := p.exporter.ServiceName(); {
+			case readerName == "":
+				return nil, fmt.Errorf("otelheartbeat: with WithMeterProvider the heartbeat reader names the service, and it names none: pass %q to NewReader (or leave the name here empty to take the MeterProvider's Resource service.name)", serviceName)
+			case readerName != serviceName:
+				return nil, fmt.Errorf("otelheartbeat: service name %q differs from the heartbeat reader's %q, which is what heartbeats carry: pass the same name to both, or an empty name here", serviceName, readerName)
+			}
+		}
+		p.name = ""
 		return p, nil
 	}
 
@@ -102,7 +114,7 @@ func NewPublisher(serviceName string, opts ...Option) (*Publisher, error) {
 	}
 	if serviceName == "" {
 		v, _ := res.Set().Value("service.name")
-		if name := v.AsString(); name == "" || strings.HasPrefix(name, "unknown_service") {
+		if name := v.AsString(); heartbeat.IsUnsetServiceName(name) {
 			return nil, errors.New("otelheartbeat: no service name: pass one to NewPublisher or set OTEL_SERVICE_NAME")
 		} else if err := heartbeat.ValidateServiceName(name); err != nil {
 			return nil, fmt.Errorf("otelheartbeat: OTEL_SERVICE_NAME: %w", err)
@@ -180,9 +192,16 @@ func NewReader(serviceName string, opts ...valkeyexporter.Option) (*valkeyexport
 	return valkeyexporter.NewReader(exp), nil
 }
 
-// ServiceName returns the service name heartbeats carry; empty when it is
-// left to an external MeterProvider's Resource.
-func (p *Publisher) ServiceName() string { return p.name }
+// ServiceName returns the service name heartbeats carry. With
+// WithMeterProvider it is the heartbeat reader's: the name passed to
+// NewReader, else the MeterProvider Resource's service.name once Start has
+// collected it; empty before that.
+func (p *Publisher) ServiceName() string {
+	if p.res == nil {
+		return p.exporter.ServiceName()
+	}
+	return p.name
+}
 
 // InstanceID returns this instance's id; empty with WithMeterProvider, where
 // the provider's Resource decides.
@@ -209,46 +228,78 @@ func (p *Publisher) Reader() *valkeyexporter.Reader {
 // letter, at most 64 bytes), that clashes with a documented heartbeat field,
 // or that is already registered is refused with an error naming it.
 func (p *Publisher) AddDataCollector(name string, c collectors.Collector) error {
-	if err := heartbeat.ValidateFieldName(name); err != nil {
-		return fmt.Errorf("otelheartbeat: %w", err)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var err error
 	switch p.state {
 	case stateStopped:
 		return ErrStopped
 	case stateStarted:
-		return p.fields.Add(name, c)
-	}
-	for _, nc := range p.pending {
-		if nc.name == name {
-			return fmt.Errorf("otelheartbeat: field %q is already registered", name)
+		if err = p.fields.Add(name, c); err == nil {
+			p.added = append(p.added, namedCollector{name, c})
+		}
+	default:
+		// Before Start, the same rules as collectors.Fields.Add, so that
+		// the error does not depend on when the field was added.
+		names := make([]string, len(p.added))
+		for i, nc := range p.added {
+			names[i] = nc.name
+		}
+		if err = collectors.CheckField(name, c, names); err == nil {
+			p.added = append(p.added, namedCollector{name, c})
 		}
 	}
-	if len(p.pending) >= collectors.MaxFields {
-		return fmt.Errorf("otelheartbeat: field %q: a heartbeat holds at most %d service fields", name, collectors.MaxFields)
+	if err != nil {
+		return fmt.Errorf("otelheartbeat: %w", err)
 	}
-	if c.IsZero() {
-		return fmt.Errorf("otelheartbeat: field %q: the collector is empty; build it with collectors.Int, Float, String or Timestamp", name)
-	}
-	p.pending = append(p.pending, namedCollector{name, c})
 	return nil
 }
 
 // Start registers the heartbeat gauges and sends the first heartbeat at
 // once; after that one goes out every interval. It returns once the first
-// heartbeat has been sent or has failed, and before ctx is done. Valkey
-// being unreachable does not fail Start: the failure goes to otel.Handle and
-// heartbeats begin when Valkey is back. Start after Start returns
-// ErrStarted; after Stop, ErrStopped.
+// heartbeat has been sent or has failed, and before ctx is done; a Stop
+// meanwhile need not wait for it. Valkey being unreachable (or refusing a
+// command) does not fail Start: the failure goes to otel.Handle and
+// heartbeats begin when Valkey is back. Wiring mistakes with
+// WithMeterProvider do fail it, saying what to wire: the heartbeat reader
+// on no provider or on another one than mp, or no service name anywhere.
+// Start after Start returns ErrStarted; after Stop, ErrStopped.
 func (p *Publisher) Start(ctx context.Context) error {
+	reader, err := p.start()
+	if err != nil {
+		return err
+	}
+	// The first heartbeat is sent without p.mu held, so that a Stop meanwhile
+	// returns by its own context: it shuts the reader down, which ends this
+	// flush.
+	err = reader.ForceFlush(ctx)
+	if err == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != stateStarted {
+		return nil // stopped meanwhile: the flush was cut short on purpose
+	}
+	if werr := wiringError(err); werr != nil {
+		p.abortStart()
+		p.state = stateNew
+		return werr
+	}
+	p.handle(fmt.Errorf("otelheartbeat: first heartbeat of %s: %w (the service runs on; %s)", p.ServiceName(), err, retryHint(err)))
+	return nil
+}
+
+// start registers the gauges and builds the reader; it returns the reader
+// whose first heartbeat Start then forces.
+func (p *Publisher) start() (*valkeyexporter.Reader, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch p.state {
 	case stateStarted:
-		return ErrStarted
+		return nil, ErrStarted
 	case stateStopped:
-		return ErrStopped
+		return nil, ErrStopped
 	}
 	if p.res != nil {
 		p.reader = valkeyexporter.NewReader(p.exporter)
@@ -261,29 +312,51 @@ func (p *Publisher) Start(ctx context.Context) error {
 	}
 	timeout := p.cfg.collectorTimeout
 	if timeout <= 0 {
-		timeout = min(time.Second, p.interval/2)
+		timeout = collectors.TimeoutFor(p.interval)
 	}
 	copts := []collectors.Option{collectors.WithMeterProvider(p.provider), collectors.WithTimeout(timeout), collectors.WithErrorHandler(p.handle)}
 	proc, err := collectors.NewProcess(copts...)
 	if err != nil {
 		p.abortStart()
-		return fmt.Errorf("otelheartbeat: %w", err)
+		return nil, fmt.Errorf("otelheartbeat: %w", err)
 	}
 	p.process = proc
 	p.fields = collectors.NewFields(copts...)
-	for _, nc := range p.pending {
+	for _, nc := range p.added {
 		if err := p.fields.Add(nc.name, nc.c); err != nil {
 			p.abortStart()
-			return fmt.Errorf("otelheartbeat: %w", err)
+			return nil, fmt.Errorf("otelheartbeat: %w", err)
 		}
 	}
-	p.pending = nil
 	p.state = stateStarted
+	return p.reader, nil
+}
 
-	if err := p.reader.ForceFlush(ctx); err != nil {
-		p.handle(fmt.Errorf("otelheartbeat: first heartbeat of %s: %w (the service runs on; heartbeats resume when Valkey is reachable)", p.name, err))
+// wiringError returns the error Start reports for a first heartbeat that
+// failed because of how the Publisher was wired, not because of Valkey;
+// nil for anything else. Only a MeterProvider passed with WithMeterProvider
+// can be miswired.
+func wiringError(err error) error {
+	switch {
+	case errors.Is(err, sdkmetric.ErrReaderNotRegistered):
+		return fmt.Errorf("otelheartbeat: the heartbeat reader is on no MeterProvider: add it with sdkmetric.WithReader(hb) to the provider passed to WithMeterProvider: %w", err)
+	case errors.Is(err, valkeyexporter.ErrNoHeartbeatInstruments):
+		return fmt.Errorf("otelheartbeat: the heartbeat reader collects from another MeterProvider than the one passed to WithMeterProvider: add it with sdkmetric.WithReader(hb) to that provider: %w", err)
+	case errors.Is(err, valkeyexporter.ErrNoServiceName), errors.Is(err, valkeyexporter.ErrBadIdentity):
+		return fmt.Errorf("otelheartbeat: %w", err)
 	}
 	return nil
+}
+
+// retryHint says what happens after a failed heartbeat: Valkey is blamed
+// only when it could not be reached; a reply (NOPERM, WRONGPASS, ...) is
+// the server's verdict on this client.
+func retryHint(err error) string {
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return "the next heartbeat tries again"
+	}
+	return "heartbeats resume when Valkey is reachable"
 }
 
 // abortStart undoes a Start that failed half-way; p.mu is held.
@@ -346,10 +419,20 @@ func (p *Publisher) Stop(ctx context.Context) error {
 	return nil
 }
 
-// serviceNameFromEnv returns OTEL_SERVICE_NAME when set, else def: the
-// convenience constructors' names are defaults, as the seed's deployments
-// name their services by environment.
-func serviceNameFromEnv(def string) string {
+// defaultName is the name a convenience constructor passes: OTEL_SERVICE_NAME
+// when set, else def, as the seed's deployments name their services by
+// environment. With WithMeterProvider it is empty: the heartbeat reader and
+// the provider's Resource name the service there.
+func defaultName(def string, opts []Option) string {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.provider != nil || c.heartbeatReader != nil {
+		return ""
+	}
 	if v := strings.TrimSpace(os.Getenv("OTEL_SERVICE_NAME")); v != "" {
 		return v
 	}

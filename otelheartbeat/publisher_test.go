@@ -246,7 +246,7 @@ func assertHeartbeatGauges(t *testing.T, rm *metricdata.ResourceMetrics, extra .
 	t.Helper()
 	seen := map[string]bool{}
 	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name != ScopeName {
+		if sm.Scope.Name != valkeyexporter.ScopeName {
 			continue
 		}
 		for _, m := range sm.Metrics {

@@ -44,7 +44,7 @@ func NewTrackerFetcherHeartbeat(svc TrackerFetcher, opts ...Option) (*Manager, e
 	if svc == nil {
 		return nil, errors.New("otelheartbeat: NewTrackerFetcherHeartbeat: service is nil")
 	}
-	m, err := NewManager(serviceNameFromEnv(TrackerFetcherName), opts...)
+	m, err := NewManager(defaultName(TrackerFetcherName, opts), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func NewGeocodingHeartbeat(svc GeocodingService, opts ...Option) (*Manager, erro
 	if svc == nil {
 		return nil, errors.New("otelheartbeat: NewGeocodingHeartbeat: service is nil")
 	}
-	m, err := NewManager(serviceNameFromEnv(GeocodingName), opts...)
+	m, err := NewManager(defaultName(GeocodingName, opts), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func NewGeofenceHeartbeat(svc GeofenceService, opts ...Option) (*Manager, error)
 	if svc == nil {
 		return nil, errors.New("otelheartbeat: NewGeofenceHeartbeat: service is nil")
 	}
-	m, err := NewManager(serviceNameFromEnv(GeofenceName), opts...)
+	m, err := NewManager(defaultName(GeofenceName, opts), opts...)
 	if err != nil {
 		return nil, err
 	}

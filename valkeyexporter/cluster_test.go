@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
@@ -40,7 +41,8 @@ func TestClusterPublishesEverywhereAndKeysLandOnTheirSlots(t *testing.T) {
 	for i := 0; i < services; i++ {
 		name := fmt.Sprintf("service_%02d", i)
 		rm := &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(
-			attribute.String("service.name", name), attribute.String("service.instance.id", testInstance))}
+			attribute.String("service.name", name), attribute.String("service.instance.id", testInstance)),
+			ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: ScopeName}}}}
 		must(t, exp.Export(ctx, rm))
 		select {
 		case m := <-msgs:
@@ -87,7 +89,8 @@ func TestShardedPubSubOnACluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		must(t, exp.Export(ctx, &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(
-			attribute.String("service.name", name), attribute.String("service.instance.id", testInstance))}))
+			attribute.String("service.name", name), attribute.String("service.instance.id", testInstance)),
+			ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: ScopeName}}}}))
 		msg, err := ss.ReceiveMessage(ctx)
 		must(t, err)
 		if hb, err := heartbeat.Unmarshal([]byte(msg.Payload)); err != nil || hb.ServiceName != name {

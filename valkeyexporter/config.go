@@ -41,7 +41,8 @@ type config struct {
 
 // WithClient makes the exporter publish through client, which may be a
 // single node, Sentinel or Cluster client. The exporter never closes it.
-// Endpoint, credential and TLS options and variables are then ignored.
+// The endpoint, credential and TLS variables are then not read, and
+// WithEndpoint, WithAuth and WithTLSConfig are refused.
 // Set ContextTimeoutEnabled on the client so exports honour their deadline.
 func WithClient(client redis.UniversalClient) Option {
 	return optionFunc(func(c *config) { c.client = client })
@@ -64,8 +65,8 @@ func WithAuth(username, password string) Option {
 }
 
 // WithTLSConfig makes the connection use TLS with cfg, whatever the
-// endpoint's scheme. It overrides OTEL_EXPORTER_VALKEY_CERTIFICATE and the
-// client certificate variables. Default: TLS for rediss:// and valkeys://
+// endpoint's scheme. It replaces OTEL_EXPORTER_VALKEY_CERTIFICATE and the
+// client certificate variables, which are then not read. Default: TLS for rediss:// and valkeys://
 // endpoints only, verifying the server against the system's CAs.
 func WithTLSConfig(cfg *tls.Config) Option {
 	return optionFunc(func(c *config) { c.tlsConfig = cfg })
@@ -125,12 +126,15 @@ func withErrorHandler(h func(error)) Option {
 	return optionFunc(func(c *config) { c.handle = h })
 }
 
-// settings is a config resolved against the environment.
+// settings is a config resolved against the environment. Resolving is
+// pure: it reads variables and files but builds nothing; New builds the
+// client from clientOptions.
 type settings struct {
-	client        redis.UniversalClient
-	ownsClient    bool
+	client        redis.UniversalClient // the caller's, from WithClient
+	clientOptions *redis.UniversalOptions
 	endpoint      string
 	interval      time.Duration
+	exportTimeout time.Duration
 	channelPrefix string
 	keyPrefix     string
 	latestState   bool
@@ -179,6 +183,20 @@ func newSettings(opts []Option) (settings, error) {
 		errs = append(errs, err)
 		s.interval = d
 	}
+	// The export timeout: the variable, else the smaller of the SDK's
+	// default and the interval, so that a stalled Valkey cannot hold one
+	// export past the next heartbeat. The export interval is only checked:
+	// the SDK would log a malformed value and carry on.
+	s.exportTimeout = min(defaultExportTimeout, s.interval)
+	if v := getenv(valkeyconf.EnvMetricExportTimeout); v != "" {
+		d, err := valkeyconf.ParseMillis(valkeyconf.EnvMetricExportTimeout, v)
+		errs = append(errs, err)
+		s.exportTimeout = d
+	}
+	if v := getenv(valkeyconf.EnvMetricExportInterval); v != "" {
+		_, err := valkeyconf.ParseMillis(valkeyconf.EnvMetricExportInterval, v)
+		errs = append(errs, err)
+	}
 	prefix := func(opt *string, optName, env string, dst *string) {
 		var err error
 		switch {
@@ -213,6 +231,16 @@ func newSettings(opts []Option) (settings, error) {
 	}
 
 	if c.client != nil {
+		// The caller's client decides where and how to connect; options
+		// that say so too would do nothing.
+		for _, o := range []struct {
+			set  bool
+			name string
+		}{{c.endpoint != nil, "WithEndpoint"}, {c.username != nil, "WithAuth"}, {c.tlsConfig != nil, "WithTLSConfig"}} {
+			if o.set {
+				errs = append(errs, fmt.Errorf("%s does nothing with WithClient: configure the client instead", o.name))
+			}
+		}
 		s.client = c.client
 		s.endpoint = endpointOf(c.client)
 		return s, errors.Join(errs...)
@@ -234,16 +262,19 @@ func newSettings(opts []Option) (settings, error) {
 	if err := errors.Join(errs...); err != nil {
 		return s, err
 	}
-	opt, err := conn.ClientOptions(0)
 	if c.tlsConfig != nil {
-		opt.TLSConfig, err = c.tlsConfig.Clone(), nil
+		// The option replaces the certificate variables: they are not read.
 		conn.TLS = true
+		conn.CAFile, conn.CertFile, conn.KeyFile = "", "", ""
 	}
+	opt, err := conn.ClientOptions(0)
 	if err != nil {
 		return s, err
 	}
-	s.client = redis.NewUniversalClient(opt)
-	s.ownsClient = true
+	if c.tlsConfig != nil {
+		opt.TLSConfig = c.tlsConfig.Clone()
+	}
+	s.clientOptions = opt
 	s.endpoint = conn.Endpoint.String()
 	return s, nil
 }
@@ -252,9 +283,9 @@ func newSettings(opts []Option) (settings, error) {
 func endpointOf(c redis.UniversalClient) string {
 	switch c := c.(type) {
 	case *redis.Client:
-		return "redis://" + c.Options().Addr
+		return valkeyconf.Redact("redis://" + c.Options().Addr)
 	case *redis.ClusterClient:
-		return fmt.Sprintf("cluster %v", c.Options().Addrs)
+		return valkeyconf.Redact(fmt.Sprintf("cluster %v", c.Options().Addrs))
 	case *redis.Ring:
 		return "ring"
 	}

@@ -79,12 +79,18 @@
 //	OTEL_EXPORTER_VALKEY_KEY_PREFIX          default heartbeat:instance:
 //	OTEL_EXPORTER_VALKEY_LATEST_STATE        false disables the latest-state key
 //	HEARTBEAT_INTERVAL                       seconds (or a Go duration), default 60
+//	OTEL_METRIC_EXPORT_TIMEOUT               milliseconds per export; default the smaller
+//	                                         of 30 s and the interval
+//	OTEL_METRIC_EXPORT_INTERVAL              not used (the heartbeat keeps its interval),
+//	                                         only checked, as the SDK would log it
 //	HEALTH_REDIS_HOST, HEALTH_REDIS_PORT,    the seed's variables, used when
 //	HEALTH_REDIS_PASSWORD                    OTEL_EXPORTER_VALKEY_ENDPOINT is unset
 //
 // Without any of them the exporter connects to localhost:6379. A malformed
 // variable is an error from New that names it. Passwords never appear in
-// errors. TLS verifies the server's certificate and host name; there is no
+// errors; credentials written into a bare host:port, and query strings, are
+// refused. OTEL_SDK_DISABLED is not honoured: a heartbeat is a liveness
+// signal, and silencing it would make the instance look dead. TLS verifies the server's certificate and host name; there is no
 // switch to turn that off.
 //
 // # Failures

@@ -23,16 +23,10 @@ import (
 )
 
 // ScopeName is the instrumentation scope whose instruments make up a
-// heartbeat; metrics of every other scope are ignored.
+// heartbeat, "github.com/otel-heartbeat/heartbeat/otelheartbeat" (the
+// package that registers them); metrics of every other scope are ignored.
+// It is the one public name of the scope.
 const ScopeName = convention.ScopeName
-
-// MaxServiceFields bounds the service fields in one heartbeat; fields past
-// it, in key order, are left out and reported once.
-const MaxServiceFields = heartbeat.MaxFields
-
-// MaxStringLength bounds a string field's value, in bytes; longer values are
-// cut at a character boundary.
-const MaxStringLength = heartbeat.MaxStringLength
 
 const (
 	keyServiceName = attribute.Key("service.name")
@@ -43,6 +37,7 @@ const (
 // sdkmetric.Exporter; all its methods are safe for concurrent use.
 type Exporter struct {
 	s          settings
+	ownsClient bool // built by New, closed by Shutdown
 	fallbackID string
 	reporter   report.Reporter
 
@@ -62,6 +57,7 @@ type Exporter struct {
 
 	stopping     atomic.Bool
 	isShutdown   atomic.Bool
+	lastName     atomic.Pointer[string] // service_name of the last heartbeat built
 	shutdownOnce sync.Once
 }
 
@@ -98,12 +94,14 @@ var _ sdkmetric.Exporter = (*Exporter)(nil)
 func New(opts ...Option) (*Exporter, error) {
 	s, err := newSettings(opts)
 	if err != nil {
-		if s.ownsClient && s.client != nil {
-			_ = s.client.Close()
-		}
 		return nil, fmt.Errorf("valkeyexporter: %w", err)
 	}
+	ownsClient := s.client == nil
+	if ownsClient {
+		s.client = redis.NewUniversalClient(s.clientOptions)
+	}
 	e := &Exporter{
+		ownsClient: ownsClient,
 		s:          s,
 		fallbackID: uuid.NewString(),
 		sem:        make(chan struct{}, 1),
@@ -116,13 +114,30 @@ func New(opts ...Option) (*Exporter, error) {
 // Interval returns the heartbeat interval the exporter was configured with.
 func (e *Exporter) Interval() time.Duration { return e.s.interval }
 
+// ExportTimeout returns how long one export may take: OTEL_METRIC_EXPORT_TIMEOUT
+// (milliseconds) when set, else the smaller of 30 s and the interval.
+func (e *Exporter) ExportTimeout() time.Duration { return e.s.exportTimeout }
+
+// ServiceName returns the service_name heartbeats carry: the one set with
+// WithServiceName, else the Resource's service.name as the last export saw
+// it; empty when neither is known yet.
+func (e *Exporter) ServiceName() string {
+	if e.s.serviceName != "" {
+		return e.s.serviceName
+	}
+	if n := e.lastName.Load(); n != nil {
+		return *n
+	}
+	return ""
+}
+
 // Endpoint describes where the exporter publishes, without credentials.
 func (e *Exporter) Endpoint() string { return e.s.endpoint }
 
-// MarkStopping makes every following export the final heartbeat of a
+// markStopping makes every following export the final heartbeat of a
 // graceful stop: status "stopping", and the latest-state key is deleted
 // instead of written. Reader.Shutdown calls it before the final collection.
-func (e *Exporter) MarkStopping() { e.stopping.Store(true) }
+func (e *Exporter) markStopping() { e.stopping.Store(true) }
 
 // Temporality returns cumulative for every instrument kind: CPU usage is
 // computed from the cumulative process.cpu.time between exports.
@@ -140,6 +155,16 @@ func (e *Exporter) Aggregation(kind sdkmetric.InstrumentKind) sdkmetric.Aggregat
 // returns. A failed publish returns an error naming the command and the
 // endpoint, and the next Export tries again.
 func (e *Exporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	err := e.export(ctx, rm)
+	if err != nil && e.stopping.Load() && ctx.Value(finalExport{}) == nil && errors.Is(ctx.Err(), context.Canceled) {
+		// A periodic heartbeat that a graceful stop cut short: the final
+		// heartbeat follows, and the SDK would report this one as a failure.
+		return nil
+	}
+	return err
+}
+
+func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -180,16 +205,20 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		name, _ := rm.Resource.Set().Value(keyServiceName)
 		m.ServiceName = name.AsString()
 	}
-	if m.ServiceName == "" || strings.HasPrefix(m.ServiceName, "unknown_service") {
+	if heartbeat.IsUnsetServiceName(m.ServiceName) {
 		return ErrNoServiceName
 	}
 	if err := heartbeat.ValidateServiceName(m.ServiceName); err != nil {
-		return fmt.Errorf("valkeyexporter: resource service.name: %w", err)
+		return fmt.Errorf("%w: service.name: %w", ErrBadIdentity, err)
+	}
+	if m.ServiceName != e.ServiceName() {
+		name := m.ServiceName
+		e.lastName.Store(&name)
 	}
 	m.InstanceID = e.fallbackID
 	if id, ok := rm.Resource.Set().Value(keyInstanceID); ok && id.AsString() != "" {
 		if err := heartbeat.ValidateInstanceID(id.AsString()); err != nil {
-			return fmt.Errorf("valkeyexporter: resource service.instance.id: %w", err)
+			return fmt.Errorf("%w: service.instance.id: %w", ErrBadIdentity, err)
 		}
 		m.InstanceID = id.AsString()
 	}
@@ -198,12 +227,14 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		cpuSeconds float64
 		cpuAt      time.Time
 		haveCPU    bool
+		haveScope  bool
 	)
 	for i := range rm.ScopeMetrics {
 		sm := &rm.ScopeMetrics[i]
 		if sm.Scope.Name != ScopeName {
 			continue
 		}
+		haveScope = true
 		for j := range sm.Metrics {
 			md := &sm.Metrics[j]
 			switch md.Name {
@@ -226,6 +257,9 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 			}
 		}
 	}
+	if !haveScope {
+		return ErrNoHeartbeatInstruments
+	}
 	if m.Timestamp.IsZero() {
 		m.Timestamp = e.s.now()
 	}
@@ -247,10 +281,12 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 
 	slices.SortStableFunc(m.Fields, func(a, b heartbeat.Field) int { return strings.Compare(a.Key, b.Key) })
 	m.Fields = slices.CompactFunc(m.Fields, func(a, b heartbeat.Field) bool { return a.Key == b.Key })
-	if len(m.Fields) > MaxServiceFields {
+	// Fields past the limit (collectors.MaxFields), in key order, are left
+	// out and reported once: gauges registered by hand are not counted.
+	if len(m.Fields) > heartbeat.MaxFields {
 		e.reporter.Fail("too-many-fields", fmt.Errorf("valkeyexporter: %d service fields, more than %d; leaving out those after %q",
-			len(m.Fields), MaxServiceFields, m.Fields[MaxServiceFields-1].Key))
-		m.Fields = m.Fields[:MaxServiceFields]
+			len(m.Fields), heartbeat.MaxFields, m.Fields[heartbeat.MaxFields-1].Key))
+		m.Fields = m.Fields[:heartbeat.MaxFields]
 	}
 	return nil
 }
@@ -407,7 +443,7 @@ func stringValue(md *metricdata.Metrics) (string, bool) {
 			continue
 		}
 		if v, ok := dp.Attributes.Value(convention.ValueKey); ok && v.Type() == attribute.STRING {
-			return truncate(v.AsString(), MaxStringLength), true
+			return truncate(v.AsString(), heartbeat.MaxStringLength), true
 		}
 	}
 	return "", false
@@ -539,7 +575,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 			// An export is stuck; closing the client below ends it.
 			err = ctx.Err()
 		}
-		if e.s.ownsClient {
+		if e.ownsClient {
 			if cerr := e.s.client.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
 				err = errors.Join(err, cerr)
 			}

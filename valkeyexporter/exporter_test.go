@@ -2,6 +2,7 @@ package valkeyexporter
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -43,7 +45,7 @@ func registerSeedGauges(t *testing.T, mp metric.MeterProvider) {
 	lastOp := time.Date(2025, 1, 16, 8, 29, 45, 123456000, time.UTC)
 	uptime, err := m.Float64ObservableGauge(convention.Uptime, metric.WithUnit("s"))
 	must(t, err)
-	mem, err := m.Int64ObservableGauge(convention.MemoryUsage, metric.WithUnit("By"))
+	mem, err := m.Int64ObservableUpDownCounter(convention.MemoryUsage, metric.WithUnit("By"))
 	must(t, err)
 	cpu, err := m.Float64ObservableCounter(convention.CPUTime, metric.WithUnit("s"))
 	must(t, err)
@@ -357,8 +359,10 @@ func TestSetRefusedStillPublishes(t *testing.T) {
 func TestIdentityComesFromTheResource(t *testing.T) {
 	srv := redistest.Start(t)
 	exp := newExporter(t, srv)
+	// The heartbeat scope with no values: every collector failed.
 	export := func(res *resource.Resource) error {
-		return exp.Export(context.Background(), &metricdata.ResourceMetrics{Resource: res})
+		return exp.Export(context.Background(), &metricdata.ResourceMetrics{Resource: res,
+			ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: ScopeName}}}})
 	}
 	if err := export(resource.Empty()); !errors.Is(err, ErrNoServiceName) {
 		t.Errorf("no service.name: %v", err)
@@ -393,6 +397,27 @@ func TestIdentityComesFromTheResource(t *testing.T) {
 	// not depend on any collector.
 	if a.Has&heartbeat.HasUptime != 0 || len(a.Fields) != 0 || a.Status != "running" {
 		t.Errorf("bare heartbeat %+v", a)
+	}
+	if exp.ServiceName() != "ok" {
+		t.Errorf("ServiceName() = %q, want the Resource's", exp.ServiceName())
+	}
+}
+
+// A collection without the heartbeat scope means the gauges were never
+// registered on this reader's provider: no heartbeat would say anything
+// but its count, so none is sent and the error says what to wire.
+func TestACollectionWithoutHeartbeatInstrumentsIsRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	msgs := subscribe(t, srv, "heartbeat:service:*")
+	exp := newExporter(t, srv)
+	err := exp.Export(context.Background(), &metricdata.ResourceMetrics{Resource: testResource("svc"),
+		ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: "example.com/other"}}}})
+	if !errors.Is(err, ErrNoHeartbeatInstruments) || !strings.Contains(err.Error(), "sdkmetric.WithReader") {
+		t.Errorf("want ErrNoHeartbeatInstruments saying what to wire, got %v", err)
+	}
+	must(t, exp.Export(context.Background(), collect(t, "svc")))
+	if m, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload)); m.HeartbeatCount != 1 {
+		t.Errorf("the refused collection was counted: %+v", m)
 	}
 }
 
@@ -576,6 +601,10 @@ func TestMalformedSettingsAreNamed(t *testing.T) {
 		{"channel prefix", map[string]string{"OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX": "hb:*:"}, nil, "OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX"},
 		{"option interval", nil, []Option{WithInterval(-time.Second)}, "WithInterval"},
 		{"option endpoint", nil, []Option{WithEndpoint("redis://u:hunter2@h:0")}, "WithEndpoint"},
+		{"export timeout", map[string]string{"OTEL_METRIC_EXPORT_TIMEOUT": "abc"}, nil, "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export timeout negative", map[string]string{"OTEL_METRIC_EXPORT_TIMEOUT": "-5"}, nil, "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export timeout overflow", map[string]string{"OTEL_METRIC_EXPORT_TIMEOUT": "9223372036854775807"}, nil, "OTEL_METRIC_EXPORT_TIMEOUT"},
+		{"export interval", map[string]string{"OTEL_METRIC_EXPORT_INTERVAL": "abc"}, nil, "OTEL_METRIC_EXPORT_INTERVAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -589,6 +618,27 @@ func TestMalformedSettingsAreNamed(t *testing.T) {
 				t.Errorf("error %q: want it to name %s and hide the password", err, tt.want)
 			}
 		})
+	}
+}
+
+// The export timeout is OTEL_METRIC_EXPORT_TIMEOUT (milliseconds) when set,
+// else the smaller of 30 s and the interval, read through the same
+// environment as every other setting.
+func TestExportTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{map[string]string{}, 30 * time.Second},
+		{map[string]string{"HEARTBEAT_INTERVAL": "5"}, 5 * time.Second},
+		{map[string]string{"HEARTBEAT_INTERVAL": "5", "OTEL_METRIC_EXPORT_TIMEOUT": "250"}, 250 * time.Millisecond},
+	} {
+		exp, err := New(WithEndpoint("localhost:1"), withEnv(func(k string) string { return tt.env[k] }))
+		must(t, err)
+		if got := exp.ExportTimeout(); got != tt.want {
+			t.Errorf("%v: export timeout %v, want %v", tt.env, got, tt.want)
+		}
+		must(t, exp.Shutdown(context.Background()))
 	}
 }
 
@@ -628,7 +678,29 @@ func TestReaderShutdownTwiceIsQuiet(t *testing.T) {
 	srv := redistest.Start(t)
 	r := NewReader(newExporter(t, srv))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r), sdkmetric.WithResource(testResource("svc")))
+	registerSeedGauges(t, mp)
 	must(t, r.Shutdown(context.Background()))
 	// The provider shuts the reader down again; that is not an error.
 	must(t, mp.Shutdown(context.Background()))
+}
+
+// With WithClient the exporter connects through the caller's client: an
+// endpoint, credentials or TLS settings given beside it would do nothing,
+// so they are refused by name rather than dropped.
+func TestOptionsThatDoNothingWithWithClientAreRefused(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "localhost:1"})
+	defer client.Close()
+	for name, opt := range map[string]Option{
+		"WithEndpoint":  WithEndpoint("localhost:2"),
+		"WithAuth":      WithAuth("u", "hunter2"),
+		"WithTLSConfig": WithTLSConfig(&tls.Config{}),
+	} {
+		exp, err := New(WithClient(client), opt, withEnv(func(string) string { return "" }))
+		if err == nil {
+			_ = exp.Shutdown(context.Background())
+		}
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s with WithClient: want an error naming it, got %v", name, err)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package valkeyexporter
 
 import (
 	"context"
-	"os"
 	"sync"
 	"time"
 
@@ -26,15 +25,12 @@ var _ sdkmetric.Reader = (*Reader)(nil)
 
 // NewReader returns a Reader over exp. It collects every exp.Interval(),
 // whatever OTEL_METRIC_EXPORT_INTERVAL says (that variable is for the
-// service's other readers). The export timeout is OTEL_METRIC_EXPORT_TIMEOUT
-// when set, else the smaller of 30 s and the interval, so that a stalled
-// Valkey cannot hold one export past the next heartbeat. opts may set
-// another timeout or add producers; an interval among them is overridden.
+// service's other readers), and gives each export exp.ExportTimeout(). opts
+// may set another timeout or add producers; an interval among them is
+// overridden.
 func NewReader(exp *Exporter, opts ...sdkmetric.PeriodicReaderOption) *Reader {
 	all := make([]sdkmetric.PeriodicReaderOption, 0, len(opts)+2)
-	if os.Getenv("OTEL_METRIC_EXPORT_TIMEOUT") == "" {
-		all = append(all, sdkmetric.WithTimeout(min(defaultExportTimeout, exp.Interval())))
-	}
+	all = append(all, sdkmetric.WithTimeout(exp.ExportTimeout()))
 	all = append(all, opts...)
 	all = append(all, sdkmetric.WithInterval(exp.Interval()))
 	return &Reader{
@@ -54,8 +50,12 @@ func (r *Reader) Exporter() *Exporter { return r.exporter }
 func (r *Reader) Shutdown(ctx context.Context) error {
 	var err error
 	r.once.Do(func() {
-		r.exporter.MarkStopping()
-		err = r.PeriodicReader.Shutdown(ctx)
+		r.exporter.markStopping()
+		err = r.PeriodicReader.Shutdown(context.WithValue(ctx, finalExport{}, true))
 	})
 	return err
 }
+
+// finalExport marks the context of the collection Shutdown makes, so that
+// the exporter can tell it from a periodic one that Shutdown cut short.
+type finalExport struct{}

@@ -2,6 +2,7 @@ package valkeyexporter
 
 import (
 	"context"
+	"crypto/tls"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,5 +102,30 @@ func TestMutualTLS(t *testing.T) {
 		return map[string]string{"OTEL_EXPORTER_VALKEY_CLIENT_CERTIFICATE": clientCert, "OTEL_EXPORTER_VALKEY_CLIENT_KEY": "/nonexistent.pem"}[k]
 	})); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_VALKEY_CLIENT_KEY") {
 		t.Errorf("a missing key file: %v", err)
+	}
+}
+
+// A TLS configuration passed in code wins over the certificate variables,
+// as every option wins over its variable; a CA file that cannot be read is
+// an error naming the variable when nothing in code replaces it. Neither
+// panics.
+func TestTLSConfigOptionWithAMissingCertificateFile(t *testing.T) {
+	env := map[string]string{"OTEL_EXPORTER_VALKEY_CERTIFICATE": "/missing"}
+	getenv := withEnv(func(k string) string { return env[k] })
+	exp, err := New(WithEndpoint("rediss://localhost:1"), WithTLSConfig(&tls.Config{ServerName: "localhost"}), getenv)
+	if err != nil {
+		t.Fatalf("WithTLSConfig replaces OTEL_EXPORTER_VALKEY_CERTIFICATE, want no error: %v", err)
+	}
+	must(t, exp.Shutdown(context.Background()))
+
+	env["OTEL_EXPORTER_VALKEY_ENDPOINT"] = "rediss://localhost:1"
+	exp, err = New(WithTLSConfig(&tls.Config{ServerName: "localhost"}), getenv)
+	if err != nil {
+		t.Fatalf("WithTLSConfig with the endpoint from the environment: %v", err)
+	}
+	must(t, exp.Shutdown(context.Background()))
+
+	if _, err := New(getenv); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_VALKEY_CERTIFICATE") {
+		t.Errorf("missing CA file without WithTLSConfig: want an error naming the variable, got %v", err)
 	}
 }

@@ -235,6 +235,11 @@ func (c *checker) monitor() {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(resource.Default()))
 	defer mp.Shutdown(context.Background())
+	proc, err := collectors.NewProcess(collectors.WithMeterProvider(mp))
+	if !c.check(mode, "process collector", err) {
+		return
+	}
+	defer proc.Unregister()
 	var rm metricdata.ResourceMetrics
 	_ = reader.Collect(ctx, &rm)
 	ectx, ecancel := context.WithTimeout(ctx, c.timeout)

@@ -4,11 +4,13 @@
 // metricdata alone.
 //
 // Standard fields use the OpenTelemetry semantic conventions, so other
-// readers on the same MeterProvider see ordinary process metrics:
+// readers on the same MeterProvider see ordinary process metrics. Their
+// names, kinds and units are the ones otel-go's semconv package declares
+// (processconv); the names below are taken from it, not written again:
 //
-//	process.uptime        Float64ObservableGauge, s        -> uptime_seconds
-//	process.memory.usage  Int64ObservableGauge, By (RSS)   -> memory_usage_mb (MiB)
-//	process.cpu.time      Float64ObservableCounter, s,     -> cpu_usage_percent
+//	process.uptime        Float64ObservableGauge, s               -> uptime_seconds
+//	process.memory.usage  Int64ObservableUpDownCounter, By (RSS)  -> memory_usage_mb (MiB)
+//	process.cpu.time      Float64ObservableCounter, s,            -> cpu_usage_percent
 //	                      attribute cpu.mode (user|system)
 //
 // cpu_usage_percent is the process's CPU time over the last heartbeat interval
@@ -30,26 +32,25 @@
 // A field name never holds a '.', so the suffixes are unambiguous.
 package convention
 
-import "strings"
+import (
+	"strings"
+
+	"go.opentelemetry.io/otel/semconv/v1.43.0/processconv"
+)
 
 // ScopeName is the instrumentation scope of every heartbeat instrument. The
 // exporter serializes this scope only.
 const ScopeName = "github.com/otel-heartbeat/heartbeat/otelheartbeat"
 
-// Standard instruments.
-const (
-	Uptime      = "process.uptime"
-	MemoryUsage = "process.memory.usage"
-	CPUTime     = "process.cpu.time"
+// Standard instruments, as the semantic conventions name them.
+var (
+	Uptime      = processconv.UptimeObservable{}.Name()
+	MemoryUsage = processconv.MemoryUsageObservable{}.Name()
+	CPUTime     = processconv.CPUTime{}.Name()
 )
 
-// Attributes.
-const (
-	// CPUModeKey is the semantic-convention attribute on process.cpu.time.
-	CPUModeKey = "cpu.mode"
-	// ValueKey carries a string field's value.
-	ValueKey = "heartbeat.value"
-)
+// ValueKey is the attribute that carries a string field's value.
+const ValueKey = "heartbeat.value"
 
 // Service field instrument names.
 const (
@@ -58,11 +59,8 @@ const (
 	TimestampSuffix = ".timestamp"
 )
 
-// Units.
-const (
-	UnitSeconds = "s"
-	UnitBytes   = "By"
-)
+// UnitSeconds is the unit of a timestamp field (Unix seconds).
+const UnitSeconds = "s"
 
 // FieldKind says how a service field is carried.
 type FieldKind uint8

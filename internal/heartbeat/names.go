@@ -123,3 +123,11 @@ func truncate(s string, n int) string {
 	}
 	return Truncate(s, n) + "..."
 }
+
+// IsUnsetServiceName reports whether a Resource's service.name says no name
+// was given: empty, or the SDK's "unknown_service" default (with or without
+// the executable's name after a colon). Such a heartbeat could not be
+// attributed by any admin panel.
+func IsUnsetServiceName(name string) bool {
+	return name == "" || strings.HasPrefix(name, "unknown_service")
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
@@ -202,7 +203,8 @@ func TestShardedMonitorFollowsAFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer exp.Shutdown(context.Background())
-	rm := &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(attribute.String("service.instance.id", "aaaa"))}
+	rm := &metricdata.ResourceMetrics{Resource: resource.NewSchemaless(attribute.String("service.instance.id", "aaaa")),
+		ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: valkeyexporter.ScopeName}}}}
 	r := shardedRun(t, c)
 	r.waitFor(KindLoaded)
 	hear := func() {

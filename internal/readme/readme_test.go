@@ -100,8 +100,14 @@ func TestToolCommands(t *testing.T) {
 
 func TestACLRulesAreTheProvenOnes(t *testing.T) {
 	text := readme(t)
-	for name, rule := range map[string]string{"heartbeat": acl.Publisher, "monitor": acl.Monitor} {
-		want := "ACL SETUSER " + name + " on >PASSWORD " + rule
+	for _, u := range []struct{ name, rule string }{
+		{"heartbeat", acl.Publisher},
+		{"monitor", acl.Monitor},
+		{"heartbeat-NAME", acl.PublisherFor(acl.Name)},
+		{"heartbeat-NAME", acl.ShardedPublisherFor(acl.Name)},
+		{"monitor-sharded", acl.ShardedMonitor},
+	} {
+		want := "ACL SETUSER " + u.name + " on >PASSWORD " + acl.CLI(u.rule)
 		if !strings.Contains(text, want) {
 			t.Errorf("README lacks %q", want)
 		}

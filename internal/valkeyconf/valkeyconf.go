@@ -50,6 +50,12 @@ const (
 	EnvSentinelMaster    = "OTEL_EXPORTER_VALKEY_SENTINEL_MASTER"
 	EnvSentinelPassword  = "OTEL_EXPORTER_VALKEY_SENTINEL_PASSWORD"
 
+	// The SDK's periodic reader variables, in milliseconds. The heartbeat
+	// reader's export timeout is the first; the second is only checked,
+	// since the heartbeat keeps its own interval.
+	EnvMetricExportTimeout  = "OTEL_METRIC_EXPORT_TIMEOUT"
+	EnvMetricExportInterval = "OTEL_METRIC_EXPORT_INTERVAL"
+
 	EnvHeartbeatInterval = "HEARTBEAT_INTERVAL"
 	EnvHealthHost        = "HEALTH_REDIS_HOST"
 	EnvHealthPort        = "HEALTH_REDIS_PORT"
@@ -105,24 +111,33 @@ func (e Endpoint) String() string {
 	return b.String()
 }
 
-// Redact replaces the password in anything that looks like a URL with
-// userinfo by "xxxxx", for messages that must quote what a user typed.
+// Redact hides the secrets in an endpoint as a user typed it, for messages
+// that must quote it: whatever stands before the last '@' is userinfo, and
+// only the user name before its first ':' is kept; a query string or
+// fragment is replaced whole. It works on URLs and on bare host:port lists
+// alike, and on input that does not parse, since that is when it is needed.
 func Redact(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
 	}
-	rest := s[i+3:]
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return s
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user := rest[:at]
+		if c := strings.IndexByte(user, ':'); c >= 0 {
+			user = user[:c] + ":xxxxx"
+		}
+		rest = user + rest[at:]
 	}
-	userinfo := rest[:at]
-	if c := strings.IndexByte(userinfo, ':'); c >= 0 {
-		userinfo = userinfo[:c] + ":xxxxx"
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q] + "?xxxxx"
 	}
-	return s[:i+3] + userinfo + rest[at:]
+	return scheme + rest
 }
+
+// ErrBareCredentials is returned by ParseEndpoint for credentials written
+// into a bare host:port, which would otherwise be taken for a host name
+// and printed wherever the address is.
+var ErrBareCredentials = errors.New("credentials are not accepted in a bare host:port; write a URL, redis://USER:PASSWORD@HOST:PORT")
 
 // ParseEndpoint reads an endpoint in one of the forms redis://, rediss://,
 // valkey://, valkeys:// (user, password and database optional) or a bare
@@ -135,6 +150,9 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		return Endpoint{}, errors.New("endpoint is empty")
 	}
 	if !strings.Contains(s, "://") {
+		if strings.Contains(s, "@") {
+			return Endpoint{}, ErrBareCredentials
+		}
 		var e Endpoint
 		for _, part := range strings.Split(s, ",") {
 			addr, err := hostPort(strings.TrimSpace(part), "")
@@ -178,7 +196,8 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		return Endpoint{}, fmt.Errorf("%q has no host", Redact(s))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return Endpoint{}, fmt.Errorf("%q: query parameters are not supported; use the OTEL_EXPORTER_VALKEY_* variables", Redact(s))
+		// Not quoted: ?password=... is a common way to write a secret.
+		return Endpoint{}, fmt.Errorf("%q: query parameters and fragments are not supported; use the OTEL_EXPORTER_VALKEY_* variables", Redact(s))
 	}
 	if e.Addr, err = hostPort(u.Host, ""); err != nil {
 		return Endpoint{}, fmt.Errorf("%q: %w", Redact(s), err)
@@ -262,12 +281,18 @@ func ConnectionFromEnv(getenv Getenv) (Connection, error) {
 	c := Connection{Endpoint: Endpoint{Addr: DefaultAddr, Addrs: []string{DefaultAddr}, Source: "default"}}
 	if v := getenv(EnvEndpoint); strings.TrimSpace(v) != "" {
 		e, err := ParseEndpoint(v)
+		if errors.Is(err, ErrBareCredentials) {
+			return Connection{}, fmt.Errorf("%s: %w, or set %s (and %s)", EnvEndpoint, err, EnvPassword, EnvUsername)
+		}
 		if err != nil {
 			return Connection{}, fmt.Errorf("%s: %w", EnvEndpoint, err)
 		}
 		e.Source = EnvEndpoint
 		c.Endpoint = e
 	} else if host, port := getenv(EnvHealthHost), getenv(EnvHealthPort); host != "" || port != "" {
+		if strings.Contains(host, "@") {
+			return Connection{}, fmt.Errorf("%s: credentials are not accepted in a host name; set %s (or use %s=redis://USER:PASSWORD@HOST:PORT)", EnvHealthHost, EnvHealthPassword, EnvEndpoint)
+		}
 		if host == "" {
 			host = "localhost"
 		}
@@ -409,6 +434,17 @@ func ParseInterval(name, s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s=%q: %w", name, s, err)
 	}
 	return d, nil
+}
+
+// ParseMillis reads a positive whole number of milliseconds, the form of
+// the SDK's OTEL_METRIC_EXPORT_* variables. name is the variable, for the
+// error.
+func ParseMillis(name, s string) (time.Duration, error) {
+	ms, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || ms <= 0 || ms > int64(math.MaxInt64/time.Millisecond) {
+		return 0, fmt.Errorf("%s=%q: want a positive whole number of milliseconds", name, s)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // CheckInterval reports whether d is a usable heartbeat interval.

@@ -152,12 +152,27 @@ func TestParseBoolAndPrefix(t *testing.T) {
 }
 
 func FuzzConnectionFromEnv(f *testing.F) {
-	f.Add("rediss", "cache.example:6380/2", "secretpw", "dragonfly", "6379")
-	f.Add("redis", "h:port:x", "secretpw", "", "abc")
-	f.Add("valkey", "[::1]:7000", "secretpw", "", "")
-	f.Add("http", "h?x=1", "secretpw", "a b", "-1")
-	f.Fuzz(func(t *testing.T, scheme, rest, password, host, port string) {
-		endpoint := scheme + "://user:" + password + "@" + rest
+	f.Add(uint8(0), "rediss", "cache.example:6380/2", "secretpw", "dragonfly", "6379")
+	f.Add(uint8(0), "redis", "h:port:x", "secretpw", "", "abc")
+	f.Add(uint8(0), "valkey", "[::1]:7000", "secretpw", "", "")
+	f.Add(uint8(0), "http", "h?x=1", "secretpw", "a b", "-1")
+	f.Add(uint8(1), "", "cache.internal:6379", "secretpw", "", "")
+	f.Add(uint8(2), "redis", "h:6379", "secretpw", "", "")
+	f.Add(uint8(3), "", "", "secretpw", "dragonfly", "6379")
+	f.Fuzz(func(t *testing.T, form uint8, scheme, rest, password, host, port string) {
+		// The forms a password is written in: URL userinfo, a bare
+		// host's userinfo, a query string, the seed host's userinfo.
+		var endpoint string
+		switch form % 4 {
+		case 0:
+			endpoint = scheme + "://user:" + password + "@" + rest
+		case 1:
+			endpoint = "user:" + password + "@" + rest
+		case 2:
+			endpoint = scheme + "://" + rest + "?password=" + password
+		case 3:
+			host = "user:" + password + "@" + host
+		}
 		c, err := ConnectionFromEnv(env(EnvEndpoint, endpoint, EnvHealthHost, host, EnvHealthPort, port, EnvHealthPassword, password))
 		// Only a password that cannot be mistaken for the rest of the input
 		// is checked; "a" is in every error message.
@@ -268,5 +283,79 @@ func TestConnectionWithEndpointKeepsTheRestOfTheEnvironment(t *testing.T) {
 	ch, key, err := PrefixesFromEnv(env(EnvKeyPrefix, "hb:i:"))
 	if err != nil || ch != "heartbeat:service:" || key != "hb:i:" {
 		t.Errorf("prefixes %q %q %v", ch, key, err)
+	}
+}
+
+// Credentials written into a bare host would otherwise be taken whole as
+// a host name, and then printed wherever the address is (start-up lines,
+// export errors, go-redis's dial log). They are refused with an error that
+// says how to pass them, and that never quotes them.
+func TestCredentialsInABareHostAreRefused(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      Getenv
+		wantVar  string
+		wantHint string
+	}{
+		{"endpoint", env(EnvEndpoint, "user:hunter2@cache.internal:6379"), EnvEndpoint, EnvPassword},
+		{"endpoint password only", env(EnvEndpoint, ":hunter2@cache.internal"), EnvEndpoint, "redis://"},
+		{"endpoint, second address", env(EnvEndpoint, "h1:7000,u:hunter2@h2:7001"), EnvEndpoint, EnvPassword},
+		{"endpoint with whitespace too", env(EnvEndpoint, "u:hunter2 @h"), EnvEndpoint, EnvPassword},
+		{"seed host", env(EnvHealthHost, "u:hunter2@dragonfly"), EnvHealthHost, EnvHealthPassword},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ConnectionFromEnv(tt.env)
+			if err == nil {
+				t.Fatalf("want an error, got address %s", c.Endpoint)
+			}
+			if !strings.Contains(err.Error(), tt.wantVar) || !strings.Contains(err.Error(), tt.wantHint) {
+				t.Errorf("error %q: want it to name %s and say how (%s)", err, tt.wantVar, tt.wantHint)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+	if _, err := ConnectionWithEndpoint("u:hunter2@h:1", "--endpoint", env()); err == nil ||
+		!strings.Contains(err.Error(), "--endpoint") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("--endpoint with credentials in a bare host: %v", err)
+	}
+}
+
+// A query string is refused; the error must not quote it, since
+// ?password=... is a common way to write a secret there.
+func TestQueryStringSecretsAreNotEchoed(t *testing.T) {
+	for _, s := range []string{
+		"redis://h:6379?password=hunter2",
+		"redis://u:pw@h:6379/0?password=hunter2",
+		"redis://h#hunter2",
+	} {
+		_, err := ConnectionFromEnv(env(EnvEndpoint, s))
+		if err == nil || !strings.Contains(err.Error(), EnvEndpoint) {
+			t.Errorf("%s: want an error naming %s, got %v", s, EnvEndpoint, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: error %q shows the secret", s, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://u:hunter2@h:1":          "redis://u:xxxxx@h:1",
+		"redis://:hunter2@h:1":           "redis://:xxxxx@h:1",
+		"redis://u:hun@ter2@h:1":         "redis://u:xxxxx@h:1",
+		"redis://h:1?password=hunter2":   "redis://h:1?xxxxx",
+		"redis://u:p@h:1/2?x=hunter2#f":  "redis://u:xxxxx@h:1/2?xxxxx",
+		"u:hunter2@cache.internal:6379":  "u:xxxxx@cache.internal:6379",
+		"h1:1,u:hunter2@h2:2":            "h1:xxxxx@h2:2",
+		"cache.internal:6379":            "cache.internal:6379",
+		"rediss://cache.internal:6379/1": "rediss://cache.internal:6379/1",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -4,8 +4,22 @@
 // autoexport.NewMetricReader publishes heartbeats when
 // OTEL_METRICS_EXPORTER=valkey.
 //
+// The reader only collects: the heartbeat gauges (uptime, memory, CPU and
+// the service's fields) are registered by otelheartbeat, which also sends
+// the first heartbeat at Start instead of one interval later. The complete
+// path:
+//
 //	if err := valkeyautoexport.Register(); err != nil { ... }
 //	reader, err := autoexport.NewMetricReader(ctx) // OTEL_METRICS_EXPORTER=valkey
+//	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader))
+//	hb, ok := reader.(*valkeyexporter.Reader) // false when the variable names another exporter
+//	p, err := otelheartbeat.NewPublisher("", otelheartbeat.WithMeterProvider(mp, hb))
+//	err = p.Start(ctx)
+//	defer p.Stop(ctx)
+//
+// Without the Publisher every export fails with
+// valkeyexporter.ErrNoHeartbeatInstruments, which says what to add, rather
+// than publish heartbeats that hold none of uptime, memory or CPU.
 //
 // The reader is a valkeyexporter.Reader configured from the environment
 // (OTEL_EXPORTER_VALKEY_*, HEARTBEAT_INTERVAL, HEALTH_REDIS_*).

@@ -2,6 +2,8 @@ package valkeyautoexport
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -47,9 +50,25 @@ func TestOTELMetricsExporterValkeyPublishesHeartbeats(t *testing.T) {
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
 		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "tracker_fetcher"))))
-	if err := mp.ForceFlush(ctx); err != nil {
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+
+	// The reader alone has no gauges to collect: its exports are refused,
+	// saying what to add, instead of publishing a heartbeat with no uptime,
+	// memory or CPU.
+	if err := mp.ForceFlush(ctx); !errors.Is(err, valkeyexporter.ErrNoHeartbeatInstruments) || !strings.Contains(err.Error(), "otelheartbeat") {
+		t.Errorf("the autoexport reader alone: want ErrNoHeartbeatInstruments naming otelheartbeat, got %v", err)
+	}
+
+	// The complete path: the Publisher registers the gauges on the
+	// provider and sends the first heartbeat at Start, not an interval later.
+	p, err := otelheartbeat.NewPublisher("", otelheartbeat.WithMeterProvider(mp, hb))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Stop(context.Background()) }()
 	msg, err := ps.ReceiveMessage(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -58,11 +77,12 @@ func TestOTELMetricsExporterValkeyPublishesHeartbeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.ServiceName != "tracker_fetcher" || m.HeartbeatCount != 1 || m.IntervalSeconds != 30 {
+	const complete = heartbeat.HasUptime | heartbeat.HasMemory | heartbeat.HasCPU
+	if m.ServiceName != "tracker_fetcher" || m.HeartbeatCount != 1 || m.IntervalSeconds != 30 || m.Has&complete != complete {
 		t.Errorf("heartbeat %s", msg.Payload)
 	}
-	if err := mp.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	if p.ServiceName() != "tracker_fetcher" {
+		t.Errorf("ServiceName() %q", p.ServiceName())
 	}
 }
 
