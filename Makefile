@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
 	$(GO) test -run '^$$' -fuzz '^FuzzDecoderAgreesWithEncodingJSON$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
 	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFromEnv$$' -fuzztime $(FUZZTIME) ./internal/valkeyconf
+	$(GO) test -run '^$$' -fuzz '^FuzzEscapeAndSafeJSON$$' -fuzztime $(FUZZTIME) ./internal/monitor
 
 # make bench: every performance figure beside its baseline, measured in the
 # same run on this machine, as the README's table (a few minutes).
@@ -48,6 +49,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe)$$' -benchmem ./internal/liveness && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./internal/liveness && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIngest$$' -benchtime 5x ./internal/monitor && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkDecodeAndTrack$$' -benchmem ./internal/monitor && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./internal/loadgen && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIdleFootprint$$' -benchtime 1x ./internal/footprint; } | tee bench.out
 	@echo

@@ -80,7 +80,7 @@ func run(in io.Reader, w io.Writer) error {
 	}
 	need("BenchmarkHeartbeatCycleInterleaved", "BenchmarkHeartbeatCycle", "BenchmarkHeartbeatCycleBaseline",
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
-		"BenchmarkIngest", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
+		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
 		"BenchmarkMemoryPerInstance")
 	verdict := func(ok bool) string {
 		if ok {
