@@ -19,7 +19,8 @@ import (
 // that are not UTF-8 as \xNN; and every other rune that unicode.IsPrint
 // refuses (C1 controls, format characters such as U+200B and U+202E, line
 // and paragraph separators, spaces other than U+0020, private use and
-// unassigned code points) as \uNNNN or \UNNNNNNNN. Printable text,
+// unassigned code points) or that prints as nothing (see shown) as \uNNNN
+// or \UNNNNNNNN. Printable text,
 // non-ASCII letters included, is kept. A string of printable ASCII, which
 // is every name this library's publishers send, is returned as it is,
 // without allocating. A backslash is not doubled: the escapes are for
@@ -61,7 +62,7 @@ func appendEscaped(b []byte, clean, rest string) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = appendHexByte(b, c)
-		case unicode.IsPrint(r):
+		case shown(r):
 			b = append(b, rest[i:i+size]...)
 		case r <= 0xffff:
 			b = appendHex(append(b, `\u`...), uint32(r), 4)
@@ -71,6 +72,14 @@ func appendEscaped(b []byte, clean, rest string) []byte {
 		i += size
 	}
 	return b
+}
+
+// shown reports whether a terminal shows r as itself: printable, and not
+// one of the default-ignorable code points that unicode.IsPrint accepts
+// though they print as nothing (variation selectors, the combining
+// grapheme joiner, Hangul fillers, Khmer inherent vowels).
+func shown(r rune) bool {
+	return unicode.IsPrint(r) && !unicode.In(r, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 func appendHexByte(b []byte, c byte) []byte {
@@ -129,7 +138,7 @@ func safeJSON(b []byte) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			out = append(out, `\ufffd`...)
-		case r != 0x7f && unicode.IsPrint(r):
+		case r != 0x7f && shown(r):
 			out = append(out, b[i:i+size]...)
 		case r <= 0xffff:
 			out = appendHex(append(out, `\u`...), uint32(r), 4)

@@ -248,3 +248,27 @@ func escapeForRaw(s string) []byte {
 	}
 	return b
 }
+
+// Characters that print as nothing, though unicode.IsPrint accepts them
+// (default-ignorable code points: the combining grapheme joiner, variation
+// selectors, Hangul fillers, the Khmer inherent vowels), would let
+// "payments\u034f" pass for "payments": they are escaped too, in text and
+// in --json.
+func TestInvisibleCharactersAreEscaped(t *testing.T) {
+	for _, r := range []rune{0x034f, 0xfe0f, 0x3164, 0x115f, 0xffa0, 0xe0100, 0x17b4, 0x180b} {
+		name := "payments" + string(r)
+		if got := Escape(name); got == name || !strings.HasPrefix(got, `payments\u`) && !strings.HasPrefix(got, `payments\U`) {
+			t.Errorf("U+%04X: Escape gave %q", r, got)
+		}
+		j := safeJSON([]byte(`{"s":"` + name + `"}`))
+		if !bytes.Contains(j, []byte(`payments\u`)) {
+			t.Errorf("U+%04X: safeJSON gave %q", r, j)
+		}
+	}
+	// Letters and visible marks of other scripts stay as they are.
+	for _, s := range []string{"café", "cafe\u0301", "東京", "Ελλάδα", "проверка"} {
+		if got := Escape(s); got != s {
+			t.Errorf("%q escaped to %q", s, got)
+		}
+	}
+}
