@@ -78,6 +78,7 @@ func (r reader) node(ctx context.Context, c redis.Cmdable) ([]Latest, error) {
 		if err != nil {
 			return out, fmt.Errorf("SCAN %s: %w", r.match, err)
 		}
+		keys, out = r.plausible(keys, out)
 		keys = r.ofService(keys)
 		if len(keys) > 0 {
 			got, err := r.keys(ctx, c, keys)
@@ -91,6 +92,23 @@ func (r reader) node(ctx context.Context, c redis.Cmdable) ([]Latest, error) {
 		}
 		cursor = next
 	}
+}
+
+// plausible keeps the keys whose names a heartbeat's key can have, and
+// reports the others by a short prefix of their names, unread: nothing is
+// asked about them, and no renderer gets a name of megabytes.
+func (r reader) plausible(keys []string, out []Latest) ([]string, []Latest) {
+	limit := len(r.keyPrefix) + 2*heartbeat.MaxNameLength + 1
+	kept := keys[:0]
+	for _, k := range keys {
+		if len(k) <= limit {
+			kept = append(kept, k)
+			continue
+		}
+		short := heartbeat.Truncate(k, 64) + "..."
+		out = append(out, Latest{Key: short, Err: fmt.Errorf("latest-state key %s has a name of %d bytes, longer than any heartbeat's key (%d): not read", short, len(k), limit)})
+	}
+	return kept, out
 }
 
 // ofService drops, when one service is asked for, the keys of services

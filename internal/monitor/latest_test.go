@@ -134,3 +134,43 @@ func TestLatestStateMatchesTheServiceExactly(t *testing.T) {
 		t.Errorf("tracked %+v", snap)
 	}
 }
+
+// A key whose name is longer than any heartbeat's key can be (a prefix, a
+// service name and an instance id of at most heartbeat.MaxNameLength bytes
+// each) is reported by a short prefix of its name and not read: a 100 MB
+// name once cost a monitor 2.6 GB and 400 MB of output.
+func TestAnOverlongKeyNameIsReportedShortAndNotRead(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	long := "heartbeat:instance:" + strings.Repeat("\x1b", 1<<20)
+	c.Set(ctx, long, "x", time.Minute)
+	c.Set(ctx, "heartbeat:instance:ok:aaaa", message("ok", "aaaa", time.Minute, 1), 3*time.Minute)
+	before := netOutput(t, c)
+	latest, err := ReadLatest(ctx, c, heartbeat.DefaultKeyPrefix, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SCAN returns the name once; nothing asks for it again.
+	if sent := netOutput(t, c) - before; sent > 2<<20 {
+		t.Errorf("the server sent %d bytes: the long key was asked about", sent)
+	}
+	var reported bool
+	for _, l := range latest {
+		if len(l.Key) > 200 {
+			t.Errorf("an entry names a key of %d bytes", len(l.Key))
+		}
+		if l.Err != nil && strings.Contains(l.Err.Error(), "1048595 bytes") {
+			reported = true
+			if len(l.Err.Error()) > 400 {
+				t.Errorf("the error is %d bytes long", len(l.Err.Error()))
+			}
+		}
+	}
+	if !reported {
+		t.Errorf("the long key was not reported: %+v", latest)
+	}
+	if l := byKey(t, latest, "heartbeat:instance:ok:aaaa"); l.Err != nil {
+		t.Errorf("the good key: %v", l.Err)
+	}
+}
