@@ -32,9 +32,13 @@
 // A watcher that could not see is not a fleet that died. TickAt judges only
 // up to the time the watcher knows it has received everything sent (a
 // heartbeat still in a socket or a stalled broker cannot be declared
-// missing), and after a time it could not see at all, Hold keeps every
-// instance from changing state by silence until it has been watched for
-// 1.5 of its intervals again.
+// missing); time the watcher says it could not see (Unwatched: a lost
+// subscription, a stalled broker) does not count as silence; and after a
+// long blindness, Hold keeps every instance from changing state by silence
+// until it has been watched for 1.5 of its intervals again. Only watched
+// time counts, so a watcher knocked off its subscription over and over
+// still declares a crashed instance dead, late by the time it could not
+// see.
 //
 // The tracker is bounded: at WithMaxInstances the instance heard from least
 // recently is evicted (and counted) to make room, so a burst of made-up
@@ -194,6 +198,7 @@ type Tracker struct {
 	services  map[string]*serviceName // one shared copy of each name tracked
 	heard     entry                   // sentinel of the list, least recently heard first
 	heldFrom  time.Time               // see Hold
+	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
 	evicted   int64
 }
 
@@ -206,11 +211,12 @@ type serviceName struct {
 
 type entry struct {
 	Instance
-	deadline   time.Time // when the next transition is due
-	filed      time.Time // the deadline the heap orders it by; never later than deadline
-	index      int       // in the heap, or -1
-	prev, next *entry    // in the list of instances by when they were last heard
-	gaps       *gaps     // for a sender that does not say its interval
+	deadline   time.Time     // when the next transition is due
+	filed      time.Time     // the deadline the heap orders it by; never later than deadline
+	index      int           // in the heap, or -1
+	prev, next *entry        // in the list of instances by when they were last heard
+	gaps       *gaps         // for a sender that does not say its interval
+	unwatched  time.Duration // the tracker's unwatched when it was last heard
 }
 
 // gapSamples is how many gaps an inferred interval is the median of.
@@ -349,6 +355,7 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 	}
 	t.learnInterval(e, m, receivedAt, ok)
 	e.LastSeen = receivedAt
+	e.unwatched = t.unwatched
 	e.Count = m.HeartbeatCount
 	e.UptimeSeconds = m.UptimeSeconds
 	e.MemoryMB = m.MemoryUsageMB
@@ -469,9 +476,10 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 	for len(t.deadlines) > 0 && !t.deadlines[0].filed.After(seen) {
 		e := t.deadlines[0]
 		due := e.deadline
-		if (e.State == Alive || e.State == Stale) && !t.heldFrom.IsZero() {
+		if e.State == Alive || e.State == Stale {
 			// Silence is judged only on time that was watched.
-			if hold := t.heldFrom.Add(scale(e.Interval, StaleAfter)); due.Before(hold) {
+			due = due.Add(t.unwatched - e.unwatched)
+			if hold := t.heldFrom.Add(scale(e.Interval, StaleAfter)); !t.heldFrom.IsZero() && due.Before(hold) {
 				due = hold
 			}
 		}
@@ -509,6 +517,18 @@ func (t *Tracker) Hold(at time.Time) {
 	if at.After(t.heldFrom) {
 		t.heldFrom = at
 	}
+}
+
+// Unwatched says the watcher could not see from from to to: its
+// subscription was lost, or did not answer. That time is not counted as
+// any instance's silence. Calls are for successive, separate spells.
+func (t *Tracker) Unwatched(from, to time.Time) {
+	if !to.After(from) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.unwatched += to.Sub(from)
 }
 
 // Get returns a copy of what is known of one instance.

@@ -459,3 +459,27 @@ func TestASentIntervalWins(t *testing.T) {
 		t.Errorf("configured default: %v (%v)", in.Interval, in.IntervalSource)
 	}
 }
+
+// Time the watcher could not see is not silence, and only that time: a
+// watcher knocked off its subscription for short spells over and over
+// still declares a crashed instance dead, late by the spells.
+func TestUnwatchedTimeIsNotSilence(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := New(WithClock(clock))
+	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
+	for i := 0; i < 10; i++ { // 100 ms unseen in every 250 ms
+		from := clock.t.Add(150 * time.Millisecond)
+		clock.Advance(250 * time.Millisecond)
+		tr.Unwatched(from, clock.t)
+		tr.Tick()
+	}
+	// 2.5 s have passed, 1.5 s of them watched: stale now, not dead.
+	if in, _ := tr.Get(Key{"a", "1"}); in.State != Stale {
+		t.Errorf("after 1.5 s watched of 2.5 s: %v", in.State)
+	}
+	clock.Advance(1500 * time.Millisecond)
+	got := tr.Tick()
+	if len(got) != 1 || got[0].To != Dead || got[0].Age != 4*time.Second {
+		t.Errorf("after 3 s watched: %s", describe(got))
+	}
+}

@@ -348,7 +348,7 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	defer probe.Stop()
 
 	first := true
-	var downSince, blindSince time.Time
+	var downSince, downSeen, blindSince time.Time
 	var evicted int64
 	report := func() {
 		if n := m.pendingDropped.Swap(0); n > 0 {
@@ -376,7 +376,7 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 			switch {
 			case c.err != nil:
 				if downSince.IsZero() {
-					downSince = c.at
+					downSince, downSeen = c.at, m.sight.seen()
 					m.downSince.Store(unixNano(downSince))
 					m.disconnects.Add(1)
 					emit(Event{Kind: KindDisconnected, At: c.at, Err: c.err})
@@ -386,9 +386,14 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 				if first {
 					emit(Event{Kind: KindLoaded, At: time.Now(), Count: n})
 				} else if !downSince.IsZero() {
-					// Heartbeats sent meanwhile are lost: judge silence
-					// only on time watched from now on.
-					m.tracker.Hold(c.at)
+					// Heartbeats sent meanwhile are lost: the time not
+					// watched is no instance's silence, and after a long
+					// spell the verdicts wait until each instance has
+					// been watched for 1.5 intervals again.
+					m.tracker.Unwatched(downSeen, c.at)
+					if c.at.Sub(downSeen) >= m.cfg.BlindAfter {
+						m.tracker.Hold(c.at)
+					}
 					emit(Event{Kind: KindReconnected, At: c.at, Downtime: c.at.Sub(downSince), Count: n})
 				}
 				first, downSince = false, time.Time{}
@@ -409,6 +414,7 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 				m.blind.Add(1)
 				emit(Event{Kind: KindBlind, At: now, Downtime: lag})
 			case !blindSince.IsZero() && lag < m.cfg.BlindAfter/2:
+				m.tracker.Unwatched(blindSince, now)
 				m.tracker.Hold(now)
 				emit(Event{Kind: KindCaughtUp, At: now, Downtime: now.Sub(blindSince)})
 				blindSince = time.Time{}

@@ -295,3 +295,43 @@ func TestABurstOfFakeInstancesCannotHideARealOne(t *testing.T) {
 		t.Errorf("evicted %d instances, reported %d; want 401", s.Evicted, reported)
 	}
 }
+
+// Anyone allowed to publish can get the monitor disconnected (a message
+// larger than the server's output buffer for subscribers). Done over and
+// over, that must not keep a crashed instance from being declared dead:
+// only the time the monitor could not see is not counted against it.
+func TestRepeatedDisconnectsCannotKeepACrashedInstanceAlive(t *testing.T) {
+	srv := redistest.Start(t)
+	r := start(t, srv, Config{SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: time.Second})
+	r.waitFor(KindLoaded)
+	k := liveness.Key{Service: "crashed", Instance: "1"}
+	b := startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
+	r.collectUntilCount(k, 3)
+	b.stop() // crashed: dead 600 ms of watched silence from now
+	crashed := time.Now()
+	kills := make(chan struct{})
+	killer := srv.Client(t)
+	go func() {
+		defer close(kills)
+		tk := time.NewTicker(150 * time.Millisecond)
+		defer tk.Stop()
+		for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); {
+			killer.ClientKillByFilter(context.Background(), "TYPE", "pubsub")
+			<-tk.C
+		}
+	}()
+	for {
+		select {
+		case e := <-r.events:
+			if e.Kind == KindTransition && e.Transition.Key == k && e.Transition.To == liveness.Dead {
+				if d := time.Since(crashed); d > 3*time.Second {
+					t.Errorf("dead %v after the crash, with the monitor disconnected every 150 ms", d)
+				}
+				<-kills
+				return
+			}
+		case <-kills:
+			t.Fatal("the crashed instance was never declared dead while the monitor was disconnected every 150 ms")
+		}
+	}
+}
