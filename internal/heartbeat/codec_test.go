@@ -251,6 +251,8 @@ func TestDecodeRejectsMalformedInput(t *testing.T) {
 		{"array", `[1,2]`, "", "not a JSON object"},
 		{"string", `"x"`, "", "not a JSON object"},
 		{"truncated", `{"service_name":"s"`, "", "not JSON"},
+		{"unknown status", `{` + ok + `,"status":"dead"}`, "status", `want "running" or "stopping"`},
+		{"disguised status", `{` + ok + `,"status":"\u202erunning"}`, "status", `want "running" or "stopping"`},
 		{"trailing data", `{` + ok + `}{}`, "", "data after"},
 		{"missing service name", `{"instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`, KeyServiceName, "missing"},
 		{"missing instance id", `{"service_name":"s","timestamp":"2025-01-16T08:30:00Z"}`, KeyInstanceID, "missing"},
@@ -536,6 +538,11 @@ func limitRefusalIsTrue(t *testing.T, data []byte, de *DecodeError) {
 		}
 		if f >= MinInterval.Seconds() && f <= MaxInterval.Seconds() {
 			t.Fatalf("%v, but encoding/json reads %v", de, f)
+		}
+	case de.Key == KeyStatus:
+		var st string
+		if err := json.Unmarshal(first[KeyStatus], &st); err == nil && (st == StatusRunning || st == StatusStopping) {
+			t.Fatalf("%v, but encoding/json reads %q", de, st)
 		}
 	case strings.Contains(de.Reason, "service fields"):
 		if service <= MaxFields {

@@ -196,7 +196,16 @@ func (d *decoder) value(key string) error {
 		if err != nil {
 			return err
 		}
-		m.Status = internStatus(raw)
+		// Only the two values a publisher sends: anything else ("dead",
+		// "\u202erunning") would be shown as if it meant something.
+		switch string(raw) {
+		case StatusRunning:
+			m.Status = StatusRunning
+		case StatusStopping:
+			m.Status = StatusStopping
+		default:
+			return decodeErr(key, "want %q or %q, got %q", StatusRunning, StatusStopping, truncate(string(raw), 32))
+		}
 		return nil
 	case KeyUptimeSeconds:
 		return d.nonNegative(key, seenUptime, HasUptime, &m.UptimeSeconds)
@@ -346,16 +355,6 @@ func (d *decoder) wrongType(key, want string) error {
 		return decodeErr(key, "not JSON: %v", err)
 	}
 	return decodeErr(key, "%s, got %s", want, describe(raw))
-}
-
-func internStatus(raw []byte) string {
-	switch string(raw) {
-	case StatusRunning:
-		return StatusRunning
-	case StatusStopping:
-		return StatusStopping
-	}
-	return string(raw)
 }
 
 func describe(raw []byte) string {
