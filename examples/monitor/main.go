@@ -10,7 +10,8 @@
 //	                        exit: 0 all alive, 1 any stale (or, with --service,
 //	                        none alive), 2 could not see (Valkey unreachable, a
 //	                        command refused, a key of another type, or every
-//	                        key malformed)
+//	                        key malformed), 3 usage error; with no key to
+//	                        read it listens for one --default-interval
 //	monitor --service NAME  only that service
 //	monitor --sharded       shard channels (SSUBSCRIBE), for publishers in sharded mode
 //
@@ -328,6 +329,11 @@ func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyP
 			code = exitNotAlive
 		}
 		m := l.Message
+		if o.json {
+			_ = monitor.InstanceJSON(stdout, monitor.InstanceLine{Service: m.ServiceName, Instance: m.InstanceID, State: st,
+				Age: l.Age, Interval: m.Interval(), Source: liveness.IntervalSent, Count: m.HeartbeatCount, From: "latest_state_key"})
+			continue
+		}
 		fmt.Fprintf(stdout, "%-24s %-8s %s  age %-6v interval %v  heartbeats %d\n",
 			monitor.Escape(m.ServiceName), monitor.Escape(monitor.ShortID(m.InstanceID)), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
 	}
@@ -392,9 +398,14 @@ func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix
 				alive++
 			}
 			in, _ := m.Tracker().Get(k)
-			fmt.Fprintf(stdout, "%-24s %-8s %s  heard now    interval %s  heartbeats %d\n",
-				monitor.Escape(k.Service), monitor.Escape(monitor.ShortID(k.Instance)), style.StateLabel(st),
-				monitor.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
+			if o.json {
+				_ = monitor.InstanceJSON(stdout, monitor.InstanceLine{Service: k.Service, Instance: k.Instance, State: st,
+					Interval: in.Interval, Source: in.IntervalSource, Count: e.Message.HeartbeatCount, From: "channel"})
+			} else {
+				fmt.Fprintf(stdout, "%-24s %-8s %s  heard now    interval %s  heartbeats %d\n",
+					monitor.Escape(k.Service), monitor.Escape(monitor.ShortID(k.Instance)), style.StateLabel(st),
+					monitor.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
+			}
 			if o.service != "" && alive > 0 {
 				cancel()
 			}
@@ -405,10 +416,19 @@ func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix
 		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", endpoint, monitor.Escape(lost.Error()))
 		return exitUnreachable
 	case o.service != "" && alive == 0:
-		fmt.Fprintf(stdout, "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", monitor.Escape(o.service), o.defaultInterval)
+		fmt.Fprintf(textOut(o, stdout, stderr), "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", monitor.Escape(o.service), o.defaultInterval)
 		return exitNotAlive
 	case len(heard) == 0:
-		fmt.Fprintf(stdout, "no instances: no latest-state key and no heartbeat within %v\n", o.defaultInterval)
+		fmt.Fprintf(textOut(o, stdout, stderr), "no instances: no latest-state key and no heartbeat within %v\n", o.defaultInterval)
 	}
 	return exitOK
+}
+
+// textOut is where --once writes its summary: stdout, or stderr when
+// stdout carries --json lines only.
+func textOut(o options, stdout, stderr io.Writer) io.Writer {
+	if o.json {
+		return stderr
+	}
+	return stdout
 }

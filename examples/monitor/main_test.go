@@ -694,3 +694,38 @@ func TestSeedFormatPublishersAreJudgedByTheirOwnInterval(t *testing.T) {
 		}
 	}
 }
+
+// --once --json writes one JSON object per instance on stdout and nothing
+// else there, whether the state came from a latest-state key or, for a
+// publisher in the seed's format, from the channel.
+func TestOnceJSONIsJSON(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
+	monitorBin, _ := binaries(t)
+	cmd := exec.Command(monitorBin, "--once", "--json")
+	cmd.Env = env(srv)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("--once --json: %v", err)
+	}
+	var got struct {
+		Type, Service, State, From string
+		Interval                   float64 `json:"interval_seconds"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil || got.Type != "instance" || got.Service != "tracker_fetcher" || got.State != "alive" || got.Interval != 60 || got.From != "latest_state_key" {
+		t.Errorf("--once --json wrote %q (%v)", out, err)
+	}
+
+	stop := seedPublisher(t, srv, "seed_1s", 200*time.Millisecond)
+	defer stop()
+	cmd = exec.Command(monitorBin, "--once", "--json", "--service", "seed_1s", "--default-interval", "5s")
+	cmd.Env = env(srv)
+	if out, err = cmd.Output(); err != nil {
+		t.Fatalf("--once --json --service seed_1s: %v", err)
+	}
+	if err := json.Unmarshal(out, &got); err != nil || got.Service != "seed_1s" || got.State != "alive" || got.From != "channel" {
+		t.Errorf("--once --json from the channel wrote %q (%v)", out, err)
+	}
+}

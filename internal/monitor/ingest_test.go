@@ -172,7 +172,10 @@ func BenchmarkDecodeAndTrack(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := New(Config{Client: redis.NewClient(&redis.Options{}), NoHeartbeats: true,
+	// The client is never dialled: ingest needs no connection.
+	client := redis.NewClient(&redis.Options{})
+	defer client.Close()
+	m, err := New(Config{Client: client, NoHeartbeats: true,
 		Tracker: []liveness.Option{liveness.WithMaxInstances(2 * ingestInstances)}})
 	if err != nil {
 		b.Fatal(err)

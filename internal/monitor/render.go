@@ -342,6 +342,38 @@ func JSON(w io.Writer, e Event) error {
 	return err
 }
 
+// InstanceLine is one instance's state, as monitor --once --json writes it.
+type InstanceLine struct {
+	Service, Instance string
+	State             liveness.State
+	Age, Interval     time.Duration
+	Source            liveness.IntervalSource
+	Count             int64
+	// From is where the state was read: "latest_state_key" or "channel".
+	From string
+}
+
+// InstanceJSON writes one instance's state as one line of JSON, as safe
+// for a terminal as the event lines.
+func InstanceJSON(w io.Writer, l InstanceLine) error {
+	b, err := json.Marshal(struct {
+		Type     string  `json:"type"`
+		Service  string  `json:"service"`
+		Instance string  `json:"instance"`
+		State    string  `json:"state"`
+		Age      float64 `json:"age_seconds"`
+		Interval float64 `json:"interval_seconds"`
+		Source   string  `json:"interval_source"`
+		Count    int64   `json:"heartbeat_count"`
+		From     string  `json:"from"`
+	}{"instance", l.Service, l.Instance, l.State.String(), l.Age.Seconds(), l.Interval.Seconds(), l.Source.String(), l.Count, l.From})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(safeJSON(b), '\n'))
+	return err
+}
+
 // StateLabel writes a state padded to a fixed width, coloured.
 func (s Style) StateLabel(st liveness.State) string {
 	return s.state(st, fmt.Sprintf("%-7s", st))
