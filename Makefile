@@ -36,15 +36,15 @@ benchonce:
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
-	$(GO) test -run '^$$' -fuzz '^FuzzDecoderAgreesWithEncodingJSON$$' -fuzztime $(FUZZTIME) ./internal/heartbeat
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./otelheartbeat/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzDecoderAgreesWithEncodingJSON$$' -fuzztime $(FUZZTIME) ./otelheartbeat/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFromEnv$$' -fuzztime $(FUZZTIME) ./internal/valkeyconf
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeAndSafeJSON$$' -fuzztime $(FUZZTIME) ./internal/monitor
 
 # make bench: every performance figure beside its baseline, measured in the
 # same run on this machine, as the README's table (a few minutes).
 bench: deps
-	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode)$$' -benchmem -count 5 ./internal/heartbeat && \
+	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode)$$' -benchmem -count 5 ./otelheartbeat/wire && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkHeartbeatCycle' -benchmem -count 5 ./otelheartbeat && \
 	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe)$$' -benchmem ./internal/liveness && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./internal/liveness && \

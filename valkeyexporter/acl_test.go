@@ -10,9 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/acl"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestLeastPrivilegePublisherACL(t *testing.T) {
@@ -33,7 +33,7 @@ func TestLeastPrivilegePublisherACL(t *testing.T) {
 	}
 	exp.markStopping()
 	must(t, exp.Export(ctx, rm))
-	if m, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload)); m.Status != "stopping" {
+	if m, _ := wire.Unmarshal([]byte(next(t, msgs).Payload)); m.Status != "stopping" {
 		t.Errorf("final status %q", m.Status)
 	}
 	must(t, exp.Shutdown(ctx))

@@ -32,9 +32,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 var modes = []string{"basic", "manager", "tracker", "monitor"}
@@ -105,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: --interval %v / --timeout %v: must be positive and within the library's bounds\n", c.interval, c.timeout)
 		return 3
 	}
-	if err := heartbeat.ValidateServiceName(c.prefix); err != nil {
+	if err := wire.ValidateServiceName(c.prefix); err != nil {
 		fmt.Fprintf(stderr, "check: --name: %v\n", err)
 		return 3
 	}
@@ -196,14 +196,14 @@ func (w *watch) next(timeout time.Duration) (string, time.Time, error) {
 
 // documentedKeys is the order of the documented keys on the wire.
 var documentedKeys = []string{
-	heartbeat.KeyServiceName, heartbeat.KeyInstanceID, heartbeat.KeyTimestamp,
-	heartbeat.KeyUptimeSeconds, heartbeat.KeyHeartbeatCount, heartbeat.KeyMemoryUsageMB,
-	heartbeat.KeyCPUUsagePercent,
+	wire.KeyServiceName, wire.KeyInstanceID, wire.KeyTimestamp,
+	wire.KeyUptimeSeconds, wire.KeyHeartbeatCount, wire.KeyMemoryUsageMB,
+	wire.KeyCPUUsagePercent,
 }
 
 // checkMessage checks every documented field of one heartbeat.
-func (c *checker) checkMessage(mode, raw, service string, count int64, status string) *heartbeat.Message {
-	m, err := heartbeat.Unmarshal([]byte(raw))
+func (c *checker) checkMessage(mode, raw, service string, count int64, status string) *wire.Message {
+	m, err := wire.Unmarshal([]byte(raw))
 	if !c.check(mode, fmt.Sprintf("heartbeat #%d decodes", count), err) {
 		return nil
 	}
@@ -224,10 +224,10 @@ func (c *checker) checkMessage(mode, raw, service string, count int64, status st
 	skew := time.Since(m.Timestamp)
 	want(skew > -time.Minute && skew < time.Minute, "timestamp %v is %v from this machine's clock", m.Timestamp, skew.Round(time.Millisecond))
 	want(strings.Contains(raw, `+00:00"`), "timestamp is not in the +00:00 form")
-	want(m.Has&heartbeat.HasUptime != 0 && m.UptimeSeconds >= 0, "uptime_seconds missing")
+	want(m.Has&wire.HasUptime != 0 && m.UptimeSeconds >= 0, "uptime_seconds missing")
 	want(m.HeartbeatCount == count, "heartbeat_count %d, want %d", m.HeartbeatCount, count)
-	want(m.Has&heartbeat.HasMemory != 0 && m.MemoryUsageMB > 0, "memory_usage_mb missing or zero")
-	want(m.Has&heartbeat.HasCPU != 0 && m.CPUUsagePercent >= 0, "cpu_usage_percent missing")
+	want(m.Has&wire.HasMemory != 0 && m.MemoryUsageMB > 0, "memory_usage_mb missing or zero")
+	want(m.Has&wire.HasCPU != 0 && m.CPUUsagePercent >= 0, "cpu_usage_percent missing")
 	want(m.IntervalSeconds == c.interval.Seconds(), "interval_seconds %v, want %v", m.IntervalSeconds, c.interval.Seconds())
 	want(m.Status == status, "status %q, want %q", m.Status, status)
 	var err2 error
@@ -260,8 +260,8 @@ func jsonKeys(raw string) ([]string, error) {
 
 // checkLatest checks the latest-state key holds raw with a TTL of at most
 // three intervals.
-func (c *checker) checkLatest(mode string, m *heartbeat.Message, raw string) {
-	key := heartbeat.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
+func (c *checker) checkLatest(mode string, m *wire.Message, raw string) {
+	key := wire.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	got, err := c.client.Get(ctx, key).Result()
@@ -291,8 +291,8 @@ func (c *checker) reportedReason(command string) string {
 	return ""
 }
 
-func (c *checker) checkGone(mode string, m *heartbeat.Message) {
-	key := heartbeat.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
+func (c *checker) checkGone(mode string, m *wire.Message) {
+	key := wire.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	n, err := c.client.Exists(ctx, key).Result()

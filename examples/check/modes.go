@@ -12,10 +12,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -25,7 +25,7 @@ func (c *checker) publisherOptions() []otelheartbeat.Option {
 
 // lifecycle starts p, checks its first two heartbeats and its stop, and
 // calls fields on the first heartbeat for the mode's own checks.
-func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func(*heartbeat.Message)) {
+func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func(*wire.Message)) {
 	w, ok := c.watch(mode, p.ServiceName())
 	if !ok {
 		return
@@ -50,7 +50,7 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 	} else {
 		c.fail(mode, "first heartbeat %v after Start; want it at once", d.Round(time.Millisecond))
 	}
-	m := c.checkMessage(mode, raw, p.ServiceName(), 1, heartbeat.StatusRunning)
+	m := c.checkMessage(mode, raw, p.ServiceName(), 1, wire.StatusRunning)
 	if m == nil {
 		return
 	}
@@ -61,8 +61,8 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 
 	raw, at2, err := w.next(c.interval + c.timeout)
 	if err == nil {
-		var m2 *heartbeat.Message
-		if m2, err = heartbeat.Unmarshal([]byte(raw)); err == nil && m2.HeartbeatCount != 2 {
+		var m2 *wire.Message
+		if m2, err = wire.Unmarshal([]byte(raw)); err == nil && m2.HeartbeatCount != 2 {
 			err = fmt.Errorf("heartbeat_count %d, want 2", m2.HeartbeatCount)
 		}
 	}
@@ -81,8 +81,8 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 	}
 	raw, _, err = w.next(c.timeout)
 	if err == nil {
-		var final *heartbeat.Message
-		if final, err = heartbeat.Unmarshal([]byte(raw)); err == nil && final.Status != heartbeat.StatusStopping {
+		var final *wire.Message
+		if final, err = wire.Unmarshal([]byte(raw)); err == nil && final.Status != wire.StatusStopping {
 			err = fmt.Errorf("status %q, want stopping", final.Status)
 		}
 	}
@@ -97,12 +97,12 @@ func (c *checker) basic() {
 		return
 	}
 	_ = p.AddDataCollector("custom_metric", collectors.Int(func() int64 { return 42 }))
-	c.lifecycle(mode, p, func(m *heartbeat.Message) {
+	c.lifecycle(mode, p, func(m *wire.Message) {
 		c.fieldIs(mode, m, "custom_metric", "42")
 	})
 }
 
-func (c *checker) fieldIs(mode string, m *heartbeat.Message, key, want string) {
+func (c *checker) fieldIs(mode string, m *wire.Message, key, want string) {
 	v, ok := m.Field(key)
 	var err error
 	switch {
@@ -134,7 +134,7 @@ func (c *checker) manager() {
 	if !c.check(mode, "seven common collectors registered", err) {
 		return
 	}
-	c.lifecycle(mode, m.Publisher, func(hb *heartbeat.Message) {
+	c.lifecycle(mode, m.Publisher, func(hb *wire.Message) {
 		for _, f := range []struct{ key, want string }{
 			{"queue_size", "1380"}, {"api_status", "authenticated"},
 			{"last_successful_operation", "2025-01-16T08:29:45.123456+00:00"},
@@ -169,7 +169,7 @@ func (c *checker) tracker() {
 	if !c.check(mode, "tracker fetcher collectors registered", err) {
 		return
 	}
-	c.lifecycle(mode, m.Publisher, func(hb *heartbeat.Message) {
+	c.lifecycle(mode, m.Publisher, func(hb *wire.Message) {
 		c.fieldIs(mode, hb, "queue_size", "1380")
 		c.fieldIs(mode, hb, "api_status", "authenticated")
 		c.fieldIs(mode, hb, "last_successful_operation", "2025-01-16T08:29:45.123456+00:00")
@@ -269,7 +269,7 @@ func (c *checker) monitor() {
 		c.check(mode, fmt.Sprintf("crashed instance reported %s after %v", step.to, step.after), err)
 	}
 	// Delete what a crashed instance leaves behind.
-	_ = c.client.Del(context.Background(), heartbeat.Key(c.keyPrefix, service, crashed.Instance)).Err()
+	_ = c.client.Del(context.Background(), wire.Key(c.keyPrefix, service, crashed.Instance)).Err()
 
 	// A graceful stop.
 	p, err := otelheartbeat.NewPublisher(service, c.publisherOptions()...)

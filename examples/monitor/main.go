@@ -37,10 +37,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Exit codes of --once.
@@ -85,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
 	fs.DurationVar(&o.blindAfter, "blind-after", monitor.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
-	fs.DurationVar(&o.defaultInterval, "default-interval", heartbeat.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
+	fs.DurationVar(&o.defaultInterval, "default-interval", wire.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
 	fs.IntVar(&o.maxInstances, "max-instances", liveness.DefaultMaxInstances, "track at most this many instances; past it, the one heard from least recently is evicted")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -123,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if o.service != "" {
-		if err := heartbeat.ValidateServiceName(o.service); err != nil {
+		if err := wire.ValidateServiceName(o.service); err != nil {
 			fmt.Fprintf(stderr, "monitor: --service: %v\n", err)
 			return exitUsage
 		}
@@ -162,7 +162,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !o.json {
 		what := m.Pattern()
 		if o.sharded {
-			what = "the shard channels of the services in " + heartbeat.DefaultRegistryKey
+			what = "the shard channels of the services in " + wire.DefaultRegistryKey
 		}
 		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", what, endpoint)
 	}
@@ -392,7 +392,7 @@ func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix
 			}
 			heard[k] = true
 			st := liveness.Alive
-			if e.Message.Status == heartbeat.StatusStopping {
+			if e.Message.Status == wire.StatusStopping {
 				st = liveness.Stopped
 			} else {
 				alive++

@@ -55,7 +55,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // State is an instance's liveness.
@@ -156,7 +156,7 @@ type Instance struct {
 	UptimeSeconds float64
 	MemoryMB      float64
 	CPUPercent    float64
-	Has           heartbeat.Presence
+	Has           wire.Presence
 	// Lost counts heartbeats missing from the sequence of heartbeat_count.
 	Lost int64
 }
@@ -262,7 +262,7 @@ func WithRetention(d time.Duration) Option { return func(t *Tracker) { t.retenti
 func WithDefaultInterval(d time.Duration) Option {
 	return func(t *Tracker) {
 		if d > 0 {
-			t.defaultInterval = min(max(d, heartbeat.MinInterval), heartbeat.MaxInterval)
+			t.defaultInterval = min(max(d, wire.MinInterval), wire.MaxInterval)
 		}
 	}
 }
@@ -278,7 +278,7 @@ func New(opts ...Option) *Tracker {
 		clock:           realClock{},
 		retention:       DefaultRetention,
 		maxInstances:    DefaultMaxInstances,
-		defaultInterval: heartbeat.DefaultInterval,
+		defaultInterval: wire.DefaultInterval,
 		instances:       make(map[Key]*entry),
 		services:        make(map[string]*serviceName),
 	}
@@ -317,14 +317,14 @@ func (t *Tracker) serviceNames() int {
 // Observe records a heartbeat received now and returns the transitions it
 // causes (none, or one). Transitions of other instances that are due are
 // not included: call Tick.
-func (t *Tracker) Observe(m *heartbeat.Message) []Transition {
+func (t *Tracker) Observe(m *wire.Message) []Transition {
 	return t.ObserveAt(m, t.clock.Now())
 }
 
 // ObserveAt records a heartbeat received at receivedAt (on the tracker's
 // clock); a monitor that reads a latest-state key uses the key's age on the
 // server. A receivedAt older than what is known already is ignored.
-func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transition {
+func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
@@ -350,7 +350,7 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 	}
 	e.prev, e.next = t.heard.prev, &t.heard
 	e.prev.next, t.heard.prev = e, e
-	if e.Has&heartbeat.HasHeartbeatCount != 0 && m.Has&heartbeat.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
+	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
 	t.learnInterval(e, m, receivedAt, ok)
@@ -363,7 +363,7 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 	e.Has = m.Has
 
 	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
-	if m.Status == heartbeat.StatusStopping {
+	if m.Status == wire.StatusStopping {
 		to = Stopped
 	}
 	var out []Transition
@@ -381,8 +381,8 @@ func (t *Tracker) ObserveAt(m *heartbeat.Message, receivedAt time.Time) []Transi
 // m says, or else the median of the gaps between e's heartbeats, each
 // divided by how many heartbeats its count says it spans. known says
 // whether e had been heard before m.
-func (t *Tracker) learnInterval(e *entry, m *heartbeat.Message, receivedAt time.Time, known bool) {
-	if m.Has&heartbeat.HasInterval != 0 {
+func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time, known bool) {
+	if m.Has&wire.HasInterval != 0 {
 		e.Interval, e.IntervalSource, e.gaps = m.Interval(), IntervalSent, nil
 		return
 	}
@@ -391,7 +391,7 @@ func (t *Tracker) learnInterval(e *entry, m *heartbeat.Message, receivedAt time.
 	}
 	if known && receivedAt.After(e.LastSeen) {
 		spans := int64(1)
-		counted := e.Has&heartbeat.HasHeartbeatCount != 0 && m.Has&heartbeat.HasHeartbeatCount != 0
+		counted := e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0
 		if counted {
 			spans = m.HeartbeatCount - e.Count
 		}
@@ -400,7 +400,7 @@ func (t *Tracker) learnInterval(e *entry, m *heartbeat.Message, receivedAt time.
 		// sender's interval (the burst after a stall).
 		if spans > 0 {
 			gap := receivedAt.Sub(e.LastSeen) / time.Duration(spans)
-			if gap >= heartbeat.MinInterval && gap <= heartbeat.MaxInterval {
+			if gap >= wire.MinInterval && gap <= wire.MaxInterval {
 				e.gaps.add(gap)
 			}
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 type fakeClock struct{ t time.Time }
@@ -16,12 +16,12 @@ func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 
 var t0 = time.Date(2025, 1, 16, 8, 30, 0, 0, time.UTC)
 
-func beat(service, id string, count int64) *heartbeat.Message {
-	return &heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: t0, HeartbeatCount: count, Has: heartbeat.HasHeartbeatCount}
+func beat(service, id string, count int64) *wire.Message {
+	return &wire.Message{ServiceName: service, InstanceID: id, Timestamp: t0, HeartbeatCount: count, Has: wire.HasHeartbeatCount}
 }
 
-func withInterval(m *heartbeat.Message, d time.Duration) *heartbeat.Message {
-	m.IntervalSeconds, m.Has = d.Seconds(), m.Has|heartbeat.HasInterval
+func withInterval(m *wire.Message, d time.Duration) *wire.Message {
+	m.IntervalSeconds, m.Has = d.Seconds(), m.Has|wire.HasInterval
 	return m
 }
 
@@ -37,7 +37,7 @@ func TestClassifyAtTheSeedsEdges(t *testing.T) {
 		{180 * time.Second, Dead},
 		{time.Hour, Dead},
 	} {
-		if got := Classify(tt.age, heartbeat.DefaultInterval); got != tt.want {
+		if got := Classify(tt.age, wire.DefaultInterval); got != tt.want {
 			t.Errorf("age %v: %v, want %v", tt.age, got, tt.want)
 		}
 	}
@@ -138,7 +138,7 @@ func TestGracefulStopIsStoppedNotDeadAndIsForgotten(t *testing.T) {
 	tr.Observe(beat("s", "i", 1))
 	clock.Advance(30 * time.Second)
 	m := beat("s", "i", 2)
-	m.Status = heartbeat.StatusStopping
+	m.Status = wire.StatusStopping
 	got := tr.Observe(m)
 	if len(got) != 1 || got[0].To != Stopped {
 		t.Fatalf("stop: %+v", got)
@@ -291,7 +291,7 @@ func BenchmarkObserve(b *testing.B) {
 	clock := &fakeClock{t: t0}
 	tr := New(WithClock(clock))
 	const n = 100_000
-	msgs := make([]*heartbeat.Message, n)
+	msgs := make([]*wire.Message, n)
 	for i := range msgs {
 		msgs[i] = withInterval(beat(fmt.Sprintf("service_%03d", i%50), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1), time.Minute)
 		tr.Observe(msgs[i])
@@ -379,7 +379,7 @@ func TestHoldDelaysVerdictsAfterBlindness(t *testing.T) {
 
 // seedBeat is a heartbeat from a publisher in the seed's format: no
 // interval_seconds.
-func seedBeat(count int64) *heartbeat.Message { return beat("seed_service", "s1", count) }
+func seedBeat(count int64) *wire.Message { return beat("seed_service", "s1", count) }
 
 // A publisher that does not send interval_seconds is judged by the interval
 // its own heartbeats show, not by a fixed 60 s; until there is evidence,
@@ -391,7 +391,7 @@ func TestTheIntervalIsInferredWhenTheSenderDoesNotSayIt(t *testing.T) {
 			tr := New(WithClock(clock))
 			k := Key{"seed_service", "s1"}
 			tr.Observe(seedBeat(1))
-			if in, _ := tr.Get(k); in.Interval != heartbeat.DefaultInterval || in.IntervalSource != IntervalDefault {
+			if in, _ := tr.Get(k); in.Interval != wire.DefaultInterval || in.IntervalSource != IntervalDefault {
 				t.Fatalf("before any evidence: %v (%v)", in.Interval, in.IntervalSource)
 			}
 			for n := int64(2); n <= 5; n++ {

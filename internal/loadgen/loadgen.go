@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Config describes the simulated fleet.
@@ -55,10 +55,10 @@ func New(cfg Config) (*Fleet, error) {
 		cfg.Batch = 500
 	}
 	if cfg.ChannelPrefix == "" {
-		cfg.ChannelPrefix = heartbeat.DefaultChannelPrefix
+		cfg.ChannelPrefix = wire.DefaultChannelPrefix
 	}
 	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = heartbeat.DefaultKeyPrefix
+		cfg.KeyPrefix = wire.DefaultKeyPrefix
 	}
 	f := &Fleet{cfg: cfg, instances: make([]instance, cfg.Instances)}
 	now := time.Now()
@@ -67,8 +67,8 @@ func New(cfg Config) (*Fleet, error) {
 		id := uuid.NewString()
 		f.instances[i] = instance{
 			service: svc, id: id,
-			channel: heartbeat.Channel(cfg.ChannelPrefix, svc),
-			key:     heartbeat.Key(cfg.KeyPrefix, svc, id),
+			channel: wire.Channel(cfg.ChannelPrefix, svc),
+			key:     wire.Key(cfg.KeyPrefix, svc, id),
 			started: now.Add(-time.Duration(i%3600) * time.Second),
 		}
 	}
@@ -244,12 +244,12 @@ func (f *Fleet) publishPrepared(ctx context.Context, c redis.UniversalClient, ms
 func (f *Fleet) next(i int, dst []byte) ([]byte, error) {
 	in := &f.instances[i]
 	in.count++
-	return heartbeat.AppendJSON(dst, &heartbeat.Message{
+	return wire.AppendJSON(dst, &wire.Message{
 		ServiceName: in.service, InstanceID: in.id, Timestamp: time.Now(),
 		UptimeSeconds: time.Since(in.started).Seconds(), HeartbeatCount: in.count,
 		MemoryUsageMB: 156.3, CPUUsagePercent: 12.5, IntervalSeconds: f.cfg.Interval.Seconds(),
-		Status: heartbeat.StatusRunning,
-		Has:    heartbeat.HasUptime | heartbeat.HasHeartbeatCount | heartbeat.HasMemory | heartbeat.HasCPU | heartbeat.HasInterval,
-		Fields: []heartbeat.Field{{Key: "queue_size", Value: heartbeat.Int(int64(i % 2000))}},
+		Status: wire.StatusRunning,
+		Has:    wire.HasUptime | wire.HasHeartbeatCount | wire.HasMemory | wire.HasCPU | wire.HasInterval,
+		Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(int64(i % 2000))}},
 	})
 }

@@ -11,23 +11,23 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // hostile is what a publisher can put in front of an operator: CSI and OSC
 // sequences, a C1 CSI (U+009B), a zero-width space and a right-to-left
 // override in names, and bytes that are not UTF-8.
-func hostile() *heartbeat.Message {
-	return &heartbeat.Message{
+func hostile() *wire.Message {
+	return &wire.Message{
 		ServiceName:     "payments\u200b", // displays as "payments"
 		InstanceID:      "\u202eabcdef-1234",
 		Timestamp:       at,
-		Has:             heartbeat.HasInterval,
+		Has:             wire.HasInterval,
 		IntervalSeconds: 60,
-		Fields: []heartbeat.Field{
-			{Key: "k\x1b[2J", Value: heartbeat.String("\x1b]0;owned\x07\u009b31mred\xff")},
-			{Key: "tags", Value: heartbeat.Value{Kind: heartbeat.KindRaw, Raw: []byte("[\"\u009b2J\u2066\"]")}},
+		Fields: []wire.Field{
+			{Key: "k\x1b[2J", Value: wire.String("\x1b]0;owned\x07\u009b31mred\xff")},
+			{Key: "tags", Value: wire.Value{Kind: wire.KindRaw, Raw: []byte("[\"\u009b2J\u2066\"]")}},
 		},
 	}
 }
@@ -57,7 +57,7 @@ func safeForTerminal(t *testing.T, what, out string) {
 func TestWireStringsAreEscapedForTerminals(t *testing.T) {
 	m := hostile()
 	k := liveness.Key{Service: m.ServiceName, Instance: m.InstanceID}
-	badErr := &heartbeat.DecodeError{Key: "\x1b[2J", Reason: "key appears twice"}
+	badErr := &wire.DecodeError{Key: "\x1b[2J", Reason: "key appears twice"}
 	for _, colour := range []bool{false, true} {
 		s := Style{Color: colour}
 		var hb, tr, ev, tab bytes.Buffer
@@ -116,14 +116,14 @@ func TestEscapeIsFreeForPrintableASCII(t *testing.T) {
 // on or hide is a \u escape in them, in the heartbeat as sent too.
 func TestJSONEscapesEveryHostileRune(t *testing.T) {
 	raw := []byte("{\"service_name\":\"payments\u200b\",\"instance_id\":\"\u202eabc\",\"timestamp\":\"2025-01-16T08:30:00Z\",\"v\":\"\u009b2J\xff\x7f\",\"w\":\"\U000E0001\"}")
-	m, err := heartbeat.Unmarshal(raw)
+	m, err := wire.Unmarshal(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
 	for _, e := range []Event{
 		{Kind: KindHeartbeat, At: at, Channel: "heartbeat:service:payments\u200b", Message: m, Raw: raw},
-		{Kind: KindMalformed, At: at, Channel: "heartbeat:service:\u009b\xfe", Err: &heartbeat.DecodeError{Key: "\x1b[2J\u200b", Reason: "key appears twice"}},
+		{Kind: KindMalformed, At: at, Channel: "heartbeat:service:\u009b\xfe", Err: &wire.DecodeError{Key: "\x1b[2J\u200b", Reason: "key appears twice"}},
 		{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: m.ServiceName, Instance: m.InstanceID}, From: liveness.Alive, To: liveness.Stale, Interval: time.Minute}},
 	} {
 		if err := JSON(&b, e); err != nil {
@@ -162,10 +162,10 @@ func TestJSONEscapesEveryHostileRune(t *testing.T) {
 // Numbers a publisher may legally send (1e308 is valid JSON) and names at
 // the length limit must not widen the table past its bounds.
 func TestTableCellsHaveBoundedWidth(t *testing.T) {
-	m := &heartbeat.Message{
-		ServiceName: strings.Repeat("s", heartbeat.MaxNameLength), InstanceID: strings.Repeat("i", heartbeat.MaxNameLength),
+	m := &wire.Message{
+		ServiceName: strings.Repeat("s", wire.MaxNameLength), InstanceID: strings.Repeat("i", wire.MaxNameLength),
 		Timestamp: at, UptimeSeconds: 1e308, MemoryUsageMB: 1e308, CPUUsagePercent: 1e308, HeartbeatCount: 1<<63 - 1,
-		Has: heartbeat.HasUptime | heartbeat.HasMemory | heartbeat.HasCPU | heartbeat.HasHeartbeatCount,
+		Has: wire.HasUptime | wire.HasMemory | wire.HasCPU | wire.HasHeartbeatCount,
 	}
 	tracker := liveness.New()
 	tracker.ObserveAt(m, at)

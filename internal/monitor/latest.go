@@ -10,14 +10,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Latest is one instance's latest-state key.
 type Latest struct {
 	Key     string
-	Message *heartbeat.Message
+	Message *wire.Message
 	// Age is how long ago the key was written, from its remaining TTL on
 	// the server: no clock of the sender's or ours is trusted.
 	Age time.Duration
@@ -26,7 +26,7 @@ type Latest struct {
 
 // State classifies the instance by its age.
 func (l Latest) State() liveness.State {
-	if l.Message.Status == heartbeat.StatusStopping {
+	if l.Message.Status == wire.StatusStopping {
 		return liveness.Stopped
 	}
 	return liveness.Classify(l.Age, l.Message.Interval())
@@ -98,14 +98,14 @@ func (r reader) node(ctx context.Context, c redis.Cmdable) ([]Latest, error) {
 // reports the others by a short prefix of their names, unread: nothing is
 // asked about them, and no renderer gets a name of megabytes.
 func (r reader) plausible(keys []string, out []Latest) ([]string, []Latest) {
-	limit := len(r.keyPrefix) + 2*heartbeat.MaxNameLength + 1
+	limit := len(r.keyPrefix) + 2*wire.MaxNameLength + 1
 	kept := keys[:0]
 	for _, k := range keys {
 		if len(k) <= limit {
 			kept = append(kept, k)
 			continue
 		}
-		short := heartbeat.Truncate(k, 64) + "..."
+		short := wire.Truncate(k, 64) + "..."
 		out = append(out, Latest{Key: short, Err: fmt.Errorf("latest-state key %s has a name of %d bytes, longer than any heartbeat's key (%d): not read", short, len(k), limit)})
 	}
 	return kept, out
@@ -154,8 +154,8 @@ func (r reader) keys(ctx context.Context, c redis.Cmdable, keys []string) ([]Lat
 		case ttl == -2: // expired since SCAN: not invented
 		case ttl == -1:
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s has no TTL: not a heartbeat a publisher wrote (its key expires after three intervals)", k)})
-		case size > heartbeat.MaxMessageSize:
-			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s holds %d bytes, more than the %d of a heartbeat: not read", k, size, heartbeat.MaxMessageSize)})
+		case size > wire.MaxMessageSize:
+			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s holds %d bytes, more than the %d of a heartbeat: not read", k, size, wire.MaxMessageSize)})
 		default:
 			read = append(read, i)
 		}
@@ -182,12 +182,12 @@ func (r reader) keys(ctx context.Context, c redis.Cmdable, keys []string) ([]Lat
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s: %w", k, err)})
 			continue
 		}
-		msg, err := heartbeat.Unmarshal([]byte(raw))
+		msg, err := wire.Unmarshal([]byte(raw))
 		if err != nil {
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s: %w", k, err)})
 			continue
 		}
-		if want := heartbeat.Key(r.keyPrefix, msg.ServiceName, msg.InstanceID); want != k {
+		if want := wire.Key(r.keyPrefix, msg.ServiceName, msg.InstanceID); want != k {
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s holds the heartbeat of %s", k, strings.TrimPrefix(want, r.keyPrefix))})
 			continue
 		}

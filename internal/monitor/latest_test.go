@@ -9,9 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // netOutput is how many bytes the server has sent its clients so far.
@@ -57,7 +57,7 @@ func TestOversizedLatestStateKeysAreNotRead(t *testing.T) {
 	c.Set(ctx, "heartbeat:instance:ok:0002", message("ok", "0002", time.Minute, 1), 3*time.Minute)
 
 	before := netOutput(t, c)
-	latest, err := ReadLatest(ctx, c, heartbeat.DefaultKeyPrefix, "")
+	latest, err := ReadLatest(ctx, c, wire.DefaultKeyPrefix, "")
 	sent := netOutput(t, c) - before
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestLatestStateKeysTheLibraryCannotHaveWrittenAreMalformed(t *testing.T) {
 	c.HSet(ctx, "heartbeat:instance:hash:0002", "service_name", "hash")
 	c.Set(ctx, "heartbeat:instance:ok:0004", message("ok", "0004", time.Minute, 1), 3*time.Minute)
 
-	latest, err := ReadLatest(ctx, c, heartbeat.DefaultKeyPrefix, "")
+	latest, err := ReadLatest(ctx, c, wire.DefaultKeyPrefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +114,13 @@ func TestLatestStateMatchesTheServiceExactly(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments:worker", "bbbb"), message("payments:worker", "bbbb", time.Minute, 1), 3*time.Minute)
-	latest, err := ReadLatest(ctx, c, heartbeat.DefaultKeyPrefix, "payments")
+	c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "payments:worker", "bbbb"), message("payments:worker", "bbbb", time.Minute, 1), 3*time.Minute)
+	latest, err := ReadLatest(ctx, c, wire.DefaultKeyPrefix, "payments")
 	if err != nil || len(latest) != 0 {
 		t.Errorf("payments without an instance: %+v, %v", latest, err)
 	}
-	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments", "aaaa"), message("payments", "aaaa", time.Minute, 1), 3*time.Minute)
-	latest, err = ReadLatest(ctx, c, heartbeat.DefaultKeyPrefix, "payments")
+	c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "payments", "aaaa"), message("payments", "aaaa", time.Minute, 1), 3*time.Minute)
+	latest, err = ReadLatest(ctx, c, wire.DefaultKeyPrefix, "payments")
 	if err != nil || len(latest) != 1 || latest[0].Message == nil || latest[0].Message.ServiceName != "payments" {
 		t.Errorf("payments: %+v, %v", latest, err)
 	}
@@ -147,7 +147,7 @@ func TestAnOverlongKeyNameIsReportedShortAndNotRead(t *testing.T) {
 	c.Set(ctx, long, "x", time.Minute)
 	c.Set(ctx, "heartbeat:instance:ok:aaaa", message("ok", "aaaa", time.Minute, 1), 3*time.Minute)
 	before := netOutput(t, c)
-	latest, err := ReadLatest(ctx, c, heartbeat.DefaultKeyPrefix, "")
+	latest, err := ReadLatest(ctx, c, wire.DefaultKeyPrefix, "")
 	if err != nil {
 		t.Fatal(err)
 	}

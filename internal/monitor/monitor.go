@@ -39,8 +39,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Kind is the kind of an Event.
@@ -91,7 +91,7 @@ type Event struct {
 	Kind       Kind
 	At         time.Time
 	Channel    string
-	Message    *heartbeat.Message
+	Message    *wire.Message
 	Raw        []byte
 	Transition liveness.Transition
 	Err        error
@@ -179,13 +179,13 @@ type Monitor struct {
 
 // decodeState is what one receiving goroutine reuses between messages.
 type decodeState struct {
-	channels map[string]string   // channel name of each service
-	intern   *heartbeat.Interner // names, keys and states
-	reuse    *heartbeat.Message  // with NoHeartbeats: decoded into again
+	channels map[string]string // channel name of each service
+	intern   *wire.Interner    // names, keys and states
+	reuse    *wire.Message     // with NoHeartbeats: decoded into again
 }
 
 func newDecodeState() *decodeState {
-	return &decodeState{channels: make(map[string]string), intern: heartbeat.NewInterner(4096)}
+	return &decodeState{channels: make(map[string]string), intern: wire.NewInterner(4096)}
 }
 
 // New returns a monitor; it does not connect until Run.
@@ -194,13 +194,13 @@ func New(cfg Config) (*Monitor, error) {
 		return nil, errors.New("monitor: no client")
 	}
 	if cfg.ChannelPrefix == "" {
-		cfg.ChannelPrefix = heartbeat.DefaultChannelPrefix
+		cfg.ChannelPrefix = wire.DefaultChannelPrefix
 	}
 	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = heartbeat.DefaultKeyPrefix
+		cfg.KeyPrefix = wire.DefaultKeyPrefix
 	}
 	if cfg.Service != "" {
-		if err := heartbeat.ValidateServiceName(cfg.Service); err != nil {
+		if err := wire.ValidateServiceName(cfg.Service); err != nil {
 			return nil, fmt.Errorf("monitor: --service: %w", err)
 		}
 	}
@@ -260,7 +260,7 @@ func (m *Monitor) Pattern() string {
 type received struct {
 	at      time.Time
 	channel string
-	msg     *heartbeat.Message
+	msg     *wire.Message
 	raw     []byte
 	err     error
 }
@@ -735,12 +735,12 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 	// taken what it keeps, so its message is reused.
 	msg := ds.reuse
 	if msg == nil || !m.cfg.NoHeartbeats {
-		msg = new(heartbeat.Message)
+		msg = new(wire.Message)
 		if m.cfg.NoHeartbeats {
 			ds.reuse = msg
 		}
 	}
-	if err := heartbeat.UnmarshalIntern(payload, msg, ds.intern); err != nil {
+	if err := wire.UnmarshalIntern(payload, msg, ds.intern); err != nil {
 		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
 	prefix := m.cfg.ChannelPrefix

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -45,10 +45,10 @@ func (r *running) waitFor(kind Kind) Event {
 }
 
 func message(service, id string, interval time.Duration, count int64) []byte {
-	m := &heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
-		HeartbeatCount: count, IntervalSeconds: interval.Seconds(), Status: heartbeat.StatusRunning,
-		Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval}
-	b, err := heartbeat.Marshal(m)
+	m := &wire.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+		HeartbeatCount: count, IntervalSeconds: interval.Seconds(), Status: wire.StatusRunning,
+		Has: wire.HasHeartbeatCount | wire.HasInterval}
+	b, err := wire.Marshal(m)
 	if err != nil {
 		panic(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Style says how events are written for people.
@@ -61,13 +61,13 @@ func (s Style) clock(t time.Time) string {
 
 // ShortID is the first eight bytes of an instance id, as the seed's
 // monitor prints it, cut at a character boundary. It is not escaped.
-func ShortID(id string) string { return heartbeat.Truncate(id, 8) }
+func ShortID(id string) string { return wire.Truncate(id, 8) }
 
 // Bounds, in characters after escaping, of what the renderers print from
 // the wire: a name, a service value, error text, and a table cell.
 const (
-	maxNameWidth  = heartbeat.MaxNameLength
-	maxValueWidth = heartbeat.MaxStringLength
+	maxNameWidth  = wire.MaxNameLength
+	maxValueWidth = wire.MaxStringLength
 	maxErrWidth   = 512
 	maxCellWidth  = 40
 )
@@ -115,18 +115,18 @@ func optional(has bool, s string) string {
 //	     queue_size: 1380
 //
 // The clock time is when the monitor received it.
-func (s Style) Heartbeat(w io.Writer, m *heartbeat.Message, receivedAt time.Time) {
+func (s Style) Heartbeat(w io.Writer, m *wire.Message, receivedAt time.Time) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "🔄 %s (%s) - %s", s.paint(ansiBold, name(m.ServiceName)), short(m.InstanceID), s.clock(receivedAt))
-	if m.Status == heartbeat.StatusStopping {
+	if m.Status == wire.StatusStopping {
 		b.WriteString(" " + s.paint(ansiGrey, "[stopping]"))
 	}
 	b.WriteByte('\n')
 	fmt.Fprintf(&b, "   Uptime: %s | Heartbeats: %s | Memory: %s | CPU: %s\n",
-		optional(m.Has&heartbeat.HasUptime != 0, FormatUptime(m.UptimeSeconds)),
-		optional(m.Has&heartbeat.HasHeartbeatCount != 0, fmt.Sprint(m.HeartbeatCount)),
-		optional(m.Has&heartbeat.HasMemory != 0, formatNumber(m.MemoryUsageMB)+"MB"),
-		optional(m.Has&heartbeat.HasCPU != 0, formatNumber(m.CPUUsagePercent)+"%"))
+		optional(m.Has&wire.HasUptime != 0, FormatUptime(m.UptimeSeconds)),
+		optional(m.Has&wire.HasHeartbeatCount != 0, fmt.Sprint(m.HeartbeatCount)),
+		optional(m.Has&wire.HasMemory != 0, formatNumber(m.MemoryUsageMB)+"MB"),
+		optional(m.Has&wire.HasCPU != 0, formatNumber(m.CPUUsagePercent)+"%"))
 	if len(m.Fields) > 0 {
 		b.WriteString("   Service Data:\n")
 		for _, f := range m.Fields {
@@ -138,16 +138,16 @@ func (s Style) Heartbeat(w io.Writer, m *heartbeat.Message, receivedAt time.Time
 
 // FormatValue writes a service value as plain text, as sent: pass it
 // through Escape before printing it.
-func FormatValue(v heartbeat.Value) string {
+func FormatValue(v wire.Value) string {
 	switch v.Kind {
-	case heartbeat.KindInt:
+	case wire.KindInt:
 		return fmt.Sprint(v.Int)
-	case heartbeat.KindFloat:
+	case wire.KindFloat:
 		return fmt.Sprint(v.Float)
-	case heartbeat.KindString:
+	case wire.KindString:
 		return v.Str
-	case heartbeat.KindTime:
-		return string(heartbeat.AppendTimestamp(nil, v.Time))
+	case wire.KindTime:
+		return string(wire.AppendTimestamp(nil, v.Time))
 	}
 	return string(v.Raw)
 }
@@ -222,10 +222,10 @@ func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Ti
 			clip(Escape(in.Service), maxCellWidth), short(in.Instance),
 			s.state(in.State, fmt.Sprintf("%-8s", in.State)),
 			round(in.Age(now)), shortInterval(in.Interval, in.IntervalSource),
-			optional(in.Has&heartbeat.HasUptime != 0, FormatUptime(in.UptimeSeconds)),
+			optional(in.Has&wire.HasUptime != 0, FormatUptime(in.UptimeSeconds)),
 			in.Count,
-			optional(in.Has&heartbeat.HasMemory != 0, formatNumber(in.MemoryMB)+"MB"),
-			optional(in.Has&heartbeat.HasCPU != 0, formatNumber(in.CPUPercent)+"%"),
+			optional(in.Has&wire.HasMemory != 0, formatNumber(in.MemoryMB)+"MB"),
+			optional(in.Has&wire.HasCPU != 0, formatNumber(in.CPUPercent)+"%"),
 			in.Lost)
 	}
 	_ = tw.Flush()
@@ -306,7 +306,7 @@ func ptr[T any](v T) *T { return &v }
 // The line is valid UTF-8, and every rune a terminal would act on or hide
 // is a \u escape in it, in the heartbeat as it was sent too.
 func JSON(w io.Writer, e Event) error {
-	j := jsonEvent{At: string(heartbeat.AppendTimestamp(nil, e.At))}
+	j := jsonEvent{At: string(wire.AppendTimestamp(nil, e.At))}
 	switch e.Kind {
 	case KindHeartbeat:
 		j.Type, j.Channel, j.Heartbeat = "heartbeat", e.Channel, e.Raw

@@ -7,18 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
 
-func seedMessage(t *testing.T) *heartbeat.Message {
-	b, err := os.ReadFile("../heartbeat/testdata/seed_example.json")
+func seedMessage(t *testing.T) *wire.Message {
+	b, err := os.ReadFile("../../otelheartbeat/wire/testdata/seed_example.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := heartbeat.Unmarshal(b)
+	m, err := wire.Unmarshal(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestColourOnlyWhenAsked(t *testing.T) {
 func TestJSONLines(t *testing.T) {
 	var b bytes.Buffer
 	raw := []byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00.000000+00:00"}`)
-	m, _ := heartbeat.Unmarshal(raw)
+	m, _ := wire.Unmarshal(raw)
 	_ = JSON(&b, Event{Kind: KindHeartbeat, At: at, Channel: "heartbeat:service:s", Message: m, Raw: raw})
 	_ = JSON(&b, Event{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, From: liveness.Dead, To: liveness.Alive, Age: 0, Interval: time.Second, IntervalSource: liveness.IntervalInferred}})
 	_ = JSON(&b, Event{Kind: KindRefresh, At: at})

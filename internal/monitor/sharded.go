@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // errSlotMoved is why a sharded subscription is rebuilt when the server
@@ -37,12 +37,12 @@ func (m *Monitor) plan(ctx context.Context) (shardPlan, error) {
 		names = []string{m.cfg.Service}
 	} else {
 		var err error
-		if names, err = m.cfg.Client.SMembers(ctx, heartbeat.DefaultRegistryKey).Result(); err != nil {
-			return p, fmt.Errorf("SMEMBERS %s: %w", heartbeat.DefaultRegistryKey, err)
+		if names, err = m.cfg.Client.SMembers(ctx, wire.DefaultRegistryKey).Result(); err != nil {
+			return p, fmt.Errorf("SMEMBERS %s: %w", wire.DefaultRegistryKey, err)
 		}
 	}
 	for _, n := range names {
-		if heartbeat.ValidateServiceName(n) == nil {
+		if wire.ValidateServiceName(n) == nil {
 			p.channels = append(p.channels, m.cfg.ChannelPrefix+n)
 		}
 	}

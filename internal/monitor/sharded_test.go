@@ -14,9 +14,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -75,7 +75,7 @@ func runWith(t *testing.T, m *Monitor) *running {
 // exporter in sharded mode does.
 func spublish(t *testing.T, cc *redis.ClusterClient, service string, count int64) {
 	ctx := context.Background()
-	if err := cc.SAdd(ctx, heartbeat.DefaultRegistryKey, service).Err(); err != nil {
+	if err := cc.SAdd(ctx, wire.DefaultRegistryKey, service).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := cc.SPublish(ctx, "heartbeat:service:"+service, message(service, "aaaa", time.Minute, count)).Err(); err != nil {
@@ -128,7 +128,7 @@ func TestShardedMonitorFollowsASlotMigration(t *testing.T) {
 	for i := 0; ; i++ {
 		name = fmt.Sprintf("mover_%d", i)
 		slot = KeySlot("heartbeat:service:" + name)
-		if slot != KeySlot(heartbeat.DefaultRegistryKey) {
+		if slot != KeySlot(wire.DefaultRegistryKey) {
 			break
 		}
 	}
@@ -245,7 +245,7 @@ func TestShardedMonitorAddsAServiceWithoutDisturbingTheOthers(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	c.SAdd(ctx, heartbeat.DefaultRegistryKey, "steady")
+	c.SAdd(ctx, wire.DefaultRegistryKey, "steady")
 	r := runMonitor(t, Config{Client: srv.Client(t), Sharded: true, RegistryRefresh: 20 * time.Millisecond, SkipLatest: true})
 	r.waitFor(KindLoaded)
 	pubsubClients := func() string {
@@ -269,7 +269,7 @@ func TestShardedMonitorAddsAServiceWithoutDisturbingTheOthers(t *testing.T) {
 	if before == "" {
 		t.Fatal("no sharded subscriber in CLIENT LIST")
 	}
-	c.SAdd(ctx, heartbeat.DefaultRegistryKey, "newcomer")
+	c.SAdd(ctx, wire.DefaultRegistryKey, "newcomer")
 	count := int64(1)
 	deadline := time.After(10 * time.Second)
 	for heard := false; !heard; {

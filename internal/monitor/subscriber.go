@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // subscriber is a lean RESP2 pattern subscription for the monitor's hot
@@ -70,7 +70,7 @@ func leanOptions(c redis.UniversalClient) (subscriberOptions, bool) {
 
 // maxFrame bounds one payload the subscriber reads into memory; larger ones
 // are read past and reported.
-const maxFrame = heartbeat.MaxMessageSize + 1
+const maxFrame = wire.MaxMessageSize + 1
 
 // dialSubscriber connects and subscribes: PSUBSCRIBE to one pattern, or
 // SSUBSCRIBE to shard channels that must all belong to this node.
@@ -381,7 +381,7 @@ func (s *subscriber) message(kind string) (string, []byte, []byte, error) {
 	case ch == nil:
 		return kind, s.channel, nil, &oversized{what: "channel name", size: chSize, limit: maxChannel}
 	case payload == nil:
-		return kind, s.channel, nil, &oversized{what: "message", size: size, limit: heartbeat.MaxMessageSize}
+		return kind, s.channel, nil, &oversized{what: "message", size: size, limit: wire.MaxMessageSize}
 	}
 	return kind, s.channel, payload, nil
 }

@@ -1,4 +1,4 @@
-package heartbeat
+package wire
 
 // Interner hands out one shared string for bytes it has seen before, so
 // that a decoder reading the same service names, field keys and states in
