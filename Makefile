@@ -50,7 +50,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./internal/liveness && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIngest$$' -benchtime 5x ./internal/monitor && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkDecodeAndTrack$$' -benchmem ./internal/monitor && \
-	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./internal/loadgen && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./examples/loadgen/fleet && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIdleFootprint$$' -benchtime 1x ./internal/footprint; } | tee bench.out
 	@echo
 	@$(GO) run ./internal/benchtable < bench.out

@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
 	"github.com/otel-heartbeat/heartbeat/internal/liveness"
-	"github.com/otel-heartbeat/heartbeat/internal/loadgen"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 )
 
@@ -27,17 +27,17 @@ func BenchmarkIngest(b *testing.B) {
 	srv := redistest.Start(b, "--client-output-buffer-limit", "pubsub 0 0 0")
 	pub := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 4})
 	defer pub.Close()
-	fleet, err := loadgen.New(loadgen.Config{Services: 50, Instances: ingestInstances, Interval: time.Minute, Connections: 4, Batch: 1000})
+	fl, err := fleet.New(fleet.Config{Services: 50, Instances: ingestInstances, Interval: time.Minute, Connections: 4, Batch: 1000})
 	if err != nil {
 		b.Fatal(err)
 	}
 	const rounds = 2
-	want := rounds * fleet.Len()
+	want := rounds * fl.Len()
 	var bare, mon []float64
 	var lost int64
 	for b.Loop() {
-		bare = append(bare, ingestBare(b, srv, pub, fleet, rounds, want))
-		rate, l := ingestMonitor(b, srv, pub, fleet, rounds, want)
+		bare = append(bare, ingestBare(b, srv, pub, fl, rounds, want))
+		rate, l := ingestMonitor(b, srv, pub, fl, rounds, want)
 		mon = append(mon, rate)
 		lost += l
 	}
@@ -59,21 +59,21 @@ func median(v []float64) float64 {
 
 // publish sends rounds of the fleet, encoded beforehand so that the
 // publisher's own cost stays small beside the subscriber's.
-func publish(b *testing.B, pub *redis.Client, fleet *loadgen.Fleet, rounds int) {
-	var all []loadgen.Prepared
+func publish(b *testing.B, pub *redis.Client, fl *fleet.Fleet, rounds int) {
+	var all []fleet.Prepared
 	for i := 0; i < rounds; i++ {
-		msgs, err := fleet.Prepare()
+		msgs, err := fl.Prepare()
 		if err != nil {
 			b.Fatal(err)
 		}
 		all = append(all, msgs...)
 	}
-	if err := fleet.PublishPrepared(context.Background(), pub, all); err != nil {
+	if err := fl.PublishPrepared(context.Background(), pub, all); err != nil {
 		b.Fatal(err)
 	}
 }
 
-func ingestBare(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet *loadgen.Fleet, rounds, want int) float64 {
+func ingestBare(b *testing.B, srv *redistest.Server, pub *redis.Client, fl *fleet.Fleet, rounds, want int) float64 {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	ctx := context.Background()
@@ -104,7 +104,7 @@ func ingestBare(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet *l
 			}
 		}
 	}()
-	publish(b, pub, fleet, rounds)
+	publish(b, pub, fl, rounds)
 	took := <-done
 	if took == 0 {
 		b.Fatal("bare subscriber failed")
@@ -112,7 +112,7 @@ func ingestBare(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet *l
 	return float64(want-1) / took.Seconds()
 }
 
-func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet *loadgen.Fleet, rounds, want int) (float64, int64) {
+func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fl *fleet.Fleet, rounds, want int) (float64, int64) {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	m, err := New(Config{Client: c, SkipLatest: true, NoHeartbeats: true,
@@ -146,10 +146,10 @@ func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet
 	}()
 	defer func() { cancel(); <-ran }()
 	<-ready
-	publish(b, pub, fleet, rounds)
+	publish(b, pub, fl, rounds)
 	took := <-done
-	if n := m.Tracker().Len(); n != fleet.Len() {
-		b.Fatalf("tracked %d instances of %d", n, fleet.Len())
+	if n := m.Tracker().Len(); n != fl.Len() {
+		b.Fatalf("tracked %d instances of %d", n, fl.Len())
 	}
 	var lost int64
 	for _, in := range m.Tracker().Snapshot() {
@@ -164,11 +164,11 @@ func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fleet
 // bare subscription's drain rate in BenchmarkIngest says whether the
 // tracker can keep up with what a subscription delivers.
 func BenchmarkDecodeAndTrack(b *testing.B) {
-	fleet, err := loadgen.New(loadgen.Config{Services: 50, Instances: ingestInstances, Interval: time.Minute, Connections: 1, Batch: 1})
+	fl, err := fleet.New(fleet.Config{Services: 50, Instances: ingestInstances, Interval: time.Minute, Connections: 1, Batch: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	msgs, err := fleet.Prepare()
+	msgs, err := fl.Prepare()
 	if err != nil {
 		b.Fatal(err)
 	}

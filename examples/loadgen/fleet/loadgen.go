@@ -1,6 +1,6 @@
-// Package loadgen publishes heartbeats in the documented format for many
+// Package fleet publishes heartbeats in the documented format for many
 // simulated instances, for measuring monitors and servers at fleet scale.
-package loadgen
+package fleet
 
 import (
 	"context"
