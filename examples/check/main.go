@@ -32,15 +32,15 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
-	"github.com/otel-heartbeat/heartbeat/internal/monitor"
-	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 var modes = []string{"basic", "manager", "tracker", "monitor"}
 
 func main() {
-	monitor.QuietGoRedis() // failures are reported as FAIL lines
+	term.QuietGoRedis() // failures are reported as FAIL lines
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -49,7 +49,7 @@ type checker struct {
 	interval       time.Duration
 	timeout        time.Duration
 	prefix         string
-	conn           valkeyconf.Connection
+	endpoint       string
 	channelPrefix  string
 	keyPrefix      string
 	client         redis.UniversalClient
@@ -101,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 3
 		}
 	}
-	if err := valkeyconf.CheckInterval(c.interval); err != nil || c.timeout <= 0 {
+	if err := watch.CheckInterval(c.interval); err != nil || c.timeout <= 0 {
 		fmt.Fprintf(stderr, "check: --interval %v / --timeout %v: must be positive and within the library's bounds\n", c.interval, c.timeout)
 		return 3
 	}
@@ -109,28 +109,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: --name: %v\n", err)
 		return 3
 	}
-	var err error
-	if c.conn, err = valkeyconf.ConnectionFromEnv(os.Getenv); err != nil {
-		fmt.Fprintf(stderr, "check: %v\n", err)
-		return 3
-	}
-	if c.channelPrefix, c.keyPrefix, err = valkeyconf.PrefixesFromEnv(os.Getenv); err != nil {
-		fmt.Fprintf(stderr, "check: %v\n", err)
-		return 3
-	}
-	opts, err := c.conn.ClientOptions(c.timeout)
+	conn, err := watch.ConnectFromEnv(watch.WithCommandTimeout(c.timeout))
 	if err != nil {
 		fmt.Fprintf(stderr, "check: %v\n", err)
 		return 3
 	}
-	c.client = redis.NewUniversalClient(opts)
+	c.client, c.endpoint, c.channelPrefix, c.keyPrefix = conn.Client, conn.Endpoint, conn.ChannelPrefix, conn.KeyPrefix
 	defer c.client.Close()
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { c.reported = append(c.reported, err) }))
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	err = c.client.Ping(ctx).Err()
 	cancel()
-	if !c.check("connect", fmt.Sprintf("PING %s", c.conn.Endpoint), err) {
+	if !c.check("connect", fmt.Sprintf("PING %s", c.endpoint), err) {
 		fmt.Fprintf(stdout, "%d passed, %d failed\n", c.passed, c.failed)
 		return 1
 	}
@@ -162,13 +153,13 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// watch subscribes to one service's channel and returns its heartbeats.
-type watch struct {
+// subscription is one service's channel, subscribed to by watch.
+type subscription struct {
 	ps *redis.PubSub
 	ch <-chan *redis.Message
 }
 
-func (c *checker) watch(mode, service string) (*watch, bool) {
+func (c *checker) watch(mode, service string) (*subscription, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	channel := c.channelPrefix + service
@@ -179,13 +170,13 @@ func (c *checker) watch(mode, service string) (*watch, bool) {
 		return nil, false
 	}
 	c.pass(mode, "SUBSCRIBE %s", channel)
-	return &watch{ps: ps, ch: ps.Channel()}, true
+	return &subscription{ps: ps, ch: ps.Channel()}, true
 }
 
-func (w *watch) close() { _ = w.ps.Close() }
+func (w *subscription) close() { _ = w.ps.Close() }
 
 // next waits for the next heartbeat.
-func (w *watch) next(timeout time.Duration) (string, time.Time, error) {
+func (w *subscription) next(timeout time.Duration) (string, time.Time, error) {
 	select {
 	case m := <-w.ch:
 		return m.Payload, time.Now(), nil

@@ -23,7 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
-	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 func main() {
@@ -38,18 +38,13 @@ func main() {
 	flood := flag.Bool("flood", false, "send one heartbeat of every instance as fast as possible, then exit")
 	flag.Parse()
 
-	conn, err := valkeyconf.ConnectionFromEnv(os.Getenv)
+	conn, err := watch.ConnectFromEnv(watch.WithCommandTimeout(10*time.Second),
+		watch.WithClientOptions(func(o *redis.UniversalOptions) { o.PoolSize = cfg.Connections }))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
-	opts, err := conn.ClientOptions(10 * time.Second)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadgen:", err)
-		os.Exit(2)
-	}
-	opts.PoolSize = cfg.Connections
-	client := redis.NewUniversalClient(opts)
+	client := conn.Client
 	defer client.Close()
 	fl, err := fleet.New(cfg)
 	if err != nil {

@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -25,11 +24,11 @@ type Latest struct {
 }
 
 // State classifies the instance by its age.
-func (l Latest) State() liveness.State {
+func (l Latest) State() State {
 	if l.Message.Status == wire.StatusStopping {
-		return liveness.Stopped
+		return Stopped
 	}
-	return liveness.Classify(l.Age, l.Message.Interval())
+	return Classify(l.Age, l.Message.Interval())
 }
 
 // scanBatch is how many keys one SCAN step and one pipeline hold.

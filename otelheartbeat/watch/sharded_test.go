@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
@@ -257,7 +256,7 @@ func TestShardedMonitorAddsAServiceWithoutDisturbingTheOthers(t *testing.T) {
 		}
 		return strings.Join(ids, ",")
 	}
-	steady := liveness.Key{Service: "steady", Instance: "aaaa"}
+	steady := Key{Service: "steady", Instance: "aaaa"}
 	spub := func(service string, count int64) {
 		if err := c.SPublish(ctx, "heartbeat:service:"+service, message(service, "aaaa", time.Minute, count)).Err(); err != nil {
 			t.Fatal(err)

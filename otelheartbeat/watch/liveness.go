@@ -1,4 +1,4 @@
-// Package liveness classifies service instances as alive, stale, dead or
+// A Tracker classifies service instances as alive, stale, dead or
 // stopped from the heartbeats a monitor receives, by the admin panel's rule
 // generalised to any interval:
 //
@@ -47,7 +47,8 @@
 //
 // A Tracker is safe for concurrent use: a monitor feeds it from the
 // goroutine that reads the subscription while another ticks and renders.
-package liveness
+
+package watch
 
 import (
 	"container/heap"
@@ -246,20 +247,20 @@ func (g *gaps) median() time.Duration {
 	return time.Duration(v[len(v)/2]) * time.Millisecond
 }
 
-// Option configures a Tracker.
-type Option func(*Tracker)
+// TrackerOption configures a Tracker.
+type TrackerOption func(*Tracker)
 
 // WithClock sets the clock. Default: the system clock.
-func WithClock(c Clock) Option { return func(t *Tracker) { t.clock = c } }
+func WithClock(c Clock) TrackerOption { return func(t *Tracker) { t.clock = c } }
 
 // WithRetention sets how long dead and stopped instances are remembered.
 // Default: DefaultRetention.
-func WithRetention(d time.Duration) Option { return func(t *Tracker) { t.retention = d } }
+func WithRetention(d time.Duration) TrackerOption { return func(t *Tracker) { t.retention = d } }
 
 // WithDefaultInterval sets the interval of an instance whose heartbeats do
 // not say it, until its own gaps show it. Default: heartbeat.DefaultInterval
 // (the seed's 60 s).
-func WithDefaultInterval(d time.Duration) Option {
+func WithDefaultInterval(d time.Duration) TrackerOption {
 	return func(t *Tracker) {
 		if d > 0 {
 			t.defaultInterval = min(max(d, wire.MinInterval), wire.MaxInterval)
@@ -270,10 +271,10 @@ func WithDefaultInterval(d time.Duration) Option {
 // WithMaxInstances bounds the instances tracked (0: no bound). At the bound,
 // a new instance evicts the one heard from least recently, and Evicted
 // counts it. Default: DefaultMaxInstances.
-func WithMaxInstances(n int) Option { return func(t *Tracker) { t.maxInstances = n } }
+func WithMaxInstances(n int) TrackerOption { return func(t *Tracker) { t.maxInstances = n } }
 
-// New returns an empty tracker.
-func New(opts ...Option) *Tracker {
+// NewTracker returns an empty tracker.
+func NewTracker(opts ...TrackerOption) *Tracker {
 	t := &Tracker{
 		clock:           realClock{},
 		retention:       DefaultRetention,

@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -86,8 +85,8 @@ func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
 	}
 	r.stop()
 	snap := r.m.Tracker().Snapshot()
-	if len(snap) != 2 || snap[0].Service != "geocoding_service" || snap[0].State != liveness.Stale ||
-		snap[1].Service != "tracker_fetcher" || snap[1].State != liveness.Alive || snap[1].Count != 7 {
+	if len(snap) != 2 || snap[0].Service != "geocoding_service" || snap[0].State != Stale ||
+		snap[1].Service != "tracker_fetcher" || snap[1].State != Alive || snap[1].Count != 7 {
 		t.Errorf("snapshot %+v", snap)
 	}
 	if s := r.m.Stats(); s.Malformed != 2 {
@@ -205,7 +204,7 @@ func TestAFloodIsTrackedAndWhatIsNotShownIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-all // every one tracked while the renderer is stuck
-	in, _ := m.Tracker().Get(liveness.Key{Service: "flood", Instance: "1"})
+	in, _ := m.Tracker().Get(Key{Service: "flood", Instance: "1"})
 	if in.Count != n || in.Lost != 0 {
 		t.Errorf("tracked up to heartbeat %d with %d lost, want %d and 0", in.Count, in.Lost, n)
 	}

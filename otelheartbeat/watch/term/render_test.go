@@ -1,4 +1,4 @@
-package monitor
+package term
 
 import (
 	"bytes"
@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
 
 func seedMessage(t *testing.T) *wire.Message {
-	b, err := os.ReadFile("../../otelheartbeat/wire/testdata/seed_example.json")
+	b, err := os.ReadFile("../../wire/testdata/seed_example.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,20 +37,20 @@ func TestSeedExampleInTheSeedsMonitorFormat(t *testing.T) {
 }
 
 func TestTransitionsAndEvents(t *testing.T) {
-	k := liveness.Key{Service: "tracker_fetcher", Instance: "a1b2c3d4-e5f6-7890-abcd-ef1234567890"}
+	k := watch.Key{Service: "tracker_fetcher", Instance: "a1b2c3d4-e5f6-7890-abcd-ef1234567890"}
 	var b bytes.Buffer
 	s := Style{}
-	for _, tr := range []liveness.Transition{
-		{Key: k, From: liveness.Unknown, To: liveness.Alive, At: at},
-		{Key: k, From: liveness.Alive, To: liveness.Stale, At: at, Age: 90 * time.Second, Interval: time.Minute, IntervalSource: liveness.IntervalSent},
-		{Key: k, From: liveness.Stale, To: liveness.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute, IntervalSource: liveness.IntervalSent},
+	for _, tr := range []watch.Transition{
+		{Key: k, From: watch.Unknown, To: watch.Alive, At: at},
+		{Key: k, From: watch.Alive, To: watch.Stale, At: at, Age: 90 * time.Second, Interval: time.Minute, IntervalSource: watch.IntervalSent},
+		{Key: k, From: watch.Stale, To: watch.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute, IntervalSource: watch.IntervalSent},
 		// A seed-format sender: its interval inferred from its gaps, or
 		// assumed until there is a gap to go by.
-		{Key: k, From: liveness.Alive, To: liveness.Stale, At: at, Age: 1503 * time.Millisecond, Interval: 1002 * time.Millisecond, IntervalSource: liveness.IntervalInferred},
-		{Key: k, From: liveness.Stale, To: liveness.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute, IntervalSource: liveness.IntervalDefault},
-		{Key: k, From: liveness.Dead, To: liveness.Alive, At: at},
-		{Key: k, From: liveness.Stale, To: liveness.Alive, At: at},
-		{Key: k, From: liveness.Alive, To: liveness.Stopped, At: at},
+		{Key: k, From: watch.Alive, To: watch.Stale, At: at, Age: 1503 * time.Millisecond, Interval: 1002 * time.Millisecond, IntervalSource: watch.IntervalInferred},
+		{Key: k, From: watch.Stale, To: watch.Dead, At: at, Age: 180 * time.Second, Interval: time.Minute, IntervalSource: watch.IntervalDefault},
+		{Key: k, From: watch.Dead, To: watch.Alive, At: at},
+		{Key: k, From: watch.Stale, To: watch.Alive, At: at},
+		{Key: k, From: watch.Alive, To: watch.Stopped, At: at},
 	} {
 		s.Transition(&b, tr)
 	}
@@ -59,7 +59,7 @@ func TestTransitionsAndEvents(t *testing.T) {
 
 func TestColourOnlyWhenAsked(t *testing.T) {
 	var plain, coloured bytes.Buffer
-	tr := liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, To: liveness.Dead, At: at}
+	tr := watch.Transition{Key: watch.Key{Service: "s", Instance: "i"}, To: watch.Dead, At: at}
 	Style{}.Transition(&plain, tr)
 	Style{Color: true}.Transition(&coloured, tr)
 	if bytes.Contains(plain.Bytes(), []byte("\x1b[")) || !bytes.Contains(coloured.Bytes(), []byte("\x1b[31m")) {
@@ -71,9 +71,9 @@ func TestJSONLines(t *testing.T) {
 	var b bytes.Buffer
 	raw := []byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00.000000+00:00"}`)
 	m, _ := wire.Unmarshal(raw)
-	_ = JSON(&b, Event{Kind: KindHeartbeat, At: at, Channel: "heartbeat:service:s", Message: m, Raw: raw})
-	_ = JSON(&b, Event{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: "s", Instance: "i"}, From: liveness.Dead, To: liveness.Alive, Age: 0, Interval: time.Second, IntervalSource: liveness.IntervalInferred}})
-	_ = JSON(&b, Event{Kind: KindRefresh, At: at})
+	_ = JSON(&b, watch.Event{Kind: watch.KindHeartbeat, At: at, Channel: "heartbeat:service:s", Message: m, Raw: raw})
+	_ = JSON(&b, watch.Event{Kind: watch.KindTransition, At: at, Transition: watch.Transition{Key: watch.Key{Service: "s", Instance: "i"}, From: watch.Dead, To: watch.Alive, Age: 0, Interval: time.Second, IntervalSource: watch.IntervalInferred}})
+	_ = JSON(&b, watch.Event{Kind: watch.KindRefresh, At: at})
 	golden(t, "events.jsonl", b.Bytes())
 }
 

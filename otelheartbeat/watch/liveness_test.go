@@ -1,4 +1,4 @@
-package liveness
+package watch
 
 import (
 	"fmt"
@@ -55,7 +55,7 @@ func TestClassifyAtTheSeedsEdges(t *testing.T) {
 
 func TestSilenceIsDetectedByTheTrackersOwnTiming(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	k := Key{"tracker_fetcher", "a1b2c3d4"}
 	got := tr.Observe(beat(k.Service, k.Instance, 1)) // no interval_seconds: 60 s
 	if len(got) != 1 || got[0].From != Unknown || got[0].To != Alive {
@@ -109,7 +109,7 @@ func describe(ts []Transition) string {
 
 func TestLateTickReportsEveryStepOnce(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	tr.Observe(withInterval(beat("s", "i", 1), time.Second))
 	clock.Advance(10 * time.Second)
 	if got := describe(tr.Tick()); got != "alive->stale@1.5s,stale->dead@3s" {
@@ -122,7 +122,7 @@ func TestLateTickReportsEveryStepOnce(t *testing.T) {
 
 func TestHeartbeatsKeepAnInstanceAlive(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	for i := int64(1); i <= 100; i++ {
 		tr.Observe(withInterval(beat("s", "i", i), time.Second))
 		clock.Advance(time.Second)
@@ -134,7 +134,7 @@ func TestHeartbeatsKeepAnInstanceAlive(t *testing.T) {
 
 func TestGracefulStopIsStoppedNotDeadAndIsForgotten(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock), WithRetention(time.Minute))
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute))
 	tr.Observe(beat("s", "i", 1))
 	clock.Advance(30 * time.Second)
 	m := beat("s", "i", 2)
@@ -156,7 +156,7 @@ func TestGracefulStopIsStoppedNotDeadAndIsForgotten(t *testing.T) {
 
 func TestDeadInstancesAreForgottenAfterRetention(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock), WithRetention(5*time.Minute))
+	tr := NewTracker(WithClock(clock), WithRetention(5*time.Minute))
 	tr.Observe(beat("s", "i", 1))
 	clock.Advance(3 * time.Minute)
 	tr.Tick() // dead at 180 s
@@ -174,7 +174,7 @@ func TestDeadInstancesAreForgottenAfterRetention(t *testing.T) {
 
 func TestObserveAtAnOlderReceiveTime(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	// A latest-state key 100 s old at a 60 s interval: stale at once.
 	got := tr.ObserveAt(beat("s", "i", 5), t0.Add(-100*time.Second))
 	if len(got) != 1 || got[0].To != Stale {
@@ -192,7 +192,7 @@ func TestObserveAtAnOlderReceiveTime(t *testing.T) {
 
 func TestServicesAndBounds(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock), WithMaxInstances(3))
+	tr := NewTracker(WithClock(clock), WithMaxInstances(3))
 	tr.Observe(beat("a", "1", 1))
 	tr.Observe(beat("a", "2", 1))
 	clock.Advance(100 * time.Second)
@@ -213,7 +213,7 @@ func TestServicesAndBounds(t *testing.T) {
 // the longest makes room, and the eviction is counted.
 func TestAtTheBoundTheLongestSilentIsEvicted(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock), WithMaxInstances(3))
+	tr := NewTracker(WithClock(clock), WithMaxInstances(3))
 	tr.Observe(beat("real", "1", 1))
 	clock.Advance(time.Second)
 	tr.Observe(beat("fake", "1", 1))
@@ -252,7 +252,7 @@ func TestAtTheBoundTheLongestSilentIsEvicted(t *testing.T) {
 // for good.
 func TestServiceNamesAreReleasedWithTheirInstances(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock), WithRetention(time.Minute))
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute))
 	for i := 0; i < 1000; i++ {
 		tr.Observe(beat(fmt.Sprint("svc_", i), "1", 1))
 	}
@@ -273,7 +273,7 @@ func TestServiceNamesAreReleasedWithTheirInstances(t *testing.T) {
 // when no deadline has passed: it must not scan them.
 func BenchmarkTickNothingDue(b *testing.B) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	for i := 0; i < 1_000_000; i++ {
 		tr.Observe(beat("service_"+fmt.Sprint(i%100), fmt.Sprint(i), 1))
 	}
@@ -289,7 +289,7 @@ func BenchmarkTickNothingDue(b *testing.B) {
 // instances tracked, heartbeats arriving in fleet order.
 func BenchmarkObserve(b *testing.B) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	const n = 100_000
 	msgs := make([]*wire.Message, n)
 	for i := range msgs {
@@ -316,7 +316,7 @@ func BenchmarkMemoryPerInstance(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		tr := New()
+		tr := NewTracker()
 		for i := 0; i < n; i++ {
 			m := beat(fmt.Sprintf("service_%03d", i%100), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1)
 			tr.Observe(m)
@@ -332,7 +332,7 @@ func BenchmarkMemoryPerInstance(b *testing.B) {
 // everything sent: a heartbeat still on its way cannot be declared missing.
 func TestTickAtJudgesOnlyUpToWhatWasSeen(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
 	clock.Advance(10 * time.Second)
 	if got := tr.TickAt(t0.Add(time.Second)); len(got) != 0 {
@@ -349,7 +349,7 @@ func TestTickAtJudgesOnlyUpToWhatWasSeen(t *testing.T) {
 // their way.
 func TestHoldDelaysVerdictsAfterBlindness(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	a := withInterval(beat("a", "1", 1), time.Second)
 	b := withInterval(beat("b", "1", 1), time.Second)
 	tr.Observe(a)
@@ -388,7 +388,7 @@ func TestTheIntervalIsInferredWhenTheSenderDoesNotSayIt(t *testing.T) {
 	for _, real := range []time.Duration{time.Second, 2 * time.Second} {
 		t.Run(real.String(), func(t *testing.T) {
 			clock := &fakeClock{t: t0}
-			tr := New(WithClock(clock))
+			tr := NewTracker(WithClock(clock))
 			k := Key{"seed_service", "s1"}
 			tr.Observe(seedBeat(1))
 			if in, _ := tr.Get(k); in.Interval != wire.DefaultInterval || in.IntervalSource != IntervalDefault {
@@ -421,7 +421,7 @@ func TestTheIntervalIsInferredWhenTheSenderDoesNotSayIt(t *testing.T) {
 // nor a stall and the burst after it halves or doubles the interval.
 func TestAnInferredIntervalSurvivesLostHeartbeatsAndStalls(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	k := Key{"seed_service", "s1"}
 	n := int64(1)
 	beatAfter := func(d time.Duration, skip int64) {
@@ -447,7 +447,7 @@ func TestAnInferredIntervalSurvivesLostHeartbeatsAndStalls(t *testing.T) {
 // A sender that says its interval is judged by it, whatever its gaps.
 func TestASentIntervalWins(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock), WithDefaultInterval(10*time.Second))
+	tr := NewTracker(WithClock(clock), WithDefaultInterval(10*time.Second))
 	tr.Observe(withInterval(beat("a", "1", 1), 5*time.Second))
 	clock.Advance(time.Second)
 	tr.Observe(withInterval(beat("a", "1", 2), 5*time.Second))
@@ -465,7 +465,7 @@ func TestASentIntervalWins(t *testing.T) {
 // still declares a crashed instance dead, late by the spells.
 func TestUnwatchedTimeIsNotSilence(t *testing.T) {
 	clock := &fakeClock{t: t0}
-	tr := New(WithClock(clock))
+	tr := NewTracker(WithClock(clock))
 	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
 	for i := 0; i < 10; i++ { // 100 ms unseen in every 250 ms
 		from := clock.t.Add(150 * time.Millisecond)

@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -69,7 +68,7 @@ func TestOversizedLatestStateKeysAreNotRead(t *testing.T) {
 	if big.Err == nil || !strings.Contains(big.Err.Error(), "8388608 bytes") || !strings.Contains(big.Err.Error(), "heartbeat:instance:big:0001") {
 		t.Errorf("big key: %v", big.Err)
 	}
-	if ok := byKey(t, latest, "heartbeat:instance:ok:0002"); ok.Err != nil || ok.State() != liveness.Alive {
+	if ok := byKey(t, latest, "heartbeat:instance:ok:0002"); ok.Err != nil || ok.State() != Alive {
 		t.Errorf("valid key beside it: %+v", ok)
 	}
 }
@@ -103,7 +102,7 @@ func TestLatestStateKeysTheLibraryCannotHaveWrittenAreMalformed(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming it and saying %q", key, l.Err, want)
 		}
 	}
-	if ok := byKey(t, latest, "heartbeat:instance:ok:0004"); ok.Err != nil || ok.State() != liveness.Alive {
+	if ok := byKey(t, latest, "heartbeat:instance:ok:0004"); ok.Err != nil || ok.State() != Alive {
 		t.Errorf("valid key: %+v", ok)
 	}
 }

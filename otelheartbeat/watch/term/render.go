@@ -1,4 +1,4 @@
-package monitor
+package term
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -37,15 +37,15 @@ func (s Style) paint(code, text string) string {
 	return code + text + ansiReset
 }
 
-func (s Style) state(st liveness.State, text string) string {
+func (s Style) state(st watch.State, text string) string {
 	switch st {
-	case liveness.Alive:
+	case watch.Alive:
 		return s.paint(ansiGreen, text)
-	case liveness.Stale:
+	case watch.Stale:
 		return s.paint(ansiYellow, text)
-	case liveness.Dead:
+	case watch.Dead:
 		return s.paint(ansiRed, text)
-	case liveness.Stopped:
+	case watch.Stopped:
 		return s.paint(ansiGrey, text)
 	}
 	return text
@@ -163,23 +163,23 @@ func round(d time.Duration) time.Duration {
 }
 
 // Transition writes one state change.
-func (s Style) Transition(w io.Writer, t liveness.Transition) {
+func (s Style) Transition(w io.Writer, t watch.Transition) {
 	who := fmt.Sprintf("%s (%s)", s.paint(ansiBold, name(t.Service)), short(t.Instance))
 	var line string
 	switch {
-	case t.To == liveness.Alive && t.From == liveness.Unknown:
+	case t.To == watch.Alive && t.From == watch.Unknown:
 		line = fmt.Sprintf("🟢 %s is %s", who, s.state(t.To, "alive"))
 	case t.Recovered():
 		line = fmt.Sprintf("✅ %s %s after being dead", who, s.state(t.To, "recovered"))
-	case t.To == liveness.Alive:
+	case t.To == watch.Alive:
 		line = fmt.Sprintf("🟢 %s is %s again", who, s.state(t.To, "alive"))
-	case t.To == liveness.Stale, t.To == liveness.Dead:
+	case t.To == watch.Stale, t.To == watch.Dead:
 		icon := "⚠️ "
-		if t.To == liveness.Dead {
+		if t.To == watch.Dead {
 			icon = "💀"
 		}
 		line = fmt.Sprintf("%s %s is %s: no heartbeat for %v (interval %s)", icon, who, s.state(t.To, t.To.String()), round(t.Age), IntervalText(t.Interval, t.IntervalSource))
-	case t.To == liveness.Stopped:
+	case t.To == watch.Stopped:
 		line = fmt.Sprintf("⏹️  %s %s (graceful shutdown)", who, s.state(t.To, "stopped"))
 	default:
 		line = fmt.Sprintf("%s %v -> %v", who, t.From, t.To)
@@ -190,11 +190,11 @@ func (s Style) Transition(w io.Writer, t liveness.Transition) {
 // IntervalText says what an instance is judged by and where that comes
 // from: "1m0s", "1s, inferred" from its heartbeats' gaps, or "1m0s,
 // assumed" (the default, until its gaps show it).
-func IntervalText(d time.Duration, src liveness.IntervalSource) string {
+func IntervalText(d time.Duration, src watch.IntervalSource) string {
 	switch src {
-	case liveness.IntervalInferred:
+	case watch.IntervalInferred:
 		return round(d).String() + ", inferred"
-	case liveness.IntervalDefault:
+	case watch.IntervalDefault:
 		return d.String() + ", assumed"
 	}
 	return d.String()
@@ -202,11 +202,11 @@ func IntervalText(d time.Duration, src liveness.IntervalSource) string {
 
 // shortInterval is IntervalText for a table cell: "~1s" inferred, "1m0s?"
 // assumed.
-func shortInterval(d time.Duration, src liveness.IntervalSource) string {
+func shortInterval(d time.Duration, src watch.IntervalSource) string {
 	switch src {
-	case liveness.IntervalInferred:
+	case watch.IntervalInferred:
 		return "~" + round(d).String()
-	case liveness.IntervalDefault:
+	case watch.IntervalDefault:
 		return d.String() + "?"
 	}
 	return d.String()
@@ -214,7 +214,7 @@ func shortInterval(d time.Duration, src liveness.IntervalSource) string {
 
 // Table writes every instance and a per-service summary. No cell is wider
 // than maxCellWidth characters.
-func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Time) {
+func (s Style) Table(w io.Writer, tr *watch.Tracker, stats watch.Stats, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tSTATE   \tAGE\tINTERVAL\tUPTIME\tBEATS\tMEMORY\tCPU\tLOST")
 	for _, in := range tr.Snapshot() {
@@ -232,10 +232,10 @@ func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Ti
 	fmt.Fprintln(w)
 	for _, sv := range tr.Services() {
 		fmt.Fprintf(w, "%s: %s, %s, %s, %s\n", s.paint(ansiBold, clip(Escape(sv.Name), maxCellWidth)),
-			s.state(liveness.Alive, fmt.Sprintf("%d alive", sv.Alive)),
-			s.state(liveness.Stale, fmt.Sprintf("%d stale", sv.Stale)),
-			s.state(liveness.Dead, fmt.Sprintf("%d dead", sv.Dead)),
-			s.state(liveness.Stopped, fmt.Sprintf("%d stopped", sv.Stopped)))
+			s.state(watch.Alive, fmt.Sprintf("%d alive", sv.Alive)),
+			s.state(watch.Stale, fmt.Sprintf("%d stale", sv.Stale)),
+			s.state(watch.Dead, fmt.Sprintf("%d dead", sv.Dead)),
+			s.state(watch.Stopped, fmt.Sprintf("%d stopped", sv.Stopped)))
 	}
 	switch {
 	case !stats.DownSince.IsZero():
@@ -248,34 +248,34 @@ func (s Style) Table(w io.Writer, tr *liveness.Tracker, stats Stats, now time.Ti
 }
 
 // Event writes any event for people; heartbeats and transitions as above.
-func (s Style) Event(w io.Writer, e Event) {
+func (s Style) Event(w io.Writer, e watch.Event) {
 	switch e.Kind {
-	case KindHeartbeat:
+	case watch.KindHeartbeat:
 		s.Heartbeat(w, e.Message, e.At)
-	case KindTransition:
+	case watch.KindTransition:
 		s.Transition(w, e.Transition)
-	case KindMalformed:
+	case watch.KindMalformed:
 		where := name(e.Channel)
 		if where == "" {
 			where = "Valkey"
 		}
 		fmt.Fprintf(w, "%s %s: %s - %s\n", s.paint(ansiRed, "✗ malformed heartbeat on"), where, errText(e.Err), s.clock(e.At))
-	case KindDisconnected:
+	case watch.KindDisconnected:
 		fmt.Fprintf(w, "%s: %s; reconnecting - %s\n", s.paint(ansiRed, "✗ disconnected from Valkey"), errText(e.Err), s.clock(e.At))
-	case KindReconnected:
+	case watch.KindReconnected:
 		fmt.Fprintf(w, "%s after %v: heartbeats sent meanwhile were lost; re-read %d latest-state keys - %s\n",
 			s.paint(ansiGreen, "✓ reconnected"), round(e.Downtime), e.Count, s.clock(e.At))
-	case KindLoaded:
+	case watch.KindLoaded:
 		fmt.Fprintf(w, "read %d latest-state keys - %s\n", e.Count, s.clock(e.At))
-	case KindDropped:
+	case watch.KindDropped:
 		fmt.Fprintf(w, "%s %d heartbeats: the output could not keep up (every one was tracked) - %s\n", s.paint(ansiYellow, "⚠️  not shown:"), e.Count, s.clock(e.At))
-	case KindBlind:
+	case watch.KindBlind:
 		fmt.Fprintf(w, "%s for %v (a stalled broker, or this monitor is behind): no instance is judged until it answers - %s\n",
 			s.paint(ansiYellow, "⚠️  no answer from Valkey"), round(e.Downtime), s.clock(e.At))
-	case KindCaughtUp:
+	case watch.KindCaughtUp:
 		fmt.Fprintf(w, "%s after %v: verdicts held until each instance has been watched for 1.5 intervals - %s\n",
 			s.paint(ansiGreen, "✓ Valkey answers again"), round(e.Downtime), s.clock(e.At))
-	case KindEvicted:
+	case watch.KindEvicted:
 		fmt.Fprintf(w, "%s %d instances heard from least recently, to make room at the instance bound (--max-instances) - %s\n",
 			s.paint(ansiYellow, "⚠️  evicted"), e.Count, s.clock(e.At))
 	}
@@ -305,31 +305,31 @@ func ptr[T any](v T) *T { return &v }
 // JSON writes an event as one line of JSON. Refresh events write nothing.
 // The line is valid UTF-8, and every rune a terminal would act on or hide
 // is a \u escape in it, in the heartbeat as it was sent too.
-func JSON(w io.Writer, e Event) error {
+func JSON(w io.Writer, e watch.Event) error {
 	j := jsonEvent{At: string(wire.AppendTimestamp(nil, e.At))}
 	switch e.Kind {
-	case KindHeartbeat:
+	case watch.KindHeartbeat:
 		j.Type, j.Channel, j.Heartbeat = "heartbeat", e.Channel, e.Raw
-	case KindTransition:
+	case watch.KindTransition:
 		t := e.Transition
 		j.Type, j.Service, j.Instance, j.From, j.To = "transition", t.Service, t.Instance, t.From.String(), t.To.String()
 		j.Age, j.Interval, j.Recovered = ptr(t.Age.Seconds()), ptr(t.Interval.Seconds()), t.Recovered()
 		j.Source = t.IntervalSource.String()
-	case KindMalformed:
+	case watch.KindMalformed:
 		j.Type, j.Channel, j.Error = "malformed", e.Channel, e.Err.Error()
-	case KindDisconnected:
+	case watch.KindDisconnected:
 		j.Type, j.Error = "disconnected", e.Err.Error()
-	case KindReconnected:
+	case watch.KindReconnected:
 		j.Type, j.Downtime, j.Count = "reconnected", ptr(e.Downtime.Seconds()), ptr(e.Count)
-	case KindLoaded:
+	case watch.KindLoaded:
 		j.Type, j.Count = "loaded", ptr(e.Count)
-	case KindDropped:
+	case watch.KindDropped:
 		j.Type, j.Count = "dropped", ptr(e.Count)
-	case KindBlind:
+	case watch.KindBlind:
 		j.Type, j.Downtime = "blind", ptr(e.Downtime.Seconds())
-	case KindCaughtUp:
+	case watch.KindCaughtUp:
 		j.Type, j.Downtime = "caught_up", ptr(e.Downtime.Seconds())
-	case KindEvicted:
+	case watch.KindEvicted:
 		j.Type, j.Count = "evicted", ptr(e.Count)
 	default:
 		return nil
@@ -345,9 +345,9 @@ func JSON(w io.Writer, e Event) error {
 // InstanceLine is one instance's state, as monitor --once --json writes it.
 type InstanceLine struct {
 	Service, Instance string
-	State             liveness.State
+	State             watch.State
 	Age, Interval     time.Duration
-	Source            liveness.IntervalSource
+	Source            watch.IntervalSource
 	Count             int64
 	// From is where the state was read: "latest_state_key" or "channel".
 	From string
@@ -375,6 +375,6 @@ func InstanceJSON(w io.Writer, l InstanceLine) error {
 }
 
 // StateLabel writes a state padded to a fixed width, coloured.
-func (s Style) StateLabel(st liveness.State) string {
+func (s Style) StateLabel(st watch.State) string {
 	return s.state(st, fmt.Sprintf("%-7s", st))
 }

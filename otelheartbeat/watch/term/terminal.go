@@ -1,4 +1,4 @@
-package monitor
+package term
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package monitor
+package term
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -56,18 +56,18 @@ func safeForTerminal(t *testing.T, what, out string) {
 
 func TestWireStringsAreEscapedForTerminals(t *testing.T) {
 	m := hostile()
-	k := liveness.Key{Service: m.ServiceName, Instance: m.InstanceID}
+	k := watch.Key{Service: m.ServiceName, Instance: m.InstanceID}
 	badErr := &wire.DecodeError{Key: "\x1b[2J", Reason: "key appears twice"}
 	for _, colour := range []bool{false, true} {
 		s := Style{Color: colour}
 		var hb, tr, ev, tab bytes.Buffer
 		s.Heartbeat(&hb, m, at)
-		s.Transition(&tr, liveness.Transition{Key: k, From: liveness.Alive, To: liveness.Dead, At: at, Age: 3 * time.Minute, Interval: time.Minute})
-		s.Event(&ev, Event{Kind: KindMalformed, At: at, Channel: "heartbeat:service:\x1b[31mred\u009b", Err: badErr})
-		s.Event(&ev, Event{Kind: KindDisconnected, At: at, Err: errors.New("protocol: \x1b]52;c;cGF5\x07")})
-		tracker := liveness.New()
+		s.Transition(&tr, watch.Transition{Key: k, From: watch.Alive, To: watch.Dead, At: at, Age: 3 * time.Minute, Interval: time.Minute})
+		s.Event(&ev, watch.Event{Kind: watch.KindMalformed, At: at, Channel: "heartbeat:service:\x1b[31mred\u009b", Err: badErr})
+		s.Event(&ev, watch.Event{Kind: watch.KindDisconnected, At: at, Err: errors.New("protocol: \x1b]52;c;cGF5\x07")})
+		tracker := watch.NewTracker()
 		tracker.ObserveAt(m, at)
-		s.Table(&tab, tracker, Stats{}, at)
+		s.Table(&tab, tracker, watch.Stats{}, at)
 		for what, out := range map[string]string{"Heartbeat": hb.String(), "Transition": tr.String(), "Event": ev.String(), "Table": tab.String()} {
 			safeForTerminal(t, fmt.Sprintf("%s (colour %v)", what, colour), out)
 		}
@@ -121,10 +121,10 @@ func TestJSONEscapesEveryHostileRune(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	for _, e := range []Event{
-		{Kind: KindHeartbeat, At: at, Channel: "heartbeat:service:payments\u200b", Message: m, Raw: raw},
-		{Kind: KindMalformed, At: at, Channel: "heartbeat:service:\u009b\xfe", Err: &wire.DecodeError{Key: "\x1b[2J\u200b", Reason: "key appears twice"}},
-		{Kind: KindTransition, At: at, Transition: liveness.Transition{Key: liveness.Key{Service: m.ServiceName, Instance: m.InstanceID}, From: liveness.Alive, To: liveness.Stale, Interval: time.Minute}},
+	for _, e := range []watch.Event{
+		{Kind: watch.KindHeartbeat, At: at, Channel: "heartbeat:service:payments\u200b", Message: m, Raw: raw},
+		{Kind: watch.KindMalformed, At: at, Channel: "heartbeat:service:\u009b\xfe", Err: &wire.DecodeError{Key: "\x1b[2J\u200b", Reason: "key appears twice"}},
+		{Kind: watch.KindTransition, At: at, Transition: watch.Transition{Key: watch.Key{Service: m.ServiceName, Instance: m.InstanceID}, From: watch.Alive, To: watch.Stale, Interval: time.Minute}},
 	} {
 		if err := JSON(&b, e); err != nil {
 			t.Fatal(err)
@@ -167,10 +167,10 @@ func TestTableCellsHaveBoundedWidth(t *testing.T) {
 		Timestamp: at, UptimeSeconds: 1e308, MemoryUsageMB: 1e308, CPUUsagePercent: 1e308, HeartbeatCount: 1<<63 - 1,
 		Has: wire.HasUptime | wire.HasMemory | wire.HasCPU | wire.HasHeartbeatCount,
 	}
-	tracker := liveness.New()
+	tracker := watch.NewTracker()
 	tracker.ObserveAt(m, at)
 	var b bytes.Buffer
-	Style{}.Table(&b, tracker, Stats{}, at)
+	Style{}.Table(&b, tracker, watch.Stats{}, at)
 	for _, line := range strings.Split(b.String(), "\n") {
 		if n := utf8.RuneCountInString(line); n > 160 {
 			t.Errorf("a line of %d characters:\n%s", n, line)

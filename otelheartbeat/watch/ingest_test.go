@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 )
 
@@ -116,7 +115,7 @@ func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fl *f
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	m, err := New(Config{Client: c, SkipLatest: true, NoHeartbeats: true,
-		Tracker: []liveness.Option{liveness.WithMaxInstances(2 * ingestInstances)}})
+		Tracker: []TrackerOption{WithMaxInstances(2 * ingestInstances)}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -176,7 +175,7 @@ func BenchmarkDecodeAndTrack(b *testing.B) {
 	client := redis.NewClient(&redis.Options{})
 	defer client.Close()
 	m, err := New(Config{Client: client, NoHeartbeats: true,
-		Tracker: []liveness.Option{liveness.WithMaxInstances(2 * ingestInstances)}})
+		Tracker: []TrackerOption{WithMaxInstances(2 * ingestInstances)}})
 	if err != nil {
 		b.Fatal(err)
 	}

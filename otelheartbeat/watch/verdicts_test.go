@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 )
 
@@ -71,7 +70,7 @@ func (b *beating) waitSent(t *testing.T, n int64) {
 
 // collect gathers a running monitor's events until the instance has been
 // tracked with at least count heartbeats, and returns them.
-func (r *running) collectUntilCount(k liveness.Key, count int64) []Event {
+func (r *running) collectUntilCount(k Key, count int64) []Event {
 	r.t.Helper()
 	var got []Event
 	deadline := time.After(30 * time.Second)
@@ -111,7 +110,7 @@ func kindName(k Kind) string {
 func noSilenceVerdicts(t *testing.T, es []Event) {
 	t.Helper()
 	for _, e := range es {
-		if e.Kind == KindTransition && (e.Transition.To == liveness.Stale || e.Transition.To == liveness.Dead) {
+		if e.Kind == KindTransition && (e.Transition.To == Stale || e.Transition.To == Dead) {
 			t.Errorf("false verdict: %s (%s) %v->%v after %v (interval %v)", e.Transition.Service, e.Transition.Instance,
 				e.Transition.From, e.Transition.To, e.Transition.Age, e.Transition.Interval)
 		}
@@ -150,10 +149,10 @@ func TestARendererThatFallsBehindNeverTurnsIntoDead(t *testing.T) {
 	b := startBeating(t, srv, "busy", "1", 200*time.Millisecond, 50*time.Millisecond)
 	b.waitSent(t, 40) // the renderer is stuck for about 2 s: ten intervals
 	close(release)
-	got := r.collectUntilCount(liveness.Key{Service: "busy", Instance: "1"}, 45)
+	got := r.collectUntilCount(Key{Service: "busy", Instance: "1"}, 45)
 	b.stop()
 	noSilenceVerdicts(t, got)
-	in, _ := m.Tracker().Get(liveness.Key{Service: "busy", Instance: "1"})
+	in, _ := m.Tracker().Get(Key{Service: "busy", Instance: "1"})
 	if in.Lost != 0 {
 		t.Errorf("the tracker missed %d heartbeats the subscription delivered", in.Lost)
 	}
@@ -189,12 +188,12 @@ func TestHeartbeatsWaitingInTheSocketAreNotDeath(t *testing.T) {
 	r.waitFor(KindLoaded)
 	b := startBeating(t, srv, "quiet", "1", 200*time.Millisecond, 50*time.Millisecond)
 	b.waitSent(t, 3)
-	r.collectUntilCount(liveness.Key{Service: "quiet", Instance: "1"}, 2)
+	r.collectUntilCount(Key{Service: "quiet", Instance: "1"}, 2)
 	close(pauseSet)
 	<-paused
 	b.waitSent(t, 40) // the reader is stuck for about 2 s: ten intervals
 	close(release)
-	got := r.collectUntilCount(liveness.Key{Service: "quiet", Instance: "1"}, 45)
+	got := r.collectUntilCount(Key{Service: "quiet", Instance: "1"}, 45)
 	b.stop()
 	noSilenceVerdicts(t, got)
 	var blind, caughtUp bool
@@ -214,7 +213,7 @@ func TestAStalledBrokerIsBlindnessNotDeath(t *testing.T) {
 	srv := redistest.Start(t)
 	r := start(t, srv, Config{SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: 200 * time.Millisecond})
 	r.waitFor(KindLoaded)
-	k := liveness.Key{Service: "steady", Instance: "1"}
+	k := Key{Service: "steady", Instance: "1"}
 	b := startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
 	before := r.collectUntilCount(k, 3)
 	srv.Pause()
@@ -269,7 +268,7 @@ func TestAnOverlongChannelNameIsMalformedNotADisconnect(t *testing.T) {
 // that appears after it, and the evictions are reported.
 func TestABurstOfFakeInstancesCannotHideARealOne(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{SkipLatest: true, Tracker: []liveness.Option{liveness.WithMaxInstances(100)}, Refresh: 20 * time.Millisecond})
+	r := start(t, srv, Config{SkipLatest: true, Tracker: []TrackerOption{WithMaxInstances(100)}, Refresh: 20 * time.Millisecond})
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -282,7 +281,7 @@ func TestABurstOfFakeInstancesCannotHideARealOne(t *testing.T) {
 	}
 	c.Publish(ctx, "heartbeat:service:payments", message("payments", "1", time.Minute, 1))
 	ev := r.waitFor(KindEvicted)
-	got := r.collectUntilCount(liveness.Key{Service: "payments", Instance: "1"}, 1)
+	got := r.collectUntilCount(Key{Service: "payments", Instance: "1"}, 1)
 	r.stop()
 	reported := int64(ev.Count)
 	for _, e := range got {
@@ -304,7 +303,7 @@ func TestRepeatedDisconnectsCannotKeepACrashedInstanceAlive(t *testing.T) {
 	srv := redistest.Start(t)
 	r := start(t, srv, Config{SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: time.Second})
 	r.waitFor(KindLoaded)
-	k := liveness.Key{Service: "crashed", Instance: "1"}
+	k := Key{Service: "crashed", Instance: "1"}
 	b := startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
 	r.collectUntilCount(k, 3)
 	b.stop() // crashed: dead 600 ms of watched silence from now
@@ -323,7 +322,7 @@ func TestRepeatedDisconnectsCannotKeepACrashedInstanceAlive(t *testing.T) {
 	for {
 		select {
 		case e := <-r.events:
-			if e.Kind == KindTransition && e.Transition.Key == k && e.Transition.To == liveness.Dead {
+			if e.Kind == KindTransition && e.Transition.Key == k && e.Transition.To == Dead {
 				if d := time.Since(crashed); d > 3*time.Second {
 					t.Errorf("dead %v after the crash, with the monitor disconnected every 150 ms", d)
 				}

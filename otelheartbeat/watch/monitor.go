@@ -1,4 +1,4 @@
-// Package monitor is the heartbeat monitor's engine: it subscribes to
+// A Monitor is the watcher's engine: it subscribes to
 // heartbeat:service:*, reads the latest-state keys so that instances appear
 // at once, decodes and checks every message, and feeds a liveness tracker
 // whose own timing detects silence. The examples/monitor command and the
@@ -24,7 +24,8 @@
 // counted. Nothing is buffered without bound. After a lost connection the
 // monitor reconnects with a bounded back-off, re-reads the latest-state
 // keys and says how long it was disconnected.
-package monitor
+
+package watch
 
 import (
 	"context"
@@ -39,7 +40,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -87,13 +87,16 @@ const (
 
 // Event is something the monitor saw. Raw is read-only: it shares memory
 // with the received message.
+//
+// Channel, Message and Err hold strings from the wire as they were
+// received: escape them before showing them (package term does).
 type Event struct {
 	Kind       Kind
 	At         time.Time
 	Channel    string
 	Message    *wire.Message
 	Raw        []byte
-	Transition liveness.Transition
+	Transition Transition
 	Err        error
 	Count      int
 	Downtime   time.Duration
@@ -118,7 +121,7 @@ type Config struct {
 	// Service, when set, limits the monitor to one service.
 	Service string
 	// Tracker options: retention and instance bound.
-	Tracker []liveness.Option
+	Tracker []TrackerOption
 	// Queue bounds the events waiting for the renderer. Default
 	// DefaultQueue.
 	Queue int
@@ -166,7 +169,7 @@ type Stats struct {
 // Monitor watches heartbeats.
 type Monitor struct {
 	cfg     Config
-	tracker *liveness.Tracker
+	tracker *Tracker
 	sight   sight
 
 	received, malformed, dropped, disconnects, blind atomic.Int64
@@ -219,11 +222,11 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.RegistryRefresh <= 0 {
 		cfg.RegistryRefresh = 2 * time.Second
 	}
-	return &Monitor{cfg: cfg, tracker: liveness.New(cfg.Tracker...)}, nil
+	return &Monitor{cfg: cfg, tracker: NewTracker(cfg.Tracker...)}, nil
 }
 
 // Tracker returns the liveness tracker; it is safe for concurrent use.
-func (m *Monitor) Tracker() *liveness.Tracker { return m.tracker }
+func (m *Monitor) Tracker() *Tracker { return m.tracker }
 
 // Stats returns the counters. It is safe to call at any time.
 func (m *Monitor) Stats() Stats {
@@ -623,7 +626,7 @@ func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *deco
 		var big *oversized
 		switch {
 		case errors.As(err, &big):
-			if !m.ingest(ctx, out, received{at: time.Now(), channel: Escape(string(ch)), err: big}) {
+			if !m.ingest(ctx, out, received{at: time.Now(), channel: string(ch), err: big}) {
 				return ctx.Err()
 			}
 		case err != nil:
