@@ -40,7 +40,7 @@ const scanBatch = 500
 //
 // A key's size and remaining TTL are asked first (STRLEN and PTTL in one
 // pipeline), and only a key that can be a heartbeat is read: one larger
-// than heartbeat.MaxMessageSize, one without a TTL, one whose TTL is longer
+// than wire.MaxMessageSize, one without a TTL, one whose TTL is longer
 // than the three intervals the exporter sets, and one of another type are
 // entries with an Err that names the key. No publisher of this library
 // writes them, and none of them is read as alive.

@@ -135,7 +135,7 @@ func TestLatestStateMatchesTheServiceExactly(t *testing.T) {
 }
 
 // A key whose name is longer than any heartbeat's key can be (a prefix, a
-// service name and an instance id of at most heartbeat.MaxNameLength bytes
+// service name and an instance id of at most wire.MaxNameLength bytes
 // each) is reported by a short prefix of its name and not read: a 100 MB
 // name once cost a monitor 2.6 GB and 400 MB of output.
 func TestAnOverlongKeyNameIsReportedShortAndNotRead(t *testing.T) {

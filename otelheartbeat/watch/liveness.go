@@ -258,7 +258,7 @@ func WithClock(c Clock) TrackerOption { return func(t *Tracker) { t.clock = c } 
 func WithRetention(d time.Duration) TrackerOption { return func(t *Tracker) { t.retention = d } }
 
 // WithDefaultInterval sets the interval of an instance whose heartbeats do
-// not say it, until its own gaps show it. Default: heartbeat.DefaultInterval
+// not say it, until its own gaps show it. Default: wire.DefaultInterval
 // (the seed's 60 s).
 func WithDefaultInterval(d time.Duration) TrackerOption {
 	return func(t *Tracker) {

@@ -357,7 +357,7 @@ func (s *subscriber) frame() (kind string, channel, payload []byte, err error) {
 
 // maxChannel bounds a channel name the subscriber reads: far more than a
 // heartbeat channel can be (a prefix and a service name of at most
-// heartbeat.MaxNameLength bytes).
+// wire.MaxNameLength bytes).
 const maxChannel = 1024
 
 // message reads a message's channel and payload. Either too long is read

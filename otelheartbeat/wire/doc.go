@@ -19,7 +19,9 @@
 //
 // A Message holds the documented keys as typed fields (Has says which of the
 // optional ones were present) and the service fields as a list of Field,
-// each an int, a float, a string or a timestamp (Value).
+// each an int, a float or a string (Value); a timestamp-valued field such
+// as last_successful_operation travels as a string in TimestampLayout, and
+// ParseTimestamp reads it.
 //
 // # Publishing
 //
