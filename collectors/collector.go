@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/convention"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Collector produces one service value for each heartbeat. Build one with
@@ -20,7 +20,7 @@ type Collector struct {
 	// usesCtx is set by the ...Func forms, whose collectors receive a
 	// context with the budget as its deadline; the plain forms ignore it.
 	usesCtx bool
-	fn      func(context.Context) (heartbeat.Value, error)
+	fn      func(context.Context) (wire.Value, error)
 }
 
 func plain(c Collector) Collector {
@@ -40,9 +40,9 @@ func Int(f func() int64) Collector {
 // IntFunc returns a collector of an integer value that may fail; it should
 // return when ctx is done.
 func IntFunc(f func(ctx context.Context) (int64, error)) Collector {
-	return Collector{kind: convention.FieldNumber, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldNumber, usesCtx: true, fn: func(ctx context.Context) (wire.Value, error) {
 		v, err := f(ctx)
-		return heartbeat.Int(v), err
+		return wire.Int(v), err
 	}}
 }
 
@@ -54,12 +54,12 @@ func Float(f func() float64) Collector {
 // FloatFunc returns a collector of a floating-point value that may fail; it
 // should return when ctx is done. NaN and infinities are failures.
 func FloatFunc(f func(ctx context.Context) (float64, error)) Collector {
-	return Collector{kind: convention.FieldNumber, isFloat: true, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldNumber, isFloat: true, usesCtx: true, fn: func(ctx context.Context) (wire.Value, error) {
 		v, err := f(ctx)
 		if err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
 			err = fmt.Errorf("%v is not a finite number", v)
 		}
-		return heartbeat.Float(v), err
+		return wire.Float(v), err
 	}}
 }
 
@@ -72,9 +72,9 @@ func String(f func() string) Collector {
 // StringFunc returns a collector of a state that may fail; it should return
 // when ctx is done.
 func StringFunc(f func(ctx context.Context) (string, error)) Collector {
-	return Collector{kind: convention.FieldString, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldString, usesCtx: true, fn: func(ctx context.Context) (wire.Value, error) {
 		v, err := f(ctx)
-		return heartbeat.String(v), err
+		return wire.String(v), err
 	}}
 }
 
@@ -88,12 +88,12 @@ func Timestamp(f func() time.Time) Collector {
 // TimestampFunc returns a collector of a point in time that may fail; it
 // should return when ctx is done.
 func TimestampFunc(f func(ctx context.Context) (time.Time, error)) Collector {
-	return Collector{kind: convention.FieldTimestamp, usesCtx: true, fn: func(ctx context.Context) (heartbeat.Value, error) {
+	return Collector{kind: convention.FieldTimestamp, usesCtx: true, fn: func(ctx context.Context) (wire.Value, error) {
 		v, err := f(ctx)
 		if err == nil && v.IsZero() {
 			err = errNoValue
 		}
-		return heartbeat.Time(v), err
+		return wire.Time(v), err
 	}}
 }
 
@@ -102,7 +102,7 @@ func (c Collector) IsZero() bool { return c.fn == nil }
 
 // MaxStringLength bounds a string value: 1024 bytes. Longer values are cut
 // at a character boundary, here and again by the exporter.
-const MaxStringLength = heartbeat.MaxStringLength
+const MaxStringLength = wire.MaxStringLength
 
 // instrumentName returns the instrument that carries the field name.
 func (c Collector) instrumentName(name string) string {

@@ -15,14 +15,14 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/otel-heartbeat/heartbeat/internal/convention"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/report"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // MaxFields bounds the service fields of one heartbeat: 64. It is the one
 // public name of the limit; the exporter enforces it again for gauges
 // registered by hand.
-const MaxFields = heartbeat.MaxFields
+const MaxFields = wire.MaxFields
 
 // ErrUnregistered is returned by Fields.Add after Unregister.
 var ErrUnregistered = errors.New("collectors: fields are unregistered")
@@ -83,7 +83,7 @@ type entry struct {
 // callers that gather fields before they have a Fields, so that the rules
 // and their errors are the same either way.
 func CheckField(name string, c Collector, registered []string) error {
-	if err := heartbeat.ValidateFieldName(name); err != nil {
+	if err := wire.ValidateFieldName(name); err != nil {
 		return fmt.Errorf("collectors: %w", err)
 	}
 	if slices.Contains(registered, name) {
@@ -188,7 +188,7 @@ func (f *Fields) Names() []string {
 type result struct {
 	e     *entry
 	round uint64
-	v     heartbeat.Value
+	v     wire.Value
 	err   error
 }
 
@@ -387,4 +387,4 @@ func (f *Fields) Unregister(ctx context.Context) error {
 	}
 }
 
-func truncate(s string, n int) string { return heartbeat.Truncate(s, n) }
+func truncate(s string, n int) string { return wire.Truncate(s, n) }

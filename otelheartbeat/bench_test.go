@@ -11,9 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shirou/gopsutil/v4/process"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -138,7 +138,7 @@ func baselineCycle(b *testing.B, srv *redistest.Server) (func(), func()) {
 		payload, err := json.Marshal(map[string]any{
 			"service_name":              "tracker_fetcher",
 			"instance_id":               id,
-			"timestamp":                 now.UTC().Format(heartbeat.TimestampLayout),
+			"timestamp":                 now.UTC().Format(wire.TimestampLayout),
 			"uptime_seconds":            float64(int(now.Sub(start).Seconds()*10)) / 10,
 			"heartbeat_count":           count,
 			"memory_usage_mb":           float64(int(float64(mem.RSS)/(1<<20)*10)) / 10,
@@ -147,7 +147,7 @@ func baselineCycle(b *testing.B, srv *redistest.Server) (func(), func()) {
 			"status":                    "running",
 			"queue_size":                queue(),
 			"api_status":                status(),
-			"last_successful_operation": lastOK().UTC().Format(heartbeat.TimestampLayout),
+			"last_successful_operation": lastOK().UTC().Format(wire.TimestampLayout),
 		})
 		if err != nil {
 			b.Fatal(err)

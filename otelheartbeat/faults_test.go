@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -80,7 +80,7 @@ func TestHeartbeatsBeginWithinOneIntervalOfValkeyComingUp(t *testing.T) {
 	if d := time.Since(up); d > interval+tolerance {
 		t.Errorf("first heartbeat %v after Valkey came up; want within one interval (%v) + %v", d, interval, tolerance)
 	}
-	m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+	m, err := wire.Unmarshal([]byte(msg.Payload))
 	must(t, err)
 	if m.HeartbeatCount < 2 {
 		t.Errorf("heartbeat_count %d: the heartbeats lost while Valkey was down should be counted", m.HeartbeatCount)
@@ -105,7 +105,7 @@ func TestValkeyRestartedMidRun(t *testing.T) {
 		t.Errorf("after the restart: count %d (before %d), instance %s (before %s)", after.HeartbeatCount, before.HeartbeatCount, after.InstanceID, before.InstanceID)
 	}
 	// The latest-state key, lost with the server's memory, is back.
-	key := heartbeat.Key(heartbeat.DefaultKeyPrefix, "geocoding_service", p.InstanceID())
+	key := wire.Key(wire.DefaultKeyPrefix, "geocoding_service", p.InstanceID())
 	next, _ := hbs.next()
 	if got, _ := srv.Client(t).Get(context.Background(), key).Result(); got == "" {
 		t.Errorf("latest-state key not rewritten after the restart (heartbeat %d)", next.HeartbeatCount)

@@ -17,7 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -74,7 +74,7 @@ func NewPublisher(serviceName string, opts ...Option) (*Publisher, error) {
 		}
 	}
 	if serviceName != "" {
-		if err := heartbeat.ValidateServiceName(serviceName); err != nil {
+		if err := wire.ValidateServiceName(serviceName); err != nil {
 			return nil, fmt.Errorf("otelheartbeat: %w", err)
 		}
 	}
@@ -114,15 +114,15 @@ func NewPublisher(serviceName string, opts ...Option) (*Publisher, error) {
 	}
 	if serviceName == "" {
 		v, _ := res.Set().Value("service.name")
-		if name := v.AsString(); heartbeat.IsUnsetServiceName(name) {
+		if name := v.AsString(); wire.IsUnsetServiceName(name) {
 			return nil, errors.New("otelheartbeat: no service name: pass one to NewPublisher or set OTEL_SERVICE_NAME")
-		} else if err := heartbeat.ValidateServiceName(name); err != nil {
+		} else if err := wire.ValidateServiceName(name); err != nil {
 			return nil, fmt.Errorf("otelheartbeat: OTEL_SERVICE_NAME: %w", err)
 		}
 		p.name = v.AsString()
 	}
 	id, _ := res.Set().Value("service.instance.id")
-	if err := heartbeat.ValidateInstanceID(id.AsString()); err != nil {
+	if err := wire.ValidateInstanceID(id.AsString()); err != nil {
 		return nil, fmt.Errorf("otelheartbeat: service.instance.id (OTEL_RESOURCE_ATTRIBUTES): %w", err)
 	}
 	p.instanceID = id.AsString()

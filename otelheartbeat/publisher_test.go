@@ -19,9 +19,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -57,11 +57,11 @@ func subscribe(t *testing.T, srv *redistest.Server) heartbeats {
 }
 
 // next returns the next heartbeat, decoded, and when it arrived.
-func (h heartbeats) next() (*heartbeat.Message, string) {
+func (h heartbeats) next() (*wire.Message, string) {
 	h.t.Helper()
 	select {
 	case raw := <-h.ch:
-		m, err := heartbeat.Unmarshal([]byte(raw.Payload))
+		m, err := wire.Unmarshal([]byte(raw.Payload))
 		if err != nil {
 			h.t.Fatalf("heartbeat %q: %v", raw.Payload, err)
 		}
@@ -118,7 +118,7 @@ func TestTrackerFetcherConfiguredByEnvironmentAlone(t *testing.T) {
 	if want := rssMiB(t); math.Abs(first.MemoryUsageMB-want) > 0.3*want {
 		t.Errorf("memory_usage_mb %.1f, /proc says %.1f", first.MemoryUsageMB, want)
 	}
-	if first.Has&heartbeat.HasCPU == 0 || first.CPUUsagePercent < 0 || first.CPUUsagePercent > 100*float64(64) {
+	if first.Has&wire.HasCPU == 0 || first.CPUUsagePercent < 0 || first.CPUUsagePercent > 100*float64(64) {
 		t.Errorf("cpu_usage_percent %v", first.CPUUsagePercent)
 	}
 	if first.UptimeSeconds <= 0 || first.IntervalSeconds != 1 || first.Status != "running" {
@@ -178,7 +178,7 @@ func TestBadCollectorsCannotStopHeartbeats(t *testing.T) {
 	must(t, p.AddDataCollector("not_a_number", collectors.Float(func() float64 { return math.NaN() })))
 	must(t, p.Start(context.Background()))
 
-	var prev *heartbeat.Message
+	var prev *wire.Message
 	for i := 0; i < 5; i++ {
 		m, raw := hbs.next()
 		if v, ok := m.Field("cache_size"); !ok || v.Int != 42 {
@@ -189,7 +189,7 @@ func TestBadCollectorsCannotStopHeartbeats(t *testing.T) {
 				t.Errorf("%s present in %s", bad, raw)
 			}
 		}
-		if m.Has&heartbeat.HasMemory == 0 || m.Has&heartbeat.HasUptime == 0 {
+		if m.Has&wire.HasMemory == 0 || m.Has&wire.HasUptime == 0 {
 			t.Errorf("process fields missing from %s", raw)
 		}
 		if prev != nil {

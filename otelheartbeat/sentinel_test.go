@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Behind Sentinel, configured by the same variables: the primary dies, the
@@ -36,7 +36,7 @@ func TestSentinelFailoverWhilePublishing(t *testing.T) {
 		t.Fatal("the sentinel did not fail over")
 	}
 	// The first heartbeat published to the new primary.
-	var after *heartbeat.Message
+	var after *wire.Message
 	for after == nil || after.HeartbeatCount <= before.HeartbeatCount {
 		after, _ = hbs.next()
 	}
@@ -54,7 +54,7 @@ func TestSentinelFailoverWhilePublishing(t *testing.T) {
 		}
 		after = next
 	}
-	key := heartbeat.Key(heartbeat.DefaultKeyPrefix, "tracker_fetcher", p.InstanceID())
+	key := wire.Key(wire.DefaultKeyPrefix, "tracker_fetcher", p.InstanceID())
 	if n, _ := s.Replica.Client(t).Exists(context.Background(), key).Result(); n != 1 {
 		t.Error("no latest-state key on the new primary")
 	}

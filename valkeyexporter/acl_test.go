@@ -10,9 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/acl"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
-	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestLeastPrivilegePublisherACL(t *testing.T) {
@@ -33,7 +33,7 @@ func TestLeastPrivilegePublisherACL(t *testing.T) {
 	}
 	exp.markStopping()
 	must(t, exp.Export(ctx, rm))
-	if m, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload)); m.Status != "stopping" {
+	if m, _ := wire.Unmarshal([]byte(next(t, msgs).Payload)); m.Status != "stopping" {
 		t.Errorf("final status %q", m.Status)
 	}
 	must(t, exp.Shutdown(ctx))
@@ -198,12 +198,12 @@ func TestPerServiceShardedACLIsolatesServices(t *testing.T) {
 	exp := newExporter(t, c.Nodes[0], WithEndpoint(endpoint("service_a")), WithShardedPubSub(), handler)
 
 	// The monitor, as its own ACL user, learns service_a from the registry.
-	mon, err := monitor.New(monitor.Config{Client: as("monitor"), Sharded: true, RegistryRefresh: 50 * time.Millisecond})
+	mon, err := watch.New(watch.Config{Client: as("monitor"), Sharded: true, RegistryRefresh: 50 * time.Millisecond})
 	must(t, err)
-	events := make(chan monitor.Event, 1000)
+	events := make(chan watch.Event, 1000)
 	monCtx, stopMon := context.WithCancel(ctx)
 	monDone := make(chan struct{})
-	go func() { defer close(monDone); _ = mon.Run(monCtx, func(e monitor.Event) { events <- e }) }()
+	go func() { defer close(monDone); _ = mon.Run(monCtx, func(e watch.Event) { events <- e }) }()
 	defer func() { stopMon(); <-monDone }()
 
 	rm := collect(t, "service_a")
@@ -212,7 +212,7 @@ func TestPerServiceShardedACLIsolatesServices(t *testing.T) {
 		must(t, exp.Export(ctx, rm))
 		select {
 		case e := <-events:
-			if e.Kind == monitor.KindHeartbeat && e.Message.ServiceName == "service_a" {
+			if e.Kind == watch.KindHeartbeat && e.Message.ServiceName == "service_a" {
 				heard = true
 			}
 		case <-time.After(100 * time.Millisecond): // the next heartbeat is the retry

@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // On a 3-primary cluster, configured by the same variables as a single
@@ -46,7 +46,7 @@ func TestClusterPublishesEverywhereAndKeysLandOnTheirSlots(t *testing.T) {
 		must(t, exp.Export(ctx, rm))
 		select {
 		case m := <-msgs:
-			hb, err := heartbeat.Unmarshal([]byte(m.Payload))
+			hb, err := wire.Unmarshal([]byte(m.Payload))
 			must(t, err)
 			if hb.ServiceName != name || m.Channel != "heartbeat:service:"+name {
 				t.Errorf("got %s on %s, want %s", hb.ServiceName, m.Channel, name)
@@ -54,7 +54,7 @@ func TestClusterPublishesEverywhereAndKeysLandOnTheirSlots(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%s's heartbeat did not reach a subscriber on another node", name)
 		}
-		key := heartbeat.Key(heartbeat.DefaultKeyPrefix, name, testInstance)
+		key := wire.Key(wire.DefaultKeyPrefix, name, testInstance)
 		slot, err := c.Nodes[0].Client(t).ClusterKeySlot(ctx, key).Result()
 		must(t, err)
 		owner := c.Owner(int(slot))
@@ -93,12 +93,12 @@ func TestShardedPubSubOnACluster(t *testing.T) {
 			ScopeMetrics: []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: ScopeName}}}}))
 		msg, err := ss.ReceiveMessage(ctx)
 		must(t, err)
-		if hb, err := heartbeat.Unmarshal([]byte(msg.Payload)); err != nil || hb.ServiceName != name {
+		if hb, err := wire.Unmarshal([]byte(msg.Payload)); err != nil || hb.ServiceName != name {
 			t.Errorf("%s: %v %v", name, hb, err)
 		}
 		_ = ss.Close()
 	}
-	members, err := c.Client(t).SMembers(ctx, heartbeat.DefaultRegistryKey).Result()
+	members, err := c.Client(t).SMembers(ctx, wire.DefaultRegistryKey).Result()
 	must(t, err)
 	if len(members) != 6 {
 		t.Errorf("registry %v", members)

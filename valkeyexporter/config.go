@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Option configures an Exporter.
@@ -157,16 +157,16 @@ func newSettings(opts []Option) (settings, error) {
 		getenv = os.Getenv
 	}
 	s := settings{
-		interval:      heartbeat.DefaultInterval,
-		channelPrefix: heartbeat.DefaultChannelPrefix,
-		keyPrefix:     heartbeat.DefaultKeyPrefix,
+		interval:      wire.DefaultInterval,
+		channelPrefix: wire.DefaultChannelPrefix,
+		keyPrefix:     wire.DefaultKeyPrefix,
 		latestState:   true,
 		now:           time.Now,
 		handle:        c.handle,
 	}
 	var errs []error
 	if c.serviceNameSet {
-		if err := heartbeat.ValidateServiceName(c.serviceName); err != nil {
+		if err := wire.ValidateServiceName(c.serviceName); err != nil {
 			errs = append(errs, fmt.Errorf("WithServiceName: %w", err))
 		}
 		s.serviceName = c.serviceName

@@ -18,8 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/otel-heartbeat/heartbeat/internal/convention"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/report"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // ScopeName is the instrumentation scope whose instruments make up a
@@ -48,7 +48,7 @@ type Exporter struct {
 	// Guarded by sem.
 	count      int64
 	buf        []byte
-	msg        heartbeat.Message
+	msg        wire.Message
 	cpu        cpuSample
 	writtenKey string
 	badValues  map[string]bool // values left out, by instrument or field
@@ -72,8 +72,8 @@ func (e *Exporter) namesFor(service, instance string) *names {
 	if n.service != service || n.instance != instance {
 		*n = names{
 			service: service, instance: instance,
-			channel: heartbeat.Channel(e.s.channelPrefix, service),
-			key:     heartbeat.Key(e.s.keyPrefix, service, instance),
+			channel: wire.Channel(e.s.channelPrefix, service),
+			key:     wire.Key(e.s.keyPrefix, service, instance),
 		}
 	}
 	return n
@@ -186,7 +186,7 @@ func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) e
 		return err
 	}
 	var err error
-	e.buf, err = heartbeat.AppendJSON(e.buf[:0], &e.msg)
+	e.buf, err = wire.AppendJSON(e.buf[:0], &e.msg)
 	if err != nil {
 		// build leaves out every value the encoder refuses, so this is a bug.
 		return fmt.Errorf("valkeyexporter: encode heartbeat: %w", err)
@@ -197,7 +197,7 @@ func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) e
 // build fills e.msg from rm.
 func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 	m := &e.msg
-	*m = heartbeat.Message{Fields: m.Fields[:0]}
+	*m = wire.Message{Fields: m.Fields[:0]}
 
 	if e.s.serviceName != "" {
 		m.ServiceName = e.s.serviceName
@@ -205,10 +205,10 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		name, _ := rm.Resource.Set().Value(keyServiceName)
 		m.ServiceName = name.AsString()
 	}
-	if heartbeat.IsUnsetServiceName(m.ServiceName) {
+	if wire.IsUnsetServiceName(m.ServiceName) {
 		return ErrNoServiceName
 	}
-	if err := heartbeat.ValidateServiceName(m.ServiceName); err != nil {
+	if err := wire.ValidateServiceName(m.ServiceName); err != nil {
 		return fmt.Errorf("%w: service.name: %w", ErrBadIdentity, err)
 	}
 	if m.ServiceName != e.ServiceName() {
@@ -217,7 +217,7 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 	}
 	m.InstanceID = e.fallbackID
 	if id, ok := rm.Resource.Set().Value(keyInstanceID); ok && id.AsString() != "" {
-		if err := heartbeat.ValidateInstanceID(id.AsString()); err != nil {
+		if err := wire.ValidateInstanceID(id.AsString()); err != nil {
 			return fmt.Errorf("%w: service.instance.id: %w", ErrBadIdentity, err)
 		}
 		m.InstanceID = id.AsString()
@@ -240,12 +240,12 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 			switch md.Name {
 			case convention.Uptime:
 				if v, at, ok := e.number(md); ok && v >= 0 {
-					m.UptimeSeconds, m.Has = v, m.Has|heartbeat.HasUptime
+					m.UptimeSeconds, m.Has = v, m.Has|wire.HasUptime
 					m.Timestamp = at
 				}
 			case convention.MemoryUsage:
 				if v, at, ok := e.number(md); ok && v >= 0 {
-					m.MemoryUsageMB, m.Has = round1(v/(1<<20)), m.Has|heartbeat.HasMemory
+					m.MemoryUsageMB, m.Has = round1(v/(1<<20)), m.Has|wire.HasMemory
 					if m.Timestamp.IsZero() {
 						m.Timestamp = at
 					}
@@ -266,27 +266,27 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 	if haveCPU {
 		m.CPUUsagePercent, haveCPU = e.cpuPercent(cpuSeconds, cpuAt)
 		if haveCPU {
-			m.Has |= heartbeat.HasCPU
+			m.Has |= wire.HasCPU
 		}
 	}
 
 	e.count++
 	m.HeartbeatCount = e.count
 	m.IntervalSeconds = e.s.interval.Seconds()
-	m.Has |= heartbeat.HasHeartbeatCount | heartbeat.HasInterval
-	m.Status = heartbeat.StatusRunning
+	m.Has |= wire.HasHeartbeatCount | wire.HasInterval
+	m.Status = wire.StatusRunning
 	if stopping {
-		m.Status = heartbeat.StatusStopping
+		m.Status = wire.StatusStopping
 	}
 
-	slices.SortStableFunc(m.Fields, func(a, b heartbeat.Field) int { return strings.Compare(a.Key, b.Key) })
-	m.Fields = slices.CompactFunc(m.Fields, func(a, b heartbeat.Field) bool { return a.Key == b.Key })
+	slices.SortStableFunc(m.Fields, func(a, b wire.Field) int { return strings.Compare(a.Key, b.Key) })
+	m.Fields = slices.CompactFunc(m.Fields, func(a, b wire.Field) bool { return a.Key == b.Key })
 	// Fields past the limit (collectors.MaxFields), in key order, are left
 	// out and reported once: gauges registered by hand are not counted.
-	if len(m.Fields) > heartbeat.MaxFields {
+	if len(m.Fields) > wire.MaxFields {
 		e.reporter.Fail("too-many-fields", fmt.Errorf("valkeyexporter: %d service fields, more than %d; leaving out those after %q",
-			len(m.Fields), heartbeat.MaxFields, m.Fields[heartbeat.MaxFields-1].Key))
-		m.Fields = m.Fields[:heartbeat.MaxFields]
+			len(m.Fields), wire.MaxFields, m.Fields[wire.MaxFields-1].Key))
+		m.Fields = m.Fields[:wire.MaxFields]
 	}
 	return nil
 }
@@ -301,7 +301,7 @@ func (e *Exporter) cpuPercent(seconds float64, at time.Time) (float64, bool) {
 	switch {
 	case prev.ok && at.After(prev.at) && seconds >= prev.seconds:
 		pct = (seconds - prev.seconds) / at.Sub(prev.at).Seconds() * 100
-	case e.msg.Has&heartbeat.HasUptime != 0 && e.msg.UptimeSeconds > 0:
+	case e.msg.Has&wire.HasUptime != 0 && e.msg.UptimeSeconds > 0:
 		pct = seconds / e.msg.UptimeSeconds * 100
 	default:
 		return 0, false
@@ -318,11 +318,11 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 	if !ok {
 		return
 	}
-	if err := heartbeat.ValidateFieldName(key); err != nil {
+	if err := wire.ValidateFieldName(key); err != nil {
 		e.reporter.Fail("name:"+md.Name, fmt.Errorf("valkeyexporter: instrument %q: %w", md.Name, err))
 		return
 	}
-	var v heartbeat.Value
+	var v wire.Value
 	switch kind {
 	case convention.FieldNumber:
 		switch data := md.Data.(type) {
@@ -330,7 +330,7 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 			if len(data.DataPoints) == 0 {
 				return
 			}
-			v = heartbeat.Int(data.DataPoints[0].Value)
+			v = wire.Int(data.DataPoints[0].Value)
 		case metricdata.Gauge[float64]:
 			if len(data.DataPoints) == 0 {
 				return
@@ -340,10 +340,10 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 				e.badValue(key, fmt.Errorf("valkeyexporter: field %s: %v is not a finite number; left out", key, f))
 				return
 			}
-			v = heartbeat.Float(f)
+			v = wire.Float(f)
 		default:
 			if f, _, ok := e.number(md); ok {
-				v = heartbeat.Float(f)
+				v = wire.Float(f)
 			} else {
 				return
 			}
@@ -353,7 +353,7 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 		if !ok {
 			return
 		}
-		v = heartbeat.String(s)
+		v = wire.String(s)
 	case convention.FieldTimestamp:
 		sec, _, ok := e.number(md)
 		if !ok || sec <= 0 || sec > 1e11 {
@@ -361,10 +361,10 @@ func (e *Exporter) field(md *metricdata.Metrics) {
 		}
 		whole, frac := math.Modf(sec)
 		t := time.Unix(int64(whole), int64(math.Round(frac*1e6))*1e3)
-		v = heartbeat.Time(t)
+		v = wire.Time(t)
 	}
 	e.goodValue(key)
-	e.msg.Fields = append(e.msg.Fields, heartbeat.Field{Key: key, Value: v})
+	e.msg.Fields = append(e.msg.Fields, wire.Field{Key: key, Value: v})
 }
 
 // number returns the value of md's first data point, as a float64, for
@@ -443,7 +443,7 @@ func stringValue(md *metricdata.Metrics) (string, bool) {
 			continue
 		}
 		if v, ok := dp.Attributes.Value(convention.ValueKey); ok && v.Type() == attribute.STRING {
-			return truncate(v.AsString(), heartbeat.MaxStringLength), true
+			return truncate(v.AsString(), wire.MaxStringLength), true
 		}
 	}
 	return "", false
@@ -462,7 +462,7 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 	var pub *redis.IntCmd
 	if e.s.sharded {
 		pub = p.SPublish(ctx, channel, e.buf)
-		registry = p.SAdd(ctx, heartbeat.DefaultRegistryKey, e.msg.ServiceName)
+		registry = p.SAdd(ctx, wire.DefaultRegistryKey, e.msg.ServiceName)
 	} else {
 		pub = p.Publish(ctx, channel, e.buf)
 	}
@@ -487,7 +487,7 @@ func (e *Exporter) send(ctx context.Context, stopping bool) error {
 	if registry != nil {
 		if err := registry.Err(); err != nil {
 			e.reporter.Fail("registry", fmt.Errorf("valkeyexporter: SADD %s to %s: %w (monitors in sharded mode will not learn this service)",
-				heartbeat.DefaultRegistryKey, e.s.endpoint, err))
+				wire.DefaultRegistryKey, e.s.endpoint, err))
 		} else {
 			e.reporter.OK("registry")
 		}
@@ -584,8 +584,8 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func finite(f float64) bool { return heartbeat.Finite(f) }
+func finite(f float64) bool { return wire.Finite(f) }
 
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
-func truncate(s string, n int) string { return heartbeat.Truncate(s, n) }
+func truncate(s string, n int) string { return wire.Truncate(s, n) }

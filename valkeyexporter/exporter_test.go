@@ -21,9 +21,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/internal/convention"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -115,7 +115,7 @@ func TestPeriodicReaderPublishesSeedFormat(t *testing.T) {
 		if raw.Channel != "heartbeat:service:tracker_fetcher" {
 			t.Fatalf("channel %q", raw.Channel)
 		}
-		m, err := heartbeat.Unmarshal([]byte(raw.Payload))
+		m, err := wire.Unmarshal([]byte(raw.Payload))
 		must(t, err)
 		if m.ServiceName != "tracker_fetcher" || m.InstanceID != testInstance {
 			t.Errorf("identity %q/%q", m.ServiceName, m.InstanceID)
@@ -192,7 +192,7 @@ func TestOtherReadersSeeGaugesAndOtherScopesStayOut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	must(t, hb.ForceFlush(ctx))
-	m, err := heartbeat.Unmarshal([]byte(next(t, msgs).Payload))
+	m, err := wire.Unmarshal([]byte(next(t, msgs).Payload))
 	must(t, err)
 	if _, ok := m.Field("intruder"); ok {
 		t.Error("a metric of another scope reached the heartbeat")
@@ -247,9 +247,9 @@ func TestLatestStateKeyHoldsHeartbeatWithTTL(t *testing.T) {
 
 	// A graceful stop publishes "stopping" and removes the key.
 	must(t, mp.Shutdown(ctx))
-	final, err := heartbeat.Unmarshal([]byte(next(t, msgs).Payload))
+	final, err := wire.Unmarshal([]byte(next(t, msgs).Payload))
 	must(t, err)
-	if final.Status != heartbeat.StatusStopping || final.HeartbeatCount != 2 {
+	if final.Status != wire.StatusStopping || final.HeartbeatCount != 2 {
 		t.Errorf("final heartbeat: status %q count %d", final.Status, final.HeartbeatCount)
 	}
 	if n, err := c.Exists(ctx, key).Result(); err != nil || n != 0 {
@@ -385,8 +385,8 @@ func TestIdentityComesFromTheResource(t *testing.T) {
 	res := resource.NewSchemaless(attribute.String("service.name", "ok"))
 	must(t, export(res))
 	must(t, export(res))
-	a, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload))
-	b, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload))
+	a, _ := wire.Unmarshal([]byte(next(t, msgs).Payload))
+	b, _ := wire.Unmarshal([]byte(next(t, msgs).Payload))
 	if a.InstanceID == "" || a.InstanceID != b.InstanceID || len(a.InstanceID) != 36 {
 		t.Errorf("instance ids %q, %q", a.InstanceID, b.InstanceID)
 	}
@@ -395,7 +395,7 @@ func TestIdentityComesFromTheResource(t *testing.T) {
 	}
 	// With nothing but identity, a heartbeat still goes out: liveness does
 	// not depend on any collector.
-	if a.Has&heartbeat.HasUptime != 0 || len(a.Fields) != 0 || a.Status != "running" {
+	if a.Has&wire.HasUptime != 0 || len(a.Fields) != 0 || a.Status != "running" {
 		t.Errorf("bare heartbeat %+v", a)
 	}
 	if exp.ServiceName() != "ok" {
@@ -416,7 +416,7 @@ func TestACollectionWithoutHeartbeatInstrumentsIsRefused(t *testing.T) {
 		t.Errorf("want ErrNoHeartbeatInstruments saying what to wire, got %v", err)
 	}
 	must(t, exp.Export(context.Background(), collect(t, "svc")))
-	if m, _ := heartbeat.Unmarshal([]byte(next(t, msgs).Payload)); m.HeartbeatCount != 1 {
+	if m, _ := wire.Unmarshal([]byte(next(t, msgs).Payload)); m.HeartbeatCount != 1 {
 		t.Errorf("the refused collection was counted: %+v", m)
 	}
 }
@@ -486,7 +486,7 @@ func TestConcurrentMethodsAreSafe(t *testing.T) {
 	// Every export counted once, none lost to a race between them.
 	got, err := srv.Client(t).Get(context.Background(), "heartbeat:instance:tracker_fetcher:"+testInstance).Result()
 	must(t, err)
-	if m, err := heartbeat.Unmarshal([]byte(got)); err != nil || m.HeartbeatCount != 8*20 {
+	if m, err := wire.Unmarshal([]byte(got)); err != nil || m.HeartbeatCount != 8*20 {
 		t.Errorf("after 160 concurrent exports the key says %v (%v)", m, err)
 	}
 	must(t, exp.Shutdown(context.Background()))
@@ -546,8 +546,8 @@ func TestBuildComputesCPUOverTheLastInterval(t *testing.T) {
 		rm.ScopeMetrics[0].Scope.Name = ScopeName
 		must(t, exp.build(rm, false))
 		got := exp.msg
-		if got.Has&heartbeat.HasCPU == 0 || got.CPUUsagePercent != s.wantCPU {
-			t.Errorf("step %d: cpu %v (present %v), want %v", i, got.CPUUsagePercent, got.Has&heartbeat.HasCPU != 0, s.wantCPU)
+		if got.Has&wire.HasCPU == 0 || got.CPUUsagePercent != s.wantCPU {
+			t.Errorf("step %d: cpu %v (present %v), want %v", i, got.CPUUsagePercent, got.Has&wire.HasCPU != 0, s.wantCPU)
 		}
 		if !got.Timestamp.Equal(s.at) {
 			t.Errorf("step %d: timestamp %v, want the collection time %v", i, got.Timestamp, s.at)
@@ -573,11 +573,11 @@ func TestBuildLeavesOutBadValuesAndReportsOnce(t *testing.T) {
 		}}
 		rm.ScopeMetrics[0].Scope.Name = ScopeName
 		must(t, exp.build(rm, false))
-		b, err := heartbeat.Marshal(&exp.msg)
+		b, err := wire.Marshal(&exp.msg)
 		must(t, err)
-		m, err := heartbeat.Unmarshal(b)
+		m, err := wire.Unmarshal(b)
 		must(t, err)
-		if len(m.Fields) != 1 || m.Fields[0].Key != "queue_size" || m.Has&heartbeat.HasUptime != 0 {
+		if len(m.Fields) != 1 || m.Fields[0].Key != "queue_size" || m.Has&wire.HasUptime != 0 {
 			t.Fatalf("heartbeat %s", b)
 		}
 	}

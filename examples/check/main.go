@@ -32,15 +32,15 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
-	"github.com/otel-heartbeat/heartbeat/internal/monitor"
-	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 var modes = []string{"basic", "manager", "tracker", "monitor"}
 
 func main() {
-	monitor.QuietGoRedis() // failures are reported as FAIL lines
+	term.QuietGoRedis() // failures are reported as FAIL lines
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -49,7 +49,7 @@ type checker struct {
 	interval       time.Duration
 	timeout        time.Duration
 	prefix         string
-	conn           valkeyconf.Connection
+	endpoint       string
 	channelPrefix  string
 	keyPrefix      string
 	client         redis.UniversalClient
@@ -101,36 +101,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 3
 		}
 	}
-	if err := valkeyconf.CheckInterval(c.interval); err != nil || c.timeout <= 0 {
+	if err := watch.CheckInterval(c.interval); err != nil || c.timeout <= 0 {
 		fmt.Fprintf(stderr, "check: --interval %v / --timeout %v: must be positive and within the library's bounds\n", c.interval, c.timeout)
 		return 3
 	}
-	if err := heartbeat.ValidateServiceName(c.prefix); err != nil {
+	if err := wire.ValidateServiceName(c.prefix); err != nil {
 		fmt.Fprintf(stderr, "check: --name: %v\n", err)
 		return 3
 	}
-	var err error
-	if c.conn, err = valkeyconf.ConnectionFromEnv(os.Getenv); err != nil {
-		fmt.Fprintf(stderr, "check: %v\n", err)
-		return 3
-	}
-	if c.channelPrefix, c.keyPrefix, err = valkeyconf.PrefixesFromEnv(os.Getenv); err != nil {
-		fmt.Fprintf(stderr, "check: %v\n", err)
-		return 3
-	}
-	opts, err := c.conn.ClientOptions(c.timeout)
+	conn, err := watch.ConnectFromEnv(watch.WithCommandTimeout(c.timeout))
 	if err != nil {
 		fmt.Fprintf(stderr, "check: %v\n", err)
 		return 3
 	}
-	c.client = redis.NewUniversalClient(opts)
+	c.client, c.endpoint, c.channelPrefix, c.keyPrefix = conn.Client, conn.Endpoint, conn.ChannelPrefix, conn.KeyPrefix
 	defer c.client.Close()
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { c.reported = append(c.reported, err) }))
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	err = c.client.Ping(ctx).Err()
 	cancel()
-	if !c.check("connect", fmt.Sprintf("PING %s", c.conn.Endpoint), err) {
+	if !c.check("connect", fmt.Sprintf("PING %s", c.endpoint), err) {
 		fmt.Fprintf(stdout, "%d passed, %d failed\n", c.passed, c.failed)
 		return 1
 	}
@@ -162,13 +153,13 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// watch subscribes to one service's channel and returns its heartbeats.
-type watch struct {
+// subscription is one service's channel, subscribed to by watch.
+type subscription struct {
 	ps *redis.PubSub
 	ch <-chan *redis.Message
 }
 
-func (c *checker) watch(mode, service string) (*watch, bool) {
+func (c *checker) watch(mode, service string) (*subscription, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	channel := c.channelPrefix + service
@@ -179,13 +170,13 @@ func (c *checker) watch(mode, service string) (*watch, bool) {
 		return nil, false
 	}
 	c.pass(mode, "SUBSCRIBE %s", channel)
-	return &watch{ps: ps, ch: ps.Channel()}, true
+	return &subscription{ps: ps, ch: ps.Channel()}, true
 }
 
-func (w *watch) close() { _ = w.ps.Close() }
+func (w *subscription) close() { _ = w.ps.Close() }
 
 // next waits for the next heartbeat.
-func (w *watch) next(timeout time.Duration) (string, time.Time, error) {
+func (w *subscription) next(timeout time.Duration) (string, time.Time, error) {
 	select {
 	case m := <-w.ch:
 		return m.Payload, time.Now(), nil
@@ -196,14 +187,14 @@ func (w *watch) next(timeout time.Duration) (string, time.Time, error) {
 
 // documentedKeys is the order of the documented keys on the wire.
 var documentedKeys = []string{
-	heartbeat.KeyServiceName, heartbeat.KeyInstanceID, heartbeat.KeyTimestamp,
-	heartbeat.KeyUptimeSeconds, heartbeat.KeyHeartbeatCount, heartbeat.KeyMemoryUsageMB,
-	heartbeat.KeyCPUUsagePercent,
+	wire.KeyServiceName, wire.KeyInstanceID, wire.KeyTimestamp,
+	wire.KeyUptimeSeconds, wire.KeyHeartbeatCount, wire.KeyMemoryUsageMB,
+	wire.KeyCPUUsagePercent,
 }
 
 // checkMessage checks every documented field of one heartbeat.
-func (c *checker) checkMessage(mode, raw, service string, count int64, status string) *heartbeat.Message {
-	m, err := heartbeat.Unmarshal([]byte(raw))
+func (c *checker) checkMessage(mode, raw, service string, count int64, status string) *wire.Message {
+	m, err := wire.Unmarshal([]byte(raw))
 	if !c.check(mode, fmt.Sprintf("heartbeat #%d decodes", count), err) {
 		return nil
 	}
@@ -224,10 +215,10 @@ func (c *checker) checkMessage(mode, raw, service string, count int64, status st
 	skew := time.Since(m.Timestamp)
 	want(skew > -time.Minute && skew < time.Minute, "timestamp %v is %v from this machine's clock", m.Timestamp, skew.Round(time.Millisecond))
 	want(strings.Contains(raw, `+00:00"`), "timestamp is not in the +00:00 form")
-	want(m.Has&heartbeat.HasUptime != 0 && m.UptimeSeconds >= 0, "uptime_seconds missing")
+	want(m.Has&wire.HasUptime != 0 && m.UptimeSeconds >= 0, "uptime_seconds missing")
 	want(m.HeartbeatCount == count, "heartbeat_count %d, want %d", m.HeartbeatCount, count)
-	want(m.Has&heartbeat.HasMemory != 0 && m.MemoryUsageMB > 0, "memory_usage_mb missing or zero")
-	want(m.Has&heartbeat.HasCPU != 0 && m.CPUUsagePercent >= 0, "cpu_usage_percent missing")
+	want(m.Has&wire.HasMemory != 0 && m.MemoryUsageMB > 0, "memory_usage_mb missing or zero")
+	want(m.Has&wire.HasCPU != 0 && m.CPUUsagePercent >= 0, "cpu_usage_percent missing")
 	want(m.IntervalSeconds == c.interval.Seconds(), "interval_seconds %v, want %v", m.IntervalSeconds, c.interval.Seconds())
 	want(m.Status == status, "status %q, want %q", m.Status, status)
 	var err2 error
@@ -260,8 +251,8 @@ func jsonKeys(raw string) ([]string, error) {
 
 // checkLatest checks the latest-state key holds raw with a TTL of at most
 // three intervals.
-func (c *checker) checkLatest(mode string, m *heartbeat.Message, raw string) {
-	key := heartbeat.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
+func (c *checker) checkLatest(mode string, m *wire.Message, raw string) {
+	key := wire.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	got, err := c.client.Get(ctx, key).Result()
@@ -291,8 +282,8 @@ func (c *checker) reportedReason(command string) string {
 	return ""
 }
 
-func (c *checker) checkGone(mode string, m *heartbeat.Message) {
-	key := heartbeat.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
+func (c *checker) checkGone(mode string, m *wire.Message) {
+	key := wire.Key(c.keyPrefix, m.ServiceName, m.InstanceID)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	n, err := c.client.Exists(ctx, key).Result()

@@ -12,10 +12,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
-	"github.com/otel-heartbeat/heartbeat/internal/monitor"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -25,7 +25,7 @@ func (c *checker) publisherOptions() []otelheartbeat.Option {
 
 // lifecycle starts p, checks its first two heartbeats and its stop, and
 // calls fields on the first heartbeat for the mode's own checks.
-func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func(*heartbeat.Message)) {
+func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func(*wire.Message)) {
 	w, ok := c.watch(mode, p.ServiceName())
 	if !ok {
 		return
@@ -50,7 +50,7 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 	} else {
 		c.fail(mode, "first heartbeat %v after Start; want it at once", d.Round(time.Millisecond))
 	}
-	m := c.checkMessage(mode, raw, p.ServiceName(), 1, heartbeat.StatusRunning)
+	m := c.checkMessage(mode, raw, p.ServiceName(), 1, wire.StatusRunning)
 	if m == nil {
 		return
 	}
@@ -61,8 +61,8 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 
 	raw, at2, err := w.next(c.interval + c.timeout)
 	if err == nil {
-		var m2 *heartbeat.Message
-		if m2, err = heartbeat.Unmarshal([]byte(raw)); err == nil && m2.HeartbeatCount != 2 {
+		var m2 *wire.Message
+		if m2, err = wire.Unmarshal([]byte(raw)); err == nil && m2.HeartbeatCount != 2 {
 			err = fmt.Errorf("heartbeat_count %d, want 2", m2.HeartbeatCount)
 		}
 	}
@@ -81,8 +81,8 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 	}
 	raw, _, err = w.next(c.timeout)
 	if err == nil {
-		var final *heartbeat.Message
-		if final, err = heartbeat.Unmarshal([]byte(raw)); err == nil && final.Status != heartbeat.StatusStopping {
+		var final *wire.Message
+		if final, err = wire.Unmarshal([]byte(raw)); err == nil && final.Status != wire.StatusStopping {
 			err = fmt.Errorf("status %q, want stopping", final.Status)
 		}
 	}
@@ -97,19 +97,19 @@ func (c *checker) basic() {
 		return
 	}
 	_ = p.AddDataCollector("custom_metric", collectors.Int(func() int64 { return 42 }))
-	c.lifecycle(mode, p, func(m *heartbeat.Message) {
+	c.lifecycle(mode, p, func(m *wire.Message) {
 		c.fieldIs(mode, m, "custom_metric", "42")
 	})
 }
 
-func (c *checker) fieldIs(mode string, m *heartbeat.Message, key, want string) {
+func (c *checker) fieldIs(mode string, m *wire.Message, key, want string) {
 	v, ok := m.Field(key)
 	var err error
 	switch {
 	case !ok:
 		err = errors.New("missing")
-	case monitor.FormatValue(v) != want:
-		err = fmt.Errorf("%s, want %s", monitor.FormatValue(v), want)
+	case term.FormatValue(v) != want:
+		err = fmt.Errorf("%s, want %s", term.FormatValue(v), want)
 	}
 	c.check(mode, fmt.Sprintf("%s = %s", key, want), err)
 }
@@ -134,7 +134,7 @@ func (c *checker) manager() {
 	if !c.check(mode, "seven common collectors registered", err) {
 		return
 	}
-	c.lifecycle(mode, m.Publisher, func(hb *heartbeat.Message) {
+	c.lifecycle(mode, m.Publisher, func(hb *wire.Message) {
 		for _, f := range []struct{ key, want string }{
 			{"queue_size", "1380"}, {"api_status", "authenticated"},
 			{"last_successful_operation", "2025-01-16T08:29:45.123456+00:00"},
@@ -169,7 +169,7 @@ func (c *checker) tracker() {
 	if !c.check(mode, "tracker fetcher collectors registered", err) {
 		return
 	}
-	c.lifecycle(mode, m.Publisher, func(hb *heartbeat.Message) {
+	c.lifecycle(mode, m.Publisher, func(hb *wire.Message) {
 		c.fieldIs(mode, hb, "queue_size", "1380")
 		c.fieldIs(mode, hb, "api_status", "authenticated")
 		c.fieldIs(mode, hb, "last_successful_operation", "2025-01-16T08:29:45.123456+00:00")
@@ -181,16 +181,16 @@ func (c *checker) tracker() {
 func (c *checker) monitor() {
 	const mode = "monitor"
 	service := c.prefix + "_monitor"
-	mon, err := monitor.New(monitor.Config{Client: c.client, ChannelPrefix: c.channelPrefix, KeyPrefix: c.keyPrefix, Service: service})
+	mon, err := watch.New(watch.Config{Client: c.client, ChannelPrefix: c.channelPrefix, KeyPrefix: c.keyPrefix, Service: service})
 	if !c.check(mode, "monitor engine", err) {
 		return
 	}
-	events := make(chan monitor.Event, 1000)
+	events := make(chan watch.Event, 1000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = mon.Run(ctx, func(e monitor.Event) {
+		_ = mon.Run(ctx, func(e watch.Event) {
 			select {
 			case events <- e:
 			default:
@@ -206,23 +206,23 @@ func (c *checker) monitor() {
 		}
 	}
 	defer stopMonitor()
-	wait := func(what string, timeout time.Duration, match func(monitor.Event) bool) (monitor.Event, error) {
+	wait := func(what string, timeout time.Duration, match func(watch.Event) bool) (watch.Event, error) {
 		deadline := time.After(timeout)
 		for {
 			select {
 			case e := <-events:
-				if e.Kind == monitor.KindDisconnected {
+				if e.Kind == watch.KindDisconnected {
 					return e, fmt.Errorf("%s: monitor disconnected: %v", what, e.Err)
 				}
 				if match(e) {
 					return e, nil
 				}
 			case <-deadline:
-				return monitor.Event{}, fmt.Errorf("%s: nothing within %v", what, timeout)
+				return watch.Event{}, fmt.Errorf("%s: nothing within %v", what, timeout)
 			}
 		}
 	}
-	if _, err := wait("subscribe", c.timeout, func(e monitor.Event) bool { return e.Kind == monitor.KindLoaded }); !c.check(mode, "PSUBSCRIBE and latest-state keys read", err) {
+	if _, err := wait("subscribe", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindLoaded }); !c.check(mode, "PSUBSCRIBE and latest-state keys read", err) {
 		return
 	}
 
@@ -248,18 +248,18 @@ func (c *checker) monitor() {
 	if !c.check(mode, "one heartbeat from an instance about to crash", err) {
 		return
 	}
-	hb, err := wait("heartbeat", c.timeout, func(e monitor.Event) bool { return e.Kind == monitor.KindHeartbeat })
+	hb, err := wait("heartbeat", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindHeartbeat })
 	if !c.check(mode, "monitor received it", err) {
 		return
 	}
-	crashed := liveness.Key{Service: service, Instance: hb.Message.InstanceID}
+	crashed := watch.Key{Service: service, Instance: hb.Message.InstanceID}
 	tolerance := c.interval/2 + 200*time.Millisecond
 	for _, step := range []struct {
-		to    liveness.State
+		to    watch.State
 		after time.Duration
-	}{{liveness.Stale, c.interval * 3 / 2}, {liveness.Dead, 3 * c.interval}} {
-		_, err := wait(step.to.String(), 3*c.interval+c.timeout, func(e monitor.Event) bool {
-			return e.Kind == monitor.KindTransition && e.Transition.Key == crashed && e.Transition.To == step.to
+	}{{watch.Stale, c.interval * 3 / 2}, {watch.Dead, 3 * c.interval}} {
+		_, err := wait(step.to.String(), 3*c.interval+c.timeout, func(e watch.Event) bool {
+			return e.Kind == watch.KindTransition && e.Transition.Key == crashed && e.Transition.To == step.to
 		})
 		if err == nil {
 			if d := time.Since(hb.At); d < step.after-tolerance || d > step.after+tolerance {
@@ -269,7 +269,7 @@ func (c *checker) monitor() {
 		c.check(mode, fmt.Sprintf("crashed instance reported %s after %v", step.to, step.after), err)
 	}
 	// Delete what a crashed instance leaves behind.
-	_ = c.client.Del(context.Background(), heartbeat.Key(c.keyPrefix, service, crashed.Instance)).Err()
+	_ = c.client.Del(context.Background(), wire.Key(c.keyPrefix, service, crashed.Instance)).Err()
 
 	// A graceful stop.
 	p, err := otelheartbeat.NewPublisher(service, c.publisherOptions()...)
@@ -280,9 +280,9 @@ func (c *checker) monitor() {
 		c.fail(mode, "Start: %v", err)
 		return
 	}
-	graceful := liveness.Key{Service: service, Instance: p.InstanceID()}
-	_, err = wait("alive", c.timeout, func(e monitor.Event) bool {
-		return e.Kind == monitor.KindTransition && e.Transition.Key == graceful && e.Transition.To == liveness.Alive
+	graceful := watch.Key{Service: service, Instance: p.InstanceID()}
+	_, err = wait("alive", c.timeout, func(e watch.Event) bool {
+		return e.Kind == watch.KindTransition && e.Transition.Key == graceful && e.Transition.To == watch.Alive
 	})
 	c.check(mode, "started instance reported alive", err)
 	sctx, scancel := context.WithTimeout(ctx, c.timeout)
@@ -291,10 +291,10 @@ func (c *checker) monitor() {
 	if !c.check(mode, "Stop", err) {
 		return
 	}
-	e, err := wait("stopped", c.timeout, func(e monitor.Event) bool {
-		return e.Kind == monitor.KindTransition && e.Transition.Key == graceful
+	e, err := wait("stopped", c.timeout, func(e watch.Event) bool {
+		return e.Kind == watch.KindTransition && e.Transition.Key == graceful
 	})
-	if err == nil && e.Transition.To != liveness.Stopped {
+	if err == nil && e.Transition.To != watch.Stopped {
 		err = fmt.Errorf("reported %v", e.Transition.To)
 	}
 	c.check(mode, "gracefully stopped instance reported stopped, not dead", err)

@@ -40,9 +40,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
-	"github.com/otel-heartbeat/heartbeat/internal/monitor"
-	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 )
 
 // roleEnv makes the demo binary run one of the services.
@@ -54,7 +53,7 @@ func main() {
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runService(role))
 	}
-	monitor.QuietGoRedis()
+	term.QuietGoRedis()
 	os.Exit(runDemo(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -84,7 +83,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := valkeyconf.CheckInterval(*interval); err != nil {
+	if err := watch.CheckInterval(*interval); err != nil {
 		fmt.Fprintf(stderr, "demo: --interval: %v\n", err)
 		return 2
 	}
@@ -106,10 +105,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	for _, s := range services {
 		ids[s] = uuid.NewString()
 	}
-	style := monitor.Style{Color: monitor.Colour(stdout), Location: time.Local}
-	transitions := make(chan liveness.Transition, 100)
+	style := term.Style{Color: term.Colour(stdout), Location: time.Local}
+	transitions := make(chan watch.Transition, 100)
 	tables := make(chan chan struct{}, 1)
-	mon, err := monitor.New(monitor.Config{Client: client, Refresh: *interval / 2})
+	mon, err := watch.New(watch.Config{Client: client, Refresh: *interval / 2})
 	if err != nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
@@ -119,21 +118,21 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	monDone := make(chan struct{})
 	go func() {
 		defer close(monDone)
-		_ = mon.Run(monCtx, func(e monitor.Event) {
+		_ = mon.Run(monCtx, func(e watch.Event) {
 			switch e.Kind {
-			case monitor.KindHeartbeat:
+			case watch.KindHeartbeat:
 				// The first heartbeat of each instance, in the seed's format.
 				if !seen[e.Message.InstanceID] {
 					seen[e.Message.InstanceID] = true
 					o.do(func(w io.Writer) { style.Heartbeat(w, e.Message, e.At) })
 				}
-			case monitor.KindTransition:
+			case watch.KindTransition:
 				o.do(func(w io.Writer) { style.Transition(w, e.Transition) })
 				select {
 				case transitions <- e.Transition:
 				default:
 				}
-			case monitor.KindRefresh:
+			case watch.KindRefresh:
 				select {
 				case done := <-tables:
 					o.do(func(w io.Writer) {
@@ -144,7 +143,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 					close(done)
 				default:
 				}
-			case monitor.KindLoaded, monitor.KindIdle:
+			case watch.KindLoaded, watch.KindIdle:
 			default:
 				o.do(func(w io.Writer) { style.Event(w, e) })
 			}
@@ -250,17 +249,13 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 
 // broker returns the Valkey to use: the environment's, or an embedded one.
 func broker(o *out) (string, redis.UniversalClient, func(), error) {
-	if os.Getenv(valkeyconf.EnvEndpoint) != "" || os.Getenv(valkeyconf.EnvHealthHost) != "" {
-		conn, err := valkeyconf.ConnectionFromEnv(os.Getenv)
-		if err != nil {
-			return "", nil, nil, err
-		}
-		opts, err := conn.ClientOptions(5 * time.Second)
+	if os.Getenv(watch.EnvEndpoint) != "" || os.Getenv(watch.EnvHealthHost) != "" {
+		conn, err := watch.ConnectFromEnv(watch.WithCommandTimeout(5 * time.Second))
 		if err != nil {
 			return "", nil, nil, err
 		}
 		o.printf("🗄️  using the Valkey at %s (from the environment)\n", conn.Endpoint)
-		return "", redis.NewUniversalClient(opts), func() {}, nil
+		return "", conn.Client, func() {}, nil
 	}
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
@@ -296,7 +291,7 @@ func spawn(service, id, endpoint string, interval time.Duration, metricsAddr str
 		"DEMO_METRICS_ADDR="+metricsAddr,
 	)
 	if endpoint != "" {
-		cmd.Env = append(cmd.Env, valkeyconf.EnvEndpoint+"="+endpoint)
+		cmd.Env = append(cmd.Env, watch.EnvEndpoint+"="+endpoint)
 	}
 	cmd.Stderr = prefixed{w: stderr, prefix: service + ": "}
 	return cmd, cmd.Start()
@@ -363,14 +358,14 @@ func scrape(addr string) []string {
 // story checks that the monitor saw what the demo did.
 type story struct {
 	ids  map[string]string // service -> instance
-	seen map[string][]liveness.State
+	seen map[string][]watch.State
 }
 
 func newStory(ids map[string]string) *story {
-	return &story{ids: ids, seen: map[string][]liveness.State{}}
+	return &story{ids: ids, seen: map[string][]watch.State{}}
 }
 
-func (s *story) record(t liveness.Transition) {
+func (s *story) record(t watch.Transition) {
 	for svc, id := range s.ids {
 		if t.Service == svc && t.Instance == id {
 			s.seen[svc] = append(s.seen[svc], t.To)
@@ -378,7 +373,7 @@ func (s *story) record(t liveness.Transition) {
 	}
 }
 
-func (s *story) has(svc string, states ...liveness.State) bool {
+func (s *story) has(svc string, states ...watch.State) bool {
 	got := s.seen[svc]
 	if len(got) < len(states) {
 		return false
@@ -393,7 +388,7 @@ func (s *story) has(svc string, states ...liveness.State) bool {
 
 func (s *story) allAlive() bool {
 	for _, svc := range services {
-		if !s.has(svc, liveness.Alive) {
+		if !s.has(svc, watch.Alive) {
 			return false
 		}
 	}
@@ -401,10 +396,10 @@ func (s *story) allAlive() bool {
 }
 
 func (s *story) crashDetected() bool {
-	return s.has("geofence_service", liveness.Alive, liveness.Stale, liveness.Dead)
+	return s.has("geofence_service", watch.Alive, watch.Stale, watch.Dead)
 }
 
-func (s *story) stopSeen() bool { return s.has("geocoding_service", liveness.Alive, liveness.Stopped) }
+func (s *story) stopSeen() bool { return s.has("geocoding_service", watch.Alive, watch.Stopped) }
 
 func (s *story) summary(o *out) bool {
 	ok := s.crashDetected() && s.stopSeen() && len(s.seen["tracker_fetcher"]) == 1

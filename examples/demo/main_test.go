@@ -14,9 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // The demo as a newcomer runs it: on the embedded broker, to the end, with
@@ -44,7 +44,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 
 	var all strings.Builder
 	sc := bufio.NewScanner(stdout)
-	heartbeats := map[string]*heartbeat.Message{}
+	heartbeats := map[string]*wire.Message{}
 	var sub *redis.PubSub
 	subDone := make(chan struct{})
 	var scraped string
@@ -61,7 +61,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 			go func(ch <-chan *redis.Message) {
 				defer close(subDone)
 				for msg := range ch {
-					if hb, err := heartbeat.Unmarshal([]byte(msg.Payload)); err == nil {
+					if hb, err := wire.Unmarshal([]byte(msg.Payload)); err == nil {
 						if _, ok := heartbeats[hb.ServiceName]; !ok {
 							heartbeats[hb.ServiceName] = hb
 						}
@@ -121,7 +121,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 			t.Errorf("no heartbeat of %s reached the subscriber", svc)
 			continue
 		}
-		if hb.Has&heartbeat.HasMemory == 0 || hb.Has&heartbeat.HasUptime == 0 || hb.Has&heartbeat.HasCPU == 0 {
+		if hb.Has&wire.HasMemory == 0 || hb.Has&wire.HasUptime == 0 || hb.Has&wire.HasCPU == 0 {
 			t.Errorf("%s: documented fields missing: %+v", svc, hb)
 		}
 		for _, k := range keys {

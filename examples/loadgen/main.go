@@ -22,12 +22,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/loadgen"
-	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 func main() {
-	var cfg loadgen.Config
+	var cfg fleet.Config
 	flag.IntVar(&cfg.Instances, "instances", 1000, "simulated instances in all")
 	flag.IntVar(&cfg.Services, "services", 10, "services the instances belong to")
 	flag.DurationVar(&cfg.Interval, "interval", 60*time.Second, "each instance's heartbeat interval")
@@ -38,20 +38,15 @@ func main() {
 	flood := flag.Bool("flood", false, "send one heartbeat of every instance as fast as possible, then exit")
 	flag.Parse()
 
-	conn, err := valkeyconf.ConnectionFromEnv(os.Getenv)
+	conn, err := watch.ConnectFromEnv(watch.WithCommandTimeout(10*time.Second),
+		watch.WithClientOptions(func(o *redis.UniversalOptions) { o.PoolSize = cfg.Connections }))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
-	opts, err := conn.ClientOptions(10 * time.Second)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadgen:", err)
-		os.Exit(2)
-	}
-	opts.PoolSize = cfg.Connections
-	client := redis.NewUniversalClient(opts)
+	client := conn.Client
 	defer client.Close()
-	fleet, err := loadgen.New(cfg)
+	fl, err := fleet.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -67,10 +62,10 @@ func main() {
 	start := time.Now()
 	var sent int
 	if *flood {
-		sent, err = fleet.Round(ctx, client)
+		sent, err = fl.Round(ctx, client)
 	} else {
 		fmt.Fprintf(os.Stderr, "loadgen: %d instances of %d services, every %v, to %s\n", cfg.Instances, cfg.Services, cfg.Interval, conn.Endpoint)
-		sent, err = fleet.Run(ctx, client)
+		sent, err = fl.Run(ctx, client)
 	}
 	took := time.Since(start)
 	fmt.Printf("sent %d heartbeats in %v (%.0f/s)\n", sent, took.Round(time.Millisecond), float64(sent)/took.Seconds())

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -34,7 +34,7 @@ func TestFloodPublishesTheDocumentedFormatForEveryInstance(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d instances: %v", len(instances), err)
 		}
-		m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+		m, err := wire.Unmarshal([]byte(msg.Payload))
 		if err != nil {
 			t.Fatal(err)
 		}

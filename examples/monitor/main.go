@@ -37,10 +37,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
-	"github.com/otel-heartbeat/heartbeat/internal/liveness"
-	"github.com/otel-heartbeat/heartbeat/internal/monitor"
-	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Exit codes of --once.
@@ -67,7 +66,7 @@ type options struct {
 func main() {
 	// The monitor reports connection trouble itself; go-redis's own log
 	// lines would only repeat it.
-	monitor.QuietGoRedis()
+	term.QuietGoRedis()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -81,12 +80,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.service, "service", "", "watch only this service")
 	fs.BoolVar(&o.sharded, "sharded", false, "subscribe to shard channels (SSUBSCRIBE) of the services in the registry, as publishers in sharded mode send (default: OTEL_EXPORTER_VALKEY_SHARDED)")
 	fs.StringVar(&o.endpoint, "endpoint", "", "Valkey endpoint URL or host:port (default: the library's variables)")
-	fs.DurationVar(&o.retention, "retention", liveness.DefaultRetention, "forget dead and stopped instances after this long")
+	fs.DurationVar(&o.retention, "retention", watch.DefaultRetention, "forget dead and stopped instances after this long")
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
-	fs.DurationVar(&o.blindAfter, "blind-after", monitor.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
-	fs.DurationVar(&o.defaultInterval, "default-interval", heartbeat.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
-	fs.IntVar(&o.maxInstances, "max-instances", liveness.DefaultMaxInstances, "track at most this many instances; past it, the one heard from least recently is evicted")
+	fs.DurationVar(&o.blindAfter, "blind-after", watch.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
+	fs.DurationVar(&o.defaultInterval, "default-interval", wire.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
+	fs.IntVar(&o.maxInstances, "max-instances", watch.DefaultMaxInstances, "track at most this many instances; past it, the one heard from least recently is evicted")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -94,23 +93,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "monitor: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if v := os.Getenv(valkeyconf.EnvSharded); v != "" && !flagSet(fs, "sharded") {
-		b, err := valkeyconf.ParseBool(valkeyconf.EnvSharded, v)
+	if v := os.Getenv(watch.EnvSharded); v != "" && !flagSet(fs, "sharded") {
+		b, err := watch.ParseSharded(v)
 		if err != nil {
 			fmt.Fprintf(stderr, "monitor: %v\n", err)
 			return exitUsage
 		}
 		o.sharded = b
 	}
-	if v := os.Getenv(valkeyconf.EnvHeartbeatInterval); v != "" && !flagSet(fs, "default-interval") {
-		d, err := valkeyconf.ParseInterval(valkeyconf.EnvHeartbeatInterval, v)
+	if v := os.Getenv(watch.EnvHeartbeatInterval); v != "" && !flagSet(fs, "default-interval") {
+		d, err := watch.ParseInterval(v)
 		if err != nil {
 			fmt.Fprintf(stderr, "monitor: %v\n", err)
 			return exitUsage
 		}
 		o.defaultInterval = d
 	}
-	if err := valkeyconf.CheckInterval(o.defaultInterval); err != nil {
+	if err := watch.CheckInterval(o.defaultInterval); err != nil {
 		fmt.Fprintf(stderr, "monitor: --default-interval: %v\n", err)
 		return exitUsage
 	}
@@ -123,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if o.service != "" {
-		if err := heartbeat.ValidateServiceName(o.service); err != nil {
+		if err := wire.ValidateServiceName(o.service); err != nil {
 			fmt.Fprintf(stderr, "monitor: --service: %v\n", err)
 			return exitUsage
 		}
@@ -135,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer client.Close()
-	style := monitor.Style{Color: monitor.Colour(stdout), Location: time.Local}
+	style := term.Style{Color: term.Colour(stdout), Location: time.Local}
 
 	if o.once {
 		return once(o, client, endpoint, channelPrefix, keyPrefix, style, stdout, stderr)
@@ -143,12 +142,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m, err := monitor.New(monitor.Config{
+	m, err := watch.New(watch.Config{
 		Client: client, Endpoint: endpoint,
 		ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
 		Service: o.service,
-		Tracker: []liveness.Option{liveness.WithRetention(o.retention), liveness.WithMaxInstances(o.maxInstances),
-			liveness.WithDefaultInterval(o.defaultInterval)},
+		Tracker: []watch.TrackerOption{watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances),
+			watch.WithDefaultInterval(o.defaultInterval)},
 		Refresh:      o.refresh,
 		KeepRaw:      o.json,
 		Sharded:      o.sharded,
@@ -162,7 +161,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !o.json {
 		what := m.Pattern()
 		if o.sharded {
-			what = "the shard channels of the services in " + heartbeat.DefaultRegistryKey
+			what = "the shard channels of the services in " + wire.DefaultRegistryKey
 		}
 		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", what, endpoint)
 	}
@@ -170,9 +169,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// nothing more is waiting to be shown.
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	render := renderer(o, m, style, out)
-	_ = m.Run(ctx, func(e monitor.Event) {
+	_ = m.Run(ctx, func(e watch.Event) {
 		render(e)
-		if e.Kind == monitor.KindIdle || e.Kind == monitor.KindRefresh {
+		if e.Kind == watch.KindIdle || e.Kind == watch.KindRefresh {
 			_ = out.Flush()
 		}
 	})
@@ -193,33 +192,22 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 
 // connect builds the client from the library's variables and --endpoint.
 func connect(o options) (redis.UniversalClient, string, string, string, error) {
-	conn, err := valkeyconf.ConnectionFromEnv(os.Getenv)
-	if o.endpoint != "" {
-		conn, err = valkeyconf.ConnectionWithEndpoint(o.endpoint, "--endpoint", os.Getenv)
-	}
+	conn, err := watch.ConnectFromEnv(watch.WithEndpoint(o.endpoint, "--endpoint"), watch.WithCommandTimeout(o.timeout))
 	if err != nil {
 		return nil, "", "", "", err
 	}
-	channelPrefix, keyPrefix, err := valkeyconf.PrefixesFromEnv(os.Getenv)
-	if err != nil {
-		return nil, "", "", "", err
-	}
-	opts, err := conn.ClientOptions(o.timeout)
-	if err != nil {
-		return nil, "", "", "", err
-	}
-	return redis.NewUniversalClient(opts), conn.Endpoint.String(), channelPrefix, keyPrefix, nil
+	return conn.Client, conn.Endpoint, conn.ChannelPrefix, conn.KeyPrefix, nil
 }
 
 // maxMalformedPerSecond bounds the malformed-message lines printed, so that
 // a flood of garbage cannot flood the terminal.
 const maxMalformedPerSecond = 5
 
-func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) func(monitor.Event) {
+func renderer(o options, m *watch.Monitor, style term.Style, w io.Writer) func(watch.Event) {
 	var malformed, suppressed int
 	var second time.Time
-	limited := func(e monitor.Event) bool {
-		if e.Kind != monitor.KindMalformed {
+	limited := func(e watch.Event) bool {
+		if e.Kind != watch.KindMalformed {
 			return false
 		}
 		if s := e.At.Truncate(time.Second); !s.Equal(second) {
@@ -232,8 +220,8 @@ func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) f
 		}
 		return false
 	}
-	flushSuppressed := func(e monitor.Event) {
-		if suppressed > 0 && e.Kind == monitor.KindRefresh {
+	flushSuppressed := func(e watch.Event) {
+		if suppressed > 0 && e.Kind == watch.KindRefresh {
 			fmt.Fprintf(w, "... %d more malformed messages not shown (see the malformed count)\n", suppressed)
 			suppressed = 0
 		}
@@ -241,19 +229,19 @@ func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) f
 
 	switch {
 	case o.json:
-		return func(e monitor.Event) {
+		return func(e watch.Event) {
 			if !limited(e) {
-				_ = monitor.JSON(w, e)
+				_ = term.JSON(w, e)
 			}
 		}
 	case o.table:
-		tty := monitor.IsTerminal(w)
+		tty := term.IsTerminal(w)
 		var recent []string
-		return func(e monitor.Event) {
+		return func(e watch.Event) {
 			switch e.Kind {
-			case monitor.KindHeartbeat:
+			case watch.KindHeartbeat:
 				return
-			case monitor.KindRefresh:
+			case watch.KindRefresh:
 				if tty {
 					fmt.Fprint(w, "\x1b[H\x1b[2J")
 				}
@@ -280,7 +268,7 @@ func renderer(o options, m *monitor.Monitor, style monitor.Style, w io.Writer) f
 			}
 		}
 	default:
-		return func(e monitor.Event) {
+		return func(e watch.Event) {
 			flushSuppressed(e)
 			if !limited(e) {
 				style.Event(w, e)
@@ -299,20 +287,20 @@ func (s *stringWriter) String() string              { return string(s.b) }
 // unreachable, a command refused (NOPERM on SCAN, STRLEN, PTTL or GET, a
 // key of another type), or nothing but malformed keys. None of that is
 // "all alive".
-func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
+func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style term.Style, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
-		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %s\n", endpoint, monitor.Escape(err.Error()))
+		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %s\n", endpoint, term.Escape(err.Error()))
 		return exitUnreachable
 	}
-	latest, readErr := monitor.ReadLatest(ctx, client, keyPrefix, o.service)
+	latest, readErr := watch.ReadLatest(ctx, client, keyPrefix, o.service)
 	sort.Slice(latest, func(i, j int) bool { return latest[i].Key < latest[j].Key })
 	code := exitOK
 	alive, valid, refused, malformed := 0, 0, 0, 0
 	for _, l := range latest {
 		if l.Err != nil {
-			fmt.Fprintf(stderr, "monitor: %s\n", monitor.Escape(l.Err.Error()))
+			fmt.Fprintf(stderr, "monitor: %s\n", term.Escape(l.Err.Error()))
 			var re redis.Error
 			if errors.As(l.Err, &re) {
 				refused++ // Valkey would not let us read it
@@ -323,23 +311,23 @@ func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyP
 		}
 		valid++
 		st := l.State()
-		if st == liveness.Alive {
+		if st == watch.Alive {
 			alive++
-		} else if st != liveness.Stopped {
+		} else if st != watch.Stopped {
 			code = exitNotAlive
 		}
 		m := l.Message
 		if o.json {
-			_ = monitor.InstanceJSON(stdout, monitor.InstanceLine{Service: m.ServiceName, Instance: m.InstanceID, State: st,
-				Age: l.Age, Interval: m.Interval(), Source: liveness.IntervalSent, Count: m.HeartbeatCount, From: "latest_state_key"})
+			_ = term.InstanceJSON(stdout, term.InstanceLine{Service: m.ServiceName, Instance: m.InstanceID, State: st,
+				Age: l.Age, Interval: m.Interval(), Source: watch.IntervalSent, Count: m.HeartbeatCount, From: "latest_state_key"})
 			continue
 		}
 		fmt.Fprintf(stdout, "%-24s %-8s %s  age %-6v interval %v  heartbeats %d\n",
-			monitor.Escape(m.ServiceName), monitor.Escape(monitor.ShortID(m.InstanceID)), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
+			term.Escape(m.ServiceName), term.Escape(term.ShortID(m.InstanceID)), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
 	}
 	switch {
 	case readErr != nil:
-		fmt.Fprintf(stderr, "monitor: cannot tell: reading latest-state keys from %s failed: %s\n", endpoint, monitor.Escape(readErr.Error()))
+		fmt.Fprintf(stderr, "monitor: cannot tell: reading latest-state keys from %s failed: %s\n", endpoint, term.Escape(readErr.Error()))
 		return exitUnreachable
 	case refused > 0:
 		fmt.Fprintf(stderr, "monitor: cannot tell: Valkey at %s refused to read %d latest-state keys (above)\n", endpoint, refused)
@@ -360,16 +348,16 @@ func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyP
 // for publishers in the seed's format, which write none: it listens for up
 // to one default interval, and stops early once the service asked about
 // has been heard alive.
-func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style monitor.Style, stdout, stderr io.Writer) int {
+func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style term.Style, stdout, stderr io.Writer) int {
 	what := "any service"
 	if o.service != "" {
 		what = o.service
 	}
-	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", monitor.Escape(what), o.defaultInterval)
-	m, err := monitor.New(monitor.Config{
+	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", term.Escape(what), o.defaultInterval)
+	m, err := watch.New(watch.Config{
 		Client: client, Endpoint: endpoint, ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
 		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000,
-		Tracker: []liveness.Option{liveness.WithDefaultInterval(o.defaultInterval)},
+		Tracker: []watch.TrackerOption{watch.WithDefaultInterval(o.defaultInterval)},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
@@ -377,34 +365,34 @@ func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.defaultInterval)
 	defer cancel()
-	heard := map[liveness.Key]bool{}
+	heard := map[watch.Key]bool{}
 	alive := 0
 	var lost error
-	_ = m.Run(ctx, func(e monitor.Event) {
+	_ = m.Run(ctx, func(e watch.Event) {
 		switch e.Kind {
-		case monitor.KindDisconnected:
+		case watch.KindDisconnected:
 			lost = e.Err
 			cancel()
-		case monitor.KindHeartbeat:
-			k := liveness.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
+		case watch.KindHeartbeat:
+			k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
 			if heard[k] {
 				return
 			}
 			heard[k] = true
-			st := liveness.Alive
-			if e.Message.Status == heartbeat.StatusStopping {
-				st = liveness.Stopped
+			st := watch.Alive
+			if e.Message.Status == wire.StatusStopping {
+				st = watch.Stopped
 			} else {
 				alive++
 			}
 			in, _ := m.Tracker().Get(k)
 			if o.json {
-				_ = monitor.InstanceJSON(stdout, monitor.InstanceLine{Service: k.Service, Instance: k.Instance, State: st,
+				_ = term.InstanceJSON(stdout, term.InstanceLine{Service: k.Service, Instance: k.Instance, State: st,
 					Interval: in.Interval, Source: in.IntervalSource, Count: e.Message.HeartbeatCount, From: "channel"})
 			} else {
 				fmt.Fprintf(stdout, "%-24s %-8s %s  heard now    interval %s  heartbeats %d\n",
-					monitor.Escape(k.Service), monitor.Escape(monitor.ShortID(k.Instance)), style.StateLabel(st),
-					monitor.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
+					term.Escape(k.Service), term.Escape(term.ShortID(k.Instance)), style.StateLabel(st),
+					term.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
 			}
 			if o.service != "" && alive > 0 {
 				cancel()
@@ -413,10 +401,10 @@ func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix
 	})
 	switch {
 	case lost != nil:
-		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", endpoint, monitor.Escape(lost.Error()))
+		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", endpoint, term.Escape(lost.Error()))
 		return exitUnreachable
 	case o.service != "" && alive == 0:
-		fmt.Fprintf(textOut(o, stdout, stderr), "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", monitor.Escape(o.service), o.defaultInterval)
+		fmt.Fprintf(textOut(o, stdout, stderr), "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", term.Escape(o.service), o.defaultInterval)
 		return exitNotAlive
 	case len(heard) == 0:
 		fmt.Fprintf(textOut(o, stdout, stderr), "no instances: no latest-state key and no heartbeat within %v\n", o.defaultInterval)

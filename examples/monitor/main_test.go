@@ -22,10 +22,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/acl"
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -257,8 +257,8 @@ func runOnce(t *testing.T, environ []string, args ...string) (int, string) {
 }
 
 func latest(service, id string, count int64) string {
-	b, err := heartbeat.Marshal(&heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
-		HeartbeatCount: count, IntervalSeconds: 60, Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval, Status: "running"})
+	b, err := wire.Marshal(&wire.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+		HeartbeatCount: count, IntervalSeconds: 60, Has: wire.HasHeartbeatCount | wire.HasInterval, Status: "running"})
 	if err != nil {
 		panic(err)
 	}
@@ -470,18 +470,18 @@ func TestHostileStringsAreEscapedInEveryOutput(t *testing.T) {
 	ctx := context.Background()
 	const service, id = "payments\u200b", "\u202eevil-0001"
 	hostile := func(count int64) string {
-		b, err := heartbeat.Marshal(&heartbeat.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
-			HeartbeatCount: count, IntervalSeconds: 60, Has: heartbeat.HasHeartbeatCount | heartbeat.HasInterval,
-			Fields: []heartbeat.Field{
-				{Key: "k\x1b[2J", Value: heartbeat.String("\x1b]0;owned\x07\u009b31mred\u2066")},
-				{Key: "raw", Value: heartbeat.Value{Kind: heartbeat.KindRaw, Raw: []byte("[\"\u009b2J\u200f\"]")}},
+		b, err := wire.Marshal(&wire.Message{ServiceName: service, InstanceID: id, Timestamp: time.Now(),
+			HeartbeatCount: count, IntervalSeconds: 60, Has: wire.HasHeartbeatCount | wire.HasInterval,
+			Fields: []wire.Field{
+				{Key: "k\x1b[2J", Value: wire.String("\x1b]0;owned\x07\u009b31mred\u2066")},
+				{Key: "raw", Value: wire.Value{Kind: wire.KindRaw, Raw: []byte("[\"\u009b2J\u200f\"]")}},
 			}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return string(b)
 	}
-	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, service, id), hostile(1), 3*time.Minute)
+	c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, service, id), hostile(1), 3*time.Minute)
 	c.Set(ctx, "heartbeat:instance:x\x1b[2J:y", "{not json", 3*time.Minute)
 
 	_, out := runOnce(t, env(srv))
@@ -538,12 +538,12 @@ func TestOnceServiceMatchesExactly(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments:worker", "bbbb2222"), latest("payments:worker", "bbbb2222", 3), 3*time.Minute)
+	c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "payments:worker", "bbbb2222"), latest("payments:worker", "bbbb2222", 3), 3*time.Minute)
 	code, out := runOnce(t, env(srv), "--service", "payments")
 	if code != exitNotAlive || !strings.Contains(out, "no instance of payments") || strings.Contains(out, "bbbb2222") {
 		t.Errorf("payments without an instance: exit %d\n%s", code, out)
 	}
-	c.Set(ctx, heartbeat.Key(heartbeat.DefaultKeyPrefix, "payments", "aaaa1111"), latest("payments", "aaaa1111", 3), 3*time.Minute)
+	c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "payments", "aaaa1111"), latest("payments", "aaaa1111", 3), 3*time.Minute)
 	code, out = runOnce(t, env(srv), "--service", "payments")
 	if code != exitOK || !strings.Contains(out, "aaaa1111") || strings.Contains(out, "bbbb2222") {
 		t.Errorf("payments with an instance: exit %d\n%s", code, out)

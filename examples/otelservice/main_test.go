@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestHeartbeatBesideAnExistingExporter(t *testing.T) {
@@ -38,7 +38,7 @@ func TestHeartbeatBesideAnExistingExporter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("heartbeats so far %v: %v", statuses, err)
 		}
-		m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+		m, err := wire.Unmarshal([]byte(msg.Payload))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,9 +14,9 @@ import (
 	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // otlpReceiver is a small OTLP/HTTP metrics receiver: it keeps, for each
@@ -89,7 +89,7 @@ func TestOTLPReceiverGetsTheSameGaugesAsValkey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hb, err := heartbeat.Unmarshal([]byte(msg.Payload))
+	hb, err := wire.Unmarshal([]byte(msg.Payload))
 	if err != nil {
 		t.Fatal(err)
 	}

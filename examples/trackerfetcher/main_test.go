@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // The service as an operator runs it: built, configured by environment,
@@ -46,13 +46,13 @@ func TestServiceHeartbeatsAndStopsGracefullyOnSIGTERM(t *testing.T) {
 		}
 	}()
 
-	var last *heartbeat.Message
+	var last *wire.Message
 	for i := 0; i < 3; i++ {
 		msg, err := ps.ReceiveMessage(ctx)
 		if err != nil {
 			t.Fatalf("%v; service log:\n%s", err, stderr.String())
 		}
-		m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+		m, err := wire.Unmarshal([]byte(msg.Payload))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,13 +73,13 @@ func TestServiceHeartbeatsAndStopsGracefullyOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	var final *heartbeat.Message
+	var final *wire.Message
 	for final == nil || final.Status != "stopping" {
 		msg, err := ps.ReceiveMessage(ctx)
 		if err != nil {
 			t.Fatalf("no stopping heartbeat: %v; service log:\n%s", err, stderr.String())
 		}
-		final, _ = heartbeat.Unmarshal([]byte(msg.Payload))
+		final, _ = wire.Unmarshal([]byte(msg.Payload))
 	}
 	select {
 	case err := <-done:

@@ -160,3 +160,41 @@ func TestReliabilityTableNamesRealTests(t *testing.T) {
 		}
 	}
 }
+
+// The Layout table names every directory that holds Go code, so that a
+// reader can find each package from the README.
+func TestLayoutListsEveryDirectory(t *testing.T) {
+	text := readme(t)
+	start := strings.Index(text, "## Layout")
+	if start < 0 {
+		t.Fatal("no Layout section")
+	}
+	section := text[start:]
+	if end := strings.Index(section[1:], "\n## "); end >= 0 {
+		section = section[:end+1]
+	}
+	dirs := map[string]bool{}
+	_ = filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if info.IsDir() && (info.Name() == ".git" || info.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !info.IsDir() && strings.HasSuffix(path, ".go") {
+			rel, _ := filepath.Rel(root, filepath.Dir(path))
+			if rel != "." {
+				dirs[filepath.ToSlash(rel)] = true
+			}
+		}
+		return nil
+	})
+	if len(dirs) < 20 {
+		t.Fatalf("only %d directories with Go code found", len(dirs))
+	}
+	for d := range dirs {
+		if !strings.Contains(section, "`"+d+"/`") {
+			t.Errorf("the Layout table does not list %s/", d)
+		}
+	}
+}

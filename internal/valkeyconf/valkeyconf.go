@@ -31,7 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Environment variables.
@@ -518,7 +518,7 @@ func PrefixesFromEnv(getenv Getenv) (channel, key string, err error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	channel, key = heartbeat.DefaultChannelPrefix, heartbeat.DefaultKeyPrefix
+	channel, key = wire.DefaultChannelPrefix, wire.DefaultKeyPrefix
 	if v := getenv(EnvChannelPrefix); v != "" {
 		if channel, err = Prefix(EnvChannelPrefix, v); err != nil {
 			return "", "", err

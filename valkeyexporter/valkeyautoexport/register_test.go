@@ -12,10 +12,10 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 
-	"github.com/otel-heartbeat/heartbeat/internal/heartbeat"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -73,11 +73,11 @@ func TestOTELMetricsExporterValkeyPublishesHeartbeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := heartbeat.Unmarshal([]byte(msg.Payload))
+	m, err := wire.Unmarshal([]byte(msg.Payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const complete = heartbeat.HasUptime | heartbeat.HasMemory | heartbeat.HasCPU
+	const complete = wire.HasUptime | wire.HasMemory | wire.HasCPU
 	if m.ServiceName != "tracker_fetcher" || m.HeartbeatCount != 1 || m.IntervalSeconds != 30 || m.Has&complete != complete {
 		t.Errorf("heartbeat %s", msg.Payload)
 	}

@@ -1,0 +1,103 @@
+// Package watch is what an admin panel, a health endpoint or a load
+// balancer calls to watch heartbeats: it connects with the publishers' own
+// variables, reads current state from the latest-state keys, subscribes to
+// the heartbeat channels, and judges every instance alive, stale, dead or
+// stopped by its own clock. Package wire is the message it reads; package
+// term renders what it sees for terminals.
+//
+// # Connect
+//
+// ConnectFromEnv builds a client from the variables the publishers read
+// (OTEL_EXPORTER_VALKEY_ENDPOINT with its credential, TLS, cluster,
+// sentinel, prefix and sharded companions, else the seed's HEALTH_REDIS_*),
+// so a watcher deployed beside a service finds the same Valkey. Options in
+// code win over variables; a malformed variable is an error that names it,
+// and no error or Connection.Endpoint holds a password.
+//
+//	conn, err := watch.ConnectFromEnv()
+//	defer conn.Client.Close()
+//	m, err := watch.New(conn.Config())
+//	err = m.Run(ctx, func(e watch.Event) { ... })
+//
+// # Current state: the latest-state keys
+//
+// Pub/sub has no memory. ReadLatest reads every heartbeat:instance:* key
+// (of one service, matched exactly, when asked) on every primary, so a
+// watcher that starts, or reconnects, knows the fleet at once. The key's
+// remaining TTL gives the heartbeat's age on the server's clock
+// (Latest.Age), and Latest.State classifies it. STRLEN and PTTL are asked
+// before GET: a key larger than a heartbeat, without a TTL, with a TTL
+// longer than three intervals or of another type is reported (Latest.Err)
+// and never read as alive. A Monitor does this itself at start and after
+// every reconnect (KindLoaded, KindReconnected). Publishers in the seed's
+// format write no keys; they are heard on the channel.
+//
+// # Live: the Monitor
+//
+// New returns a Monitor for a Config; Run subscribes (PSUBSCRIBE to
+// heartbeat:service:*, or with Config.Sharded one SSUBSCRIBE connection per
+// primary for the services in the heartbeat:services registry), decodes
+// and checks every message, feeds the Tracker, and calls its callback with
+// every Event on the goroutine that called Run: heartbeats, transitions,
+// malformed messages (counted, never fatal), disconnects and reconnects.
+// After a lost connection it reconnects with a bounded back-off, re-reads
+// the keys and says how long it was disconnected. Tracker and Stats are
+// safe to read from the callback or any other goroutine.
+//
+// # Verdicts
+//
+// age = now - when the last heartbeat was received, on the watcher's clock
+// (never the sender's timestamp):
+//
+//	alive   if age < 1.5 x interval
+//	stale   if age < 3 x interval
+//	dead    otherwise
+//	stopped once the instance said "stopping" (a graceful stop, never dead)
+//
+// At the default 60 s interval that is the seed's 90 s and 180 s (Classify).
+// The interval is the instance's interval_seconds when it sends one. A
+// publisher in the seed's format (Python, JavaScript) does not: its
+// interval is inferred from the gaps between its own heartbeats, the
+// median of the last eight, each divided by the heartbeats its
+// heartbeat_count says it spans, so a lost heartbeat does not double it
+// and the burst after a stall does not halve it; until there is a gap,
+// WithDefaultInterval applies (wire.DefaultInterval, or HEARTBEAT_INTERVAL
+// through ParseInterval). Every Instance and Transition says which it is
+// (IntervalSource: sent, inferred or default).
+//
+// A watcher that cannot see is not a fleet that died. Every subscription
+// connection is pinged every Config.Probe (100 ms) with the time as the
+// payload; the answer comes back in order with the messages, so it proves
+// everything published before that time has been read, and silence is
+// judged only up to there: heartbeats waiting in the watcher's socket or in
+// a stalled broker are never declared missing. With no answer for
+// Config.BlindAfter (2 s) the watcher is blind (KindBlind) and judges no
+// one; when answers come again (KindCaughtUp) it holds every verdict until
+// each instance has been watched for 1.5 of its intervals, since heartbeats
+// sent meanwhile may arrive in any order. Time it could not see at all (a
+// lost subscription) does not count as anyone's silence, and only that
+// time: knocked off over and over, it still declares a crashed instance
+// dead, late by the time it was off.
+//
+// # Back-pressure
+//
+// Verdicts never depend on the caller's pace. The goroutine that reads the
+// subscription feeds the Tracker with every heartbeat before the caller
+// sees anything, then queues the event; the queue is bounded
+// (Config.Queue, DefaultQueue). A heartbeat or a malformed-message report
+// that finds it full is not delivered, and counted: Stats.Dropped, and a
+// KindDropped event that says how many since the last one. Transitions are
+// never dropped: they wait, and meanwhile the reader stops reading, so the
+// unread heartbeats wait in the socket, where the probes keep them from
+// being judged missing. Nothing is buffered without bound. A caller that
+// draws from the Tracker (a table) sets Config.NoHeartbeats and receives no
+// heartbeat events at all.
+//
+// The Tracker is bounded too: at WithMaxInstances (DefaultMaxInstances) the
+// instance heard from least recently is evicted to make room (Stats.Evicted,
+// KindEvicted), so a flood of made-up instance ids cannot grow it without
+// bound or hide a real instance that appears after it; dead and stopped
+// instances are forgotten after WithRetention. Messages are held to what a
+// publisher can send (package wire's limits), and every string in an Event
+// is wire data, to be escaped before it is shown.
+package watch

@@ -1,0 +1,622 @@
+// A Tracker classifies service instances as alive, stale, dead or
+// stopped from the heartbeats a monitor receives, by the admin panel's rule
+// generalised to any interval:
+//
+//	age = now - last heartbeat received
+//	alive  if age < 1.5 x interval
+//	stale  if age < 3 x interval
+//	dead   otherwise
+//	stopped once the instance said "stopping"
+//
+// With the default 60 s interval that is exactly the seed's 90 s and 180 s.
+// The interval is each instance's interval_seconds. Publishers in the seed's
+// format (Python, JavaScript) do not send it: their interval is inferred
+// from the gaps between their own heartbeats (the median of the last eight,
+// each divided by the heartbeats its heartbeat_count says it spans, so a
+// lost heartbeat does not double it and the burst after a stall does not
+// halve it), and until there is a gap to go by, the default applies
+// (DefaultInterval unless WithDefaultInterval says otherwise). Every
+// instance says which of the three its interval is (IntervalSource). Age is
+// measured on the tracker's own clock from when a heartbeat was received,
+// never from the sender's timestamp, so a skewed sender clock cannot make a
+// dead instance look alive.
+//
+// Silence is detected by the tracker's own timing: every instance has one
+// pending deadline (when it turns stale, dead, or is forgotten) in a heap,
+// so Tick costs O(log n) per due deadline and O(1) when none is due, however
+// many instances are tracked. A heartbeat that only pushes an instance's
+// deadline later does not touch the heap: the old entry is re-filed when it
+// comes due, so a steady fleet costs O(1) per heartbeat and one O(log n)
+// re-file per instance every 1.5 intervals. Each transition is reported once.
+//
+// A watcher that could not see is not a fleet that died. TickAt judges only
+// up to the time the watcher knows it has received everything sent (a
+// heartbeat still in a socket or a stalled broker cannot be declared
+// missing); time the watcher says it could not see (Unwatched: a lost
+// subscription, a stalled broker) does not count as silence; and after a
+// long blindness, Hold keeps every instance from changing state by silence
+// until it has been watched for 1.5 of its intervals again. Only watched
+// time counts, so a watcher knocked off its subscription over and over
+// still declares a crashed instance dead, late by the time it could not
+// see.
+//
+// The tracker is bounded: at WithMaxInstances the instance heard from least
+// recently is evicted (and counted) to make room, so a burst of made-up
+// instance ids cannot hide a real instance that appears after it. Service
+// names are shared by an instance's entries and released with the last one.
+//
+// A Tracker is safe for concurrent use: a monitor feeds it from the
+// goroutine that reads the subscription while another ticks and renders.
+
+package watch
+
+import (
+	"container/heap"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// State is an instance's liveness.
+type State uint8
+
+// States, in the order a silent instance passes through them.
+const (
+	Unknown State = iota
+	Alive
+	Stale
+	Dead
+	Stopped
+)
+
+func (s State) String() string {
+	switch s {
+	case Alive:
+		return "alive"
+	case Stale:
+		return "stale"
+	case Dead:
+		return "dead"
+	case Stopped:
+		return "stopped"
+	}
+	return "unknown"
+}
+
+// Thresholds, as multiples of the interval.
+const (
+	StaleAfter = 1.5
+	DeadAfter  = 3.0
+)
+
+// DefaultRetention is how long a dead or stopped instance is remembered.
+const DefaultRetention = 15 * time.Minute
+
+// DefaultMaxInstances bounds the instances tracked at once.
+const DefaultMaxInstances = 1_000_000
+
+// Classify applies the rule to one age.
+func Classify(age, interval time.Duration) State {
+	switch {
+	case age < scale(interval, StaleAfter):
+		return Alive
+	case age < scale(interval, DeadAfter):
+		return Stale
+	}
+	return Dead
+}
+
+func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+
+// Key identifies an instance.
+type Key struct {
+	Service  string
+	Instance string
+}
+
+// IntervalSource says where an instance's interval comes from.
+type IntervalSource uint8
+
+// Interval sources.
+const (
+	// IntervalDefault: the sender does not say and there is no gap to go
+	// by yet: the tracker's default.
+	IntervalDefault IntervalSource = iota
+	// IntervalSent: the heartbeat's interval_seconds.
+	IntervalSent
+	// IntervalInferred: from the gaps between the instance's heartbeats.
+	IntervalInferred
+)
+
+func (s IntervalSource) String() string {
+	switch s {
+	case IntervalSent:
+		return "sent"
+	case IntervalInferred:
+		return "inferred"
+	}
+	return "default"
+}
+
+// Instance is what the tracker knows of one instance.
+type Instance struct {
+	Key
+	State State
+	// LastSeen is when its last heartbeat was received, on the tracker's clock.
+	LastSeen time.Time
+	// Since is when it entered State.
+	Since time.Time
+	// Interval is what the instance is judged by, and IntervalSource where
+	// it comes from.
+	Interval       time.Duration
+	IntervalSource IntervalSource
+	// From the last heartbeat.
+	Count         int64
+	UptimeSeconds float64
+	MemoryMB      float64
+	CPUPercent    float64
+	Has           wire.Presence
+	// Lost counts heartbeats missing from the sequence of heartbeat_count.
+	Lost int64
+}
+
+// Age returns how long ago the last heartbeat was received.
+func (i *Instance) Age(now time.Time) time.Duration { return now.Sub(i.LastSeen) }
+
+// Transition is one change of an instance's state.
+type Transition struct {
+	Key
+	From, To State
+	At       time.Time
+	// Age is the time since the last heartbeat when the transition happened.
+	Age            time.Duration
+	Interval       time.Duration
+	IntervalSource IntervalSource
+}
+
+// Recovered reports whether a dead instance came back.
+func (t Transition) Recovered() bool { return t.From == Dead && t.To == Alive }
+
+// Clock tells the time; a fake in tests.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Tracker tracks instances. It is safe for concurrent use.
+type Tracker struct {
+	clock           Clock
+	retention       time.Duration
+	maxInstances    int
+	defaultInterval time.Duration
+
+	mu        sync.Mutex
+	instances map[Key]*entry
+	deadlines deadlineHeap
+	services  map[string]*serviceName // one shared copy of each name tracked
+	heard     entry                   // sentinel of the list, least recently heard first
+	heldFrom  time.Time               // see Hold
+	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
+	evicted   int64
+}
+
+// serviceName is a service name shared by its instances' entries, released
+// with the last of them.
+type serviceName struct {
+	name      string
+	instances int
+}
+
+type entry struct {
+	Instance
+	deadline   time.Time     // when the next transition is due
+	filed      time.Time     // the deadline the heap orders it by; never later than deadline
+	index      int           // in the heap, or -1
+	prev, next *entry        // in the list of instances by when they were last heard
+	gaps       *gaps         // for a sender that does not say its interval
+	unwatched  time.Duration // the tracker's unwatched when it was last heard
+}
+
+// gapSamples is how many gaps an inferred interval is the median of.
+const gapSamples = 8
+
+// gaps are the latest gaps between one instance's heartbeats, in
+// milliseconds (24 h fits), oldest overwritten first.
+type gaps struct {
+	ms      [gapSamples]uint32
+	n, next uint8
+}
+
+func (g *gaps) add(d time.Duration) {
+	g.ms[g.next] = uint32(d / time.Millisecond)
+	g.next = (g.next + 1) % gapSamples
+	if g.n < gapSamples {
+		g.n++
+	}
+}
+
+// median is the upper median: of two middle values the longer, so that an
+// estimate between them never judges an instance early.
+func (g *gaps) median() time.Duration {
+	s := g.ms
+	v := s[:g.n]
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return time.Duration(v[len(v)/2]) * time.Millisecond
+}
+
+// TrackerOption configures a Tracker.
+type TrackerOption func(*Tracker)
+
+// WithClock sets the clock. Default: the system clock.
+func WithClock(c Clock) TrackerOption { return func(t *Tracker) { t.clock = c } }
+
+// WithRetention sets how long dead and stopped instances are remembered.
+// Default: DefaultRetention.
+func WithRetention(d time.Duration) TrackerOption { return func(t *Tracker) { t.retention = d } }
+
+// WithDefaultInterval sets the interval of an instance whose heartbeats do
+// not say it, until its own gaps show it. Default: wire.DefaultInterval
+// (the seed's 60 s).
+func WithDefaultInterval(d time.Duration) TrackerOption {
+	return func(t *Tracker) {
+		if d > 0 {
+			t.defaultInterval = min(max(d, wire.MinInterval), wire.MaxInterval)
+		}
+	}
+}
+
+// WithMaxInstances bounds the instances tracked (0: no bound). At the bound,
+// a new instance evicts the one heard from least recently, and Evicted
+// counts it. Default: DefaultMaxInstances.
+func WithMaxInstances(n int) TrackerOption { return func(t *Tracker) { t.maxInstances = n } }
+
+// NewTracker returns an empty tracker.
+func NewTracker(opts ...TrackerOption) *Tracker {
+	t := &Tracker{
+		clock:           realClock{},
+		retention:       DefaultRetention,
+		maxInstances:    DefaultMaxInstances,
+		defaultInterval: wire.DefaultInterval,
+		instances:       make(map[Key]*entry),
+		services:        make(map[string]*serviceName),
+	}
+	t.heard.prev, t.heard.next = &t.heard, &t.heard
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// Now returns the tracker's time.
+func (t *Tracker) Now() time.Time { return t.clock.Now() }
+
+// Len returns the number of instances tracked.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.instances)
+}
+
+// Evicted returns how many instances were evicted to make room for new ones
+// because WithMaxInstances was reached.
+func (t *Tracker) Evicted() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.evicted
+}
+
+// serviceNames returns how many service names the tracker holds.
+func (t *Tracker) serviceNames() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.services)
+}
+
+// Observe records a heartbeat received now and returns the transitions it
+// causes (none, or one). Transitions of other instances that are due are
+// not included: call Tick.
+func (t *Tracker) Observe(m *wire.Message) []Transition {
+	return t.ObserveAt(m, t.clock.Now())
+}
+
+// ObserveAt records a heartbeat received at receivedAt (on the tracker's
+// clock); a monitor that reads a latest-state key uses the key's age on the
+// server. A receivedAt older than what is known already is ignored.
+func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
+	e, ok := t.instances[k]
+	if !ok {
+		if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
+			t.remove(t.heard.next)
+			t.evicted++
+		}
+		svc, ok := t.services[k.Service]
+		if !ok {
+			svc = &serviceName{name: k.Service}
+			t.services[svc.name] = svc
+		}
+		svc.instances++
+		k.Service = svc.name
+		e = &entry{Instance: Instance{Key: k}, index: -1}
+		t.instances[k] = e
+	} else if receivedAt.Before(e.LastSeen) {
+		return nil
+	} else {
+		e.prev.next, e.next.prev = e.next, e.prev // out of the list, back in last
+	}
+	e.prev, e.next = t.heard.prev, &t.heard
+	e.prev.next, t.heard.prev = e, e
+	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
+		e.Lost += m.HeartbeatCount - e.Count - 1
+	}
+	t.learnInterval(e, m, receivedAt, ok)
+	e.LastSeen = receivedAt
+	e.unwatched = t.unwatched
+	e.Count = m.HeartbeatCount
+	e.UptimeSeconds = m.UptimeSeconds
+	e.MemoryMB = m.MemoryUsageMB
+	e.CPUPercent = m.CPUUsagePercent
+	e.Has = m.Has
+
+	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
+	if m.Status == wire.StatusStopping {
+		to = Stopped
+	}
+	var out []Transition
+	if to != e.State {
+		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: t.clock.Now(), Age: t.clock.Now().Sub(receivedAt),
+			Interval: e.Interval, IntervalSource: e.IntervalSource})
+		e.State = to
+		e.Since = t.clock.Now()
+	}
+	t.schedule(e)
+	return out
+}
+
+// learnInterval sets e's interval from m, received at receivedAt: the one
+// m says, or else the median of the gaps between e's heartbeats, each
+// divided by how many heartbeats its count says it spans. known says
+// whether e had been heard before m.
+func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time, known bool) {
+	if m.Has&wire.HasInterval != 0 {
+		e.Interval, e.IntervalSource, e.gaps = m.Interval(), IntervalSent, nil
+		return
+	}
+	if e.gaps == nil {
+		e.gaps = new(gaps)
+	}
+	if known && receivedAt.After(e.LastSeen) {
+		spans := int64(1)
+		counted := e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0
+		if counted {
+			spans = m.HeartbeatCount - e.Count
+		}
+		// A count that did not move on (a restart, a duplicate) says
+		// nothing of the interval; neither does a gap shorter than any
+		// sender's interval (the burst after a stall).
+		if spans > 0 {
+			gap := receivedAt.Sub(e.LastSeen) / time.Duration(spans)
+			if gap >= wire.MinInterval && gap <= wire.MaxInterval {
+				e.gaps.add(gap)
+			}
+		}
+	}
+	if e.gaps.n == 0 {
+		e.Interval, e.IntervalSource = t.defaultInterval, IntervalDefault
+		return
+	}
+	e.Interval, e.IntervalSource = e.gaps.median(), IntervalInferred
+}
+
+// schedule sets e's next deadline from its state. A later deadline leaves
+// the heap alone (Tick re-files the entry when its old deadline comes up);
+// an earlier one re-files it now.
+func (t *Tracker) schedule(e *entry) {
+	switch e.State {
+	case Alive:
+		e.deadline = e.LastSeen.Add(scale(e.Interval, StaleAfter))
+	case Stale:
+		e.deadline = e.LastSeen.Add(scale(e.Interval, DeadAfter))
+	default: // Dead, Stopped: forget after the retention period
+		e.deadline = e.Since.Add(t.retention)
+	}
+	switch {
+	case e.index < 0:
+		e.filed = e.deadline
+		heap.Push(&t.deadlines, e)
+	case e.deadline.Before(e.filed):
+		e.filed = e.deadline
+		heap.Fix(&t.deadlines, e.index)
+	}
+}
+
+// remove forgets an entry.
+func (t *Tracker) remove(e *entry) {
+	if e.index >= 0 {
+		heap.Remove(&t.deadlines, e.index)
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	delete(t.instances, e.Key)
+	if svc := t.services[e.Service]; svc != nil {
+		if svc.instances--; svc.instances <= 0 {
+			delete(t.services, e.Service)
+		}
+	}
+}
+
+// NextDeadline returns when Tick next has something to do; it may be early
+// (an entry that only needs re-filing), never late.
+func (t *Tracker) NextDeadline() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.deadlines) == 0 {
+		return time.Time{}, false
+	}
+	return t.deadlines[0].filed, true
+}
+
+// Tick is TickAt the tracker's current time.
+func (t *Tracker) Tick() []Transition { return t.TickAt(t.clock.Now()) }
+
+// TickAt applies every deadline up to seen and returns the transitions,
+// oldest first. seen is the time up to which the watcher knows it has
+// received every heartbeat sent: a monitor passes the moment its latest
+// probe of the subscription was sent, so that heartbeats still in its
+// socket or in a stalled broker are not declared missing. Instances
+// forgotten after the retention period produce no transition.
+func (t *Tracker) TickAt(seen time.Time) []Transition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Transition
+	for len(t.deadlines) > 0 && !t.deadlines[0].filed.After(seen) {
+		e := t.deadlines[0]
+		due := e.deadline
+		if e.State == Alive || e.State == Stale {
+			// Silence is judged only on time that was watched.
+			due = due.Add(t.unwatched - e.unwatched)
+			if hold := t.heldFrom.Add(scale(e.Interval, StaleAfter)); !t.heldFrom.IsZero() && due.Before(hold) {
+				due = hold
+			}
+		}
+		if due.After(seen) {
+			// Heartbeats moved it on, or it is held: file it under its
+			// real deadline.
+			e.filed = due
+			heap.Fix(&t.deadlines, 0)
+			continue
+		}
+		switch e.State {
+		case Alive, Stale:
+			// One step at a time, so a late Tick still reports alive->stale
+			// before stale->dead, each at the moment it happened.
+			to := e.State + 1
+			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen),
+				Interval: e.Interval, IntervalSource: e.IntervalSource})
+			e.State, e.Since = to, due
+			t.schedule(e)
+		default:
+			t.remove(e)
+		}
+	}
+	return out
+}
+
+// Hold says the watcher could not see until at: its subscription was
+// stalled, lost or behind. From then on, no instance turns stale or dead
+// by silence before it has been watched for StaleAfter of its intervals
+// after at, because heartbeats sent meanwhile may still arrive, in any
+// order. A heartbeat received meanwhile counts as usual.
+func (t *Tracker) Hold(at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if at.After(t.heldFrom) {
+		t.heldFrom = at
+	}
+}
+
+// Unwatched says the watcher could not see from from to to: its
+// subscription was lost, or did not answer. That time is not counted as
+// any instance's silence. Calls are for successive, separate spells.
+func (t *Tracker) Unwatched(from, to time.Time) {
+	if !to.After(from) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.unwatched += to.Sub(from)
+}
+
+// Get returns a copy of what is known of one instance.
+func (t *Tracker) Get(k Key) (Instance, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.instances[k]
+	if !ok {
+		return Instance{}, false
+	}
+	return e.Instance, true
+}
+
+// Snapshot returns every instance, ordered by service then instance.
+func (t *Tracker) Snapshot() []Instance {
+	t.mu.Lock()
+	out := make([]Instance, 0, len(t.instances))
+	for _, e := range t.instances {
+		out = append(out, e.Instance)
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].Instance < out[j].Instance
+	})
+	return out
+}
+
+// ServiceSummary counts one service's instances by state.
+type ServiceSummary struct {
+	Name                        string
+	Alive, Stale, Dead, Stopped int
+}
+
+// Services summarises every service, ordered by name.
+func (t *Tracker) Services() []ServiceSummary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	by := make(map[string]*ServiceSummary, len(t.services))
+	for _, e := range t.instances {
+		s := by[e.Service]
+		if s == nil {
+			s = &ServiceSummary{Name: e.Service}
+			by[e.Service] = s
+		}
+		switch e.State {
+		case Alive:
+			s.Alive++
+		case Stale:
+			s.Stale++
+		case Dead:
+			s.Dead++
+		case Stopped:
+			s.Stopped++
+		}
+	}
+	out := make([]ServiceSummary, 0, len(by))
+	for _, s := range by {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// deadlineHeap orders entries by deadline.
+type deadlineHeap []*entry
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].filed.Before(h[j].filed) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *deadlineHeap) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	n := len(old)
+	e := old[n-1]
+	old[n-1] = nil
+	e.index = -1
+	*h = old[:n-1]
+	return e
+}

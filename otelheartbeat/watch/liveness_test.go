@@ -1,0 +1,485 @@
+package watch
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+
+var t0 = time.Date(2025, 1, 16, 8, 30, 0, 0, time.UTC)
+
+func beat(service, id string, count int64) *wire.Message {
+	return &wire.Message{ServiceName: service, InstanceID: id, Timestamp: t0, HeartbeatCount: count, Has: wire.HasHeartbeatCount}
+}
+
+func withInterval(m *wire.Message, d time.Duration) *wire.Message {
+	m.IntervalSeconds, m.Has = d.Seconds(), m.Has|wire.HasInterval
+	return m
+}
+
+func TestClassifyAtTheSeedsEdges(t *testing.T) {
+	for _, tt := range []struct {
+		age  time.Duration
+		want State
+	}{
+		{0, Alive},
+		{89900 * time.Millisecond, Alive},
+		{90 * time.Second, Stale},
+		{179900 * time.Millisecond, Stale},
+		{180 * time.Second, Dead},
+		{time.Hour, Dead},
+	} {
+		if got := Classify(tt.age, wire.DefaultInterval); got != tt.want {
+			t.Errorf("age %v: %v, want %v", tt.age, got, tt.want)
+		}
+	}
+	// Scaled by the instance's interval.
+	if got := Classify(1499*time.Millisecond, time.Second); got != Alive {
+		t.Errorf("1.499s at 1s: %v", got)
+	}
+	if got := Classify(1500*time.Millisecond, time.Second); got != Stale {
+		t.Errorf("1.5s at 1s: %v", got)
+	}
+	if got := Classify(3*time.Second, time.Second); got != Dead {
+		t.Errorf("3s at 1s: %v", got)
+	}
+}
+
+func TestSilenceIsDetectedByTheTrackersOwnTiming(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	k := Key{"tracker_fetcher", "a1b2c3d4"}
+	got := tr.Observe(beat(k.Service, k.Instance, 1)) // no interval_seconds: 60 s
+	if len(got) != 1 || got[0].From != Unknown || got[0].To != Alive {
+		t.Fatalf("first heartbeat: %+v", got)
+	}
+	if d, _ := tr.NextDeadline(); !d.Equal(t0.Add(90 * time.Second)) {
+		t.Errorf("next deadline %v", d)
+	}
+
+	steps := []struct {
+		at   time.Duration
+		want string
+	}{
+		{89900 * time.Millisecond, ""},
+		{90 * time.Second, "alive->stale@1m30s"},
+		{100 * time.Second, ""},
+		{179900 * time.Millisecond, ""},
+		{180 * time.Second, "stale->dead@3m0s"},
+		{10 * time.Minute, ""},
+	}
+	for _, s := range steps {
+		clock.t = t0.Add(s.at)
+		if got := describe(tr.Tick()); got != s.want {
+			t.Errorf("at %v: %q, want %q", s.at, got, s.want)
+		}
+		if inst, _ := tr.Get(k); s.at < 90*time.Second && inst.State != Alive {
+			t.Errorf("at %v: %v", s.at, inst.State)
+		}
+	}
+
+	// It comes back: recovered.
+	got = tr.Observe(beat(k.Service, k.Instance, 12))
+	if len(got) != 1 || !got[0].Recovered() {
+		t.Fatalf("recovery: %+v", got)
+	}
+	if inst, _ := tr.Get(k); inst.Lost != 10 {
+		t.Errorf("lost %d heartbeats, want 10 (count went 1 -> 12)", inst.Lost)
+	}
+}
+
+func describe(ts []Transition) string {
+	s := ""
+	for _, tr := range ts {
+		if s != "" {
+			s += ","
+		}
+		s += fmt.Sprintf("%v->%v@%v", tr.From, tr.To, tr.Age)
+	}
+	return s
+}
+
+func TestLateTickReportsEveryStepOnce(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	tr.Observe(withInterval(beat("s", "i", 1), time.Second))
+	clock.Advance(10 * time.Second)
+	if got := describe(tr.Tick()); got != "alive->stale@1.5s,stale->dead@3s" {
+		t.Errorf("late tick: %q", got)
+	}
+	if got := tr.Tick(); len(got) != 0 {
+		t.Errorf("reported twice: %+v", got)
+	}
+}
+
+func TestHeartbeatsKeepAnInstanceAlive(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	for i := int64(1); i <= 100; i++ {
+		tr.Observe(withInterval(beat("s", "i", i), time.Second))
+		clock.Advance(time.Second)
+		if got := tr.Tick(); len(got) != 0 {
+			t.Fatalf("beat %d: %+v", i, got)
+		}
+	}
+}
+
+func TestGracefulStopIsStoppedNotDeadAndIsForgotten(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute))
+	tr.Observe(beat("s", "i", 1))
+	clock.Advance(30 * time.Second)
+	m := beat("s", "i", 2)
+	m.Status = wire.StatusStopping
+	got := tr.Observe(m)
+	if len(got) != 1 || got[0].To != Stopped {
+		t.Fatalf("stop: %+v", got)
+	}
+	clock.Advance(59 * time.Second)
+	if got := tr.Tick(); len(got) != 0 || tr.Len() != 1 {
+		t.Fatalf("a stopped instance changed state: %+v", got)
+	}
+	clock.Advance(time.Second)
+	tr.Tick()
+	if tr.Len() != 0 {
+		t.Error("not forgotten after the retention period")
+	}
+}
+
+func TestDeadInstancesAreForgottenAfterRetention(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithRetention(5*time.Minute))
+	tr.Observe(beat("s", "i", 1))
+	clock.Advance(3 * time.Minute)
+	tr.Tick() // dead at 180 s
+	clock.Advance(5*time.Minute - time.Second)
+	tr.Tick()
+	if tr.Len() != 1 {
+		t.Fatal("forgotten too early")
+	}
+	clock.Advance(time.Second)
+	tr.Tick()
+	if tr.Len() != 0 {
+		t.Error("still remembered")
+	}
+}
+
+func TestObserveAtAnOlderReceiveTime(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	// A latest-state key 100 s old at a 60 s interval: stale at once.
+	got := tr.ObserveAt(beat("s", "i", 5), t0.Add(-100*time.Second))
+	if len(got) != 1 || got[0].To != Stale {
+		t.Fatalf("%+v", got)
+	}
+	// An older observation than what is known changes nothing.
+	tr.Observe(beat("s", "i", 6))
+	if got := tr.ObserveAt(beat("s", "i", 4), t0.Add(-time.Second)); got != nil {
+		t.Errorf("%+v", got)
+	}
+	if inst, _ := tr.Get(Key{"s", "i"}); inst.Count != 6 {
+		t.Errorf("count %d", inst.Count)
+	}
+}
+
+func TestServicesAndBounds(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithMaxInstances(3))
+	tr.Observe(beat("a", "1", 1))
+	tr.Observe(beat("a", "2", 1))
+	clock.Advance(100 * time.Second)
+	tr.Observe(beat("b", "1", 1))
+	tr.Tick()
+	sum := tr.Services()
+	if len(sum) != 2 || sum[0] != (ServiceSummary{Name: "a", Stale: 2}) || sum[1] != (ServiceSummary{Name: "b", Alive: 1}) {
+		t.Errorf("services %+v", sum)
+	}
+	snap := tr.Snapshot()
+	if len(snap) != 3 || snap[0].Key != (Key{"a", "1"}) || snap[2].Key != (Key{"b", "1"}) {
+		t.Errorf("snapshot %+v", snap)
+	}
+}
+
+// A burst of made-up instance ids that fills the tracker must not hide a
+// real instance that appears after it: at the bound, the instance silent
+// the longest makes room, and the eviction is counted.
+func TestAtTheBoundTheLongestSilentIsEvicted(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithMaxInstances(3))
+	tr.Observe(beat("real", "1", 1))
+	clock.Advance(time.Second)
+	tr.Observe(beat("fake", "1", 1))
+	clock.Advance(time.Second)
+	tr.Observe(beat("fake", "2", 1))
+	clock.Advance(time.Second)
+	tr.Observe(beat("real", "1", 2)) // heard again: now the most recent
+	clock.Advance(time.Second)
+	got := tr.Observe(beat("payments", "1", 1))
+	if len(got) != 1 || got[0].To != Alive {
+		t.Fatalf("new instance at the bound: %+v", got)
+	}
+	if _, ok := tr.Get(Key{"payments", "1"}); !ok {
+		t.Fatal("new instance not tracked")
+	}
+	if _, ok := tr.Get(Key{"fake", "1"}); ok {
+		t.Error("the longest-silent instance was kept")
+	}
+	if _, ok := tr.Get(Key{"real", "1"}); !ok {
+		t.Error("an instance heard recently was evicted")
+	}
+	if tr.Len() != 3 || tr.Evicted() != 1 {
+		t.Errorf("len %d evicted %d, want 3 and 1", tr.Len(), tr.Evicted())
+	}
+	// The evicted instance left nothing behind: no deadline fires for it.
+	clock.Advance(time.Hour)
+	for _, tn := range tr.Tick() {
+		if tn.Key == (Key{"fake", "1"}) {
+			t.Errorf("evicted instance still has a deadline: %+v", tn)
+		}
+	}
+}
+
+// The tracker keeps one copy of each service name while an instance of
+// it is tracked, and none after: a burst of distinct names cannot grow it
+// for good.
+func TestServiceNamesAreReleasedWithTheirInstances(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute))
+	for i := 0; i < 1000; i++ {
+		tr.Observe(beat(fmt.Sprint("svc_", i), "1", 1))
+	}
+	tr.Observe(beat("svc_0", "2", 1))
+	if n := tr.serviceNames(); n != 1000 {
+		t.Fatalf("%d service names held, want 1000", n)
+	}
+	clock.Advance(time.Hour)
+	tr.Tick() // stale, dead
+	clock.Advance(time.Hour)
+	tr.Tick() // forgotten
+	if tr.Len() != 0 || tr.serviceNames() != 0 {
+		t.Errorf("after every instance was forgotten: %d instances, %d service names held", tr.Len(), tr.serviceNames())
+	}
+}
+
+// BenchmarkTickNothingDue measures a tick over a million tracked instances
+// when no deadline has passed: it must not scan them.
+func BenchmarkTickNothingDue(b *testing.B) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	for i := 0; i < 1_000_000; i++ {
+		tr.Observe(beat("service_"+fmt.Sprint(i%100), fmt.Sprint(i), 1))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := tr.Tick(); len(got) != 0 {
+			b.Fatal(got)
+		}
+	}
+}
+
+// BenchmarkObserve is the tracker's cost per heartbeat with 100,000
+// instances tracked, heartbeats arriving in fleet order.
+func BenchmarkObserve(b *testing.B) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	const n = 100_000
+	msgs := make([]*wire.Message, n)
+	for i := range msgs {
+		msgs[i] = withInterval(beat(fmt.Sprintf("service_%03d", i%50), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1), time.Minute)
+		tr.Observe(msgs[i])
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m := msgs[i%n]
+		m.HeartbeatCount++
+		clock.t = clock.t.Add(time.Minute / n)
+		tr.Observe(m)
+		i++
+	}
+}
+
+// BenchmarkMemoryPerInstance reports the heap a tracker keeps per instance
+// at 1,000,000 instances, everything included: its entry, the map and heap
+// slots, and the instance id it retains from the heartbeat.
+func BenchmarkMemoryPerInstance(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		tr := NewTracker()
+		for i := 0; i < n; i++ {
+			m := beat(fmt.Sprintf("service_%03d", i%100), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1)
+			tr.Observe(m)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
+		runtime.KeepAlive(tr)
+	}
+}
+
+// TickAt judges only up to the time the watcher knows it has seen
+// everything sent: a heartbeat still on its way cannot be declared missing.
+func TestTickAtJudgesOnlyUpToWhatWasSeen(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
+	clock.Advance(10 * time.Second)
+	if got := tr.TickAt(t0.Add(time.Second)); len(got) != 0 {
+		t.Errorf("seen up to 1s: %s", describe(got))
+	}
+	if got := describe(tr.TickAt(t0.Add(2 * time.Second))); got != "alive->stale@1.5s" {
+		t.Errorf("seen up to 2s: %s", got)
+	}
+}
+
+// After a time the watcher could not see (a stalled broker, a paused
+// monitor), no instance changes state from silence until it has been
+// watched for 1.5 of its intervals again: its heartbeats may still be on
+// their way.
+func TestHoldDelaysVerdictsAfterBlindness(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	a := withInterval(beat("a", "1", 1), time.Second)
+	b := withInterval(beat("b", "1", 1), time.Second)
+	tr.Observe(a)
+	tr.Observe(b)
+	clock.Advance(10 * time.Second) // blind: nothing could arrive
+	tr.Hold(clock.Now())
+	if got := tr.Tick(); len(got) != 0 {
+		t.Fatalf("verdicts right after blindness: %s", describe(got))
+	}
+	clock.Advance(1400 * time.Millisecond)
+	if got := tr.Tick(); len(got) != 0 {
+		t.Fatalf("verdicts within the hold: %s", describe(got))
+	}
+	a.HeartbeatCount++
+	if got := tr.Observe(a); len(got) != 0 {
+		t.Errorf("a heartbeat within the hold: %s", describe(got))
+	}
+	clock.Advance(100 * time.Millisecond)
+	// b was watched for 1.5 intervals without a heartbeat.
+	if got := describe(tr.Tick()); got != "alive->stale@11.5s,stale->dead@11.5s" {
+		t.Errorf("after the hold: %s", got)
+	}
+	if in, _ := tr.Get(Key{"a", "1"}); in.State != Alive {
+		t.Errorf("a is %v", in.State)
+	}
+}
+
+// seedBeat is a heartbeat from a publisher in the seed's format: no
+// interval_seconds.
+func seedBeat(count int64) *wire.Message { return beat("seed_service", "s1", count) }
+
+// A publisher that does not send interval_seconds is judged by the interval
+// its own heartbeats show, not by a fixed 60 s; until there is evidence,
+// the default applies, and the instance says which it is.
+func TestTheIntervalIsInferredWhenTheSenderDoesNotSayIt(t *testing.T) {
+	for _, real := range []time.Duration{time.Second, 2 * time.Second} {
+		t.Run(real.String(), func(t *testing.T) {
+			clock := &fakeClock{t: t0}
+			tr := NewTracker(WithClock(clock))
+			k := Key{"seed_service", "s1"}
+			tr.Observe(seedBeat(1))
+			if in, _ := tr.Get(k); in.Interval != wire.DefaultInterval || in.IntervalSource != IntervalDefault {
+				t.Fatalf("before any evidence: %v (%v)", in.Interval, in.IntervalSource)
+			}
+			for n := int64(2); n <= 5; n++ {
+				clock.Advance(real + time.Duration(n%2)*10*time.Millisecond) // a little jitter
+				tr.Observe(seedBeat(n))
+			}
+			in, _ := tr.Get(k)
+			if in.IntervalSource != IntervalInferred || in.Interval < real || in.Interval > real+10*time.Millisecond {
+				t.Fatalf("after four gaps of %v: %v (%v)", real, in.Interval, in.IntervalSource)
+			}
+			// Silent from now: stale at 1.5 and dead at 3 of the real interval.
+			last := clock.t
+			clock.t = last.Add(scale(in.Interval, 1.5) - time.Millisecond)
+			if got := tr.Tick(); len(got) != 0 {
+				t.Errorf("before 1.5 intervals: %s", describe(got))
+			}
+			clock.t = last.Add(scale(in.Interval, 3))
+			got := tr.Tick()
+			if len(got) != 2 || got[0].To != Stale || got[1].To != Dead || got[1].IntervalSource != IntervalInferred {
+				t.Errorf("at 3 intervals: %+v", got)
+			}
+		})
+	}
+}
+
+// Neither a lost heartbeat (the count says how many gaps one wait spans)
+// nor a stall and the burst after it halves or doubles the interval.
+func TestAnInferredIntervalSurvivesLostHeartbeatsAndStalls(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	k := Key{"seed_service", "s1"}
+	n := int64(1)
+	beatAfter := func(d time.Duration, skip int64) {
+		clock.Advance(d)
+		n += skip + 1
+		tr.Observe(seedBeat(n))
+	}
+	tr.Observe(seedBeat(n))
+	for i := 0; i < 4; i++ {
+		beatAfter(time.Second, 0)
+	}
+	beatAfter(3*time.Second, 2) // two lost: one wait of three intervals
+	beatAfter(5*time.Second, 0) // a stall held one back for five seconds...
+	for i := 0; i < 4; i++ {
+		beatAfter(0, 0) // ...and the ones behind it arrive at once
+	}
+	beatAfter(time.Second, 0)
+	if in, _ := tr.Get(k); in.Interval != time.Second {
+		t.Errorf("interval %v, want 1s", in.Interval)
+	}
+}
+
+// A sender that says its interval is judged by it, whatever its gaps.
+func TestASentIntervalWins(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithDefaultInterval(10*time.Second))
+	tr.Observe(withInterval(beat("a", "1", 1), 5*time.Second))
+	clock.Advance(time.Second)
+	tr.Observe(withInterval(beat("a", "1", 2), 5*time.Second))
+	if in, _ := tr.Get(Key{"a", "1"}); in.Interval != 5*time.Second || in.IntervalSource != IntervalSent {
+		t.Errorf("%v (%v)", in.Interval, in.IntervalSource)
+	}
+	tr.Observe(beat("b", "1", 1))
+	if in, _ := tr.Get(Key{"b", "1"}); in.Interval != 10*time.Second || in.IntervalSource != IntervalDefault {
+		t.Errorf("configured default: %v (%v)", in.Interval, in.IntervalSource)
+	}
+}
+
+// Time the watcher could not see is not silence, and only that time: a
+// watcher knocked off its subscription for short spells over and over
+// still declares a crashed instance dead, late by the spells.
+func TestUnwatchedTimeIsNotSilence(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock))
+	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
+	for i := 0; i < 10; i++ { // 100 ms unseen in every 250 ms
+		from := clock.t.Add(150 * time.Millisecond)
+		clock.Advance(250 * time.Millisecond)
+		tr.Unwatched(from, clock.t)
+		tr.Tick()
+	}
+	// 2.5 s have passed, 1.5 s of them watched: stale now, not dead.
+	if in, _ := tr.Get(Key{"a", "1"}); in.State != Stale {
+		t.Errorf("after 1.5 s watched of 2.5 s: %v", in.State)
+	}
+	clock.Advance(1500 * time.Millisecond)
+	got := tr.Tick()
+	if len(got) != 1 || got[0].To != Dead || got[0].Age != 4*time.Second {
+		t.Errorf("after 3 s watched: %s", describe(got))
+	}
+}

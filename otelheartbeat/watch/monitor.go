@@ -1,0 +1,806 @@
+// A Monitor is the watcher's engine: it subscribes to
+// heartbeat:service:*, reads the latest-state keys so that instances appear
+// at once, decodes and checks every message, and feeds a liveness tracker
+// whose own timing detects silence. The examples/monitor command and the
+// demo render its events.
+//
+// Verdicts come first. The goroutine that reads the subscription feeds the
+// tracker with every heartbeat it delivers, before anything is shown, so a
+// renderer that falls behind skips what it shows (counted as Dropped),
+// never a verdict. Every connection is pinged every Config.Probe with the
+// time as its payload; the answer comes back in order with the messages,
+// so it proves that everything published before that time has been read.
+// Silence is judged only up to that time: heartbeats still in the
+// monitor's socket or in a stalled broker are never declared missing.
+// When no answer comes for Config.BlindAfter the monitor says it is blind
+// (KindBlind), and when answers come again (KindCaughtUp) it holds every
+// verdict until each instance has been watched for 1.5 intervals again.
+//
+// Events are delivered on the goroutine that called Run, one at a time;
+// the tracker is safe to read from the callback. Transitions wait for the
+// renderer (the reader then stops reading, and the unread heartbeats wait
+// in the socket, where they cannot be judged missing); heartbeats and
+// malformed-message reports that find the queue full are not shown, and
+// counted. Nothing is buffered without bound. After a lost connection the
+// monitor reconnects with a bounded back-off, re-reads the latest-state
+// keys and says how long it was disconnected.
+
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// Kind is the kind of an Event.
+type Kind uint8
+
+// Event kinds.
+const (
+	// KindHeartbeat: a valid heartbeat arrived (Message, Channel, Raw).
+	KindHeartbeat Kind = iota + 1
+	// KindTransition: an instance changed state (Transition).
+	KindTransition
+	// KindMalformed: a message on the channel, or in a latest-state key,
+	// was refused (Channel, Err, Raw cut to 200 bytes).
+	KindMalformed
+	// KindDisconnected: the subscription failed (Err). Heartbeats sent
+	// until KindReconnected are lost; verdicts are held meanwhile.
+	KindDisconnected
+	// KindReconnected: subscribed again (Downtime) and latest-state keys
+	// re-read (Count).
+	KindReconnected
+	// KindLoaded: latest-state keys read at start (Count).
+	KindLoaded
+	// KindDropped: heartbeats or malformed-message reports not shown
+	// because the renderer was behind (Count since the last such event).
+	// The tracker saw every one of them.
+	KindDropped
+	// KindRefresh: a periodic tick for redrawing (see Config.Refresh).
+	KindRefresh
+	// KindBlind: the subscription has not answered a probe for Downtime
+	// (a stalled broker, a monitor that was paused or is behind). No
+	// instance changes state by silence until KindCaughtUp.
+	KindBlind
+	// KindCaughtUp: the subscription answers again after being blind for
+	// Downtime; verdicts are held until each instance has been watched
+	// for 1.5 intervals again.
+	KindCaughtUp
+	// KindEvicted: instances evicted at the tracker's bound to make room
+	// for new ones (Count since the last such event).
+	KindEvicted
+	// KindIdle: nothing is waiting to be rendered: a good moment to flush
+	// buffered output.
+	KindIdle
+)
+
+// Event is something the monitor saw. Raw is read-only: it shares memory
+// with the received message.
+//
+// Channel, Message and Err hold strings from the wire as they were
+// received: escape them before showing them (package term does).
+type Event struct {
+	Kind       Kind
+	At         time.Time
+	Channel    string
+	Message    *wire.Message
+	Raw        []byte
+	Transition Transition
+	Err        error
+	Count      int
+	Downtime   time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultQueue      = 10_000
+	DefaultProbe      = 100 * time.Millisecond
+	DefaultBlindAfter = 2 * time.Second
+)
+
+// Config configures a Monitor.
+type Config struct {
+	// Client is the connection to Valkey. Run does not close it.
+	Client redis.UniversalClient
+	// Endpoint names the server in messages, without credentials.
+	Endpoint string
+	// ChannelPrefix and KeyPrefix default to heartbeat:service: and
+	// heartbeat:instance:.
+	ChannelPrefix, KeyPrefix string
+	// Service, when set, limits the monitor to one service.
+	Service string
+	// Tracker options: retention and instance bound.
+	Tracker []TrackerOption
+	// Queue bounds the events waiting for the renderer. Default
+	// DefaultQueue.
+	Queue int
+	// Refresh, when positive, emits KindRefresh that often.
+	Refresh time.Duration
+	// NoHeartbeats leaves KindHeartbeat events out, for a renderer that
+	// draws from the tracker (a table).
+	NoHeartbeats bool
+	// Probe is how often every subscription connection is pinged to learn
+	// how far the monitor has seen. Default DefaultProbe.
+	Probe time.Duration
+	// BlindAfter is how long without an answer to a probe makes the
+	// monitor blind. Default DefaultBlindAfter.
+	BlindAfter time.Duration
+	// SkipLatest disables reading the latest-state keys.
+	SkipLatest bool
+	// KeepRaw keeps each heartbeat's JSON in Event.Raw (a copy per
+	// message); without it Raw is set for malformed messages only.
+	KeepRaw bool
+	// Sharded subscribes with SSUBSCRIBE to the channel of every service in
+	// the registry set, on the node that owns it, instead of PSUBSCRIBE.
+	Sharded bool
+	// RegistryRefresh is how often, in sharded mode, the registry is read
+	// for new services. Default 2 s.
+	RegistryRefresh time.Duration
+}
+
+// Stats counts what the monitor has seen since it started.
+type Stats struct {
+	// Received counts publications read, Malformed those refused.
+	Received, Malformed int64
+	// Dropped counts heartbeats and malformed-message reports not shown
+	// because the renderer was behind; the tracker saw every heartbeat.
+	Dropped int64
+	// Disconnects counts lost subscriptions, Blind the times the
+	// subscription stopped answering while connected.
+	Disconnects, Blind int64
+	// Evicted counts instances evicted at the tracker's bound.
+	Evicted int64
+	// DownSince is when the subscription was lost, and BlindSince since
+	// when it has not answered; zero while it is fine.
+	DownSince, BlindSince time.Time
+}
+
+// Monitor watches heartbeats.
+type Monitor struct {
+	cfg     Config
+	tracker *Tracker
+	sight   sight
+
+	received, malformed, dropped, disconnects, blind atomic.Int64
+	pendingDropped                                   atomic.Int64 // not yet reported
+	downSince, blindSince                            atomic.Int64 // Unix nanoseconds, 0: not
+
+	beforeFrame func() // tests: called by the lean reader before each frame
+	afterIngest func() // tests: called after each publication is ingested
+}
+
+// decodeState is what one receiving goroutine reuses between messages.
+type decodeState struct {
+	channels map[string]string // channel name of each service
+	intern   *wire.Interner    // names, keys and states
+	reuse    *wire.Message     // with NoHeartbeats: decoded into again
+}
+
+func newDecodeState() *decodeState {
+	return &decodeState{channels: make(map[string]string), intern: wire.NewInterner(4096)}
+}
+
+// New returns a monitor; it does not connect until Run.
+func New(cfg Config) (*Monitor, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("monitor: no client")
+	}
+	if cfg.ChannelPrefix == "" {
+		cfg.ChannelPrefix = wire.DefaultChannelPrefix
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = wire.DefaultKeyPrefix
+	}
+	if cfg.Service != "" {
+		if err := wire.ValidateServiceName(cfg.Service); err != nil {
+			return nil, fmt.Errorf("monitor: --service: %w", err)
+		}
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.Probe <= 0 {
+		cfg.Probe = DefaultProbe
+	}
+	if cfg.BlindAfter <= 0 {
+		cfg.BlindAfter = DefaultBlindAfter
+	}
+	if cfg.BlindAfter < 2*cfg.Probe {
+		return nil, fmt.Errorf("monitor: BlindAfter %v must be at least two probes (%v)", cfg.BlindAfter, 2*cfg.Probe)
+	}
+	if cfg.RegistryRefresh <= 0 {
+		cfg.RegistryRefresh = 2 * time.Second
+	}
+	return &Monitor{cfg: cfg, tracker: NewTracker(cfg.Tracker...)}, nil
+}
+
+// Tracker returns the liveness tracker; it is safe for concurrent use.
+func (m *Monitor) Tracker() *Tracker { return m.tracker }
+
+// Stats returns the counters. It is safe to call at any time.
+func (m *Monitor) Stats() Stats {
+	return Stats{
+		Received: m.received.Load(), Malformed: m.malformed.Load(), Dropped: m.dropped.Load(),
+		Disconnects: m.disconnects.Load(), Blind: m.blind.Load(), Evicted: m.tracker.Evicted(),
+		DownSince: unixTime(m.downSince.Load()), BlindSince: unixTime(m.blindSince.Load()),
+	}
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// Pattern returns the PSUBSCRIBE pattern.
+func (m *Monitor) Pattern() string {
+	if m.cfg.Service != "" {
+		return m.cfg.ChannelPrefix + m.cfg.Service
+	}
+	return m.cfg.ChannelPrefix + "*"
+}
+
+// received is one publication, decoded by the receiver.
+type received struct {
+	at      time.Time
+	channel string
+	msg     *wire.Message
+	raw     []byte
+	err     error
+}
+
+type control struct {
+	err        error // disconnected
+	subscribed bool
+	at         time.Time
+}
+
+// Run watches until ctx is done, calling emit for every event on the
+// calling goroutine. It returns ctx's error; a Valkey that cannot be reached
+// is reported with KindDisconnected and retried, not returned.
+func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
+	idle := true
+	emit := func(e Event) {
+		idle = false
+		render(e)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan Event, m.cfg.Queue)
+	ctl := make(chan control, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if m.cfg.Sharded {
+			m.receiveSharded(ctx, out, ctl)
+		} else if o, ok := leanOptions(m.cfg.Client); ok {
+			m.receiveLean(ctx, o, out, ctl)
+		} else {
+			m.receiveGoRedis(ctx, out, ctl)
+		}
+	}()
+	defer func() {
+		cancel() // the receiver closes its connection and returns
+		<-done
+	}()
+
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	var armed time.Time
+	// resetTimer arms the timer for the tracker's next deadline when it is
+	// in the future; one that has passed but is not yet seen through waits
+	// for the next probe.
+	resetTimer := func() {
+		next, ok := m.tracker.NextDeadline()
+		if !ok || !next.After(time.Now()) {
+			timerC = nil
+			return
+		}
+		if timerC != nil && next.Equal(armed) {
+			return // most heartbeats leave the earliest deadline where it was
+		}
+		armed = next
+		if timer == nil {
+			timer = time.NewTimer(time.Until(next))
+		} else {
+			timer.Reset(time.Until(next))
+		}
+		timerC = timer.C
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	tick := func() {
+		seen := m.sight.seen()
+		if now := time.Now(); now.Before(seen) {
+			seen = now
+		}
+		for _, t := range m.tracker.TickAt(seen) {
+			emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+		}
+		resetTimer()
+	}
+	var refreshC <-chan time.Time
+	if m.cfg.Refresh > 0 {
+		t := time.NewTicker(m.cfg.Refresh)
+		defer t.Stop()
+		refreshC = t.C
+	}
+	probe := time.NewTicker(m.cfg.Probe)
+	defer probe.Stop()
+
+	first := true
+	var downSince, downSeen, blindSince time.Time
+	var evicted int64
+	report := func() {
+		if n := m.pendingDropped.Swap(0); n > 0 {
+			emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n)})
+		}
+		if n := m.tracker.Evicted(); n > evicted {
+			emit(Event{Kind: KindEvicted, At: time.Now(), Count: int(n - evicted)})
+			evicted = n
+		}
+	}
+	for {
+		if !idle && len(out) == 0 {
+			idle = true
+			render(Event{Kind: KindIdle, At: time.Now()})
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-out:
+			emit(e)
+			if e.Kind == KindTransition {
+				resetTimer()
+			}
+		case c := <-ctl:
+			switch {
+			case c.err != nil:
+				if downSince.IsZero() {
+					downSince, downSeen = c.at, m.sight.seen()
+					m.downSince.Store(unixNano(downSince))
+					m.disconnects.Add(1)
+					emit(Event{Kind: KindDisconnected, At: c.at, Err: c.err})
+				}
+			case c.subscribed:
+				n := m.loadLatest(ctx, emit)
+				if first {
+					emit(Event{Kind: KindLoaded, At: time.Now(), Count: n})
+				} else if !downSince.IsZero() {
+					// Heartbeats sent meanwhile are lost: the time not
+					// watched is no instance's silence, and after a long
+					// spell the verdicts wait until each instance has
+					// been watched for 1.5 intervals again.
+					m.tracker.Unwatched(downSeen, c.at)
+					if c.at.Sub(downSeen) >= m.cfg.BlindAfter {
+						m.tracker.Hold(c.at)
+					}
+					emit(Event{Kind: KindReconnected, At: c.at, Downtime: c.at.Sub(downSince), Count: n})
+				}
+				first, downSince = false, time.Time{}
+				m.downSince.Store(0)
+				resetTimer()
+			}
+		case <-timerC:
+			timerC = nil
+			tick()
+		case now := <-probe.C:
+			report()
+			m.sight.ping(now)
+			lag := now.Sub(m.sight.seen())
+			switch {
+			case blindSince.IsZero() && downSince.IsZero() && !first && lag > m.cfg.BlindAfter:
+				blindSince = now.Add(-lag)
+				m.blindSince.Store(unixNano(blindSince))
+				m.blind.Add(1)
+				emit(Event{Kind: KindBlind, At: now, Downtime: lag})
+			case !blindSince.IsZero() && lag < m.cfg.BlindAfter/2:
+				m.tracker.Unwatched(blindSince, now)
+				m.tracker.Hold(now)
+				emit(Event{Kind: KindCaughtUp, At: now, Downtime: now.Sub(blindSince)})
+				blindSince = time.Time{}
+				m.blindSince.Store(0)
+			}
+			tick()
+		case <-refreshC:
+			report()
+			emit(Event{Kind: KindRefresh, At: time.Now()})
+		}
+	}
+}
+
+// sight is how far the monitor has seen. Each subscription connection is
+// a probe: pinged with the time as payload, it answers in order with the
+// messages, so its answer proves that everything published before that
+// time has been read.
+type sight struct {
+	mu     sync.Mutex
+	probes map[*probe]struct{}
+	last   time.Time // what was seen when the last probe went away
+}
+
+// probe is one subscription connection's view.
+type probe struct {
+	ping func(payload string) error
+	seen atomic.Int64 // Unix nanoseconds: the latest time answered for
+}
+
+// newProbe registers a connection subscribed at (or after) at.
+func (s *sight) newProbe(at time.Time, ping func(string) error) *probe {
+	p := &probe{ping: ping}
+	s.add(p, at)
+	return p
+}
+
+// nothingToWatch registers a probe for a subscription that has no
+// connection because it has nothing to subscribe to yet (a sharded monitor
+// with an empty registry): it has seen everything at every moment.
+func (s *sight) nothingToWatch(at time.Time) *probe {
+	p := &probe{}
+	p.ping = func(payload string) error { p.answered([]byte(payload)); return nil }
+	s.add(p, at)
+	return p
+}
+
+func (s *sight) add(p *probe, at time.Time) {
+	p.seen.Store(at.UnixNano())
+	s.mu.Lock()
+	if s.probes == nil {
+		s.probes = make(map[*probe]struct{})
+	}
+	s.probes[p] = struct{}{}
+	s.mu.Unlock()
+}
+
+// drop unregisters a connection that failed or closed.
+func (s *sight) drop(p *probe) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.probes[p]; !ok {
+		return
+	}
+	delete(s.probes, p)
+	if t := time.Unix(0, p.seen.Load()); len(s.probes) == 0 || t.Before(s.last) {
+		s.last = t
+	}
+}
+
+// seen returns the time up to which every connection has delivered all
+// it was sent; with no connection, what was seen when the last went away.
+func (s *sight) seen() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.probes) == 0 {
+		return s.last
+	}
+	var least int64
+	for p := range s.probes {
+		if v := p.seen.Load(); least == 0 || v < least {
+			least = v
+		}
+	}
+	return time.Unix(0, least)
+}
+
+// ping sends a probe on every connection. A failed write shows up as the
+// connection's read error.
+func (s *sight) ping(now time.Time) {
+	payload := strconv.FormatInt(now.UnixNano(), 10)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.probes {
+		_ = p.ping(payload)
+	}
+}
+
+// answered records a probe's answer, whose payload is the time it was sent.
+func (p *probe) answered(payload []byte) {
+	n, err := strconv.ParseInt(string(payload), 10, 64)
+	if err != nil {
+		return // not ours
+	}
+	for {
+		cur := p.seen.Load()
+		if n <= cur || p.seen.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// sendControl passes a connection event to Run; false when ctx is done.
+func sendControl(ctx context.Context, ctl chan<- control, c control) bool {
+	select {
+	case ctl <- c:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// ingest feeds one decoded publication to the tracker, then offers it to
+// the renderer. It runs on a reading goroutine; false when ctx is done.
+func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool {
+	if m.afterIngest != nil {
+		defer m.afterIngest()
+	}
+	m.received.Add(1)
+	if r.err != nil {
+		m.malformed.Add(1)
+		m.offer(out, Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: r.err, Raw: r.raw})
+		return true
+	}
+	transitions := m.tracker.ObserveAt(r.msg, r.at)
+	if !m.cfg.NoHeartbeats {
+		m.offer(out, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Raw: r.raw})
+	}
+	for _, t := range transitions {
+		// A verdict waits for the renderer: meanwhile the reader stops and
+		// unread heartbeats wait in the socket, where they are not judged.
+		select {
+		case out <- Event{Kind: KindTransition, At: t.At, Transition: t}:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// offer queues an event the renderer may skip: when it is behind, the event
+// is counted instead, and the queue never grows past its bound.
+func (m *Monitor) offer(out chan<- Event, e Event) {
+	select {
+	case out <- e:
+	default:
+		m.dropped.Add(1)
+		m.pendingDropped.Add(1)
+	}
+}
+
+// receiveLean reads the subscription with the lean subscriber until ctx is
+// done, reconnecting with a bounded back-off. It is the only goroutine the
+// monitor starts besides Run's, and Run waits for it.
+func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, out chan<- Event, ctl chan<- control) {
+	ds := newDecodeState()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		from := time.Now()
+		sub, err := dialSubscriber(ctx, o, "PSUBSCRIBE", m.Pattern())
+		if err != nil {
+			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		stop := context.AfterFunc(ctx, func() { _ = sub.close() })
+		backoff = 100 * time.Millisecond
+		pr := m.sight.newProbe(from, sub.ping)
+		if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
+			m.sight.drop(pr)
+			stop()
+			_ = sub.close()
+			return
+		}
+		err = m.read(ctx, sub, pr, ds, "pmessage", out)
+		m.sight.drop(pr)
+		stop()
+		_ = sub.close()
+		if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// read ingests sub's frames until the connection fails, and returns why.
+// A frame the reader refuses but can read past (an oversized channel name
+// or payload) is a malformed heartbeat, never a broken connection.
+func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *decodeState, message string, out chan<- Event) error {
+	for {
+		if m.beforeFrame != nil {
+			m.beforeFrame()
+		}
+		kind, ch, payload, err := sub.frame()
+		var big *oversized
+		switch {
+		case errors.As(err, &big):
+			if !m.ingest(ctx, out, received{at: time.Now(), channel: string(ch), err: big}) {
+				return ctx.Err()
+			}
+		case err != nil:
+			return err
+		case kind == message:
+			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
+				return ctx.Err()
+			}
+		case kind == "pong":
+			pr.answered(payload)
+		case kind == "sunsubscribe":
+			return fmt.Errorf("%w (%s)", errSlotMoved, ch)
+		}
+	}
+}
+
+// receiveGoRedis reads the subscription through go-redis, for clients the
+// lean subscriber cannot stand in for (Cluster, Sentinel, custom dialers
+// and credential providers).
+func (m *Monitor) receiveGoRedis(ctx context.Context, out chan<- Event, ctl chan<- control) {
+	ds := newDecodeState()
+	ps := m.cfg.Client.PSubscribe(ctx)
+	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
+	defer stop()
+	ping := func(payload string) error {
+		pctx, cancel := context.WithTimeout(ctx, m.cfg.Probe)
+		defer cancel()
+		return ps.Ping(pctx, payload)
+	}
+	var pr *probe
+	defer func() {
+		if pr != nil {
+			m.sight.drop(pr)
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	subscribed := false
+	var from time.Time
+	for ctx.Err() == nil {
+		if !subscribed {
+			from = time.Now()
+			if err := ps.PSubscribe(ctx, m.Pattern()); err != nil {
+				if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			subscribed = true
+		}
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if pr != nil {
+				m.sight.drop(pr)
+				pr = nil
+			}
+			// go-redis reconnects and resubscribes on the next Receive.
+			from = time.Now()
+			if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		switch msg := msg.(type) {
+		case *redis.Subscription:
+			backoff = 100 * time.Millisecond
+			if pr == nil {
+				pr = m.sight.newProbe(from, ping)
+			}
+			if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
+				return
+			}
+		case *redis.Pong:
+			if pr != nil {
+				pr.answered([]byte(msg.Payload))
+			}
+		case *redis.Message:
+			// Views, not copies: nothing writes to them, and the decoder
+			// keeps no reference into its input.
+			ch := unsafe.Slice(unsafe.StringData(msg.Channel), len(msg.Channel))
+			payload := unsafe.Slice(unsafe.StringData(msg.Payload), len(msg.Payload))
+			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
+				return
+			}
+		}
+	}
+}
+
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// decode checks one publication and that it belongs on its channel. It
+// runs on the receiver's goroutine, on bytes valid only until it returns.
+func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time) received {
+	// A heartbeat that is not shown is done with once the tracker has
+	// taken what it keeps, so its message is reused.
+	msg := ds.reuse
+	if msg == nil || !m.cfg.NoHeartbeats {
+		msg = new(wire.Message)
+		if m.cfg.NoHeartbeats {
+			ds.reuse = msg
+		}
+	}
+	if err := wire.UnmarshalIntern(payload, msg, ds.intern); err != nil {
+		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
+	}
+	prefix := m.cfg.ChannelPrefix
+	if len(channel) < len(prefix) || string(channel[:len(prefix)]) != prefix || string(channel[len(prefix):]) != msg.ServiceName {
+		return received{at: at, channel: string(channel), raw: append([]byte(nil), cut(payload, 200)...),
+			err: fmt.Errorf("heartbeat: service_name %q arrived on the channel of %q", msg.ServiceName, strings.TrimPrefix(string(channel), prefix))}
+	}
+	r := received{at: at, channel: ds.channelName(m.cfg.ChannelPrefix, msg.ServiceName), msg: msg}
+	if m.cfg.KeepRaw {
+		r.raw = append([]byte(nil), payload...)
+	}
+	return r
+}
+
+// channelName returns the channel of a service, built once per service.
+func (ds *decodeState) channelName(prefix, service string) string {
+	if c, ok := ds.channels[service]; ok {
+		return c
+	}
+	c := prefix + service
+	if len(ds.channels) < 10_000 {
+		ds.channels[service] = c
+	}
+	return c
+}
+
+func cut(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	return b[:n]
+}
+
+// loadLatest reads the latest-state keys into the tracker and returns how
+// many instances it found.
+func (m *Monitor) loadLatest(ctx context.Context, emit func(Event)) int {
+	if m.cfg.SkipLatest {
+		return 0
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	latest, err := ReadLatest(rctx, m.cfg.Client, m.cfg.KeyPrefix, m.cfg.Service)
+	now := m.tracker.Now()
+	valid := 0
+	for _, l := range latest {
+		if l.Err != nil {
+			m.malformed.Add(1)
+			emit(Event{Kind: KindMalformed, At: now, Channel: l.Key, Err: l.Err})
+			continue
+		}
+		valid++
+		for _, t := range m.tracker.ObserveAt(l.Message, now.Add(-l.Age)) {
+			emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		emit(Event{Kind: KindMalformed, At: now, Err: fmt.Errorf("reading latest-state keys: %w", err)})
+	}
+	return valid
+}

@@ -1,0 +1,578 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	goldenfile "github.com/otel-heartbeat/heartbeat/internal/golden"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
+
+func mustTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// seedMessage is the example message of the seed document.
+func seedMessage() *Message {
+	return &Message{
+		ServiceName:     "tracker_fetcher",
+		InstanceID:      "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+		Timestamp:       mustTime("2025-01-16T08:30:00.123456Z"),
+		UptimeSeconds:   3600.5,
+		HeartbeatCount:  60,
+		MemoryUsageMB:   156.3,
+		CPUUsagePercent: 12.5,
+		Has:             HasUptime | HasHeartbeatCount | HasMemory | HasCPU,
+		Fields: []Field{
+			{"queue_size", Int(1380)},
+			{"last_successful_operation", String("2025-01-16T08:29:45.123456+00:00")},
+			{"api_status", String("authenticated")},
+		},
+	}
+}
+
+func TestSeedExampleEncodesToGolden(t *testing.T) {
+	got, err := Marshal(seedMessage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "seed_example.golden", got)
+}
+
+func TestSeedExampleRoundTrips(t *testing.T) {
+	for _, name := range []string{"seed_example.json", "seed_example.golden"} {
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join("testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := Unmarshal(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "seed_example.golden", out)
+		})
+	}
+}
+
+func TestEveryKeyInDocumentedOrder(t *testing.T) {
+	m := seedMessage()
+	m.IntervalSeconds = 60
+	m.Has |= HasInterval
+	m.Status = StatusStopping
+	ts, _ := ParseTimestamp("2025-01-16T08:29:45.123456+00:00")
+	m.Fields = []Field{
+		{"api_status", String("authenticated")},
+		{"last_successful_operation", Time(ts)},
+		{"queue_size", Int(1380)},
+	}
+	got, err := Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "full.golden", got)
+}
+
+func TestNumbersAreWrittenAsDocumented(t *testing.T) {
+	base := func() *Message {
+		return &Message{ServiceName: "s", InstanceID: "i", Timestamp: time.Unix(0, 0)}
+	}
+	tests := []struct {
+		name string
+		edit func(*Message)
+		want string
+	}{
+		{"uptime has one decimal", func(m *Message) { m.UptimeSeconds, m.Has = 3600.04, HasUptime }, `"uptime_seconds":3600.0`},
+		{"memory rounds to one decimal", func(m *Message) { m.MemoryUsageMB, m.Has = 156.26, HasMemory }, `"memory_usage_mb":156.3`},
+		{"cpu above one core", func(m *Message) { m.CPUUsagePercent, m.Has = 187.25, HasCPU }, `"cpu_usage_percent":187.2`},
+		{"count is an integer", func(m *Message) { m.HeartbeatCount, m.Has = 1, HasHeartbeatCount }, `"heartbeat_count":1`},
+		{"interval shortest form", func(m *Message) { m.IntervalSeconds, m.Has = 0.5, HasInterval }, `"interval_seconds":0.5`},
+		{"service float shortest form", func(m *Message) { m.Fields = []Field{{"ratio", Float(0.1)}} }, `"ratio":0.1`},
+		{"service float exponent", func(m *Message) { m.Fields = []Field{{"tiny", Float(1e-9)}} }, `"tiny":1e-9`},
+		{"service negative int", func(m *Message) { m.Fields = []Field{{"delta", Int(-3)}} }, `"delta":-3`},
+		{"timestamp in UTC with offset", func(m *Message) {
+			m.Timestamp = time.Date(2025, 1, 16, 9, 30, 0, 5000, time.FixedZone("CET", 3600))
+		}, `"timestamp":"2025-01-16T08:30:00.000005+00:00"`},
+		{"string escaping", func(m *Message) { m.Fields = []Field{{"s", String("a\"b\\c\n\x01\u2028\xff")}} }, `"s":"a\"b\\c\n\u0001\u2028\ufffd"`},
+		{"raw kept", func(m *Message) { m.Fields = []Field{{"tags", Value{Kind: KindRaw, Raw: []byte(`["a",1]`)}}} }, `"tags":["a",1]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := base()
+			tt.edit(m)
+			got, err := Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(got, []byte(tt.want)) {
+				t.Errorf("got %s, want it to contain %s", got, tt.want)
+			}
+			if _, err := Unmarshal(got); err != nil {
+				t.Errorf("own output does not decode: %v", err)
+			}
+		})
+	}
+}
+
+func TestEncodeRefusesWhatItCannotWrite(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Message)
+		wantKey string
+	}{
+		{"NaN cpu", func(m *Message) { m.CPUUsagePercent, m.Has = math.NaN(), HasCPU }, KeyCPUUsagePercent},
+		{"Inf memory", func(m *Message) { m.MemoryUsageMB, m.Has = math.Inf(1), HasMemory }, KeyMemoryUsageMB},
+		{"NaN service field", func(m *Message) { m.Fields = []Field{{"q", Float(math.NaN())}} }, "q"},
+		{"glob in service name", func(m *Message) { m.ServiceName = "a*b" }, KeyServiceName},
+		{"no instance id", func(m *Message) { m.InstanceID = "" }, KeyInstanceID},
+		{"no timestamp", func(m *Message) { m.Timestamp = time.Time{} }, KeyTimestamp},
+		{"field without kind", func(m *Message) { m.Fields = []Field{{"q", Value{}}} }, "q"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Message{ServiceName: "s", InstanceID: "i", Timestamp: time.Unix(1, 0)}
+			tt.edit(m)
+			dst := []byte("prefix")
+			out, err := AppendJSON(dst, m)
+			if err == nil {
+				t.Fatalf("encoded %s, want an error", out)
+			}
+			if !strings.HasPrefix(err.Error(), tt.wantKey+":") {
+				t.Errorf("error %q does not name %s", err, tt.wantKey)
+			}
+			if string(out) != "prefix" {
+				t.Errorf("dst changed to %q on error", out)
+			}
+		})
+	}
+}
+
+func TestDecodeAcceptsWhatPythonSends(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		check func(*testing.T, *Message)
+	}{
+		{"keys in any order", `{"api_status":"ok","timestamp":"2025-01-16T08:30:00.123456+00:00","instance_id":"i","service_name":"s"}`,
+			func(t *testing.T, m *Message) {
+				if v, ok := m.Field("api_status"); !ok || v.Str != "ok" {
+					t.Errorf("api_status = %+v", v)
+				}
+			}},
+		{"Z offset", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`,
+			func(t *testing.T, m *Message) {
+				if !m.Timestamp.Equal(mustTime("2025-01-16T08:30:00Z")) {
+					t.Errorf("timestamp %v", m.Timestamp)
+				}
+			}},
+		{"no fractional second", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00+00:00"}`, nil},
+		{"naive timestamp is UTC", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00.5"}`,
+			func(t *testing.T, m *Message) {
+				if !m.Timestamp.Equal(mustTime("2025-01-16T08:30:00.5Z")) {
+					t.Errorf("timestamp %v", m.Timestamp)
+				}
+			}},
+		{"other offset converted to UTC", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T09:30:00+01:00"}`,
+			func(t *testing.T, m *Message) {
+				if m.Timestamp.Location() != time.UTC || m.Timestamp.Hour() != 8 {
+					t.Errorf("timestamp %v", m.Timestamp)
+				}
+			}},
+		{"integer-valued floats for documented numbers", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","uptime_seconds":3600,"memory_usage_mb":0,"cpu_usage_percent":0}`,
+			func(t *testing.T, m *Message) {
+				if m.Has != HasUptime|HasMemory|HasCPU || m.UptimeSeconds != 3600 {
+					t.Errorf("got %+v", m)
+				}
+			}},
+		{"unknown kinds kept", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","n":7,"f":1.5,"b":true,"z":null,"o":{"a":[1]}}`,
+			func(t *testing.T, m *Message) {
+				kinds := []Kind{KindInt, KindFloat, KindRaw, KindRaw, KindRaw}
+				if len(m.Fields) != len(kinds) {
+					t.Fatalf("fields %+v", m.Fields)
+				}
+				for i, k := range kinds {
+					if m.Fields[i].Value.Kind != k {
+						t.Errorf("field %s kind %d, want %d", m.Fields[i].Key, m.Fields[i].Value.Kind, k)
+					}
+				}
+			}},
+		{"interval and status", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","interval_seconds":1.5,"status":"stopping"}`,
+			func(t *testing.T, m *Message) {
+				if m.Interval() != 1500*time.Millisecond || m.Status != StatusStopping {
+					t.Errorf("got %+v", m)
+				}
+			}},
+		{"missing interval means sixty seconds", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`,
+			func(t *testing.T, m *Message) {
+				if m.Interval() != 60*time.Second {
+					t.Errorf("interval %v", m.Interval())
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Unmarshal([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, m)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsMalformedInput(t *testing.T) {
+	const ok = `"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"`
+	tests := []struct {
+		name    string
+		in      string
+		wantKey string
+		wantMsg string
+	}{
+		{"empty", ``, "", "not JSON"},
+		{"not JSON", `hello`, "", "not JSON"},
+		{"array", `[1,2]`, "", "not a JSON object"},
+		{"string", `"x"`, "", "not a JSON object"},
+		{"truncated", `{"service_name":"s"`, "", "not JSON"},
+		{"unknown status", `{` + ok + `,"status":"dead"}`, "status", `want "running" or "stopping"`},
+		{"disguised status", `{` + ok + `,"status":"\u202erunning"}`, "status", `want "running" or "stopping"`},
+		{"trailing data", `{` + ok + `}{}`, "", "data after"},
+		{"missing service name", `{"instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`, KeyServiceName, "missing"},
+		{"missing instance id", `{"service_name":"s","timestamp":"2025-01-16T08:30:00Z"}`, KeyInstanceID, "missing"},
+		{"missing timestamp", `{"service_name":"s","instance_id":"i"}`, KeyTimestamp, "missing"},
+		{"service name not a string", `{"service_name":5,"instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`, KeyServiceName, "want a string, got a number"},
+		{"service name with glob", `{"service_name":"a*","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`, KeyServiceName, "glob"},
+		{"service name empty", `{"service_name":"","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`, KeyServiceName, "empty"},
+		{"instance id with colon", `{"service_name":"s","instance_id":"a:b","timestamp":"2025-01-16T08:30:00Z"}`, KeyInstanceID, "':'"},
+		{"bad timestamp", `{"service_name":"s","instance_id":"i","timestamp":"yesterday"}`, KeyTimestamp, "not ISO 8601"},
+		{"timestamp a number", `{"service_name":"s","instance_id":"i","timestamp":1737016200}`, KeyTimestamp, "want a string"},
+		{"uptime a string", `{` + ok + `,"uptime_seconds":"1h"}`, KeyUptimeSeconds, "want a number, got a string"},
+		{"memory negative", `{` + ok + `,"memory_usage_mb":-1}`, KeyMemoryUsageMB, "non-negative"},
+		{"count fractional", `{` + ok + `,"heartbeat_count":1.5}`, KeyHeartbeatCount, "want an integer"},
+		{"count negative", `{` + ok + `,"heartbeat_count":-1}`, KeyHeartbeatCount, "non-negative"},
+		{"count null", `{` + ok + `,"heartbeat_count":null}`, KeyHeartbeatCount, "got null"},
+		{"interval zero", `{` + ok + `,"interval_seconds":0}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		// 5e9 s kept an instance alive for 158 years; 1e10 s overflows
+		// time.Duration. A publisher sends 10 ms to 24 h.
+		{"interval of 158 years", `{` + ok + `,"interval_seconds":5e9}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"interval past time.Duration", `{` + ok + `,"interval_seconds":1e10}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"interval just past a day", `{` + ok + `,"interval_seconds":86400.001}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"interval under 10 ms", `{` + ok + `,"interval_seconds":0.009}`, KeyIntervalSeconds, "outside 0.01 to 86400 seconds"},
+		{"more service fields than a publisher sends", `{` + ok + manyFields(MaxFields+1) + `}`, "", "more than 64 service fields"},
+		{"5000 service fields", `{` + ok + manyFields(5000) + `}`, "", "more than 64 service fields"},
+		{"string value longer than a publisher sends", `{` + ok + `,"note":"` + strings.Repeat("x", MaxStringLength+1) + `"}`, "note", "1025 bytes, more than 1024"},
+		{"escaped string value longer than a publisher sends", `{` + ok + `,"note":"` + strings.Repeat(`\u00e9`, MaxStringLength/2+1) + `"}`, "note", "more than 1024"},
+		{"status not a string", `{` + ok + `,"status":true}`, KeyStatus, "got a boolean"},
+		{"duplicate key", `{` + ok + `,"queue_size":1,"queue_size":2}`, "queue_size", "twice"},
+		{"oversized", `{` + ok + `,"pad":"` + strings.Repeat("x", MaxMessageSize) + `"}`, "", "more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Unmarshal([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("decoded %s (%s) with %d fields, want an error", m.ServiceName, m.InstanceID, len(m.Fields))
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %T is not a *DecodeError", err)
+			}
+			if de.Key != tt.wantKey || !strings.Contains(de.Reason, tt.wantMsg) {
+				t.Errorf("error %q: want key %q and reason containing %q", err, tt.wantKey, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// manyFields returns n service fields, each with a leading comma.
+func manyFields(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `,"f%d":%d`, i, i)
+	}
+	return b.String()
+}
+
+// The bounds themselves are what a publisher may send, and are accepted.
+func TestDecodeAcceptsTheLimitsAPublisherCanReach(t *testing.T) {
+	const ok = `"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"`
+	for name, in := range map[string]string{
+		"10 ms interval":       `{` + ok + `,"interval_seconds":0.01}`,
+		"24 h interval":        `{` + ok + `,"interval_seconds":86400}`,
+		"64 service fields":    `{` + ok + manyFields(MaxFields) + `}`,
+		"1024-byte string":     `{` + ok + `,"note":"` + strings.Repeat("x", MaxStringLength) + `"}`,
+		"1024 bytes unescaped": `{` + ok + `,"note":"` + strings.Repeat(`\u00e9`, MaxStringLength/2) + `"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Unmarshal([]byte(in)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// A message built in code, not decoded, still cannot overflow a duration.
+func TestIntervalIsClamped(t *testing.T) {
+	for secs, want := range map[float64]time.Duration{
+		1e10: MaxInterval, 5e9: MaxInterval, 1e-9: MinInterval, 1.5: 1500 * time.Millisecond,
+	} {
+		m := &Message{IntervalSeconds: secs, Has: HasInterval}
+		if got := m.Interval(); got != want {
+			t.Errorf("Interval() of %v s = %v, want %v", secs, got, want)
+		}
+	}
+}
+
+func TestNameRules(t *testing.T) {
+	long := strings.Repeat("a", MaxNameLength+1)
+	for _, tt := range []struct {
+		name, in string
+		valid    bool
+	}{
+		{"seed name", "tracker_fetcher", true},
+		{"dotted and dashed", "geo-coding.v2", true},
+		{"unicode", "dienst_ü", true},
+		{"empty", "", false},
+		{"too long", long, false},
+		{"star", "svc*", false},
+		{"question", "svc?", false},
+		{"brackets", "svc[1]", false},
+		{"backslash", `svc\`, false},
+		{"space", "my service", false},
+		{"tab", "svc\t", false},
+		{"newline", "svc\n", false},
+		{"nul", "svc\x00", false},
+		{"invalid utf8", "svc\xff", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateServiceName(tt.in)
+			if (err == nil) != tt.valid {
+				t.Errorf("ValidateServiceName(%q) = %v, want valid=%v", tt.in, err, tt.valid)
+			}
+			if err != nil && tt.in != "" && !strings.Contains(err.Error(), "service name") {
+				t.Errorf("error %q does not say what was wrong", err)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		in    string
+		valid bool
+	}{
+		{"queue_size", true}, {"apiStatus2", true}, {"", false}, {"_x", false}, {"2x", false},
+		{"queue-size", false}, {"queue.size", false}, {"queue size", false}, {"ünicode", false},
+		{strings.Repeat("a", MaxFieldNameLength+1), false},
+		{"service_name", false}, {"heartbeat_count", false}, {"status", false}, {"interval_seconds", false},
+	} {
+		if err := ValidateFieldName(tt.in); (err == nil) != tt.valid {
+			t.Errorf("ValidateFieldName(%q) = %v, want valid=%v", tt.in, err, tt.valid)
+		}
+	}
+}
+
+func FuzzUnmarshal(f *testing.F) {
+	for _, name := range []string{"seed_example.json", "seed_example.golden", "full.golden"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","x":[1,{"y":null}],"n":-0,"f":1e400}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16 08:30:00","uptime_seconds":1e308}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","interval_seconds":5e9}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"` + manyFields(MaxFields+1) + `}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","s":"` + strings.Repeat("x", MaxStringLength+1) + `"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Unmarshal(data)
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v is not a *DecodeError", err)
+			}
+			return
+		}
+		withinPublisherLimits(t, data, m)
+		// What was accepted must encode, and encoding is a fixpoint after
+		// the first normalisation (timestamps to microseconds, documented
+		// numbers to one decimal).
+		first, err := Marshal(m)
+		if err != nil {
+			t.Fatalf("accepted %q but cannot encode it: %v", data, err)
+		}
+		m2, err := Unmarshal(first)
+		if err != nil {
+			t.Fatalf("own output %q does not decode: %v", first, err)
+		}
+		second, err := Marshal(m2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first, second) {
+			t.Fatalf("encoding is not stable:\n%s\n%s", first, second)
+		}
+	})
+}
+
+// FuzzDecoderAgreesWithEncodingJSON holds the hand-written scanner to
+// encoding/json: it refuses what encoding/json calls invalid, never calls
+// valid JSON "not JSON" (unless nested beyond maxDepth), and unescapes
+// strings the same way.
+func FuzzDecoderAgreesWithEncodingJSON(f *testing.F) {
+	for _, name := range []string{"seed_example.json", "full.golden"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"service_name":"s\u00e9","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","x":"\ud83d\ude00 \ud800 \"\\\/\b\f\n\r\t","y":[1,-0.5e+3,{"z":null}],"w":true}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","n":01}`))
+	f.Add([]byte("{\"service_name\":\"s\xff\",\"a\":\"\xed\xa0\x80\"}"))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","interval_seconds":1e10}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"` + manyFields(MaxFields) + `,"f0":1}`))
+	f.Add([]byte(`{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","s":"` + strings.Repeat(`\u00e9`, MaxStringLength/2+1) + `"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > MaxMessageSize {
+			return
+		}
+		m, err := Unmarshal(data)
+		valid := json.Valid(data)
+		if !valid {
+			if err == nil {
+				t.Fatalf("accepted invalid JSON %q", data)
+			}
+			return
+		}
+		if err != nil {
+			var de *DecodeError
+			if errors.As(err, &de) && strings.HasPrefix(de.Reason, "not JSON") && !strings.Contains(de.Reason, "nested more than") {
+				t.Fatalf("valid JSON %q called %v", data, err)
+			}
+			if de != nil && strings.Contains(de.Reason, "what a publisher can send") {
+				limitRefusalIsTrue(t, data, de)
+			}
+			return
+		}
+		withinPublisherLimits(t, data, m)
+		var ref map[string]json.RawMessage
+		if err := json.Unmarshal(data, &ref); err != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses as an object: %v", data, err)
+		}
+		if _, service := firstValues(t, data); service != len(m.Fields) {
+			t.Fatalf("%d service fields, encoding/json reads %d", len(m.Fields), service)
+		}
+		var name string
+		if err := json.Unmarshal(ref["service_name"], &name); err != nil || name != m.ServiceName {
+			t.Fatalf("service_name %q, encoding/json says %q", m.ServiceName, name)
+		}
+		for _, fl := range m.Fields {
+			if fl.Value.Kind != KindString {
+				continue
+			}
+			var want string
+			if err := json.Unmarshal(ref[fl.Key], &want); err != nil || want != fl.Value.Str {
+				t.Fatalf("%s = %q, encoding/json says %q", fl.Key, fl.Value.Str, want)
+			}
+		}
+	})
+}
+
+// firstValues reads a JSON object as encoding/json does, keeping the first
+// value of each key (the decoder refuses at the first occurrence; a
+// map would keep the last) and counting the keys that are not documented.
+func firstValues(t *testing.T, data []byte) (map[string]json.RawMessage, int) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("%q is not an object to encoding/json: %v", data, err)
+	}
+	first := make(map[string]json.RawMessage)
+	service := 0
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := first[key]; !ok {
+			first[key] = v
+		}
+		if !reserved[key] {
+			service++
+		}
+	}
+	return first, service
+}
+
+// limitRefusalIsTrue checks a refusal for exceeding what a publisher can
+// send against encoding/json's reading of the same input, so that the
+// differential fuzzer expects these refusals instead of ignoring them.
+func limitRefusalIsTrue(t *testing.T, data []byte, de *DecodeError) {
+	t.Helper()
+	first, service := firstValues(t, data)
+	switch {
+	case de.Key == KeyIntervalSeconds:
+		var f float64
+		if err := json.Unmarshal(first[KeyIntervalSeconds], &f); err != nil {
+			t.Fatalf("%v, but encoding/json reads no number: %v", de, err)
+		}
+		if f >= MinInterval.Seconds() && f <= MaxInterval.Seconds() {
+			t.Fatalf("%v, but encoding/json reads %v", de, f)
+		}
+	case de.Key == KeyStatus:
+		var st string
+		if err := json.Unmarshal(first[KeyStatus], &st); err == nil && (st == StatusRunning || st == StatusStopping) {
+			t.Fatalf("%v, but encoding/json reads %q", de, st)
+		}
+	case strings.Contains(de.Reason, "service fields"):
+		if service <= MaxFields {
+			t.Fatalf("%v, but encoding/json reads %d service fields", de, service)
+		}
+	case strings.Contains(de.Reason, "string of"):
+		var s string
+		if err := json.Unmarshal(first[de.Key], &s); err != nil || len(s) <= MaxStringLength {
+			t.Fatalf("%v, but encoding/json reads %d bytes (%v)", de, len(s), err)
+		}
+	default:
+		t.Fatalf("refusal %v is not one of the publisher's limits", de)
+	}
+}
+
+// withinPublisherLimits checks an accepted message against the limits.
+func withinPublisherLimits(t *testing.T, data []byte, m *Message) {
+	t.Helper()
+	if len(m.Fields) > MaxFields {
+		t.Fatalf("accepted %d service fields from %q", len(m.Fields), data)
+	}
+	if m.Has&HasInterval != 0 && (m.IntervalSeconds < MinInterval.Seconds() || m.IntervalSeconds > MaxInterval.Seconds()) {
+		t.Fatalf("accepted interval_seconds %v from %q", m.IntervalSeconds, data)
+	}
+	for _, f := range m.Fields {
+		if f.Value.Kind == KindString && len(f.Value.Str) > MaxStringLength {
+			t.Fatalf("accepted a string of %d bytes in %s", len(f.Value.Str), f.Key)
+		}
+	}
+	if d := m.Interval(); d < MinInterval || d > MaxInterval {
+		t.Fatalf("Interval() = %v", d)
+	}
+}

@@ -1,0 +1,133 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxNameLength bounds service names, instance ids and field names, in bytes.
+const MaxNameLength = 128
+
+// MaxFieldNameLength bounds service field names, in bytes.
+const MaxFieldNameLength = 64
+
+// ValidateServiceName reports why name cannot be a service name, or nil.
+// A name is refused when it is empty, longer than MaxNameLength, not UTF-8,
+// or holds whitespace, control characters or the glob characters * ? [ ] \,
+// because any of those breaks consumers that PSUBSCRIBE heartbeat:service:*.
+func ValidateServiceName(name string) error {
+	return validateIdent("service name", name)
+}
+
+// ValidateInstanceID reports why id cannot be an instance id, or nil. The
+// rules are those of ValidateServiceName plus no ':', so that a latest-state
+// key splits unambiguously into service name and instance id.
+func ValidateInstanceID(id string) error {
+	if err := validateIdent("instance id", id); err != nil {
+		return err
+	}
+	if strings.ContainsRune(id, ':') {
+		return fmt.Errorf("instance id %q holds ':', which makes latest-state keys ambiguous", id)
+	}
+	return nil
+}
+
+func validateIdent(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is empty", what)
+	case len(s) > MaxNameLength:
+		return fmt.Errorf("%s %q is %d bytes long, more than %d", what, truncate(s, 32), len(s), MaxNameLength)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s %q is not valid UTF-8", what, s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return validateRunes(what, s)
+		}
+		if c <= ' ' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' || c == '\\' {
+			return validateRunes(what, s)
+		}
+	}
+	return nil
+}
+
+// validateRunes is validateIdent's full check, for names that are not
+// plain printable ASCII or that hold a character it refuses.
+func validateRunes(what, s string) error {
+	for _, r := range s {
+		switch {
+		case r == '*' || r == '?' || r == '[' || r == ']' || r == '\\':
+			return fmt.Errorf("%s %q holds the glob character %q, which breaks pattern subscribers", what, s, r)
+		case unicode.IsSpace(r):
+			return fmt.Errorf("%s %q holds whitespace", what, s)
+		case unicode.IsControl(r):
+			return fmt.Errorf("%s %q holds a control character", what, s)
+		}
+	}
+	return nil
+}
+
+// reserved are the keys a service field may not take.
+var reserved = map[string]bool{
+	KeyServiceName: true, KeyInstanceID: true, KeyTimestamp: true,
+	KeyUptimeSeconds: true, KeyHeartbeatCount: true, KeyMemoryUsageMB: true,
+	KeyCPUUsagePercent: true, KeyIntervalSeconds: true, KeyStatus: true,
+}
+
+// ValidateFieldName reports why name cannot be a service field, or nil. A
+// field name starts with an ASCII letter, holds only ASCII letters, digits and
+// underscores (the seed's snake_case keys, and valid in every consumer's
+// language and as part of an OpenTelemetry instrument name), is at most
+// MaxFieldNameLength bytes, and is not a documented key.
+func ValidateFieldName(name string) error {
+	if name == "" {
+		return fmt.Errorf("field name is empty")
+	}
+	if len(name) > MaxFieldNameLength {
+		return fmt.Errorf("field name %q is %d bytes long, more than %d", truncate(name, 32), len(name), MaxFieldNameLength)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return fmt.Errorf("field name %q must start with an ASCII letter", name)
+		}
+		if !letter && !(c >= '0' && c <= '9') && c != '_' {
+			return fmt.Errorf("field name %q may hold only ASCII letters, digits and '_'", name)
+		}
+	}
+	if reserved[name] {
+		return fmt.Errorf("field name %q clashes with a documented heartbeat field", name)
+	}
+	return nil
+}
+
+// Truncate cuts s to at most n bytes at a character boundary.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return Truncate(s, n) + "..."
+}
+
+// IsUnsetServiceName reports whether a Resource's service.name says no name
+// was given: empty, or the SDK's "unknown_service" default (with or without
+// the executable's name after a colon). Such a heartbeat could not be
+// attributed by any admin panel.
+func IsUnsetServiceName(name string) bool {
+	return name == "" || strings.HasPrefix(name, "unknown_service")
+}

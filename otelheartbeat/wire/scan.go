@@ -1,0 +1,339 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// scanner is a single-pass JSON reader for one heartbeat object. It accepts
+// exactly what encoding/json accepts (a differential fuzz test holds it to
+// that) but decodes the documented keys in place, without reflection and
+// without allocating for keys, numbers or strings that need no copy.
+type scanner struct {
+	data []byte
+	pos  int
+	buf  []byte // unescaping scratch
+}
+
+// maxDepth bounds nesting inside unknown values, so that hostile input
+// cannot exhaust the stack.
+const maxDepth = 64
+
+var errEnd = errors.New("unexpected end of input")
+
+func (s *scanner) syntax(format string, args ...any) error {
+	if s.pos >= len(s.data) {
+		return errEnd
+	}
+	return fmt.Errorf(format+" at offset %d", append(args, s.pos)...)
+}
+
+func (s *scanner) ws() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) peek() byte {
+	if s.pos < len(s.data) {
+		return s.data[s.pos]
+	}
+	return 0
+}
+
+// str reads a string token. The result aliases s.data when the string has
+// no escapes and is valid UTF-8, else s.buf; copy it before the next call.
+func (s *scanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.syntax("want a string")
+	}
+	s.pos++
+	start := s.pos
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			raw := s.data[start:s.pos]
+			s.pos++
+			return raw, nil
+		case c == '\\' || c >= utf8.RuneSelf:
+			return s.strSlow(start)
+		case c < 0x20:
+			return nil, s.syntax("control character in string")
+		}
+		s.pos++
+	}
+	return nil, errEnd
+}
+
+// strSlow unescapes a string from start, replacing invalid UTF-8 and lone
+// surrogates with U+FFFD as encoding/json does.
+func (s *scanner) strSlow(start int) ([]byte, error) {
+	b := append(s.buf[:0], s.data[start:s.pos]...)
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			s.pos++
+			s.buf = b
+			return b, nil
+		case c < 0x20:
+			return nil, s.syntax("control character in string")
+		case c == '\\':
+			if s.pos+1 >= len(s.data) {
+				return nil, errEnd
+			}
+			e := s.data[s.pos+1]
+			s.pos += 2
+			switch e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := s.hex4()
+				if !ok {
+					return nil, s.syntax("invalid \\u escape")
+				}
+				if utf16.IsSurrogate(r) {
+					r2 := utf8.RuneError
+					if s.pos+1 < len(s.data) && s.data[s.pos] == '\\' && s.data[s.pos+1] == 'u' {
+						save := s.pos
+						s.pos += 2
+						if low, ok := s.hex4(); ok {
+							if dec := utf16.DecodeRune(r, low); dec != utf8.RuneError {
+								r2 = dec
+							} else {
+								s.pos = save
+							}
+						} else {
+							return nil, s.syntax("invalid \\u escape")
+						}
+					}
+					r = r2
+				}
+				b = utf8.AppendRune(b, r)
+			default:
+				return nil, s.syntax("invalid escape")
+			}
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			s.pos++
+		default:
+			r, size := utf8.DecodeRune(s.data[s.pos:])
+			if r == utf8.RuneError && size == 1 {
+				b = utf8.AppendRune(b, utf8.RuneError)
+			} else {
+				b = append(b, s.data[s.pos:s.pos+size]...)
+			}
+			s.pos += size
+		}
+	}
+	return nil, errEnd
+}
+
+func (s *scanner) hex4() (rune, bool) {
+	if s.pos+4 > len(s.data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s.data[s.pos : s.pos+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	s.pos += 4
+	return r, true
+}
+
+// number reads a number token by the JSON grammar and returns its text.
+func (s *scanner) number() ([]byte, error) {
+	start := s.pos
+	if s.peek() == '-' {
+		s.pos++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.pos++
+	case c >= '1' && c <= '9':
+		for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+			s.pos++
+		}
+	default:
+		return nil, s.syntax("invalid number")
+	}
+	if s.peek() == '.' {
+		s.pos++
+		if !s.digits() {
+			return nil, s.syntax("invalid number")
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.pos++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.pos++
+		}
+		if !s.digits() {
+			return nil, s.syntax("invalid number")
+		}
+	}
+	return s.data[start:s.pos], nil
+}
+
+func (s *scanner) digits() bool {
+	start := s.pos
+	for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+		s.pos++
+	}
+	return s.pos > start
+}
+
+func (s *scanner) literal(word string) error {
+	if len(s.data)-s.pos < len(word) {
+		if string(s.data[s.pos:]) == word[:len(s.data)-s.pos] {
+			return errEnd
+		}
+		return s.syntax("invalid literal")
+	}
+	if string(s.data[s.pos:s.pos+len(word)]) != word {
+		return s.syntax("invalid literal")
+	}
+	s.pos += len(word)
+	return nil
+}
+
+// skip reads any value and returns its raw extent.
+func (s *scanner) skip(depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, s.syntax("nested more than %d deep", maxDepth)
+	}
+	start := s.pos
+	switch c := s.peek(); {
+	case c == '"':
+		if _, err := s.str(); err != nil {
+			return nil, err
+		}
+	case c == '-' || c >= '0' && c <= '9':
+		if _, err := s.number(); err != nil {
+			return nil, err
+		}
+	case c == 't':
+		if err := s.literal("true"); err != nil {
+			return nil, err
+		}
+	case c == 'f':
+		if err := s.literal("false"); err != nil {
+			return nil, err
+		}
+	case c == 'n':
+		if err := s.literal("null"); err != nil {
+			return nil, err
+		}
+	case c == '[':
+		s.pos++
+		if err := s.container(']', func() error {
+			_, err := s.skip(depth + 1)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	case c == '{':
+		s.pos++
+		if err := s.container('}', func() error {
+			if _, err := s.key(); err != nil {
+				return err
+			}
+			_, err := s.skip(depth + 1)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, s.syntax("invalid character %q", c)
+	}
+	return s.data[start:s.pos], nil
+}
+
+// container reads the members of an object or array whose opening bracket
+// was just read, calling member for each, through the closing bracket.
+// Errors from member are returned as they are.
+func (s *scanner) container(closing byte, member func() error) error {
+	s.ws()
+	if s.peek() == closing {
+		s.pos++
+		return nil
+	}
+	for {
+		s.ws()
+		if err := member(); err != nil {
+			return err
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case closing:
+			s.pos++
+			return nil
+		default:
+			return s.syntax("want ',' or %q", closing)
+		}
+	}
+}
+
+// key reads an object member's key and its colon, leaving the scanner at
+// the value. The key is a view valid until the next string is read.
+func (s *scanner) key() ([]byte, error) {
+	raw, err := s.str()
+	if err != nil {
+		return nil, err
+	}
+	s.ws()
+	if s.peek() != ':' {
+		return nil, s.syntax("want ':' after a key")
+	}
+	s.pos++
+	s.ws()
+	return raw, nil
+}
+
+// parseInt64 reads an integer token exactly, as encoding/json does into
+// an int64.
+func parseInt64(raw []byte) (int64, bool) {
+	for _, c := range raw {
+		if c == '.' || c == 'e' || c == 'E' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	return n, err == nil
+}
+
+func parseFloat(raw []byte) (float64, bool) {
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil
+}
