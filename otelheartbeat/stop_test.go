@@ -95,3 +95,29 @@ func TestCleanStopReportsNothing(t *testing.T) {
 		t.Errorf("a clean Stop reported errors: handler %v, otel.Handle %v", handled, otelErrs.errs)
 	}
 }
+
+// With Valkey stalled when the service starts, at the default 60 s
+// interval: Start gives up on its first heartbeat at its context, but the
+// SDK's reader goes on sending it, and go-redis bounds that only by its
+// own read timeout. Stop must still return by its context, and leave
+// nothing running.
+func TestStopReturnsByItsContextAfterAStartAgainstAStalledValkey(t *testing.T) {
+	srv := redistest.Start(t)
+	p, err := NewPublisher("tracker_fetcher", WithExporterOptions(valkeyexporter.WithEndpoint(srv.URL())), withErrorHandler(func(error) {}))
+	must(t, err)
+	captureOTelErrors(t)
+	srv.Pause()
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	_ = p.Stop(ctx)
+	if took := time.Since(begin); took > time.Second {
+		t.Errorf("Stop took %v with a 300ms context", took)
+	}
+}

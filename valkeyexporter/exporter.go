@@ -176,22 +176,41 @@ func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) e
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-e.sem }()
+	release := func() { <-e.sem }
 	if e.isShutdown.Load() {
+		release()
 		return ErrShutdown
 	}
 
 	stopping := e.stopping.Load()
 	if err := e.build(rm, stopping); err != nil {
+		release()
 		return err
 	}
 	var err error
 	e.buf, err = wire.AppendJSON(e.buf[:0], &e.msg)
 	if err != nil {
+		release()
 		// build leaves out every value the encoder refuses, so this is a bug.
 		return fmt.Errorf("valkeyexporter: encode heartbeat: %w", err)
 	}
-	return e.send(ctx, stopping)
+	// go-redis bounds a command by deadlines, not by cancellation: against
+	// a stalled server, a cancelled export would wait for the client's read
+	// timeout, and so would a Stop waiting for it. The send runs on its
+	// own, holding the exporter so that no second one starts, and Export
+	// returns by ctx; a send left behind ends at that timeout, or at once
+	// when Shutdown closes the client.
+	done := make(chan error, 1)
+	go func() {
+		defer release()
+		done <- e.send(ctx, stopping)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("valkeyexporter: heartbeat to %s: %w", e.s.endpoint, ctx.Err())
+	}
 }
 
 // build fills e.msg from rm.
@@ -579,6 +598,15 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 			if cerr := e.s.client.Close(); cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
 				err = errors.Join(err, cerr)
 			}
+			// A send left behind fails as soon as its connection is closed:
+			// wait for it, so that nothing of the exporter outlives Shutdown.
+			t := time.NewTimer(time.Second)
+			select {
+			case e.sem <- struct{}{}:
+				<-e.sem
+			case <-t.C:
+			}
+			t.Stop()
 		}
 	})
 	return err
