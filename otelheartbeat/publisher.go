@@ -400,6 +400,14 @@ func (p *Publisher) Stop(ctx context.Context) error {
 			// No reader yet; release the exporter's client.
 			return p.exporter.Shutdown(ctx)
 		}
+		// Never started, or a Start that failed for its wiring: the
+		// reader passed with WithMeterProvider is still this Publisher's
+		// to stop, or it would go on collecting (and failing) every
+		// interval. There is no heartbeat to end, so its final one is
+		// not reported.
+		if p.reader != nil {
+			_ = p.reader.Shutdown(ctx)
+		}
 		return nil
 	}
 	p.state = stateStopped

@@ -2,6 +2,7 @@ package otelheartbeat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -173,5 +174,29 @@ func TestFieldErrorsDoNotDependOnWhenTheFieldWasAdded(t *testing.T) {
 		if b[i] != a[i] || b[i] == "<nil>" {
 			t.Errorf("before Start %q, after Start %q", b[i], a[i])
 		}
+	}
+}
+
+// A Start that failed for its wiring leaves nothing running: Stop shuts the
+// heartbeat reader down as the docs promise, so it does not go on
+// reporting the same failure every interval for the life of the process.
+func TestStopAfterAMiswiredStartShutsTheReaderDown(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	srv := redistest.Start(t)
+	captureOTelErrors(t)
+	hb, err := NewReader("", valkeyexporter.WithEndpoint(srv.URL()), valkeyexporter.WithInterval(100*time.Millisecond))
+	must(t, err)
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(resource.Empty()), sdkmetric.WithReader(hb))
+	shutdownProvider(t, mp)
+	p, err := NewPublisher("", WithMeterProvider(mp, hb), withErrorHandler(func(error) {}))
+	must(t, err)
+	if err := p.Start(context.Background()); err == nil {
+		t.Fatal("Start with no service.name anywhere succeeded")
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if err := hb.ForceFlush(context.Background()); !errors.Is(err, sdkmetric.ErrReaderShutdown) {
+		t.Errorf("after Stop the heartbeat reader still runs: ForceFlush says %v", err)
 	}
 }
