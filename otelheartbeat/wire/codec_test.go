@@ -359,6 +359,16 @@ func TestNameRules(t *testing.T) {
 		{"newline", "svc\n", false},
 		{"nul", "svc\x00", false},
 		{"invalid utf8", "svc\xff", false},
+		// Names that display as another name, or as nothing.
+		{"zero-width space", "pay\u200bments", false},
+		{"only a zero-width space", "\u200b", false},
+		{"right-to-left override", "pay\u202ements", false},
+		{"word joiner", "payments\u2060", false},
+		{"byte order mark", "\ufeffpayments", false},
+		{"combining grapheme joiner", "payments\u034f", false},
+		{"hangul filler", "payments\u115f", false},
+		{"variation selector", "payments\ufe0f", false},
+		{"visible accent", "cafe\u0301", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := ValidateServiceName(tt.in)

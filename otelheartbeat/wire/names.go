@@ -15,7 +15,9 @@ const MaxFieldNameLength = 64
 
 // ValidateServiceName reports why name cannot be a service name, or nil.
 // A name is refused when it is empty, longer than MaxNameLength, not UTF-8,
-// or holds whitespace, control characters or the glob characters * ? [ ] \,
+// or holds whitespace, control characters, characters that display as
+// nothing (zero-width, bidi overrides: the name would pass for another) or
+// the glob characters * ? [ ] \,
 // because any of those breaks consumers that PSUBSCRIBE heartbeat:service:*.
 func ValidateServiceName(name string) error {
 	return validateIdent("service name", name)
@@ -66,6 +68,10 @@ func validateRunes(what, s string) error {
 			return fmt.Errorf("%s %q holds whitespace", what, s)
 		case unicode.IsControl(r):
 			return fmt.Errorf("%s %q holds a control character", what, s)
+		case unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point):
+			// Zero-width characters, bidi overrides and the like display as
+			// nothing, so the name would pass for another one.
+			return fmt.Errorf("%s %q holds the invisible character %U", what, s, r)
 		}
 	}
 	return nil

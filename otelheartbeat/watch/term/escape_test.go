@@ -115,7 +115,9 @@ func TestEscapeIsFreeForPrintableASCII(t *testing.T) {
 // --json lines are valid UTF-8 JSON, and every rune a terminal would act
 // on or hide is a \u escape in them, in the heartbeat as sent too.
 func TestJSONEscapesEveryHostileRune(t *testing.T) {
-	raw := []byte("{\"service_name\":\"payments\u200b\",\"instance_id\":\"\u202eabc\",\"timestamp\":\"2025-01-16T08:30:00Z\",\"v\":\"\u009b2J\xff\x7f\",\"w\":\"\U000E0001\"}")
+	// Names that display as nothing are refused by the decoder; values may
+	// still hold anything.
+	raw := []byte("{\"service_name\":\"payments\",\"instance_id\":\"abc\",\"timestamp\":\"2025-01-16T08:30:00Z\",\"u\":\"payments\u200b \u202eabc\",\"v\":\"\u009b2J\xff\x7f\",\"w\":\"\U000E0001\"}")
 	m, err := wire.Unmarshal(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +126,7 @@ func TestJSONEscapesEveryHostileRune(t *testing.T) {
 	for _, e := range []watch.Event{
 		{Kind: watch.KindHeartbeat, At: at, Channel: "heartbeat:service:payments\u200b", Message: m, Raw: raw},
 		{Kind: watch.KindMalformed, At: at, Channel: "heartbeat:service:\u009b\xfe", Err: &wire.DecodeError{Key: "\x1b[2J\u200b", Reason: "key appears twice"}},
-		{Kind: watch.KindTransition, At: at, Transition: watch.Transition{Key: watch.Key{Service: m.ServiceName, Instance: m.InstanceID}, From: watch.Alive, To: watch.Stale, Interval: time.Minute}},
+		{Kind: watch.KindTransition, At: at, Transition: watch.Transition{Key: watch.Key{Service: "payments\u200b", Instance: "\u202eabc"}, From: watch.Alive, To: watch.Stale, Interval: time.Minute}},
 	} {
 		if err := JSON(&b, e); err != nil {
 			t.Fatal(err)
@@ -151,10 +153,10 @@ func TestJSONEscapesEveryHostileRune(t *testing.T) {
 	var first struct {
 		Channel   string
 		Heartbeat struct {
-			ServiceName string `json:"service_name"`
+			U string `json:"u"`
 		}
 	}
-	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &first); err != nil || first.Heartbeat.ServiceName != "payments\u200b" || first.Channel != "heartbeat:service:payments\u200b" {
+	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &first); err != nil || first.Heartbeat.U != "payments\u200b \u202eabc" || first.Channel != "heartbeat:service:payments\u200b" {
 		t.Errorf("decoded back %+v, %v", first, err)
 	}
 }
