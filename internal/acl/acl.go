@@ -17,7 +17,7 @@ const Monitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:insta
 // ShardedMonitor is what the monitor needs in sharded mode (--sharded):
 // read the registry, learn the slot map, SSUBSCRIBE on each primary, and
 // read the latest-state keys.
-const ShardedMonitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* %R~heartbeat:services -@all +ssubscribe +smembers +cluster|slots +scan +get +pttl +ping"
+const ShardedMonitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* %R~heartbeat:services -@all +ssubscribe +smembers +cluster|slots +scan +strlen +pttl +get +ping"
 
 // Name is the placeholder for the service name in the per-service rules as
 // the README prints them.
