@@ -172,6 +172,12 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		if hostEnd < 0 {
 			hostEnd = len(rest)
 		}
+		if strings.Count(rest[:hostEnd], "@") > 1 {
+			// redis://u:p@h1,u2:p2@h2 would otherwise read as one host
+			// with the password "p@h1,u2:p2". An '@' in a password is
+			// written %40 in a URL.
+			return Endpoint{}, fmt.Errorf("%q: credentials are written once, before the first address (redis://USER:PASSWORD@H1:P1,H2:P2), and an @ in a password as %%40", Redact(s))
+		}
 		at := strings.LastIndex(rest[:hostEnd], "@")
 		hosts := strings.Split(rest[at+1:hostEnd], ",")
 		if len(hosts) > 1 {

@@ -359,3 +359,24 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// Credentials on a second address used to swallow the first address into
+// the password: redis://hb:P1@h1:7000,hb2:P2@h2:7001 became one host with
+// the password "P1@h1:7000,hb2:P2". It is refused, and neither password
+// is quoted.
+func TestCredentialsOnASecondAddressAreRefused(t *testing.T) {
+	_, err := ParseEndpoint("redis://hb:P1secret@127.0.0.1:7000,hb2:P2secret@127.0.0.1:7001")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if strings.Contains(err.Error(), "P1secret") || strings.Contains(err.Error(), "P2secret") {
+		t.Errorf("the error quotes a password: %v", err)
+	}
+	if !strings.Contains(err.Error(), "before the first address") {
+		t.Errorf("the error does not say how to write it: %v", err)
+	}
+	e, err := ParseEndpoint("redis://hb:p%40ss@127.0.0.1:7000,127.0.0.1:7001")
+	if err != nil || e.Password != "p@ss" || len(e.Addrs) != 2 {
+		t.Errorf("a percent-encoded @ in the password: %+v, %v", e, err)
+	}
+}
