@@ -165,7 +165,6 @@ func TestReconnectsAndRereadsKeysAfterBeingDisconnected(t *testing.T) {
 func TestAFloodIsTrackedAndWhatIsNotShownIsCounted(t *testing.T) {
 	srv := redistest.Start(t)
 	release := make(chan struct{})
-	blocked := false
 	m, err := New(Config{Client: srv.Client(t), Queue: 4, SkipLatest: true})
 	if err != nil {
 		t.Fatal(err)
@@ -178,24 +177,11 @@ func TestAFloodIsTrackedAndWhatIsNotShownIsCounted(t *testing.T) {
 			close(all)
 		}
 	}
-	events := make(chan Event, 10_000)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Run(ctx, func(e Event) {
-			if e.Kind == KindHeartbeat && !blocked {
-				blocked = true
-				<-release // a renderer that cannot keep up
-			}
-			events <- e
-		})
-	}()
-	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
-	defer r.stop()
+	r := runStuckOnFirstHeartbeat(t, m, release)
 	r.waitFor(KindLoaded)
 
 	c := srv.Client(t)
+	ctx := context.Background()
 	p := c.Pipeline()
 	for i := 1; i <= n; i++ {
 		p.Publish(ctx, "heartbeat:service:flood", message("flood", "1", time.Minute, int64(i)))

@@ -51,12 +51,38 @@ func runMonitor(t *testing.T, cfg Config) *running {
 // runWith runs m until the test ends.
 func runWith(t *testing.T, m *Monitor) *running {
 	t.Helper()
-	events := make(chan Event, 10_000)
+	return runRendering(t, m, nil)
+}
+
+// runStuckOnFirstHeartbeat runs m until the test ends with a renderer that
+// stops at the first heartbeat until release is closed: one that cannot
+// keep up.
+func runStuckOnFirstHeartbeat(t *testing.T, m *Monitor, release <-chan struct{}) *running {
+	t.Helper()
+	blocked := false
+	return runRendering(t, m, func(e Event) {
+		if e.Kind == KindHeartbeat && !blocked {
+			blocked = true
+			<-release
+		}
+	})
+}
+
+// runRendering runs m until the test ends, calling render (when not nil)
+// on each event before the test sees it.
+func runRendering(t *testing.T, m *Monitor, render func(Event)) *running {
+	t.Helper()
+	events := make(chan Event, 100_000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = m.Run(ctx, func(e Event) { events <- e })
+		_ = m.Run(ctx, func(e Event) {
+			if render != nil {
+				render(e)
+			}
+			events <- e
+		})
 	}()
 	stopped := false
 	r := &running{t: t, m: m, events: events, stop: func() {

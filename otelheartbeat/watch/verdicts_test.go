@@ -123,26 +123,11 @@ func noSilenceVerdicts(t *testing.T, es []Event) {
 func TestARendererThatFallsBehindNeverTurnsIntoDead(t *testing.T) {
 	srv := redistest.Start(t)
 	release := make(chan struct{})
-	blocked := false
 	m, err := New(Config{Client: srv.Client(t), Queue: 4, SkipLatest: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := make(chan Event, 100_000)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Run(ctx, func(e Event) {
-			if e.Kind == KindHeartbeat && !blocked {
-				blocked = true
-				<-release // stuck for many intervals
-			}
-			events <- e
-		})
-	}()
-	r := &running{t: t, m: m, events: events, stop: func() { cancel(); <-done }}
-	defer r.stop()
+	r := runStuckOnFirstHeartbeat(t, m, release)
 	r.waitFor(KindLoaded)
 
 	// 200 ms interval (stale after 300 ms, dead after 600 ms), a beat every 50 ms.
