@@ -351,7 +351,9 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	defer probe.Stop()
 
 	first := true
-	var downSince, downSeen, blindSince time.Time
+	var downSince, downSeen, blindSince, connected time.Time
+	answeredConn := false // whether the last connection lost got any answer
+	answerless := 0       // connections lost in a row without any answer
 	var evicted int64
 	report := func() {
 		if n := m.pendingDropped.Swap(0); n > 0 {
@@ -380,6 +382,12 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 			case c.err != nil:
 				if downSince.IsZero() {
 					downSince, downSeen = c.at, m.sight.seen()
+					answeredConn = m.sight.answeredAt.Load() >= connected.UnixNano()
+					if answeredConn {
+						answerless = 0
+					} else {
+						answerless++
+					}
 					m.downSince.Store(unixNano(downSince))
 					m.disconnects.Add(1)
 					emit(Event{Kind: KindDisconnected, At: c.at, Err: c.err})
@@ -393,13 +401,21 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 					// watched is no instance's silence, and after a long
 					// spell the verdicts wait until each instance has
 					// been watched for 1.5 intervals again.
-					m.tracker.Unwatched(downSeen, c.at)
+					if blindSince.IsZero() { // else counted when blindness ends
+						m.tracker.Unwatched(downSeen, c.at)
+					}
 					if c.at.Sub(downSeen) >= m.cfg.BlindAfter {
 						m.tracker.Hold(c.at)
 					}
+					if answeredConn {
+						// The connection lost had been answered: silence
+						// counts afresh. Connections cut off before any
+						// answer, one after another, add up instead.
+						m.sight.answeredAt.Store(c.at.UnixNano())
+					}
 					emit(Event{Kind: KindReconnected, At: c.at, Downtime: c.at.Sub(downSince), Count: n})
 				}
-				first, downSince = false, time.Time{}
+				first, downSince, connected = false, time.Time{}, c.at
 				m.downSince.Store(0)
 				resetTimer()
 			}
@@ -409,9 +425,13 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 		case now := <-probe.C:
 			report()
 			m.sight.ping(now)
-			lag := now.Sub(m.sight.seen())
+			// Behind: the latest answer is for a probe sent long ago.
+			// Silent: no answer came at all, though the subscription may
+			// have been re-made many times meanwhile (a publisher getting
+			// it cut off over and over).
+			lag := max(now.Sub(m.sight.seen()), m.sight.silence(now))
 			switch {
-			case blindSince.IsZero() && downSince.IsZero() && !first && lag > m.cfg.BlindAfter:
+			case blindSince.IsZero() && !first && lag > m.cfg.BlindAfter && (downSince.IsZero() || answerless > 1):
 				blindSince = now.Add(-lag)
 				m.blindSince.Store(unixNano(blindSince))
 				m.blind.Add(1)
@@ -439,12 +459,17 @@ type sight struct {
 	mu     sync.Mutex
 	probes map[*probe]struct{}
 	last   time.Time // what was seen when the last probe went away
+	// answeredAt is when an answer last arrived on any connection (Unix
+	// nanoseconds): a subscription cut off before every answer, over and
+	// over, sees nothing however often it reconnects.
+	answeredAt atomic.Int64
 }
 
 // probe is one subscription connection's view.
 type probe struct {
-	ping func(payload string) error
-	seen atomic.Int64 // Unix nanoseconds: the latest time answered for
+	ping  func(payload string) error
+	seen  atomic.Int64 // Unix nanoseconds: the latest time answered for
+	sight *sight
 }
 
 // newProbe registers a connection subscribed at (or after) at.
@@ -465,7 +490,9 @@ func (s *sight) nothingToWatch(at time.Time) *probe {
 }
 
 func (s *sight) add(p *probe, at time.Time) {
+	p.sight = s
 	p.seen.Store(at.UnixNano())
+	s.answeredAt.CompareAndSwap(0, at.UnixNano()) // the first subscription
 	s.mu.Lock()
 	if s.probes == nil {
 		s.probes = make(map[*probe]struct{})
@@ -521,12 +548,18 @@ func (p *probe) answered(payload []byte) {
 	if err != nil {
 		return // not ours
 	}
+	p.sight.answeredAt.Store(time.Now().UnixNano())
 	for {
 		cur := p.seen.Load()
 		if n <= cur || p.seen.CompareAndSwap(cur, n) {
 			return
 		}
 	}
+}
+
+// silence is how long no answer has arrived on any connection.
+func (s *sight) silence(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, s.answeredAt.Load()))
 }
 
 // sendControl passes a connection event to Run; false when ctx is done.

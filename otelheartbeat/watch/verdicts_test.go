@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"strings"
 	"testing"
 	"time"
@@ -316,6 +317,42 @@ func TestRepeatedDisconnectsCannotKeepACrashedInstanceAlive(t *testing.T) {
 			}
 		case <-kills:
 			t.Fatal("the crashed instance was never declared dead while the monitor was disconnected every 150 ms")
+		}
+	}
+}
+
+// A subscription cut off before any answer, over and over, sees nothing
+// however often it is re-made: the monitor says it is blind instead of
+// judging anyone (and instead of seeming healthy between cut-offs). Here
+// the server refuses every probe (a user without PING, as the documented
+// monitor rule is not), which ends each connection before its first
+// answer, as a publisher flooding the subscription past the server's
+// output buffer did.
+func TestASubscriptionCutOffBeforeEveryAnswerIsBlindness(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do(t, "ACL", "SETUSER", "noping", "on", ">pw", "resetchannels", "&heartbeat:service:*", "resetkeys", "%R~heartbeat:instance:*", "-@all", "+psubscribe")
+	m, err := New(Config{Client: srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "noping", "pw" }),
+		SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runWith(t, m)
+	k := Key{Service: "live", Instance: "1"}
+	startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
+	var got []Event
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case e := <-r.events:
+			got = append(got, e)
+			if e.Kind == KindBlind {
+				noSilenceVerdicts(t, got)
+				if s := m.Stats(); s.Disconnects == 0 || s.BlindSince.IsZero() {
+					t.Errorf("stats %+v", s)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("not blind within 10 s while every probe was refused: %s", kinds(got))
 		}
 	}
 }
