@@ -368,6 +368,7 @@ func TestNameRules(t *testing.T) {
 		{"combining grapheme joiner", "payments\u034f", false},
 		{"hangul filler", "payments\u115f", false},
 		{"variation selector", "payments\ufe0f", false},
+		{"blank braille pattern", "payments\u2800", false},
 		{"visible accent", "cafe\u0301", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

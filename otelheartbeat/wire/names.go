@@ -68,13 +68,23 @@ func validateRunes(what, s string) error {
 			return fmt.Errorf("%s %q holds whitespace", what, s)
 		case unicode.IsControl(r):
 			return fmt.Errorf("%s %q holds a control character", what, s)
-		case unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point):
+		case Invisible(r):
 			// Zero-width characters, bidi overrides and the like display as
 			// nothing, so the name would pass for another one.
 			return fmt.Errorf("%s %q holds the invisible character %U", what, s, r)
 		}
 	}
 	return nil
+}
+
+// Invisible reports whether r displays as nothing although Unicode may
+// call it printable: format characters (zero-width, bidi overrides),
+// variation selectors, the other default-ignorable code points (the
+// combining grapheme joiner, Hangul fillers) and the blank braille pattern.
+// A name holding one would pass for another name, so names refuse them and
+// renderers escape them.
+func Invisible(r rune) bool {
+	return r == '\u2800' || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // reserved are the keys a service field may not take.

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // Strings from the wire (service names, instance ids, field keys and
@@ -79,7 +81,7 @@ func appendEscaped(b []byte, clean, rest string) []byte {
 // though they print as nothing (variation selectors, the combining
 // grapheme joiner, Hangul fillers, Khmer inherent vowels).
 func shown(r rune) bool {
-	return unicode.IsPrint(r) && !unicode.In(r, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+	return unicode.IsPrint(r) && !wire.Invisible(r)
 }
 
 func appendHexByte(b []byte, c byte) []byte {

@@ -257,7 +257,7 @@ func escapeForRaw(s string) []byte {
 // "payments\u034f" pass for "payments": they are escaped too, in text and
 // in --json.
 func TestInvisibleCharactersAreEscaped(t *testing.T) {
-	for _, r := range []rune{0x034f, 0xfe0f, 0x3164, 0x115f, 0xffa0, 0xe0100, 0x17b4, 0x180b} {
+	for _, r := range []rune{0x034f, 0xfe0f, 0x3164, 0x115f, 0xffa0, 0xe0100, 0x17b4, 0x180b, 0x2800} {
 		name := "payments" + string(r)
 		if got := Escape(name); got == name || !strings.HasPrefix(got, `payments\u`) && !strings.HasPrefix(got, `payments\U`) {
 			t.Errorf("U+%04X: Escape gave %q", r, got)
