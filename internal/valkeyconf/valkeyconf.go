@@ -179,6 +179,11 @@ func ParseEndpoint(s string) (Endpoint, error) {
 			return Endpoint{}, fmt.Errorf("%q: credentials are written once, before the first address (redis://USER:PASSWORD@H1:P1,H2:P2), and an @ in a password as %%40", Redact(s))
 		}
 		at := strings.LastIndex(rest[:hostEnd], "@")
+		if at >= 0 && strings.Contains(rest[:at], ",") {
+			// redis://h1,u:p@h2: the credentials follow an address. A
+			// comma in a password is written %2C.
+			return Endpoint{}, fmt.Errorf("%q: credentials are written once, before the first address (redis://USER:PASSWORD@H1:P1,H2:P2), and a comma in a password as %%2C", Redact(s))
+		}
 		hosts := strings.Split(rest[at+1:hostEnd], ",")
 		if len(hosts) > 1 {
 			extra = hosts[1:]

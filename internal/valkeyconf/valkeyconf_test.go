@@ -375,6 +375,12 @@ func TestCredentialsOnASecondAddressAreRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), "before the first address") {
 		t.Errorf("the error does not say how to write it: %v", err)
 	}
+	for _, in := range []string{"redis://127.0.0.1:7000,:P3secret@127.0.0.1:7001", "redis://127.0.0.1:7000,u%3AP3secret@127.0.0.1:7001"} {
+		_, err := ParseEndpoint(in)
+		if err == nil || strings.Contains(err.Error(), "P3secret") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
 	e, err := ParseEndpoint("redis://hb:p%40ss@127.0.0.1:7000,127.0.0.1:7001")
 	if err != nil || e.Password != "p@ss" || len(e.Addrs) != 2 {
 		t.Errorf("a percent-encoded @ in the password: %+v, %v", e, err)
