@@ -344,6 +344,8 @@ func wiringError(err error) error {
 		return fmt.Errorf("otelheartbeat: the heartbeat reader collects from another MeterProvider than the one passed to WithMeterProvider: add it with sdkmetric.WithReader(hb) to that provider: %w", err)
 	case errors.Is(err, valkeyexporter.ErrNoServiceName), errors.Is(err, valkeyexporter.ErrBadIdentity):
 		return fmt.Errorf("otelheartbeat: %w", err)
+	case errors.Is(err, sdkmetric.ErrReaderShutdown), errors.Is(err, valkeyexporter.ErrShutdown):
+		return fmt.Errorf("otelheartbeat: the heartbeat reader was already shut down (by an earlier Publisher's Stop, or with its MeterProvider): give each Publisher a reader of its own from NewReader: %w", err)
 	}
 	return nil
 }

@@ -200,3 +200,27 @@ func TestStopAfterAMiswiredStartShutsTheReaderDown(t *testing.T) {
 		t.Errorf("after Stop the heartbeat reader still runs: ForceFlush says %v", err)
 	}
 }
+
+// A heartbeat reader that was already shut down (by an earlier Publisher's
+// Stop, or with its MeterProvider) can send nothing: Start says so instead
+// of promising heartbeats "when Valkey is reachable".
+func TestAReaderAlreadyShutDownIsAnErrorFromStart(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	srv := redistest.Start(t)
+	captureOTelErrors(t)
+	hb, err := NewReader("reused", valkeyexporter.WithEndpoint(srv.URL()), valkeyexporter.WithInterval(time.Hour))
+	must(t, err)
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(hb))
+	shutdownProvider(t, mp)
+	first, err := NewPublisher("", WithMeterProvider(mp, hb))
+	must(t, err)
+	must(t, first.Start(context.Background()))
+	must(t, first.Stop(context.Background()))
+	second, err := NewPublisher("", WithMeterProvider(mp, hb), withErrorHandler(func(error) {}))
+	must(t, err)
+	err = second.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "shut down") {
+		t.Errorf("Start with a reader already shut down: %v", err)
+	}
+	_ = second.Stop(context.Background())
+}
