@@ -173,7 +173,6 @@ type Monitor struct {
 	sight   sight
 
 	received, malformed, dropped, disconnects, blind atomic.Int64
-	pendingDropped                                   atomic.Int64 // not yet reported
 	downSince, blindSince                            atomic.Int64 // Unix nanoseconds, 0: not
 
 	beforeFrame func() // tests: called by the lean reader before each frame
@@ -194,7 +193,7 @@ func newDecodeState() *decodeState {
 // New returns a monitor; it does not connect until Run.
 func New(cfg Config) (*Monitor, error) {
 	if cfg.Client == nil {
-		return nil, errors.New("monitor: no client")
+		return nil, errors.New("watch: Config.Client is nil")
 	}
 	if cfg.ChannelPrefix == "" {
 		cfg.ChannelPrefix = wire.DefaultChannelPrefix
@@ -204,7 +203,7 @@ func New(cfg Config) (*Monitor, error) {
 	}
 	if cfg.Service != "" {
 		if err := wire.ValidateServiceName(cfg.Service); err != nil {
-			return nil, fmt.Errorf("monitor: --service: %w", err)
+			return nil, fmt.Errorf("watch: Config.Service: %w", err)
 		}
 	}
 	if cfg.Queue <= 0 {
@@ -217,7 +216,7 @@ func New(cfg Config) (*Monitor, error) {
 		cfg.BlindAfter = DefaultBlindAfter
 	}
 	if cfg.BlindAfter < 2*cfg.Probe {
-		return nil, fmt.Errorf("monitor: BlindAfter %v must be at least two probes (%v)", cfg.BlindAfter, 2*cfg.Probe)
+		return nil, fmt.Errorf("watch: Config.BlindAfter %v must be at least two probes (2 x Config.Probe = %v)", cfg.BlindAfter, 2*cfg.Probe)
 	}
 	if cfg.RegistryRefresh <= 0 {
 		cfg.RegistryRefresh = 2 * time.Second
@@ -352,12 +351,13 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 
 	first := true
 	var downSince, downSeen, blindSince, connected time.Time
-	answeredConn := false // whether the last connection lost got any answer
-	answerless := 0       // connections lost in a row without any answer
-	var evicted int64
+	answeredConn := false      // whether the last connection lost got any answer
+	answerless := 0            // connections lost in a row without any answer
+	var dropped, evicted int64 // as far as reported
 	report := func() {
-		if n := m.pendingDropped.Swap(0); n > 0 {
-			emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n)})
+		if n := m.dropped.Load(); n > dropped {
+			emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n - dropped)})
+			dropped = n
 		}
 		if n := m.tracker.Evicted(); n > evicted {
 			emit(Event{Kind: KindEvicted, At: time.Now(), Count: int(n - evicted)})
@@ -607,7 +607,6 @@ func (m *Monitor) offer(out chan<- Event, e Event) {
 	case out <- e:
 	default:
 		m.dropped.Add(1)
-		m.pendingDropped.Add(1)
 	}
 }
 
