@@ -93,14 +93,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "monitor: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if v := os.Getenv(watch.EnvSharded); v != "" && !flagSet(fs, "sharded") {
-		b, err := watch.ParseSharded(v)
-		if err != nil {
-			fmt.Fprintf(stderr, "monitor: %v\n", err)
-			return exitUsage
-		}
-		o.sharded = b
-	}
 	if v := os.Getenv(watch.EnvHeartbeatInterval); v != "" && !flagSet(fs, "default-interval") {
 		d, err := watch.ParseInterval(v)
 		if err != nil {
@@ -128,23 +120,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	client, endpoint, channelPrefix, keyPrefix, err := connect(o)
+	conn, err := watch.ConnectFromEnv(watch.WithEndpoint(o.endpoint, "--endpoint"), watch.WithCommandTimeout(o.timeout))
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
 		return exitUsage
 	}
-	defer client.Close()
+	defer conn.Client.Close()
+	if !flagSet(fs, "sharded") {
+		o.sharded = conn.Sharded // OTEL_EXPORTER_VALKEY_SHARDED, as the publishers read it
+	}
 	style := term.Style{Color: term.Colour(stdout), Location: time.Local}
 
 	if o.once {
-		return once(o, client, endpoint, channelPrefix, keyPrefix, style, stdout, stderr)
+		return once(o, conn, style, stdout, stderr)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	m, err := watch.New(watch.Config{
-		Client: client, Endpoint: endpoint,
-		ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
+		Client: conn.Client, Endpoint: conn.Endpoint,
+		ChannelPrefix: conn.ChannelPrefix, KeyPrefix: conn.KeyPrefix,
 		Service: o.service,
 		Tracker: []watch.TrackerOption{watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances),
 			watch.WithDefaultInterval(o.defaultInterval)},
@@ -163,7 +158,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if o.sharded {
 			what = "the shard channels of the services in " + wire.DefaultRegistryKey
 		}
-		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", what, endpoint)
+		fmt.Fprintf(stderr, "monitor: watching %s on %s\n", what, conn.Endpoint)
 	}
 	// One write per frame, not one per cell: the output is flushed when
 	// nothing more is waiting to be shown.
@@ -188,15 +183,6 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-// connect builds the client from the library's variables and --endpoint.
-func connect(o options) (redis.UniversalClient, string, string, string, error) {
-	conn, err := watch.ConnectFromEnv(watch.WithEndpoint(o.endpoint, "--endpoint"), watch.WithCommandTimeout(o.timeout))
-	if err != nil {
-		return nil, "", "", "", err
-	}
-	return conn.Client, conn.Endpoint, conn.ChannelPrefix, conn.KeyPrefix, nil
 }
 
 // maxMalformedPerSecond bounds the malformed-message lines printed, so that
@@ -287,14 +273,15 @@ func (s *stringWriter) String() string              { return string(s.b) }
 // unreachable, a command refused (NOPERM on SCAN, STRLEN, PTTL or GET, a
 // key of another type), or nothing but malformed keys. None of that is
 // "all alive".
-func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style term.Style, stdout, stderr io.Writer) int {
+func once(o options, conn watch.Connection, style term.Style, stdout, stderr io.Writer) int {
+	client, endpoint := conn.Client, conn.Endpoint
 	ctx, cancel := context.WithTimeout(context.Background(), 2*o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
 		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %s\n", endpoint, term.Escape(err.Error()))
 		return exitUnreachable
 	}
-	latest, readErr := watch.ReadLatest(ctx, client, keyPrefix, o.service)
+	latest, readErr := watch.ReadLatest(ctx, client, conn.KeyPrefix, o.service)
 	sort.Slice(latest, func(i, j int) bool { return latest[i].Key < latest[j].Key })
 	code := exitOK
 	alive, valid, refused, malformed := 0, 0, 0, 0
@@ -337,7 +324,7 @@ func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyP
 		return exitUnreachable
 	case valid == 0:
 		// Publishers in the seed's format write no latest-state keys.
-		return listenOnce(o, client, endpoint, channelPrefix, keyPrefix, style, stdout, stderr)
+		return listenOnce(o, conn, style, stdout, stderr)
 	case o.service != "" && alive == 0:
 		code = exitNotAlive
 	}
@@ -348,14 +335,14 @@ func once(o options, client redis.UniversalClient, endpoint, channelPrefix, keyP
 // for publishers in the seed's format, which write none: it listens for up
 // to one default interval, and stops early once the service asked about
 // has been heard alive.
-func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix, keyPrefix string, style term.Style, stdout, stderr io.Writer) int {
+func listenOnce(o options, conn watch.Connection, style term.Style, stdout, stderr io.Writer) int {
 	what := "any service"
 	if o.service != "" {
 		what = o.service
 	}
 	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", term.Escape(what), o.defaultInterval)
 	m, err := watch.New(watch.Config{
-		Client: client, Endpoint: endpoint, ChannelPrefix: channelPrefix, KeyPrefix: keyPrefix,
+		Client: conn.Client, Endpoint: conn.Endpoint, ChannelPrefix: conn.ChannelPrefix, KeyPrefix: conn.KeyPrefix,
 		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000,
 		Tracker: []watch.TrackerOption{watch.WithDefaultInterval(o.defaultInterval)},
 	})
@@ -401,7 +388,7 @@ func listenOnce(o options, client redis.UniversalClient, endpoint, channelPrefix
 	})
 	switch {
 	case lost != nil:
-		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", endpoint, term.Escape(lost.Error()))
+		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", conn.Endpoint, term.Escape(lost.Error()))
 		return exitUnreachable
 	case o.service != "" && alive == 0:
 		fmt.Fprintf(textOut(o, stdout, stderr), "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", term.Escape(o.service), o.defaultInterval)
