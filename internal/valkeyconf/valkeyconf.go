@@ -172,17 +172,12 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		if hostEnd < 0 {
 			hostEnd = len(rest)
 		}
-		if strings.Count(rest[:hostEnd], "@") > 1 {
-			// redis://u:p@h1,u2:p2@h2 would otherwise read as one host
-			// with the password "p@h1,u2:p2". An '@' in a password is
-			// written %40 in a URL.
-			return Endpoint{}, fmt.Errorf("%q: credentials are written once, before the first address (redis://USER:PASSWORD@H1:P1,H2:P2), and an @ in a password as %%40", Redact(s))
-		}
 		at := strings.LastIndex(rest[:hostEnd], "@")
 		if at >= 0 && strings.Contains(rest[:at], ",") {
-			// redis://h1,u:p@h2: the credentials follow an address. A
-			// comma in a password is written %2C.
-			return Endpoint{}, fmt.Errorf("%q: credentials are written once, before the first address (redis://USER:PASSWORD@H1:P1,H2:P2), and a comma in a password as %%2C", Redact(s))
+			// Credentials after an address (redis://h1,u:p@h2), or on a
+			// second one (redis://u:p@h1,u2:p2@h2), would otherwise be read
+			// as one host with a password or user made of the rest.
+			return Endpoint{}, fmt.Errorf("%q: credentials are written once, before the first address (redis://USER:PASSWORD@H1:P1,H2:P2); a comma in a password is written %%2C and an @ as %%40", Redact(s))
 		}
 		hosts := strings.Split(rest[at+1:hostEnd], ",")
 		if len(hosts) > 1 {
