@@ -123,11 +123,7 @@ func dialSubscriber(ctx context.Context, o subscriberOptions, command string, ta
 	}
 	// One command per target: a single SSUBSCRIBE must keep all its
 	// channels in one slot. They go out together and are confirmed in order.
-	var batch []byte
-	for _, target := range targets {
-		batch = appendCommand(batch, command, target)
-	}
-	if _, err := s.conn.Write(batch); err != nil {
+	if _, err := s.conn.Write(appendEach(nil, command, targets)); err != nil {
 		return fail(err)
 	}
 	want := strings.ToLower(command)
@@ -153,36 +149,39 @@ const writeTimeout = time.Second
 
 // ping sends PING with payload; the answer is a "pong" frame, in order
 // with the messages.
-func (s *subscriber) ping(payload string) error { return s.write("PING", payload) }
+func (s *subscriber) ping(payload string) error {
+	return s.write(func(b []byte) []byte { return appendCommand(b, "PING", payload) })
+}
 
 // subscribe adds shard channels to the subscription, one command each (a
 // single SSUBSCRIBE must keep all its channels in one slot); the server's
 // confirmations arrive as frames.
 func (s *subscriber) subscribe(command string, targets ...string) error {
-	return s.write(command, targets...)
+	return s.write(func(b []byte) []byte { return appendEach(b, command, targets) })
 }
 
-// write sends one command, or one per target when there are several.
-func (s *subscriber) write(command string, targets ...string) error {
+// write sends what build appends to the connection's scratch buffer.
+func (s *subscriber) write(build func([]byte) []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	b := s.scratch[:0]
-	if command == "PING" {
-		b = appendCommand(b, command, targets...)
-	} else {
-		for _, t := range targets {
-			b = appendCommand(b, command, t)
-		}
-	}
-	s.scratch = b
+	s.scratch = build(s.scratch[:0])
 	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.conn.Write(b)
+	_, err := s.conn.Write(s.scratch)
 	return err
 }
 
 func (s *subscriber) command(command string, args ...string) error {
 	_, err := s.conn.Write(appendCommand(nil, command, args...))
 	return err
+}
+
+// appendEach appends command once for each target: one SSUBSCRIBE must
+// keep all its channels in one slot, so each goes alone.
+func appendEach(b []byte, command string, targets []string) []byte {
+	for _, t := range targets {
+		b = appendCommand(b, command, t)
+	}
+	return b
 }
 
 // appendCommand appends a command and its arguments as one RESP command.
