@@ -30,6 +30,7 @@ type config struct {
 	tlsConfig      *tls.Config
 	interval       time.Duration
 	channel        *string
+	channelPrefix  *string
 	key            *string
 	latestState    *bool
 	sharded        *bool
@@ -79,11 +80,22 @@ func WithInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.interval = d })
 }
 
-// WithChannelPrefix sets the prefix of the channel a heartbeat is published
-// on. It overrides OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX. Default:
-// "heartbeat:service:".
+// WithChannel sets the channel a heartbeat is published on, as a template
+// around "{service_name}", for example the seed's other spelling
+// "health:service:{service_name}:heartbeat" (see wire.ChannelTemplate).
+// Monitors must be given the same template. It overrides
+// OTEL_EXPORTER_VALKEY_CHANNEL and OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX.
+// Default: "heartbeat:service:{service_name}".
+func WithChannel(template string) Option {
+	return optionFunc(func(c *config) { c.channel = &template })
+}
+
+// WithChannelPrefix sets the channel as a prefix followed by the service
+// name: WithChannelPrefix("hb:") is WithChannel("hb:{service_name}"). It
+// overrides OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX. Giving it and WithChannel
+// is an error.
 func WithChannelPrefix(prefix string) Option {
-	return optionFunc(func(c *config) { c.channel = &prefix })
+	return optionFunc(func(c *config) { c.channelPrefix = &prefix })
 }
 
 // WithKeyPrefix sets the prefix of the latest-state keys. It overrides
@@ -135,7 +147,7 @@ type settings struct {
 	endpoint      string
 	interval      time.Duration
 	exportTimeout time.Duration
-	channelPrefix string
+	channel       wire.ChannelTemplate
 	keyPrefix     string
 	latestState   bool
 	sharded       bool
@@ -157,12 +169,11 @@ func newSettings(opts []Option) (settings, error) {
 		getenv = os.Getenv
 	}
 	s := settings{
-		interval:      wire.DefaultInterval,
-		channelPrefix: wire.DefaultChannelPrefix,
-		keyPrefix:     wire.DefaultKeyPrefix,
-		latestState:   true,
-		now:           time.Now,
-		handle:        c.handle,
+		interval:    wire.DefaultInterval,
+		keyPrefix:   wire.DefaultKeyPrefix,
+		latestState: true,
+		now:         time.Now,
+		handle:      c.handle,
 	}
 	var errs []error
 	if c.serviceNameSet {
@@ -197,21 +208,38 @@ func newSettings(opts []Option) (settings, error) {
 		_, err := valkeyconf.ParseMillis(valkeyconf.EnvMetricExportInterval, v)
 		errs = append(errs, err)
 	}
-	prefix := func(opt *string, optName, env string, dst *string) {
-		var err error
+	var err error
+	switch {
+	case c.channel != nil || c.channelPrefix != nil:
+		// An empty option is set all the same: it is refused, not skipped.
+		tpl, prefix := deref(c.channel), deref(c.channelPrefix)
 		switch {
-		case opt != nil:
-			if *dst, err = valkeyconf.Prefix(optName, *opt); err != nil {
-				errs = append(errs, err)
+		case c.channel != nil && c.channelPrefix != nil:
+			err = errors.New("WithChannel and WithChannelPrefix are both given: use WithChannel alone")
+		case c.channel != nil:
+			if s.channel, err = wire.ParseChannelTemplate(tpl); err != nil {
+				err = fmt.Errorf("WithChannel: %w", err)
 			}
-		case getenv(env) != "":
-			if *dst, err = valkeyconf.Prefix(env, getenv(env)); err != nil {
-				errs = append(errs, err)
+		default:
+			if s.channel, err = wire.PrefixTemplate(prefix); err != nil {
+				err = fmt.Errorf("WithChannelPrefix: %w", err)
 			}
 		}
+	default:
+		s.channel, err = valkeyconf.ChannelTemplate(valkeyconf.EnvChannel, getenv(valkeyconf.EnvChannel),
+			valkeyconf.EnvChannelPrefix, getenv(valkeyconf.EnvChannelPrefix))
 	}
-	prefix(c.channel, "WithChannelPrefix", valkeyconf.EnvChannelPrefix, &s.channelPrefix)
-	prefix(c.key, "WithKeyPrefix", valkeyconf.EnvKeyPrefix, &s.keyPrefix)
+	errs = append(errs, err)
+	switch {
+	case c.key != nil:
+		if s.keyPrefix, err = valkeyconf.Prefix("WithKeyPrefix", *c.key); err != nil {
+			errs = append(errs, err)
+		}
+	case getenv(valkeyconf.EnvKeyPrefix) != "":
+		if s.keyPrefix, err = valkeyconf.Prefix(valkeyconf.EnvKeyPrefix, getenv(valkeyconf.EnvKeyPrefix)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	switch {
 	case c.latestState != nil:
 		s.latestState = *c.latestState
@@ -247,7 +275,6 @@ func newSettings(opts []Option) (settings, error) {
 	}
 
 	var conn valkeyconf.Connection
-	var err error
 	if c.endpoint != nil {
 		conn, err = valkeyconf.ConnectionWithEndpoint(*c.endpoint, "WithEndpoint", getenv)
 	} else {
@@ -290,4 +317,11 @@ func endpointOf(c redis.UniversalClient) string {
 		return "ring"
 	}
 	return fmt.Sprintf("%T", c)
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

@@ -72,7 +72,7 @@ func (e *Exporter) namesFor(service, instance string) *names {
 	if n.service != service || n.instance != instance {
 		*n = names{
 			service: service, instance: instance,
-			channel: wire.Channel(e.s.channelPrefix, service),
+			channel: e.s.channel.Channel(service),
 			key:     wire.Key(e.s.keyPrefix, service, instance),
 		}
 	}

@@ -50,7 +50,7 @@ type checker struct {
 	timeout        time.Duration
 	prefix         string
 	endpoint       string
-	channelPrefix  string
+	channel        wire.ChannelTemplate
 	keyPrefix      string
 	client         redis.UniversalClient
 	passed, failed int
@@ -114,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "check: %v\n", err)
 		return 3
 	}
-	c.client, c.endpoint, c.channelPrefix, c.keyPrefix = conn.Client, conn.Endpoint, conn.ChannelPrefix, conn.KeyPrefix
+	c.client, c.endpoint, c.channel, c.keyPrefix = conn.Client, conn.Endpoint, conn.Channel, conn.KeyPrefix
 	defer c.client.Close()
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { c.reported = append(c.reported, err) }))
 
@@ -162,11 +162,11 @@ type subscription struct {
 func (c *checker) watch(mode, service string) (*subscription, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	channel := c.channelPrefix + service
+	channel := c.channel.Channel(service)
 	ps := c.client.Subscribe(ctx, channel)
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
-		c.fail(mode, "SUBSCRIBE %s: %v (the ACL user may lack &%s* or +subscribe)", channel, err, c.channelPrefix)
+		c.fail(mode, "SUBSCRIBE %s: %v (the ACL user may lack &%s or +subscribe)", channel, err, c.channel.Pattern())
 		return nil, false
 	}
 	c.pass(mode, "SUBSCRIBE %s", channel)

@@ -181,7 +181,7 @@ func (c *checker) tracker() {
 func (c *checker) monitor() {
 	const mode = "monitor"
 	service := c.prefix + "_monitor"
-	mon, err := watch.New(watch.Config{Client: c.client, ChannelPrefix: c.channelPrefix, KeyPrefix: c.keyPrefix, Service: service})
+	mon, err := watch.New(watch.Config{Client: c.client, Channel: c.channel, KeyPrefix: c.keyPrefix, Service: service})
 	if !c.check(mode, "monitor engine", err) {
 		return
 	}

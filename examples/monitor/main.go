@@ -139,7 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	m, err := watch.New(watch.Config{
 		Client: conn.Client, Endpoint: conn.Endpoint,
-		ChannelPrefix: conn.ChannelPrefix, KeyPrefix: conn.KeyPrefix,
+		Channel: conn.Channel, KeyPrefix: conn.KeyPrefix,
 		Service: o.service,
 		Tracker: []watch.TrackerOption{watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances),
 			watch.WithDefaultInterval(o.defaultInterval)},
@@ -342,7 +342,7 @@ func listenOnce(o options, conn watch.Connection, style term.Style, stdout, stde
 	}
 	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", term.Escape(what), o.defaultInterval)
 	m, err := watch.New(watch.Config{
-		Client: conn.Client, Endpoint: conn.Endpoint, ChannelPrefix: conn.ChannelPrefix, KeyPrefix: conn.KeyPrefix,
+		Client: conn.Client, Endpoint: conn.Endpoint, Channel: conn.Channel, KeyPrefix: conn.KeyPrefix,
 		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000,
 		Tracker: []watch.TrackerOption{watch.WithDefaultInterval(o.defaultInterval)},
 	})

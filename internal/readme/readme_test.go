@@ -118,7 +118,7 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 	text := readme(t)
 	for _, v := range []string{
 		valkeyconf.EnvEndpoint, valkeyconf.EnvUsername, valkeyconf.EnvPassword, valkeyconf.EnvCertificate,
-		valkeyconf.EnvClientCertificate, valkeyconf.EnvClientKey, valkeyconf.EnvChannelPrefix, valkeyconf.EnvKeyPrefix,
+		valkeyconf.EnvClientCertificate, valkeyconf.EnvClientKey, valkeyconf.EnvChannel, valkeyconf.EnvChannelPrefix, valkeyconf.EnvKeyPrefix,
 		valkeyconf.EnvLatestState, valkeyconf.EnvHeartbeatInterval, valkeyconf.EnvHealthHost, valkeyconf.EnvHealthPort,
 		valkeyconf.EnvHealthPassword, valkeyconf.EnvCluster, valkeyconf.EnvSharded, valkeyconf.EnvSentinelMaster, valkeyconf.EnvSentinelPassword, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_TIMEOUT",
 	} {

@@ -349,13 +349,15 @@ func (t *tail) String() string {
 // PSubscribe subscribes a new client of the server to pattern and returns
 // once the server has confirmed, so that nothing published afterwards is
 // missed. The subscription is closed when the test ends.
-func (s *Server) PSubscribe(t testing.TB, pattern string) *redis.PubSub {
+func (s *Server) PSubscribe(t testing.TB, patterns ...string) *redis.PubSub {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ps := s.Client(t).PSubscribe(ctx, pattern)
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatalf("redistest: PSUBSCRIBE %s: %v", pattern, err)
+	ps := s.Client(t).PSubscribe(ctx, patterns...)
+	for range patterns {
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatalf("redistest: PSUBSCRIBE %v: %v", patterns, err)
+		}
 	}
 	t.Cleanup(func() { _ = ps.Close() })
 	return ps

@@ -26,7 +26,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -42,6 +41,7 @@ const (
 	EnvCertificate       = "OTEL_EXPORTER_VALKEY_CERTIFICATE"
 	EnvClientCertificate = "OTEL_EXPORTER_VALKEY_CLIENT_CERTIFICATE"
 	EnvClientKey         = "OTEL_EXPORTER_VALKEY_CLIENT_KEY"
+	EnvChannel           = "OTEL_EXPORTER_VALKEY_CHANNEL"
 	EnvChannelPrefix     = "OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX"
 	EnvKeyPrefix         = "OTEL_EXPORTER_VALKEY_KEY_PREFIX"
 	EnvLatestState       = "OTEL_EXPORTER_VALKEY_LATEST_STATE"
@@ -475,19 +475,33 @@ func ParseBool(name, s string) (bool, error) {
 // Prefix reads a channel or key prefix variable. A prefix must not hold glob
 // characters or whitespace, for the same reason a service name must not.
 func Prefix(name, s string) (string, error) {
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", name)
-	}
-	if len(s) > 128 {
-		return "", fmt.Errorf("%s is %d bytes long, more than 128", name, len(s))
-	}
-	if i := strings.IndexFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`*?[]\`, r)
-	}); i >= 0 {
-		r, _ := utf8.DecodeRuneInString(s[i:])
-		return "", fmt.Errorf("%s=%q holds %q, which breaks pattern subscribers", name, s, r)
+	if err := wire.ValidatePrefix(s); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	return s, nil
+}
+
+// ChannelTemplate reads the channel from a template or a prefix, each
+// named for errors (an option or a variable); an empty one is unset. Both
+// set is an error: one would silently win.
+func ChannelTemplate(templateName, template, prefixName, prefix string) (wire.ChannelTemplate, error) {
+	switch {
+	case template != "" && prefix != "":
+		return wire.ChannelTemplate{}, fmt.Errorf("%s and %s are both set: use %s alone", templateName, prefixName, templateName)
+	case template != "":
+		t, err := wire.ParseChannelTemplate(template)
+		if err != nil {
+			return t, fmt.Errorf("%s: %w", templateName, err)
+		}
+		return t, nil
+	case prefix != "":
+		t, err := wire.PrefixTemplate(prefix)
+		if err != nil {
+			return t, fmt.Errorf("%s: %w", prefixName, err)
+		}
+		return t, nil
+	}
+	return wire.ChannelTemplate{}, nil
 }
 
 // ConnectionWithEndpoint is the connection when code names the endpoint:
@@ -518,21 +532,19 @@ func ConnectionWithEndpoint(endpoint, source string, getenv Getenv) (Connection,
 	return c, nil
 }
 
-// PrefixesFromEnv returns the channel and key prefixes: the variables, or
-// the defaults.
-func PrefixesFromEnv(getenv Getenv) (channel, key string, err error) {
+// NamesFromEnv returns the channel template and the key prefix: the
+// variables, or the defaults.
+func NamesFromEnv(getenv Getenv) (channel wire.ChannelTemplate, key string, err error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	channel, key = wire.DefaultChannelPrefix, wire.DefaultKeyPrefix
-	if v := getenv(EnvChannelPrefix); v != "" {
-		if channel, err = Prefix(EnvChannelPrefix, v); err != nil {
-			return "", "", err
-		}
+	if channel, err = ChannelTemplate(EnvChannel, getenv(EnvChannel), EnvChannelPrefix, getenv(EnvChannelPrefix)); err != nil {
+		return channel, "", err
 	}
+	key = wire.DefaultKeyPrefix
 	if v := getenv(EnvKeyPrefix); v != "" {
 		if key, err = Prefix(EnvKeyPrefix, v); err != nil {
-			return "", "", err
+			return channel, "", err
 		}
 	}
 	return channel, key, nil

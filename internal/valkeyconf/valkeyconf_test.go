@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func env(kv ...string) Getenv {
@@ -285,9 +287,35 @@ func TestConnectionWithEndpointKeepsTheRestOfTheEnvironment(t *testing.T) {
 	if _, err := ConnectionWithEndpoint("h:1", "WithEndpoint", env(EnvCluster, "maybe")); err == nil || !strings.Contains(err.Error(), EnvCluster) {
 		t.Errorf("a malformed topology variable is still an error: %v", err)
 	}
-	ch, key, err := PrefixesFromEnv(env(EnvKeyPrefix, "hb:i:"))
-	if err != nil || ch != "heartbeat:service:" || key != "hb:i:" {
-		t.Errorf("prefixes %q %q %v", ch, key, err)
+	ch, key, err := NamesFromEnv(env(EnvKeyPrefix, "hb:i:"))
+	if err != nil || ch.String() != wire.DefaultChannelTemplate || key != "hb:i:" {
+		t.Errorf("names %q %q %v", ch, key, err)
+	}
+}
+
+// The channel comes from a template, from a prefix, or from neither;
+// from both it is an error naming both, and a malformed one names its
+// variable.
+func TestChannelFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // the template, or a piece of the error
+		ok   bool
+	}{
+		{map[string]string{}, "heartbeat:service:{service_name}", true},
+		{map[string]string{EnvChannel: "health:service:{service_name}:heartbeat"}, "health:service:{service_name}:heartbeat", true},
+		{map[string]string{EnvChannelPrefix: "hb:"}, "hb:{service_name}", true},
+		{map[string]string{EnvChannel: "a:{service_name}", EnvChannelPrefix: "hb:"}, EnvChannel + " and " + EnvChannelPrefix + " are both set", false},
+		{map[string]string{EnvChannel: "health:service:heartbeat"}, EnvChannel + `: channel template "health:service:heartbeat" does not hold {service_name}`, false},
+		{map[string]string{EnvChannelPrefix: "hb:*"}, EnvChannelPrefix + `: prefix "hb:*" holds '*'`, false},
+	} {
+		ch, _, err := NamesFromEnv(func(k string) string { return tc.env[k] })
+		switch {
+		case tc.ok && (err != nil || ch.String() != tc.want):
+			t.Errorf("%v: %q %v", tc.env, ch, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.env, err, tc.want)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // The variables a watcher reads, the same ones the publishers read, so that
@@ -20,6 +21,11 @@ const (
 	// HEALTH_REDIS_PORT and HEALTH_REDIS_PASSWORD) only when EnvEndpoint is
 	// unset.
 	EnvHealthHost = valkeyconf.EnvHealthHost
+	// EnvChannel is the publishers' channel template, such as
+	// "health:service:{service_name}:heartbeat"; EnvChannelPrefix the
+	// older spelling as a prefix. Setting both is an error.
+	EnvChannel       = valkeyconf.EnvChannel
+	EnvChannelPrefix = valkeyconf.EnvChannelPrefix
 	// EnvSharded says the publishers use sharded pub/sub (SPUBLISH).
 	EnvSharded = valkeyconf.EnvSharded
 	// EnvHeartbeatInterval is the publishers' interval in seconds (or a Go
@@ -41,19 +47,24 @@ type Connection struct {
 	// Endpoint names the server for messages, as a URL without its
 	// password.
 	Endpoint string
-	// ChannelPrefix and KeyPrefix are OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX
-	// and OTEL_EXPORTER_VALKEY_KEY_PREFIX, or the defaults
-	// (wire.DefaultChannelPrefix, wire.DefaultKeyPrefix).
-	ChannelPrefix, KeyPrefix string
+	// Channel is OTEL_EXPORTER_VALKEY_CHANNEL (a template such as
+	// "health:service:{service_name}:heartbeat") or
+	// OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX (a prefix), or the default
+	// wire.DefaultChannelTemplate: the publishers' variables, so a watcher
+	// subscribes where they publish.
+	Channel wire.ChannelTemplate
+	// KeyPrefix is OTEL_EXPORTER_VALKEY_KEY_PREFIX, or
+	// wire.DefaultKeyPrefix.
+	KeyPrefix string
 	// Sharded is OTEL_EXPORTER_VALKEY_SHARDED: the publishers use sharded
 	// pub/sub, so a watcher must subscribe with Config.Sharded.
 	Sharded bool
 }
 
 // Config returns a monitor configuration with the connection's client,
-// endpoint, prefixes and sharded mode; the caller sets the rest.
+// endpoint, channel, key prefix and sharded mode; the caller sets the rest.
 func (c Connection) Config() Config {
-	return Config{Client: c.Client, Endpoint: c.Endpoint, ChannelPrefix: c.ChannelPrefix, KeyPrefix: c.KeyPrefix, Sharded: c.Sharded}
+	return Config{Client: c.Client, Endpoint: c.Endpoint, Channel: c.Channel, KeyPrefix: c.KeyPrefix, Sharded: c.Sharded}
 }
 
 // ConnectOption configures ConnectFromEnv.
@@ -132,7 +143,7 @@ func ConnectFromEnv(opts ...ConnectOption) (Connection, error) {
 		return Connection{}, err
 	}
 	c := Connection{Endpoint: conn.Endpoint.String()}
-	if c.ChannelPrefix, c.KeyPrefix, err = valkeyconf.PrefixesFromEnv(getenv); err != nil {
+	if c.Channel, c.KeyPrefix, err = valkeyconf.NamesFromEnv(getenv); err != nil {
 		return Connection{}, err
 	}
 	if v := getenv(EnvSharded); v != "" {

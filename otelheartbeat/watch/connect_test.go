@@ -20,17 +20,19 @@ func TestConnectFromEnvReadsThePublishersVariables(t *testing.T) {
 		endpoint, channel, key string
 		sharded                bool
 	}{
-		{name: "nothing set", endpoint: "redis://localhost:6379", channel: "heartbeat:service:", key: "heartbeat:instance:"},
+		{name: "nothing set", endpoint: "redis://localhost:6379", channel: "heartbeat:service:{service_name}", key: "heartbeat:instance:"},
 		{name: "the library's variables", vars: map[string]string{
 			EnvEndpoint: "rediss://monitor:secret@cache.example:6380", EnvSharded: "true",
-			"OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX": "hb:svc:", "OTEL_EXPORTER_VALKEY_KEY_PREFIX": "hb:inst:",
-		}, endpoint: "rediss://monitor@cache.example:6380", channel: "hb:svc:", key: "hb:inst:", sharded: true},
+			EnvChannelPrefix: "hb:svc:", "OTEL_EXPORTER_VALKEY_KEY_PREFIX": "hb:inst:",
+		}, endpoint: "rediss://monitor@cache.example:6380", channel: "hb:svc:{service_name}", key: "hb:inst:", sharded: true},
+		{name: "a channel template", vars: map[string]string{EnvChannel: "health:service:{service_name}:heartbeat"},
+			endpoint: "redis://localhost:6379", channel: "health:service:{service_name}:heartbeat", key: "heartbeat:instance:"},
 		{name: "the seed's variables", vars: map[string]string{
 			EnvHealthHost: "dragonfly", "HEALTH_REDIS_PORT": "6390", "HEALTH_REDIS_PASSWORD": "secret",
-		}, endpoint: "redis://dragonfly:6390", channel: "heartbeat:service:", key: "heartbeat:instance:"},
+		}, endpoint: "redis://dragonfly:6390", channel: "heartbeat:service:{service_name}", key: "heartbeat:instance:"},
 		{name: "an endpoint in code wins", vars: map[string]string{EnvEndpoint: "redis://elsewhere:1"},
 			opts:     []ConnectOption{WithEndpoint("redis://u:secret@here:7000", "--endpoint")},
-			endpoint: "redis://u@here:7000", channel: "heartbeat:service:", key: "heartbeat:instance:"},
+			endpoint: "redis://u@here:7000", channel: "heartbeat:service:{service_name}", key: "heartbeat:instance:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ConnectFromEnv(append([]ConnectOption{env(tc.vars)}, tc.opts...)...)
@@ -38,12 +40,12 @@ func TestConnectFromEnvReadsThePublishersVariables(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Client.Close()
-			if c.Endpoint != tc.endpoint || c.ChannelPrefix != tc.channel || c.KeyPrefix != tc.key || c.Sharded != tc.sharded {
-				t.Errorf("got %q %q %q %v; want %q %q %q %v", c.Endpoint, c.ChannelPrefix, c.KeyPrefix, c.Sharded,
+			if c.Endpoint != tc.endpoint || c.Channel.String() != tc.channel || c.KeyPrefix != tc.key || c.Sharded != tc.sharded {
+				t.Errorf("got %q %q %q %v; want %q %q %q %v", c.Endpoint, c.Channel, c.KeyPrefix, c.Sharded,
 					tc.endpoint, tc.channel, tc.key, tc.sharded)
 			}
 			cfg := c.Config()
-			if cfg.Client != c.Client || cfg.Endpoint != c.Endpoint || cfg.ChannelPrefix != c.ChannelPrefix ||
+			if cfg.Client != c.Client || cfg.Endpoint != c.Endpoint || cfg.Channel != c.Channel ||
 				cfg.KeyPrefix != c.KeyPrefix || cfg.Sharded != c.Sharded {
 				t.Errorf("Config() %+v does not carry the connection", cfg)
 			}
@@ -53,9 +55,10 @@ func TestConnectFromEnvReadsThePublishersVariables(t *testing.T) {
 
 func TestConnectFromEnvNamesTheMalformedVariable(t *testing.T) {
 	for name, vars := range map[string]map[string]string{
-		EnvSharded:                            {EnvSharded: "maybe"},
-		EnvEndpoint:                           {EnvEndpoint: "redis://u:secret@host:notaport"},
-		"OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX": {"OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX": "heartbeat:*"},
+		EnvSharded:       {EnvSharded: "maybe"},
+		EnvEndpoint:      {EnvEndpoint: "redis://u:secret@host:notaport"},
+		EnvChannelPrefix: {EnvChannelPrefix: "heartbeat:*"},
+		EnvChannel:       {EnvChannel: "health:service:heartbeat"},
 	} {
 		_, err := ConnectFromEnv(env(vars))
 		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "secret") {

@@ -97,12 +97,13 @@ func ExampleWithDefaultInterval() {
 }
 
 // Connect with the publishers' variables (here from a map instead of the
-// process environment), then watch with the same prefixes and mode. No
+// process environment), then watch with the same channel, keys and mode:
+// here the seed's other channel spelling. No
 // command is sent until the monitor runs.
 func ExampleConnectFromEnv() {
 	vars := map[string]string{
-		watch.EnvEndpoint:                     "rediss://monitor:PASSWORD@cache.example.com:6379",
-		"OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX": "health:service:",
+		watch.EnvEndpoint: "rediss://monitor:PASSWORD@cache.example.com:6379",
+		watch.EnvChannel:  "health:service:{service_name}:heartbeat",
 	}
 	conn, err := watch.ConnectFromEnv(watch.WithGetenv(func(k string) string { return vars[k] }),
 		watch.WithCommandTimeout(2*time.Second))
@@ -111,7 +112,7 @@ func ExampleConnectFromEnv() {
 		return
 	}
 	defer conn.Client.Close()
-	fmt.Println(conn.Endpoint, conn.ChannelPrefix, conn.KeyPrefix, conn.Sharded)
+	fmt.Println(conn.Endpoint, conn.Channel, conn.KeyPrefix, conn.Sharded)
 
 	cfg := conn.Config()
 	cfg.Service = "tracker_fetcher"
@@ -122,8 +123,8 @@ func ExampleConnectFromEnv() {
 	}
 	fmt.Println(m.Pattern())
 	// Output:
-	// rediss://monitor@cache.example.com:6379 health:service: heartbeat:instance: false
-	// health:service:tracker_fetcher
+	// rediss://monitor@cache.example.com:6379 health:service:{service_name}:heartbeat heartbeat:instance: false
+	// health:service:tracker_fetcher:heartbeat
 }
 
 // A malformed variable is an error that names it.

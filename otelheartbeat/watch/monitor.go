@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,9 +114,13 @@ type Config struct {
 	Client redis.UniversalClient
 	// Endpoint names the server in messages, without credentials.
 	Endpoint string
-	// ChannelPrefix and KeyPrefix default to heartbeat:service: and
-	// heartbeat:instance:.
-	ChannelPrefix, KeyPrefix string
+	// Channel is the publishers' channel template; the zero template is
+	// wire.DefaultChannelTemplate. The monitor subscribes to its Pattern,
+	// or in sharded mode to the channel of each service.
+	Channel wire.ChannelTemplate
+	// KeyPrefix is the prefix of the latest-state keys. Default:
+	// wire.DefaultKeyPrefix.
+	KeyPrefix string
 	// Service, when set, limits the monitor to one service.
 	Service string
 	// Tracker options: retention and instance bound.
@@ -195,11 +198,10 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("watch: Config.Client is nil")
 	}
-	if cfg.ChannelPrefix == "" {
-		cfg.ChannelPrefix = wire.DefaultChannelPrefix
-	}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = wire.DefaultKeyPrefix
+	} else if err := wire.ValidatePrefix(cfg.KeyPrefix); err != nil {
+		return nil, fmt.Errorf("watch: Config.KeyPrefix: %w", err)
 	}
 	if cfg.Service != "" {
 		if err := wire.ValidateServiceName(cfg.Service); err != nil {
@@ -253,9 +255,9 @@ func unixNano(t time.Time) int64 {
 // Pattern returns the PSUBSCRIBE pattern.
 func (m *Monitor) Pattern() string {
 	if m.cfg.Service != "" {
-		return m.cfg.ChannelPrefix + m.cfg.Service
+		return m.cfg.Channel.Channel(m.cfg.Service)
 	}
-	return m.cfg.ChannelPrefix + "*"
+	return m.cfg.Channel.Pattern()
 }
 
 // received is one publication, decoded by the receiver.
@@ -778,24 +780,33 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 	if err := wire.UnmarshalIntern(payload, msg, ds.intern); err != nil {
 		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
-	prefix := m.cfg.ChannelPrefix
-	if len(channel) < len(prefix) || string(channel[:len(prefix)]) != prefix || string(channel[len(prefix):]) != msg.ServiceName {
+	if !ds.onItsChannel(m.cfg.Channel, channel, msg.ServiceName) {
 		return received{at: at, channel: string(channel), raw: append([]byte(nil), cut(payload, 200)...),
-			err: fmt.Errorf("heartbeat: service_name %q arrived on the channel of %q", msg.ServiceName, strings.TrimPrefix(string(channel), prefix))}
+			err: fmt.Errorf("heartbeat: service_name %q arrived on channel %q", msg.ServiceName, channel)}
 	}
-	r := received{at: at, channel: ds.channelName(m.cfg.ChannelPrefix, msg.ServiceName), msg: msg}
+	r := received{at: at, channel: ds.channelName(m.cfg.Channel, msg.ServiceName), msg: msg}
 	if m.cfg.KeepRaw {
 		r.raw = append([]byte(nil), payload...)
 	}
 	return r
 }
 
+// onItsChannel reports whether a heartbeat of service arrived on that
+// service's channel, without building the channel's name.
+func (ds *decodeState) onItsChannel(t wire.ChannelTemplate, channel []byte, service string) bool {
+	if c, ok := ds.channels[service]; ok {
+		return string(channel) == c
+	}
+	s, ok := t.Service(string(channel))
+	return ok && s == service
+}
+
 // channelName returns the channel of a service, built once per service.
-func (ds *decodeState) channelName(prefix, service string) string {
+func (ds *decodeState) channelName(t wire.ChannelTemplate, service string) string {
 	if c, ok := ds.channels[service]; ok {
 		return c
 	}
-	c := prefix + service
+	c := t.Channel(service)
 	if len(ds.channels) < 10_000 {
 		ds.channels[service] = c
 	}

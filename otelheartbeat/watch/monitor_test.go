@@ -123,7 +123,7 @@ func TestMalformedMessagesAreCountedNeverFatal(t *testing.T) {
 		t.Errorf("heartbeat %+v", hb.Message)
 	}
 	all := strings.Join(reasons, "\n")
-	for _, want := range []string{"not JSON", "not a JSON object", "heartbeat_count: want an integer", `service_name "b" arrived on the channel of "a"`, "more than"} {
+	for _, want := range []string{"not JSON", "not a JSON object", "heartbeat_count: want an integer", `service_name "b" arrived on channel "heartbeat:service:a"`, "more than"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no reason mentions %q:\n%s", want, all)
 		}

@@ -43,7 +43,7 @@ func (m *Monitor) plan(ctx context.Context) (shardPlan, error) {
 	}
 	for _, n := range names {
 		if wire.ValidateServiceName(n) == nil {
-			p.channels = append(p.channels, m.cfg.ChannelPrefix+n)
+			p.channels = append(p.channels, m.cfg.Channel.Channel(n))
 		}
 	}
 	slices.Sort(p.channels)

@@ -32,8 +32,11 @@
 // longer than MaxNameLength or holds whitespace or glob characters would
 // break PSUBSCRIBE heartbeat:service:* consumers; a field name is ASCII
 // letters, digits and '_', starts with a letter, and is not a documented
-// key. Channel and Key build the channel and the latest-state key from a
-// prefix (DefaultChannelPrefix, DefaultKeyPrefix).
+// key. A ChannelTemplate builds the channel of a service
+// (DefaultChannelTemplate, or another spelling such as
+// "health:service:{service_name}:heartbeat") and the pattern consumers
+// subscribe to; Key builds the latest-state key from a prefix
+// (DefaultKeyPrefix).
 //
 // # Consuming
 //

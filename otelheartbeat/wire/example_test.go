@@ -76,13 +76,36 @@ func ExampleMarshal() {
 	// {"service_name":"geocoding_service","instance_id":"0b6e2c1a-0000-4000-8000-000000000001","timestamp":"2025-01-16T08:30:00.123456+00:00","uptime_seconds":12.3,"heartbeat_count":3,"memory_usage_mb":48.2,"cpu_usage_percent":0.5,"interval_seconds":2,"status":"running","cache_size":120,"pending_requests":4} <nil>
 }
 
-// The channel and the latest-state key of an instance, with the default
-// prefixes.
-func ExampleChannel() {
-	fmt.Println(wire.Channel(wire.DefaultChannelPrefix, "tracker_fetcher"))
+// The channel of a service under the default template and under the
+// seed's other spelling, the pattern a consumer subscribes to, and the
+// service a channel belongs to.
+func ExampleChannelTemplate() {
+	var def wire.ChannelTemplate // the zero template is the default
+	fmt.Println(def.Channel("tracker_fetcher"), def.Pattern())
+
+	t, err := wire.ParseChannelTemplate("health:service:{service_name}:heartbeat")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(t.Channel("tracker_fetcher"), t.Pattern())
+	fmt.Println(t.Service("health:service:geofence_service:heartbeat"))
+	fmt.Println(t.Service("heartbeat:service:geofence_service"))
+
+	_, err = wire.ParseChannelTemplate("health:{service}:heartbeat")
+	fmt.Println(err)
+	// Output:
+	// heartbeat:service:tracker_fetcher heartbeat:service:*
+	// health:service:tracker_fetcher:heartbeat health:service:*:heartbeat
+	// geofence_service true
+	//  false
+	// channel template "health:{service}:heartbeat" does not hold {service_name}
+}
+
+// The latest-state key of an instance, with the default prefix.
+func ExampleKey() {
 	fmt.Println(wire.Key(wire.DefaultKeyPrefix, "tracker_fetcher", "a1b2c3d4"))
 	// Output:
-	// heartbeat:service:tracker_fetcher
 	// heartbeat:instance:tracker_fetcher:a1b2c3d4
 }
 

@@ -166,9 +166,6 @@ func (m *Message) Interval() time.Duration {
 	return time.Duration(m.IntervalSeconds * float64(time.Second))
 }
 
-// Channel returns the channel a service's heartbeats are published on.
-func Channel(prefix, serviceName string) string { return prefix + serviceName }
-
 // Key returns the latest-state key of one instance.
 func Key(prefix, serviceName, instanceID string) string {
 	return prefix + serviceName + ":" + instanceID

@@ -17,14 +17,14 @@ import (
 
 // Config describes the simulated fleet.
 type Config struct {
-	Services      int           // number of services
-	Instances     int           // instances in all, spread over the services
-	Interval      time.Duration // each instance's heartbeat interval
-	Connections   int           // pipelines in parallel; default 4
-	Batch         int           // commands per pipeline round trip; default 500
-	LatestState   bool          // also SET the latest-state keys
-	ChannelPrefix string
-	KeyPrefix     string
+	Services    int                  // number of services
+	Instances   int                  // instances in all, spread over the services
+	Interval    time.Duration        // each instance's heartbeat interval
+	Connections int                  // pipelines in parallel; default 4
+	Batch       int                  // commands per pipeline round trip; default 500
+	LatestState bool                 // also SET the latest-state keys
+	Channel     wire.ChannelTemplate // the zero template is the default
+	KeyPrefix   string
 }
 
 // Fleet holds the simulated instances.
@@ -54,9 +54,6 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
 	}
-	if cfg.ChannelPrefix == "" {
-		cfg.ChannelPrefix = wire.DefaultChannelPrefix
-	}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = wire.DefaultKeyPrefix
 	}
@@ -67,7 +64,7 @@ func New(cfg Config) (*Fleet, error) {
 		id := uuid.NewString()
 		f.instances[i] = instance{
 			service: svc, id: id,
-			channel: wire.Channel(cfg.ChannelPrefix, svc),
+			channel: cfg.Channel.Channel(svc),
 			key:     wire.Key(cfg.KeyPrefix, svc, id),
 			started: now.Add(-time.Duration(i%3600) * time.Second),
 		}

@@ -1,0 +1,66 @@
+package wire
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseChannelTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		in, pattern, channel string
+	}{
+		{"heartbeat:service:{service_name}", "heartbeat:service:*", "heartbeat:service:svc"},
+		{"health:service:{service_name}:heartbeat", "health:service:*:heartbeat", "health:service:svc:heartbeat"},
+		{"{service_name}:heartbeat", "*:heartbeat", "svc:heartbeat"},
+	} {
+		tpl, err := ParseChannelTemplate(tc.in)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if tpl.Pattern() != tc.pattern || tpl.Channel("svc") != tc.channel || tpl.String() != tc.in {
+			t.Errorf("%q: pattern %q channel %q string %q", tc.in, tpl.Pattern(), tpl.Channel("svc"), tpl.String())
+		}
+		if got, ok := tpl.Service(tc.channel); !ok || got != "svc" {
+			t.Errorf("%q: Service(%q) = %q, %v", tc.in, tc.channel, got, ok)
+		}
+	}
+	for in, want := range map[string]string{
+		"heartbeat:service:":                          "does not hold {service_name}",
+		"hb:{service_name}:{service_name}":            "more than once",
+		"{service_name}":                              "every channel",
+		"hb:*:{service_name}":                         `holds '*'`,
+		"hb {service_name}":                           `holds ' '`,
+		"hb:{service}:{service_name}":                 `holds '{'`,
+		"hb:{service_name}:\x07":                      `holds '\a'`,
+		strings.Repeat("x", 129) + ServicePlaceholder: "more than 128",
+	} {
+		_, err := ParseChannelTemplate(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want it to say %q", in, err, want)
+		}
+	}
+}
+
+// Service refuses a channel that does not fit, or that has nothing where
+// the name goes.
+func TestChannelTemplateService(t *testing.T) {
+	tpl, err := ParseChannelTemplate("health:service:{service_name}:heartbeat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"health:service::heartbeat", "health:service:x", "x:heartbeat", "heartbeat:service:x", ""} {
+		if s, ok := tpl.Service(ch); ok {
+			t.Errorf("Service(%q) = %q, true", ch, s)
+		}
+	}
+	var zero ChannelTemplate
+	if s, ok := zero.Service("heartbeat:service:a:b"); !ok || s != "a:b" {
+		t.Errorf("zero template: %q %v", s, ok)
+	}
+	if p, err := PrefixTemplate("hb:"); err != nil || p.String() != "hb:{service_name}" {
+		t.Errorf("PrefixTemplate: %v %v", p, err)
+	}
+	if _, err := PrefixTemplate("hb:*"); err == nil {
+		t.Error("PrefixTemplate accepted a glob")
+	}
+}
