@@ -51,6 +51,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^BenchmarkHeartbeatCycle' -benchmem -count 5 ./otelheartbeat && \
 	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe)$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./otelheartbeat/watch && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkIDFlood$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIngest$$' -benchtime 5x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkDecodeAndTrack$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./examples/loadgen/fleet && \

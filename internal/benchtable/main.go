@@ -81,7 +81,7 @@ func run(in io.Reader, w io.Writer) error {
 	need("BenchmarkHeartbeatCycleInterleaved", "BenchmarkHeartbeatCycle", "BenchmarkHeartbeatCycleBaseline",
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
-		"BenchmarkMemoryPerInstance")
+		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood")
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -154,6 +154,19 @@ func run(in io.Reader, w io.Writer) error {
 	}
 	if mem, ok := r.get("BenchmarkMemoryPerInstance", "B/instance"); ok {
 		rows = append(rows, row{"liveness memory per tracked instance", fmt.Sprintf("%.0f B", mem), "", "", "≤ 1 KiB", verdict(mem <= 1024)})
+	}
+	if peak, ok := r.get("BenchmarkIDFlood", "peak-heap-MiB"); ok {
+		// The cap BenchmarkIDFlood enforces and package watch documents:
+		// 512 B per tracked instance plus 16 MiB, at the default bound.
+		const bound, perInstance, overheadMiB = 1_000_000, 512, 16
+		capMiB := float64(bound*perInstance)/(1<<20) + overheadMiB
+		per, _ := r.get("BenchmarkIDFlood", "heap-B/instance")
+		tracked, _ := r.get("BenchmarkIDFlood", "tracked")
+		evicted, _ := r.get("BenchmarkIDFlood", "evicted")
+		rows = append(rows,
+			row{"watcher under a flood of 2,000,000 distinct ids, peak live heap", fmt.Sprintf("%.0f MiB", peak), "", "", fmt.Sprintf("≤ %.0f MiB", capMiB), verdict(peak <= capMiB)},
+			row{"watcher under that flood, heap per tracked instance", fmt.Sprintf("%.0f B", per), "", "", fmt.Sprintf("≤ %d B", perInstance), verdict(per <= perInstance)},
+			row{"instances tracked and evicted after that flood", fmt.Sprintf("%.0f tracked, %.0f evicted", tracked, evicted), "", "", "= bound, 2M − bound", verdict(tracked == bound && evicted == 2_000_000-bound)})
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("no results for %s: each failed, was skipped or was not run", strings.Join(missing, ", "))

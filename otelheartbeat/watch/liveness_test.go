@@ -247,6 +247,90 @@ func TestAtTheBoundTheLongestSilentIsEvicted(t *testing.T) {
 	}
 }
 
+// A flood of made-up ids many times the bound: the instances silent the
+// longest go first, in the order they fell silent (the dead before the
+// fillers heard after them, the fillers before the flood), instances that
+// keep beating through the flood all survive, and every eviction is
+// counted. Nothing evicted is reported again, and the service names of
+// evicted instances are released.
+func TestAFloodEvictsTheLongestSilentFirst(t *testing.T) {
+	const bound, dead, fillers, real, flood = 50, 5, 35, 10, 1000
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithMaxInstances(bound))
+	var order []Key // the expected order of eviction
+	for i := 0; i < dead; i++ {
+		k := Key{"crashed", fmt.Sprint(i)}
+		tr.Observe(withInterval(beat(k.Service, k.Instance, 1), time.Second))
+		order = append(order, k)
+		clock.Advance(time.Second)
+	}
+	for i := 0; i < fillers; i++ {
+		k := Key{"quiet", fmt.Sprint(i)}
+		tr.Observe(beat(k.Service, k.Instance, 1)) // 60 s: alive through the flood
+		order = append(order, k)
+		clock.Advance(10 * time.Millisecond)
+	}
+	count := int64(1)
+	beatReal := func() {
+		for i := 0; i < real; i++ {
+			tr.Observe(withInterval(beat("real", fmt.Sprint(i), count), time.Second))
+		}
+		count++
+	}
+	beatReal()
+	clock.Advance(5 * time.Second)
+	beatReal()
+	tr.Tick()
+	for i := 0; i < dead; i++ {
+		if in, _ := tr.Get(order[i]); in.State != Dead {
+			t.Fatalf("%v is %v before the flood, want dead", order[i], in.State)
+		}
+	}
+	if tr.Len() != bound || tr.Evicted() != 0 {
+		t.Fatalf("before the flood: %d tracked, %d evicted", tr.Len(), tr.Evicted())
+	}
+
+	evicted := map[Key]bool{}
+	for i := 0; i < flood; i++ {
+		k := Key{"flood", fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)}
+		tr.Observe(beat(k.Service, k.Instance, 1))
+		order = append(order, k)
+		// Each new id past the bound evicts exactly the next one in order.
+		n := tr.Evicted()
+		if n != int64(i+1) {
+			t.Fatalf("after %d flood ids: %d evicted, want %d", i+1, n, i+1)
+		}
+		gone := order[n-1]
+		if _, ok := tr.Get(gone); ok {
+			t.Fatalf("after %d flood ids: %v, silent the longest, is still tracked", i+1, gone)
+		}
+		if _, ok := tr.Get(order[n]); !ok {
+			t.Fatalf("after %d flood ids: %v was evicted before %v, silent longer", i+1, order[n], gone)
+		}
+		evicted[gone] = true
+		clock.Advance(10 * time.Millisecond)
+		if i%10 == 9 {
+			beatReal() // every 100 ms, well inside the bound's turnover
+		}
+		for _, tn := range tr.Tick() {
+			if evicted[tn.Key] {
+				t.Fatalf("a transition of an evicted instance: %+v", tn)
+			}
+		}
+	}
+	for i := 0; i < real; i++ {
+		if in, ok := tr.Get(Key{"real", fmt.Sprint(i)}); !ok || in.State != Alive {
+			t.Errorf("real instance %d, beating through the flood: tracked %v, %v", i, ok, in.State)
+		}
+	}
+	if tr.Len() != bound || tr.Evicted() != flood {
+		t.Errorf("after the flood: %d tracked, %d evicted; want %d and %d", tr.Len(), tr.Evicted(), bound, flood)
+	}
+	if n := tr.serviceNames(); n != 2 {
+		t.Errorf("%d service names held, want 2 (real, flood)", n)
+	}
+}
+
 // The tracker keeps one copy of each service name while an instance of
 // it is tracked, and none after: a burst of distinct names cannot grow it
 // for good.

@@ -1,0 +1,154 @@
+package watch
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// floodIDs is how many distinct instance ids BenchmarkIDFlood sends: twice
+// the default bound, so that half of them are evicted.
+const floodIDs = 2_000_000
+
+// The documented cap on the heap a Monitor's tracker keeps: at most
+// capPerInstance bytes per tracked instance (BenchmarkMemoryPerInstance
+// measures about 450) plus capOverhead for what does not grow with the
+// fleet (the decoder's interned strings, channel names, the monitor).
+const (
+	capPerInstance = 512
+	capOverhead    = 16 << 20
+)
+
+// floodServices are the few services a flood of made-up ids claims to be.
+var floodServices = []string{"checkout", "payments", "tracker_fetcher", "search_indexer", "notifications", "ledger", "auth", "media_resizer"}
+
+// floodID writes a UUID-like instance id for i into id (36 bytes): each i
+// gives a distinct id, spread over the whole key space as random ids are.
+func floodID(id []byte, i uint64) []byte {
+	const hex = "0123456789abcdef"
+	x := i*0x9e3779b97f4a7c15 ^ 0x5851f42d4c957f2d // distinct for distinct i
+	y := i ^ 0xd6e8feb86659fd93
+	id = id[:0]
+	for n := 0; n < 32; n++ {
+		if n == 8 || n == 12 || n == 16 || n == 20 {
+			id = append(id, '-')
+		}
+		v := x
+		if n >= 16 {
+			v = y
+		}
+		id = append(id, hex[(v>>(60-4*(n%16)))&0xf])
+	}
+	return id
+}
+
+// BenchmarkIDFlood sends 2,000,000 heartbeats with distinct instance ids
+// (36-byte UUID-like ids, eight services, service fields with strings
+// that vary) through the monitor's decode and ingest, in memory, with the
+// tracker at its default bound (DefaultMaxInstances). It samples the live
+// heap after a collection as the flood goes on and fails if its peak
+// exceeds the documented cap (capPerInstance per tracked instance plus
+// capOverhead), if the tracker does not hold exactly the bound at the end,
+// or if the evictions are not exactly the ids past it.
+func BenchmarkIDFlood(b *testing.B) {
+	bound := DefaultMaxInstances
+	client := redis.NewClient(&redis.Options{}) // never dialled: ingest needs no connection
+	defer client.Close()
+	for b.Loop() {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapAlloc
+
+		m, err := New(Config{Client: client, NoHeartbeats: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// With NoHeartbeats, ingest emits only transitions: one (unknown to
+		// alive) per new instance. They are drained as a renderer would.
+		out := make(chan Event, DefaultQueue)
+		drained := make(chan int)
+		go func() {
+			n := 0
+			for e := range out {
+				if e.Kind == KindTransition {
+					n++
+				}
+			}
+			drained <- n
+		}()
+
+		ds := newDecodeState()
+		ctx := context.Background()
+		var payload, channel, id []byte
+		msg := &wire.Message{
+			Status: wire.StatusRunning, IntervalSeconds: 30, MemoryUsageMB: 156.3,
+			Has:    wire.HasUptime | wire.HasHeartbeatCount | wire.HasMemory | wire.HasCPU | wire.HasInterval,
+			Fields: make([]wire.Field, 3),
+		}
+		var peak uint64
+		var sampling time.Duration // not part of the ingest rate
+		sample := func() {
+			defer func(t time.Time) { sampling += time.Since(t) }(time.Now())
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > base {
+				peak = max(peak, ms.HeapAlloc-base)
+			}
+		}
+		start := time.Now()
+		for i := 0; i < floodIDs; i++ {
+			svc := floodServices[i%len(floodServices)]
+			id = floodID(id, uint64(i))
+			msg.ServiceName, msg.InstanceID = svc, string(id)
+			msg.Timestamp = start
+			msg.UptimeSeconds, msg.HeartbeatCount, msg.CPUUsagePercent = float64(i%86400), int64(i%1000+1), float64(i%100)
+			msg.Fields[0] = wire.Field{Key: "queue_size", Value: wire.Int(int64(i % 2000))}
+			msg.Fields[1] = wire.Field{Key: "last_job", Value: wire.String("job-" + strconv.Itoa(i))}
+			msg.Fields[2] = wire.Field{Key: "region", Value: wire.String(floodServices[i%3])}
+			if payload, err = wire.AppendJSON(payload[:0], msg); err != nil {
+				b.Fatal(err)
+			}
+			channel = append(append(channel[:0], wire.DefaultChannelPrefix...), svc...)
+			m.ingest(ctx, out, m.decode(ds, channel, payload, time.Now()))
+			if (i+1)%(floodIDs/8) == 0 {
+				sample()
+			}
+		}
+		took := time.Since(start) - sampling
+		close(out)
+		transitions := <-drained
+		s := m.Stats()
+		tracked := m.Tracker().Len()
+
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(peak)/float64(tracked), "heap-B/instance")
+		b.ReportMetric(float64(tracked), "tracked")
+		b.ReportMetric(float64(s.Evicted), "evicted")
+		b.ReportMetric(floodIDs/took.Seconds(), "msgs/s")
+
+		if s.Malformed > 0 {
+			b.Fatalf("%d malformed", s.Malformed)
+		}
+		if tracked != bound {
+			b.Fatalf("tracked %d instances after the flood, want the bound %d", tracked, bound)
+		}
+		if s.Evicted != floodIDs-int64(bound) {
+			b.Fatalf("evicted %d, want %d", s.Evicted, floodIDs-bound)
+		}
+		if transitions != floodIDs {
+			b.Fatalf("%d transitions, want one for each of the %d ids", transitions, floodIDs)
+		}
+		if cap := uint64(bound*capPerInstance + capOverhead); peak > cap {
+			b.Fatalf("peak live heap %d B (%.0f B per instance) exceeds the documented cap of %d B (%d B per instance + %d MiB)",
+				peak, float64(peak)/float64(bound), cap, capPerInstance, capOverhead>>20)
+		}
+		runtime.KeepAlive(m)
+	}
+}
