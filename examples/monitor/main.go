@@ -85,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
 	fs.DurationVar(&o.blindAfter, "blind-after", watch.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
 	fs.DurationVar(&o.defaultInterval, "default-interval", wire.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
-	fs.IntVar(&o.maxInstances, "max-instances", watch.DefaultMaxInstances, "track at most this many instances; past it, the one heard from least recently is evicted")
+	fs.IntVar(&o.maxInstances, "max-instances", watch.DefaultMaxInstances, "track at most this many instances; past it, the one dead or stopped the longest is evicted, else the one heard from least recently")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}

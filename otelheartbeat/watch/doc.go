@@ -94,7 +94,8 @@
 // heartbeat events at all.
 //
 // The Tracker is bounded too: at WithMaxInstances (DefaultMaxInstances) the
-// instance heard from least recently is evicted to make room (Stats.Evicted,
+// instance dead or stopped the longest is evicted to make room, or when
+// none is, the one heard from least recently (Stats.Evicted,
 // KindEvicted), so a flood of made-up instance ids cannot grow it without
 // bound or hide a real instance that appears after it; dead and stopped
 // instances are forgotten after WithRetention. A tracked instance costs at

@@ -40,8 +40,9 @@
 // still declares a crashed instance dead, late by the time it could not
 // see.
 //
-// The tracker is bounded: at WithMaxInstances the instance heard from least
-// recently is evicted (and counted) to make room, so a burst of made-up
+// The tracker is bounded: at WithMaxInstances the instance dead or stopped
+// the longest is evicted (and counted) to make room, or when none is, the
+// one heard from least recently, so a burst of made-up
 // instance ids cannot hide a real instance that appears after it, nor grow
 // the heap past about 512 bytes per tracked instance (about 500 MiB at
 // DefaultMaxInstances). Service names are shared by an instance's entries
@@ -204,7 +205,8 @@ type Tracker struct {
 	instances map[Key]*entry
 	deadlines deadlineHeap
 	services  map[string]*serviceName // one shared copy of each name tracked
-	heard     entry                   // sentinel of the list, least recently heard first
+	heard     entry                   // sentinel of the living (alive, stale), least recently heard first
+	gone      entry                   // sentinel of the dead and stopped, longest gone first
 	heldFrom  time.Time               // see Hold
 	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
 	evicted   int64
@@ -222,7 +224,7 @@ type entry struct {
 	deadline   time.Time     // when the next transition is due
 	filed      time.Time     // the deadline the heap orders it by; never later than deadline
 	index      int           // in the heap, or -1
-	prev, next *entry        // in the list of instances by when they were last heard
+	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
 }
@@ -276,7 +278,8 @@ func WithDefaultInterval(d time.Duration) TrackerOption {
 }
 
 // WithMaxInstances bounds the instances tracked (0: no bound). At the bound,
-// a new instance evicts the one heard from least recently, and Evicted
+// a new instance evicts the one dead or stopped the longest, or when none
+// is, the one heard from least recently, and Evicted
 // counts it. Default: DefaultMaxInstances. The heap the tracker keeps is
 // at most about n x 512 bytes (about 500 MiB at the default bound); with
 // no bound it grows with every distinct instance id received.
@@ -293,6 +296,7 @@ func NewTracker(opts ...TrackerOption) *Tracker {
 		services:        make(map[string]*serviceName),
 	}
 	t.heard.prev, t.heard.next = &t.heard, &t.heard
+	t.gone.prev, t.gone.next = &t.gone, &t.gone
 	for _, o := range opts {
 		o(t)
 	}
@@ -341,8 +345,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	e, ok := t.instances[k]
 	if !ok {
 		if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
-			t.remove(t.heard.next)
-			t.evicted++
+			t.evictOne()
 		}
 		svc, ok := t.services[k.Service]
 		if !ok {
@@ -356,10 +359,8 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	} else if receivedAt.Before(e.LastSeen) {
 		return nil
 	} else {
-		e.prev.next, e.next.prev = e.next, e.prev // out of the list, back in last
+		t.unlink(e)
 	}
-	e.prev, e.next = t.heard.prev, &t.heard
-	e.prev.next, t.heard.prev = e, e
 	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
@@ -383,8 +384,44 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 		e.State = to
 		e.Since = t.clock.Now()
 	}
+	t.link(e)
 	t.schedule(e)
 	return out
+}
+
+// maxWalk bounds how far link walks back to place an instance heard
+// earlier than the most recent: only latest-state keys read at start or
+// after a reconnect are, and the monitor feeds those oldest first.
+const maxWalk = 64
+
+// link puts e in its eviction list: the dead and stopped by when they went
+// (e is the latest), the others by when they were last heard.
+func (t *Tracker) link(e *entry) {
+	at := t.gone.prev
+	if e.State != Dead && e.State != Stopped {
+		at = t.heard.prev
+		for i := 0; i < maxWalk && at != &t.heard && at.LastSeen.After(e.LastSeen); i++ {
+			at = at.prev
+		}
+	}
+	e.prev, e.next = at, at.next
+	at.next.prev, at.next = e, e
+}
+
+func (t *Tracker) unlink(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+// evictOne makes room: the instance dead or stopped the longest, or when
+// there is none, the one heard from least recently.
+func (t *Tracker) evictOne() {
+	victim := t.gone.next
+	if victim == &t.gone {
+		victim = t.heard.next
+	}
+	t.remove(victim)
+	t.evicted++
 }
 
 // learnInterval sets e's interval from m, received at receivedAt: the one
@@ -449,8 +486,7 @@ func (t *Tracker) remove(e *entry) {
 	if e.index >= 0 {
 		heap.Remove(&t.deadlines, e.index)
 	}
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
+	t.unlink(e)
 	delete(t.instances, e.Key)
 	if svc := t.services[e.Service]; svc != nil {
 		if svc.instances--; svc.instances <= 0 {
@@ -508,6 +544,10 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen),
 				Interval: e.Interval, IntervalSource: e.IntervalSource})
 			e.State, e.Since = to, due
+			if to == Dead {
+				t.unlink(e)
+				t.link(e)
+			}
 			t.schedule(e)
 		default:
 			t.remove(e)

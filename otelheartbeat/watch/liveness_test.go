@@ -567,3 +567,74 @@ func TestUnwatchedTimeIsNotSilence(t *testing.T) {
 		t.Errorf("after 3 s watched: %s", describe(got))
 	}
 }
+
+// At the bound, the dead and the stopped go before any instance still
+// alive or stale, whatever their intervals and however recently they
+// were heard: a crashed 10 ms sender before a healthy hourly one, and an
+// instance that stopped gracefully a moment ago before one heard a second
+// earlier.
+func TestAtTheBoundTheGoneGoBeforeTheLiving(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithMaxInstances(3))
+	tr.Observe(withInterval(beat("hourly", "1", 1), time.Hour))
+	clock.Advance(time.Second)
+	tr.Observe(withInterval(beat("fast", "1", 1), 10*time.Millisecond))
+	clock.Advance(time.Second)
+	tr.Tick() // fast/1 is dead now; hourly/1 is alive
+	stopping := withInterval(beat("deploy", "1", 1), time.Hour)
+	stopping.Status = wire.StatusStopping
+	tr.Observe(stopping)
+	clock.Advance(time.Second)
+
+	tr.Observe(withInterval(beat("new", "1", 1), time.Hour))
+	if _, ok := tr.Get(Key{"fast", "1"}); ok {
+		t.Error("a dead instance was kept while a new one evicted another")
+	}
+	tr.Observe(withInterval(beat("new", "2", 1), time.Hour))
+	if _, ok := tr.Get(Key{"deploy", "1"}); ok {
+		t.Error("a stopped instance was kept while a new one evicted another")
+	}
+	if _, ok := tr.Get(Key{"hourly", "1"}); !ok {
+		t.Error("the alive hourly instance was evicted before the dead and the stopped")
+	}
+	if tr.Evicted() != 2 {
+		t.Errorf("evicted %d, want 2", tr.Evicted())
+	}
+}
+
+// An instance that comes back from the dead is among the living again: at
+// the bound it is not evicted before one heard earlier.
+func TestARecoveredInstanceIsAmongTheLivingAgain(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithMaxInstances(2))
+	tr.Observe(withInterval(beat("a", "1", 1), time.Second))
+	clock.Advance(5 * time.Second)
+	tr.Tick() // a/1 dead
+	tr.Observe(withInterval(beat("b", "1", 1), time.Hour))
+	clock.Advance(time.Second)
+	tr.Observe(withInterval(beat("a", "1", 2), time.Second)) // back, and heard last
+	tr.Observe(withInterval(beat("c", "1", 1), time.Hour))
+	if _, ok := tr.Get(Key{"a", "1"}); !ok {
+		t.Error("the recovered instance, heard last, was evicted")
+	}
+	if _, ok := tr.Get(Key{"b", "1"}); ok {
+		t.Error("b, heard before a recovered, was kept")
+	}
+}
+
+// Instances read from latest-state keys take their place by when they
+// were last heard, not by when the keys were read: at the bound, a key
+// read as already stale goes before an instance heard just now.
+func TestKeysReadAtStartTakeTheirPlaceByAge(t *testing.T) {
+	clock := &fakeClock{t: t0.Add(time.Hour)}
+	tr := NewTracker(WithClock(clock), WithMaxInstances(2))
+	tr.Observe(withInterval(beat("live", "1", 1), time.Minute))
+	tr.ObserveAt(withInterval(beat("old", "1", 1), time.Minute), clock.Now().Add(-170*time.Second))
+	tr.Observe(withInterval(beat("new", "1", 1), time.Minute))
+	if _, ok := tr.Get(Key{"old", "1"}); ok {
+		t.Error("the key read as stale was kept")
+	}
+	if _, ok := tr.Get(Key{"live", "1"}); !ok {
+		t.Error("the instance heard just now was evicted before a stale key")
+	}
+}

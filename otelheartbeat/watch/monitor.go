@@ -28,9 +28,11 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -830,6 +832,9 @@ func (m *Monitor) loadLatest(ctx context.Context, emit func(Event)) int {
 	defer cancel()
 	latest, err := ReadLatest(rctx, m.cfg.Client, m.cfg.KeyPrefix, m.cfg.Service)
 	now := m.tracker.Now()
+	// Oldest first, so that each instance takes its place in the tracker's
+	// eviction order by when it was last heard.
+	slices.SortStableFunc(latest, func(a, b Latest) int { return cmp.Compare(b.Age, a.Age) })
 	valid := 0
 	for _, l := range latest {
 		if l.Err != nil {

@@ -276,7 +276,7 @@ func (s Style) Event(w io.Writer, e watch.Event) {
 		fmt.Fprintf(w, "%s after %v: verdicts held until each instance has been watched for 1.5 intervals - %s\n",
 			s.paint(ansiGreen, "✓ Valkey answers again"), round(e.Downtime), s.clock(e.At))
 	case watch.KindEvicted:
-		fmt.Fprintf(w, "%s %d instances heard from least recently, to make room at the instance bound (--max-instances) - %s\n",
+		fmt.Fprintf(w, "%s %d instances (the dead and stopped first, then those heard from least recently) to make room at the instance bound (--max-instances) - %s\n",
 			s.paint(ansiYellow, "⚠️  evicted"), e.Count, s.clock(e.At))
 	}
 }
