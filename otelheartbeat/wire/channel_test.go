@@ -64,3 +64,32 @@ func TestChannelTemplateService(t *testing.T) {
 		t.Error("PrefixTemplate accepted a glob")
 	}
 }
+
+func TestValidateAddress(t *testing.T) {
+	for _, ok := range []string{"10.0.0.7:8080", "geocoding-1.svc.cluster.local:443", "[2001:db8::1]:9000",
+		"http://10.0.0.7:8080", "https://api.example.com/v1", "grpc://h:50051"} {
+		if err := ValidateAddress(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"":                                       "empty",
+		"10.0.0.7":                               "neither host:port nor a URL",
+		"h:0":                                    "port",
+		"h:http":                                 "port",
+		":8080":                                  "no usable host",
+		"http://user:secret@h:80":                "credentials",
+		"http:///path":                           "no scheme or no host",
+		"h :80":                                  "whitespace",
+		"h\u200b:80":                             "invisible",
+		"http://h:1/" + strings.Repeat("a", 600): "more than 512",
+	} {
+		err := ValidateAddress(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want it to say %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: the error quotes the password: %v", in, err)
+		}
+	}
+}

@@ -76,6 +76,7 @@ func TestEveryKeyInDocumentedOrder(t *testing.T) {
 	m.IntervalSeconds = 60
 	m.Has |= HasInterval
 	m.Status = StatusStopping
+	m.InstanceAddress = "http://10.0.0.7:8080"
 	ts, _ := ParseTimestamp("2025-01-16T08:29:45.123456+00:00")
 	m.Fields = []Field{
 		{"api_status", String("authenticated")},
@@ -218,6 +219,12 @@ func TestDecodeAcceptsWhatPythonSends(t *testing.T) {
 					t.Errorf("got %+v", m)
 				}
 			}},
+		{"instance address", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","instance_address":"[::1]:8080"}`,
+			func(t *testing.T, m *Message) {
+				if m.InstanceAddress != "[::1]:8080" {
+					t.Errorf("got %+v", m)
+				}
+			}},
 		{"missing interval means sixty seconds", `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`,
 			func(t *testing.T, m *Message) {
 				if m.Interval() != 60*time.Second {
@@ -252,6 +259,10 @@ func TestDecodeRejectsMalformedInput(t *testing.T) {
 		{"string", `"x"`, "", "not a JSON object"},
 		{"truncated", `{"service_name":"s"`, "", "not JSON"},
 		{"unknown status", `{` + ok + `,"status":"dead"}`, "status", `want "running" or "stopping"`},
+		{"address with credentials", `{` + ok + `,"instance_address":"http://u:pw@h:1"}`, KeyInstanceAddress, "credentials"},
+		{"address not an address", `{` + ok + `,"instance_address":"somewhere"}`, KeyInstanceAddress, "neither host:port nor a URL"},
+		{"address not a string", `{` + ok + `,"instance_address":8080}`, KeyInstanceAddress, "got a number"},
+		{"address twice", `{` + ok + `,"instance_address":"h:1","instance_address":"h:2"}`, KeyInstanceAddress, "twice"},
 		{"disguised status", `{` + ok + `,"status":"\u202erunning"}`, "status", `want "running" or "stopping"`},
 		{"trailing data", `{` + ok + `}{}`, "", "data after"},
 		{"missing service name", `{"instance_id":"i","timestamp":"2025-01-16T08:30:00Z"}`, KeyServiceName, "missing"},

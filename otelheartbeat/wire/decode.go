@@ -67,6 +67,7 @@ const (
 	seenCPU
 	seenInterval
 	seenStatus
+	seenAddress
 )
 
 func (d *decoder) object() error {
@@ -142,6 +143,8 @@ func internKey(raw []byte, in *Interner) string {
 		return KeyIntervalSeconds
 	case KeyStatus:
 		return KeyStatus
+	case KeyInstanceAddress:
+		return KeyInstanceAddress
 	}
 	return in.String(raw)
 }
@@ -206,6 +209,17 @@ func (d *decoder) value(key string) error {
 		default:
 			return decodeErr(key, "want %q or %q, got %q", StatusRunning, StatusStopping, truncate(string(raw), 32))
 		}
+		return nil
+	case KeyInstanceAddress:
+		raw, err := d.stringValue(key, seenAddress)
+		if err != nil {
+			return err
+		}
+		addr := string(raw)
+		if err := ValidateAddress(addr); err != nil {
+			return decodeErr(key, "%v", err)
+		}
+		m.InstanceAddress = addr
 		return nil
 	case KeyUptimeSeconds:
 		return d.nonNegative(key, seenUptime, HasUptime, &m.UptimeSeconds)

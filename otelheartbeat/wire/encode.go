@@ -75,6 +75,10 @@ func AppendJSON(dst []byte, m *Message) ([]byte, error) {
 		b = append(b, `,"status":`...)
 		b = appendString(b, m.Status)
 	}
+	if m.InstanceAddress != "" {
+		b = append(b, `,"instance_address":`...)
+		b = appendString(b, m.InstanceAddress)
+	}
 	for i := range m.Fields {
 		f := &m.Fields[i]
 		b = append(b, ',')

@@ -16,6 +16,10 @@ const (
 	KeyCPUUsagePercent = "cpu_usage_percent"
 	KeyIntervalSeconds = "interval_seconds"
 	KeyStatus          = "status"
+	// KeyInstanceAddress is where the instance serves, for consumers that
+	// use heartbeats for service discovery: absent unless the publisher is
+	// given one, so the wire stays the seed's.
+	KeyInstanceAddress = "instance_address"
 )
 
 // Status values carried in the status key.
@@ -91,7 +95,10 @@ type Message struct {
 	IntervalSeconds float64
 	// Status is StatusRunning, StatusStopping, or empty when absent.
 	Status string
-	Has    Presence
+	// InstanceAddress is where the instance serves (ValidateAddress), or
+	// empty when absent.
+	InstanceAddress string
+	Has             Presence
 	// Fields are the service-specific values, in the order they are written.
 	Fields []Field
 }

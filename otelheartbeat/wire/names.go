@@ -92,6 +92,7 @@ var reserved = map[string]bool{
 	KeyServiceName: true, KeyInstanceID: true, KeyTimestamp: true,
 	KeyUptimeSeconds: true, KeyHeartbeatCount: true, KeyMemoryUsageMB: true,
 	KeyCPUUsagePercent: true, KeyIntervalSeconds: true, KeyStatus: true,
+	KeyInstanceAddress: true,
 }
 
 // ValidateFieldName reports why name cannot be a service field, or nil. A
