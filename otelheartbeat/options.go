@@ -48,6 +48,17 @@ func WithExporterOptions(opts ...valkeyexporter.Option) Option {
 	return optionFunc(func(c *config) { c.exporterOpts = append(c.exporterOpts, opts...) })
 }
 
+// WithInstanceAddress publishes where this instance serves, as the
+// heartbeat's instance_address, for consumers that pick instances by their
+// heartbeats (watch.Tracker.Alive): host:port or an absolute URL, without
+// credentials. Without it the address comes from the Resource's url.full,
+// or server.address and server.port (OTEL_RESOURCE_ATTRIBUTES), and when
+// neither is set the heartbeat carries none. It is
+// valkeyexporter.WithInstanceAddress.
+func WithInstanceAddress(addr string) Option {
+	return WithExporterOptions(valkeyexporter.WithInstanceAddress(addr))
+}
+
 // WithReader adds a reader to the Publisher's own MeterProvider, beside the
 // heartbeat reader: an OTLP, Prometheus or stdout reader then exports the
 // heartbeat gauges too. The Publisher shuts it down on Stop. Refused with

@@ -31,6 +31,7 @@ type config struct {
 	interval       time.Duration
 	channel        *string
 	channelPrefix  *string
+	address        *string
 	key            *string
 	latestState    *bool
 	sharded        *bool
@@ -98,6 +99,17 @@ func WithChannelPrefix(prefix string) Option {
 	return optionFunc(func(c *config) { c.channelPrefix = &prefix })
 }
 
+// WithInstanceAddress sets where the instance serves, published as
+// instance_address for consumers that discover instances by their
+// heartbeats: host:port or an absolute URL, never with credentials (see
+// wire.ValidateAddress). Without it the address is the Resource's
+// url.full, else its server.address with server.port (as in
+// OTEL_RESOURCE_ATTRIBUTES=server.address=10.0.0.7,server.port=8080), else
+// there is none and the heartbeat is the seed's.
+func WithInstanceAddress(addr string) Option {
+	return optionFunc(func(c *config) { c.address = &addr })
+}
+
 // WithKeyPrefix sets the prefix of the latest-state keys. It overrides
 // OTEL_EXPORTER_VALKEY_KEY_PREFIX. Default: "heartbeat:instance:".
 func WithKeyPrefix(prefix string) Option {
@@ -149,6 +161,7 @@ type settings struct {
 	exportTimeout time.Duration
 	channel       wire.ChannelTemplate
 	keyPrefix     string
+	address       string
 	latestState   bool
 	sharded       bool
 	serviceName   string
@@ -239,6 +252,12 @@ func newSettings(opts []Option) (settings, error) {
 		if s.keyPrefix, err = valkeyconf.Prefix(valkeyconf.EnvKeyPrefix, getenv(valkeyconf.EnvKeyPrefix)); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.address != nil {
+		if err := wire.ValidateAddress(*c.address); err != nil {
+			errs = append(errs, fmt.Errorf("WithInstanceAddress: %w", err))
+		}
+		s.address = *c.address
 	}
 	switch {
 	case c.latestState != nil:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +32,9 @@ const ScopeName = convention.ScopeName
 const (
 	keyServiceName = attribute.Key("service.name")
 	keyInstanceID  = attribute.Key("service.instance.id")
+	keyURLFull     = attribute.Key("url.full")
+	keyServerAddr  = attribute.Key("server.address")
+	keyServerPort  = attribute.Key("server.port")
 )
 
 // Exporter publishes heartbeats to Valkey. It implements
@@ -242,6 +246,8 @@ func (e *Exporter) build(rm *metricdata.ResourceMetrics, stopping bool) error {
 		m.InstanceID = id.AsString()
 	}
 
+	m.InstanceAddress = e.address(rm.Resource.Set())
+
 	var (
 		cpuSeconds float64
 		cpuAt      time.Time
@@ -329,6 +335,34 @@ func (e *Exporter) cpuPercent(seconds float64, at time.Time) (float64, bool) {
 		return 0, false
 	}
 	return round1(pct), true
+}
+
+// address returns the instance address: WithInstanceAddress, else the
+// resource's url.full, else its server.address with server.port. A
+// malformed one is left out and reported, never a reason to withhold the
+// heartbeat.
+func (e *Exporter) address(res *attribute.Set) string {
+	if e.s.address != "" {
+		return e.s.address
+	}
+	var addr, from string
+	if v, ok := res.Value(keyURLFull); ok && v.AsString() != "" {
+		addr, from = v.AsString(), "url.full"
+	} else if v, ok := res.Value(keyServerAddr); ok && v.AsString() != "" {
+		addr, from = v.AsString(), "server.address"
+		if p, ok := res.Value(keyServerPort); ok {
+			addr, from = net.JoinHostPort(addr, p.Emit()), "server.address and server.port"
+		}
+	}
+	if addr == "" {
+		return ""
+	}
+	if err := wire.ValidateAddress(addr); err != nil {
+		e.reporter.Fail("address", fmt.Errorf("valkeyexporter: the resource's %s: %w; %s left out", from, err, wire.KeyInstanceAddress))
+		return ""
+	}
+	e.reporter.OK("address")
+	return addr
 }
 
 // field adds the service field md carries, if it is one.
