@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
@@ -94,6 +95,42 @@ func ExampleWithDefaultInterval() {
 	// 2s inferred
 	// 2s inferred
 	// geofence_service python-1: alive -> stale after 3s (interval 2s, inferred)
+}
+
+// Service discovery: the alive instances of a service with their last
+// heartbeats, to spread requests by instance_address and a load field. An
+// instance leaves the answer when it goes stale or says it is stopping.
+func ExampleTracker_Alive() {
+	c := &clock{now: time.Date(2025, 1, 16, 8, 30, 0, 0, time.UTC)}
+	tr := watch.NewTracker(watch.WithClock(c), watch.WithHeartbeats())
+	beat := func(id, addr string, pending int64, status string) {
+		m := heartbeat(id, 1, 1, status)
+		m.InstanceAddress = addr
+		m.Fields = []wire.Field{{Key: "pending_requests", Value: wire.Int(pending)}}
+		tr.Observe(m)
+	}
+	show := func() {
+		var line []string
+		for _, in := range tr.Alive("geofence_service") {
+			pending, _ := in.Heartbeat.Field("pending_requests")
+			line = append(line, fmt.Sprintf("%s at %s, %d pending", in.Instance, in.Heartbeat.InstanceAddress, pending.Int))
+		}
+		fmt.Println(strings.Join(line, "; "))
+	}
+	beat("a", "10.0.0.7:8080", 4, wire.StatusRunning)
+	beat("b", "10.0.0.8:8080", 1, wire.StatusRunning)
+	beat("c", "10.0.0.9:8080", 0, wire.StatusRunning)
+	show()
+	beat("c", "10.0.0.9:8080", 0, wire.StatusStopping) // a graceful stop: gone at once
+	show()
+	c.now = c.now.Add(1500 * time.Millisecond) // a and b silent for 1.5 intervals
+	beat("b", "10.0.0.8:8080", 2, wire.StatusRunning)
+	tr.Tick()
+	show()
+	// Output:
+	// a at 10.0.0.7:8080, 4 pending; b at 10.0.0.8:8080, 1 pending; c at 10.0.0.9:8080, 0 pending
+	// a at 10.0.0.7:8080, 4 pending; b at 10.0.0.8:8080, 1 pending
+	// b at 10.0.0.8:8080, 2 pending
 }
 
 // Connect with the publishers' variables (here from a map instead of the

@@ -55,7 +55,9 @@ package watch
 
 import (
 	"container/heap"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,6 +170,10 @@ type Instance struct {
 	Has           wire.Presence
 	// Lost counts heartbeats missing from the sequence of heartbeat_count.
 	Lost int64
+	// Heartbeat is the last heartbeat itself, every field included, when
+	// the tracker keeps them (WithHeartbeats); nil otherwise. It is shared:
+	// read it, never change it.
+	Heartbeat *wire.Message
 }
 
 // Age returns how long ago the last heartbeat was received.
@@ -200,6 +206,7 @@ type Tracker struct {
 	retention       time.Duration
 	maxInstances    int
 	defaultInterval time.Duration
+	keepHeartbeats  bool
 
 	mu        sync.Mutex
 	instances map[Key]*entry
@@ -217,6 +224,7 @@ type Tracker struct {
 type serviceName struct {
 	name      string
 	instances int
+	byID      map[string]*entry // its instances, with WithHeartbeats
 }
 
 type entry struct {
@@ -285,6 +293,15 @@ func WithDefaultInterval(d time.Duration) TrackerOption {
 // no bound it grows with every distinct instance id received.
 func WithMaxInstances(n int) TrackerOption { return func(t *Tracker) { t.maxInstances = n } }
 
+// WithHeartbeats makes the tracker keep each instance's last heartbeat
+// (Instance.Heartbeat) and index its instances by service, for consumers
+// that pick instances by their heartbeats: Alive answers from it. A
+// message given to Observe is then kept: the caller must not change it
+// afterwards. It costs the heap the size of one decoded heartbeat per
+// instance (a few hundred bytes, more with many service fields) beyond
+// the entry itself.
+func WithHeartbeats() TrackerOption { return func(t *Tracker) { t.keepHeartbeats = true } }
+
 // NewTracker returns an empty tracker.
 func NewTracker(opts ...TrackerOption) *Tracker {
 	t := &Tracker{
@@ -350,12 +367,18 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 		svc, ok := t.services[k.Service]
 		if !ok {
 			svc = &serviceName{name: k.Service}
+			if t.keepHeartbeats {
+				svc.byID = make(map[string]*entry)
+			}
 			t.services[svc.name] = svc
 		}
 		svc.instances++
 		k.Service = svc.name
 		e = &entry{Instance: Instance{Key: k}, index: -1}
 		t.instances[k] = e
+		if svc.byID != nil {
+			svc.byID[k.Instance] = e
+		}
 	} else if receivedAt.Before(e.LastSeen) {
 		return nil
 	} else {
@@ -372,6 +395,9 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	e.MemoryMB = m.MemoryUsageMB
 	e.CPUPercent = m.CPUUsagePercent
 	e.Has = m.Has
+	if t.keepHeartbeats {
+		e.Heartbeat = m
+	}
 
 	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
 	if m.Status == wire.StatusStopping {
@@ -489,6 +515,7 @@ func (t *Tracker) remove(e *entry) {
 	t.unlink(e)
 	delete(t.instances, e.Key)
 	if svc := t.services[e.Service]; svc != nil {
+		delete(svc.byID, e.Key.Instance)
 		if svc.instances--; svc.instances <= 0 {
 			delete(t.services, e.Service)
 		}
@@ -590,6 +617,34 @@ func (t *Tracker) Get(k Key) (Instance, bool) {
 		return Instance{}, false
 	}
 	return e.Instance, true
+}
+
+// Alive returns the instances of service that are alive now, ordered by
+// instance id: the answer to "where can I send a request". An instance
+// leaves it the moment the tracker judges it stale, and at once when it
+// sends its stopping heartbeat; it is back with its next heartbeat. With
+// WithHeartbeats each carries its last heartbeat (its instance_address,
+// its service fields such as pending_requests), and the cost is that of
+// the service's instances; without it, Alive walks every instance tracked.
+func (t *Tracker) Alive(service string) []Instance {
+	t.mu.Lock()
+	var out []Instance
+	if svc := t.services[service]; svc != nil && svc.byID != nil {
+		for _, e := range svc.byID {
+			if e.State == Alive {
+				out = append(out, e.Instance)
+			}
+		}
+	} else if svc != nil {
+		for _, e := range t.instances {
+			if e.Service == service && e.State == Alive {
+				out = append(out, e.Instance)
+			}
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b Instance) int { return strings.Compare(a.Instance, b.Instance) })
+	return out
 }
 
 // Snapshot returns every instance, ordered by service then instance.

@@ -3,6 +3,7 @@ package watch
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -636,5 +637,71 @@ func TestKeysReadAtStartTakeTheirPlaceByAge(t *testing.T) {
 	}
 	if _, ok := tr.Get(Key{"live", "1"}); !ok {
 		t.Error("the instance heard just now was evicted before a stale key")
+	}
+}
+
+// Alive answers from the tracker's own verdicts: an instance leaves at the
+// tick that finds it stale, at once on its stopping heartbeat, and comes
+// back with its next heartbeat; forgotten and evicted instances leave the
+// per-service index too, and without WithHeartbeats the answer is the
+// same, without the heartbeats.
+func TestAliveFollowsTheVerdicts(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		clock := &fakeClock{t: t0}
+		opts := []TrackerOption{WithClock(clock), WithMaxInstances(4), WithRetention(time.Minute)}
+		if keep {
+			opts = append(opts, WithHeartbeats())
+		}
+		tr := NewTracker(opts...)
+		alive := func() string {
+			var ids []string
+			for _, in := range tr.Alive("svc") {
+				if keep != (in.Heartbeat != nil) {
+					t.Errorf("keep %v: %s has heartbeat %v", keep, in.Instance, in.Heartbeat)
+				}
+				if keep && in.Heartbeat.InstanceID != in.Instance {
+					t.Errorf("%s carries the heartbeat of %s", in.Instance, in.Heartbeat.InstanceID)
+				}
+				ids = append(ids, in.Instance)
+			}
+			return strings.Join(ids, ",")
+		}
+		for _, id := range []string{"c", "a", "b"} {
+			tr.Observe(withInterval(beat("svc", id, 1), time.Second))
+		}
+		tr.Observe(withInterval(beat("other", "x", 1), time.Second))
+		if got := alive(); got != "a,b,c" {
+			t.Fatalf("keep %v: alive %q", keep, got)
+		}
+		stopping := withInterval(beat("svc", "c", 2), time.Second)
+		stopping.Status = wire.StatusStopping
+		tr.Observe(stopping)
+		if got := alive(); got != "a,b" {
+			t.Errorf("keep %v: after c stopped: %q", keep, got)
+		}
+		clock.Advance(1499 * time.Millisecond)
+		tr.Observe(withInterval(beat("svc", "b", 2), time.Second))
+		tr.Tick()
+		if got := alive(); got != "a,b" {
+			t.Errorf("keep %v: before 1.5 intervals: %q", keep, got)
+		}
+		clock.Advance(time.Millisecond)
+		tr.Tick()
+		if got := alive(); got != "b" {
+			t.Errorf("keep %v: at 1.5 intervals of a's silence: %q", keep, got)
+		}
+		tr.Observe(withInterval(beat("svc", "a", 5), time.Second))
+		if got := alive(); got != "a,b" {
+			t.Errorf("keep %v: a beat again: %q", keep, got)
+		}
+		clock.Advance(time.Hour)
+		tr.Tick()
+		tr.Tick()
+		if got := alive(); got != "" || tr.Len() != 0 {
+			t.Errorf("keep %v: after an hour: alive %q, %d tracked", keep, got, tr.Len())
+		}
+		if n := tr.serviceNames(); n != 0 {
+			t.Errorf("keep %v: %d service names kept", keep, n)
+		}
 	}
 }

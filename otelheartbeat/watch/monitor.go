@@ -771,11 +771,13 @@ func wait(ctx context.Context, d time.Duration) bool {
 // runs on the receiver's goroutine, on bytes valid only until it returns.
 func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time) received {
 	// A heartbeat that is not shown is done with once the tracker has
-	// taken what it keeps, so its message is reused.
+	// taken what it keeps, so its message is reused, unless the tracker
+	// keeps the message itself.
+	reuse := m.cfg.NoHeartbeats && !m.tracker.keepHeartbeats
 	msg := ds.reuse
-	if msg == nil || !m.cfg.NoHeartbeats {
+	if msg == nil || !reuse {
 		msg = new(wire.Message)
-		if m.cfg.NoHeartbeats {
+		if reuse {
 			ds.reuse = msg
 		}
 	}

@@ -224,3 +224,49 @@ func TestServiceFilter(t *testing.T) {
 		t.Error("glob service accepted")
 	}
 }
+
+// A monitor whose tracker keeps heartbeats hands each instance its own
+// message, from the latest-state keys and from the subscription alike,
+// even when it shows no heartbeat (NoHeartbeats reuses messages
+// otherwise).
+func TestMonitorKeepsEachInstancesOwnHeartbeat(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	withAddr := func(id string, count int64) []byte {
+		m, err := wire.Unmarshal(message("geocoding_service", id, time.Minute, count))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.InstanceAddress = "10.0.0." + id + ":8080"
+		b, err := wire.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if err := c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "geocoding_service", "1"), withAddr("1", 1), 3*time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, srv, Config{NoHeartbeats: true, Tracker: []TrackerOption{WithHeartbeats()}})
+	r.waitFor(KindLoaded)
+	for _, id := range []string{"2", "3"} {
+		c.Publish(ctx, "heartbeat:service:geocoding_service", withAddr(id, 1))
+	}
+	deadline := time.After(10 * time.Second)
+	for len(r.m.Tracker().Alive("geocoding_service")) < 3 {
+		select {
+		case e := <-r.events:
+			if e.Kind == KindMalformed {
+				t.Errorf("malformed: %v", e.Err)
+			}
+		case <-deadline:
+			t.Fatalf("alive: %+v", r.m.Tracker().Alive("geocoding_service"))
+		}
+	}
+	for _, in := range r.m.Tracker().Alive("geocoding_service") {
+		if in.Heartbeat == nil || in.Heartbeat.InstanceID != in.Instance || in.Heartbeat.InstanceAddress != "10.0.0."+in.Instance+":8080" {
+			t.Errorf("%s: heartbeat %+v", in.Instance, in.Heartbeat)
+		}
+	}
+}

@@ -127,6 +127,9 @@ func (s Style) Heartbeat(w io.Writer, m *wire.Message, receivedAt time.Time) {
 		optional(m.Has&wire.HasHeartbeatCount != 0, fmt.Sprint(m.HeartbeatCount)),
 		optional(m.Has&wire.HasMemory != 0, formatNumber(m.MemoryUsageMB)+"MB"),
 		optional(m.Has&wire.HasCPU != 0, formatNumber(m.CPUUsagePercent)+"%"))
+	if m.InstanceAddress != "" {
+		fmt.Fprintf(&b, "   Address: %s\n", clip(Escape(m.InstanceAddress), maxValueWidth))
+	}
 	if len(m.Fields) > 0 {
 		b.WriteString("   Service Data:\n")
 		for _, f := range m.Fields {

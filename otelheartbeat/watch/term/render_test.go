@@ -84,3 +84,20 @@ func TestUptimeFormat(t *testing.T) {
 		}
 	}
 }
+
+// An advertised address is shown under the figures, escaped like every
+// string from the wire.
+func TestHeartbeatShowsTheInstanceAddress(t *testing.T) {
+	var b bytes.Buffer
+	m := seedMessage(t)
+	m.InstanceAddress = "http://10.0.0.7:8080/v1"
+	Style{}.Heartbeat(&b, m, at)
+	if !bytes.Contains(b.Bytes(), []byte("\n   Address: http://10.0.0.7:8080/v1\n")) {
+		t.Errorf("no address line in\n%s", b.String())
+	}
+	b.Reset()
+	Style{}.Heartbeat(&b, seedMessage(t), at)
+	if bytes.Contains(b.Bytes(), []byte("Address:")) {
+		t.Errorf("an address line without an address:\n%s", b.String())
+	}
+}
