@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/otel-heartbeat/heartbeat/internal/acl"
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -70,72 +70,7 @@ func TestMain(m *testing.M) {
 
 // env returns the environment pointing the tools at srv.
 func env(srv *redistest.Server, extra ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "HEALTH_REDIS_") && !strings.HasPrefix(kv, "HEARTBEAT_") && !strings.HasPrefix(kv, "NO_COLOR") {
-			out = append(out, kv)
-		}
-	}
-	return append(append(out, "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()), extra...)
-}
-
-type line struct {
-	text string
-	at   time.Time
-}
-
-type process struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	lines chan line
-	done  chan error
-}
-
-// launch starts a binary and streams its stdout lines.
-func launch(t *testing.T, bin string, environ []string, args ...string) *process {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = environ
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{t: t, cmd: cmd, lines: make(chan line, 1000), done: make(chan error, 1)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			p.lines <- line{sc.Text(), time.Now()}
-		}
-		close(p.lines)
-	}()
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-// expect returns the first line containing want, failing after timeout.
-func (p *process) expect(want string, timeout time.Duration) line {
-	p.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				p.t.Fatalf("output ended without %q", want)
-			}
-			if strings.Contains(l.text, want) {
-				return l
-			}
-		case <-deadline:
-			p.t.Fatalf("no line with %q within %v", want, timeout)
-		}
-	}
+	return proctest.Env(append([]string{"OTEL_EXPORTER_VALKEY_ENDPOINT=" + srv.URL()}, extra...)...)
 }
 
 type jsonEvent struct {
@@ -151,24 +86,24 @@ type jsonEvent struct {
 }
 
 // nextJSON returns the next event matching match, with when it was read.
-func (p *process) nextJSON(timeout time.Duration, match func(jsonEvent) bool) (jsonEvent, time.Time) {
-	p.t.Helper()
+func nextJSON(t *testing.T, p *proctest.Process, timeout time.Duration, match func(jsonEvent) bool) (jsonEvent, time.Time) {
+	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
-		case l, ok := <-p.lines:
+		case l, ok := <-p.Lines:
 			if !ok {
-				p.t.Fatal("monitor output ended")
+				t.Fatal("monitor output ended")
 			}
 			var e jsonEvent
-			if err := json.Unmarshal([]byte(l.text), &e); err != nil {
-				p.t.Fatalf("not JSON: %q", l.text)
+			if err := json.Unmarshal([]byte(l.Text), &e); err != nil {
+				t.Fatalf("not JSON: %q", l.Text)
 			}
 			if match(e) {
-				return e, l.at
+				return e, l.At
 			}
 		case <-deadline:
-			p.t.Fatalf("no matching event within %v", timeout)
+			t.Fatalf("no matching event within %v", timeout)
 		}
 	}
 }
@@ -179,24 +114,24 @@ func (p *process) nextJSON(timeout time.Duration, match func(jsonEvent) bool) (j
 func TestCrashIsStaleThenDeadAndGracefulStopIsStopped(t *testing.T) {
 	monitorBin, trackerBin := binaries(t)
 	srv := redistest.Start(t)
-	mon := launch(t, monitorBin, env(srv), "--json")
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	mon := proctest.Start(t, monitorBin, env(srv), "--json")
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
 
 	// The tolerance on when a line appears: these machines are shared.
 	const tolerance = 700 * time.Millisecond
-	crashing := launch(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1"))
+	crashing := proctest.Start(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1"))
 	var lastBeat time.Time
 	for i := 0; i < 2; i++ {
-		_, lastBeat = mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
+		_, lastBeat = nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
 	}
-	if err := crashing.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := crashing.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	isTransition := func(to string) func(jsonEvent) bool {
 		return func(e jsonEvent) bool { return e.Type == "transition" && e.Instance == "crash-1" && e.To == to }
 	}
-	stale, staleAt := mon.nextJSON(10*time.Second, isTransition("stale"))
-	dead, deadAt := mon.nextJSON(10*time.Second, isTransition("dead"))
+	stale, staleAt := nextJSON(t, mon, 10*time.Second, isTransition("stale"))
+	dead, deadAt := nextJSON(t, mon, 10*time.Second, isTransition("dead"))
 	if stale.Age != 1.5 || dead.Age != 3 {
 		t.Errorf("ages at the transitions %v and %v, want 1.5 and 3", stale.Age, dead.Age)
 	}
@@ -207,14 +142,14 @@ func TestCrashIsStaleThenDeadAndGracefulStopIsStopped(t *testing.T) {
 		t.Errorf("dead reported %v after the last heartbeat arrived, want 3s ± %v", d, tolerance)
 	}
 
-	graceful := launch(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=graceful-1"))
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+	graceful := proctest.Start(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=graceful-1"))
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool {
 		return e.Type == "heartbeat" && strings.Contains(string(e.Heartbeat), "graceful-1")
 	})
-	if err := graceful.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := graceful.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool {
 		if e.Type == "transition" && e.Instance == "graceful-1" && (e.To == "stale" || e.To == "dead") {
 			t.Errorf("graceful stop reported as %s", e.To)
 		}
@@ -224,9 +159,9 @@ func TestCrashIsStaleThenDeadAndGracefulStopIsStopped(t *testing.T) {
 	quiet := time.After(3500 * time.Millisecond)
 	for {
 		select {
-		case l := <-mon.lines:
-			if strings.Contains(l.text, "graceful-1") && strings.Contains(l.text, "transition") {
-				t.Errorf("after stop: %s", l.text)
+		case l := <-mon.Lines:
+			if strings.Contains(l.Text, "graceful-1") && strings.Contains(l.Text, "transition") {
+				t.Errorf("after stop: %s", l.Text)
 			}
 			continue
 		case <-quiet:
@@ -329,9 +264,9 @@ func TestStartedLateShowsInstancesAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	p := startPublisher(t, srv, "tracker_fetcher", time.Hour)
 
-	mon := launch(t, monitorBin, env(srv))
-	mon.expect("🟢 tracker_fetcher ("+p.InstanceID()[:8]+") is alive", 10*time.Second)
-	mon.expect("read 1 latest-state keys", 10*time.Second)
+	mon := proctest.Start(t, monitorBin, env(srv))
+	mon.Expect("🟢 tracker_fetcher ("+p.InstanceID()[:8]+") is alive", 10*time.Second)
+	mon.Expect("read 1 latest-state keys", 10*time.Second)
 }
 
 func TestSurvivesAServerRestart(t *testing.T) {
@@ -339,12 +274,12 @@ func TestSurvivesAServerRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	startPublisher(t, srv, "geocoding_service", 200*time.Millisecond)
 
-	mon := launch(t, monitorBin, env(srv))
-	mon.expect("🔄 geocoding_service", 10*time.Second)
+	mon := proctest.Start(t, monitorBin, env(srv))
+	mon.Expect("🔄 geocoding_service", 10*time.Second)
 	srv.Restart()
-	mon.expect("disconnected from Valkey", 10*time.Second)
-	mon.expect("reconnected", 15*time.Second)
-	mon.expect("🔄 geocoding_service", 10*time.Second)
+	mon.Expect("disconnected from Valkey", 10*time.Second)
+	mon.Expect("reconnected", 15*time.Second)
+	mon.Expect("🔄 geocoding_service", 10*time.Second)
 }
 
 func TestTableAndUsage(t *testing.T) {
@@ -352,13 +287,13 @@ func TestTableAndUsage(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	c.Set(context.Background(), "heartbeat:instance:tracker_fetcher:aaaa1111", latest("tracker_fetcher", "aaaa1111", 5), 3*time.Minute)
-	mon := launch(t, monitorBin, env(srv), "--table", "--refresh", "100ms")
-	mon.expect("SERVICE", 10*time.Second)
-	row := mon.expect("tracker_fetcher  aaaa1111", 10*time.Second)
-	if strings.Contains(row.text, "\x1b[") {
-		t.Errorf("colour codes in non-terminal output: %q", row.text)
+	mon := proctest.Start(t, monitorBin, env(srv), "--table", "--refresh", "100ms")
+	mon.Expect("SERVICE", 10*time.Second)
+	row := mon.Expect("tracker_fetcher  aaaa1111", 10*time.Second)
+	if strings.Contains(row.Text, "\x1b[") {
+		t.Errorf("colour codes in non-terminal output: %q", row.Text)
 	}
-	mon.expect("tracker_fetcher: 1 alive, 0 stale, 0 dead, 0 stopped", 10*time.Second)
+	mon.Expect("tracker_fetcher: 1 alive, 0 stale, 0 dead, 0 stopped", 10*time.Second)
 
 	for _, args := range [][]string{{"--table", "--json"}, {"--service", "a b"}, {"--refresh", "0s"}, {"extra"}} {
 		cmd := exec.Command(monitorBin, args...)
@@ -383,10 +318,10 @@ func TestLeastPrivilegeMonitorACL(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "aaaa1111 alive") || strings.Contains(out, "NOPERM") {
 		t.Errorf("--once with the monitor rule: exit %d\n%s", code, out)
 	}
-	mon := launch(t, monitorBin, environ, "--json")
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	mon := proctest.Start(t, monitorBin, environ, "--json")
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
 	c.Publish(context.Background(), "heartbeat:service:tracker_fetcher", latest("tracker_fetcher", "aaaa1111", 6))
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool {
 		if e.Type == "malformed" || e.Type == "disconnected" {
 			t.Errorf("event %+v", e)
 		}
@@ -405,12 +340,12 @@ func TestLeastPrivilegeMonitorACL(t *testing.T) {
 func TestOutputBufferOverflowIsReportedAndSurvived(t *testing.T) {
 	monitorBin, _ := binaries(t)
 	srv := redistest.Start(t, "--client-output-buffer-limit", "pubsub 256kb 128kb 1")
-	mon := launch(t, monitorBin, env(srv), "--json")
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	mon := proctest.Start(t, monitorBin, env(srv), "--json")
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
 	c := srv.Client(t)
 	ctx := context.Background()
 
-	if err := mon.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := mon.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	pad := strings.Repeat("x", 1000)
@@ -431,13 +366,13 @@ func TestOutputBufferOverflowIsReportedAndSurvived(t *testing.T) {
 	if n, _ := c.Do(ctx, "PUBSUB", "NUMPAT").Int(); n != 0 {
 		t.Fatal("the server did not disconnect the stalled monitor")
 	}
-	if err := mon.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := mon.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	mon.nextJSON(60*time.Second, func(e jsonEvent) bool { return e.Type == "disconnected" })
-	mon.nextJSON(30*time.Second, func(e jsonEvent) bool { return e.Type == "reconnected" })
+	nextJSON(t, mon, 60*time.Second, func(e jsonEvent) bool { return e.Type == "disconnected" })
+	nextJSON(t, mon, 30*time.Second, func(e jsonEvent) bool { return e.Type == "reconnected" })
 	c.Publish(ctx, "heartbeat:service:tracker_fetcher", latest("tracker_fetcher", "aaaa1111", 9))
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool {
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool {
 		return e.Type == "heartbeat" && strings.Contains(string(e.Heartbeat), "aaaa1111")
 	})
 }
@@ -495,11 +430,11 @@ func TestHostileStringsAreEscapedInEveryOutput(t *testing.T) {
 	duplicate := `{"service_name":"s","instance_id":"i","timestamp":"2025-01-16T08:30:00Z","\u001b[2J\u200b":1,"\u001b[2J\u200b":2}`
 	sentinel := latest("tracker_fetcher", "aaaa1111", 1)
 	for _, mode := range [][]string{nil, {"--json"}} {
-		mon := launch(t, monitorBin, env(srv), mode...)
+		mon := proctest.Start(t, monitorBin, env(srv), mode...)
 		if mode == nil {
-			mon.expect("latest-state keys", 10*time.Second)
+			mon.Expect("latest-state keys", 10*time.Second)
 		} else {
-			mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+			nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
 		}
 		c.Publish(ctx, "heartbeat:service:"+service, hostile(2))
 		c.Publish(ctx, "heartbeat:service:\x1b[31mred\u009b", duplicate)
@@ -507,12 +442,12 @@ func TestHostileStringsAreEscapedInEveryOutput(t *testing.T) {
 		var all []string
 		for done := false; !done; {
 			select {
-			case l, ok := <-mon.lines:
+			case l, ok := <-mon.Lines:
 				if !ok {
 					t.Fatal("monitor output ended")
 				}
-				all = append(all, l.text)
-				done = strings.Contains(l.text, "aaaa1111")
+				all = append(all, l.Text)
+				done = strings.Contains(l.Text, "aaaa1111")
 			case <-time.After(10 * time.Second):
 				t.Fatalf("%v: no sentinel heartbeat; got\n%s", mode, strings.Join(all, "\n"))
 			}
@@ -653,8 +588,8 @@ func seedPublisher(t *testing.T, srv *redistest.Server, service string, period t
 func TestSeedFormatPublishersAreJudgedByTheirOwnInterval(t *testing.T) {
 	monitorBin, _ := binaries(t)
 	srv := redistest.Start(t)
-	mon := launch(t, monitorBin, env(srv), "--json")
-	mon.nextJSON(10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	mon := proctest.Start(t, monitorBin, env(srv), "--json")
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
 	periods := map[string]time.Duration{"seed_1s": time.Second, "seed_2s": 2 * time.Second}
 	var stops []func()
 	for name, period := range periods {
@@ -663,7 +598,7 @@ func TestSeedFormatPublishersAreJudgedByTheirOwnInterval(t *testing.T) {
 	// Four heartbeats of the slower one: three gaps to go by.
 	heard := map[string]int{}
 	for heard["seed_2s"] < 4 {
-		e, _ := mon.nextJSON(20*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
+		e, _ := nextJSON(t, mon, 20*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
 		var m struct {
 			Service string `json:"service_name"`
 		}
@@ -681,7 +616,7 @@ func TestSeedFormatPublishersAreJudgedByTheirOwnInterval(t *testing.T) {
 	const tolerance = 700 * time.Millisecond
 	got := map[string]jsonEvent{}
 	for len(got) < 4 {
-		e, at := mon.nextJSON(30*time.Second, func(e jsonEvent) bool { return e.Type == "transition" && (e.To == "stale" || e.To == "dead") })
+		e, at := nextJSON(t, mon, 30*time.Second, func(e jsonEvent) bool { return e.Type == "transition" && (e.To == "stale" || e.To == "dead") })
 		got[e.Service+" "+e.To] = e
 		period := periods[e.Service]
 		want := time.Duration(1.5 * float64(period))

@@ -1,0 +1,405 @@
+// Command discovery shows heartbeats used for service discovery, both
+// sides of it:
+//
+//	discovery serve --service NAME   an HTTP service that advertises where it
+//	                                 serves (instance_address) and how many
+//	                                 requests it has in hand (pending_requests)
+//	                                 in its heartbeats
+//	discovery call --service NAME    a client that spreads requests over the
+//	                                 alive instances of NAME, the least loaded
+//	                                 first, and stops sending to an instance
+//	                                 as soon as it goes stale or stops
+//
+// Both connect as the library does (OTEL_EXPORTER_VALKEY_ENDPOINT and the
+// other OTEL_EXPORTER_VALKEY_* variables, or the seed's HEALTH_REDIS_*), and
+// serve heartbeats every HEARTBEAT_INTERVAL seconds (default 60).
+//
+// On SIGINT or SIGTERM, serve sends its stopping heartbeat first, so that
+// clients stop picking it at once, keeps answering for --drain (requests
+// picked before the clients heard), then shuts its server down. A client
+// that finds an instance unreachable (a crash it has not yet judged)
+// retries the request on another one.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/examples/discovery/balance"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+const usage = `usage:
+  discovery serve --service NAME [--listen 127.0.0.1:0] [--advertise URL] [--work 20ms] [--drain 1s]
+  discovery call  --service NAME [--every 20ms] [--concurrency 4] [--requests 0] [--load-field pending_requests] [--json]
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr)
+	case "call":
+		return call(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "discovery: unknown mode %q\n%s", args[0], usage)
+	return 2
+}
+
+// serve runs one instance of an HTTP service whose heartbeats say where it
+// serves and how many requests it is working on.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	service := fs.String("service", "", "the service name (required)")
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	advertise := fs.String("advertise", "", "address to advertise (default: the listening address, as http://host:port)")
+	work := fs.Duration("work", 20*time.Millisecond, "how long each request takes")
+	drain := fs.Duration("drain", time.Second, "how long to keep answering after the stopping heartbeat")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *service == "" || *work < 0 || *drain < 0 {
+		fmt.Fprintln(stderr, "discovery serve: --service is required; --work and --drain must not be negative")
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "discovery serve: %v\n", err)
+		return 1
+	}
+	addr := *advertise
+	if addr == "" {
+		addr = advertised(ln.Addr().(*net.TCPAddr))
+	}
+
+	var pending atomic.Int64
+	hb, err := otelheartbeat.NewManager(*service, otelheartbeat.WithInstanceAddress(addr))
+	if err == nil {
+		err = hb.AddPendingRequestsCollector(func() int { return int(pending.Load()) })
+	}
+	if err != nil {
+		_ = ln.Close()
+		fmt.Fprintf(stderr, "discovery serve: %v\n", err)
+		return 2
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /work", func(w http.ResponseWriter, r *http.Request) {
+		pending.Add(1)
+		defer pending.Add(-1)
+		t := time.NewTimer(*work)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"instance": hb.InstanceID()})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	if err := hb.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "discovery serve: %v (serving without heartbeats)\n", err)
+	}
+	fmt.Fprintf(stdout, "serving %s (%s) at %s\n", *service, hb.InstanceID(), addr)
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		fmt.Fprintf(stderr, "discovery serve: %v\n", err)
+		stopHeartbeat(hb, stderr)
+		return 1
+	}
+	// The stopping heartbeat first: clients stop picking this instance at
+	// once, and requests they picked before they heard it still get an
+	// answer during the drain.
+	stopHeartbeat(hb, stderr)
+	drained := time.NewTimer(*drain)
+	<-drained.C
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		fmt.Fprintf(stderr, "discovery serve: shutdown: %v\n", err)
+		return 1
+	}
+	<-served
+	fmt.Fprintf(stdout, "stopped %s (%s)\n", *service, hb.InstanceID())
+	return 0
+}
+
+func stopHeartbeat(hb *otelheartbeat.Manager, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hb.Stop(ctx); err != nil {
+		fmt.Fprintf(stderr, "discovery serve: %v\n", err)
+	}
+}
+
+// advertised is the address clients reach a listener at: its own, or the
+// host's name when it listens on every interface.
+func advertised(a *net.TCPAddr) string {
+	host := a.IP.String()
+	if a.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(a.Port))
+}
+
+// record is one line of call's output.
+type record struct {
+	Type     string   `json:"type"` // request, joined, left
+	At       string   `json:"at"`
+	Instance string   `json:"instance,omitempty"`
+	Address  string   `json:"address,omitempty"`
+	PickedAt string   `json:"picked_at,omitempty"`
+	Load     float64  `json:"load"`
+	OK       bool     `json:"ok"`
+	Attempts int      `json:"attempts,omitempty"`
+	FailedOn []string `json:"failed_on,omitempty"` // instances tried first, in vain
+	State    string   `json:"state,omitempty"`
+	Error    string   `json:"error,omitempty"`
+}
+
+// call sends requests to the alive instances of a service.
+func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	service := fs.String("service", "", "the service to call (required)")
+	every := fs.Duration("every", 20*time.Millisecond, "start a request this often")
+	concurrency := fs.Int("concurrency", 4, "requests in flight at most")
+	requests := fs.Int("requests", 0, "stop after this many requests (0: until SIGINT)")
+	loadField := fs.String("load-field", "pending_requests", "the numeric service field that says how loaded an instance is")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	attempts := fs.Int("attempts", 3, "instances to try for one request")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *every <= 0 || *concurrency <= 0 || *requests < 0 || *attempts <= 0 {
+		fmt.Fprintln(stderr, "discovery call: --every, --concurrency and --attempts must be positive, --requests not negative")
+		return 2
+	}
+	conn, err := watch.ConnectFromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "discovery call: %v\n", err)
+		return 2
+	}
+	defer conn.Client.Close()
+	cfg := conn.Config()
+	cfg.Service, cfg.NoHeartbeats = *service, true
+	cfg.Tracker = []watch.TrackerOption{watch.WithHeartbeats()}
+	mon, err := watch.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "discovery call: %v\n", err)
+		return 2
+	}
+	picker, err := balance.New(mon.Tracker(), *service, *loadField)
+	if err != nil {
+		fmt.Fprintf(stderr, "discovery call: %v\n", err)
+		return 2
+	}
+
+	out := &output{w: stdout, json: *asJSON}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watched := make(chan error, 1)
+	loaded := make(chan struct{})
+	go func() {
+		watched <- mon.Run(ctx, func(e watch.Event) {
+			switch e.Kind {
+			case watch.KindLoaded:
+				// The instances in the latest-state keys are known: the
+				// first requests can go out.
+				select {
+				case <-loaded:
+				default:
+					close(loaded)
+				}
+			case watch.KindTransition:
+				t := e.Transition
+				switch {
+				case t.To == watch.Alive:
+					out.write(record{Type: "joined", At: stamp(time.Now()), Instance: t.Instance, State: t.To.String()})
+				case t.From == watch.Alive:
+					out.write(record{Type: "left", At: stamp(time.Now()), Instance: t.Instance, State: t.To.String()})
+				}
+			case watch.KindBlind, watch.KindDisconnected:
+				fmt.Fprintf(stderr, "discovery call: %s\n", describe(e))
+			}
+		})
+	}()
+
+	select {
+	case <-loaded:
+	case err := <-watched:
+		if errors.Is(err, context.Canceled) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "discovery call: %v\n", err)
+		return 1
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	slots := make(chan struct{}, *concurrency)
+	var wg sync.WaitGroup
+	failed := 0
+	var mu sync.Mutex
+	for sent := 0; *requests == 0 || sent < *requests; sent++ {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			r := send(ctx, client, picker, *attempts)
+			if !r.OK {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+			out.write(r)
+		}()
+	}
+	wg.Wait()
+	cancel()
+	if err := <-watched; err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "discovery call: %v\n", err)
+		return 1
+	}
+	if failed > 0 {
+		fmt.Fprintf(stderr, "discovery call: %d requests failed on every instance tried\n", failed)
+		return 1
+	}
+	return 0
+}
+
+// send makes one request, on another instance when one fails.
+func send(ctx context.Context, client *http.Client, picker *balance.Picker, attempts int) record {
+	var tried []string
+	r := record{Type: "request"}
+	for len(tried) < attempts {
+		t, err := picker.Pick(tried...)
+		if err != nil {
+			r.Error = err.Error()
+			break
+		}
+		r.PickedAt, r.Instance, r.Address, r.Load = stamp(time.Now()), t.Instance, t.Address, t.Load
+		err = get(ctx, client, t)
+		picker.Done(t)
+		tried = append(tried, t.Instance)
+		if err == nil {
+			r.OK, r.Error = true, ""
+			break
+		}
+		r.Error = err.Error()
+		r.FailedOn = append(r.FailedOn, t.Instance)
+	}
+	r.Attempts, r.At = len(tried), stamp(time.Now())
+	return r
+}
+
+func get(ctx context.Context, client *http.Client, t balance.Target) error {
+	url := t.Address
+	if !strings.Contains(url, "://") { // host:port
+		url = "http://" + url
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/work", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body struct{ Instance string }
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", t.Instance, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body); err != nil {
+		return fmt.Errorf("%s: %w", t.Instance, err)
+	}
+	if body.Instance != t.Instance {
+		// Another instance took over the address the heartbeat named.
+		return fmt.Errorf("%s answered for %q", t.Address, body.Instance)
+	}
+	return nil
+}
+
+func stamp(t time.Time) string { return string(wire.AppendTimestamp(nil, t)) }
+
+func describe(e watch.Event) string {
+	if e.Kind == watch.KindBlind {
+		return fmt.Sprintf("no answer from Valkey for %v: choices frozen at the last verdicts", e.Downtime.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("disconnected: %v", e.Err)
+}
+
+// output writes records from several goroutines, one line each.
+type output struct {
+	mu   sync.Mutex
+	w    io.Writer
+	json bool
+}
+
+func (o *output) write(r record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.json {
+		b, _ := json.Marshal(r)
+		_, _ = o.w.Write(append(b, '\n'))
+		return
+	}
+	switch r.Type {
+	case "request":
+		if r.OK {
+			fmt.Fprintf(o.w, "%s %s at %s (load %g, %d attempts)\n", r.At, r.Instance, r.Address, r.Load, r.Attempts)
+		} else {
+			fmt.Fprintf(o.w, "%s failed after %d attempts: %s\n", r.At, r.Attempts, r.Error)
+		}
+	default:
+		fmt.Fprintf(o.w, "%s %s %s (%s)\n", r.At, r.Instance, r.Type, r.State)
+	}
+}
