@@ -35,7 +35,9 @@
 // # Live: the Monitor
 //
 // New returns a Monitor for a Config; Run subscribes (PSUBSCRIBE to
-// heartbeat:service:*, or with Config.Sharded one SSUBSCRIBE connection per
+// heartbeat:service:*, or to the pattern of Config.Channel when the
+// publishers use another channel template such as
+// health:service:{service_name}:heartbeat, or with Config.Sharded one SSUBSCRIBE connection per
 // primary for the services in the heartbeat:services registry), decodes
 // and checks every message, feeds the Tracker, and calls its callback with
 // every Event on the goroutine that called Run: heartbeats, transitions,
@@ -110,4 +112,15 @@
 // BenchmarkMemoryPerInstance measures the tracker alone. Messages are held
 // to what a publisher can send (package wire's limits), and every string
 // in an Event is wire data, to be escaped before it is shown.
+//
+// # Service discovery
+//
+// A tracker made WithHeartbeats keeps each instance's last heartbeat, and
+// Tracker.Alive answers "the alive instances of service X, with their
+// latest heartbeat": where each serves (wire.Message.InstanceAddress, which
+// publishers fill from the resource's url.full or server.address and
+// server.port) and its service fields, such as a load figure. A Monitor
+// keeps it current; an instance leaves the answer the moment it is judged
+// stale, and at once when its stopping heartbeat arrives. The command
+// examples/discovery spreads requests over it, the least loaded first.
 package watch
