@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 )
 
 // TestPageScriptAndClick serves a page whose script is a separate file,
@@ -23,7 +24,7 @@ import (
 // then checks that no browser process outlives the test.
 func TestPageScriptAndClick(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir("testdata")))
-	defer srv.Close()
+	defer srv.Close() // Close twice is fine
 
 	var pid int
 	var dataDir string
@@ -85,7 +86,13 @@ func TestPageScriptAndClick(t *testing.T) {
 		return
 	}
 
-	// The subtest's cleanup has run: the browser and its children are gone.
+	// The subtest's cleanup has run: the browser and its children are gone,
+	// and so is every goroutine of chromedp, without the leak check's
+	// grace period (goleak.Find retries only briefly).
+	srv.Close()
+	if err := goleak.Find(); err != nil {
+		t.Errorf("goroutines still running when the browser's cleanup returned: %v", err)
+	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("browser process %d still exists after the test (kill 0: %v)", pid, err)
 	}
