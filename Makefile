@@ -35,14 +35,12 @@ deps:
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing from Debian's packages:$$missing"; \
-		policy=""; \
 		if [ ! -e /usr/sbin/policy-rc.d ]; then \
-			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
 		fi; \
-		status=0; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || status=$$?; \
-		if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-		exit $$status; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
 		echo "tests need:$$missing (Debian: apt-get install --no-install-recommends$$missing)."; \
 		echo "Or point variables at binaries: REDIS_SERVER (redis-server or valkey-server), CHROMIUM (chromium),"; \
