@@ -1,6 +1,7 @@
-# make test: everything CI runs. It installs redis-server from Debian's
-# packages when no redis-server or valkey-server is on PATH (as root), then
-# vets, runs every test with the race detector, and fuzzes briefly.
+# make test: everything CI runs. It installs what the tests start from
+# Debian's packages when missing (as root): redis-server, chromium,
+# prometheus-alertmanager and prometheus (promtool); then vets, runs every
+# test with the race detector, and fuzzes briefly.
 
 GO       ?= go
 # A count, not a duration: a duration ends the fuzzers by a deadline, which
@@ -17,14 +18,34 @@ SHELL       := /bin/bash
 
 test: deps vet unit benchonce fuzz
 
+# deps installs, in one apt-get run, what the tests start and is missing:
+# redis-server, chromium (the admin panel's page in a headless browser),
+# prometheus-alertmanager (alerts through a real Alertmanager) and
+# prometheus (for promtool). A variable pointing at a binary counts as
+# having it. The prometheus packages would start their daemons where an
+# init system runs; a policy-rc.d forbids that for the install, so nothing
+# is left listening on 9090 or 9093, and is removed only if deps wrote it.
 deps:
-	@if command -v valkey-server >/dev/null 2>&1 || command -v redis-server >/dev/null 2>&1 || [ -n "$$REDIS_SERVER" ]; then \
+	@missing=""; \
+	command -v valkey-server >/dev/null 2>&1 || command -v redis-server >/dev/null 2>&1 || [ -n "$$REDIS_SERVER" ] || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || missing="$$missing chromium"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || [ -n "$$ALERTMANAGER" ] || missing="$$missing prometheus-alertmanager"; \
+	command -v promtool >/dev/null 2>&1 || [ -n "$$PROMTOOL" ] || missing="$$missing prometheus"; \
+	if [ -z "$$missing" ]; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing redis-server from Debian's packages"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+		echo "installing from Debian's packages:$$missing"; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
+		fi; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-		echo "tests need redis-server or valkey-server: apt-get install redis-server (or set REDIS_SERVER)"; exit 1; \
+		echo "tests need:$$missing (Debian: apt-get install --no-install-recommends$$missing)."; \
+		echo "Or point variables at binaries: REDIS_SERVER (redis-server or valkey-server), CHROMIUM (chromium),"; \
+		echo "ALERTMANAGER (prometheus-alertmanager, Alertmanager 0.25 or newer), PROMTOOL (promtool)."; \
+		exit 1; \
 	fi
 
 vet:
