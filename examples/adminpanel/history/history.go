@@ -1,0 +1,304 @@
+// Package history keeps what happened to every instance in Valkey, so that
+// it survives restarts of the admin panel and every replica shows the same
+// past: one stream of state changes per service, the latest recorded state
+// of each instance beside it, and a stream of the spans no recorder
+// watched.
+//
+// Several replicas may run; exactly one records at a time. It holds a lease
+// (a key with a TTL it renews) and a fencing epoch taken when it won the
+// lease: every write is a script that refuses an epoch older than the last
+// one that wrote to that service, so a recorder that was paused past its
+// lease cannot write after its successor has. A transition is recorded
+// only if it changes the recorded state, so two recorders, or a recorder
+// and its own reconciliation, never record it twice.
+//
+// Keys, with the default prefix heartbeat:history: and a service's name in
+// a hash tag so that its two keys share a cluster slot:
+//
+//	heartbeat:history:{svc}:events  stream: i instance, f from, t to, a at (unix ms), c heartbeat_count, l lost
+//	heartbeat:history:{svc}:state   hash: instance -> "state|at|lost", and _epoch
+//	heartbeat:history:services      set of services with history
+//	heartbeat:history:gaps          stream: from, to (unix ms): nobody watched
+//	heartbeat:history:lease         the recorder's id, with a TTL
+//	heartbeat:history:epoch         the fencing counter
+//	heartbeat:history:watched       "epoch|unix ms" the recorder last confirmed it watched
+//
+// Entries older than the retention are trimmed as new ones are added
+// (XADD MINID).
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix is the prefix of every history key.
+const DefaultPrefix = "heartbeat:history:"
+
+// DefaultRetention is how long history is kept.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// States beyond the liveness states that an entry's To can hold.
+const (
+	// Forgotten: the watcher stopped tracking the instance (dead or stopped
+	// past the retention of its tracker, or evicted).
+	Forgotten = "forgotten"
+	// Lost marks an entry that records lost heartbeats (L) and no change
+	// of state.
+	Lost = "lost"
+)
+
+// Entry is one recorded change of an instance.
+type Entry struct {
+	Service, Instance string
+	From, To          string // "unknown", "alive", "stale", "dead", "stopped", Forgotten; To is Lost for a lost-heartbeats entry
+	At                time.Time
+	Count             int64 // heartbeat_count at the change, when known
+	Lost              int64 // heartbeats lost, for a Lost entry
+}
+
+// Gap is a span of time no recorder watched.
+type Gap struct{ From, To time.Time }
+
+// Store reads and writes history.
+type Store struct {
+	c         redis.UniversalClient
+	prefix    string
+	retention time.Duration
+}
+
+// NewStore returns a store on c. A zero retention is DefaultRetention.
+func NewStore(c redis.UniversalClient, prefix string, retention time.Duration) (*Store, error) {
+	if c == nil {
+		return nil, errors.New("history: the client is nil")
+	}
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(prefix, "{}*?[]\\ ") {
+		return nil, fmt.Errorf("history: prefix %q holds braces, glob characters or spaces", prefix)
+	}
+	if retention < 0 {
+		return nil, fmt.Errorf("history: retention %v is negative", retention)
+	}
+	if retention == 0 {
+		retention = DefaultRetention
+	}
+	return &Store{c: c, prefix: prefix, retention: retention}, nil
+}
+
+// Retention returns how long the store keeps history.
+func (s *Store) Retention() time.Duration { return s.retention }
+
+func (s *Store) eventsKey(svc string) string { return s.prefix + "{" + svc + "}:events" }
+func (s *Store) stateKey(svc string) string  { return s.prefix + "{" + svc + "}:state" }
+func (s *Store) servicesKey() string         { return s.prefix + "services" }
+func (s *Store) gapsKey() string             { return s.prefix + "gaps" }
+func (s *Store) leaseKey() string            { return s.prefix + "lease" }
+func (s *Store) epochKey() string            { return s.prefix + "epoch" }
+func (s *Store) watchedKey() string          { return s.prefix + "watched" }
+
+// ErrFenced is returned by a write of a recorder whose epoch is older than
+// the last one that wrote to that service: another recorder has taken
+// over.
+var ErrFenced = errors.New("history: fenced: a newer recorder has written")
+
+// record changes an instance's recorded state, appending the entry only if
+// the state changes. KEYS: events, state. ARGV: epoch, minid, instance, to,
+// at, count, lost.
+var record = redis.NewScript(`
+local epoch = tonumber(ARGV[1])
+local e = tonumber(redis.call('HGET', KEYS[2], '_epoch') or '0')
+if epoch < e then return redis.error_reply('FENCED') end
+if epoch > e then redis.call('HSET', KEYS[2], '_epoch', ARGV[1]) end
+local from = 'unknown'
+local lost = '0'
+local prev = redis.call('HGET', KEYS[2], ARGV[3])
+if prev then
+  local st, at, l = string.match(prev, '^([^|]*)|([^|]*)|([^|]*)$')
+  if st then from = st; lost = l end
+end
+local to = ARGV[4]
+if to == 'lost' then
+  if tonumber(ARGV[7]) <= tonumber(lost) then return 0 end
+  redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'i', ARGV[3], 'f', from, 't', 'lost', 'a', ARGV[5], 'c', ARGV[6], 'l', tostring(tonumber(ARGV[7]) - tonumber(lost)))
+  local st = from
+  redis.call('HSET', KEYS[2], ARGV[3], st .. '|' .. ARGV[5] .. '|' .. ARGV[7])
+  return 1
+end
+if from == to then return 0 end
+if to == 'forgotten' and not prev then return 0 end
+redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'i', ARGV[3], 'f', from, 't', to, 'a', ARGV[5], 'c', ARGV[6])
+if to == 'forgotten' then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+else
+  redis.call('HSET', KEYS[2], ARGV[3], to .. '|' .. ARGV[5] .. '|' .. lost)
+end
+return 1
+`)
+
+// Record is one write for Apply.
+type Record struct {
+	Service, Instance string
+	To                string // a state, Forgotten, or Lost
+	At                time.Time
+	Count             int64
+	Lost              int64 // the instance's lost heartbeats so far, for To == Lost
+}
+
+// Apply writes records with epoch, in one pipeline. It returns how many
+// changed the history, and ErrFenced if any service refused the epoch.
+func (s *Store) Apply(ctx context.Context, epoch int64, recs []Record) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	minID := strconv.FormatInt(time.Now().Add(-s.retention).UnixMilli(), 10)
+	cmds := make([]*redis.Cmd, len(recs))
+	services := map[string]bool{}
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range recs {
+			cmds[i] = record.Run(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service)},
+				epoch, minID, r.Instance, r.To, r.At.UnixMilli(), r.Count, r.Lost)
+			if !services[r.Service] {
+				services[r.Service] = true
+				p.SAdd(ctx, s.servicesKey(), r.Service)
+			}
+		}
+		return nil
+	})
+	changed := 0
+	var fenced bool
+	for _, c := range cmds {
+		n, cerr := c.Int()
+		switch {
+		case cerr != nil && strings.Contains(cerr.Error(), "FENCED"):
+			fenced = true
+		case cerr == nil:
+			changed += n
+		}
+	}
+	if fenced {
+		return changed, ErrFenced
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return changed, fmt.Errorf("history: recording: %w", err)
+	}
+	return changed, nil
+}
+
+// Recorded is an instance's latest recorded state.
+type Recorded struct {
+	State string
+	At    time.Time
+	Lost  int64
+}
+
+// Recorded returns the recorded state of every instance of every service
+// with history: service -> instance -> state.
+func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, error) {
+	svcs, err := s.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]Recorded, len(svcs))
+	for _, svc := range svcs {
+		h, err := s.c.HGetAll(ctx, s.stateKey(svc)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(svc), err)
+		}
+		m := make(map[string]Recorded, len(h))
+		for inst, v := range h {
+			if inst == "_epoch" {
+				continue
+			}
+			f := strings.SplitN(v, "|", 3)
+			if len(f) != 3 {
+				continue
+			}
+			at, _ := strconv.ParseInt(f[1], 10, 64)
+			lost, _ := strconv.ParseInt(f[2], 10, 64)
+			m[inst] = Recorded{State: f[0], At: time.UnixMilli(at), Lost: lost}
+		}
+		out[svc] = m
+	}
+	return out, nil
+}
+
+// Services returns the services with history, sorted.
+func (s *Store) Services(ctx context.Context) ([]string, error) {
+	svcs, err := s.c.SMembers(ctx, s.servicesKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("history: SMEMBERS %s: %w", s.servicesKey(), err)
+	}
+	slices.Sort(svcs)
+	return svcs, nil
+}
+
+// Entries returns a service's entries from since on, oldest first.
+func (s *Store) Entries(ctx context.Context, service string, since time.Time) ([]Entry, error) {
+	start := "-"
+	if !since.IsZero() {
+		start = strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	var out []Entry
+	for {
+		msgs, err := s.c.XRangeN(ctx, s.eventsKey(service), start, "+", 10_000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("history: XRANGE %s: %w", s.eventsKey(service), err)
+		}
+		for _, m := range msgs {
+			out = append(out, entry(service, m.Values))
+		}
+		if len(msgs) < 10_000 {
+			return out, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+func entry(service string, v map[string]any) Entry {
+	str := func(k string) string { s, _ := v[k].(string); return s }
+	num := func(k string) int64 { n, _ := strconv.ParseInt(str(k), 10, 64); return n }
+	return Entry{Service: service, Instance: str("i"), From: str("f"), To: str("t"),
+		At: time.UnixMilli(num("a")), Count: num("c"), Lost: num("l")}
+}
+
+// AddGap records a span no recorder watched, fenced by the lease: only the
+// holder of the lease records one.
+func (s *Store) AddGap(ctx context.Context, g Gap) error {
+	if !g.To.After(g.From) {
+		return nil
+	}
+	minID := strconv.FormatInt(time.Now().Add(-s.retention).UnixMilli(), 10)
+	err := s.c.XAdd(ctx, &redis.XAddArgs{Stream: s.gapsKey(), MinID: minID, Approx: true,
+		Values: []any{"from", g.From.UnixMilli(), "to", g.To.UnixMilli()}}).Err()
+	if err != nil {
+		return fmt.Errorf("history: XADD %s: %w", s.gapsKey(), err)
+	}
+	return nil
+}
+
+// Gaps returns the spans no recorder watched that end after since.
+func (s *Store) Gaps(ctx context.Context, since time.Time) ([]Gap, error) {
+	msgs, err := s.c.XRange(ctx, s.gapsKey(), "-", "+").Result()
+	if err != nil {
+		return nil, fmt.Errorf("history: XRANGE %s: %w", s.gapsKey(), err)
+	}
+	var out []Gap
+	for _, m := range msgs {
+		from, _ := strconv.ParseInt(fmt.Sprint(m.Values["from"]), 10, 64)
+		to, _ := strconv.ParseInt(fmt.Sprint(m.Values["to"]), 10, 64)
+		g := Gap{time.UnixMilli(from), time.UnixMilli(to)}
+		if g.To.After(since) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,117 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// renew extends the lease if id still holds it, and notes the time it
+// watched up to. KEYS: lease, watched. ARGV: id, lease ms, epoch, now ms.
+var renew = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3] .. '|' .. ARGV[4])
+return 1
+`)
+
+// release deletes the lease if id holds it. KEYS: lease. ARGV: id.
+var release = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Lease is one replica's claim to be the recorder.
+type Lease struct {
+	s      *Store
+	id     string
+	period time.Duration
+	epoch  int64 // while held
+}
+
+// NewLease returns a claim for the replica id, to be held for period at a
+// time and renewed well before it ends.
+func (s *Store) NewLease(id string, period time.Duration) (*Lease, error) {
+	if id == "" || strings.ContainsAny(id, "| ") {
+		return nil, fmt.Errorf("history: replica id %q is empty or holds '|' or a space", id)
+	}
+	if period < 100*time.Millisecond {
+		return nil, fmt.Errorf("history: lease period %v is shorter than 100ms", period)
+	}
+	return &Lease{s: s, id: id, period: period}, nil
+}
+
+// Period returns how long the lease lasts without a renewal.
+func (l *Lease) Period() time.Duration { return l.period }
+
+// Epoch returns the fencing epoch taken when the lease was acquired.
+func (l *Lease) Epoch() int64 { return l.epoch }
+
+// TryAcquire takes the lease if nobody holds it. On success it takes a new
+// fencing epoch and returns the time the previous recorder last said it
+// watched (zero if there never was one): from then until now nobody did.
+func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time, err error) {
+	ok, err = l.s.c.SetNX(ctx, l.s.leaseKey(), l.id, l.period).Result()
+	if err != nil || !ok {
+		return false, time.Time{}, wrap("SET NX "+l.s.leaseKey(), err)
+	}
+	if l.epoch, err = l.s.c.Incr(ctx, l.s.epochKey()).Result(); err != nil {
+		_ = l.Release(ctx)
+		return false, time.Time{}, wrap("INCR "+l.s.epochKey(), err)
+	}
+	v, err := l.s.c.Get(ctx, l.s.watchedKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		_ = l.Release(ctx)
+		return false, time.Time{}, wrap("GET "+l.s.watchedKey(), err)
+	}
+	if _, ms, found := strings.Cut(v, "|"); found {
+		if n, perr := strconv.ParseInt(ms, 10, 64); perr == nil {
+			lastWatched = time.UnixMilli(n)
+		}
+	}
+	return true, lastWatched, l.Renew(ctx, time.Now())
+}
+
+// Renew extends the lease and records that the holder watched up to now.
+// It returns ErrLeaseLost if another replica holds it.
+func (l *Lease) Renew(ctx context.Context, now time.Time) error {
+	n, err := renew.Run(ctx, l.s.c, []string{l.s.leaseKey(), l.s.watchedKey()},
+		l.id, l.period.Milliseconds(), l.epoch, now.UnixMilli()).Int()
+	if err != nil {
+		return wrap("renewing the lease", err)
+	}
+	if n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// Release gives the lease up, if this replica holds it, so that a standby
+// takes over at once instead of after the period.
+func (l *Lease) Release(ctx context.Context) error {
+	return wrap("releasing the lease", release.Run(ctx, l.s.c, []string{l.s.leaseKey()}, l.id).Err())
+}
+
+// Holder returns the id of the replica holding the lease, or "".
+func (s *Store) Holder(ctx context.Context) (string, error) {
+	id, err := s.c.Get(ctx, s.leaseKey()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return id, wrap("GET "+s.leaseKey(), err)
+}
+
+// ErrLeaseLost is returned by Renew when another replica holds the lease.
+var ErrLeaseLost = errors.New("history: the recorder lease is held by another replica")
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("history: %s: %w", what, err)
+}

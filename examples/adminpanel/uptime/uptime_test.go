@@ -1,0 +1,111 @@
+package uptime
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/history"
+)
+
+var t0 = time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)
+
+func at(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+
+func e(inst, from, to string, m int) history.Entry {
+	return history.Entry{Service: "geo", Instance: inst, From: from, To: to, At: at(m)}
+}
+
+// A worked example, computed by hand: two instances alive before the
+// window; a dies at 10 min, b at 20 (the service is down), nobody watched
+// from 30 to 40 min, c replaces them at 50, b stops gracefully at 55.
+func TestComputeAgreesWithAHandComputation(t *testing.T) {
+	entries := []history.Entry{
+		e("a", "unknown", "alive", -60), e("b", "unknown", "alive", -60),
+		{Service: "geo", Instance: "a", To: history.Lost, Lost: 3, At: at(5)},
+		e("a", "alive", "dead", 10), e("b", "alive", "dead", 20),
+		e("c", "unknown", "alive", 50), e("b", "dead", "stopped", 55),
+	}
+	gaps := []history.Gap{{From: at(30), To: at(40)}}
+	r := Compute("geo", entries, gaps, Window{From: at(0), To: at(60)}, 1)
+
+	want := Times{Up: 30 * time.Minute, Down: 20 * time.Minute, Unknown: 10 * time.Minute}
+	if r.Times != want {
+		t.Errorf("service times %+v, want %+v", r.Times, want)
+	}
+	if u, ok := r.Uptime(); !ok || u != 0.6 {
+		t.Errorf("uptime %v %v, want 0.6", u, ok)
+	}
+	if got := fmt.Sprint(len(r.Incidents), r.Incidents[0].Start.Sub(t0), r.Incidents[0].End.Sub(t0), r.Incidents[0].Instances,
+		r.Incidents[1].Start.Sub(t0), r.Incidents[1].End.Sub(t0)); got != "2 20m0s 30m0s [a b] 40m0s 50m0s" {
+		t.Errorf("incidents %s", got)
+	}
+	if r.Restarts != 1 || r.Lost != 3 {
+		t.Errorf("restarts %d lost %d, want 1 and 3", r.Restarts, r.Lost)
+	}
+	byID := map[string]InstanceReport{}
+	for _, in := range r.Instances {
+		byID[in.Instance] = in
+	}
+	if a := byID["a"]; a.Up != 10*time.Minute || a.Down != 40*time.Minute || a.Unknown != 10*time.Minute || a.Lost != 3 {
+		t.Errorf("a: %+v", a)
+	}
+	if b := byID["b"]; b.Up != 20*time.Minute || b.Down != 25*time.Minute || b.Planned != 5*time.Minute {
+		t.Errorf("b: %+v", b)
+	}
+	if c := byID["c"]; c.Up != 10*time.Minute || c.Down != 0 {
+		t.Errorf("c: %+v", c)
+	}
+}
+
+// A service whose every instance stopped gracefully is planned, never
+// down; a service still down at the window's end has an open incident.
+func TestPlannedStopsAndOpenIncidents(t *testing.T) {
+	stopped := Compute("geo", []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "stopped", 30)}, nil,
+		Window{From: at(0), To: at(60)}, 1)
+	if stopped.Down != 0 || stopped.Planned != 30*time.Minute || len(stopped.Incidents) != 0 {
+		t.Errorf("graceful stop: %+v", stopped)
+	}
+	down := Compute("geo", []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "stale", 29), e("a", "stale", "dead", 30)}, nil,
+		Window{From: at(0), To: at(60)}, 1)
+	if len(down.Incidents) != 1 || !down.Incidents[0].Open() || down.Incidents[0].Duration(at(60)) != 30*time.Minute {
+		t.Errorf("open incident: %+v", down.Incidents)
+	}
+	if u, _ := down.Uptime(); u != 0.5 {
+		t.Errorf("uptime %v, want 0.5 (stale counts as up)", u)
+	}
+	// Two instances required: one alive is not enough.
+	two := Compute("geo", []history.Entry{e("a", "unknown", "alive", 0), e("b", "unknown", "alive", 0), e("b", "alive", "dead", 30)}, nil,
+		Window{From: at(0), To: at(60)}, 2)
+	if two.Down != 30*time.Minute {
+		t.Errorf("min alive 2: %+v", two.Times)
+	}
+}
+
+// BenchmarkThirtyDays computes 30-day uptime for a service of 1,000
+// instances, each with a restart a day (four entries a day: 120,000
+// entries), as the panel does for its 30 d column.
+func BenchmarkThirtyDays(b *testing.B) {
+	const instances, days = 1000, 30
+	end := t0.Add(days * 24 * time.Hour)
+	var entries []history.Entry
+	for i := 0; i < instances; i++ {
+		id := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
+		for d := 0; d < days; d++ {
+			base := t0.Add(time.Duration(d)*24*time.Hour + time.Duration(i)*time.Second)
+			entries = append(entries,
+				history.Entry{Service: "geo", Instance: id, From: "unknown", To: "alive", At: base},
+				history.Entry{Service: "geo", Instance: id, From: "alive", To: "stale", At: base.Add(20 * time.Hour)},
+				history.Entry{Service: "geo", Instance: id, From: "stale", To: "dead", At: base.Add(20*time.Hour + time.Minute)},
+				history.Entry{Service: "geo", Instance: id, From: "dead", To: history.Forgotten, At: base.Add(23 * time.Hour)})
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := Compute("geo", entries, nil, Window{From: t0, To: end}, 1)
+		if len(r.Instances) != instances {
+			b.Fatalf("%d instances", len(r.Instances))
+		}
+	}
+	b.ReportMetric(float64(len(entries)), "entries")
+}
