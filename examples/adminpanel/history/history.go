@@ -159,12 +159,27 @@ func (s *Store) Apply(ctx context.Context, epoch int64, recs []Record) (int, err
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	changed, err := s.apply(ctx, epoch, recs)
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// A restarted or new server: load the script and write again (a
+		// write that changes nothing records nothing).
+		if lerr := record.Load(ctx, s.c).Err(); lerr != nil {
+			return changed, fmt.Errorf("history: loading the record script: %w", lerr)
+		}
+		var more int
+		more, err = s.apply(ctx, epoch, recs)
+		changed += more
+	}
+	return changed, err
+}
+
+func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, error) {
 	minID := strconv.FormatInt(time.Now().Add(-s.retention).UnixMilli(), 10)
 	cmds := make([]*redis.Cmd, len(recs))
 	services := map[string]bool{}
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range recs {
-			cmds[i] = record.Run(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service)},
+			cmds[i] = record.EvalSha(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service)},
 				epoch, minID, r.Instance, r.To, r.At.UnixMilli(), r.Count, r.Lost)
 			if !services[r.Service] {
 				services[r.Service] = true
@@ -180,6 +195,8 @@ func (s *Store) Apply(ctx context.Context, epoch int64, recs []Record) (int, err
 		switch {
 		case cerr != nil && strings.Contains(cerr.Error(), "FENCED"):
 			fenced = true
+		case cerr != nil && strings.Contains(cerr.Error(), "NOSCRIPT"):
+			return changed, cerr
 		case cerr == nil:
 			changed += n
 		}

@@ -1,0 +1,320 @@
+package panel
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// The API's JSON. Every string that came from a heartbeat is data: the
+// page sets it as text, never as markup.
+
+// Counts are a service's instances by state.
+type Counts struct {
+	Alive   int `json:"alive"`
+	Stale   int `json:"stale"`
+	Dead    int `json:"dead"`
+	Stopped int `json:"stopped"`
+}
+
+// IncidentJSON is a span in which a service was down.
+type IncidentJSON struct {
+	Service   string   `json:"service"`
+	StartedAt string   `json:"started_at"`
+	EndedAt   *string  `json:"ended_at"` // null while open
+	Duration  float64  `json:"duration_seconds"`
+	Instances []string `json:"instances"`
+}
+
+// ServiceJSON is a service in the fleet overview.
+type ServiceJSON struct {
+	Name     string `json:"name"`
+	State    string `json:"state"` // up, down, stopped (every instance stopped gracefully), unknown
+	MinAlive int    `json:"min_alive"`
+	Counts   Counts `json:"counts"`
+	// Uptime by window ("1h", "24h", "7d", "30d"): up / (up + down),
+	// null when there is no recorded time in it.
+	Uptime       map[string]*float64 `json:"uptime"`
+	OpenIncident *IncidentJSON       `json:"open_incident"`
+}
+
+// ServiceDetailJSON is one service with its instances.
+type ServiceDetailJSON struct {
+	ServiceJSON
+	Instances []InstanceJSON   `json:"instances"`
+	Incidents []IncidentJSON   `json:"incidents"` // in the longest window, latest first
+	Restarts  map[string]int   `json:"restarts"`  // by window
+	Lost      map[string]int64 `json:"lost"`      // by window, all instances
+}
+
+// InstanceJSON is one instance.
+type InstanceJSON struct {
+	Service        string   `json:"service"`
+	Instance       string   `json:"instance"`
+	State          string   `json:"state"`
+	Since          string   `json:"since"`
+	LastSeen       string   `json:"last_seen"`
+	Age            float64  `json:"age_seconds"`
+	Interval       float64  `json:"interval_seconds"`
+	IntervalSource string   `json:"interval_source"`
+	Heartbeats     int64    `json:"heartbeats"` // the sender's heartbeat_count
+	Received       int64    `json:"received"`   // heartbeats this panel received
+	Lost           int64    `json:"lost"`
+	MemoryMB       *float64 `json:"memory_mb"`
+	CPUPercent     *float64 `json:"cpu_percent"`
+	Address        string   `json:"address,omitempty"`
+	// Uptime over 24 h (or the shortest window above an hour).
+	Uptime *float64 `json:"uptime"`
+	// Bars: whether a heartbeat arrived in each of the last intervals,
+	// oldest first: 1 yes, 0 no, -1 not watched yet.
+	Bars []int `json:"bars,omitempty"`
+	// Heartbeat is the last heartbeat as it was sent, every field.
+	Heartbeat json.RawMessage `json:"heartbeat,omitempty"`
+}
+
+// FleetJSON is GET /api/v1/services.
+type FleetJSON struct {
+	GeneratedAt string        `json:"generated_at"`
+	Watching    bool          `json:"watching"`
+	Recording   bool          `json:"recording"` // this replica records history
+	Windows     []string      `json:"windows"`
+	Services    []ServiceJSON `json:"services"`
+}
+
+// UpdateJSON is one Server-Sent Event of /api/v1/events: what changed
+// since the last one.
+type UpdateJSON struct {
+	At          string           `json:"at"`
+	Watching    bool             `json:"watching"`
+	Services    []ServiceJSON    `json:"services"`
+	Instances   []InstanceJSON   `json:"instances"`
+	Removed     []InstanceKey    `json:"removed"`
+	Transitions []TransitionJSON `json:"transitions"`
+}
+
+// InstanceKey names an instance.
+type InstanceKey struct {
+	Service  string `json:"service"`
+	Instance string `json:"instance"`
+}
+
+// TransitionJSON is one change of state.
+type TransitionJSON struct {
+	Service  string `json:"service"`
+	Instance string `json:"instance"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	At       string `json:"at"`
+}
+
+func stamp(t time.Time) string { return string(wire.AppendTimestamp(nil, t)) }
+
+// windowName spells a window as the page shows it: 1h, 24h, 7d, 30d.
+func windowName(d time.Duration) string {
+	if d >= 48*time.Hour && d%(24*time.Hour) == 0 {
+		return itoa(int64(d/(24*time.Hour))) + "d"
+	}
+	if d%time.Hour == 0 {
+		return itoa(int64(d/time.Hour)) + "h"
+	}
+	if d%time.Minute == 0 {
+		return itoa(int64(d/time.Minute)) + "m"
+	}
+	return d.String()
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func ratio(t uptime.Times) *float64 {
+	u, ok := t.Uptime()
+	if !ok {
+		return nil
+	}
+	u = math.Round(u*1e6) / 1e6
+	return &u
+}
+
+func incidentJSON(svc string, in uptime.Incident, now time.Time) IncidentJSON {
+	j := IncidentJSON{Service: svc, StartedAt: stamp(in.Start), Duration: math.Round(in.Duration(now).Seconds()*1000) / 1000,
+		Instances: in.Instances}
+	if j.Instances == nil {
+		j.Instances = []string{}
+	}
+	if !in.Open() {
+		s := stamp(in.End)
+		j.EndedAt = &s
+	}
+	return j
+}
+
+// byService groups the tracker's instances by service.
+func byService(all []watch.Instance) map[string][]watch.Instance {
+	out := map[string][]watch.Instance{}
+	for _, in := range all {
+		out[in.Service] = append(out[in.Service], in)
+	}
+	return out
+}
+
+// service builds a service's summary from its instances now and the
+// cached reports.
+func (p *Panel) service(name string, instances []watch.Instance, now time.Time) ServiceJSON {
+	s := ServiceJSON{Name: name, MinAlive: p.minAlive(name), Uptime: map[string]*float64{}}
+	for _, in := range instances {
+		switch in.State {
+		case watch.Alive:
+			s.Counts.Alive++
+		case watch.Stale:
+			s.Counts.Stale++
+		case watch.Dead:
+			s.Counts.Dead++
+		case watch.Stopped:
+			s.Counts.Stopped++
+		}
+	}
+	up := s.Counts.Alive + s.Counts.Stale
+	existing := up + s.Counts.Dead + s.Counts.Stopped
+	switch {
+	case !p.Watching() || existing == 0:
+		s.State = "unknown"
+	case up >= s.MinAlive:
+		s.State = "up"
+	case s.Counts.Stopped == existing:
+		s.State = "stopped"
+	default:
+		s.State = "down"
+	}
+	for _, w := range p.cfg.Windows {
+		if r, ok := p.reports.get(name, w); ok {
+			s.Uptime[windowName(w)] = ratio(r.Times)
+			if w == slices.Min(p.cfg.Windows) {
+				for _, in := range r.Incidents {
+					if in.Open() {
+						j := incidentJSON(name, in, now)
+						s.OpenIncident = &j
+					}
+				}
+			}
+		} else {
+			s.Uptime[windowName(w)] = nil
+		}
+	}
+	return s
+}
+
+// instance builds one instance's view.
+func (p *Panel) instance(in watch.Instance, now time.Time, detail bool) InstanceJSON {
+	j := InstanceJSON{Service: in.Service, Instance: in.Instance, State: in.State.String(), Since: stamp(in.Since),
+		LastSeen: stamp(in.LastSeen), Age: math.Round(in.Age(now).Seconds()*1000) / 1000,
+		Interval: in.Interval.Seconds(), IntervalSource: in.IntervalSource.String(),
+		Heartbeats: in.Count, Received: p.received1(in.Key), Lost: in.Lost}
+	if in.Has&wire.HasMemory != 0 {
+		j.MemoryMB = &in.MemoryMB
+	}
+	if in.Has&wire.HasCPU != 0 {
+		j.CPUPercent = &in.CPUPercent
+	}
+	if in.Heartbeat != nil {
+		j.Address = in.Heartbeat.InstanceAddress
+		if b, err := wire.Marshal(in.Heartbeat); err == nil {
+			j.Heartbeat = b
+		}
+	}
+	j.Bars = p.bars(in.Key, in.Interval, now)
+	if w := p.instanceWindow(); w > 0 {
+		if r, ok := p.reports.get(in.Service, w); ok {
+			i, found := slices.BinarySearchFunc(r.Instances, in.Instance, func(a uptime.InstanceReport, id string) int {
+				return strings.Compare(a.Instance, id)
+			})
+			if found {
+				j.Uptime = ratio(r.Instances[i].Times)
+			}
+		}
+	}
+	_ = detail
+	return j
+}
+
+// instanceWindow is the window of the instances table's uptime: 24 h if
+// shown, else the shortest window above an hour, else the longest.
+func (p *Panel) instanceWindow() time.Duration {
+	best := time.Duration(0)
+	for _, w := range p.cfg.Windows {
+		if w == 24*time.Hour {
+			return w
+		}
+		if w > time.Hour && (best == 0 || w < best) {
+			best = w
+		}
+	}
+	if best == 0 && len(p.cfg.Windows) > 0 {
+		best = slices.Max(p.cfg.Windows)
+	}
+	return best
+}
+
+// fleet is GET /api/v1/services.
+func (p *Panel) fleet(now time.Time) FleetJSON {
+	f := FleetJSON{GeneratedAt: stamp(now), Watching: p.Watching(), Recording: p.rec.Leading(), Services: []ServiceJSON{}}
+	for _, w := range p.cfg.Windows {
+		f.Windows = append(f.Windows, windowName(w))
+	}
+	groups := byService(p.tr.Snapshot())
+	names := make([]string, 0, len(groups))
+	for n := range groups {
+		names = append(names, n)
+	}
+	// Services with history but no instance tracked now are shown too.
+	p.reports.mu.Lock()
+	for n := range p.reports.reports {
+		if _, ok := groups[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	p.reports.mu.Unlock()
+	slices.Sort(names)
+	for _, n := range names {
+		f.Services = append(f.Services, p.service(n, groups[n], now))
+	}
+	return f
+}
+
+// detail is GET /api/v1/services/{name}; false if the panel knows nothing
+// of the service.
+func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
+	var instances []watch.Instance
+	for _, in := range p.tr.Snapshot() {
+		if in.Service == name {
+			instances = append(instances, in)
+		}
+	}
+	_, known := p.reports.get(name, slices.Max(p.cfg.Windows))
+	if len(instances) == 0 && !known {
+		return ServiceDetailJSON{}, false
+	}
+	d := ServiceDetailJSON{ServiceJSON: p.service(name, instances, now), Instances: []InstanceJSON{}, Incidents: []IncidentJSON{},
+		Restarts: map[string]int{}, Lost: map[string]int64{}}
+	for _, in := range instances {
+		d.Instances = append(d.Instances, p.instance(in, now, true))
+	}
+	for _, w := range p.cfg.Windows {
+		if r, ok := p.reports.get(name, w); ok {
+			d.Restarts[windowName(w)], d.Lost[windowName(w)] = r.Restarts, r.Lost
+		}
+	}
+	if r, ok := p.reports.get(name, slices.Max(p.cfg.Windows)); ok {
+		for i := len(r.Incidents) - 1; i >= 0; i-- {
+			d.Incidents = append(d.Incidents, incidentJSON(name, r.Incidents[i], now))
+		}
+	}
+	return d, true
+}

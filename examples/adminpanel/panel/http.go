@@ -1,0 +1,391 @@
+package panel
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// Auth protects the panel: a bearer token, basic auth, or both. Secrets
+// are compared in constant time and never written anywhere.
+type Auth struct {
+	Token          string // Authorization: Bearer TOKEN
+	User, Password string // Authorization: Basic, and the browser's prompt
+}
+
+// ParseAuth reads the panel's variables: ADMINPANEL_TOKEN and
+// ADMINPANEL_BASIC_AUTH (user:password). Neither set is no auth; a
+// malformed one is an error that names it without its value.
+func ParseAuth(token, basic string) (*Auth, error) {
+	if token == "" && basic == "" {
+		return nil, nil
+	}
+	a := &Auth{Token: token}
+	if basic != "" {
+		u, pw, ok := strings.Cut(basic, ":")
+		if !ok || u == "" || pw == "" {
+			return nil, errors.New("ADMINPANEL_BASIC_AUTH: want user:password, both non-empty")
+		}
+		a.User, a.Password = u, pw
+	}
+	if token != "" && len(token) < 16 {
+		return nil, errors.New("ADMINPANEL_TOKEN: shorter than 16 characters")
+	}
+	return a, nil
+}
+
+func equal(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+func (a *Auth) allows(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	if a.Token != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok && equal(t, a.Token) {
+			return true
+		}
+	}
+	if a.User != "" {
+		if u, pw, ok := r.BasicAuth(); ok && equal(u, a.User) && equal(pw, a.Password) {
+			return true
+		}
+	}
+	return false
+}
+
+// Handler serves the page, the API, the events, the health checks and the
+// metrics. It is read-only: anything but GET and HEAD is refused.
+func (p *Panel) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(web.Files, ".")
+	files := http.FileServerFS(static)
+	mux.Handle("GET /", files)
+	mux.HandleFunc("GET /api/v1/services", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, p.fleet(time.Now()))
+	})
+	mux.HandleFunc("GET /api/v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := wire.ValidateServiceName(name); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		d, ok := p.detail(name, time.Now())
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such service"})
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
+	})
+	mux.HandleFunc("GET /api/v1/incidents", p.incidents)
+	mux.HandleFunc("GET /api/v1/events", p.events)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", p.readyz)
+	mux.Handle("GET /metrics", p.met.handler)
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "+
+			"manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			http.Error(w, "read-only", http.StatusMethodNotAllowed)
+			return
+		}
+		if a := p.cfg.Auth; a != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !a.allows(r) {
+			if a.User != "" {
+				h.Set("WWW-Authenticate", `Basic realm="heartbeat admin panel", charset="UTF-8"`)
+			} else {
+				h.Set("WWW-Authenticate", `Bearer realm="heartbeat admin panel"`)
+			}
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+// readyz answers 200 when the panel is subscribed and sees (its probes
+// are answered) and Valkey answers a PING, else 503 with the reason.
+func (p *Panel) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var reasons []string
+	switch {
+	case !p.loaded.Load():
+		reasons = append(reasons, "not subscribed yet")
+	case p.down.Load():
+		reasons = append(reasons, "disconnected from Valkey")
+	case p.blind.Load():
+		reasons = append(reasons, "Valkey does not answer the subscription's probes")
+	}
+	if err := p.cfg.Conn.Client.Ping(ctx).Err(); err != nil {
+		reasons = append(reasons, "PING: "+err.Error())
+	}
+	if len(reasons) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "recording": p.rec.Leading()})
+}
+
+// incidents is GET /api/v1/incidents?service=NAME&since=TIME, TIME an
+// RFC 3339 time or a duration back from now (24h); default: the longest
+// window. Latest first.
+func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	since := now.Add(-slices.Max(p.cfg.Windows))
+	if s := r.URL.Query().Get("since"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil && d > 0 {
+			since = now.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			since = t
+		} else {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "since: want an RFC 3339 time or a positive duration such as 24h"})
+			return
+		}
+	}
+	var svcs []string
+	if s := r.URL.Query().Get("service"); s != "" {
+		if err := wire.ValidateServiceName(s); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "service: " + err.Error()})
+			return
+		}
+		svcs = []string{s}
+	} else {
+		var err error
+		if svcs, err = p.store.Services(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
+			return
+		}
+	}
+	gaps, err := p.store.Gaps(r.Context(), since)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
+		return
+	}
+	out := []IncidentJSON{}
+	for _, svc := range svcs {
+		entries, err := p.store.Entries(r.Context(), svc, time.Time{})
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
+			return
+		}
+		rep := uptime.Compute(svc, entries, gaps, uptime.Window{From: since, To: now}, p.minAlive(svc))
+		for _, in := range rep.Incidents {
+			out = append(out, incidentJSON(svc, in, now))
+		}
+	}
+	slices.SortFunc(out, func(a, b IncidentJSON) int { return strings.Compare(b.StartedAt, a.StartedAt) })
+	writeJSON(w, http.StatusOK, map[string]any{"since": stamp(since), "incidents": out})
+}
+
+// maxClients bounds the Server-Sent Events streams open at once.
+const maxClients = 256
+
+// events is GET /api/v1/events: Server-Sent Events, one "update" event
+// each time something changed (at most every Config.Coalesce). A client
+// too slow to take them is disconnected; its browser reconnects and
+// reloads.
+func (p *Panel) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	c := p.hub.add()
+	if c == nil {
+		http.Error(w, "too many event streams", http.StatusServiceUnavailable)
+		return
+	}
+	defer p.hub.remove(c)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	fmt.Fprint(w, "retry: 2000\n\n")
+	fl.Flush()
+	keep := time.NewTicker(15 * time.Second)
+	defer keep.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case b, ok := <-c.ch:
+			if !ok {
+				return
+			}
+			if _, err := fmt.Fprintf(w, "event: update\ndata: %s\n\n", b); err != nil {
+				return
+			}
+			fl.Flush()
+		case <-keep.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+// hub collects what changed and sends it to every event stream.
+type hub struct {
+	mu          sync.Mutex
+	dirty       map[watch.Key]bool
+	transitions []watch.Transition
+	clients     map[*client]bool
+	closed      bool
+}
+
+type client struct{ ch chan []byte }
+
+func newHub() *hub { return &hub{dirty: map[watch.Key]bool{}, clients: map[*client]bool{}} }
+
+// maxDirty bounds what one update holds; past it the rest waits for the
+// next one.
+const maxDirty = 20_000
+
+func (h *hub) touch(k watch.Key) {
+	h.mu.Lock()
+	if len(h.dirty) < maxDirty || h.dirty[k] {
+		h.dirty[k] = true
+	}
+	h.mu.Unlock()
+}
+
+func (h *hub) transition(t watch.Transition) {
+	h.mu.Lock()
+	if len(h.transitions) < 1000 {
+		h.transitions = append(h.transitions, t)
+	}
+	h.mu.Unlock()
+}
+
+func (h *hub) add() *client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || len(h.clients) >= maxClients {
+		return nil
+	}
+	c := &client{ch: make(chan []byte, 16)}
+	h.clients[c] = true
+	return c
+}
+
+func (h *hub) remove(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[c] {
+		delete(h.clients, c)
+		close(c.ch)
+	}
+}
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for c := range h.clients {
+		delete(h.clients, c)
+		close(c.ch)
+	}
+}
+
+// run sends an update every period when something changed.
+func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []watch.Key, ts []watch.Transition) []byte) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		if len(h.clients) == 0 || (len(h.dirty) == 0 && len(h.transitions) == 0) {
+			if len(h.clients) == 0 {
+				clear(h.dirty)
+				h.transitions = h.transitions[:0]
+			}
+			h.mu.Unlock()
+			continue
+		}
+		keys := make([]watch.Key, 0, len(h.dirty))
+		for k := range h.dirty {
+			keys = append(keys, k)
+		}
+		clear(h.dirty)
+		ts := slices.Clone(h.transitions)
+		h.transitions = h.transitions[:0]
+		h.mu.Unlock()
+
+		b := build(keys, ts)
+		h.mu.Lock()
+		for c := range h.clients {
+			select {
+			case c.ch <- b:
+			default: // too slow: it reconnects and reloads
+				delete(h.clients, c)
+				close(c.ch)
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// flush builds one update.
+func (p *Panel) flush(keys []watch.Key, ts []watch.Transition) []byte {
+	now := time.Now()
+	u := UpdateJSON{At: stamp(now), Watching: p.Watching(), Services: []ServiceJSON{}, Instances: []InstanceJSON{},
+		Removed: []InstanceKey{}, Transitions: []TransitionJSON{}}
+	touched := map[string]bool{}
+	for _, k := range keys {
+		touched[k.Service] = true
+		if in, ok := p.tr.Get(k); ok {
+			u.Instances = append(u.Instances, p.instance(in, now, false))
+		} else {
+			u.Removed = append(u.Removed, InstanceKey{Service: k.Service, Instance: k.Instance})
+		}
+	}
+	for _, t := range ts {
+		touched[t.Service] = true
+		u.Transitions = append(u.Transitions, TransitionJSON{Service: t.Service, Instance: t.Instance, From: t.From.String(), To: t.To.String(), At: stamp(t.At)})
+	}
+	if len(touched) > 0 {
+		groups := byService(p.tr.Snapshot())
+		for svc := range touched {
+			u.Services = append(u.Services, p.service(svc, groups[svc], now))
+		}
+		slices.SortFunc(u.Services, func(a, b ServiceJSON) int { return strings.Compare(a.Name, b.Name) })
+	}
+	b, _ := json.Marshal(u)
+	return b
+}

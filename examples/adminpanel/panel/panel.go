@@ -1,0 +1,380 @@
+// Package panel is the admin panel: a live view of the fleet from the
+// heartbeats, history and uptime from Valkey, an HTTP API, Server-Sent
+// Events, metrics, and the web page, all in one http.Handler.
+package panel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/history"
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// Config configures a Panel.
+type Config struct {
+	// Conn is the connection to Valkey, from watch.ConnectFromEnv.
+	Conn watch.Connection
+	// Retention is how long history is kept. Default 30 days.
+	Retention time.Duration
+	// Lease is the recorder lease's period: a standby takes over within
+	// it when the recorder dies. Default 10 s.
+	Lease time.Duration
+	// Windows are the uptime windows shown. Default 1 h, 24 h, 7 d, 30 d.
+	Windows []time.Duration
+	// MinAlive is, per service, how many instances must be up for the
+	// service to be up. Default 1.
+	MinAlive map[string]int
+	// Bars is how many intervals the heartbeat bars of an instance show.
+	// Default 30.
+	Bars int
+	// Replica names this process in the lease. Default: host name, pid
+	// and a random suffix.
+	Replica string
+	// DefaultInterval judges senders that do not say theirs.
+	DefaultInterval time.Duration
+	// MaxInstances bounds the instances tracked.
+	MaxInstances int
+	// Auth, when set, protects everything but /healthz and /readyz.
+	Auth *Auth
+	// Errorf reports failures, once per kind until they recover. Default:
+	// standard error.
+	Errorf func(format string, args ...any)
+	// Coalesce is how often live updates are sent. Default 500 ms.
+	Coalesce time.Duration
+	// ReconcileEvery, ForgetAfter: see history.RecorderConfig.
+	ReconcileEvery, ForgetAfter time.Duration
+}
+
+// DefaultWindows are the uptime windows of the fleet overview.
+var DefaultWindows = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour}
+
+// Panel is one replica of the admin panel.
+type Panel struct {
+	cfg   Config
+	mon   *watch.Monitor
+	tr    *watch.Tracker
+	store *history.Store
+	lease *history.Lease
+	rec   *history.Recorder
+	hub   *hub
+	met   *metrics
+
+	started  time.Time
+	loaded   atomic.Bool
+	blind    atomic.Bool
+	down     atomic.Bool // disconnected from Valkey
+	received sync.Map    // watch.Key -> *beats
+
+	reports reportCache
+}
+
+// beats is what the panel keeps of an instance's heartbeats as they
+// arrive: how many, and when the latest few came, for the bars.
+type beats struct {
+	mu       sync.Mutex
+	received int64
+	first    time.Time
+	at       []time.Time // ring of the latest receive times
+	next     int
+}
+
+// New returns a panel; it does nothing until Run.
+func New(cfg Config) (*Panel, error) {
+	if cfg.Conn.Client == nil {
+		return nil, errors.New("panel: Config.Conn has no client")
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 10 * time.Second
+	}
+	if len(cfg.Windows) == 0 {
+		cfg.Windows = DefaultWindows
+	}
+	if cfg.Bars <= 0 {
+		cfg.Bars = 30
+	}
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = 500 * time.Millisecond
+	}
+	if cfg.Replica == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if cfg.Errorf == nil {
+		cfg.Errorf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "adminpanel: "+format+"\n", args...) }
+	}
+	for svc, n := range cfg.MinAlive {
+		if err := wire.ValidateServiceName(svc); err != nil || n < 1 {
+			return nil, fmt.Errorf("panel: min alive %s=%d: want a service name and a count of at least 1", svc, n)
+		}
+	}
+	store, err := history.NewStore(cfg.Conn.Client, "", cfg.Retention)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := store.NewLease(cfg.Replica, cfg.Lease)
+	if err != nil {
+		return nil, err
+	}
+	mcfg := cfg.Conn.Config()
+	mcfg.Tracker = []watch.TrackerOption{watch.WithHeartbeats()}
+	if cfg.DefaultInterval > 0 {
+		mcfg.Tracker = append(mcfg.Tracker, watch.WithDefaultInterval(cfg.DefaultInterval))
+	}
+	if cfg.MaxInstances > 0 {
+		mcfg.Tracker = append(mcfg.Tracker, watch.WithMaxInstances(cfg.MaxInstances))
+	}
+	mon, err := watch.New(mcfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub()}
+	p.rec = history.NewRecorder(store, lease, p.tr, history.RecorderConfig{
+		ReconcileEvery: cfg.ReconcileEvery, ForgetAfter: cfg.ForgetAfter, Errorf: cfg.Errorf})
+	if p.met, err = newMetrics(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Run watches, records while it holds the lease, and sends live updates,
+// until ctx is done. It returns nil then, or the monitor's error.
+func (p *Panel) Run(ctx context.Context) error {
+	p.started = time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = p.rec.Run(ctx) }()
+	go func() { defer wg.Done(); p.hub.run(ctx, p.cfg.Coalesce, p.flush) }()
+	go func() { defer wg.Done(); p.reports.refresher(ctx, p) }()
+	err := p.mon.Run(ctx, p.observe)
+	cancel()
+	wg.Wait()
+	p.hub.closeAll()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return errors.Join(err, p.met.shutdown())
+}
+
+// Leading reports whether this replica records history now.
+func (p *Panel) Leading() bool { return p.rec.Leading() }
+
+// observe takes every event of the monitor.
+func (p *Panel) observe(e watch.Event) {
+	p.rec.Observe(e)
+	switch e.Kind {
+	case watch.KindHeartbeat:
+		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
+		v, _ := p.received.LoadOrStore(k, &beats{at: make([]time.Time, p.cfg.Bars)})
+		b := v.(*beats)
+		b.mu.Lock()
+		b.received++
+		if b.first.IsZero() {
+			b.first = e.At
+		}
+		b.at[b.next] = e.At
+		b.next = (b.next + 1) % len(b.at)
+		b.mu.Unlock()
+		p.hub.touch(k)
+	case watch.KindTransition:
+		p.hub.touch(e.Transition.Key)
+		p.hub.transition(e.Transition)
+		if e.Transition.To == watch.Dead || e.Transition.To == watch.Stopped || e.Transition.From == watch.Unknown {
+			p.reports.invalidate(e.Transition.Service)
+		}
+	case watch.KindLoaded:
+		p.loaded.Store(true)
+		p.down.Store(false)
+	case watch.KindReconnected:
+		p.down.Store(false)
+	case watch.KindDisconnected:
+		p.down.Store(true)
+	case watch.KindBlind:
+		p.blind.Store(true)
+	case watch.KindCaughtUp:
+		p.blind.Store(false)
+	}
+	p.forgetBeats()
+}
+
+// forgetBeats drops the bars of instances the tracker has forgotten, now
+// and then, so that they cannot grow without bound.
+func (p *Panel) forgetBeats() {
+	if p.met.beatsSwept.Load()+int64(time.Minute) > time.Now().UnixNano() {
+		return
+	}
+	p.met.beatsSwept.Store(time.Now().UnixNano())
+	p.received.Range(func(k, _ any) bool {
+		if _, ok := p.tr.Get(k.(watch.Key)); !ok {
+			p.received.Delete(k)
+		}
+		return true
+	})
+}
+
+// Watching reports whether the panel sees the fleet: it has read the
+// latest-state keys, is subscribed, and its probes are answered.
+func (p *Panel) Watching() bool { return p.loaded.Load() && !p.blind.Load() && !p.down.Load() }
+
+func (p *Panel) minAlive(svc string) int {
+	if n := p.cfg.MinAlive[svc]; n > 0 {
+		return n
+	}
+	return 1
+}
+
+// bars returns, oldest first, whether a heartbeat arrived in each of the
+// last n intervals: 1 yes, 0 no, -1 before the panel first heard the
+// instance.
+func (p *Panel) bars(k watch.Key, interval time.Duration, now time.Time) []int {
+	out := make([]int, p.cfg.Bars)
+	v, ok := p.received.Load(k)
+	if !ok || interval <= 0 {
+		for i := range out {
+			out[i] = -1
+		}
+		return out
+	}
+	b := v.(*beats)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range out {
+		end := now.Add(-time.Duration(len(out)-1-i) * interval)
+		start := end.Add(-interval)
+		if end.Before(b.first) {
+			out[i] = -1
+			continue
+		}
+		for _, t := range b.at {
+			if !t.IsZero() && t.After(start) && !t.After(end) {
+				out[i] = 1
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (p *Panel) received1(k watch.Key) int64 {
+	v, ok := p.received.Load(k)
+	if !ok {
+		return 0
+	}
+	b := v.(*beats)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.received
+}
+
+// reportCache holds the uptime reports of every service for every window,
+// recomputed from history in the background.
+type reportCache struct {
+	mu       sync.Mutex
+	at       time.Time
+	reports  map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report
+	stale    map[string]bool
+	err      error
+	wake     chan struct{}
+	wakeOnce sync.Once
+}
+
+func (c *reportCache) invalidate(svc string) {
+	c.mu.Lock()
+	if c.stale == nil {
+		c.stale = map[string]bool{}
+	}
+	c.stale[svc] = true
+	c.mu.Unlock()
+	c.wakeOnce.Do(func() { c.wake = make(chan struct{}, 1) })
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// refresher recomputes the reports every 10 s, and soon after a
+// transition that changes uptime.
+func (c *reportCache) refresher(ctx context.Context, p *Panel) {
+	c.wakeOnce.Do(func() { c.wake = make(chan struct{}, 1) })
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		c.compute(ctx, p)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.wake:
+			// Let the recorder write the transition first.
+			w := time.NewTimer(200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				w.Stop()
+				return
+			case <-w.C:
+			}
+		}
+	}
+}
+
+func (c *reportCache) compute(ctx context.Context, p *Panel) {
+	now := time.Now()
+	longest := slices.Max(p.cfg.Windows)
+	svcs, err := p.store.Services(ctx)
+	var gaps []history.Gap
+	if err == nil {
+		gaps, err = p.store.Gaps(ctx, now.Add(-longest))
+	}
+	out := map[string]map[time.Duration]uptime.ServiceReport{}
+	for _, svc := range svcs {
+		if err != nil {
+			break
+		}
+		var entries []history.Entry
+		// Every entry: the state at a window's start may have been set
+		// long before it; retention bounds them.
+		if entries, err = p.store.Entries(ctx, svc, time.Time{}); err != nil {
+			break
+		}
+		byWindow := map[time.Duration]uptime.ServiceReport{}
+		for _, w := range p.cfg.Windows {
+			byWindow[w] = uptime.Compute(svc, entries, gaps, uptime.Window{From: now.Add(-w), To: now}, p.minAlive(svc))
+		}
+		out[svc] = byWindow
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	failing := c.err != nil
+	c.err = err
+	if err != nil {
+		if ctx.Err() == nil && !failing {
+			p.cfg.Errorf("reading history: %v (reported once until it recovers)", err)
+		}
+		return
+	}
+	if failing {
+		p.cfg.Errorf("reading history again")
+	}
+	c.at, c.reports, c.stale = now, out, nil
+}
+
+func (c *reportCache) get(svc string, w time.Duration) (uptime.ServiceReport, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.reports[svc][w]
+	return r, ok
+}

@@ -1,0 +1,1 @@
+/* the admin panel page */

@@ -1,0 +1,11 @@
+// Package web holds the admin panel's page: HTML, CSS and JavaScript
+// embedded in the binary, with nothing fetched from elsewhere, so it works
+// offline and under a Content-Security-Policy without 'unsafe-inline'.
+package web
+
+import "embed"
+
+// Files are the page's files, served at the panel's root.
+//
+//go:embed index.html app.js app.css
+var Files embed.FS
