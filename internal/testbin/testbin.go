@@ -12,10 +12,11 @@ import (
 // t's temporary directory and returns the binary's path.
 func Build(t testing.TB, dir string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(filepath.Clean(dir)))
-	if dir == "." {
-		bin = filepath.Join(filepath.Dir(bin), "cmd")
+	name := "cmd"
+	if abs, err := filepath.Abs(dir); err == nil {
+		name = filepath.Base(abs) // ".." and "." name the directory they stand for
 	}
+	bin := filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", dir, err, out)
 	}

@@ -111,7 +111,7 @@ func (s *Store) watchedKey() string          { return s.prefix + "watched" }
 var ErrFenced = errors.New("history: fenced: a newer recorder has written")
 
 // record changes an instance's recorded state, appending the entry only if
-// the state changes. KEYS: events, state. ARGV: epoch, minid, instance, to,
+// the state changes and the write is not older than the recorded state. KEYS: events, state. ARGV: epoch, minid, instance, to,
 // at, count, lost.
 var record = redis.NewScript(`
 local epoch = tonumber(ARGV[1])
@@ -120,11 +120,14 @@ if epoch < e then return redis.error_reply('FENCED') end
 if epoch > e then redis.call('HSET', KEYS[2], '_epoch', ARGV[1]) end
 local from = 'unknown'
 local lost = '0'
+local prevAt = 0
 local prev = redis.call('HGET', KEYS[2], ARGV[3])
 if prev then
   local st, at, l = string.match(prev, '^([^|]*)|([^|]*)|([^|]*)$')
-  if st then from = st; lost = l end
+  if st then from = st; lost = l; prevAt = tonumber(at) end
 end
+-- A write older than the recorded state is late news: it changes nothing.
+if tonumber(ARGV[5]) < prevAt then return 0 end
 local to = ARGV[4]
 if to == 'lost' then
   if tonumber(ARGV[7]) <= tonumber(lost) then return 0 end

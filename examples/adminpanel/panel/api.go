@@ -25,10 +25,14 @@ type Counts struct {
 
 // IncidentJSON is a span in which a service was down.
 type IncidentJSON struct {
-	Service   string   `json:"service"`
-	StartedAt string   `json:"started_at"`
-	EndedAt   *string  `json:"ended_at"` // null while open
-	Duration  float64  `json:"duration_seconds"`
+	Service   string  `json:"service"`
+	StartedAt string  `json:"started_at"`
+	EndedAt   *string `json:"ended_at"` // null while open
+	Duration  float64 `json:"duration_seconds"`
+	// Unknown is the part of it nobody watched: the service was down on
+	// both sides, so it does not end the incident, but it is not counted
+	// as downtime either.
+	Unknown   float64  `json:"unknown_seconds"`
 	Instances []string `json:"instances"`
 }
 
@@ -80,11 +84,14 @@ type InstanceJSON struct {
 
 // FleetJSON is GET /api/v1/services.
 type FleetJSON struct {
-	GeneratedAt string        `json:"generated_at"`
-	Watching    bool          `json:"watching"`
-	Recording   bool          `json:"recording"` // this replica records history
-	Windows     []string      `json:"windows"`
-	Services    []ServiceJSON `json:"services"`
+	GeneratedAt string   `json:"generated_at"`
+	Watching    bool     `json:"watching"`
+	Recording   bool     `json:"recording"` // this replica records history
+	Windows     []string `json:"windows"`
+	// HistoryAt is when the uptime figures were computed from history
+	// (every 10 s, and soon after a change); null before the first time.
+	HistoryAt *string       `json:"history_at"`
+	Services  []ServiceJSON `json:"services"`
 }
 
 // UpdateJSON is one Server-Sent Event of /api/v1/events: what changed
@@ -145,7 +152,7 @@ func ratio(t uptime.Times) *float64 {
 
 func incidentJSON(svc string, in uptime.Incident, now time.Time) IncidentJSON {
 	j := IncidentJSON{Service: svc, StartedAt: stamp(in.Start), Duration: math.Round(in.Duration(now).Seconds()*1000) / 1000,
-		Instances: in.Instances}
+		Unknown: math.Round(in.Unknown.Seconds()*1000) / 1000, Instances: in.Instances}
 	if j.Instances == nil {
 		j.Instances = []string{}
 	}
@@ -275,6 +282,10 @@ func (p *Panel) fleet(now time.Time) FleetJSON {
 	}
 	// Services with history but no instance tracked now are shown too.
 	p.reports.mu.Lock()
+	if !p.reports.at.IsZero() {
+		at := stamp(p.reports.at)
+		f.HistoryAt = &at
+	}
 	for n := range p.reports.reports {
 		if _, ok := groups[n]; !ok {
 			names = append(names, n)

@@ -35,10 +35,13 @@ func (t Times) Uptime() (float64, bool) {
 	return float64(t.Up) / float64(t.Up+t.Down), true
 }
 
-// Incident is a span in which the service was down.
+// Incident is a span in which the service was down. A span nobody
+// watched inside it, with the service down on both sides, does not end
+// it: it is counted in Unknown, and left out of the downtime.
 type Incident struct {
 	Start, End time.Time // End is zero while it is open
 	Instances  []string  // those dead during it
+	Unknown    time.Duration
 }
 
 // Open reports whether the incident has not ended.
@@ -242,8 +245,14 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 	if open != nil {
 		rep.Incidents = append(rep.Incidents, finish(*open)) // still down at w.To: open
 	}
-	// Gaps split incidents: time nobody watched is not downtime.
-	rep.Incidents = g.split(rep.Incidents)
+	for i := range rep.Incidents {
+		in := &rep.Incidents[i]
+		end := in.End
+		if in.Open() {
+			end = w.To
+		}
+		in.Unknown = g.overlap(in.Start, end)
+	}
 	slices.SortFunc(rep.Instances, func(a, b InstanceReport) int { return strings.Compare(a.Instance, b.Instance) })
 	return rep
 }
@@ -285,36 +294,6 @@ func (g gapIndex) covered(t time.Time) time.Duration {
 }
 
 func (g gapIndex) overlap(from, to time.Time) time.Duration { return g.covered(to) - g.covered(from) }
-
-// split cuts incidents at the gaps they cross: the time nobody watched
-// belongs to neither side.
-func (g gapIndex) split(incidents []Incident) []Incident {
-	if len(g.gaps) == 0 {
-		return incidents
-	}
-	var out []Incident
-	for _, in := range incidents {
-		for _, x := range g.gaps {
-			if !x.From.After(in.Start) && x.To.After(in.Start) {
-				in.Start = x.To // starts in a gap: from its end
-			}
-			if x.From.After(in.Start) && (in.Open() || x.From.Before(in.End)) {
-				part := in
-				part.End = x.From
-				out = append(out, part)
-				in.Start = x.To
-				if !in.Open() && !in.End.After(in.Start) {
-					in.Start = time.Time{}
-					break
-				}
-			}
-		}
-		if !in.Start.IsZero() && (in.Open() || in.End.After(in.Start)) {
-			out = append(out, in)
-		}
-	}
-	return out
-}
 
 func finish(i Incident) Incident {
 	slices.Sort(i.Instances)

@@ -1,0 +1,238 @@
+package panel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+
+type replica struct {
+	p   *proctest.Process
+	url string
+}
+
+func startPanel(t *testing.T, bin string, environ []string, name string) replica {
+	t.Helper()
+	p := proctest.Start(t, bin, environ, "--listen", "127.0.0.1:0", "--lease", "1s", "--replica", name, "--windows", "1h,24h")
+	line := p.Expect("admin panel on ", 10*time.Second).Text
+	url := strings.Fields(strings.TrimPrefix(line, "admin panel on "))[0]
+	return replica{p: p, url: strings.TrimSuffix(url, "/")}
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v: %s", url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// until polls cond every 50 ms until it holds, failing after timeout:
+// the state it waits for is in other processes.
+func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func recording(t *testing.T, r replica) bool {
+	var ready struct{ Recording bool }
+	return getJSON(t, r.url+"/readyz", &ready) == 200 && ready.Recording
+}
+
+// Two replicas; the recorder is killed while a service dies. The standby
+// takes over within the lease, records the death once, and records the
+// time nobody watched as unknown. Both restarted, the history still shows
+// the incident with its duration, and uptime agrees with a computation
+// by hand.
+func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
+	srv := redistest.Start(t)
+	panelBin := testbin.Build(t, "..")
+	svcBin := testbin.Build(t, "../../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+
+	svc := proctest.Start(t, svcBin, environ, "serve", "--service", "geofence_service")
+	svc.Expect("serving geofence_service", 10*time.Second)
+	a := startPanel(t, panelBin, environ, "a")
+	b := startPanel(t, panelBin, environ, "b")
+	until(t, 10*time.Second, "recorder", func() bool { return recording(t, a) || recording(t, b) })
+	recorder, standby := a, b
+	if recording(t, b) {
+		recorder, standby = b, a
+	}
+	if recording(t, standby) {
+		t.Fatal("both replicas record")
+	}
+
+	// The recorder dies, and so does the service, at the same moment.
+	killed := time.Now()
+	if err := recorder.p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 5*time.Second, "takeover", func() bool { return recording(t, standby) })
+	t.Logf("the standby took over %v after the recorder was killed (lease 1s)", time.Since(killed).Round(time.Millisecond))
+	if took := time.Since(killed); took > 2*time.Second {
+		t.Errorf("takeover took %v, more than the lease and its renewal period", took)
+	}
+	c := srv.Client(t)
+	deaths := func() int {
+		msgs, err := c.XRange(context.Background(), "heartbeat:history:{geofence_service}:events", "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range msgs {
+			if m.Values["t"] == "dead" {
+				n++
+			}
+		}
+		return n
+	}
+	until(t, 10*time.Second, "the death recorded", func() bool { return deaths() > 0 })
+	died := time.Now()
+
+	// Restart both replicas: the history is in Valkey, not in them.
+	if err := standby.p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.p.Wait(10 * time.Second); err != nil {
+		t.Errorf("the standby's graceful stop: %v", err)
+	}
+	c1 := startPanel(t, panelBin, environ, "c")
+	c2 := startPanel(t, panelBin, environ, "d")
+	until(t, 10*time.Second, "a recorder after the restart", func() bool { return recording(t, c1) || recording(t, c2) })
+	if n := deaths(); n != 1 {
+		t.Errorf("the death is recorded %d times", n)
+	}
+
+	type incidents struct {
+		Incidents []IncidentJSON `json:"incidents"`
+	}
+	var inc incidents
+	until(t, 15*time.Second, "the incident in the API", func() bool {
+		getJSON(t, c2.url+"/api/v1/incidents?service=geofence_service", &inc)
+		return len(inc.Incidents) == 1
+	})
+	in := inc.Incidents[0]
+	start, err := time.Parse(time.RFC3339Nano, in.StartedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dead 3 intervals after its last heartbeat, at most 1 s before the kill.
+	if s := start.Sub(killed); s < 2*time.Second-100*time.Millisecond || s > 3*time.Second+500*time.Millisecond {
+		t.Errorf("the incident started %v after the kill, want 2 to 3.5 s (dead at 3 intervals of silence)", s)
+	}
+	if in.EndedAt != nil || in.Duration < time.Since(died).Seconds() {
+		t.Errorf("incident %+v: want it open, lasting at least since the death was recorded", in)
+	}
+
+	// The service comes back: the incident closes with its duration.
+	svc2 := proctest.Start(t, svcBin, environ, "serve", "--service", "geofence_service")
+	svc2.Expect("serving geofence_service", 10*time.Second)
+	back := time.Now()
+	until(t, 20*time.Second, "the incident closed", func() bool {
+		getJSON(t, c1.url+"/api/v1/incidents?service=geofence_service", &inc)
+		return len(inc.Incidents) == 1 && inc.Incidents[0].EndedAt != nil
+	})
+	in = inc.Incidents[0]
+	end, _ := time.Parse(time.RFC3339Nano, *in.EndedAt)
+	if d := end.Sub(back); d < -200*time.Millisecond || d > 2*time.Second {
+		t.Errorf("the incident ended %v after the service came back", d)
+	}
+	if got, want := in.Duration, end.Sub(start).Seconds(); math.Abs(got-want) > 0.01 {
+		t.Errorf("duration %v, want %v", got, want)
+	}
+
+	// Uptime by hand, from the recorded times: up from its appearance to
+	// the death and from the return on, down between; the time nobody
+	// watched (the takeover's gap) counts as neither.
+	var fleet FleetJSON
+	var got float64
+	until(t, 15*time.Second, "uptime in the API", func() bool {
+		getJSON(t, c1.url+"/api/v1/services", &fleet)
+		for _, s := range fleet.Services {
+			if s.Name == "geofence_service" && s.Uptime["1h"] != nil && s.OpenIncident == nil && fleet.HistoryAt != nil {
+				got = *s.Uptime["1h"]
+				return true
+			}
+		}
+		return false
+	})
+	at, _ := time.Parse(time.RFC3339Nano, *fleet.HistoryAt)
+	msgs, err := c.XRange(context.Background(), "heartbeat:history:{geofence_service}:events", "-", "+").Result()
+	if err != nil || len(msgs) == 0 {
+		t.Fatalf("entries %v %v", msgs, err)
+	}
+	var appeared int64
+	fmt.Sscan(msgs[0].Values["a"].(string), &appeared)
+	gaps, err := c.XRange(context.Background(), "heartbeat:history:gaps", "-", "+").Result()
+	if err != nil || len(gaps) == 0 {
+		t.Fatalf("no gap recorded for the takeover: %v %v", gaps, err)
+	}
+	// The takeover's gap, and the restart's.
+	type span struct{ from, to time.Time }
+	var spans []span
+	for _, g := range gaps {
+		var from, to int64
+		fmt.Sscan(g.Values["from"].(string), &from)
+		fmt.Sscan(g.Values["to"].(string), &to)
+		spans = append(spans, span{time.UnixMilli(from), time.UnixMilli(to)})
+	}
+	if took := spans[0].to.Sub(spans[0].from); took > 2*time.Second {
+		t.Errorf("the takeover's gap is %v, more than the lease and a renewal", took)
+	}
+	t.Logf("nobody watched: %v", spans)
+	overlap := func(from, to time.Time) time.Duration {
+		var d time.Duration
+		for _, g := range spans {
+			lo, hi := from, to
+			if g.from.After(lo) {
+				lo = g.from
+			}
+			if g.to.Before(hi) {
+				hi = g.to
+			}
+			d += max(hi.Sub(lo), 0)
+		}
+		return d
+	}
+	first := time.UnixMilli(appeared)
+	up := start.Sub(first) - overlap(first, start) + at.Sub(end) - overlap(end, at)
+	down := end.Sub(start) - overlap(start, end)
+	want := up.Seconds() / (up + down).Seconds()
+	t.Logf("uptime over 1h: %.5f; by hand %.5f (up %v, down %v)", got, want, up.Round(time.Millisecond), down.Round(time.Millisecond))
+	// The API rounds to six decimals; the times are in milliseconds.
+	if math.Abs(got-want) > 1e-4 {
+		t.Errorf("uptime %v, by hand %v", got, want)
+	}
+}
