@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -322,7 +323,9 @@ func send(ctx context.Context, client *http.Client, picker *balance.Picker, atte
 	for len(tried) < attempts {
 		t, err := picker.Pick(tried...)
 		if err != nil {
-			r.Error = err.Error()
+			if r.Error == "" { // else keep why the last instance failed
+				r.Error = err.Error()
+			}
 			break
 		}
 		r.PickedAt, r.Instance, r.Address, r.Load = stamp(time.Now()), t.Instance, t.Address, t.Load
@@ -333,6 +336,9 @@ func send(ctx context.Context, client *http.Client, picker *balance.Picker, atte
 			r.OK, r.Error = true, ""
 			break
 		}
+		if ctx.Err() == nil {
+			picker.Fail(t)
+		}
 		r.Error = err.Error()
 		r.FailedOn = append(r.FailedOn, t.Instance)
 	}
@@ -340,12 +346,25 @@ func send(ctx context.Context, client *http.Client, picker *balance.Picker, atte
 	return r
 }
 
-func get(ctx context.Context, client *http.Client, t balance.Target) error {
-	url := t.Address
-	if !strings.Contains(url, "://") { // host:port
-		url = "http://" + url
+// target is the URL of the work endpoint at an advertised address:
+// host:port, or a URL whose path the endpoint is under.
+func target(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/work", nil)
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "", err
+	}
+	return u.JoinPath("work").String(), nil
+}
+
+func get(ctx context.Context, client *http.Client, t balance.Target) error {
+	u, err := target(t.Address)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -356,7 +375,7 @@ func get(ctx context.Context, client *http.Client, t balance.Target) error {
 	defer resp.Body.Close()
 	var body struct{ Instance string }
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %s", t.Instance, resp.Status)
+		return fmt.Errorf("%s answered %q", t.Instance, resp.Status) // the status line is the server's text
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body); err != nil {
 		return fmt.Errorf("%s: %w", t.Instance, err)

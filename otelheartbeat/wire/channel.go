@@ -30,10 +30,10 @@ type ChannelTemplate struct {
 }
 
 // ParseChannelTemplate parses a template that holds ServicePlaceholder
-// exactly once. Its fixed text must not be empty, must be at most 128
-// bytes, and must hold no whitespace, control, glob ('*', '?', '[', ']',
-// '\') or other brace characters: a pattern subscriber would match the
-// wrong channels.
+// exactly once, after some fixed text. Its fixed text must be at most 128
+// bytes, and must hold no whitespace, control, invisible, glob ('*', '?',
+// '[', ']', '\') or other brace characters: a pattern subscriber would
+// match the wrong channels, or a template would look like another.
 func ParseChannelTemplate(s string) (ChannelTemplate, error) {
 	i := strings.Index(s, ServicePlaceholder)
 	if i < 0 {
@@ -47,6 +47,8 @@ func ParseChannelTemplate(s string) (ChannelTemplate, error) {
 	switch {
 	case fixed == "":
 		return ChannelTemplate{}, fmt.Errorf("channel template %q is nothing but %s: its pattern would match every channel", s, ServicePlaceholder)
+	case t.prefix == "":
+		return ChannelTemplate{}, fmt.Errorf("channel template %q has no fixed text before %s: its pattern would match every channel that ends the same way", s, ServicePlaceholder)
 	case len(fixed) > maxPrefix:
 		return ChannelTemplate{}, fmt.Errorf("channel template %q has %d bytes around %s, more than %d", s, len(fixed), ServicePlaceholder, maxPrefix)
 	}
@@ -83,7 +85,7 @@ func ValidatePrefix(prefix string) error {
 
 func badPrefixRune(s, also string) (rune, bool) {
 	i := strings.IndexFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || strings.ContainsRune(`*?[]\`+also, r)
+		return unicode.IsSpace(r) || unicode.IsControl(r) || Invisible(r) || r == utf8.RuneError || strings.ContainsRune(`*?[]\`+also, r)
 	})
 	if i < 0 {
 		return 0, false

@@ -11,7 +11,6 @@ func TestParseChannelTemplate(t *testing.T) {
 	}{
 		{"heartbeat:service:{service_name}", "heartbeat:service:*", "heartbeat:service:svc"},
 		{"health:service:{service_name}:heartbeat", "health:service:*:heartbeat", "health:service:svc:heartbeat"},
-		{"{service_name}:heartbeat", "*:heartbeat", "svc:heartbeat"},
 	} {
 		tpl, err := ParseChannelTemplate(tc.in)
 		if err != nil {
@@ -33,6 +32,9 @@ func TestParseChannelTemplate(t *testing.T) {
 		"hb:{service}:{service_name}":                 `holds '{'`,
 		"hb:{service_name}:\x07":                      `holds '\a'`,
 		strings.Repeat("x", 129) + ServicePlaceholder: "more than 128",
+		"x\u202e:{service_name}:hb":                   `holds '\u202e'`,
+		"hb:{service_name}:\u200bhb":                  `holds '\u200b'`,
+		"{service_name}:heartbeat":                    "no fixed text before",
 	} {
 		_, err := ParseChannelTemplate(in)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -77,12 +79,23 @@ func TestValidateAddress(t *testing.T) {
 		"10.0.0.7":                               "neither host:port nor a URL",
 		"h:0":                                    "port",
 		"h:http":                                 "port",
-		":8080":                                  "no usable host",
+		":8080":                                  "not a host name",
 		"http://user:secret@h:80":                "credentials",
 		"http:///path":                           "no scheme or no host",
 		"h :80":                                  "whitespace",
 		"h\u200b:80":                             "invisible",
 		"http://h:1/" + strings.Repeat("a", 600): "more than 512",
+		"http:user:secret@h.com/://":             "credentials",
+		"user:secret@h:80/x?r=http://y":          "credentials",
+		"a:b:secret@h://":                        "credentials",
+		"[10.0.0.7:9090]:8080":                   "not a host name or an IP address",
+		"[foo:bar]:80":                           "not a host name or an IP address",
+		"<script>:80":                            "not a host name or an IP address",
+		"h:+80":                                  "port",
+		"http://h:0":                             "port",
+		"http://h:99999/x":                       "port",
+		"http://h:8080/?token=abc":               "query",
+		"http://h:8080/#frag":                    "fragment",
 	} {
 		err := ValidateAddress(in)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -211,15 +211,24 @@ func (d *decoder) value(key string) error {
 		}
 		return nil
 	case KeyInstanceAddress:
-		raw, err := d.stringValue(key, seenAddress)
-		if err != nil {
+		// An address a consumer cannot use is left out, not a reason to
+		// refuse the heartbeat: liveness does not depend on it.
+		if err := d.once(key, seenAddress); err != nil {
 			return err
 		}
-		addr := string(raw)
-		if err := ValidateAddress(addr); err != nil {
-			return decodeErr(key, "%v", err)
+		if d.s.peek() != '"' {
+			if _, err := d.s.skip(0); err != nil {
+				return decodeErr(key, "not JSON: %v", err)
+			}
+			return nil
 		}
-		m.InstanceAddress = addr
+		raw, err := d.s.str()
+		if err != nil {
+			return decodeErr(key, "not JSON: %v", err)
+		}
+		if addr := string(raw); ValidateAddress(addr) == nil {
+			m.InstanceAddress = addr
+		}
 		return nil
 	case KeyUptimeSeconds:
 		return d.nonNegative(key, seenUptime, HasUptime, &m.UptimeSeconds)

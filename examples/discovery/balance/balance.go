@@ -9,7 +9,9 @@ package balance
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -28,21 +30,29 @@ type Target struct {
 	Load float64
 }
 
+// DefaultCooldown is how long an instance a request failed on is set
+// aside, unless it is the only one left.
+const DefaultCooldown = 5 * time.Second
+
 // Picker picks instances of one service. It is safe for concurrent use.
 type Picker struct {
 	alive     func(service string) []watch.Instance
 	service   string
 	loadField string
+	cooldown  time.Duration
+	now       func() time.Time
 
 	mu       sync.Mutex
-	inflight map[string]int // requests picked and not Done, by instance id
-	next     uint64         // rotates ties
+	inflight map[string]int       // requests picked and not Done, by instance id
+	failed   map[string]time.Time // set aside until, by instance id
+	next     uint64               // rotates ties
 }
 
 // New returns a picker of the instances of service that tracker holds
 // alive. The tracker must keep heartbeats (watch.WithHeartbeats), since
 // the address and the load are read from them. loadField names a numeric
-// service field; an instance that does not send it counts as unloaded.
+// service field, or cpu_usage_percent or memory_usage_mb; an instance that
+// does not send it counts as unloaded.
 func New(tracker *watch.Tracker, service, loadField string) (*Picker, error) {
 	if tracker == nil {
 		return nil, errors.New("balance: the tracker is nil")
@@ -50,32 +60,82 @@ func New(tracker *watch.Tracker, service, loadField string) (*Picker, error) {
 	if err := wire.ValidateServiceName(service); err != nil {
 		return nil, fmt.Errorf("balance: %w", err)
 	}
-	return &Picker{alive: tracker.Alive, service: service, loadField: loadField, inflight: make(map[string]int)}, nil
+	if loadField != wire.KeyCPUUsagePercent && loadField != wire.KeyMemoryUsageMB {
+		if err := wire.ValidateFieldName(loadField); err != nil {
+			return nil, fmt.Errorf("balance: load field: %w", err)
+		}
+	}
+	return &Picker{alive: tracker.Alive, service: service, loadField: loadField, cooldown: DefaultCooldown, now: time.Now,
+		inflight: make(map[string]int), failed: make(map[string]time.Time)}, nil
+}
+
+// load reads an instance's reported load. A negative, infinite or NaN
+// figure counts as unloaded: a heartbeat must not be able to claim less
+// than nothing and draw every request.
+func (p *Picker) load(m *wire.Message) float64 {
+	var v float64
+	switch p.loadField {
+	case wire.KeyCPUUsagePercent:
+		if m.Has&wire.HasCPU != 0 {
+			v = m.CPUUsagePercent
+		}
+	case wire.KeyMemoryUsageMB:
+		if m.Has&wire.HasMemory != 0 {
+			v = m.MemoryUsageMB
+		}
+	default:
+		if f, ok := m.Field(p.loadField); ok {
+			switch f.Kind {
+			case wire.KindInt:
+				v = float64(f.Int)
+			case wire.KindFloat:
+				v = f.Float
+			}
+		}
+	}
+	if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }
 
 // Pick returns the least loaded alive instance, leaving out the instance
-// ids in exclude (those a request just failed on). Its load is the value
-// of the load field in its last heartbeat plus the requests in flight to
-// it from this picker, which corrects a report up to one interval old;
-// ties are taken in turn. Call Done when the request ends.
+// ids in exclude (those this request already failed on) and, while any
+// other is left, those set aside by Fail. Its load is the value of the
+// load field in its last heartbeat plus the requests in flight to it from
+// this picker, which corrects a report up to one interval old; ties are
+// taken in turn. Call Done when the request ends.
 func (p *Picker) Pick(exclude ...string) (Target, error) {
 	instances := p.alive(p.service)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.now()
+	t, ok := p.pick(instances, exclude, now, true)
+	if !ok {
+		// Every candidate was set aside: try them rather than nothing.
+		t, ok = p.pick(instances, exclude, now, false)
+	}
+	if !ok {
+		return Target{}, ErrNoInstance
+	}
+	p.inflight[t.Instance]++
+	return t, nil
+}
+
+func (p *Picker) pick(instances []watch.Instance, exclude []string, now time.Time, skipFailed bool) (Target, bool) {
 	var best []Target
 	for _, in := range instances {
 		if in.Heartbeat == nil || in.Heartbeat.InstanceAddress == "" || contains(exclude, in.Instance) {
 			continue
 		}
-		load := float64(p.inflight[in.Instance])
-		if v, ok := in.Heartbeat.Field(p.loadField); ok {
-			switch v.Kind {
-			case wire.KindInt:
-				load += float64(v.Int)
-			case wire.KindFloat:
-				load += v.Float
+		if until, ok := p.failed[in.Instance]; ok {
+			if !now.Before(until) {
+				delete(p.failed, in.Instance)
+			} else if skipFailed {
+				continue
 			}
 		}
+		load := float64(p.inflight[in.Instance]) + p.load(in.Heartbeat)
 		t := Target{Instance: in.Instance, Address: in.Heartbeat.InstanceAddress, Load: load}
 		switch {
 		case len(best) == 0 || load < best[0].Load:
@@ -85,12 +145,33 @@ func (p *Picker) Pick(exclude ...string) (Target, error) {
 		}
 	}
 	if len(best) == 0 {
-		return Target{}, ErrNoInstance
+		return Target{}, false
 	}
 	t := best[p.next%uint64(len(best))]
 	p.next++
-	p.inflight[t.Instance]++
-	return t, nil
+	return t, true
+}
+
+// Fail sets an instance aside for the cooldown (DefaultCooldown) after a
+// request failed on it: one that accepts connections and never answers,
+// or advertises a closed port, must not take the first try of every
+// request until the watcher judges it. At most as many are remembered as
+// the service has instances.
+func (p *Picker) Fail(t Target) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.failed) >= 10_000 {
+		now := p.now()
+		for id, until := range p.failed {
+			if !now.Before(until) {
+				delete(p.failed, id)
+			}
+		}
+		if len(p.failed) >= 10_000 {
+			return
+		}
+	}
+	p.failed[t.Instance] = p.now().Add(p.cooldown)
 }
 
 // Done ends a request picked by Pick.

@@ -76,3 +76,66 @@ func TestPickPrefersTheLeastLoadedAndSpreadsTies(t *testing.T) {
 		t.Error("a bad service name was accepted")
 	}
 }
+
+// A heartbeat cannot claim less than no load and draw every request, and
+// an instance a request failed on is set aside for the cooldown while
+// another is left.
+func TestAHostileLoadOrAFailingInstanceCannotDrawEveryRequest(t *testing.T) {
+	c := &clock{now: time.Date(2025, 1, 16, 8, 30, 0, 0, time.UTC)}
+	tr := watch.NewTracker(watch.WithClock(c), watch.WithHeartbeats())
+	fake := &wire.Message{ServiceName: "geo", InstanceID: "fake", Timestamp: time.Now(), IntervalSeconds: 1,
+		Has: wire.HasInterval, InstanceAddress: "10.0.0.66:80",
+		Fields: []wire.Field{{Key: "pending_requests", Value: wire.Float(-1e308)}}}
+	tr.Observe(fake)
+	beat(tr, "real", "10.0.0.1:80", 0, wire.StatusRunning)
+	p, err := New(tr, "geo", "pending_requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.now = c.Now
+	got := map[string]int{}
+	for i := 0; i < 10; i++ {
+		tg, err := p.Pick()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[tg.Instance]++
+		if tg.Load < 0 {
+			t.Errorf("load %v", tg.Load)
+		}
+		p.Done(tg)
+	}
+	if got["real"] != 5 || got["fake"] != 5 {
+		t.Errorf("picks %v: a negative load must count as none", got)
+	}
+	p.Fail(Target{Instance: "fake"})
+	for i := 0; i < 5; i++ {
+		if tg, _ := p.Pick(); tg.Instance != "real" {
+			t.Errorf("picked %s during its cooldown", tg.Instance)
+		} else {
+			p.Done(tg)
+		}
+	}
+	p.Fail(Target{Instance: "real"})
+	if tg, err := p.Pick(); err != nil {
+		t.Errorf("every instance set aside: %v; want one tried rather than none", err)
+	} else {
+		p.Done(tg)
+	}
+	c.now = c.now.Add(DefaultCooldown)
+	got = map[string]int{}
+	for i := 0; i < 4; i++ {
+		tg, _ := p.Pick()
+		got[tg.Instance]++
+		p.Done(tg)
+	}
+	if got["fake"] == 0 || got["real"] == 0 {
+		t.Errorf("after the cooldown: %v", got)
+	}
+	if _, err := New(tr, "geo", "bad field"); err == nil {
+		t.Error("a malformed load field was accepted")
+	}
+	if _, err := New(tr, "geo", "cpu_usage_percent"); err != nil {
+		t.Errorf("cpu_usage_percent as the load: %v", err)
+	}
+}
