@@ -6,7 +6,8 @@
 // It starts an embedded Valkey-compatible broker (miniredis), three services
 // built on the library - tracker_fetcher, geocoding_service and
 // geofence_service, each a process of its own with the service data the seed
-// lists - and the monitor. All three are alive; geofence_service crashes
+// lists - the monitor and the admin panel (a web page of the fleet, its
+// history and uptime). All three are alive; geofence_service crashes
 // (SIGKILL, so no final heartbeat) and the monitor reports it stale, then
 // dead, by its own timing; geocoding_service stops gracefully and is
 // reported stopped, not dead; then the demo ends with a summary. The
@@ -18,6 +19,8 @@
 //
 //	--interval 1s   heartbeat interval (the story takes about ten of them)
 //	--forever       skip the crash and the stop; run until interrupted
+//	--panel ADDR    where the admin panel serves (default 127.0.0.1:8080,
+//	                another free port if taken; empty: no panel)
 package main
 
 import (
@@ -40,6 +43,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 )
@@ -80,6 +84,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	interval := fs.Duration("interval", time.Second, "heartbeat interval")
 	forever := fs.Bool("forever", false, "skip the crash and the stop; run until interrupted")
+	panelAddr := fs.String("panel", "127.0.0.1:8080", "where the admin panel serves (another free port if taken; empty: no panel)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -99,6 +104,17 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeBroker()
 	defer client.Close()
+
+	// The admin panel, beside the monitor.
+	if *panelAddr != "" {
+		url, stopPanel, err := startPanel(client, endpoint, *interval, *panelAddr, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "demo: admin panel: %v\n", err)
+			return 1
+		}
+		defer stopPanel()
+		o.printf("🖥️  admin panel: %s (live page; API at %sapi/v1/services; metrics at %smetrics)\n", url, url, url)
+	}
 
 	// The monitor, on this process's goroutine of its own.
 	ids := map[string]string{}
@@ -265,6 +281,36 @@ func broker(o *out) (string, redis.UniversalClient, func(), error) {
 	o.printf("   watch the same messages with: redis-cli -p %s psubscribe 'heartbeat:service:*'\n", mr.Port())
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	return "redis://" + mr.Addr(), client, mr.Close, nil
+}
+
+// startPanel serves the admin panel on addr, or on a free port if addr
+// is taken, and returns its URL and how to stop it.
+func startPanel(client redis.UniversalClient, endpoint string, interval time.Duration, addr string, stderr io.Writer) (string, func(), error) {
+	p, err := panel.New(panel.Config{Conn: watch.Connection{Client: client, Endpoint: endpoint}, DefaultInterval: interval,
+		Lease: 3 * time.Second, ReconcileEvery: 5 * time.Second,
+		Errorf: func(format string, a ...any) { fmt.Fprintf(stderr, "admin panel: "+format+"\n", a...) }})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", nil, err
+		}
+	}
+	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran, served := make(chan struct{}), make(chan struct{})
+	go func() { defer close(ran); _ = p.Run(ctx) }()
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/", func() {
+		cancel()
+		<-ran
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+		<-served
+	}, nil
 }
 
 func freeAddr() (string, error) {

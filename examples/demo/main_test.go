@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -25,7 +26,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 	bin := testbin.Build(t, ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--interval", "400ms")
+	cmd := exec.CommandContext(ctx, bin, "--interval", "400ms", "--panel", "127.0.0.1:0")
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "HEALTH_REDIS_") {
@@ -49,7 +50,9 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 	subDone := make(chan struct{})
 	var scraped string
 	brokerRe := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
-	metricsRe := regexp.MustCompile(`(http://127\.0\.0\.1:\d+/metrics)`)
+	metricsRe := regexp.MustCompile(`Prometheus serves .*(http://127\.0\.0\.1:\d+/metrics)`)
+	panelRe := regexp.MustCompile(`admin panel: (http://127\.0\.0\.1:\d+/) `)
+	panelSaw := make(chan string, 1)
 	for sc.Scan() {
 		line := sc.Text()
 		all.WriteString(line + "\n")
@@ -71,6 +74,26 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 				}
 			}(sub.Channel())
 		}
+		if m := panelRe.FindStringSubmatch(line); m != nil {
+			// The admin panel serves while the story runs: it sees the
+			// three services as they start.
+			go func(url string) {
+				deadline := time.Now().Add(30 * time.Second)
+				for time.Now().Before(deadline) {
+					var fleet struct{ Services []struct{ Name string } }
+					if resp, err := http.Get(url + "api/v1/services"); err == nil {
+						_ = json.NewDecoder(resp.Body).Decode(&fleet)
+						resp.Body.Close()
+					}
+					if len(fleet.Services) == 3 {
+						panelSaw <- "3 services"
+						return
+					}
+					time.Sleep(100 * time.Millisecond) // another process's state: poll
+				}
+				panelSaw <- "the admin panel never listed the three services"
+			}(m[1])
+		}
 		if m := metricsRe.FindStringSubmatch(line); m != nil && scraped == "" {
 			resp, err := http.Get(m[1])
 			if err != nil {
@@ -90,6 +113,14 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 	}
 	_ = sub.Close()
 	<-subDone
+	select {
+	case got := <-panelSaw:
+		if got != "3 services" {
+			t.Error(got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the demo printed no admin panel URL")
+	}
 	out := all.String()
 	for _, want := range []string{
 		"🟢 tracker_fetcher", "🟢 geocoding_service", "🟢 geofence_service",
