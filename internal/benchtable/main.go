@@ -81,7 +81,8 @@ func run(in io.Reader, w io.Writer) error {
 	need("BenchmarkHeartbeatCycleInterleaved", "BenchmarkHeartbeatCycle", "BenchmarkHeartbeatCycleBaseline",
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
-		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood")
+		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood", "BenchmarkPanelAtTenThousandInstances",
+		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkThirtyDays")
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -167,6 +168,25 @@ func run(in io.Reader, w io.Writer) error {
 			row{"watcher under a flood of 2,000,000 distinct ids, peak live heap", fmt.Sprintf("%.0f MiB", peak), "", "", fmt.Sprintf("≤ %.0f MiB", capMiB), verdict(peak <= capMiB)},
 			row{"watcher under that flood, heap per tracked instance", fmt.Sprintf("%.0f B", per), "", "", fmt.Sprintf("≤ %d B", perInstance), verdict(per <= perInstance)},
 			row{"instances tracked and evicted after that flood", fmt.Sprintf("%.0f tracked, %.0f evicted", tracked, evicted), "", "", "= bound, 2M − bound", verdict(tracked == bound && evicted == 2_000_000-bound)})
+	}
+	if cpu, ok := r.get("BenchmarkPanelAtTenThousandInstances", "cpu-%"); ok {
+		rss, _ := r.get("BenchmarkPanelAtTenThousandInstances", "rss-MiB")
+		fleetMs, _ := r.get("BenchmarkPanelAtTenThousandInstances", "fleet-api-ms")
+		svcMs, _ := r.get("BenchmarkPanelAtTenThousandInstances", "service-api-ms")
+		rows = append(rows,
+			row{"admin panel at 10,000 instances every 60 s, CPU", fmt.Sprintf("%.1f%% of a core", cpu), "", "", "≤ 5%", verdict(cpu <= 5)},
+			row{"admin panel at 10,000 instances, resident memory", fmt.Sprintf("%.0f MiB", rss), "", "", "≤ 200 MiB", verdict(rss <= 200)},
+			row{"admin panel at 10,000 instances, GET /api/v1/services", fmt.Sprintf("%.0f ms", fleetMs), "", "", "≤ 200 ms", verdict(fleetMs <= 200)},
+			row{"admin panel, GET /api/v1/services/NAME with 500 instances", fmt.Sprintf("%.0f ms", svcMs), "", "", "≤ 200 ms", verdict(svcMs <= 200)})
+	}
+	if quiet, ok := r.get("BenchmarkBytesPerInstanceDay/quiet", "B/instance-day"); ok {
+		churn, _ := r.get("BenchmarkBytesPerInstanceDay/churning", "B/instance-day")
+		rows = append(rows,
+			row{"history in Valkey, an instance that runs all day (once, not per day)", fmt.Sprintf("%.0f B", quiet), "", "", "", ""},
+			row{"history in Valkey per instance per day, one restart and two lost heartbeats a day", fmt.Sprintf("%.0f B", churn), "", "", "≤ 1 KiB", verdict(churn <= 1024)})
+	}
+	if ns, ok := r.get("BenchmarkThirtyDays", "ns/op"); ok {
+		rows = append(rows, row{"30-day uptime, 1,000 instances (120,000 history entries), computed", fmt.Sprintf("%.0f ms", ns/1e6), "", "", "≤ 1 s", verdict(ns <= 1e9)})
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("no results for %s: each failed, was skipped or was not run", strings.Join(missing, ", "))

@@ -236,3 +236,8 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 		t.Errorf("uptime %v, by hand %v", got, want)
 	}
 }
+
+func decodeJSON(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
