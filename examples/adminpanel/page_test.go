@@ -452,3 +452,63 @@ func waitPanel(tb testing.TB, url string, n int) {
 		time.Sleep(100 * time.Millisecond) // the panel takes the fleet in at its own pace
 	}
 }
+
+// TestPageBannerAndReconnect takes Valkey away from the panel, then the
+// panel away from the page: the page must say the panel cannot see
+// Valkey, and after its event stream reconnects it must load the view
+// again.
+func TestPageBannerAndReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Valkey, the panel, a service and a browser")
+	}
+	srv := redistest.Start(t)
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	bin := testbin.Build(t, ".")
+	env := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT=" + srv.URL())
+	panel := proctest.Start(t, bin, env, "--listen", listen)
+	panel.Expect("admin panel on http://", 30*time.Second)
+	url := "http://" + listen
+	startService(t, srv, testbin.Build(t, "../discovery"), "geocoding_service")
+
+	b := browsertest.Start(t)
+	ctx, cancel := context.WithTimeout(b.Ctx, 90*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the service up", cardJS("geocoding_service")+`.dataset.state === "up"`, 20*time.Second)
+	if !eval[bool](t, ctx, "document.querySelector('#banner').hidden") {
+		t.Fatal("the banner shows while the panel sees Valkey")
+	}
+
+	// Valkey gone: the panel's API says it is not watching, and the page,
+	// which has not reloaded, must say so too.
+	srv.Kill()
+	took := waitFor(t, ctx, "the banner", "!document.querySelector('#banner').hidden", 20*time.Second)
+	t.Logf("banner shown %v after Valkey was killed", took.Round(time.Millisecond))
+	if got := eval[string](t, ctx, cardJS("geocoding_service")+".dataset.state"); got != "unknown" {
+		t.Errorf("with Valkey gone the service shows %q, want unknown", got)
+	}
+	srv.Restart()
+	took = waitFor(t, ctx, "the banner gone", "document.querySelector('#banner').hidden", 30*time.Second)
+	t.Logf("banner hidden %v after Valkey came back", took.Round(time.Millisecond))
+
+	// The panel gone and back on the same address: the page reconnects
+	// and fetches the fleet again.
+	fetches := `performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/api/v1/services')).length`
+	before := eval[int](t, ctx, fetches)
+	if err := panel.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = panel.Wait(10 * time.Second)
+	waitFor(t, ctx, "reconnecting shown", `document.querySelector('#conn').dataset.state === "reconnecting"`, 10*time.Second)
+	panel = proctest.Start(t, bin, env, "--listen", listen)
+	panel.Expect("admin panel on http://", 30*time.Second)
+	took = waitFor(t, ctx, "fleet fetched again", fmt.Sprintf("%s > %d && document.querySelector('#conn').dataset.state === 'live'", fetches, before), 20*time.Second)
+	t.Logf("page live again %v after the panel restarted", took.Round(time.Millisecond))
+	waitFor(t, ctx, "the service up", cardJS("geocoding_service")+`.dataset.state === "up"`, 20*time.Second)
+}
