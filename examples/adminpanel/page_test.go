@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
 	"github.com/otel-heartbeat/heartbeat/internal/browsertest"
@@ -217,12 +218,36 @@ func TestPageFollowsServicesLive(t *testing.T) {
 		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel-phone.png"))
 	}
 
+	// Dark: the page follows prefers-color-scheme.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatal(err)
+	}
+	light := eval[string](t, ctx, "getComputedStyle(document.body).backgroundColor")
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if dark := eval[string](t, ctx, "getComputedStyle(document.body).backgroundColor"); dark == light {
+		t.Errorf("the background is %s in light and dark alike", dark)
+	}
+	if *updateScreenshot {
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void]("location.hash = '#/'")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, "fleet", `document.querySelector('#app').dataset.view === "fleet"`, 10*time.Second)
+		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel-dark.png"))
+	}
+
 	// The incidents log: the crashed service's outage is an incident
-	// once the recorder has written it; the page shows what the API has.
+	// once the recorder has written it.
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void]("location.hash = '#/incidents'")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "incidents view", `document.querySelector('#app').dataset.view === "incidents"`, 10*time.Second)
+	took = waitFor(t, ctx, "the crash in the incidents log", `[...document.querySelectorAll('#incidents tbody tr')].some((r) => r.textContent.includes('geocoding_service'))`, 5*time.Second)
+	if got := eval[string](t, ctx, `[...document.querySelectorAll('#incidents tbody tr')].find((r) => r.textContent.includes('geocoding_service')).children[2].textContent`); got != "open" {
+		t.Errorf("the crash's incident ended %q, want open", got)
+	}
 }
 
 // TestPageShowsHostileFieldsAsText publishes a heartbeat whose service
@@ -393,8 +418,10 @@ func measureFleet(tb testing.TB, updates int) fleetTimes {
 	waitFor(tb, bctx, "20 cards", `document.querySelector('#app').dataset.view === "fleet" && document.querySelectorAll('a.card').length === 20`, 20*time.Second)
 	out.fleet = time.Since(start)
 
+	// Open the service as a click on its card does: a new hash in the
+	// same page.
 	start = time.Now()
-	if err := chromedp.Do(bctx, chromedp.Navigate(url+"/#/services/"+svc)); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", "#/services/"+svc))); err != nil {
 		tb.Fatal(err)
 	}
 	waitFor(tb, bctx, "501 rows", `document.querySelector('#app').dataset.view === "service" && document.querySelector('#app').dataset.rendered === "501" && document.querySelectorAll('#instances tbody tr').length === 501`, 20*time.Second)
