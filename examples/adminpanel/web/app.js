@@ -9,7 +9,9 @@
 (function () {
   const DOCUMENTED = new Set(["service_name", "instance_id", "timestamp", "uptime_seconds", "heartbeat_count",
     "memory_usage_mb", "cpu_usage_percent", "interval_seconds", "status", "instance_address"]);
-  const STATE_RANK = { dead: 0, stale: 1, alive: 2, stopped: 3 };
+  // Rows rendered at most at first: a service of 10,000 instances would
+  // take seconds to lay out. "Show more" adds as many again.
+  const ROW_PAGE = 1000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -276,6 +278,11 @@
   async function loadDetail(name, keep) {
     const gen = ++detail.gen;
     if (!keep || detail.name !== name) {
+      if (detail.name !== name) {
+        rowLimit = ROW_PAGE;
+        stateFilter = "";
+        $("state-filter").value = "";
+      }
       detail.name = name;
       detail.loaded = false;
       detail.summary = null;
@@ -430,14 +437,41 @@
     setText(r.age, fmtDuration(age));
   }
 
+  let rowLimit = ROW_PAGE;
+  let stateFilter = "";
+  const matches = (inst) => !stateFilter || inst.state === stateFilter;
+
+  // The rows shown: those of the filter, by id, the first rowLimit.
+  function shownInstances() {
+    let list = [...detail.instances.values()];
+    if (stateFilter) list = list.filter(matches);
+    list.sort(compareRows);
+    return { shown: list.length > rowLimit ? list.slice(0, rowLimit) : list, total: list.length };
+  }
+
+  // An update that changes which rows are shown re-renders them all, at
+  // most once a second: existing rows are kept, only moved.
+  let rowsTimer = 0;
+  function renderAllRowsSoon() {
+    if (rowsTimer) return;
+    rowsTimer = setTimeout(() => {
+      rowsTimer = 0;
+      if (route.view === "service" && detail.loaded) renderAllRows();
+    }, 1000);
+  }
+
   function renderRow(id) {
     const inst = detail.instances.get(id);
     let r = detail.rows.get(id);
     if (!inst) {
-      if (r) { r.tr.remove(); detail.rows.delete(id); }
+      if (r) { r.tr.remove(); detail.rows.delete(id); renderAllRowsSoon(); }
       return;
     }
-    if (!r) {
+    if (!matches(inst)) {
+      if (r) renderAllRowsSoon();
+      else return;
+    } else if (!r) {
+      if (detail.rows.size >= rowLimit) { renderAllRowsSoon(); return; }
       r = newRow(inst);
       detail.rows.set(id, r);
       insertRowInOrder(r, inst);
@@ -458,10 +492,11 @@
 
   function renderAllRows() {
     const tbody = $("instances").tBodies[0];
-    const sorted = [...detail.instances.values()].sort(compareRows);
-    for (const [id, r] of detail.rows) if (!detail.instances.has(id)) { r.tr.remove(); detail.rows.delete(id); }
+    const { shown, total } = shownInstances();
+    const keep = new Set(shown.map((i) => i.instance));
+    for (const [id, r] of detail.rows) if (!keep.has(id)) { r.tr.remove(); detail.rows.delete(id); }
     const frag = document.createDocumentFragment();
-    for (const inst of sorted) {
+    for (const inst of shown) {
       let r = detail.rows.get(inst.instance);
       if (!r) { r = newRow(inst); detail.rows.set(inst.instance, r); }
       fillRow(r, inst);
@@ -470,6 +505,10 @@
     tbody.append(frag); // in sorted order, existing rows moved
     dirtyRows.clear();
     setText($("instances-count"), "(" + detail.instances.size + ")");
+    setText($("rows-note"), shown.length < total
+      ? "Showing the first " + shown.length + " of " + total + (stateFilter ? " " + stateFilter : "") + " instances, by id."
+      : total === 0 && detail.instances.size > 0 ? "No " + stateFilter + " instances." : "");
+    $("more-rows").hidden = shown.length >= total;
   }
 
   // ---- incidents log ----
@@ -595,6 +634,15 @@
     window.addEventListener("hashchange", () => reload(false));
     $("inc-since").addEventListener("change", () => loadIncidents().catch(showError));
     $("inc-service").addEventListener("change", () => loadIncidents().catch(showError));
+    $("state-filter").addEventListener("change", () => {
+      stateFilter = $("state-filter").value;
+      rowLimit = ROW_PAGE;
+      renderAllRows();
+    });
+    $("more-rows").addEventListener("click", () => {
+      rowLimit += ROW_PAGE;
+      renderAllRows();
+    });
     show(parseRoute().view);
     setInterval(tick, 1000);
     connect();
