@@ -261,6 +261,7 @@ type hub struct {
 	mu          sync.Mutex
 	dirty       map[watch.Key]bool
 	transitions []watch.Transition
+	all         bool // every service changed: whether the panel watches did
 	clients     map[*client]bool
 	closed      bool
 }
@@ -286,6 +287,15 @@ func (h *hub) transition(t watch.Transition) {
 	if len(h.transitions) < 1000 {
 		h.transitions = append(h.transitions, t)
 	}
+	h.mu.Unlock()
+}
+
+// changedAll marks every service changed, as when the panel starts or
+// stops seeing Valkey: their states turn unknown or back without any
+// instance being touched.
+func (h *hub) changedAll() {
+	h.mu.Lock()
+	h.all = true
 	h.mu.Unlock()
 }
 
@@ -320,7 +330,7 @@ func (h *hub) closeAll() {
 }
 
 // run sends an update every period when something changed.
-func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []watch.Key, ts []watch.Transition) []byte) {
+func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []watch.Key, ts []watch.Transition, all bool) []byte) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -330,10 +340,11 @@ func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []w
 		case <-t.C:
 		}
 		h.mu.Lock()
-		if len(h.clients) == 0 || (len(h.dirty) == 0 && len(h.transitions) == 0) {
+		if len(h.clients) == 0 || (len(h.dirty) == 0 && len(h.transitions) == 0 && !h.all) {
 			if len(h.clients) == 0 {
 				clear(h.dirty)
 				h.transitions = h.transitions[:0]
+				h.all = false
 			}
 			h.mu.Unlock()
 			continue
@@ -345,9 +356,11 @@ func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []w
 		clear(h.dirty)
 		ts := slices.Clone(h.transitions)
 		h.transitions = h.transitions[:0]
+		all := h.all
+		h.all = false
 		h.mu.Unlock()
 
-		b := build(keys, ts)
+		b := build(keys, ts, all)
 		h.mu.Lock()
 		for c := range h.clients {
 			select {
@@ -361,8 +374,8 @@ func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []w
 	}
 }
 
-// flush builds one update.
-func (p *Panel) flush(keys []watch.Key, ts []watch.Transition) []byte {
+// flush builds one update; all adds every service to it.
+func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool) []byte {
 	now := time.Now()
 	u := UpdateJSON{At: stamp(now), Watching: p.Watching(), Services: []ServiceJSON{}, Instances: []InstanceJSON{},
 		Removed: []InstanceKey{}, Transitions: []TransitionJSON{}}
@@ -378,6 +391,11 @@ func (p *Panel) flush(keys []watch.Key, ts []watch.Transition) []byte {
 	for _, t := range ts {
 		touched[t.Service] = true
 		u.Transitions = append(u.Transitions, TransitionJSON{Service: t.Service, Instance: t.Instance, From: t.From.String(), To: t.To.String(), At: stamp(t.At)})
+	}
+	if all {
+		for _, s := range p.fleet(now).Services {
+			touched[s.Name] = true
+		}
 	}
 	if len(touched) > 0 {
 		groups := byService(p.tr.Snapshot())

@@ -199,14 +199,19 @@ func (p *Panel) observe(e watch.Event) {
 	case watch.KindLoaded:
 		p.loaded.Store(true)
 		p.down.Store(false)
+		p.hub.changedAll()
 	case watch.KindReconnected:
 		p.down.Store(false)
+		p.hub.changedAll()
 	case watch.KindDisconnected:
 		p.down.Store(true)
+		p.hub.changedAll()
 	case watch.KindBlind:
 		p.blind.Store(true)
+		p.hub.changedAll()
 	case watch.KindCaughtUp:
 		p.blind.Store(false)
+		p.hub.changedAll()
 	}
 	p.forgetBeats()
 }

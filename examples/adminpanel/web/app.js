@@ -1,1 +1,655 @@
-/* the admin panel page */
+// The admin panel page: the fleet, one service's instances and the
+// incidents log, kept live from the server's events.
+//
+// Every string that comes from the API is data. It reaches the page only
+// as text (textContent, text nodes) or as the value of a harmless
+// attribute (title, data-*): never as markup.
+"use strict";
+
+(function () {
+  const DOCUMENTED = new Set(["service_name", "instance_id", "timestamp", "uptime_seconds", "heartbeat_count",
+    "memory_usage_mb", "cpu_usage_percent", "interval_seconds", "status", "instance_address"]);
+  // Rows rendered at most at first: a service of 10,000 instances would
+  // take seconds to lay out. "Show more" adds as many again.
+  const ROW_PAGE = 1000;
+
+  const $ = (id) => document.getElementById(id);
+
+  // el builds an element; props holds className, text and attributes,
+  // children are nodes or strings (which become text nodes).
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (v === undefined || v === null) continue;
+        if (k === "className") e.className = v;
+        else if (k === "text") e.textContent = v;
+        else e.setAttribute(k, v);
+      }
+    }
+    for (const c of children) e.append(c); // append makes strings text nodes
+    return e;
+  }
+
+  function setText(node, s) {
+    s = String(s);
+    if (node.textContent !== s) node.textContent = s;
+  }
+
+  // The server's clock: ages are computed against it, not the browser's.
+  let skew = 0; // server time - browser time, ms
+  function observeServerTime(stampStr) {
+    const t = Date.parse(stampStr);
+    if (!isNaN(t)) skew = t - Date.now();
+  }
+  const serverNow = () => Date.now() + skew;
+
+  function fmtDuration(sec) {
+    if (sec === null || sec === undefined || isNaN(sec)) return "—";
+    sec = Math.max(0, sec);
+    if (sec < 10) return sec.toFixed(1) + " s";
+    if (sec < 60) return Math.floor(sec) + " s";
+    const m = Math.floor(sec / 60), s = Math.floor(sec % 60);
+    if (m < 60) return m + " min " + s + " s";
+    const h = Math.floor(m / 60);
+    if (h < 24) return h + " h " + (m % 60) + " min";
+    return Math.floor(h / 24) + " d " + (h % 24) + " h";
+  }
+
+  function fmtPercent(u) {
+    if (u === null || u === undefined) return "—";
+    if (u >= 1) return "100%";
+    // Never round a short outage up to 100%.
+    return (Math.floor(u * 10000) / 100).toFixed(2) + "%";
+  }
+
+  function fmtTime(stampStr) {
+    const t = Date.parse(stampStr);
+    if (isNaN(t)) return String(stampStr);
+    const d = new Date(t);
+    const pad = (n) => String(n).padStart(2, "0");
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  function fmtNumber(v, digits, unit) {
+    if (v === null || v === undefined) return "—";
+    return Number(v).toFixed(digits) + unit;
+  }
+
+  function fmtValue(v) {
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+
+  function shortID(id) {
+    return id.length > 13 ? id.slice(0, 8) + "…" : id;
+  }
+
+  async function getJSON(url) {
+    const r = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    let body = null;
+    try { body = await r.json(); } catch (_) { /* not JSON */ }
+    if (!r.ok) {
+      const err = new Error((body && body.error) || ("HTTP " + r.status));
+      err.status = r.status;
+      throw err;
+    }
+    return body;
+  }
+
+  // ---- state ----
+
+  const fleet = { windows: [], services: new Map(), watching: true, loaded: false };
+  const cards = new Map(); // service name -> card parts
+  const detail = { name: null, summary: null, instances: new Map(), rows: new Map(), loaded: false, gen: 0 };
+  let route = { view: "fleet" };
+
+  // ---- live updates, applied once per frame ----
+
+  let pending = [];
+  let frameQueued = false;
+  const dirtyCards = new Set();
+  const dirtyRows = new Set();
+  let summaryDirty = false;
+  let orderDirty = false;
+
+  function queue(update) {
+    pending.push(update);
+    if (!frameQueued) {
+      frameQueued = true;
+      // A hidden tab gets no frames: apply on a timer instead, so the
+      // queue does not grow without bound.
+      if (document.hidden) setTimeout(frame, 250);
+      else requestAnimationFrame(frame);
+    }
+  }
+
+  function frame() {
+    frameQueued = false;
+    const updates = pending;
+    pending = [];
+    for (const u of updates) apply(u);
+    render();
+  }
+
+  function apply(u) {
+    observeServerTime(u.at);
+    setWatching(u.watching);
+    for (const s of u.services || []) {
+      const old = fleet.services.get(s.name);
+      fleet.services.set(s.name, s);
+      dirtyCards.add(s.name);
+      if (!old) orderDirty = true;
+      if (detail.name === s.name && detail.loaded) {
+        const changed = !detail.summary || detail.summary.state !== s.state ||
+          !!detail.summary.open_incident !== !!s.open_incident;
+        detail.summary = Object.assign({}, detail.summary, s);
+        summaryDirty = true;
+        if (changed) refetchDetailSoon();
+      }
+    }
+    if (detail.name !== null && detail.loaded) {
+      for (const inst of u.instances || []) {
+        if (inst.service !== detail.name) continue;
+        detail.instances.set(inst.instance, inst);
+        dirtyRows.add(inst.instance);
+      }
+      for (const k of u.removed || []) {
+        if (k.service !== detail.name) continue;
+        detail.instances.delete(k.instance);
+        dirtyRows.add(k.instance);
+      }
+    }
+  }
+
+  function render() {
+    if (dirtyCards.size) {
+      if (orderDirty) { renderAllCards(); orderDirty = false; }
+      else for (const name of dirtyCards) renderCard(name);
+      dirtyCards.clear();
+    }
+    if (summaryDirty && route.view === "service") { renderServiceSummary(); summaryDirty = false; }
+    if (dirtyRows.size && route.view === "service") {
+      for (const id of dirtyRows) renderRow(id);
+      dirtyRows.clear();
+      setText($("instances-count"), "(" + detail.instances.size + ")");
+    }
+  }
+
+  // ---- fleet overview ----
+
+  function setWatching(w) {
+    fleet.watching = !!w;
+    $("banner").hidden = fleet.watching;
+  }
+
+  function newCard(name) {
+    const parts = {};
+    parts.li = el("li");
+    parts.a = el("a", { className: "card", href: "#/services/" + encodeURIComponent(name), "data-service": name });
+    parts.name = el("span", { className: "card-name", text: name });
+    parts.state = el("span", { className: "state" });
+    parts.counts = el("span", { className: "counts" });
+    parts.uptime = el("dl", { className: "uptime" });
+    parts.uptimeCells = new Map();
+    parts.incident = el("span", { className: "incident" });
+    parts.a.append(el("span", { className: "card-head" }, parts.name, parts.state), parts.counts, parts.uptime, parts.incident);
+    parts.li.append(parts.a);
+    return parts;
+  }
+
+  function renderCard(name) {
+    const s = fleet.services.get(name);
+    let c = cards.get(name);
+    if (!s) {
+      if (c) { c.li.remove(); cards.delete(name); }
+      return;
+    }
+    if (!c) {
+      c = newCard(name);
+      cards.set(name, c);
+      $("cards").append(c.li);
+    }
+    c.a.dataset.state = s.state;
+    c.state.dataset.state = s.state;
+    setText(c.state, s.state);
+    const n = s.counts || {};
+    const total = (n.alive || 0) + (n.stale || 0) + (n.dead || 0) + (n.stopped || 0);
+    setText(c.counts, total + " instance" + (total === 1 ? "" : "s") + ": " + (n.alive || 0) + " alive, " +
+      (n.stale || 0) + " stale, " + (n.dead || 0) + " dead, " + (n.stopped || 0) + " stopped");
+    for (const w of fleet.windows) {
+      let cell = c.uptimeCells.get(w);
+      if (!cell) {
+        cell = el("dd");
+        c.uptime.append(el("div", null, el("dt", { text: w }), cell));
+        c.uptimeCells.set(w, cell);
+      }
+      setText(cell, fmtPercent(s.uptime ? s.uptime[w] : null));
+    }
+    c.openIncident = s.open_incident;
+    renderCardIncident(c);
+    c.a.setAttribute("aria-label", name + ", " + s.state + ", " + total + " instances" +
+      (s.open_incident ? ", incident open" : ""));
+  }
+
+  function renderCardIncident(c) {
+    const inc = c.openIncident;
+    c.incident.hidden = !inc;
+    if (!inc) return;
+    const dur = (serverNow() - Date.parse(inc.started_at)) / 1000;
+    setText(c.incident, "Incident open since " + fmtTime(inc.started_at) + " (" + fmtDuration(isNaN(dur) ? inc.duration_seconds : dur) + ")");
+  }
+
+  function renderAllCards() {
+    const names = [...fleet.services.keys()].sort();
+    for (const [name, c] of cards) if (!fleet.services.has(name)) { c.li.remove(); cards.delete(name); }
+    const list = $("cards");
+    for (const name of names) {
+      renderCard(name);
+      list.append(cards.get(name).li); // moves it into order
+    }
+    $("fleet-empty").hidden = names.length > 0 || !fleet.loaded;
+  }
+
+  async function loadFleet() {
+    const f = await getJSON("/api/v1/services");
+    observeServerTime(f.generated_at);
+    fleet.windows = f.windows || [];
+    fleet.services = new Map((f.services || []).map((s) => [s.name, s]));
+    fleet.loaded = true;
+    setWatching(f.watching);
+    for (const c of cards.values()) c.li.remove();
+    cards.clear();
+    renderAllCards();
+    fillServiceFilter();
+  }
+
+  // ---- service view ----
+
+  let refetchTimer = 0;
+  function refetchDetailSoon() {
+    if (refetchTimer) return;
+    refetchTimer = setTimeout(() => {
+      refetchTimer = 0;
+      if (route.view === "service") loadDetail(route.name, true).catch(showError);
+    }, 1000);
+  }
+
+  async function loadDetail(name, keep) {
+    const gen = ++detail.gen;
+    if (!keep || detail.name !== name) {
+      if (detail.name !== name) {
+        rowLimit = ROW_PAGE;
+        stateFilter = "";
+        $("state-filter").value = "";
+      }
+      detail.name = name;
+      detail.loaded = false;
+      detail.summary = null;
+      detail.instances = new Map();
+      for (const r of detail.rows.values()) r.tr.remove();
+      detail.rows.clear();
+      setText($("service-name"), name);
+      setText($("service-state"), "");
+      $("service-summary").replaceChildren();
+      $("service-missing").hidden = true;
+      setText($("instances-count"), "");
+    }
+    let d;
+    try {
+      d = await getJSON("/api/v1/services/" + encodeURIComponent(name));
+    } catch (e) {
+      if (gen !== detail.gen) return;
+      if (e.status === 404 || e.status === 400) {
+        $("service-missing").hidden = false;
+        detail.loaded = true;
+        markRendered("service", 0);
+        return;
+      }
+      throw e;
+    }
+    if (gen !== detail.gen) return; // a newer route or reload won
+    const { instances, incidents, restarts, lost, ...summary } = d;
+    detail.summary = summary;
+    detail.restarts = restarts || {};
+    detail.lost = lost || {};
+    detail.incidents = incidents || [];
+    detail.loaded = true;
+    const fresh = new Map((instances || []).map((i) => [i.instance, i]));
+    for (const id of detail.instances.keys()) if (!fresh.has(id)) dirtyRows.add(id);
+    detail.instances = fresh;
+    renderServiceSummary();
+    renderServiceTables();
+    renderAllRows();
+    markRendered("service", detail.instances.size);
+  }
+
+  function renderServiceSummary() {
+    const s = detail.summary;
+    if (!s) return;
+    const st = $("service-state");
+    st.dataset.state = s.state;
+    setText(st, s.state);
+    const n = s.counts || {};
+    const items = [
+      ["Alive", n.alive || 0], ["Stale", n.stale || 0], ["Dead", n.dead || 0], ["Stopped", n.stopped || 0],
+      ["Must be up", s.min_alive],
+    ];
+    if (s.open_incident) {
+      items.push(["Open incident", "since " + fmtTime(s.open_incident.started_at)]);
+    }
+    const dl = $("service-summary");
+    dl.replaceChildren(...items.map(([k, v]) => el("div", null, el("dt", { text: k }), el("dd", { text: String(v) }))));
+  }
+
+  function renderServiceTables() {
+    const s = detail.summary;
+    const wins = fleet.windows.length ? fleet.windows : Object.keys((s && s.uptime) || {});
+    $("service-windows").tBodies[0].replaceChildren(...wins.map((w) => el("tr", null,
+      el("th", { scope: "row", text: w }),
+      el("td", { text: fmtPercent(s && s.uptime ? s.uptime[w] : null) }),
+      el("td", { text: w in detail.restarts ? String(detail.restarts[w]) : "—" }),
+      el("td", { text: w in detail.lost ? String(detail.lost[w]) : "—" }))));
+    $("service-incidents-empty").hidden = detail.incidents.length > 0;
+    $("service-incidents").hidden = detail.incidents.length === 0;
+    $("service-incidents").tBodies[0].replaceChildren(...detail.incidents.map((i) => incidentRow(i, false)));
+  }
+
+  function incidentRow(i, withService) {
+    const tr = el("tr");
+    if (withService) {
+      tr.append(el("th", { scope: "row" }, el("a", { href: "#/services/" + encodeURIComponent(i.service), text: i.service })));
+    }
+    tr.append(
+      withService ? el("td", { text: fmtTime(i.started_at), title: i.started_at }) : el("th", { scope: "row", text: fmtTime(i.started_at), title: i.started_at }),
+      el("td", { text: i.ended_at ? fmtTime(i.ended_at) : "open", title: i.ended_at || "" }),
+      el("td", { text: fmtDuration(i.duration_seconds) }),
+      el("td", { text: (i.instances || []).join(", ") }));
+    return tr;
+  }
+
+  function compareRows(a, b) {
+    return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
+  }
+
+  function newRow(inst) {
+    const r = {};
+    r.tr = el("tr", { "data-instance": inst.instance });
+    r.id = el("th", { scope: "row", className: "mono", title: inst.instance, text: shortID(inst.instance) });
+    r.state = el("span", { className: "state" });
+    const cell = (cls) => el("td", cls ? { className: cls } : null);
+    r.age = cell("num");
+    r.uptime = cell("num");
+    r.beats = cell("num");
+    r.lost = cell("num");
+    r.mem = cell("num");
+    r.cpu = cell("num");
+    r.interval = cell("num");
+    r.addr = cell("mono");
+    r.fields = cell("fields");
+    r.bars = el("span", { className: "bars", role: "img" });
+    r.tr.append(r.id, el("td", null, r.state), r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, r.fields,
+      el("td", null, r.bars));
+    return r;
+  }
+
+  function fillRow(r, inst) {
+    r.inst = inst;
+    r.tr.dataset.state = inst.state;
+    r.state.dataset.state = inst.state;
+    setText(r.state, inst.state);
+    renderAge(r);
+    setText(r.uptime, fmtPercent(inst.uptime));
+    setText(r.beats, inst.heartbeats);
+    setText(r.lost, inst.lost);
+    setText(r.mem, fmtNumber(inst.memory_mb, 1, " MB"));
+    setText(r.cpu, fmtNumber(inst.cpu_percent, 1, "%"));
+    setText(r.interval, fmtDuration(inst.interval_seconds) + " (" + inst.interval_source + ")");
+    setText(r.addr, inst.address || "—");
+    // Service fields: every key of the heartbeat but the documented ones.
+    const hb = inst.heartbeat && typeof inst.heartbeat === "object" ? inst.heartbeat : {};
+    const keys = Object.keys(hb).filter((k) => !DOCUMENTED.has(k)).sort();
+    const sig = JSON.stringify(keys.map((k) => [k, hb[k]]));
+    if (r.fieldsSig !== sig) {
+      r.fieldsSig = sig;
+      if (keys.length === 0) r.fields.replaceChildren("—");
+      else r.fields.replaceChildren(el("dl", null, ...keys.map((k) =>
+        el("div", null, el("dt", { text: k }), el("dd", { text: fmtValue(hb[k]) })))));
+    }
+    // The heartbeat bars, oldest first.
+    const bars = inst.bars || [];
+    const spans = r.bars.children;
+    while (spans.length > bars.length) r.bars.lastChild.remove();
+    while (spans.length < bars.length) r.bars.append(el("span"));
+    let got = 0, missed = 0;
+    for (let i = 0; i < bars.length; i++) {
+      const cls = bars[i] === 1 ? "b1" : bars[i] === 0 ? "b0" : "bn";
+      if (bars[i] === 1) got++;
+      else if (bars[i] === 0) missed++;
+      if (spans[i].className !== cls) spans[i].className = cls;
+    }
+    r.bars.setAttribute("aria-label", "last " + bars.length + " intervals: " + got + " received, " + missed + " missed");
+  }
+
+  function renderAge(r) {
+    const seen = Date.parse(r.inst.last_seen);
+    const age = isNaN(seen) ? r.inst.age_seconds : (serverNow() - seen) / 1000;
+    setText(r.age, fmtDuration(age));
+  }
+
+  let rowLimit = ROW_PAGE;
+  let stateFilter = "";
+  const matches = (inst) => !stateFilter || inst.state === stateFilter;
+
+  // The rows shown: those of the filter, by id, the first rowLimit.
+  function shownInstances() {
+    let list = [...detail.instances.values()];
+    if (stateFilter) list = list.filter(matches);
+    list.sort(compareRows);
+    return { shown: list.length > rowLimit ? list.slice(0, rowLimit) : list, total: list.length };
+  }
+
+  // An update that changes which rows are shown re-renders them all, at
+  // most once a second: existing rows are kept, only moved.
+  let rowsTimer = 0;
+  function renderAllRowsSoon() {
+    if (rowsTimer) return;
+    rowsTimer = setTimeout(() => {
+      rowsTimer = 0;
+      if (route.view === "service" && detail.loaded) renderAllRows();
+    }, 1000);
+  }
+
+  function renderRow(id) {
+    const inst = detail.instances.get(id);
+    let r = detail.rows.get(id);
+    if (!inst) {
+      if (r) { r.tr.remove(); detail.rows.delete(id); renderAllRowsSoon(); }
+      return;
+    }
+    if (!matches(inst)) {
+      if (r) renderAllRowsSoon();
+      else return;
+    } else if (!r) {
+      if (detail.rows.size >= rowLimit) { renderAllRowsSoon(); return; }
+      r = newRow(inst);
+      detail.rows.set(id, r);
+      insertRowInOrder(r, inst);
+    }
+    fillRow(r, inst);
+  }
+
+  function insertRowInOrder(r, inst) {
+    const tbody = $("instances").tBodies[0];
+    // Rows are kept sorted by instance id; a new one is rare, so a scan
+    // is fine.
+    for (const other of tbody.rows) {
+      const o = detail.rows.get(other.dataset.instance);
+      if (o && o.inst && compareRows(inst, o.inst) < 0) { tbody.insertBefore(r.tr, other); return; }
+    }
+    tbody.append(r.tr);
+  }
+
+  function renderAllRows() {
+    const tbody = $("instances").tBodies[0];
+    const { shown, total } = shownInstances();
+    const keep = new Set(shown.map((i) => i.instance));
+    for (const [id, r] of detail.rows) if (!keep.has(id)) { r.tr.remove(); detail.rows.delete(id); }
+    const frag = document.createDocumentFragment();
+    for (const inst of shown) {
+      let r = detail.rows.get(inst.instance);
+      if (!r) { r = newRow(inst); detail.rows.set(inst.instance, r); }
+      fillRow(r, inst);
+      frag.append(r.tr);
+    }
+    tbody.append(frag); // in sorted order, existing rows moved
+    dirtyRows.clear();
+    setText($("instances-count"), "(" + detail.instances.size + ")");
+    setText($("rows-note"), shown.length < total
+      ? "Showing the first " + shown.length + " of " + total + (stateFilter ? " " + stateFilter : "") + " instances, by id."
+      : total === 0 && detail.instances.size > 0 ? "No " + stateFilter + " instances." : "");
+    $("more-rows").hidden = shown.length >= total;
+  }
+
+  // ---- incidents log ----
+
+  function fillServiceFilter() {
+    const sel = $("inc-service");
+    const cur = sel.value;
+    const names = [...fleet.services.keys()].sort();
+    sel.replaceChildren(el("option", { value: "", text: "all" }), ...names.map((n) => el("option", { value: n, text: n })));
+    sel.value = names.includes(cur) ? cur : "";
+  }
+
+  let incGen = 0;
+  async function loadIncidents() {
+    const gen = ++incGen;
+    const q = new URLSearchParams({ since: $("inc-since").value });
+    if ($("inc-service").value) q.set("service", $("inc-service").value);
+    const body = await getJSON("/api/v1/incidents?" + q.toString());
+    if (gen !== incGen) return;
+    const list = (body && body.incidents) || [];
+    $("incidents-empty").hidden = list.length > 0;
+    $("incidents").hidden = list.length === 0;
+    $("incidents").tBodies[0].replaceChildren(...list.map((i) => incidentRow(i, true)));
+    markRendered("incidents", list.length);
+  }
+
+  // ---- routing ----
+
+  function parseRoute() {
+    const h = location.hash.replace(/^#/, "");
+    const m = /^\/services\/([^/?]+)/.exec(h);
+    if (m) {
+      let name;
+      try { name = decodeURIComponent(m[1]); } catch (_) { name = m[1]; }
+      return { view: "service", name };
+    }
+    if (/^\/incidents/.test(h)) return { view: "incidents" };
+    return { view: "fleet" };
+  }
+
+  function markRendered(view, n) {
+    const main = $("app");
+    main.dataset.view = view;
+    main.dataset.rendered = String(n);
+  }
+
+  function show(view) {
+    $("fleet-view").hidden = view !== "fleet";
+    $("service-view").hidden = view !== "service";
+    $("incidents-view").hidden = view !== "incidents";
+    for (const [id, v] of [["nav-fleet", "fleet"], ["nav-incidents", "incidents"]]) {
+      if (v === view) $(id).setAttribute("aria-current", "page");
+      else $(id).removeAttribute("aria-current");
+    }
+  }
+
+  let loadedOnce = false;
+  async function load(full) {
+    loadedOnce = true;
+    route = parseRoute();
+    show(route.view);
+    $("app").dataset.rendered = "";
+    if (route.view === "fleet") {
+      if (full || !fleet.loaded) await loadFleet();
+      else renderAllCards();
+      document.title = "Heartbeats: fleet";
+      markRendered("fleet", fleet.services.size);
+    } else if (route.view === "service") {
+      document.title = "Heartbeats: " + route.name;
+      if (!fleet.loaded) await loadFleet();
+      await loadDetail(route.name, !full && detail.name === route.name);
+    } else {
+      document.title = "Heartbeats: incidents";
+      if (!fleet.loaded || full) await loadFleet();
+      await loadIncidents();
+    }
+  }
+
+  function showError(e) {
+    setText($("conn"), "Error: " + (e && e.message ? e.message : String(e)));
+    $("conn").dataset.state = "error";
+  }
+
+  function reload(full) {
+    load(full).catch(showError);
+  }
+
+  // ---- the event stream ----
+
+  let es = null;
+  function connect() {
+    es = new EventSource("/api/v1/events");
+    es.addEventListener("open", () => {
+      setText($("conn"), "Live");
+      $("conn").dataset.state = "live";
+      // Reload on every (re)connection: updates sent while the stream
+      // was down are lost, the current view is not.
+      reload(true);
+    });
+    es.addEventListener("error", () => {
+      setText($("conn"), "Reconnecting…");
+      $("conn").dataset.state = "reconnecting";
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up (the server answered with an error):
+        // retry by hand.
+        setTimeout(connect, 2000);
+      }
+    });
+    es.addEventListener("update", (ev) => {
+      let u;
+      try { u = JSON.parse(ev.data); } catch (_) { return; }
+      queue(u);
+    });
+  }
+
+  // Ages and open incidents tick every second without server updates.
+  function tick() {
+    if (route.view === "service") for (const r of detail.rows.values()) renderAge(r);
+    else if (route.view === "fleet") for (const c of cards.values()) if (c.openIncident) renderCardIncident(c);
+  }
+
+  function start() {
+    window.addEventListener("hashchange", () => reload(false));
+    $("inc-since").addEventListener("change", () => loadIncidents().catch(showError));
+    $("inc-service").addEventListener("change", () => loadIncidents().catch(showError));
+    $("state-filter").addEventListener("change", () => {
+      stateFilter = $("state-filter").value;
+      rowLimit = ROW_PAGE;
+      renderAllRows();
+    });
+    $("more-rows").addEventListener("click", () => {
+      rowLimit += ROW_PAGE;
+      renderAllRows();
+    });
+    show(parseRoute().view);
+    setInterval(tick, 1000);
+    connect();
+    // The first load waits for the stream to open, so that no update
+    // falls between the two; if it does not open soon, load anyway.
+    setTimeout(() => { if (!loadedOnce) reload(true); }, 3000);
+  }
+
+  start();
+})();
