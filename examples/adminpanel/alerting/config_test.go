@@ -1,0 +1,80 @@
+package alerting
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseReadsEveryKey(t *testing.T) {
+	c, err := Parse("alerts.yml", []byte(`
+external_url: https://panel.example.com/
+receivers:
+  alertmanager:
+    urls: [http://am-1:9093, http://am-2:9093]
+    resend_every: 30s
+  webhook:
+    url: https://hooks.example.com/heartbeat
+    secret_env: HOOK_SECRET
+rules:
+  instance_dead: {for: 10s}
+  service_down:
+    disabled: true
+    min_alive: {geofence_service: 2}
+  source_unreachable: {silent_share: 0.8, min_instances: 3}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ExternalURL != "https://panel.example.com/" || len(c.Alertmanager) != 2 || c.ResendEvery != 30*time.Second ||
+		c.Webhook != "https://hooks.example.com/heartbeat" || c.SecretEnv != "HOOK_SECRET" || c.InstanceDead.For != 10*time.Second ||
+		!c.ServiceDown.Disabled || c.MinAlive["geofence_service"] != 2 || c.SilentShare != 0.8 || c.MinSilent != 3 {
+		t.Errorf("parsed %+v", c)
+	}
+	if c, err := Parse("empty.yml", nil); err != nil || c.SilentShare != DefaultSilentShare || c.ResendEvery != DefaultResendEvery {
+		t.Errorf("empty file: %+v %v", c, err)
+	}
+}
+
+// Every mistake is an error naming the file, the line and the key, and a
+// URL with credentials is never quoted.
+func TestParseErrorsNameTheLineAndTheKey(t *testing.T) {
+	_, err := Parse("alerts.yml", []byte(`receivers:
+  alertmanager:
+    urls: [http://am-1:9093, "ftp://user:hunter2@x"]
+    resend_every: soon
+  webhok:
+    url: x
+rules:
+  instance_dead: {for: -1s}
+  service_down:
+    min_alive: {"bad name": 1, geo: 0}
+  source_unreachable: {silent_share: 2}
+`))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`alerts.yml line 3: receivers.alertmanager.urls[1]: want an absolute http or https URL`,
+		`alerts.yml line 4: receivers.alertmanager.resend_every: want a duration such as 30s or 1m, got "soon"`,
+		`alerts.yml line 5: receivers.webhok: unknown key (known here: alertmanager, webhook)`,
+		`alerts.yml line 8: rules.instance_dead.for: want a duration`,
+		`alerts.yml line 10: rules.service_down.min_alive.bad name:`,
+		`alerts.yml line 10: rules.service_down.min_alive.geo: want at least 1, got 0`,
+		`alerts.yml line 11: rules.source_unreachable.silent_share: want a share above 0 and at most 1`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the error quotes a password:\n%v", err)
+	}
+	if _, err := Parse("a.yml", []byte("receivers: {alertmanager: {urls: [http://a:1], resend_every: 10m}}")); err == nil ||
+		!strings.Contains(err.Error(), "resolve_timeout") {
+		t.Errorf("resend_every past the resolve timeout: %v", err)
+	}
+	if _, err := Parse("a.yml", []byte("rules: [1, 2")); err == nil || !strings.Contains(err.Error(), "a.yml") {
+		t.Errorf("malformed YAML: %v", err)
+	}
+}

@@ -1,0 +1,199 @@
+package alerting
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+type rig struct {
+	t        *testing.T
+	c        *clock
+	tr       *watch.Tracker
+	e        *Engine
+	watching bool
+	sent     []string // "firing Name service instance" / "resolved ..."
+	count    map[string]int64
+}
+
+func newRig(t *testing.T, srv *redistest.Server, cfg Config) *rig {
+	r := &rig{t: t, c: &clock{now: time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)}, watching: true, count: map[string]int64{}}
+	r.tr = watch.NewTracker(watch.WithClock(r.c), watch.WithHeartbeats())
+	r.e = New(cfg, r.tr, srv.Client(t), func() bool { return r.watching }, r.record, t.Logf)
+	return r
+}
+
+func (r *rig) record(a Alert) {
+	status := "firing"
+	if !a.Firing() {
+		status = "resolved"
+	}
+	r.sent = append(r.sent, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", status, a.Labels["alertname"], a.Labels["service"], a.Labels["instance"])))
+}
+
+func (r *rig) beat(svc, id string, status string) {
+	r.count[svc+id]++
+	r.tr.Observe(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: r.c.now, HeartbeatCount: r.count[svc+id],
+		IntervalSeconds: 1, Has: wire.HasHeartbeatCount | wire.HasInterval, Status: status})
+}
+
+// advance moves time on in 250 ms steps, ticking the tracker and
+// evaluating, as the panel does.
+func (r *rig) advance(d time.Duration, beating ...[2]string) {
+	for end := r.c.now.Add(d); r.c.now.Before(end); {
+		r.c.now = r.c.now.Add(250 * time.Millisecond)
+		if r.c.now.Sub(r.c.now.Truncate(time.Second)) == 0 {
+			for _, b := range beating {
+				r.beat(b[0], b[1], wire.StatusRunning)
+			}
+		}
+		r.tr.Tick()
+		r.e.Evaluate(context.Background(), r.c.now)
+	}
+}
+
+func (r *rig) expect(want ...string) {
+	r.t.Helper()
+	if strings.Join(r.sent, "; ") != strings.Join(want, "; ") {
+		r.t.Errorf("sent %q, want %q", r.sent, want)
+	}
+	r.sent = nil
+}
+
+// A crash fires once, per instance and per service; the instance beating
+// again resolves both, once. A graceful stop never fires.
+func TestDeadFiresOnceAndResolvesOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv, Default())
+	r.beat("geo", "a", wire.StatusRunning)
+	r.beat("pay", "b", wire.StatusRunning)
+	r.advance(time.Second, [2]string{"pay", "b"})
+	r.beat("pay", "b", wire.StatusStopping) // a deploy
+	r.advance(5 * time.Second)
+	r.expect("firing HeartbeatInstanceDead geo a", "firing HeartbeatServiceDown geo")
+	r.advance(10 * time.Second)
+	r.expect()
+	r.beat("geo", "a", wire.StatusRunning)
+	r.advance(time.Second, [2]string{"geo", "a"})
+	r.expect("resolved HeartbeatInstanceDead geo a", "resolved HeartbeatServiceDown geo")
+	if a, _ := r.e.Active(context.Background()); len(a) != 0 {
+		t.Errorf("active after resolve: %+v", a)
+	}
+}
+
+// A service is down below its minimum of instances up, not at the death
+// of one instance of many.
+func TestServiceDownAtItsMinimum(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Default()
+	cfg.InstanceDead.Disabled = true
+	cfg.MinAlive["geo"] = 2
+	r := newRig(t, srv, cfg)
+	for _, id := range []string{"a", "b", "c"} {
+		r.beat("geo", id, wire.StatusRunning)
+		r.beat("pay", id, wire.StatusRunning)
+	}
+	both := [][2]string{{"geo", "a"}, {"pay", "a"}, {"pay", "b"}}
+	r.advance(5*time.Second, both...)
+	r.expect("firing HeartbeatServiceDown geo") // geo: 1 of 3 up, 2 needed; pay: 2 of 3, 1 needed
+}
+
+// A for duration damps flapping: a death shorter than it never fires.
+func TestForDampsFlapping(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Default()
+	cfg.InstanceDead.For, cfg.ServiceDown.Disabled = 5*time.Second, true
+	r := newRig(t, srv, cfg)
+	r.beat("geo", "a", wire.StatusRunning)
+	r.advance(4 * time.Second) // dead at 3 s
+	r.beat("geo", "a", wire.StatusRunning)
+	r.advance(time.Second, [2]string{"geo", "a"})
+	r.expect()
+	r.advance(9 * time.Second) // dead at 3 s, fires 5 s later
+	r.expect("firing HeartbeatInstanceDead geo a")
+}
+
+// While the panel cannot see, one alert says so and no instance alert
+// fires; when it sees again, that alert resolves and instance alerts wait
+// for one interval of fresh heartbeats, so nothing storms.
+func TestBlindnessIsOneAlertNotOnePerInstance(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv, Default())
+	var all [][2]string
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprint(i)
+		r.beat("svc"+id, id, wire.StatusRunning)
+		all = append(all, [2]string{"svc" + id, id})
+	}
+	r.advance(2*time.Second, all...)
+	r.expect()
+	r.watching = false
+	r.tr.Hold(r.c.now) // what the monitor does while blind: no verdicts
+	r.advance(3 * time.Second)
+	r.expect("firing HeartbeatSourceUnreachable")
+	r.watching = true
+	r.tr.Hold(r.c.now)
+	r.advance(3*time.Second, all...)
+	r.expect("resolved HeartbeatSourceUnreachable")
+}
+
+// Most of the fleet falling silent at once is the source, not the fleet.
+func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv, Default())
+	var few [][2]string
+	for i := 0; i < 10; i++ {
+		r.beat("svc", fmt.Sprint(i), wire.StatusRunning)
+		if i < 3 {
+			few = append(few, [2]string{"svc", fmt.Sprint(i)})
+		}
+	}
+	r.advance(5*time.Second, few...)
+	r.expect("firing HeartbeatSourceUnreachable")
+}
+
+// A replica that takes over knows what was firing: it does not fire it
+// again, and resolves it once.
+func TestTakeoverNeitherRefiresNorForgets(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRig(t, srv, Default())
+	a.beat("geo", "x", wire.StatusRunning)
+	a.advance(4 * time.Second)
+	a.expect("firing HeartbeatInstanceDead geo x", "firing HeartbeatServiceDown geo")
+
+	b := newRig(t, srv, Default())
+	b.c.now = a.c.now
+	b.beat("geo", "x", wire.StatusRunning)
+	b.c.now = b.c.now.Add(-4 * time.Second) // b's tracker heard the same heartbeat
+	b.tr = watch.NewTracker(watch.WithClock(b.c), watch.WithHeartbeats())
+	b.e.tr = b.tr
+	b.beat("geo", "x", wire.StatusRunning)
+	b.c.now = a.c.now
+	b.tr.Tick()
+	active, err := b.e.Takeover(context.Background(), b.c.now)
+	if err != nil || len(active) != 2 {
+		t.Fatalf("takeover: %v %v", active, err)
+	}
+	b.advance(2 * time.Second)
+	b.expect()
+	b.beat("geo", "x", wire.StatusRunning)
+	b.advance(time.Second, [2]string{"geo", "x"})
+	b.expect("resolved HeartbeatInstanceDead geo x", "resolved HeartbeatServiceDown geo")
+	recent, err := b.e.Recent(context.Background(), 10)
+	if err != nil || len(recent) != 4 || recent[0].Firing() {
+		t.Errorf("recent: %d %v", len(recent), err)
+	}
+}
