@@ -39,16 +39,20 @@ func run(t *testing.T, r Receiver) (stop func()) {
 	return stop
 }
 
-// errors collects what a receiver reports.
+// reports collects what a receiver reports.
 type reports struct {
 	mu   sync.Mutex
 	msgs []string
+	c    chan string // each message too, when not nil
 }
 
 func (r *reports) Errorf(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+	if r.c != nil {
+		r.c <- r.msgs[len(r.msgs)-1]
+	}
 }
 
 func (r *reports) all() []string {
