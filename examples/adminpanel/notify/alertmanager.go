@@ -95,6 +95,7 @@ type amTarget struct {
 	wake    chan struct{}
 
 	sent, failed, dropped atomic.Int64
+	inflight              atomic.Int64 // alerts of the POST under way
 	ep                    episode
 }
 
@@ -143,13 +144,14 @@ func (am *alertmanager) Notify(a Alert) {
 }
 
 // Stats sums the URLs' counts; Queued counts the queue and each URL's
-// pending alerts.
+// pending and in-flight alerts.
 func (am *alertmanager) Stats() Stats {
 	s := Stats{Dropped: am.dropped.Load(), Queued: int64(len(am.queue))}
 	for _, t := range am.targets {
 		s.Sent += t.sent.Load()
 		s.Failed += t.failed.Load()
 		s.Dropped += t.dropped.Load()
+		s.Queued += t.inflight.Load()
 		t.mu.Lock()
 		s.Queued += int64(len(t.pending))
 		t.mu.Unlock()
@@ -255,7 +257,9 @@ func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig) {
 				continue
 			}
 		}
+		t.inflight.Store(int64(len(batch)))
 		retry, err := t.post(ctx, cfg, batch)
+		t.inflight.Store(0)
 		if ctx.Err() != nil {
 			return
 		}

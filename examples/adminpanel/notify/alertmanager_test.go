@@ -92,8 +92,10 @@ func TestAlertmanagerHAPairBothDeliver(t *testing.T) {
 // notifies as soon as it would alone; the hung one is reported once,
 // and Run still returns at once when cancelled.
 func TestOneAlertmanagerDownDoesNotDelayTheOther(t *testing.T) {
+	hanging := make(chan struct{}, 1)
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices a closed connection only once read
+		hanging <- struct{}{}
 		<-r.Context().Done()
 	}))
 	defer hung.Close()
@@ -109,8 +111,9 @@ func TestOneAlertmanagerDownDoesNotDelayTheOther(t *testing.T) {
 	r.Notify(a)
 	checkFiring(t, hook.Next(t, "firing", 3*time.Second), a)
 	t.Logf("notified %v after Notify, the other Alertmanager hanging", time.Since(start).Round(time.Millisecond))
-	if s := r.Stats(); s.Sent != 1 || s.Queued != 0 {
-		t.Errorf("stats %+v: want 1 sent, the hung one's in flight and not queued", s)
+	recv(t, hanging)
+	if s := r.Stats(); s.Sent != 1 || s.Queued != 1 || s.Failed != 0 {
+		t.Errorf("stats %+v: want 1 sent and 1 in flight to the hung one", s)
 	}
 	start = time.Now()
 	stop()

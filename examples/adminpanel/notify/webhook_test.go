@@ -275,6 +275,7 @@ func TestWebhookRetriesDeliverEachOnceInOrder(t *testing.T) {
 // queue stays within its bound, what does not fit is counted as dropped,
 // Notify never blocks, and Run returns at once when cancelled.
 func TestWebhookReceiverNeverUp(t *testing.T) {
+	retrying, hanging := make(chan struct{}, 1), make(chan struct{}, 1)
 	for _, tc := range []struct {
 		name    string
 		handler http.HandlerFunc
@@ -282,12 +283,15 @@ func TestWebhookReceiverNeverUp(t *testing.T) {
 		{"503", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }},
 		// Reading the body first: the server notices a closed connection
 		// only once it has.
-		{"hangs", func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body); <-r.Context().Done() }},
+		{"hangs", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			hanging <- struct{}{}
+			<-r.Context().Done()
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
-			retrying := make(chan struct{}, 1)
 			cfg := WebhookConfig{QueueSize: 5}
 			if tc.name == "503" {
 				cfg.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -308,9 +312,7 @@ func TestWebhookReceiverNeverUp(t *testing.T) {
 			if tc.name == "503" {
 				recv(t, retrying) // the head is taken and being retried
 			} else {
-				for r.Stats().Queued != 1 || len(r.(*webhook).queue) != 0 {
-					time.Sleep(time.Millisecond) // nothing says when the worker takes the head
-				}
+				recv(t, hanging) // the head is taken and its request hangs
 			}
 			start := time.Now()
 			for i := range 100 {
