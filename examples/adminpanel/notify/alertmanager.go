@@ -1,0 +1,325 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// AlertmanagerConfig tunes NewAlertmanager; the zero value is the defaults.
+type AlertmanagerConfig struct {
+	// ResendEvery is how often an active alert is posted again: 1 min.
+	// It must stay below Alertmanager's resolve_timeout (5 min by
+	// default), after which Alertmanager resolves an alert not re-sent.
+	ResendEvery time.Duration
+	// MaxActive bounds the active alerts kept for re-sending: 10,000. A
+	// new alert beyond it is dropped and counted.
+	MaxActive int
+	// QueueSize bounds the alerts Notify queues for Run: 10,000.
+	QueueSize int
+	// Timeout bounds every request: 10 s.
+	Timeout time.Duration
+	// Backoff spaces a URL's retries: 500 ms doubling up to 30 s, with jitter.
+	Backoff Backoff
+	// MaxBatch bounds the alerts in one POST: 1,000.
+	MaxBatch int
+	// Client makes the requests: a client of its own when nil.
+	Client *http.Client
+	// Errorf, when set, hears of each URL's failures once per episode,
+	// and of its recovery.
+	Errorf func(format string, args ...any)
+	// Sleep waits between retries: a timer when nil. Tests inject one.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock: time.Now when nil.
+	Now func() time.Time
+}
+
+func (c *AlertmanagerConfig) defaults() {
+	if c.ResendEvery <= 0 {
+		c.ResendEvery = time.Minute
+	}
+	if c.MaxActive <= 0 {
+		c.MaxActive = 10000
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 10000
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Backoff.Base <= 0 {
+		c.Backoff.Base = 500 * time.Millisecond
+	}
+	if c.Backoff.Cap < c.Backoff.Base {
+		c.Backoff.Cap = max(30*time.Second, c.Backoff.Base)
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{}
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// alertmanager posts alerts to every Alertmanager of a list.
+type alertmanager struct {
+	cfg     AlertmanagerConfig
+	queue   chan Alert
+	targets []*amTarget
+	dropped atomic.Int64
+	active  map[string]Alert // Run's own
+}
+
+// amTarget is one Alertmanager: the alerts waiting for it, newest state
+// per fingerprint, and its worker's counts.
+type amTarget struct {
+	endpoint string // {url}/api/v2/alerts
+	shown    string // the URL to print
+	max      int    // bound of pending
+
+	mu      sync.Mutex
+	pending map[string]Alert
+	wake    chan struct{}
+
+	sent, failed, dropped atomic.Int64
+	inflight              atomic.Int64 // alerts of the POST under way
+	ep                    episode
+}
+
+// NewAlertmanager returns a Receiver that posts every alert to every
+// Alertmanager in urls (the base URLs, such as http://am-0:9093, of an HA
+// pair or more), each independently.
+func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("notify: no Alertmanager URL")
+	}
+	cfg.defaults()
+	if cfg.ResendEvery >= 5*time.Minute {
+		return nil, fmt.Errorf("notify: ResendEvery %v must stay below Alertmanager's resolve_timeout (5m by default)", cfg.ResendEvery)
+	}
+	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}}
+	seen := map[string]bool{}
+	for _, raw := range urls {
+		u, shown, err := checkURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v2/alerts"
+		if seen[u.String()] {
+			return nil, fmt.Errorf("notify: %s is listed twice", shown)
+		}
+		seen[u.String()] = true
+		am.targets = append(am.targets, &amTarget{
+			endpoint: u.String(), shown: shown,
+			max:     cfg.MaxActive + cfg.QueueSize,
+			pending: map[string]Alert{}, wake: make(chan struct{}, 1),
+			ep: episode{errorf: cfg.Errorf},
+		})
+	}
+	return am, nil
+}
+
+func (am *alertmanager) Name() string { return "alertmanager" }
+
+// Notify queues a; it never blocks, and counts a drop when the queue is full.
+func (am *alertmanager) Notify(a Alert) {
+	select {
+	case am.queue <- a:
+	default:
+		am.dropped.Add(1)
+	}
+}
+
+// Stats sums the URLs' counts; Queued counts the queue and each URL's
+// pending and in-flight alerts.
+func (am *alertmanager) Stats() Stats {
+	s := Stats{Dropped: am.dropped.Load(), Queued: int64(len(am.queue))}
+	for _, t := range am.targets {
+		s.Sent += t.sent.Load()
+		s.Failed += t.failed.Load()
+		s.Dropped += t.dropped.Load()
+		s.Queued += t.inflight.Load()
+		t.mu.Lock()
+		s.Queued += int64(len(t.pending))
+		t.mu.Unlock()
+	}
+	return s
+}
+
+// Run delivers until ctx is done: one worker per URL, and this goroutine
+// keeping the active alerts and re-sending them. It is called once.
+func (am *alertmanager) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, t := range am.targets {
+		wg.Go(func() { t.run(ctx, am.cfg) })
+	}
+	defer wg.Wait()
+	tick := time.NewTicker(am.cfg.ResendEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-am.queue:
+			am.take(a)
+		case <-tick.C:
+			for _, a := range am.active {
+				for _, t := range am.targets {
+					t.put(a, false)
+				}
+			}
+		}
+	}
+}
+
+// take records a in the active alerts and hands it to every URL.
+func (am *alertmanager) take(a Alert) {
+	fp := a.Fingerprint()
+	old, ok := am.active[fp]
+	if a.Firing() {
+		switch {
+		case ok:
+			a.StartsAt = old.StartsAt // the same startsAt on every re-send
+		case len(am.active) >= am.cfg.MaxActive:
+			am.dropped.Add(1)
+			return
+		case a.StartsAt.IsZero():
+			a.StartsAt = am.cfg.Now()
+		}
+		am.active[fp] = a
+	} else {
+		if ok && a.StartsAt.IsZero() {
+			a.StartsAt = old.StartsAt
+		}
+		delete(am.active, fp) // sent with its end, then forgotten
+	}
+	for _, t := range am.targets {
+		t.put(a, true)
+	}
+}
+
+// put makes a pending for t: replacing what is pending for its
+// fingerprint when newer, else only when nothing is.
+func (t *amTarget) put(a Alert, newer bool) {
+	fp := a.Fingerprint()
+	t.mu.Lock()
+	_, ok := t.pending[fp]
+	switch {
+	case ok && !newer:
+	case !ok && len(t.pending) >= t.max:
+		t.dropped.Add(1)
+	default:
+		t.pending[fp] = a
+	}
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (t *amTarget) takeBatch(n int) []Alert {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	batch := make([]Alert, 0, min(n, len(t.pending)))
+	for fp, a := range t.pending {
+		if len(batch) == n {
+			break
+		}
+		batch = append(batch, a)
+		delete(t.pending, fp)
+	}
+	return batch
+}
+
+func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig) {
+	attempt := 0
+	for {
+		batch := t.takeBatch(cfg.MaxBatch)
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.wake:
+				continue
+			}
+		}
+		t.inflight.Store(int64(len(batch)))
+		retry, err := t.post(ctx, cfg, batch)
+		t.inflight.Store(0)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			attempt = 0
+			t.sent.Add(int64(len(batch)))
+			t.ep.ok("notify: alertmanager %s: delivering again", t.shown)
+			continue
+		}
+		t.failed.Add(int64(len(batch)))
+		if !retry {
+			t.ep.fail("notify: alertmanager %s: %v; %d alerts given up", t.shown, err, len(batch))
+			continue
+		}
+		t.ep.fail("notify: alertmanager %s: %v; retrying", t.shown, err)
+		for _, a := range batch {
+			t.put(a, false) // a newer state queued meanwhile wins
+		}
+		if cfg.Sleep(ctx, cfg.Backoff.Delay(attempt)) != nil {
+			return
+		}
+		attempt++
+	}
+}
+
+// postable is an alert as Alertmanager's API v2 takes it.
+type postable struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt,omitzero"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// post sends batch; retry says whether a failure is worth retrying.
+func (t *amTarget) post(ctx context.Context, cfg AlertmanagerConfig, batch []Alert) (retry bool, err error) {
+	body := make([]postable, len(batch))
+	for i, a := range batch {
+		body[i] = postable{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt.UTC(),
+			EndsAt: a.EndsAt.UTC(), GeneratorURL: a.GeneratorURL}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(b))
+	if err != nil {
+		return false, cause(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := cfg.Client.Do(req)
+	if err != nil {
+		return true, cause(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 == 2 {
+		return false, nil
+	}
+	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
+}

@@ -1,0 +1,272 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// The webhook's headers.
+const (
+	SignatureHeader = "X-Heartbeat-Signature" // sha256=<hex HMAC-SHA256 of the body>
+	DeliveryHeader  = "X-Heartbeat-Delivery"  // the notification's id, the same on every retry
+	TimestampHeader = "X-Heartbeat-Timestamp" // Unix seconds of the attempt
+)
+
+// WebhookVersion is the body's "version".
+const WebhookVersion = "1"
+
+// WebhookConfig tunes NewWebhook; the zero value is the defaults.
+type WebhookConfig struct {
+	// QueueSize bounds the notifications waiting: 10,000. Beyond it
+	// Notify drops and counts.
+	QueueSize int
+	// Timeout bounds every request: 10 s.
+	Timeout time.Duration
+	// Backoff spaces the retries: 500 ms doubling up to 30 s, with jitter.
+	Backoff Backoff
+	// Client makes the requests: a client of its own when nil.
+	Client *http.Client
+	// Errorf, when set, hears of failures once per episode, and of the
+	// recovery.
+	Errorf func(format string, args ...any)
+	// Sleep waits between retries: a timer when nil. Tests inject one.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock of X-Heartbeat-Timestamp: time.Now when nil.
+	Now func() time.Time
+}
+
+func (c *WebhookConfig) defaults() {
+	if c.QueueSize <= 0 {
+		c.QueueSize = 10000
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Backoff.Base <= 0 {
+		c.Backoff.Base = 500 * time.Millisecond
+	}
+	if c.Backoff.Cap < c.Backoff.Base {
+		c.Backoff.Cap = max(30*time.Second, c.Backoff.Base)
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{}
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// WebhookPayload is the body the webhook posts; see the package doc.
+type WebhookPayload struct {
+	Version       string            `json:"version"`
+	Delivery      string            `json:"delivery"`
+	Status        string            `json:"status"` // firing or resolved
+	Alertname     string            `json:"alertname"`
+	Service       string            `json:"service"`
+	Instance      *string           `json:"instance"` // null for a service-level alert
+	State         string            `json:"state"`
+	Since         *string           `json:"since"`
+	StartsAt      *string           `json:"starts_at"`
+	EndsAt        *string           `json:"ends_at"` // null while firing
+	Summary       string            `json:"summary"`
+	Description   string            `json:"description"`
+	GeneratorURL  string            `json:"generator_url"`
+	Labels        map[string]string `json:"labels"`
+	Annotations   map[string]string `json:"annotations"`
+	LastHeartbeat json.RawMessage   `json:"last_heartbeat"` // null when there is none
+}
+
+// Sign returns the X-Heartbeat-Signature value of body under secret.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify reports whether signature, an X-Heartbeat-Signature value, is
+// body's under secret, in constant time.
+func Verify(secret, body []byte, signature string) bool {
+	return hmac.Equal([]byte(signature), []byte(Sign(secret, body)))
+}
+
+// delivery is one notification: its id and its body, fixed at Notify.
+type delivery struct {
+	id   string
+	body []byte
+}
+
+type webhook struct {
+	cfg    WebhookConfig
+	url    string
+	shown  string
+	secret []byte
+	queue  chan delivery
+
+	head                          atomic.Int64 // 1 while a notification is in flight
+	sent, failed, dropped, broken atomic.Int64
+	ep                            episode
+}
+
+// NewWebhook returns a Receiver that posts each notification, signed with
+// secret, to url, in order.
+func NewWebhook(url string, secret []byte, cfg WebhookConfig) (Receiver, error) {
+	if len(secret) == 0 {
+		return nil, errors.New("notify: the webhook needs a secret to sign with")
+	}
+	_, shown, err := checkURL(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	return &webhook{
+		cfg: cfg, url: url, shown: shown, secret: bytes.Clone(secret),
+		queue: make(chan delivery, cfg.QueueSize), ep: episode{errorf: cfg.Errorf},
+	}, nil
+}
+
+func (w *webhook) Name() string { return "webhook" }
+
+// Payload is a's body as the webhook posts it, under delivery id.
+func Payload(a Alert, id string) WebhookPayload {
+	ts := func(t time.Time) *string {
+		if t.IsZero() {
+			return nil
+		}
+		s := string(wire.AppendTimestamp(nil, t))
+		return &s
+	}
+	p := WebhookPayload{
+		Version: WebhookVersion, Delivery: id, Status: "firing",
+		Alertname: a.Labels["alertname"], Service: a.Labels["service"],
+		State: a.State, Since: ts(a.Since), StartsAt: ts(a.StartsAt), EndsAt: ts(a.EndsAt),
+		Summary: a.Annotations["summary"], Description: a.Annotations["description"],
+		GeneratorURL: a.GeneratorURL, Labels: a.Labels, Annotations: a.Annotations,
+		LastHeartbeat: a.LastHeartbeat,
+	}
+	if !a.Firing() {
+		p.Status = "resolved"
+	}
+	if in, ok := a.Labels["instance"]; ok {
+		p.Instance = &in
+	}
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	if len(p.LastHeartbeat) == 0 || !json.Valid(p.LastHeartbeat) {
+		p.LastHeartbeat = json.RawMessage("null")
+	}
+	return p
+}
+
+// Notify queues a's notification; it never blocks, and counts a drop when
+// the queue is full.
+func (w *webhook) Notify(a Alert) {
+	id := uuid.NewString()
+	body, err := json.Marshal(Payload(a, id))
+	if err != nil { // not with these types; counted rather than lost silently
+		w.dropped.Add(1)
+		return
+	}
+	select {
+	case w.queue <- delivery{id: id, body: body}:
+	default:
+		w.dropped.Add(1)
+	}
+}
+
+// Stats: Failed counts failed attempts and the notifications given up on
+// a permanent failure.
+func (w *webhook) Stats() Stats {
+	return Stats{Sent: w.sent.Load(), Failed: w.failed.Load() + w.broken.Load(), Dropped: w.dropped.Load(),
+		Queued: int64(len(w.queue)) + w.head.Load()}
+}
+
+// Run delivers the queue in order, one notification at a time, retrying
+// the head until it is acknowledged, given up as refused, or ctx is done.
+// It starts no goroutine.
+func (w *webhook) Run(ctx context.Context) {
+	for {
+		var d delivery
+		select {
+		case <-ctx.Done():
+			return
+		case d = <-w.queue:
+		}
+		w.head.Store(1)
+		ok := w.deliver(ctx, d)
+		w.head.Store(0)
+		if !ok {
+			return
+		}
+	}
+}
+
+// deliver retries d until it is acknowledged or refused (true), or ctx is
+// done (false).
+func (w *webhook) deliver(ctx context.Context, d delivery) bool {
+	for attempt := 0; ; attempt++ {
+		retry, err := w.post(ctx, d)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			w.sent.Add(1)
+			w.ep.ok("notify: webhook %s: delivering again", w.shown)
+			return true
+		}
+		if !retry {
+			w.broken.Add(1)
+			w.ep.fail("notify: webhook %s: %v; notification %s given up", w.shown, err, d.id)
+			return true
+		}
+		w.failed.Add(1)
+		w.ep.fail("notify: webhook %s: %v; retrying", w.shown, err)
+		if w.cfg.Sleep(ctx, w.cfg.Backoff.Delay(attempt)) != nil {
+			return false
+		}
+	}
+}
+
+func (w *webhook) post(ctx context.Context, d delivery) (retry bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(d.body))
+	if err != nil {
+		return false, cause(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(SignatureHeader, Sign(w.secret, d.body))
+	req.Header.Set(DeliveryHeader, d.id)
+	req.Header.Set(TimestampHeader, strconv.FormatInt(w.cfg.Now().Unix(), 10))
+	resp, err := w.cfg.Client.Do(req)
+	if err != nil {
+		return true, cause(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 == 2 {
+		return false, nil
+	}
+	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
+}
