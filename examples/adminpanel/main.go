@@ -11,6 +11,12 @@
 // Several replicas may run against one Valkey: all serve the page and the
 // API, and one at a time records history, chosen by a lease.
 //
+// Alerts (an instance dead, a service down, the heartbeat source
+// unreachable) are evaluated by the replica that records history and sent
+// to Prometheus Alertmanager (--alertmanager, API v2) and a signed webhook
+// (--webhook, with its HMAC secret in ADMINPANEL_WEBHOOK_SECRET), or as
+// --alerts FILE configures them.
+//
 // It listens on 127.0.0.1 unless told otherwise. ADMINPANEL_TOKEN (a bearer
 // token of 16 characters or more) and ADMINPANEL_BASIC_AUTH (user:password,
 // for browsers) protect everything but /healthz and /readyz.
@@ -31,6 +37,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/alerting"
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/notify"
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
@@ -56,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	replica := fs.String("replica", "", "this replica's name in the lease (default: host, pid and a random suffix)")
 	defInterval := fs.Duration("default-interval", 0, "interval of senders that do not say theirs until inferred (default HEARTBEAT_INTERVAL, else 60s)")
 	maxInstances := fs.Int("max-instances", watch.DefaultMaxInstances, "instances tracked at most")
+	alertsFile := fs.String("alerts", "", "the alerting configuration (YAML); the flags below override its receivers")
+	amURLs := fs.String("alertmanager", "", "Alertmanager URLs, comma-separated (an HA pair: both receive every alert)")
+	webhookURL := fs.String("webhook", "", "a webhook URL; its HMAC secret is in ADMINPANEL_WEBHOOK_SECRET")
+	externalURL := fs.String("external-url", "", "the panel's URL as operators reach it: the generatorURL of alerts")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -94,6 +106,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			cfg.DefaultInterval = d
 		}
 	}
+	var err error
+	acfg := alerting.Default()
+	if *alertsFile != "" {
+		if acfg, err = alerting.Load(*alertsFile); err != nil {
+			return fail("--alerts: %v", err)
+		}
+	}
+	if *amURLs != "" {
+		acfg.Alertmanager = nil
+		for _, u := range strings.Split(*amURLs, ",") {
+			if err := alerting.CheckURL(strings.TrimSpace(u)); err != nil {
+				return fail("--alertmanager: %v", err)
+			}
+			acfg.Alertmanager = append(acfg.Alertmanager, strings.TrimSpace(u))
+		}
+	}
+	if *webhookURL != "" {
+		if err := alerting.CheckURL(*webhookURL); err != nil {
+			return fail("--webhook: %v", err)
+		}
+		acfg.Webhook = *webhookURL
+	}
+	if *externalURL != "" {
+		if err := alerting.CheckURL(*externalURL); err != nil {
+			return fail("--external-url: %v", err)
+		}
+		acfg.ExternalURL = *externalURL
+	}
+	cfg.Alerting = &acfg
+	errorf := func(format string, a ...any) { fmt.Fprintf(stderr, "adminpanel: "+format+"\n", a...) }
+	if len(acfg.Alertmanager) > 0 {
+		r, err := notify.NewAlertmanager(acfg.Alertmanager, notify.AlertmanagerConfig{ResendEvery: acfg.ResendEvery, Errorf: errorf})
+		if err != nil {
+			return fail("alertmanager: %v", err)
+		}
+		cfg.Receivers = append(cfg.Receivers, r)
+	}
+	if acfg.Webhook != "" {
+		secret := getenv(acfg.SecretEnv)
+		if secret == "" {
+			return fail("the webhook needs its HMAC secret in %s", acfg.SecretEnv)
+		}
+		r, err := notify.NewWebhook(acfg.Webhook, []byte(secret), notify.WebhookConfig{Errorf: errorf})
+		if err != nil {
+			return fail("webhook: %v", err)
+		}
+		cfg.Receivers = append(cfg.Receivers, r)
+	}
 	auth, err := panel.ParseAuth(getenv("ADMINPANEL_TOKEN"), getenv("ADMINPANEL_BASIC_AUTH"))
 	if err != nil {
 		return fail("%v", err)
@@ -105,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer conn.Client.Close()
 	cfg.Conn = conn
-	cfg.Errorf = func(format string, a ...any) { fmt.Fprintf(stderr, "adminpanel: "+format+"\n", a...) }
+	cfg.Errorf = errorf
 	p, err := panel.New(cfg)
 	if err != nil {
 		return fail("%v", err)

@@ -346,22 +346,27 @@ func (e *Engine) link(service string) string {
 	return base + "#/services/" + url.PathEscape(service)
 }
 
+// fire and resolve notify first: the receivers must hear of it even when
+// Valkey, where it is kept, does not answer (the source alert is sent
+// precisely then).
 func (e *Engine) fire(ctx context.Context, a Alert) {
 	fp := Fingerprint(a.Labels)
 	e.active[fp] = a
-	e.save(ctx, fp, a, true)
 	e.notify(a)
+	e.save(ctx, fp, a, true)
 }
 
 func (e *Engine) resolve(ctx context.Context, fp string, a Alert, now time.Time) {
 	delete(e.active, fp)
 	a.EndsAt = now
-	e.save(ctx, fp, a, false)
 	e.notify(a)
+	e.save(ctx, fp, a, false)
 }
 
 func (e *Engine) save(ctx context.Context, fp string, a Alert, firing bool) {
 	b, _ := json.Marshal(a)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	_, err := e.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if firing {
 			p.HSet(ctx, activeKey, fp, b)

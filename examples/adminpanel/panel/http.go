@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/alerting"
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
@@ -93,6 +94,7 @@ func (p *Panel) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/incidents", p.incidents)
 	mux.HandleFunc("GET /api/v1/events", p.events)
+	mux.HandleFunc("GET /api/v1/alerts", p.alerts)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -206,6 +208,75 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(out, func(a, b IncidentJSON) int { return strings.Compare(b.StartedAt, a.StartedAt) })
 	writeJSON(w, http.StatusOK, map[string]any{"since": stamp(since), "incidents": out})
+}
+
+// AlertJSON is one alert in GET /api/v1/alerts.
+type AlertJSON struct {
+	Name         string            `json:"alertname"`
+	Status       string            `json:"status"` // firing, resolved
+	Service      string            `json:"service,omitempty"`
+	Instance     string            `json:"instance,omitempty"`
+	State        string            `json:"state"`
+	StartsAt     string            `json:"starts_at"`
+	EndsAt       *string           `json:"ends_at"`
+	Summary      string            `json:"summary"`
+	Labels       map[string]string `json:"labels"`
+	GeneratorURL string            `json:"generator_url,omitempty"`
+}
+
+// ReceiverJSON is one receiver's counts.
+type ReceiverJSON struct {
+	Name string `json:"name"`
+	notifyStats
+}
+
+type notifyStats struct {
+	Sent    int64 `json:"sent"`
+	Failed  int64 `json:"failed"`
+	Dropped int64 `json:"dropped"`
+	Queued  int64 `json:"queued"`
+}
+
+func alertJSON(a alerting.Alert) AlertJSON {
+	j := AlertJSON{Name: a.Labels["alertname"], Status: "firing", Service: a.Labels["service"], Instance: a.Labels["instance"],
+		State: a.State, StartsAt: stamp(a.StartsAt), Summary: a.Annotations["summary"], Labels: a.Labels, GeneratorURL: a.GeneratorURL}
+	if !a.Firing() {
+		j.Status = "resolved"
+		s := stamp(a.EndsAt)
+		j.EndsAt = &s
+	}
+	return j
+}
+
+// alerts is GET /api/v1/alerts: the alerts firing and the latest fires
+// and resolves, as recorded in Valkey, and each receiver's counts on this
+// replica.
+func (p *Panel) alerts(w http.ResponseWriter, r *http.Request) {
+	active, err := p.alert.Active(r.Context())
+	var recent []alerting.Alert
+	if err == nil {
+		recent, err = p.alert.Recent(r.Context(), 50)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading alerts failed"})
+		return
+	}
+	out := struct {
+		Active    []AlertJSON    `json:"active"`
+		Recent    []AlertJSON    `json:"recent"`
+		Receivers []ReceiverJSON `json:"receivers"`
+	}{Active: []AlertJSON{}, Recent: []AlertJSON{}, Receivers: []ReceiverJSON{}}
+	for _, a := range active {
+		out.Active = append(out.Active, alertJSON(a))
+	}
+	for _, a := range recent {
+		out.Recent = append(out.Recent, alertJSON(a))
+	}
+	for _, rc := range p.cfg.Receivers {
+		st := rc.Stats()
+		out.Receivers = append(out.Receivers, ReceiverJSON{Name: rc.Name(), notifyStats: notifyStats{st.Sent, st.Failed, st.Dropped, st.Queued}})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // maxClients bounds the Server-Sent Events streams open at once.

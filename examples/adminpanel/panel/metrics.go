@@ -52,7 +52,11 @@ func newMetrics(p *Panel) (*metrics, error) {
 		metric.WithDescription("1 while the panel is subscribed and its probes are answered"))
 	recording, err8 := m.Int64ObservableGauge("heartbeat.panel.recording",
 		metric.WithDescription("1 while this replica holds the recorder lease"))
-	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8} {
+	notes, err9 := m.Int64ObservableCounter("heartbeat.panel.notifications",
+		metric.WithDescription("alert notifications by receiver and result: sent, failed (each attempt), dropped (a bound was reached)"))
+	queued, err10 := m.Int64ObservableGauge("heartbeat.panel.notifications.queued",
+		metric.WithDescription("alert notifications waiting to be delivered, by receiver"))
+	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8, err9, err10} {
 		if err != nil {
 			_ = mp.Shutdown(context.Background())
 			return nil, err
@@ -93,8 +97,16 @@ func newMetrics(p *Panel) (*metrics, error) {
 		}
 		o.ObserveInt64(watching, b(p.Watching()))
 		o.ObserveInt64(recording, b(p.rec.Leading()))
+		for _, r := range p.cfg.Receivers {
+			st := r.Stats()
+			name := attribute.String("receiver", r.Name())
+			o.ObserveInt64(notes, st.Sent, metric.WithAttributes(name, attribute.String("result", "sent")))
+			o.ObserveInt64(notes, st.Failed, metric.WithAttributes(name, attribute.String("result", "failed")))
+			o.ObserveInt64(notes, st.Dropped, metric.WithAttributes(name, attribute.String("result", "dropped")))
+			o.ObserveInt64(queued, st.Queued, metric.WithAttributes(name))
+		}
 		return nil
-	}, state, age, received, lost, interval, services, watching, recording)
+	}, state, age, received, lost, interval, services, watching, recording, notes, queued)
 	if err != nil {
 		_ = mp.Shutdown(context.Background())
 		return nil, err

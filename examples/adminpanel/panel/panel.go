@@ -15,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/alerting"
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/history"
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/notify"
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -54,6 +56,20 @@ type Config struct {
 	Coalesce time.Duration
 	// ReconcileEvery, ForgetAfter: see history.RecorderConfig.
 	ReconcileEvery, ForgetAfter time.Duration
+	// Alerting configures the alert rules; nil is alerting.Default().
+	// Alerts are evaluated by the replica that records, kept in Valkey
+	// and shown by every replica, and sent to Receivers.
+	Alerting *alerting.Config
+	// Receivers deliver alerts (package notify). The panel runs them.
+	Receivers []Receiver
+}
+
+// Receiver delivers alerts: notify.NewAlertmanager, notify.NewWebhook.
+type Receiver interface {
+	Name() string
+	Notify(notify.Alert)
+	Run(ctx context.Context)
+	Stats() notify.Stats
 }
 
 // DefaultWindows are the uptime windows of the fleet overview.
@@ -69,6 +85,7 @@ type Panel struct {
 	rec   *history.Recorder
 	hub   *hub
 	met   *metrics
+	alert *alerting.Engine
 
 	started  time.Time
 	loaded   atomic.Bool
@@ -143,10 +160,65 @@ func New(cfg Config) (*Panel, error) {
 	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub()}
 	p.rec = history.NewRecorder(store, lease, p.tr, history.RecorderConfig{
 		ReconcileEvery: cfg.ReconcileEvery, ForgetAfter: cfg.ForgetAfter, Errorf: cfg.Errorf})
+	acfg := alerting.Default()
+	if cfg.Alerting != nil {
+		acfg = *cfg.Alerting
+	}
+	for svc, n := range cfg.MinAlive {
+		if _, ok := acfg.MinAlive[svc]; !ok {
+			acfg.MinAlive[svc] = n
+		}
+	}
+	p.alert = alerting.New(acfg, p.tr, cfg.Conn.Client, p.Watching, p.send, cfg.Errorf)
 	if p.met, err = newMetrics(p); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// send hands an alert to every receiver; none blocks.
+func (p *Panel) send(a alerting.Alert) {
+	for _, r := range p.cfg.Receivers {
+		r.Notify(notify.Alert(a))
+	}
+}
+
+// evaluate runs the alert rules every second while this replica records.
+// On becoming the recorder it takes the alerts firing over from Valkey and
+// hands them to the receivers again: Alertmanager keeps one alert per
+// label set, and the webhook sends only changes.
+func (p *Panel) evaluate(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	leading := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		switch {
+		case !p.rec.Leading():
+			leading = false
+			continue
+		case !leading:
+			active, err := p.alert.Takeover(ctx, now)
+			if err != nil {
+				p.cfg.Errorf("%v", err)
+				continue
+			}
+			leading = true
+			for _, a := range active {
+				for _, r := range p.cfg.Receivers {
+					if r.Name() == "alertmanager" {
+						r.Notify(notify.Alert(a))
+					}
+				}
+			}
+		}
+		p.alert.Evaluate(ctx, now)
+	}
 }
 
 // Run watches, records while it holds the lease, and sends live updates,
@@ -156,7 +228,11 @@ func (p *Panel) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4 + len(p.cfg.Receivers))
+	for _, r := range p.cfg.Receivers {
+		go func() { defer wg.Done(); r.Run(ctx) }()
+	}
+	go func() { defer wg.Done(); p.evaluate(ctx) }()
 	go func() { defer wg.Done(); _ = p.rec.Run(ctx) }()
 	go func() { defer wg.Done(); p.hub.run(ctx, p.cfg.Coalesce, p.flush) }()
 	go func() { defer wg.Done(); p.reports.refresher(ctx, p) }()

@@ -113,7 +113,11 @@
   let summaryDirty = false;
   let orderDirty = false;
 
+  // Alerts follow transitions by up to a second (the rules run every
+  // second): after one, the list is read again on the next two ticks.
+  let alertsDirty = 0;
   function queue(update) {
+    if (update.transitions && update.transitions.length) alertsDirty = 2;
     pending.push(update);
     if (!frameQueued) {
       frameQueued = true;
@@ -535,6 +539,35 @@
     markRendered("incidents", list.length);
   }
 
+  // ---- alerts ----
+
+  let alertsGen = 0;
+  async function loadAlerts() {
+    const gen = ++alertsGen;
+    const body = await getJSON("/api/v1/alerts");
+    if (gen !== alertsGen) return;
+    const active = (body && body.active) || [], recent = (body && body.recent) || [], receivers = (body && body.receivers) || [];
+    const count = $("alerts-count");
+    count.hidden = active.length === 0;
+    setText(count, active.length ? "(" + active.length + ")" : "");
+    if (route.view !== "alerts") return;
+    $("alerts-none").hidden = active.length > 0;
+    $("alerts-active").hidden = active.length === 0;
+    $("alerts-active").tBodies[0].replaceChildren(...active.map((a) => el("tr", { "data-alert": a.alertname },
+      el("td", { text: a.alertname }), el("td", { text: a.service || "—" }), el("td", { text: a.instance ? shortID(a.instance) : "—", title: a.instance }),
+      el("td", { text: fmtTime(a.starts_at) }), el("td", { text: a.summary || "" }))));
+    $("alerts-recent").tBodies[0].replaceChildren(...recent.map((a) => el("tr", { "data-status": a.status },
+      el("td", { text: a.status }), el("td", { text: a.alertname }), el("td", { text: a.service || "—" }),
+      el("td", { text: a.instance ? shortID(a.instance) : "—", title: a.instance }),
+      el("td", { text: fmtTime(a.starts_at) }), el("td", { text: a.ends_at ? fmtTime(a.ends_at) : "—" }))));
+    $("receivers-none").hidden = receivers.length > 0;
+    $("receivers").hidden = receivers.length === 0;
+    $("receivers").tBodies[0].replaceChildren(...receivers.map((r) => el("tr", null,
+      el("td", { text: r.name }), el("td", { text: String(r.sent) }), el("td", { text: String(r.failed) }),
+      el("td", { text: String(r.dropped) }), el("td", { text: String(r.queued) }))));
+    markRendered("alerts", active.length);
+  }
+
   // ---- routing ----
 
   function parseRoute() {
@@ -546,6 +579,7 @@
       return { view: "service", name };
     }
     if (/^\/incidents/.test(h)) return { view: "incidents" };
+    if (/^\/alerts/.test(h)) return { view: "alerts" };
     return { view: "fleet" };
   }
 
@@ -559,7 +593,8 @@
     $("fleet-view").hidden = view !== "fleet";
     $("service-view").hidden = view !== "service";
     $("incidents-view").hidden = view !== "incidents";
-    for (const [id, v] of [["nav-fleet", "fleet"], ["nav-incidents", "incidents"]]) {
+    $("alerts-view").hidden = view !== "alerts";
+    for (const [id, v] of [["nav-fleet", "fleet"], ["nav-incidents", "incidents"], ["nav-alerts", "alerts"]]) {
       if (v === view) $(id).setAttribute("aria-current", "page");
       else $(id).removeAttribute("aria-current");
     }
@@ -580,11 +615,15 @@
       document.title = "Heartbeats: " + route.name;
       if (!fleet.loaded) await loadFleet();
       await loadDetail(route.name, !full && detail.name === route.name);
+    } else if (route.view === "alerts") {
+      document.title = "Heartbeats: alerts";
+      await loadAlerts();
     } else {
       document.title = "Heartbeats: incidents";
       if (!fleet.loaded || full) await loadFleet();
       await loadIncidents();
     }
+    if (route.view !== "alerts") loadAlerts().catch(() => {}); // the count in the navigation
   }
 
   function showError(e) {
@@ -645,6 +684,9 @@
     });
     show(parseRoute().view);
     setInterval(tick, 1000);
+    // Alerts change with transitions, which the events carry: refresh the
+    // list (and the count in the navigation) at most every 2 s after one.
+    setInterval(() => { if (alertsDirty > 0) { alertsDirty--; loadAlerts().catch(() => {}); } }, 1500);
     connect();
     // The first load waits for the stream to open, so that no update
     // falls between the two; if it does not open soon, load anyway.

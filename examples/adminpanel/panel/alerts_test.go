@@ -1,0 +1,309 @@
+package panel
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/internal/alertmanagertest"
+	"github.com/otel-heartbeat/heartbeat/internal/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+)
+
+// received is one notification a test receiver got: from Alertmanager's
+// webhook or from the panel's own.
+type received struct {
+	at        time.Time
+	status    string // firing, resolved
+	alertname string
+	service   string
+	instance  string
+}
+
+func (r received) String() string {
+	return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", r.status, r.alertname, r.service, r.instance))
+}
+
+// inbox is an HTTP receiver that keeps every notification.
+type inbox struct {
+	t   *testing.T
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []received
+	bad int
+}
+
+func (in *inbox) add(r received) {
+	in.mu.Lock()
+	in.got = append(in.got, r)
+	in.mu.Unlock()
+}
+
+func (in *inbox) all() []received {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]received(nil), in.got...)
+}
+
+// wait polls until a notification matching want (its String) arrived,
+// and returns it.
+func (in *inbox) wait(want string, timeout time.Duration) received {
+	in.t.Helper()
+	var found received
+	until(in.t, timeout, "notification "+want, func() bool {
+		for _, r := range in.all() {
+			if r.String() == want {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// alertmanagerInbox receives Alertmanager's webhook notifications.
+func alertmanagerInbox(t *testing.T) *inbox {
+	in := &inbox{t: t}
+	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n alertmanagertest.Notification
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			t.Errorf("Alertmanager's notification: %v", err)
+			return
+		}
+		for _, a := range n.Alerts {
+			in.add(received{at: time.Now(), status: a.Status, alertname: a.Labels["alertname"], service: a.Labels["service"], instance: a.Labels["instance"]})
+		}
+	}))
+	t.Cleanup(in.srv.Close)
+	return in
+}
+
+// webhookInbox receives the panel's own webhook, checking each signature.
+func webhookInbox(t *testing.T, secret string) *inbox {
+	in := &inbox{t: t}
+	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		if r.Header.Get("X-Heartbeat-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			in.mu.Lock()
+			in.bad++
+			in.mu.Unlock()
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var n struct{ Status, Alertname, Service, Instance string }
+		if err := json.Unmarshal(body, &n); err != nil {
+			t.Errorf("webhook body %s: %v", body, err)
+			return
+		}
+		in.add(received{at: time.Now(), status: n.Status, alertname: n.Alertname, service: n.Service, instance: n.Instance})
+	}))
+	t.Cleanup(in.srv.Close)
+	return in
+}
+
+func amConfig(webhook string) string {
+	return fmt.Sprintf(`route:
+  receiver: test
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+- name: test
+  webhook_configs:
+  - url: %s
+    send_resolved: true
+`, webhook)
+}
+
+func panelWith(t *testing.T, bin string, environ []string, args ...string) replica {
+	t.Helper()
+	p := proctest.Start(t, bin, environ, append([]string{"--listen", "127.0.0.1:0", "--lease", "2s"}, args...)...)
+	line := p.Expect("admin panel on ", 10*time.Second).Text
+	r := replica{p: p, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(line, "admin panel on "))[0], "/")}
+	until(t, 10*time.Second, "the panel recording", func() bool { return recording(t, r) })
+	return r
+}
+
+func aliveIn(t *testing.T, r replica, service string) bool {
+	var d ServiceDetailJSON
+	return getJSON(t, r.url+"/api/v1/services/"+service, &d) == 200 && d.Counts.Alive > 0
+}
+
+// End to end through a real Alertmanager: a crash fires within the dead
+// threshold and Alertmanager's group_wait, the instance beating again
+// resolves it, and a graceful stop fires nothing.
+func TestAlertsReachAlertmanager(t *testing.T) {
+	srv := redistest.Start(t)
+	in := alertmanagerInbox(t)
+	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
+	panelBin := testbin.Build(t, "..")
+	svcBin := testbin.Build(t, "../../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
+
+	crash := proctest.Start(t, svcBin, withID("crash-1"), "serve", "--service", "geofence_service")
+	crash.Expect("serving", 10*time.Second)
+	graceful := proctest.Start(t, svcBin, withID("deploy-1"), "serve", "--service", "geocoding_service", "--drain", "0s")
+	graceful.Expect("serving", 10*time.Second)
+	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL, "--external-url", "http://panel.example:8080/")
+	until(t, 10*time.Second, "both services alive", func() bool {
+		return aliveIn(t, p, "geofence_service") && aliveIn(t, p, "geocoding_service")
+	})
+
+	killed := time.Now()
+	if err := crash.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Dead after 3 intervals of silence, the rules run every second,
+	// group_wait is 0: 3 + 1 s, and 2 s of margin on a shared machine.
+	got := in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 10*time.Second)
+	took := got.at.Sub(killed)
+	t.Logf("SIGKILL: the firing alert reached Alertmanager's receiver %v after the kill", took.Round(time.Millisecond))
+	if took > 6*time.Second {
+		t.Errorf("the alert took %v, more than dead (3 s) + evaluation (1 s) + 2 s", took)
+	}
+	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
+
+	back := proctest.Start(t, svcBin, withID("crash-1"), "serve", "--service", "geofence_service")
+	back.Expect("serving", 10*time.Second)
+	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 15*time.Second)
+	in.wait("resolved HeartbeatServiceDown geofence_service", 15*time.Second)
+
+	stopped := time.Now()
+	if err := graceful.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := graceful.Wait(10 * time.Second); err != nil {
+		t.Errorf("graceful stop: %v", err)
+	}
+	// Absence takes time to show: past the dead threshold and an
+	// evaluation, the panel says stopped, and nothing fired.
+	until(t, 10*time.Second, "the stopped service past the dead threshold", func() bool {
+		var d ServiceDetailJSON
+		getJSON(t, p.url+"/api/v1/services/geocoding_service", &d)
+		return d.State == "stopped" && time.Since(stopped) > 5*time.Second
+	})
+	for _, r := range in.all() {
+		if r.service == "geocoding_service" {
+			t.Errorf("a graceful stop fired: %v", r)
+		}
+	}
+	var alerts struct{ Active, Recent []AlertJSON }
+	getJSON(t, p.url+"/api/v1/alerts", &alerts)
+	if len(alerts.Active) != 0 || len(alerts.Recent) != 4 {
+		t.Errorf("the panel shows %d active and %d recent alerts, want 0 and 4", len(alerts.Active), len(alerts.Recent))
+	}
+	if !strings.HasPrefix(alerts.Recent[len(alerts.Recent)-1].GeneratorURL, "http://panel.example:8080/#/services/") {
+		t.Errorf("generator URL %q", alerts.Recent[len(alerts.Recent)-1].GeneratorURL)
+	}
+}
+
+// Valkey stopped for three intervals under 20 live services: one alert
+// says the source is unreachable, no instance or service alert fires, and
+// after Valkey resumes it resolves without a storm.
+func TestAStalledValkeyIsOneAlert(t *testing.T) {
+	srv := redistest.Start(t)
+	in := webhookInbox(t, "s3cret-for-the-test")
+	panelBin := testbin.Build(t, "..")
+	fl, err := fleet.New(fleet.Config{Services: 20, Instances: 20, Interval: time.Second, LatestState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := srv.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	running := make(chan struct{})
+	go func() { defer close(running); _, _ = fl.Run(ctx, c) }()
+	defer func() { cancel(); <-running }()
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "ADMINPANEL_WEBHOOK_SECRET=s3cret-for-the-test")
+	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
+	until(t, 15*time.Second, "20 services alive", func() bool {
+		var f FleetJSON
+		getJSON(t, p.url+"/api/v1/services", &f)
+		n := 0
+		for _, s := range f.Services {
+			n += s.Counts.Alive
+		}
+		return n == 20
+	})
+
+	srv.Pause()
+	paused := time.Now()
+	in.wait("firing HeartbeatSourceUnreachable", 10*time.Second)
+	for time.Since(paused) < 3*time.Second {
+		time.Sleep(50 * time.Millisecond) // Valkey stays stopped for three intervals
+	}
+	srv.Resume()
+	resolved := in.wait("resolved HeartbeatSourceUnreachable", 15*time.Second)
+	// Past the hold (one interval of fresh heartbeats) and more: nothing else.
+	until(t, 10*time.Second, "the hold to pass", func() bool { return time.Since(resolved.at) > 4*time.Second })
+	if got := in.all(); len(got) != 2 {
+		t.Errorf("notifications %v, want the source alert firing and resolved, nothing else", got)
+	}
+	if in.bad != 0 {
+		t.Errorf("%d notifications failed the signature check", in.bad)
+	}
+}
+
+// Two replicas: each transition is notified once, also when the replica
+// that records is killed in the middle of an incident.
+func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	in := webhookInbox(t, "another-s3cret")
+	panelBin := testbin.Build(t, "..")
+	svcBin := testbin.Build(t, "../../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=another-s3cret")
+	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	svc.Expect("serving", 10*time.Second)
+	a := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
+	b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--webhook", in.srv.URL, "--replica", "b")
+	bLine := b.Expect("admin panel on ", 10*time.Second).Text
+	standby := replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(bLine, "admin panel on "))[0], "/")}
+	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
+
+	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 10*time.Second)
+	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
+	// The recorder dies in the middle of the incident.
+	if err := a.p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
+	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	back.Expect("serving", 10*time.Second)
+	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 20*time.Second)
+	last := in.wait("resolved HeartbeatServiceDown geofence_service", 5*time.Second)
+	// A duplicate would come at the next evaluations: wait for two.
+	until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
+	counts := map[string]int{}
+	for _, r := range in.all() {
+		counts[r.String()]++
+	}
+	for k, n := range counts {
+		if n != 1 {
+			t.Errorf("%q notified %d times", k, n)
+		}
+	}
+	if len(counts) != 4 {
+		t.Errorf("notifications %v, want two alerts firing and resolving", counts)
+	}
+}
