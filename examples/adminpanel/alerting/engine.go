@@ -177,7 +177,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 	defer e.mu.Unlock()
 
 	// The watcher distrusts itself first.
-	src := map[string]string{"alertname": SourceUnreachable}
+	src := map[string]string{"alertname": SourceUnreachable, "severity": "critical"}
 	srcFP := Fingerprint(src)
 	if reason := e.sourceDown(snap, now); reason != "" {
 		if _, ok := e.active[srcFP]; !ok {
@@ -224,7 +224,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 				s.since = in.Since
 			}
 			if !e.cfg.InstanceDead.Disabled {
-				labels := map[string]string{"alertname": InstanceDead, "service": in.Service, "instance": in.Instance}
+				labels := map[string]string{"alertname": InstanceDead, "service": in.Service, "instance": in.Instance, "severity": "warning"}
 				var hb json.RawMessage
 				ann := map[string]string{
 					"summary": fmt.Sprintf("%s instance %s is dead: no heartbeat for %v (interval %v)", in.Service, in.Instance,
@@ -247,7 +247,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 			if s.up >= need || s.stopped+s.up == s.existing {
 				continue // up, or every instance not up stopped gracefully
 			}
-			labels := map[string]string{"alertname": ServiceDown, "service": svc}
+			labels := map[string]string{"alertname": ServiceDown, "service": svc, "severity": "critical"}
 			sort.Strings(s.dead)
 			conds[Fingerprint(labels)] = condition{labels: labels, state: "down", since: s.since, forDur: e.cfg.ServiceDown.For,
 				annotations: map[string]string{
