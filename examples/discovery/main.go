@@ -295,6 +295,9 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			defer wg.Done()
 			defer func() { <-slots }()
 			r := send(ctx, client, picker, *attempts)
+			if !r.OK && ctx.Err() != nil {
+				return // cut short by SIGINT: neither failed nor done
+			}
 			if !r.OK {
 				mu.Lock()
 				failed++
