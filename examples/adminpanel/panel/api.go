@@ -215,6 +215,11 @@ func (p *Panel) service(name string, instances []watch.Instance, now time.Time) 
 			s.Uptime[windowName(w)] = nil
 		}
 	}
+	// No instance tracked, but history says it is still down (its dead
+	// instances forgotten): down, not unknown.
+	if s.State == "unknown" && existing == 0 && s.OpenIncident != nil && p.Watching() {
+		s.State = "down"
+	}
 	return s
 }
 

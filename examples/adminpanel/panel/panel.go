@@ -146,7 +146,9 @@ func New(cfg Config) (*Panel, error) {
 		return nil, err
 	}
 	mcfg := cfg.Conn.Config()
-	mcfg.Tracker = []watch.TrackerOption{watch.WithHeartbeats()}
+	// Dead and stopped instances stay listed for a day, not the
+	// monitor's 15 minutes: an operator looks for them the next morning.
+	mcfg.Tracker = []watch.TrackerOption{watch.WithHeartbeats(), watch.WithRetention(24 * time.Hour)}
 	if cfg.DefaultInterval > 0 {
 		mcfg.Tracker = append(mcfg.Tracker, watch.WithDefaultInterval(cfg.DefaultInterval))
 	}

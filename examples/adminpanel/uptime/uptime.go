@@ -128,7 +128,9 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 		}
 	}
 
-	var up, stopped, existing, replaceable int
+	// ghosts are dead instances the watcher forgot: the service stays
+	// down for them until an instance is up again.
+	var up, stopped, existing, replaceable, ghosts int
 	deadSet := map[string]bool{}
 	var open *Incident
 	var svcState string
@@ -136,11 +138,11 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 	// serviceState is the service's state from the instance counts.
 	serviceState := func() string {
 		switch {
-		case existing == 0:
+		case existing+ghosts == 0:
 			return "unknown"
 		case up >= minAlive:
 			return "alive"
-		case stopped == existing:
+		case stopped == existing+ghosts:
 			return "stopped"
 		}
 		return "dead"
@@ -220,6 +222,12 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 		}
 		count(prev, -1)
 		count(e.To, +1)
+		switch {
+		case e.To == history.Forgotten && prev == "dead":
+			ghosts++
+		case e.To == "alive" || e.To == "stale":
+			ghosts = 0
+		}
 		delete(deadSet, e.Instance)
 		if e.To == "dead" {
 			deadSet[e.Instance] = true

@@ -111,3 +111,27 @@ func BenchmarkThirtyDays(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(entries)), "entries")
 }
+
+// A dead instance forgotten by the watcher (its retention passed, or a new
+// replica never tracked it) does not end the outage: the service stays
+// down until an instance is up again.
+func TestForgettingTheDeadDoesNotEndTheOutage(t *testing.T) {
+	entries := []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "dead", 10), e("a", "dead", history.Forgotten, 30)}
+	r := Compute("geo", entries, nil, Window{From: at(0), To: at(60)}, 1)
+	if r.Down != 50*time.Minute || len(r.Incidents) != 1 || !r.Incidents[0].Open() {
+		t.Errorf("forgotten dead: %+v, incidents %+v", r.Times, r.Incidents)
+	}
+	if a := r.Instances[0]; a.Down != 20*time.Minute {
+		t.Errorf("the instance's own downtime: %+v", a)
+	}
+	back := Compute("geo", append(entries, e("b", "unknown", "alive", 50)), nil, Window{From: at(0), To: at(60)}, 1)
+	if back.Down != 40*time.Minute || len(back.Incidents) != 1 || back.Incidents[0].End.Sub(t0) != 50*time.Minute || back.Restarts != 1 {
+		t.Errorf("a successor: %+v, incidents %+v, restarts %d", back.Times, back.Incidents, back.Restarts)
+	}
+	// Forgetting a stopped instance leaves a stopped service.
+	stopped := Compute("geo", []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "stopped", 10), e("a", "stopped", history.Forgotten, 30)}, nil,
+		Window{From: at(0), To: at(60)}, 1)
+	if stopped.Down != 0 || len(stopped.Incidents) != 0 {
+		t.Errorf("forgotten stopped: %+v %+v", stopped.Times, stopped.Incidents)
+	}
+}
