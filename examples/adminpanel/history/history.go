@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // DefaultPrefix is the prefix of every history key.
@@ -115,16 +117,18 @@ var ErrFenced = errors.New("history: fenced: a newer recorder has written")
 // at, count, lost.
 var record = redis.NewScript(`
 local epoch = tonumber(ARGV[1])
-local e = tonumber(redis.call('HGET', KEYS[2], '_epoch') or '0')
-if epoch < e then return redis.error_reply('FENCED') end
+-- A malformed epoch or state is garbage, not a reason to stop recording:
+-- it reads as none, or as unknown.
+local e = tonumber(redis.call('HGET', KEYS[2], '_epoch') or '0') or 0
+if epoch < e then return redis.error_reply('FENCED ' .. e) end
 if epoch > e then redis.call('HSET', KEYS[2], '_epoch', ARGV[1]) end
 local from = 'unknown'
 local lost = '0'
 local prevAt = 0
 local prev = redis.call('HGET', KEYS[2], ARGV[3])
 if prev then
-  local st, at, l = string.match(prev, '^([^|]*)|([^|]*)|([^|]*)$')
-  if st then from = st; lost = l; prevAt = tonumber(at) end
+  local st, at, l = string.match(prev, '^([%a]+)|(%d+)|(%d+)$')
+  if st then from = st; lost = l; prevAt = tonumber(at) else prev = false end
 end
 -- A write older than the recorded state is late news: it changes nothing.
 if tonumber(ARGV[5]) < prevAt then return 0 end
@@ -221,17 +225,23 @@ type Recorded struct {
 }
 
 // Recorded returns the recorded state of every instance of every service
-// with history: service -> instance -> state.
+// with history: service -> instance -> state. A service whose key cannot be
+// read is left out and named in the error, beside what could be read.
 func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, error) {
 	svcs, err := s.Services(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]map[string]Recorded, len(svcs))
+	var errs []error
 	for _, svc := range svcs {
 		h, err := s.c.HGetAll(ctx, s.stateKey(svc)).Result()
 		if err != nil {
-			return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(svc), err)
+			if ctx.Err() != nil || !isDataError(err) {
+				return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(svc), err)
+			}
+			errs = append(errs, fmt.Errorf("history: HGETALL %s: %w (that service is skipped)", s.stateKey(svc), err))
+			continue
 		}
 		m := make(map[string]Recorded, len(h))
 		for inst, v := range h {
@@ -248,7 +258,15 @@ func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, e
 		}
 		out[svc] = m
 	}
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// isDataError reports whether err is about one key's contents (a key of
+// another type, a script refusing it), not about reaching Valkey.
+func isDataError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !strings.HasPrefix(err.Error(), "LOADING") && !strings.HasPrefix(err.Error(), "NOAUTH") &&
+		!strings.HasPrefix(err.Error(), "WRONGPASS") && !strings.HasPrefix(err.Error(), "NOPERM")
 }
 
 // Services returns the services with history, sorted.
@@ -257,8 +275,33 @@ func (s *Store) Services(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("history: SMEMBERS %s: %w", s.servicesKey(), err)
 	}
+	// Only what can be a service's name: the set is anyone's to write.
+	svcs = slices.DeleteFunc(svcs, func(n string) bool { return wire.ValidateServiceName(n) != nil })
 	slices.Sort(svcs)
 	return svcs, nil
+}
+
+// EntriesAfter returns at most max of a service's entries added after the
+// entry id after ("" for the first), oldest first, and the id of the last
+// one returned (after, when there is none): a reader keeps what it has
+// read and asks only for what is new.
+func (s *Store) EntriesAfter(ctx context.Context, service, after string, max int64) ([]Entry, string, error) {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	msgs, err := s.c.XRangeN(ctx, s.eventsKey(service), start, "+", max).Result()
+	if err != nil {
+		return nil, after, fmt.Errorf("history: XRANGE %s: %w", s.eventsKey(service), err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, entry(service, m.Values))
+	}
+	if len(msgs) > 0 {
+		after = msgs[len(msgs)-1].ID
+	}
+	return out, after, nil
 }
 
 // Entries returns a service's entries from since on, oldest first.
@@ -313,8 +356,15 @@ func (s *Store) Gaps(ctx context.Context, since time.Time) ([]Gap, error) {
 	}
 	var out []Gap
 	for _, m := range msgs {
-		from, _ := strconv.ParseInt(fmt.Sprint(m.Values["from"]), 10, 64)
-		to, _ := strconv.ParseInt(fmt.Sprint(m.Values["to"]), 10, 64)
+		from, err1 := strconv.ParseInt(fmt.Sprint(m.Values["from"]), 10, 64)
+		to, err2 := strconv.ParseInt(fmt.Sprint(m.Values["to"]), 10, 64)
+		added, err3 := strconv.ParseInt(strings.SplitN(m.ID, "-", 2)[0], 10, 64)
+		// A gap is written when it ends, so it ends before it was added
+		// (a minute of clock difference allowed) and lasts at most the
+		// retention: anything else is not a gap, and is ignored.
+		if err1 != nil || err2 != nil || err3 != nil || to < from || to > added+60_000 || to-from > s.retention.Milliseconds() {
+			continue
+		}
 		g := Gap{time.UnixMilli(from), time.UnixMilli(to)}
 		if g.To.After(since) {
 			out = append(out, g)

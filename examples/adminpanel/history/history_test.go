@@ -3,8 +3,11 @@ package history
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
@@ -141,5 +144,44 @@ func TestOneLeaseHolderAtATime(t *testing.T) {
 	}
 	if h, _ := s.Holder(ctx); h != "" {
 		t.Errorf("holder %q after release", h)
+	}
+}
+
+// Garbage in one service's keys neither breaks the others nor the
+// recorder: a malformed recorded state reads as unknown, a malformed
+// epoch as none, a gap that cannot be one is ignored, a name that cannot
+// be a service's is skipped, and a key of another type costs only its
+// service.
+func TestGarbageInHistoryKeysIsContained(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	c := srv.Client(t)
+	now := time.Now()
+	c.HSet(ctx, "heartbeat:history:{alpha}:state", "a", "alive|abc|zz")
+	c.HSet(ctx, "heartbeat:history:{beta}:state", "_epoch", "zzz")
+	c.SAdd(ctx, "heartbeat:history:services", "", "*", "wrongtype")
+	c.Set(ctx, "heartbeat:history:{wrongtype}:state", "a string", 0)
+	c.XAdd(ctx, &redis.XAddArgs{Stream: "heartbeat:history:gaps", Values: []any{"from", 0, "to", "99999999999999"}})
+	n, err := s.Apply(ctx, 1, []Record{
+		{Service: "alpha", Instance: "a", To: "dead", At: now},
+		{Service: "beta", Instance: "b", To: "alive", At: now},
+		{Service: "gamma", Instance: "c", To: "alive", At: now},
+	})
+	if n != 3 || err != nil {
+		t.Errorf("changed %d, %v; want 3 despite the garbage", n, err)
+	}
+	svcs, err := s.Services(ctx)
+	if err != nil || strings.Join(svcs, ",") != "alpha,beta,gamma,wrongtype" {
+		t.Errorf("services %q %v", svcs, err)
+	}
+	rec, err := s.Recorded(ctx)
+	if rec["gamma"]["c"].State != "alive" || rec["alpha"]["a"].State != "dead" {
+		t.Errorf("recorded %+v", rec)
+	}
+	if err == nil || !strings.Contains(err.Error(), "wrongtype") {
+		t.Errorf("the key of another type was not named: %v", err)
+	}
+	if gaps, err := s.Gaps(ctx, time.Time{}); err != nil || len(gaps) != 0 {
+		t.Errorf("gaps %+v %v: a gap ending in the year 5138 is not one", gaps, err)
 	}
 }

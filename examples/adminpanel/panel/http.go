@@ -189,17 +189,30 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	gaps, err := p.store.Gaps(r.Context(), since)
+	// At most a few at once, each within 10 s: history is read from the
+	// panel's cache, only what was added since is read from Valkey.
+	select {
+	case p.historyReads <- struct{}{}:
+		defer func() { <-p.historyReads }()
+	case <-r.Context().Done():
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	gaps, err := p.store.Gaps(ctx, since)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
 		return
 	}
 	out := []IncidentJSON{}
 	for _, svc := range svcs {
-		entries, err := p.store.Entries(r.Context(), svc, time.Time{})
-		if err != nil {
+		entries, err := p.reports.history.read(ctx, p, svc, now)
+		if err != nil && ctx.Err() != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
 			return
+		}
+		if err != nil {
+			continue // that service's history cannot be read: the others are shown
 		}
 		rep := uptime.Compute(svc, entries, gaps, uptime.Window{From: since, To: now}, p.minAlive(svc))
 		for _, in := range rep.Incidents {
@@ -292,16 +305,28 @@ func (p *Panel) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	// The bound counts streams whose handler still runs, not only those
+	// the hub still feeds: a reader that stopped reading holds its
+	// handler in a write until the write deadline cuts it.
+	if p.streams.Add(1) > maxClients {
+		p.streams.Add(-1)
+		http.Error(w, "too many event streams", http.StatusServiceUnavailable)
+		return
+	}
+	defer p.streams.Add(-1)
 	c := p.hub.add()
 	if c == nil {
 		http.Error(w, "too many event streams", http.StatusServiceUnavailable)
 		return
 	}
 	defer p.hub.remove(c)
+	rc := http.NewResponseController(w)
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(p.cfg.EventWriteTimeout)) }
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	deadline()
 	fmt.Fprint(w, "retry: 2000\n\n")
 	fl.Flush()
 	keep := time.NewTicker(15 * time.Second)
@@ -314,15 +339,21 @@ func (p *Panel) events(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			deadline()
 			if _, err := fmt.Fprintf(w, "event: update\ndata: %s\n\n", b); err != nil {
 				return
 			}
-			fl.Flush()
+			if rc.Flush() != nil {
+				return
+			}
 		case <-keep.C:
+			deadline()
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
-			fl.Flush()
+			if rc.Flush() != nil {
+				return
+			}
 		}
 	}
 }

@@ -54,6 +54,9 @@ type Config struct {
 	Errorf func(format string, args ...any)
 	// Coalesce is how often live updates are sent. Default 500 ms.
 	Coalesce time.Duration
+	// EventWriteTimeout cuts an event stream whose reader does not take
+	// an update within it. Default 10 s.
+	EventWriteTimeout time.Duration
 	// ReconcileEvery, ForgetAfter: see history.RecorderConfig.
 	ReconcileEvery, ForgetAfter time.Duration
 	// Alerting configures the alert rules; nil is alerting.Default().
@@ -93,7 +96,9 @@ type Panel struct {
 	down     atomic.Bool // disconnected from Valkey
 	received sync.Map    // watch.Key -> *beats
 
-	reports reportCache
+	reports      reportCache
+	historyReads chan struct{} // bounds concurrent history requests
+	streams      atomic.Int64  // event stream handlers running
 }
 
 // beats is what the panel keeps of an instance's heartbeats as they
@@ -122,6 +127,9 @@ func New(cfg Config) (*Panel, error) {
 	}
 	if cfg.Coalesce <= 0 {
 		cfg.Coalesce = 500 * time.Millisecond
+	}
+	if cfg.EventWriteTimeout <= 0 {
+		cfg.EventWriteTimeout = 10 * time.Second
 	}
 	if cfg.Replica == "" {
 		host, _ := os.Hostname()
@@ -159,7 +167,7 @@ func New(cfg Config) (*Panel, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub()}
+	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub(), historyReads: make(chan struct{}, 4)}
 	p.rec = history.NewRecorder(store, lease, p.tr, history.RecorderConfig{
 		ReconcileEvery: cfg.ReconcileEvery, ForgetAfter: cfg.ForgetAfter, Errorf: cfg.Errorf})
 	acfg := alerting.Default()
@@ -366,6 +374,8 @@ func (p *Panel) received1(k watch.Key) int64 {
 // reportCache holds the uptime reports of every service for every window,
 // recomputed from history in the background.
 type reportCache struct {
+	history  entryCache
+	skipped  map[string]bool // services whose history could not be read, reported
 	mu       sync.Mutex
 	at       time.Time
 	reports  map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report
@@ -423,21 +433,28 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		gaps, err = p.store.Gaps(ctx, now.Add(-longest))
 	}
 	out := map[string]map[time.Duration]uptime.ServiceReport{}
+	var skipped []error
 	for _, svc := range svcs {
 		if err != nil {
 			break
 		}
-		var entries []history.Entry
-		// Every entry: the state at a window's start may have been set
-		// long before it; retention bounds them.
-		if entries, err = p.store.Entries(ctx, svc, time.Time{}); err != nil {
-			break
+		entries, serr := c.history.read(ctx, p, svc, now)
+		if serr != nil {
+			if ctx.Err() != nil {
+				err = serr
+				break
+			}
+			skipped = append(skipped, serr) // that service only
+			continue
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for _, w := range p.cfg.Windows {
 			byWindow[w] = uptime.Compute(svc, entries, gaps, uptime.Window{From: now.Add(-w), To: now}, p.minAlive(svc))
 		}
 		out[svc] = byWindow
+	}
+	if err == nil && len(skipped) == len(svcs) && len(svcs) > 0 {
+		err = errors.Join(skipped...)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -452,7 +469,78 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	if failing {
 		p.cfg.Errorf("reading history again")
 	}
+	for _, e := range skipped {
+		if !c.skipped[e.Error()] {
+			p.cfg.Errorf("reading history: %v; the other services are shown", e)
+		}
+	}
+	c.skipped = map[string]bool{}
+	for _, e := range skipped {
+		c.skipped[e.Error()] = true
+	}
 	c.at, c.reports, c.stale = now, out, nil
+}
+
+// maxEntries bounds the history entries kept in memory per service: a
+// service that changes state every 10 s for 30 days has 260,000.
+const maxEntries = 300_000
+
+// entryCache keeps every service's history entries as read so far, and
+// reads only what was added since: history only grows at its end.
+type entryCache struct {
+	mu       sync.Mutex
+	services map[string]*cachedEntries
+}
+
+type cachedEntries struct {
+	mu      sync.Mutex
+	entries []history.Entry
+	last    string // the id of the last entry read
+	capped  bool
+}
+
+// read returns a service's entries within the retention, oldest first;
+// the slice is shared: read it, never change it.
+func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Time) ([]history.Entry, error) {
+	c.mu.Lock()
+	if c.services == nil {
+		c.services = map[string]*cachedEntries{}
+	}
+	ce, ok := c.services[svc]
+	if !ok {
+		ce = &cachedEntries{}
+		c.services[svc] = ce
+	}
+	c.mu.Unlock()
+	ce.mu.Lock()
+	defer ce.mu.Unlock()
+	for {
+		more, last, err := p.store.EntriesAfter(ctx, svc, ce.last, 10_000)
+		if err != nil {
+			return nil, err
+		}
+		ce.entries, ce.last = append(ce.entries, more...), last
+		if n := len(ce.entries) - maxEntries; n > 0 {
+			if !ce.capped {
+				p.cfg.Errorf("history of %q holds more than %d entries: uptime is computed from the latest %d", svc, maxEntries, maxEntries)
+				ce.capped = true
+			}
+			ce.entries = slices.Clone(ce.entries[n:])
+		}
+		if len(more) < 10_000 {
+			break
+		}
+	}
+	// Trimmed in Valkey past the retention: trimmed here too.
+	cut := now.Add(-p.store.Retention())
+	i := 0
+	for i < len(ce.entries) && ce.entries[i].At.Before(cut) {
+		i++
+	}
+	if i > 0 {
+		ce.entries = ce.entries[i:]
+	}
+	return ce.entries[:len(ce.entries):len(ce.entries)], nil
 }
 
 func (c *reportCache) get(svc string, w time.Duration) (uptime.ServiceReport, bool) {

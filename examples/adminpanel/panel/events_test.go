@@ -1,0 +1,58 @@
+package panel
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+)
+
+// An event stream whose reader stops reading is cut at the write
+// deadline, and while its handler runs it counts against the bound, so
+// readers that never read cannot pile up beyond it or hold memory.
+func TestAReaderThatNeverReadsIsCut(t *testing.T) {
+	srv := redistest.Start(t)
+	p, err := New(Config{Conn: watch.Connection{Client: srv.Client(t)}, EventWriteTimeout: 300 * time.Millisecond, Coalesce: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.met.shutdown()
+	web := httptest.NewServer(p.Handler())
+	defer web.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait(); p.hub.closeAll() }()
+	big := append(bytes.Repeat([]byte("x"), 256<<10), '"')
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		p.hub.run(ctx, p.cfg.Coalesce, func([]watch.Key, []watch.Transition, bool) []byte { return big })
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			p.hub.touch(watch.Key{Service: "s", Instance: fmt.Sprint(i % 10)})
+			time.Sleep(time.Millisecond) // a steady trickle of changes
+		}
+	}()
+
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", web.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	until(t, 10*time.Second, "the stream to start", func() bool { return p.streams.Load() == 1 })
+	until(t, 10*time.Second, "the stalled stream to be cut", func() bool { return p.streams.Load() == 0 })
+}
