@@ -109,8 +109,25 @@ func (s *Store) watchedKey() string          { return s.prefix + "watched" }
 
 // ErrFenced is returned by a write of a recorder whose epoch is older than
 // the last one that wrote to that service: another recorder has taken
-// over.
+// over. The error is a *FencedError naming the services.
 var ErrFenced = errors.New("history: fenced: a newer recorder has written")
+
+// FencedError names the services whose recorded epoch refused a write.
+type FencedError struct{ Services []string }
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("history: fenced: a newer epoch has written to %s", strings.Join(e.Services, ", "))
+}
+
+// Is makes a FencedError match ErrFenced.
+func (e *FencedError) Is(target error) bool { return target == ErrFenced }
+
+// RepairEpoch sets a service's recorded epoch to epoch, for the holder of
+// the lease that finds one above its own: an epoch no lease ever gave,
+// written by hand or by mistake, would otherwise refuse every recorder.
+func (s *Store) RepairEpoch(ctx context.Context, service string, epoch int64) error {
+	return wrap("HSET "+s.stateKey(service), s.c.HSet(ctx, s.stateKey(service), "_epoch", epoch).Err())
+}
 
 // record changes an instance's recorded state, appending the entry only if
 // the state changes and the write is not older than the recorded state. KEYS: events, state. ARGV: epoch, minid, instance, to,
@@ -196,20 +213,22 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 		return nil
 	})
 	changed := 0
-	var fenced bool
-	for _, c := range cmds {
+	var fenced []string
+	for i, c := range cmds {
 		n, cerr := c.Int()
 		switch {
 		case cerr != nil && strings.Contains(cerr.Error(), "FENCED"):
-			fenced = true
+			if !slices.Contains(fenced, recs[i].Service) {
+				fenced = append(fenced, recs[i].Service)
+			}
 		case cerr != nil && strings.Contains(cerr.Error(), "NOSCRIPT"):
 			return changed, cerr
 		case cerr == nil:
 			changed += n
 		}
 	}
-	if fenced {
-		return changed, ErrFenced
+	if len(fenced) > 0 {
+		return changed, &FencedError{Services: fenced}
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return changed, fmt.Errorf("history: recording: %w", err)

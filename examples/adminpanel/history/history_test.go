@@ -3,7 +3,9 @@ package history
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 
 	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -183,5 +187,75 @@ func TestGarbageInHistoryKeysIsContained(t *testing.T) {
 	}
 	if gaps, err := s.Gaps(ctx, time.Time{}); err != nil || len(gaps) != 0 {
 		t.Errorf("gaps %+v %v: a gap ending in the year 5138 is not one", gaps, err)
+	}
+}
+
+// recorderOn runs a recorder over a tracker that already knows one alive
+// instance of service svc, until the test ends, and collects its reports.
+func recorderOn(t *testing.T, srv *redistest.Server, svc string) (*Recorder, func() []string) {
+	t.Helper()
+	s := store(t, srv)
+	l, err := s.NewLease("r1", 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := watch.NewTracker(watch.WithHeartbeats())
+	tr.Observe(&wire.Message{ServiceName: svc, InstanceID: "i", Timestamp: time.Now(), HeartbeatCount: 1, IntervalSeconds: 60,
+		Has: wire.HasHeartbeatCount | wire.HasInterval})
+	var mu sync.Mutex
+	var reports []string
+	r := NewRecorder(s, l, tr, RecorderConfig{ReconcileEvery: 100 * time.Millisecond,
+		Errorf: func(f string, a ...any) { mu.Lock(); reports = append(reports, fmt.Sprintf(f, a...)); mu.Unlock() }})
+	r.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), reports...) }
+}
+
+// An epoch no lease ever gave, planted in one service's state, is repaired
+// by the holder of the lease, who goes on recording: it does not give the
+// lease up, and so does not turn the whole fleet's time into gaps.
+func TestAnEpochNoLeaseGaveIsRepaired(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	c.HSet(ctx, "heartbeat:history:{gamma}:state", "_epoch", "1000000000000")
+	r, reports := recorderOn(t, srv, "gamma")
+	until(t, 5*time.Second, "gamma recorded", func() bool {
+		v, _ := c.HGet(ctx, "heartbeat:history:{gamma}:state", "i").Result()
+		return strings.HasPrefix(v, "alive|")
+	})
+	if st := r.Stats(); st.Takeovers != 1 {
+		t.Errorf("takeovers %d, want 1: the lease was given up", st.Takeovers)
+	}
+	if got := strings.Join(reports(), "\n"); !strings.Contains(got, `"gamma" holds a recorded epoch no lease gave`) {
+		t.Errorf("reports:\n%s", got)
+	}
+}
+
+// A lease without a TTL, which no recorder writes, would keep every
+// replica from recording for ever: it is given a TTL, reported with its
+// holder, and taken over.
+func TestALeaseWithoutATTLIsTakenOver(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	c.Set(ctx, "heartbeat:history:lease", "fake-holder", 0)
+	r, reports := recorderOn(t, srv, "geo")
+	until(t, 5*time.Second, "the lease taken over", r.Leading)
+	if got := strings.Join(reports(), "\n"); !strings.Contains(got, `held by "fake-holder" without a TTL`) {
+		t.Errorf("reports:\n%s", got)
+	}
+}
+
+// until polls cond every 20 ms until it holds: the state is in Valkey.
+func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // renew extends the lease if id still holds it, and notes the time it
@@ -57,8 +59,11 @@ func (l *Lease) Epoch() int64 { return l.epoch }
 // watched (zero if there never was one): from then until now nobody did.
 func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time, err error) {
 	ok, err = l.s.c.SetNX(ctx, l.s.leaseKey(), l.id, l.period).Result()
-	if err != nil || !ok {
+	if err != nil {
 		return false, time.Time{}, wrap("SET NX "+l.s.leaseKey(), err)
+	}
+	if !ok {
+		return false, time.Time{}, l.checkHolder(ctx)
 	}
 	if l.epoch, err = l.s.c.Incr(ctx, l.s.epochKey()).Result(); err != nil {
 		_ = l.Release(ctx)
@@ -75,6 +80,23 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 		}
 	}
 	return true, lastWatched, l.Renew(ctx, time.Now())
+}
+
+// checkHolder makes a lease that would never expire expire: every
+// recorder sets a TTL, so one without (written by hand, or another
+// program's key) would keep every replica from recording, silently and
+// for ever. It is given one lease period, and reported with its holder.
+func (l *Lease) checkHolder(ctx context.Context) error {
+	ttl, err := l.s.c.PTTL(ctx, l.s.leaseKey()).Result()
+	if err != nil || ttl != -1 {
+		return nil // -1 is "no TTL"; an error is for the next attempt
+	}
+	holder, _ := l.s.c.Get(ctx, l.s.leaseKey()).Result()
+	if err := l.s.c.PExpire(ctx, l.s.leaseKey(), l.period).Err(); err != nil {
+		return wrap("PEXPIRE "+l.s.leaseKey(), err)
+	}
+	return fmt.Errorf("history: the recorder lease %s was held by %q without a TTL, so no replica could record: it now expires in %v",
+		l.s.leaseKey(), wire.Truncate(holder, 64), l.period)
 }
 
 // Renew extends the lease and records that the holder watched up to now.

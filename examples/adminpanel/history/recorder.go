@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,8 @@ type Recorder struct {
 
 	mu     sync.Mutex
 	failed map[string]bool // kinds of failure reported and not yet recovered
+
+	reconcileSoon bool // on Run's goroutine: a write was refused and repaired
 }
 
 // NewRecorder returns a recorder of tracker's transitions into s under l.
@@ -117,6 +120,10 @@ func (r *Recorder) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			r.step(ctx)
+			if r.reconcileSoon && r.leading.Load() {
+				r.reconcileSoon = false
+				r.reconcile(ctx, time.Time{})
+			}
 		case <-reconcile.C:
 			if r.leading.Load() {
 				r.reconcile(ctx, time.Time{})
@@ -199,11 +206,27 @@ func (r *Recorder) apply(ctx context.Context, recs []Record, reconciling bool) {
 	if reconciling {
 		r.stats.reconciled.Add(int64(n))
 	}
+	var fe *FencedError
 	switch {
+	case errors.As(err, &fe) && r.l.Renew(ctx, time.Now()) == nil:
+		// Still the holder of the lease, whose epoch is the newest any
+		// lease gave: the epoch that refused it is not a recorder's.
+		r.stats.fenced.Add(1)
+		for _, svc := range fe.Services {
+			r.report("epoch:"+svc, "history: %q holds a recorded epoch no lease gave (written by hand, or corrupt); reset to this recorder's", svc)
+			if rerr := r.s.RepairEpoch(ctx, svc, r.l.Epoch()); rerr != nil {
+				r.report("write", "%v", rerr)
+			}
+		}
+		r.reconcileSoon = true
 	case errors.Is(err, ErrFenced):
 		r.stats.fenced.Add(1)
 		r.leading.Store(false)
-		r.report("lease", "history: a newer recorder has written; standing by")
+		var names []string
+		if fe != nil {
+			names = fe.Services
+		}
+		r.report("lease", "history: another recorder has written to %s since this one; standing by", strings.Join(names, ", "))
 	case err != nil:
 		r.stats.failures.Add(1)
 		r.report("write", "%v", err)
