@@ -42,7 +42,9 @@ var commands = []command{
 	{name: "trackerfetcher", dir: "./trackerfetcher", stopOn: "heartbeats every"},
 	{name: "otelservice", dir: "./otelservice", args: []string{"--duration", "300ms", "--export-interval", "100ms"}},
 	{name: "loadgen", dir: "./loadgen", args: []string{"--instances", "20", "--services", "2", "--interval", "100ms", "--duration", "300ms"}},
-	{name: "demo", dir: "./demo", args: []string{"--interval", "100ms"}},
+	{name: "demo", dir: "./demo", args: []string{"--interval", "100ms", "--panel", "127.0.0.1:0"}},
+	{name: "adminpanel", dir: "./adminpanel", args: []string{"--listen", "127.0.0.1:0"}, stopOn: "admin panel on"},
+	{name: "discovery", dir: "./discovery", args: []string{"serve", "--service", "geo"}, stopOn: "serving geo"},
 }
 
 // form is one way of handing the command a password.

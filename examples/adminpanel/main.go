@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long history is kept in Valkey")
 	lease := fs.Duration("lease", 10*time.Second, "the recorder lease: a standby takes over within it")
-	windows := fs.String("windows", "1h,24h,168h,720h", "uptime windows, comma-separated durations")
+	windows := fs.String("windows", "1h,24h,168h,720h", "uptime windows, comma-separated durations (1m to --retention, at most 8)")
 	minAlive := fs.String("min-alive", "", "instances that must be up for a service to be up, as svc=N,... (default 1)")
 	bars := fs.Int("bars", 30, "heartbeat bars per instance: the last N intervals")
 	replica := fs.String("replica", "", "this replica's name in the lease (default: host, pid and a random suffix)")
@@ -77,13 +78,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cfg := panel.Config{Retention: *retention, Lease: *lease, Bars: *bars, Replica: *replica, MaxInstances: *maxInstances,
 		DefaultInterval: *defInterval, MinAlive: map[string]int{}}
-	if *retention <= 0 || *lease <= 0 || *bars <= 0 || *bars > 1000 || *maxInstances <= 0 {
-		return fail("--retention, --lease and --max-instances must be positive, --bars from 1 to 1000")
+	switch {
+	case *retention < time.Hour:
+		return fail("--retention %v: want at least 1h", *retention)
+	case *lease < time.Second || *lease > 10*time.Minute:
+		return fail("--lease %v: want 1s to 10m: a standby takes over within it", *lease)
+	case *bars < 1 || *bars > 1000:
+		return fail("--bars %d: want 1 to 1000", *bars)
+	case *maxInstances <= 0:
+		return fail("--max-instances %d: want a positive number", *maxInstances)
+	}
+	if *defInterval != 0 {
+		if err := watch.CheckInterval(*defInterval); err != nil {
+			return fail("--default-interval: %v", err)
+		}
 	}
 	for _, w := range strings.Split(*windows, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(w))
-		if err != nil || d <= 0 || d > *retention {
-			return fail("--windows: %q is not a positive duration within --retention", w)
+		switch {
+		case err != nil || d < time.Minute || d > *retention:
+			return fail("--windows: %q is not a duration from 1m to --retention", w)
+		case slices.Contains(cfg.Windows, d):
+			return fail("--windows: %v is given twice", d)
+		case len(cfg.Windows) == 8:
+			return fail("--windows: at most 8")
 		}
 		cfg.Windows = append(cfg.Windows, d)
 	}
@@ -91,8 +109,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		for _, kv := range strings.Split(*minAlive, ",") {
 			svc, n, ok := strings.Cut(strings.TrimSpace(kv), "=")
 			v, err := strconv.Atoi(n)
-			if !ok || err != nil || v < 1 {
+			switch {
+			case !ok || err != nil || v < 1:
 				return fail("--min-alive: %q is not service=N with N at least 1", kv)
+			case cfg.MinAlive[svc] != 0:
+				return fail("--min-alive: %s is given twice", svc)
 			}
 			cfg.MinAlive[svc] = v
 		}

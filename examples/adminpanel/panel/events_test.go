@@ -56,3 +56,19 @@ func TestAReaderThatNeverReadsIsCut(t *testing.T) {
 	until(t, 10*time.Second, "the stream to start", func() bool { return p.streams.Load() == 1 })
 	until(t, 10*time.Second, "the stalled stream to be cut", func() bool { return p.streams.Load() == 0 })
 }
+
+// The bearer scheme is matched without regard to case (RFC 7235).
+func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
+	a, err := ParseAuth("0123456789abcdef-token", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, want := range map[string]bool{"Bearer 0123456789abcdef-token": true, "bearer 0123456789abcdef-token": true,
+		"BEARER 0123456789abcdef-token": true, "Bearer 0123456789abcdef-toke": false, "Basic 0123456789abcdef-token": false} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", h)
+		if got := a.allows(r); got != want {
+			t.Errorf("%q: %v, want %v", h, got, want)
+		}
+	}
+}

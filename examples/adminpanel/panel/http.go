@@ -57,7 +57,8 @@ func equal(a, b string) bool {
 func (a *Auth) allows(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	if a.Token != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok && equal(t, a.Token) {
+		// The scheme is case-insensitive (RFC 7235).
+		if scheme, t, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(t), a.Token) {
 			return true
 		}
 	}

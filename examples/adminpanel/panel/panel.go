@@ -287,10 +287,16 @@ func (p *Panel) observe(e watch.Event) {
 		p.down.Store(false)
 		p.hub.changedAll()
 	case watch.KindReconnected:
-		p.down.Store(false)
+		if p.down.Swap(false) {
+			p.cfg.Errorf("watching again after %v", e.Downtime.Round(time.Millisecond))
+		}
 		p.hub.changedAll()
 	case watch.KindDisconnected:
-		p.down.Store(true)
+		// Said once per episode: a wrong password or an unreachable
+		// Valkey would otherwise be visible only in /readyz.
+		if !p.down.Swap(true) {
+			p.cfg.Errorf("cannot watch: %v", e.Err)
+		}
 		p.hub.changedAll()
 	case watch.KindBlind:
 		p.blind.Store(true)
