@@ -3,6 +3,7 @@ package panel
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // An event stream whose reader stops reading is cut at the write
@@ -34,7 +36,7 @@ func TestAReaderThatNeverReadsIsCut(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.hub.run(ctx, p.cfg.Coalesce, func([]watch.Key, []watch.Transition, bool) []byte { return big })
+		p.hub.run(ctx, p.cfg.Coalesce, func([]watch.Key, []watch.Transition, bool, string) []byte { return big })
 	}()
 	go func() {
 		defer wg.Done()
@@ -70,5 +72,35 @@ func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
 		if got := a.allows(r); got != want {
 			t.Errorf("%q: %v, want %v", h, got, want)
 		}
+	}
+}
+
+// A stream of the fleet carries no instance; a stream of a service
+// carries that service's instances and no other's.
+func TestUpdatesCarryOnlyWhatTheStreamShows(t *testing.T) {
+	srv := redistest.Start(t)
+	p, err := New(Config{Conn: watch.Connection{Client: srv.Client(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.met.shutdown()
+	var keys []watch.Key
+	for _, k := range []watch.Key{{Service: "a", Instance: "1"}, {Service: "b", Instance: "2"}} {
+		p.tr.Observe(&wire.Message{ServiceName: k.Service, InstanceID: k.Instance, Timestamp: time.Now(), IntervalSeconds: 1, Has: wire.HasInterval})
+		keys = append(keys, k)
+	}
+	decode := func(b []byte) UpdateJSON {
+		var u UpdateJSON
+		if err := json.Unmarshal(b, &u); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	if u := decode(p.flush(keys, nil, false, "")); len(u.Instances) != 0 {
+		t.Errorf("the fleet's stream carries %d instances", len(u.Instances))
+	}
+	u := decode(p.flush(keys, nil, false, "a"))
+	if len(u.Instances) != 1 || u.Instances[0].Service != "a" || len(u.Services) != 1 || u.Services[0].Name != "a" {
+		t.Errorf("a's stream: %+v", u)
 	}
 }

@@ -315,7 +315,14 @@ func (p *Panel) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer p.streams.Add(-1)
-	c := p.hub.add()
+	service := r.URL.Query().Get("service")
+	if service != "" {
+		if err := wire.ValidateServiceName(service); err != nil {
+			http.Error(w, "service: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	c := p.hub.add(service)
 	if c == nil {
 		http.Error(w, "too many event streams", http.StatusServiceUnavailable)
 		return
@@ -369,7 +376,10 @@ type hub struct {
 	closed      bool
 }
 
-type client struct{ ch chan []byte }
+type client struct {
+	ch      chan []byte
+	service string // "": the fleet, without instances
+}
 
 func newHub() *hub { return &hub{dirty: map[watch.Key]bool{}, clients: map[*client]bool{}} }
 
@@ -402,13 +412,13 @@ func (h *hub) changedAll() {
 	h.mu.Unlock()
 }
 
-func (h *hub) add() *client {
+func (h *hub) add(service string) *client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || len(h.clients) >= maxClients {
 		return nil
 	}
-	c := &client{ch: make(chan []byte, 16)}
+	c := &client{ch: make(chan []byte, 16), service: service}
 	h.clients[c] = true
 	return c
 }
@@ -433,7 +443,7 @@ func (h *hub) closeAll() {
 }
 
 // run sends an update every period when something changed.
-func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []watch.Key, ts []watch.Transition, all bool) []byte) {
+func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []watch.Key, ts []watch.Transition, all bool, service string) []byte) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -463,9 +473,24 @@ func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []w
 		h.all = false
 		h.mu.Unlock()
 
-		b := build(keys, ts, all)
+		// One update per subscription: a stream of the fleet carries no
+		// instance, a stream of a service carries that service's.
+		h.mu.Lock()
+		subs := map[string]bool{}
+		for c := range h.clients {
+			subs[c.service] = true
+		}
+		h.mu.Unlock()
+		built := map[string][]byte{}
+		for svc := range subs {
+			built[svc] = build(keys, ts, all, svc)
+		}
 		h.mu.Lock()
 		for c := range h.clients {
+			b, ok := built[c.service]
+			if !ok {
+				continue // subscribed meanwhile: the next update
+			}
 			select {
 			case c.ch <- b:
 			default: // too slow: it reconnects and reloads
@@ -477,13 +502,19 @@ func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []w
 	}
 }
 
-// flush builds one update; all adds every service to it.
-func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool) []byte {
+// flush builds one update for the streams of service ("": the fleet's,
+// which carry no instance); all adds every service to it.
+func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service string) []byte {
 	now := time.Now()
 	u := UpdateJSON{At: stamp(now), Watching: p.Watching(), Services: []ServiceJSON{}, Instances: []InstanceJSON{},
 		Removed: []InstanceKey{}, Transitions: []TransitionJSON{}}
+	// A service's summary changes with its transitions (and the uptime
+	// refreshes, which mark all); its instances go only to its own streams.
 	touched := map[string]bool{}
 	for _, k := range keys {
+		if service == "" || k.Service != service {
+			continue
+		}
 		touched[k.Service] = true
 		if in, ok := p.tr.Get(k); ok {
 			u.Instances = append(u.Instances, p.instance(in, now, false))

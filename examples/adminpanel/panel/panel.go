@@ -485,6 +485,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		c.skipped[e.Error()] = true
 	}
 	c.at, c.reports, c.stale = now, out, nil
+	p.hub.changedAll() // new uptime figures for every card
 }
 
 // maxEntries bounds the history entries kept in memory per service: a

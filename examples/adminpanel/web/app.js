@@ -637,9 +637,19 @@
 
   // ---- the event stream ----
 
+  // The stream of the fleet carries service summaries; the stream of a
+  // service carries its instances too. Each view subscribes to what it
+  // shows, so that a fleet of 50,000 instances is not sent to every tab.
   let es = null;
+  function streamURL() {
+    const r = parseRoute();
+    return r.view === "service" ? "/api/v1/events?service=" + encodeURIComponent(r.name) : "/api/v1/events";
+  }
   function connect() {
-    es = new EventSource("/api/v1/events");
+    if (es) es.close();
+    const url = streamURL();
+    es = new EventSource(url);
+    es.url_ = url;
     es.addEventListener("open", () => {
       setText($("conn"), "Live");
       $("conn").dataset.state = "live";
@@ -670,7 +680,11 @@
   }
 
   function start() {
-    window.addEventListener("hashchange", () => reload(false));
+    window.addEventListener("hashchange", () => {
+      // Another subscription: reconnect, and the stream's opening reloads.
+      if (es && es.url_ !== streamURL()) connect();
+      else reload(false);
+    });
     $("inc-since").addEventListener("change", () => loadIncidents().catch(showError));
     $("inc-service").addEventListener("change", () => loadIncidents().catch(showError));
     $("state-filter").addEventListener("change", () => {
