@@ -153,6 +153,24 @@ func TestPageFollowsServicesLive(t *testing.T) {
 		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel.png"))
 	}
 
+	// The crash fired its alerts, which the Alerts view lists and the
+	// navigation counts; the graceful stop fired none.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = "#/alerts"`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the crash's alerts listed", `document.querySelectorAll('#alerts-active tr[data-alert="HeartbeatInstanceDead"]').length === 1 && `+
+		`document.querySelectorAll('#alerts-active tr[data-alert="HeartbeatServiceDown"]').length === 1`, 20*time.Second)
+	if got := eval[string](t, ctx, "document.getElementById('alerts-active').textContent"); strings.Contains(got, "billing_service") {
+		t.Errorf("the graceful stop fired: %q", got)
+	}
+	if got := eval[string](t, ctx, "document.getElementById('alerts-count').textContent"); got != "(2)" {
+		t.Errorf("the navigation counts %q alerts, want (2)", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the fleet again", `document.querySelectorAll('a.card').length === 3`, 10*time.Second)
+
 	// The keyboard: Tab reaches the cards, Enter opens one, the service
 	// view lists its instance, and its back link returns to the fleet.
 	focused := ""
