@@ -1,7 +1,9 @@
 package alerting
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"fmt"
 	"net/url"
 	"os"
@@ -79,12 +81,24 @@ func Load(path string) (Config, error) {
 	return Parse(path, b)
 }
 
-// Parse reads a configuration from b; name names it in errors.
+// maxConfig bounds a configuration file: a real one is a few hundred
+// bytes.
+const maxConfig = 1 << 20
+
+// Parse reads a configuration from b; name names it in errors. At most 20
+// errors are listed.
 func Parse(name string, b []byte) (Config, error) {
 	c := Default()
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	if len(b) > maxConfig {
+		return c, fmt.Errorf("%s: %d bytes, more than %d: not an alerting configuration", name, len(b), maxConfig)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc, more yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("%s: %v", name, err)
+	}
+	if err := dec.Decode(&more); err == nil {
+		return c, fmt.Errorf("%s line %d: a second YAML document: the configuration is one", name, more.Line)
 	}
 	if len(doc.Content) == 0 {
 		return c, nil // empty: the defaults
@@ -101,7 +115,13 @@ func Parse(name string, b []byte) (Config, error) {
 								c.Alertmanager = append(c.Alertmanager, p.url(u, fmt.Sprintf("%s[%d]", key, i)))
 							}
 						},
-						"resend_every": func(n *yaml.Node, key string) { c.ResendEvery = p.duration(n, key, true) },
+						"resend_every": func(n *yaml.Node, key string) {
+							if d := p.duration(n, key, true); d > 0 && d < time.Second {
+								p.fail(n, key, "%v is under 1s: every active alert would be posted that often", d)
+							} else {
+								c.ResendEvery = d
+							}
+						},
 					})
 				},
 				"webhook": func(n *yaml.Node, key string) {
@@ -134,6 +154,10 @@ func Parse(name string, b []byte) (Config, error) {
 								p.fail(k, key, "%v", err)
 								return
 							}
+							if _, dup := c.MinAlive[k.Value]; dup {
+								p.fail(k, key, "given twice")
+								return
+							}
 							if n, ok := p.integer(v, key); ok && n >= 1 {
 								c.MinAlive[k.Value] = n
 							} else if ok {
@@ -146,7 +170,7 @@ func Parse(name string, b []byte) (Config, error) {
 					p.mapping(n, key, map[string]func(*yaml.Node, string){
 						"silent_share": func(n *yaml.Node, key string) {
 							v, err := strconv.ParseFloat(n.Value, 64)
-							if n.Kind != yaml.ScalarNode || err != nil || v <= 0 || v > 1 {
+							if n.Kind != yaml.ScalarNode || err != nil || !(v > 0 && v <= 1) { // NaN included
 								p.fail(n, key, "want a share above 0 and at most 1, such as 0.5, got %s", show(n))
 								return
 							}
@@ -164,6 +188,9 @@ func Parse(name string, b []byte) (Config, error) {
 			})
 		},
 	})
+	if len(p.errs) > 20 {
+		p.errs = append(p.errs[:20], fmt.Errorf("%s: and %d more errors", name, len(p.errs)-20))
+	}
 	if len(c.Alertmanager) > 0 && c.ResendEvery >= 5*time.Minute {
 		p.errs = append(p.errs, fmt.Errorf("%s: receivers.alertmanager.resend_every: %v is not below Alertmanager's default resolve_timeout (5m): alerts would resolve themselves while firing", name, c.ResendEvery))
 	}
@@ -273,15 +300,18 @@ func (p *parser) url(n *yaml.Node, key string) string {
 	return s
 }
 
-// CheckURL accepts an absolute http or https URL. Its errors never quote
-// credentials it holds.
+// CheckURL accepts an absolute http or https URL with a host and a valid
+// port. Its errors never quote the URL: credentials may be in it, in the
+// user information or in the query.
 func CheckURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		if strings.Contains(s, "@") {
-			return errors.New("want an absolute http or https URL")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return errors.New("want an absolute http or https URL with a host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("its port is not a number from 1 to 65535")
 		}
-		return fmt.Errorf("want an absolute http or https URL, got %q", wire.Truncate(s, 80))
 	}
 	return nil
 }

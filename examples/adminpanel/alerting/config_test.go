@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,36 @@ rules:
 	}
 	if _, err := Parse("a.yml", []byte("rules: [1, 2")); err == nil || !strings.Contains(err.Error(), "a.yml") {
 		t.Errorf("malformed YAML: %v", err)
+	}
+}
+
+// What a hostile or mistaken file tried: each refused, naming the line and
+// the key, and no URL quoted (its query may hold a token).
+func TestParseRefusesWhatWouldSilentlyDoHarm(t *testing.T) {
+	for in, want := range map[string]string{
+		"receivers: {alertmanager: {urls: [http://a:1], resend_every: 1ns}}": "under 1s",
+		"rules: {source_unreachable: {silent_share: NaN}}":                   "want a share above 0",
+		"rules: {service_down: {min_alive: {x: 2, x: 3}}}":                   "given twice",
+		"external_url: http://a/\n---\nexternal_url: http://b/":              "a second YAML document",
+		"receivers: {webhook: {url: 'htp://h/x?token=TOPSECRET'}}":           "want an absolute http or https URL",
+		"receivers: {webhook: {url: 'http://127.0.0.1:99999/h'}}":            "port",
+	} {
+		_, err := Parse("a.yml", []byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want it to say %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "TOPSECRET") {
+			t.Errorf("%q: the error quotes the token: %v", in, err)
+		}
+	}
+	if _, err := Parse("big.yml", []byte(strings.Repeat("# padding\n", 200_000))); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("a 2 MB file: %v", err)
+	}
+	var many strings.Builder
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&many, "k%d: 1\n", i)
+	}
+	if _, err := Parse("many.yml", []byte(many.String())); err == nil || strings.Count(err.Error(), "\n") > 21 || !strings.Contains(err.Error(), "and 80 more errors") {
+		t.Errorf("100 bad keys: %v", err)
 	}
 }

@@ -64,7 +64,10 @@ func (c *AlertmanagerConfig) defaults() {
 		c.MaxBatch = 1000
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{}
+		// Redirects are not followed: Go would follow a 302 with a GET
+		// without the body and count the notification sent, and a 307
+		// would carry the signed body to whatever host it names.
+		c.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if c.Sleep == nil {
 		c.Sleep = sleep
@@ -317,9 +320,9 @@ func (t *amTarget) post(ctx context.Context, cfg AlertmanagerConfig, batch []Ale
 		return true, cause(err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 == 2 {
 		return false, nil
 	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
 }

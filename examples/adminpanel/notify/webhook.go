@@ -64,7 +64,10 @@ func (c *WebhookConfig) defaults() {
 		c.Backoff.Cap = max(30*time.Second, c.Backoff.Base)
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{}
+		// Redirects are not followed: Go would follow a 302 with a GET
+		// without the body and count the notification sent, and a 307
+		// would carry the signed body to whatever host it names.
+		c.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if c.Sleep == nil {
 		c.Sleep = sleep
@@ -264,9 +267,11 @@ func (w *webhook) post(ctx context.Context, d delivery) (retry bool, err error) 
 		return true, cause(err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 == 2 {
+		// Acknowledged by its status: a body trickled byte by byte must
+		// not hold the queue.
 		return false, nil
 	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -373,5 +374,81 @@ func TestFingerprintIsStableAndFromTheLabels(t *testing.T) {
 	}
 	if !a.Firing() || b.Firing() {
 		t.Error("Firing")
+	}
+}
+
+// A redirect is not followed: a 302 would turn the POST into a GET without
+// its body, counted sent, and a 307 would carry the signed body to the
+// host it names. The notification is not counted sent.
+func TestWebhookFollowsNoRedirect(t *testing.T) {
+	stolen := make(chan string, 4)
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen <- r.Method }))
+	defer elsewhere.Close()
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, elsewhere.URL+"/stolen", code)
+		}))
+		var errs []string
+		var mu sync.Mutex
+		r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Errorf: func(f string, a ...any) {
+			mu.Lock()
+			errs = append(errs, fmt.Sprintf(f, a...))
+			mu.Unlock()
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		r.Notify(instanceAlert("HeartbeatInstanceDead", "geofence-1"))
+		deadline := time.Now().Add(5 * time.Second)
+		for r.Stats().Failed == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // the worker's count: nothing else tells
+		}
+		cancel()
+		<-done
+		srv.Close()
+		if st := r.Stats(); st.Sent != 0 || st.Failed == 0 {
+			t.Errorf("%d: stats %+v, want failed and not sent", code, st)
+		}
+	}
+	select {
+	case m := <-stolen:
+		t.Errorf("the redirect was followed (%s)", m)
+	default:
+	}
+}
+
+// A receiver that answers 200 and then trickles its body does not hold
+// the queue: the status acknowledges.
+func TestWebhookAcknowledgesOnTheStatus(t *testing.T) {
+	release := make(chan struct{})
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select { // a body that never ends, until the test is done
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	for i := 0; i < 3; i++ {
+		r.Notify(instanceAlert("HeartbeatInstanceDead", fmt.Sprint(i)))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats().Sent < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the worker's count: nothing else tells
+	}
+	if st := r.Stats(); st.Sent != 3 || n.Load() != 3 {
+		t.Errorf("stats %+v after %d requests: the trickling bodies held the queue", st, n.Load())
 	}
 }
