@@ -3,8 +3,8 @@ package alerting
 import (
 	"bytes"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"sort"
