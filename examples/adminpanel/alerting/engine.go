@@ -87,6 +87,8 @@ type Engine struct {
 	pending   map[string]time.Time // condition holding since, by fingerprint
 	holdUntil time.Time            // no instance or service verdict before
 	srcSince  time.Time            // when the source alert fired, while it fires
+	released  time.Time            // when a lasting silence was released to instance alerts
+	lastEval  time.Time            // the last Evaluate, while leading
 	failing   bool
 }
 
@@ -110,6 +112,17 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if len(stored) == 0 && len(e.active) > 0 && now.Sub(e.lastEval) < time.Minute {
+		// This evaluator led a moment ago and Valkey holds nothing: Valkey
+		// lost its data (a restart without persistence), not the alerts.
+		// Keep them, and write them back.
+		out := make([]Alert, 0, len(e.active))
+		for _, fp := range sortedKeys(e.active) {
+			e.save(ctx, fp, e.active[fp], true)
+			out = append(out, e.active[fp])
+		}
+		return out, nil
+	}
 	clear(e.active)
 	clear(e.pending)
 	out := make([]Alert, 0, len(stored))
@@ -175,6 +188,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 	snap := e.tr.Snapshot()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.lastEval = now
 
 	// The watcher distrusts itself first.
 	src := map[string]string{"alertname": SourceUnreachable, "severity": "critical"}
@@ -192,7 +206,11 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 	}
 	if a, ok := e.active[srcFP]; ok {
 		e.resolve(ctx, srcFP, a, now)
-		e.holdUntil = now.Add(maxInterval(snap))
+		if now.Sub(e.srcSince) <= 10*maxInterval(snap) {
+			e.holdUntil = now.Add(maxInterval(snap)) // recovered: wait for fresh heartbeats
+		} else {
+			e.released = now // lasted: judge now, and do not call it the source again for this silence
+		}
 		e.srcSince = time.Time{}
 	}
 	if now.Before(e.holdUntil) {
@@ -307,7 +325,17 @@ func (e *Engine) sourceDown(snap []watch.Instance, now time.Time) string {
 	if !e.srcSince.IsZero() {
 		ref = e.srcSince
 	}
+	if !e.released.IsZero() && now.Sub(e.released) < 10*maxInterval(snap) {
+		return "" // the silence just released is judged instance by instance
+	}
+	// Of several services: one service crashing whole is its outage. And
+	// for ten intervals at most: a silence that lasts is judged instance
+	// by instance.
+	if !e.srcSince.IsZero() && now.Sub(e.srcSince) > 10*maxInterval(snap) {
+		return ""
+	}
 	var alive, silent int
+	services := map[string]bool{}
 	for _, in := range snap {
 		switch in.State {
 		case watch.Alive:
@@ -315,11 +343,12 @@ func (e *Engine) sourceDown(snap []watch.Instance, now time.Time) string {
 		case watch.Stale, watch.Dead:
 			if ref.Sub(in.LastSeen) <= time.Duration(float64(in.Interval)*(watch.DeadAfter+1)) {
 				silent++
+				services[in.Service] = true
 			}
 		}
 	}
-	if silent >= e.cfg.MinSilent && float64(silent) >= e.cfg.SilentShare*float64(alive+silent) {
-		return fmt.Sprintf("%d of %d instances fell silent together", silent, alive+silent)
+	if len(services) >= 2 && silent >= e.cfg.MinSilent && float64(silent) >= e.cfg.SilentShare*float64(alive+silent) {
+		return fmt.Sprintf("%d of %d instances, of %d services, fell silent together", silent, alive+silent, len(services))
 	}
 	return ""
 }

@@ -150,15 +150,16 @@ func TestBlindnessIsOneAlertNotOnePerInstance(t *testing.T) {
 	r.expect("resolved HeartbeatSourceUnreachable")
 }
 
-// Most of the fleet falling silent at once is the source, not the fleet.
+// Most of the fleet, across services, falling silent at once is the
+// source, not the fleet.
 func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRig(t, srv, Default())
 	var few [][2]string
 	for i := 0; i < 10; i++ {
-		r.beat("svc", fmt.Sprint(i), wire.StatusRunning)
+		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
 		if i < 3 {
-			few = append(few, [2]string{"svc", fmt.Sprint(i)})
+			few = append(few, [2]string{fmt.Sprint("svc", i), "x"})
 		}
 	}
 	r.advance(5*time.Second, few...)
@@ -196,4 +197,65 @@ func TestTakeoverNeitherRefiresNorForgets(t *testing.T) {
 	if err != nil || len(recent) != 4 || recent[0].Firing() {
 		t.Errorf("recent: %d %v", len(recent), err)
 	}
+}
+
+// Every instance of one service crashing while the others beat is that
+// service's outage, not the source's: its alerts fire, and a silence of
+// several services that lasts is not held for ever.
+func TestOneServiceCrashingIsNotTheSource(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv, Default())
+	r.beat("alpha", "a", wire.StatusRunning)
+	for i := 1; i <= 6; i++ {
+		r.beat("eps", fmt.Sprint(i), wire.StatusRunning)
+	}
+	r.advance(5*time.Second, [2]string{"alpha", "a"})
+	sent := strings.Join(r.sent, "; ")
+	if strings.Contains(sent, "SourceUnreachable") || !strings.Contains(sent, "firing HeartbeatServiceDown eps") {
+		t.Errorf("sent %q: want eps down, not the source", sent)
+	}
+}
+
+// A share-based hold ends after ten intervals: a lasting silence of most
+// of the fleet is then judged instance by instance.
+func TestASilenceThatLastsIsJudged(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv, Default())
+	var few [][2]string
+	for i := 0; i < 10; i++ {
+		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
+		if i < 3 {
+			few = append(few, [2]string{fmt.Sprint("svc", i), "x"})
+		}
+	}
+	r.advance(5*time.Second, few...)
+	r.expect("firing HeartbeatSourceUnreachable")
+	r.advance(20*time.Second, few...)
+	sent := strings.Join(r.sent, "; ")
+	if !strings.HasPrefix(sent, "resolved HeartbeatSourceUnreachable") || !strings.Contains(sent, "firing HeartbeatInstanceDead svc9 x") {
+		t.Errorf("after a lasting silence: %q", sent)
+	}
+}
+
+// Valkey restarted without its data while alerts fire: the evaluator that
+// led until then keeps what it knows, so nothing fires twice and the
+// alerts it had resolve once.
+func TestAValkeyThatLostItsDataFiresNothingTwice(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv, Default())
+	r.beat("geo", "x", wire.StatusRunning)
+	r.advance(4 * time.Second)
+	r.expect("firing HeartbeatInstanceDead geo x", "firing HeartbeatServiceDown geo")
+	srv.Client(t).FlushAll(context.Background())
+	if _, err := r.e.Takeover(context.Background(), r.c.now); err != nil {
+		t.Fatal(err)
+	}
+	r.advance(2 * time.Second)
+	r.expect()
+	if a, _ := r.e.Active(context.Background()); len(a) != 2 {
+		t.Errorf("Valkey holds %d active alerts again, want 2", len(a))
+	}
+	r.beat("geo", "x", wire.StatusRunning)
+	r.advance(time.Second, [2]string{"geo", "x"})
+	r.expect("resolved HeartbeatInstanceDead geo x", "resolved HeartbeatServiceDown geo")
 }
