@@ -128,6 +128,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	var err error
+	// The webhook notes its deliveries through the panel, made below.
+	var p *panel.Panel
+	delivered := func(a notify.Alert) {
+		if p != nil {
+			p.Delivered(a)
+		}
+	}
 	acfg := alerting.Default()
 	if *alertsFile != "" {
 		if acfg, err = alerting.Load(*alertsFile); err != nil {
@@ -169,7 +176,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if secret == "" {
 			return fail("the webhook needs its HMAC secret in %s", acfg.SecretEnv)
 		}
-		r, err := notify.NewWebhook(acfg.Webhook, []byte(secret), notify.WebhookConfig{Errorf: errorf})
+		r, err := notify.NewWebhook(acfg.Webhook, []byte(secret), notify.WebhookConfig{Errorf: errorf,
+			Delivered: func(a notify.Alert) { delivered(a) }})
 		if err != nil {
 			return fail("webhook: %v", err)
 		}
@@ -187,8 +195,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer conn.Client.Close()
 	cfg.Conn = conn
 	cfg.Errorf = errorf
-	p, err := panel.New(cfg)
-	if err != nil {
+	if p, err = panel.New(cfg); err != nil {
 		return fail("%v", err)
 	}
 

@@ -67,9 +67,10 @@ func Fingerprint(labels map[string]string) string {
 
 // Keys in Valkey: the alerts firing, and a log of fires and resolves.
 const (
-	activeKey = "heartbeat:alerts:active"
-	logKey    = "heartbeat:alerts:log"
-	logLength = 1000
+	activeKey    = "heartbeat:alerts:active"
+	deliveredKey = "heartbeat:alerts:delivered" // firing notifications a webhook acknowledged
+	logKey       = "heartbeat:alerts:log"
+	logLength    = 1000
 )
 
 // Engine evaluates the rules. Evaluate and Takeover are called by one
@@ -412,4 +413,51 @@ func (e *Engine) save(ctx context.Context, fp string, a Alert, firing bool) {
 	case err == nil:
 		e.failing = false
 	}
+}
+
+// MarkDelivered records that a webhook acknowledged a's notification: a
+// firing one is remembered until its resolve is acknowledged.
+func (e *Engine) MarkDelivered(ctx context.Context, a Alert) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	fp := Fingerprint(a.Labels)
+	var err error
+	if a.Firing() {
+		b, _ := json.Marshal(a)
+		err = e.c.HSet(ctx, deliveredKey, fp, b).Err()
+	} else {
+		err = e.c.HDel(ctx, deliveredKey, fp).Err()
+	}
+	if err != nil {
+		e.errorf("alerting: noting a delivery in Valkey: %v (another replica may deliver it again)", err)
+	}
+}
+
+// Undelivered returns what a webhook has not acknowledged, for a replica
+// that takes over: alerts firing whose firing it never acknowledged (still
+// queued by a replica that died), and alerts it acknowledged firing that
+// no longer fire (their resolve was queued and lost), resolved at now.
+func (e *Engine) Undelivered(ctx context.Context, now time.Time) (fire, resolve []Alert, err error) {
+	delivered, err := e.c.HGetAll(ctx, deliveredKey).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("alerting: HGETALL %s: %w", deliveredKey, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, fp := range sortedKeys(e.active) {
+		if _, ok := delivered[fp]; !ok {
+			fire = append(fire, e.active[fp])
+		}
+	}
+	for _, fp := range sortedKeys(delivered) {
+		if _, ok := e.active[fp]; ok {
+			continue
+		}
+		var a Alert
+		if json.Unmarshal([]byte(delivered[fp]), &a) == nil && a.Labels["alertname"] != "" {
+			a.EndsAt = now
+			resolve = append(resolve, a)
+		}
+	}
+	return fire, resolve, nil
 }

@@ -48,6 +48,10 @@ type WebhookConfig struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock of X-Heartbeat-Timestamp: time.Now when nil.
 	Now func() time.Time
+	// Delivered, when set, hears of each notification the receiver
+	// acknowledged, on the delivering goroutine: a caller that keeps that
+	// in Valkey lets another replica deliver what this one could not.
+	Delivered func(Alert)
 }
 
 func (c *WebhookConfig) defaults() {
@@ -112,8 +116,9 @@ func Verify(secret, body []byte, signature string) bool {
 
 // delivery is one notification: its id and its body, fixed at Notify.
 type delivery struct {
-	id   string
-	body []byte
+	id    string
+	body  []byte
+	alert Alert
 }
 
 type webhook struct {
@@ -192,7 +197,7 @@ func (w *webhook) Notify(a Alert) {
 		return
 	}
 	select {
-	case w.queue <- delivery{id: id, body: body}:
+	case w.queue <- delivery{id: id, body: body, alert: a}:
 	default:
 		w.dropped.Add(1)
 	}
@@ -236,6 +241,9 @@ func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 		if err == nil {
 			w.sent.Add(1)
 			w.ep.ok("notify: webhook %s: delivering again", w.shown)
+			if w.cfg.Delivered != nil {
+				w.cfg.Delivered(d.alert)
+			}
 			return true
 		}
 		if !retry {

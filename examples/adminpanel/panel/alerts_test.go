@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -39,11 +40,12 @@ func (r received) String() string {
 
 // inbox is an HTTP receiver that keeps every notification.
 type inbox struct {
-	t   *testing.T
-	srv *httptest.Server
-	mu  sync.Mutex
-	got []received
-	bad int
+	t       *testing.T
+	srv     *httptest.Server
+	mu      sync.Mutex
+	got     []received
+	bad     int
+	failing atomic.Bool // answer 500 to everything
 }
 
 func (in *inbox) add(r received) {
@@ -96,6 +98,10 @@ func alertmanagerInbox(t *testing.T) *inbox {
 func webhookInbox(t *testing.T, secret string) *inbox {
 	in := &inbox{t: t}
 	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if in.failing.Load() {
+			http.Error(w, "down for a while", http.StatusInternalServerError)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		mac := hmac.New(sha256.New, []byte(secret))
 		mac.Write(body)
@@ -305,5 +311,57 @@ func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
 	}
 	if len(counts) != 4 {
 		t.Errorf("notifications %v, want two alerts firing and resolving", counts)
+	}
+}
+
+// The replica that records dies while its webhook notifications wait in
+// its queue (the receiver is down): the replica that takes over delivers
+// them, so the receiver hears the firing before the resolve.
+func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
+	srv := redistest.Start(t)
+	in := webhookInbox(t, "third-s3cret")
+	in.failing.Store(true)
+	panelBin := testbin.Build(t, "..")
+	svcBin := testbin.Build(t, "../../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=third-s3cret")
+	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	svc.Expect("serving", 10*time.Second)
+	a := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
+	b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--webhook", in.srv.URL, "--replica", "b")
+	standby := replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(b.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")}
+	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
+
+	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	until(t, 10*time.Second, "the alerts firing, undelivered", func() bool {
+		var alerts struct{ Active []AlertJSON }
+		getJSON(t, a.url+"/api/v1/alerts", &alerts)
+		return len(alerts.Active) == 2
+	})
+	if err := a.p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	in.failing.Store(false)
+	until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
+	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 15*time.Second)
+	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
+	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	back.Expect("serving", 10*time.Second)
+	last := in.wait("resolved HeartbeatServiceDown geofence_service", 20*time.Second)
+	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 5*time.Second)
+	until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
+	counts := map[string]int{}
+	for _, r := range in.all() {
+		counts[r.String()]++
+	}
+	if len(counts) != 4 {
+		t.Errorf("notifications %v, want two alerts firing and resolving", counts)
+	}
+	for k, n := range counts {
+		if n != 1 {
+			t.Errorf("%q notified %d times", k, n)
+		}
 	}
 }

@@ -186,6 +186,12 @@ func New(cfg Config) (*Panel, error) {
 	return p, nil
 }
 
+// Delivered notes that a webhook acknowledged a's notification (give it
+// to notify.WebhookConfig.Delivered).
+func (p *Panel) Delivered(a notify.Alert) {
+	p.alert.MarkDelivered(context.Background(), alerting.Alert(a))
+}
+
 // send hands an alert to every receiver; none blocks.
 func (p *Panel) send(a alerting.Alert) {
 	for _, r := range p.cfg.Receivers {
@@ -223,6 +229,19 @@ func (p *Panel) evaluate(ctx context.Context) {
 				for _, r := range p.cfg.Receivers {
 					if r.Name() == "alertmanager" {
 						r.Notify(notify.Alert(a))
+					}
+				}
+			}
+			// A webhook hears only changes: what a replica that died had
+			// queued and not delivered is delivered now.
+			if fire, resolve, err := p.alert.Undelivered(ctx, now); err != nil {
+				p.cfg.Errorf("%v", err)
+			} else {
+				for _, a := range append(fire, resolve...) {
+					for _, r := range p.cfg.Receivers {
+						if r.Name() == "webhook" {
+							r.Notify(notify.Alert(a))
+						}
 					}
 				}
 			}
