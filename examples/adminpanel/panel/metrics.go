@@ -48,6 +48,8 @@ func newMetrics(p *Panel) (*metrics, error) {
 		metric.WithDescription("the interval the instance is judged by"))
 	services, err6 := m.Int64ObservableGauge("heartbeat.service.instances",
 		metric.WithDescription("instances of the service by liveness state"))
+	minAlive, err11 := m.Int64ObservableGauge("heartbeat.service.min_alive",
+		metric.WithDescription("instances that must be up (alive or stale) for the service to be up: --min-alive, 1 unless set"))
 	watching, err7 := m.Int64ObservableGauge("heartbeat.panel.watching",
 		metric.WithDescription("1 while the panel is subscribed and its probes are answered"))
 	recording, err8 := m.Int64ObservableGauge("heartbeat.panel.recording",
@@ -56,7 +58,7 @@ func newMetrics(p *Panel) (*metrics, error) {
 		metric.WithDescription("alert notifications by receiver and result: sent, failed (each attempt), dropped (a bound was reached)"))
 	queued, err10 := m.Int64ObservableGauge("heartbeat.panel.notifications.queued",
 		metric.WithDescription("alert notifications waiting to be delivered, by receiver"))
-	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8, err9, err10} {
+	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11} {
 		if err != nil {
 			_ = mp.Shutdown(context.Background())
 			return nil, err
@@ -88,6 +90,7 @@ func newMetrics(p *Panel) (*metrics, error) {
 			for _, s := range states {
 				o.ObserveInt64(services, c[s], metric.WithAttributes(attribute.String("service.name", svc), attribute.String("state", s)))
 			}
+			o.ObserveInt64(minAlive, int64(p.minAlive(svc)), metric.WithAttributes(attribute.String("service.name", svc)))
 		}
 		b := func(v bool) int64 {
 			if v {
@@ -106,7 +109,7 @@ func newMetrics(p *Panel) (*metrics, error) {
 			o.ObserveInt64(queued, st.Queued, metric.WithAttributes(name))
 		}
 		return nil
-	}, state, age, received, lost, interval, services, watching, recording, notes, queued)
+	}, state, age, received, lost, interval, services, minAlive, watching, recording, notes, queued)
 	if err != nil {
 		_ = mp.Shutdown(context.Background())
 		return nil, err
