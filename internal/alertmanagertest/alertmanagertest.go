@@ -24,11 +24,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/logtail"
 )
 
 const (
@@ -63,7 +63,7 @@ type Alertmanager struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *tail
+	log    *logtail.Tail
 }
 
 // Start starts an Alertmanager for t with config, the text of an
@@ -125,14 +125,14 @@ func start(t testing.TB, bin, cfg, data string, port int) (*Alertmanager, error)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	am := &Alertmanager{URL: "http://" + addr, t: t, cmd: cmd, exited: make(chan struct{}), log: newTail(60)}
+	am := &Alertmanager{URL: "http://" + addr, t: t, cmd: cmd, exited: make(chan struct{}), log: logtail.New(60)}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			am.log.add(sc.Text())
+			am.log.Add(sc.Text())
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
@@ -302,28 +302,4 @@ func (w *Webhook) Next(t testing.TB, status string, timeout time.Duration) Notif
 			return Notification{}
 		}
 	}
-}
-
-// tail keeps the last lines of a process's log.
-type tail struct {
-	mu    sync.Mutex
-	lines []string
-	max   int
-}
-
-func newTail(max int) *tail { return &tail{max: max} }
-
-func (t *tail) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.lines) == t.max {
-		t.lines = append(t.lines[:0], t.lines[1:]...)
-	}
-	t.lines = append(t.lines, line)
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.Join(t.lines, "\n")
 }

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/otel-heartbeat/heartbeat/internal/logtail"
 )
 
 const (
@@ -70,7 +72,7 @@ type Browser struct {
 	t       testing.TB
 	dataDir string
 	pid     int
-	log     *logTail
+	log     *logtail.Tail
 	cancel  func()
 	console sync.WaitGroup
 }
@@ -86,11 +88,13 @@ func Start(t testing.TB) *Browser {
 		missing(t, err)
 		return nil
 	}
-	b := &Browser{t: t, dataDir: t.TempDir(), log: newLogTail(60)}
+	b := &Browser{t: t, dataDir: t.TempDir(), log: logtail.New(60)}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		chromedp.UserDataDir(b.dataDir),
-		chromedp.CombinedOutput(b.log.writer("chromium")),
+		// Chromium complains at length when there is no D-Bus, as in
+		// containers; those lines would push the useful ones out.
+		chromedp.CombinedOutput(b.log.Writer("chromium", func(line string) bool { return !strings.Contains(line, ":ERROR:dbus/") })),
 		// Nothing but the tests' own loopback servers: no component
 		// updates, no field trials, no domain reliability reports, no
 		// crash uploads, no GPU (headless renders in software anyway).
@@ -147,7 +151,7 @@ func Start(t testing.TB) *Browser {
 			if m.URL != "" {
 				line += fmt.Sprintf(" (%s:%d)", m.URL, m.Line+1)
 			}
-			b.log.add("console " + line)
+			b.log.Add("console " + line)
 		}
 	})
 	return b
@@ -259,60 +263,4 @@ func Screenshot(t testing.TB, ctx context.Context, path string) {
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// logTail keeps the last lines of the browser's output and console.
-type logTail struct {
-	mu    sync.Mutex
-	lines []string
-	max   int
-}
-
-func newLogTail(max int) *logTail { return &logTail{max: max} }
-
-func (l *logTail) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == l.max {
-		l.lines = append(l.lines[:0], l.lines[1:]...)
-	}
-	l.lines = append(l.lines, line)
-}
-
-func (l *logTail) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
-// writer returns an io.Writer that adds each complete line written to it,
-// prefixed.
-func (l *logTail) writer(prefix string) *lineWriter {
-	return &lineWriter{tail: l, prefix: prefix}
-}
-
-type lineWriter struct {
-	mu     sync.Mutex
-	tail   *logTail
-	prefix string
-	buf    []byte
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		// Chromium complains at length when there is no D-Bus, as in
-		// containers; those lines would push the useful ones out.
-		if line := strings.TrimRight(string(w.buf[:i]), "\r"); line != "" && !strings.Contains(line, ":ERROR:dbus/") {
-			w.tail.add(w.prefix + " " + line)
-		}
-		w.buf = w.buf[i+1:]
-	}
-	return len(p), nil
 }

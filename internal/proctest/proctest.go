@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/logtail"
 )
 
 // Line is one line of output and when the test read it.
@@ -35,8 +36,9 @@ func Start(t testing.TB, bin string, environ []string, args ...string) *Process 
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = environ
-	errs := &tail{}
-	cmd.Stderr = errs
+	errs := logtail.New(30)
+	w := errs.Writer("", nil)
+	cmd.Stderr = w
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func Start(t testing.TB, bin string, environ []string, args ...string) *Process 
 		_ = cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("%s stderr, last lines:\n%s", bin, errs)
+			t.Logf("%s stderr, last lines:\n%s%s", bin, errs, w.Partial())
 		}
 	})
 	return p
@@ -108,29 +110,4 @@ func Env(extra ...string) []string {
 		}
 	}
 	return append(out, extra...)
-}
-
-// tail keeps the last lines written to it.
-type tail struct {
-	mu    sync.Mutex
-	lines []string
-	part  string
-}
-
-func (t *tail) Write(b []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	parts := strings.Split(t.part+string(b), "\n")
-	t.part = parts[len(parts)-1]
-	t.lines = append(t.lines, parts[:len(parts)-1]...)
-	if n := len(t.lines); n > 30 {
-		t.lines = append(t.lines[:0], t.lines[n-30:]...)
-	}
-	return len(b), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.Join(append(t.lines, t.part), "\n")
 }

@@ -51,29 +51,9 @@ func (c *AlertmanagerConfig) defaults() {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 10000
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = 10 * time.Second
-	}
-	if c.Backoff.Base <= 0 {
-		c.Backoff.Base = 500 * time.Millisecond
-	}
-	if c.Backoff.Cap < c.Backoff.Base {
-		c.Backoff.Cap = max(30*time.Second, c.Backoff.Base)
-	}
+	transportDefaults(&c.Timeout, &c.Backoff, &c.Client, &c.Sleep, &c.Now)
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
-	}
-	if c.Client == nil {
-		// Redirects are not followed: Go would follow a 302 with a GET
-		// without the body and count the notification sent, and a 307
-		// would carry the signed body to whatever host it names.
-		c.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	if c.Sleep == nil {
-		c.Sleep = sleep
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 }
 

@@ -67,6 +67,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -148,6 +149,32 @@ func (b Backoff) Delay(attempt int) time.Duration {
 }
 
 // sleep waits d or until ctx is done, and says which.
+// transportDefaults fills the defaults both receivers share: a 10 s timeout, a
+// back-off of 500 ms doubling to 30 s, a client that follows no redirect
+// (Go would follow a 302 with a GET without the body and count the
+// notification sent, and a 307 would carry the signed body to whatever
+// host it names), a timer, and the wall clock.
+func transportDefaults(timeout *time.Duration, b *Backoff, client **http.Client, sl *func(context.Context, time.Duration) error, now *func() time.Time) {
+	if *timeout <= 0 {
+		*timeout = 10 * time.Second
+	}
+	if b.Base <= 0 {
+		b.Base = 500 * time.Millisecond
+	}
+	if b.Cap < b.Base {
+		b.Cap = max(30*time.Second, b.Base)
+	}
+	if *client == nil {
+		*client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if *sl == nil {
+		*sl = sleep
+	}
+	if *now == nil {
+		*now = time.Now
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
