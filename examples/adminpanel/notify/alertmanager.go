@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -295,14 +294,5 @@ func (t *amTarget) post(ctx context.Context, cfg AlertmanagerConfig, batch []Ale
 		return false, cause(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := cfg.Client.Do(req)
-	if err != nil {
-		return true, cause(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 == 2 {
-		return false, nil
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
+	return do(cfg.Client, req)
 }

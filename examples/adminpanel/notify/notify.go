@@ -66,6 +66,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -173,6 +174,23 @@ func transportDefaults(timeout *time.Duration, b *Backoff, client **http.Client,
 	if *now == nil {
 		*now = time.Now
 	}
+}
+
+// do sends req and says whether a failure is worth retrying. A 2xx
+// acknowledges by its status alone: a body trickled byte by byte must not
+// hold the queue. Any other status is a failure, with the start of its
+// body; a network error is retried.
+func do(c *http.Client, req *http.Request) (retry bool, err error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return true, cause(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		return false, nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

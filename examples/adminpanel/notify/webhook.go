@@ -8,8 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -250,16 +248,5 @@ func (w *webhook) post(ctx context.Context, d delivery) (retry bool, err error) 
 	req.Header.Set(SignatureHeader, Sign(w.secret, d.body))
 	req.Header.Set(DeliveryHeader, d.id)
 	req.Header.Set(TimestampHeader, strconv.FormatInt(w.cfg.Now().Unix(), 10))
-	resp, err := w.cfg.Client.Do(req)
-	if err != nil {
-		return true, cause(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 == 2 {
-		// Acknowledged by its status: a body trickled byte by byte must
-		// not hold the queue.
-		return false, nil
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
+	return do(w.cfg.Client, req)
 }
