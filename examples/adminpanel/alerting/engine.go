@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/notify"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -33,37 +34,12 @@ const (
 	SourceUnreachable = "HeartbeatSourceUnreachable"
 )
 
-// Alert is one alert: firing while EndsAt is zero.
-type Alert struct {
-	Labels        map[string]string `json:"labels"`
-	Annotations   map[string]string `json:"annotations"`
-	StartsAt      time.Time         `json:"starts_at"`
-	EndsAt        time.Time         `json:"ends_at"`
-	GeneratorURL  string            `json:"generator_url"`
-	State         string            `json:"state"`
-	Since         time.Time         `json:"since"`
-	LastHeartbeat json.RawMessage   `json:"last_heartbeat,omitempty"`
-}
+// Alert is one alert, as the receivers of package notify take it: firing
+// while EndsAt is zero.
+type Alert = notify.Alert
 
-// Firing reports whether the alert has not resolved.
-func (a Alert) Firing() bool { return a.EndsAt.IsZero() }
-
-// Fingerprint identifies an alert by its labels.
-func Fingerprint(labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(labels[k])
-		b.WriteByte(0)
-	}
-	return b.String()
-}
+// Fingerprint identifies an alert by its labels (notify.Alert.Fingerprint).
+func Fingerprint(labels map[string]string) string { return notify.Alert{Labels: labels}.Fingerprint() }
 
 // Keys in Valkey: the alerts firing, and a log of fires and resolves.
 const (
@@ -118,7 +94,7 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 		// lost its data (a restart without persistence), not the alerts.
 		// Keep them, and write them back.
 		out := make([]Alert, 0, len(e.active))
-		for _, fp := range sortedKeys(e.active) {
+		for _, fp := range sortedKeys(e.active, alertLabels) {
 			e.save(ctx, fp, e.active[fp], true)
 			out = append(out, e.active[fp])
 		}
@@ -276,7 +252,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 		}
 	}
 
-	for _, fp := range sortedKeys(conds) {
+	for _, fp := range sortedKeys(conds, condLabels) {
 		c := conds[fp]
 		if _, ok := e.active[fp]; ok {
 			continue
@@ -297,20 +273,41 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) {
 			delete(e.pending, fp)
 		}
 	}
-	for _, fp := range sortedKeys(e.active) {
+	for _, fp := range sortedKeys(e.active, alertLabels) {
 		if _, ok := conds[fp]; !ok && fp != srcFP {
 			e.resolve(ctx, fp, e.active[fp], now)
 		}
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+// sortedKeys returns m's fingerprints in the order alerts are sent: by
+// alert name, then instance, then service (an instance's death before its
+// service's), whatever the fingerprints are.
+func sortedKeys[V any](m map[string]V, labels func(V) map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := labels(m[keys[i]]), labels(m[keys[j]])
+		for _, l := range []string{"alertname", "instance", "service"} {
+			if a[l] != b[l] {
+				return a[l] < b[l]
+			}
+		}
+		return keys[i] < keys[j]
+	})
 	return keys
+}
+
+func alertLabels(a Alert) map[string]string    { return a.Labels }
+func condLabels(c condition) map[string]string { return c.labels }
+
+// deliveredLabels reads the labels of a delivered alert as kept in Valkey.
+func deliveredLabels(v string) map[string]string {
+	var a Alert
+	_ = json.Unmarshal([]byte(v), &a)
+	return a.Labels
 }
 
 // sourceDown says why the watcher cannot be trusted now, or "".
@@ -444,12 +441,12 @@ func (e *Engine) Undelivered(ctx context.Context, now time.Time) (fire, resolve 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, fp := range sortedKeys(e.active) {
+	for _, fp := range sortedKeys(e.active, alertLabels) {
 		if _, ok := delivered[fp]; !ok {
 			fire = append(fire, e.active[fp])
 		}
 	}
-	for _, fp := range sortedKeys(delivered) {
+	for _, fp := range sortedKeys(delivered, deliveredLabels) {
 		if _, ok := e.active[fp]; ok {
 			continue
 		}

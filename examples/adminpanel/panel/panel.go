@@ -189,13 +189,13 @@ func New(cfg Config) (*Panel, error) {
 // Delivered notes that a webhook acknowledged a's notification (give it
 // to notify.WebhookConfig.Delivered).
 func (p *Panel) Delivered(a notify.Alert) {
-	p.alert.MarkDelivered(context.Background(), alerting.Alert(a))
+	p.alert.MarkDelivered(context.Background(), a)
 }
 
 // send hands an alert to every receiver; none blocks.
 func (p *Panel) send(a alerting.Alert) {
 	for _, r := range p.cfg.Receivers {
-		r.Notify(notify.Alert(a))
+		r.Notify(a)
 	}
 }
 
@@ -228,7 +228,7 @@ func (p *Panel) evaluate(ctx context.Context) {
 			for _, a := range active {
 				for _, r := range p.cfg.Receivers {
 					if r.Name() == "alertmanager" {
-						r.Notify(notify.Alert(a))
+						r.Notify(a)
 					}
 				}
 			}
@@ -240,7 +240,7 @@ func (p *Panel) evaluate(ctx context.Context) {
 				for _, a := range append(fire, resolve...) {
 					for _, r := range p.cfg.Receivers {
 						if r.Name() == "webhook" {
-							r.Notify(notify.Alert(a))
+							r.Notify(a)
 						}
 					}
 				}
