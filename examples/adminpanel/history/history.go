@@ -323,28 +323,6 @@ func (s *Store) EntriesAfter(ctx context.Context, service, after string, max int
 	return out, after, nil
 }
 
-// Entries returns a service's entries from since on, oldest first.
-func (s *Store) Entries(ctx context.Context, service string, since time.Time) ([]Entry, error) {
-	start := "-"
-	if !since.IsZero() {
-		start = strconv.FormatInt(since.UnixMilli(), 10)
-	}
-	var out []Entry
-	for {
-		msgs, err := s.c.XRangeN(ctx, s.eventsKey(service), start, "+", 10_000).Result()
-		if err != nil {
-			return nil, fmt.Errorf("history: XRANGE %s: %w", s.eventsKey(service), err)
-		}
-		for _, m := range msgs {
-			out = append(out, entry(service, m.Values))
-		}
-		if len(msgs) < 10_000 {
-			return out, nil
-		}
-		start = "(" + msgs[len(msgs)-1].ID
-	}
-}
-
 func entry(service string, v map[string]any) Entry {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	num := func(k string) int64 { n, _ := strconv.ParseInt(str(k), 10, 64); return n }

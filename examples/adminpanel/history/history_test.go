@@ -53,7 +53,7 @@ func TestAWriteThatChangesNothingRecordsNothing(t *testing.T) {
 	if n, err := s.Apply(ctx, 1, recs); err != nil || n != 0 {
 		t.Errorf("the same writes again changed %d, %v", n, err)
 	}
-	es, err := s.Entries(ctx, "geo", time.Time{})
+	es, _, err := s.EntriesAfter(ctx, "geo", "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -224,7 +224,7 @@ func (p *Panel) service(name string, instances []watch.Instance, now time.Time) 
 }
 
 // instance builds one instance's view.
-func (p *Panel) instance(in watch.Instance, now time.Time, detail bool) InstanceJSON {
+func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	j := InstanceJSON{Service: in.Service, Instance: in.Instance, State: in.State.String(), Since: stamp(in.Since),
 		LastSeen: stamp(in.LastSeen), Age: math.Round(in.Age(now).Seconds()*1000) / 1000,
 		Interval: in.Interval.Seconds(), IntervalSource: in.IntervalSource.String(),
@@ -252,7 +252,6 @@ func (p *Panel) instance(in watch.Instance, now time.Time, detail bool) Instance
 			}
 		}
 	}
-	_ = detail
 	return j
 }
 
@@ -320,7 +319,7 @@ func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
 	d := ServiceDetailJSON{ServiceJSON: p.service(name, instances, now), Instances: []InstanceJSON{}, Incidents: []IncidentJSON{},
 		Restarts: map[string]int{}, Lost: map[string]int64{}}
 	for _, in := range instances {
-		d.Instances = append(d.Instances, p.instance(in, now, true))
+		d.Instances = append(d.Instances, p.instance(in, now))
 	}
 	for _, w := range p.cfg.Windows {
 		if r, ok := p.reports.get(name, w); ok {

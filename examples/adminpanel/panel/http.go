@@ -517,7 +517,7 @@ func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service
 		}
 		touched[k.Service] = true
 		if in, ok := p.tr.Get(k); ok {
-			u.Instances = append(u.Instances, p.instance(in, now, false))
+			u.Instances = append(u.Instances, p.instance(in, now))
 		} else {
 			u.Removed = append(u.Removed, InstanceKey{Service: k.Service, Instance: k.Instance})
 		}

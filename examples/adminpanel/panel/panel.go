@@ -168,6 +168,7 @@ func New(cfg Config) (*Panel, error) {
 		return nil, err
 	}
 	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub(), historyReads: make(chan struct{}, 4)}
+	p.reports.wake = make(chan struct{}, 1)
 	p.rec = history.NewRecorder(store, lease, p.tr, history.RecorderConfig{
 		ReconcileEvery: cfg.ReconcileEvery, ForgetAfter: cfg.ForgetAfter, Errorf: cfg.Errorf})
 	acfg := alerting.Default()
@@ -399,15 +400,14 @@ func (p *Panel) received1(k watch.Key) int64 {
 // reportCache holds the uptime reports of every service for every window,
 // recomputed from history in the background.
 type reportCache struct {
-	history  entryCache
-	skipped  map[string]bool // services whose history could not be read, reported
-	mu       sync.Mutex
-	at       time.Time
-	reports  map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report
-	stale    map[string]bool
-	err      error
-	wake     chan struct{}
-	wakeOnce sync.Once
+	history entryCache
+	skipped map[string]bool // services whose history could not be read, reported
+	mu      sync.Mutex
+	at      time.Time
+	reports map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report
+	stale   map[string]bool
+	err     error
+	wake    chan struct{} // made by New
 }
 
 func (c *reportCache) invalidate(svc string) {
@@ -417,7 +417,6 @@ func (c *reportCache) invalidate(svc string) {
 	}
 	c.stale[svc] = true
 	c.mu.Unlock()
-	c.wakeOnce.Do(func() { c.wake = make(chan struct{}, 1) })
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -427,7 +426,6 @@ func (c *reportCache) invalidate(svc string) {
 // refresher recomputes the reports every 10 s, and soon after a
 // transition that changes uptime.
 func (c *reportCache) refresher(ctx context.Context, p *Panel) {
-	c.wakeOnce.Do(func() { c.wake = make(chan struct{}, 1) })
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {
