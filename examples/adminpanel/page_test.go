@@ -301,8 +301,11 @@ func TestPageShowsHostileFieldsAsText(t *testing.T) {
 		"uptime_seconds": 10.0, "heartbeat_count": 1, "memory_usage_mb": 10.5, "cpu_usage_percent": 1.5,
 		"interval_seconds": 60, "status": "running", "note": note,
 	}
-	b, _ := json.Marshal(msg)
+	count := 0
 	publish := func() {
+		count++
+		msg["heartbeat_count"] = count
+		b, _ := json.Marshal(msg)
 		if err := rdb.Publish(context.Background(), "heartbeat:service:"+svc, b).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +340,8 @@ func TestPageShowsHostileFieldsAsText(t *testing.T) {
 	}
 	// Once more by the events, into the rows already there.
 	publish()
-	time.Sleep(1200 * time.Millisecond) // two coalescing periods: the update has been applied
+	waitFor(t, ctx, "the second heartbeat in the row", `document.querySelector('#instances tbody td.num') && `+
+		`[...document.querySelectorAll('#instances tbody td.num')].some((td) => td.textContent === "2")`, 10*time.Second)
 	if n := eval[int](t, ctx, "document.querySelectorAll('main img, main svg, main b').length"); n != 0 {
 		t.Errorf("%d elements made from the data", n)
 	}

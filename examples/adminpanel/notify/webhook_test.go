@@ -388,12 +388,13 @@ func TestWebhookFollowsNoRedirect(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, elsewhere.URL+"/stolen", code)
 		}))
-		var errs []string
-		var mu sync.Mutex
+		// The first failure is reported: that is when to look.
+		failed := make(chan string, 1)
 		r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Errorf: func(f string, a ...any) {
-			mu.Lock()
-			errs = append(errs, fmt.Sprintf(f, a...))
-			mu.Unlock()
+			select {
+			case failed <- fmt.Sprintf(f, a...):
+			default:
+			}
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -402,9 +403,10 @@ func TestWebhookFollowsNoRedirect(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); r.Run(ctx) }()
 		r.Notify(instanceAlert("HeartbeatInstanceDead", "geofence-1"))
-		deadline := time.Now().Add(5 * time.Second)
-		for r.Stats().Failed == 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // the worker's count: nothing else tells
+		select {
+		case <-failed:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%d: no failure reported within 5s", code)
 		}
 		cancel()
 		<-done
@@ -436,7 +438,9 @@ func TestWebhookAcknowledgesOnTheStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Timeout: 30 * time.Second})
+	delivered := make(chan Alert, 3)
+	r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Timeout: 30 * time.Second,
+		Delivered: func(a Alert) { delivered <- a }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,9 +448,12 @@ func TestWebhookAcknowledgesOnTheStatus(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		r.Notify(instanceAlert("HeartbeatInstanceDead", fmt.Sprint(i)))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Stats().Sent < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // the worker's count: nothing else tells
+	for i := 0; i < 3; i++ {
+		select {
+		case <-delivered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of 3 acknowledged within 5s: the trickling bodies held the queue", i)
+		}
 	}
 	if st := r.Stats(); st.Sent != 3 || n.Load() != 3 {
 		t.Errorf("stats %+v after %d requests: the trickling bodies held the queue", st, n.Load())

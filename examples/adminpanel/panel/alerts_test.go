@@ -252,9 +252,7 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 	srv.Pause()
 	paused := time.Now()
 	in.wait("firing HeartbeatSourceUnreachable", 10*time.Second)
-	for time.Since(paused) < 3*time.Second {
-		time.Sleep(50 * time.Millisecond) // Valkey stays stopped for three intervals
-	}
+	<-time.After(3*time.Second - time.Since(paused)) // Valkey stays stopped for three intervals
 	srv.Resume()
 	resolved := in.wait("resolved HeartbeatSourceUnreachable", 15*time.Second)
 	// Past the hold (one interval of fresh heartbeats) and more: nothing else.
