@@ -228,7 +228,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	j := InstanceJSON{Service: in.Service, Instance: in.Instance, State: in.State.String(), Since: stamp(in.Since),
 		LastSeen: stamp(in.LastSeen), Age: math.Round(in.Age(now).Seconds()*1000) / 1000,
 		Interval: in.Interval.Seconds(), IntervalSource: in.IntervalSource.String(),
-		Heartbeats: in.Count, Received: p.received1(in.Key), Lost: in.Lost}
+		Heartbeats: in.Count, Received: p.receivedCount(in.Key), Lost: in.Lost}
 	if in.Has&wire.HasMemory != 0 {
 		j.MemoryMB = &in.MemoryMB
 	}

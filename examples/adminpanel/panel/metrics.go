@@ -79,7 +79,7 @@ func newMetrics(p *Panel) (*metrics, error) {
 			}
 			o.ObserveFloat64(age, in.Age(now).Seconds(), metric.WithAttributes(id...))
 			o.ObserveFloat64(interval, in.Interval.Seconds(), metric.WithAttributes(id...))
-			o.ObserveInt64(received, p.received1(in.Key), metric.WithAttributes(id...))
+			o.ObserveInt64(received, p.receivedCount(in.Key), metric.WithAttributes(id...))
 			o.ObserveInt64(lost, in.Lost, metric.WithAttributes(id...))
 			if counts[in.Service] == nil {
 				counts[in.Service] = map[string]int64{}

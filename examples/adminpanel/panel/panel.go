@@ -386,7 +386,7 @@ func (p *Panel) bars(k watch.Key, interval time.Duration, now time.Time) []int {
 	return out
 }
 
-func (p *Panel) received1(k watch.Key) int64 {
+func (p *Panel) receivedCount(k watch.Key) int64 {
 	v, ok := p.received.Load(k)
 	if !ok {
 		return 0
