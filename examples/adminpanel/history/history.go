@@ -13,10 +13,11 @@
 // and its own reconciliation, never record it twice.
 //
 // Keys, with the default prefix heartbeat:history: and a service's name in
-// a hash tag so that its two keys share a cluster slot:
+// a hash tag so that its keys share a cluster slot:
 //
 //	heartbeat:history:{svc}:events  stream: i instance, f from, t to, a at (unix ms), c heartbeat_count, l lost
-//	heartbeat:history:{svc}:state   hash: instance -> "state|at|lost", and _epoch
+//	heartbeat:history:{svc}:state   hash: instance -> "state|at|lost", and nothing else
+//	heartbeat:history:{svc}:epoch   the fencing epoch of the last recorder that wrote to the service
 //	heartbeat:history:services      set of services with history
 //	heartbeat:history:gaps          stream: from, to (unix ms): nobody watched
 //	heartbeat:history:lease         the recorder's id, with a TTL
@@ -25,6 +26,10 @@
 //
 // Entries older than the retention are trimmed as new ones are added
 // (XADD MINID).
+//
+// Instance ids are the wire's: any string a publisher chose. So the state
+// hash holds instances and nothing else, and a service's metadata has
+// keys of its own: no instance id can overwrite it, whatever it is.
 package history
 
 import (
@@ -101,6 +106,7 @@ func (s *Store) Retention() time.Duration { return s.retention }
 
 func (s *Store) eventsKey(svc string) string { return s.prefix + "{" + svc + "}:events" }
 func (s *Store) stateKey(svc string) string  { return s.prefix + "{" + svc + "}:state" }
+func (s *Store) fenceKey(svc string) string  { return s.prefix + "{" + svc + "}:epoch" }
 func (s *Store) servicesKey() string         { return s.prefix + "services" }
 func (s *Store) gapsKey() string             { return s.prefix + "gaps" }
 func (s *Store) leaseKey() string            { return s.prefix + "lease" }
@@ -126,19 +132,32 @@ func (e *FencedError) Is(target error) bool { return target == ErrFenced }
 // the lease that finds one above its own: an epoch no lease ever gave,
 // written by hand or by mistake, would otherwise refuse every recorder.
 func (s *Store) RepairEpoch(ctx context.Context, service string, epoch int64) error {
-	return wrap("HSET "+s.stateKey(service), s.c.HSet(ctx, s.stateKey(service), "_epoch", epoch).Err())
+	return wrap("SET "+s.fenceKey(service), s.c.Set(ctx, s.fenceKey(service), epoch, 0).Err())
 }
 
 // record changes an instance's recorded state, appending the entry only if
-// the state changes and the write is not older than the recorded state. KEYS: events, state. ARGV: epoch, minid, instance, to,
-// at, count, lost.
+// the state changes and the write is not older than the recorded state.
+// KEYS: events, state, epoch. ARGV: epoch, minid, instance, to, at, count,
+// lost.
 var record = redis.NewScript(`
 local epoch = tonumber(ARGV[1])
+local cur = redis.call('GET', KEYS[3])
+if not cur then
+  -- History written before the epoch had a key of its own kept it in the
+  -- state hash under _epoch: a number there is that, and moves (an
+  -- instance's value is "state|at|lost", never a bare number).
+  local legacy = redis.call('HGET', KEYS[2], '_epoch')
+  if legacy and string.match(legacy, '^%d+$') then
+    redis.call('SET', KEYS[3], legacy)
+    redis.call('HDEL', KEYS[2], '_epoch')
+    cur = legacy
+  end
+end
 -- A malformed epoch or state is garbage, not a reason to stop recording:
 -- it reads as none, or as unknown.
-local e = tonumber(redis.call('HGET', KEYS[2], '_epoch') or '0') or 0
+local e = tonumber(cur or '0') or 0
 if epoch < e then return redis.error_reply('FENCED ' .. e) end
-if epoch > e then redis.call('HSET', KEYS[2], '_epoch', ARGV[1]) end
+if epoch > e then redis.call('SET', KEYS[3], ARGV[1]) end
 local from = 'unknown'
 local lost = '0'
 local prevAt = 0
@@ -203,7 +222,7 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 	services := map[string]bool{}
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range recs {
-			cmds[i] = record.EvalSha(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service)},
+			cmds[i] = record.EvalSha(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service), s.fenceKey(r.Service)},
 				epoch, minID, r.Instance, r.To, r.At.UnixMilli(), r.Count, r.Lost)
 			if !services[r.Service] {
 				services[r.Service] = true
@@ -264,9 +283,6 @@ func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, e
 		}
 		m := make(map[string]Recorded, len(h))
 		for inst, v := range h {
-			if inst == "_epoch" {
-				continue
-			}
 			f := strings.SplitN(v, "|", 3)
 			if len(f) != 3 {
 				continue

@@ -162,7 +162,7 @@ func TestGarbageInHistoryKeysIsContained(t *testing.T) {
 	c := srv.Client(t)
 	now := time.Now()
 	c.HSet(ctx, "heartbeat:history:{alpha}:state", "a", "alive|abc|zz")
-	c.HSet(ctx, "heartbeat:history:{beta}:state", "_epoch", "zzz")
+	c.Set(ctx, "heartbeat:history:{beta}:epoch", "zzz", 0)
 	c.SAdd(ctx, "heartbeat:history:services", "", "*", "wrongtype")
 	c.Set(ctx, "heartbeat:history:{wrongtype}:state", "a string", 0)
 	c.XAdd(ctx, &redis.XAddArgs{Stream: "heartbeat:history:gaps", Values: []any{"from", 0, "to", "99999999999999"}})
@@ -220,7 +220,7 @@ func recorderOn(t *testing.T, srv *redistest.Server, svc string) (*Recorder, fun
 func TestAnEpochNoLeaseGaveIsRepaired(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
-	c.HSet(ctx, "heartbeat:history:{gamma}:state", "_epoch", "1000000000000")
+	c.Set(ctx, "heartbeat:history:{gamma}:epoch", "1000000000000", 0)
 	r, reports := recorderOn(t, srv, "gamma")
 	until(t, 5*time.Second, "gamma recorded", func() bool {
 		v, _ := c.HGet(ctx, "heartbeat:history:{gamma}:state", "i").Result()
@@ -257,5 +257,59 @@ func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 			t.Fatalf("no %s within %v", what, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// No instance id can touch a service's metadata: an instance named like
+// the epoch's field records its state beside the epoch, the epoch stays
+// where the newest recorder put it, a stale recorder is still fenced,
+// and the transition is recorded once.
+func TestAnInstanceIDCannotCollideWithTheEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	now := time.Now().Truncate(time.Millisecond)
+	for _, id := range []string{"_epoch", "epoch", "_e"} {
+		if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: id, To: "alive", At: now}}); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		// The instance's write must not have rolled the epoch back.
+		if _, err := s.Apply(ctx, 4, []Record{{Service: "geo", Instance: id, To: "dead", At: now.Add(time.Second)}}); !errors.Is(err, ErrFenced) {
+			t.Errorf("instance %q: epoch 4 wrote after epoch 5: %v", id, err)
+		}
+		if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: id, To: "dead", At: now.Add(time.Second)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, _, err := s.EntriesAfter(ctx, "geo", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 6 {
+		t.Errorf("entries %+v, want each instance's two transitions once", es)
+	}
+	rec, err := s.Recorded(ctx)
+	if err != nil || len(rec["geo"]) != 3 || rec["geo"]["_epoch"].State != "dead" {
+		t.Errorf("recorded %+v %v", rec, err)
+	}
+}
+
+// History kept before the epoch had a key of its own holds it in the
+// state hash: the first write moves it, and it fences as before.
+func TestAnEpochKeptInTheStateHashMoves(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	c := srv.Client(t)
+	c.HSet(ctx, "heartbeat:history:{geo}:state", "_epoch", "7", "a", "alive|1|0")
+	if _, err := s.Apply(ctx, 6, []Record{{Service: "geo", Instance: "a", To: "dead", At: time.Now()}}); !errors.Is(err, ErrFenced) {
+		t.Errorf("epoch 6 wrote over the kept epoch 7: %v", err)
+	}
+	if v, _ := c.Get(ctx, "heartbeat:history:{geo}:epoch").Result(); v != "7" {
+		t.Errorf("epoch key %q, want 7", v)
+	}
+	if n, _ := c.HExists(ctx, "heartbeat:history:{geo}:state", "_epoch").Result(); n {
+		t.Error("the old field stayed in the state hash")
+	}
+	if _, err := s.Apply(ctx, 7, []Record{{Service: "geo", Instance: "a", To: "dead", At: time.Now()}}); err != nil {
+		t.Errorf("epoch 7: %v", err)
 	}
 }
