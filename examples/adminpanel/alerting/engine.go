@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -61,12 +62,15 @@ type Engine struct {
 
 	mu        sync.Mutex
 	active    map[string]Alert     // firing, by fingerprint
+	delivered map[string]Alert     // firings a webhook acknowledged and whose resolve it has not, as noted in Valkey
 	pending   map[string]time.Time // condition holding since, by fingerprint
 	holdUntil time.Time            // no instance or service verdict before
 	srcSince  time.Time            // when the source alert fired, while it fires
 	released  time.Time            // when a lasting silence was released to instance alerts
 	lastEval  time.Time            // the last Evaluate, while leading
 	failing   bool
+
+	noteFailing atomic.Bool // noting deliveries in Valkey fails, reported
 }
 
 // New returns an engine over tracker. watching says whether the panel
@@ -76,7 +80,7 @@ func New(cfg Config, tracker *watch.Tracker, c redis.UniversalClient, watching f
 		errorf = func(string, ...any) {}
 	}
 	return &Engine{cfg: cfg, tr: tracker, c: c, watching: watching, notify: notify, errorf: errorf,
-		active: map[string]Alert{}, pending: map[string]time.Time{}}
+		active: map[string]Alert{}, delivered: map[string]Alert{}, pending: map[string]time.Time{}}
 }
 
 // Takeover loads the alerts a previous evaluator fired, so that they are
@@ -92,11 +96,15 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 	if len(stored) == 0 && len(e.active) > 0 && now.Sub(e.lastEval) < time.Minute {
 		// This evaluator led a moment ago and Valkey holds nothing: Valkey
 		// lost its data (a restart without persistence), not the alerts.
-		// Keep them, and write them back.
+		// Keep them, and write them back, with what the webhook
+		// acknowledged, so that none is delivered again.
 		out := make([]Alert, 0, len(e.active))
 		for _, fp := range sortedKeys(e.active, alertLabels) {
 			e.save(ctx, fp, e.active[fp], true)
 			out = append(out, e.active[fp])
+		}
+		for _, fp := range sortedKeys(e.delivered, alertLabels) {
+			e.noteDelivered(ctx, fp, e.delivered[fp], true)
 		}
 		return out, nil
 	}
@@ -413,20 +421,35 @@ func (e *Engine) save(ctx context.Context, fp string, a Alert, firing bool) {
 }
 
 // MarkDelivered records that a webhook acknowledged a's notification: a
-// firing one is remembered until its resolve is acknowledged.
+// firing one is remembered until its resolve is acknowledged. It is called
+// from the delivering goroutine.
 func (e *Engine) MarkDelivered(ctx context.Context, a Alert) {
+	fp := Fingerprint(a.Labels)
+	e.mu.Lock()
+	if a.Firing() {
+		e.delivered[fp] = a
+	} else {
+		delete(e.delivered, fp)
+	}
+	e.mu.Unlock()
+	e.noteDelivered(ctx, fp, a, a.Firing())
+}
+
+func (e *Engine) noteDelivered(ctx context.Context, fp string, a Alert, firing bool) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	fp := Fingerprint(a.Labels)
 	var err error
-	if a.Firing() {
+	if firing {
 		b, _ := json.Marshal(a)
 		err = e.c.HSet(ctx, deliveredKey, fp, b).Err()
 	} else {
 		err = e.c.HDel(ctx, deliveredKey, fp).Err()
 	}
-	if err != nil {
-		e.errorf("alerting: noting a delivery in Valkey: %v (another replica may deliver it again)", err)
+	switch {
+	case err != nil && !e.noteFailing.Swap(true):
+		e.errorf("alerting: noting a delivery in Valkey: %v (another replica may deliver it again, under the same delivery id)", err)
+	case err == nil:
+		e.noteFailing.Store(false)
 	}
 }
 
@@ -441,6 +464,13 @@ func (e *Engine) Undelivered(ctx context.Context, now time.Time) (fire, resolve 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	clear(e.delivered)
+	for fp, v := range delivered {
+		var a Alert
+		if json.Unmarshal([]byte(v), &a) == nil && a.Labels["alertname"] != "" {
+			e.delivered[fp] = a
+		}
+	}
 	for _, fp := range sortedKeys(e.active, alertLabels) {
 		if _, ok := delivered[fp]; !ok {
 			fire = append(fire, e.active[fp])

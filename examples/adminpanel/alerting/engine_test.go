@@ -246,9 +246,16 @@ func TestAValkeyThatLostItsDataFiresNothingTwice(t *testing.T) {
 	r.beat("geo", "x", wire.StatusRunning)
 	r.advance(4 * time.Second)
 	r.expect("firing HeartbeatInstanceDead geo x", "firing HeartbeatServiceDown geo")
+	active, _ := r.e.Active(context.Background())
+	for _, a := range active {
+		r.e.MarkDelivered(context.Background(), a) // the webhook acknowledged both
+	}
 	srv.Client(t).FlushAll(context.Background())
 	if _, err := r.e.Takeover(context.Background(), r.c.now); err != nil {
 		t.Fatal(err)
+	}
+	if fire, resolve, err := r.e.Undelivered(context.Background(), r.c.now); err != nil || len(fire)+len(resolve) != 0 {
+		t.Errorf("after the data loss the webhook would hear again %d firings and %d resolves (%v)", len(fire), len(resolve), err)
 	}
 	r.advance(2 * time.Second)
 	r.expect()

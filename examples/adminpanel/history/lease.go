@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +34,7 @@ type Lease struct {
 	s      *Store
 	id     string
 	period time.Duration
-	epoch  int64 // while held
+	epoch  atomic.Int64 // taken when acquired; read by other goroutines
 }
 
 // NewLease returns a claim for the replica id, to be held for period at a
@@ -52,7 +53,8 @@ func (s *Store) NewLease(id string, period time.Duration) (*Lease, error) {
 func (l *Lease) Period() time.Duration { return l.period }
 
 // Epoch returns the fencing epoch taken when the lease was acquired.
-func (l *Lease) Epoch() int64 { return l.epoch }
+// It is safe to call from any goroutine.
+func (l *Lease) Epoch() int64 { return l.epoch.Load() }
 
 // TryAcquire takes the lease if nobody holds it. On success it takes a new
 // fencing epoch and returns the time the previous recorder last said it
@@ -65,10 +67,12 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 	if !ok {
 		return false, time.Time{}, l.checkHolder(ctx)
 	}
-	if l.epoch, err = l.s.c.Incr(ctx, l.s.epochKey()).Result(); err != nil {
+	epoch, err := l.s.c.Incr(ctx, l.s.epochKey()).Result()
+	if err != nil {
 		_ = l.Release(ctx)
 		return false, time.Time{}, wrap("INCR "+l.s.epochKey(), err)
 	}
+	l.epoch.Store(epoch)
 	v, err := l.s.c.Get(ctx, l.s.watchedKey()).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		_ = l.Release(ctx)
@@ -103,7 +107,7 @@ func (l *Lease) checkHolder(ctx context.Context) error {
 // It returns ErrLeaseLost if another replica holds it.
 func (l *Lease) Renew(ctx context.Context, now time.Time) error {
 	n, err := renew.Run(ctx, l.s.c, []string{l.s.leaseKey(), l.s.watchedKey()},
-		l.id, l.period.Milliseconds(), l.epoch, now.UnixMilli()).Int()
+		l.id, l.period.Milliseconds(), l.Epoch(), now.UnixMilli()).Int()
 	if err != nil {
 		return wrap("renewing the lease", err)
 	}

@@ -45,12 +45,15 @@
 // request carries
 //
 //	X-Heartbeat-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the shared secret>
-//	X-Heartbeat-Delivery:  <the notification's id, the same on every retry>
+//	X-Heartbeat-Delivery:  <the notification's id, the same on every resend>
 //	X-Heartbeat-Timestamp: <Unix seconds of this attempt>
 //
 // A receiver verifies the signature over the bytes it read, before parsing
 // them, with a constant-time comparison, and may drop a delivery id it has
-// already acknowledged: a retry follows a response that was lost. Any 2xx
+// already acknowledged: a retry follows a response that was lost. The id
+// is derived from the alert's labels, its start and its status
+// (DeliveryID), not drawn at random, so a notification sent again by
+// another replica, or after Valkey lost its data, carries it too. Any 2xx
 // acknowledges; 408, 425, 429 and 5xx (and no response) are retried; any
 // other status is a permanent failure, counted and reported, and the
 // notification is given up so that it does not hold up those behind it.

@@ -21,7 +21,7 @@ import (
 // The webhook's headers.
 const (
 	SignatureHeader = "X-Heartbeat-Signature" // sha256=<hex HMAC-SHA256 of the body>
-	DeliveryHeader  = "X-Heartbeat-Delivery"  // the notification's id, the same on every retry
+	DeliveryHeader  = "X-Heartbeat-Delivery"  // the notification's id (DeliveryID), the same on every resend
 	TimestampHeader = "X-Heartbeat-Timestamp" // Unix seconds of the attempt
 )
 
@@ -165,10 +165,27 @@ func Payload(a Alert, id string) WebhookPayload {
 	return p
 }
 
+// deliveryNamespace scopes the name-based UUIDs of DeliveryID.
+var deliveryNamespace = uuid.MustParse("6efd4774-42ef-4925-b1a7-7bbf8e3d7317")
+
+// DeliveryID is the id of a's notification: a UUID derived from the
+// alert's identity (its fingerprint), its start and whether it fires or
+// resolves. It is the same on every retry, from every replica, and after
+// Valkey lost its data, so that a receiver that drops an id it has
+// acknowledged drops every resend of that notification.
+func DeliveryID(a Alert) string {
+	status := "firing"
+	if !a.Firing() {
+		status = "resolved"
+	}
+	name := a.Fingerprint() + "|" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "|" + status
+	return uuid.NewSHA1(deliveryNamespace, []byte(name)).String()
+}
+
 // Notify queues a's notification; it never blocks, and counts a drop when
 // the queue is full.
 func (w *webhook) Notify(a Alert) {
-	id := uuid.NewString()
+	id := DeliveryID(a)
 	body, err := json.Marshal(Payload(a, id))
 	if err != nil { // not with these types; counted rather than lost silently
 		w.dropped.Add(1)

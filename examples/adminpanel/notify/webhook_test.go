@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // run starts r.Run and returns a stop that cancels it and fails the test
@@ -211,9 +213,12 @@ func TestWebhookRetriesDeliverEachOnceInOrder(t *testing.T) {
 		for _, in := range []string{"geofence-1", "geofence-2", "geofence-3"} {
 			a := instanceAlert("HeartbeatInstanceDead", in)
 			status := "firing"
-			if round == 1 {
+			switch round {
+			case 1:
 				a.EndsAt = a.StartsAt.Add(time.Minute)
 				status = "resolved"
+			case 2: // firing again: another start, another alert
+				a.StartsAt = a.StartsAt.Add(2 * time.Minute)
 			}
 			r.Notify(a)
 			want = append(want, ack{key: "HeartbeatInstanceDead/" + in, status: status})
@@ -457,5 +462,34 @@ func TestWebhookAcknowledgesOnTheStatus(t *testing.T) {
 	}
 	if st := r.Stats(); st.Sent != 3 || n.Load() != 3 {
 		t.Errorf("stats %+v after %d requests: the trickling bodies held the queue", st, n.Load())
+	}
+}
+
+// A notification's id follows from the alert's identity, its start and
+// its status: the same from any replica and after any loss of state,
+// different for another alert, another start, or its resolve.
+func TestDeliveryIDFollowsFromTheAlert(t *testing.T) {
+	start := time.Date(2026, 11, 27, 20, 27, 49, 947000000, time.UTC)
+	a := Alert{Labels: map[string]string{"alertname": "HeartbeatInstanceDead", "service": "geo", "instance": "x"}, StartsAt: start}
+	same := Alert{Labels: map[string]string{"instance": "x", "service": "geo", "alertname": "HeartbeatInstanceDead"}, StartsAt: start,
+		Annotations: map[string]string{"summary": "other words"}}
+	if DeliveryID(a) != DeliveryID(same) {
+		t.Error("the same alert, told differently, has another id")
+	}
+	later := a
+	later.StartsAt = start.Add(time.Millisecond)
+	resolved := a
+	resolved.EndsAt = start.Add(time.Minute)
+	other := Alert{Labels: map[string]string{"alertname": "HeartbeatInstanceDead", "service": "geo", "instance": "y"}, StartsAt: start}
+	seen := map[string]bool{}
+	for _, x := range []Alert{a, later, resolved, other} {
+		id := DeliveryID(x)
+		if seen[id] {
+			t.Errorf("id %s given twice", id)
+		}
+		seen[id] = true
+		if _, err := uuid.Parse(id); err != nil {
+			t.Errorf("id %q is not a UUID: %v", id, err)
+		}
 	}
 }

@@ -32,6 +32,8 @@ type received struct {
 	alertname string
 	service   string
 	instance  string
+	delivery  string // the webhook's delivery id
+	startsAt  string
 }
 
 func (r received) String() string {
@@ -112,12 +114,19 @@ func webhookInbox(t *testing.T, secret string) *inbox {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
-		var n struct{ Status, Alertname, Service, Instance string }
+		var n struct {
+			Status, Alertname, Service, Instance, Delivery string
+			StartsAt                                       string `json:"starts_at"`
+		}
 		if err := json.Unmarshal(body, &n); err != nil {
 			t.Errorf("webhook body %s: %v", body, err)
 			return
 		}
-		in.add(received{at: time.Now(), status: n.Status, alertname: n.Alertname, service: n.Service, instance: n.Instance})
+		if r.Header.Get("X-Heartbeat-Delivery") != n.Delivery {
+			t.Errorf("delivery header %q, body %q", r.Header.Get("X-Heartbeat-Delivery"), n.Delivery)
+		}
+		in.add(received{at: time.Now(), status: n.Status, alertname: n.Alertname, service: n.Service, instance: n.Instance,
+			delivery: n.Delivery, startsAt: n.StartsAt})
 	}))
 	t.Cleanup(in.srv.Close)
 	return in
@@ -361,5 +370,52 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%q notified %d times", k, n)
 		}
+	}
+}
+
+// Valkey killed and started empty after a webhook acknowledged an alert:
+// the replica keeps what it had delivered, so the alert is not delivered
+// again, and any notification sent again carries the same delivery id, so
+// that a receiver could drop it.
+func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
+	srv := redistest.Start(t)
+	in := webhookInbox(t, "fourth-s3cret")
+	panelBin := testbin.Build(t, "..")
+	svcBin := testbin.Build(t, "../../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=fourth-s3cret")
+	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	svc.Expect("serving", 10*time.Second)
+	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
+	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
+	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 10*time.Second)
+	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
+
+	srv.Restart() // killed, and started without its data
+	until(t, 15*time.Second, "the panel recording again", func() bool { return recording(t, p) })
+	until(t, 10*time.Second, "the alerts written back", func() bool {
+		var alerts struct{ Active []AlertJSON }
+		return getJSON(t, p.url+"/api/v1/alerts", &alerts) == 200 && len(alerts.Active) == 2
+	})
+	restarted := time.Now()
+	until(t, 10*time.Second, "three evaluations past the takeover", func() bool { return time.Since(restarted) > 3*time.Second })
+	ids := map[string]map[string]bool{} // notification -> delivery ids
+	for _, r := range in.all() {
+		k := r.String() + " " + r.startsAt
+		if ids[k] == nil {
+			ids[k] = map[string]bool{}
+		}
+		ids[k][r.delivery] = true
+	}
+	for k, v := range ids {
+		if len(v) != 1 {
+			t.Errorf("%q arrived under %d delivery ids", k, len(v))
+		}
+	}
+	if got := in.all(); len(got) != 2 {
+		t.Errorf("notifications %v, want the two firings once", got)
 	}
 }

@@ -201,13 +201,14 @@ func (p *Panel) send(a alerting.Alert) {
 }
 
 // evaluate runs the alert rules every second while this replica records.
-// On becoming the recorder it takes the alerts firing over from Valkey and
-// hands them to the receivers again: Alertmanager keeps one alert per
-// label set, and the webhook sends only changes.
+// On becoming the recorder, and whenever its lease was lost and taken
+// again meanwhile (a new epoch), it takes the alerts firing over from
+// Valkey and hands them to the receivers again: Alertmanager keeps one
+// alert per label set, and the webhook sends only changes.
 func (p *Panel) evaluate(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	leading := false
+	var epoch int64 // the lease's epoch the engine's state is of; 0: none
 	for {
 		select {
 		case <-ctx.Done():
@@ -215,40 +216,50 @@ func (p *Panel) evaluate(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		switch {
-		case !p.rec.Leading():
-			leading = false
+		if !p.rec.Leading() {
+			epoch = 0
 			continue
-		case !leading:
-			active, err := p.alert.Takeover(ctx, now)
-			if err != nil {
-				p.cfg.Errorf("%v", err)
+		}
+		if e := p.lease.Epoch(); e != epoch {
+			if !p.takeover(ctx, now) {
 				continue
 			}
-			leading = true
-			for _, a := range active {
-				for _, r := range p.cfg.Receivers {
-					if r.Name() == "alertmanager" {
-						r.Notify(a)
-					}
-				}
-			}
-			// A webhook hears only changes: what a replica that died had
-			// queued and not delivered is delivered now.
-			if fire, resolve, err := p.alert.Undelivered(ctx, now); err != nil {
-				p.cfg.Errorf("%v", err)
-			} else {
-				for _, a := range append(fire, resolve...) {
-					for _, r := range p.cfg.Receivers {
-						if r.Name() == "webhook" {
-							r.Notify(a)
-						}
-					}
-				}
-			}
+			epoch = e
 		}
 		p.alert.Evaluate(ctx, now)
 	}
+}
+
+// takeover loads the alerts firing and hands each receiver what it must
+// hear again; false when Valkey could not be read.
+func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
+	active, err := p.alert.Takeover(ctx, now)
+	if err != nil {
+		p.cfg.Errorf("%v", err)
+		return false
+	}
+	for _, a := range active {
+		for _, r := range p.cfg.Receivers {
+			if r.Name() == "alertmanager" {
+				r.Notify(a)
+			}
+		}
+	}
+	// A webhook hears only changes: what a replica that died had queued
+	// and not delivered is delivered now.
+	fire, resolve, err := p.alert.Undelivered(ctx, now)
+	if err != nil {
+		p.cfg.Errorf("%v", err)
+		return true
+	}
+	for _, a := range append(fire, resolve...) {
+		for _, r := range p.cfg.Receivers {
+			if r.Name() == "webhook" {
+				r.Notify(a)
+			}
+		}
+	}
+	return true
 }
 
 // Run watches, records while it holds the lease, and sends live updates,
