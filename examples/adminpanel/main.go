@@ -128,13 +128,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	var err error
-	// The webhook notes its deliveries through the panel, made below.
+	// The receivers note their deliveries and ask whether they may still
+	// send through the panel, made below.
 	var p *panel.Panel
 	delivered := func(a notify.Alert) {
 		if p != nil {
 			p.Delivered(a)
 		}
 	}
+	fence := notify.FenceFunc(func(ctx context.Context, epoch int64) error {
+		if p == nil {
+			return errors.New("the panel is not running")
+		}
+		return p.Allow(ctx, epoch)
+	})
 	acfg := alerting.Default()
 	if *alertsFile != "" {
 		if acfg, err = alerting.Load(*alertsFile); err != nil {
@@ -165,7 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg.Alerting = &acfg
 	errorf := func(format string, a ...any) { fmt.Fprintf(stderr, "adminpanel: "+format+"\n", a...) }
 	if len(acfg.Alertmanager) > 0 {
-		r, err := notify.NewAlertmanager(acfg.Alertmanager, notify.AlertmanagerConfig{ResendEvery: acfg.ResendEvery, Errorf: errorf})
+		r, err := notify.NewAlertmanager(acfg.Alertmanager, notify.AlertmanagerConfig{ResendEvery: acfg.ResendEvery, Errorf: errorf, Fence: fence})
 		if err != nil {
 			return fail("alertmanager: %v", err)
 		}
@@ -177,7 +184,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fail("the webhook needs its HMAC secret in %s", acfg.SecretEnv)
 		}
 		r, err := notify.NewWebhook(acfg.Webhook, []byte(secret), notify.WebhookConfig{Errorf: errorf,
-			Delivered: func(a notify.Alert) { delivered(a) }})
+			Delivered: func(a notify.Alert) { delivered(a) }, Fence: fence})
 		if err != nil {
 			return fail("webhook: %v", err)
 		}

@@ -232,6 +232,28 @@ func (am *Alertmanager) Post(t testing.TB, alerts ...Alert) {
 	}
 }
 
+// Active returns the alerts Alertmanager holds active now (GET
+// /api/v2/alerts?active=true), silenced and inhibited ones included.
+func (am *Alertmanager) Active(t testing.TB) []Alert {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, am.URL+"/api/v2/alerts?active=true&unprocessed=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("alertmanagertest: GET /api/v2/alerts: %v", err)
+	}
+	defer resp.Body.Close()
+	var alerts []Alert
+	if err := json.NewDecoder(resp.Body).Decode(&alerts); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("alertmanagertest: GET /api/v2/alerts: %s: %v", resp.Status, err)
+	}
+	return alerts
+}
+
 // Notification is the body Alertmanager's webhook receiver posts (version 4).
 type Notification struct {
 	Version           string            `json:"version"`

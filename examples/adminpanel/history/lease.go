@@ -117,6 +117,22 @@ func (l *Lease) Renew(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// Holds reports whether this replica holds the lease under epoch now, as
+// Valkey says: the lease names it and no lease was given since epoch. An
+// error means Valkey could not tell.
+func (l *Lease) Holds(ctx context.Context, epoch int64) (bool, error) {
+	var holder, current *redis.StringCmd
+	_, err := l.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		holder = p.Get(ctx, l.s.leaseKey())
+		current = p.Get(ctx, l.s.epochKey())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, wrap("GET "+l.s.leaseKey()+" and "+l.s.epochKey(), err)
+	}
+	return holder.Val() == l.id && current.Val() == strconv.FormatInt(epoch, 10), nil
+}
+
 // Release gives the lease up, if this replica holds it, so that a standby
 // takes over at once instead of after the period.
 func (l *Lease) Release(ctx context.Context) error {

@@ -38,6 +38,11 @@ type AlertmanagerConfig struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock: time.Now when nil.
 	Now func() time.Time
+	// Fence, when set, is asked before every POST whether the alerts'
+	// Epoch may still be sent, and before every re-send: an alert it
+	// refuses is dropped from the batch and from the alerts re-sent
+	// (counted in Fenced), for the replica that now holds the lease.
+	Fence Fence
 }
 
 func (c *AlertmanagerConfig) defaults() {
@@ -62,6 +67,8 @@ type alertmanager struct {
 	queue   chan Alert
 	targets []*amTarget
 	dropped atomic.Int64
+	fenced  atomic.Int64
+	fep     episode          // fenced sends, of every URL: said once until one is not
 	active  map[string]Alert // Run's own
 }
 
@@ -76,9 +83,9 @@ type amTarget struct {
 	pending map[string]Alert
 	wake    chan struct{}
 
-	sent, failed, dropped atomic.Int64
-	inflight              atomic.Int64 // alerts of the POST under way
-	ep                    episode
+	sent, failed, dropped, fenced atomic.Int64
+	inflight                      atomic.Int64 // alerts of the POST under way
+	ep                            episode
 }
 
 // NewAlertmanager returns a Receiver that posts every alert to every
@@ -92,7 +99,7 @@ func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
 	if cfg.ResendEvery >= 5*time.Minute {
 		return nil, fmt.Errorf("notify: ResendEvery %v must stay below Alertmanager's resolve_timeout (5m by default)", cfg.ResendEvery)
 	}
-	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}}
+	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}, fep: episode{errorf: cfg.Errorf}}
 	seen := map[string]bool{}
 	for _, raw := range urls {
 		u, shown, err := checkURL(raw)
@@ -128,11 +135,12 @@ func (am *alertmanager) Notify(a Alert) {
 // Stats sums the URLs' counts; Queued counts the queue and each URL's
 // pending and in-flight alerts.
 func (am *alertmanager) Stats() Stats {
-	s := Stats{Dropped: am.dropped.Load(), Queued: int64(len(am.queue))}
+	s := Stats{Dropped: am.dropped.Load(), Queued: int64(len(am.queue)), Fenced: am.fenced.Load()}
 	for _, t := range am.targets {
 		s.Sent += t.sent.Load()
 		s.Failed += t.failed.Load()
 		s.Dropped += t.dropped.Load()
+		s.Fenced += t.fenced.Load()
 		s.Queued += t.inflight.Load()
 		t.mu.Lock()
 		s.Queued += int64(len(t.pending))
@@ -146,7 +154,7 @@ func (am *alertmanager) Stats() Stats {
 func (am *alertmanager) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, t := range am.targets {
-		wg.Go(func() { t.run(ctx, am.cfg) })
+		wg.Go(func() { t.run(ctx, am.cfg, &am.fep) })
 	}
 	defer wg.Wait()
 	tick := time.NewTicker(am.cfg.ResendEvery)
@@ -158,12 +166,35 @@ func (am *alertmanager) Run(ctx context.Context) {
 		case a := <-am.queue:
 			am.take(a)
 		case <-tick.C:
-			for _, a := range am.active {
-				for _, t := range am.targets {
-					t.put(a, false)
-				}
-			}
+			am.resend(ctx)
 		}
+	}
+}
+
+// resend hands every active alert to every URL again, but those the fence
+// refuses: they are forgotten, for the replica that holds the lease now.
+func (am *alertmanager) resend(ctx context.Context) {
+	verdict := map[int64]bool{}
+	refused := false
+	for fp, a := range am.active {
+		ok, asked := verdict[a.Epoch]
+		if !asked {
+			ok = allowed(ctx, am.cfg.Fence, a.Epoch, &am.fenced, &am.fep, "alertmanager")
+			verdict[a.Epoch] = ok
+		} else if !ok {
+			am.fenced.Add(1)
+		}
+		if !ok {
+			refused = true
+			delete(am.active, fp)
+			continue
+		}
+		for _, t := range am.targets {
+			t.put(a, false)
+		}
+	}
+	if !refused {
+		am.fep.sending()
 	}
 }
 
@@ -227,10 +258,10 @@ func (t *amTarget) takeBatch(n int) []Alert {
 	return batch
 }
 
-func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig) {
+func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, fep *episode) {
 	attempt := 0
 	for {
-		batch := t.takeBatch(cfg.MaxBatch)
+		batch := t.fence(ctx, cfg.Fence, fep, t.takeBatch(cfg.MaxBatch))
 		if len(batch) == 0 {
 			select {
 			case <-ctx.Done():
@@ -265,6 +296,32 @@ func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig) {
 		}
 		attempt++
 	}
+}
+
+// fence drops from batch the alerts the fence refuses, asking once per
+// epoch, and counts them.
+func (t *amTarget) fence(ctx context.Context, fence Fence, fep *episode, batch []Alert) []Alert {
+	if fence == nil || len(batch) == 0 {
+		return batch
+	}
+	verdict := map[int64]bool{}
+	kept := batch[:0]
+	for _, a := range batch {
+		ok, asked := verdict[a.Epoch]
+		if !asked {
+			ok = allowed(ctx, fence, a.Epoch, &t.fenced, fep, "alertmanager")
+			verdict[a.Epoch] = ok
+		} else if !ok {
+			t.fenced.Add(1)
+		}
+		if ok {
+			kept = append(kept, a)
+		}
+	}
+	if len(kept) == len(batch) {
+		fep.sending()
+	}
+	return kept
 }
 
 // postable is an alert as Alertmanager's API v2 takes it.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +308,65 @@ func TestNewAlertmanagerRefuses(t *testing.T) {
 			t.Errorf("%v %+v accepted", tc.urls, tc.cfg)
 		}
 	}
+}
+
+// TestAFencedEpochIsNeitherPostedNorResent: once the fence refuses an
+// epoch, its alerts are dropped from the batch and from the re-sends, and
+// counted; an alert of the epoch that holds the lease goes on.
+func TestAFencedEpochIsNeitherPostedNorResent(t *testing.T) {
+	f := newFakeAM(t, func(int) int { return http.StatusOK })
+	var current atomic.Int64
+	current.Store(1)
+	fence := FenceFunc(func(_ context.Context, epoch int64) error {
+		if epoch != current.Load() {
+			return fmt.Errorf("epoch %d is not %d", epoch, current.Load())
+		}
+		return nil
+	})
+	rep := &reports{}
+	r, err := NewAlertmanager([]string{f.URL}, AlertmanagerConfig{ResendEvery: 30 * time.Millisecond, Fence: fence, Errorf: rep.Errorf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	old := instanceAlert("HeartbeatInstanceDead", "a")
+	old.Epoch = 1
+	r.Notify(old)
+	for {
+		if _, ok := byInstanceOf(recv(t, f.posts))["a"]; ok {
+			break
+		}
+	}
+	current.Store(2) // another replica took the lease over
+	stale := instanceAlert("HeartbeatInstanceDead", "queued")
+	stale.Epoch = 1
+	r.Notify(stale)
+	fresh := instanceAlert("HeartbeatInstanceDead", "b")
+	fresh.Epoch = 2
+	r.Notify(fresh)
+	for resends := 0; resends < 4; {
+		got := byInstanceOf(recv(t, f.posts))
+		if _, ok := got["b"]; ok {
+			resends++
+		}
+		for in := range got {
+			if in != "b" {
+				t.Fatalf("%s, made under the lost epoch, was posted", in)
+			}
+		}
+	}
+	if st := r.Stats(); st.Fenced < 2 {
+		t.Errorf("fenced %d, want the queued alert and the re-sent one", st.Fenced)
+	}
+	if got := strings.Join(rep.all(), "\n"); strings.Count(got, "not sent") != 1 {
+		t.Errorf("reports, want the fencing said once:\n%s", got)
+	}
+}
+
+func byInstanceOf(batch []postable) map[string]postable {
+	m := map[string]postable{}
+	for _, p := range batch {
+		m[p.Labels["instance"]] = p
+	}
+	return m
 }

@@ -58,6 +58,15 @@
 // other status is a permanent failure, counted and reported, and the
 // notification is given up so that it does not hold up those behind it.
 //
+// # Fencing
+//
+// An alert carries the epoch of the lease it was made under (Alert.Epoch),
+// and a receiver given a Fence asks it before every send whether that
+// epoch may still send: a replica that lost the lease while paused must
+// not deliver what it queued, nor go on re-sending what its successor
+// has resolved. A notification the fence refuses is dropped and counted
+// (Stats.Fenced).
+//
 // The secret and any credentials in a URL are never printed: errors name a
 // URL without its userinfo and query.
 package notify
@@ -76,6 +85,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,6 +99,45 @@ type Alert struct {
 	State         string          // the instance's or service's state: dead, down, ...
 	Since         time.Time       // when it entered State
 	LastHeartbeat json.RawMessage // the last heartbeat, when there is one
+	// Epoch is the fencing epoch of the lease under which the alert was
+	// made, for the receivers' Fence; 0 when there is none. It is not part
+	// of the alert as kept or sent.
+	Epoch int64 `json:"-"`
+}
+
+// A Fence decides, at the moment of sending, whether an alert made under
+// an epoch may still be sent: whether the replica that made it still
+// holds the lease that gave the epoch. A replica paused past its lease (a
+// GC pause, a frozen VM) resumes with alerts queued and alerts it re-sends;
+// its successor owns them now, and they must not go out.
+type Fence interface {
+	// Allow returns nil when alerts of epoch may be sent now, else an
+	// error saying why not. It may ask Valkey, within ctx.
+	Allow(ctx context.Context, epoch int64) error
+}
+
+// FenceFunc adapts a function to Fence.
+type FenceFunc func(ctx context.Context, epoch int64) error
+
+// Allow calls f.
+func (f FenceFunc) Allow(ctx context.Context, epoch int64) error { return f(ctx, epoch) }
+
+// fenceCheck is how long one Fence check may take.
+const fenceCheck = time.Second
+
+// allowed asks fence about epoch, and counts and reports a refusal.
+func allowed(ctx context.Context, fence Fence, epoch int64, fenced *atomic.Int64, ep *episode, what string) bool {
+	if fence == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, fenceCheck)
+	defer cancel()
+	if err := fence.Allow(ctx, epoch); err != nil {
+		fenced.Add(1)
+		ep.fenced("notify: %s: not sent: %v", what, err)
+		return false
+	}
+	return true
 }
 
 // Fingerprint identifies the alert by its labels: the same labels give the
@@ -118,6 +167,7 @@ type Stats struct {
 	Failed  int64 // attempts that failed (each retry counts), and notifications given up
 	Dropped int64 // not queued, or not kept, because a bound was reached
 	Queued  int64 // waiting now, in flight included
+	Fenced  int64 // not sent because the replica no longer holds the lease they were made under
 }
 
 // Receiver delivers alerts to one destination.
@@ -251,11 +301,29 @@ func retryable(code int) bool {
 }
 
 // episode reports a destination's failures once per episode: the first
-// failure after a success (or at start), and the first success after it.
+// failure after a success (or at start), and the first success after it;
+// and the first fenced send after a send that was not.
 type episode struct {
 	mu      sync.Mutex
 	failing bool
+	fencing bool
 	errorf  func(format string, args ...any)
+}
+
+func (e *episode) fenced(format string, args ...any) {
+	e.mu.Lock()
+	first := !e.fencing
+	e.fencing = true
+	e.mu.Unlock()
+	if first && e.errorf != nil {
+		e.errorf(format, args...)
+	}
+}
+
+func (e *episode) sending() {
+	e.mu.Lock()
+	e.fencing = false
+	e.mu.Unlock()
 }
 
 func (e *episode) fail(format string, args ...any) {

@@ -50,6 +50,10 @@ type WebhookConfig struct {
 	// acknowledged, on the delivering goroutine: a caller that keeps that
 	// in Valkey lets another replica deliver what this one could not.
 	Delivered func(Alert)
+	// Fence, when set, is asked before every attempt whether the alert's
+	// Epoch may still be sent; a notification it refuses is given up
+	// (counted in Fenced), for the replica that now holds the lease.
+	Fence Fence
 }
 
 func (c *WebhookConfig) defaults() {
@@ -106,9 +110,9 @@ type webhook struct {
 	secret []byte
 	queue  chan delivery
 
-	head                          atomic.Int64 // 1 while a notification is in flight
-	sent, failed, dropped, broken atomic.Int64
-	ep                            episode
+	head                                  atomic.Int64 // 1 while a notification is in flight
+	sent, failed, dropped, broken, fenced atomic.Int64
+	ep                                    episode
 }
 
 // NewWebhook returns a Receiver that posts each notification, signed with
@@ -202,7 +206,7 @@ func (w *webhook) Notify(a Alert) {
 // a permanent failure.
 func (w *webhook) Stats() Stats {
 	return Stats{Sent: w.sent.Load(), Failed: w.failed.Load() + w.broken.Load(), Dropped: w.dropped.Load(),
-		Queued: int64(len(w.queue)) + w.head.Load()}
+		Queued: int64(len(w.queue)) + w.head.Load(), Fenced: w.fenced.Load()}
 }
 
 // Run delivers the queue in order, one notification at a time, retrying
@@ -225,10 +229,15 @@ func (w *webhook) Run(ctx context.Context) {
 	}
 }
 
-// deliver retries d until it is acknowledged or refused (true), or ctx is
-// done (false).
+// deliver retries d until it is acknowledged, refused or fenced (true),
+// or ctx is done (false). The fence is asked before every attempt: a
+// retry can outlast the lease it was made under.
 func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 	for attempt := 0; ; attempt++ {
+		if !allowed(ctx, w.cfg.Fence, d.alert.Epoch, &w.fenced, &w.ep, "webhook "+w.shown) {
+			return ctx.Err() == nil
+		}
+		w.ep.sending()
 		retry, err := w.post(ctx, d)
 		if ctx.Err() != nil {
 			return false

@@ -493,3 +493,43 @@ func TestDeliveryIDFollowsFromTheAlert(t *testing.T) {
 		}
 	}
 }
+
+// TestAFencedNotificationIsGivenUp: a notification whose epoch the fence
+// refuses is neither posted nor reported delivered, and those behind it
+// go on.
+func TestAFencedNotificationIsGivenUp(t *testing.T) {
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p WebhookPayload
+		_ = json.NewDecoder(r.Body).Decode(&p)
+		got <- *p.Instance
+	}))
+	defer srv.Close()
+	delivered := make(chan Alert, 10)
+	r, err := NewWebhook(srv.URL, []byte("s"), WebhookConfig{
+		Fence: FenceFunc(func(_ context.Context, epoch int64) error {
+			if epoch != 2 {
+				return fmt.Errorf("epoch %d was taken over", epoch)
+			}
+			return nil
+		}),
+		Delivered: func(a Alert) { delivered <- a },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	stale, fresh := instanceAlert("HeartbeatInstanceDead", "stale"), instanceAlert("HeartbeatInstanceDead", "fresh")
+	stale.Epoch, fresh.Epoch = 1, 2
+	r.Notify(stale)
+	r.Notify(fresh)
+	if in := recv(t, got); in != "fresh" {
+		t.Errorf("posted %q first, want only fresh", in)
+	}
+	if a := recv(t, delivered); a.Labels["instance"] != "fresh" {
+		t.Errorf("reported delivered: %v", a.Labels)
+	}
+	if st := r.Stats(); st.Fenced != 1 || st.Sent != 1 {
+		t.Errorf("stats %+v, want one sent and one fenced", st)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -417,5 +419,74 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 	}
 	if got := in.all(); len(got) != 2 {
 		t.Errorf("notifications %v, want the two firings once", got)
+	}
+}
+
+// The recorder paused past its lease (a GC pause, a VM freeze) while an
+// alert fires: the standby takes over and resolves it when the instance
+// is back. The old recorder, resumed, sends nothing more: what it had
+// queued and the alerts it re-sends are fenced by its lease's epoch at
+// the moment of sending, so Alertmanager holds no alert afterwards.
+func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	in := alertmanagerInbox(t)
+	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
+	panelBin := testbin.Build(t, "..")
+	svcBin := testbin.Build(t, "../../discovery")
+	alerts := filepath.Join(t.TempDir(), "alerts.yml")
+	if err := os.WriteFile(alerts, []byte("receivers:\n  alertmanager: {urls: ["+am.URL+"], resend_every: 1s}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	svc.Expect("serving", 10*time.Second)
+	a := panelWith(t, panelBin, environ, "--alerts", alerts, "--replica", "a")
+	b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--alerts", alerts, "--replica", "b")
+	standby := replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(b.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")}
+	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
+
+	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 10*time.Second)
+	if err := a.p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
+	<-time.After(4*time.Second - time.Since(paused)) // paused for 4 s, twice the lease
+	if err := a.p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
+	back.Expect("serving", 10*time.Second)
+	until(t, 20*time.Second, "the new recorder resolving both alerts", func() bool {
+		var got struct{ Active, Recent []AlertJSON }
+		getJSON(t, standby.url+"/api/v1/alerts", &got)
+		return len(got.Active) == 0 && len(got.Recent) == 4
+	})
+	resolved := time.Now()
+	// The old recorder re-sent its alerts every second: five more seconds
+	// would show them again.
+	until(t, 15*time.Second, "five resends past the resolve", func() bool { return time.Since(resolved) > 5*time.Second })
+	for _, al := range am.Active(t) {
+		t.Errorf("Alertmanager holds %v active after the resolve", al.Labels)
+	}
+	last := map[string]received{}
+	for _, r := range in.all() {
+		last[r.alertname] = r
+	}
+	for name, r := range last {
+		if r.status != "resolved" {
+			t.Errorf("%s: the last notification is %q at %v, after the new recorder resolved it at %v", name, r.status, r.at, resolved)
+		}
+	}
+	for _, r := range []replica{a, standby} {
+		var got struct{ Active []AlertJSON }
+		getJSON(t, r.url+"/api/v1/alerts", &got)
+		if len(got.Active) != 0 {
+			t.Errorf("%s lists %d active alerts", r.url, len(got.Active))
+		}
 	}
 }

@@ -249,6 +249,7 @@ type notifyStats struct {
 	Failed  int64 `json:"failed"`
 	Dropped int64 `json:"dropped"`
 	Queued  int64 `json:"queued"`
+	Fenced  int64 `json:"fenced"` // not sent: made under a lease this replica no longer holds
 }
 
 func alertJSON(a alerting.Alert) AlertJSON {
@@ -288,7 +289,7 @@ func (p *Panel) alerts(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, rc := range p.cfg.Receivers {
 		st := rc.Stats()
-		out.Receivers = append(out.Receivers, ReceiverJSON{Name: rc.Name(), notifyStats: notifyStats{st.Sent, st.Failed, st.Dropped, st.Queued}})
+		out.Receivers = append(out.Receivers, ReceiverJSON{Name: rc.Name(), notifyStats: notifyStats{st.Sent, st.Failed, st.Dropped, st.Queued, st.Fenced}})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -55,7 +55,7 @@ func newMetrics(p *Panel) (*metrics, error) {
 	recording, err8 := m.Int64ObservableGauge("heartbeat.panel.recording",
 		metric.WithDescription("1 while this replica holds the recorder lease"))
 	notes, err9 := m.Int64ObservableCounter("heartbeat.panel.notifications",
-		metric.WithDescription("alert notifications by receiver and result: sent, failed (each attempt), dropped (a bound was reached)"))
+		metric.WithDescription("alert notifications by receiver and result: sent, failed (each attempt), dropped (a bound was reached), fenced (made under a lease this replica lost)"))
 	queued, err10 := m.Int64ObservableGauge("heartbeat.panel.notifications.queued",
 		metric.WithDescription("alert notifications waiting to be delivered, by receiver"))
 	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11} {
@@ -106,6 +106,7 @@ func newMetrics(p *Panel) (*metrics, error) {
 			o.ObserveInt64(notes, st.Sent, metric.WithAttributes(name, attribute.String("result", "sent")))
 			o.ObserveInt64(notes, st.Failed, metric.WithAttributes(name, attribute.String("result", "failed")))
 			o.ObserveInt64(notes, st.Dropped, metric.WithAttributes(name, attribute.String("result", "dropped")))
+			o.ObserveInt64(notes, st.Fenced, metric.WithAttributes(name, attribute.String("result", "fenced")))
 			o.ObserveInt64(queued, st.Queued, metric.WithAttributes(name))
 		}
 		return nil

@@ -193,11 +193,36 @@ func (p *Panel) Delivered(a notify.Alert) {
 	p.alert.MarkDelivered(context.Background(), a)
 }
 
-// send hands an alert to every receiver; none blocks.
-func (p *Panel) send(a alerting.Alert) {
+// send hands an alert to every receiver, stamped with the lease's epoch
+// for their fence; none blocks.
+func (p *Panel) send(a alerting.Alert) { p.sendTo(a, "") }
+
+// sendTo hands an alert to the receivers named name ("": every one).
+func (p *Panel) sendTo(a alerting.Alert, name string) {
+	a.Epoch = p.lease.Epoch()
 	for _, r := range p.cfg.Receivers {
-		r.Notify(a)
+		if name == "" || r.Name() == name {
+			r.Notify(a)
+		}
 	}
+}
+
+// Allow is the receivers' fence (notify.Fence): alerts made under epoch
+// may be sent only while this replica records under that epoch, as Valkey
+// says at the moment of sending. A replica that stopped leading, or that
+// Valkey says lost the lease, sends nothing. When Valkey cannot answer,
+// the replica's own view decides: the one alert that matters then, that
+// the heartbeat source is unreachable, must still go out, and a replica
+// that lost the lease while paused learns so from Valkey when it resumes.
+func (p *Panel) Allow(ctx context.Context, epoch int64) error {
+	if !p.rec.Leading() || epoch != p.lease.Epoch() {
+		return fmt.Errorf("made under lease epoch %d, and this replica no longer records under it", epoch)
+	}
+	holds, err := p.lease.Holds(ctx, epoch)
+	if err == nil && !holds {
+		return fmt.Errorf("made under lease epoch %d, which another replica has taken over", epoch)
+	}
+	return nil
 }
 
 // evaluate runs the alert rules every second while this replica records.
@@ -239,11 +264,7 @@ func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
 		return false
 	}
 	for _, a := range active {
-		for _, r := range p.cfg.Receivers {
-			if r.Name() == "alertmanager" {
-				r.Notify(a)
-			}
-		}
+		p.sendTo(a, "alertmanager")
 	}
 	// A webhook hears only changes: what a replica that died had queued
 	// and not delivered is delivered now.
@@ -253,11 +274,7 @@ func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
 		return true
 	}
 	for _, a := range append(fire, resolve...) {
-		for _, r := range p.cfg.Receivers {
-			if r.Name() == "webhook" {
-				r.Notify(a)
-			}
-		}
+		p.sendTo(a, "webhook")
 	}
 	return true
 }
