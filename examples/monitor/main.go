@@ -270,7 +270,7 @@ func (s *stringWriter) String() string              { return string(s.b) }
 
 // once prints the latest-state keys and returns the exit code. It exits
 // exitUnreachable, saying why on stderr, whenever it could not see: Valkey
-// unreachable, a command refused (NOPERM on SCAN, STRLEN, PTTL or GET, a
+// unreachable, a command refused (NOPERM on SCAN, STRLEN, PTTL or GETRANGE, a
 // key of another type), or nothing but malformed keys. None of that is
 // "all alive".
 func once(o options, conn watch.Connection, style term.Style, stdout, stderr io.Writer) int {

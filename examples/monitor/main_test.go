@@ -508,7 +508,7 @@ func TestOnceExitsTwoWhenItCannotSee(t *testing.T) {
 		environ []string
 		want    string
 	}{
-		{"GET refused", user("noget", "+get"), "NOPERM"},
+		{"GETRANGE refused", user("nogetrange", "+getrange"), "NOPERM"},
 		{"SCAN refused", user("noscan", "+scan"), "NOPERM"},
 		{"STRLEN refused", user("nostrlen", "+strlen"), "NOPERM"},
 	} {

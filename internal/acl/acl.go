@@ -11,13 +11,14 @@ import "strings"
 const Publisher = "resetchannels &heartbeat:service:* resetkeys ~heartbeat:instance:* -@all +publish +set +del"
 
 // Monitor is what the monitor needs: pattern-subscribe, and read-only access
-// to the latest-state keys (STRLEN and PTTL size a key before GET reads it).
-const Monitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* -@all +psubscribe +scan +strlen +pttl +get +ping"
+// to the latest-state keys (STRLEN and PTTL beside a GETRANGE bounded to a
+// heartbeat's size: GET would read whatever a writer swapped in).
+const Monitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* -@all +psubscribe +scan +strlen +pttl +getrange +ping"
 
 // ShardedMonitor is what the monitor needs in sharded mode (--sharded):
 // read the registry, learn the slot map, SSUBSCRIBE on each primary, and
 // read the latest-state keys.
-const ShardedMonitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* %R~heartbeat:services -@all +ssubscribe +smembers +cluster|slots +scan +strlen +pttl +get +ping"
+const ShardedMonitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* %R~heartbeat:services -@all +ssubscribe +smembers +cluster|slots +scan +strlen +pttl +getrange +ping"
 
 // Name is the placeholder for the service name in the per-service rules as
 // the README prints them.

@@ -25,10 +25,11 @@
 // (of one service, matched exactly, when asked) on every primary, so a
 // watcher that starts, or reconnects, knows the fleet at once. The key's
 // remaining TTL gives the heartbeat's age on the server's clock
-// (Latest.Age), and Latest.State classifies it. STRLEN and PTTL are asked
-// before GET: a key larger than a heartbeat, without a TTL, with a TTL
-// longer than three intervals or of another type is reported (Latest.Err)
-// and never read as alive. A Monitor does this itself at start and after
+// (Latest.Age), and Latest.State classifies it. The value is read with a
+// bounded GETRANGE in the same round trip as its PTTL, never with GET: a
+// key larger than a heartbeat, without a TTL, with a TTL longer than
+// three intervals or of another type is reported (Latest.Err) and never
+// read whole, nor as alive. A Monitor does this itself at start and after
 // every reconnect (KindLoaded, KindReconnected). Publishers in the seed's
 // format write no keys; they are heard on the channel.
 //

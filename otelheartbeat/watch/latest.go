@@ -38,12 +38,15 @@ const scanBatch = 500
 // when service is set: exactly that service, not payments:worker for
 // payments), on every primary of a cluster.
 //
-// A key's size and remaining TTL are asked first (STRLEN and PTTL in one
-// pipeline), and only a key that can be a heartbeat is read: one larger
-// than wire.MaxMessageSize, one without a TTL, one whose TTL is longer
-// than the three intervals the exporter sets, and one of another type are
+// Each key is read in one round trip with its size and remaining TTL
+// (STRLEN, PTTL and GETRANGE 0 wire.MaxMessageSize in one pipeline), so no
+// more than a heartbeat's size of it is ever transferred, even when a
+// writer swaps a larger value in meanwhile. One larger than
+// wire.MaxMessageSize, one without a TTL, one whose TTL is longer than
+// the three intervals the exporter sets, and one of another type are
 // entries with an Err that names the key. No publisher of this library
-// writes them, and none of them is read as alive.
+// writes them, and none of them is read as alive. A monitor's ACL user
+// needs +scan +strlen +pttl +getrange on the keys.
 func ReadLatest(ctx context.Context, c redis.UniversalClient, keyPrefix, service string) ([]Latest, error) {
 	match := keyPrefix + "*"
 	if service != "" {
@@ -127,86 +130,80 @@ func (r reader) ofService(keys []string) []string {
 }
 
 func (r reader) keys(ctx context.Context, c redis.Cmdable, keys []string) ([]Latest, error) {
+	// One round trip, and a read bounded by its own command: GETRANGE
+	// returns at most one byte more than a heartbeat can hold, however
+	// large the value is by the time it runs. STRLEN only says how large,
+	// for the message: a writer swapping a huge value in between gets
+	// nothing more transferred.
 	p := c.Pipeline()
 	sizes := make([]*redis.IntCmd, len(keys))
 	ttls := make([]*redis.DurationCmd, len(keys))
+	values := make([]*redis.StringCmd, len(keys))
 	for i, k := range keys {
 		sizes[i] = p.StrLen(ctx, k)
 		ttls[i] = p.PTTL(ctx, k)
+		values[i] = p.GetRange(ctx, k, 0, wire.MaxMessageSize)
 	}
 	_, _ = p.Exec(ctx) // each command's error is read below
 	out := make([]Latest, 0, len(keys))
-	var read []int // indexes of the keys worth a GET
 	for i, k := range keys {
-		size, err := sizes[i].Result()
+		err := sizes[i].Err()
 		if err == nil {
 			err = ttls[i].Err()
 		}
+		if err == nil {
+			err = values[i].Err()
+		}
 		if err != nil {
 			if isConnErr(err) {
-				return out, fmt.Errorf("STRLEN and PTTL %s: %w", k, err)
+				return out, fmt.Errorf("STRLEN, PTTL and GETRANGE %s: %w", k, err)
 			}
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s: %w", k, err)})
 			continue
 		}
-		switch ttl := ttls[i].Val(); {
+		raw, ttl := values[i].Val(), ttls[i].Val()
+		switch {
 		case ttl == -2: // expired since SCAN: not invented
+			continue
 		case ttl == -1:
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s has no TTL: not a heartbeat a publisher wrote (its key expires after three intervals)", k)})
-		case size > wire.MaxMessageSize:
+			continue
+		case len(raw) > wire.MaxMessageSize:
+			size := max(sizes[i].Val(), int64(len(raw)))
 			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s holds %d bytes, more than the %d of a heartbeat: not read", k, size, wire.MaxMessageSize)})
-		default:
-			read = append(read, i)
-		}
-	}
-	if len(read) == 0 {
-		return out, nil
-	}
-	p = c.Pipeline()
-	gets := make([]*redis.StringCmd, len(read))
-	for j, i := range read {
-		gets[j] = p.Get(ctx, keys[i])
-	}
-	_, _ = p.Exec(ctx)
-	for j, i := range read {
-		k := keys[i]
-		raw, err := gets[j].Result()
-		if errors.Is(err, redis.Nil) {
-			continue // expired between PTTL and GET
-		}
-		if err != nil {
-			if isConnErr(err) {
-				return out, fmt.Errorf("GET %s: %w", k, err)
-			}
-			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s: %w", k, err)})
 			continue
 		}
-		msg, err := wire.Unmarshal([]byte(raw))
-		if err != nil {
-			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s: %w", k, err)})
-			continue
+		if l, ok := r.latest(k, raw, ttl); ok {
+			out = append(out, l)
 		}
-		if want := wire.Key(r.keyPrefix, msg.ServiceName, msg.InstanceID); want != k {
-			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s holds the heartbeat of %s", k, strings.TrimPrefix(want, r.keyPrefix))})
-			continue
-		}
-		if r.service != "" && msg.ServiceName != r.service {
-			continue
-		}
-		// The exporter sets the TTL to three intervals; PTTL was read just
-		// before the GET, so the age is at most that round trip old.
-		ttl, limit := ttls[i].Val(), 3*msg.Interval()
-		if ttl > limit+time.Second {
-			out = append(out, Latest{Key: k, Err: fmt.Errorf("latest-state key %s has a TTL of %v, longer than three intervals (%v): not a heartbeat a publisher wrote", k, ttl.Round(time.Millisecond), limit)})
-			continue
-		}
-		l := Latest{Key: k, Message: msg}
-		if age := limit - ttl; age > 0 {
-			l.Age = age
-		}
-		out = append(out, l)
 	}
 	return out, nil
+}
+
+// latest checks one key's value, read with its remaining TTL; false when
+// it is another service's, to be left out.
+func (r reader) latest(k, raw string, ttl time.Duration) (Latest, bool) {
+	msg, err := wire.Unmarshal([]byte(raw))
+	if err != nil {
+		return Latest{Key: k, Err: fmt.Errorf("latest-state key %s: %w", k, err)}, true
+	}
+	if want := wire.Key(r.keyPrefix, msg.ServiceName, msg.InstanceID); want != k {
+		return Latest{Key: k, Err: fmt.Errorf("latest-state key %s holds the heartbeat of %s", k, strings.TrimPrefix(want, r.keyPrefix))}, true
+	}
+	if r.service != "" && msg.ServiceName != r.service {
+		return Latest{}, false
+	}
+	// The exporter sets the TTL to three intervals; PTTL was read in the
+	// same round trip as the value.
+	limit := 3 * msg.Interval()
+	if ttl > limit+time.Second {
+		return Latest{Key: k, Err: fmt.Errorf("latest-state key %s has a TTL of %v, longer than three intervals (%v): not a heartbeat a publisher wrote", k, ttl.Round(time.Millisecond), limit)}, true
+	}
+	l := Latest{Key: k, Message: msg}
+	if age := limit - ttl; age > 0 {
+		l.Age = age
+	}
+	return l, true
 }
 
 func isConnErr(err error) bool {

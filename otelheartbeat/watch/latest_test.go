@@ -1,9 +1,13 @@
 package watch
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,5 +175,91 @@ func TestAnOverlongKeyNameIsReportedShortAndNotRead(t *testing.T) {
 	}
 	if l := byKey(t, latest, "heartbeat:instance:ok:aaaa"); l.Err != nil {
 		t.Errorf("the good key: %v", l.Err)
+	}
+}
+
+// gatedProxy forwards one client's connections to a server, calling
+// before with each chunk the client sends, before forwarding it: a test
+// acts between a reader's round trips there.
+func gatedProxy(t *testing.T, server string, before func(chunk []byte)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", server)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			wg.Go(func() { defer in.Close(); _, _ = io.Copy(in, out) })
+			wg.Go(func() {
+				defer out.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := in.Read(buf)
+					if err != nil {
+						return
+					}
+					before(buf[:n])
+					if _, err := out.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A writer that swaps a huge value into a latest-state key between a
+// reader's look at the key and its read gets nothing more than a
+// heartbeat's size transferred: any service may SET its own key, so one
+// could otherwise make every monitor read 60 MB.
+func TestALatestStateKeySwappedBetweenRoundTripsIsNotReadWhole(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	key := wire.Key(wire.DefaultKeyPrefix, "swap", "0001")
+	small := message("swap", "0001", time.Minute, 1)
+	const size = 16 << 20
+	big := strings.Repeat("x", size)
+	c.Set(ctx, key, small, 3*time.Minute)
+
+	var looked, swapped bool
+	addr := gatedProxy(t, srv.Addr(), func(chunk []byte) {
+		switch {
+		case swapped:
+		case looked:
+			// The reader's next round trip: the key holds the huge value now.
+			c.Set(ctx, key, big, 3*time.Minute)
+			swapped = true
+		case bytes.Contains(bytes.ToLower(chunk), []byte("strlen")) || bytes.Contains(bytes.ToLower(chunk), []byte("getrange")):
+			looked = true
+		}
+	})
+	reader := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1, Protocol: 2})
+	defer reader.Close()
+	if err := reader.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := netOutput(t, c)
+	latest, err := ReadLatest(ctx, reader, wire.DefaultKeyPrefix, "")
+	if sent := netOutput(t, c) - before; sent > 1<<20 {
+		t.Errorf("the server sent %d bytes: the swapped-in %d-byte value was read", sent, size)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := byKey(t, latest, key); l.Err == nil && l.Message == nil {
+		t.Errorf("the key is neither read nor reported: %+v", l)
 	}
 }
