@@ -15,7 +15,9 @@
 // HEALTH_REDIS_*), so running it with a service's environment proves that
 // service's Valkey, TLS and ACL user. Its services are named
 // heartbeat_check_<mode> so they never mix with real ones. Exit status: 0
-// when every check passed, 1 when any failed, 3 for a usage error.
+// when every check passed, 1 when any failed, 2 when it could not tell
+// (Valkey unreachable, or stalled while a check watched), 3 for a usage
+// error.
 package main
 
 import (
@@ -54,6 +56,7 @@ type checker struct {
 	keyPrefix      string
 	client         redis.UniversalClient
 	passed, failed int
+	unseen         int     // checks it could not judge: Valkey did not answer
 	reported       []error // from otel.Handle, for reasons
 }
 
@@ -65,6 +68,29 @@ func (c *checker) pass(mode, format string, args ...any) {
 func (c *checker) fail(mode, format string, args ...any) {
 	c.failed++
 	fmt.Fprintf(c.out, "FAIL %-8s %s\n", mode, fmt.Sprintf(format, args...))
+}
+
+// cannotTell records a check it could not judge because Valkey could not
+// be seen: neither a pass nor a verdict on the library.
+func (c *checker) cannotTell(mode, format string, args ...any) {
+	c.unseen++
+	fmt.Fprintf(c.out, "FAIL %-8s cannot tell: %s\n", mode, fmt.Sprintf(format, args...))
+}
+
+// exit prints the summary and returns the exit status.
+func (c *checker) exit() int {
+	fmt.Fprintf(c.out, "%d passed, %d failed", c.passed, c.failed)
+	if c.unseen > 0 {
+		fmt.Fprintf(c.out, ", %d could not tell", c.unseen)
+	}
+	fmt.Fprintln(c.out)
+	switch {
+	case c.failed > 0:
+		return 1
+	case c.unseen > 0:
+		return 2
+	}
+	return 0
 }
 
 // check records a PASS when err is nil, else a FAIL with err as the reason.
@@ -121,10 +147,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	err = c.client.Ping(ctx).Err()
 	cancel()
-	if !c.check("connect", fmt.Sprintf("PING %s", c.endpoint), err) {
-		fmt.Fprintf(stdout, "%d passed, %d failed\n", c.passed, c.failed)
-		return 1
+	if err != nil {
+		c.cannotTell("connect", "PING %s: %v", c.endpoint, err)
+		return c.exit()
 	}
+	c.pass("connect", "PING %s", c.endpoint)
 	for _, m := range selected {
 		switch m {
 		case "basic":
@@ -137,11 +164,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			c.monitor()
 		}
 	}
-	fmt.Fprintf(stdout, "%d passed, %d failed\n", c.passed, c.failed)
-	if c.failed > 0 {
-		return 1
-	}
-	return 0
+	return c.exit()
 }
 
 func contains(list []string, s string) bool {

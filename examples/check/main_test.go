@@ -72,8 +72,8 @@ func TestUnreachableAndUsage(t *testing.T) {
 	port, _ := redistest.FreePort()
 	setenv(t, "redis://127.0.0.1:"+strconv.Itoa(port))
 	var out bytes.Buffer
-	if code := run(nil, &out, &out); code != 1 || !strings.Contains(out.String(), "FAIL connect") || !strings.Contains(out.String(), "0 passed, 1 failed") {
-		t.Errorf("unreachable: exit %d\n%s", code, out.String())
+	if code := run(nil, &out, &out); code != 2 || !strings.Contains(out.String(), "FAIL connect  cannot tell") || !strings.Contains(out.String(), "0 passed, 0 failed, 1 could not tell") {
+		t.Errorf("unreachable: exit %d, want 2\n%s", code, out.String())
 	}
 	for _, args := range [][]string{{"nonsense"}, {"--interval", "0s"}, {"--name", "a b"}} {
 		out.Reset()
@@ -85,5 +85,48 @@ func TestUnreachableAndUsage(t *testing.T) {
 	out.Reset()
 	if code := run(nil, &out, &out); code != 3 || strings.Contains(out.String(), "hunter2") || !strings.Contains(out.String(), "OTEL_EXPORTER_VALKEY_ENDPOINT") {
 		t.Errorf("bad endpoint: exit %d\n%s", code, out.String())
+	}
+}
+
+// lineWriter calls on with every complete line written to it.
+type lineWriter struct {
+	buf bytes.Buffer
+	all bytes.Buffer
+	on  func(line string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.all.Write(p)
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		w.on(strings.TrimSuffix(line, "\n"))
+	}
+}
+
+// Valkey stalls while the monitor check waits for a crashed instance to
+// go stale: the check cannot tell, and says so, exiting 2, never a
+// verdict on the library.
+func TestACheckThatCannotSeeExitsTwo(t *testing.T) {
+	srv := redistest.Start(t)
+	setenv(t, srv.URL())
+	paused := false
+	out := &lineWriter{on: func(line string) {
+		if !paused && strings.Contains(line, "monitor received it") {
+			paused = true
+			srv.Pause()
+		}
+	}}
+	var errOut bytes.Buffer
+	code := run([]string{"--interval", "1s", "--timeout", "3s", "monitor"}, out, &errOut)
+	if paused {
+		srv.Resume()
+	}
+	if code != 2 || !strings.Contains(out.all.String(), "cannot tell") || strings.Contains(out.all.String(), "FAIL monitor  crashed") {
+		t.Errorf("exit %d, want 2 saying it cannot tell, and no verdict\n%s%s", code, out.all.String(), errOut.String())
 	}
 }

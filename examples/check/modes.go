@@ -176,6 +176,12 @@ func (c *checker) tracker() {
 	})
 }
 
+// unseenError is a check the monitor could not judge: it was blind or
+// disconnected while it waited.
+type unseenError struct{ why string }
+
+func (e *unseenError) Error() string { return "cannot tell: " + e.why }
+
 // monitor runs the monitor's engine against a crashed and a stopped
 // instance and checks the liveness it reports, by its own timing.
 func (c *checker) monitor() {
@@ -211,10 +217,12 @@ func (c *checker) monitor() {
 		for {
 			select {
 			case e := <-events:
-				if e.Kind == watch.KindDisconnected {
-					return e, fmt.Errorf("%s: monitor disconnected: %v", what, e.Err)
-				}
-				if match(e) {
+				switch {
+				case e.Kind == watch.KindDisconnected:
+					return e, &unseenError{fmt.Sprintf("%s: the monitor's subscription failed: %v", what, e.Err)}
+				case e.Kind == watch.KindBlind:
+					return e, &unseenError{fmt.Sprintf("%s: Valkey did not answer the monitor for %v", what, e.Downtime.Round(time.Millisecond))}
+				case match(e):
 					return e, nil
 				}
 			case <-deadline:
@@ -222,9 +230,22 @@ func (c *checker) monitor() {
 			}
 		}
 	}
-	if _, err := wait("subscribe", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindLoaded }); !c.check(mode, "PSUBSCRIBE and latest-state keys read", err) {
+	// judged records a check's result, or that it could not be judged:
+	// then false, and the mode goes no further.
+	judged := func(what string, err error) bool {
+		var u *unseenError
+		if errors.As(err, &u) {
+			c.cannotTell(mode, "%s: %s", what, u.why)
+			return false
+		}
+		c.check(mode, what, err)
+		return true
+	}
+	if _, err := wait("subscribe", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindLoaded }); err != nil {
+		judged("PSUBSCRIBE and latest-state keys read", err)
 		return
 	}
+	c.pass(mode, "PSUBSCRIBE and latest-state keys read")
 
 	// A crash: one heartbeat, then silence, with no final heartbeat.
 	exp, err := valkeyexporter.New(valkeyexporter.WithServiceName(service), valkeyexporter.WithInterval(c.interval))
@@ -249,9 +270,11 @@ func (c *checker) monitor() {
 		return
 	}
 	hb, err := wait("heartbeat", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindHeartbeat })
-	if !c.check(mode, "monitor received it", err) {
+	if err != nil {
+		judged("monitor received it", err)
 		return
 	}
+	c.pass(mode, "monitor received it")
 	crashed := watch.Key{Service: service, Instance: hb.Message.InstanceID}
 	tolerance := c.interval/2 + 200*time.Millisecond
 	for _, step := range []struct {
@@ -266,7 +289,9 @@ func (c *checker) monitor() {
 				err = fmt.Errorf("reported %v after the last heartbeat, want %v ± %v", d.Round(time.Millisecond), step.after, tolerance)
 			}
 		}
-		c.check(mode, fmt.Sprintf("crashed instance reported %s after %v", step.to, step.after), err)
+		if !judged(fmt.Sprintf("crashed instance reported %s after %v", step.to, step.after), err) {
+			return
+		}
 	}
 	// Delete what a crashed instance leaves behind.
 	_ = c.client.Del(context.Background(), wire.Key(c.keyPrefix, service, crashed.Instance)).Err()
@@ -284,7 +309,10 @@ func (c *checker) monitor() {
 	_, err = wait("alive", c.timeout, func(e watch.Event) bool {
 		return e.Kind == watch.KindTransition && e.Transition.Key == graceful && e.Transition.To == watch.Alive
 	})
-	c.check(mode, "started instance reported alive", err)
+	if !judged("started instance reported alive", err) {
+		_ = p.Stop(context.Background())
+		return
+	}
 	sctx, scancel := context.WithTimeout(ctx, c.timeout)
 	err = p.Stop(sctx)
 	scancel()
@@ -297,7 +325,7 @@ func (c *checker) monitor() {
 	if err == nil && e.Transition.To != watch.Stopped {
 		err = fmt.Errorf("reported %v", e.Transition.To)
 	}
-	c.check(mode, "gracefully stopped instance reported stopped, not dead", err)
+	judged("gracefully stopped instance reported stopped, not dead", err)
 	stopMonitor()
 	if s := mon.Stats(); s.Malformed > 0 {
 		c.fail(mode, "%d malformed messages on %s", s.Malformed, strings.TrimSuffix(mon.Pattern(), "*"))

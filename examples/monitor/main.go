@@ -333,8 +333,12 @@ func once(o options, conn watch.Connection, style term.Style, stdout, stderr io.
 
 // listenOnce decides from the channel when no latest-state key answers, as
 // for publishers in the seed's format, which write none: it listens for up
-// to one default interval, and stops early once the service asked about
-// has been heard alive.
+// to one default interval from the moment it is subscribed, and stops
+// early once the service asked about has been heard alive. Hearing
+// nothing is an answer only when the monitor saw the whole window: it was
+// subscribed, never blind nor disconnected, and its probes prove it read
+// everything published until the window's end. Otherwise it could not
+// see, and says why (exit 2); so too when all it heard was malformed.
 func listenOnce(o options, conn watch.Connection, style term.Style, stdout, stderr io.Writer) int {
 	what := "any service"
 	if o.service != "" {
@@ -343,58 +347,131 @@ func listenOnce(o options, conn watch.Connection, style term.Style, stdout, stde
 	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", term.Escape(what), o.defaultInterval)
 	m, err := watch.New(watch.Config{
 		Client: conn.Client, Endpoint: conn.Endpoint, Channel: conn.Channel, KeyPrefix: conn.KeyPrefix,
-		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000,
-		Tracker: []watch.TrackerOption{watch.WithDefaultInterval(o.defaultInterval)},
+		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000, Refresh: watch.DefaultProbe,
+		BlindAfter: o.blindAfter, Tracker: []watch.TrackerOption{watch.WithDefaultInterval(o.defaultInterval)},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.defaultInterval)
+	l := &listening{o: o, m: m, style: style, stdout: stdout, stderr: stderr, heard: map[watch.Key]bool{}}
+	// Subscribing counts against the window too, with room to prove the
+	// window seen: a Valkey that never answers is not waited for longer.
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout+o.defaultInterval+o.blindAfter)
 	defer cancel()
-	heard := map[watch.Key]bool{}
-	alive := 0
-	var lost error
 	_ = m.Run(ctx, func(e watch.Event) {
-		switch e.Kind {
-		case watch.KindDisconnected:
-			lost = e.Err
+		if l.observe(e) {
 			cancel()
-		case watch.KindHeartbeat:
-			k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
-			if heard[k] {
-				return
-			}
-			heard[k] = true
-			st := watch.Alive
-			if e.Message.Status == wire.StatusStopping {
-				st = watch.Stopped
-			} else {
-				alive++
-			}
-			in, _ := m.Tracker().Get(k)
-			if o.json {
-				_ = term.InstanceJSON(stdout, term.InstanceLine{Service: k.Service, Instance: k.Instance, State: st,
-					Interval: in.Interval, Source: in.IntervalSource, Count: e.Message.HeartbeatCount, From: "channel"})
-			} else {
-				fmt.Fprintf(stdout, "%-24s %-8s %s  heard now    interval %s  heartbeats %d\n",
-					term.Escape(k.Service), term.Escape(term.ShortID(k.Instance)), style.StateLabel(st),
-					term.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
-			}
-			if o.service != "" && alive > 0 {
-				cancel()
-			}
 		}
 	})
-	switch {
-	case lost != nil:
-		fmt.Fprintf(stderr, "monitor: cannot tell: the subscription at %s failed: %s\n", conn.Endpoint, term.Escape(lost.Error()))
+	return l.verdict(conn.Endpoint)
+}
+
+// listening is what listenOnce has heard, and whether it could see.
+type listening struct {
+	o              options
+	m              *watch.Monitor
+	style          term.Style
+	stdout, stderr io.Writer
+
+	heard     map[watch.Key]bool
+	alive     int
+	malformed int
+	end       time.Time // of the window, once subscribed
+	seenAll   bool      // the probes proved the whole window read
+	unseen    string    // why it could not see, when it could not
+}
+
+// maxMalformedShown bounds the malformed messages --once names.
+const maxMalformedShown = 10
+
+// observe takes one event and says whether listening is over.
+func (l *listening) observe(e watch.Event) bool {
+	switch e.Kind {
+	case watch.KindLoaded:
+		l.end = e.At.Add(l.o.defaultInterval)
+	case watch.KindDisconnected:
+		l.unseen = "the subscription failed: " + e.Err.Error()
+		return true
+	case watch.KindBlind:
+		l.unseen = fmt.Sprintf("Valkey did not answer for %v while it listened", e.Downtime.Round(time.Millisecond))
+		return !l.decided()
+	case watch.KindMalformed:
+		if l.malformed++; l.malformed <= maxMalformedShown {
+			fmt.Fprintf(l.stderr, "monitor: malformed message on %s: %s\n", term.Escape(e.Channel), term.Escape(e.Err.Error()))
+		}
+	case watch.KindHeartbeat:
+		l.heartbeat(e)
+		return l.decided()
+	case watch.KindRefresh:
+		if l.end.IsZero() {
+			return false
+		}
+		if !l.m.Seen().Before(l.end) {
+			l.seenAll = true
+			return true
+		}
+		if e.At.After(l.end.Add(l.o.blindAfter)) {
+			l.unseen = fmt.Sprintf("Valkey had not answered for %v at the end of the window", e.At.Sub(l.m.Seen()).Round(time.Millisecond))
+			return true
+		}
+	}
+	return false
+}
+
+// decided: the service asked about was heard alive, which no later
+// blindness changes.
+func (l *listening) decided() bool { return l.o.service != "" && l.alive > 0 }
+
+func (l *listening) heartbeat(e watch.Event) {
+	k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
+	if l.heard[k] {
+		return
+	}
+	l.heard[k] = true
+	st := watch.Alive
+	if e.Message.Status == wire.StatusStopping {
+		st = watch.Stopped
+	} else {
+		l.alive++
+	}
+	in, _ := l.m.Tracker().Get(k)
+	if l.o.json {
+		_ = term.InstanceJSON(l.stdout, term.InstanceLine{Service: k.Service, Instance: k.Instance, State: st,
+			Interval: in.Interval, Source: in.IntervalSource, Count: e.Message.HeartbeatCount, From: "channel"})
+		return
+	}
+	fmt.Fprintf(l.stdout, "%-24s %-8s %s  heard now    interval %s  heartbeats %d\n",
+		term.Escape(k.Service), term.Escape(term.ShortID(k.Instance)), l.style.StateLabel(st),
+		term.IntervalText(in.Interval, in.IntervalSource), e.Message.HeartbeatCount)
+}
+
+// verdict returns the exit code, saying why on stderr when it could not
+// tell.
+func (l *listening) verdict(endpoint string) int {
+	if l.malformed > maxMalformedShown {
+		fmt.Fprintf(l.stderr, "monitor: ... and %d more malformed messages\n", l.malformed-maxMalformedShown)
+	}
+	cannot := func(why string) int {
+		fmt.Fprintf(l.stderr, "monitor: cannot tell: %s at %s\n", why, endpoint)
 		return exitUnreachable
-	case o.service != "" && alive == 0:
-		fmt.Fprintf(textOut(o, stdout, stderr), "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", term.Escape(o.service), o.defaultInterval)
+	}
+	switch {
+	case l.decided():
+		return exitOK
+	case l.end.IsZero():
+		return cannot(fmt.Sprintf("could not subscribe within %v", l.o.timeout))
+	case l.unseen != "":
+		return cannot(term.Escape(l.unseen) + fmt.Sprintf(" (heard %d instances)", len(l.heard)))
+	case !l.seenAll:
+		return cannot("the subscription's probes never covered the window")
+	case len(l.heard) == 0 && l.malformed > 0:
+		return cannot(fmt.Sprintf("all %d messages heard in %v were malformed (above)", l.malformed, l.o.defaultInterval))
+	case l.o.service != "":
+		fmt.Fprintf(textOut(l.o, l.stdout, l.stderr), "no instance of %s: no latest-state key, and no heartbeat within %v: none alive\n", term.Escape(l.o.service), l.o.defaultInterval)
 		return exitNotAlive
-	case len(heard) == 0:
-		fmt.Fprintf(textOut(o, stdout, stderr), "no instances: no latest-state key and no heartbeat within %v\n", o.defaultInterval)
+	case len(l.heard) == 0:
+		fmt.Fprintf(textOut(l.o, l.stdout, l.stderr), "no instances: no latest-state key and no heartbeat within %v\n", l.o.defaultInterval)
 	}
 	return exitOK
 }

@@ -666,3 +666,67 @@ func TestOnceJSONIsJSON(t *testing.T) {
 		t.Errorf("--once --json from the channel wrote %q (%v)", out, err)
 	}
 }
+
+// --once listening on the channel (no latest-state key) could not see when
+// Valkey stalled while it listened, or when all it heard was malformed:
+// it exits 2 and says why, with --json too, never "no instances" and 0.
+func TestOnceListeningBlindExitsTwo(t *testing.T) {
+	monitorBin, _ := binaries(t)
+	srv := redistest.Start(t)
+	for _, args := range [][]string{{}, {"--json"}} {
+		t.Run("stalled"+strings.Join(args, ""), func(t *testing.T) {
+			p := proctest.Start(t, monitorBin, env(srv), append([]string{"--once", "--default-interval", "8s"}, args...)...)
+			// The listening line goes to stderr: the subscription shows on the server.
+			until(t, 10*time.Second, "the monitor subscribed", func() bool {
+				n, _ := srv.Client(t).PubSubNumPat(context.Background()).Result()
+				return n > 0
+			})
+			srv.Pause()
+			paused := time.Now()
+			err := p.Wait(20 * time.Second)
+			<-time.After(6*time.Second - time.Since(paused)) // Valkey stays stopped for 6 s
+			srv.Resume()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitUnreachable {
+				t.Errorf("exit %v, want %d: it could not see", err, exitUnreachable)
+			}
+		})
+	}
+	t.Run("malformed only", func(t *testing.T) {
+		c := srv.Client(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tk := time.NewTicker(100 * time.Millisecond)
+			defer tk.Stop()
+			for {
+				c.Publish(ctx, "heartbeat:service:broken", `{"service_name":"broken","instance_id":`)
+				select {
+				case <-tk.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		defer func() { cancel(); <-done }()
+		for _, args := range [][]string{{}, {"--json"}, {"--service", "broken"}} {
+			code, out := runOnce(t, env(srv), args...)
+			if code != exitUnreachable || !strings.Contains(out, "malformed") || strings.Contains(out, "no instances") {
+				t.Errorf("%v: exit %d, want %d naming the malformed messages\n%s", args, code, exitUnreachable, out)
+			}
+		}
+	})
+}
+
+func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // the state is in another process
+	}
+}

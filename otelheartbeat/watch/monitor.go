@@ -254,6 +254,14 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
+// Seen returns the time up to which the monitor knows it has received
+// every heartbeat published: when the latest probe answered on every
+// subscription connection was sent. A watcher that must judge a span of
+// time (monitor --once listening for a while) has seen all of it once
+// Seen passes its end; while Valkey stalls, Seen stands still. It is safe
+// to call at any time.
+func (m *Monitor) Seen() time.Time { return m.sight.seen() }
+
 // Pattern returns the PSUBSCRIBE pattern.
 func (m *Monitor) Pattern() string {
 	if m.cfg.Service != "" {
