@@ -1,11 +1,14 @@
 package panel
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"syscall"
@@ -103,4 +106,73 @@ func TestUpdatesCarryOnlyWhatTheStreamShows(t *testing.T) {
 	if len(u.Instances) != 1 || u.Instances[0].Service != "a" || len(u.Services) != 1 || u.Services[0].Name != "a" {
 		t.Errorf("a's stream: %+v", u)
 	}
+}
+
+// 260 connections to /api/v1/events that never read, more than the
+// panel's bound of streams, lock nobody out: a reader that reads still
+// gets its stream and its updates, no address holds more than its share,
+// and the streams that do not read are found by the probes a crowded
+// panel writes under a deadline, and cut.
+func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
+	srv := redistest.Start(t)
+	p, err := New(Config{Conn: watch.Connection{Client: srv.Client(t)}, EventWriteTimeout: 500 * time.Millisecond,
+		Coalesce: 50 * time.Millisecond, Errorf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.probeEvery = 200 * time.Millisecond
+	web := httptest.NewUnstartedServer(p.Handler())
+	web.Config.ConnContext = ConnContext
+	web.Start()
+	defer web.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	defer func() { cancel(); <-ran }()
+
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 260 {
+		c, err := net.Dial("tcp", web.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+		fmt.Fprintf(c, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	}
+	until(t, 10*time.Second, "the idle streams to be served", func() bool { return p.streams.Load() > 0 })
+
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, web.URL+"/api/v1/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("a reader that reads got %s: %s", resp.Status, b)
+	}
+	p.hub.changedAll()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if sc.Text() == "event: update" {
+			break
+		}
+	}
+	if sc.Err() != nil {
+		t.Fatalf("the reader's stream: %v", sc.Err())
+	}
+	if n := p.hub.len(); n > maxStreamsPerAddress+1 {
+		t.Errorf("%d streams held, more than one address's share (%d) and the reader", n, maxStreamsPerAddress)
+	}
+	// The reader keeps reading; the others are found and cut.
+	go func() { _, _ = io.Copy(io.Discard, resp.Body) }()
+	until(t, 30*time.Second, "the streams that do not read to be cut", func() bool { return p.streams.Load() == 1 })
 }

@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -8,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -294,23 +297,63 @@ func (p *Panel) alerts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// maxClients bounds the Server-Sent Events streams open at once.
-const maxClients = 256
+// Bounds of the Server-Sent Events streams. A stream whose reader does
+// not read holds a goroutine, its queued updates and a slot: readers that
+// never read must not take every slot from those that do.
+const (
+	// maxStreams bounds the streams the hub feeds at once. Past it, a new
+	// stream makes room by cutting the oldest stream of the address that
+	// holds the most: it is never refused for want of room.
+	maxStreams = 256
+	// maxStreamsPerAddress bounds one address's streams (an IPv6 /64 is
+	// one address): its next stream cuts its oldest. A browser opens one
+	// per tab.
+	maxStreamsPerAddress = 8
+	// maxHandlers bounds the stream handlers running, cut ones still
+	// finishing a write included: past it a stream is refused.
+	maxHandlers = 2 * maxStreams
+	// keepAliveEvery spaces the comments that keep an idle stream open
+	// through proxies.
+	keepAliveEvery = 15 * time.Second
+	// probeSize is the padding of the comment a crowded panel writes to
+	// every stream each probe (Panel.probeEvery): a reader that does not
+	// read fills its buffers with a few of them, and the write deadline
+	// then cuts it.
+	probeSize = 32 << 10
+	// streamSendBuffer is the kernel's send buffer of a stream's
+	// connection, when the server gives the handler its connection
+	// (ConnContext): small enough that probes fill a non-reader's
+	// buffers in seconds, large enough for a service's update over a
+	// long round trip.
+	streamSendBuffer = 64 << 10
+)
+
+// probeComment is the padded comment of a probe: EventSource skips it.
+var probeComment = append(append([]byte(": "), bytes.Repeat([]byte{' '}, probeSize)...), "\n\n"...)
+
+type connKey struct{}
+
+// ConnContext, set as the http.Server's ConnContext, gives the event
+// streams their connection, so that they can shrink its send buffer: a
+// reader that never reads is then found in seconds rather than after
+// megabytes. Without it the streams work the same, and such a reader is
+// cut later.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
 
 // events is GET /api/v1/events: Server-Sent Events, one "update" event
 // each time something changed (at most every Config.Coalesce). A client
 // too slow to take them is disconnected; its browser reconnects and
 // reloads.
 func (p *Panel) events(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
+	if _, ok := w.(http.Flusher); !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	// The bound counts streams whose handler still runs, not only those
-	// the hub still feeds: a reader that stopped reading holds its
-	// handler in a write until the write deadline cuts it.
-	if p.streams.Add(1) > maxClients {
+	// Handlers whose streams were cut may still be finishing a write: the
+	// bound counts every handler running, and is well above the streams'.
+	if p.streams.Add(1) > maxHandlers {
 		p.streams.Add(-1)
 		http.Error(w, "too many event streams", http.StatusServiceUnavailable)
 		return
@@ -323,48 +366,74 @@ func (p *Panel) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c := p.hub.add(service)
+	if c, ok := r.Context().Value(connKey{}).(*net.TCPConn); ok {
+		_ = c.SetWriteBuffer(streamSendBuffer)
+	}
+	rc := http.NewResponseController(w)
+	c := p.hub.add(service, address(r.RemoteAddr), rc.SetWriteDeadline)
 	if c == nil {
-		http.Error(w, "too many event streams", http.StatusServiceUnavailable)
+		http.Error(w, "the panel is stopping", http.StatusServiceUnavailable)
 		return
 	}
 	defer p.hub.remove(c)
-	rc := http.NewResponseController(w)
-	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(p.cfg.EventWriteTimeout)) }
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	deadline()
-	fmt.Fprint(w, "retry: 2000\n\n")
-	fl.Flush()
-	keep := time.NewTicker(15 * time.Second)
-	defer keep.Stop()
+	h.Set("Connection", "close") // a cut stream ends its connection
+	write := func(b []byte) bool {
+		if !c.deadline(p.cfg.EventWriteTimeout) {
+			return false
+		}
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write([]byte("retry: 2000\n\n")) {
+		return
+	}
+	probe := time.NewTicker(p.probeEvery)
+	defer probe.Stop()
+	quiet := time.Now()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case b, ok := <-c.ch:
-			if !ok {
+			if !ok || !write(fmt.Appendf(nil, "event: update\ndata: %s\n\n", b)) {
 				return
 			}
-			deadline()
-			if _, err := fmt.Fprintf(w, "event: update\ndata: %s\n\n", b); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
-				return
-			}
-		case <-keep.C:
-			deadline()
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
-				return
+			quiet = time.Now()
+		case now := <-probe.C:
+			switch {
+			case p.hub.crowded():
+				if !write(probeComment) {
+					return
+				}
+			case now.Sub(quiet) >= keepAliveEvery:
+				if !write([]byte(": keep-alive\n\n")) {
+					return
+				}
+				quiet = now
 			}
 		}
 	}
+}
+
+// address is the part of a remote address that one party controls: the
+// host, and of an IPv6 host its /64, which one party usually holds whole.
+func address(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Is4() || ip.Is4In6() {
+		return host
+	}
+	prefix, _ := ip.Prefix(64)
+	return prefix.String()
 }
 
 // hub collects what changed and sends it to every event stream.
@@ -374,15 +443,44 @@ type hub struct {
 	transitions []watch.Transition
 	all         bool // every service changed: whether the panel watches did
 	clients     map[*client]bool
+	byAddress   map[string][]*client // each address's streams, oldest first
 	closed      bool
 }
 
 type client struct {
 	ch      chan []byte
 	service string // "": the fleet, without instances
+	address string
+
+	mu          sync.Mutex
+	cut         bool                  // by the hub: the handler must end
+	setDeadline func(time.Time) error // the connection's write deadline
 }
 
-func newHub() *hub { return &hub{dirty: map[watch.Key]bool{}, clients: map[*client]bool{}} }
+// deadline sets the next write's deadline, unless the stream was cut:
+// false then.
+func (c *client) deadline(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		return false
+	}
+	_ = c.setDeadline(time.Now().Add(d))
+	return true
+}
+
+// stop cuts the stream: a write under way fails at once, and the
+// handler ends.
+func (c *client) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = true
+	_ = c.setDeadline(time.Now())
+}
+
+func newHub() *hub {
+	return &hub{dirty: map[watch.Key]bool{}, clients: map[*client]bool{}, byAddress: map[string][]*client{}}
+}
 
 // maxDirty bounds what one update holds; past it the rest waits for the
 // next one.
@@ -413,24 +511,76 @@ func (h *hub) changedAll() {
 	h.mu.Unlock()
 }
 
-func (h *hub) add(service string) *client {
+// add registers a stream of address, making room as the bounds say; nil
+// once the hub is closed.
+func (h *hub) add(service, address string, setDeadline func(time.Time) error) *client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || len(h.clients) >= maxClients {
+	if h.closed {
 		return nil
 	}
-	c := &client{ch: make(chan []byte, 16), service: service}
+	if same := h.byAddress[address]; len(same) >= maxStreamsPerAddress {
+		h.drop(same[0])
+	}
+	if len(h.clients) >= maxStreams {
+		var most []*client
+		for _, cs := range h.byAddress {
+			if len(cs) > len(most) {
+				most = cs
+			}
+		}
+		h.drop(most[0])
+	}
+	c := &client{ch: make(chan []byte, 16), service: service, address: address, setDeadline: setDeadline}
 	h.clients[c] = true
+	h.byAddress[address] = append(h.byAddress[address], c)
 	return c
+}
+
+// drop ends a stream the hub holds; with h.mu held.
+func (h *hub) drop(c *client) {
+	if !h.clients[c] {
+		return
+	}
+	delete(h.clients, c)
+	rest := slices.DeleteFunc(h.byAddress[c.address], func(o *client) bool { return o == c })
+	if len(rest) == 0 {
+		delete(h.byAddress, c.address)
+	} else {
+		h.byAddress[c.address] = rest
+	}
+	close(c.ch)
+	c.stop()
 }
 
 func (h *hub) remove(c *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.clients[c] {
-		delete(h.clients, c)
-		close(c.ch)
+	h.drop(c)
+}
+
+// len is how many streams the hub feeds.
+func (h *hub) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
+}
+
+// crowded says whether the streams are many, or one address holds its
+// share: then every stream is probed, so that those that do not read are
+// found and cut.
+func (h *hub) crowded() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.clients) >= maxStreams/4 {
+		return true
 	}
+	for _, cs := range h.byAddress {
+		if len(cs) >= maxStreamsPerAddress {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *hub) closeAll() {
@@ -438,8 +588,7 @@ func (h *hub) closeAll() {
 	defer h.mu.Unlock()
 	h.closed = true
 	for c := range h.clients {
-		delete(h.clients, c)
-		close(c.ch)
+		h.drop(c)
 	}
 }
 
@@ -495,8 +644,7 @@ func (h *hub) run(ctx context.Context, period time.Duration, build func(keys []w
 			select {
 			case c.ch <- b:
 			default: // too slow: it reconnects and reloads
-				delete(h.clients, c)
-				close(c.ch)
+				h.drop(c)
 			}
 		}
 		h.mu.Unlock()

@@ -99,6 +99,7 @@ type Panel struct {
 	reports      reportCache
 	historyReads chan struct{} // bounds concurrent history requests
 	streams      atomic.Int64  // event stream handlers running
+	probeEvery   time.Duration // how often a crowded panel probes every event stream
 }
 
 // beats is what the panel keeps of an instance's heartbeats as they
@@ -167,7 +168,8 @@ func New(cfg Config) (*Panel, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub(), historyReads: make(chan struct{}, 4)}
+	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub(), historyReads: make(chan struct{}, 4),
+		probeEvery: 2 * time.Second}
 	p.reports.wake = make(chan struct{}, 1)
 	p.rec = history.NewRecorder(store, lease, p.tr, history.RecorderConfig{
 		ReconcileEvery: cfg.ReconcileEvery, ForgetAfter: cfg.ForgetAfter, Errorf: cfg.Errorf})
