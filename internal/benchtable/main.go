@@ -81,7 +81,8 @@ func run(in io.Reader, w io.Writer) error {
 	need("BenchmarkHeartbeatCycleInterleaved", "BenchmarkHeartbeatCycle", "BenchmarkHeartbeatCycleBaseline",
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
-		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood", "BenchmarkPanelAtTenThousandInstances",
+		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood", "BenchmarkFatHeartbeatFlood", "BenchmarkPanelAtTenThousandInstances",
+		"BenchmarkPanelUnderFatHeartbeats",
 		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkThirtyDays")
 	verdict := func(ok bool) string {
 		if ok {
@@ -168,6 +169,24 @@ func run(in io.Reader, w io.Writer) error {
 			row{"watcher under a flood of 2,000,000 distinct ids, peak live heap", fmt.Sprintf("%.0f MiB", peak), "", "", fmt.Sprintf("≤ %.0f MiB", capMiB), verdict(peak <= capMiB)},
 			row{"watcher under that flood, heap per tracked instance", fmt.Sprintf("%.0f B", per), "", "", fmt.Sprintf("≤ %d B", perInstance), verdict(per <= perInstance)},
 			row{"instances tracked and evicted after that flood", fmt.Sprintf("%.0f tracked, %.0f evicted", tracked, evicted), "", "", "= bound, 2M − bound", verdict(tracked == bound && evicted == 2_000_000-bound)})
+	}
+	if peak, ok := r.get("BenchmarkFatHeartbeatFlood", "peak-heap-MiB"); ok {
+		// The cap BenchmarkFatHeartbeatFlood enforces: 5,000 instances
+		// tracked, 512 B and 4 KiB of kept heartbeat each, 16 MiB of
+		// queue, 16 MiB.
+		capMiB := 5_000*(512+4096)/float64(1<<20) + 16 + 16
+		kept, _ := r.get("BenchmarkFatHeartbeatFlood", "kept-B/instance")
+		rows = append(rows,
+			row{"watcher keeping heartbeats under 60 KB heartbeats of 10,000 ids (5,000 tracked), peak live heap", fmt.Sprintf("%.0f MiB", peak), "", "", fmt.Sprintf("≤ %.0f MiB", capMiB), verdict(peak <= capMiB)},
+			row{"heartbeat kept per instance in that flood", fmt.Sprintf("%.0f B", kept), "60 KB sent", "", "≤ 4096 B", verdict(kept <= 4096)})
+	}
+	if after, ok := r.get("BenchmarkPanelUnderFatHeartbeats", "rss-after-MiB"); ok {
+		before, _ := r.get("BenchmarkPanelUnderFatHeartbeats", "rss-before-MiB")
+		// The bound BenchmarkPanelUnderFatHeartbeats enforces on the growth.
+		const ids = 5_000
+		bound := 2*(ids*4.0/1024+16) + ids*2.0/1024 + 16
+		rows = append(rows, row{"admin panel under 60 KB heartbeats of 5,000 ids, resident memory", fmt.Sprintf("%.0f MiB", after),
+			fmt.Sprintf("%.0f MiB before the flood", before), fmt.Sprintf("+%.0f MiB", after-before), fmt.Sprintf("≤ +%.0f MiB", bound), verdict(after-before <= bound)})
 	}
 	if cpu, ok := r.get("BenchmarkPanelAtTenThousandInstances", "cpu-%"); ok {
 		rss, _ := r.get("BenchmarkPanelAtTenThousandInstances", "rss-MiB")

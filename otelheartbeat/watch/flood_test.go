@@ -2,8 +2,10 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +152,87 @@ func BenchmarkIDFlood(b *testing.B) {
 				peak, float64(peak)/float64(bound), cap, capPerInstance, capOverhead>>20)
 		}
 		runtime.KeepAlive(m)
+	}
+}
+
+// fatHeartbeat is a heartbeat of about 60 KB: 58 service fields of
+// 1,000-byte strings, within what the decoder accepts.
+func fatHeartbeat(b *testing.B, service string, id []byte, count int64) []byte {
+	msg := &wire.Message{ServiceName: service, InstanceID: string(id), Timestamp: time.Now(), HeartbeatCount: count,
+		IntervalSeconds: 60, Status: wire.StatusRunning, Has: wire.HasHeartbeatCount | wire.HasInterval}
+	filler := strings.Repeat("x", 1000)
+	for i := range 58 {
+		msg.Fields = append(msg.Fields, wire.Field{Key: fmt.Sprintf("field_%02d", i), Value: wire.String(filler)})
+	}
+	raw, err := wire.Marshal(msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkFatHeartbeatFlood sends heartbeats of about 60 KB under 10,000
+// distinct instance ids, twice the bound it gives the tracker,
+// through the monitor's decode and ingest with the tracker keeping
+// heartbeats (WithHeartbeats, as the admin panel and service discovery
+// do), while the renderer takes nothing until the end. The memory the
+// monitor keeps must not follow the heartbeats' size: it samples the live
+// heap and fails if its peak exceeds the stated cap, capPerInstance per
+// tracked instance, DefaultHeartbeatBytes of kept heartbeat each, the
+// event queue's DefaultQueueBytes and capOverhead. Before the bound, the
+// tracker kept every heartbeat whole (about 70 KB each, 700 MB here) and
+// the queue ten thousand of them (700 MB more).
+func BenchmarkFatHeartbeatFlood(b *testing.B) {
+	const bound, ids = 5_000, 10_000
+	client := redis.NewClient(&redis.Options{}) // never dialled: ingest needs no connection
+	defer client.Close()
+	payloads := make([][]byte, ids)
+	var id []byte
+	for i := range payloads {
+		id = floodID(id, uint64(i))
+		payloads[i] = fatHeartbeat(b, "fat", id, 1)
+	}
+	for b.Loop() {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapAlloc
+		m, err := New(Config{Client: client, Tracker: []TrackerOption{WithHeartbeats(), WithMaxInstances(bound)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// A renderer that takes nothing until the end, with room for the
+		// verdicts (which wait for it) but not for the heartbeats' bytes.
+		out := make(chan Event, 2*ids)
+		ds := newDecodeState()
+		ctx := context.Background()
+		channel := []byte(wire.DefaultChannelPrefix + "fat")
+		var peak uint64
+		for i, p := range payloads {
+			m.ingest(ctx, out, m.decode(ds, channel, p, time.Now()))
+			if (i+1)%(ids/8) == 0 {
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				if ms.HeapAlloc > base {
+					peak = max(peak, ms.HeapAlloc-base)
+				}
+			}
+		}
+		kept, _ := m.Tracker().KeptBytes()
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(kept)/float64(m.Tracker().Len()), "kept-B/instance")
+		b.ReportMetric(float64(m.Stats().Dropped), "not-shown")
+		b.ReportMetric(float64(m.Tracker().Cut()), "fields-cut")
+		if m.Stats().Malformed > 0 {
+			b.Fatalf("%d malformed", m.Stats().Malformed)
+		}
+		if m.Tracker().Len() != bound {
+			b.Fatalf("tracked %d, want the bound %d", m.Tracker().Len(), bound)
+		}
+		if cap := uint64(bound*(capPerInstance+DefaultHeartbeatBytes) + DefaultQueueBytes + capOverhead); peak > cap {
+			b.Fatalf("peak live heap %d B exceeds the stated cap of %d B (%d B and %d B of kept heartbeat per instance, %d MiB of queue, %d MiB)",
+				peak, cap, capPerInstance, DefaultHeartbeatBytes, DefaultQueueBytes>>20, capOverhead>>20)
+		}
+		runtime.KeepAlive(out)
 	}
 }

@@ -45,8 +45,11 @@
 // one heard from least recently, so a burst of made-up
 // instance ids cannot hide a real instance that appears after it, nor grow
 // the heap past about 512 bytes per tracked instance (about 500 MiB at
-// DefaultMaxInstances). Service names are shared by an instance's entries
-// and released with the last one.
+// DefaultMaxInstances). A tracker that keeps heartbeats (WithHeartbeats)
+// holds them within a budget of bytes of their own (WithHeartbeatBudget:
+// 128 MiB, 4 KiB each, plus 160 bytes and the instance_address per
+// instance), whatever size the heartbeats are. Service names are shared
+// by an instance's entries and released with the last one.
 //
 // A Tracker is safe for concurrent use: a monitor feeds it from the
 // goroutine that reads the subscription while another ticks and renders.
@@ -170,10 +173,15 @@ type Instance struct {
 	Has           wire.Presence
 	// Lost counts heartbeats missing from the sequence of heartbeat_count.
 	Lost int64
-	// Heartbeat is the last heartbeat itself, every field included, when
-	// the tracker keeps them (WithHeartbeats); nil otherwise. It is shared:
-	// read it, never change it.
+	// Heartbeat is the last heartbeat, when the tracker keeps them
+	// (WithHeartbeats); nil otherwise. It holds what the tracker's bytes
+	// allow (WithHeartbeatBudget): every documented field, and the service
+	// fields that fit, long strings cut. It is shared: read it, never
+	// change it.
 	Heartbeat *wire.Message
+	// Cut counts the service fields of the last heartbeat cut short or
+	// left out of Heartbeat to keep within the tracker's bounds.
+	Cut int
 }
 
 // Age returns how long ago the last heartbeat was received.
@@ -207,6 +215,8 @@ type Tracker struct {
 	maxInstances    int
 	defaultInterval time.Duration
 	keepHeartbeats  bool
+	keptMax         int // bytes of one kept heartbeat, see WithHeartbeatBudget
+	keptBudget      int // bytes of every kept heartbeat together
 
 	mu        sync.Mutex
 	instances map[Key]*entry
@@ -217,6 +227,8 @@ type Tracker struct {
 	heldFrom  time.Time               // see Hold
 	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
 	evicted   int64
+	kept      int   // bytes of the kept heartbeats, by wire.Message.Footprint
+	cut       int64 // service fields cut or left out of kept heartbeats
 }
 
 // serviceName is a service name shared by its instances' entries, released
@@ -235,6 +247,7 @@ type entry struct {
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
+	keptSize   int32         // the footprint of Heartbeat, counted in the tracker's kept
 }
 
 // gapSamples is how many gaps an inferred interval is the median of.
@@ -295,11 +308,11 @@ func WithMaxInstances(n int) TrackerOption { return func(t *Tracker) { t.maxInst
 
 // WithHeartbeats makes the tracker keep each instance's last heartbeat
 // (Instance.Heartbeat) and index its instances by service, for consumers
-// that pick instances by their heartbeats: Alive answers from it. A
-// message given to Observe is then kept: the caller must not change it
-// afterwards. It costs the heap the size of one decoded heartbeat per
-// instance (a few hundred bytes, more with many service fields) beyond
-// the entry itself.
+// that pick instances by their heartbeats: Alive answers from it. The
+// tracker keeps a copy bounded in bytes (WithHeartbeatBudget), never the
+// message given to Observe. It costs the heap at most
+// DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most 4 KiB
+// per instance: the seed's heartbeat keeps about 500 bytes.
 func WithHeartbeats() TrackerOption { return func(t *Tracker) { t.keepHeartbeats = true } }
 
 // NewTracker returns an empty tracker.
@@ -309,6 +322,8 @@ func NewTracker(opts ...TrackerOption) *Tracker {
 		retention:       DefaultRetention,
 		maxInstances:    DefaultMaxInstances,
 		defaultInterval: wire.DefaultInterval,
+		keptMax:         DefaultHeartbeatBytes,
+		keptBudget:      DefaultHeartbeatBudget,
 		instances:       make(map[Key]*entry),
 		services:        make(map[string]*serviceName),
 	}
@@ -396,7 +411,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	e.CPUPercent = m.CPUUsagePercent
 	e.Has = m.Has
 	if t.keepHeartbeats {
-		e.Heartbeat = m
+		t.keepHeartbeat(e, m)
 	}
 
 	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
@@ -413,6 +428,33 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	t.link(e)
 	t.schedule(e)
 	return out
+}
+
+// keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's
+// share of the budget, and within what the budget has left.
+func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
+	others := t.kept - int(e.keptSize)
+	room := min(t.keptMax, t.keptBudget/max(len(t.instances), 1), t.keptBudget-others)
+	h, size, cut := keep(m, e.Key, room)
+	e.Heartbeat, e.keptSize, e.Cut = h, int32(size), cut
+	t.kept = others + size
+	t.cut += int64(cut)
+}
+
+// Cut returns how many service fields were cut short or left out of the
+// heartbeats kept (WithHeartbeats) to keep within the tracker's bounds.
+func (t *Tracker) Cut() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cut
+}
+
+// KeptBytes returns the footprint of the heartbeats kept (WithHeartbeats),
+// and the budget it is held to.
+func (t *Tracker) KeptBytes() (kept, budget int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.kept, t.keptBudget
 }
 
 // maxWalk bounds how far link walks back to place an instance heard
@@ -514,6 +556,7 @@ func (t *Tracker) remove(e *entry) {
 	}
 	t.unlink(e)
 	delete(t.instances, e.Key)
+	t.kept -= int(e.keptSize)
 	if svc := t.services[e.Service]; svc != nil {
 		delete(svc.byID, e.Key.Instance)
 		if svc.instances--; svc.instances <= 0 {

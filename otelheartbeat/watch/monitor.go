@@ -101,11 +101,14 @@ type Event struct {
 	Err        error
 	Count      int
 	Downtime   time.Duration
+
+	bytes int // counted against Config.QueueBytes while queued
 }
 
 // Defaults of Config.
 const (
 	DefaultQueue      = 10_000
+	DefaultQueueBytes = 16 << 20
 	DefaultProbe      = 100 * time.Millisecond
 	DefaultBlindAfter = 2 * time.Second
 )
@@ -130,6 +133,12 @@ type Config struct {
 	// Queue bounds the events waiting for the renderer. Default
 	// DefaultQueue.
 	Queue int
+	// QueueBytes bounds what the heartbeats and malformed-message reports
+	// waiting for the renderer hold, by wire.Message.Footprint and the raw
+	// bytes kept: ten thousand heartbeats of 60 KB would otherwise hold
+	// 700 MB. One past it is not shown, and counted as Dropped. Default
+	// DefaultQueueBytes.
+	QueueBytes int
 	// Refresh, when positive, emits KindRefresh that often.
 	Refresh time.Duration
 	// NoHeartbeats leaves KindHeartbeat events out, for a renderer that
@@ -179,6 +188,7 @@ type Monitor struct {
 
 	received, malformed, dropped, disconnects, blind atomic.Int64
 	downSince, blindSince                            atomic.Int64 // Unix nanoseconds, 0: not
+	queued                                           atomic.Int64 // bytes of the events queued, see Config.QueueBytes
 
 	beforeFrame func() // tests: called by the lean reader before each frame
 	afterIngest func() // tests: called after each publication is ingested
@@ -212,6 +222,9 @@ func New(cfg Config) (*Monitor, error) {
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = DefaultQueue
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = DefaultQueueBytes
 	}
 	if cfg.Probe <= 0 {
 		cfg.Probe = DefaultProbe
@@ -385,6 +398,7 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case e := <-out:
+			m.queued.Add(-int64(e.bytes))
 			emit(e)
 			if e.Kind == KindTransition {
 				resetTimer()
@@ -613,11 +627,22 @@ func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool
 }
 
 // offer queues an event the renderer may skip: when it is behind, the event
-// is counted instead, and the queue never grows past its bound.
+// is counted instead, and the queue never grows past its bounds, in
+// events and in bytes.
 func (m *Monitor) offer(out chan<- Event, e Event) {
+	e.bytes = len(e.Raw)
+	if e.Message != nil {
+		e.bytes += e.Message.Footprint()
+	}
+	if m.queued.Add(int64(e.bytes)) > int64(m.cfg.QueueBytes) {
+		m.queued.Add(-int64(e.bytes))
+		m.dropped.Add(1)
+		return
+	}
 	select {
 	case out <- e:
 	default:
+		m.queued.Add(-int64(e.bytes))
 		m.dropped.Add(1)
 	}
 }
@@ -779,9 +804,9 @@ func wait(ctx context.Context, d time.Duration) bool {
 // runs on the receiver's goroutine, on bytes valid only until it returns.
 func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time) received {
 	// A heartbeat that is not shown is done with once the tracker has
-	// taken what it keeps, so its message is reused, unless the tracker
-	// keeps the message itself.
-	reuse := m.cfg.NoHeartbeats && !m.tracker.keepHeartbeats
+	// taken what it keeps (a copy, when it keeps heartbeats), so its
+	// message is reused.
+	reuse := m.cfg.NoHeartbeats
 	msg := ds.reuse
 	if msg == nil || !reuse {
 		msg = new(wire.Message)

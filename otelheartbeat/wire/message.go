@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"time"
+	"unsafe"
 )
 
 // The documented keys, in the order they are written.
@@ -177,3 +178,26 @@ func (m *Message) Interval() time.Duration {
 func Key(prefix, serviceName, instanceID string) string {
 	return prefix + serviceName + ":" + instanceID
 }
+
+// Sizes of a Message's parts on a 64-bit heap, for Footprint.
+var (
+	messageSize = int(unsafe.Sizeof(Message{}))
+	fieldSize   = int(unsafe.Sizeof(Field{}))
+)
+
+// Footprint estimates the heap bytes a decoded message holds: the
+// message, its strings and its fields. Strings it shares with others (an
+// interned key, a status) are counted as its own, so the estimate errs
+// high. A consumer that keeps or queues messages bounds what it holds by
+// this, whatever the heartbeats carry.
+func (m *Message) Footprint() int {
+	n := messageSize + len(m.ServiceName) + len(m.InstanceID) + len(m.Status) + len(m.InstanceAddress)
+	for _, f := range m.Fields {
+		n += FieldFootprint(f)
+	}
+	return n
+}
+
+// FieldFootprint estimates the heap bytes one service field holds in a
+// message's Fields.
+func FieldFootprint(f Field) int { return fieldSize + len(f.Key) + len(f.Value.Str) + len(f.Value.Raw) }

@@ -78,8 +78,13 @@ type InstanceJSON struct {
 	// Bars: whether a heartbeat arrived in each of the last intervals,
 	// oldest first: 1 yes, 0 no, -1 not watched yet.
 	Bars []int `json:"bars,omitempty"`
-	// Heartbeat is the last heartbeat as it was sent, every field.
+	// Heartbeat is the last heartbeat as the panel keeps it: every
+	// documented field, and the service fields within the panel's bound of
+	// bytes per instance (long strings cut and ending in "…").
 	Heartbeat json.RawMessage `json:"heartbeat,omitempty"`
+	// FieldsCut counts the service fields of the last heartbeat cut short
+	// or left out of Heartbeat by that bound.
+	FieldsCut int `json:"fields_cut,omitempty"`
 }
 
 // FleetJSON is GET /api/v1/services.
@@ -240,6 +245,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 		if b, err := wire.Marshal(in.Heartbeat); err == nil {
 			j.Heartbeat = b
 		}
+		j.FieldsCut = in.Cut
 	}
 	j.Bars = p.bars(in.Key, in.Interval, now)
 	if w := p.instanceWindow(); w > 0 {

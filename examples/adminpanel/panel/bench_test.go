@@ -127,3 +127,82 @@ func BenchmarkPanelAtTenThousandInstances(b *testing.B) {
 		b.ReportMetric(float64(timed(b, url+"/api/v1/services/service_000").Microseconds())/1000, "service-api-ms")
 	}
 }
+
+// fatHeartbeat is a heartbeat of about 60 KB: the documented fields and
+// 58 service fields of 1,000-byte strings, what a hostile or careless
+// publisher can send within the wire's limits.
+func fatHeartbeat(service, id string, count int64) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"service_name":%q,"instance_id":%q,"timestamp":"2026-12-04T10:00:00.000000+00:00","uptime_seconds":1.0,"heartbeat_count":%d,"memory_usage_mb":10.0,"cpu_usage_percent":1.0,"interval_seconds":60,"status":"running"`, service, id, count)
+	filler := strings.Repeat("x", 1000)
+	for i := range 58 {
+		fmt.Fprintf(&b, `,"field_%02d":"%s"`, i, filler)
+	}
+	b.WriteString("}")
+	return []byte(b.String())
+}
+
+// BenchmarkPanelUnderFatHeartbeats runs the panel as its own process and
+// floods it with 5,000 instance ids publishing 60 KB heartbeats, twice
+// each, through a real redis-server: what the panel keeps per instance is
+// bounded by bytes, not by the size of the heartbeats, so its resident
+// memory grows by a few KB per instance (once: 15 MB to 422 MB, and 2 GB
+// when the flood outran the panel's event queue). It reports the panel's
+// RSS before (the baseline, same run) and after, and fails when the
+// growth passes the stated bound: the kept heartbeats' 4 KiB per instance
+// and the monitor's event queue's 16 MiB, twice over for the garbage
+// collector's headroom, plus 2 KiB per instance of the panel's own and
+// 16 MiB that does not grow with the fleet.
+func BenchmarkPanelUnderFatHeartbeats(b *testing.B) {
+	const ids, rounds = 5_000, 2
+	srv := redistest.Start(b)
+	bin := testbin.Build(b, "..")
+	c := srv.Client(b)
+	p := proctest.Start(b, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()), "--listen", "127.0.0.1:0")
+	url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")
+	pid := p.Cmd.Process.Pid
+	ctx := context.Background()
+	for b.Loop() {
+		before := rssMiB(b, pid)
+		for round := range rounds {
+			pipe := c.Pipeline()
+			for i := range ids {
+				pipe.Publish(ctx, "heartbeat:service:fat", fatHeartbeat("fat", fmt.Sprintf("fat-%05d", i), int64(round+1)))
+				if pipe.Len() == 100 {
+					if _, err := pipe.Exec(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for alive := 0; alive != ids; {
+			// The fleet's counts: the service view of 5,000 instances would
+			// itself cost the panel what is measured here.
+			var f FleetJSON
+			resp, err := http.Get(url + "/api/v1/services")
+			if err == nil {
+				_ = decodeJSON(resp, &f)
+			}
+			for _, s := range f.Services {
+				if s.Name == "fat" {
+					alive = s.Counts.Alive
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("the panel sees %d of %d alive", alive, ids)
+			}
+			time.Sleep(100 * time.Millisecond) // another process's state: poll
+		}
+		after := rssMiB(b, pid)
+		b.ReportMetric(before, "rss-before-MiB")
+		b.ReportMetric(after, "rss-after-MiB")
+		b.ReportMetric((after-before)*1024/ids, "KiB/instance")
+		if bound := 2*(ids*4.0/1024+16) + ids*2.0/1024 + 16; after-before > bound {
+			b.Fatalf("the panel grew by %.0f MiB under %d fat heartbeats of %d instances, more than the bound of %.0f MiB", after-before, ids*rounds, ids, bound)
+		}
+	}
+}

@@ -413,12 +413,15 @@
     // Service fields: every key of the heartbeat but the documented ones.
     const hb = inst.heartbeat && typeof inst.heartbeat === "object" ? inst.heartbeat : {};
     const keys = Object.keys(hb).filter((k) => !DOCUMENTED.has(k)).sort();
-    const sig = JSON.stringify(keys.map((k) => [k, hb[k]]));
+    const cut = inst.fields_cut || 0;
+    const sig = JSON.stringify([cut, keys.map((k) => [k, hb[k]])]);
     if (r.fieldsSig !== sig) {
       r.fieldsSig = sig;
-      if (keys.length === 0) r.fields.replaceChildren("—");
-      else r.fields.replaceChildren(el("dl", null, ...keys.map((k) =>
-        el("div", null, el("dt", { text: k }), el("dd", { text: fmtValue(hb[k]) })))));
+      const items = keys.map((k) => el("div", null, el("dt", { text: k }), el("dd", { text: fmtValue(hb[k]) })));
+      // What the panel's memory bound cut or left out, said rather than hidden.
+      if (cut > 0) items.push(el("div", { className: "cut" }, el("dt", { text: "cut" }), el("dd", { text: cut + " fields cut short or left out" })));
+      if (items.length === 0) r.fields.replaceChildren("—");
+      else r.fields.replaceChildren(el("dl", null, ...items));
     }
     // The heartbeat bars, oldest first.
     const bars = inst.bars || [];

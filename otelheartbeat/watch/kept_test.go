@@ -1,0 +1,96 @@
+package watch
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// A kept heartbeat holds what the views need within its bytes: every
+// documented field and the address, the service fields in their order
+// while they fit, long strings cut and marked, long raw values left out;
+// what was cut is counted, per instance and in all.
+func TestAKeptHeartbeatIsBoundedInBytes(t *testing.T) {
+	tr := NewTracker(WithHeartbeats(), WithHeartbeatBudget(2048, 1<<20))
+	m := beat("geo", "a", 1)
+	m.InstanceAddress = "http://10.0.0.7:8080"
+	m.Fields = []wire.Field{
+		{Key: "queue_size", Value: wire.Int(1380)},
+		{Key: "api_status", Value: wire.String(strings.Repeat("é", 600))}, // 1,200 bytes
+		{Key: "shards", Value: wire.Value{Kind: wire.KindRaw, Raw: json.RawMessage("[" + strings.Repeat("1,", 200) + "1]")}},
+	}
+	for i := range 20 {
+		m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", i), Value: wire.String(strings.Repeat("x", 200))})
+	}
+	tr.Observe(m)
+	in, _ := tr.Get(Key{Service: "geo", Instance: "a"})
+	h := in.Heartbeat
+	if h == m || h.InstanceAddress != m.InstanceAddress || h.HeartbeatCount != 1 || h.InstanceID != "a" {
+		t.Fatalf("kept %+v", h)
+	}
+	if size := h.Footprint(); size > 2048 {
+		t.Errorf("the kept heartbeat holds %d bytes, more than its 2048", size)
+	}
+	if v, _ := h.Field("queue_size"); v.Int != 1380 {
+		t.Errorf("queue_size %+v", v)
+	}
+	v, _ := h.Field("api_status")
+	if len(v.Str) > MaxKeptString || !strings.HasSuffix(v.Str, "é…") {
+		t.Errorf("a long string kept as %d bytes %q", len(v.Str), v.Str[max(len(v.Str)-8, 0):])
+	}
+	if _, ok := h.Field("shards"); ok {
+		t.Error("a long raw value was kept")
+	}
+	kept := len(h.Fields)
+	if want := 2 + 20 - (kept - 2); in.Cut != 1+1+(20-(kept-2)) || kept < 4 || kept >= 22 {
+		t.Errorf("kept %d fields, cut %d (want the string, the raw value and the %d that did not fit)", kept, in.Cut, want)
+	}
+	if tr.Cut() != int64(in.Cut) {
+		t.Errorf("tracker cut %d, instance %d", tr.Cut(), in.Cut)
+	}
+	for i, f := range h.Fields[2:] { // in their order: the first ones fit
+		if f.Key != fmt.Sprintf("f%02d", i) {
+			t.Errorf("field %d is %s", i, f.Key)
+		}
+	}
+	m.Fields[0].Value = wire.Int(0) // the caller's message stays the caller's
+	if v, _ := h.Field("queue_size"); v.Int != 1380 {
+		t.Error("the kept heartbeat changed with the caller's message")
+	}
+}
+
+// Together the kept heartbeats stay within the budget: each instance's
+// share shrinks as more are tracked, and what the tracker forgets is given
+// back.
+func TestKeptHeartbeatsShareTheBudget(t *testing.T) {
+	const budget = 64 << 10
+	tr := NewTracker(WithHeartbeats(), WithHeartbeatBudget(4<<10, budget), WithMaxInstances(1000))
+	fat := func(id string) *wire.Message {
+		m := beat("geo", id, 1)
+		for i := range 30 {
+			m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", i), Value: wire.String(strings.Repeat("x", 200))})
+		}
+		return m
+	}
+	// What no heartbeat can do without, the message itself, is kept even
+	// past the budget; its service fields are not.
+	base := (&wire.Message{}).Footprint()
+	for i := range 1000 {
+		tr.Observe(fat(fmt.Sprint(i)))
+		if kept, _ := tr.KeptBytes(); kept > budget+(i+1)*base {
+			t.Fatalf("after %d instances %d bytes kept, past the budget", i+1, kept)
+		}
+	}
+	first, _ := tr.Get(Key{Service: "geo", Instance: "0"})
+	last, _ := tr.Get(Key{Service: "geo", Instance: "999"})
+	if len(first.Heartbeat.Fields) <= len(last.Heartbeat.Fields) || len(last.Heartbeat.Fields) != 0 {
+		t.Errorf("the first kept %d fields, the last %d: the share does not shrink", len(first.Heartbeat.Fields), len(last.Heartbeat.Fields))
+	}
+	tr.Observe(fat("0")) // its next heartbeat is held to today's share
+	if again, _ := tr.Get(Key{Service: "geo", Instance: "0"}); len(again.Heartbeat.Fields) != 0 {
+		t.Errorf("after its next heartbeat the first keeps %d fields", len(again.Heartbeat.Fields))
+	}
+}
