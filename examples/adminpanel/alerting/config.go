@@ -203,7 +203,21 @@ type parser struct {
 }
 
 func (p *parser) fail(n *yaml.Node, key, format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf("%s line %d: %s: %s", p.name, n.Line, key, fmt.Sprintf(format, args...)))
+	p.errs = append(p.errs, fmt.Errorf("%s line %d: %s: %s", p.name, n.Line, showKey(key), fmt.Sprintf(format, args...)))
+}
+
+// showKey is a key path as an error shows it: as written when it is
+// printable ASCII, else escaped (a key is the file's data, and an error
+// reaches a terminal), and cut to 200 bytes.
+func showKey(key string) string {
+	key = wire.Truncate(key, 200)
+	for i := 0; i < len(key); i++ {
+		if key[i] < ' ' || key[i] > '~' {
+			q := strconv.QuoteToASCII(key)
+			return q[1 : len(q)-1]
+		}
+	}
+	return key
 }
 
 func show(n *yaml.Node) string {

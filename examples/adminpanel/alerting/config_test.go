@@ -110,3 +110,20 @@ func TestParseRefusesWhatWouldSilentlyDoHarm(t *testing.T) {
 		t.Errorf("100 bad keys: %v", err)
 	}
 }
+
+// A key in the file is data, as a value is: an error that names it
+// escapes what a terminal would act on (ESC, BEL, C1, bidi overrides).
+func TestParseErrorsEscapeKeys(t *testing.T) {
+	_, err := Parse("alerts.yml", []byte("rules:\n  \"\\e]0;pwned\\a\\u202e\": {}\n  service_down:\n    min_alive: {\"\\x9b31m\": 0}\n"))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, bad := range []string{"\x1b", "\a", "\u202e", "\u009b"} {
+		if strings.Contains(err.Error(), bad) {
+			t.Errorf("the error holds %q raw:\n%q", bad, err.Error())
+		}
+	}
+	if !strings.Contains(err.Error(), `\x1b]0;pwned\a\u202e`) {
+		t.Errorf("the key is not shown escaped:\n%s", err)
+	}
+}
