@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
@@ -175,4 +178,50 @@ func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
 	// The reader keeps reading; the others are found and cut.
 	go func() { _, _ = io.Copy(io.Discard, resp.Body) }()
 	until(t, 30*time.Second, "the streams that do not read to be cut", func() bool { return p.streams.Load() == 1 })
+}
+
+// With credentials required, /readyz still answers without them, for
+// load balancers, but says ready or not and nothing else: not Valkey's
+// address, not why, not whether this replica records. With them, all of
+// it.
+func TestReadyzSaysNothingMoreWithoutCredentials(t *testing.T) {
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + fmt.Sprint(port)
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer client.Close()
+	auth, err := ParseAuth("a-token-of-16-chars-or-more", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{Conn: watch.Connection{Client: client, Endpoint: "redis://" + addr}, Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.met.shutdown()
+	web := httptest.NewServer(p.Handler())
+	defer web.Close()
+	get := func(token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, web.URL+"/readyz", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("")
+	if code != http.StatusServiceUnavailable || strings.TrimSpace(body) != `{"status":"not ready"}` {
+		t.Errorf("without credentials: %d %s", code, body)
+	}
+	code, body = get("a-token-of-16-chars-or-more")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, fmt.Sprint(port)) || !strings.Contains(body, "reasons") {
+		t.Errorf("with credentials: %d %s, want the reasons", code, body)
+	}
 }

@@ -140,7 +140,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // readyz answers 200 when the panel is subscribed and sees (its probes
-// are answered) and Valkey answers a PING, else 503 with the reason.
+// are answered) and Valkey answers a PING, else 503 with the reason. It
+// answers without credentials, for load balancers; when the panel
+// requires them, such a request hears ready or not and nothing more: the
+// reasons name Valkey's address, and which replica records is the
+// operator's to know.
 func (p *Panel) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -156,11 +160,17 @@ func (p *Panel) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := p.cfg.Conn.Client.Ping(ctx).Err(); err != nil {
 		reasons = append(reasons, "PING: "+err.Error())
 	}
-	if len(reasons) > 0 {
+	told := p.cfg.Auth == nil || p.cfg.Auth.allows(r)
+	switch {
+	case len(reasons) > 0 && told:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
-		return
+	case len(reasons) > 0:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+	case told:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "recording": p.rec.Leading()})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "recording": p.rec.Leading()})
 }
 
 // incidents is GET /api/v1/incidents?service=NAME&since=TIME, TIME an
