@@ -44,12 +44,14 @@
 // Times are UTC with microseconds, as everywhere in the panel's API. Every
 // request carries
 //
-//	X-Heartbeat-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the shared secret>
-//	X-Heartbeat-Delivery:  <the notification's id, the same on every resend>
 //	X-Heartbeat-Timestamp: <Unix seconds of this attempt>
+//	X-Heartbeat-Signature: sha256=<hex HMAC-SHA256, keyed with the shared secret, of the timestamp, '.', and the raw body>
+//	X-Heartbeat-Delivery:  <the notification's id, the same on every resend>
 //
-// A receiver verifies the signature over the bytes it read, before parsing
-// them, with a constant-time comparison, and may drop a delivery id it has
+// A receiver verifies the signature over the timestamp and the bytes it
+// read, before parsing them, with a constant-time comparison, refuses a
+// timestamp far from its clock (Verify: DefaultTolerance), so that a
+// captured notification cannot be replayed, and may drop a delivery id it has
 // already acknowledged: a retry follows a response that was lost. The id
 // is derived from the alert's labels, its start and its status
 // (DeliveryID), not drawn at random, so a notification sent again by

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -20,7 +21,7 @@ import (
 
 // The webhook's headers.
 const (
-	SignatureHeader = "X-Heartbeat-Signature" // sha256=<hex HMAC-SHA256 of the body>
+	SignatureHeader = "X-Heartbeat-Signature" // sha256=<hex HMAC-SHA256 of the timestamp, '.', and the body>
 	DeliveryHeader  = "X-Heartbeat-Delivery"  // the notification's id (DeliveryID), the same on every resend
 	TimestampHeader = "X-Heartbeat-Timestamp" // Unix seconds of the attempt
 )
@@ -83,17 +84,44 @@ type WebhookPayload struct {
 	LastHeartbeat json.RawMessage   `json:"last_heartbeat"` // null when there is none
 }
 
-// Sign returns the X-Heartbeat-Signature value of body under secret.
-func Sign(secret, body []byte) string {
+// DefaultTolerance is how far a notification's X-Heartbeat-Timestamp may
+// be from the receiver's clock for Verify: a capture replayed later is
+// refused.
+const DefaultTolerance = 5 * time.Minute
+
+// Verify's refusals.
+var (
+	ErrBadSignature   = errors.New("notify: the signature does not match the timestamp and body under the secret")
+	ErrStaleTimestamp = errors.New("notify: the timestamp is outside the tolerance: a replay, or a clock far off")
+)
+
+// Sign returns the X-Heartbeat-Signature value of a notification sent at
+// timestamp (its X-Heartbeat-Timestamp, Unix seconds): the hex
+// HMAC-SHA256, under secret, of the timestamp, a '.', and the body.
+func Sign(secret []byte, timestamp string, body []byte) string {
 	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Verify reports whether signature, an X-Heartbeat-Signature value, is
-// body's under secret, in constant time.
-func Verify(secret, body []byte, signature string) bool {
-	return hmac.Equal([]byte(signature), []byte(Sign(secret, body)))
+// Verify checks a notification as received: its X-Heartbeat-Signature
+// (in constant time) over its X-Heartbeat-Timestamp and its body, and the
+// timestamp within tolerance of now. It returns nil, ErrBadSignature,
+// ErrStaleTimestamp, or an error naming a timestamp that is not one.
+func Verify(secret, body []byte, signature, timestamp string, now time.Time, tolerance time.Duration) error {
+	if !hmac.Equal([]byte(signature), []byte(Sign(secret, timestamp, body))) {
+		return ErrBadSignature
+	}
+	ts, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return fmt.Errorf("notify: %s %q is not Unix seconds", TimestampHeader, wire.Truncate(timestamp, 32))
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("%w (%v from now)", ErrStaleTimestamp, d.Round(time.Second))
+	}
+	return nil
 }
 
 // delivery is one notification: its id and its body, fixed at Notify.
@@ -270,9 +298,10 @@ func (w *webhook) post(ctx context.Context, d delivery) (retry bool, err error) 
 	if err != nil {
 		return false, cause(err)
 	}
+	ts := strconv.FormatInt(w.cfg.Now().Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(SignatureHeader, Sign(w.secret, d.body))
+	req.Header.Set(SignatureHeader, Sign(w.secret, ts, d.body))
 	req.Header.Set(DeliveryHeader, d.id)
-	req.Header.Set(TimestampHeader, strconv.FormatInt(w.cfg.Now().Unix(), 10))
+	req.Header.Set(TimestampHeader, ts)
 	return do(w.cfg.Client, req)
 }

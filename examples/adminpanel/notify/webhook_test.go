@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,7 +84,10 @@ func TestWebhookSignatureVerifies(t *testing.T) {
 	got := make(chan WebhookPayload, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		// The receiver's own check, as the README shows it: the timestamp,
+		// a dot and the body, under the secret.
 		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(r.Header.Get("X-Heartbeat-Timestamp") + "."))
 		m.Write(body)
 		want := "sha256=" + hex.EncodeToString(m.Sum(nil))
 		if !hmac.Equal([]byte(r.Header.Get("X-Heartbeat-Signature")), []byte(want)) {
@@ -137,8 +141,53 @@ func TestWebhookSignatureVerifies(t *testing.T) {
 	if down.Instance != nil || string(down.LastHeartbeat) != "null" || down.Alertname != "HeartbeatServiceDown" {
 		t.Errorf("service-level notification %+v", down)
 	}
-	if !Verify(secret, []byte(`{}`), Sign(secret, []byte(`{}`))) || Verify([]byte("other"), []byte(`{}`), Sign(secret, []byte(`{}`))) {
+	now := time.Now()
+	ts := strconv.FormatInt(now.Unix(), 10)
+	if Verify(secret, []byte(`{}`), Sign(secret, ts, []byte(`{}`)), ts, now, DefaultTolerance) != nil ||
+		Verify([]byte("other"), []byte(`{}`), Sign(secret, ts, []byte(`{}`)), ts, now, DefaultTolerance) == nil {
 		t.Error("Verify disagrees with Sign")
+	}
+}
+
+// A captured notification replayed later does not verify: the signature
+// covers the timestamp with the body, so a later timestamp breaks it,
+// and the timestamp it was signed with is refused once out of tolerance.
+func TestAReplayedNotificationDoesNotVerify(t *testing.T) {
+	secret := []byte("the receiver's secret")
+	type captured struct {
+		body          []byte
+		signature, ts string
+	}
+	got := make(chan captured, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- captured{body, r.Header.Get(SignatureHeader), r.Header.Get(TimestampHeader)}
+	}))
+	defer srv.Close()
+	r, err := NewWebhook(srv.URL, secret, WebhookConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	r.Notify(instanceAlert("HeartbeatInstanceDead", "geofence-1"))
+	c := recv(t, got)
+	sent, err := strconv.ParseInt(c.ts, 10, 64)
+	if err != nil {
+		t.Fatalf("timestamp %q", c.ts)
+	}
+	at := time.Unix(sent, 0)
+	if err := Verify(secret, c.body, c.signature, c.ts, at, DefaultTolerance); err != nil {
+		t.Fatalf("the notification as sent: %v", err)
+	}
+	later := at.Add(time.Hour)
+	if err := Verify(secret, c.body, c.signature, strconv.FormatInt(later.Unix(), 10), later, DefaultTolerance); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("replayed with a fresh timestamp: %v, want %v", err, ErrBadSignature)
+	}
+	if err := Verify(secret, c.body, c.signature, c.ts, later, DefaultTolerance); !errors.Is(err, ErrStaleTimestamp) {
+		t.Errorf("replayed as it was, an hour later: %v, want %v", err, ErrStaleTimestamp)
+	}
+	if err := Verify(secret, c.body, c.signature, "soon", at, DefaultTolerance); err == nil {
+		t.Error("a timestamp that is not a number verified")
 	}
 }
 
@@ -176,9 +225,9 @@ func TestWebhookRetriesDeliverEachOnceInOrder(t *testing.T) {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
-		if !Verify(secret, body, r.Header.Get(SignatureHeader)) {
+		if err := Verify(secret, body, r.Header.Get(SignatureHeader), r.Header.Get(TimestampHeader), time.Now(), DefaultTolerance); err != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
-			t.Error("a retry's signature does not verify")
+			t.Errorf("a retry's signature does not verify: %v", err)
 			return
 		}
 		var p WebhookPayload

@@ -108,6 +108,7 @@ func webhookInbox(t *testing.T, secret string) *inbox {
 		}
 		body, _ := io.ReadAll(r.Body)
 		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(r.Header.Get("X-Heartbeat-Timestamp") + "."))
 		mac.Write(body)
 		if r.Header.Get("X-Heartbeat-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
 			in.mu.Lock()
