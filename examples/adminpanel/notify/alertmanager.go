@@ -68,7 +68,7 @@ type alertmanager struct {
 	targets []*amTarget
 	dropped atomic.Int64
 	fenced  atomic.Int64
-	fep     episode          // fenced sends, of every URL: said once until one is not
+	flog    fenceLog         // reports fenced sends of every URL, once per epoch
 	active  map[string]Alert // Run's own
 }
 
@@ -99,7 +99,7 @@ func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
 	if cfg.ResendEvery >= 5*time.Minute {
 		return nil, fmt.Errorf("notify: ResendEvery %v must stay below Alertmanager's resolve_timeout (5m by default)", cfg.ResendEvery)
 	}
-	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}, fep: episode{errorf: cfg.Errorf}}
+	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}, flog: fenceLog{errorf: cfg.Errorf}}
 	seen := map[string]bool{}
 	for _, raw := range urls {
 		u, shown, err := checkURL(raw)
@@ -154,7 +154,7 @@ func (am *alertmanager) Stats() Stats {
 func (am *alertmanager) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, t := range am.targets {
-		wg.Go(func() { t.run(ctx, am.cfg, &am.fep) })
+		wg.Go(func() { t.run(ctx, am.cfg, &am.flog) })
 	}
 	defer wg.Wait()
 	tick := time.NewTicker(am.cfg.ResendEvery)
@@ -175,26 +175,21 @@ func (am *alertmanager) Run(ctx context.Context) {
 // refuses: they are forgotten, for the replica that holds the lease now.
 func (am *alertmanager) resend(ctx context.Context) {
 	verdict := map[int64]bool{}
-	refused := false
 	for fp, a := range am.active {
 		ok, asked := verdict[a.Epoch]
 		if !asked {
-			ok = allowed(ctx, am.cfg.Fence, a.Epoch, &am.fenced, &am.fep, "alertmanager")
+			ok = allowed(ctx, am.cfg.Fence, a.Epoch, &am.fenced, &am.flog, "alertmanager")
 			verdict[a.Epoch] = ok
 		} else if !ok {
 			am.fenced.Add(1)
 		}
 		if !ok {
-			refused = true
 			delete(am.active, fp)
 			continue
 		}
 		for _, t := range am.targets {
 			t.put(a, false)
 		}
-	}
-	if !refused {
-		am.fep.sending()
 	}
 }
 
@@ -258,10 +253,10 @@ func (t *amTarget) takeBatch(n int) []Alert {
 	return batch
 }
 
-func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, fep *episode) {
+func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, flog *fenceLog) {
 	attempt := 0
 	for {
-		batch := t.fence(ctx, cfg.Fence, fep, t.takeBatch(cfg.MaxBatch))
+		batch := t.fence(ctx, cfg.Fence, flog, t.takeBatch(cfg.MaxBatch))
 		if len(batch) == 0 {
 			select {
 			case <-ctx.Done():
@@ -300,7 +295,7 @@ func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, fep *episode
 
 // fence drops from batch the alerts the fence refuses, asking once per
 // epoch, and counts them.
-func (t *amTarget) fence(ctx context.Context, fence Fence, fep *episode, batch []Alert) []Alert {
+func (t *amTarget) fence(ctx context.Context, fence Fence, flog *fenceLog, batch []Alert) []Alert {
 	if fence == nil || len(batch) == 0 {
 		return batch
 	}
@@ -309,7 +304,7 @@ func (t *amTarget) fence(ctx context.Context, fence Fence, fep *episode, batch [
 	for _, a := range batch {
 		ok, asked := verdict[a.Epoch]
 		if !asked {
-			ok = allowed(ctx, fence, a.Epoch, &t.fenced, fep, "alertmanager")
+			ok = allowed(ctx, fence, a.Epoch, &t.fenced, flog, "alertmanager")
 			verdict[a.Epoch] = ok
 		} else if !ok {
 			t.fenced.Add(1)
@@ -317,9 +312,6 @@ func (t *amTarget) fence(ctx context.Context, fence Fence, fep *episode, batch [
 		if ok {
 			kept = append(kept, a)
 		}
-	}
-	if len(kept) == len(batch) {
-		fep.sending()
 	}
 	return kept
 }

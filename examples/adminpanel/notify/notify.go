@@ -127,8 +127,10 @@ func (f FenceFunc) Allow(ctx context.Context, epoch int64) error { return f(ctx,
 // fenceCheck is how long one Fence check may take.
 const fenceCheck = time.Second
 
-// allowed asks fence about epoch, and counts and reports a refusal.
-func allowed(ctx context.Context, fence Fence, epoch int64, fenced *atomic.Int64, ep *episode, what string) bool {
+// allowed asks fence about epoch, and counts a refusal, reporting it once
+// per epoch: a replica that lost its lease says so once, however many
+// alerts it had queued or was re-sending.
+func allowed(ctx context.Context, fence Fence, epoch int64, fenced *atomic.Int64, log *fenceLog, what string) bool {
 	if fence == nil {
 		return true
 	}
@@ -136,10 +138,30 @@ func allowed(ctx context.Context, fence Fence, epoch int64, fenced *atomic.Int64
 	defer cancel()
 	if err := fence.Allow(ctx, epoch); err != nil {
 		fenced.Add(1)
-		ep.fenced("notify: %s: not sent: %v", what, err)
+		log.refused(epoch, "notify: %s: not sent: %v", what, err)
 		return false
 	}
 	return true
+}
+
+// fenceLog reports fenced sends once per epoch.
+type fenceLog struct {
+	mu       sync.Mutex
+	reported int64 // the epoch last reported; epochs only grow
+	any      bool
+	errorf   func(format string, args ...any)
+}
+
+func (l *fenceLog) refused(epoch int64, format string, args ...any) {
+	l.mu.Lock()
+	first := !l.any || epoch > l.reported
+	if first {
+		l.any, l.reported = true, epoch
+	}
+	l.mu.Unlock()
+	if first && l.errorf != nil {
+		l.errorf(format, args...)
+	}
 }
 
 // Fingerprint identifies the alert by its labels: the same labels give the
@@ -303,29 +325,11 @@ func retryable(code int) bool {
 }
 
 // episode reports a destination's failures once per episode: the first
-// failure after a success (or at start), and the first success after it;
-// and the first fenced send after a send that was not.
+// failure after a success (or at start), and the first success after it.
 type episode struct {
 	mu      sync.Mutex
 	failing bool
-	fencing bool
 	errorf  func(format string, args ...any)
-}
-
-func (e *episode) fenced(format string, args ...any) {
-	e.mu.Lock()
-	first := !e.fencing
-	e.fencing = true
-	e.mu.Unlock()
-	if first && e.errorf != nil {
-		e.errorf(format, args...)
-	}
-}
-
-func (e *episode) sending() {
-	e.mu.Lock()
-	e.fencing = false
-	e.mu.Unlock()
 }
 
 func (e *episode) fail(format string, args ...any) {

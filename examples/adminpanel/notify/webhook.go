@@ -141,6 +141,7 @@ type webhook struct {
 	head                                  atomic.Int64 // 1 while a notification is in flight
 	sent, failed, dropped, broken, fenced atomic.Int64
 	ep                                    episode
+	flog                                  fenceLog
 }
 
 // NewWebhook returns a Receiver that posts each notification, signed with
@@ -156,7 +157,7 @@ func NewWebhook(url string, secret []byte, cfg WebhookConfig) (Receiver, error) 
 	cfg.defaults()
 	return &webhook{
 		cfg: cfg, url: url, shown: shown, secret: bytes.Clone(secret),
-		queue: make(chan delivery, cfg.QueueSize), ep: episode{errorf: cfg.Errorf},
+		queue: make(chan delivery, cfg.QueueSize), ep: episode{errorf: cfg.Errorf}, flog: fenceLog{errorf: cfg.Errorf},
 	}, nil
 }
 
@@ -262,10 +263,9 @@ func (w *webhook) Run(ctx context.Context) {
 // retry can outlast the lease it was made under.
 func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 	for attempt := 0; ; attempt++ {
-		if !allowed(ctx, w.cfg.Fence, d.alert.Epoch, &w.fenced, &w.ep, "webhook "+w.shown) {
+		if !allowed(ctx, w.cfg.Fence, d.alert.Epoch, &w.fenced, &w.flog, "webhook "+w.shown) {
 			return ctx.Err() == nil
 		}
-		w.ep.sending()
 		retry, err := w.post(ctx, d)
 		if ctx.Err() != nil {
 			return false
