@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/otel-heartbeat/heartbeat/internal/convention"
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
-	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -41,7 +41,7 @@ var commands = []command{
 	{name: "check", dir: "./check", args: []string{"--interval", "100ms", "--timeout", "2s", "basic"}},
 	{name: "trackerfetcher", dir: "./trackerfetcher", stopOn: "heartbeats every"},
 	{name: "otelservice", dir: "./otelservice", args: []string{"--duration", "300ms", "--export-interval", "100ms"}},
-	{name: "loadgen", dir: "./loadgen", args: []string{"--instances", "20", "--services", "2", "--interval", "100ms", "--duration", "300ms"}},
+	{name: "loadgen", dir: "../internal/tools/loadgen", args: []string{"--instances", "20", "--services", "2", "--interval", "100ms", "--duration", "300ms"}},
 	{name: "demo", dir: "./demo", args: []string{"--interval", "100ms", "--panel", "127.0.0.1:0"}},
 	{name: "adminpanel", dir: "./adminpanel", args: []string{"--listen", "127.0.0.1:0"}, stopOn: "admin panel on"},
 	{name: "discovery", dir: "./discovery", args: []string{"serve", "--service", "geo"}, stopOn: "serving geo"},

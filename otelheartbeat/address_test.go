@@ -9,7 +9,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shirou/gopsutil/v4/process"
 
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"

@@ -19,8 +19,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )

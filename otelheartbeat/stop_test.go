@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/collectors"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/acl"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/acl"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )

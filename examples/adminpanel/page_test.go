@@ -16,12 +16,12 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
-	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
-	"github.com/otel-heartbeat/heartbeat/internal/browsertest"
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/proctest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
-	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/browsertest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

@@ -15,8 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
-	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 

@@ -20,10 +20,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/acl"
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/proctest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/acl"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"

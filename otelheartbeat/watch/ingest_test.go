@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 )
 
 // ingestInstances is the fleet size the ingest target is set for.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 )
 
 // beating publishes heartbeats of one instance every period, with the

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	goldenfile "github.com/otel-heartbeat/heartbeat/internal/golden"
+	goldenfile "github.com/otel-heartbeat/heartbeat/internal/testing/golden"
 	"math"
 	"os"
 	"path/filepath"

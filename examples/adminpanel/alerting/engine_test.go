@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )

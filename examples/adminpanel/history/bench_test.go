@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 )
 
 // BenchmarkBytesPerInstanceDay writes a day of history for 1,000

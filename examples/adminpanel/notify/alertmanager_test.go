@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/alertmanagertest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/alertmanagertest"
 )
 
 // amConfig routes every alert to hook at once, and resolved ones too.

@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
-	"github.com/otel-heartbeat/heartbeat/internal/alertmanagertest"
-	"github.com/otel-heartbeat/heartbeat/internal/proctest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
-	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/alertmanagertest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
 
 // received is one notification a test receiver got: from Alertmanager's

@@ -3,8 +3,8 @@ package rules
 import (
 	"testing"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/promtooltest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/promtooltest"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

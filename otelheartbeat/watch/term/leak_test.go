@@ -3,7 +3,7 @@ package term
 import (
 	"testing"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

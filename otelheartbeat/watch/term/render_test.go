@@ -2,7 +2,7 @@ package term
 
 import (
 	"bytes"
-	goldenfile "github.com/otel-heartbeat/heartbeat/internal/golden"
+	goldenfile "github.com/otel-heartbeat/heartbeat/internal/testing/golden"
 	"os"
 	"testing"
 	"time"

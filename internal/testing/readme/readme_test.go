@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/acl"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/acl"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
 )
 
-const root = "../.."
+const root = "../../.."
 
 func readme(t *testing.T) string {
 	b, err := os.ReadFile(filepath.Join(root, "README.md"))

@@ -30,7 +30,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/otel-heartbeat/heartbeat/internal/logtail"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/logtail"
 )
 
 const (

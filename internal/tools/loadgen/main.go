@@ -3,7 +3,7 @@
 // pipelined over a few connections - against any Valkey, to see how a
 // monitor or admin panel copes at scale.
 //
-//	go run ./examples/loadgen --instances 100000 --services 50 --interval 60s
+//	go run ./internal/tools/loadgen --instances 100000 --services 50 --interval 60s
 //
 // It connects as the library does (OTEL_EXPORTER_VALKEY_ENDPOINT, the
 // seed's HEALTH_REDIS_*). Run a monitor beside it:
@@ -22,7 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/examples/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 

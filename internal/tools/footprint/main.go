@@ -4,7 +4,7 @@
 // once with a Publisher, so that both measurements come from the same
 // binary and differ only by the Publisher.
 //
-//	OTEL_EXPORTER_VALKEY_ENDPOINT=redis://127.0.0.1:6379 go run ./internal/footprint
+//	OTEL_EXPORTER_VALKEY_ENDPOINT=redis://127.0.0.1:6379 go run ./internal/tools/footprint
 //
 // It prints one JSON object; the footprint benchmark runs it against a
 // redis-server of its own.

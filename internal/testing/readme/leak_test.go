@@ -1,9 +1,9 @@
-package promtooltest
+package readme
 
 import (
 	"testing"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

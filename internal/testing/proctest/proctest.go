@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/logtail"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/logtail"
 )
 
 // Line is one line of output and when the test read it.

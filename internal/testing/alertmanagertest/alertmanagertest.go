@@ -28,7 +28,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/logtail"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/logtail"
 )
 
 const (

@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

@@ -6,9 +6,9 @@ import (
 	"os/exec"
 	"testing"
 
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-	"github.com/otel-heartbeat/heartbeat/internal/redistest"
-	"github.com/otel-heartbeat/heartbeat/internal/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

@@ -1,9 +1,0 @@
-package main
-
-import (
-	"testing"
-
-	"github.com/otel-heartbeat/heartbeat/internal/leaktest"
-)
-
-func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
