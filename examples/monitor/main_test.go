@@ -18,6 +18,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/acl"
@@ -677,7 +679,7 @@ func TestOnceListeningBlindExitsTwo(t *testing.T) {
 		t.Run("stalled"+strings.Join(args, ""), func(t *testing.T) {
 			p := proctest.Start(t, monitorBin, env(srv), append([]string{"--once", "--default-interval", "8s"}, args...)...)
 			// The listening line goes to stderr: the subscription shows on the server.
-			until(t, 10*time.Second, "the monitor subscribed", func() bool {
+			poll.Until(t, 10*time.Second, "the monitor subscribed", func() bool {
 				n, _ := srv.Client(t).PubSubNumPat(context.Background()).Result()
 				return n > 0
 			})
@@ -718,15 +720,4 @@ func TestOnceListeningBlindExitsTwo(t *testing.T) {
 			}
 		}
 	})
-}
-
-func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond) // the state is in another process
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
@@ -222,7 +224,7 @@ func TestAnEpochNoLeaseGaveIsRepaired(t *testing.T) {
 	c := srv.Client(t)
 	c.Set(ctx, "heartbeat:history:{gamma}:epoch", "1000000000000", 0)
 	r, reports := recorderOn(t, srv, "gamma")
-	until(t, 5*time.Second, "gamma recorded", func() bool {
+	poll.Until(t, 5*time.Second, "gamma recorded", func() bool {
 		v, _ := c.HGet(ctx, "heartbeat:history:{gamma}:state", "i").Result()
 		return strings.HasPrefix(v, "alive|")
 	})
@@ -242,21 +244,9 @@ func TestALeaseWithoutATTLIsTakenOver(t *testing.T) {
 	c := srv.Client(t)
 	c.Set(ctx, "heartbeat:history:lease", "fake-holder", 0)
 	r, reports := recorderOn(t, srv, "geo")
-	until(t, 5*time.Second, "the lease taken over", r.Leading)
+	poll.Until(t, 5*time.Second, "the lease taken over", r.Leading)
 	if got := strings.Join(reports(), "\n"); !strings.Contains(got, `held by "fake-holder" without a TTL`) {
 		t.Errorf("reports:\n%s", got)
-	}
-}
-
-// until polls cond every 20 ms until it holds: the state is in Valkey.
-func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -19,11 +19,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+
 	"github.com/otel-heartbeat/heartbeat/internal/testing/alertmanagertest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 )
 
 // received is one notification a test receiver got: from Alertmanager's
@@ -69,7 +71,7 @@ func (in *inbox) all() []received {
 func (in *inbox) wait(want string, timeout time.Duration) received {
 	in.t.Helper()
 	var found received
-	until(in.t, timeout, "notification "+want, func() bool {
+	poll.Until(in.t, timeout, "notification "+want, func() bool {
 		for _, r := range in.all() {
 			if r.String() == want {
 				found = r
@@ -155,7 +157,7 @@ func panelWith(t *testing.T, bin string, environ []string, args ...string) repli
 	p := proctest.Start(t, bin, environ, append([]string{"--listen", "127.0.0.1:0", "--lease", "2s"}, args...)...)
 	line := p.Expect("admin panel on ", 10*time.Second).Text
 	r := replica{p: p, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(line, "admin panel on "))[0], "/")}
-	until(t, 10*time.Second, "the panel recording", func() bool { return recording(t, r) })
+	poll.Until(t, 10*time.Second, "the panel recording", func() bool { return recording(t, r) })
 	return r
 }
 
@@ -181,7 +183,7 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 	graceful := proctest.Start(t, svcBin, withID("deploy-1"), "serve", "--service", "geocoding_service", "--drain", "0s")
 	graceful.Expect("serving", 10*time.Second)
 	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL, "--external-url", "http://panel.example:8080/")
-	until(t, 10*time.Second, "both services alive", func() bool {
+	poll.Until(t, 10*time.Second, "both services alive", func() bool {
 		return aliveIn(t, p, "geofence_service") && aliveIn(t, p, "geocoding_service")
 	})
 
@@ -213,7 +215,7 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 	}
 	// Absence takes time to show: past the dead threshold and an
 	// evaluation, the panel says stopped, and nothing fired.
-	until(t, 10*time.Second, "the stopped service past the dead threshold", func() bool {
+	poll.Until(t, 10*time.Second, "the stopped service past the dead threshold", func() bool {
 		var d ServiceDetailJSON
 		getJSON(t, p.url+"/api/v1/services/geocoding_service", &d)
 		return d.State == "stopped" && time.Since(stopped) > 5*time.Second
@@ -251,7 +253,7 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 	defer func() { cancel(); <-running }()
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "ADMINPANEL_WEBHOOK_SECRET=s3cret-for-the-test")
 	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
-	until(t, 15*time.Second, "20 services alive", func() bool {
+	poll.Until(t, 15*time.Second, "20 services alive", func() bool {
 		var f FleetJSON
 		getJSON(t, p.url+"/api/v1/services", &f)
 		n := 0
@@ -268,7 +270,7 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 	srv.Resume()
 	resolved := in.wait("resolved HeartbeatSourceUnreachable", 15*time.Second)
 	// Past the hold (one interval of fresh heartbeats) and more: nothing else.
-	until(t, 10*time.Second, "the hold to pass", func() bool { return time.Since(resolved.at) > 4*time.Second })
+	poll.Until(t, 10*time.Second, "the hold to pass", func() bool { return time.Since(resolved.at) > 4*time.Second })
 	if got := in.all(); len(got) != 2 {
 		t.Errorf("notifications %v, want the source alert firing and resolved, nothing else", got)
 	}
@@ -292,7 +294,7 @@ func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
 	b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--webhook", in.srv.URL, "--replica", "b")
 	bLine := b.Expect("admin panel on ", 10*time.Second).Text
 	standby := replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(bLine, "admin panel on "))[0], "/")}
-	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
 
 	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -303,13 +305,13 @@ func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
 	if err := a.p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
+	poll.Until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
 	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	back.Expect("serving", 10*time.Second)
 	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 20*time.Second)
 	last := in.wait("resolved HeartbeatServiceDown geofence_service", 5*time.Second)
 	// A duplicate would come at the next evaluations: wait for two.
-	until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
+	poll.Until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
 	counts := map[string]int{}
 	for _, r := range in.all() {
 		counts[r.String()]++
@@ -340,12 +342,12 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 	a := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
 	b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--webhook", in.srv.URL, "--replica", "b")
 	standby := replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(b.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")}
-	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
 
 	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	until(t, 10*time.Second, "the alerts firing, undelivered", func() bool {
+	poll.Until(t, 10*time.Second, "the alerts firing, undelivered", func() bool {
 		var alerts struct{ Active []AlertJSON }
 		getJSON(t, a.url+"/api/v1/alerts", &alerts)
 		return len(alerts.Active) == 2
@@ -354,14 +356,14 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.failing.Store(false)
-	until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
+	poll.Until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
 	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 15*time.Second)
 	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
 	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	back.Expect("serving", 10*time.Second)
 	last := in.wait("resolved HeartbeatServiceDown geofence_service", 20*time.Second)
 	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 5*time.Second)
-	until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
+	poll.Until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
 	counts := map[string]int{}
 	for _, r := range in.all() {
 		counts[r.String()]++
@@ -390,7 +392,7 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	svc.Expect("serving", 10*time.Second)
 	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
-	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
 	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -398,13 +400,13 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
 
 	srv.Restart() // killed, and started without its data
-	until(t, 15*time.Second, "the panel recording again", func() bool { return recording(t, p) })
-	until(t, 10*time.Second, "the alerts written back", func() bool {
+	poll.Until(t, 15*time.Second, "the panel recording again", func() bool { return recording(t, p) })
+	poll.Until(t, 10*time.Second, "the alerts written back", func() bool {
 		var alerts struct{ Active []AlertJSON }
 		return getJSON(t, p.url+"/api/v1/alerts", &alerts) == 200 && len(alerts.Active) == 2
 	})
 	restarted := time.Now()
-	until(t, 10*time.Second, "three evaluations past the takeover", func() bool { return time.Since(restarted) > 3*time.Second })
+	poll.Until(t, 10*time.Second, "three evaluations past the takeover", func() bool { return time.Since(restarted) > 3*time.Second })
 	ids := map[string]map[string]bool{} // notification -> delivery ids
 	for _, r := range in.all() {
 		k := r.String() + " " + r.startsAt
@@ -445,7 +447,7 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 	a := panelWith(t, panelBin, environ, "--alerts", alerts, "--replica", "a")
 	b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--alerts", alerts, "--replica", "b")
 	standby := replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(b.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")}
-	until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, a, "geofence_service") })
 
 	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -455,14 +457,14 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	paused := time.Now()
-	until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
+	poll.Until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
 	<-time.After(4*time.Second - time.Since(paused)) // paused for 4 s, twice the lease
 	if err := a.p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	back.Expect("serving", 10*time.Second)
-	until(t, 20*time.Second, "the new recorder resolving both alerts", func() bool {
+	poll.Until(t, 20*time.Second, "the new recorder resolving both alerts", func() bool {
 		var got struct{ Active, Recent []AlertJSON }
 		getJSON(t, standby.url+"/api/v1/alerts", &got)
 		return len(got.Active) == 0 && len(got.Recent) == 4
@@ -470,7 +472,7 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 	resolved := time.Now()
 	// The old recorder re-sent its alerts every second: five more seconds
 	// would show them again.
-	until(t, 15*time.Second, "five resends past the resolve", func() bool { return time.Since(resolved) > 5*time.Second })
+	poll.Until(t, 15*time.Second, "five resends past the resolve", func() bool { return time.Since(resolved) > 5*time.Second })
 	for _, al := range am.Active(t) {
 		t.Errorf("Alertmanager holds %v active after the resolve", al.Labels)
 	}

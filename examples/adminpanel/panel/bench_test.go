@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 )
 
 // cpuSeconds reads a process's user and system CPU time from /proc.

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -61,8 +63,8 @@ func TestAReaderThatNeverReadsIsCut(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
-	until(t, 10*time.Second, "the stream to start", func() bool { return p.streams.Load() == 1 })
-	until(t, 10*time.Second, "the stalled stream to be cut", func() bool { return p.streams.Load() == 0 })
+	poll.Until(t, 10*time.Second, "the stream to start", func() bool { return p.streams.Load() == 1 })
+	poll.Until(t, 10*time.Second, "the stalled stream to be cut", func() bool { return p.streams.Load() == 0 })
 }
 
 // The bearer scheme is matched without regard to case (RFC 7235).
@@ -147,7 +149,7 @@ func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
 		idle = append(idle, c)
 		fmt.Fprintf(c, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
 	}
-	until(t, 10*time.Second, "the idle streams to be served", func() bool { return p.streams.Load() > 0 })
+	poll.Until(t, 10*time.Second, "the idle streams to be served", func() bool { return p.streams.Load() > 0 })
 
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer rcancel()
@@ -177,7 +179,7 @@ func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
 	}
 	// The reader keeps reading; the others are found and cut.
 	go func() { _, _ = io.Copy(io.Discard, resp.Body) }()
-	until(t, 30*time.Second, "the streams that do not read to be cut", func() bool { return p.streams.Load() == 1 })
+	poll.Until(t, 30*time.Second, "the streams that do not read to be cut", func() bool { return p.streams.Load() == 1 })
 }
 
 // With credentials required, /readyz still answers without them, for

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+
 	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -49,19 +51,6 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-// until polls cond every 50 ms until it holds, failing after timeout:
-// the state it waits for is in other processes.
-func until(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func recording(t *testing.T, r replica) bool {
 	var ready struct{ Recording bool }
 	return getJSON(t, r.url+"/readyz", &ready) == 200 && ready.Recording
@@ -82,7 +71,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	svc.Expect("serving geofence_service", 10*time.Second)
 	a := startPanel(t, panelBin, environ, "a")
 	b := startPanel(t, panelBin, environ, "b")
-	until(t, 10*time.Second, "recorder", func() bool { return recording(t, a) || recording(t, b) })
+	poll.Until(t, 10*time.Second, "recorder", func() bool { return recording(t, a) || recording(t, b) })
 	recorder, standby := a, b
 	if recording(t, b) {
 		recorder, standby = b, a
@@ -99,7 +88,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	until(t, 5*time.Second, "takeover", func() bool { return recording(t, standby) })
+	poll.Until(t, 5*time.Second, "takeover", func() bool { return recording(t, standby) })
 	t.Logf("the standby took over %v after the recorder was killed (lease 1s)", time.Since(killed).Round(time.Millisecond))
 	if took := time.Since(killed); took > 2*time.Second {
 		t.Errorf("takeover took %v, more than the lease and its renewal period", took)
@@ -118,7 +107,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 		}
 		return n
 	}
-	until(t, 10*time.Second, "the death recorded", func() bool { return deaths() > 0 })
+	poll.Until(t, 10*time.Second, "the death recorded", func() bool { return deaths() > 0 })
 	died := time.Now()
 
 	// Restart both replicas: the history is in Valkey, not in them.
@@ -130,7 +119,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	}
 	c1 := startPanel(t, panelBin, environ, "c")
 	c2 := startPanel(t, panelBin, environ, "d")
-	until(t, 10*time.Second, "a recorder after the restart", func() bool { return recording(t, c1) || recording(t, c2) })
+	poll.Until(t, 10*time.Second, "a recorder after the restart", func() bool { return recording(t, c1) || recording(t, c2) })
 	if n := deaths(); n != 1 {
 		t.Errorf("the death is recorded %d times", n)
 	}
@@ -139,7 +128,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 		Incidents []IncidentJSON `json:"incidents"`
 	}
 	var inc incidents
-	until(t, 15*time.Second, "the incident in the API", func() bool {
+	poll.Until(t, 15*time.Second, "the incident in the API", func() bool {
 		getJSON(t, c2.url+"/api/v1/incidents?service=geofence_service", &inc)
 		return len(inc.Incidents) == 1
 	})
@@ -160,7 +149,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	svc2 := proctest.Start(t, svcBin, environ, "serve", "--service", "geofence_service")
 	svc2.Expect("serving geofence_service", 10*time.Second)
 	back := time.Now()
-	until(t, 20*time.Second, "the incident closed", func() bool {
+	poll.Until(t, 20*time.Second, "the incident closed", func() bool {
 		getJSON(t, c1.url+"/api/v1/incidents?service=geofence_service", &inc)
 		return len(inc.Incidents) == 1 && inc.Incidents[0].EndedAt != nil
 	})
@@ -178,7 +167,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	// watched (the takeover's gap) counts as neither.
 	var fleet FleetJSON
 	var got float64
-	until(t, 15*time.Second, "uptime in the API", func() bool {
+	poll.Until(t, 15*time.Second, "uptime in the API", func() bool {
 		getJSON(t, c1.url+"/api/v1/services", &fleet)
 		for _, s := range fleet.Services {
 			if s.Name == "geofence_service" && s.Uptime["1h"] != nil && s.OpenIncident == nil && fleet.HistoryAt != nil {

@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/binary"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/logtail"
 )
@@ -41,19 +42,7 @@ const (
 
 // Binary returns the Alertmanager binary the tests will use, or an error
 // that says how to install one.
-func Binary() (string, error) {
-	if p := os.Getenv("ALERTMANAGER"); p != "" {
-		return p, nil
-	}
-	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("no prometheus-alertmanager or alertmanager on PATH: install one " +
-		"(Debian: apt-get install --no-install-recommends prometheus-alertmanager, or run `make deps`, which does) " +
-		"or set ALERTMANAGER to its path")
-}
+func Binary() (string, error) { return binary.Alertmanager.Find() }
 
 // Alertmanager is one Alertmanager process owned by a test.
 type Alertmanager struct {

@@ -16,10 +16,8 @@ package browsertest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/binary"
 
 	"github.com/chromedp/chromedp"
 
@@ -44,17 +44,7 @@ const (
 
 // Binary returns the Chromium binary the tests will use, or an error that
 // says how to install one.
-func Binary() (string, error) {
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("no chromium on PATH: install it " +
-		"(Debian: apt-get install --no-install-recommends chromium, or run `make deps`, which does) " +
-		"or set CHROMIUM to its path")
-}
+func Binary() (string, error) { return binary.Chromium.Find() }
 
 // InCI reports whether the tests run in CI, where a missing browser fails
 // the test instead of skipping it.

@@ -9,12 +9,12 @@ package promtooltest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/binary"
 )
 
 // timeout bounds one promtool run.
@@ -22,17 +22,7 @@ const timeout = 60 * time.Second
 
 // Binary returns the promtool binary the tests will use, or an error that
 // says how to install one.
-func Binary() (string, error) {
-	if p := os.Getenv("PROMTOOL"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("promtool"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("no promtool on PATH: install it " +
-		"(Debian: apt-get install --no-install-recommends prometheus, or run `make deps`, which does) " +
-		"or set PROMTOOL to its path")
-}
+func Binary() (string, error) { return binary.Promtool.Find() }
 
 // CheckRules runs `promtool check rules` on rule files and fails the test,
 // with promtool's output, unless they are valid.

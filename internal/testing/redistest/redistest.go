@@ -10,11 +10,9 @@ package redistest
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -22,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/binary"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -52,19 +52,7 @@ type Server struct {
 
 // Binary returns the server binary the tests will use, or an error that says
 // how to install one.
-func Binary() (string, error) {
-	if p := os.Getenv("REDIS_SERVER"); p != "" {
-		return p, nil
-	}
-	for _, name := range []string{"valkey-server", "redis-server"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("no redis-server or valkey-server on PATH: install one " +
-		"(Debian: apt-get install redis-server, or run `make test`, which does) " +
-		"or set REDIS_SERVER to its path")
-}
+func Binary() (string, error) { return binary.RedisServer.Find() }
 
 // Start starts a server for t on a free loopback port and stops it when the
 // test ends. extra are additional configuration directives as command-line
