@@ -38,9 +38,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/alerting"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/notify"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/panel"
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 )
@@ -131,12 +132,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The receivers note their deliveries and ask whether they may still
 	// send through the panel, made below.
 	var p *panel.Panel
-	delivered := func(a notify.Alert) {
+	delivered := func(a delivery.Alert) {
 		if p != nil {
 			p.Delivered(a)
 		}
 	}
-	fence := notify.FenceFunc(func(ctx context.Context, epoch int64) error {
+	fence := delivery.FenceFunc(func(ctx context.Context, epoch int64) error {
 		if p == nil {
 			return errors.New("the panel is not running")
 		}
@@ -172,7 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg.Alerting = &acfg
 	errorf := func(format string, a ...any) { fmt.Fprintf(stderr, "adminpanel: "+format+"\n", a...) }
 	if len(acfg.Alertmanager) > 0 {
-		r, err := notify.NewAlertmanager(acfg.Alertmanager, notify.AlertmanagerConfig{ResendEvery: acfg.ResendEvery, Errorf: errorf, Fence: fence})
+		r, err := delivery.NewAlertmanager(acfg.Alertmanager, delivery.AlertmanagerConfig{ResendEvery: acfg.ResendEvery, Errorf: errorf, Fence: fence})
 		if err != nil {
 			return fail("alertmanager: %v", err)
 		}
@@ -183,8 +184,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if secret == "" {
 			return fail("the webhook needs its HMAC secret in %s", acfg.SecretEnv)
 		}
-		r, err := notify.NewWebhook(acfg.Webhook, []byte(secret), notify.WebhookConfig{Errorf: errorf,
-			Delivered: func(a notify.Alert) { delivered(a) }, Fence: fence})
+		r, err := delivery.NewWebhook(acfg.Webhook, []byte(secret), delivery.WebhookConfig{Errorf: errorf,
+			Delivered: func(a delivery.Alert) { delivered(a) }, Fence: fence})
 		if err != nil {
 			return fail("webhook: %v", err)
 		}
@@ -202,6 +203,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer conn.Client.Close()
 	cfg.Conn = conn
 	cfg.Errorf = errorf
+	cfg.Page = web.Files
 	if p, err = panel.New(cfg); err != nil {
 		return fail("%v", err)
 	}

@@ -16,12 +16,12 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
-	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/browsertest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }

@@ -43,7 +43,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/panel"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 )

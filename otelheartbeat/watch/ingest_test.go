@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/loadgen/fleet"
 )
 
 // ingestInstances is the fleet size the ingest target is set for.

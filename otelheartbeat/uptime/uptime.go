@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 )
 
 // Window is the span a report covers.

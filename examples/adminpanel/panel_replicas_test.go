@@ -1,4 +1,4 @@
-package panel
+package main
 
 import (
 	"context"
@@ -12,22 +12,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
+
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 
-	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
-
-func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
 type replica struct {
 	p   *proctest.Process
 	url string
 }
 
-func startPanel(t *testing.T, bin string, environ []string, name string) replica {
+func startReplica(t *testing.T, bin string, environ []string, name string) replica {
 	t.Helper()
 	p := proctest.Start(t, bin, environ, "--listen", "127.0.0.1:0", "--lease", "1s", "--replica", name, "--windows", "1h,24h")
 	line := p.Expect("admin panel on ", 10*time.Second).Text
@@ -63,14 +62,14 @@ func recording(t *testing.T, r replica) bool {
 // by hand.
 func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	srv := redistest.Start(t)
-	panelBin := testbin.Build(t, "..")
-	svcBin := testbin.Build(t, "../../discovery")
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
 
 	svc := proctest.Start(t, svcBin, environ, "serve", "--service", "geofence_service")
 	svc.Expect("serving geofence_service", 10*time.Second)
-	a := startPanel(t, panelBin, environ, "a")
-	b := startPanel(t, panelBin, environ, "b")
+	a := startReplica(t, panelBin, environ, "a")
+	b := startReplica(t, panelBin, environ, "b")
 	poll.Until(t, 10*time.Second, "recorder", func() bool { return recording(t, a) || recording(t, b) })
 	recorder, standby := a, b
 	if recording(t, b) {
@@ -117,15 +116,15 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	if err := standby.p.Wait(10 * time.Second); err != nil {
 		t.Errorf("the standby's graceful stop: %v", err)
 	}
-	c1 := startPanel(t, panelBin, environ, "c")
-	c2 := startPanel(t, panelBin, environ, "d")
+	c1 := startReplica(t, panelBin, environ, "c")
+	c2 := startReplica(t, panelBin, environ, "d")
 	poll.Until(t, 10*time.Second, "a recorder after the restart", func() bool { return recording(t, c1) || recording(t, c2) })
 	if n := deaths(); n != 1 {
 		t.Errorf("the death is recorded %d times", n)
 	}
 
 	type incidents struct {
-		Incidents []IncidentJSON `json:"incidents"`
+		Incidents []panel.IncidentJSON `json:"incidents"`
 	}
 	var inc incidents
 	poll.Until(t, 15*time.Second, "the incident in the API", func() bool {
@@ -165,7 +164,7 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 	// Uptime by hand, from the recorded times: up from its appearance to
 	// the death and from the return on, down between; the time nobody
 	// watched (the takeover's gap) counts as neither.
-	var fleet FleetJSON
+	var fleet panel.FleetJSON
 	var got float64
 	poll.Until(t, 15*time.Second, "uptime in the API", func() bool {
 		getJSON(t, c1.url+"/api/v1/services", &fleet)

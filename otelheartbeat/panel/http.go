@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,9 +16,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/alerting"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/uptime"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -77,9 +75,9 @@ func (a *Auth) allows(r *http.Request) bool {
 // metrics. It is read-only: anything but GET and HEAD is refused.
 func (p *Panel) Handler() http.Handler {
 	mux := http.NewServeMux()
-	static, _ := fs.Sub(web.Files, ".")
-	files := http.FileServerFS(static)
-	mux.Handle("GET /", files)
+	if p.cfg.Page != nil {
+		mux.Handle("GET /", http.FileServerFS(p.cfg.Page))
+	}
 	mux.HandleFunc("GET /api/v1/services", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.fleet(time.Now()))
 	})

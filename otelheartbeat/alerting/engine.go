@@ -23,7 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/notify"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -37,10 +37,12 @@ const (
 
 // Alert is one alert, as the receivers of package notify take it: firing
 // while EndsAt is zero.
-type Alert = notify.Alert
+type Alert = delivery.Alert
 
-// Fingerprint identifies an alert by its labels (notify.Alert.Fingerprint).
-func Fingerprint(labels map[string]string) string { return notify.Alert{Labels: labels}.Fingerprint() }
+// Fingerprint identifies an alert by its labels (delivery.Alert.Fingerprint).
+func Fingerprint(labels map[string]string) string {
+	return delivery.Alert{Labels: labels}.Fingerprint()
+}
 
 // Keys in Valkey: the alerts firing, and a log of fires and resolves.
 const (

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/uptime"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )

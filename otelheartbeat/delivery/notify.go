@@ -1,4 +1,4 @@
-// Package notify delivers the admin panel's alerts: to Prometheus
+// Package delivery delivers the admin panel's alerts: to Prometheus
 // Alertmanager (API v2, every replica of an HA pair independently) and to a
 // generic webhook with a signed JSON body. The rule engine decides when an
 // alert fires and resolves; a Receiver only carries it, without ever
@@ -71,7 +71,7 @@
 //
 // The secret and any credentials in a URL are never printed: errors name a
 // URL without its userinfo and query.
-package notify
+package delivery
 
 import (
 	"context"
@@ -138,7 +138,7 @@ func allowed(ctx context.Context, fence Fence, epoch int64, fenced *atomic.Int64
 	defer cancel()
 	if err := fence.Allow(ctx, epoch); err != nil {
 		fenced.Add(1)
-		log.refused(epoch, "notify: %s: not sent: %v", what, err)
+		log.refused(epoch, "delivery: %s: not sent: %v", what, err)
 		return false
 	}
 	return true
@@ -287,14 +287,14 @@ func checkURL(raw string) (*url.URL, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url's own error repeats the input: keep it out.
-		return nil, "", errors.New("notify: a receiver URL does not parse")
+		return nil, "", errors.New("delivery: a receiver URL does not parse")
 	}
 	shown := redact(u)
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, "", fmt.Errorf("notify: %s: the scheme must be http or https", shown)
+		return nil, "", fmt.Errorf("delivery: %s: the scheme must be http or https", shown)
 	}
 	if u.Host == "" {
-		return nil, "", fmt.Errorf("notify: %s: no host", shown)
+		return nil, "", fmt.Errorf("delivery: %s: no host", shown)
 	}
 	return u, shown, nil
 }

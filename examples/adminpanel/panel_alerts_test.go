@@ -1,4 +1,4 @@
-package panel
+package main
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 
@@ -162,7 +164,7 @@ func panelWith(t *testing.T, bin string, environ []string, args ...string) repli
 }
 
 func aliveIn(t *testing.T, r replica, service string) bool {
-	var d ServiceDetailJSON
+	var d panel.ServiceDetailJSON
 	return getJSON(t, r.url+"/api/v1/services/"+service, &d) == 200 && d.Counts.Alive > 0
 }
 
@@ -173,8 +175,8 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 	srv := redistest.Start(t)
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
-	panelBin := testbin.Build(t, "..")
-	svcBin := testbin.Build(t, "../../discovery")
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
 	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
 
@@ -216,7 +218,7 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 	// Absence takes time to show: past the dead threshold and an
 	// evaluation, the panel says stopped, and nothing fired.
 	poll.Until(t, 10*time.Second, "the stopped service past the dead threshold", func() bool {
-		var d ServiceDetailJSON
+		var d panel.ServiceDetailJSON
 		getJSON(t, p.url+"/api/v1/services/geocoding_service", &d)
 		return d.State == "stopped" && time.Since(stopped) > 5*time.Second
 	})
@@ -225,7 +227,7 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 			t.Errorf("a graceful stop fired: %v", r)
 		}
 	}
-	var alerts struct{ Active, Recent []AlertJSON }
+	var alerts struct{ Active, Recent []panel.AlertJSON }
 	getJSON(t, p.url+"/api/v1/alerts", &alerts)
 	if len(alerts.Active) != 0 || len(alerts.Recent) != 4 {
 		t.Errorf("the panel shows %d active and %d recent alerts, want 0 and 4", len(alerts.Active), len(alerts.Recent))
@@ -241,7 +243,7 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 func TestAStalledValkeyIsOneAlert(t *testing.T) {
 	srv := redistest.Start(t)
 	in := webhookInbox(t, "s3cret-for-the-test")
-	panelBin := testbin.Build(t, "..")
+	panelBin := testbin.Build(t, ".")
 	fl, err := fleet.New(fleet.Config{Services: 20, Instances: 20, Interval: time.Second, LatestState: true})
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +256,7 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "ADMINPANEL_WEBHOOK_SECRET=s3cret-for-the-test")
 	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
 	poll.Until(t, 15*time.Second, "20 services alive", func() bool {
-		var f FleetJSON
+		var f panel.FleetJSON
 		getJSON(t, p.url+"/api/v1/services", &f)
 		n := 0
 		for _, s := range f.Services {
@@ -284,8 +286,8 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	in := webhookInbox(t, "another-s3cret")
-	panelBin := testbin.Build(t, "..")
-	svcBin := testbin.Build(t, "../../discovery")
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=another-s3cret")
 	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
@@ -333,8 +335,8 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 	srv := redistest.Start(t)
 	in := webhookInbox(t, "third-s3cret")
 	in.failing.Store(true)
-	panelBin := testbin.Build(t, "..")
-	svcBin := testbin.Build(t, "../../discovery")
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=third-s3cret")
 	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
@@ -348,7 +350,7 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll.Until(t, 10*time.Second, "the alerts firing, undelivered", func() bool {
-		var alerts struct{ Active []AlertJSON }
+		var alerts struct{ Active []panel.AlertJSON }
 		getJSON(t, a.url+"/api/v1/alerts", &alerts)
 		return len(alerts.Active) == 2
 	})
@@ -385,8 +387,8 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 	srv := redistest.Start(t)
 	in := webhookInbox(t, "fourth-s3cret")
-	panelBin := testbin.Build(t, "..")
-	svcBin := testbin.Build(t, "../../discovery")
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=fourth-s3cret")
 	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
@@ -402,7 +404,7 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 	srv.Restart() // killed, and started without its data
 	poll.Until(t, 15*time.Second, "the panel recording again", func() bool { return recording(t, p) })
 	poll.Until(t, 10*time.Second, "the alerts written back", func() bool {
-		var alerts struct{ Active []AlertJSON }
+		var alerts struct{ Active []panel.AlertJSON }
 		return getJSON(t, p.url+"/api/v1/alerts", &alerts) == 200 && len(alerts.Active) == 2
 	})
 	restarted := time.Now()
@@ -434,8 +436,8 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 	srv := redistest.Start(t)
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
-	panelBin := testbin.Build(t, "..")
-	svcBin := testbin.Build(t, "../../discovery")
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
 	alerts := filepath.Join(t.TempDir(), "alerts.yml")
 	if err := os.WriteFile(alerts, []byte("receivers:\n  alertmanager: {urls: ["+am.URL+"], resend_every: 1s}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -465,7 +467,7 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	back.Expect("serving", 10*time.Second)
 	poll.Until(t, 20*time.Second, "the new recorder resolving both alerts", func() bool {
-		var got struct{ Active, Recent []AlertJSON }
+		var got struct{ Active, Recent []panel.AlertJSON }
 		getJSON(t, standby.url+"/api/v1/alerts", &got)
 		return len(got.Active) == 0 && len(got.Recent) == 4
 	})
@@ -486,7 +488,7 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 		}
 	}
 	for _, r := range []replica{a, standby} {
-		var got struct{ Active []AlertJSON }
+		var got struct{ Active []panel.AlertJSON }
 		getJSON(t, r.url+"/api/v1/alerts", &got)
 		if len(got.Active) != 0 {
 			t.Errorf("%s lists %d active alerts", r.url, len(got.Active))

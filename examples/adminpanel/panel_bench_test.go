@@ -1,4 +1,4 @@
-package panel
+package main
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -80,7 +82,7 @@ func BenchmarkPanelAtTenThousandInstances(b *testing.B) {
 		window = d
 	}
 	srv := redistest.Start(b)
-	bin := testbin.Build(b, "..")
+	bin := testbin.Build(b, ".")
 	fl, err := fleet.New(fleet.Config{Services: 20, Instances: 10_000, Interval: time.Minute, LatestState: true})
 	if err != nil {
 		b.Fatal(err)
@@ -98,7 +100,7 @@ func BenchmarkPanelAtTenThousandInstances(b *testing.B) {
 	defer func() { cancel(); <-running }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var fleet FleetJSON
+		var fleet panel.FleetJSON
 		resp, err := http.Get(url + "/api/v1/services")
 		if err == nil {
 			_ = decodeJSON(resp, &fleet)
@@ -156,7 +158,7 @@ func fatHeartbeat(service, id string, count int64) []byte {
 func BenchmarkPanelUnderFatHeartbeats(b *testing.B) {
 	const ids, rounds = 5_000, 2
 	srv := redistest.Start(b)
-	bin := testbin.Build(b, "..")
+	bin := testbin.Build(b, ".")
 	c := srv.Client(b)
 	p := proctest.Start(b, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()), "--listen", "127.0.0.1:0")
 	url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")
@@ -182,7 +184,7 @@ func BenchmarkPanelUnderFatHeartbeats(b *testing.B) {
 		for alive := 0; alive != ids; {
 			// The fleet's counts: the service view of 5,000 instances would
 			// itself cost the panel what is measured here.
-			var f FleetJSON
+			var f panel.FleetJSON
 			resp, err := http.Get(url + "/api/v1/services")
 			if err == nil {
 				_ = decodeJSON(resp, &f)

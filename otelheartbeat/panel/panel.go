@@ -9,16 +9,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/alerting"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/history"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/notify"
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/uptime"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/uptime"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -63,16 +64,19 @@ type Config struct {
 	// Alerts are evaluated by the replica that records, kept in Valkey
 	// and shown by every replica, and sent to Receivers.
 	Alerting *alerting.Config
-	// Receivers deliver alerts (package notify). The panel runs them.
+	// Receivers deliver alerts (package delivery). The panel runs them.
 	Receivers []Receiver
+	// Page, when set, is served at the root, behind the same
+	// authentication and headers as the API: a web page of the panel.
+	Page fs.FS
 }
 
-// Receiver delivers alerts: notify.NewAlertmanager, notify.NewWebhook.
+// Receiver delivers alerts: delivery.NewAlertmanager, delivery.NewWebhook.
 type Receiver interface {
 	Name() string
-	Notify(notify.Alert)
+	Notify(delivery.Alert)
 	Run(ctx context.Context)
-	Stats() notify.Stats
+	Stats() delivery.Stats
 }
 
 // DefaultWindows are the uptime windows of the fleet overview.
@@ -190,8 +194,8 @@ func New(cfg Config) (*Panel, error) {
 }
 
 // Delivered notes that a webhook acknowledged a's notification (give it
-// to notify.WebhookConfig.Delivered).
-func (p *Panel) Delivered(a notify.Alert) {
+// to delivery.WebhookConfig.Delivered).
+func (p *Panel) Delivered(a delivery.Alert) {
 	p.alert.MarkDelivered(context.Background(), a)
 }
 
@@ -209,7 +213,7 @@ func (p *Panel) sendTo(a alerting.Alert, name string) {
 	}
 }
 
-// Allow is the receivers' fence (notify.Fence): alerts made under epoch
+// Allow is the receivers' fence (delivery.Fence): alerts made under epoch
 // may be sent only while this replica records under that epoch, as Valkey
 // says at the moment of sending. A replica that stopped leading, or that
 // Valkey says lost the lease, sends nothing. When Valkey cannot answer,

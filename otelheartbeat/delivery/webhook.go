@@ -1,4 +1,4 @@
-package notify
+package delivery
 
 import (
 	"bytes"
@@ -91,8 +91,8 @@ const DefaultTolerance = 5 * time.Minute
 
 // Verify's refusals.
 var (
-	ErrBadSignature   = errors.New("notify: the signature does not match the timestamp and body under the secret")
-	ErrStaleTimestamp = errors.New("notify: the timestamp is outside the tolerance: a replay, or a clock far off")
+	ErrBadSignature   = errors.New("delivery: the signature does not match the timestamp and body under the secret")
+	ErrStaleTimestamp = errors.New("delivery: the timestamp is outside the tolerance: a replay, or a clock far off")
 )
 
 // Sign returns the X-Heartbeat-Signature value of a notification sent at
@@ -116,7 +116,7 @@ func Verify(secret, body []byte, signature, timestamp string, now time.Time, tol
 	}
 	ts, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil {
-		return fmt.Errorf("notify: %s %q is not Unix seconds", TimestampHeader, wire.Truncate(timestamp, 32))
+		return fmt.Errorf("delivery: %s %q is not Unix seconds", TimestampHeader, wire.Truncate(timestamp, 32))
 	}
 	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
 		return fmt.Errorf("%w (%v from now)", ErrStaleTimestamp, d.Round(time.Second))
@@ -148,7 +148,7 @@ type webhook struct {
 // secret, to url, in order.
 func NewWebhook(url string, secret []byte, cfg WebhookConfig) (Receiver, error) {
 	if len(secret) == 0 {
-		return nil, errors.New("notify: the webhook needs a secret to sign with")
+		return nil, errors.New("delivery: the webhook needs a secret to sign with")
 	}
 	_, shown, err := checkURL(url)
 	if err != nil {
@@ -272,7 +272,7 @@ func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 		}
 		if err == nil {
 			w.sent.Add(1)
-			w.ep.ok("notify: webhook %s: delivering again", w.shown)
+			w.ep.ok("delivery: webhook %s: delivering again", w.shown)
 			if w.cfg.Delivered != nil {
 				w.cfg.Delivered(d.alert)
 			}
@@ -280,11 +280,11 @@ func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 		}
 		if !retry {
 			w.broken.Add(1)
-			w.ep.fail("notify: webhook %s: %v; notification %s given up", w.shown, err, d.id)
+			w.ep.fail("delivery: webhook %s: %v; notification %s given up", w.shown, err, d.id)
 			return true
 		}
 		w.failed.Add(1)
-		w.ep.fail("notify: webhook %s: %v; retrying", w.shown, err)
+		w.ep.fail("delivery: webhook %s: %v; retrying", w.shown, err)
 		if w.cfg.Sleep(ctx, w.cfg.Backoff.Delay(attempt)) != nil {
 			return false
 		}

@@ -1,4 +1,4 @@
-package notify
+package delivery
 
 import (
 	"bytes"
@@ -93,11 +93,11 @@ type amTarget struct {
 // pair or more), each independently.
 func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
 	if len(urls) == 0 {
-		return nil, fmt.Errorf("notify: no Alertmanager URL")
+		return nil, fmt.Errorf("delivery: no Alertmanager URL")
 	}
 	cfg.defaults()
 	if cfg.ResendEvery >= 5*time.Minute {
-		return nil, fmt.Errorf("notify: ResendEvery %v must stay below Alertmanager's resolve_timeout (5m by default)", cfg.ResendEvery)
+		return nil, fmt.Errorf("delivery: ResendEvery %v must stay below Alertmanager's resolve_timeout (5m by default)", cfg.ResendEvery)
 	}
 	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}, flog: fenceLog{errorf: cfg.Errorf}}
 	seen := map[string]bool{}
@@ -108,7 +108,7 @@ func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v2/alerts"
 		if seen[u.String()] {
-			return nil, fmt.Errorf("notify: %s is listed twice", shown)
+			return nil, fmt.Errorf("delivery: %s is listed twice", shown)
 		}
 		seen[u.String()] = true
 		am.targets = append(am.targets, &amTarget{
@@ -274,15 +274,15 @@ func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, flog *fenceL
 		if err == nil {
 			attempt = 0
 			t.sent.Add(int64(len(batch)))
-			t.ep.ok("notify: alertmanager %s: delivering again", t.shown)
+			t.ep.ok("delivery: alertmanager %s: delivering again", t.shown)
 			continue
 		}
 		t.failed.Add(int64(len(batch)))
 		if !retry {
-			t.ep.fail("notify: alertmanager %s: %v; %d alerts given up", t.shown, err, len(batch))
+			t.ep.fail("delivery: alertmanager %s: %v; %d alerts given up", t.shown, err, len(batch))
 			continue
 		}
-		t.ep.fail("notify: alertmanager %s: %v; retrying", t.shown, err)
+		t.ep.fail("delivery: alertmanager %s: %v; retrying", t.shown, err)
 		for _, a := range batch {
 			t.put(a, false) // a newer state queued meanwhile wins
 		}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 )
 
 var t0 = time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)
