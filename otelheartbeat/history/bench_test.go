@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 // BenchmarkBytesPerInstanceDay writes a day of history for 1,000
@@ -36,15 +37,15 @@ func BenchmarkBytesPerInstanceDay(b *testing.B) {
 					svc := fmt.Sprintf("service_%02d", i%20)
 					id := fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i)
 					at := day.Add(time.Duration(i) * time.Second)
-					recs = append(recs, Record{Service: svc, Instance: id, To: "alive", At: at, Count: 1})
+					recs = append(recs, Record{Service: svc, Instance: id, To: watch.Alive, At: at, Count: 1})
 					if churn {
 						next := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
 						recs = append(recs,
-							Record{Service: svc, Instance: id, To: Lost, At: at.Add(time.Hour), Count: 60, Lost: 1},
-							Record{Service: svc, Instance: id, To: Lost, At: at.Add(2 * time.Hour), Count: 120, Lost: 2},
-							Record{Service: svc, Instance: id, To: "stopped", At: at.Add(12 * time.Hour), Count: 720},
-							Record{Service: svc, Instance: next, To: "alive", At: at.Add(12*time.Hour + time.Second), Count: 1},
-							Record{Service: svc, Instance: id, To: Forgotten, At: at.Add(13 * time.Hour)})
+							Record{Service: svc, Instance: id, Event: LostHeartbeats, At: at.Add(time.Hour), Count: 60, Lost: 1},
+							Record{Service: svc, Instance: id, Event: LostHeartbeats, At: at.Add(2 * time.Hour), Count: 120, Lost: 2},
+							Record{Service: svc, Instance: id, To: watch.Stopped, At: at.Add(12 * time.Hour), Count: 720},
+							Record{Service: svc, Instance: next, To: watch.Alive, At: at.Add(12*time.Hour + time.Second), Count: 1},
+							Record{Service: svc, Instance: id, Event: Forgotten, At: at.Add(13 * time.Hour)})
 					}
 				}
 				if _, err := s.Apply(ctx, 1, recs); err != nil {

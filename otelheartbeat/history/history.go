@@ -43,6 +43,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -52,23 +53,36 @@ const DefaultPrefix = "heartbeat:history:"
 // DefaultRetention is how long history is kept.
 const DefaultRetention = 30 * 24 * time.Hour
 
-// States beyond the liveness states that an entry's To can hold.
+// Event is what an entry records of an instance.
+type Event uint8
+
+// Events.
 const (
-	// Forgotten: the watcher stopped tracking the instance (dead or stopped
-	// past the retention of its tracker, or evicted).
-	Forgotten = "forgotten"
-	// Lost marks an entry that records lost heartbeats (L) and no change
-	// of state.
-	Lost = "lost"
+	// Changed: the instance's state changed, From to To.
+	Changed Event = iota
+	// Forgotten: the watcher stopped tracking the instance (dead or
+	// stopped past the retention of its tracker, or evicted). From is
+	// its last recorded state.
+	Forgotten
+	// LostHeartbeats: Lost heartbeats went missing, by the sequence of
+	// heartbeat_count; the state (From) did not change.
+	LostHeartbeats
+)
+
+// In Valkey an entry's to is a state's name, or one of these.
+const (
+	forgottenMark = "forgotten"
+	lostMark      = "lost"
 )
 
 // Entry is one recorded change of an instance.
 type Entry struct {
 	Service, Instance string
-	From, To          string // "unknown", "alive", "stale", "dead", "stopped", Forgotten; To is Lost for a lost-heartbeats entry
+	Event             Event
+	From, To          watch.State // To is meaningful for Changed only
 	At                time.Time
 	Count             int64 // heartbeat_count at the change, when known
-	Lost              int64 // heartbeats lost, for a Lost entry
+	Lost              int64 // heartbeats lost, for LostHeartbeats
 }
 
 // Gap is a span of time no recorder watched.
@@ -190,10 +204,22 @@ return 1
 // Record is one write for Apply.
 type Record struct {
 	Service, Instance string
-	To                string // a state, Forgotten, or Lost
+	Event             Event       // Changed, Forgotten or LostHeartbeats
+	To                watch.State // for Changed
 	At                time.Time
 	Count             int64
-	Lost              int64 // the instance's lost heartbeats so far, for To == Lost
+	Lost              int64 // the instance's lost heartbeats so far, for LostHeartbeats
+}
+
+// to is how the record script names what r records.
+func (r Record) to() string {
+	switch r.Event {
+	case Forgotten:
+		return forgottenMark
+	case LostHeartbeats:
+		return lostMark
+	}
+	return r.To.String()
 }
 
 // Apply writes records with epoch, in one pipeline. It returns how many
@@ -223,7 +249,7 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range recs {
 			cmds[i] = record.EvalSha(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service), s.fenceKey(r.Service)},
-				epoch, minID, r.Instance, r.To, r.At.UnixMilli(), r.Count, r.Lost)
+				epoch, minID, r.Instance, r.to(), r.At.UnixMilli(), r.Count, r.Lost)
 			if !services[r.Service] {
 				services[r.Service] = true
 				p.SAdd(ctx, s.servicesKey(), r.Service)
@@ -257,7 +283,7 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 
 // Recorded is an instance's latest recorded state.
 type Recorded struct {
-	State string
+	State watch.State
 	At    time.Time
 	Lost  int64
 }
@@ -289,7 +315,8 @@ func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, e
 			}
 			at, _ := strconv.ParseInt(f[1], 10, 64)
 			lost, _ := strconv.ParseInt(f[2], 10, 64)
-			m[inst] = Recorded{State: f[0], At: time.UnixMilli(at), Lost: lost}
+			st, _ := watch.ParseState(f[0]) // garbage reads as unknown
+			m[inst] = Recorded{State: st, At: time.UnixMilli(at), Lost: lost}
 		}
 		out[svc] = m
 	}
@@ -342,8 +369,17 @@ func (s *Store) EntriesAfter(ctx context.Context, service, after string, max int
 func entry(service string, v map[string]any) Entry {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	num := func(k string) int64 { n, _ := strconv.ParseInt(str(k), 10, 64); return n }
-	return Entry{Service: service, Instance: str("i"), From: str("f"), To: str("t"),
-		At: time.UnixMilli(num("a")), Count: num("c"), Lost: num("l")}
+	e := Entry{Service: service, Instance: str("i"), At: time.UnixMilli(num("a")), Count: num("c"), Lost: num("l")}
+	e.From, _ = watch.ParseState(str("f"))
+	switch t := str("t"); t {
+	case forgottenMark:
+		e.Event = Forgotten
+	case lostMark:
+		e.Event = LostHeartbeats
+	default:
+		e.To, _ = watch.ParseState(t)
+	}
+	return e
 }
 
 // AddGap records a span no recorder watched, fenced by the lease: only the

@@ -40,13 +40,13 @@ func TestAWriteThatChangesNothingRecordsNothing(t *testing.T) {
 	s := store(t, srv)
 	now := time.Now().Truncate(time.Millisecond)
 	recs := []Record{
-		{Service: "geo", Instance: "a", To: "alive", At: now},
-		{Service: "geo", Instance: "a", To: "alive", At: now.Add(time.Second)},
-		{Service: "geo", Instance: "a", To: Lost, At: now.Add(2 * time.Second), Lost: 2},
-		{Service: "geo", Instance: "a", To: Lost, At: now.Add(3 * time.Second), Lost: 2},
-		{Service: "geo", Instance: "a", To: Lost, At: now.Add(4 * time.Second), Lost: 5},
-		{Service: "geo", Instance: "a", To: "dead", At: now.Add(5 * time.Second)},
-		{Service: "geo", Instance: "b", To: Forgotten, At: now.Add(5 * time.Second)}, // never recorded
+		{Service: "geo", Instance: "a", To: watch.Alive, At: now},
+		{Service: "geo", Instance: "a", To: watch.Alive, At: now.Add(time.Second)},
+		{Service: "geo", Instance: "a", Event: LostHeartbeats, At: now.Add(2 * time.Second), Lost: 2},
+		{Service: "geo", Instance: "a", Event: LostHeartbeats, At: now.Add(3 * time.Second), Lost: 2},
+		{Service: "geo", Instance: "a", Event: LostHeartbeats, At: now.Add(4 * time.Second), Lost: 5},
+		{Service: "geo", Instance: "a", To: watch.Dead, At: now.Add(5 * time.Second)},
+		{Service: "geo", Instance: "b", Event: Forgotten, At: now.Add(5 * time.Second)}, // never recorded
 	}
 	n, err := s.Apply(ctx, 1, recs)
 	if err != nil || n != 4 {
@@ -60,10 +60,10 @@ func TestAWriteThatChangesNothingRecordsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Entry{
-		{Service: "geo", Instance: "a", From: "unknown", To: "alive", At: now},
-		{Service: "geo", Instance: "a", From: "alive", To: Lost, At: now.Add(2 * time.Second), Lost: 2},
-		{Service: "geo", Instance: "a", From: "alive", To: Lost, At: now.Add(4 * time.Second), Lost: 3},
-		{Service: "geo", Instance: "a", From: "alive", To: "dead", At: now.Add(5 * time.Second)},
+		{Service: "geo", Instance: "a", From: watch.Unknown, To: watch.Alive, At: now},
+		{Service: "geo", Instance: "a", From: watch.Alive, Event: LostHeartbeats, At: now.Add(2 * time.Second), Lost: 2},
+		{Service: "geo", Instance: "a", From: watch.Alive, Event: LostHeartbeats, At: now.Add(4 * time.Second), Lost: 3},
+		{Service: "geo", Instance: "a", From: watch.Alive, To: watch.Dead, At: now.Add(5 * time.Second)},
 	}
 	if len(es) != len(want) {
 		t.Fatalf("entries %+v", es)
@@ -74,7 +74,7 @@ func TestAWriteThatChangesNothingRecordsNothing(t *testing.T) {
 		}
 	}
 	rec, err := s.Recorded(ctx)
-	if err != nil || rec["geo"]["a"].State != "dead" || rec["geo"]["a"].Lost != 5 {
+	if err != nil || rec["geo"]["a"].State != watch.Dead || rec["geo"]["a"].Lost != 5 {
 		t.Errorf("recorded %+v %v", rec, err)
 	}
 }
@@ -84,16 +84,16 @@ func TestAnOlderEpochIsFenced(t *testing.T) {
 	srv := redistest.Start(t)
 	s := store(t, srv)
 	now := time.Now()
-	if _, err := s.Apply(ctx, 2, []Record{{Service: "geo", Instance: "a", To: "alive", At: now}}); err != nil {
+	if _, err := s.Apply(ctx, 2, []Record{{Service: "geo", Instance: "a", To: watch.Alive, At: now}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Apply(ctx, 1, []Record{{Service: "geo", Instance: "a", To: "dead", At: now}})
+	_, err := s.Apply(ctx, 1, []Record{{Service: "geo", Instance: "a", To: watch.Dead, At: now}})
 	if !errors.Is(err, ErrFenced) {
 		t.Errorf("an older epoch wrote: %v", err)
 	}
 	// Another service has not seen epoch 2 yet: epoch 1 may still write
 	// there until the new recorder does.
-	if _, err := s.Apply(ctx, 1, []Record{{Service: "other", Instance: "a", To: "alive", At: now}}); err != nil {
+	if _, err := s.Apply(ctx, 1, []Record{{Service: "other", Instance: "a", To: watch.Alive, At: now}}); err != nil {
 		t.Errorf("epoch 1 on a service epoch 2 never wrote: %v", err)
 	}
 }
@@ -169,9 +169,9 @@ func TestGarbageInHistoryKeysIsContained(t *testing.T) {
 	c.Set(ctx, "heartbeat:history:{wrongtype}:state", "a string", 0)
 	c.XAdd(ctx, &redis.XAddArgs{Stream: "heartbeat:history:gaps", Values: []any{"from", 0, "to", "99999999999999"}})
 	n, err := s.Apply(ctx, 1, []Record{
-		{Service: "alpha", Instance: "a", To: "dead", At: now},
-		{Service: "beta", Instance: "b", To: "alive", At: now},
-		{Service: "gamma", Instance: "c", To: "alive", At: now},
+		{Service: "alpha", Instance: "a", To: watch.Dead, At: now},
+		{Service: "beta", Instance: "b", To: watch.Alive, At: now},
+		{Service: "gamma", Instance: "c", To: watch.Alive, At: now},
 	})
 	if n != 3 || err != nil {
 		t.Errorf("changed %d, %v; want 3 despite the garbage", n, err)
@@ -181,7 +181,7 @@ func TestGarbageInHistoryKeysIsContained(t *testing.T) {
 		t.Errorf("services %q %v", svcs, err)
 	}
 	rec, err := s.Recorded(ctx)
-	if rec["gamma"]["c"].State != "alive" || rec["alpha"]["a"].State != "dead" {
+	if rec["gamma"]["c"].State != watch.Alive || rec["alpha"]["a"].State != watch.Dead {
 		t.Errorf("recorded %+v", rec)
 	}
 	if err == nil || !strings.Contains(err.Error(), "wrongtype") {
@@ -259,14 +259,14 @@ func TestAnInstanceIDCannotCollideWithTheEpoch(t *testing.T) {
 	s := store(t, srv)
 	now := time.Now().Truncate(time.Millisecond)
 	for _, id := range []string{"_epoch", "epoch", "_e"} {
-		if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: id, To: "alive", At: now}}); err != nil {
+		if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: id, To: watch.Alive, At: now}}); err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
 		// The instance's write must not have rolled the epoch back.
-		if _, err := s.Apply(ctx, 4, []Record{{Service: "geo", Instance: id, To: "dead", At: now.Add(time.Second)}}); !errors.Is(err, ErrFenced) {
+		if _, err := s.Apply(ctx, 4, []Record{{Service: "geo", Instance: id, To: watch.Dead, At: now.Add(time.Second)}}); !errors.Is(err, ErrFenced) {
 			t.Errorf("instance %q: epoch 4 wrote after epoch 5: %v", id, err)
 		}
-		if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: id, To: "dead", At: now.Add(time.Second)}}); err != nil {
+		if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: id, To: watch.Dead, At: now.Add(time.Second)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -278,7 +278,7 @@ func TestAnInstanceIDCannotCollideWithTheEpoch(t *testing.T) {
 		t.Errorf("entries %+v, want each instance's two transitions once", es)
 	}
 	rec, err := s.Recorded(ctx)
-	if err != nil || len(rec["geo"]) != 3 || rec["geo"]["_epoch"].State != "dead" {
+	if err != nil || len(rec["geo"]) != 3 || rec["geo"]["_epoch"].State != watch.Dead {
 		t.Errorf("recorded %+v %v", rec, err)
 	}
 }
@@ -290,7 +290,7 @@ func TestAnEpochKeptInTheStateHashMoves(t *testing.T) {
 	s := store(t, srv)
 	c := srv.Client(t)
 	c.HSet(ctx, "heartbeat:history:{geo}:state", "_epoch", "7", "a", "alive|1|0")
-	if _, err := s.Apply(ctx, 6, []Record{{Service: "geo", Instance: "a", To: "dead", At: time.Now()}}); !errors.Is(err, ErrFenced) {
+	if _, err := s.Apply(ctx, 6, []Record{{Service: "geo", Instance: "a", To: watch.Dead, At: time.Now()}}); !errors.Is(err, ErrFenced) {
 		t.Errorf("epoch 6 wrote over the kept epoch 7: %v", err)
 	}
 	if v, _ := c.Get(ctx, "heartbeat:history:{geo}:epoch").Result(); v != "7" {
@@ -299,7 +299,7 @@ func TestAnEpochKeptInTheStateHashMoves(t *testing.T) {
 	if n, _ := c.HExists(ctx, "heartbeat:history:{geo}:state", "_epoch").Result(); n {
 		t.Error("the old field stayed in the state hash")
 	}
-	if _, err := s.Apply(ctx, 7, []Record{{Service: "geo", Instance: "a", To: "dead", At: time.Now()}}); err != nil {
+	if _, err := s.Apply(ctx, 7, []Record{{Service: "geo", Instance: "a", To: watch.Dead, At: time.Now()}}); err != nil {
 		t.Errorf("epoch 7: %v", err)
 	}
 }

@@ -184,7 +184,7 @@ func (r *Recorder) write(ctx context.Context, e watch.Event) {
 	case watch.KindTransition:
 		t := e.Transition
 		in, _ := r.tracker.Get(t.Key)
-		r.apply(ctx, []Record{{Service: t.Service, Instance: t.Instance, To: t.To.String(), At: t.At, Count: in.Count}}, false)
+		r.apply(ctx, []Record{{Service: t.Service, Instance: t.Instance, To: t.To, At: t.At, Count: in.Count}}, false)
 	case watch.KindCaughtUp, watch.KindReconnected:
 		// The monitor could not see: that time is unknown, not up or down.
 		r.gap(ctx, Gap{e.At.Add(-e.Downtime), e.At})
@@ -258,18 +258,18 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 		if ok && at.Before(rec.At) {
 			at = rec.At
 		}
-		if !ok || rec.State != in.State.String() {
-			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State.String(), At: at, Count: in.Count})
+		if !ok || rec.State != in.State {
+			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
 		}
 		if in.Lost > rec.Lost {
-			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: Lost, At: now, Count: in.Count, Lost: in.Lost})
+			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: now, Count: in.Count, Lost: in.Lost})
 		}
 	}
 	if loaded := r.loaded.Load(); loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.ForgetAfter {
 		for svc, insts := range recorded {
 			for inst := range insts {
 				if !seen[watch.Key{Service: svc, Instance: inst}] {
-					recs = append(recs, Record{Service: svc, Instance: inst, To: Forgotten, At: now})
+					recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
 				}
 			}
 		}

@@ -15,14 +15,6 @@ import (
 // The API's JSON. Every string that came from a heartbeat is data: the
 // page sets it as text, never as markup.
 
-// Counts are a service's instances by state.
-type Counts struct {
-	Alive   int `json:"alive"`
-	Stale   int `json:"stale"`
-	Dead    int `json:"dead"`
-	Stopped int `json:"stopped"`
-}
-
 // IncidentJSON is a span in which a service was down.
 type IncidentJSON struct {
 	Service   string  `json:"service"`
@@ -38,10 +30,10 @@ type IncidentJSON struct {
 
 // ServiceJSON is a service in the fleet overview.
 type ServiceJSON struct {
-	Name     string `json:"name"`
-	State    string `json:"state"` // up, down, stopped (every instance stopped gracefully), unknown
-	MinAlive int    `json:"min_alive"`
-	Counts   Counts `json:"counts"`
+	Name     string       `json:"name"`
+	State    string       `json:"state"` // watch.ServiceState: up, down, stopped (short only by graceful stops), unknown
+	MinAlive int          `json:"min_alive"`
+	Counts   watch.Counts `json:"counts"`
 	// Uptime by window ("1h", "24h", "7d", "30d"): up / (up + down),
 	// null when there is no recorded time in it.
 	Uptime       map[string]*float64 `json:"uptime"`
@@ -182,28 +174,11 @@ func byService(all []watch.Instance) map[string][]watch.Instance {
 func (p *Panel) service(name string, instances []watch.Instance, now time.Time) ServiceJSON {
 	s := ServiceJSON{Name: name, MinAlive: p.minAlive(name), Uptime: map[string]*float64{}}
 	for _, in := range instances {
-		switch in.State {
-		case watch.Alive:
-			s.Counts.Alive++
-		case watch.Stale:
-			s.Counts.Stale++
-		case watch.Dead:
-			s.Counts.Dead++
-		case watch.Stopped:
-			s.Counts.Stopped++
-		}
+		s.Counts.Add(in.State, 1)
 	}
-	up := s.Counts.Alive + s.Counts.Stale
-	existing := up + s.Counts.Dead + s.Counts.Stopped
-	switch {
-	case !p.Watching() || existing == 0:
-		s.State = "unknown"
-	case up >= s.MinAlive:
-		s.State = "up"
-	case s.Counts.Stopped == existing:
-		s.State = "stopped"
-	default:
-		s.State = "down"
+	state := s.Counts.State(s.MinAlive)
+	if !p.Watching() {
+		state = watch.ServiceUnknown
 	}
 	for _, w := range p.cfg.Windows {
 		if r, ok := p.reports.get(name, w); ok {
@@ -222,9 +197,10 @@ func (p *Panel) service(name string, instances []watch.Instance, now time.Time) 
 	}
 	// No instance tracked, but history says it is still down (its dead
 	// instances forgotten): down, not unknown.
-	if s.State == "unknown" && existing == 0 && s.OpenIncident != nil && p.Watching() {
-		s.State = "down"
+	if state == watch.ServiceUnknown && s.Counts.Total() == 0 && s.OpenIncident != nil && p.Watching() {
+		state = watch.ServiceDown
 	}
+	s.State = state.String()
 	return s
 }
 

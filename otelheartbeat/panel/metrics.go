@@ -2,6 +2,7 @@ package panel
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 // metrics is the panel's view of liveness as OpenTelemetry metrics,
@@ -26,7 +29,52 @@ type metrics struct {
 	beatsSwept atomic.Int64
 }
 
-var states = []string{"alive", "stale", "dead", "stopped"}
+// instruments are the panel's metrics, observed in one callback.
+type instruments struct {
+	state, received, lost, services, minAlive, watching, recording, notes, queued metric.Int64Observable
+	age, interval                                                                 metric.Float64Observable
+}
+
+// newInstruments registers every instrument on m; the error joins those
+// of every one that failed.
+func newInstruments(m metric.Meter) (instruments, error) {
+	var errs []error
+	gauge := func(name, desc string) metric.Int64Observable {
+		g, err := m.Int64ObservableGauge(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+		return g
+	}
+	counter := func(name, desc string) metric.Int64Observable {
+		c, err := m.Int64ObservableCounter(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	seconds := func(name, desc string) metric.Float64Observable {
+		g, err := m.Float64ObservableGauge(name, metric.WithUnit("s"), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return g
+	}
+	in := instruments{
+		state:     gauge("heartbeat.instance.state", "1 for the instance's current liveness state, 0 for the others"),
+		age:       seconds("heartbeat.instance.age", "time since the instance's last heartbeat was received"),
+		received:  counter("heartbeat.instance.received", "heartbeats of the instance this panel received"),
+		lost:      counter("heartbeat.instance.lost", "heartbeats of the instance missing from its heartbeat_count sequence"),
+		interval:  seconds("heartbeat.instance.interval", "the interval the instance is judged by"),
+		services:  gauge("heartbeat.service.instances", "instances of the service by liveness state"),
+		minAlive:  gauge("heartbeat.service.min_alive", "instances that must be up (alive or stale) for the service to be up: --min-alive, 1 unless set"),
+		watching:  gauge("heartbeat.panel.watching", "1 while the panel is subscribed and its probes are answered"),
+		recording: gauge("heartbeat.panel.recording", "1 while this replica holds the recorder lease"),
+		notes: counter("heartbeat.panel.notifications",
+			"alert notifications by receiver and result: sent, failed (each attempt), dropped (a bound was reached), fenced (made under a lease this replica lost)"),
+		queued: gauge("heartbeat.panel.notifications.queued", "alert notifications waiting to be delivered, by receiver"),
+	}
+	return in, errors.Join(errs...)
+}
+
+func (in instruments) all() []metric.Observable {
+	return []metric.Observable{in.state, in.age, in.received, in.lost, in.interval, in.services, in.minAlive,
+		in.watching, in.recording, in.notes, in.queued}
+}
 
 func newMetrics(p *Panel) (*metrics, error) {
 	reg := prometheus.NewRegistry()
@@ -35,87 +83,63 @@ func newMetrics(p *Panel) (*metrics, error) {
 		return nil, err
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(resource.Empty()))
-	m := mp.Meter("github.com/otel-heartbeat/heartbeat/examples/adminpanel")
-	state, err1 := m.Int64ObservableGauge("heartbeat.instance.state",
-		metric.WithDescription("1 for the instance's current liveness state, 0 for the others"))
-	age, err2 := m.Float64ObservableGauge("heartbeat.instance.age", metric.WithUnit("s"),
-		metric.WithDescription("time since the instance's last heartbeat was received"))
-	received, err3 := m.Int64ObservableCounter("heartbeat.instance.received",
-		metric.WithDescription("heartbeats of the instance this panel received"))
-	lost, err4 := m.Int64ObservableCounter("heartbeat.instance.lost",
-		metric.WithDescription("heartbeats of the instance missing from its heartbeat_count sequence"))
-	interval, err5 := m.Float64ObservableGauge("heartbeat.instance.interval", metric.WithUnit("s"),
-		metric.WithDescription("the interval the instance is judged by"))
-	services, err6 := m.Int64ObservableGauge("heartbeat.service.instances",
-		metric.WithDescription("instances of the service by liveness state"))
-	minAlive, err11 := m.Int64ObservableGauge("heartbeat.service.min_alive",
-		metric.WithDescription("instances that must be up (alive or stale) for the service to be up: --min-alive, 1 unless set"))
-	watching, err7 := m.Int64ObservableGauge("heartbeat.panel.watching",
-		metric.WithDescription("1 while the panel is subscribed and its probes are answered"))
-	recording, err8 := m.Int64ObservableGauge("heartbeat.panel.recording",
-		metric.WithDescription("1 while this replica holds the recorder lease"))
-	notes, err9 := m.Int64ObservableCounter("heartbeat.panel.notifications",
-		metric.WithDescription("alert notifications by receiver and result: sent, failed (each attempt), dropped (a bound was reached), fenced (made under a lease this replica lost)"))
-	queued, err10 := m.Int64ObservableGauge("heartbeat.panel.notifications.queued",
-		metric.WithDescription("alert notifications waiting to be delivered, by receiver"))
-	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11} {
-		if err != nil {
-			_ = mp.Shutdown(context.Background())
-			return nil, err
-		}
+	meter := mp.Meter("github.com/otel-heartbeat/heartbeat/otelheartbeat/panel")
+	in, err := newInstruments(meter)
+	if err == nil {
+		_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			in.observe(p, o)
+			return nil
+		}, in.all()...)
 	}
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		now := time.Now()
-		counts := map[string]map[string]int64{}
-		for _, in := range p.tr.Snapshot() {
-			id := []attribute.KeyValue{attribute.String("service.name", in.Service), attribute.String("service.instance.id", in.Instance)}
-			cur := in.State.String()
-			for _, s := range states {
-				v := int64(0)
-				if s == cur {
-					v = 1
-				}
-				o.ObserveInt64(state, v, metric.WithAttributes(append(id[:2:2], attribute.String("state", s))...))
-			}
-			o.ObserveFloat64(age, in.Age(now).Seconds(), metric.WithAttributes(id...))
-			o.ObserveFloat64(interval, in.Interval.Seconds(), metric.WithAttributes(id...))
-			o.ObserveInt64(received, p.receivedCount(in.Key), metric.WithAttributes(id...))
-			o.ObserveInt64(lost, in.Lost, metric.WithAttributes(id...))
-			if counts[in.Service] == nil {
-				counts[in.Service] = map[string]int64{}
-			}
-			counts[in.Service][cur]++
-		}
-		for svc, c := range counts {
-			for _, s := range states {
-				o.ObserveInt64(services, c[s], metric.WithAttributes(attribute.String("service.name", svc), attribute.String("state", s)))
-			}
-			o.ObserveInt64(minAlive, int64(p.minAlive(svc)), metric.WithAttributes(attribute.String("service.name", svc)))
-		}
-		b := func(v bool) int64 {
-			if v {
-				return 1
-			}
-			return 0
-		}
-		o.ObserveInt64(watching, b(p.Watching()))
-		o.ObserveInt64(recording, b(p.rec.Leading()))
-		for _, r := range p.cfg.Receivers {
-			st := r.Stats()
-			name := attribute.String("receiver", r.Name())
-			o.ObserveInt64(notes, st.Sent, metric.WithAttributes(name, attribute.String("result", "sent")))
-			o.ObserveInt64(notes, st.Failed, metric.WithAttributes(name, attribute.String("result", "failed")))
-			o.ObserveInt64(notes, st.Dropped, metric.WithAttributes(name, attribute.String("result", "dropped")))
-			o.ObserveInt64(notes, st.Fenced, metric.WithAttributes(name, attribute.String("result", "fenced")))
-			o.ObserveInt64(queued, st.Queued, metric.WithAttributes(name))
-		}
-		return nil
-	}, state, age, received, lost, interval, services, minAlive, watching, recording, notes, queued)
 	if err != nil {
 		_ = mp.Shutdown(context.Background())
 		return nil, err
 	}
 	return &metrics{provider: mp, handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, nil
+}
+
+// observe reports the panel's state now.
+func (in instruments) observe(p *Panel, o metric.Observer) {
+	now := time.Now()
+	counts := map[string]*watch.Counts{}
+	for _, inst := range p.tr.Snapshot() {
+		id := []attribute.KeyValue{attribute.String("service.name", inst.Service), attribute.String("service.instance.id", inst.Instance)}
+		for st := watch.Alive; st <= watch.Stopped; st++ {
+			o.ObserveInt64(in.state, one(st == inst.State), metric.WithAttributes(append(id[:2:2], attribute.String("state", st.String()))...))
+		}
+		o.ObserveFloat64(in.age, inst.Age(now).Seconds(), metric.WithAttributes(id...))
+		o.ObserveFloat64(in.interval, inst.Interval.Seconds(), metric.WithAttributes(id...))
+		o.ObserveInt64(in.received, p.receivedCount(inst.Key), metric.WithAttributes(id...))
+		o.ObserveInt64(in.lost, inst.Lost, metric.WithAttributes(id...))
+		if counts[inst.Service] == nil {
+			counts[inst.Service] = &watch.Counts{}
+		}
+		counts[inst.Service].Add(inst.State, 1)
+	}
+	for svc, c := range counts {
+		name := attribute.String("service.name", svc)
+		for st, n := range map[watch.State]int{watch.Alive: c.Alive, watch.Stale: c.Stale, watch.Dead: c.Dead, watch.Stopped: c.Stopped} {
+			o.ObserveInt64(in.services, int64(n), metric.WithAttributes(name, attribute.String("state", st.String())))
+		}
+		o.ObserveInt64(in.minAlive, int64(p.minAlive(svc)), metric.WithAttributes(name))
+	}
+	o.ObserveInt64(in.watching, one(p.Watching()))
+	o.ObserveInt64(in.recording, one(p.rec.Leading()))
+	for _, r := range p.cfg.Receivers {
+		st := r.Stats()
+		name := attribute.String("receiver", r.Name())
+		for result, n := range map[string]int64{"sent": st.Sent, "failed": st.Failed, "dropped": st.Dropped, "fenced": st.Fenced} {
+			o.ObserveInt64(in.notes, n, metric.WithAttributes(name, attribute.String("result", result)))
+		}
+		o.ObserveInt64(in.queued, st.Queued, metric.WithAttributes(name))
+	}
+}
+
+func one(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *metrics) shutdown() error {

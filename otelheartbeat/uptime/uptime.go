@@ -3,8 +3,10 @@
 //
 // An instance is up while alive or stale (its heartbeat is late, not yet
 // missing for three intervals), down while dead, and planned while stopped
-// gracefully. A service is up while at least MinAlive of its instances are
-// up, planned while every instance it has is stopped, and down otherwise.
+// gracefully. A service's state is watch.Counts.State of its instances:
+// up while at least minAlive are up, planned (stopped) while it is short
+// only by graceful stops, down otherwise; a dead instance the watcher has
+// forgotten still counts as dead until an instance is up again.
 // Time no recorder watched (history gaps) is unknown: neither up nor down.
 // Uptime is up / (up + down); planned and unknown time are left out of
 // both, so a deploy or a panel outage never counts as downtime.
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 // Window is the span a report covers.
@@ -76,193 +79,244 @@ type ServiceReport struct {
 // gaps. An open incident (the service still down at w.To) has no End. It
 // costs O((entries + instances) log gaps).
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
-	if minAlive < 1 {
-		minAlive = 1
-	}
-	rep := ServiceReport{Service: service}
+	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: map[string]*instance{}}
 	if !w.To.After(w.From) {
-		return rep
+		return f.rep
 	}
+	f.gaps = newGapIndex(gaps, w)
 	entries = slices.Clone(entries)
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].At.Before(entries[j].At) })
-	g := newGapIndex(gaps, w)
-
-	type inst struct {
-		InstanceReport
-		state string
-		since time.Time
-	}
-	per := map[string]*inst{}
-	get := func(id string) *inst {
-		r, ok := per[id]
-		if !ok {
-			r = &inst{InstanceReport: InstanceReport{Instance: id}}
-			per[id] = r
-		}
-		return r
-	}
-	// account adds [from, to) in state st to t, the watched part by state
-	// and the rest as unknown.
-	account := func(t *Times, st string, from, to time.Time) {
-		if from.Before(w.From) {
-			from = w.From
-		}
-		if to.After(w.To) {
-			to = w.To
-		}
-		if !to.After(from) {
-			return
-		}
-		unknown := g.overlap(from, to)
-		watched := to.Sub(from) - unknown
-		t.Unknown += unknown
-		switch st {
-		case "alive", "stale":
-			t.Up += watched
-		case "dead":
-			t.Down += watched
-		case "stopped":
-			t.Planned += watched
-		default:
-			t.Unknown += watched
-		}
-	}
-
-	// ghosts are dead instances the watcher forgot: the service stays
-	// down for them until an instance is up again.
-	var up, stopped, existing, replaceable, ghosts int
-	deadSet := map[string]bool{}
-	var open *Incident
-	var svcState string
-	var svcSince time.Time
-	// serviceState is the service's state from the instance counts.
-	serviceState := func() string {
-		switch {
-		case existing+ghosts == 0:
-			return "unknown"
-		case up >= minAlive:
-			return "alive"
-		case stopped == existing+ghosts:
-			return "stopped"
-		}
-		return "dead"
-	}
-	// settle accounts the service's time up to now and opens or closes an
-	// incident when its state changes.
-	settle := func(now time.Time) {
-		st := serviceState()
-		if st == svcState {
-			return
-		}
-		if !svcSince.IsZero() {
-			account(&rep.Times, svcState, svcSince, now)
-		}
-		inWindow := !now.Before(w.From) && now.Before(w.To)
-		switch {
-		case st == "dead" && open == nil:
-			start := now
-			if start.Before(w.From) {
-				start = w.From
-			}
-			open = &Incident{Start: start}
-			for id := range deadSet {
-				open.Instances = append(open.Instances, id)
-			}
-		case st != "dead" && open != nil:
-			if inWindow || now.Equal(w.To) {
-				open.End = now
-			}
-			if open.End.IsZero() || open.End.After(w.From) {
-				rep.Incidents = append(rep.Incidents, finish(*open))
-			}
-			open = nil
-		}
-		svcState, svcSince = st, now
-	}
-	count := func(st string, d int) {
-		switch st {
-		case "alive", "stale":
-			up += d
-			existing += d
-		case "dead":
-			existing += d
-		case "stopped":
-			stopped += d
-			existing += d
-		}
-	}
+	slices.SortStableFunc(entries, func(a, b history.Entry) int { return a.At.Compare(b.At) })
 	for _, e := range entries {
 		if !e.At.Before(w.To) {
 			break
 		}
-		inWindow := !e.At.Before(w.From)
-		if e.To == history.Lost {
-			if inWindow {
-				get(e.Instance).Lost += e.Lost
-				rep.Lost += e.Lost
-			}
-			continue
-		}
-		r := get(e.Instance)
-		prev := r.state
-		if prev != "" {
-			account(&r.Times, prev, r.since, e.At)
-		}
-		if e.To == "alive" && (prev == "" || prev == "unknown" || prev == history.Forgotten) && replaceable > 0 {
-			replaceable--
-			if inWindow {
-				rep.Restarts++
-			}
-		}
-		switch {
-		case (e.To == "dead" || e.To == "stopped") && prev != "dead" && prev != "stopped":
-			replaceable++
-		case (prev == "dead" || prev == "stopped") && (e.To == "alive" || e.To == "stale"):
-			replaceable = max(replaceable-1, 0) // the same instance came back
-		}
-		count(prev, -1)
-		count(e.To, +1)
-		switch {
-		case e.To == history.Forgotten && prev == "dead":
-			ghosts++
-		case e.To == "alive" || e.To == "stale":
-			ghosts = 0
-		}
-		delete(deadSet, e.Instance)
-		if e.To == "dead" {
-			deadSet[e.Instance] = true
-			if open != nil {
-				open.Instances = append(open.Instances, e.Instance)
-			}
-		}
-		r.state, r.since = e.To, e.At
-		settle(e.At)
+		f.entry(e)
 	}
-	for _, r := range per {
-		if r.state != "" {
-			account(&r.Times, r.state, r.since, w.To)
+	return f.finish()
+}
+
+// fold is a report being made, one entry at a time, oldest first.
+type fold struct {
+	w         Window
+	gaps      gapIndex
+	minAlive  int
+	rep       ServiceReport
+	instances map[string]*instance
+	service   service
+	// replaceable counts the instances gone (dead or stopped) that a new
+	// instance would replace: its appearing is a restart.
+	replaceable int
+}
+
+// instance is one instance's part of a fold.
+type instance struct {
+	InstanceReport
+	seen      bool // an entry of it has been folded
+	forgotten bool
+	state     watch.State
+	since     time.Time
+}
+
+// service is the service's part of a fold: its instances counted by
+// state, its state by the service rule, and its open incident.
+type service struct {
+	counts watch.Counts
+	// ghosts are dead instances the watcher forgot: the service stays
+	// down for them until an instance is up again.
+	ghosts int
+	state  watch.ServiceState
+	since  time.Time // zero before its first entry
+	dead   map[string]bool
+	open   *Incident
+}
+
+func (f *fold) inWindow(t time.Time) bool { return !t.Before(f.w.From) }
+
+func (f *fold) instance(id string) *instance {
+	in, ok := f.instances[id]
+	if !ok {
+		in = &instance{InstanceReport: InstanceReport{Instance: id}}
+		f.instances[id] = in
+	}
+	return in
+}
+
+// entry folds one entry in.
+func (f *fold) entry(e history.Entry) {
+	in := f.instance(e.Instance)
+	if e.Event == history.LostHeartbeats {
+		if f.inWindow(e.At) {
+			in.Lost += e.Lost
+			f.rep.Lost += e.Lost
 		}
-		if r.state == history.Forgotten && r.Times == (Times{}) && r.Lost == 0 {
+		return
+	}
+	if in.seen {
+		f.account(&in.Times, in.timeState(), in.since, e.At)
+	}
+	to, forgotten := e.To, e.Event == history.Forgotten
+	if forgotten {
+		to = watch.Unknown
+	}
+	f.restart(in, to, e.At)
+	f.service.move(in, to, forgotten)
+	in.seen, in.forgotten, in.state, in.since = true, forgotten, to, e.At
+	f.settle(e.At)
+}
+
+// timeState is what an instance's time counts as: its state, and
+// unknown once forgotten.
+func (in *instance) timeState() watch.State {
+	if in.forgotten {
+		return watch.Unknown
+	}
+	return in.state
+}
+
+// restart counts an instance that appears to replace one that died or
+// stopped, and keeps the count of those replaceable.
+func (f *fold) restart(in *instance, to watch.State, at time.Time) {
+	fresh := !in.seen || in.forgotten || in.state == watch.Unknown
+	switch {
+	case to == watch.Alive && fresh && f.replaceable > 0:
+		f.replaceable--
+		if f.inWindow(at) {
+			f.rep.Restarts++
+		}
+	case to.Gone() && !in.state.Gone():
+		f.replaceable++
+	case in.state.Gone() && to.Up():
+		f.replaceable = max(f.replaceable-1, 0) // the same instance came back
+	}
+}
+
+// move counts an instance's change of state in the service.
+func (s *service) move(in *instance, to watch.State, forgotten bool) {
+	if in.seen && !in.forgotten {
+		s.counts.Add(in.state, -1)
+	}
+	if !forgotten {
+		s.counts.Add(to, 1)
+	}
+	switch {
+	case forgotten && in.state == watch.Dead:
+		s.ghosts++
+	case to.Up():
+		s.ghosts = 0
+	}
+	if s.dead == nil {
+		s.dead = map[string]bool{}
+	}
+	delete(s.dead, in.Instance)
+	if to == watch.Dead {
+		s.dead[in.Instance] = true
+		if s.open != nil {
+			s.open.Instances = append(s.open.Instances, in.Instance)
+		}
+	}
+}
+
+// settle accounts the service's time up to now and opens or closes an
+// incident when its state changes.
+func (f *fold) settle(now time.Time) {
+	s := &f.service
+	c := s.counts
+	c.Dead += s.ghosts
+	st := c.State(f.minAlive)
+	if st == s.state && !s.since.IsZero() {
+		return
+	}
+	if !s.since.IsZero() {
+		f.serviceTime(s.state, s.since, now)
+	}
+	switch {
+	case st == watch.ServiceDown && s.open == nil:
+		s.open = &Incident{Start: later(now, f.w.From)}
+		for id := range s.dead {
+			s.open.Instances = append(s.open.Instances, id)
+		}
+	case st != watch.ServiceDown && s.open != nil:
+		if f.inWindow(now) || now.Equal(f.w.To) {
+			s.open.End = now
+		}
+		if s.open.End.IsZero() || s.open.End.After(f.w.From) {
+			f.rep.Incidents = append(f.rep.Incidents, finish(*s.open))
+		}
+		s.open = nil
+	}
+	s.state, s.since = st, now
+}
+
+// serviceTime accounts the service's time in state st.
+func (f *fold) serviceTime(st watch.ServiceState, from, to time.Time) {
+	as := map[watch.ServiceState]watch.State{watch.ServiceUp: watch.Alive, watch.ServiceDown: watch.Dead, watch.ServiceStopped: watch.Stopped}
+	f.account(&f.rep.Times, as[st], from, to)
+}
+
+// account adds [from, to) in state st to t: the watched part by state
+// (up while alive or stale, down while dead, planned while stopped) and
+// the rest as unknown.
+func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
+	from, to = later(from, f.w.From), earlier(to, f.w.To)
+	if !to.After(from) {
+		return
+	}
+	unknown := f.gaps.overlap(from, to)
+	watched := to.Sub(from) - unknown
+	t.Unknown += unknown
+	switch {
+	case st.Up():
+		t.Up += watched
+	case st == watch.Dead:
+		t.Down += watched
+	case st == watch.Stopped:
+		t.Planned += watched
+	default:
+		t.Unknown += watched
+	}
+}
+
+// finish accounts what runs to the window's end and returns the report.
+func (f *fold) finish() ServiceReport {
+	for _, in := range f.instances {
+		if in.seen {
+			f.account(&in.Times, in.timeState(), in.since, f.w.To)
+		}
+		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
 			continue // forgotten before the window
 		}
-		rep.Instances = append(rep.Instances, r.InstanceReport)
+		f.rep.Instances = append(f.rep.Instances, in.InstanceReport)
 	}
-	if !svcSince.IsZero() {
-		account(&rep.Times, svcState, svcSince, w.To)
+	if s := &f.service; !s.since.IsZero() {
+		f.serviceTime(s.state, s.since, f.w.To)
+		if s.open != nil {
+			f.rep.Incidents = append(f.rep.Incidents, finish(*s.open)) // still down at w.To: open
+		}
 	}
-	if open != nil {
-		rep.Incidents = append(rep.Incidents, finish(*open)) // still down at w.To: open
-	}
-	for i := range rep.Incidents {
-		in := &rep.Incidents[i]
+	for i := range f.rep.Incidents {
+		in := &f.rep.Incidents[i]
 		end := in.End
 		if in.Open() {
-			end = w.To
+			end = f.w.To
 		}
-		in.Unknown = g.overlap(in.Start, end)
+		in.Unknown = f.gaps.overlap(in.Start, end)
 	}
-	slices.SortFunc(rep.Instances, func(a, b InstanceReport) int { return strings.Compare(a.Instance, b.Instance) })
-	return rep
+	slices.SortFunc(f.rep.Instances, func(a, b InstanceReport) int { return strings.Compare(a.Instance, b.Instance) })
+	return f.rep
+}
+
+func later(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.After(b) {
+		return b
+	}
+	return a
 }
 
 // gapIndex answers how much of a span nobody watched.

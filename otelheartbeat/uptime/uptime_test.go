@@ -6,14 +6,22 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 var t0 = time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)
 
 func at(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 
+// e is an entry from a to b at minute m; b "forgotten" is the watcher
+// forgetting the instance.
 func e(inst, from, to string, m int) history.Entry {
-	return history.Entry{Service: "geo", Instance: inst, From: from, To: to, At: at(m)}
+	f, _ := watch.ParseState(from)
+	if to == "forgotten" {
+		return history.Entry{Service: "geo", Instance: inst, Event: history.Forgotten, From: f, At: at(m)}
+	}
+	t, _ := watch.ParseState(to)
+	return history.Entry{Service: "geo", Instance: inst, From: f, To: t, At: at(m)}
 }
 
 // A worked example, computed by hand: two instances alive before the
@@ -22,7 +30,7 @@ func e(inst, from, to string, m int) history.Entry {
 func TestComputeAgreesWithAHandComputation(t *testing.T) {
 	entries := []history.Entry{
 		e("a", "unknown", "alive", -60), e("b", "unknown", "alive", -60),
-		{Service: "geo", Instance: "a", To: history.Lost, Lost: 3, At: at(5)},
+		{Service: "geo", Instance: "a", Event: history.LostHeartbeats, Lost: 3, At: at(5)},
 		e("a", "alive", "dead", 10), e("b", "alive", "dead", 20),
 		e("c", "unknown", "alive", 50), e("b", "dead", "stopped", 55),
 	}
@@ -96,10 +104,10 @@ func BenchmarkThirtyDays(b *testing.B) {
 		for d := 0; d < days; d++ {
 			base := t0.Add(time.Duration(d)*24*time.Hour + time.Duration(i)*time.Second)
 			entries = append(entries,
-				history.Entry{Service: "geo", Instance: id, From: "unknown", To: "alive", At: base},
-				history.Entry{Service: "geo", Instance: id, From: "alive", To: "stale", At: base.Add(20 * time.Hour)},
-				history.Entry{Service: "geo", Instance: id, From: "stale", To: "dead", At: base.Add(20*time.Hour + time.Minute)},
-				history.Entry{Service: "geo", Instance: id, From: "dead", To: history.Forgotten, At: base.Add(23 * time.Hour)})
+				history.Entry{Service: "geo", Instance: id, From: watch.Unknown, To: watch.Alive, At: base},
+				history.Entry{Service: "geo", Instance: id, From: watch.Alive, To: watch.Stale, At: base.Add(20 * time.Hour)},
+				history.Entry{Service: "geo", Instance: id, From: watch.Stale, To: watch.Dead, At: base.Add(20*time.Hour + time.Minute)},
+				history.Entry{Service: "geo", Instance: id, From: watch.Dead, Event: history.Forgotten, At: base.Add(23 * time.Hour)})
 		}
 	}
 	b.ReportAllocs()
@@ -116,7 +124,7 @@ func BenchmarkThirtyDays(b *testing.B) {
 // replica never tracked it) does not end the outage: the service stays
 // down until an instance is up again.
 func TestForgettingTheDeadDoesNotEndTheOutage(t *testing.T) {
-	entries := []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "dead", 10), e("a", "dead", history.Forgotten, 30)}
+	entries := []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "dead", 10), e("a", "dead", "forgotten", 30)}
 	r := Compute("geo", entries, nil, Window{From: at(0), To: at(60)}, 1)
 	if r.Down != 50*time.Minute || len(r.Incidents) != 1 || !r.Incidents[0].Open() {
 		t.Errorf("forgotten dead: %+v, incidents %+v", r.Times, r.Incidents)
@@ -129,7 +137,7 @@ func TestForgettingTheDeadDoesNotEndTheOutage(t *testing.T) {
 		t.Errorf("a successor: %+v, incidents %+v, restarts %d", back.Times, back.Incidents, back.Restarts)
 	}
 	// Forgetting a stopped instance leaves a stopped service.
-	stopped := Compute("geo", []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "stopped", 10), e("a", "stopped", history.Forgotten, 30)}, nil,
+	stopped := Compute("geo", []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "stopped", 10), e("a", "stopped", "forgotten", 30)}, nil,
 		Window{From: at(0), To: at(60)}, 1)
 	if stopped.Down != 0 || len(stopped.Incidents) != 0 {
 		t.Errorf("forgotten stopped: %+v %+v", stopped.Times, stopped.Incidents)

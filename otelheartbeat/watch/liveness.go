@@ -709,8 +709,8 @@ func (t *Tracker) Snapshot() []Instance {
 
 // ServiceSummary counts one service's instances by state.
 type ServiceSummary struct {
-	Name                        string
-	Alive, Stale, Dead, Stopped int
+	Name string
+	Counts
 }
 
 // Services summarises every service, ordered by name.
@@ -724,16 +724,7 @@ func (t *Tracker) Services() []ServiceSummary {
 			s = &ServiceSummary{Name: e.Service}
 			by[e.Service] = s
 		}
-		switch e.State {
-		case Alive:
-			s.Alive++
-		case Stale:
-			s.Stale++
-		case Dead:
-			s.Dead++
-		case Stopped:
-			s.Stopped++
-		}
+		s.Add(e.State, 1)
 	}
 	out := make([]ServiceSummary, 0, len(by))
 	for _, s := range by {

@@ -200,7 +200,7 @@ func TestServicesAndBounds(t *testing.T) {
 	tr.Observe(beat("b", "1", 1))
 	tr.Tick()
 	sum := tr.Services()
-	if len(sum) != 2 || sum[0] != (ServiceSummary{Name: "a", Stale: 2}) || sum[1] != (ServiceSummary{Name: "b", Alive: 1}) {
+	if len(sum) != 2 || sum[0] != (ServiceSummary{Name: "a", Counts: Counts{Stale: 2}}) || sum[1] != (ServiceSummary{Name: "b", Counts: Counts{Alive: 1}}) {
 		t.Errorf("services %+v", sum)
 	}
 	snap := tr.Snapshot()
@@ -703,5 +703,41 @@ func TestAliveFollowsTheVerdicts(t *testing.T) {
 		if n := tr.serviceNames(); n != 0 {
 			t.Errorf("keep %v: %d service names kept", keep, n)
 		}
+	}
+}
+
+// The service rule, in one place: up at its minimum of instances up
+// (alive or stale); below it stopped (planned) when the shortfall is all
+// graceful stops, down when an instance is dead or too few exist; unknown
+// with no instance.
+func TestTheServiceRule(t *testing.T) {
+	for _, tt := range []struct {
+		c        Counts
+		minAlive int
+		want     ServiceState
+	}{
+		{Counts{}, 1, ServiceUnknown},
+		{Counts{Alive: 1}, 1, ServiceUp},
+		{Counts{Stale: 1, Dead: 3}, 1, ServiceUp},
+		{Counts{Alive: 1}, 0, ServiceUp},
+		{Counts{Dead: 1}, 1, ServiceDown},
+		{Counts{Alive: 1, Dead: 1}, 2, ServiceDown},
+		{Counts{Stopped: 2}, 1, ServiceStopped},
+		{Counts{Alive: 1, Stopped: 1}, 2, ServiceStopped}, // a rolling deploy below the minimum
+		{Counts{Alive: 1, Stopped: 1, Dead: 1}, 2, ServiceDown},
+		{Counts{Alive: 1, Stopped: 2, Dead: 1}, 2, ServiceDown}, // a crash is a crash
+		{Counts{Alive: 2}, 3, ServiceDown},                      // too few exist
+	} {
+		if got := tt.c.State(tt.minAlive); got != tt.want {
+			t.Errorf("%+v at min %d: %v, want %v", tt.c, tt.minAlive, got, tt.want)
+		}
+	}
+	for st := Unknown; st <= Stopped; st++ {
+		if got, ok := ParseState(st.String()); !ok || got != st {
+			t.Errorf("ParseState(%q) = %v, %v", st, got, ok)
+		}
+	}
+	if _, ok := ParseState("forgotten"); ok {
+		t.Error("forgotten parsed as a state")
 	}
 }
