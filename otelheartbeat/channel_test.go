@@ -46,9 +46,9 @@ func TestChannelTemplateFromOneVariableOnBothSides(t *testing.T) {
 	conn, err := watch.ConnectFromEnv()
 	must(t, err)
 	defer conn.Client.Close()
-	mon, err := watch.New(conn.Config())
+	mon, err := watch.New(conn)
 	must(t, err)
-	if got := mon.Pattern(); got != "health:service:*:heartbeat" {
+	if got := mon.Subscription(); got != "health:service:*:heartbeat" {
 		t.Errorf("the watcher's pattern is %q", got)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -198,7 +198,7 @@ func TestPerServiceShardedACLIsolatesServices(t *testing.T) {
 	exp := newExporter(t, c.Nodes[0], WithEndpoint(endpoint("service_a")), WithShardedPubSub(), handler)
 
 	// The monitor, as its own ACL user, learns service_a from the registry.
-	mon, err := watch.New(watch.Config{Client: as("monitor"), Sharded: true, RegistryRefresh: 50 * time.Millisecond})
+	mon, err := watch.New(watch.Connection{Client: as("monitor"), Sharded: true}, watch.WithRegistryRefresh(50*time.Millisecond))
 	must(t, err)
 	events := make(chan watch.Event, 1000)
 	monCtx, stopMon := context.WithCancel(ctx)

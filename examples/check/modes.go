@@ -187,7 +187,7 @@ func (e *unseenError) Error() string { return "cannot tell: " + e.why }
 func (c *checker) monitor() {
 	const mode = "monitor"
 	service := c.prefix + "_monitor"
-	mon, err := watch.New(watch.Config{Client: c.client, Channel: c.channel, KeyPrefix: c.keyPrefix, Service: service})
+	mon, err := watch.New(watch.Connection{Client: c.client, Channel: c.channel, KeyPrefix: c.keyPrefix}, watch.WithService(service))
 	if !c.check(mode, "monitor engine", err) {
 		return
 	}
@@ -328,6 +328,6 @@ func (c *checker) monitor() {
 	judged("gracefully stopped instance reported stopped, not dead", err)
 	stopMonitor()
 	if s := mon.Stats(); s.Malformed > 0 {
-		c.fail(mode, "%d malformed messages on %s", s.Malformed, strings.TrimSuffix(mon.Pattern(), "*"))
+		c.fail(mode, "%d malformed messages on %s", s.Malformed, strings.TrimSuffix(mon.Subscription(), "*"))
 	}
 }

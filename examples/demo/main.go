@@ -43,6 +43,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
@@ -124,7 +125,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	style := term.Style{Color: term.Colour(stdout), Location: time.Local}
 	transitions := make(chan watch.Transition, 100)
 	tables := make(chan chan struct{}, 1)
-	mon, err := watch.New(watch.Config{Client: client, Refresh: *interval / 2})
+	mon, err := watch.New(watch.Connection{Client: client}, watch.WithRefresh(*interval/2))
 	if err != nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
@@ -286,9 +287,14 @@ func broker(o *out) (string, redis.UniversalClient, func(), error) {
 // startPanel serves the admin panel on addr, or on a free port if addr
 // is taken, and returns its URL and how to stop it.
 func startPanel(client redis.UniversalClient, endpoint string, interval time.Duration, addr string, stderr io.Writer) (string, func(), error) {
-	p, err := panel.New(panel.Config{Conn: watch.Connection{Client: client, Endpoint: endpoint}, DefaultInterval: interval,
-		Lease: 3 * time.Second, ReconcileEvery: 5 * time.Second,
-		Errorf: func(format string, a ...any) { fmt.Fprintf(stderr, "admin panel: "+format+"\n", a...) }})
+	mon, err := watch.New(watch.Connection{Client: client, Endpoint: endpoint},
+		watch.WithTracker(append(panel.TrackerOptions(), watch.WithDefaultInterval(interval))...))
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := panel.New(mon.Tracker(), client, panel.WithEndpoint(endpoint), panel.WithLease(3*time.Second),
+		panel.WithReconcile(5*time.Second, 0), panel.WithPage(web.Files),
+		panel.WithErrorf(func(format string, a ...any) { fmt.Fprintf(stderr, "admin panel: "+format+"\n", a...) }))
 	if err != nil {
 		return "", nil, err
 	}
@@ -301,7 +307,13 @@ func startPanel(client redis.UniversalClient, endpoint string, interval time.Dur
 	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran, served := make(chan struct{}), make(chan struct{})
-	go func() { defer close(ran); _ = p.Run(ctx) }()
+	go func() {
+		defer close(ran)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = mon.Run(ctx, p.Observe) })
+		_ = p.Run(ctx)
+		wg.Wait()
+	}()
 	go func() { defer close(served); _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + "/", func() {
 		cancel()

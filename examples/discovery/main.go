@@ -215,10 +215,7 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer conn.Client.Close()
-	cfg := conn.Config()
-	cfg.Service, cfg.NoHeartbeats = *service, true
-	cfg.Tracker = []watch.TrackerOption{watch.WithHeartbeats()}
-	mon, err := watch.New(cfg)
+	mon, err := watch.New(conn, watch.WithService(*service), watch.WithoutHeartbeatEvents(), watch.WithTracker(watch.WithHeartbeats()))
 	if err != nil {
 		fmt.Fprintf(stderr, "discovery call: %v\n", err)
 		return 2

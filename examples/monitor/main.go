@@ -137,24 +137,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m, err := watch.New(watch.Config{
-		Client: conn.Client, Endpoint: conn.Endpoint,
-		Channel: conn.Channel, KeyPrefix: conn.KeyPrefix,
-		Service: o.service,
-		Tracker: []watch.TrackerOption{watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances),
-			watch.WithDefaultInterval(o.defaultInterval)},
-		Refresh:      o.refresh,
-		KeepRaw:      o.json,
-		Sharded:      o.sharded,
-		NoHeartbeats: o.table,
-		BlindAfter:   o.blindAfter,
-	})
+	conn.Sharded = o.sharded
+	opts := []watch.Option{watch.WithService(o.service), watch.WithRefresh(o.refresh), watch.WithProbe(0, o.blindAfter),
+		watch.WithTracker(watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances), watch.WithDefaultInterval(o.defaultInterval))}
+	if o.json {
+		opts = append(opts, watch.WithRawMessages())
+	}
+	if o.table {
+		opts = append(opts, watch.WithoutHeartbeatEvents())
+	}
+	m, err := watch.New(conn, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
 		return exitUsage
 	}
 	if !o.json {
-		what := m.Pattern()
+		what := m.Subscription()
 		if o.sharded {
 			what = "the shard channels of the services in " + wire.DefaultRegistryKey
 		}
@@ -345,11 +343,10 @@ func listenOnce(o options, conn watch.Connection, style term.Style, stdout, stde
 		what = o.service
 	}
 	fmt.Fprintf(stderr, "monitor: no latest-state key for %s; listening for heartbeats for up to %v (--default-interval)\n", term.Escape(what), o.defaultInterval)
-	m, err := watch.New(watch.Config{
-		Client: conn.Client, Endpoint: conn.Endpoint, Channel: conn.Channel, KeyPrefix: conn.KeyPrefix,
-		Service: o.service, SkipLatest: true, Sharded: o.sharded, Queue: 1000, Refresh: watch.DefaultProbe,
-		BlindAfter: o.blindAfter, Tracker: []watch.TrackerOption{watch.WithDefaultInterval(o.defaultInterval)},
-	})
+	conn.Sharded = o.sharded
+	m, err := watch.New(conn, watch.WithService(o.service), watch.WithoutLatestState(), watch.WithQueue(1000, 0),
+		watch.WithRefresh(watch.DefaultProbe), watch.WithProbe(0, o.blindAfter),
+		watch.WithTracker(watch.WithDefaultInterval(o.defaultInterval)))
 	if err != nil {
 		fmt.Fprintf(stderr, "monitor: %v\n", err)
 		return exitUsage

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
-	"sort"
+	"reflect"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -17,8 +17,8 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
-// Config is the alerting configuration: where alerts go and when they
-// fire. A file spells it in YAML:
+// File is the alerting configuration file: where alerts go and when they
+// fire. In YAML:
 //
 //	external_url: https://panel.example.com/     # the generatorURL of every alert
 //	receivers:
@@ -36,282 +36,149 @@ import (
 //	  source_unreachable:
 //	    silent_share: 0.5    # this share of the instances falling silent together...
 //	    min_instances: 5     # ...and at least this many: the source, not the fleet
-type Config struct {
-	ExternalURL  string
-	Alertmanager []string
-	ResendEvery  time.Duration
-	Webhook      string
-	SecretEnv    string
-
-	InstanceDead Rule
-	ServiceDown  Rule
-	MinAlive     map[string]int
-	SilentShare  float64
-	MinSilent    int
+type File struct {
+	ExternalURL URL       `yaml:"external_url"`
+	Receivers   Receivers `yaml:"receivers"`
+	Rules       Rules     `yaml:"rules"`
 }
 
-// Rule is one rule's switch and its for duration: the condition must hold
-// that long before the alert fires.
-type Rule struct {
-	Disabled bool
-	For      time.Duration
+// Receivers are where alerts go.
+type Receivers struct {
+	Alertmanager *AlertmanagerReceiver `yaml:"alertmanager"`
+	Webhook      *WebhookReceiver      `yaml:"webhook"`
 }
 
-// Defaults of Config.
-const (
-	DefaultResendEvery = time.Minute
-	DefaultSilentShare = 0.5
-	DefaultMinSilent   = 5
-	DefaultSecretEnv   = "ADMINPANEL_WEBHOOK_SECRET"
+// AlertmanagerReceiver is one or more Alertmanagers (an HA pair: each
+// receives every alert).
+type AlertmanagerReceiver struct {
+	URLs        []URL    `yaml:"urls"`
+	ResendEvery Duration `yaml:"resend_every"`
+}
+
+// DefaultResendEvery is how often an active alert is posted again to
+// Alertmanager.
+const DefaultResendEvery = time.Minute
+
+func (a *AlertmanagerReceiver) check() []fieldError {
+	d := time.Duration(a.ResendEvery)
+	switch {
+	case d != 0 && d < time.Second:
+		return []fieldError{{"resend_every", fmt.Errorf("%v is under 1s: every active alert would be posted that often", d)}}
+	case d >= 5*time.Minute:
+		return []fieldError{{"resend_every", fmt.Errorf("%v is not below Alertmanager's default resolve_timeout (5m): alerts would resolve themselves while firing", d)}}
+	}
+	return nil
+}
+
+// WebhookReceiver is a webhook whose HMAC secret is in a variable.
+type WebhookReceiver struct {
+	URL       URL     `yaml:"url"`
+	SecretEnv EnvName `yaml:"secret_env"`
+}
+
+// DefaultSecretEnv is the variable that holds the webhook's secret.
+const DefaultSecretEnv = "ADMINPANEL_WEBHOOK_SECRET"
+
+// Rules are the rules' settings.
+type Rules struct {
+	InstanceDead      RuleSettings    `yaml:"instance_dead"`
+	ServiceDown       ServiceDownRule `yaml:"service_down"`
+	SourceUnreachable SourceRule      `yaml:"source_unreachable"`
+}
+
+// RuleSettings are one rule's switch and its For: how long its condition
+// must hold before the alert fires.
+type RuleSettings struct {
+	Disabled bool     `yaml:"disabled"`
+	For      Duration `yaml:"for"`
+}
+
+// ServiceDownRule is the service rule's settings, with each service's
+// minimum of instances up.
+type ServiceDownRule struct {
+	RuleSettings `yaml:",inline"`
+	MinAlive     map[ServiceName]Count `yaml:"min_alive"`
+}
+
+// SourceRule says when a silence is the source's, not the fleet's.
+type SourceRule struct {
+	SilentShare  Share `yaml:"silent_share"`
+	MinInstances Count `yaml:"min_instances"`
+}
+
+// The schema's values, each reading itself from the file's text.
+type (
+	// URL is an absolute http or https URL; its errors never quote it.
+	URL string
+	// Duration is a Go duration of zero or more, such as 30s or 1m.
+	Duration time.Duration
+	// EnvName is the name of an environment variable.
+	EnvName string
+	// ServiceName is a heartbeat's service name.
+	ServiceName string
+	// Count is a whole number of at least 1.
+	Count int
+	// Share is a share above 0 and at most 1.
+	Share float64
 )
 
-// Default returns the configuration without a file.
-func Default() Config {
-	return Config{ResendEvery: DefaultResendEvery, SecretEnv: DefaultSecretEnv, SilentShare: DefaultSilentShare,
-		MinSilent: DefaultMinSilent, MinAlive: map[string]int{}}
-}
-
-// Load reads a configuration file. Every error names the file, the line
-// and the key that is wrong.
-func Load(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	return Parse(path, b)
-}
-
-// maxConfig bounds a configuration file: a real one is a few hundred
-// bytes.
-const maxConfig = 1 << 20
-
-// Parse reads a configuration from b; name names it in errors. At most 20
-// errors are listed.
-func Parse(name string, b []byte) (Config, error) {
-	c := Default()
-	if len(b) > maxConfig {
-		return c, fmt.Errorf("%s: %d bytes, more than %d: not an alerting configuration", name, len(b), maxConfig)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	var doc, more yaml.Node
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("%s: %v", name, err)
-	}
-	if err := dec.Decode(&more); err == nil {
-		return c, fmt.Errorf("%s line %d: a second YAML document: the configuration is one", name, more.Line)
-	}
-	if len(doc.Content) == 0 {
-		return c, nil // empty: the defaults
-	}
-	p := parser{name: name}
-	p.mapping(doc.Content[0], "", map[string]func(*yaml.Node, string){
-		"external_url": func(n *yaml.Node, key string) { c.ExternalURL = p.url(n, key) },
-		"receivers": func(n *yaml.Node, key string) {
-			p.mapping(n, key, map[string]func(*yaml.Node, string){
-				"alertmanager": func(n *yaml.Node, key string) {
-					p.mapping(n, key, map[string]func(*yaml.Node, string){
-						"urls": func(n *yaml.Node, key string) {
-							for i, u := range p.seq(n, key) {
-								c.Alertmanager = append(c.Alertmanager, p.url(u, fmt.Sprintf("%s[%d]", key, i)))
-							}
-						},
-						"resend_every": func(n *yaml.Node, key string) {
-							if d := p.duration(n, key, true); d > 0 && d < time.Second {
-								p.fail(n, key, "%v is under 1s: every active alert would be posted that often", d)
-							} else {
-								c.ResendEvery = d
-							}
-						},
-					})
-				},
-				"webhook": func(n *yaml.Node, key string) {
-					p.mapping(n, key, map[string]func(*yaml.Node, string){
-						"url":        func(n *yaml.Node, key string) { c.Webhook = p.url(n, key) },
-						"secret_env": func(n *yaml.Node, key string) { c.SecretEnv = p.envName(n, key) },
-					})
-				},
-			})
-		},
-		"rules": func(n *yaml.Node, key string) {
-			rule := func(r *Rule, extra map[string]func(*yaml.Node, string)) func(*yaml.Node, string) {
-				return func(n *yaml.Node, key string) {
-					fields := map[string]func(*yaml.Node, string){
-						"disabled": func(n *yaml.Node, key string) { r.Disabled = p.boolean(n, key) },
-						"for":      func(n *yaml.Node, key string) { r.For = p.duration(n, key, false) },
-					}
-					for k, f := range extra {
-						fields[k] = f
-					}
-					p.mapping(n, key, fields)
-				}
-			}
-			p.mapping(n, key, map[string]func(*yaml.Node, string){
-				"instance_dead": rule(&c.InstanceDead, nil),
-				"service_down": rule(&c.ServiceDown, map[string]func(*yaml.Node, string){
-					"min_alive": func(n *yaml.Node, key string) {
-						p.each(n, key, func(k, v *yaml.Node, key string) {
-							if err := wire.ValidateServiceName(k.Value); err != nil {
-								p.fail(k, key, "%v", err)
-								return
-							}
-							if _, dup := c.MinAlive[k.Value]; dup {
-								p.fail(k, key, "given twice")
-								return
-							}
-							if n, ok := p.integer(v, key); ok && n >= 1 {
-								c.MinAlive[k.Value] = n
-							} else if ok {
-								p.fail(v, key, "want at least 1, got %d", n)
-							}
-						})
-					},
-				}),
-				"source_unreachable": func(n *yaml.Node, key string) {
-					p.mapping(n, key, map[string]func(*yaml.Node, string){
-						"silent_share": func(n *yaml.Node, key string) {
-							v, err := strconv.ParseFloat(n.Value, 64)
-							if n.Kind != yaml.ScalarNode || err != nil || !(v > 0 && v <= 1) { // NaN included
-								p.fail(n, key, "want a share above 0 and at most 1, such as 0.5, got %s", show(n))
-								return
-							}
-							c.SilentShare = v
-						},
-						"min_instances": func(n *yaml.Node, key string) {
-							if v, ok := p.integer(n, key); ok && v >= 1 {
-								c.MinSilent = v
-							} else if ok {
-								p.fail(n, key, "want at least 1, got %d", v)
-							}
-						},
-					})
-				},
-			})
-		},
-	})
-	if len(p.errs) > 20 {
-		p.errs = append(p.errs[:20], fmt.Errorf("%s: and %d more errors", name, len(p.errs)-20))
-	}
-	if len(c.Alertmanager) > 0 && c.ResendEvery >= 5*time.Minute {
-		p.errs = append(p.errs, fmt.Errorf("%s: receivers.alertmanager.resend_every: %v is not below Alertmanager's default resolve_timeout (5m): alerts would resolve themselves while firing", name, c.ResendEvery))
-	}
-	return c, errors.Join(p.errs...)
-}
-
-type parser struct {
-	name string
-	errs []error
-}
-
-func (p *parser) fail(n *yaml.Node, key, format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf("%s line %d: %s: %s", p.name, n.Line, showKey(key), fmt.Sprintf(format, args...)))
-}
-
-// showKey is a key path as an error shows it: as written when it is
-// printable ASCII, else escaped (a key is the file's data, and an error
-// reaches a terminal), and cut to 200 bytes.
-func showKey(key string) string {
-	key = wire.Truncate(key, 200)
-	for i := 0; i < len(key); i++ {
-		if key[i] < ' ' || key[i] > '~' {
-			q := strconv.QuoteToASCII(key)
-			return q[1 : len(q)-1]
-		}
-	}
-	return key
-}
-
-func show(n *yaml.Node) string {
-	if n.Kind == yaml.ScalarNode {
-		return strconv.Quote(wire.Truncate(n.Value, 64))
-	}
-	return map[yaml.Kind]string{yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list", yaml.AliasNode: "an alias"}[n.Kind]
-}
-
-func join(parent, key string) string {
-	if parent == "" {
-		return key
-	}
-	return parent + "." + key
-}
-
-// mapping applies fields to a mapping node; an unknown key is an error
-// that names it and lists the known ones.
-func (p *parser) mapping(n *yaml.Node, key string, fields map[string]func(*yaml.Node, string)) {
-	if n.Kind != yaml.MappingNode {
-		if n.Tag == "!!null" {
-			return
-		}
-		p.fail(n, orTop(key), "want a mapping, got %s", show(n))
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		full := join(key, k.Value)
-		f, ok := fields[k.Value]
-		switch {
-		case !ok:
-			known := make([]string, 0, len(fields))
-			for name := range fields {
-				known = append(known, name)
-			}
-			sort.Strings(known)
-			p.fail(k, full, "unknown key (known here: %s)", strings.Join(known, ", "))
-		case seen[k.Value]:
-			p.fail(k, full, "given twice")
-		default:
-			seen[k.Value] = true
-			f(v, full)
-		}
-	}
-}
-
-func orTop(key string) string {
-	if key == "" {
-		return "the document"
-	}
-	return key
-}
-
-func (p *parser) each(n *yaml.Node, key string, f func(k, v *yaml.Node, key string)) {
-	if n.Kind != yaml.MappingNode {
-		p.fail(n, key, "want a mapping, got %s", show(n))
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		f(n.Content[i], n.Content[i+1], join(key, n.Content[i].Value))
-	}
-}
-
-func (p *parser) seq(n *yaml.Node, key string) []*yaml.Node {
-	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-		return []*yaml.Node{n} // one URL without brackets
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.fail(n, key, "want a list, got %s", show(n))
-		return nil
-	}
-	return n.Content
-}
-
-func (p *parser) scalar(n *yaml.Node, key string) (string, bool) {
-	if n.Kind != yaml.ScalarNode {
-		p.fail(n, key, "want a value, got %s", show(n))
-		return "", false
-	}
-	return n.Value, true
-}
-
-func (p *parser) url(n *yaml.Node, key string) string {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return ""
-	}
+func (u *URL) readScalar(s string) error {
 	if err := CheckURL(s); err != nil {
-		p.fail(n, key, "%v", err)
-		return ""
+		return err
 	}
-	return s
+	*u = URL(s)
+	return nil
+}
+
+func (d *Duration) readScalar(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a duration such as 30s or 1m, got %q", wire.Truncate(s, 64))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (e *EnvName) readScalar(s string) error {
+	for i, r := range s {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return fmt.Errorf("want the name of a variable, such as ADMINPANEL_WEBHOOK_SECRET, got %q", wire.Truncate(s, 64))
+		}
+	}
+	if s == "" {
+		return errors.New("want the name of a variable, such as ADMINPANEL_WEBHOOK_SECRET")
+	}
+	*e = EnvName(s)
+	return nil
+}
+
+func (n *ServiceName) readScalar(s string) error {
+	if err := wire.ValidateServiceName(s); err != nil {
+		return err
+	}
+	*n = ServiceName(s)
+	return nil
+}
+
+func (c *Count) readScalar(s string) error {
+	v, err := strconv.Atoi(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want a whole number, got %q", wire.Truncate(s, 64))
+	case v < 1:
+		return fmt.Errorf("want at least 1, got %d", v)
+	}
+	*c = Count(v)
+	return nil
+}
+
+func (sh *Share) readScalar(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || !(v > 0 && v <= 1) {
+		return fmt.Errorf("want a share above 0 and at most 1, such as 0.5, got %q", wire.Truncate(s, 64))
+	}
+	*sh = Share(v)
+	return nil
 }
 
 // CheckURL accepts an absolute http or https URL with a host and a valid
@@ -330,57 +197,62 @@ func CheckURL(s string) error {
 	return nil
 }
 
-func (p *parser) duration(n *yaml.Node, key string, positive bool) time.Duration {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return 0
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 || (positive && d == 0) {
-		p.fail(n, key, "want a duration such as 30s or 1m, got %s", show(n))
-		return 0
-	}
-	return d
-}
-
-func (p *parser) boolean(n *yaml.Node, key string) bool {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return false
-	}
-	switch s {
-	case "true":
-		return true
-	case "false":
-		return false
-	}
-	p.fail(n, key, "want true or false, got %s", show(n))
-	return false
-}
-
-func (p *parser) integer(n *yaml.Node, key string) (int, bool) {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.Atoi(s)
+// Load reads a configuration file. Every error names the file, the line
+// and the key that is wrong.
+func Load(path string) (File, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		p.fail(n, key, "want a whole number, got %s", show(n))
-		return 0, false
+		return File{}, err
 	}
-	return v, true
+	return Parse(path, b)
 }
 
-func (p *parser) envName(n *yaml.Node, key string) string {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return ""
+// maxFile bounds a configuration file: a real one is a few hundred bytes.
+const maxFile = 1 << 20
+
+// maxErrors bounds the errors Parse lists.
+const maxErrors = 20
+
+// Parse reads a configuration from b; name names it in errors. An empty
+// document is the defaults. At most 20 errors are listed.
+func Parse(name string, b []byte) (File, error) {
+	var f File
+	if len(b) > maxFile {
+		return f, fmt.Errorf("%s: %d bytes, more than %d: not an alerting configuration", name, len(b), maxFile)
 	}
-	for i, r := range s {
-		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
-			p.fail(n, key, "want the name of a variable, such as ADMINPANEL_WEBHOOK_SECRET, got %s", show(n))
-			return ""
-		}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc, more yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return f, fmt.Errorf("%s: %v", name, err)
 	}
-	return s
+	if err := dec.Decode(&more); err == nil {
+		return f, fmt.Errorf("%s line %d: a second YAML document: the configuration is one", name, more.Line)
+	}
+	if len(doc.Content) == 0 {
+		return f, nil
+	}
+	r := reader{name: name}
+	r.read(doc.Content[0], reflect.ValueOf(&f).Elem(), "")
+	if len(r.errs) > maxErrors {
+		r.errs = append(r.errs[:maxErrors], fmt.Errorf("%s: and %d more errors", name, len(r.errs)-maxErrors))
+	}
+	return f, errors.Join(r.errs...)
+}
+
+// Options are the Engine's options the file sets.
+func (f File) Options() []Option {
+	minAlive := map[string]int{}
+	for svc, n := range f.Rules.ServiceDown.MinAlive {
+		minAlive[string(svc)] = int(n)
+	}
+	opts := []Option{
+		WithRule(InstanceDead, f.Rules.InstanceDead),
+		WithRule(ServiceDown, f.Rules.ServiceDown.RuleSettings),
+		WithMinAlive(minAlive),
+		WithSilentShare(float64(f.Rules.SourceUnreachable.SilentShare), int(f.Rules.SourceUnreachable.MinInstances)),
+	}
+	if f.ExternalURL != "" {
+		opts = append(opts, WithExternalURL(string(f.ExternalURL)))
+	}
+	return opts
 }

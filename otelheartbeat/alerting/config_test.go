@@ -27,13 +27,23 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ExternalURL != "https://panel.example.com/" || len(c.Alertmanager) != 2 || c.ResendEvery != 30*time.Second ||
-		c.Webhook != "https://hooks.example.com/heartbeat" || c.SecretEnv != "HOOK_SECRET" || c.InstanceDead.For != 10*time.Second ||
-		!c.ServiceDown.Disabled || c.MinAlive["geofence_service"] != 2 || c.SilentShare != 0.8 || c.MinSilent != 3 {
+	am, hook, rules := c.Receivers.Alertmanager, c.Receivers.Webhook, c.Rules
+	if c.ExternalURL != "https://panel.example.com/" || len(am.URLs) != 2 || am.ResendEvery != Duration(30*time.Second) ||
+		hook.URL != "https://hooks.example.com/heartbeat" || hook.SecretEnv != "HOOK_SECRET" || rules.InstanceDead.For != Duration(10*time.Second) ||
+		!rules.ServiceDown.Disabled || rules.ServiceDown.MinAlive["geofence_service"] != 2 ||
+		rules.SourceUnreachable.SilentShare != 0.8 || rules.SourceUnreachable.MinInstances != 3 {
 		t.Errorf("parsed %+v", c)
 	}
-	if c, err := Parse("empty.yml", nil); err != nil || c.SilentShare != DefaultSilentShare || c.ResendEvery != DefaultResendEvery {
+	cfg := newConfig(c.Options())
+	if cfg.externalURL != "https://panel.example.com/" || cfg.minAlive["geofence_service"] != 2 || cfg.silentShare != 0.8 ||
+		cfg.silentMinimum != 3 || !cfg.rules[ServiceDown].Disabled {
+		t.Errorf("options %+v", cfg)
+	}
+	if c, err := Parse("empty.yml", nil); err != nil || c.Receivers.Alertmanager != nil {
 		t.Errorf("empty file: %+v %v", c, err)
+	}
+	if cfg := newConfig(File{}.Options()); cfg.silentShare != DefaultSilentShare || cfg.silentMinimum != DefaultMinSilent {
+		t.Errorf("the defaults: %+v", cfg)
 	}
 }
 

@@ -29,10 +29,14 @@ type rig struct {
 	count    map[string]int64
 }
 
-func newRig(t *testing.T, srv *redistest.Server, cfg Config) *rig {
+func newRig(t *testing.T, srv *redistest.Server, opts ...Option) *rig {
 	r := &rig{t: t, c: &clock{now: time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)}, watching: true, count: map[string]int64{}}
 	r.tr = watch.NewTracker(watch.WithClock(r.c), watch.WithHeartbeats())
-	r.e = New(cfg, r.tr, srv.Client(t), func() bool { return r.watching }, r.record, t.Logf)
+	e, err := New(r.tr, srv.Client(t), append([]Option{WithErrorf(t.Logf)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e = e
 	return r
 }
 
@@ -61,7 +65,9 @@ func (r *rig) advance(d time.Duration, beating ...[2]string) {
 			}
 		}
 		r.tr.Tick()
-		r.e.Evaluate(context.Background(), r.c.now)
+		for _, a := range r.e.Evaluate(context.Background(), r.c.now, r.watching) {
+			r.record(a)
+		}
 	}
 }
 
@@ -77,7 +83,7 @@ func (r *rig) expect(want ...string) {
 // again resolves both, once. A graceful stop never fires.
 func TestDeadFiresOnceAndResolvesOnce(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRig(t, srv, Default())
+	r := newRig(t, srv)
 	r.beat("geo", "a", wire.StatusRunning)
 	r.beat("pay", "b", wire.StatusRunning)
 	r.advance(time.Second, [2]string{"pay", "b"})
@@ -98,10 +104,7 @@ func TestDeadFiresOnceAndResolvesOnce(t *testing.T) {
 // of one instance of many.
 func TestServiceDownAtItsMinimum(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := Default()
-	cfg.InstanceDead.Disabled = true
-	cfg.MinAlive["geo"] = 2
-	r := newRig(t, srv, cfg)
+	r := newRig(t, srv, WithRule(InstanceDead, RuleSettings{Disabled: true}), WithMinAlive(map[string]int{"geo": 2}))
 	for _, id := range []string{"a", "b", "c"} {
 		r.beat("geo", id, wire.StatusRunning)
 		r.beat("pay", id, wire.StatusRunning)
@@ -114,9 +117,7 @@ func TestServiceDownAtItsMinimum(t *testing.T) {
 // A for duration damps flapping: a death shorter than it never fires.
 func TestForDampsFlapping(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := Default()
-	cfg.InstanceDead.For, cfg.ServiceDown.Disabled = 5*time.Second, true
-	r := newRig(t, srv, cfg)
+	r := newRig(t, srv, WithRule(InstanceDead, RuleSettings{For: Duration(5 * time.Second)}), WithRule(ServiceDown, RuleSettings{Disabled: true}))
 	r.beat("geo", "a", wire.StatusRunning)
 	r.advance(4 * time.Second) // dead at 3 s
 	r.beat("geo", "a", wire.StatusRunning)
@@ -131,7 +132,7 @@ func TestForDampsFlapping(t *testing.T) {
 // for one interval of fresh heartbeats, so nothing storms.
 func TestBlindnessIsOneAlertNotOnePerInstance(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRig(t, srv, Default())
+	r := newRig(t, srv)
 	var all [][2]string
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprint(i)
@@ -154,7 +155,7 @@ func TestBlindnessIsOneAlertNotOnePerInstance(t *testing.T) {
 // source, not the fleet.
 func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRig(t, srv, Default())
+	r := newRig(t, srv)
 	var few [][2]string
 	for i := 0; i < 10; i++ {
 		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
@@ -170,12 +171,12 @@ func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
 // again, and resolves it once.
 func TestTakeoverNeitherRefiresNorForgets(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRig(t, srv, Default())
+	a := newRig(t, srv)
 	a.beat("geo", "x", wire.StatusRunning)
 	a.advance(4 * time.Second)
 	a.expect("firing HeartbeatInstanceDead geo x", "firing HeartbeatServiceDown geo")
 
-	b := newRig(t, srv, Default())
+	b := newRig(t, srv)
 	b.c.now = a.c.now
 	b.beat("geo", "x", wire.StatusRunning)
 	b.c.now = b.c.now.Add(-4 * time.Second) // b's tracker heard the same heartbeat
@@ -204,7 +205,7 @@ func TestTakeoverNeitherRefiresNorForgets(t *testing.T) {
 // several services that lasts is not held for ever.
 func TestOneServiceCrashingIsNotTheSource(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRig(t, srv, Default())
+	r := newRig(t, srv)
 	r.beat("alpha", "a", wire.StatusRunning)
 	for i := 1; i <= 6; i++ {
 		r.beat("eps", fmt.Sprint(i), wire.StatusRunning)
@@ -220,7 +221,7 @@ func TestOneServiceCrashingIsNotTheSource(t *testing.T) {
 // of the fleet is then judged instance by instance.
 func TestASilenceThatLastsIsJudged(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRig(t, srv, Default())
+	r := newRig(t, srv)
 	var few [][2]string
 	for i := 0; i < 10; i++ {
 		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
@@ -242,7 +243,7 @@ func TestASilenceThatLastsIsJudged(t *testing.T) {
 // alerts it had resolve once.
 func TestAValkeyThatLostItsDataFiresNothingTwice(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRig(t, srv, Default())
+	r := newRig(t, srv)
 	r.beat("geo", "x", wire.StatusRunning)
 	r.advance(4 * time.Second)
 	r.expect("firing HeartbeatInstanceDead geo x", "firing HeartbeatServiceDown geo")

@@ -12,58 +12,9 @@ import (
 	"time"
 )
 
-// AlertmanagerConfig tunes NewAlertmanager; the zero value is the defaults.
-type AlertmanagerConfig struct {
-	// ResendEvery is how often an active alert is posted again: 1 min.
-	// It must stay below Alertmanager's resolve_timeout (5 min by
-	// default), after which Alertmanager resolves an alert not re-sent.
-	ResendEvery time.Duration
-	// MaxActive bounds the active alerts kept for re-sending: 10,000. A
-	// new alert beyond it is dropped and counted.
-	MaxActive int
-	// QueueSize bounds the alerts Notify queues for Run: 10,000.
-	QueueSize int
-	// Timeout bounds every request: 10 s.
-	Timeout time.Duration
-	// Backoff spaces a URL's retries: 500 ms doubling up to 30 s, with jitter.
-	Backoff Backoff
-	// MaxBatch bounds the alerts in one POST: 1,000.
-	MaxBatch int
-	// Client makes the requests: a client of its own when nil.
-	Client *http.Client
-	// Errorf, when set, hears of each URL's failures once per episode,
-	// and of its recovery.
-	Errorf func(format string, args ...any)
-	// Sleep waits between retries: a timer when nil. Tests inject one.
-	Sleep func(ctx context.Context, d time.Duration) error
-	// Now is the clock: time.Now when nil.
-	Now func() time.Time
-	// Fence, when set, is asked before every POST whether the alerts'
-	// Epoch may still be sent, and before every re-send: an alert it
-	// refuses is dropped from the batch and from the alerts re-sent
-	// (counted in Fenced), for the replica that now holds the lease.
-	Fence Fence
-}
-
-func (c *AlertmanagerConfig) defaults() {
-	if c.ResendEvery <= 0 {
-		c.ResendEvery = time.Minute
-	}
-	if c.MaxActive <= 0 {
-		c.MaxActive = 10000
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = 10000
-	}
-	transportDefaults(&c.Timeout, &c.Backoff, &c.Client, &c.Sleep, &c.Now)
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 1000
-	}
-}
-
 // alertmanager posts alerts to every Alertmanager of a list.
 type alertmanager struct {
-	cfg     AlertmanagerConfig
+	cfg     config
 	queue   chan Alert
 	targets []*amTarget
 	dropped atomic.Int64
@@ -91,15 +42,15 @@ type amTarget struct {
 // NewAlertmanager returns a Receiver that posts every alert to every
 // Alertmanager in urls (the base URLs, such as http://am-0:9093, of an HA
 // pair or more), each independently.
-func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
+func NewAlertmanager(urls []string, opts ...Option) (Receiver, error) {
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("delivery: no Alertmanager URL")
 	}
-	cfg.defaults()
-	if cfg.ResendEvery >= 5*time.Minute {
-		return nil, fmt.Errorf("delivery: ResendEvery %v must stay below Alertmanager's resolve_timeout (5m by default)", cfg.ResendEvery)
+	cfg := newConfig(opts)
+	if cfg.resendEvery >= 5*time.Minute {
+		return nil, fmt.Errorf("delivery: WithResendEvery(%v) must stay below Alertmanager's resolve_timeout (5m by default)", cfg.resendEvery)
 	}
-	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.QueueSize), active: map[string]Alert{}, flog: fenceLog{errorf: cfg.Errorf}}
+	am := &alertmanager{cfg: cfg, queue: make(chan Alert, cfg.queueSize), active: map[string]Alert{}, flog: fenceLog{errorf: cfg.errorf}}
 	seen := map[string]bool{}
 	for _, raw := range urls {
 		u, shown, err := checkURL(raw)
@@ -113,9 +64,9 @@ func NewAlertmanager(urls []string, cfg AlertmanagerConfig) (Receiver, error) {
 		seen[u.String()] = true
 		am.targets = append(am.targets, &amTarget{
 			endpoint: u.String(), shown: shown,
-			max:     cfg.MaxActive + cfg.QueueSize,
+			max:     cfg.maxActive + cfg.queueSize,
 			pending: map[string]Alert{}, wake: make(chan struct{}, 1),
-			ep: episode{errorf: cfg.Errorf},
+			ep: episode{errorf: cfg.errorf},
 		})
 	}
 	return am, nil
@@ -157,7 +108,7 @@ func (am *alertmanager) Run(ctx context.Context) {
 		wg.Go(func() { t.run(ctx, am.cfg, &am.flog) })
 	}
 	defer wg.Wait()
-	tick := time.NewTicker(am.cfg.ResendEvery)
+	tick := time.NewTicker(am.cfg.resendEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -178,7 +129,7 @@ func (am *alertmanager) resend(ctx context.Context) {
 	for fp, a := range am.active {
 		ok, asked := verdict[a.Epoch]
 		if !asked {
-			ok = allowed(ctx, am.cfg.Fence, a.Epoch, &am.fenced, &am.flog, "alertmanager")
+			ok = allowed(ctx, am.cfg.fence, a.Epoch, &am.fenced, &am.flog, "alertmanager")
 			verdict[a.Epoch] = ok
 		} else if !ok {
 			am.fenced.Add(1)
@@ -201,11 +152,11 @@ func (am *alertmanager) take(a Alert) {
 		switch {
 		case ok:
 			a.StartsAt = old.StartsAt // the same startsAt on every re-send
-		case len(am.active) >= am.cfg.MaxActive:
+		case len(am.active) >= am.cfg.maxActive:
 			am.dropped.Add(1)
 			return
 		case a.StartsAt.IsZero():
-			a.StartsAt = am.cfg.Now()
+			a.StartsAt = am.cfg.now()
 		}
 		am.active[fp] = a
 	} else {
@@ -253,10 +204,10 @@ func (t *amTarget) takeBatch(n int) []Alert {
 	return batch
 }
 
-func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, flog *fenceLog) {
+func (t *amTarget) run(ctx context.Context, cfg config, flog *fenceLog) {
 	attempt := 0
 	for {
-		batch := t.fence(ctx, cfg.Fence, flog, t.takeBatch(cfg.MaxBatch))
+		batch := t.fence(ctx, cfg.fence, flog, t.takeBatch(cfg.maxBatch))
 		if len(batch) == 0 {
 			select {
 			case <-ctx.Done():
@@ -286,7 +237,7 @@ func (t *amTarget) run(ctx context.Context, cfg AlertmanagerConfig, flog *fenceL
 		for _, a := range batch {
 			t.put(a, false) // a newer state queued meanwhile wins
 		}
-		if cfg.Sleep(ctx, cfg.Backoff.Delay(attempt)) != nil {
+		if cfg.sleep(ctx, cfg.backoff.Delay(attempt)) != nil {
 			return
 		}
 		attempt++
@@ -326,7 +277,7 @@ type postable struct {
 }
 
 // post sends batch; retry says whether a failure is worth retrying.
-func (t *amTarget) post(ctx context.Context, cfg AlertmanagerConfig, batch []Alert) (retry bool, err error) {
+func (t *amTarget) post(ctx context.Context, cfg config, batch []Alert) (retry bool, err error) {
 	body := make([]postable, len(batch))
 	for i, a := range batch {
 		body[i] = postable{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt.UTC(),
@@ -336,12 +287,12 @@ func (t *amTarget) post(ctx context.Context, cfg AlertmanagerConfig, batch []Ale
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(b))
 	if err != nil {
 		return false, cause(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	return do(cfg.Client, req)
+	return do(cfg.client, req)
 }

@@ -51,7 +51,7 @@ func checkFiring(t *testing.T, n alertmanagertest.Notification, a Alert) {
 func TestAlertmanagerFiringThenResolved(t *testing.T) {
 	hook := alertmanagertest.NewWebhook(t)
 	am := alertmanagertest.Start(t, amConfig(hook))
-	r, err := NewAlertmanager([]string{am.URL}, AlertmanagerConfig{})
+	r, err := NewAlertmanager([]string{am.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func waitStats(t *testing.T, r Receiver, want string, ok func(Stats) bool) {
 func TestAlertmanagerHAPairBothDeliver(t *testing.T) {
 	hook1, hook2 := alertmanagertest.NewWebhook(t), alertmanagertest.NewWebhook(t)
 	am1, am2 := alertmanagertest.Start(t, amConfig(hook1)), alertmanagertest.Start(t, amConfig(hook2))
-	r, err := NewAlertmanager([]string{am1.URL, am2.URL + "/"}, AlertmanagerConfig{})
+	r, err := NewAlertmanager([]string{am1.URL, am2.URL + "/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestOneAlertmanagerDownDoesNotDelayTheOther(t *testing.T) {
 	defer hung.Close()
 	hook := alertmanagertest.NewWebhook(t)
 	am := alertmanagertest.Start(t, amConfig(hook))
-	r, err := NewAlertmanager([]string{hung.URL, am.URL}, AlertmanagerConfig{})
+	r, err := NewAlertmanager([]string{hung.URL, am.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func newFakeAM(t *testing.T, status func(n int) int) *fakeAM {
 // then never again, while the other active alert goes on being re-sent.
 func TestActiveAlertsAreResentWithTheirStartUntilResolved(t *testing.T) {
 	f := newFakeAM(t, func(int) int { return http.StatusOK })
-	r, err := NewAlertmanager([]string{f.URL}, AlertmanagerConfig{ResendEvery: 30 * time.Millisecond})
+	r, err := NewAlertmanager([]string{f.URL}, WithResendEvery(30*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,15 +246,14 @@ func TestAlertmanagerBoundsAndFailures(t *testing.T) {
 		slept []time.Duration
 	)
 	url := strings.Replace(f.URL, "http://", "http://amuser:ampass@", 1)
-	r, err := NewAlertmanager([]string{url}, AlertmanagerConfig{
-		QueueSize: 3, MaxActive: 2, ResendEvery: 4 * time.Minute, Errorf: rep.Errorf,
-		Sleep: func(ctx context.Context, d time.Duration) error {
+	r, err := NewAlertmanager([]string{url},
+		WithQueueSize(3), WithMaxActive(2), WithResendEvery(4*time.Minute), WithErrorf(rep.Errorf),
+		WithSleep(func(ctx context.Context, d time.Duration) error {
 			mu.Lock()
 			defer mu.Unlock()
 			slept = append(slept, d)
 			return ctx.Err()
-		},
-	})
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,15 +296,15 @@ func TestAlertmanagerBoundsAndFailures(t *testing.T) {
 func TestNewAlertmanagerRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		urls []string
-		cfg  AlertmanagerConfig
+		opts []Option
 	}{
-		{nil, AlertmanagerConfig{}},
-		{[]string{"http://127.0.0.1:9093", "http://127.0.0.1:9093/"}, AlertmanagerConfig{}},
-		{[]string{"127.0.0.1:9093"}, AlertmanagerConfig{}},
-		{[]string{"http://127.0.0.1:9093"}, AlertmanagerConfig{ResendEvery: 5 * time.Minute}},
+		{nil, nil},
+		{[]string{"http://127.0.0.1:9093", "http://127.0.0.1:9093/"}, nil},
+		{[]string{"127.0.0.1:9093"}, nil},
+		{[]string{"http://127.0.0.1:9093"}, []Option{WithResendEvery(5 * time.Minute)}},
 	} {
-		if _, err := NewAlertmanager(tc.urls, tc.cfg); err == nil {
-			t.Errorf("%v %+v accepted", tc.urls, tc.cfg)
+		if _, err := NewAlertmanager(tc.urls, tc.opts...); err == nil {
+			t.Errorf("%v accepted", tc.urls)
 		}
 	}
 }
@@ -324,7 +323,7 @@ func TestAFencedEpochIsNeitherPostedNorResent(t *testing.T) {
 		return nil
 	})
 	rep := &reports{}
-	r, err := NewAlertmanager([]string{f.URL}, AlertmanagerConfig{ResendEvery: 30 * time.Millisecond, Fence: fence, Errorf: rep.Errorf})
+	r, err := NewAlertmanager([]string{f.URL}, WithResendEvery(30*time.Millisecond), WithFence(fence), WithErrorf(rep.Errorf))
 	if err != nil {
 		t.Fatal(err)
 	}

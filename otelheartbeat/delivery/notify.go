@@ -12,7 +12,7 @@
 // {labels, annotations, startsAt, endsAt, generatorURL} (Alertmanager's
 // postableAlerts). Each URL has its own worker, so an Alertmanager that is
 // down or slow delays none of the others. An active alert is re-sent every
-// ResendEvery (1 min; keep it below Alertmanager's resolve_timeout, 5 min
+// WithResendEvery (1 min; keep it below Alertmanager's resolve_timeout, 5 min
 // by default, or Alertmanager resolves it by itself) with its first
 // startsAt; a resolved alert is sent once with its endsAt, then forgotten.
 //
@@ -226,33 +226,6 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// sleep waits d or until ctx is done, and says which.
-// transportDefaults fills the defaults both receivers share: a 10 s timeout, a
-// back-off of 500 ms doubling to 30 s, a client that follows no redirect
-// (Go would follow a 302 with a GET without the body and count the
-// notification sent, and a 307 would carry the signed body to whatever
-// host it names), a timer, and the wall clock.
-func transportDefaults(timeout *time.Duration, b *Backoff, client **http.Client, sl *func(context.Context, time.Duration) error, now *func() time.Time) {
-	if *timeout <= 0 {
-		*timeout = 10 * time.Second
-	}
-	if b.Base <= 0 {
-		b.Base = 500 * time.Millisecond
-	}
-	if b.Cap < b.Base {
-		b.Cap = max(30*time.Second, b.Base)
-	}
-	if *client == nil {
-		*client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	if *sl == nil {
-		*sl = sleep
-	}
-	if *now == nil {
-		*now = time.Now
-	}
-}
-
 // do sends req and says whether a failure is worth retrying. A 2xx
 // acknowledges by its status alone: a body trickled byte by byte must not
 // hold the queue. Any other status is a failure, with the start of its
@@ -268,17 +241,6 @@ func do(c *http.Client, req *http.Request) (retry bool, err error) {
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return retryable(resp.StatusCode), fmt.Errorf("%s: %s", resp.Status, snippet(msg))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // checkURL parses a receiver URL and returns it with the form to print:

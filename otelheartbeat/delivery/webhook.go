@@ -29,41 +29,6 @@ const (
 // WebhookVersion is the body's "version".
 const WebhookVersion = "1"
 
-// WebhookConfig tunes NewWebhook; the zero value is the defaults.
-type WebhookConfig struct {
-	// QueueSize bounds the notifications waiting: 10,000. Beyond it
-	// Notify drops and counts.
-	QueueSize int
-	// Timeout bounds every request: 10 s.
-	Timeout time.Duration
-	// Backoff spaces the retries: 500 ms doubling up to 30 s, with jitter.
-	Backoff Backoff
-	// Client makes the requests: a client of its own when nil.
-	Client *http.Client
-	// Errorf, when set, hears of failures once per episode, and of the
-	// recovery.
-	Errorf func(format string, args ...any)
-	// Sleep waits between retries: a timer when nil. Tests inject one.
-	Sleep func(ctx context.Context, d time.Duration) error
-	// Now is the clock of X-Heartbeat-Timestamp: time.Now when nil.
-	Now func() time.Time
-	// Delivered, when set, hears of each notification the receiver
-	// acknowledged, on the delivering goroutine: a caller that keeps that
-	// in Valkey lets another replica deliver what this one could not.
-	Delivered func(Alert)
-	// Fence, when set, is asked before every attempt whether the alert's
-	// Epoch may still be sent; a notification it refuses is given up
-	// (counted in Fenced), for the replica that now holds the lease.
-	Fence Fence
-}
-
-func (c *WebhookConfig) defaults() {
-	if c.QueueSize <= 0 {
-		c.QueueSize = 10000
-	}
-	transportDefaults(&c.Timeout, &c.Backoff, &c.Client, &c.Sleep, &c.Now)
-}
-
 // WebhookPayload is the body the webhook posts; see the package doc.
 type WebhookPayload struct {
 	Version       string            `json:"version"`
@@ -132,7 +97,7 @@ type delivery struct {
 }
 
 type webhook struct {
-	cfg    WebhookConfig
+	cfg    config
 	url    string
 	shown  string
 	secret []byte
@@ -146,7 +111,7 @@ type webhook struct {
 
 // NewWebhook returns a Receiver that posts each notification, signed with
 // secret, to url, in order.
-func NewWebhook(url string, secret []byte, cfg WebhookConfig) (Receiver, error) {
+func NewWebhook(url string, secret []byte, opts ...Option) (Receiver, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("delivery: the webhook needs a secret to sign with")
 	}
@@ -154,10 +119,10 @@ func NewWebhook(url string, secret []byte, cfg WebhookConfig) (Receiver, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg.defaults()
+	cfg := newConfig(opts)
 	return &webhook{
 		cfg: cfg, url: url, shown: shown, secret: bytes.Clone(secret),
-		queue: make(chan delivery, cfg.QueueSize), ep: episode{errorf: cfg.Errorf}, flog: fenceLog{errorf: cfg.Errorf},
+		queue: make(chan delivery, cfg.queueSize), ep: episode{errorf: cfg.errorf}, flog: fenceLog{errorf: cfg.errorf},
 	}, nil
 }
 
@@ -263,7 +228,7 @@ func (w *webhook) Run(ctx context.Context) {
 // retry can outlast the lease it was made under.
 func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 	for attempt := 0; ; attempt++ {
-		if !allowed(ctx, w.cfg.Fence, d.alert.Epoch, &w.fenced, &w.flog, "webhook "+w.shown) {
+		if !allowed(ctx, w.cfg.fence, d.alert.Epoch, &w.fenced, &w.flog, "webhook "+w.shown) {
 			return ctx.Err() == nil
 		}
 		retry, err := w.post(ctx, d)
@@ -273,8 +238,8 @@ func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 		if err == nil {
 			w.sent.Add(1)
 			w.ep.ok("delivery: webhook %s: delivering again", w.shown)
-			if w.cfg.Delivered != nil {
-				w.cfg.Delivered(d.alert)
+			if w.cfg.delivered != nil {
+				w.cfg.delivered(d.alert)
 			}
 			return true
 		}
@@ -285,23 +250,23 @@ func (w *webhook) deliver(ctx context.Context, d delivery) bool {
 		}
 		w.failed.Add(1)
 		w.ep.fail("delivery: webhook %s: %v; retrying", w.shown, err)
-		if w.cfg.Sleep(ctx, w.cfg.Backoff.Delay(attempt)) != nil {
+		if w.cfg.sleep(ctx, w.cfg.backoff.Delay(attempt)) != nil {
 			return false
 		}
 	}
 }
 
 func (w *webhook) post(ctx context.Context, d delivery) (retry bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(d.body))
 	if err != nil {
 		return false, cause(err)
 	}
-	ts := strconv.FormatInt(w.cfg.Now().Unix(), 10)
+	ts := strconv.FormatInt(w.cfg.now().Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(SignatureHeader, Sign(w.secret, ts, d.body))
 	req.Header.Set(DeliveryHeader, d.id)
 	req.Header.Set(TimestampHeader, ts)
-	return do(w.cfg.Client, req)
+	return do(w.cfg.client, req)
 }

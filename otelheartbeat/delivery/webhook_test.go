@@ -114,7 +114,7 @@ func TestWebhookSignatureVerifies(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	r, err := NewWebhook(srv.URL+"/hook", secret, WebhookConfig{})
+	r, err := NewWebhook(srv.URL+"/hook", secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestAReplayedNotificationDoesNotVerify(t *testing.T) {
 		got <- captured{body, r.Header.Get(SignatureHeader), r.Header.Get(TimestampHeader)}
 	}))
 	defer srv.Close()
-	r, err := NewWebhook(srv.URL, secret, WebhookConfig{})
+	r, err := NewWebhook(srv.URL, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,16 +242,15 @@ func TestWebhookRetriesDeliverEachOnceInOrder(t *testing.T) {
 	}
 	rep := &reports{}
 	url := strings.Replace(srv.URL, "http://", "http://hookuser:hookpass@", 1) + "/hook?token=querysecret"
-	r, err := NewWebhook(url, secret, WebhookConfig{
-		Backoff: Backoff{Base: 500 * time.Millisecond, Cap: 4 * time.Second},
-		Errorf:  rep.Errorf,
-		Sleep: func(ctx context.Context, d time.Duration) error {
+	r, err := NewWebhook(url, secret,
+		WithBackoff(Backoff{Base: 500 * time.Millisecond, Cap: 4 * time.Second}),
+		WithErrorf(rep.Errorf),
+		WithSleep(func(ctx context.Context, d time.Duration) error {
 			slept.Lock()
 			slept.d = append(slept.d, d)
 			slept.Unlock()
 			return ctx.Err()
-		},
-	})
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,18 +347,18 @@ func TestWebhookReceiverNeverUp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
-			cfg := WebhookConfig{QueueSize: 5}
+			opts := []Option{WithQueueSize(5)}
 			if tc.name == "503" {
-				cfg.Sleep = func(ctx context.Context, d time.Duration) error {
+				opts = append(opts, WithSleep(func(ctx context.Context, d time.Duration) error {
 					select {
 					case retrying <- struct{}{}:
 					default:
 					}
 					<-ctx.Done()
 					return ctx.Err()
-				}
+				}))
 			}
-			r, err := NewWebhook(srv.URL, []byte("k"), cfg)
+			r, err := NewWebhook(srv.URL, []byte("k"), opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -391,11 +390,11 @@ func TestWebhookReceiverNeverUp(t *testing.T) {
 }
 
 func TestWebhookNeedsASecretAndPrintsNoCredentials(t *testing.T) {
-	if _, err := NewWebhook("http://127.0.0.1:1/hook", nil, WebhookConfig{}); err == nil {
+	if _, err := NewWebhook("http://127.0.0.1:1/hook", nil); err == nil {
 		t.Error("a webhook without a secret was accepted")
 	}
 	for _, u := range []string{"ftp://u:pw-in-url@127.0.0.1/hook", "http://u:pw-in-url@/hook", "http://u:pw-in-url@127.0.0.1/%zz"} {
-		_, err := NewWebhook(u, []byte("k"), WebhookConfig{})
+		_, err := NewWebhook(u, []byte("k"))
 		if err == nil {
 			t.Errorf("%s accepted", u)
 		} else if strings.Contains(err.Error(), "pw-in-url") {
@@ -444,12 +443,12 @@ func TestWebhookFollowsNoRedirect(t *testing.T) {
 		}))
 		// The first failure is reported: that is when to look.
 		failed := make(chan string, 1)
-		r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Errorf: func(f string, a ...any) {
+		r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WithErrorf(func(f string, a ...any) {
 			select {
 			case failed <- fmt.Sprintf(f, a...):
 			default:
 			}
-		}})
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -493,8 +492,8 @@ func TestWebhookAcknowledgesOnTheStatus(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	delivered := make(chan Alert, 3)
-	r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WebhookConfig{Timeout: 30 * time.Second,
-		Delivered: func(a Alert) { delivered <- a }})
+	r, err := NewWebhook(srv.URL+"/hook", []byte("secret"), WithTimeout(30*time.Second),
+		WithDelivered(func(a Alert) { delivered <- a }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,15 +554,14 @@ func TestAFencedNotificationIsGivenUp(t *testing.T) {
 	}))
 	defer srv.Close()
 	delivered := make(chan Alert, 10)
-	r, err := NewWebhook(srv.URL, []byte("s"), WebhookConfig{
-		Fence: FenceFunc(func(_ context.Context, epoch int64) error {
+	r, err := NewWebhook(srv.URL, []byte("s"),
+		WithFence(FenceFunc(func(_ context.Context, epoch int64) error {
 			if epoch != 2 {
 				return fmt.Errorf("epoch %d was taken over", epoch)
 			}
 			return nil
-		}),
-		Delivered: func(a Alert) { delivered <- a },
-	})
+		})),
+		WithDelivered(func(a Alert) { delivered <- a }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func BenchmarkBytesPerInstanceDay(b *testing.B) {
 			for b.Loop() {
 				srv := redistest.Start(b)
 				c := srv.Client(b)
-				s, err := NewStore(c, "", 0)
+				s, err := NewStore(c)
 				if err != nil {
 					b.Fatal(err)
 				}

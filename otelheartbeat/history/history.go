@@ -95,19 +95,42 @@ type Store struct {
 	retention time.Duration
 }
 
-// NewStore returns a store on c. A zero retention is DefaultRetention.
-func NewStore(c redis.UniversalClient, prefix string, retention time.Duration) (*Store, error) {
+// StoreOption configures a Store.
+type StoreOption interface{ applyStore(*Store) }
+
+type storeOptionFunc func(*Store)
+
+func (f storeOptionFunc) applyStore(s *Store) { f(s) }
+
+// WithPrefix sets the prefix of every history key. Default DefaultPrefix.
+func WithPrefix(prefix string) StoreOption {
+	return storeOptionFunc(func(s *Store) { s.prefix = prefix })
+}
+
+// WithRetention sets how long history is kept: older entries are trimmed
+// as new ones are added. Default DefaultRetention.
+func WithRetention(d time.Duration) StoreOption {
+	return storeOptionFunc(func(s *Store) { s.retention = d })
+}
+
+// NewStore returns a store on c.
+func NewStore(c redis.UniversalClient, opts ...StoreOption) (*Store, error) {
 	if c == nil {
 		return nil, errors.New("history: the client is nil")
 	}
+	st := &Store{c: c}
+	for _, o := range opts {
+		o.applyStore(st)
+	}
+	prefix, retention := st.prefix, st.retention
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
 	if strings.ContainsAny(prefix, "{}*?[]\\ ") {
-		return nil, fmt.Errorf("history: prefix %q holds braces, glob characters or spaces", prefix)
+		return nil, fmt.Errorf("history: WithPrefix(%q): it holds braces, glob characters or spaces", prefix)
 	}
 	if retention < 0 {
-		return nil, fmt.Errorf("history: retention %v is negative", retention)
+		return nil, fmt.Errorf("history: WithRetention(%v): negative", retention)
 	}
 	if retention == 0 {
 		retention = DefaultRetention

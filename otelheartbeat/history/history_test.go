@@ -25,7 +25,7 @@ var ctx = context.Background()
 
 func store(t *testing.T, srv *redistest.Server) *Store {
 	t.Helper()
-	s, err := NewStore(srv.Client(t), "", 0)
+	s, err := NewStore(srv.Client(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,8 +206,8 @@ func recorderOn(t *testing.T, srv *redistest.Server, svc string) (*Recorder, fun
 		Has: wire.HasHeartbeatCount | wire.HasInterval})
 	var mu sync.Mutex
 	var reports []string
-	r := NewRecorder(s, l, tr, RecorderConfig{ReconcileEvery: 100 * time.Millisecond,
-		Errorf: func(f string, a ...any) { mu.Lock(); reports = append(reports, fmt.Sprintf(f, a...)); mu.Unlock() }})
+	r := NewRecorder(s, l, tr, WithReconcileEvery(100*time.Millisecond),
+		WithErrorf(func(f string, a ...any) { mu.Lock(); reports = append(reports, fmt.Sprintf(f, a...)); mu.Unlock() }))
 	r.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

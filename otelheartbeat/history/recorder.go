@@ -3,32 +3,57 @@ package history
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/report"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
-// RecorderConfig tunes a Recorder; zero values are the defaults.
-type RecorderConfig struct {
-	// ReconcileEvery is how often the recorder compares the recorded states
-	// with the tracker's and records what differs: transitions it could
-	// not write, lost heartbeats, instances forgotten. Default 30 s.
-	ReconcileEvery time.Duration
-	// ForgetAfter is how long the tracker must have been watching before
-	// a recorded instance it does not hold is recorded as forgotten: a
-	// sender in the seed's format writes no latest-state key and is heard
-	// only at its next heartbeat. Default: two default intervals (2 min).
-	ForgetAfter time.Duration
-	// Queue bounds the events waiting to be written. Default 10,000; an
-	// event that finds it full is counted, and the next reconciliation
-	// records its change.
-	Queue int
-	// Errorf reports failures (nil: none), once per kind until it recovers.
-	Errorf func(format string, args ...any)
+// recorderConfig is what the options set; NewRecorder fills the defaults.
+type recorderConfig struct {
+	reconcileEvery time.Duration
+	forgetAfter    time.Duration
+	queue          int
+	errorf         func(format string, args ...any)
+}
+
+// RecorderOption configures a Recorder.
+type RecorderOption interface{ applyRecorder(*recorderConfig) }
+
+type recorderOptionFunc func(*recorderConfig)
+
+func (f recorderOptionFunc) applyRecorder(c *recorderConfig) { f(c) }
+
+// WithReconcileEvery sets how often the recorder compares the recorded
+// states with the tracker's and records what differs: transitions it
+// could not write, lost heartbeats, instances forgotten. Default 30 s.
+func WithReconcileEvery(d time.Duration) RecorderOption {
+	return recorderOptionFunc(func(c *recorderConfig) { c.reconcileEvery = d })
+}
+
+// WithForgetAfter sets how long the tracker must have been watching before
+// a recorded instance it does not hold is recorded as forgotten: a sender
+// in the seed's format writes no latest-state key and is heard only at its
+// next heartbeat. Default: two default intervals (2 min).
+func WithForgetAfter(d time.Duration) RecorderOption {
+	return recorderOptionFunc(func(c *recorderConfig) { c.forgetAfter = d })
+}
+
+// WithQueue bounds the events waiting to be written. An event that finds
+// it full is counted, and the next reconciliation records its change.
+// Default 10,000.
+func WithQueue(n int) RecorderOption {
+	return recorderOptionFunc(func(c *recorderConfig) { c.queue = n })
+}
+
+// WithErrorf reports failures, once per kind until they recover. Default:
+// nowhere.
+func WithErrorf(f func(format string, args ...any)) RecorderOption {
+	return recorderOptionFunc(func(c *recorderConfig) { c.errorf = f })
 }
 
 // RecorderStats counts what a recorder did.
@@ -47,31 +72,40 @@ type Recorder struct {
 	s       *Store
 	l       *Lease
 	tracker *watch.Tracker
-	cfg     RecorderConfig
+	cfg     recorderConfig
 
 	events  chan watch.Event
 	leading atomic.Bool
 	loaded  atomic.Int64 // unix ns when the monitor first loaded; 0 before
 	stats   struct{ recorded, dropped, takeovers, fenced, failures, reconciled atomic.Int64 }
 
-	mu     sync.Mutex
-	failed map[string]bool // kinds of failure reported and not yet recovered
+	failed report.Reporter // each kind of failure said once until it recovers
 
 	reconcileSoon bool // on Run's goroutine: a write was refused and repaired
 }
 
 // NewRecorder returns a recorder of tracker's transitions into s under l.
-func NewRecorder(s *Store, l *Lease, tracker *watch.Tracker, cfg RecorderConfig) *Recorder {
-	if cfg.ReconcileEvery <= 0 {
-		cfg.ReconcileEvery = 30 * time.Second
+func NewRecorder(s *Store, l *Lease, tracker *watch.Tracker, opts ...RecorderOption) *Recorder {
+	var cfg recorderConfig
+	for _, o := range opts {
+		o.applyRecorder(&cfg)
 	}
-	if cfg.ForgetAfter <= 0 {
-		cfg.ForgetAfter = 2 * wire.DefaultInterval
+	if cfg.reconcileEvery <= 0 {
+		cfg.reconcileEvery = 30 * time.Second
 	}
-	if cfg.Queue <= 0 {
-		cfg.Queue = 10_000
+	if cfg.forgetAfter <= 0 {
+		cfg.forgetAfter = 2 * wire.DefaultInterval
 	}
-	return &Recorder{s: s, l: l, tracker: tracker, cfg: cfg, events: make(chan watch.Event, cfg.Queue), failed: map[string]bool{}}
+	if cfg.queue <= 0 {
+		cfg.queue = 10_000
+	}
+	r := &Recorder{s: s, l: l, tracker: tracker, cfg: cfg, events: make(chan watch.Event, cfg.queue)}
+	r.failed.Handle = func(err error) {
+		if cfg.errorf != nil {
+			cfg.errorf("%v", err)
+		}
+	}
+	return r
 }
 
 // Observe takes one event from the monitor's callback. It never blocks.
@@ -104,7 +138,7 @@ func (r *Recorder) Stats() RecorderStats {
 func (r *Recorder) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.l.Period() / 3)
 	defer tick.Stop()
-	reconcile := time.NewTicker(r.cfg.ReconcileEvery)
+	reconcile := time.NewTicker(r.cfg.reconcileEvery)
 	defer reconcile.Stop()
 	r.step(ctx)
 	for {
@@ -265,7 +299,7 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: now, Count: in.Count, Lost: in.Lost})
 		}
 	}
-	if loaded := r.loaded.Load(); loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.ForgetAfter {
+	if loaded := r.loaded.Load(); loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.forgetAfter {
 		for svc, insts := range recorded {
 			for inst := range insts {
 				if !seen[watch.Key{Service: svc, Instance: inst}] {
@@ -282,17 +316,7 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 }
 
 func (r *Recorder) report(kind, format string, args ...any) {
-	r.mu.Lock()
-	already := r.failed[kind]
-	r.failed[kind] = true
-	r.mu.Unlock()
-	if !already && r.cfg.Errorf != nil {
-		r.cfg.Errorf(format, args...)
-	}
+	r.failed.Fail(kind, fmt.Errorf(format, args...))
 }
 
-func (r *Recorder) recovered(kind string) {
-	r.mu.Lock()
-	delete(r.failed, kind)
-	r.mu.Unlock()
-}
+func (r *Recorder) recovered(kind string) { r.failed.OK(kind) }

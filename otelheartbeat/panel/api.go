@@ -74,9 +74,18 @@ type InstanceJSON struct {
 	// documented field, and the service fields within the panel's bound of
 	// bytes per instance (long strings cut and ending in "…").
 	Heartbeat json.RawMessage `json:"heartbeat,omitempty"`
+	// Fields are the last heartbeat's service fields, in its order: what
+	// the page shows (the documented keys are the wire's to know).
+	Fields []FieldJSON `json:"fields"`
 	// FieldsCut counts the service fields of the last heartbeat cut short
 	// or left out of Heartbeat by that bound.
 	FieldsCut int `json:"fields_cut,omitempty"`
+}
+
+// FieldJSON is one service field of a heartbeat.
+type FieldJSON struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"`
 }
 
 // FleetJSON is GET /api/v1/services.
@@ -180,10 +189,10 @@ func (p *Panel) service(name string, instances []watch.Instance, now time.Time) 
 	if !p.Watching() {
 		state = watch.ServiceUnknown
 	}
-	for _, w := range p.cfg.Windows {
+	for _, w := range p.cfg.windows {
 		if r, ok := p.reports.get(name, w); ok {
 			s.Uptime[windowName(w)] = ratio(r.Times)
-			if w == slices.Min(p.cfg.Windows) {
+			if w == slices.Min(p.cfg.windows) {
 				for _, in := range r.Incidents {
 					if in.Open() {
 						j := incidentJSON(name, in, now)
@@ -222,6 +231,14 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 			j.Heartbeat = b
 		}
 		j.FieldsCut = in.Cut
+		for _, f := range in.Heartbeat.Fields {
+			if v, err := wire.AppendValue(nil, f.Value); err == nil {
+				j.Fields = append(j.Fields, FieldJSON{Key: f.Key, Value: v})
+			}
+		}
+	}
+	if j.Fields == nil {
+		j.Fields = []FieldJSON{}
 	}
 	j.Bars = p.bars(in.Key, in.Interval, now)
 	if w := p.instanceWindow(); w > 0 {
@@ -241,7 +258,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 // shown, else the shortest window above an hour, else the longest.
 func (p *Panel) instanceWindow() time.Duration {
 	best := time.Duration(0)
-	for _, w := range p.cfg.Windows {
+	for _, w := range p.cfg.windows {
 		if w == 24*time.Hour {
 			return w
 		}
@@ -249,8 +266,8 @@ func (p *Panel) instanceWindow() time.Duration {
 			best = w
 		}
 	}
-	if best == 0 && len(p.cfg.Windows) > 0 {
-		best = slices.Max(p.cfg.Windows)
+	if best == 0 && len(p.cfg.windows) > 0 {
+		best = slices.Max(p.cfg.windows)
 	}
 	return best
 }
@@ -258,7 +275,7 @@ func (p *Panel) instanceWindow() time.Duration {
 // fleet is GET /api/v1/services.
 func (p *Panel) fleet(now time.Time) FleetJSON {
 	f := FleetJSON{GeneratedAt: stamp(now), Watching: p.Watching(), Recording: p.rec.Leading(), Services: []ServiceJSON{}}
-	for _, w := range p.cfg.Windows {
+	for _, w := range p.cfg.windows {
 		f.Windows = append(f.Windows, windowName(w))
 	}
 	groups := byService(p.tr.Snapshot())
@@ -294,7 +311,7 @@ func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
 			instances = append(instances, in)
 		}
 	}
-	_, known := p.reports.get(name, slices.Max(p.cfg.Windows))
+	_, known := p.reports.get(name, slices.Max(p.cfg.windows))
 	if len(instances) == 0 && !known {
 		return ServiceDetailJSON{}, false
 	}
@@ -303,12 +320,12 @@ func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
 	for _, in := range instances {
 		d.Instances = append(d.Instances, p.instance(in, now))
 	}
-	for _, w := range p.cfg.Windows {
+	for _, w := range p.cfg.windows {
 		if r, ok := p.reports.get(name, w); ok {
 			d.Restarts[windowName(w)], d.Lost[windowName(w)] = r.Restarts, r.Lost
 		}
 	}
-	if r, ok := p.reports.get(name, slices.Max(p.cfg.Windows)); ok {
+	if r, ok := p.reports.get(name, slices.Max(p.cfg.windows)); ok {
 		for i := len(r.Incidents) - 1; i >= 0; i-- {
 			d.Incidents = append(d.Incidents, incidentJSON(name, r.Incidents[i], now))
 		}

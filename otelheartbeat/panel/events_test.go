@@ -16,10 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
-
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -30,7 +29,7 @@ import (
 // readers that never read cannot pile up beyond it or hold memory.
 func TestAReaderThatNeverReadsIsCut(t *testing.T) {
 	srv := redistest.Start(t)
-	p, err := New(Config{Conn: watch.Connection{Client: srv.Client(t)}, EventWriteTimeout: 300 * time.Millisecond, Coalesce: 5 * time.Millisecond})
+	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithEventWriteTimeout(300*time.Millisecond), WithCoalesce(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +43,7 @@ func TestAReaderThatNeverReadsIsCut(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.hub.run(ctx, p.cfg.Coalesce, func([]watch.Key, []watch.Transition, bool, string) []byte { return big })
+		p.hub.run(ctx, p.cfg.coalesce, func([]watch.Key, []watch.Transition, bool, string) []byte { return big })
 	}()
 	go func() {
 		defer wg.Done()
@@ -87,7 +86,7 @@ func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
 // carries that service's instances and no other's.
 func TestUpdatesCarryOnlyWhatTheStreamShows(t *testing.T) {
 	srv := redistest.Start(t)
-	p, err := New(Config{Conn: watch.Connection{Client: srv.Client(t)}})
+	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,18 +113,20 @@ func TestUpdatesCarryOnlyWhatTheStreamShows(t *testing.T) {
 }
 
 // 260 connections to /api/v1/events that never read, more than the
-// panel's bound of streams, lock nobody out: a reader that reads still
-// gets its stream and its updates, no address holds more than its share,
-// and the streams that do not read are found by the probes a crowded
-// panel writes under a deadline, and cut.
+// panel's bound of streams, from the address of the operator's own page,
+// lock nobody out: a reader that reads gets its stream and its updates,
+// no address holds more than its share, a reader that has proved it
+// reads keeps its stream through a second flood, and the streams that do
+// not read are found by the probes a crowded panel writes under a
+// deadline, and cut.
 func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
 	srv := redistest.Start(t)
-	p, err := New(Config{Conn: watch.Connection{Client: srv.Client(t)}, EventWriteTimeout: 500 * time.Millisecond,
-		Coalesce: 50 * time.Millisecond, Errorf: t.Logf})
+	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithEventWriteTimeout(500*time.Millisecond),
+		WithCoalesce(50*time.Millisecond), WithErrorf(t.Logf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.probeEvery = 200 * time.Millisecond
+	p.probeEvery = 50 * time.Millisecond
 	web := httptest.NewUnstartedServer(p.Handler())
 	web.Config.ConnContext = ConnContext
 	web.Start()
@@ -141,17 +142,24 @@ func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range 260 {
-		c, err := net.Dial("tcp", web.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+	flood := func() {
+		_, _, before := p.hub.counts()
+		for range 260 {
+			c, err := net.Dial("tcp", web.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle = append(idle, c)
+			fmt.Fprintf(c, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
 		}
-		idle = append(idle, c)
-		fmt.Fprintf(c, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+		poll.Until(t, 20*time.Second, "every idle stream to be served", func() bool { _, _, added := p.hub.counts(); return added >= before+260 })
+		if n, _, _ := p.hub.counts(); n > maxStreamsPerAddress {
+			t.Errorf("%d streams held, more than one address's share (%d)", n, maxStreamsPerAddress)
+		}
 	}
-	poll.Until(t, 10*time.Second, "the idle streams to be served", func() bool { return p.streams.Load() > 0 })
+	flood()
 
-	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer rcancel()
 	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, web.URL+"/api/v1/events", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -163,23 +171,33 @@ func TestEventStreamsThatNeverReadLockNobodyOut(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("a reader that reads got %s: %s", resp.Status, b)
 	}
-	p.hub.changedAll()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		if sc.Text() == "event: update" {
-			break
+	updates := make(chan struct{}, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 256<<10), 4<<20)
+		for sc.Scan() {
+			if sc.Text() == "event: update" {
+				updates <- struct{}{}
+			}
+		}
+	}()
+	next := func(what string) {
+		t.Helper()
+		p.hub.changedAll()
+		select {
+		case <-updates:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the reader had no update %s", what)
 		}
 	}
-	if sc.Err() != nil {
-		t.Fatalf("the reader's stream: %v", sc.Err())
-	}
-	if n := p.hub.len(); n > maxStreamsPerAddress+1 {
-		t.Errorf("%d streams held, more than one address's share (%d) and the reader", n, maxStreamsPerAddress)
-	}
-	// The reader keeps reading; the others are found and cut.
-	go func() { _, _ = io.Copy(io.Discard, resp.Body) }()
+	next("after the first flood")
 	poll.Until(t, 30*time.Second, "the streams that do not read to be cut", func() bool { return p.streams.Load() == 1 })
+	// A second flood, on the reader's stream now open: the flood churns
+	// through its own streams, newest first, and leaves the reader's.
+	flood()
+	next("after the second flood")
+	poll.Until(t, 30*time.Second, "the streams that do not read to be cut", func() bool { return p.streams.Load() == 1 })
+	next("once they are cut")
 }
 
 // With credentials required, /readyz still answers without them, for
@@ -198,7 +216,7 @@ func TestReadyzSaysNothingMoreWithoutCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Config{Conn: watch.Connection{Client: client, Endpoint: "redis://" + addr}, Auth: auth})
+	p, err := New(watch.NewTracker(TrackerOptions()...), client, WithEndpoint("redis://"+addr), WithAuth(auth))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,5 +243,38 @@ func TestReadyzSaysNothingMoreWithoutCredentials(t *testing.T) {
 	code, body = get("a-token-of-16-chars-or-more")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, fmt.Sprint(port)) || !strings.Contains(body, "reasons") {
 		t.Errorf("with credentials: %d %s, want the reasons", code, body)
+	}
+}
+
+// A newcomer cuts the newest stream that has not proved it reads, at its
+// address's share and when the hub is full: a stream that proved it
+// reads, or an older one, is kept.
+func TestANewcomerCutsTheNewestUnprovenStream(t *testing.T) {
+	h := newHub()
+	noDeadline := func(time.Time) error { return nil }
+	var first []*client
+	for i := range maxStreamsPerAddress {
+		first = append(first, h.add("", "10.0.0.1", noDeadline))
+		if i == 0 {
+			first[0].proven.Store(true)
+		}
+	}
+	h.add("", "10.0.0.1", noDeadline)
+	h.mu.Lock()
+	kept := h.clients[first[0]] && h.clients[first[1]] && !h.clients[first[len(first)-1]]
+	h.mu.Unlock()
+	if !kept {
+		t.Error("at its share an address lost its proven or oldest stream, not its newest unproven one")
+	}
+	for i := 0; len(h.clients) < maxStreams; i++ {
+		c := h.add("", fmt.Sprintf("10.1.%d.%d", i/250, i%250), noDeadline)
+		c.proven.Store(true)
+	}
+	late := h.add("", "10.9.0.1", noDeadline)
+	h.add("", "10.9.0.2", noDeadline)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[late] || !h.clients[first[0]] {
+		t.Error("the full hub did not cut the newest stream that had not proved it reads")
 	}
 }

@@ -125,7 +125,7 @@ func (in instruments) observe(p *Panel, o metric.Observer) {
 	}
 	o.ObserveInt64(in.watching, one(p.Watching()))
 	o.ObserveInt64(in.recording, one(p.rec.Leading()))
-	for _, r := range p.cfg.Receivers {
+	for _, r := range p.receivers {
 		st := r.Stats()
 		name := attribute.String("receiver", r.Name())
 		for result, n := range map[string]int64{"sent": st.Sent, "failed": st.Failed, "dropped": st.Dropped, "fenced": st.Fenced} {

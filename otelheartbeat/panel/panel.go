@@ -1,6 +1,20 @@
-// Package panel is the admin panel: a live view of the fleet from the
-// heartbeats, history and uptime from Valkey, an HTTP API, Server-Sent
-// Events, metrics, and the web page, all in one http.Handler.
+// Package panel is the admin panel's server side, for a host to mount: a
+// live view of the fleet from the host's watcher, history and uptime from
+// Valkey, alerts evaluated by one replica and delivered to Alertmanager
+// and webhooks, an HTTP API with Server-Sent Events, liveness metrics for
+// Prometheus and, when given one, a web page, in one http.Handler.
+//
+// The host owns the watcher and feeds the panel its events:
+//
+//	mon, err := watch.New(conn, watch.WithTracker(panel.TrackerOptions()...))
+//	p, err := panel.New(mon.Tracker(), conn.Client, panel.WithEndpoint(conn.Endpoint))
+//	go p.Run(ctx)                 // records, evaluates alerts, delivers, sends live updates
+//	go mon.Run(ctx, p.Observe)    // or a callback of the host's that calls p.Observe
+//	mux.Handle("/heartbeats/", http.StripPrefix("/heartbeats", p.Handler()))
+//
+// Several replicas may run against one Valkey: all serve the API, one at a
+// time records history and evaluates alerts, chosen by a lease whose
+// fencing epoch every write and every alert sent is checked against.
 package panel
 
 import (
@@ -9,12 +23,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
@@ -24,75 +39,18 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
-// Config configures a Panel.
-type Config struct {
-	// Conn is the connection to Valkey, from watch.ConnectFromEnv.
-	Conn watch.Connection
-	// Retention is how long history is kept. Default 30 days.
-	Retention time.Duration
-	// Lease is the recorder lease's period: a standby takes over within
-	// it when the recorder dies. Default 10 s.
-	Lease time.Duration
-	// Windows are the uptime windows shown. Default 1 h, 24 h, 7 d, 30 d.
-	Windows []time.Duration
-	// MinAlive is, per service, how many instances must be up for the
-	// service to be up. Default 1.
-	MinAlive map[string]int
-	// Bars is how many intervals the heartbeat bars of an instance show.
-	// Default 30.
-	Bars int
-	// Replica names this process in the lease. Default: host name, pid
-	// and a random suffix.
-	Replica string
-	// DefaultInterval judges senders that do not say theirs.
-	DefaultInterval time.Duration
-	// MaxInstances bounds the instances tracked.
-	MaxInstances int
-	// Auth, when set, protects everything but /healthz and /readyz.
-	Auth *Auth
-	// Errorf reports failures, once per kind until they recover. Default:
-	// standard error.
-	Errorf func(format string, args ...any)
-	// Coalesce is how often live updates are sent. Default 500 ms.
-	Coalesce time.Duration
-	// EventWriteTimeout cuts an event stream whose reader does not take
-	// an update within it. Default 10 s.
-	EventWriteTimeout time.Duration
-	// ReconcileEvery, ForgetAfter: see history.RecorderConfig.
-	ReconcileEvery, ForgetAfter time.Duration
-	// Alerting configures the alert rules; nil is alerting.Default().
-	// Alerts are evaluated by the replica that records, kept in Valkey
-	// and shown by every replica, and sent to Receivers.
-	Alerting *alerting.Config
-	// Receivers deliver alerts (package delivery). The panel runs them.
-	Receivers []Receiver
-	// Page, when set, is served at the root, behind the same
-	// authentication and headers as the API: a web page of the panel.
-	Page fs.FS
-}
-
-// Receiver delivers alerts: delivery.NewAlertmanager, delivery.NewWebhook.
-type Receiver interface {
-	Name() string
-	Notify(delivery.Alert)
-	Run(ctx context.Context)
-	Stats() delivery.Stats
-}
-
-// DefaultWindows are the uptime windows of the fleet overview.
-var DefaultWindows = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour}
-
 // Panel is one replica of the admin panel.
 type Panel struct {
-	cfg   Config
-	mon   *watch.Monitor
-	tr    *watch.Tracker
-	store *history.Store
-	lease *history.Lease
-	rec   *history.Recorder
-	hub   *hub
-	met   *metrics
-	alert *alerting.Engine
+	cfg       config
+	tr        *watch.Tracker
+	client    redis.UniversalClient
+	store     *history.Store
+	lease     *history.Lease
+	rec       *history.Recorder
+	hub       *hub
+	met       *metrics
+	alert     *alerting.Engine
+	receivers []delivery.Receiver
 
 	started  time.Time
 	loaded   atomic.Bool
@@ -116,99 +74,71 @@ type beats struct {
 	next     int
 }
 
-// New returns a panel; it does nothing until Run.
-func New(cfg Config) (*Panel, error) {
-	if cfg.Conn.Client == nil {
-		return nil, errors.New("panel: Config.Conn has no client")
+func defaultReplica() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// New returns a panel over tracker, the host's watcher's (see
+// TrackerOptions), keeping history and alerts in Valkey through client;
+// it does nothing until Run, and hears of the watcher's events through
+// Observe.
+func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (*Panel, error) {
+	if tracker == nil || client == nil {
+		return nil, errors.New("panel: New needs the watcher's tracker and a Valkey client")
 	}
-	if cfg.Lease == 0 {
-		cfg.Lease = 10 * time.Second
-	}
-	if len(cfg.Windows) == 0 {
-		cfg.Windows = DefaultWindows
-	}
-	if cfg.Bars <= 0 {
-		cfg.Bars = 30
-	}
-	if cfg.Coalesce <= 0 {
-		cfg.Coalesce = 500 * time.Millisecond
-	}
-	if cfg.EventWriteTimeout <= 0 {
-		cfg.EventWriteTimeout = 10 * time.Second
-	}
-	if cfg.Replica == "" {
-		host, _ := os.Hostname()
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		cfg.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
-	}
-	if cfg.Errorf == nil {
-		cfg.Errorf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "adminpanel: "+format+"\n", args...) }
-	}
-	for svc, n := range cfg.MinAlive {
+	cfg := newConfig(opts)
+	for svc, n := range cfg.minAlive {
 		if err := wire.ValidateServiceName(svc); err != nil || n < 1 {
-			return nil, fmt.Errorf("panel: min alive %s=%d: want a service name and a count of at least 1", svc, n)
+			return nil, fmt.Errorf("panel: WithMinAlive %s=%d: want a service name and a count of at least 1", svc, n)
 		}
 	}
-	store, err := history.NewStore(cfg.Conn.Client, "", cfg.Retention)
+	store, err := history.NewStore(client, history.WithRetention(cfg.retention))
 	if err != nil {
 		return nil, err
 	}
-	lease, err := store.NewLease(cfg.Replica, cfg.Lease)
+	lease, err := store.NewLease(cfg.replica, cfg.lease)
 	if err != nil {
 		return nil, err
 	}
-	mcfg := cfg.Conn.Config()
-	// Dead and stopped instances stay listed for a day, not the
-	// monitor's 15 minutes: an operator looks for them the next morning.
-	mcfg.Tracker = []watch.TrackerOption{watch.WithHeartbeats(), watch.WithRetention(24 * time.Hour)}
-	if cfg.DefaultInterval > 0 {
-		mcfg.Tracker = append(mcfg.Tracker, watch.WithDefaultInterval(cfg.DefaultInterval))
-	}
-	if cfg.MaxInstances > 0 {
-		mcfg.Tracker = append(mcfg.Tracker, watch.WithMaxInstances(cfg.MaxInstances))
-	}
-	mon, err := watch.New(mcfg)
-	if err != nil {
-		return nil, err
-	}
-	p := &Panel{cfg: cfg, mon: mon, tr: mon.Tracker(), store: store, lease: lease, hub: newHub(), historyReads: make(chan struct{}, 4),
-		probeEvery: 2 * time.Second}
+	p := &Panel{cfg: cfg, tr: tracker, client: client, store: store, lease: lease, hub: newHub(),
+		historyReads: make(chan struct{}, 4), probeEvery: 250 * time.Millisecond}
 	p.reports.wake = make(chan struct{}, 1)
-	p.rec = history.NewRecorder(store, lease, p.tr, history.RecorderConfig{
-		ReconcileEvery: cfg.ReconcileEvery, ForgetAfter: cfg.ForgetAfter, Errorf: cfg.Errorf})
-	acfg := alerting.Default()
-	if cfg.Alerting != nil {
-		acfg = *cfg.Alerting
+	p.rec = history.NewRecorder(store, lease, tracker, history.WithReconcileEvery(cfg.reconcileEvery),
+		history.WithForgetAfter(cfg.forgetAfter), history.WithErrorf(cfg.errorf))
+	aopts := append([]alerting.Option{alerting.WithErrorf(cfg.errorf)}, cfg.alerting...)
+	if p.alert, err = alerting.New(tracker, client, append(aopts, alerting.WithMinAlive(cfg.minAlive))...); err != nil {
+		return nil, err
 	}
-	for svc, n := range cfg.MinAlive {
-		if _, ok := acfg.MinAlive[svc]; !ok {
-			acfg.MinAlive[svc] = n
+	fence := delivery.WithFence(delivery.FenceFunc(p.allow))
+	noted := delivery.WithDelivered(func(a delivery.Alert) { p.alert.MarkDelivered(context.Background(), a) })
+	for _, spec := range cfg.receivers {
+		r, err := spec.build(fence, noted, delivery.WithErrorf(cfg.errorf))
+		if err != nil {
+			return nil, err
 		}
+		p.receivers = append(p.receivers, r)
 	}
-	p.alert = alerting.New(acfg, p.tr, cfg.Conn.Client, p.Watching, p.send, cfg.Errorf)
 	if p.met, err = newMetrics(p); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// Delivered notes that a webhook acknowledged a's notification (give it
-// to delivery.WebhookConfig.Delivered).
-func (p *Panel) Delivered(a delivery.Alert) {
-	p.alert.MarkDelivered(context.Background(), a)
-}
+// send hands alerts to every receiver, stamped with the lease's epoch for
+// their fence; none blocks.
+func (p *Panel) send(alerts ...alerting.Alert) { p.sendTo("", alerts...) }
 
-// send hands an alert to every receiver, stamped with the lease's epoch
-// for their fence; none blocks.
-func (p *Panel) send(a alerting.Alert) { p.sendTo(a, "") }
-
-// sendTo hands an alert to the receivers named name ("": every one).
-func (p *Panel) sendTo(a alerting.Alert, name string) {
-	a.Epoch = p.lease.Epoch()
-	for _, r := range p.cfg.Receivers {
-		if name == "" || r.Name() == name {
-			r.Notify(a)
+// sendTo hands alerts to the receivers named name ("": every one).
+func (p *Panel) sendTo(name string, alerts ...alerting.Alert) {
+	for _, a := range alerts {
+		a.Epoch = p.lease.Epoch()
+		for _, r := range p.receivers {
+			if name == "" || r.Name() == name {
+				r.Notify(a)
+			}
 		}
 	}
 }
@@ -220,7 +150,7 @@ func (p *Panel) sendTo(a alerting.Alert, name string) {
 // the replica's own view decides: the one alert that matters then, that
 // the heartbeat source is unreachable, must still go out, and a replica
 // that lost the lease while paused learns so from Valkey when it resumes.
-func (p *Panel) Allow(ctx context.Context, epoch int64) error {
+func (p *Panel) allow(ctx context.Context, epoch int64) error {
 	if !p.rec.Leading() || epoch != p.lease.Epoch() {
 		return fmt.Errorf("made under lease epoch %d, and this replica no longer records under it", epoch)
 	}
@@ -257,7 +187,7 @@ func (p *Panel) evaluate(ctx context.Context) {
 			}
 			epoch = e
 		}
-		p.alert.Evaluate(ctx, now)
+		p.send(p.alert.Evaluate(ctx, now, p.Watching())...)
 	}
 }
 
@@ -266,60 +196,51 @@ func (p *Panel) evaluate(ctx context.Context) {
 func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
 	active, err := p.alert.Takeover(ctx, now)
 	if err != nil {
-		p.cfg.Errorf("%v", err)
+		p.cfg.errorf("%v", err)
 		return false
 	}
-	for _, a := range active {
-		p.sendTo(a, "alertmanager")
-	}
+	p.sendTo("alertmanager", active...)
 	// A webhook hears only changes: what a replica that died had queued
 	// and not delivered is delivered now.
 	fire, resolve, err := p.alert.Undelivered(ctx, now)
 	if err != nil {
-		p.cfg.Errorf("%v", err)
+		p.cfg.errorf("%v", err)
 		return true
 	}
-	for _, a := range append(fire, resolve...) {
-		p.sendTo(a, "webhook")
-	}
+	p.sendTo("webhook", append(fire, resolve...)...)
 	return true
 }
 
-// Run watches, records while it holds the lease, and sends live updates,
-// until ctx is done. It returns nil then, or the monitor's error.
+// Run records while this replica holds the lease, evaluates and delivers
+// alerts, and sends live updates, until ctx is done; then it gives the
+// lease up, ends every event stream, and returns when every goroutine it
+// started has ended. The watcher is the host's: Run does not run it.
 func (p *Panel) Run(ctx context.Context) error {
 	p.started = time.Now()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(4 + len(p.cfg.Receivers))
-	for _, r := range p.cfg.Receivers {
-		go func() { defer wg.Done(); r.Run(ctx) }()
+	for _, r := range p.receivers {
+		wg.Go(func() { r.Run(ctx) })
 	}
-	go func() { defer wg.Done(); p.evaluate(ctx) }()
-	go func() { defer wg.Done(); _ = p.rec.Run(ctx) }()
-	go func() { defer wg.Done(); p.hub.run(ctx, p.cfg.Coalesce, p.flush) }()
-	go func() { defer wg.Done(); p.reports.refresher(ctx, p) }()
-	err := p.mon.Run(ctx, p.observe)
-	cancel()
+	wg.Go(func() { p.evaluate(ctx) })
+	wg.Go(func() { _ = p.rec.Run(ctx) })
+	wg.Go(func() { p.hub.run(ctx, p.cfg.coalesce, p.flush) })
+	wg.Go(func() { p.reports.refresher(ctx, p) })
 	wg.Wait()
 	p.hub.closeAll()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return errors.Join(err, p.met.shutdown())
+	return p.met.shutdown()
 }
 
 // Leading reports whether this replica records history now.
 func (p *Panel) Leading() bool { return p.rec.Leading() }
 
-// observe takes every event of the monitor.
-func (p *Panel) observe(e watch.Event) {
+// Observe takes one event of the host's watcher: give it every event, on
+// the watcher's goroutine (watch.Monitor.Run's callback). It never blocks.
+func (p *Panel) Observe(e watch.Event) {
 	p.rec.Observe(e)
 	switch e.Kind {
 	case watch.KindHeartbeat:
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
-		v, _ := p.received.LoadOrStore(k, &beats{at: make([]time.Time, p.cfg.Bars)})
+		v, _ := p.received.LoadOrStore(k, &beats{at: make([]time.Time, p.cfg.bars)})
 		b := v.(*beats)
 		b.mu.Lock()
 		b.received++
@@ -342,14 +263,14 @@ func (p *Panel) observe(e watch.Event) {
 		p.hub.changedAll()
 	case watch.KindReconnected:
 		if p.down.Swap(false) {
-			p.cfg.Errorf("watching again after %v", e.Downtime.Round(time.Millisecond))
+			p.cfg.errorf("watching again after %v", e.Downtime.Round(time.Millisecond))
 		}
 		p.hub.changedAll()
 	case watch.KindDisconnected:
 		// Said once per episode: a wrong password or an unreachable
 		// Valkey would otherwise be visible only in /readyz.
 		if !p.down.Swap(true) {
-			p.cfg.Errorf("cannot watch: %v", e.Err)
+			p.cfg.errorf("cannot watch: %v", e.Err)
 		}
 		p.hub.changedAll()
 	case watch.KindBlind:
@@ -381,18 +302,15 @@ func (p *Panel) forgetBeats() {
 // latest-state keys, is subscribed, and its probes are answered.
 func (p *Panel) Watching() bool { return p.loaded.Load() && !p.blind.Load() && !p.down.Load() }
 
-func (p *Panel) minAlive(svc string) int {
-	if n := p.cfg.MinAlive[svc]; n > 0 {
-		return n
-	}
-	return 1
-}
+// minAlive is the alert rules' minimum of a service: one owner for the
+// API, uptime, the metrics and the alerts.
+func (p *Panel) minAlive(svc string) int { return p.alert.MinAlive(svc) }
 
 // bars returns, oldest first, whether a heartbeat arrived in each of the
 // last n intervals: 1 yes, 0 no, -1 before the panel first heard the
 // instance.
 func (p *Panel) bars(k watch.Key, interval time.Duration, now time.Time) []int {
-	out := make([]int, p.cfg.Bars)
+	out := make([]int, p.cfg.bars)
 	v, ok := p.received.Load(k)
 	if !ok || interval <= 0 {
 		for i := range out {
@@ -483,7 +401,7 @@ func (c *reportCache) refresher(ctx context.Context, p *Panel) {
 
 func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	now := time.Now()
-	longest := slices.Max(p.cfg.Windows)
+	longest := slices.Max(p.cfg.windows)
 	svcs, err := p.store.Services(ctx)
 	var gaps []history.Gap
 	if err == nil {
@@ -505,7 +423,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 			continue
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
-		for _, w := range p.cfg.Windows {
+		for _, w := range p.cfg.windows {
 			byWindow[w] = uptime.Compute(svc, entries, gaps, uptime.Window{From: now.Add(-w), To: now}, p.minAlive(svc))
 		}
 		out[svc] = byWindow
@@ -519,16 +437,16 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	c.err = err
 	if err != nil {
 		if ctx.Err() == nil && !failing {
-			p.cfg.Errorf("reading history: %v (reported once until it recovers)", err)
+			p.cfg.errorf("reading history: %v (reported once until it recovers)", err)
 		}
 		return
 	}
 	if failing {
-		p.cfg.Errorf("reading history again")
+		p.cfg.errorf("reading history again")
 	}
 	for _, e := range skipped {
 		if !c.skipped[e.Error()] {
-			p.cfg.Errorf("reading history: %v; the other services are shown", e)
+			p.cfg.errorf("reading history: %v; the other services are shown", e)
 		}
 	}
 	c.skipped = map[string]bool{}
@@ -580,7 +498,7 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Ti
 		ce.entries, ce.last = append(ce.entries, more...), last
 		if n := len(ce.entries) - maxEntries; n > 0 {
 			if !ce.capped {
-				p.cfg.Errorf("history of %q holds more than %d entries: uptime is computed from the latest %d", svc, maxEntries, maxEntries)
+				p.cfg.errorf("history of %q holds more than %d entries: uptime is computed from the latest %d", svc, maxEntries, maxEntries)
 				ce.capped = true
 			}
 			ce.entries = slices.Clone(ce.entries[n:])

@@ -36,7 +36,7 @@ func TestMonitorOnACluster(t *testing.T) {
 		t.Fatalf("keys on %d of 3 primaries", len(onNode))
 	}
 
-	r := runMonitor(t, Config{Client: cc})
+	r := runMonitor(t, Connection{Client: cc})
 	if loaded := r.waitFor(KindLoaded); loaded.Count != services {
 		t.Errorf("read %d latest-state keys across the cluster, want %d", loaded.Count, services)
 	}
@@ -57,7 +57,7 @@ func TestMonitorBehindSentinel(t *testing.T) {
 	if _, ok := leanOptions(fc); ok {
 		t.Fatal("the lean subscriber would dial a failover client's placeholder address")
 	}
-	r := runMonitor(t, Config{Client: fc})
+	r := runMonitor(t, Connection{Client: fc})
 	r.waitFor(KindLoaded)
 	s.Primary.Client(t).Publish(context.Background(), "heartbeat:service:svc", message("svc", "i", time.Minute, 1))
 	if hb := r.waitFor(KindHeartbeat); hb.Message.ServiceName != "svc" {

@@ -38,8 +38,8 @@ const (
 const DefaultCommandTimeout = 5 * time.Second
 
 // Connection is a client to Valkey built from the library's variables, with
-// the names a watcher needs beside it. Config returns a Config for New
-// filled from it.
+// the names a watcher needs beside it: New watches what it names. A
+// Connection of a client alone (Connection{Client: c}) names the defaults.
 type Connection struct {
 	// Client is the connection to Valkey: one node, a cluster or a
 	// Sentinel-managed primary. The caller closes it.
@@ -57,14 +57,10 @@ type Connection struct {
 	// wire.DefaultKeyPrefix.
 	KeyPrefix string
 	// Sharded is OTEL_EXPORTER_VALKEY_SHARDED: the publishers use sharded
-	// pub/sub, so a watcher must subscribe with Config.Sharded.
+	// pub/sub, so a watcher subscribes with SSUBSCRIBE to the channel of
+	// every service in the registry set, on the node that owns it, instead
+	// of PSUBSCRIBE.
 	Sharded bool
-}
-
-// Config returns a monitor configuration with the connection's client,
-// endpoint, channel, key prefix and sharded mode; the caller sets the rest.
-func (c Connection) Config() Config {
-	return Config{Client: c.Client, Endpoint: c.Endpoint, Channel: c.Channel, KeyPrefix: c.KeyPrefix, Sharded: c.Sharded}
 }
 
 // ConnectOption configures ConnectFromEnv.

@@ -44,10 +44,13 @@ func TestConnectFromEnvReadsThePublishersVariables(t *testing.T) {
 				t.Errorf("got %q %q %q %v; want %q %q %q %v", c.Endpoint, c.Channel, c.KeyPrefix, c.Sharded,
 					tc.endpoint, tc.channel, tc.key, tc.sharded)
 			}
-			cfg := c.Config()
-			if cfg.Client != c.Client || cfg.Endpoint != c.Endpoint || cfg.Channel != c.Channel ||
+			m, err := New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg := m.cfg; cfg.Client != c.Client || cfg.Endpoint != c.Endpoint || cfg.Channel != c.Channel ||
 				cfg.KeyPrefix != c.KeyPrefix || cfg.Sharded != c.Sharded {
-				t.Errorf("Config() %+v does not carry the connection", cfg)
+				t.Errorf("a monitor of the connection is of %+v", cfg)
 			}
 		})
 	}

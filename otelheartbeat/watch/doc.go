@@ -16,7 +16,7 @@
 //
 //	conn, err := watch.ConnectFromEnv()
 //	defer conn.Client.Close()
-//	m, err := watch.New(conn.Config())
+//	m, err := watch.New(conn)
 //	err = m.Run(ctx, func(e watch.Event) { ... })
 //
 // # Current state: the latest-state keys
@@ -35,11 +35,12 @@
 //
 // # Live: the Monitor
 //
-// New returns a Monitor for a Config; Run subscribes (PSUBSCRIBE to
-// heartbeat:service:*, or to the pattern of Config.Channel when the
-// publishers use another channel template such as
-// health:service:{service_name}:heartbeat, or with Config.Sharded one SSUBSCRIBE connection per
-// primary for the services in the heartbeat:services registry), decodes
+// New returns a Monitor of what a Connection names; Run subscribes
+// (PSUBSCRIBE to heartbeat:service:*, or to the pattern of
+// Connection.Channel when the publishers use another channel template such
+// as health:service:{service_name}:heartbeat, or with Connection.Sharded
+// one SSUBSCRIBE connection per primary for the services in the
+// heartbeat:services registry), decodes
 // and checks every message, feeds the Tracker, and calls its callback with
 // every Event on the goroutine that called Run: heartbeats, transitions,
 // malformed messages (counted, never fatal), disconnects and reconnects.
@@ -69,12 +70,12 @@
 // (IntervalSource: sent, inferred or default).
 //
 // A watcher that cannot see is not a fleet that died. Every subscription
-// connection is pinged every Config.Probe (100 ms) with the time as the
+// connection is pinged every probe (WithProbe: 100 ms) with the time as the
 // payload; the answer comes back in order with the messages, so it proves
 // everything published before that time has been read, and silence is
 // judged only up to there: heartbeats waiting in the watcher's socket or in
 // a stalled broker are never declared missing. With no answer for
-// Config.BlindAfter (2 s) the watcher is blind (KindBlind) and judges no
+// blindAfter (2 s) the watcher is blind (KindBlind) and judges no
 // one; when answers come again (KindCaughtUp) it holds every verdict until
 // each instance has been watched for 1.5 of its intervals, since heartbeats
 // sent meanwhile may arrive in any order. Time it could not see at all (a
@@ -87,13 +88,13 @@
 // Verdicts never depend on the caller's pace. The goroutine that reads the
 // subscription feeds the Tracker with every heartbeat before the caller
 // sees anything, then queues the event; the queue is bounded
-// (Config.Queue, DefaultQueue). A heartbeat or a malformed-message report
+// (WithQueue: DefaultQueue events, DefaultQueueBytes bytes). A heartbeat or a malformed-message report
 // that finds it full is not delivered, and counted: Stats.Dropped, and a
 // KindDropped event that says how many since the last one. Transitions are
 // never dropped: they wait, and meanwhile the reader stops reading, so the
 // unread heartbeats wait in the socket, where the probes keep them from
 // being judged missing. Nothing is buffered without bound. A caller that
-// draws from the Tracker (a table) sets Config.NoHeartbeats and receives no
+// draws from the Tracker (a table) sets WithoutHeartbeatEvents and receives no
 // heartbeat events at all.
 //
 // The Tracker is bounded too: at WithMaxInstances (DefaultMaxInstances) the

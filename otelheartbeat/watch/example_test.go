@@ -151,14 +151,12 @@ func ExampleConnectFromEnv() {
 	defer conn.Client.Close()
 	fmt.Println(conn.Endpoint, conn.Channel, conn.KeyPrefix, conn.Sharded)
 
-	cfg := conn.Config()
-	cfg.Service = "tracker_fetcher"
-	m, err := watch.New(cfg)
+	m, err := watch.New(conn, watch.WithService("tracker_fetcher"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(m.Pattern())
+	fmt.Println(m.Subscription())
 	// Output:
 	// rediss://monitor@cache.example.com:6379 health:service:{service_name}:heartbeat heartbeat:instance: false
 	// health:service:tracker_fetcher:heartbeat
@@ -208,7 +206,7 @@ func Example() {
 		}
 	}
 
-	m, err := watch.New(conn.Config())
+	m, err := watch.New(conn)
 	if err != nil {
 		fmt.Println(err)
 		return

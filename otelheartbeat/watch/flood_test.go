@@ -68,7 +68,7 @@ func BenchmarkIDFlood(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		base := ms.HeapAlloc
 
-		m, err := New(Config{Client: client, NoHeartbeats: true})
+		m, err := New(Connection{Client: client}, WithoutHeartbeatEvents())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func BenchmarkFatHeartbeatFlood(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		base := ms.HeapAlloc
-		m, err := New(Config{Client: client, Tracker: []TrackerOption{WithHeartbeats(), WithMaxInstances(bound)}})
+		m, err := New(Connection{Client: client}, WithTracker(WithHeartbeats(), WithMaxInstances(bound)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -114,8 +114,7 @@ func ingestBare(b *testing.B, srv *redistest.Server, pub *redis.Client, fl *flee
 func ingestMonitor(b *testing.B, srv *redistest.Server, pub *redis.Client, fl *fleet.Fleet, rounds, want int) (float64, int64) {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
-	m, err := New(Config{Client: c, SkipLatest: true, NoHeartbeats: true,
-		Tracker: []TrackerOption{WithMaxInstances(2 * ingestInstances)}})
+	m, err := New(Connection{Client: c}, WithTracker(WithMaxInstances(2*ingestInstances)), WithoutHeartbeatEvents(), WithoutLatestState())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -174,8 +173,7 @@ func BenchmarkDecodeAndTrack(b *testing.B) {
 	// The client is never dialled: ingest needs no connection.
 	client := redis.NewClient(&redis.Options{})
 	defer client.Close()
-	m, err := New(Config{Client: client, NoHeartbeats: true,
-		Tracker: []TrackerOption{WithMaxInstances(2 * ingestInstances)}})
+	m, err := New(Connection{Client: client}, WithTracker(WithMaxInstances(2*ingestInstances)), WithoutHeartbeatEvents())
 	if err != nil {
 		b.Fatal(err)
 	}

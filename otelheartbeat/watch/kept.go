@@ -42,9 +42,9 @@ const (
 // and DefaultHeartbeatBudget; values below them are allowed, down to
 // keeping no service field at all.
 func WithHeartbeatBudget(perInstance, total int) TrackerOption {
-	return func(t *Tracker) {
+	return trackerOptionFunc(func(t *Tracker) {
 		t.keptMax, t.keptBudget = max(perInstance, 0), max(total, 0)
-	}
+	})
 }
 
 // keep returns the copy of m the tracker keeps for k, within room bytes,

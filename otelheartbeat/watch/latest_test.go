@@ -128,7 +128,7 @@ func TestLatestStateMatchesTheServiceExactly(t *testing.T) {
 		t.Errorf("payments: %+v, %v", latest, err)
 	}
 
-	r := start(t, srv, Config{Service: "payments"})
+	r := start(t, srv, WithService("payments"))
 	if loaded := r.waitFor(KindLoaded); loaded.Count != 1 {
 		t.Errorf("monitor of payments loaded %d instances, want 1", loaded.Count)
 	}

@@ -278,24 +278,30 @@ func (g *gaps) median() time.Duration {
 }
 
 // TrackerOption configures a Tracker.
-type TrackerOption func(*Tracker)
+type TrackerOption interface{ applyTracker(*Tracker) }
+
+type trackerOptionFunc func(*Tracker)
+
+func (f trackerOptionFunc) applyTracker(t *Tracker) { f(t) }
 
 // WithClock sets the clock. Default: the system clock.
-func WithClock(c Clock) TrackerOption { return func(t *Tracker) { t.clock = c } }
+func WithClock(c Clock) TrackerOption { return trackerOptionFunc(func(t *Tracker) { t.clock = c }) }
 
 // WithRetention sets how long dead and stopped instances are remembered.
 // Default: DefaultRetention.
-func WithRetention(d time.Duration) TrackerOption { return func(t *Tracker) { t.retention = d } }
+func WithRetention(d time.Duration) TrackerOption {
+	return trackerOptionFunc(func(t *Tracker) { t.retention = d })
+}
 
 // WithDefaultInterval sets the interval of an instance whose heartbeats do
 // not say it, until its own gaps show it. Default: wire.DefaultInterval
 // (the seed's 60 s).
 func WithDefaultInterval(d time.Duration) TrackerOption {
-	return func(t *Tracker) {
+	return trackerOptionFunc(func(t *Tracker) {
 		if d > 0 {
 			t.defaultInterval = min(max(d, wire.MinInterval), wire.MaxInterval)
 		}
-	}
+	})
 }
 
 // WithMaxInstances bounds the instances tracked (0: no bound). At the bound,
@@ -304,7 +310,9 @@ func WithDefaultInterval(d time.Duration) TrackerOption {
 // counts it. Default: DefaultMaxInstances. The heap the tracker keeps is
 // at most about n x 512 bytes (about 500 MiB at the default bound); with
 // no bound it grows with every distinct instance id received.
-func WithMaxInstances(n int) TrackerOption { return func(t *Tracker) { t.maxInstances = n } }
+func WithMaxInstances(n int) TrackerOption {
+	return trackerOptionFunc(func(t *Tracker) { t.maxInstances = n })
+}
 
 // WithHeartbeats makes the tracker keep each instance's last heartbeat
 // (Instance.Heartbeat) and index its instances by service, for consumers
@@ -313,7 +321,9 @@ func WithMaxInstances(n int) TrackerOption { return func(t *Tracker) { t.maxInst
 // message given to Observe. It costs the heap at most
 // DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most 4 KiB
 // per instance: the seed's heartbeat keeps about 500 bytes.
-func WithHeartbeats() TrackerOption { return func(t *Tracker) { t.keepHeartbeats = true } }
+func WithHeartbeats() TrackerOption {
+	return trackerOptionFunc(func(t *Tracker) { t.keepHeartbeats = true })
+}
 
 // NewTracker returns an empty tracker.
 func NewTracker(opts ...TrackerOption) *Tracker {
@@ -330,7 +340,7 @@ func NewTracker(opts ...TrackerOption) *Tracker {
 	t.heard.prev, t.heard.next = &t.heard, &t.heard
 	t.gone.prev, t.gone.next = &t.gone, &t.gone
 	for _, o := range opts {
-		o(t)
+		o.applyTracker(t)
 	}
 	return t
 }

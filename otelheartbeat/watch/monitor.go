@@ -7,12 +7,12 @@
 // Verdicts come first. The goroutine that reads the subscription feeds the
 // tracker with every heartbeat it delivers, before anything is shown, so a
 // renderer that falls behind skips what it shows (counted as Dropped),
-// never a verdict. Every connection is pinged every Config.Probe with the
+// never a verdict. Every connection is pinged every probe (WithProbe) with the
 // time as its payload; the answer comes back in order with the messages,
 // so it proves that everything published before that time has been read.
 // Silence is judged only up to that time: heartbeats still in the
 // monitor's socket or in a stalled broker are never declared missing.
-// When no answer comes for Config.BlindAfter the monitor says it is blind
+// When no answer comes for blindAfter the monitor says it is blind
 // (KindBlind), and when answers come again (KindCaughtUp) it holds every
 // verdict until each instance has been watched for 1.5 intervals again.
 //
@@ -68,7 +68,7 @@ const (
 	// because the renderer was behind (Count since the last such event).
 	// The tracker saw every one of them.
 	KindDropped
-	// KindRefresh: a periodic tick for redrawing (see Config.Refresh).
+	// KindRefresh: a periodic tick for redrawing (see WithRefresh).
 	KindRefresh
 	// KindBlind: the subscription has not answered a probe for Downtime
 	// (a stalled broker, a monitor that was paused or is behind). No
@@ -102,10 +102,10 @@ type Event struct {
 	Count      int
 	Downtime   time.Duration
 
-	bytes int // counted against Config.QueueBytes while queued
+	bytes int // counted against the queue's bytes (WithQueue) while queued
 }
 
-// Defaults of Config.
+// Defaults of the options.
 const (
 	DefaultQueue      = 10_000
 	DefaultQueueBytes = 16 << 20
@@ -113,53 +113,24 @@ const (
 	DefaultBlindAfter = 2 * time.Second
 )
 
-// Config configures a Monitor.
-type Config struct {
-	// Client is the connection to Valkey. Run does not close it.
-	Client redis.UniversalClient
-	// Endpoint names the server in messages, without credentials.
-	Endpoint string
-	// Channel is the publishers' channel template; the zero template is
-	// wire.DefaultChannelTemplate. The monitor subscribes to its Pattern,
-	// or in sharded mode to the channel of each service.
-	Channel wire.ChannelTemplate
-	// KeyPrefix is the prefix of the latest-state keys. Default:
-	// wire.DefaultKeyPrefix.
-	KeyPrefix string
-	// Service, when set, limits the monitor to one service.
-	Service string
-	// Tracker options: retention and instance bound.
-	Tracker []TrackerOption
-	// Queue bounds the events waiting for the renderer. Default
-	// DefaultQueue.
-	Queue int
-	// QueueBytes bounds what the heartbeats and malformed-message reports
-	// waiting for the renderer hold, by wire.Message.Footprint and the raw
-	// bytes kept: ten thousand heartbeats of 60 KB would otherwise hold
-	// 700 MB. One past it is not shown, and counted as Dropped. Default
-	// DefaultQueueBytes.
-	QueueBytes int
-	// Refresh, when positive, emits KindRefresh that often.
-	Refresh time.Duration
-	// NoHeartbeats leaves KindHeartbeat events out, for a renderer that
-	// draws from the tracker (a table).
-	NoHeartbeats bool
-	// Probe is how often every subscription connection is pinged to learn
-	// how far the monitor has seen. Default DefaultProbe.
-	Probe time.Duration
-	// BlindAfter is how long without an answer to a probe makes the
-	// monitor blind. Default DefaultBlindAfter.
-	BlindAfter time.Duration
-	// SkipLatest disables reading the latest-state keys.
-	SkipLatest bool
-	// KeepRaw keeps each heartbeat's JSON in Event.Raw (a copy per
-	// message); without it Raw is set for malformed messages only.
-	KeepRaw bool
-	// Sharded subscribes with SSUBSCRIBE to the channel of every service in
-	// the registry set, on the node that owns it, instead of PSUBSCRIBE.
-	Sharded bool
-	// RegistryRefresh is how often, in sharded mode, the registry is read
-	// for new services. Default 2 s.
+// config is what a Monitor is built with: its Connection's client and
+// names, then its options.
+type config struct {
+	Client          redis.UniversalClient
+	Endpoint        string
+	Channel         wire.ChannelTemplate
+	KeyPrefix       string
+	Sharded         bool
+	Service         string
+	Tracker         []TrackerOption
+	Queue           int
+	QueueBytes      int
+	Refresh         time.Duration
+	NoHeartbeats    bool
+	Probe           time.Duration
+	BlindAfter      time.Duration
+	SkipLatest      bool
+	KeepRaw         bool
 	RegistryRefresh time.Duration
 }
 
@@ -182,7 +153,7 @@ type Stats struct {
 
 // Monitor watches heartbeats.
 type Monitor struct {
-	cfg     Config
+	cfg     config
 	tracker *Tracker
 	sight   sight
 
@@ -205,19 +176,25 @@ func newDecodeState() *decodeState {
 	return &decodeState{channels: make(map[string]string), intern: wire.NewInterner(4096)}
 }
 
-// New returns a monitor; it does not connect until Run.
-func New(cfg Config) (*Monitor, error) {
+// New returns a monitor of the publishers conn names (its client, channel,
+// key prefix and sharded mode); it does not connect until Run. Run does
+// not close conn's client.
+func New(conn Connection, opts ...Option) (*Monitor, error) {
+	cfg := config{Client: conn.Client, Endpoint: conn.Endpoint, Channel: conn.Channel, KeyPrefix: conn.KeyPrefix, Sharded: conn.Sharded}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
 	if cfg.Client == nil {
-		return nil, errors.New("watch: Config.Client is nil")
+		return nil, errors.New("watch: the Connection has no client")
 	}
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = wire.DefaultKeyPrefix
 	} else if err := wire.ValidatePrefix(cfg.KeyPrefix); err != nil {
-		return nil, fmt.Errorf("watch: Config.KeyPrefix: %w", err)
+		return nil, fmt.Errorf("watch: Connection.KeyPrefix: %w", err)
 	}
 	if cfg.Service != "" {
 		if err := wire.ValidateServiceName(cfg.Service); err != nil {
-			return nil, fmt.Errorf("watch: Config.Service: %w", err)
+			return nil, fmt.Errorf("watch: WithService: %w", err)
 		}
 	}
 	if cfg.Queue <= 0 {
@@ -233,7 +210,7 @@ func New(cfg Config) (*Monitor, error) {
 		cfg.BlindAfter = DefaultBlindAfter
 	}
 	if cfg.BlindAfter < 2*cfg.Probe {
-		return nil, fmt.Errorf("watch: Config.BlindAfter %v must be at least two probes (2 x Config.Probe = %v)", cfg.BlindAfter, 2*cfg.Probe)
+		return nil, fmt.Errorf("watch: WithProbe: blindAfter %v must be at least two probes (2 x %v)", cfg.BlindAfter, cfg.Probe)
 	}
 	if cfg.RegistryRefresh <= 0 {
 		cfg.RegistryRefresh = 2 * time.Second
@@ -275,8 +252,12 @@ func unixNano(t time.Time) int64 {
 // to call at any time.
 func (m *Monitor) Seen() time.Time { return m.sight.seen() }
 
-// Pattern returns the PSUBSCRIBE pattern.
-func (m *Monitor) Pattern() string {
+// Subscription returns what the monitor subscribes to with PSUBSCRIBE:
+// the pattern of every service's channel, or with WithService that
+// service's channel alone (a pattern that matches only it: a service name
+// holds no glob character). In sharded mode it subscribes instead to each
+// service's channel in the registry, with SSUBSCRIBE.
+func (m *Monitor) Subscription() string {
 	if m.cfg.Service != "" {
 		return m.cfg.Channel.Channel(m.cfg.Service)
 	}
@@ -655,7 +636,7 @@ func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, out chan
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		from := time.Now()
-		sub, err := dialSubscriber(ctx, o, "PSUBSCRIBE", m.Pattern())
+		sub, err := dialSubscriber(ctx, o, "PSUBSCRIBE", m.Subscription())
 		if err != nil {
 			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
 				return
@@ -738,7 +719,7 @@ func (m *Monitor) receiveGoRedis(ctx context.Context, out chan<- Event, ctl chan
 	for ctx.Err() == nil {
 		if !subscribed {
 			from = time.Now()
-			if err := ps.PSubscribe(ctx, m.Pattern()); err != nil {
+			if err := ps.PSubscribe(ctx, m.Subscription()); err != nil {
 				if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
 					return
 				}

@@ -21,10 +21,9 @@ type running struct {
 }
 
 // start runs a monitor on srv until the test ends.
-func start(t *testing.T, srv *redistest.Server, cfg Config) *running {
+func start(t *testing.T, srv *redistest.Server, opts ...Option) *running {
 	t.Helper()
-	cfg.Client = srv.Client(t)
-	return runMonitor(t, cfg)
+	return runMonitor(t, Connection{Client: srv.Client(t)}, opts...)
 }
 
 // waitFor returns the first event of kind, failing after 10 s.
@@ -78,7 +77,7 @@ func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
 		t.Fatalf("expiry event %v, %v", msg, err)
 	}
 
-	r := start(t, srv, Config{})
+	r := start(t, srv)
 	loaded := r.waitFor(KindLoaded)
 	if loaded.Count != 2 {
 		t.Errorf("loaded %d instances, want 2", loaded.Count)
@@ -96,7 +95,7 @@ func TestInstancesAppearAtOnceFromLatestStateKeys(t *testing.T) {
 
 func TestMalformedMessagesAreCountedNeverFatal(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{})
+	r := start(t, srv)
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -132,7 +131,7 @@ func TestMalformedMessagesAreCountedNeverFatal(t *testing.T) {
 
 func TestReconnectsAndRereadsKeysAfterBeingDisconnected(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{})
+	r := start(t, srv)
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -165,7 +164,7 @@ func TestReconnectsAndRereadsKeysAfterBeingDisconnected(t *testing.T) {
 func TestAFloodIsTrackedAndWhatIsNotShownIsCounted(t *testing.T) {
 	srv := redistest.Start(t)
 	release := make(chan struct{})
-	m, err := New(Config{Client: srv.Client(t), Queue: 4, SkipLatest: true})
+	m, err := New(Connection{Client: srv.Client(t)}, WithQueue(4, 0), WithoutLatestState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,9 +207,9 @@ func TestAFloodIsTrackedAndWhatIsNotShownIsCounted(t *testing.T) {
 
 func TestServiceFilter(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{Service: "wanted"})
+	r := start(t, srv, WithService("wanted"))
 	r.waitFor(KindLoaded)
-	if got := r.m.Pattern(); got != "heartbeat:service:wanted" {
+	if got := r.m.Subscription(); got != "heartbeat:service:wanted" {
 		t.Errorf("pattern %q", got)
 	}
 	c := srv.Client(t)
@@ -220,7 +219,7 @@ func TestServiceFilter(t *testing.T) {
 	if hb := r.waitFor(KindHeartbeat); hb.Message.ServiceName != "wanted" {
 		t.Errorf("got %s", hb.Message.ServiceName)
 	}
-	if _, err := New(Config{Client: srv.Client(t), Service: "bad*"}); err == nil {
+	if _, err := New(Connection{Client: srv.Client(t)}, WithService("bad*")); err == nil {
 		t.Error("glob service accepted")
 	}
 }
@@ -248,7 +247,7 @@ func TestMonitorKeepsEachInstancesOwnHeartbeat(t *testing.T) {
 	if err := c.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "geocoding_service", "1"), withAddr("1", 1), 3*time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, srv, Config{NoHeartbeats: true, Tracker: []TrackerOption{WithHeartbeats()}})
+	r := start(t, srv, WithTracker(WithHeartbeats()), WithoutHeartbeatEvents())
 	r.waitFor(KindLoaded)
 	for _, id := range []string{"2", "3"} {
 		c.Publish(ctx, "heartbeat:service:geocoding_service", withAddr(id, 1))

@@ -35,13 +35,13 @@ func TestKeySlotAgreesWithTheServer(t *testing.T) {
 
 // shardedRun runs a sharded monitor on the cluster until the test ends.
 func shardedRun(t *testing.T, c *redistest.Cluster) *running {
-	return runMonitor(t, Config{Client: c.Client(t), Sharded: true, RegistryRefresh: 100 * time.Millisecond, SkipLatest: true})
+	return runMonitor(t, Connection{Client: c.Client(t), Sharded: true}, WithoutLatestState(), WithRegistryRefresh(100*time.Millisecond))
 }
 
 // runMonitor runs a monitor with cfg until the test ends.
-func runMonitor(t *testing.T, cfg Config) *running {
+func runMonitor(t *testing.T, conn Connection, opts ...Option) *running {
 	t.Helper()
-	m, err := New(cfg)
+	m, err := New(conn, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestShardedMonitorAddsAServiceWithoutDisturbingTheOthers(t *testing.T) {
 	c := srv.Client(t)
 	ctx := context.Background()
 	c.SAdd(ctx, wire.DefaultRegistryKey, "steady")
-	r := runMonitor(t, Config{Client: srv.Client(t), Sharded: true, RegistryRefresh: 20 * time.Millisecond, SkipLatest: true})
+	r := runMonitor(t, Connection{Client: srv.Client(t), Sharded: true}, WithoutLatestState(), WithRegistryRefresh(20*time.Millisecond))
 	r.waitFor(KindLoaded)
 	pubsubClients := func() string {
 		var ids []string

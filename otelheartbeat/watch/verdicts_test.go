@@ -124,7 +124,7 @@ func noSilenceVerdicts(t *testing.T, es []Event) {
 func TestARendererThatFallsBehindNeverTurnsIntoDead(t *testing.T) {
 	srv := redistest.Start(t)
 	release := make(chan struct{})
-	m, err := New(Config{Client: srv.Client(t), Queue: 4, SkipLatest: true})
+	m, err := New(Connection{Client: srv.Client(t)}, WithQueue(4, 0), WithoutLatestState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestHeartbeatsWaitingInTheSocketAreNotDeath(t *testing.T) {
 	srv := redistest.Start(t)
 	release := make(chan struct{})
 	paused := make(chan struct{})
-	m, err := New(Config{Client: srv.Client(t), SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: 200 * time.Millisecond})
+	m, err := New(Connection{Client: srv.Client(t)}, WithProbe(20*time.Millisecond, 200*time.Millisecond), WithoutLatestState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestHeartbeatsWaitingInTheSocketAreNotDeath(t *testing.T) {
 // data for an interval.
 func TestAStalledBrokerIsBlindnessNotDeath(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: 200 * time.Millisecond})
+	r := start(t, srv, WithProbe(20*time.Millisecond, 200*time.Millisecond), WithoutLatestState())
 	r.waitFor(KindLoaded)
 	k := Key{Service: "steady", Instance: "1"}
 	b := startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
@@ -224,7 +224,7 @@ func TestAStalledBrokerIsBlindnessNotDeath(t *testing.T) {
 // otherwise knock every monitor off its subscription.
 func TestAnOverlongChannelNameIsMalformedNotADisconnect(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{SkipLatest: true})
+	r := start(t, srv, WithoutLatestState())
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -254,7 +254,7 @@ func TestAnOverlongChannelNameIsMalformedNotADisconnect(t *testing.T) {
 // that appears after it, and the evictions are reported.
 func TestABurstOfFakeInstancesCannotHideARealOne(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{SkipLatest: true, Tracker: []TrackerOption{WithMaxInstances(100)}, Refresh: 20 * time.Millisecond})
+	r := start(t, srv, WithTracker(WithMaxInstances(100)), WithRefresh(20*time.Millisecond), WithoutLatestState())
 	r.waitFor(KindLoaded)
 	c := srv.Client(t)
 	ctx := context.Background()
@@ -287,7 +287,7 @@ func TestABurstOfFakeInstancesCannotHideARealOne(t *testing.T) {
 // only the time the monitor could not see is not counted against it.
 func TestRepeatedDisconnectsCannotKeepACrashedInstanceAlive(t *testing.T) {
 	srv := redistest.Start(t)
-	r := start(t, srv, Config{SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: time.Second})
+	r := start(t, srv, WithProbe(20*time.Millisecond, time.Second), WithoutLatestState())
 	r.waitFor(KindLoaded)
 	k := Key{Service: "crashed", Instance: "1"}
 	b := startBeating(t, srv, k.Service, k.Instance, 200*time.Millisecond, 50*time.Millisecond)
@@ -331,8 +331,7 @@ func TestRepeatedDisconnectsCannotKeepACrashedInstanceAlive(t *testing.T) {
 func TestASubscriptionCutOffBeforeEveryAnswerIsBlindness(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Do(t, "ACL", "SETUSER", "noping", "on", ">pw", "resetchannels", "&heartbeat:service:*", "resetkeys", "%R~heartbeat:instance:*", "-@all", "+psubscribe")
-	m, err := New(Config{Client: srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "noping", "pw" }),
-		SkipLatest: true, Probe: 20 * time.Millisecond, BlindAfter: 500 * time.Millisecond})
+	m, err := New(Connection{Client: srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "noping", "pw" })}, WithProbe(20*time.Millisecond, 500*time.Millisecond), WithoutLatestState())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -84,30 +85,38 @@ func AppendJSON(dst []byte, m *Message) ([]byte, error) {
 		b = append(b, ',')
 		b = appendString(b, f.Key)
 		b = append(b, ':')
-		switch f.Value.Kind {
-		case KindInt:
-			b = strconv.AppendInt(b, f.Value.Int, 10)
-		case KindFloat:
-			if !finite(f.Value.Float) {
-				return dst[:start], fmt.Errorf("%s: %v is not a finite number", f.Key, f.Value.Float)
-			}
-			b = appendFloat(b, f.Value.Float)
-		case KindString:
-			b = appendString(b, f.Value.Str)
-		case KindTime:
-			b = append(b, '"')
-			b = AppendTimestamp(b, f.Value.Time)
-			b = append(b, '"')
-		case KindRaw:
-			if len(f.Value.Raw) == 0 {
-				return dst[:start], fmt.Errorf("%s: raw value is empty", f.Key)
-			}
-			b = append(b, f.Value.Raw...)
-		default:
-			return dst[:start], fmt.Errorf("%s: value has no kind", f.Key)
+		if b, err = AppendValue(b, f.Value); err != nil {
+			return dst[:start], fmt.Errorf("%s: %w", f.Key, err)
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// AppendValue appends a service value to dst as the heartbeat carries it:
+// a number, a string, a timestamp in the timestamp format, or the raw
+// JSON it was received as.
+func AppendValue(dst []byte, v Value) ([]byte, error) {
+	switch v.Kind {
+	case KindInt:
+		return strconv.AppendInt(dst, v.Int, 10), nil
+	case KindFloat:
+		if !finite(v.Float) {
+			return dst, fmt.Errorf("%v is not a finite number", v.Float)
+		}
+		return appendFloat(dst, v.Float), nil
+	case KindString:
+		return appendString(dst, v.Str), nil
+	case KindTime:
+		dst = append(dst, '"')
+		dst = AppendTimestamp(dst, v.Time)
+		return append(dst, '"'), nil
+	case KindRaw:
+		if len(v.Raw) == 0 {
+			return dst, errors.New("raw value is empty")
+		}
+		return append(dst, v.Raw...), nil
+	}
+	return dst, errors.New("value has no kind")
 }
 
 // Finite reports whether f can be written as a JSON number.

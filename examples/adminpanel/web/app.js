@@ -7,8 +7,6 @@
 "use strict";
 
 (function () {
-  const DOCUMENTED = new Set(["service_name", "instance_id", "timestamp", "uptime_seconds", "heartbeat_count",
-    "memory_usage_mb", "cpu_usage_percent", "interval_seconds", "status", "instance_address"]);
   // Rows rendered at most at first: a service of 10,000 instances would
   // take seconds to lay out. "Show more" adds as many again.
   const ROW_PAGE = 1000;
@@ -256,7 +254,7 @@
   }
 
   async function loadFleet() {
-    const f = await getJSON("/api/v1/services");
+    const f = await getJSON("api/v1/services");
     observeServerTime(f.generated_at);
     fleet.windows = f.windows || [];
     fleet.services = new Map((f.services || []).map((s) => [s.name, s]));
@@ -301,7 +299,7 @@
     }
     let d;
     try {
-      d = await getJSON("/api/v1/services/" + encodeURIComponent(name));
+      d = await getJSON("api/v1/services/" + encodeURIComponent(name));
     } catch (e) {
       if (gen !== detail.gen) return;
       if (e.status === 404 || e.status === 400) {
@@ -410,14 +408,13 @@
     setText(r.cpu, fmtNumber(inst.cpu_percent, 1, "%"));
     setText(r.interval, fmtDuration(inst.interval_seconds) + " (" + inst.interval_source + ")");
     setText(r.addr, inst.address || "—");
-    // Service fields: every key of the heartbeat but the documented ones.
-    const hb = inst.heartbeat && typeof inst.heartbeat === "object" ? inst.heartbeat : {};
-    const keys = Object.keys(hb).filter((k) => !DOCUMENTED.has(k)).sort();
+    // Service fields, as the API lists them: the heartbeat's own, in its order.
+    const fields = Array.isArray(inst.fields) ? inst.fields : [];
     const cut = inst.fields_cut || 0;
-    const sig = JSON.stringify([cut, keys.map((k) => [k, hb[k]])]);
+    const sig = JSON.stringify([cut, fields]);
     if (r.fieldsSig !== sig) {
       r.fieldsSig = sig;
-      const items = keys.map((k) => el("div", null, el("dt", { text: k }), el("dd", { text: fmtValue(hb[k]) })));
+      const items = fields.map((f) => el("div", null, el("dt", { text: f.key }), el("dd", { text: fmtValue(f.value) })));
       // What the panel's memory bound cut or left out, said rather than hidden.
       if (cut > 0) items.push(el("div", { className: "cut" }, el("dt", { text: "cut" }), el("dd", { text: cut + " fields cut short or left out" })));
       if (items.length === 0) r.fields.replaceChildren("—");
@@ -533,7 +530,7 @@
     const gen = ++incGen;
     const q = new URLSearchParams({ since: $("inc-since").value });
     if ($("inc-service").value) q.set("service", $("inc-service").value);
-    const body = await getJSON("/api/v1/incidents?" + q.toString());
+    const body = await getJSON("api/v1/incidents?" + q.toString());
     if (gen !== incGen) return;
     const list = (body && body.incidents) || [];
     $("incidents-empty").hidden = list.length > 0;
@@ -547,7 +544,7 @@
   let alertsGen = 0;
   async function loadAlerts() {
     const gen = ++alertsGen;
-    const body = await getJSON("/api/v1/alerts");
+    const body = await getJSON("api/v1/alerts");
     if (gen !== alertsGen) return;
     const active = (body && body.active) || [], recent = (body && body.recent) || [], receivers = (body && body.receivers) || [];
     const count = $("alerts-count");
@@ -646,7 +643,7 @@
   let es = null;
   function streamURL() {
     const r = parseRoute();
-    return r.view === "service" ? "/api/v1/events?service=" + encodeURIComponent(r.name) : "/api/v1/events";
+    return r.view === "service" ? "api/v1/events?service=" + encodeURIComponent(r.name) : "api/v1/events";
   }
   function connect() {
     if (es) es.close();

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+)
+
+// errUsage is a flag the flag package has already reported.
+var errUsage = errors.New("usage")
+
+// settings are the command's flags and variables, checked, as the
+// library's options.
+type settings struct {
+	listen  string
+	tracker []watch.TrackerOption
+	panel   []panel.Option
+}
+
+// flags are the command line as given.
+type flags struct {
+	listen, windows, minAlive, replica, alertsFile, amURLs, webhookURL, externalURL string
+	retention, lease, defInterval                                                   time.Duration
+	bars, maxInstances                                                              int
+}
+
+func parseFlags(args []string, stderr io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("adminpanel", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to serve on")
+	fs.DurationVar(&f.retention, "retention", 30*24*time.Hour, "how long history is kept in Valkey")
+	fs.DurationVar(&f.lease, "lease", 10*time.Second, "the recorder lease: a standby takes over within it")
+	fs.StringVar(&f.windows, "windows", "1h,24h,168h,720h", "uptime windows, comma-separated durations (1m to --retention, at most 8)")
+	fs.StringVar(&f.minAlive, "min-alive", "", "instances that must be up for a service to be up, as svc=N,... (default 1)")
+	fs.IntVar(&f.bars, "bars", 30, "heartbeat bars per instance: the last N intervals")
+	fs.StringVar(&f.replica, "replica", "", "this replica's name in the lease (default: host, pid and a random suffix)")
+	fs.DurationVar(&f.defInterval, "default-interval", 0, "interval of senders that do not say theirs until inferred (default HEARTBEAT_INTERVAL, else 60s)")
+	fs.IntVar(&f.maxInstances, "max-instances", watch.DefaultMaxInstances, "instances tracked at most")
+	fs.StringVar(&f.alertsFile, "alerts", "", "the alerting configuration (YAML); the flags below override its receivers")
+	fs.StringVar(&f.amURLs, "alertmanager", "", "Alertmanager URLs, comma-separated (an HA pair: both receive every alert)")
+	fs.StringVar(&f.webhookURL, "webhook", "", "a webhook URL; its HMAC secret is in ADMINPANEL_WEBHOOK_SECRET")
+	fs.StringVar(&f.externalURL, "external-url", "", "the panel's URL as operators reach it: the generatorURL of alerts")
+	if err := fs.Parse(args); err != nil {
+		return f, errUsage
+	}
+	return f, nil
+}
+
+// parseSettings checks every flag and variable before anything connects;
+// an error names the flag or variable at fault.
+func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return settings{}, err
+	}
+	s := settings{listen: f.listen, tracker: panel.TrackerOptions()}
+	switch {
+	case f.retention < time.Hour:
+		return s, fmt.Errorf("--retention %v: want at least 1h", f.retention)
+	case f.lease < time.Second || f.lease > 10*time.Minute:
+		return s, fmt.Errorf("--lease %v: want 1s to 10m: a standby takes over within it", f.lease)
+	case f.bars < 1 || f.bars > 1000:
+		return s, fmt.Errorf("--bars %d: want 1 to 1000", f.bars)
+	case f.maxInstances <= 0:
+		return s, fmt.Errorf("--max-instances %d: want a positive number", f.maxInstances)
+	}
+	s.panel = append(s.panel, panel.WithRetention(f.retention), panel.WithLease(f.lease), panel.WithBars(f.bars), panel.WithReplica(f.replica))
+	s.tracker = append(s.tracker, watch.WithMaxInstances(f.maxInstances))
+	interval, err := defaultInterval(f.defInterval, getenv)
+	if err != nil {
+		return s, err
+	}
+	if interval > 0 {
+		s.tracker = append(s.tracker, watch.WithDefaultInterval(interval))
+	}
+	windows, err := parseWindows(f.windows, f.retention)
+	if err != nil {
+		return s, err
+	}
+	minAlive, err := parseMinAlive(f.minAlive)
+	if err != nil {
+		return s, err
+	}
+	s.panel = append(s.panel, panel.WithWindows(windows...), panel.WithMinAlive(minAlive))
+	alerts, err := alertOptions(f, getenv)
+	if err != nil {
+		return s, err
+	}
+	auth, err := panel.ParseAuth(getenv("ADMINPANEL_TOKEN"), getenv("ADMINPANEL_BASIC_AUTH"))
+	if err != nil {
+		return s, err
+	}
+	s.panel = append(append(s.panel, alerts...), panel.WithAuth(auth))
+	return s, nil
+}
+
+func defaultInterval(flagged time.Duration, getenv func(string) string) (time.Duration, error) {
+	if flagged != 0 {
+		if err := watch.CheckInterval(flagged); err != nil {
+			return 0, fmt.Errorf("--default-interval: %w", err)
+		}
+		return flagged, nil
+	}
+	v := getenv(watch.EnvHeartbeatInterval)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := watch.ParseInterval(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", watch.EnvHeartbeatInterval, err)
+	}
+	return d, nil
+}
+
+func parseWindows(list string, retention time.Duration) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, w := range strings.Split(list, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(w))
+		switch {
+		case err != nil || d < time.Minute || d > retention:
+			return nil, fmt.Errorf("--windows: %q is not a duration from 1m to --retention", w)
+		case slices.Contains(out, d):
+			return nil, fmt.Errorf("--windows: %v is given twice", d)
+		case len(out) == 8:
+			return nil, errors.New("--windows: at most 8")
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func parseMinAlive(list string) (map[string]int, error) {
+	out := map[string]int{}
+	if list == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(list, ",") {
+		svc, n, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		v, err := strconv.Atoi(n)
+		switch {
+		case !ok || err != nil || v < 1:
+			return nil, fmt.Errorf("--min-alive: %q is not service=N with N at least 1", kv)
+		case out[svc] != 0:
+			return nil, fmt.Errorf("--min-alive: %s is given twice", svc)
+		}
+		out[svc] = v
+	}
+	return out, nil
+}
+
+// alertOptions are the alerting file's rules and receivers, the flags
+// overriding its receivers.
+func alertOptions(f flags, getenv func(string) string) ([]panel.Option, error) {
+	var file alerting.File
+	if f.alertsFile != "" {
+		var err error
+		if file, err = alerting.Load(f.alertsFile); err != nil {
+			return nil, fmt.Errorf("--alerts: %w", err)
+		}
+	}
+	am, hook := file.Receivers.Alertmanager, file.Receivers.Webhook
+	if f.amURLs != "" {
+		am = &alerting.AlertmanagerReceiver{ResendEvery: resendEvery(am)}
+		for _, u := range strings.Split(f.amURLs, ",") {
+			if err := alerting.CheckURL(strings.TrimSpace(u)); err != nil {
+				return nil, fmt.Errorf("--alertmanager: %w", err)
+			}
+			am.URLs = append(am.URLs, alerting.URL(strings.TrimSpace(u)))
+		}
+	}
+	if f.webhookURL != "" {
+		if err := alerting.CheckURL(f.webhookURL); err != nil {
+			return nil, fmt.Errorf("--webhook: %w", err)
+		}
+		hook = &alerting.WebhookReceiver{URL: alerting.URL(f.webhookURL), SecretEnv: alerting.EnvName(secretEnv(hook))}
+	}
+	if f.externalURL != "" {
+		if err := alerting.CheckURL(f.externalURL); err != nil {
+			return nil, fmt.Errorf("--external-url: %w", err)
+		}
+		file.ExternalURL = alerting.URL(f.externalURL)
+	}
+	opts := []panel.Option{panel.WithAlerting(file.Options()...)}
+	if am != nil && len(am.URLs) > 0 {
+		urls := make([]string, len(am.URLs))
+		for i, u := range am.URLs {
+			urls[i] = string(u)
+		}
+		opts = append(opts, panel.WithAlertmanager(urls, delivery.WithResendEvery(time.Duration(am.ResendEvery))))
+	}
+	if hook != nil {
+		env := secretEnv(hook)
+		secret := getenv(env)
+		if secret == "" {
+			return nil, fmt.Errorf("the webhook needs its HMAC secret in %s", env)
+		}
+		opts = append(opts, panel.WithWebhook(string(hook.URL), []byte(secret)))
+	}
+	return opts, nil
+}
+
+func resendEvery(am *alerting.AlertmanagerReceiver) alerting.Duration {
+	if am == nil {
+		return 0
+	}
+	return am.ResendEvery
+}
+
+func secretEnv(hook *alerting.WebhookReceiver) string {
+	if hook == nil || hook.SecretEnv == "" {
+		return alerting.DefaultSecretEnv
+	}
+	return string(hook.SecretEnv)
+}
