@@ -254,7 +254,9 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 	go func() { defer close(running); _, _ = fl.Run(ctx, c) }()
 	defer func() { cancel(); <-running }()
 	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "ADMINPANEL_WEBHOOK_SECRET=s3cret-for-the-test")
-	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
+	// The lease outlasts the 3 s it takes to see the stall: the replica
+	// still holds it on its own clock when it says the source is down.
+	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--lease", "10s")
 	poll.Until(t, 15*time.Second, "20 services alive", func() bool {
 		var f panel.FleetJSON
 		getJSON(t, p.url+"/api/v1/services", &f)
@@ -381,10 +383,20 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 }
 
 // Valkey killed and started empty after a webhook acknowledged an alert:
-// the replica keeps what it had delivered, so the alert is not delivered
-// again, and any notification sent again carries the same delivery id, so
-// that a receiver could drop it.
+// the replica that was evaluating keeps what it had delivered, or a
+// standby that takes over at that moment knows it, having followed the
+// alerts in Valkey; either way the alert is not delivered again, and any
+// notification sent again carries the same delivery id, so that a
+// receiver could drop it.
 func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
+	for _, standby := range []bool{false, true} {
+		t.Run(map[bool]string{false: "the recorder goes on", true: "the standby takes over"}[standby], func(t *testing.T) {
+			lostData(t, standby)
+		})
+	}
+}
+
+func lostData(t *testing.T, standby bool) {
 	srv := redistest.Start(t)
 	in := webhookInbox(t, "fourth-s3cret")
 	panelBin := testbin.Build(t, ".")
@@ -393,19 +405,26 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	svc.Expect("serving", 10*time.Second)
-	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL)
-	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
-	if err := svc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
+	recorder := p
+	if standby {
+		b := proctest.Start(t, panelBin, environ, "--listen", "127.0.0.1:0", "--lease", "2s", "--webhook", in.srv.URL, "--replica", "b")
+		recorder = replica{p: b, url: strings.TrimSuffix(strings.Fields(strings.TrimPrefix(b.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")}
 	}
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
+	send(t, svc, syscall.SIGKILL)
 	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 10*time.Second)
 	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
+	if standby {
+		<-time.After(6 * time.Second) // the standby follows the alerts every 5 s
+		send(t, p.p, syscall.SIGKILL)
+	}
 
 	srv.Restart() // killed, and started without its data
-	poll.Until(t, 15*time.Second, "the panel recording again", func() bool { return recording(t, p) })
+	poll.Until(t, 15*time.Second, "a replica recording again", func() bool { return recording(t, recorder) })
 	poll.Until(t, 10*time.Second, "the alerts written back", func() bool {
 		var alerts struct{ Active []panel.AlertJSON }
-		return getJSON(t, p.url+"/api/v1/alerts", &alerts) == 200 && len(alerts.Active) == 2
+		return getJSON(t, recorder.url+"/api/v1/alerts", &alerts) == 200 && len(alerts.Active) == 2
 	})
 	restarted := time.Now()
 	poll.Until(t, 10*time.Second, "three evaluations past the takeover", func() bool { return time.Since(restarted) > 3*time.Second })
@@ -431,8 +450,19 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 // alert fires: the standby takes over and resolves it when the instance
 // is back. The old recorder, resumed, sends nothing more: what it had
 // queued and the alerts it re-sends are fenced by its lease's epoch at
-// the moment of sending, so Alertmanager holds no alert afterwards.
+// the moment of sending, and so are its writes of alerts in Valkey, so
+// Alertmanager holds no alert afterwards and the log records each fire
+// and resolve once. Resumed while Valkey does not answer, it goes by its
+// lease's own clock, which has run out: it sends nothing either.
 func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
+	for _, stalled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Valkey answers", true: "Valkey stalled at the resume"}[stalled], func(t *testing.T) {
+			pausedPastTheLease(t, stalled)
+		})
+	}
+}
+
+func pausedPastTheLease(t *testing.T, stalled bool) {
 	srv := redistest.Start(t)
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
@@ -455,14 +485,12 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.wait("firing HeartbeatInstanceDead geofence_service crash-1", 10*time.Second)
-	if err := a.p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	send(t, a.p, syscall.SIGSTOP)
 	paused := time.Now()
 	poll.Until(t, 10*time.Second, "the standby recording", func() bool { return recording(t, standby) })
 	<-time.After(4*time.Second - time.Since(paused)) // paused for 4 s, twice the lease
-	if err := a.p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
+	if !stalled {
+		send(t, a.p, syscall.SIGCONT)
 	}
 	back := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	back.Expect("serving", 10*time.Second)
@@ -472,26 +500,54 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 		return len(got.Active) == 0 && len(got.Recent) == 4
 	})
 	resolved := time.Now()
+	if stalled {
+		srv.Pause()
+		send(t, a.p, syscall.SIGCONT)
+		<-time.After(6 * time.Second) // Valkey stays stopped for 6 s: the old recorder cannot ask it
+		srv.Resume()
+	}
 	// The old recorder re-sent its alerts every second: five more seconds
 	// would show them again.
-	poll.Until(t, 15*time.Second, "five resends past the resolve", func() bool { return time.Since(resolved) > 5*time.Second })
+	poll.Until(t, 20*time.Second, "five resends past the resolve", func() bool { return time.Since(resolved) > 5*time.Second })
 	for _, al := range am.Active(t) {
-		t.Errorf("Alertmanager holds %v active after the resolve", al.Labels)
+		if al.Labels["alertname"] != "HeartbeatSourceUnreachable" {
+			t.Errorf("Alertmanager holds %v active after the resolve", al.Labels)
+		}
 	}
 	last := map[string]received{}
 	for _, r := range in.all() {
 		last[r.alertname] = r
 	}
 	for name, r := range last {
-		if r.status != "resolved" {
+		if r.status != "resolved" && name != "HeartbeatSourceUnreachable" {
 			t.Errorf("%s: the last notification is %q at %v, after the new recorder resolved it at %v", name, r.status, r.at, resolved)
+		}
+	}
+	var got struct{ Active, Recent []panel.AlertJSON }
+	getJSON(t, standby.url+"/api/v1/alerts", &got)
+	kept := map[string]int{}
+	for _, al := range got.Recent {
+		kept[al.Name+" "+al.Status]++
+	}
+	for _, k := range []string{"HeartbeatInstanceDead firing", "HeartbeatInstanceDead resolved", "HeartbeatServiceDown firing", "HeartbeatServiceDown resolved"} {
+		if kept[k] != 1 {
+			t.Errorf("the alerts' log holds %q %d times, want once: %v", k, kept[k], kept)
 		}
 	}
 	for _, r := range []replica{a, standby} {
 		var got struct{ Active []panel.AlertJSON }
 		getJSON(t, r.url+"/api/v1/alerts", &got)
-		if len(got.Active) != 0 {
-			t.Errorf("%s lists %d active alerts", r.url, len(got.Active))
+		for _, al := range got.Active {
+			if al.Name != "HeartbeatSourceUnreachable" {
+				t.Errorf("%s lists %s active", r.url, al.Name)
+			}
 		}
+	}
+}
+
+func send(t *testing.T, p *proctest.Process, sig syscall.Signal) {
+	t.Helper()
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
 	}
 }

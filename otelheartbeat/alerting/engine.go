@@ -33,7 +33,36 @@ const (
 	deliveredKey = "heartbeat:alerts:delivered" // firing notifications a webhook acknowledged
 	logKey       = "heartbeat:alerts:log"
 	logLength    = 1000
+	// keptKey marks that alerts have been kept here: an empty active set
+	// without it is a Valkey that lost its data, not a fleet without
+	// alerts.
+	keptKey = "heartbeat:alerts:kept"
 )
+
+// errFenced is a write the engine's WriteFence refused.
+var errFenced = errors.New("alerting: another replica records now: nothing is kept or sent by this one")
+
+// saveScript keeps changes under a fence. KEYS: active, log, kept, the
+// fence's keys. ARGV: the number of fence keys, their values, the log's
+// length, then (fingerprint, alert, firing) for each change.
+var saveScript = redis.NewScript(`
+local nf = tonumber(ARGV[1])
+for i = 1, nf do
+  if redis.call('GET', KEYS[3 + i]) ~= ARGV[1 + i] then return -1 end
+end
+local i = nf + 3
+while i <= #ARGV do
+  if ARGV[i + 2] == '1' then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[nf + 2], '*', 'alert', ARGV[i + 1])
+  i = i + 3
+end
+redis.call('SET', KEYS[3], '1')
+return 1
+`)
 
 // Engine evaluates the rules. Evaluate, Takeover and Undelivered are
 // called by one goroutine; Active, Recent and MarkDelivered from any.
@@ -48,7 +77,7 @@ type Engine struct {
 	mu        sync.Mutex
 	active    map[string]Alert // firing, by fingerprint
 	delivered map[string]Alert // firings a webhook acknowledged and whose resolve it has not
-	lastEval  time.Time        // the last Evaluate
+	viewAt    time.Time        // when active and delivered were last current: the last Evaluate, or Follow
 }
 
 // New returns an engine over tracker, keeping its alerts in Valkey
@@ -76,13 +105,15 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time, watching bool) []A
 	snap := e.tr.Snapshot()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.lastEval = now
+	e.viewAt = now
 	var changes []Alert
 	held := e.evaluateSource(snap, now, watching, &changes)
 	if !held {
 		e.evaluateRules(snap, now, &changes)
 	}
-	e.save(ctx, changes)
+	if errors.Is(e.save(ctx, changes), errFenced) {
+		return nil
+	}
 	return changes
 }
 
@@ -158,31 +189,91 @@ func (e *Engine) link(service string) string {
 	return base + "#/services/" + url.PathEscape(service)
 }
 
-// save keeps changes in Valkey, in one pipeline: the alerts firing, and
-// the log of fires and resolves.
-func (e *Engine) save(ctx context.Context, changes []Alert) {
+// save keeps changes in Valkey, in one round trip: the alerts firing, the
+// log of fires and resolves, and the mark that alerts are kept here; under
+// the WriteFence when there is one, whose refusal is errFenced. Another
+// failure is reported (once until it works again) and returned.
+func (e *Engine) save(ctx context.Context, changes []Alert) error {
 	if len(changes) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err := e.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, a := range changes {
-			b, _ := json.Marshal(a)
-			if a.Firing() {
-				p.HSet(ctx, activeKey, Fingerprint(a.Labels), b)
-			} else {
-				p.HDel(ctx, activeKey, Fingerprint(a.Labels))
-			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: logKey, MaxLen: logLength, Approx: true, Values: []any{"alert", b}})
-		}
 		return nil
-	})
-	if err != nil {
+	}
+	// A second at most: the alerts are sent after, and Valkey not
+	// answering must not hold them (the source alert is sent precisely
+	// then).
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var fenceKeys, fenceValues []string
+	if e.cfg.fence != nil {
+		fenceKeys, fenceValues = e.cfg.fence.FenceKeys(), e.cfg.fence.FenceValues()
+	}
+	args := []any{len(fenceKeys)}
+	for _, v := range fenceValues {
+		args = append(args, v)
+	}
+	args = append(args, logLength)
+	for _, a := range changes {
+		b, _ := json.Marshal(a)
+		args = append(args, Fingerprint(a.Labels), b, one(a.Firing()))
+	}
+	n, err := saveScript.Run(ctx, e.c, append([]string{activeKey, logKey, keptKey}, fenceKeys...), args...).Int()
+	switch {
+	case err == nil && n < 0:
+		e.failed.Fail("fenced", errFenced)
+		return errFenced
+	case err != nil:
 		e.failed.Fail("save", fmt.Errorf("alerting: keeping alerts in Valkey: %w (the alerts are still sent)", err))
-		return
+		return err
 	}
 	e.failed.OK("save")
+	e.failed.OK("fenced")
+	return nil
+}
+
+func one(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Follow reads the alerts firing and the webhook's acknowledgements from
+// Valkey, for an engine that does not evaluate (a standby): should it take
+// over after Valkey lost its data, it still knows them.
+func (e *Engine) Follow(ctx context.Context, now time.Time) {
+	stored, err := e.stored(ctx)
+	if err != nil {
+		return // the next Follow reads again; the view ages meanwhile
+	}
+	delivered, err := e.c.HGetAll(ctx, deliveredKey).Result()
+	if err != nil {
+		return
+	}
+	kept, err := e.c.Exists(ctx, keptKey).Result()
+	if err != nil || kept == 0 && len(stored) == 0 {
+		// Nothing ever kept, or Valkey lost its data: what this engine
+		// knows is worth more than nothing, to whoever takes over.
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.active)
+	for _, a := range stored {
+		e.active[Fingerprint(a.Labels)] = a
+	}
+	e.setDelivered(delivered)
+	e.viewAt = now
+}
+
+// setDelivered replaces the acknowledged firings with those read from
+// Valkey; with e.mu held.
+func (e *Engine) setDelivered(delivered map[string]string) {
+	clear(e.delivered)
+	for fp, v := range delivered {
+		var a Alert
+		if json.Unmarshal([]byte(v), &a) == nil && a.Labels["alertname"] != "" {
+			e.delivered[fp] = a
+		}
+	}
 }
 
 // Takeover loads the alerts a previous evaluator fired, so that they are
@@ -192,23 +283,35 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 	if err != nil {
 		return nil, err
 	}
+	kept, err := e.c.Exists(ctx, keptKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("alerting: EXISTS %s: %w", keptKey, err)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(stored) == 0 && len(e.active) > 0 && now.Sub(e.lastEval) < time.Minute {
-		// This evaluator led a moment ago and Valkey holds nothing: Valkey
-		// lost its data (a restart without persistence), not the alerts.
-		// Keep them, and write them back, with what the webhook
-		// acknowledged, so that none is delivered again.
+	if len(stored) == 0 && kept == 0 && len(e.active) > 0 && now.Sub(e.viewAt) < time.Minute {
+		// This engine knew the alerts a moment ago (it evaluated, or
+		// followed them as a standby) and Valkey holds nothing, not even
+		// the mark that alerts were kept: Valkey lost its data (a restart
+		// without persistence), not the alerts. Keep them, and write them
+		// back, with what the webhook acknowledged, so that none is fired
+		// or delivered again.
 		out := make([]Alert, 0, len(e.active))
 		for _, fp := range sortedKeys(e.active, alertLabels) {
 			out = append(out, e.active[fp])
 		}
-		e.save(ctx, out)
+		if err := e.save(ctx, out); errors.Is(err, errFenced) {
+			return nil, err
+		}
 		for _, fp := range sortedKeys(e.delivered, alertLabels) {
 			e.noteDelivered(ctx, fp, e.delivered[fp], true)
 		}
 		return out, nil
 	}
+	// The source alert this engine fired while Valkey did not answer (it
+	// could not take over then) is kept: it must resolve when the watcher
+	// sees again, stored or not.
+	src, firing := e.active[Fingerprint(sourceLabels)]
 	clear(e.active)
 	for _, r := range e.rules {
 		clear(r.pending)
@@ -219,6 +322,11 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 		if a.Labels["alertname"] == SourceUnreachable {
 			e.source.since = a.StartsAt
 		}
+	}
+	if _, kept := e.active[Fingerprint(sourceLabels)]; firing && !kept {
+		e.active[Fingerprint(sourceLabels)] = src
+		e.source.since = src.StartsAt
+		return append(stored, src), nil
 	}
 	return stored, nil
 }
@@ -302,13 +410,7 @@ func (e *Engine) Undelivered(ctx context.Context, now time.Time) (fire, resolve 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	clear(e.delivered)
-	for fp, v := range delivered {
-		var a Alert
-		if json.Unmarshal([]byte(v), &a) == nil && a.Labels["alertname"] != "" {
-			e.delivered[fp] = a
-		}
-	}
+	e.setDelivered(delivered)
 	for _, fp := range sortedKeys(e.active, alertLabels) {
 		if _, ok := e.delivered[fp]; !ok {
 			fire = append(fire, e.active[fp])

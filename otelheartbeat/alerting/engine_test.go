@@ -267,3 +267,39 @@ func TestAValkeyThatLostItsDataFiresNothingTwice(t *testing.T) {
 	r.advance(time.Second, [2]string{"geo", "x"})
 	r.expect("resolved HeartbeatInstanceDead geo x", "resolved HeartbeatServiceDown geo")
 }
+
+// A standby follows the alerts in Valkey: if it takes over after Valkey
+// lost its data, it knows them still, and neither fires them again nor
+// delivers again what the webhook acknowledged. An empty Valkey that kept
+// alerts before (the mark is there) is a fleet without alerts, and the
+// follower takes that as it is.
+func TestAStandbyThatFollowedKnowsTheAlertsAfterADataLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRig(t, srv)
+	a.beat("geo", "x", wire.StatusRunning)
+	a.advance(4 * time.Second)
+	a.expect("firing HeartbeatInstanceDead geo x", "firing HeartbeatServiceDown geo")
+	active, _ := a.e.Active(context.Background())
+	for _, al := range active {
+		a.e.MarkDelivered(context.Background(), al)
+	}
+	b := newRig(t, srv)
+	b.c.now = a.c.now
+	b.e.Follow(context.Background(), b.c.now)
+	srv.Client(t).FlushAll(context.Background())
+	taken, err := b.e.Takeover(context.Background(), b.c.now.Add(time.Second))
+	if err != nil || len(taken) != 2 {
+		t.Fatalf("takeover after the data loss: %d alerts, %v", len(taken), err)
+	}
+	if fire, resolve, err := b.e.Undelivered(context.Background(), b.c.now); err != nil || len(fire)+len(resolve) != 0 {
+		t.Errorf("the follower would deliver again %d firings and %d resolves (%v)", len(fire), len(resolve), err)
+	}
+
+	// Resolved for good, in a Valkey that kept alerts: nothing to restore.
+	c := newRig(t, srv)
+	c.e.Follow(context.Background(), c.c.now) // knows the two alerts
+	srv.Client(t).HDel(context.Background(), "heartbeat:alerts:active", Fingerprint(active[0].Labels), Fingerprint(active[1].Labels))
+	if taken, err := c.e.Takeover(context.Background(), c.c.now); err != nil || len(taken) != 0 {
+		t.Errorf("takeover of a Valkey that kept no alert firing: %d alerts, %v", len(taken), err)
+	}
+}

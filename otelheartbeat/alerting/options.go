@@ -18,6 +18,7 @@ type config struct {
 	silentShare   float64
 	silentMinimum int
 	errorf        func(format string, args ...any)
+	fence         WriteFence
 }
 
 // Defaults.
@@ -76,3 +77,17 @@ func WithSilentShare(share float64, minimum int) Option {
 func WithErrorf(f func(format string, args ...any)) Option {
 	return optionFunc(func(c *config) { c.errorf = f })
 }
+
+// A WriteFence guards the engine's writes in Valkey: each is made by a
+// script that first checks that every key holds its value, so an engine
+// that lost the right to write (its replica paused past the recorder
+// lease) writes nothing, and sends nothing of what it would have written.
+// history.Lease is one.
+type WriteFence interface {
+	FenceKeys() []string
+	FenceValues() []string
+}
+
+// WithWriteFence guards every write of the engine with f. Default: none,
+// for a single evaluator.
+func WithWriteFence(f WriteFence) Option { return optionFunc(func(c *config) { c.fence = f }) }

@@ -35,7 +35,16 @@ type Lease struct {
 	id     string
 	period time.Duration
 	epoch  atomic.Int64 // taken when acquired; read by other goroutines
+	// until is when the lease runs out on this process's own clock:
+	// nanoseconds since processStart, from the moment the last renewal
+	// that succeeded was sent, plus the period. Valkey's TTL ran from
+	// later than that, so the lease cannot have run out there before.
+	until atomic.Int64
 }
+
+// processStart is the origin of the monotonic clock a lease's until is
+// read on: wall-clock changes do not move it.
+var processStart = time.Now()
 
 // NewLease returns a claim for the replica id, to be held for period at a
 // time and renewed well before it ends.
@@ -60,6 +69,7 @@ func (l *Lease) Epoch() int64 { return l.epoch.Load() }
 // fencing epoch and returns the time the previous recorder last said it
 // watched (zero if there never was one): from then until now nobody did.
 func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time, err error) {
+	sent := time.Now()
 	ok, err = l.s.c.SetNX(ctx, l.s.leaseKey(), l.id, l.period).Result()
 	if err != nil {
 		return false, time.Time{}, wrap("SET NX "+l.s.leaseKey(), err)
@@ -73,6 +83,7 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 		return false, time.Time{}, wrap("INCR "+l.s.epochKey(), err)
 	}
 	l.epoch.Store(epoch)
+	l.until.Store(int64(sent.Sub(processStart) + l.period))
 	v, err := l.s.c.Get(ctx, l.s.watchedKey()).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		_ = l.Release(ctx)
@@ -106,16 +117,35 @@ func (l *Lease) checkHolder(ctx context.Context) error {
 // Renew extends the lease and records that the holder watched up to now.
 // It returns ErrLeaseLost if another replica holds it.
 func (l *Lease) Renew(ctx context.Context, now time.Time) error {
+	sent := time.Now()
 	n, err := renew.Run(ctx, l.s.c, []string{l.s.leaseKey(), l.s.watchedKey()},
 		l.id, l.period.Milliseconds(), l.Epoch(), now.UnixMilli()).Int()
 	if err != nil {
 		return wrap("renewing the lease", err)
 	}
 	if n == 0 {
+		l.until.Store(0)
 		return ErrLeaseLost
 	}
+	l.until.Store(int64(sent.Sub(processStart) + l.period))
 	return nil
 }
+
+// ValidAt reports whether the lease still runs at now on this process's
+// own clock: it was renewed less than a period before now. A replica that
+// cannot ask Valkey goes by this; one that was paused past its lease
+// finds it false when it resumes. now must come from time.Now.
+func (l *Lease) ValidAt(now time.Time) bool {
+	return now.Sub(processStart) < time.Duration(l.until.Load())
+}
+
+// FenceKeys and FenceValues guard a write made in a script: it applies
+// only while every key holds its value, that is, while this replica holds
+// the lease under the epoch it was acquired with.
+func (l *Lease) FenceKeys() []string { return []string{l.s.leaseKey(), l.s.epochKey()} }
+
+// FenceValues are the values FenceKeys must hold; see FenceKeys.
+func (l *Lease) FenceValues() []string { return []string{l.id, strconv.FormatInt(l.Epoch(), 10)} }
 
 // Holds reports whether this replica holds the lease under epoch now, as
 // Valkey says: the lease names it and no lease was given since epoch. An
@@ -136,6 +166,7 @@ func (l *Lease) Holds(ctx context.Context, epoch int64) (bool, error) {
 // Release gives the lease up, if this replica holds it, so that a standby
 // takes over at once instead of after the period.
 func (l *Lease) Release(ctx context.Context) error {
+	l.until.Store(0)
 	return wrap("releasing the lease", release.Run(ctx, l.s.c, []string{l.s.leaseKey()}, l.id).Err())
 }
 

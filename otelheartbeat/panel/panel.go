@@ -108,7 +108,7 @@ func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (
 	p.reports.wake = make(chan struct{}, 1)
 	p.rec = history.NewRecorder(store, lease, tracker, history.WithReconcileEvery(cfg.reconcileEvery),
 		history.WithForgetAfter(cfg.forgetAfter), history.WithErrorf(cfg.errorf))
-	aopts := append([]alerting.Option{alerting.WithErrorf(cfg.errorf)}, cfg.alerting...)
+	aopts := append([]alerting.Option{alerting.WithErrorf(cfg.errorf), alerting.WithWriteFence(lease)}, cfg.alerting...)
 	if p.alert, err = alerting.New(tracker, client, append(aopts, alerting.WithMinAlive(cfg.minAlive))...); err != nil {
 		return nil, err
 	}
@@ -143,23 +143,31 @@ func (p *Panel) sendTo(name string, alerts ...alerting.Alert) {
 	}
 }
 
-// Allow is the receivers' fence (delivery.Fence): alerts made under epoch
+// allow is the receivers' fence (delivery.Fence): alerts made under epoch
 // may be sent only while this replica records under that epoch, as Valkey
 // says at the moment of sending. A replica that stopped leading, or that
 // Valkey says lost the lease, sends nothing. When Valkey cannot answer,
-// the replica's own view decides: the one alert that matters then, that
-// the heartbeat source is unreachable, must still go out, and a replica
-// that lost the lease while paused learns so from Valkey when it resumes.
+// the lease's own clock decides: renewed less than a lease period ago, it
+// cannot have run out in Valkey either (so the alert that Valkey stalled
+// goes out, given a lease longer than the watcher takes to see the stall);
+// a replica paused past its lease resumes to find it run out, and waits
+// for Valkey to tell.
 func (p *Panel) allow(ctx context.Context, epoch int64) error {
 	if !p.rec.Leading() || epoch != p.lease.Epoch() {
 		return fmt.Errorf("made under lease epoch %d, and this replica no longer records under it", epoch)
 	}
 	holds, err := p.lease.Holds(ctx, epoch)
-	if err == nil && !holds {
+	switch {
+	case err == nil && !holds:
 		return fmt.Errorf("made under lease epoch %d, which another replica has taken over", epoch)
+	case err != nil && !p.lease.ValidAt(time.Now()):
+		return fmt.Errorf("made under lease epoch %d: Valkey does not say who holds the lease now (%v), and it has run out on this replica's clock", epoch, err)
 	}
 	return nil
 }
+
+// followEvery is how often a standby reads the alerts firing.
+const followEvery = 5 * time.Second
 
 // evaluate runs the alert rules every second while this replica records.
 // On becoming the recorder, and whenever its lease was lost and taken
@@ -170,6 +178,7 @@ func (p *Panel) evaluate(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var epoch int64 // the lease's epoch the engine's state is of; 0: none
+	var followed time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,11 +187,23 @@ func (p *Panel) evaluate(ctx context.Context) {
 		}
 		now := time.Now()
 		if !p.rec.Leading() {
+			// A standby follows the alerts in Valkey, so that it still
+			// knows them if it takes over after Valkey lost its data.
+			if epoch != 0 || now.Sub(followed) >= followEvery {
+				p.alert.Follow(ctx, now)
+				followed = now
+			}
 			epoch = 0
 			continue
 		}
 		if e := p.lease.Epoch(); e != epoch {
 			if !p.takeover(ctx, now) {
+				// Valkey does not answer: the other rules wait for the
+				// takeover, but the alert that the watcher cannot see
+				// must not wait for Valkey.
+				if !p.Watching() {
+					p.send(p.alert.Evaluate(ctx, now, false)...)
+				}
 				continue
 			}
 			epoch = e
