@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -675,11 +676,18 @@ func TestOnceJSONIsJSON(t *testing.T) {
 func TestOnceListeningBlindExitsTwo(t *testing.T) {
 	monitorBin, _ := binaries(t)
 	srv := redistest.Start(t)
-	for _, args := range [][]string{{}, {"--json"}} {
+	for _, args := range [][]string{{}, {"--json"}, {"--sharded"}} {
 		t.Run("stalled"+strings.Join(args, ""), func(t *testing.T) {
 			p := proctest.Start(t, monitorBin, env(srv), append([]string{"--once", "--default-interval", "8s"}, args...)...)
 			// The listening line goes to stderr: the subscription shows on the server.
 			poll.Until(t, 10*time.Second, "the monitor subscribed", func() bool {
+				if slices.Contains(args, "--sharded") {
+					// An empty registry: nothing to subscribe to, only
+					// the registry to read.
+					var clients string
+					clients, _ = srv.Client(t).ClientList(context.Background()).Result()
+					return strings.Count(clients, "\n") >= 3
+				}
 				n, _ := srv.Client(t).PubSubNumPat(context.Background()).Result()
 				return n > 0
 			})

@@ -488,12 +488,20 @@ func (s *sight) newProbe(at time.Time, ping func(string) error) *probe {
 
 // nothingToWatch registers a probe for a subscription that has no
 // connection because it has nothing to subscribe to yet (a sharded monitor
-// with an empty registry): it has seen everything at every moment.
+// with an empty registry): it has seen everything up to the last time the
+// registry was read and still said so, which the caller reports with
+// registryRead. Pinging it does nothing: Valkey answering the registry is
+// the answer.
 func (s *sight) nothingToWatch(at time.Time) *probe {
-	p := &probe{}
-	p.ping = func(payload string) error { p.answered([]byte(payload)); return nil }
+	p := &probe{ping: func(string) error { return nil }}
 	s.add(p, at)
 	return p
+}
+
+// registryRead records that a read of the registry sent at at was
+// answered, and found nothing to subscribe to.
+func (p *probe) registryRead(at time.Time) {
+	p.answered([]byte(strconv.FormatInt(at.UnixNano(), 10)))
 }
 
 func (s *sight) add(p *probe, at time.Time) {

@@ -146,15 +146,24 @@ func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, ctl chan<-
 	if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
 		return true, nil
 	}
-	t := time.NewTicker(m.cfg.RegistryRefresh)
+	// With nothing subscribed, reading the registry is the only way to see
+	// Valkey answer: it is read at the probe's pace then, and what is seen
+	// stands still while it does not answer. With connections, their
+	// probes say it, and the registry is read for new services only.
+	t := time.NewTicker(min(m.cfg.Probe, m.cfg.RegistryRefresh))
 	defer t.Stop()
+	read := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return true, nil
 		case err := <-sh.failed:
 			return true, err
-		case <-t.C:
+		case now := <-t.C:
+			if sh.idle == nil && now.Sub(read) < m.cfg.RegistryRefresh {
+				continue
+			}
+			read = now
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			p, err := m.plan(rctx)
 			cancel()
@@ -163,6 +172,9 @@ func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, ctl chan<-
 			}
 			if err := sh.add(p); err != nil {
 				return true, err
+			}
+			if sh.idle != nil {
+				sh.idle.registryRead(now)
 			}
 		}
 	}
