@@ -56,8 +56,10 @@ type checker struct {
 	keyPrefix      string
 	client         redis.UniversalClient
 	passed, failed int
-	unseen         int     // checks it could not judge: Valkey did not answer
-	reported       []error // from otel.Handle, for reasons
+	unseen         int       // checks it could not judge: Valkey did not answer
+	lag            *lagWatch // how late Valkey answered
+	modeStart      time.Time // when the mode running began
+	reported       []error   // from otel.Handle, for reasons
 }
 
 func (c *checker) pass(mode, format string, args ...any) {
@@ -65,7 +67,15 @@ func (c *checker) pass(mode, format string, args ...any) {
 	fmt.Fprintf(c.out, "PASS %-8s %s\n", mode, fmt.Sprintf(format, args...))
 }
 
+// fail records a check that failed; or, when Valkey answered late since
+// the mode began, one it cannot tell of: the failure may be Valkey's.
 func (c *checker) fail(mode, format string, args ...any) {
+	if c.lag != nil {
+		if lag := c.lag.since(c.modeStart); lag >= slowValkey {
+			c.cannotTell(mode, format+", and Valkey took %v to answer meanwhile", append(args, lag.Round(time.Millisecond))...)
+			return
+		}
+	}
 	c.failed++
 	fmt.Fprintf(c.out, "FAIL %-8s %s\n", mode, fmt.Sprintf(format, args...))
 }
@@ -93,7 +103,8 @@ func (c *checker) exit() int {
 	return 0
 }
 
-// check records a PASS when err is nil, else a FAIL with err as the reason.
+// check records a PASS when err is nil, else a FAIL with err as the
+// reason.
 func (c *checker) check(mode, what string, err error) bool {
 	if err != nil {
 		c.fail(mode, "%s: %v", what, err)
@@ -152,7 +163,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.exit()
 	}
 	c.pass("connect", "PING %s", c.endpoint)
+	c.lag = watchLag(c.client)
+	defer c.lag.stop()
 	for _, m := range selected {
+		c.modeStart = time.Now()
 		switch m {
 		case "basic":
 			c.basic()

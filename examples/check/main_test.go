@@ -5,7 +5,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -128,5 +130,42 @@ func TestACheckThatCannotSeeExitsTwo(t *testing.T) {
 	}
 	if code != 2 || !strings.Contains(out.all.String(), "cannot tell") || strings.Contains(out.all.String(), "FAIL monitor  crashed") {
 		t.Errorf("exit %d, want 2 saying it cannot tell, and no verdict\n%s%s", code, out.all.String(), errOut.String())
+	}
+}
+
+// Valkey stalls for less than the monitor takes to say it is blind, or
+// while the basic check waits for a heartbeat: the checks that fail for
+// it say they cannot tell (exit 2), never a verdict on the library.
+func TestAShortStallIsNoVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		mode, at     string
+		after, stall time.Duration
+	}{
+		{"monitor", "monitor received it", 400 * time.Millisecond, 1950 * time.Millisecond},
+		{"basic", "PING", 200 * time.Millisecond, 4 * time.Second},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			srv := redistest.Start(t)
+			setenv(t, srv.URL())
+			var resumed sync.WaitGroup
+			paused := false
+			out := &lineWriter{on: func(line string) {
+				if !paused && strings.Contains(line, tc.at) {
+					paused = true
+					resumed.Go(func() {
+						<-time.After(tc.after)
+						srv.Pause()
+						<-time.After(tc.stall)
+						srv.Resume()
+					})
+				}
+			}}
+			var errOut bytes.Buffer
+			code := run([]string{"--interval", "1s", "--timeout", "3s", tc.mode}, out, &errOut)
+			resumed.Wait()
+			if code != 2 || !strings.Contains(out.all.String(), "cannot tell") {
+				t.Errorf("exit %d, want 2 saying it cannot tell\n%s%s", code, out.all.String(), errOut.String())
+			}
+		})
 	}
 }
