@@ -74,6 +74,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIDFlood$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkFatHeartbeatFlood$$' -benchtime 1x ./otelheartbeat/watch && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkLoadFatLatestKeys$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIngest$$' -benchtime 5x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkDecodeAndTrack$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./internal/tools/loadgen/fleet && \

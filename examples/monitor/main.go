@@ -279,36 +279,50 @@ func once(o options, conn watch.Connection, style term.Style, stdout, stderr io.
 		fmt.Fprintf(stderr, "monitor: cannot reach Valkey at %s: %s\n", endpoint, term.Escape(err.Error()))
 		return exitUnreachable
 	}
-	latest, readErr := watch.ReadLatest(ctx, client, conn.KeyPrefix, o.service)
-	sort.Slice(latest, func(i, j int) bool { return latest[i].Key < latest[j].Key })
+	// A batch of keys at a time, keeping of each only its line: a fleet of
+	// large heartbeats costs a batch, not all of them.
+	type line struct {
+		key string
+		st  watch.State
+		age time.Duration
+		m   wire.Message // without its service fields
+	}
+	var lines []line
 	code := exitOK
 	alive, valid, refused, malformed := 0, 0, 0, 0
-	for _, l := range latest {
-		if l.Err != nil {
-			fmt.Fprintf(stderr, "monitor: %s\n", term.Escape(l.Err.Error()))
-			var re redis.Error
-			if errors.As(l.Err, &re) {
-				refused++ // Valkey would not let us read it
-			} else {
-				malformed++
+	readErr := watch.EachLatest(ctx, client, conn.KeyPrefix, o.service, func(batch []watch.Latest) {
+		for _, l := range batch {
+			if l.Err != nil {
+				fmt.Fprintf(stderr, "monitor: %s\n", term.Escape(l.Err.Error()))
+				var re redis.Error
+				if errors.As(l.Err, &re) {
+					refused++ // Valkey would not let us read it
+				} else {
+					malformed++
+				}
+				continue
 			}
-			continue
+			m := *l.Message
+			m.Fields = nil
+			lines = append(lines, line{key: l.Key, st: l.State(), age: l.Age, m: m})
 		}
+	})
+	sort.Slice(lines, func(i, j int) bool { return lines[i].key < lines[j].key })
+	for _, l := range lines {
 		valid++
-		st := l.State()
-		if st == watch.Alive {
+		if l.st == watch.Alive {
 			alive++
-		} else if st != watch.Stopped {
+		} else if l.st != watch.Stopped {
 			code = exitNotAlive
 		}
-		m := l.Message
+		m := &l.m
 		if o.json {
-			_ = term.InstanceJSON(stdout, term.InstanceLine{Service: m.ServiceName, Instance: m.InstanceID, State: st,
-				Age: l.Age, Interval: m.Interval(), Source: watch.IntervalSent, Count: m.HeartbeatCount, From: "latest_state_key"})
+			_ = term.InstanceJSON(stdout, term.InstanceLine{Service: m.ServiceName, Instance: m.InstanceID, State: l.st,
+				Age: l.age, Interval: m.Interval(), Source: watch.IntervalSent, Count: m.HeartbeatCount, From: "latest_state_key"})
 			continue
 		}
 		fmt.Fprintf(stdout, "%-24s %-8s %s  age %-6v interval %v  heartbeats %d\n",
-			term.Escape(m.ServiceName), term.Escape(term.ShortID(m.InstanceID)), style.StateLabel(st), l.Age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
+			term.Escape(m.ServiceName), term.Escape(term.ShortID(m.InstanceID)), style.StateLabel(l.st), l.age.Round(100*time.Millisecond), m.Interval(), m.HeartbeatCount)
 	}
 	switch {
 	case readErr != nil:

@@ -6,11 +6,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -235,4 +237,88 @@ func BenchmarkFatHeartbeatFlood(b *testing.B) {
 		}
 		runtime.KeepAlive(out)
 	}
+}
+
+// BenchmarkLoadFatLatestKeys has a monitor keeping heartbeats
+// (WithHeartbeats) read 3,000 latest-state keys of about 60 KB each (180 MB
+// in Valkey) at start, from a real redis-server, and samples its live heap
+// meanwhile, after a collection: read a batch at a time into the tracker, which keeps 4 KiB of
+// each, it stays under the stated cap (what the tracker keeps, a batch of
+// 100 keys read and decoded, and 16 MiB), where reading them all at once
+// held every one of them, decoded (about 250 MB here).
+func BenchmarkLoadFatLatestKeys(b *testing.B) {
+	const keys = 3_000
+	srv := redistest.Start(b)
+	c := srv.Client(b)
+	ctx := context.Background()
+	pipe := c.Pipeline()
+	var id []byte
+	for i := range keys {
+		id = floodID(id, uint64(i))
+		pipe.Set(ctx, wire.Key(wire.DefaultKeyPrefix, "fat", string(id)), fatHeartbeat(b, "fat", id, 1), 3*time.Minute)
+		if pipe.Len() == 100 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		m, err := New(Connection{Client: c}, WithTracker(WithHeartbeats()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n int
+		peak := peakHeap(func() { n = m.loadLatest(ctx, func(Event) {}) })
+		if n != keys {
+			b.Fatalf("loaded %d instances, want %d", n, keys)
+		}
+		// The baseline, in the same run: every key read at once, as
+		// ReadLatest returns them.
+		var all []Latest
+		whole := peakHeap(func() { all, _ = ReadLatest(ctx, c, wire.DefaultKeyPrefix, "") })
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+		b.ReportMetric(float64(whole)/(1<<20), "all-at-once-peak-heap-MiB")
+		if cap := uint64(keys*DefaultHeartbeatBytes + readBatch*2*wire.MaxMessageSize + capOverhead); peak > cap {
+			b.Fatalf("peak heap %d B while loading, more than the stated cap of %d B (what is kept, a batch, %d MiB)", peak, cap, capOverhead>>20)
+		}
+		runtime.KeepAlive(m)
+		runtime.KeepAlive(all)
+	}
+}
+
+// peakHeap runs f and returns the most live heap it added, sampled after a
+// collection every 20 ms meanwhile.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				runtime.GC() // the live heap, not what awaits collection
+				runtime.ReadMemStats(&ms)
+				if ms.HeapAlloc > base && ms.HeapAlloc-base > peak.Load() {
+					peak.Store(ms.HeapAlloc - base)
+				}
+			}
+		}
+	}()
+	f()
+	close(stop)
+	<-sampled
+	return peak.Load()
 }

@@ -47,50 +47,81 @@ const scanBatch = 500
 // entries with an Err that names the key. No publisher of this library
 // writes them, and none of them is read as alive. A monitor's ACL user
 // needs +scan +strlen +pttl +getrange on the keys.
+//
+// ReadLatest holds every message at once, as decoded: for a large fleet,
+// or one whose heartbeats are large, EachLatest keeps only a batch.
 func ReadLatest(ctx context.Context, c redis.UniversalClient, keyPrefix, service string) ([]Latest, error) {
+	var all []Latest
+	err := EachLatest(ctx, c, keyPrefix, service, func(batch []Latest) { all = append(all, batch...) })
+	return all, err
+}
+
+// readBatch is how many keys one round trip reads: at most this many
+// heartbeats' size (64 KiB each) is held at once by EachLatest.
+const readBatch = 100
+
+// EachLatest reads the latest-state keys as ReadLatest does, and hands
+// them to f a batch at a time (at most 100 keys), on the calling
+// goroutine: what it holds is a batch, whatever the fleet's size. f must
+// not keep the slice.
+func EachLatest(ctx context.Context, c redis.UniversalClient, keyPrefix, service string, f func([]Latest)) error {
 	match := keyPrefix + "*"
 	if service != "" {
 		match = keyPrefix + service + ":*"
 	}
 	r := reader{keyPrefix: keyPrefix, service: service, match: match}
 	if cc, ok := c.(*redis.ClusterClient); ok {
+		// The primaries one after another, on this goroutine: f is the
+		// caller's, and runs where the caller does.
 		var mu sync.Mutex
-		var all []Latest
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			got, err := r.node(ctx, node)
+		var nodes []*redis.Client
+		if err := cc.ForEachMaster(ctx, func(_ context.Context, node *redis.Client) error {
 			mu.Lock()
-			all = append(all, got...)
+			nodes = append(nodes, node)
 			mu.Unlock()
+			return nil
+		}); err != nil {
 			return err
-		})
-		return all, err
+		}
+		var errs []error
+		for _, node := range nodes {
+			errs = append(errs, r.node(ctx, node, f))
+		}
+		return errors.Join(errs...)
 	}
-	return r.node(ctx, c)
+	return r.node(ctx, c, f)
 }
 
 type reader struct {
 	keyPrefix, service, match string
 }
 
-func (r reader) node(ctx context.Context, c redis.Cmdable) ([]Latest, error) {
-	var out []Latest
+func (r reader) node(ctx context.Context, c redis.Cmdable, f func([]Latest)) error {
 	var cursor uint64
 	for {
 		keys, next, err := c.Scan(ctx, cursor, r.match, scanBatch).Result()
 		if err != nil {
-			return out, fmt.Errorf("SCAN %s: %w", r.match, err)
+			return fmt.Errorf("SCAN %s: %w", r.match, err)
 		}
-		keys, out = r.plausible(keys, out)
+		var refused []Latest
+		keys, refused = r.plausible(keys, nil)
+		if len(refused) > 0 {
+			f(refused)
+		}
 		keys = r.ofService(keys)
-		if len(keys) > 0 {
-			got, err := r.keys(ctx, c, keys)
-			out = append(out, got...)
-			if err != nil {
-				return out, err
+		for len(keys) > 0 {
+			n := min(len(keys), readBatch)
+			got, err := r.keys(ctx, c, keys[:n])
+			if len(got) > 0 {
+				f(got)
 			}
+			if err != nil {
+				return err
+			}
+			keys = keys[n:]
 		}
 		if next == 0 {
-			return out, nil
+			return nil
 		}
 		cursor = next
 	}

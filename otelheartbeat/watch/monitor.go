@@ -854,23 +854,26 @@ func (m *Monitor) loadLatest(ctx context.Context, emit func(Event)) int {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	latest, err := ReadLatest(rctx, m.cfg.Client, m.cfg.KeyPrefix, m.cfg.Service)
 	now := m.tracker.Now()
-	// Oldest first, so that each instance takes its place in the tracker's
-	// eviction order by when it was last heard.
-	slices.SortStableFunc(latest, func(a, b Latest) int { return cmp.Compare(b.Age, a.Age) })
 	valid := 0
-	for _, l := range latest {
-		if l.Err != nil {
-			m.malformed.Add(1)
-			emit(Event{Kind: KindMalformed, At: now, Channel: l.Key, Err: l.Err})
-			continue
+	// A batch at a time, into the tracker, which keeps what it keeps of
+	// each: a fleet of large heartbeats costs a batch, not all of them.
+	err := EachLatest(rctx, m.cfg.Client, m.cfg.KeyPrefix, m.cfg.Service, func(batch []Latest) {
+		// Oldest first, so that each instance takes its place in the
+		// tracker's eviction order by when it was last heard.
+		slices.SortStableFunc(batch, func(a, b Latest) int { return cmp.Compare(b.Age, a.Age) })
+		for _, l := range batch {
+			if l.Err != nil {
+				m.malformed.Add(1)
+				emit(Event{Kind: KindMalformed, At: now, Channel: l.Key, Err: l.Err})
+				continue
+			}
+			valid++
+			for _, t := range m.tracker.ObserveAt(l.Message, now.Add(-l.Age)) {
+				emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+			}
 		}
-		valid++
-		for _, t := range m.tracker.ObserveAt(l.Message, now.Add(-l.Age)) {
-			emit(Event{Kind: KindTransition, At: t.At, Transition: t})
-		}
-	}
+	})
 	if err != nil && ctx.Err() == nil {
 		emit(Event{Kind: KindMalformed, At: now, Err: fmt.Errorf("reading latest-state keys: %w", err)})
 	}
