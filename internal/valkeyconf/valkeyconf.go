@@ -139,6 +139,10 @@ func Redact(s string) string {
 // and printed wherever the address is.
 var ErrBareCredentials = errors.New("credentials are not accepted in a bare host:port; write a URL, redis://USER:PASSWORD@HOST:PORT")
 
+// errBareSuffix is a bare host:port holding a query, a fragment or a
+// path: not quoted, since ?password=... is a common way to write a secret.
+var errBareSuffix = errors.New("a bare host:port holds a query, a fragment or a path, which are not accepted (it is not quoted here: it may hold a secret); write host:port alone, and pass a password in a variable")
+
 // ParseEndpoint reads an endpoint in one of the forms redis://, rediss://,
 // valkey://, valkeys:// (user, password and database optional) or a bare
 // host[:port]. Several addresses, for cluster seed nodes or sentinels, are
@@ -152,6 +156,9 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if !strings.Contains(s, "://") {
 		if strings.Contains(s, "@") {
 			return Endpoint{}, ErrBareCredentials
+		}
+		if strings.ContainsAny(s, "?#/") {
+			return Endpoint{}, errBareSuffix
 		}
 		var e Endpoint
 		for _, part := range strings.Split(s, ",") {
@@ -298,6 +305,9 @@ func ConnectionFromEnv(getenv Getenv) (Connection, error) {
 	} else if host, port := getenv(EnvHealthHost), getenv(EnvHealthPort); host != "" || port != "" {
 		if strings.Contains(host, "@") {
 			return Connection{}, fmt.Errorf("%s: credentials are not accepted in a host name; set %s (or use %s=redis://USER:PASSWORD@HOST:PORT)", EnvHealthHost, EnvHealthPassword, EnvEndpoint)
+		}
+		if strings.ContainsAny(host, "?#/") {
+			return Connection{}, fmt.Errorf("%s: a host name holds no query, fragment or path (it is not quoted here: it may hold a secret); set %s for the password", EnvHealthHost, EnvHealthPassword)
 		}
 		if host == "" {
 			host = "localhost"

@@ -359,18 +359,27 @@ func TestCredentialsInABareHostAreRefused(t *testing.T) {
 // A query string is refused; the error must not quote it, since
 // ?password=... is a common way to write a secret there.
 func TestQueryStringSecretsAreNotEchoed(t *testing.T) {
-	for _, s := range []string{
-		"redis://h:6379?password=hunter2",
-		"redis://u:pw@h:6379/0?password=hunter2",
-		"redis://h#hunter2",
+	for _, tc := range []struct{ name, value string }{
+		{EnvEndpoint, "redis://h:6379?password=hunter2"},
+		{EnvEndpoint, "redis://u:pw@h:6379/0?password=hunter2"},
+		{EnvEndpoint, "redis://h#hunter2"},
+		// A bare host:port is not a URL: a query, a fragment or a path in
+		// it would be taken for part of the host, and printed with it.
+		{EnvEndpoint, "127.0.0.1:46390?password=hunter2"},
+		{EnvEndpoint, "127.0.0.1?password=hunter2"},
+		{EnvEndpoint, "cache.internal:6379/?password=hunter2"},
+		{EnvEndpoint, "cache.internal:6379#hunter2"},
+		{EnvEndpoint, "h1:6379,h2:6379?password=hunter2"},
+		{EnvHealthHost, "cache.internal?password=hunter2"},
+		{EnvHealthHost, "cache.internal/hunter2"},
 	} {
-		_, err := ConnectionFromEnv(env(EnvEndpoint, s))
-		if err == nil || !strings.Contains(err.Error(), EnvEndpoint) {
-			t.Errorf("%s: want an error naming %s, got %v", s, EnvEndpoint, err)
+		_, err := ConnectionFromEnv(env(tc.name, tc.value))
+		if err == nil || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s=%s: want an error naming %s, got %v", tc.name, tc.value, tc.name, err)
 			continue
 		}
 		if strings.Contains(err.Error(), "hunter2") {
-			t.Errorf("%s: error %q shows the secret", s, err)
+			t.Errorf("%s=%s: error %q shows the secret", tc.name, tc.value, err)
 		}
 	}
 }

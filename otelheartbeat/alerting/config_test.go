@@ -100,6 +100,7 @@ func TestParseRefusesWhatWouldSilentlyDoHarm(t *testing.T) {
 		"external_url: http://a/\n---\nexternal_url: http://b/":              "a second YAML document",
 		"receivers: {webhook: {url: 'htp://h/x?token=TOPSECRET'}}":           "want an absolute http or https URL",
 		"receivers: {webhook: {url: 'http://127.0.0.1:99999/h'}}":            "port",
+		"receivers: {webhook: {'http://h/?token=TOPSECRET': x}}":             "unknown key",
 	} {
 		_, err := Parse("a.yml", []byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -51,9 +51,13 @@ func (r *reader) fail(n *yaml.Node, key, format string, args ...any) {
 
 // showKey is a key path as an error shows it: as written when it is
 // printable ASCII, else escaped (a key is the file's data, and an error
-// reaches a terminal), and cut to 200 bytes.
+// reaches a terminal), cut to 200 bytes, and cut at a '?' or '#': a URL
+// written where a key goes may carry a token in its query.
 func showKey(key string) string {
 	key = wire.Truncate(key, 200)
+	if i := strings.IndexAny(key, "?#"); i >= 0 {
+		key = key[:i] + "?..."
+	}
 	for i := 0; i < len(key); i++ {
 		if key[i] < ' ' || key[i] > '~' {
 			q := strconv.QuoteToASCII(key)

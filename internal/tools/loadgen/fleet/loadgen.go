@@ -51,6 +51,9 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Connections <= 0 {
 		cfg.Connections = 4
 	}
+	// A connection without an instance of its own would have nothing to
+	// publish, and its worker would spin.
+	cfg.Connections = min(cfg.Connections, cfg.Instances)
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
 	}
