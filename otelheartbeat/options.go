@@ -29,6 +29,9 @@ type config struct {
 	heartbeatReader  *valkeyexporter.Reader
 	collectorTimeout time.Duration
 	handle           func(error)
+	// addressGiven: WithInstanceAddress was given, so that its refusal
+	// with WithMeterProvider names it, not the exporter option it is.
+	addressGiven bool
 }
 
 // WithInterval sets the time between heartbeats. It overrides
@@ -55,8 +58,14 @@ func WithExporterOptions(opts ...valkeyexporter.Option) Option {
 // or server.address and server.port (OTEL_RESOURCE_ATTRIBUTES), and when
 // neither is set the heartbeat carries none. It is
 // valkeyexporter.WithInstanceAddress.
+//
+// Refused with WithMeterProvider: pass valkeyexporter.WithInstanceAddress
+// to NewReader.
 func WithInstanceAddress(addr string) Option {
-	return WithExporterOptions(valkeyexporter.WithInstanceAddress(addr))
+	return optionFunc(func(c *config) {
+		c.exporterOpts = append(c.exporterOpts, valkeyexporter.WithInstanceAddress(addr))
+		c.addressGiven = true
+	})
 }
 
 // WithReader adds a reader to the Publisher's own MeterProvider, beside the
@@ -96,7 +105,12 @@ func (c *config) unusedWithProvider() error {
 	if c.interval != 0 {
 		errs = append(errs, errors.New("otelheartbeat: WithInterval does nothing with WithMeterProvider: pass valkeyexporter.WithInterval to NewReader"))
 	}
-	if len(c.exporterOpts) > 0 {
+	switch {
+	case c.addressGiven && len(c.exporterOpts) == 1:
+		errs = append(errs, errors.New("otelheartbeat: WithInstanceAddress does nothing with WithMeterProvider: pass valkeyexporter.WithInstanceAddress to NewReader"))
+	case c.addressGiven:
+		errs = append(errs, errors.New("otelheartbeat: WithExporterOptions and WithInstanceAddress do nothing with WithMeterProvider: pass the options (valkeyexporter.WithInstanceAddress for the address) to NewReader"))
+	case len(c.exporterOpts) > 0:
 		errs = append(errs, errors.New("otelheartbeat: WithExporterOptions does nothing with WithMeterProvider: pass the options to NewReader"))
 	}
 	if len(c.readers) > 0 {

@@ -131,13 +131,14 @@ func TestOptionsThatDoNothingWithAnExistingProviderAreRefused(t *testing.T) {
 		"WithExporterOptions": WithExporterOptions(valkeyexporter.WithEndpoint("localhost:2")),
 		"WithReader":          WithReader(sdkmetric.NewManualReader()),
 		"WithResource":        WithResource(resource.Empty()),
+		"WithInstanceAddress": WithInstanceAddress("10.0.0.7:8080"),
 	} {
 		p, err := NewPublisher("tracker_fetcher", WithMeterProvider(mp, hb), opt)
 		if err == nil {
 			stop(t, p)
 		}
-		if err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s with WithMeterProvider: want an error naming it, got %v", name, err)
+		if err == nil || !strings.Contains(err.Error(), name+" ") || strings.Count(err.Error(), "otelheartbeat:") != 1 {
+			t.Errorf("%s with WithMeterProvider: want one error naming it, got %v", name, err)
 		}
 	}
 }
