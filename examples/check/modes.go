@@ -182,152 +182,249 @@ type unseenError struct{ why string }
 
 func (e *unseenError) Error() string { return "cannot tell: " + e.why }
 
+// monitorMode is the mode whose checks liveness and crashing record.
+const monitorMode = "monitor"
+
 // monitor runs the monitor's engine against a crashed and a stopped
 // instance and checks the liveness it reports, by its own timing.
 func (c *checker) monitor() {
-	const mode = "monitor"
+	const mode = monitorMode
 	service := c.prefix + "_monitor"
 	mon, err := watch.New(watch.Connection{Client: c.client, Channel: c.channel, KeyPrefix: c.keyPrefix}, watch.WithService(service))
 	if !c.check(mode, "monitor engine", err) {
 		return
 	}
-	events := make(chan watch.Event, 1000)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = mon.Run(ctx, func(e watch.Event) {
-			select {
-			case events <- e:
-			default:
-			}
-		})
-	}()
-	stopped := false
-	stopMonitor := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	defer stopMonitor()
-	wait := func(what string, timeout time.Duration, match func(watch.Event) bool) (watch.Event, error) {
-		deadline := time.After(timeout)
-		for {
-			select {
-			case e := <-events:
-				switch {
-				case e.Kind == watch.KindDisconnected:
-					return e, &unseenError{fmt.Sprintf("%s: the monitor's subscription failed: %v", what, e.Err)}
-				case e.Kind == watch.KindBlind:
-					return e, &unseenError{fmt.Sprintf("%s: Valkey did not answer the monitor for %v", what, e.Downtime.Round(time.Millisecond))}
-				case match(e):
-					return e, nil
-				}
-			case <-deadline:
-				return watch.Event{}, fmt.Errorf("%s: nothing within %v", what, timeout)
-			}
-		}
-	}
-	// judged records a check's result, or that it could not be judged:
-	// then false, and the mode goes no further.
-	judged := func(what string, err error) bool {
-		var u *unseenError
-		if errors.As(err, &u) {
-			c.cannotTell(mode, "%s: %s", what, u.why)
-			return false
-		}
-		c.check(mode, what, err)
-		return true
-	}
-	if _, err := wait("subscribe", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindLoaded }); err != nil {
-		judged("PSUBSCRIBE and latest-state keys read", err)
+	l, ctx := c.follow(mon, service)
+	defer l.stop()
+	if _, err := l.wait("subscribe", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindLoaded }); err != nil {
+		l.judged("PSUBSCRIBE and latest-state keys read", err)
 		return
 	}
 	c.pass(mode, "PSUBSCRIBE and latest-state keys read")
 
-	// A crash: one heartbeat, then silence, with no final heartbeat.
-	exp, err := valkeyexporter.New(valkeyexporter.WithServiceName(service), valkeyexporter.WithInterval(c.interval))
-	if !c.check(mode, "exporter", err) {
+	// A crash: one heartbeat, then silence, with no final heartbeat. The
+	// instance is shut down only as the mode ends, so that nothing it does
+	// on shutdown reaches Valkey while the monitor's verdicts are checked.
+	inst, ok := c.newCrashing(service)
+	if !ok {
 		return
 	}
-	defer exp.Shutdown(context.Background())
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(resource.Default()))
-	defer mp.Shutdown(context.Background())
-	proc, err := collectors.NewProcess(collectors.WithMeterProvider(mp))
-	if !c.check(mode, "process collector", err) {
+	defer inst.close()
+	if !l.crash(ctx, inst) || !l.gracefulStop(ctx) {
 		return
 	}
-	defer proc.Unregister()
-	var rm metricdata.ResourceMetrics
-	_ = reader.Collect(ctx, &rm)
-	ectx, ecancel := context.WithTimeout(ctx, c.timeout)
-	err = exp.Export(ectx, &rm)
-	ecancel()
-	if !c.check(mode, "one heartbeat from an instance about to crash", err) {
-		return
+	// The counts are final only once the engine has returned.
+	l.stop()
+	if s := mon.Stats(); s.Malformed > 0 {
+		c.fail(mode, "%d malformed messages on %s", s.Malformed, strings.TrimSuffix(mon.Subscription(), "*"))
 	}
-	hb, err := wait("heartbeat", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindHeartbeat })
+}
+
+// liveness is the monitor mode's hold on the monitor's engine: the engine
+// runs on a goroutine of its own, and each check waits in turn for the
+// events it reported.
+type liveness struct {
+	c       *checker
+	service string
+	events  chan watch.Event
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the engine has returned
+	stopped bool
+}
+
+// follow runs mon until stop. It returns the engine's context, with which
+// the mode's own Valkey calls end too.
+func (c *checker) follow(mon *watch.Monitor, service string) (*liveness, context.Context) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &liveness{c: c, service: service, events: make(chan watch.Event, 1000), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		_ = mon.Run(ctx, l.observe)
+	}()
+	return l, ctx
+}
+
+// observe keeps an event for the checks, or drops it when they are far
+// behind: the engine must never wait for a check, or its timing would be
+// the check's.
+func (l *liveness) observe(e watch.Event) {
+	select {
+	case l.events <- e:
+	default:
+	}
+}
+
+// stop ends the engine. The mode stops it before reading its counts, and
+// again as it returns, whichever way it ends.
+func (l *liveness) stop() {
+	if !l.stopped {
+		l.stopped = true
+		l.cancel()
+		<-l.done
+	}
+}
+
+// wait returns the first event that matches. Its error is an unseenError
+// when the engine could not see Valkey meanwhile: then the silence it
+// waited on says nothing about the library.
+func (l *liveness) wait(what string, timeout time.Duration, match func(watch.Event) bool) (watch.Event, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e := <-l.events:
+			switch {
+			case e.Kind == watch.KindDisconnected:
+				return e, &unseenError{fmt.Sprintf("%s: the monitor's subscription failed: %v", what, e.Err)}
+			case e.Kind == watch.KindBlind:
+				return e, &unseenError{fmt.Sprintf("%s: Valkey did not answer the monitor for %v", what, e.Downtime.Round(time.Millisecond))}
+			case match(e):
+				return e, nil
+			}
+		case <-deadline:
+			return watch.Event{}, fmt.Errorf("%s: nothing within %v", what, timeout)
+		}
+	}
+}
+
+// judged records a check's result, or that it could not be judged:
+// then false, and the mode goes no further.
+func (l *liveness) judged(what string, err error) bool {
+	var u *unseenError
+	if errors.As(err, &u) {
+		l.c.cannotTell(monitorMode, "%s: %s", what, u.why)
+		return false
+	}
+	l.c.check(monitorMode, what, err)
+	return true
+}
+
+// becomes matches the transition of key to state.
+func becomes(key watch.Key, to watch.State) func(watch.Event) bool {
+	return func(e watch.Event) bool {
+		return e.Kind == watch.KindTransition && e.Transition.Key == key && e.Transition.To == to
+	}
+}
+
+// crash has inst send its one heartbeat, checks that the monitor received
+// it and then judged the silence, and deletes what the crashed instance
+// left behind. False when the mode should go no further.
+func (l *liveness) crash(ctx context.Context, inst *crashing) bool {
+	c := l.c
+	if !c.check(monitorMode, "one heartbeat from an instance about to crash", inst.beat(ctx, c.timeout)) {
+		return false
+	}
+	hb, err := l.wait("heartbeat", c.timeout, func(e watch.Event) bool { return e.Kind == watch.KindHeartbeat })
 	if err != nil {
-		judged("monitor received it", err)
-		return
+		l.judged("monitor received it", err)
+		return false
 	}
-	c.pass(mode, "monitor received it")
-	crashed := watch.Key{Service: service, Instance: hb.Message.InstanceID}
+	c.pass(monitorMode, "monitor received it")
+	crashed := watch.Key{Service: l.service, Instance: hb.Message.InstanceID}
+	if !l.silenceJudged(crashed, hb.At) {
+		return false
+	}
+	// Delete what a crashed instance leaves behind.
+	_ = c.client.Del(context.Background(), wire.Key(c.keyPrefix, l.service, crashed.Instance)).Err()
+	return true
+}
+
+// silenceJudged checks that the monitor reported the crashed instance
+// stale, then dead, each within half an interval of when the silence since
+// its last heartbeat called for it.
+func (l *liveness) silenceJudged(crashed watch.Key, last time.Time) bool {
+	c := l.c
 	tolerance := c.interval/2 + 200*time.Millisecond
 	for _, step := range []struct {
 		to    watch.State
 		after time.Duration
 	}{{watch.Stale, c.interval * 3 / 2}, {watch.Dead, 3 * c.interval}} {
-		_, err := wait(step.to.String(), 3*c.interval+c.timeout, func(e watch.Event) bool {
-			return e.Kind == watch.KindTransition && e.Transition.Key == crashed && e.Transition.To == step.to
-		})
+		_, err := l.wait(step.to.String(), 3*c.interval+c.timeout, becomes(crashed, step.to))
 		if err == nil {
-			if d := time.Since(hb.At); d < step.after-tolerance || d > step.after+tolerance {
+			if d := time.Since(last); d < step.after-tolerance || d > step.after+tolerance {
 				err = fmt.Errorf("reported %v after the last heartbeat, want %v ± %v", d.Round(time.Millisecond), step.after, tolerance)
 			}
 		}
-		if !judged(fmt.Sprintf("crashed instance reported %s after %v", step.to, step.after), err) {
-			return
+		if !l.judged(fmt.Sprintf("crashed instance reported %s after %v", step.to, step.after), err) {
+			return false
 		}
 	}
-	// Delete what a crashed instance leaves behind.
-	_ = c.client.Del(context.Background(), wire.Key(c.keyPrefix, service, crashed.Instance)).Err()
+	return true
+}
 
-	// A graceful stop.
-	p, err := otelheartbeat.NewPublisher(service, c.publisherOptions()...)
-	if !c.check(mode, "NewPublisher", err) {
-		return
+// gracefulStop starts a publisher, stops it, and checks that the monitor
+// reported it alive, then stopped rather than dead: its final heartbeat
+// tells the two apart. False when the mode should go no further.
+func (l *liveness) gracefulStop(ctx context.Context) bool {
+	c := l.c
+	p, err := otelheartbeat.NewPublisher(l.service, c.publisherOptions()...)
+	if !c.check(monitorMode, "NewPublisher", err) {
+		return false
 	}
 	if err := p.Start(ctx); err != nil {
-		c.fail(mode, "Start: %v", err)
-		return
+		c.fail(monitorMode, "Start: %v", err)
+		return false
 	}
-	graceful := watch.Key{Service: service, Instance: p.InstanceID()}
-	_, err = wait("alive", c.timeout, func(e watch.Event) bool {
-		return e.Kind == watch.KindTransition && e.Transition.Key == graceful && e.Transition.To == watch.Alive
-	})
-	if !judged("started instance reported alive", err) {
+	graceful := watch.Key{Service: l.service, Instance: p.InstanceID()}
+	_, err = l.wait("alive", c.timeout, becomes(graceful, watch.Alive))
+	if !l.judged("started instance reported alive", err) {
 		_ = p.Stop(context.Background())
-		return
+		return false
 	}
 	sctx, scancel := context.WithTimeout(ctx, c.timeout)
 	err = p.Stop(sctx)
 	scancel()
-	if !c.check(mode, "Stop", err) {
-		return
+	if !c.check(monitorMode, "Stop", err) {
+		return false
 	}
-	e, err := wait("stopped", c.timeout, func(e watch.Event) bool {
+	e, err := l.wait("stopped", c.timeout, func(e watch.Event) bool {
 		return e.Kind == watch.KindTransition && e.Transition.Key == graceful
 	})
 	if err == nil && e.Transition.To != watch.Stopped {
 		err = fmt.Errorf("reported %v", e.Transition.To)
 	}
-	judged("gracefully stopped instance reported stopped, not dead", err)
-	stopMonitor()
-	if s := mon.Stats(); s.Malformed > 0 {
-		c.fail(mode, "%d malformed messages on %s", s.Malformed, strings.TrimSuffix(mon.Subscription(), "*"))
+	l.judged("gracefully stopped instance reported stopped, not dead", err)
+	return true
+}
+
+// crashing is an instance that sends one heartbeat through the exporter,
+// then falls silent as a crashed one does.
+type crashing struct {
+	exp    *valkeyexporter.Exporter
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+	proc   *collectors.Process
+}
+
+// newCrashing builds the instance, checking each part; on a failure it
+// releases what it built.
+func (c *checker) newCrashing(service string) (*crashing, bool) {
+	exp, err := valkeyexporter.New(valkeyexporter.WithServiceName(service), valkeyexporter.WithInterval(c.interval))
+	if !c.check(monitorMode, "exporter", err) {
+		return nil, false
 	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(resource.Default()))
+	proc, err := collectors.NewProcess(collectors.WithMeterProvider(mp))
+	if !c.check(monitorMode, "process collector", err) {
+		_ = mp.Shutdown(context.Background())
+		_ = exp.Shutdown(context.Background())
+		return nil, false
+	}
+	return &crashing{exp: exp, reader: reader, mp: mp, proc: proc}, true
+}
+
+// beat sends the instance's one heartbeat.
+func (i *crashing) beat(ctx context.Context, timeout time.Duration) error {
+	var rm metricdata.ResourceMetrics
+	_ = i.reader.Collect(ctx, &rm)
+	ectx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return i.exp.Export(ectx, &rm)
+}
+
+// close shuts the instance down, once the mode is over.
+func (i *crashing) close() {
+	_ = i.proc.Unregister()
+	_ = i.mp.Shutdown(context.Background())
+	_ = i.exp.Shutdown(context.Background())
 }

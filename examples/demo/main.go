@@ -80,17 +80,11 @@ func (o *out) do(f func(io.Writer)) {
 	f(o.w)
 }
 
+// runDemo starts what the story needs, each undone in reverse order however
+// the story ends, then tells the story; it returns the exit status.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	interval := fs.Duration("interval", time.Second, "heartbeat interval")
-	forever := fs.Bool("forever", false, "skip the crash and the stop; run until interrupted")
-	panelAddr := fs.String("panel", "127.0.0.1:8080", "where the admin panel serves (another free port if taken; empty: no panel)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := watch.CheckInterval(*interval); err != nil {
-		fmt.Fprintf(stderr, "demo: --interval: %v\n", err)
+	s, ok := parseSettings(args, stderr)
+	if !ok {
 		return 2
 	}
 	o := &out{w: stdout}
@@ -107,8 +101,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	defer client.Close()
 
 	// The admin panel, beside the monitor.
-	if *panelAddr != "" {
-		url, stopPanel, err := startPanel(client, endpoint, *interval, *panelAddr, stderr)
+	if s.panelAddr != "" {
+		url, stopPanel, err := startPanel(client, endpoint, s.interval, s.panelAddr, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "demo: admin panel: %v\n", err)
 			return 1
@@ -118,63 +112,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// The monitor, on this process's goroutine of its own.
-	ids := map[string]string{}
-	for _, s := range services {
-		ids[s] = uuid.NewString()
-	}
-	style := term.Style{Color: term.Colour(stdout), Location: time.Local}
-	transitions := make(chan watch.Transition, 100)
-	tables := make(chan chan struct{}, 1)
-	mon, err := watch.New(watch.Connection{Client: client}, watch.WithRefresh(*interval/2))
+	n, err := startNarrator(client, s.interval, o, term.Style{Color: term.Colour(stdout), Location: time.Local})
 	if err != nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
-	seen := map[string]bool{}
-	monCtx, stopMonitor := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() {
-		defer close(monDone)
-		_ = mon.Run(monCtx, func(e watch.Event) {
-			switch e.Kind {
-			case watch.KindHeartbeat:
-				// The first heartbeat of each instance, in the seed's format.
-				if !seen[e.Message.InstanceID] {
-					seen[e.Message.InstanceID] = true
-					o.do(func(w io.Writer) { style.Heartbeat(w, e.Message, e.At) })
-				}
-			case watch.KindTransition:
-				o.do(func(w io.Writer) { style.Transition(w, e.Transition) })
-				select {
-				case transitions <- e.Transition:
-				default:
-				}
-			case watch.KindRefresh:
-				select {
-				case done := <-tables:
-					o.do(func(w io.Writer) {
-						fmt.Fprintln(w)
-						style.Table(w, mon.Tracker(), mon.Stats(), e.At)
-						fmt.Fprintln(w)
-					})
-					close(done)
-				default:
-				}
-			case watch.KindLoaded, watch.KindIdle:
-			default:
-				o.do(func(w io.Writer) { style.Event(w, e) })
-			}
-		})
-	}()
-	defer func() { stopMonitor(); <-monDone }()
-	table := func() {
-		done := make(chan struct{})
-		tables <- done
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	}
+	defer n.stop()
 
 	// The services.
 	metricsAddr, err := freeAddr()
@@ -182,86 +125,301 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
-	procs := map[string]*exec.Cmd{}
-	defer func() {
-		for _, p := range procs {
-			_ = p.Process.Kill()
-			_ = p.Wait()
-		}
-	}()
-	for _, s := range services {
-		cmd, err := spawn(s, ids[s], endpoint, *interval, metricsAddr, stderr)
-		if err != nil {
-			fmt.Fprintf(stderr, "demo: start %s: %v\n", s, err)
-			return 1
-		}
-		procs[s] = cmd
+	ids := instanceIDs()
+	f := fleet{}
+	defer f.kill()
+	if err := f.start(ids, endpoint, s.interval, metricsAddr, stderr); err != nil {
+		fmt.Fprintf(stderr, "demo: %v\n", err)
+		return 1
 	}
 	o.printf("started %s, %s and %s (pids %d, %d, %d); heartbeat every %v\n\n",
-		services[0], services[1], services[2], procs[services[0]].Process.Pid, procs[services[1]].Process.Pid, procs[services[2]].Process.Pid, *interval)
+		services[0], services[1], services[2], f[services[0]].Process.Pid, f[services[1]].Process.Pid, f[services[2]].Process.Pid, s.interval)
 
-	story := newStory(ids)
-	wait := func(what string, timeout time.Duration, done func() bool) bool {
-		deadline := time.After(timeout)
-		for !done() {
-			select {
-			case t := <-transitions:
-				story.record(t)
-			case <-deadline:
-				o.printf("demo: %s did not happen within %v\n", what, timeout)
-				return false
-			case <-ctx.Done():
-				return false
-			}
+	sc := &script{o: o, narrator: n, fleet: f, story: newStory(ids), interval: s.interval, metricsAddr: metricsAddr}
+	if s.forever {
+		return sc.runForever(ctx)
+	}
+	return sc.run(ctx)
+}
+
+// settings are the demo's flags.
+type settings struct {
+	interval  time.Duration
+	forever   bool
+	panelAddr string
+}
+
+// parseSettings reads the flags; false when they are wrong, which it has
+// then reported.
+func parseSettings(args []string, stderr io.Writer) (settings, bool) {
+	var s settings
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&s.interval, "interval", time.Second, "heartbeat interval")
+	fs.BoolVar(&s.forever, "forever", false, "skip the crash and the stop; run until interrupted")
+	fs.StringVar(&s.panelAddr, "panel", "127.0.0.1:8080", "where the admin panel serves (another free port if taken; empty: no panel)")
+	if err := fs.Parse(args); err != nil {
+		return s, false
+	}
+	if err := watch.CheckInterval(s.interval); err != nil {
+		fmt.Fprintf(stderr, "demo: --interval: %v\n", err)
+		return s, false
+	}
+	return s, true
+}
+
+// instanceIDs gives each service the instance ID it will run as, so that
+// the story can tell its instances from any other the broker carries.
+func instanceIDs() map[string]string {
+	ids := map[string]string{}
+	for _, s := range services {
+		ids[s] = uuid.NewString()
+	}
+	return ids
+}
+
+// narrator runs the monitor and prints what it sees, in the seed's
+// format. It hands the transitions to the script, which follows the story
+// in them, and prints the fleet's table when the script asks, at the
+// monitor's next refresh, so that the table is what the monitor knows.
+type narrator struct {
+	mon         *watch.Monitor
+	o           *out
+	style       term.Style
+	seen        map[string]bool // instances whose first heartbeat was printed
+	transitions chan watch.Transition
+	tables      chan chan struct{}
+	cancel      context.CancelFunc
+	done        chan struct{} // closed when the monitor has returned
+}
+
+// startNarrator runs the monitor on a goroutine of its own, until stop.
+func startNarrator(client redis.UniversalClient, interval time.Duration, o *out, style term.Style) (*narrator, error) {
+	mon, err := watch.New(watch.Connection{Client: client}, watch.WithRefresh(interval/2))
+	if err != nil {
+		return nil, err
+	}
+	n := &narrator{
+		mon: mon, o: o, style: style, seen: map[string]bool{},
+		transitions: make(chan watch.Transition, 100),
+		tables:      make(chan chan struct{}, 1),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done = cancel, make(chan struct{})
+	go func() {
+		defer close(n.done)
+		_ = mon.Run(ctx, n.observe)
+	}()
+	return n, nil
+}
+
+func (n *narrator) stop() {
+	n.cancel()
+	<-n.done
+}
+
+// observe prints each event as the monitor reports it. It never blocks on
+// the script, which may be busy acting on the fleet: a transition beyond
+// the buffer is printed but not followed, rather than holding the monitor.
+func (n *narrator) observe(e watch.Event) {
+	switch e.Kind {
+	case watch.KindHeartbeat:
+		// The first heartbeat of each instance, in the seed's format.
+		if !n.seen[e.Message.InstanceID] {
+			n.seen[e.Message.InstanceID] = true
+			n.o.do(func(w io.Writer) { n.style.Heartbeat(w, e.Message, e.At) })
 		}
-		return true
+	case watch.KindTransition:
+		n.o.do(func(w io.Writer) { n.style.Transition(w, e.Transition) })
+		select {
+		case n.transitions <- e.Transition:
+		default:
+		}
+	case watch.KindRefresh:
+		select {
+		case done := <-n.tables:
+			n.o.do(func(w io.Writer) {
+				fmt.Fprintln(w)
+				n.style.Table(w, n.mon.Tracker(), n.mon.Stats(), e.At)
+				fmt.Fprintln(w)
+			})
+			close(done)
+		default:
+		}
+	case watch.KindLoaded, watch.KindIdle:
+	default:
+		n.o.do(func(w io.Writer) { n.style.Event(w, e) })
 	}
-	if !wait("all three alive", 10**interval+10*time.Second, story.allAlive) {
+}
+
+// table prints the fleet's table at the monitor's next refresh, and waits
+// for it a while, so that the table comes before the story's next line.
+func (n *narrator) table() {
+	done := make(chan struct{})
+	n.tables <- done
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// fleet is the services' processes, by service. A service leaves it when
+// its process has ended, so that the demo's end stops only what still
+// runs.
+type fleet map[string]*exec.Cmd
+
+// start runs every service as a child process.
+func (f fleet) start(ids map[string]string, endpoint string, interval time.Duration, metricsAddr string, stderr io.Writer) error {
+	for _, s := range services {
+		cmd, err := spawn(s, ids[s], endpoint, interval, metricsAddr, stderr)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", s, err)
+		}
+		f[s] = cmd
+	}
+	return nil
+}
+
+// crash kills a service with SIGKILL, so that it sends no final heartbeat.
+func (f fleet) crash(service string) {
+	_ = f[service].Process.Kill()
+	_ = f[service].Wait()
+	delete(f, service)
+}
+
+// reap waits for a service that was told to stop.
+func (f fleet) reap(service string) {
+	_ = f[service].Wait()
+	delete(f, service)
+}
+
+// kill ends whatever still runs when the demo ends early, so that no
+// service outlives it.
+func (f fleet) kill() {
+	for _, p := range f {
+		_ = p.Process.Kill()
+		_ = p.Wait()
+	}
+}
+
+// stopAll stops every service gracefully, and kills one that takes too
+// long to end.
+func (f fleet) stopAll(interval time.Duration) {
+	for _, p := range f {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for name, p := range f {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10*time.Second + 3*interval):
+			_ = p.Process.Kill()
+			<-done
+		}
+		delete(f, name)
+	}
+}
+
+// script is the story the demo tells: it acts on the fleet, then waits
+// for the monitor to report what it did.
+type script struct {
+	o           *out
+	narrator    *narrator
+	fleet       fleet
+	story       *story
+	interval    time.Duration
+	metricsAddr string
+}
+
+// run tells the whole story, and returns the exit status: 0 when the
+// monitor saw it as told.
+func (sc *script) run(ctx context.Context) int {
+	if !sc.awaitAlive(ctx) || !sc.crash(ctx) || !sc.gracefulStop(ctx) {
 		return 1
 	}
-	o.printf("\n📈 Prometheus serves tracker_fetcher's heartbeat gauges too: http://%s/metrics\n", metricsAddr)
-	table()
-
-	if *forever {
-		o.printf("running until interrupted (Ctrl-C); kill -9 a pid above to watch a crash being detected\n")
-		<-ctx.Done()
-		stopAll(procs, *interval)
-		return 0
-	}
-
-	// A crash.
-	pause(ctx, 2**interval)
-	o.printf("\n💥 geofence_service crashes: SIGKILL, so no final heartbeat; the monitor must notice the silence\n\n")
-	_ = procs["geofence_service"].Process.Kill()
-	_ = procs["geofence_service"].Wait()
-	delete(procs, "geofence_service")
-	if !wait("geofence_service going dead", 5**interval+10*time.Second, story.crashDetected) {
-		return 1
-	}
-	table()
-
-	// A graceful stop.
-	o.printf("\n⏹️  geocoding_service is stopped gracefully: SIGTERM, so it sends a final \"stopping\" heartbeat\n\n")
-	_ = procs["geocoding_service"].Process.Signal(syscall.SIGTERM)
-	if !wait("geocoding_service stopping", 5**interval+10*time.Second, story.stopSeen) {
-		return 1
-	}
-	_ = procs["geocoding_service"].Wait()
-	delete(procs, "geocoding_service")
-	pause(ctx, *interval)
-	table()
-
-	o.printf("📈 from http://%s/metrics:\n", metricsAddr)
-	for _, l := range scrape(metricsAddr) {
-		o.printf("   %s\n", l)
-	}
-
-	stopAll(procs, *interval)
-	ok := story.summary(o)
-	if !ok {
+	sc.report()
+	sc.fleet.stopAll(sc.interval)
+	if !sc.story.summary(sc.o) {
 		return 1
 	}
 	return 0
+}
+
+// runForever waits for the services to start, then leaves them running
+// until interrupted.
+func (sc *script) runForever(ctx context.Context) int {
+	if !sc.awaitAlive(ctx) {
+		return 1
+	}
+	sc.o.printf("running until interrupted (Ctrl-C); kill -9 a pid above to watch a crash being detected\n")
+	<-ctx.Done()
+	sc.fleet.stopAll(sc.interval)
+	return 0
+}
+
+// wait records the monitor's transitions until done holds; false when it
+// does not within timeout, or the demo is interrupted.
+func (sc *script) wait(ctx context.Context, what string, timeout time.Duration, done func() bool) bool {
+	deadline := time.After(timeout)
+	for !done() {
+		select {
+		case t := <-sc.narrator.transitions:
+			sc.story.record(t)
+		case <-deadline:
+			sc.o.printf("demo: %s did not happen within %v\n", what, timeout)
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// awaitAlive waits for the monitor to see all three services alive: the
+// story's acts mean nothing before.
+func (sc *script) awaitAlive(ctx context.Context) bool {
+	if !sc.wait(ctx, "all three alive", 10*sc.interval+10*time.Second, sc.story.allAlive) {
+		return false
+	}
+	sc.o.printf("\n📈 Prometheus serves tracker_fetcher's heartbeat gauges too: http://%s/metrics\n", sc.metricsAddr)
+	sc.narrator.table()
+	return true
+}
+
+// crash kills geofence_service, and waits for the monitor to find it
+// stale, then dead, from the silence alone.
+func (sc *script) crash(ctx context.Context) bool {
+	pause(ctx, 2*sc.interval)
+	sc.o.printf("\n💥 geofence_service crashes: SIGKILL, so no final heartbeat; the monitor must notice the silence\n\n")
+	sc.fleet.crash("geofence_service")
+	if !sc.wait(ctx, "geofence_service going dead", 5*sc.interval+10*time.Second, sc.story.crashDetected) {
+		return false
+	}
+	sc.narrator.table()
+	return true
+}
+
+// gracefulStop stops geocoding_service with SIGTERM, and waits for the
+// monitor to report it stopped, from its final heartbeat.
+func (sc *script) gracefulStop(ctx context.Context) bool {
+	sc.o.printf("\n⏹️  geocoding_service is stopped gracefully: SIGTERM, so it sends a final \"stopping\" heartbeat\n\n")
+	_ = sc.fleet["geocoding_service"].Process.Signal(syscall.SIGTERM)
+	if !sc.wait(ctx, "geocoding_service stopping", 5*sc.interval+10*time.Second, sc.story.stopSeen) {
+		return false
+	}
+	sc.fleet.reap("geocoding_service")
+	pause(ctx, sc.interval)
+	sc.narrator.table()
+	return true
+}
+
+// report prints the heartbeat gauges Prometheus scraped.
+func (sc *script) report() {
+	sc.o.printf("📈 from http://%s/metrics:\n", sc.metricsAddr)
+	for _, l := range scrape(sc.metricsAddr) {
+		sc.o.printf("   %s\n", l)
+	}
 }
 
 // broker returns the Valkey to use: the environment's, or an embedded one.
@@ -367,23 +525,6 @@ func (p prefixed) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
-}
-
-func stopAll(procs map[string]*exec.Cmd, interval time.Duration) {
-	for _, p := range procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-	}
-	for name, p := range procs {
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10*time.Second + 3*interval):
-			_ = p.Process.Kill()
-			<-done
-		}
-		delete(procs, name)
-	}
 }
 
 func pause(ctx context.Context, d time.Duration) {

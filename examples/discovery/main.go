@@ -191,22 +191,44 @@ type record struct {
 	Error    string   `json:"error,omitempty"`
 }
 
-// call sends requests to the alive instances of a service.
-func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// callSettings are call's flags.
+type callSettings struct {
+	service     string
+	every       time.Duration
+	concurrency int
+	requests    int // 0: until SIGINT
+	loadField   string
+	asJSON      bool
+	attempts    int
+}
+
+// parseCall reads call's flags; false when they are wrong, which it has
+// then reported.
+func parseCall(args []string, stderr io.Writer) (callSettings, bool) {
+	var s callSettings
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	service := fs.String("service", "", "the service to call (required)")
-	every := fs.Duration("every", 20*time.Millisecond, "start a request this often")
-	concurrency := fs.Int("concurrency", 4, "requests in flight at most")
-	requests := fs.Int("requests", 0, "stop after this many requests (0: until SIGINT)")
-	loadField := fs.String("load-field", "pending_requests", "the numeric service field that says how loaded an instance is")
-	asJSON := fs.Bool("json", false, "one JSON object per line")
-	attempts := fs.Int("attempts", 3, "instances to try for one request")
+	fs.StringVar(&s.service, "service", "", "the service to call (required)")
+	fs.DurationVar(&s.every, "every", 20*time.Millisecond, "start a request this often")
+	fs.IntVar(&s.concurrency, "concurrency", 4, "requests in flight at most")
+	fs.IntVar(&s.requests, "requests", 0, "stop after this many requests (0: until SIGINT)")
+	fs.StringVar(&s.loadField, "load-field", "pending_requests", "the numeric service field that says how loaded an instance is")
+	fs.BoolVar(&s.asJSON, "json", false, "one JSON object per line")
+	fs.IntVar(&s.attempts, "attempts", 3, "instances to try for one request")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return s, false
 	}
-	if *every <= 0 || *concurrency <= 0 || *requests < 0 || *attempts <= 0 {
+	if s.every <= 0 || s.concurrency <= 0 || s.requests < 0 || s.attempts <= 0 {
 		fmt.Fprintln(stderr, "discovery call: --every, --concurrency and --attempts must be positive, --requests not negative")
+		return s, false
+	}
+	return s, true
+}
+
+// call sends requests to the alive instances of a service.
+func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s, ok := parseCall(args, stderr)
+	if !ok {
 		return 2
 	}
 	conn, err := watch.ConnectFromEnv()
@@ -215,49 +237,18 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer conn.Client.Close()
-	mon, err := watch.New(conn, watch.WithService(*service), watch.WithoutHeartbeatEvents(), watch.WithTracker(watch.WithHeartbeats()))
-	if err != nil {
-		fmt.Fprintf(stderr, "discovery call: %v\n", err)
-		return 2
-	}
-	picker, err := balance.New(mon.Tracker(), *service, *loadField)
+	c, err := newCaller(conn, s, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "discovery call: %v\n", err)
 		return 2
 	}
 
-	out := &output{w: stdout, json: *asJSON}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watched := make(chan error, 1)
-	loaded := make(chan struct{})
-	go func() {
-		watched <- mon.Run(ctx, func(e watch.Event) {
-			switch e.Kind {
-			case watch.KindLoaded:
-				// The instances in the latest-state keys are known: the
-				// first requests can go out.
-				select {
-				case <-loaded:
-				default:
-					close(loaded)
-				}
-			case watch.KindTransition:
-				t := e.Transition
-				switch {
-				case t.To == watch.Alive:
-					out.write(record{Type: "joined", At: stamp(time.Now()), Instance: t.Instance, State: t.To.String()})
-				case t.From == watch.Alive:
-					out.write(record{Type: "left", At: stamp(time.Now()), Instance: t.Instance, State: t.To.String()})
-				}
-			case watch.KindBlind, watch.KindDisconnected:
-				fmt.Fprintf(stderr, "discovery call: %s\n", describe(e))
-			}
-		})
-	}()
-
+	go func() { watched <- c.mon.Run(ctx, c.observe) }()
 	select {
-	case <-loaded:
+	case <-c.loaded:
 	case err := <-watched:
 		if errors.Is(err, context.Canceled) {
 			return 0
@@ -265,45 +256,7 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "discovery call: %v\n", err)
 		return 1
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	tick := time.NewTicker(*every)
-	defer tick.Stop()
-	slots := make(chan struct{}, *concurrency)
-	var wg sync.WaitGroup
-	failed := 0
-	var mu sync.Mutex
-	for sent := 0; *requests == 0 || sent < *requests; sent++ {
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			r := send(ctx, client, picker, *attempts)
-			if !r.OK && ctx.Err() != nil {
-				return // cut short by SIGINT: neither failed nor done
-			}
-			if !r.OK {
-				mu.Lock()
-				failed++
-				mu.Unlock()
-			}
-			out.write(r)
-		}()
-	}
-	wg.Wait()
+	failed := c.sendAll(ctx)
 	cancel()
 	if err := <-watched; err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "discovery call: %v\n", err)
@@ -314,6 +267,116 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// caller is call's client side: the monitor that follows the service's
+// instances, the picker that chooses among them, and where it writes what
+// happened.
+type caller struct {
+	callSettings
+	mon    *watch.Monitor
+	picker *balance.Picker
+	out    *output
+	stderr io.Writer
+	loaded chan struct{} // closed once the monitor has read the latest-state keys
+}
+
+// newCaller wires the monitor to the picker; nothing runs until call
+// starts the monitor.
+func newCaller(conn watch.Connection, s callSettings, stdout, stderr io.Writer) (*caller, error) {
+	mon, err := watch.New(conn, watch.WithService(s.service), watch.WithoutHeartbeatEvents(), watch.WithTracker(watch.WithHeartbeats()))
+	if err != nil {
+		return nil, err
+	}
+	picker, err := balance.New(mon.Tracker(), s.service, s.loadField)
+	if err != nil {
+		return nil, err
+	}
+	return &caller{
+		callSettings: s, mon: mon, picker: picker,
+		out: &output{w: stdout, json: s.asJSON}, stderr: stderr,
+		loaded: make(chan struct{}),
+	}, nil
+}
+
+// observe writes the instances that join and leave the alive ones, and
+// says when the monitor cannot see Valkey: the picker's choices are then
+// frozen.
+func (c *caller) observe(e watch.Event) {
+	switch e.Kind {
+	case watch.KindLoaded:
+		// The instances in the latest-state keys are known: the
+		// first requests can go out.
+		select {
+		case <-c.loaded:
+		default:
+			close(c.loaded)
+		}
+	case watch.KindTransition:
+		t := e.Transition
+		switch {
+		case t.To == watch.Alive:
+			c.out.write(record{Type: "joined", At: stamp(time.Now()), Instance: t.Instance, State: t.To.String()})
+		case t.From == watch.Alive:
+			c.out.write(record{Type: "left", At: stamp(time.Now()), Instance: t.Instance, State: t.To.String()})
+		}
+	case watch.KindBlind, watch.KindDisconnected:
+		fmt.Fprintf(c.stderr, "discovery call: %s\n", describe(e))
+	}
+}
+
+// sendAll starts a request every tick, at most concurrency at once, until
+// it has started the requests asked for or ctx ends; it returns how many
+// failed on every instance tried.
+func (c *caller) sendAll(ctx context.Context) int {
+	client := &http.Client{Timeout: 5 * time.Second}
+	tick := time.NewTicker(c.every)
+	defer tick.Stop()
+	slots := make(chan struct{}, c.concurrency)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for sent := 0; c.requests == 0 || sent < c.requests; sent++ {
+		if !nextSlot(ctx, tick.C, slots) {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if !c.request(ctx, client) {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(failed.Load())
+}
+
+// nextSlot waits for the next tick, then for a request in flight to end
+// when as many as allowed are; false when ctx ends first.
+func nextSlot(ctx context.Context, tick <-chan time.Time, slots chan<- struct{}) bool {
+	select {
+	case <-ctx.Done():
+	case <-tick:
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+	}
+	return ctx.Err() == nil
+}
+
+// request sends one request and writes its record; false when it failed
+// on every instance tried. A request cut short by SIGINT is neither failed
+// nor done, so it writes nothing.
+func (c *caller) request(ctx context.Context, client *http.Client) bool {
+	r := send(ctx, client, c.picker, c.attempts)
+	if !r.OK && ctx.Err() != nil {
+		return true
+	}
+	c.out.write(r)
+	return r.OK
 }
 
 // send makes one request, on another instance when one fails.
