@@ -37,11 +37,10 @@ import (
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
-	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 )
 
 func main() {
-	term.QuietGoRedis()
+	watch.QuietGoRedis()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()

@@ -35,14 +35,13 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
-	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 var modes = []string{"basic", "manager", "tracker", "monitor"}
 
 func main() {
-	term.QuietGoRedis() // failures are reported as FAIL lines
+	watch.QuietGoRedis() // failures are reported as FAIL lines
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

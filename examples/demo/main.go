@@ -58,7 +58,7 @@ func main() {
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runService(role))
 	}
-	term.QuietGoRedis()
+	watch.QuietGoRedis()
 	os.Exit(runDemo(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -66,7 +66,7 @@ type options struct {
 func main() {
 	// The monitor reports connection trouble itself; go-redis's own log
 	// lines would only repeat it.
-	term.QuietGoRedis()
+	watch.QuietGoRedis()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

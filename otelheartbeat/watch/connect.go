@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"os"
 	"time"
 
@@ -172,3 +173,12 @@ func ParseInterval(s string) (time.Duration, error) {
 // CheckInterval reports whether d is an interval a publisher can have
 // (wire.MinInterval to wire.MaxInterval), for an interval given as a flag.
 func CheckInterval(d time.Duration) error { return valkeyconf.CheckInterval(d) }
+
+// QuietGoRedis stops go-redis's own log lines, for a program that reports
+// connection trouble itself (a watcher says when it cannot see). It is
+// process-wide, so the library never calls it: a program owns its process.
+func QuietGoRedis() { redis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}

@@ -1,11 +1,8 @@
 package term
 
 import (
-	"context"
 	"io"
 	"os"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Colour reports whether w should get ANSI colours: a terminal, and
@@ -26,12 +23,3 @@ func IsTerminal(w io.Writer) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
-
-// QuietGoRedis stops go-redis's own log lines, for commands that report
-// connection trouble themselves. It is process-wide, so the library never
-// calls it; a command owns its process.
-func QuietGoRedis() { redis.SetLogger(quiet{}) }
-
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
