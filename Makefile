@@ -66,7 +66,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeAndSafeJSON$$' -fuzztime $(FUZZTIME) ./otelheartbeat/watch/term
 
 # make bench: every performance figure beside its baseline, measured in the
-# same run on this machine, as the README's table (a few minutes).
+# same run on this machine, as docs/performance.md's table (a few minutes).
 bench: deps
 	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode)$$' -benchmem -count 5 ./otelheartbeat/wire && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkHeartbeatCycle' -benchmem -count 5 ./otelheartbeat && \

@@ -14,7 +14,7 @@ import (
 )
 
 // An instance advertises where it serves from the standard resource
-// attributes or an option; without either the heartbeat is the seed's,
+// attributes or an option; without either the heartbeat is the original design's,
 // with no instance_address key at all. A malformed address never withholds
 // the heartbeat: it is left out and reported once, without the password
 // it held.

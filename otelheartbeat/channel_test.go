@@ -10,7 +10,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
-// The seed's other channel spelling, health:service:{service_name}:heartbeat,
+// The original design's other channel spelling, health:service:{service_name}:heartbeat,
 // set once in OTEL_EXPORTER_VALKEY_CHANNEL: the publisher publishes there
 // and nowhere else, and a watcher built from the same variable hears both
 // it and a seed-format publisher on that channel, and nothing on the

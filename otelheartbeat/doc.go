@@ -3,7 +3,7 @@
 // heartbeat to Valkey on heartbeat:service:{service_name}, so that an admin
 // panel can tell a crashed or hung instance from an idle one.
 //
-// It is the Go form of the seed's Python API:
+// It is the Go form of the original design's Python API:
 //
 //	HeartbeatPublisher          Publisher (NewPublisher, AddDataCollector, Start, Stop)
 //	ServiceHeartbeatManager     Manager (NewManager, AddQueueSizeCollector, ...)

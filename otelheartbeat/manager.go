@@ -6,7 +6,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/collectors"
 )
 
-// The service fields the seed's services send.
+// The service fields the original design's services send.
 const (
 	FieldQueueSize               = "queue_size"
 	FieldAPIStatus               = "api_status"
@@ -18,7 +18,7 @@ const (
 )
 
 // Manager is a Publisher with the common service fields as methods, the Go
-// form of the seed's ServiceHeartbeatManager. Each Add method may be called
+// form of the original design's ServiceHeartbeatManager. Each Add method may be called
 // before or after Start, once per field.
 type Manager struct {
 	*Publisher

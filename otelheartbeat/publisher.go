@@ -430,7 +430,7 @@ func (p *Publisher) Stop(ctx context.Context) error {
 }
 
 // defaultName is the name a convenience constructor passes: OTEL_SERVICE_NAME
-// when set, else def, as the seed's deployments name their services by
+// when set, else def, as the original design's deployments name their services by
 // environment. With WithMeterProvider it is empty: the heartbeat reader and
 // the provider's Resource name the service there.
 func defaultName(def string, opts []Option) string {

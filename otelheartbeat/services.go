@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Default service names of the seed's services. OTEL_SERVICE_NAME, when
+// Default service names of the original design's services. OTEL_SERVICE_NAME, when
 // set, replaces them.
 const (
 	TrackerFetcherName = "tracker_fetcher"

@@ -82,7 +82,7 @@ func WithInterval(d time.Duration) Option {
 }
 
 // WithChannel sets the channel a heartbeat is published on, as a template
-// around "{service_name}", for example the seed's other spelling
+// around "{service_name}", for example the original design's other spelling
 // "health:service:{service_name}:heartbeat" (see wire.ChannelTemplate).
 // Monitors must be given the same template. It overrides
 // OTEL_EXPORTER_VALKEY_CHANNEL and OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX.
@@ -105,7 +105,7 @@ func WithChannelPrefix(prefix string) Option {
 // wire.ValidateAddress). Without it the address is the Resource's
 // url.full, else its server.address with server.port (as in
 // OTEL_RESOURCE_ATTRIBUTES=server.address=10.0.0.7,server.port=8080), else
-// there is none and the heartbeat is the seed's.
+// there is none and the heartbeat is the original design's.
 func WithInstanceAddress(addr string) Option {
 	return optionFunc(func(c *config) { c.address = &addr })
 }
@@ -117,7 +117,7 @@ func WithKeyPrefix(prefix string) Option {
 }
 
 // WithoutLatestState stops the exporter from writing the latest-state key,
-// for a deployment that wants the seed's PUBLISH alone. It overrides
+// for a deployment that wants the original design's PUBLISH alone. It overrides
 // OTEL_EXPORTER_VALKEY_LATEST_STATE. Default: the key is written.
 func WithoutLatestState() Option {
 	return optionFunc(func(c *config) { f := false; c.latestState = &f })

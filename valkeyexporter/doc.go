@@ -32,10 +32,12 @@
 // The otelheartbeat and collectors packages register instruments that follow
 // this convention; a service can also register its own. A field whose gauge
 // produced no value, or a NaN or infinite one, is left out of that heartbeat
-// and reported once to otel.Handle; the heartbeat still goes out. Service
-// fields are written in ascending key order after the documented keys, then
-// interval_seconds and status ("running", or "stopping" on the final
-// heartbeat of a graceful stop).
+// and reported once to otel.Handle; the heartbeat still goes out. The
+// documented keys come first, then interval_seconds and status ("running",
+// or "stopping" on the final heartbeat of a graceful stop), then
+// instance_address when the Resource gives one (server.address and
+// server.port, or url.full), then the service fields in ascending key
+// order.
 //
 // # Using it
 //
@@ -75,7 +77,10 @@
 //	OTEL_EXPORTER_VALKEY_CERTIFICATE         PEM file of CAs that sign the server's certificate
 //	OTEL_EXPORTER_VALKEY_CLIENT_CERTIFICATE  PEM client certificate, for mutual TLS
 //	OTEL_EXPORTER_VALKEY_CLIENT_KEY          PEM client key, for mutual TLS
-//	OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX      default heartbeat:service:
+//	OTEL_EXPORTER_VALKEY_CHANNEL             the channel as a template, default
+//	                                         heartbeat:service:{service_name}
+//	OTEL_EXPORTER_VALKEY_CHANNEL_PREFIX      the channel as a prefix of the name
+//	                                         (not with the template)
 //	OTEL_EXPORTER_VALKEY_KEY_PREFIX          default heartbeat:instance:
 //	OTEL_EXPORTER_VALKEY_LATEST_STATE        false disables the latest-state key
 //	HEARTBEAT_INTERVAL                       seconds (or a Go duration), default 60
@@ -83,15 +88,16 @@
 //	                                         of 30 s and the interval
 //	OTEL_METRIC_EXPORT_INTERVAL              not used (the heartbeat keeps its interval),
 //	                                         only checked, as the SDK would log it
-//	HEALTH_REDIS_HOST, HEALTH_REDIS_PORT,    the seed's variables, used when
-//	HEALTH_REDIS_PASSWORD                    OTEL_EXPORTER_VALKEY_ENDPOINT is unset
+//	HEALTH_REDIS_HOST, HEALTH_REDIS_PORT,    the original design's variables, used
+//	HEALTH_REDIS_PASSWORD                    when OTEL_EXPORTER_VALKEY_ENDPOINT is unset
 //
 // Without any of them the exporter connects to localhost:6379. A malformed
 // variable is an error from New that names it. Passwords never appear in
 // errors; credentials written into a bare host:port, and query strings, are
 // refused. OTEL_SDK_DISABLED is not honoured: a heartbeat is a liveness
-// signal, and silencing it would make the instance look dead. TLS verifies the server's certificate and host name; there is no
-// switch to turn that off.
+// signal, and silencing it would make the instance look dead. TLS verifies
+// the server's certificate and host name; there is no switch to turn that
+// off.
 //
 // # Failures
 //

@@ -38,7 +38,7 @@ func testResource(service string) *resource.Resource {
 }
 
 // registerSeedGauges registers, under the heartbeat scope, a gauge for every
-// field of the seed's example message, with the seed's values.
+// field of the original design's example message, with the original design's values.
 func registerSeedGauges(t *testing.T, mp metric.MeterProvider) {
 	t.Helper()
 	m := mp.Meter(ScopeName)
@@ -273,7 +273,7 @@ func TestWithoutLatestStateOnlyPublishes(t *testing.T) {
 	}
 }
 
-// collect returns one collection of the seed gauges.
+// collect returns one collection of the original design gauges.
 func collect(t *testing.T, service string) *metricdata.ResourceMetrics {
 	t.Helper()
 	r := sdkmetric.NewManualReader()

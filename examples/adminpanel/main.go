@@ -9,7 +9,7 @@
 //	           [--alerts FILE] [--alertmanager URLS] [--webhook URL] [--external-url URL]
 //
 // It connects as the library does (OTEL_EXPORTER_VALKEY_ENDPOINT and the
-// other OTEL_EXPORTER_VALKEY_* variables, or the seed's HEALTH_REDIS_*).
+// other OTEL_EXPORTER_VALKEY_* variables, or the original design's HEALTH_REDIS_*).
 // Several replicas may run against one Valkey: all serve the page and the
 // API, and one at a time records history and sends alerts, chosen by a
 // lease.

@@ -1,5 +1,5 @@
 // Command check proves a deployment's heartbeat wiring end to end: the Go
-// counterpart of the seed's test_heartbeat_system.py. It publishes real
+// counterpart of the original design's test_heartbeat_system.py. It publishes real
 // heartbeats through the library to the configured Valkey, watches them
 // arrive on the channel and in the latest-state key, checks every field, and
 // prints one PASS or FAIL line per check with the reason.

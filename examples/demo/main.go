@@ -5,7 +5,7 @@
 //
 // It starts an embedded Valkey-compatible broker (miniredis), three services
 // built on the library - tracker_fetcher, geocoding_service and
-// geofence_service, each a process of its own with the service data the seed
+// geofence_service, each a process of its own with the service data the original design
 // lists - the monitor and the admin panel (a web page of the fleet, its
 // history and uptime). All three are alive; geofence_service crashes
 // (SIGKILL, so no final heartbeat) and the monitor reports it stale, then
@@ -178,7 +178,7 @@ func instanceIDs() map[string]string {
 	return ids
 }
 
-// narrator runs the monitor and prints what it sees, in the seed's
+// narrator runs the monitor and prints what it sees, in the original design's
 // format. It hands the transitions to the script, which follows the story
 // in them, and prints the fleet's table when the script asks, at the
 // monitor's next refresh, so that the table is what the monitor knows.
@@ -224,7 +224,7 @@ func (n *narrator) stop() {
 func (n *narrator) observe(e watch.Event) {
 	switch e.Kind {
 	case watch.KindHeartbeat:
-		// The first heartbeat of each instance, in the seed's format.
+		// The first heartbeat of each instance, in the original design's format.
 		if !n.seen[e.Message.InstanceID] {
 			n.seen[e.Message.InstanceID] = true
 			n.o.do(func(w io.Writer) { n.style.Heartbeat(w, e.Message, e.At) })

@@ -11,7 +11,7 @@
 //	                                 as soon as it goes stale or stops
 //
 // Both connect as the library does (OTEL_EXPORTER_VALKEY_ENDPOINT and the
-// other OTEL_EXPORTER_VALKEY_* variables, or the seed's HEALTH_REDIS_*), and
+// other OTEL_EXPORTER_VALKEY_* variables, or the original design's HEALTH_REDIS_*), and
 // serve heartbeats every HEARTBEAT_INTERVAL seconds (default 60).
 //
 // On SIGINT or SIGTERM, serve sends its stopping heartbeat first, so that

@@ -1,8 +1,8 @@
 // Command monitor watches service heartbeats live: the Go counterpart of the
-// seed's monitor_heartbeat_messages.py, and of its admin panel's liveness
+// original design's monitor_heartbeat_messages.py, and of its admin panel's liveness
 // rule.
 //
-//	monitor                 print every heartbeat as the seed's monitor does,
+//	monitor                 print every heartbeat as the original design's monitor does,
 //	                        and every liveness change as it happens
 //	monitor --table         a live table of services and instances
 //	monitor --json          one JSON object per line, for piping
@@ -16,7 +16,7 @@
 //	monitor --sharded       shard channels (SSUBSCRIBE), for publishers in sharded mode
 //
 // It connects as the library does: OTEL_EXPORTER_VALKEY_ENDPOINT (or the
-// seed's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD),
+// original design's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD),
 // OTEL_EXPORTER_VALKEY_USERNAME, _PASSWORD, _CERTIFICATE, _CHANNEL_PREFIX and
 // _KEY_PREFIX; default localhost:6379. Colours follow NO_COLOR and are off
 // when output is not a terminal.
@@ -84,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "redraw the table this often")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "timeout of one Valkey command")
 	fs.DurationVar(&o.blindAfter, "blind-after", watch.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
-	fs.DurationVar(&o.defaultInterval, "default-interval", wire.DefaultInterval, "the interval of a sender that does not say it (the seed's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
+	fs.DurationVar(&o.defaultInterval, "default-interval", wire.DefaultInterval, "the interval of a sender that does not say it (the original design's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
 	fs.IntVar(&o.maxInstances, "max-instances", watch.DefaultMaxInstances, "track at most this many instances; past it, the one dead or stopped the longest is evicted, else the one heard from least recently")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -335,7 +335,7 @@ func once(o options, conn watch.Connection, style term.Style, stdout, stderr io.
 		fmt.Fprintf(stderr, "monitor: cannot tell: all %d latest-state keys at %s are malformed (above)\n", malformed, endpoint)
 		return exitUnreachable
 	case valid == 0:
-		// Publishers in the seed's format write no latest-state keys.
+		// Publishers in the original design's format write no latest-state keys.
 		return listenOnce(o, conn, style, stdout, stderr)
 	case o.service != "" && alive == 0:
 		code = exitNotAlive
@@ -344,7 +344,7 @@ func once(o options, conn watch.Connection, style term.Style, stdout, stderr io.
 }
 
 // listenOnce decides from the channel when no latest-state key answers, as
-// for publishers in the seed's format, which write none: it listens for up
+// for publishers in the original design's format, which write none: it listens for up
 // to one default interval from the moment it is subscribed, and stops
 // early once the service asked about has been heard alive. Hearing
 // nothing is an answer only when the monitor saw the whole window: it was

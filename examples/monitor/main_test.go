@@ -547,7 +547,7 @@ func TestOnceExitsTwoWhenItCannotSee(t *testing.T) {
 	}
 }
 
-// seedPublisher publishes heartbeats exactly as the seed's Python
+// seedPublisher publishes heartbeats exactly as the original design's Python
 // publisher does, with no interval_seconds and no latest-state key, every
 // period until stop is called.
 func seedPublisher(t *testing.T, srv *redistest.Server, service string, period time.Duration) (stop func()) {
@@ -583,7 +583,7 @@ func seedPublisher(t *testing.T, srv *redistest.Server, service string, period t
 	return stop
 }
 
-// Publishers in the seed's format send no interval_seconds: each is judged
+// Publishers in the original design's format send no interval_seconds: each is judged
 // by the interval its own heartbeats show (1 s and 2 s here), stale at 1.5
 // and dead at 3 of it, not by a fixed 90 s and 180 s; the output says the
 // interval was inferred. --once, with no latest-state key to read, listens
@@ -637,7 +637,7 @@ func TestSeedFormatPublishersAreJudgedByTheirOwnInterval(t *testing.T) {
 
 // --once --json writes one JSON object per instance on stdout and nothing
 // else there, whether the state came from a latest-state key or, for a
-// publisher in the seed's format, from the channel.
+// publisher in the original design's format, from the channel.
 func TestOnceJSONIsJSON(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)

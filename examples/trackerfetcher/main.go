@@ -1,4 +1,4 @@
-// Command trackerfetcher is a service in the seed's shape: a
+// Command trackerfetcher is a service in the original design's shape: a
 // TrackerFetcherService with Start and Stop, a queue of trackers to fetch,
 // the state of its upstream API and the time of its last successful fetch,
 // with its heartbeat wired in at Start and Stop.
@@ -9,7 +9,7 @@
 //	OTEL_RESOURCE_ATTRIBUTES       e.g. service.instance.id=...,deployment.environment=prod
 //	HEARTBEAT_INTERVAL             seconds, default 60
 //	OTEL_EXPORTER_VALKEY_ENDPOINT  e.g. rediss://user:password@host:6379 (default localhost:6379)
-//	HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD  the seed's variables
+//	HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD  the original design's variables
 //
 // SIGINT or SIGTERM stops it gracefully: the final heartbeat says
 // "stopping", so monitors show the instance as stopped, not dead.

@@ -4,7 +4,7 @@
 //
 // Precedence, highest first: options passed in code (applied by the caller
 // after this package), then the OTEL_EXPORTER_VALKEY_* variables, then the
-// seed's HEALTH_REDIS_* variables, then the default localhost:6379. The two
+// original design's HEALTH_REDIS_* variables, then the default localhost:6379. The two
 // groups of variables are not mixed: when OTEL_EXPORTER_VALKEY_ENDPOINT is
 // set, HEALTH_REDIS_HOST, HEALTH_REDIS_PORT and HEALTH_REDIS_PASSWORD are
 // ignored.
@@ -433,7 +433,7 @@ func (c Connection) ClientOptions(timeout time.Duration) (*redis.UniversalOption
 }
 
 // ParseInterval reads a heartbeat interval: a number of seconds ("60",
-// "0.5") as the seed writes it, or a Go duration ("1m30s", "500ms"). It must
+// "0.5") as the original design writes it, or a Go duration ("1m30s", "500ms"). It must
 // lie within [MinInterval, MaxInterval]. name is the variable, for the error.
 func ParseInterval(name, s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)

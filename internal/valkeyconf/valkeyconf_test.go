@@ -164,7 +164,7 @@ func FuzzConnectionFromEnv(f *testing.F) {
 	f.Add(uint8(3), "", "", "secretpw", "dragonfly", "6379")
 	f.Fuzz(func(t *testing.T, form uint8, scheme, rest, password, host, port string) {
 		// The forms a password is written in: URL userinfo, a bare
-		// host's userinfo, a query string, the seed host's userinfo.
+		// host's userinfo, a query string, the original design host's userinfo.
 		var endpoint string
 		switch form % 4 {
 		case 0:

@@ -84,7 +84,7 @@ func TestWebhookSignatureVerifies(t *testing.T) {
 	got := make(chan WebhookPayload, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		// The receiver's own check, as the README shows it: the timestamp,
+		// The receiver's own check, as docs/alerts.md shows it: the timestamp,
 		// a dot and the body, under the secret.
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(r.Header.Get("X-Heartbeat-Timestamp") + "."))

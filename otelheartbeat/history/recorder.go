@@ -37,7 +37,7 @@ func WithReconcileEvery(d time.Duration) RecorderOption {
 
 // WithForgetAfter sets how long the tracker must have been watching before
 // a recorded instance it does not hold is recorded as forgotten: a sender
-// in the seed's format writes no latest-state key and is heard only at its
+// in the original design's format writes no latest-state key and is heard only at its
 // next heartbeat. Default: two default intervals (2 min).
 func WithForgetAfter(d time.Duration) RecorderOption {
 	return recorderOptionFunc(func(c *recorderConfig) { c.forgetAfter = d })

@@ -18,7 +18,7 @@ const (
 	// or valkeys:// URL, or host:port; several addresses separated by
 	// commas are cluster seed nodes or sentinels.
 	EnvEndpoint = valkeyconf.EnvEndpoint
-	// EnvHealthHost is the seed's host variable, read (with
+	// EnvHealthHost is the original design's host variable, read (with
 	// HEALTH_REDIS_PORT and HEALTH_REDIS_PASSWORD) only when EnvEndpoint is
 	// unset.
 	EnvHealthHost = valkeyconf.EnvHealthHost
@@ -109,7 +109,7 @@ func WithClientOptions(adjust func(*redis.UniversalOptions)) ConnectOption {
 // ConnectFromEnv builds a client to Valkey from the same variables the
 // publishers read: OTEL_EXPORTER_VALKEY_ENDPOINT and its companions
 // (credentials, TLS files, cluster and sentinel settings, prefixes,
-// sharded mode), else the seed's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT and
+// sharded mode), else the original design's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT and
 // HEALTH_REDIS_PASSWORD, else localhost:6379. Options win over variables.
 //
 // It does not connect: the first command does. A malformed variable is an
@@ -164,7 +164,7 @@ func ConnectFromEnv(opts ...ConnectOption) (Connection, error) {
 func ParseSharded(s string) (bool, error) { return valkeyconf.ParseBool(EnvSharded, s) }
 
 // ParseInterval reads a value of HEARTBEAT_INTERVAL: a number of seconds
-// ("60", "0.5") as the seed writes it, or a Go duration ("1m30s"), within
+// ("60", "0.5") as the original design writes it, or a Go duration ("1m30s"), within
 // wire.MinInterval and wire.MaxInterval. The error names the variable.
 func ParseInterval(s string) (time.Duration, error) {
 	return valkeyconf.ParseInterval(EnvHeartbeatInterval, s)

@@ -27,7 +27,7 @@ func TestConnectFromEnvReadsThePublishersVariables(t *testing.T) {
 		}, endpoint: "rediss://monitor@cache.example:6380", channel: "hb:svc:{service_name}", key: "hb:inst:", sharded: true},
 		{name: "a channel template", vars: map[string]string{EnvChannel: "health:service:{service_name}:heartbeat"},
 			endpoint: "redis://localhost:6379", channel: "health:service:{service_name}:heartbeat", key: "heartbeat:instance:"},
-		{name: "the seed's variables", vars: map[string]string{
+		{name: "the original design's variables", vars: map[string]string{
 			EnvHealthHost: "dragonfly", "HEALTH_REDIS_PORT": "6390", "HEALTH_REDIS_PASSWORD": "secret",
 		}, endpoint: "redis://dragonfly:6390", channel: "heartbeat:service:{service_name}", key: "heartbeat:instance:"},
 		{name: "an endpoint in code wins", vars: map[string]string{EnvEndpoint: "redis://elsewhere:1"},

@@ -9,7 +9,7 @@
 //
 // ConnectFromEnv builds a client from the variables the publishers read
 // (OTEL_EXPORTER_VALKEY_ENDPOINT with its credential, TLS, cluster,
-// sentinel, prefix and sharded companions, else the seed's HEALTH_REDIS_*),
+// sentinel, prefix and sharded companions, else the original design's HEALTH_REDIS_*),
 // so a watcher deployed beside a service finds the same Valkey. Options in
 // code win over variables; a malformed variable is an error that names it,
 // and no error or Connection.Endpoint holds a password.
@@ -30,7 +30,7 @@
 // key larger than a heartbeat, without a TTL, with a TTL longer than
 // three intervals or of another type is reported (Latest.Err) and never
 // read whole, nor as alive. A Monitor does this itself at start and after
-// every reconnect (KindLoaded, KindReconnected). Publishers in the seed's
+// every reconnect (KindLoaded, KindReconnected). Publishers in the original design's
 // format write no keys; they are heard on the channel.
 //
 // # Live: the Monitor
@@ -58,9 +58,9 @@
 //	dead    otherwise
 //	stopped once the instance said "stopping" (a graceful stop, never dead)
 //
-// At the default 60 s interval that is the seed's 90 s and 180 s (Classify).
+// At the default 60 s interval that is the original design's 90 s and 180 s (Classify).
 // The interval is the instance's interval_seconds when it sends one. A
-// publisher in the seed's format (Python, JavaScript) does not: its
+// publisher in the original design's format (Python, JavaScript) does not: its
 // interval is inferred from the gaps between its own heartbeats, the
 // median of the last eight, each divided by the heartbeats its
 // heartbeat_count says it spans, so a lost heartbeat does not double it

@@ -34,7 +34,7 @@ func print(ts []watch.Transition) {
 	}
 }
 
-// The liveness rule at the default 60 s interval: the seed's 90 s and 180 s.
+// The liveness rule at the default 60 s interval: the original design's 90 s and 180 s.
 func ExampleClassify() {
 	for _, age := range []time.Duration{30 * time.Second, 90 * time.Second, 179 * time.Second, 180 * time.Second} {
 		fmt.Println(age, watch.Classify(age, wire.DefaultInterval))
@@ -69,7 +69,7 @@ func ExampleNewTracker() {
 	// geofence_service crashes: stale -> dead after 3s (interval 1s, sent)
 }
 
-// A publisher in the seed's format sends no interval_seconds: its interval
+// A publisher in the original design's format sends no interval_seconds: its interval
 // is inferred from the gaps between its own heartbeats, and a lost
 // heartbeat (a gap of two in heartbeat_count) does not double it.
 func ExampleWithDefaultInterval() {
@@ -135,7 +135,7 @@ func ExampleTracker_Alive() {
 
 // Connect with the publishers' variables (here from a map instead of the
 // process environment), then watch with the same channel, keys and mode:
-// here the seed's other channel spelling. No
+// here the original design's other channel spelling. No
 // command is sent until the monitor runs.
 func ExampleConnectFromEnv() {
 	vars := map[string]string{

@@ -13,7 +13,7 @@ import (
 // new instance ids must not grow a watcher's memory with their size.
 const (
 	// DefaultHeartbeatBytes is what one kept heartbeat may hold at most,
-	// by wire.Message.Footprint: the seed's heartbeat, with its three
+	// by wire.Message.Footprint: the original design's heartbeat, with its three
 	// service fields, holds about 700.
 	DefaultHeartbeatBytes = 4 << 10
 	// DefaultHeartbeatBudget is what every kept heartbeat together may

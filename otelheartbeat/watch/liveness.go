@@ -8,8 +8,8 @@
 //	dead   otherwise
 //	stopped once the instance said "stopping"
 //
-// With the default 60 s interval that is exactly the seed's 90 s and 180 s.
-// The interval is each instance's interval_seconds. Publishers in the seed's
+// With the default 60 s interval that is exactly the original design's 90 s and 180 s.
+// The interval is each instance's interval_seconds. Publishers in the original design's
 // format (Python, JavaScript) do not send it: their interval is inferred
 // from the gaps between their own heartbeats (the median of the last eight,
 // each divided by the heartbeats its heartbeat_count says it spans, so a
@@ -295,7 +295,7 @@ func WithRetention(d time.Duration) TrackerOption {
 
 // WithDefaultInterval sets the interval of an instance whose heartbeats do
 // not say it, until its own gaps show it. Default: wire.DefaultInterval
-// (the seed's 60 s).
+// (the original design's 60 s).
 func WithDefaultInterval(d time.Duration) TrackerOption {
 	return trackerOptionFunc(func(t *Tracker) {
 		if d > 0 {
@@ -320,7 +320,7 @@ func WithMaxInstances(n int) TrackerOption {
 // tracker keeps a copy bounded in bytes (WithHeartbeatBudget), never the
 // message given to Observe. It costs the heap at most
 // DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most 4 KiB
-// per instance: the seed's heartbeat keeps about 500 bytes.
+// per instance: the original design's heartbeat keeps about 500 bytes.
 func WithHeartbeats() TrackerOption {
 	return trackerOptionFunc(func(t *Tracker) { t.keepHeartbeats = true })
 }

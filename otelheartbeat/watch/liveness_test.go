@@ -462,7 +462,7 @@ func TestHoldDelaysVerdictsAfterBlindness(t *testing.T) {
 	}
 }
 
-// seedBeat is a heartbeat from a publisher in the seed's format: no
+// seedBeat is a heartbeat from a publisher in the original design's format: no
 // interval_seconds.
 func seedBeat(count int64) *wire.Message { return beat("seed_service", "s1", count) }
 

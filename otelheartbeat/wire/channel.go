@@ -10,7 +10,7 @@ import (
 // ServicePlaceholder marks where a channel template puts the service name.
 const ServicePlaceholder = "{service_name}"
 
-// DefaultChannelTemplate is the channel of the seed's specification:
+// DefaultChannelTemplate is the channel of the original design's specification:
 // heartbeat:service:{service_name}.
 const DefaultChannelTemplate = DefaultChannelPrefix + ServicePlaceholder
 
@@ -19,7 +19,7 @@ const DefaultChannelTemplate = DefaultChannelPrefix + ServicePlaceholder
 const maxPrefix = 128
 
 // A ChannelTemplate names the channel of each service: fixed text around
-// one ServicePlaceholder, such as the seed's other spelling
+// one ServicePlaceholder, such as the original design's other spelling
 // "health:service:{service_name}:heartbeat". A publisher builds its
 // channel with Channel; a consumer subscribes to Pattern and learns the
 // service of a channel with Service. The zero ChannelTemplate is

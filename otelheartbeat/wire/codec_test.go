@@ -24,7 +24,7 @@ func mustTime(s string) time.Time {
 	return t
 }
 
-// seedMessage is the example message of the seed document.
+// seedMessage is the example message of the original design document.
 func seedMessage() *Message {
 	return &Message{
 		ServiceName:     "tracker_fetcher",

@@ -24,7 +24,7 @@ func decodeErr(key, format string, args ...any) error {
 	return &DecodeError{Key: key, Reason: fmt.Sprintf(format, args...)}
 }
 
-// Unmarshal decodes one heartbeat. It accepts what the seed's services send:
+// Unmarshal decodes one heartbeat. It accepts what the original design's services send:
 // keys in any order, timestamps with or without fractional seconds and with a
 // "+00:00", "Z" or no offset (read as UTC), and unknown keys, which are kept
 // as service fields in the order they came. It rejects, naming the key, input
@@ -449,7 +449,7 @@ var timestampLayouts = []string{
 	"2006-01-02 15:04:05.999999999",
 }
 
-// ParseTimestamp reads a timestamp as the seed's services write it (ISO 8601,
+// ParseTimestamp reads a timestamp as the original design's services write it (ISO 8601,
 // optional fractional seconds, "+00:00", "Z" or no offset, 'T' or ' ' between
 // date and time). A timestamp without an offset is taken as UTC. The result
 // is in UTC.

@@ -8,8 +8,9 @@
 //
 // One JSON object whose first keys are, in order, service_name,
 // instance_id, timestamp, uptime_seconds, heartbeat_count, memory_usage_mb
-// and cpu_usage_percent (the seed's seven documented keys), followed by the
-// additive keys interval_seconds and status, followed by the
+// and cpu_usage_percent (the original design's seven documented keys),
+// followed by the additive keys interval_seconds and status (and
+// instance_address when the instance advertises one), followed by the
 // service-specific fields flattened at the top level, in key order:
 //
 //	{"service_name":"tracker_fetcher","instance_id":"a1b2c3d4-...",
@@ -41,7 +42,7 @@
 // # Consuming
 //
 // Unmarshal, UnmarshalInto and UnmarshalIntern decode one heartbeat. They
-// are lenient where the seed's services vary (key order, a missing
+// are lenient where the original design's services vary (key order, a missing
 // fractional second, a "Z" offset) and strict where a consumer would be
 // misled (a wrong type, a missing identity, an unparsable timestamp, a
 // status other than running or stopping): every error is a *DecodeError
@@ -52,8 +53,9 @@
 // malformed. Strings from the wire are data: escape them before showing
 // them (package watch/term does it for terminals).
 //
-// Message.Interval is the sender's interval when it sent one; seed-format
-// publishers (Python, JavaScript) do not, and package watch infers theirs.
+// Message.Interval is the sender's interval when it sent one; publishers in
+// the original design's format (Python, JavaScript) do not, and package watch
+// infers theirs.
 // An Interner shares the names and keys of a steady fleet between messages
 // when decoding many.
 package wire

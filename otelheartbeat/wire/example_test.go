@@ -8,7 +8,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
-// A heartbeat as the seed's Python services send it: no interval_seconds,
+// A heartbeat as the original design's Python services send it: no interval_seconds,
 // no status, three service fields.
 const seed = `{"service_name":"tracker_fetcher","instance_id":"a1b2c3d4-e5f6-7890-abcd-ef1234567890",` +
 	`"timestamp":"2025-01-16T08:30:00.123456+00:00","uptime_seconds":3600.5,"heartbeat_count":60,` +
@@ -77,7 +77,7 @@ func ExampleMarshal() {
 }
 
 // The channel of a service under the default template and under the
-// seed's other spelling, the pattern a consumer subscribes to, and the
+// original design's other spelling, the pattern a consumer subscribes to, and the
 // service a channel belongs to.
 func ExampleChannelTemplate() {
 	var def wire.ChannelTemplate // the zero template is the default

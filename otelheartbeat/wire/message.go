@@ -19,7 +19,7 @@ const (
 	KeyStatus          = "status"
 	// KeyInstanceAddress is where the instance serves, for consumers that
 	// use heartbeats for service discovery: absent unless the publisher is
-	// given one, so the wire stays the seed's.
+	// given one, so the wire stays the original design's.
 	KeyInstanceAddress = "instance_address"
 )
 
@@ -55,7 +55,7 @@ const (
 // hundred bytes; anything near this size is a mistake or an attack.
 const MaxMessageSize = 64 << 10
 
-// DefaultInterval is the seed's HEARTBEAT_INTERVAL.
+// DefaultInterval is the original design's HEARTBEAT_INTERVAL.
 const DefaultInterval = 60 * time.Second
 
 // MinInterval and MaxInterval bound the interval a publisher of this

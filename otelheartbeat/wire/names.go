@@ -97,7 +97,7 @@ var reserved = map[string]bool{
 
 // ValidateFieldName reports why name cannot be a service field, or nil. A
 // field name starts with an ASCII letter, holds only ASCII letters, digits and
-// underscores (the seed's snake_case keys, and valid in every consumer's
+// underscores (the original design's snake_case keys, and valid in every consumer's
 // language and as part of an OpenTelemetry instrument name), is at most
 // MaxFieldNameLength bytes, and is not a documented key.
 func ValidateFieldName(name string) error {

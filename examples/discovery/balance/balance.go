@@ -1,7 +1,7 @@
 // Package balance spreads requests over the alive instances of a service,
 // as their heartbeats describe them: where each serves (instance_address)
 // and how loaded it says it is (a numeric service field such as
-// pending_requests). It is the client side of the seed's "use heartbeat
+// pending_requests). It is the client side of the original design's "use heartbeat
 // data for service discovery", built on watch.Tracker.Alive only, so an
 // instance that goes stale or stops leaves the choice at once.
 package balance

@@ -1,5 +1,5 @@
-// Package acl holds the least-privilege ACL rules the README recommends, so
-// that the tests which prove them and the README that quotes them cannot
+// Package acl holds the least-privilege ACL rules docs/configuration.md recommends, so
+// that the tests which prove them and the page that quotes them cannot
 // drift apart.
 package acl
 
@@ -21,7 +21,7 @@ const Monitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:insta
 const ShardedMonitor = "resetchannels &heartbeat:service:* resetkeys %R~heartbeat:instance:* %R~heartbeat:services -@all +ssubscribe +smembers +cluster|slots +scan +strlen +pttl +getrange +ping"
 
 // Name is the placeholder for the service name in the per-service rules as
-// the README prints them.
+// the page prints them.
 const Name = "NAME"
 
 // PublisherFor is the rule for one service's publishers: PUBLISH on that

@@ -1,4 +1,6 @@
-// Package readme checks that the README's commands work as written.
+// Package readme checks that the README and the pages of docs/ say what is
+// true: their commands run, the variables, ACL rules and tests they name
+// exist, their links resolve, and package documentation agrees with them.
 package readme
 
 import (
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/acl"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -18,12 +21,47 @@ import (
 
 const root = "../../.."
 
-func readme(t *testing.T) string {
-	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+func readme(t *testing.T) string { return read(t, "README.md") }
+
+// doc is one page of docs/.
+func doc(t *testing.T, name string) string { return read(t, filepath.Join("docs", name)) }
+
+func read(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// pages is the README and every page of docs/, by path from the root.
+func pages(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{"README.md": readme(t)}
+	names, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no docs pages: %v", err)
+	}
+	for _, n := range names {
+		rel, _ := filepath.Rel(root, n)
+		out[filepath.ToSlash(rel)] = read(t, rel)
+	}
+	return out
+}
+
+// section is the text of a "## title" section of a page, up to the next.
+func section(t *testing.T, page, text, title string) string {
+	t.Helper()
+	start := strings.Index(text, "\n## "+title+"\n")
+	if start < 0 {
+		t.Fatalf("%s has no section %q", page, title)
+	}
+	s := text[start+1:]
+	if end := strings.Index(s[1:], "\n## "); end >= 0 {
+		s = s[:end+1]
+	}
+	return s
 }
 
 // cleanEnv is the environment without any heartbeat configuration.
@@ -99,7 +137,7 @@ func TestToolCommands(t *testing.T) {
 }
 
 func TestACLRulesAreTheProvenOnes(t *testing.T) {
-	text := readme(t)
+	text := doc(t, "configuration.md")
 	for _, u := range []struct{ name, rule string }{
 		{"heartbeat", acl.Publisher},
 		{"monitor", acl.Monitor},
@@ -109,42 +147,148 @@ func TestACLRulesAreTheProvenOnes(t *testing.T) {
 	} {
 		want := "ACL SETUSER " + u.name + " on >PASSWORD " + acl.CLI(u.rule)
 		if !strings.Contains(text, want) {
-			t.Errorf("README lacks %q", want)
+			t.Errorf("docs/configuration.md lacks %q", want)
 		}
 	}
+}
+
+// variables are every variable the library reads.
+var variables = []string{
+	valkeyconf.EnvEndpoint, valkeyconf.EnvUsername, valkeyconf.EnvPassword, valkeyconf.EnvCertificate,
+	valkeyconf.EnvClientCertificate, valkeyconf.EnvClientKey, valkeyconf.EnvChannel, valkeyconf.EnvChannelPrefix, valkeyconf.EnvKeyPrefix,
+	valkeyconf.EnvLatestState, valkeyconf.EnvHeartbeatInterval, valkeyconf.EnvHealthHost, valkeyconf.EnvHealthPort,
+	valkeyconf.EnvHealthPassword, valkeyconf.EnvCluster, valkeyconf.EnvSharded, valkeyconf.EnvSentinelMaster, valkeyconf.EnvSentinelPassword,
+	"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_TIMEOUT",
 }
 
 func TestEveryVariableIsDocumented(t *testing.T) {
-	text := readme(t)
-	for _, v := range []string{
-		valkeyconf.EnvEndpoint, valkeyconf.EnvUsername, valkeyconf.EnvPassword, valkeyconf.EnvCertificate,
-		valkeyconf.EnvClientCertificate, valkeyconf.EnvClientKey, valkeyconf.EnvChannel, valkeyconf.EnvChannelPrefix, valkeyconf.EnvKeyPrefix,
-		valkeyconf.EnvLatestState, valkeyconf.EnvHeartbeatInterval, valkeyconf.EnvHealthHost, valkeyconf.EnvHealthPort,
-		valkeyconf.EnvHealthPassword, valkeyconf.EnvCluster, valkeyconf.EnvSharded, valkeyconf.EnvSentinelMaster, valkeyconf.EnvSentinelPassword, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRIC_EXPORT_TIMEOUT",
-	} {
-		if !strings.Contains(text, "`"+v+"`") {
-			t.Errorf("README does not document %s", v)
+	table := doc(t, "configuration.md")
+	exporter := read(t, "valkeyexporter/doc.go") // what go doc shows a service's author
+	for _, v := range variables {
+		if !strings.Contains(table, "`"+v+"`") {
+			t.Errorf("docs/configuration.md does not document %s", v)
+		}
+		if strings.HasPrefix(v, "OTEL_EXPORTER_VALKEY_") || strings.HasPrefix(v, "HEALTH_REDIS_") || v == valkeyconf.EnvHeartbeatInterval {
+			if !strings.Contains(exporter, v) {
+				t.Errorf("valkeyexporter's package documentation does not list %s", v)
+			}
 		}
 	}
-	for _, dir := range regexp.MustCompile(`\./examples/(\w+)`).FindAllStringSubmatch(text, -1) {
-		if _, err := os.Stat(filepath.Join(root, "examples", dir[1], "main.go")); err != nil {
-			t.Errorf("README names ./examples/%s: %v", dir[1], err)
+	for page, text := range pages(t) {
+		for _, dir := range regexp.MustCompile(`\./examples/(\w+)`).FindAllStringSubmatch(text, -1) {
+			if _, err := os.Stat(filepath.Join(root, "examples", dir[1], "main.go")); err != nil {
+				t.Errorf("%s names ./examples/%s: %v", page, dir[1], err)
+			}
 		}
 	}
 }
 
-// Every test the Reliability table names exists.
-func TestReliabilityTableNamesRealTests(t *testing.T) {
-	text := readme(t)
-	start := strings.Index(text, "## Reliability")
-	end := strings.Index(text[start+1:], "\n## ")
-	if start < 0 || end < 0 {
-		t.Fatal("no Reliability section")
+// The README is the front page: what the library is, the two commands, a
+// service's first lines, the message, watching it, and where to read on.
+// The manual is docs/.
+func TestTheREADMEIsShort(t *testing.T) {
+	const most = 200
+	if n := strings.Count(readme(t), "\n"); n > most {
+		t.Errorf("README.md has %d lines; at most %d, the rest belongs in docs/", n, most)
 	}
-	section := text[start : start+1+end]
-	names := regexp.MustCompile("`((?:Test|Fuzz)\\w+)`").FindAllStringSubmatch(section, -1)
-	if len(names) < 20 {
-		t.Fatalf("only %d tests named", len(names))
+	text := readme(t)
+	for page := range pages(t) {
+		if page != "README.md" && !strings.Contains(text, "]("+page+")") {
+			t.Errorf("README.md does not link %s", page)
+		}
+	}
+}
+
+// Every relative link of the README and docs/ names a file that exists,
+// and a #fragment names a heading of that file, as GitHub spells its
+// anchors.
+func TestLinksResolve(t *testing.T) {
+	all := pages(t)
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for page, text := range all {
+		for _, m := range link.FindAllStringSubmatch(text, -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, frag, _ := strings.Cut(target, "#")
+			rel := page
+			if file != "" {
+				rel = filepath.ToSlash(filepath.Join(filepath.Dir(page), file))
+				if _, err := os.Stat(filepath.Join(root, rel)); err != nil {
+					t.Errorf("%s links %s: %v", page, target, err)
+					continue
+				}
+			}
+			if frag == "" {
+				continue
+			}
+			body, ok := all[rel]
+			if !ok {
+				t.Errorf("%s links %s: a fragment of a file that is not a page", page, target)
+				continue
+			}
+			if !anchors(body)[frag] {
+				t.Errorf("%s links %s: %s has no heading with that anchor", page, target, rel)
+			}
+		}
+	}
+}
+
+// anchors are the GitHub anchors of a page's headings: lower case, spaces
+// to hyphens, punctuation other than hyphens and underscores dropped.
+func anchors(text string) map[string]bool {
+	out := map[string]bool{}
+	inCode := false
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		h := strings.TrimSpace(strings.TrimLeft(l, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(h) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out[b.String()] = true
+	}
+	return out
+}
+
+// The wire format's key order, as the package documentation of the
+// packages that write and read it states it, includes every additive key.
+func TestPackageDocsStateTheKeyOrder(t *testing.T) {
+	for _, f := range []string{"otelheartbeat/wire/doc.go", "valkeyexporter/doc.go"} {
+		text := strings.Join(strings.Fields(read(t, f)), " ")
+		text = strings.ReplaceAll(text, "// ", "")
+		for _, key := range []string{"interval_seconds", "status", "instance_address"} {
+			if !strings.Contains(text, key) {
+				t.Errorf("%s does not say where %s goes", f, key)
+			}
+		}
+	}
+}
+
+// Every test the docs name exists: the reliability table's, and those
+// that prove a figure or a rule on any other page.
+func TestNamedTestsExist(t *testing.T) {
+	test := regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Z]\\w*)`")
+	if n := len(test.FindAllStringSubmatch(doc(t, "reliability.md"), -1)); n < 20 {
+		t.Fatalf("docs/reliability.md names only %d tests", n)
+	}
+	type named struct{ page, name string }
+	var names []named
+	for page, text := range pages(t) {
+		for _, m := range test.FindAllStringSubmatch(text, -1) {
+			names = append(names, named{page, m[1]})
+		}
 	}
 	var sources strings.Builder
 	_ = filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
@@ -155,24 +299,16 @@ func TestReliabilityTableNamesRealTests(t *testing.T) {
 		return nil
 	})
 	for _, n := range names {
-		if !strings.Contains(sources.String(), "func "+n[1]+"(") {
-			t.Errorf("the Reliability table names %s, which does not exist", n[1])
+		if !strings.Contains(sources.String(), "func "+n.name+"(") {
+			t.Errorf("%s names %s, which does not exist", n.page, n.name)
 		}
 	}
 }
 
 // The Layout table names every directory that holds Go code, so that a
-// reader can find each package from the README.
+// reader can find each package from the docs.
 func TestLayoutListsEveryDirectory(t *testing.T) {
-	text := readme(t)
-	start := strings.Index(text, "## Layout")
-	if start < 0 {
-		t.Fatal("no Layout section")
-	}
-	section := text[start:]
-	if end := strings.Index(section[1:], "\n## "); end >= 0 {
-		section = section[:end+1]
-	}
+	section := section(t, "docs/design.md", doc(t, "design.md"), "Layout")
 	dirs := map[string]bool{}
 	_ = filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
 		if err != nil {

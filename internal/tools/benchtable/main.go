@@ -1,5 +1,5 @@
 // Command benchtable turns `go test -bench` output on standard input into
-// the README's performance table: each figure is the median over the runs,
+// the performance table of docs/performance.md: each figure is the median over the runs,
 // set beside its baseline from the same run and its target.
 package main
 

@@ -6,7 +6,7 @@
 //	go run ./internal/tools/loadgen --instances 100000 --services 50 --interval 60s
 //
 // It connects as the library does (OTEL_EXPORTER_VALKEY_ENDPOINT, the
-// seed's HEALTH_REDIS_*). Run a monitor beside it:
+// original design's HEALTH_REDIS_*). Run a monitor beside it:
 //
 //	go run ./examples/monitor --table
 package main

@@ -1,5 +1,5 @@
 // Package term renders what package watch sees for people and for scripts:
-// heartbeats in the seed's monitor format, state transitions, a live table
+// heartbeats in the original design's monitor format, state transitions, a live table
 // of services and instances, and one JSON object per line (JSON,
 // InstanceJSON). The examples/monitor command is built on it; an admin
 // panel that draws its own screen needs only watch.

@@ -30,7 +30,7 @@ func ExampleStyle_Transition() {
 	// 💀 geofence_service (01287bb6) is dead: no heartbeat for 6s (interval 2s, inferred) - 08:31:45
 }
 
-// A heartbeat in the seed's monitor format.
+// A heartbeat in the original design's monitor format.
 func ExampleStyle_Heartbeat() {
 	m, err := wire.Unmarshal([]byte(`{"service_name":"tracker_fetcher","instance_id":"a1b2c3d4-e5f6-7890-abcd-ef1234567890",` +
 		`"timestamp":"2025-01-16T08:30:00.123456+00:00","uptime_seconds":4320,"heartbeat_count":72,` +
@@ -68,7 +68,7 @@ func ExampleEscape() {
 	// tracker_fetcher
 }
 
-// The first eight bytes of an instance id, as the seed's monitor shows it.
+// The first eight bytes of an instance id, as the original design's monitor shows it.
 func ExampleShortID() {
 	fmt.Println(term.ShortID("a1b2c3d4-e5f6-7890-abcd-ef1234567890"))
 	// Output:

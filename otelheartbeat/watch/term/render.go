@@ -59,7 +59,7 @@ func (s Style) clock(t time.Time) string {
 	return t.In(loc).Format("15:04:05")
 }
 
-// ShortID is the first eight bytes of an instance id, as the seed's
+// ShortID is the first eight bytes of an instance id, as the original design's
 // monitor prints it, cut at a character boundary. It is not escaped.
 func ShortID(id string) string { return wire.Truncate(id, 8) }
 
@@ -86,7 +86,7 @@ func errText(err error) string {
 	return clip(Escape(err.Error()), maxErrWidth)
 }
 
-// FormatUptime writes seconds as the seed does: 45.0s, 12.5m, 1.2h, 3.4d;
+// FormatUptime writes seconds as the original design does: 45.0s, 12.5m, 1.2h, 3.4d;
 // beyond a million days, in four significant digits (1e+303d).
 func FormatUptime(sec float64) string {
 	switch {
@@ -107,7 +107,7 @@ func optional(has bool, s string) string {
 	return s
 }
 
-// Heartbeat writes one heartbeat in the seed's monitor format:
+// Heartbeat writes one heartbeat in the original design's monitor format:
 //
 //	🔄 tracker_fetcher (a1b2c3d4) - 08:30:15
 //	   Uptime: 1.2h | Heartbeats: 72 | Memory: 156.3MB | CPU: 12.5%

@@ -30,7 +30,7 @@ var at = time.Date(2025, 1, 16, 8, 30, 15, 0, time.UTC)
 func TestSeedExampleInTheSeedsMonitorFormat(t *testing.T) {
 	var b bytes.Buffer
 	m := seedMessage(t)
-	m.UptimeSeconds = 4320 // the seed's example output shows 1.2h for 72 heartbeats
+	m.UptimeSeconds = 4320 // the original design's example output shows 1.2h for 72 heartbeats
 	m.HeartbeatCount = 72
 	Style{}.Heartbeat(&b, m, at)
 	golden(t, "seed_example.txt", b.Bytes())
