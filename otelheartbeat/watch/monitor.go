@@ -355,10 +355,7 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	probe := time.NewTicker(m.cfg.Probe)
 	defer probe.Stop()
 
-	first := true
-	var downSince, downSeen, blindSince, connected time.Time
-	answeredConn := false      // whether the last connection lost got any answer
-	answerless := 0            // connections lost in a row without any answer
+	vis := newVisibility(m.cfg.BlindAfter)
 	var dropped, evicted int64 // as far as reported
 	report := func() {
 		if n := m.dropped.Load(); n > dropped {
@@ -387,43 +384,10 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 		case c := <-ctl:
 			switch {
 			case c.err != nil:
-				if downSince.IsZero() {
-					downSince, downSeen = c.at, m.sight.seen()
-					answeredConn = m.sight.answeredAt.Load() >= connected.UnixNano()
-					if answeredConn {
-						answerless = 0
-					} else {
-						answerless++
-					}
-					m.downSince.Store(unixNano(downSince))
-					m.disconnects.Add(1)
-					emit(Event{Kind: KindDisconnected, At: c.at, Err: c.err})
-				}
+				m.see(vis, vis.lost(c.at, c.err, m.sight.seen(), m.sight.lastAnswer()), emit)
 			case c.subscribed:
 				n := m.loadLatest(ctx, emit)
-				if first {
-					emit(Event{Kind: KindLoaded, At: time.Now(), Count: n})
-				} else if !downSince.IsZero() {
-					// Heartbeats sent meanwhile are lost: the time not
-					// watched is no instance's silence, and after a long
-					// spell the verdicts wait until each instance has
-					// been watched for 1.5 intervals again.
-					if blindSince.IsZero() { // else counted when blindness ends
-						m.tracker.Unwatched(downSeen, c.at)
-					}
-					if c.at.Sub(downSeen) >= m.cfg.BlindAfter {
-						m.tracker.Hold(c.at)
-					}
-					if answeredConn {
-						// The connection lost had been answered: silence
-						// counts afresh. Connections cut off before any
-						// answer, one after another, add up instead.
-						m.sight.answeredAt.Store(c.at.UnixNano())
-					}
-					emit(Event{Kind: KindReconnected, At: c.at, Downtime: c.at.Sub(downSince), Count: n})
-				}
-				first, downSince, connected = false, time.Time{}, c.at
-				m.downSince.Store(0)
+				m.see(vis, vis.subscribed(c.at, time.Now(), n), emit)
 				resetTimer()
 			}
 		case <-timerC:
@@ -432,30 +396,45 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 		case now := <-probe.C:
 			report()
 			m.sight.ping(now)
-			// Behind: the latest answer is for a probe sent long ago.
-			// Silent: no answer came at all, though the subscription may
-			// have been re-made many times meanwhile (a publisher getting
-			// it cut off over and over).
-			lag := max(now.Sub(m.sight.seen()), m.sight.silence(now))
-			switch {
-			case blindSince.IsZero() && !first && lag > m.cfg.BlindAfter && (downSince.IsZero() || answerless > 1):
-				blindSince = now.Add(-lag)
-				m.blindSince.Store(unixNano(blindSince))
-				m.blind.Add(1)
-				emit(Event{Kind: KindBlind, At: now, Downtime: lag})
-			case !blindSince.IsZero() && lag < m.cfg.BlindAfter/2:
-				m.tracker.Unwatched(blindSince, now)
-				m.tracker.Hold(now)
-				emit(Event{Kind: KindCaughtUp, At: now, Downtime: now.Sub(blindSince)})
-				blindSince = time.Time{}
-				m.blindSince.Store(0)
-			}
+			m.see(vis, vis.probed(now, m.sight.seen(), m.sight.lastAnswer()), emit)
 			tick()
 		case <-refreshC:
 			report()
 			emit(Event{Kind: KindRefresh, At: time.Now()})
 		}
 	}
+}
+
+// see carries out what visibility made of a fact: it tells the tracker
+// first, so that the events find its verdicts already held, and counts
+// and publishes the spells for Stats.
+func (m *Monitor) see(v *visibility, s step, emit func(Event)) {
+	if !s.unwatched.to.IsZero() {
+		m.tracker.Unwatched(s.unwatched.from, s.unwatched.to)
+	}
+	if !s.hold.IsZero() {
+		m.tracker.Hold(s.hold)
+	}
+	// A spell shows in Stats from the event that begins it to the one that
+	// ends it, both included: a renderer reading Stats in either callback
+	// sees it.
+	if !v.downSince.IsZero() {
+		m.downSince.Store(unixNano(v.downSince))
+	}
+	if !v.blindSince.IsZero() {
+		m.blindSince.Store(unixNano(v.blindSince))
+	}
+	for _, e := range s.events {
+		switch e.Kind {
+		case KindDisconnected:
+			m.disconnects.Add(1)
+		case KindBlind:
+			m.blind.Add(1)
+		}
+		emit(e)
+	}
+	m.downSince.Store(unixNano(v.downSince))
+	m.blindSince.Store(unixNano(v.blindSince))
 }
 
 // sight is how far the monitor has seen. Each subscription connection is
@@ -572,10 +551,9 @@ func (p *probe) answered(payload []byte) {
 	}
 }
 
-// silence is how long no answer has arrived on any connection.
-func (s *sight) silence(now time.Time) time.Duration {
-	return now.Sub(time.Unix(0, s.answeredAt.Load()))
-}
+// lastAnswer is when an answer last arrived on any connection; zero
+// before the first subscription.
+func (s *sight) lastAnswer() time.Time { return unixTime(s.answeredAt.Load()) }
 
 // sendControl passes a connection event to Run; false when ctx is done.
 func sendControl(ctx context.Context, ctl chan<- control, c control) bool {
