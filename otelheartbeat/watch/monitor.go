@@ -37,7 +37,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -292,16 +291,12 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	defer cancel()
 	out := make(chan Event, m.cfg.Queue)
 	ctl := make(chan control, 4)
+	sub := m.newSubscription(out)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if m.cfg.Sharded {
-			m.receiveSharded(ctx, out, ctl)
-		} else if o, ok := leanOptions(m.cfg.Client); ok {
-			m.receiveLean(ctx, o, out, ctl)
-		} else {
-			m.receiveGoRedis(ctx, out, ctl)
-		}
+		defer sub.close()
+		m.receive(ctx, sub, ctl)
 	}()
 	defer func() {
 		cancel() // the receiver closes its connection and returns
@@ -555,16 +550,6 @@ func (p *probe) answered(payload []byte) {
 // before the first subscription.
 func (s *sight) lastAnswer() time.Time { return unixTime(s.answeredAt.Load()) }
 
-// sendControl passes a connection event to Run; false when ctx is done.
-func sendControl(ctx context.Context, ctl chan<- control, c control) bool {
-	select {
-	case ctl <- c:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // ingest feeds one decoded publication to the tracker, then offers it to
 // the renderer. It runs on a reading goroutine; false when ctx is done.
 func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool {
@@ -611,159 +596,6 @@ func (m *Monitor) offer(out chan<- Event, e Event) {
 	default:
 		m.queued.Add(-int64(e.bytes))
 		m.dropped.Add(1)
-	}
-}
-
-// receiveLean reads the subscription with the lean subscriber until ctx is
-// done, reconnecting with a bounded back-off. It is the only goroutine the
-// monitor starts besides Run's, and Run waits for it.
-func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, out chan<- Event, ctl chan<- control) {
-	ds := newDecodeState()
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		from := time.Now()
-		sub, err := dialSubscriber(ctx, o, "PSUBSCRIBE", m.Subscription())
-		if err != nil {
-			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		stop := context.AfterFunc(ctx, func() { _ = sub.close() })
-		backoff = 100 * time.Millisecond
-		pr := m.sight.newProbe(from, sub.ping)
-		if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
-			m.sight.drop(pr)
-			stop()
-			_ = sub.close()
-			return
-		}
-		err = m.read(ctx, sub, pr, ds, "pmessage", out)
-		m.sight.drop(pr)
-		stop()
-		_ = sub.close()
-		if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// read ingests sub's frames until the connection fails, and returns why.
-// A frame the reader refuses but can read past (an oversized channel name
-// or payload) is a malformed heartbeat, never a broken connection.
-func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *decodeState, message string, out chan<- Event) error {
-	for {
-		if m.beforeFrame != nil {
-			m.beforeFrame()
-		}
-		kind, ch, payload, err := sub.frame()
-		var big *oversized
-		switch {
-		case errors.As(err, &big):
-			if !m.ingest(ctx, out, received{at: time.Now(), channel: string(ch), err: big}) {
-				return ctx.Err()
-			}
-		case err != nil:
-			return err
-		case kind == message:
-			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
-				return ctx.Err()
-			}
-		case kind == "pong":
-			pr.answered(payload)
-		case kind == "sunsubscribe":
-			return fmt.Errorf("%w (%s)", errSlotMoved, ch)
-		}
-	}
-}
-
-// receiveGoRedis reads the subscription through go-redis, for clients the
-// lean subscriber cannot stand in for (Cluster, Sentinel, custom dialers
-// and credential providers).
-func (m *Monitor) receiveGoRedis(ctx context.Context, out chan<- Event, ctl chan<- control) {
-	ds := newDecodeState()
-	ps := m.cfg.Client.PSubscribe(ctx)
-	defer ps.Close()
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
-	defer stop()
-	ping := func(payload string) error {
-		pctx, cancel := context.WithTimeout(ctx, m.cfg.Probe)
-		defer cancel()
-		return ps.Ping(pctx, payload)
-	}
-	var pr *probe
-	defer func() {
-		if pr != nil {
-			m.sight.drop(pr)
-		}
-	}()
-	backoff := 100 * time.Millisecond
-	subscribed := false
-	var from time.Time
-	for ctx.Err() == nil {
-		if !subscribed {
-			from = time.Now()
-			if err := ps.PSubscribe(ctx, m.Subscription()); err != nil {
-				if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, 5*time.Second)
-				continue
-			}
-			subscribed = true
-		}
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if pr != nil {
-				m.sight.drop(pr)
-				pr = nil
-			}
-			// go-redis reconnects and resubscribes on the next Receive.
-			from = time.Now()
-			if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		switch msg := msg.(type) {
-		case *redis.Subscription:
-			backoff = 100 * time.Millisecond
-			if pr == nil {
-				pr = m.sight.newProbe(from, ping)
-			}
-			if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
-				return
-			}
-		case *redis.Pong:
-			if pr != nil {
-				pr.answered([]byte(msg.Payload))
-			}
-		case *redis.Message:
-			// Views, not copies: nothing writes to them, and the decoder
-			// keeps no reference into its input.
-			ch := unsafe.Slice(unsafe.StringData(msg.Channel), len(msg.Channel))
-			payload := unsafe.Slice(unsafe.StringData(msg.Payload), len(msg.Payload))
-			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
-				return
-			}
-		}
-	}
-}
-
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
