@@ -278,15 +278,10 @@ type control struct {
 	at         time.Time
 }
 
-// Run watches until ctx is done, calling emit for every event on the
+// Run watches until ctx is done, calling render for every event on the
 // calling goroutine. It returns ctx's error; a Valkey that cannot be reached
 // is reported with KindDisconnected and retried, not returned.
 func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
-	idle := true
-	emit := func(e Event) {
-		idle = false
-		render(e)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := make(chan Event, m.cfg.Queue)
@@ -303,44 +298,8 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 		<-done
 	}()
 
-	var timer *time.Timer
-	var timerC <-chan time.Time
-	var armed time.Time
-	// resetTimer arms the timer for the tracker's next deadline when it is
-	// in the future; one that has passed but is not yet seen through waits
-	// for the next probe.
-	resetTimer := func() {
-		next, ok := m.tracker.NextDeadline()
-		if !ok || !next.After(time.Now()) {
-			timerC = nil
-			return
-		}
-		if timerC != nil && next.Equal(armed) {
-			return // most heartbeats leave the earliest deadline where it was
-		}
-		armed = next
-		if timer == nil {
-			timer = time.NewTimer(time.Until(next))
-		} else {
-			timer.Reset(time.Until(next))
-		}
-		timerC = timer.C
-	}
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	tick := func() {
-		seen := m.sight.seen()
-		if now := time.Now(); now.Before(seen) {
-			seen = now
-		}
-		for _, t := range m.tracker.TickAt(seen) {
-			emit(Event{Kind: KindTransition, At: t.At, Transition: t})
-		}
-		resetTimer()
-	}
+	d := &delivery{m: m, render: render, idle: true}
+	defer d.alarm.stop()
 	var refreshC <-chan time.Time
 	if m.cfg.Refresh > 0 {
 		t := time.NewTicker(m.cfg.Refresh)
@@ -349,61 +308,114 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	}
 	probe := time.NewTicker(m.cfg.Probe)
 	defer probe.Stop()
-
 	vis := newVisibility(m.cfg.BlindAfter)
-	var dropped, evicted int64 // as far as reported
-	report := func() {
-		if n := m.dropped.Load(); n > dropped {
-			emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n - dropped)})
-			dropped = n
-		}
-		if n := m.tracker.Evicted(); n > evicted {
-			emit(Event{Kind: KindEvicted, At: time.Now(), Count: int(n - evicted)})
-			evicted = n
-		}
-	}
 	for {
-		if !idle && len(out) == 0 {
-			idle = true
-			render(Event{Kind: KindIdle, At: time.Now()})
-		}
+		d.idleWhenDrained(len(out))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case e := <-out:
-			m.queued.Add(-int64(e.bytes))
-			emit(e)
-			if e.Kind == KindTransition {
-				resetTimer()
-			}
+			d.queued(e)
 		case c := <-ctl:
 			switch {
 			case c.err != nil:
-				m.see(vis, vis.lost(c.at, c.err, m.sight.seen(), m.sight.lastAnswer()), emit)
+				d.see(vis, vis.lost(c.at, c.err, m.sight.seen(), m.sight.lastAnswer()))
 			case c.subscribed:
-				n := m.loadLatest(ctx, emit)
-				m.see(vis, vis.subscribed(c.at, time.Now(), n), emit)
-				resetTimer()
+				n := m.loadLatest(ctx, d.emit)
+				d.see(vis, vis.subscribed(c.at, time.Now(), n))
+				d.rearm()
 			}
-		case <-timerC:
-			timerC = nil
-			tick()
+		case <-d.alarm.c:
+			d.due()
 		case now := <-probe.C:
-			report()
+			d.report()
 			m.sight.ping(now)
-			m.see(vis, vis.probed(now, m.sight.seen(), m.sight.lastAnswer()), emit)
-			tick()
+			d.see(vis, vis.probed(now, m.sight.seen(), m.sight.lastAnswer()))
+			d.tick()
 		case <-refreshC:
-			report()
-			emit(Event{Kind: KindRefresh, At: time.Now()})
+			d.report()
+			d.emit(Event{Kind: KindRefresh, At: time.Now()})
 		}
 	}
 }
 
+// delivery is Run's side of the hand-off to render: every event passes
+// through it, on Run's goroutine, and so do the tracker's verdicts on
+// silence, which are events too.
+type delivery struct {
+	m      *Monitor
+	render func(Event)
+	idle   bool // nothing emitted since the last KindIdle (or ever)
+
+	dropped, evicted int64 // as far as reported
+	alarm            alarm // the tracker's next deadline
+}
+
+func (d *delivery) emit(e Event) {
+	d.idle = false
+	d.render(e)
+}
+
+// idleWhenDrained says KindIdle when the receiver has queued nothing more
+// after events were emitted: a renderer that buffers its output flushes
+// then, not after every event of a burst.
+func (d *delivery) idleWhenDrained(queued int) {
+	if !d.idle && queued == 0 {
+		d.idle = true
+		d.render(Event{Kind: KindIdle, At: time.Now()})
+	}
+}
+
+// queued emits an event the receiver queued, and releases its bytes.
+func (d *delivery) queued(e Event) {
+	d.m.queued.Add(-int64(e.bytes))
+	d.emit(e)
+	if e.Kind == KindTransition {
+		d.rearm() // a heartbeat moved a deadline
+	}
+}
+
+// report says how many events were dropped, and instances evicted, since
+// it last said: counted where they happen, they are told at the pace of
+// the probes rather than one event each.
+func (d *delivery) report() {
+	if n := d.m.dropped.Load(); n > d.dropped {
+		d.emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n - d.dropped)})
+		d.dropped = n
+	}
+	if n := d.m.tracker.Evicted(); n > d.evicted {
+		d.emit(Event{Kind: KindEvicted, At: time.Now(), Count: int(n - d.evicted)})
+		d.evicted = n
+	}
+}
+
+// tick emits the verdicts on silence up to what every connection is known
+// to have delivered, and never past now, then waits for the next deadline.
+func (d *delivery) tick() {
+	seen := d.m.sight.seen()
+	if now := time.Now(); now.Before(seen) {
+		seen = now
+	}
+	for _, t := range d.m.tracker.TickAt(seen) {
+		d.emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+	}
+	d.rearm()
+}
+
+// due ticks for the deadline the alarm rang for: the alarm is spent, and
+// rearm must not take it for one still pending.
+func (d *delivery) due() {
+	d.alarm.c = nil
+	d.tick()
+}
+
+func (d *delivery) rearm() { d.alarm.set(d.m.tracker.NextDeadline()) }
+
 // see carries out what visibility made of a fact: it tells the tracker
 // first, so that the events find its verdicts already held, and counts
 // and publishes the spells for Stats.
-func (m *Monitor) see(v *visibility, s step, emit func(Event)) {
+func (d *delivery) see(v *visibility, s step) {
+	m := d.m
 	if !s.unwatched.to.IsZero() {
 		m.tracker.Unwatched(s.unwatched.from, s.unwatched.to)
 	}
@@ -426,10 +438,42 @@ func (m *Monitor) see(v *visibility, s step, emit func(Event)) {
 		case KindBlind:
 			m.blind.Add(1)
 		}
-		emit(e)
+		d.emit(e)
 	}
 	m.downSince.Store(unixNano(v.downSince))
 	m.blindSince.Store(unixNano(v.blindSince))
+}
+
+// alarm wakes Run at the tracker's next deadline.
+type alarm struct {
+	timer *time.Timer
+	c     <-chan time.Time // nil while not armed
+	armed time.Time
+}
+
+// set arms the alarm for next when it is in the future; one that has
+// passed but is not yet seen through waits for the next probe.
+func (a *alarm) set(next time.Time, ok bool) {
+	if !ok || !next.After(time.Now()) {
+		a.c = nil
+		return
+	}
+	if a.c != nil && next.Equal(a.armed) {
+		return // most heartbeats leave the earliest deadline where it was
+	}
+	a.armed = next
+	if a.timer == nil {
+		a.timer = time.NewTimer(time.Until(next))
+	} else {
+		a.timer.Reset(time.Until(next))
+	}
+	a.c = a.timer.C
+}
+
+func (a *alarm) stop() {
+	if a.timer != nil {
+		a.timer.Stop()
+	}
 }
 
 // sight is how far the monitor has seen. Each subscription connection is

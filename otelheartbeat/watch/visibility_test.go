@@ -72,96 +72,98 @@ func cutOffBeforeAnswering(at time.Duration, answered time.Duration, reconnected
 	}
 }
 
+// visibilityCases run with the default blindAfter of 2 s, from t0.
+var visibilityCases = []struct {
+	name  string
+	steps []seeing
+}{
+	{"the keys are loaded at the first subscription, with nothing held", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{probedAt(ms(100), ms(100), ms(100)), ""},
+	}},
+	{"not blind before the first subscription, however long", []seeing{
+		{probedAt(ms(10_000), -ms(10_000), -ms(10_000)), ""},
+		{subscribedAt(ms(10_100)), "loaded@10.105s count 2"},
+	}},
+	{"blind after blindAfter without answers, not at blindAfter", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{probedAt(ms(1000), ms(900), ms(950)), ""},
+		{probedAt(ms(2900), ms(900), ms(950)), ""},
+		{probedAt(ms(3000), ms(900), ms(950)), "blind@3s for 2.1s"},
+		{probedAt(ms(4000), ms(900), ms(950)), ""},
+	}},
+	{"behind: blind on what was seen though answers keep arriving", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{probedAt(ms(3000), ms(900), ms(2990)), "blind@3s for 2.1s"},
+	}},
+	{"caught up when the lag falls under half blindAfter, verdicts held", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{probedAt(ms(3000), ms(900), ms(950)), "blind@3s for 2.1s"},
+		{probedAt(ms(4000), ms(2900), ms(3950)), ""}, // 1.1 s behind still
+		{probedAt(ms(5000), ms(4100), ms(4950)), "unwatched 900ms..5s, hold 5s, caught-up@5s for 4.1s"},
+		{probedAt(ms(9000), ms(4100), ms(4950)), "blind@9s for 4.9s"},
+	}},
+	{"a disconnect is reported once, however many retries fail", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
+		{lostAt(ms(1100), ms(900), ms(950)), ""},
+		{lostAt(ms(1300), ms(900), ms(950)), ""},
+		{subscribedAt(ms(1700)), "unwatched 900ms..1.7s, reconnected@1.7s for 700ms count 2"},
+	}},
+	{"a disconnect as long as blindAfter holds the verdicts", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
+		{subscribedAt(ms(2900)), "unwatched 900ms..2.9s, hold 2.9s, reconnected@2.9s for 1.9s count 2"},
+	}},
+	{"a monitor that cannot connect at start says so, then loads the keys", []seeing{
+		{lostAt(0, -ms(10_000), -ms(10_000)), "disconnected@0s"},
+		{lostAt(ms(100), -ms(10_000), -ms(10_000)), ""},
+		{subscribedAt(ms(5000)), "loaded@5.005s count 2"},
+		{probedAt(ms(5100), ms(5050), ms(5090)), ""},
+	}},
+	{"disconnected after answers is not blind, however long", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
+		{probedAt(ms(30_000), ms(900), ms(950)), ""},
+		{subscribedAt(ms(30_100)), "unwatched 900ms..30.1s, hold 30.1s, reconnected@30.1s for 29.1s count 2"},
+	}},
+	{"an answered connection re-made: silence counts afresh", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{lostAt(ms(1500), ms(900), ms(1000)), "disconnected@1.5s"},
+		{subscribedAt(ms(3500)), "unwatched 900ms..3.5s, hold 3.5s, reconnected@3.5s for 2s count 2"},
+		// The new connection has not answered yet, and the last
+		// answer is 2.6 s old: it is not silence.
+		{probedAt(ms(3600), ms(3490), ms(1000)), ""},
+		{probedAt(ms(5600), ms(3490), ms(1000)), "blind@5.6s for 2.11s"},
+	}},
+	{"a disconnect while blind is not counted twice as unwatched", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{probedAt(ms(3000), ms(900), ms(950)), "blind@3s for 2.1s"},
+		{lostAt(ms(4000), ms(900), ms(950)), "disconnected@4s"},
+		{subscribedAt(ms(5000)), "hold 5s, reconnected@5s for 1s count 2"},
+		{probedAt(ms(5200), ms(5100), ms(5150)), "unwatched 900ms..5.2s, hold 5.2s, caught-up@5.2s for 4.3s"},
+	}},
+	{"one connection cut off before any answer is a disconnect, not blindness", []seeing{
+		{subscribedAt(0), "loaded@5ms count 2"},
+		{lostAt(ms(150), -ms(10), -ms(10)), "disconnected@150ms"},
+		{probedAt(ms(5000), -ms(10), -ms(10)), ""},
+	}},
+	{"connections cut off before any answer, one after another, add up to blindness", append(append(append(append(
+		[]seeing{{subscribedAt(0), "loaded@5ms count 2"},
+			{lostAt(ms(150), -ms(10), -ms(10)), "disconnected@150ms"}},
+		cutOffBeforeAnswering(ms(300), -ms(10), "unwatched -10ms..300ms, reconnected@300ms for 150ms count 2")...),
+		cutOffBeforeAnswering(ms(900), -ms(10), "unwatched 290ms..900ms, reconnected@900ms for 450ms count 2")...),
+		seeing{probedAt(ms(1900), ms(890), -ms(10)), ""}),
+		// Two in a row without an answer, and none for 2.01 s.
+		seeing{probedAt(ms(2000), ms(890), -ms(10)), "blind@2s for 2.01s"},
+		// Blind: the time is counted when blindness ends.
+		seeing{subscribedAt(ms(2100)), "reconnected@2.1s for 1.05s count 2"},
+		seeing{probedAt(ms(2200), ms(2150), ms(2190)), "unwatched -10ms..2.2s, hold 2.2s, caught-up@2.2s for 2.21s"},
+	)},
+}
+
 func TestVisibility(t *testing.T) {
-	// Every case runs with the default blindAfter of 2 s.
-	for _, tt := range []struct {
-		name  string
-		steps []seeing
-	}{
-		{"the keys are loaded at the first subscription, with nothing held", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{probedAt(ms(100), ms(100), ms(100)), ""},
-		}},
-		{"not blind before the first subscription, however long", []seeing{
-			{probedAt(ms(10_000), -ms(10_000), -ms(10_000)), ""},
-			{subscribedAt(ms(10_100)), "loaded@10.105s count 2"},
-		}},
-		{"blind after blindAfter without answers, not at blindAfter", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{probedAt(ms(1000), ms(900), ms(950)), ""},
-			{probedAt(ms(2900), ms(900), ms(950)), ""},
-			{probedAt(ms(3000), ms(900), ms(950)), "blind@3s for 2.1s"},
-			{probedAt(ms(4000), ms(900), ms(950)), ""},
-		}},
-		{"behind: blind on what was seen though answers keep arriving", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{probedAt(ms(3000), ms(900), ms(2990)), "blind@3s for 2.1s"},
-		}},
-		{"caught up when the lag falls under blindAfter/2, verdicts held", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{probedAt(ms(3000), ms(900), ms(950)), "blind@3s for 2.1s"},
-			{probedAt(ms(4000), ms(2900), ms(3950)), ""}, // 1.1 s behind still
-			{probedAt(ms(5000), ms(4100), ms(4950)), "unwatched 900ms..5s, hold 5s, caught-up@5s for 4.1s"},
-			{probedAt(ms(9000), ms(4100), ms(4950)), "blind@9s for 4.9s"},
-		}},
-		{"a disconnect is reported once, however many retries fail", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
-			{lostAt(ms(1100), ms(900), ms(950)), ""},
-			{lostAt(ms(1300), ms(900), ms(950)), ""},
-			{subscribedAt(ms(1700)), "unwatched 900ms..1.7s, reconnected@1.7s for 700ms count 2"},
-		}},
-		{"a disconnect as long as blindAfter holds the verdicts", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
-			{subscribedAt(ms(2900)), "unwatched 900ms..2.9s, hold 2.9s, reconnected@2.9s for 1.9s count 2"},
-		}},
-		{"a monitor that cannot connect at start says so, then loads the keys", []seeing{
-			{lostAt(0, -ms(10_000), -ms(10_000)), "disconnected@0s"},
-			{lostAt(ms(100), -ms(10_000), -ms(10_000)), ""},
-			{subscribedAt(ms(5000)), "loaded@5.005s count 2"},
-			{probedAt(ms(5100), ms(5050), ms(5090)), ""},
-		}},
-		{"disconnected after answers is not blind, however long", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
-			{probedAt(ms(30_000), ms(900), ms(950)), ""},
-			{subscribedAt(ms(30_100)), "unwatched 900ms..30.1s, hold 30.1s, reconnected@30.1s for 29.1s count 2"},
-		}},
-		{"an answered connection re-made: silence counts afresh", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{lostAt(ms(1500), ms(900), ms(1000)), "disconnected@1.5s"},
-			{subscribedAt(ms(3500)), "unwatched 900ms..3.5s, hold 3.5s, reconnected@3.5s for 2s count 2"},
-			// The new connection has not answered yet, and the last
-			// answer is 2.6 s old: it is not silence.
-			{probedAt(ms(3600), ms(3490), ms(1000)), ""},
-			{probedAt(ms(5600), ms(3490), ms(1000)), "blind@5.6s for 2.11s"},
-		}},
-		{"a disconnect while blind is not counted twice as unwatched", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{probedAt(ms(3000), ms(900), ms(950)), "blind@3s for 2.1s"},
-			{lostAt(ms(4000), ms(900), ms(950)), "disconnected@4s"},
-			{subscribedAt(ms(5000)), "hold 5s, reconnected@5s for 1s count 2"},
-			{probedAt(ms(5200), ms(5100), ms(5150)), "unwatched 900ms..5.2s, hold 5.2s, caught-up@5.2s for 4.3s"},
-		}},
-		{"one connection cut off before any answer is a disconnect, not blindness", []seeing{
-			{subscribedAt(0), "loaded@5ms count 2"},
-			{lostAt(ms(150), -ms(10), -ms(10)), "disconnected@150ms"},
-			{probedAt(ms(5000), -ms(10), -ms(10)), ""},
-		}},
-		{"connections cut off before any answer, one after another, add up to blindness", append(append(append(append(
-			[]seeing{{subscribedAt(0), "loaded@5ms count 2"},
-				{lostAt(ms(150), -ms(10), -ms(10)), "disconnected@150ms"}},
-			cutOffBeforeAnswering(ms(300), -ms(10), "unwatched -10ms..300ms, reconnected@300ms for 150ms count 2")...),
-			cutOffBeforeAnswering(ms(900), -ms(10), "unwatched 290ms..900ms, reconnected@900ms for 450ms count 2")...),
-			seeing{probedAt(ms(1900), ms(890), -ms(10)), ""}),
-			// Two in a row without an answer, and none for 2.01 s.
-			seeing{probedAt(ms(2000), ms(890), -ms(10)), "blind@2s for 2.01s"},
-			// Blind: the time is counted when blindness ends.
-			seeing{subscribedAt(ms(2100)), "reconnected@2.1s for 1.05s count 2"},
-			seeing{probedAt(ms(2200), ms(2150), ms(2190)), "unwatched -10ms..2.2s, hold 2.2s, caught-up@2.2s for 2.21s"},
-		)},
-	} {
+	for _, tt := range visibilityCases {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newVisibility(DefaultBlindAfter)
 			for i, s := range tt.steps {
