@@ -51,7 +51,9 @@ func (v *visibility) lost(at time.Time, err error, seen, answered time.Time) ste
 		return step{} // a retry that failed again: the same spell
 	}
 	v.downSince, v.downSeen = at, seen
-	v.lostAnswered = !later(answered, v.silentFrom).Before(v.connected)
+	// Only a real answer counts: the fresh start of silence at the last
+	// subscription is no answer on that connection.
+	v.lostAnswered = !answered.Before(v.connected)
 	if v.lostAnswered {
 		v.answerless = 0
 	} else {

@@ -3,6 +3,7 @@ package watch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,13 +64,19 @@ type seeing struct {
 	want string // describeStep's words; empty: nothing to do
 }
 
-// cutOffBeforeAnswering is a subscription made at at and lost 150 ms later
-// before its first answer: what it has seen is only when it was made.
-func cutOffBeforeAnswering(at time.Duration, answered time.Duration, reconnected string) []seeing {
-	return []seeing{
-		{subscribedAt(at), reconnected},
-		{lostAt(at+ms(150), at-ms(10), answered), fmt.Sprintf("disconnected@%v", at+ms(150))},
+// cutOffOverAndOver is a subscription re-made every 300 ms from first to
+// last, each time lost 150 ms later before any answer, as a publisher
+// flooding it past the server's output buffer would have it: what each
+// has seen is only when it was asked for, and the last answer stays at
+// answered.
+func cutOffOverAndOver(first, last, answered time.Duration) []seeing {
+	var s []seeing
+	for at := first; at <= last; at += ms(300) {
+		s = append(s,
+			seeing{subscribedAt(at), fmt.Sprintf("unwatched %v..%v, reconnected@%v for 150ms count 2", at-ms(310), at, at)},
+			seeing{lostAt(at+ms(150), at-ms(10), answered), fmt.Sprintf("disconnected@%v", at+ms(150))})
 	}
+	return s
 }
 
 // visibilityCases run with the default blindAfter of 2 s, from t0.
@@ -148,17 +155,26 @@ var visibilityCases = []struct {
 		{lostAt(ms(150), -ms(10), -ms(10)), "disconnected@150ms"},
 		{probedAt(ms(5000), -ms(10), -ms(10)), ""},
 	}},
-	{"connections cut off before any answer, one after another, add up to blindness", append(append(append(append(
+	{"connections cut off before any answer, one after another, add up to blindness", slices.Concat(
 		[]seeing{{subscribedAt(0), "loaded@5ms count 2"},
 			{lostAt(ms(150), -ms(10), -ms(10)), "disconnected@150ms"}},
-		cutOffBeforeAnswering(ms(300), -ms(10), "unwatched -10ms..300ms, reconnected@300ms for 150ms count 2")...),
-		cutOffBeforeAnswering(ms(900), -ms(10), "unwatched 290ms..900ms, reconnected@900ms for 450ms count 2")...),
-		seeing{probedAt(ms(1900), ms(890), -ms(10)), ""}),
-		// Two in a row without an answer, and none for 2.01 s.
-		seeing{probedAt(ms(2000), ms(890), -ms(10)), "blind@2s for 2.01s"},
-		// Blind: the time is counted when blindness ends.
-		seeing{subscribedAt(ms(2100)), "reconnected@2.1s for 1.05s count 2"},
-		seeing{probedAt(ms(2200), ms(2150), ms(2190)), "unwatched -10ms..2.2s, hold 2.2s, caught-up@2.2s for 2.21s"},
+		cutOffOverAndOver(ms(300), ms(1800), -ms(10)),
+		[]seeing{{probedAt(ms(1900), ms(1790), -ms(10)), ""},
+			// Lost again, and no answer for 2.01 s.
+			{probedAt(ms(2000), ms(1790), -ms(10)), "blind@2s for 2.01s"},
+			// Blind: the time is counted when blindness ends.
+			{subscribedAt(ms(2100)), "reconnected@2.1s for 150ms count 2"},
+			{probedAt(ms(2200), ms(2150), ms(2190)), "unwatched -10ms..2.2s, hold 2.2s, caught-up@2.2s for 2.21s"}},
+	)},
+	{"connections cut off before any answer add up after an answered one too", slices.Concat(
+		[]seeing{{subscribedAt(0), "loaded@5ms count 2"},
+			{lostAt(ms(1000), ms(900), ms(950)), "disconnected@1s"},
+			{subscribedAt(ms(1200)), "unwatched 900ms..1.2s, reconnected@1.2s for 200ms count 2"},
+			{lostAt(ms(1350), ms(1190), ms(950)), "disconnected@1.35s"}},
+		cutOffOverAndOver(ms(1500), ms(3000), ms(950)),
+		// Silence counts from the last reconnection of an answered one.
+		[]seeing{{probedAt(ms(3100), ms(2990), ms(950)), ""},
+			{probedAt(ms(3250), ms(2990), ms(950)), "blind@3.25s for 2.05s"}},
 	)},
 }
 
