@@ -1,8 +1,6 @@
 package watch
 
-import (
-	"time"
-)
+import "time"
 
 // visibility is whether the monitor can see: connected or not, answered
 // or blind. Run hands it each fact as it happens (a probe tick, a lost
