@@ -37,7 +37,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -279,73 +278,28 @@ type control struct {
 	at         time.Time
 }
 
-// Run watches until ctx is done, calling emit for every event on the
+// Run watches until ctx is done, calling render for every event on the
 // calling goroutine. It returns ctx's error; a Valkey that cannot be reached
 // is reported with KindDisconnected and retried, not returned.
 func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
-	idle := true
-	emit := func(e Event) {
-		idle = false
-		render(e)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := make(chan Event, m.cfg.Queue)
 	ctl := make(chan control, 4)
+	sub := m.newSubscription(out)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if m.cfg.Sharded {
-			m.receiveSharded(ctx, out, ctl)
-		} else if o, ok := leanOptions(m.cfg.Client); ok {
-			m.receiveLean(ctx, o, out, ctl)
-		} else {
-			m.receiveGoRedis(ctx, out, ctl)
-		}
+		defer sub.close()
+		m.receive(ctx, sub, ctl)
 	}()
 	defer func() {
 		cancel() // the receiver closes its connection and returns
 		<-done
 	}()
 
-	var timer *time.Timer
-	var timerC <-chan time.Time
-	var armed time.Time
-	// resetTimer arms the timer for the tracker's next deadline when it is
-	// in the future; one that has passed but is not yet seen through waits
-	// for the next probe.
-	resetTimer := func() {
-		next, ok := m.tracker.NextDeadline()
-		if !ok || !next.After(time.Now()) {
-			timerC = nil
-			return
-		}
-		if timerC != nil && next.Equal(armed) {
-			return // most heartbeats leave the earliest deadline where it was
-		}
-		armed = next
-		if timer == nil {
-			timer = time.NewTimer(time.Until(next))
-		} else {
-			timer.Reset(time.Until(next))
-		}
-		timerC = timer.C
-	}
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	tick := func() {
-		seen := m.sight.seen()
-		if now := time.Now(); now.Before(seen) {
-			seen = now
-		}
-		for _, t := range m.tracker.TickAt(seen) {
-			emit(Event{Kind: KindTransition, At: t.At, Transition: t})
-		}
-		resetTimer()
-	}
+	d := &delivery{m: m, render: render, idle: true}
+	defer d.alarm.stop()
 	var refreshC <-chan time.Time
 	if m.cfg.Refresh > 0 {
 		t := time.NewTicker(m.cfg.Refresh)
@@ -354,107 +308,171 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	}
 	probe := time.NewTicker(m.cfg.Probe)
 	defer probe.Stop()
-
-	first := true
-	var downSince, downSeen, blindSince, connected time.Time
-	answeredConn := false      // whether the last connection lost got any answer
-	answerless := 0            // connections lost in a row without any answer
-	var dropped, evicted int64 // as far as reported
-	report := func() {
-		if n := m.dropped.Load(); n > dropped {
-			emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n - dropped)})
-			dropped = n
-		}
-		if n := m.tracker.Evicted(); n > evicted {
-			emit(Event{Kind: KindEvicted, At: time.Now(), Count: int(n - evicted)})
-			evicted = n
-		}
-	}
+	vis := newVisibility(m.cfg.BlindAfter)
 	for {
-		if !idle && len(out) == 0 {
-			idle = true
-			render(Event{Kind: KindIdle, At: time.Now()})
-		}
+		d.idleWhenDrained(len(out))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case e := <-out:
-			m.queued.Add(-int64(e.bytes))
-			emit(e)
-			if e.Kind == KindTransition {
-				resetTimer()
-			}
+			d.queued(e)
 		case c := <-ctl:
 			switch {
 			case c.err != nil:
-				if downSince.IsZero() {
-					downSince, downSeen = c.at, m.sight.seen()
-					answeredConn = m.sight.answeredAt.Load() >= connected.UnixNano()
-					if answeredConn {
-						answerless = 0
-					} else {
-						answerless++
-					}
-					m.downSince.Store(unixNano(downSince))
-					m.disconnects.Add(1)
-					emit(Event{Kind: KindDisconnected, At: c.at, Err: c.err})
-				}
+				d.see(vis, vis.lost(c.at, c.err, m.sight.seen(), m.sight.lastAnswer()))
 			case c.subscribed:
-				n := m.loadLatest(ctx, emit)
-				if first {
-					emit(Event{Kind: KindLoaded, At: time.Now(), Count: n})
-				} else if !downSince.IsZero() {
-					// Heartbeats sent meanwhile are lost: the time not
-					// watched is no instance's silence, and after a long
-					// spell the verdicts wait until each instance has
-					// been watched for 1.5 intervals again.
-					if blindSince.IsZero() { // else counted when blindness ends
-						m.tracker.Unwatched(downSeen, c.at)
-					}
-					if c.at.Sub(downSeen) >= m.cfg.BlindAfter {
-						m.tracker.Hold(c.at)
-					}
-					if answeredConn {
-						// The connection lost had been answered: silence
-						// counts afresh. Connections cut off before any
-						// answer, one after another, add up instead.
-						m.sight.answeredAt.Store(c.at.UnixNano())
-					}
-					emit(Event{Kind: KindReconnected, At: c.at, Downtime: c.at.Sub(downSince), Count: n})
-				}
-				first, downSince, connected = false, time.Time{}, c.at
-				m.downSince.Store(0)
-				resetTimer()
+				n := m.loadLatest(ctx, d.emit)
+				d.see(vis, vis.subscribed(c.at, time.Now(), n))
+				d.rearm()
 			}
-		case <-timerC:
-			timerC = nil
-			tick()
+		case <-d.alarm.c:
+			d.due()
 		case now := <-probe.C:
-			report()
+			d.report()
 			m.sight.ping(now)
-			// Behind: the latest answer is for a probe sent long ago.
-			// Silent: no answer came at all, though the subscription may
-			// have been re-made many times meanwhile (a publisher getting
-			// it cut off over and over).
-			lag := max(now.Sub(m.sight.seen()), m.sight.silence(now))
-			switch {
-			case blindSince.IsZero() && !first && lag > m.cfg.BlindAfter && (downSince.IsZero() || answerless > 1):
-				blindSince = now.Add(-lag)
-				m.blindSince.Store(unixNano(blindSince))
-				m.blind.Add(1)
-				emit(Event{Kind: KindBlind, At: now, Downtime: lag})
-			case !blindSince.IsZero() && lag < m.cfg.BlindAfter/2:
-				m.tracker.Unwatched(blindSince, now)
-				m.tracker.Hold(now)
-				emit(Event{Kind: KindCaughtUp, At: now, Downtime: now.Sub(blindSince)})
-				blindSince = time.Time{}
-				m.blindSince.Store(0)
-			}
-			tick()
+			d.see(vis, vis.probed(now, m.sight.seen(), m.sight.lastAnswer()))
+			d.tick()
 		case <-refreshC:
-			report()
-			emit(Event{Kind: KindRefresh, At: time.Now()})
+			d.report()
+			d.emit(Event{Kind: KindRefresh, At: time.Now()})
 		}
+	}
+}
+
+// delivery is Run's side of the hand-off to render: every event passes
+// through it, on Run's goroutine, and so do the tracker's verdicts on
+// silence, which are events too.
+type delivery struct {
+	m      *Monitor
+	render func(Event)
+	idle   bool // nothing emitted since the last KindIdle (or ever)
+
+	dropped, evicted int64 // as far as reported
+	alarm            alarm // the tracker's next deadline
+}
+
+func (d *delivery) emit(e Event) {
+	d.idle = false
+	d.render(e)
+}
+
+// idleWhenDrained says KindIdle when the receiver has queued nothing more
+// after events were emitted: a renderer that buffers its output flushes
+// then, not after every event of a burst.
+func (d *delivery) idleWhenDrained(queued int) {
+	if !d.idle && queued == 0 {
+		d.idle = true
+		d.render(Event{Kind: KindIdle, At: time.Now()})
+	}
+}
+
+// queued emits an event the receiver queued, and releases its bytes.
+func (d *delivery) queued(e Event) {
+	d.m.queued.Add(-int64(e.bytes))
+	d.emit(e)
+	if e.Kind == KindTransition {
+		d.rearm() // a heartbeat moved a deadline
+	}
+}
+
+// report says how many events were dropped, and instances evicted, since
+// it last said: counted where they happen, they are told at the pace of
+// the probes rather than one event each.
+func (d *delivery) report() {
+	if n := d.m.dropped.Load(); n > d.dropped {
+		d.emit(Event{Kind: KindDropped, At: time.Now(), Count: int(n - d.dropped)})
+		d.dropped = n
+	}
+	if n := d.m.tracker.Evicted(); n > d.evicted {
+		d.emit(Event{Kind: KindEvicted, At: time.Now(), Count: int(n - d.evicted)})
+		d.evicted = n
+	}
+}
+
+// tick emits the verdicts on silence up to what every connection is known
+// to have delivered, and never past now, then waits for the next deadline.
+func (d *delivery) tick() {
+	seen := d.m.sight.seen()
+	if now := time.Now(); now.Before(seen) {
+		seen = now
+	}
+	for _, t := range d.m.tracker.TickAt(seen) {
+		d.emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+	}
+	d.rearm()
+}
+
+// due ticks for the deadline the alarm rang for: the alarm is spent, and
+// rearm must not take it for one still pending.
+func (d *delivery) due() {
+	d.alarm.c = nil
+	d.tick()
+}
+
+func (d *delivery) rearm() { d.alarm.set(d.m.tracker.NextDeadline()) }
+
+// see carries out what visibility made of a fact: it tells the tracker
+// first, so that the events find its verdicts already held, and counts
+// and publishes the spells for Stats.
+func (d *delivery) see(v *visibility, s step) {
+	m := d.m
+	if !s.unwatched.to.IsZero() {
+		m.tracker.Unwatched(s.unwatched.from, s.unwatched.to)
+	}
+	if !s.hold.IsZero() {
+		m.tracker.Hold(s.hold)
+	}
+	// A spell shows in Stats from the event that begins it to the one that
+	// ends it, both included: a renderer reading Stats in either callback
+	// sees it.
+	if !v.downSince.IsZero() {
+		m.downSince.Store(unixNano(v.downSince))
+	}
+	if !v.blindSince.IsZero() {
+		m.blindSince.Store(unixNano(v.blindSince))
+	}
+	for _, e := range s.events {
+		switch e.Kind {
+		case KindDisconnected:
+			m.disconnects.Add(1)
+		case KindBlind:
+			m.blind.Add(1)
+		}
+		d.emit(e)
+	}
+	m.downSince.Store(unixNano(v.downSince))
+	m.blindSince.Store(unixNano(v.blindSince))
+}
+
+// alarm wakes Run at the tracker's next deadline.
+type alarm struct {
+	timer *time.Timer
+	c     <-chan time.Time // nil while not armed
+	armed time.Time
+}
+
+// set arms the alarm for next when it is in the future; one that has
+// passed but is not yet seen through waits for the next probe.
+func (a *alarm) set(next time.Time, ok bool) {
+	if !ok || !next.After(time.Now()) {
+		a.c = nil
+		return
+	}
+	if a.c != nil && next.Equal(a.armed) {
+		return // most heartbeats leave the earliest deadline where it was
+	}
+	a.armed = next
+	if a.timer == nil {
+		a.timer = time.NewTimer(time.Until(next))
+	} else {
+		a.timer.Reset(time.Until(next))
+	}
+	a.c = a.timer.C
+}
+
+func (a *alarm) stop() {
+	if a.timer != nil {
+		a.timer.Stop()
 	}
 }
 
@@ -572,20 +590,9 @@ func (p *probe) answered(payload []byte) {
 	}
 }
 
-// silence is how long no answer has arrived on any connection.
-func (s *sight) silence(now time.Time) time.Duration {
-	return now.Sub(time.Unix(0, s.answeredAt.Load()))
-}
-
-// sendControl passes a connection event to Run; false when ctx is done.
-func sendControl(ctx context.Context, ctl chan<- control, c control) bool {
-	select {
-	case ctl <- c:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+// lastAnswer is when an answer last arrived on any connection; zero
+// before the first subscription.
+func (s *sight) lastAnswer() time.Time { return unixTime(s.answeredAt.Load()) }
 
 // ingest feeds one decoded publication to the tracker, then offers it to
 // the renderer. It runs on a reading goroutine; false when ctx is done.
@@ -633,159 +640,6 @@ func (m *Monitor) offer(out chan<- Event, e Event) {
 	default:
 		m.queued.Add(-int64(e.bytes))
 		m.dropped.Add(1)
-	}
-}
-
-// receiveLean reads the subscription with the lean subscriber until ctx is
-// done, reconnecting with a bounded back-off. It is the only goroutine the
-// monitor starts besides Run's, and Run waits for it.
-func (m *Monitor) receiveLean(ctx context.Context, o subscriberOptions, out chan<- Event, ctl chan<- control) {
-	ds := newDecodeState()
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		from := time.Now()
-		sub, err := dialSubscriber(ctx, o, "PSUBSCRIBE", m.Subscription())
-		if err != nil {
-			if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		stop := context.AfterFunc(ctx, func() { _ = sub.close() })
-		backoff = 100 * time.Millisecond
-		pr := m.sight.newProbe(from, sub.ping)
-		if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
-			m.sight.drop(pr)
-			stop()
-			_ = sub.close()
-			return
-		}
-		err = m.read(ctx, sub, pr, ds, "pmessage", out)
-		m.sight.drop(pr)
-		stop()
-		_ = sub.close()
-		if ctx.Err() != nil || !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// read ingests sub's frames until the connection fails, and returns why.
-// A frame the reader refuses but can read past (an oversized channel name
-// or payload) is a malformed heartbeat, never a broken connection.
-func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *decodeState, message string, out chan<- Event) error {
-	for {
-		if m.beforeFrame != nil {
-			m.beforeFrame()
-		}
-		kind, ch, payload, err := sub.frame()
-		var big *oversized
-		switch {
-		case errors.As(err, &big):
-			if !m.ingest(ctx, out, received{at: time.Now(), channel: string(ch), err: big}) {
-				return ctx.Err()
-			}
-		case err != nil:
-			return err
-		case kind == message:
-			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
-				return ctx.Err()
-			}
-		case kind == "pong":
-			pr.answered(payload)
-		case kind == "sunsubscribe":
-			return fmt.Errorf("%w (%s)", errSlotMoved, ch)
-		}
-	}
-}
-
-// receiveGoRedis reads the subscription through go-redis, for clients the
-// lean subscriber cannot stand in for (Cluster, Sentinel, custom dialers
-// and credential providers).
-func (m *Monitor) receiveGoRedis(ctx context.Context, out chan<- Event, ctl chan<- control) {
-	ds := newDecodeState()
-	ps := m.cfg.Client.PSubscribe(ctx)
-	defer ps.Close()
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
-	defer stop()
-	ping := func(payload string) error {
-		pctx, cancel := context.WithTimeout(ctx, m.cfg.Probe)
-		defer cancel()
-		return ps.Ping(pctx, payload)
-	}
-	var pr *probe
-	defer func() {
-		if pr != nil {
-			m.sight.drop(pr)
-		}
-	}()
-	backoff := 100 * time.Millisecond
-	subscribed := false
-	var from time.Time
-	for ctx.Err() == nil {
-		if !subscribed {
-			from = time.Now()
-			if err := ps.PSubscribe(ctx, m.Subscription()); err != nil {
-				if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, 5*time.Second)
-				continue
-			}
-			subscribed = true
-		}
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if pr != nil {
-				m.sight.drop(pr)
-				pr = nil
-			}
-			// go-redis reconnects and resubscribes on the next Receive.
-			from = time.Now()
-			if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		switch msg := msg.(type) {
-		case *redis.Subscription:
-			backoff = 100 * time.Millisecond
-			if pr == nil {
-				pr = m.sight.newProbe(from, ping)
-			}
-			if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
-				return
-			}
-		case *redis.Pong:
-			if pr != nil {
-				pr.answered([]byte(msg.Payload))
-			}
-		case *redis.Message:
-			// Views, not copies: nothing writes to them, and the decoder
-			// keeps no reference into its input.
-			ch := unsafe.Slice(unsafe.StringData(msg.Channel), len(msg.Channel))
-			payload := unsafe.Slice(unsafe.StringData(msg.Payload), len(msg.Payload))
-			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
-				return
-			}
-		}
-	}
-}
-
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -88,28 +88,6 @@ func (m *Monitor) plan(ctx context.Context) (shardPlan, error) {
 	return p, nil
 }
 
-// receiveSharded keeps one SSUBSCRIBE connection on every node that owns a
-// registered service's channel. A service new in the registry is added to
-// the connection of its node (or a new one), so the others go on
-// undisturbed; everything is rebuilt only when a connection fails or a
-// slot moves, and that is reported as a disconnection.
-func (m *Monitor) receiveSharded(ctx context.Context, out chan<- Event, ctl chan<- control) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		subscribed, err := m.shardSession(ctx, out, ctl)
-		if ctx.Err() != nil {
-			return
-		}
-		if subscribed {
-			backoff = 100 * time.Millisecond
-		}
-		if !sendControl(ctx, ctl, control{err: err, at: time.Now()}) || !wait(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
 // shards is one sharded session's connections, by node address.
 type shards struct {
 	m      *Monitor
@@ -128,23 +106,25 @@ type shardConn struct {
 	probe *probe
 }
 
-// shardSession subscribes every registered channel on its owner and adds
-// new ones as the registry gains them, until a connection fails or a slot
-// moves (the error says which) or ctx is done. subscribed reports whether
-// it got as far as subscribing.
-func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, ctl chan<- control) (subscribed bool, err error) {
+// shardSession keeps one SSUBSCRIBE connection on every node that owns a
+// registered service's channel. A service new in the registry is added to
+// the connection of its node (or a new one), so the others go on
+// undisturbed; everything is rebuilt only when a connection fails or a
+// slot moves (the error says which), and that is reported as a
+// disconnection.
+func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, subscribed func() bool) error {
 	p, err := m.plan(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
 	sh := &shards{m: m, ctx: ctx, out: out, opts: p.opts, conns: map[string]*shardConn{},
 		have: map[string]bool{}, failed: make(chan error, 1)}
 	defer sh.close()
 	if err := sh.add(p); err != nil {
-		return false, err
+		return err
 	}
-	if !sendControl(ctx, ctl, control{subscribed: true, at: time.Now()}) {
-		return true, nil
+	if !subscribed() {
+		return nil
 	}
 	// With nothing subscribed, reading the registry is the only way to see
 	// Valkey answer: it is read at the probe's pace then, and what is seen
@@ -156,9 +136,9 @@ func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, ctl chan<-
 	for {
 		select {
 		case <-ctx.Done():
-			return true, nil
+			return nil
 		case err := <-sh.failed:
-			return true, err
+			return err
 		case now := <-t.C:
 			if sh.idle == nil && now.Sub(read) < m.cfg.RegistryRefresh {
 				continue
@@ -171,7 +151,7 @@ func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, ctl chan<-
 				continue // the registry is read again at the next refresh
 			}
 			if err := sh.add(p); err != nil {
-				return true, err
+				return err
 			}
 			if sh.idle != nil {
 				sh.idle.registryRead(now)
