@@ -151,11 +151,11 @@ func TestBlindnessIsOneAlertNotOnePerInstance(t *testing.T) {
 	r.expect("resolved HeartbeatSourceUnreachable")
 }
 
-// Most of the fleet, across services, falling silent at once is the
-// source, not the fleet.
-func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
-	srv := redistest.Start(t)
-	r := newRig(t, srv)
+// mostOfTheFleetFallsSilent starts ten services of one instance each, lets
+// seven of them fall silent for five intervals; it returns the three that
+// still beat.
+func (r *rig) mostOfTheFleetFallsSilent() [][2]string {
+	r.t.Helper()
 	var few [][2]string
 	for i := 0; i < 10; i++ {
 		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
@@ -164,6 +164,15 @@ func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
 		}
 	}
 	r.advance(5*time.Second, few...)
+	return few
+}
+
+// Most of the fleet, across services, falling silent at once is the
+// source, not the fleet.
+func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv)
+	r.mostOfTheFleetFallsSilent()
 	r.expect("firing HeartbeatSourceUnreachable")
 }
 
@@ -222,14 +231,7 @@ func TestOneServiceCrashingIsNotTheSource(t *testing.T) {
 func TestASilenceThatLastsIsJudged(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRig(t, srv)
-	var few [][2]string
-	for i := 0; i < 10; i++ {
-		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
-		if i < 3 {
-			few = append(few, [2]string{fmt.Sprint("svc", i), "x"})
-		}
-	}
-	r.advance(5*time.Second, few...)
+	few := r.mostOfTheFleetFallsSilent()
 	r.expect("firing HeartbeatSourceUnreachable")
 	r.advance(20*time.Second, few...)
 	sent := strings.Join(r.sent, "; ")
