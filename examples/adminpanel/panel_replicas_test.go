@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 
@@ -228,4 +229,71 @@ func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
 func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// A standby judges from the same heartbeats as the recorder, and from the
+// same history: a crashed service is down with its dead instance counted,
+// a stopped one stopped, on both replicas, whether the standby watched the
+// crash and the stop or started after them; and the standby says it is
+// the standby.
+func TestAStandbyShowsTheRecordersVerdicts(t *testing.T) {
+	srv := redistest.Start(t)
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+
+	crash := proctest.Start(t, svcBin, environ, "serve", "--service", "crashing_service")
+	crash.Expect("serving crashing_service", 10*time.Second)
+	stop := proctest.Start(t, svcBin, environ, "serve", "--service", "stopping_service", "--drain", "0s")
+	stop.Expect("serving stopping_service", 10*time.Second)
+	a := startReplica(t, panelBin, environ, "a")
+	b := startReplica(t, panelBin, environ, "b")
+	poll.Until(t, 10*time.Second, "a recorder", func() bool { return recording(t, a) || recording(t, b) })
+	recorder, standby := a, b
+	if recording(t, b) {
+		recorder, standby = b, a
+	}
+	poll.Until(t, 10*time.Second, "both services alive on both replicas", func() bool {
+		return aliveIn(t, recorder, "crashing_service") && aliveIn(t, recorder, "stopping_service") &&
+			aliveIn(t, standby, "crashing_service") && aliveIn(t, standby, "stopping_service")
+	})
+	send(t, crash, syscall.SIGKILL)
+	send(t, stop, syscall.SIGTERM)
+
+	type verdict struct {
+		State  string
+		Counts string
+	}
+	verdicts := func(r replica) (map[string]verdict, string) {
+		var fleet panel.FleetJSON
+		getJSON(t, r.url+"/api/v1/services", &fleet)
+		out := map[string]verdict{}
+		for _, s := range fleet.Services {
+			out[s.Name] = verdict{s.State, fmt.Sprintf("%+v", s.Counts)}
+		}
+		return out, fleet.Role
+	}
+	want := map[string]verdict{
+		"crashing_service": {"down", fmt.Sprintf("%+v", watch.Counts{Dead: 1})},
+		"stopping_service": {"stopped", fmt.Sprintf("%+v", watch.Counts{Stopped: 1})},
+	}
+	poll.Until(t, 15*time.Second, "the recorder's verdicts", func() bool {
+		got, role := verdicts(recorder)
+		return fmt.Sprint(got) == fmt.Sprint(want) && role == "recorder"
+	})
+	late := startReplica(t, panelBin, environ, "late")
+	for _, r := range []struct {
+		name string
+		r    replica
+	}{{"the standby that watched", standby}, {"a standby started after", late}} {
+		var got map[string]verdict
+		var role string
+		ok := poll.Within(15*time.Second, func() bool {
+			got, role = verdicts(r.r)
+			return fmt.Sprint(got) == fmt.Sprint(want)
+		})
+		if !ok || role != "standby" {
+			t.Errorf("%s: verdicts %v as %q, want the recorder's %v as the standby", r.name, got, role, want)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -175,6 +176,19 @@ func (e *Engine) resolve(fp string, now time.Time) Alert {
 	a := e.active[fp]
 	delete(e.active, fp)
 	a.EndsAt = now
+	if a.Labels["alertname"] == InstanceDead {
+		if by, ok := e.tr.ReplacedBy(watch.Key{Service: a.Labels["service"], Instance: a.Labels["instance"]}); ok {
+			// Resolved by a restart: say by whom. The map is the firing
+			// alert's, shared with what was sent: copy it.
+			ann := maps.Clone(a.Annotations)
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann["replaced_by"] = by
+			ann["summary"] = fmt.Sprintf("%s instance %s was replaced by %s (a restart)", a.Labels["service"], a.Labels["instance"], by)
+			a.Annotations = ann
+		}
+	}
 	return a
 }
 

@@ -305,3 +305,28 @@ func TestAStandbyThatFollowedKnowsTheAlertsAfterADataLoss(t *testing.T) {
 		t.Errorf("takeover of a Valkey that kept no alert firing: %d alerts, %v", len(taken), err)
 	}
 }
+
+// A crashed instance restarted under a new id (every Kubernetes pod
+// restart is one) resolves its alert at once, saying by whom, rather than
+// firing until it is forgotten.
+func TestARestartResolvesTheCrashedInstancesAlert(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv)
+	r.beat("geo", "crashed", wire.StatusRunning)
+	r.advance(4 * time.Second)
+	r.expect("firing HeartbeatInstanceDead geo crashed", "firing HeartbeatServiceDown geo")
+	r.beat("geo", "restarted", wire.StatusRunning)
+	var resolved []Alert
+	for _, a := range r.e.Evaluate(context.Background(), r.c.now, true) {
+		r.record(a)
+		resolved = append(resolved, a)
+	}
+	r.expect("resolved HeartbeatInstanceDead geo crashed", "resolved HeartbeatServiceDown geo")
+	if len(resolved) == 0 || resolved[0].Annotations["replaced_by"] != "restarted" ||
+		!strings.Contains(resolved[0].Annotations["summary"], "replaced by restarted") {
+		t.Errorf("resolved %+v: want it to say the instance was replaced by restarted", resolved)
+	}
+	if _, ok := r.tr.Get(watch.Key{Service: "geo", Instance: "crashed"}); ok {
+		t.Error("the replaced instance is still tracked")
+	}
+}

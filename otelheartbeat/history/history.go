@@ -67,12 +67,17 @@ const (
 	// LostHeartbeats: Lost heartbeats went missing, by the sequence of
 	// heartbeat_count; the state (From) did not change.
 	LostHeartbeats
+	// Replaced: the instance, dead or stopped (From), was replaced by a
+	// new instance of its service (By), and left the watcher: a restart
+	// (see watch.Replaced).
+	Replaced
 )
 
 // In Valkey an entry's to is a state's name, or one of these.
 const (
 	forgottenMark = "forgotten"
 	lostMark      = "lost"
+	replacedMark  = "replaced"
 )
 
 // Entry is one recorded change of an instance.
@@ -81,8 +86,9 @@ type Entry struct {
 	Event             Event
 	From, To          watch.State // To is meaningful for Changed only
 	At                time.Time
-	Count             int64 // heartbeat_count at the change, when known
-	Lost              int64 // heartbeats lost, for LostHeartbeats
+	Count             int64  // heartbeat_count at the change, when known
+	Lost              int64  // heartbeats lost, for LostHeartbeats
+	By                string // the replacement, for Replaced
 }
 
 // Gap is a span of time no recorder watched.
@@ -175,7 +181,7 @@ func (s *Store) RepairEpoch(ctx context.Context, service string, epoch int64) er
 // record changes an instance's recorded state, appending the entry only if
 // the state changes and the write is not older than the recorded state.
 // KEYS: events, state, epoch. ARGV: epoch, minid, instance, to, at, count,
-// lost.
+// lost, by.
 var record = redis.NewScript(`
 local epoch = tonumber(ARGV[1])
 local cur = redis.call('GET', KEYS[3])
@@ -214,9 +220,14 @@ if to == 'lost' then
   return 1
 end
 if from == to then return 0 end
-if to == 'forgotten' and not prev then return 0 end
-redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'i', ARGV[3], 'f', from, 't', to, 'a', ARGV[5], 'c', ARGV[6])
-if to == 'forgotten' then
+-- Leaving twice is once: what left has no recorded state.
+if (to == 'forgotten' or to == 'replaced') and not prev then return 0 end
+if to == 'replaced' then
+  redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'i', ARGV[3], 'f', from, 't', to, 'a', ARGV[5], 'c', ARGV[6], 'b', ARGV[8])
+else
+  redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'i', ARGV[3], 'f', from, 't', to, 'a', ARGV[5], 'c', ARGV[6])
+end
+if to == 'forgotten' or to == 'replaced' then
   redis.call('HDEL', KEYS[2], ARGV[3])
 else
   redis.call('HSET', KEYS[2], ARGV[3], to .. '|' .. ARGV[5] .. '|' .. lost)
@@ -227,11 +238,12 @@ return 1
 // Record is one write for Apply.
 type Record struct {
 	Service, Instance string
-	Event             Event       // Changed, Forgotten or LostHeartbeats
+	Event             Event       // Changed, Forgotten, LostHeartbeats or Replaced
 	To                watch.State // for Changed
 	At                time.Time
 	Count             int64
-	Lost              int64 // the instance's lost heartbeats so far, for LostHeartbeats
+	Lost              int64  // the instance's lost heartbeats so far, for LostHeartbeats
+	By                string // the replacement, for Replaced
 }
 
 // to is how the record script names what r records.
@@ -241,6 +253,8 @@ func (r Record) to() string {
 		return forgottenMark
 	case LostHeartbeats:
 		return lostMark
+	case Replaced:
+		return replacedMark
 	}
 	return r.To.String()
 }
@@ -272,7 +286,7 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range recs {
 			cmds[i] = record.EvalSha(ctx, p, []string{s.eventsKey(r.Service), s.stateKey(r.Service), s.fenceKey(r.Service)},
-				epoch, minID, r.Instance, r.to(), r.At.UnixMilli(), r.Count, r.Lost)
+				epoch, minID, r.Instance, r.to(), r.At.UnixMilli(), r.Count, r.Lost, r.By)
 			if !services[r.Service] {
 				services[r.Service] = true
 				p.SAdd(ctx, s.servicesKey(), r.Service)
@@ -399,6 +413,8 @@ func entry(service string, v map[string]any) Entry {
 		e.Event = Forgotten
 	case lostMark:
 		e.Event = LostHeartbeats
+	case replacedMark:
+		e.Event, e.By = Replaced, str("b")
 	default:
 		e.To, _ = watch.ParseState(t)
 	}

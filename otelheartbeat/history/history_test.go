@@ -303,3 +303,38 @@ func TestAnEpochKeptInTheStateHashMoves(t *testing.T) {
 		t.Errorf("epoch 7: %v", err)
 	}
 }
+
+// A replacement is recorded once, with its replacement, and the replaced
+// instance leaves the recorded states, as a forgotten one does.
+func TestAReplacementIsRecordedOnceAndLeavesTheState(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	now := time.Now().Truncate(time.Millisecond)
+	recs := []Record{
+		{Service: "geo", Instance: "old", To: watch.Alive, At: now},
+		{Service: "geo", Instance: "old", To: watch.Dead, At: now.Add(3 * time.Second)},
+		{Service: "geo", Instance: "new", To: watch.Alive, At: now.Add(time.Second)},
+		{Service: "geo", Instance: "old", Event: Replaced, By: "new", At: now.Add(3 * time.Second)},
+	}
+	if n, err := s.Apply(ctx, 1, recs); err != nil || n != 4 {
+		t.Fatalf("changed %d, %v; want 4", n, err)
+	}
+	if n, err := s.Apply(ctx, 1, recs[3:]); err != nil || n != 0 {
+		t.Errorf("the replacement written again changed %d, %v", n, err)
+	}
+	es, _, err := s.EntriesAfter(ctx, "geo", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 4 {
+		t.Fatalf("entries %+v", es)
+	}
+	last := es[3]
+	if last.Event != Replaced || last.By != "new" || last.From != watch.Dead || last.Instance != "old" {
+		t.Errorf("entry %+v, want old replaced by new, from dead", last)
+	}
+	rec, err := s.Recorded(ctx)
+	if _, ok := rec["geo"]["old"]; ok || err != nil || rec["geo"]["new"].State != watch.Alive {
+		t.Errorf("recorded %+v %v: want the replaced instance gone", rec, err)
+	}
+}

@@ -217,6 +217,10 @@ func (r *Recorder) write(ctx context.Context, e watch.Event) {
 	switch e.Kind {
 	case watch.KindTransition:
 		t := e.Transition
+		if t.To == watch.Replaced {
+			r.apply(ctx, []Record{{Service: t.Service, Instance: t.Instance, Event: Replaced, At: t.At, By: t.By}}, false)
+			return
+		}
 		in, _ := r.tracker.Get(t.Key)
 		r.apply(ctx, []Record{{Service: t.Service, Instance: t.Instance, To: t.To, At: t.At, Count: in.Count}}, false)
 	case watch.KindCaughtUp, watch.KindReconnected:

@@ -90,10 +90,15 @@ type FieldJSON struct {
 
 // FleetJSON is GET /api/v1/services.
 type FleetJSON struct {
-	GeneratedAt string   `json:"generated_at"`
-	Watching    bool     `json:"watching"`
-	Recording   bool     `json:"recording"` // this replica records history
-	Windows     []string `json:"windows"`
+	GeneratedAt string `json:"generated_at"`
+	Watching    bool   `json:"watching"`
+	Recording   bool   `json:"recording"` // this replica records history
+	// Role is "recorder" (this replica records history and sends alerts)
+	// or "standby" (another does; this one shows the same verdicts, from
+	// the same heartbeats and history, and takes over within the lease).
+	Role    string   `json:"role"`
+	Replica string   `json:"replica"` // this replica's name in the lease
+	Windows []string `json:"windows"`
 	// HistoryAt is when the uptime figures were computed from history
 	// (every 10 s, and soon after a change); null before the first time.
 	HistoryAt *string       `json:"history_at"`
@@ -105,6 +110,7 @@ type FleetJSON struct {
 type UpdateJSON struct {
 	At          string           `json:"at"`
 	Watching    bool             `json:"watching"`
+	Role        string           `json:"role"` // as in FleetJSON
 	Services    []ServiceJSON    `json:"services"`
 	Instances   []InstanceJSON   `json:"instances"`
 	Removed     []InstanceKey    `json:"removed"`
@@ -274,7 +280,8 @@ func (p *Panel) instanceWindow() time.Duration {
 
 // fleet is GET /api/v1/services.
 func (p *Panel) fleet(now time.Time) FleetJSON {
-	f := FleetJSON{GeneratedAt: stamp(now), Watching: p.Watching(), Recording: p.rec.Leading(), Services: []ServiceJSON{}}
+	f := FleetJSON{GeneratedAt: stamp(now), Watching: p.Watching(), Recording: p.rec.Leading(), Role: p.role(),
+		Replica: p.cfg.replica, Services: []ServiceJSON{}}
 	for _, w := range p.cfg.windows {
 		f.Windows = append(f.Windows, windowName(w))
 	}
@@ -331,4 +338,12 @@ func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
 		}
 	}
 	return d, true
+}
+
+// role is "recorder" or "standby".
+func (p *Panel) role() string {
+	if p.rec.Leading() {
+		return "recorder"
+	}
+	return "standby"
 }

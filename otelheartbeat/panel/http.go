@@ -304,7 +304,7 @@ func (p *Panel) alerts(w http.ResponseWriter, r *http.Request) {
 // which carry no instance); all adds every service to it.
 func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service string) []byte {
 	now := time.Now()
-	u := UpdateJSON{At: stamp(now), Watching: p.Watching(), Services: []ServiceJSON{}, Instances: []InstanceJSON{},
+	u := UpdateJSON{At: stamp(now), Watching: p.Watching(), Role: p.role(), Services: []ServiceJSON{}, Instances: []InstanceJSON{},
 		Removed: []InstanceKey{}, Transitions: []TransitionJSON{}}
 	// A service's summary changes with its transitions (and the uptime
 	// refreshes, which mark all); its instances go only to its own streams.

@@ -59,6 +59,7 @@ type Panel struct {
 	received sync.Map    // watch.Key -> *beats
 
 	reports      reportCache
+	recall       chan struct{} // the watcher read the keys: remember the gone from history
 	historyReads chan struct{} // bounds concurrent history requests
 	streams      atomic.Int64  // event stream handlers running
 	probeEvery   time.Duration // how often a crowded panel probes every event stream
@@ -106,6 +107,7 @@ func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (
 	p := &Panel{cfg: cfg, tr: tracker, client: client, store: store, lease: lease, hub: newHub(),
 		historyReads: make(chan struct{}, 4), probeEvery: 250 * time.Millisecond}
 	p.reports.wake = make(chan struct{}, 1)
+	p.recall = make(chan struct{}, 1)
 	p.rec = history.NewRecorder(store, lease, tracker, history.WithReconcileEvery(cfg.reconcileEvery),
 		history.WithForgetAfter(cfg.forgetAfter), history.WithErrorf(cfg.errorf))
 	aopts := append([]alerting.Option{alerting.WithErrorf(cfg.errorf), alerting.WithWriteFence(lease)}, cfg.alerting...)
@@ -246,9 +248,45 @@ func (p *Panel) Run(ctx context.Context) error {
 	wg.Go(func() { _ = p.rec.Run(ctx) })
 	wg.Go(func() { p.hub.run(ctx, p.cfg.coalesce, p.flush) })
 	wg.Go(func() { p.reports.refresher(ctx, p) })
+	wg.Go(func() { p.remember(ctx) })
 	wg.Wait()
 	p.hub.closeAll()
 	return p.met.shutdown()
+}
+
+// remember gives the tracker, each time the watcher has read the
+// latest-state keys, the instances history has as dead or stopped and the
+// watcher never heard: their keys are gone (expired at the death, deleted
+// at the stop), so a replica that starts after a crash would otherwise
+// show the crashed service with no instance at all, where the replica
+// that watched shows it dead. What their arrival causes (a replacement by
+// an instance that started since) is observed as the watcher's own.
+func (p *Panel) remember(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.recall:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		recorded, err := p.store.Recorded(rctx)
+		cancel()
+		if err != nil {
+			p.cfg.errorf("reading the recorded states: %v", err)
+		}
+		n := 0
+		for svc, instances := range recorded {
+			for id, r := range instances {
+				for _, t := range p.tr.Remember(watch.Key{Service: svc, Instance: id}, r.State, r.At, 0) {
+					p.Observe(watch.Event{Kind: watch.KindTransition, At: t.At, Transition: t})
+				}
+				n++
+			}
+		}
+		if n > 0 {
+			p.hub.changedAll()
+		}
+	}
 }
 
 // Leading reports whether this replica records history now.
@@ -275,13 +313,17 @@ func (p *Panel) Observe(e watch.Event) {
 	case watch.KindTransition:
 		p.hub.touch(e.Transition.Key)
 		p.hub.transition(e.Transition)
-		if e.Transition.To == watch.Dead || e.Transition.To == watch.Stopped || e.Transition.From == watch.Unknown {
+		if to := e.Transition.To; to == watch.Dead || to == watch.Stopped || to == watch.Replaced || e.Transition.From == watch.Unknown {
 			p.reports.invalidate(e.Transition.Service)
 		}
 	case watch.KindLoaded:
 		p.loaded.Store(true)
 		p.down.Store(false)
 		p.hub.changedAll()
+		select {
+		case p.recall <- struct{}{}:
+		default:
+		}
 	case watch.KindReconnected:
 		if p.down.Swap(false) {
 			p.cfg.errorf("watching again after %v", e.Downtime.Round(time.Millisecond))

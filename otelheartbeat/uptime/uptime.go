@@ -112,7 +112,8 @@ type fold struct {
 type instance struct {
 	InstanceReport
 	seen      bool // an entry of it has been folded
-	forgotten bool
+	forgotten bool // it left the watcher: forgotten or replaced
+	restarted bool // its appearance is counted as a restart
 	state     watch.State
 	since     time.Time
 }
@@ -154,13 +155,19 @@ func (f *fold) entry(e history.Entry) {
 	if in.seen {
 		f.account(&in.Times, in.timeState(), in.since, e.At)
 	}
-	to, forgotten := e.To, e.Event == history.Forgotten
-	if forgotten {
+	to := e.To
+	forgotten, replaced := e.Event == history.Forgotten, e.Event == history.Replaced
+	left := forgotten || replaced
+	if left {
 		to = watch.Unknown
 	}
-	f.restart(in, to, e.At)
-	f.service.move(in, to, forgotten)
-	in.seen, in.forgotten, in.state, in.since = true, forgotten, to, e.At
+	if replaced {
+		f.replaced(e.By, e.At)
+	} else {
+		f.restart(in, to, e.At)
+	}
+	f.service.move(in, to, left, forgotten)
+	in.seen, in.forgotten, in.state, in.since = true, left, to, e.At
 	f.settle(e.At)
 }
 
@@ -180,6 +187,7 @@ func (f *fold) restart(in *instance, to watch.State, at time.Time) {
 	switch {
 	case to == watch.Alive && fresh && f.replaceable > 0:
 		f.replaceable--
+		in.restarted = true
 		if f.inWindow(at) {
 			f.rep.Restarts++
 		}
@@ -190,12 +198,29 @@ func (f *fold) restart(in *instance, to watch.State, at time.Time) {
 	}
 }
 
-// move counts an instance's change of state in the service.
-func (s *service) move(in *instance, to watch.State, forgotten bool) {
+// replaced counts a recorded replacement (history.Replaced) as a restart,
+// unless the replacement's appearance was counted as one already (it
+// appeared after the instance it replaced had gone).
+func (f *fold) replaced(by string, at time.Time) {
+	if r := f.instances[by]; r != nil {
+		if r.restarted {
+			return
+		}
+		r.restarted = true
+	}
+	f.replaceable = max(f.replaceable-1, 0)
+	if f.inWindow(at) {
+		f.rep.Restarts++
+	}
+}
+
+// move counts an instance's change of state in the service; left says it
+// left the watcher, and forgotten that it left without a replacement.
+func (s *service) move(in *instance, to watch.State, left, forgotten bool) {
 	if in.seen && !in.forgotten {
 		s.counts.Add(in.state, -1)
 	}
-	if !forgotten {
+	if !left {
 		s.counts.Add(to, 1)
 	}
 	switch {

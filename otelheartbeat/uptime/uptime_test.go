@@ -143,3 +143,39 @@ func TestForgettingTheDeadDoesNotEndTheOutage(t *testing.T) {
 		t.Errorf("forgotten stopped: %+v %+v", stopped.Times, stopped.Incidents)
 	}
 }
+
+// A recorded replacement is a restart, counted once whether the new
+// instance appeared before the crashed one was dead or after; the replaced
+// instance leaves the service at once, and is no ghost keeping it down.
+func TestAReplacementIsOneRestart(t *testing.T) {
+	replaced := func(inst, by string, m int) history.Entry {
+		return history.Entry{Service: "geo", Instance: inst, Event: history.Replaced, From: watch.Dead, By: by, At: at(m)}
+	}
+	for _, tt := range []struct {
+		name     string
+		entries  []history.Entry
+		restarts int
+		down     time.Duration
+	}{
+		{"restarted before the old one was dead", []history.Entry{
+			e("a", "unknown", "alive", 0), e("a", "alive", "stale", 9), e("b", "unknown", "alive", 9),
+			e("a", "stale", "dead", 10), replaced("a", "b", 10)}, 1, 0},
+		{"restarted after", []history.Entry{
+			e("a", "unknown", "alive", 0), e("a", "alive", "dead", 10), e("b", "unknown", "alive", 20), replaced("a", "b", 20)}, 1, 10 * time.Minute},
+		{"one of three dead replaced", []history.Entry{
+			e("a", "unknown", "alive", 0), e("b", "unknown", "alive", 0), e("c", "unknown", "alive", 0),
+			e("a", "alive", "dead", 10), e("b", "alive", "dead", 10), e("c", "alive", "dead", 10),
+			e("d", "unknown", "alive", 20), replaced("a", "d", 20)}, 1, 10 * time.Minute},
+		{"a fleet restarted whole, each new instance seen before the old one died", []history.Entry{
+			e("a", "unknown", "alive", 0), e("b", "unknown", "alive", 0),
+			e("a2", "unknown", "alive", 9), e("b2", "unknown", "alive", 9),
+			e("a", "alive", "dead", 10), replaced("a", "a2", 10), e("b", "alive", "dead", 10), replaced("b", "b2", 10)}, 2, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Compute("geo", tt.entries, nil, Window{From: at(0), To: at(60)}, 1)
+			if r.Restarts != tt.restarts || r.Down != tt.down || len(r.Incidents) > 0 && r.Incidents[len(r.Incidents)-1].Open() {
+				t.Errorf("restarts %d, down %v, incidents %+v; want %d restarts, down %v, no open incident", r.Restarts, r.Down, r.Incidents, tt.restarts, tt.down)
+			}
+		})
+	}
+}

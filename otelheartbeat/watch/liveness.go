@@ -77,6 +77,10 @@ const (
 	Stale
 	Dead
 	Stopped
+	// Replaced: the instance is dead or stopped and a new instance of its
+	// service took its place (Transition.By); it leaves the tracker. See
+	// Tracker for the rule.
+	Replaced
 )
 
 func (s State) String() string {
@@ -89,6 +93,8 @@ func (s State) String() string {
 		return "dead"
 	case Stopped:
 		return "stopped"
+	case Replaced:
+		return "replaced"
 	}
 	return "unknown"
 }
@@ -196,6 +202,8 @@ type Transition struct {
 	Age            time.Duration
 	Interval       time.Duration
 	IntervalSource IntervalSource
+	// By is the instance that replaced this one, when To is Replaced.
+	By string
 }
 
 // Recovered reports whether a dead instance came back.
@@ -229,6 +237,9 @@ type Tracker struct {
 	evicted   int64
 	kept      int   // bytes of the kept heartbeats, by wire.Message.Footprint
 	cut       int64 // service fields cut or left out of kept heartbeats
+
+	replacedBy    map[Key]string // see ReplacedBy
+	replacedOrder []Key
 }
 
 // serviceName is a service name shared by its instances' entries, released
@@ -237,6 +248,7 @@ type serviceName struct {
 	name      string
 	instances int
 	byID      map[string]*entry // its instances, with WithHeartbeats
+	pair      *pairs            // see replace.go
 }
 
 type entry struct {
@@ -247,7 +259,11 @@ type entry struct {
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
+	started    int64         // when its process started, Unix nanoseconds; see replace.go
 	keptSize   int32         // the footprint of Heartbeat, counted in the tracker's kept
+	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
+	pairIn     uint8         // which of those heaps
+	replacing  bool          // it has replaced an instance: it replaces no other
 }
 
 // gapSamples is how many gaps an inferred interval is the median of.
@@ -389,21 +405,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 		if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
 			t.evictOne()
 		}
-		svc, ok := t.services[k.Service]
-		if !ok {
-			svc = &serviceName{name: k.Service}
-			if t.keepHeartbeats {
-				svc.byID = make(map[string]*entry)
-			}
-			t.services[svc.name] = svc
-		}
-		svc.instances++
-		k.Service = svc.name
-		e = &entry{Instance: Instance{Key: k}, index: -1}
-		t.instances[k] = e
-		if svc.byID != nil {
-			svc.byID[k.Instance] = e
-		}
+		e = t.add(k)
 	} else if receivedAt.Before(e.LastSeen) {
 		return nil
 	} else {
@@ -420,6 +422,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	e.MemoryMB = m.MemoryUsageMB
 	e.CPUPercent = m.CPUUsagePercent
 	e.Has = m.Has
+	e.setStarted(receivedAt, m.UptimeSeconds, m.Has&wire.HasUptime != 0)
 	if t.keepHeartbeats {
 		t.keepHeartbeat(e, m)
 	}
@@ -437,7 +440,30 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	}
 	t.link(e)
 	t.schedule(e)
+	if !ok || len(out) > 0 {
+		out = append(out, t.replace(e, t.clock.Now())...)
+	}
 	return out
+}
+
+// add starts tracking k, in no state yet.
+func (t *Tracker) add(k Key) *entry {
+	svc, ok := t.services[k.Service]
+	if !ok {
+		svc = &serviceName{name: k.Service}
+		if t.keepHeartbeats {
+			svc.byID = make(map[string]*entry)
+		}
+		t.services[svc.name] = svc
+	}
+	svc.instances++
+	k.Service = svc.name
+	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1}
+	t.instances[k] = e
+	if svc.byID != nil {
+		svc.byID[k.Instance] = e
+	}
+	return e
 }
 
 // keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's
@@ -564,6 +590,7 @@ func (t *Tracker) remove(e *entry) {
 	if e.index >= 0 {
 		heap.Remove(&t.deadlines, e.index)
 	}
+	t.unfile(e)
 	t.unlink(e)
 	delete(t.instances, e.Key)
 	t.kept -= int(e.keptSize)
@@ -629,6 +656,9 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 				t.link(e)
 			}
 			t.schedule(e)
+			if to == Dead {
+				out = append(out, t.replace(e, due)...)
+			}
 		default:
 			t.remove(e)
 		}

@@ -260,8 +260,10 @@ func TestAFloodEvictsTheLongestSilentFirst(t *testing.T) {
 	tr := NewTracker(WithClock(clock), WithMaxInstances(bound))
 	var order []Key // the expected order of eviction
 	for i := 0; i < dead; i++ {
+		// Peers that have run for an hour, heard one by one: none is
+		// another's replacement.
 		k := Key{"crashed", fmt.Sprint(i)}
-		tr.Observe(withInterval(beat(k.Service, k.Instance, 1), time.Second))
+		tr.Observe(up(k.Service, k.Instance, 1, time.Hour))
 		order = append(order, k)
 		clock.Advance(time.Second)
 	}

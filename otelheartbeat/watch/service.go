@@ -6,7 +6,7 @@ package watch
 
 // ParseState reads a State from its String form; false for anything else.
 func ParseState(s string) (State, bool) {
-	for st := Unknown; st <= Stopped; st++ {
+	for st := Unknown; st <= Replaced; st++ {
 		if st.String() == s {
 			return st, true
 		}

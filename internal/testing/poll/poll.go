@@ -23,3 +23,16 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 		time.Sleep(Every) // another process's state: there is no event to wait on
 	}
 }
+
+// Within asks cond every Every until it holds, and reports whether it did
+// within timeout, for a test that says itself what was wrong.
+func Within(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(Every) // another process's state: there is no event to wait on
+	}
+	return true
+}

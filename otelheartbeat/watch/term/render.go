@@ -45,7 +45,7 @@ func (s Style) state(st watch.State, text string) string {
 		return s.paint(ansiYellow, text)
 	case watch.Dead:
 		return s.paint(ansiRed, text)
-	case watch.Stopped:
+	case watch.Stopped, watch.Replaced:
 		return s.paint(ansiGrey, text)
 	}
 	return text
@@ -184,6 +184,8 @@ func (s Style) Transition(w io.Writer, t watch.Transition) {
 		line = fmt.Sprintf("%s %s is %s: no heartbeat for %v (interval %s)", icon, who, s.state(t.To, t.To.String()), round(t.Age), IntervalText(t.Interval, t.IntervalSource))
 	case t.To == watch.Stopped:
 		line = fmt.Sprintf("⏹️  %s %s (graceful shutdown)", who, s.state(t.To, "stopped"))
+	case t.To == watch.Replaced:
+		line = fmt.Sprintf("🔁 %s, %s, was %s by %s", who, t.From, s.state(t.To, "replaced"), short(t.By))
 	default:
 		line = fmt.Sprintf("%s %v -> %v", who, t.From, t.To)
 	}
@@ -301,6 +303,7 @@ type jsonEvent struct {
 	Count     *int            `json:"count,omitempty"`
 	Downtime  *float64        `json:"downtime_seconds,omitempty"`
 	Recovered bool            `json:"recovered,omitempty"`
+	By        string          `json:"replaced_by,omitempty"`
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -317,7 +320,7 @@ func JSON(w io.Writer, e watch.Event) error {
 		t := e.Transition
 		j.Type, j.Service, j.Instance, j.From, j.To = "transition", t.Service, t.Instance, t.From.String(), t.To.String()
 		j.Age, j.Interval, j.Recovered = ptr(t.Age.Seconds()), ptr(t.Interval.Seconds()), t.Recovered()
-		j.Source = t.IntervalSource.String()
+		j.Source, j.By = t.IntervalSource.String(), t.By
 	case watch.KindMalformed:
 		j.Type, j.Channel, j.Error = "malformed", e.Channel, e.Err.Error()
 	case watch.KindDisconnected:

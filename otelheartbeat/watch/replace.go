@@ -1,0 +1,235 @@
+package watch
+
+import (
+	"container/heap"
+	"time"
+)
+
+// Replacement. A restarted process is a new instance: it has a new
+// instance id (every Kubernetes pod restart does), so without a rule the
+// crashed id would stay dead, and its alert firing, until it is forgotten.
+// The rule: an instance that started after another instance of its service
+// last beat, and that has not replaced one yet, replaces one that is dead
+// or stopped. The replaced instance leaves the tracker at once, with a
+// transition to Replaced naming its replacement (Transition.By); the
+// replacement is an instance like any other. Each new instance replaces at
+// most one, so a service that lost three instances and got one back still
+// has two dead.
+//
+// When an instance started is read from its heartbeat: received at, less
+// uptime_seconds (a duration on the sender's own clock, so skew does not
+// matter). A peer that ran beside the dead instance started before its
+// last heartbeat and never replaces it: a crash while the service scales
+// up stays a crash.
+//
+// Each service keeps two heaps: the instances that could be replaced
+// (dead or stopped), the one silent the longest first, and those that
+// could replace one (up, not yet a replacement), the one started last
+// first. Only the top of each is ever compared: if the instance started
+// last began before the longest-silent one's last heartbeat, no pair
+// exists. A pair costs O(log n), so a fleet restarted whole (100,000
+// crashed ids, 100,000 new ones) ends in 100,000 replacements, not a wall
+// of dead rows.
+
+// replaceSlack is how much earlier than the replaced instance's last
+// heartbeat its replacement may seem to have started: uptime_seconds is
+// sent to a tenth of a second, and a heartbeat takes time to arrive.
+const replaceSlack = 250 * time.Millisecond
+
+// recentReplacements bounds what ReplacedBy remembers.
+const recentReplacements = 4096
+
+// Which heap of its service an entry is in.
+const (
+	inNone uint8 = iota
+	inOrphans
+	inNewcomers
+)
+
+// pairHeap is one of a service's heaps; less orders it.
+type pairHeap struct {
+	entries []*entry
+	less    func(a, b *entry) bool
+}
+
+func (h *pairHeap) Len() int           { return len(h.entries) }
+func (h *pairHeap) Less(i, j int) bool { return h.less(h.entries[i], h.entries[j]) }
+func (h *pairHeap) Swap(i, j int) {
+	h.entries[i], h.entries[j] = h.entries[j], h.entries[i]
+	h.entries[i].pairIndex = int32(i)
+	h.entries[j].pairIndex = int32(j)
+}
+func (h *pairHeap) Push(x any) {
+	e := x.(*entry)
+	e.pairIndex = int32(len(h.entries))
+	h.entries = append(h.entries, e)
+}
+func (h *pairHeap) Pop() any {
+	old := h.entries
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	h.entries = old[:len(old)-1]
+	e.pairIndex = -1
+	return e
+}
+
+func (h *pairHeap) top() *entry {
+	if len(h.entries) == 0 {
+		return nil
+	}
+	return h.entries[0]
+}
+
+// silentLongest orders orphans: the earliest last heartbeat first.
+func silentLongest(a, b *entry) bool { return a.LastSeen.Before(b.LastSeen) }
+
+// startedLast orders newcomers: the latest start first.
+func startedLast(a, b *entry) bool { return a.started > b.started }
+
+// pairs are one service's heaps.
+type pairs struct {
+	orphans   pairHeap
+	newcomers pairHeap
+}
+
+func (s *serviceName) pairs() *pairs {
+	if s.pair == nil {
+		s.pair = &pairs{orphans: pairHeap{less: silentLongest}, newcomers: pairHeap{less: startedLast}}
+	}
+	return s.pair
+}
+
+// setStarted notes when e's process started, from a heartbeat received at
+// receivedAt that says its uptime; once, at the first heartbeat.
+func (e *entry) setStarted(receivedAt time.Time, uptime float64, has bool) {
+	if e.started != 0 {
+		return
+	}
+	at := receivedAt
+	if has && uptime >= 0 {
+		at = receivedAt.Add(-time.Duration(uptime * float64(time.Second)))
+	}
+	e.started = at.UnixNano()
+}
+
+// file puts e in the heap its state calls for, out of the other.
+func (t *Tracker) file(e *entry) {
+	want := inNone
+	switch {
+	case e.State.Gone():
+		want = inOrphans
+	case e.State.Up() && !e.replacing:
+		want = inNewcomers
+	}
+	if want == e.pairIn {
+		return
+	}
+	t.unfile(e)
+	svc := t.services[e.Service]
+	if svc == nil || want == inNone {
+		return
+	}
+	p := svc.pairs()
+	if want == inOrphans {
+		heap.Push(&p.orphans, e)
+	} else {
+		heap.Push(&p.newcomers, e)
+	}
+	e.pairIn = want
+}
+
+// unfile takes e out of its service's heaps.
+func (t *Tracker) unfile(e *entry) {
+	if e.pairIn == inNone {
+		return
+	}
+	if svc := t.services[e.Service]; svc != nil && svc.pair != nil {
+		h := &svc.pair.newcomers
+		if e.pairIn == inOrphans {
+			h = &svc.pair.orphans
+		}
+		heap.Remove(h, int(e.pairIndex))
+	}
+	e.pairIn, e.pairIndex = inNone, -1
+}
+
+// replace files e and pairs what its service's heaps allow: while the
+// instance started last began after the one silent the longest last beat,
+// the first replaces the second. It returns the transitions to Replaced.
+func (t *Tracker) replace(e *entry, now time.Time) []Transition {
+	t.file(e)
+	svc := t.services[e.Service]
+	if svc == nil || svc.pair == nil {
+		return nil
+	}
+	var out []Transition
+	for {
+		gone, fresh := svc.pair.orphans.top(), svc.pair.newcomers.top()
+		if gone == nil || fresh == nil || fresh.started < gone.LastSeen.Add(-replaceSlack).UnixNano() {
+			return out
+		}
+		out = append(out, Transition{Key: gone.Key, From: gone.State, To: Replaced, At: now, Age: now.Sub(gone.LastSeen),
+			Interval: gone.Interval, IntervalSource: gone.IntervalSource, By: fresh.Key.Instance})
+		fresh.replacing = true
+		t.unfile(fresh)
+		t.remember(gone.Key, fresh.Key.Instance)
+		t.remove(gone)
+		if t.services[e.Service] != svc {
+			return out
+		}
+	}
+}
+
+// remember keeps who replaced k, for ReplacedBy, within recentReplacements.
+func (t *Tracker) remember(k Key, by string) {
+	if t.replacedBy == nil {
+		t.replacedBy = make(map[Key]string)
+	}
+	if len(t.replacedOrder) >= recentReplacements {
+		delete(t.replacedBy, t.replacedOrder[0])
+		t.replacedOrder = t.replacedOrder[1:]
+	}
+	t.replacedBy[k] = by
+	t.replacedOrder = append(t.replacedOrder, k)
+}
+
+// ReplacedBy returns the instance that replaced k, if k was replaced
+// recently (among the last 4,096 replacements).
+func (t *Tracker) ReplacedBy(k Key) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	by, ok := t.replacedBy[k]
+	return by, ok
+}
+
+// Remember adds an instance the watcher never heard but knows from
+// elsewhere (an admin panel's history) to be dead or stopped since since,
+// when the tracker does not know it: a watcher that starts after a crash
+// then shows the crashed instance as dead, as one that watched it does.
+// Its last heartbeat is taken to be at since. It is replaced, forgotten
+// after the retention period, or revived by a heartbeat like any other;
+// the transitions its arrival causes (a replacement) are returned. A state
+// other than Dead or Stopped is ignored.
+func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Duration) []Transition {
+	if !st.Gone() || k.Service == "" || k.Instance == "" {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.instances[k]; ok {
+		return nil
+	}
+	if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
+		return nil // a remembered instance never evicts one heard
+	}
+	e := t.add(k)
+	if interval <= 0 {
+		interval = t.defaultInterval
+	}
+	e.State, e.Since, e.LastSeen, e.unwatched = st, since, since, t.unwatched
+	e.Interval, e.IntervalSource = interval, IntervalDefault
+	e.started = since.UnixNano()
+	t.link(e)
+	t.schedule(e)
+	return t.replace(e, t.clock.Now())
+}
