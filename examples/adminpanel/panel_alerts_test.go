@@ -551,3 +551,60 @@ func send(t *testing.T, p *proctest.Process, sig syscall.Signal) {
 		t.Fatal(err)
 	}
 }
+
+// A crashed service restarted under a new instance id (as every
+// Kubernetes pod restart is): the new instance replaces the crashed one,
+// whose alert resolves in Alertmanager saying by whom, the service view
+// lists the new instance alone, and history counts one restart. Without
+// the replacement the crashed id stayed dead, and paged, for a day.
+func TestARestartUnderANewIDResolvesTheCrash(t *testing.T) {
+	srv := redistest.Start(t)
+	in := alertmanagerInbox(t)
+	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
+
+	crash := proctest.Start(t, svcBin, withID("pod-a"), "serve", "--service", "geofence_service")
+	crash.Expect("serving", 10*time.Second)
+	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL)
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
+	send(t, crash, syscall.SIGKILL)
+	in.wait("firing HeartbeatInstanceDead geofence_service pod-a", 10*time.Second)
+	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
+
+	restarted := proctest.Start(t, svcBin, withID("pod-b"), "serve", "--service", "geofence_service")
+	restarted.Expect("serving", 10*time.Second)
+	in.wait("resolved HeartbeatInstanceDead geofence_service pod-a", 10*time.Second)
+	in.wait("resolved HeartbeatServiceDown geofence_service", 10*time.Second)
+
+	var d panel.ServiceDetailJSON
+	poll.Until(t, 15*time.Second, "the restart in the service's history", func() bool {
+		getJSON(t, p.url+"/api/v1/services/geofence_service", &d)
+		return d.Restarts["1h"] == 1
+	})
+	var ids []string
+	for _, i := range d.Instances {
+		ids = append(ids, i.Instance+" "+i.State)
+	}
+	if fmt.Sprint(ids) != "[pod-b alive]" || d.State != "up" {
+		t.Errorf("the service %s with instances %v, want up with pod-b alone", d.State, ids)
+	}
+	var alerts struct{ Active, Recent []panel.AlertJSON }
+	getJSON(t, p.url+"/api/v1/alerts", &alerts)
+	said := false
+	for _, a := range alerts.Recent {
+		if a.Name == "HeartbeatInstanceDead" && a.Status == "resolved" && strings.Contains(a.Summary, "replaced by pod-b") {
+			said = true
+		}
+	}
+	if len(alerts.Active) != 0 || !said {
+		t.Errorf("alerts %+v: want none active, and the resolve to say pod-a was replaced by pod-b", alerts)
+	}
+	for _, r := range in.all() {
+		if r.status == "firing" && r.instance == "pod-b" {
+			t.Errorf("the restarted instance fired: %v", r)
+		}
+	}
+}
