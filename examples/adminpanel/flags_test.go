@@ -24,6 +24,8 @@ func TestMalformedFlagsAreRefused(t *testing.T) {
 		"--webhook http://h/x":      "ADMINPANEL_WEBHOOK_SECRET",
 		"--external-url not-a-url":  "--external-url",
 		"--alerts /nonexistent.yml": "--alerts",
+		"--forget-after 1s":         "--forget-after",
+		"--forget-after 1000h":      "--forget-after",
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), strings.Fields(args), func(string) string { return "" }, &out, &errb)

@@ -30,7 +30,7 @@ type settings struct {
 // flags are the command line as given.
 type flags struct {
 	listen, windows, minAlive, replica, alertsFile, amURLs, webhookURL, externalURL string
-	retention, lease, defInterval                                                   time.Duration
+	retention, lease, defInterval, forgetAfter                                      time.Duration
 	bars, maxInstances                                                              int
 }
 
@@ -47,6 +47,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.replica, "replica", "", "this replica's name in the lease (default: host, pid and a random suffix)")
 	fs.DurationVar(&f.defInterval, "default-interval", 0, "interval of senders that do not say theirs until inferred (default HEARTBEAT_INTERVAL, else 60s)")
 	fs.IntVar(&f.maxInstances, "max-instances", watch.DefaultMaxInstances, "instances tracked at most")
+	fs.DurationVar(&f.forgetAfter, "forget-after", panel.DefaultForgetAfter, "how long a dead or stopped instance that nothing replaced stays listed")
 	fs.StringVar(&f.alertsFile, "alerts", "", "the alerting configuration (YAML); the flags below override its receivers")
 	fs.StringVar(&f.amURLs, "alertmanager", "", "Alertmanager URLs, comma-separated (an HA pair: both receive every alert)")
 	fs.StringVar(&f.webhookURL, "webhook", "", "a webhook URL; its HMAC secret is in ADMINPANEL_WEBHOOK_SECRET")
@@ -74,9 +75,11 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, fmt.Errorf("--bars %d: want 1 to 1000", f.bars)
 	case f.maxInstances <= 0:
 		return s, fmt.Errorf("--max-instances %d: want a positive number", f.maxInstances)
+	case f.forgetAfter < time.Minute || f.forgetAfter > f.retention:
+		return s, fmt.Errorf("--forget-after %v: want 1m to --retention (%v)", f.forgetAfter, f.retention)
 	}
 	s.panel = append(s.panel, panel.WithRetention(f.retention), panel.WithLease(f.lease), panel.WithBars(f.bars), panel.WithReplica(f.replica))
-	s.tracker = append(s.tracker, watch.WithMaxInstances(f.maxInstances))
+	s.tracker = append(s.tracker, watch.WithMaxInstances(f.maxInstances), watch.WithRetention(f.forgetAfter))
 	interval, err := defaultInterval(f.defInterval, getenv)
 	if err != nil {
 		return s, err

@@ -78,12 +78,18 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-// TrackerOptions are what the panel asks of the tracker it is given:
-// heartbeats kept (for the instances' fields and the alerts), and the
-// dead and stopped remembered for a day, not a monitor's 15 minutes: an
-// operator looks for them the next morning.
+// DefaultForgetAfter is how long the panel's tracker lists a dead or
+// stopped instance that no new instance replaced (see watch.Replaced): a
+// day, so that a crash in the night is still listed when the operator
+// looks for them the next morning. Its history stays for the retention.
+const DefaultForgetAfter = 24 * time.Hour
+
+// TrackerOptions are the options the panel needs of the host's tracker:
+// it keeps heartbeats (the API shows their fields), and lists a dead or
+// stopped instance that nothing replaced for DefaultForgetAfter; a later
+// watch.WithRetention sets another time.
 func TrackerOptions() []watch.TrackerOption {
-	return []watch.TrackerOption{watch.WithHeartbeats(), watch.WithRetention(24 * time.Hour)}
+	return []watch.TrackerOption{watch.WithHeartbeats(), watch.WithRetention(DefaultForgetAfter)}
 }
 
 // WithEndpoint names Valkey in messages, without credentials
