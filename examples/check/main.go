@@ -28,7 +28,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,6 +62,77 @@ type checker struct {
 	lag            *lagWatch // how late Valkey answered
 	modeStart      time.Time // when the mode running began
 	reported       []error   // from otel.Handle, for reasons
+
+	// The check instances running, each with what ends it gracefully:
+	// an interrupt ends them all before the check exits, so that no
+	// watcher is left with an instance that looks crashed.
+	mu      sync.Mutex
+	running map[int]func()
+	nextEnd int
+}
+
+// own registers end, which ends a check instance gracefully; the returned
+// release runs it, once, at the instance's normal end. An interrupt runs
+// every end not yet released.
+func (c *checker) own(end func()) (release func()) {
+	var once sync.Once
+	end = func(f func()) func() { return func() { once.Do(f) } }(end)
+	c.mu.Lock()
+	if c.running == nil {
+		c.running = map[int]func(){}
+	}
+	id := c.nextEnd
+	c.nextEnd++
+	c.running[id] = end
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		delete(c.running, id)
+		c.mu.Unlock()
+		end()
+	}
+}
+
+// endAll ends every check instance still running, and returns how many.
+func (c *checker) endAll() int {
+	c.mu.Lock()
+	ends := make([]func(), 0, len(c.running))
+	for _, end := range c.running {
+		ends = append(ends, end)
+	}
+	c.running = nil
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, end := range ends {
+		wg.Go(end)
+	}
+	wg.Wait()
+	return len(ends)
+}
+
+// exitOnInterrupt ends every check instance gracefully at SIGINT or
+// SIGTERM and exits 2: an interrupted check cannot tell. The returned
+// func stops listening.
+func (c *checker) exitOnInterrupt(stdout io.Writer) (stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		select {
+		case s := <-sig:
+			n := c.endAll()
+			fmt.Fprintf(stdout, "interrupted (%v): ended %d check instances gracefully\n", s, n)
+			os.Exit(2)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+		<-ended
+	}
 }
 
 func (c *checker) pass(mode, format string, args ...any) {
@@ -164,6 +238,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c.pass("connect", "PING %s", c.endpoint)
 	c.lag = watchLag(c.client)
 	defer c.lag.stop()
+	defer c.exitOnInterrupt(stdout)()
 	for _, m := range selected {
 		c.modeStart = time.Now()
 		switch m {

@@ -7,16 +7,19 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
+	"github.com/google/uuid"
 	"github.com/otel-heartbeat/heartbeat/collectors"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch/term"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
+	"github.com/redis/go-redis/v9"
 )
 
 func (c *checker) publisherOptions() []otelheartbeat.Option {
@@ -38,7 +41,7 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 		c.fail(mode, "Start: %v", err)
 		return
 	}
-	defer p.Stop(context.Background())
+	defer c.own(c.stopper(p))()
 
 	raw, at, err := w.next(c.timeout)
 	if err != nil {
@@ -210,7 +213,16 @@ func (c *checker) monitor() {
 		return
 	}
 	defer inst.close()
-	if !l.crash(ctx, inst) || !l.gracefulStop(ctx) {
+	// The crash is a check's: once judged, or if the check goes no
+	// further, the crashed instance ends with a stopping heartbeat, so
+	// that no watcher is left with an instance that looks crashed.
+	ended := c.own(func() { c.endCrashed(inst) })
+	defer ended()
+	if !l.crash(ctx, inst) {
+		return
+	}
+	ended()
+	if !l.gracefulStop(ctx) {
 		return
 	}
 	// The counts are final only once the engine has returned.
@@ -323,8 +335,6 @@ func (l *liveness) crash(ctx context.Context, inst *crashing) bool {
 	if !l.silenceJudged(crashed, hb.At) {
 		return false
 	}
-	// Delete what a crashed instance leaves behind.
-	_ = c.client.Del(context.Background(), wire.Key(c.keyPrefix, l.service, crashed.Instance)).Err()
 	return true
 }
 
@@ -364,6 +374,7 @@ func (l *liveness) gracefulStop(ctx context.Context) bool {
 		c.fail(monitorMode, "Start: %v", err)
 		return false
 	}
+	defer c.own(c.stopper(p))()
 	graceful := watch.Key{Service: l.service, Instance: p.InstanceID()}
 	_, err = l.wait("alive", c.timeout, becomes(graceful, watch.Alive))
 	if !l.judged("started instance reported alive", err) {
@@ -386,13 +397,43 @@ func (l *liveness) gracefulStop(ctx context.Context) bool {
 	return true
 }
 
+// stopper stops p gracefully, within the check's timeout.
+func (c *checker) stopper(p *otelheartbeat.Publisher) func() {
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		_ = p.Stop(ctx)
+	}
+}
+
+// endCrashed ends the crashed instance as a graceful stop would: its final
+// heartbeat, saying stopping, and its latest-state key deleted.
+func (c *checker) endCrashed(inst *crashing) {
+	m := &wire.Message{ServiceName: inst.service, InstanceID: inst.id, Timestamp: time.Now(), Status: wire.StatusStopping,
+		UptimeSeconds: time.Since(inst.started).Seconds(), HeartbeatCount: 2, IntervalSeconds: c.interval.Seconds(),
+		Has: wire.HasUptime | wire.HasHeartbeatCount | wire.HasInterval}
+	b, err := wire.Marshal(m)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	_, _ = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Publish(ctx, c.channel.Channel(inst.service), b)
+		p.Del(ctx, wire.Key(c.keyPrefix, inst.service, inst.id))
+		return nil
+	})
+}
+
 // crashing is an instance that sends one heartbeat through the exporter,
 // then falls silent as a crashed one does.
 type crashing struct {
-	exp    *valkeyexporter.Exporter
-	reader *sdkmetric.ManualReader
-	mp     *sdkmetric.MeterProvider
-	proc   *collectors.Process
+	service, id string
+	started     time.Time
+	exp         *valkeyexporter.Exporter
+	reader      *sdkmetric.ManualReader
+	mp          *sdkmetric.MeterProvider
+	proc        *collectors.Process
 }
 
 // newCrashing builds the instance, checking each part; on a failure it
@@ -402,15 +443,21 @@ func (c *checker) newCrashing(service string) (*crashing, bool) {
 	if !c.check(monitorMode, "exporter", err) {
 		return nil, false
 	}
+	id := uuid.NewString()
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.instance.id", id)))
+	if !c.check(monitorMode, "resource", err) {
+		_ = exp.Shutdown(context.Background())
+		return nil, false
+	}
 	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(resource.Default()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
 	proc, err := collectors.NewProcess(collectors.WithMeterProvider(mp))
 	if !c.check(monitorMode, "process collector", err) {
 		_ = mp.Shutdown(context.Background())
 		_ = exp.Shutdown(context.Background())
 		return nil, false
 	}
-	return &crashing{exp: exp, reader: reader, mp: mp, proc: proc}, true
+	return &crashing{service: service, id: id, started: time.Now(), exp: exp, reader: reader, mp: mp, proc: proc}, true
 }
 
 // beat sends the instance's one heartbeat.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"path"
 	"reflect"
 	"strconv"
 	"time"
@@ -21,6 +22,7 @@ import (
 // fire. In YAML:
 //
 //	external_url: https://panel.example.com/     # the generatorURL of every alert
+//	ignore_services: [heartbeat_check_*]           # the default: no alert for these; [] for none
 //	receivers:
 //	  alertmanager:
 //	    urls: [http://am-1:9093, http://am-2:9093]  # an HA pair: both receive every alert
@@ -37,9 +39,12 @@ import (
 //	    silent_share: 0.5    # this share of the instances falling silent together...
 //	    min_instances: 5     # ...and at least this many: the source, not the fleet
 type File struct {
-	ExternalURL URL       `yaml:"external_url"`
-	Receivers   Receivers `yaml:"receivers"`
-	Rules       Rules     `yaml:"rules"`
+	ExternalURL URL `yaml:"external_url"`
+	// IgnoreServices are the services no alert is raised for (see
+	// WithIgnoredServices); absent, DefaultIgnoredServices.
+	IgnoreServices *[]ServicePattern `yaml:"ignore_services"`
+	Receivers      Receivers         `yaml:"receivers"`
+	Rules          Rules             `yaml:"rules"`
 }
 
 // Receivers are where alerts go.
@@ -116,6 +121,8 @@ type (
 	EnvName string
 	// ServiceName is a heartbeat's service name.
 	ServiceName string
+	// ServicePattern matches service names, in path.Match's syntax.
+	ServicePattern string
 	// Count is a whole number of at least 1.
 	Count int
 	// Share is a share above 0 and at most 1.
@@ -157,6 +164,14 @@ func (n *ServiceName) readScalar(s string) error {
 		return err
 	}
 	*n = ServiceName(s)
+	return nil
+}
+
+func (p *ServicePattern) readScalar(s string) error {
+	if _, err := path.Match(s, ""); err != nil || s == "" || len(s) > wire.MaxNameLength {
+		return fmt.Errorf("want a service name pattern such as heartbeat_check_*, got %q", wire.Truncate(s, 64))
+	}
+	*p = ServicePattern(s)
 	return nil
 }
 
@@ -253,6 +268,13 @@ func (f File) Options() []Option {
 	}
 	if f.ExternalURL != "" {
 		opts = append(opts, WithExternalURL(string(f.ExternalURL)))
+	}
+	if f.IgnoreServices != nil {
+		patterns := []string{}
+		for _, p := range *f.IgnoreServices {
+			patterns = append(patterns, string(p))
+		}
+		opts = append(opts, WithIgnoredServices(patterns...))
 	}
 	return opts
 }

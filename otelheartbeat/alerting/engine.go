@@ -103,7 +103,7 @@ func (e *Engine) MinAlive(service string) int { return max(e.cfg.minAlive[servic
 // Valkey does not answer (the source alert is sent precisely then), they
 // are returned all the same.
 func (e *Engine) Evaluate(ctx context.Context, now time.Time, watching bool) []Alert {
-	snap := e.tr.Snapshot()
+	snap := slices.DeleteFunc(e.tr.Snapshot(), func(in watch.Instance) bool { return e.cfg.ignores(in.Service) })
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.viewAt = now

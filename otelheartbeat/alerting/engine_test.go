@@ -330,3 +330,44 @@ func TestARestartResolvesTheCrashedInstancesAlert(t *testing.T) {
 		t.Error("the replaced instance is still tracked")
 	}
 }
+
+// The services examples/check publishes crash on purpose: no alert is
+// raised for them unless asked, from the options or the file.
+func TestCheckServicesPageNobodyUnlessAsked(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tt := range []struct {
+		name string
+		opts []Option
+		want []string
+	}{
+		{"by default", nil, nil},
+		{"asked for every service", []Option{WithIgnoredServices()}, []string{
+			"firing HeartbeatInstanceDead heartbeat_check_monitor crashed", "firing HeartbeatServiceDown heartbeat_check_monitor"}},
+		{"ignoring another pattern", []Option{WithIgnoredServices("canary_*")}, []string{
+			"firing HeartbeatInstanceDead heartbeat_check_monitor crashed", "firing HeartbeatServiceDown heartbeat_check_monitor"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv.Client(t).FlushAll(context.Background())
+			r := newRig(t, srv, tt.opts...)
+			r.beat("heartbeat_check_monitor", "crashed", wire.StatusRunning)
+			r.beat("canary_1", "crashed", wire.StatusRunning)
+			r.advance(4 * time.Second)
+			var got []string
+			for _, s := range r.sent {
+				if strings.Contains(s, "heartbeat_check_monitor") {
+					got = append(got, s)
+				}
+			}
+			if strings.Join(got, "; ") != strings.Join(tt.want, "; ") {
+				t.Errorf("sent %q, want %q", got, tt.want)
+			}
+		})
+	}
+	f, err := Parse("alerts.yml", []byte("ignore_services: []\n"))
+	if err != nil || f.IgnoreServices == nil || len(*f.IgnoreServices) != 0 {
+		t.Errorf("ignore_services: [] read as %v, %v; want an empty list, not the default", f.IgnoreServices, err)
+	}
+	if _, err := Parse("alerts.yml", []byte("ignore_services: ['a[']\n")); err == nil || !strings.Contains(err.Error(), "ignore_services[0]") {
+		t.Errorf("a malformed pattern: %v", err)
+	}
+}

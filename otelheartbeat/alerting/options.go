@@ -1,6 +1,9 @@
 package alerting
 
-import "maps"
+import (
+	"maps"
+	"path"
+)
 
 // Option configures an Engine.
 type Option interface{ apply(*config) }
@@ -19,6 +22,7 @@ type config struct {
 	silentMinimum int
 	errorf        func(format string, args ...any)
 	fence         WriteFence
+	ignored       []string // service name patterns; nil: DefaultIgnoredServices
 }
 
 // Defaults.
@@ -26,6 +30,11 @@ const (
 	DefaultSilentShare = 0.5
 	DefaultMinSilent   = 5
 )
+
+// DefaultIgnoredServices are the services no alert is raised for unless
+// asked: those examples/check publishes to prove a deployment (its
+// default --name), which crash on purpose.
+var DefaultIgnoredServices = []string{"heartbeat_check_*"}
 
 func newConfig(opts []Option) config {
 	c := config{minAlive: map[string]int{}, rules: map[string]RuleSettings{}}
@@ -41,7 +50,30 @@ func newConfig(opts []Option) config {
 	if c.errorf == nil {
 		c.errorf = func(string, ...any) {}
 	}
+	if c.ignored == nil {
+		c.ignored = DefaultIgnoredServices
+	}
 	return c
+}
+
+// ignores reports whether no alert is raised for service.
+func (c *config) ignores(service string) bool {
+	for _, p := range c.ignored {
+		if ok, _ := path.Match(p, service); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// WithIgnoredServices sets the services no alert is raised for: those
+// whose name matches one of patterns, in path.Match's syntax (service
+// names hold none of its special characters). Their instances count for
+// no rule, the source's included. Default: DefaultIgnoredServices; none
+// alerts on every service. A malformed pattern matches nothing.
+func WithIgnoredServices(patterns ...string) Option {
+	patterns = append([]string{}, patterns...)
+	return optionFunc(func(c *config) { c.ignored = patterns })
 }
 
 // WithExternalURL sets the panel's URL as operators reach it: every
