@@ -21,7 +21,7 @@ test: deps vet unit benchonce fuzz
 # deps installs, in one apt-get run, what the tests start and is missing:
 # redis-server, chromium (the admin panel's page in a headless browser),
 # prometheus-alertmanager (alerts through a real Alertmanager) and
-# prometheus (for promtool). A variable pointing at a binary counts as
+# prometheus (promtool, and the server that runs the shipped rules). A variable pointing at a binary counts as
 # having it. The prometheus packages would start their daemons where an
 # init system runs; a policy-rc.d forbids that for the install, so nothing
 # is left listening on 9090 or 9093, and is removed only if deps wrote it.
@@ -30,7 +30,7 @@ deps:
 	command -v valkey-server >/dev/null 2>&1 || command -v redis-server >/dev/null 2>&1 || [ -n "$$REDIS_SERVER" ] || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || missing="$$missing chromium"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || [ -n "$$ALERTMANAGER" ] || missing="$$missing prometheus-alertmanager"; \
-	command -v promtool >/dev/null 2>&1 || [ -n "$$PROMTOOL" ] || missing="$$missing prometheus"; \
+	{ command -v promtool >/dev/null 2>&1 || [ -n "$$PROMTOOL" ]; } && { command -v prometheus >/dev/null 2>&1 || [ -n "$$PROMETHEUS" ]; } || missing="$$missing prometheus"; \
 	if [ -z "$$missing" ]; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -44,7 +44,7 @@ deps:
 	else \
 		echo "tests need:$$missing (Debian: apt-get install --no-install-recommends$$missing)."; \
 		echo "Or point variables at binaries: REDIS_SERVER (redis-server or valkey-server), CHROMIUM (chromium),"; \
-		echo "ALERTMANAGER (prometheus-alertmanager, Alertmanager 0.25 or newer), PROMTOOL (promtool)."; \
+		echo "ALERTMANAGER (prometheus-alertmanager, Alertmanager 0.25 or newer), PROMTOOL (promtool), PROMETHEUS (prometheus)."; \
 		exit 1; \
 	fi
 

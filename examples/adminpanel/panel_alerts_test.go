@@ -22,6 +22,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/prometheustest"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/alertmanagertest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
@@ -605,6 +606,77 @@ func TestARestartUnderANewIDResolvesTheCrash(t *testing.T) {
 	for _, r := range in.all() {
 		if r.status == "firing" && r.instance == "pod-b" {
 			t.Errorf("the restarted instance fired: %v", r)
+		}
+	}
+}
+
+// The panel and Prometheus (the shipped rules over the panel's metrics)
+// alert into one Alertmanager: their alerts carry the same labels, so a
+// crash is one alert in Alertmanager and one notification per alert name,
+// however many paths report it. (Before, Prometheus added service_name
+// and service_instance_id: one crash, four notifications.)
+func TestOneCrashIsOnePageFromBothPaths(t *testing.T) {
+	srv := redistest.Start(t)
+	in := alertmanagerInbox(t)
+	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	rules, err := filepath.Abs("rules/heartbeat.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	crash := proctest.Start(t, svcBin, append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1"), "serve", "--service", "geofence_service")
+	crash.Expect("serving", 10*time.Second)
+	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL)
+	prom := prometheustest.Start(t, fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+  - job_name: adminpanel
+    static_configs: [{targets: [%q]}]
+alerting:
+  alertmanagers: [{static_configs: [{targets: [%q]}]}]
+`, rules, strings.TrimPrefix(p.url, "http://"), strings.TrimPrefix(am.URL, "http://")))
+	poll.Until(t, 15*time.Second, "Prometheus scraping the panel", func() bool {
+		return len(prom.Query(t, `heartbeat_instance_state{service_name="geofence_service", state="alive"} == 1`)) == 1
+	})
+
+	send(t, crash, syscall.SIGKILL)
+	poll.Until(t, 20*time.Second, "both paths firing", func() bool {
+		var alerts struct{ Active []panel.AlertJSON }
+		getJSON(t, p.url+"/api/v1/alerts", &alerts)
+		firing := 0
+		for _, a := range prom.Alerts(t) {
+			if a.State == "firing" {
+				firing++
+			}
+		}
+		return len(alerts.Active) == 2 && firing == 2
+	})
+	// Both paths have posted; what Alertmanager holds and what it sent.
+	// Past its group_interval (1 s), a second alert would have notified.
+	poll.Until(t, 10*time.Second, "the firings through Alertmanager, and a group interval past them", func() bool {
+		got := in.all()
+		return len(got) >= 2 && time.Since(got[len(got)-1].at) > 2*time.Second
+	})
+	held := map[string]int{}
+	for _, a := range am.Active(t) {
+		held[a.Labels["alertname"]]++
+		if len(a.Labels) != map[string]int{"HeartbeatInstanceDead": 4, "HeartbeatServiceDown": 3}[a.Labels["alertname"]] {
+			t.Errorf("alert labels %v: want the panel's alertname, service, instance and severity only", a.Labels)
+		}
+	}
+	if held["HeartbeatInstanceDead"] != 1 || held["HeartbeatServiceDown"] != 1 {
+		t.Errorf("Alertmanager holds %v, want one alert of each name", held)
+	}
+	count := map[string]int{}
+	for _, r := range in.all() {
+		count[r.String()]++
+	}
+	for _, want := range []string{"firing HeartbeatInstanceDead geofence_service crash-1", "firing HeartbeatServiceDown geofence_service"} {
+		if count[want] != 1 {
+			t.Errorf("%q notified %d times, want once: all %v", want, count[want], count)
 		}
 	}
 }

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -56,4 +61,43 @@ func TestHeartbeatBesideAnExistingExporter(t *testing.T) {
 	if len(statuses) < 3 {
 		t.Errorf("heartbeats %v: want the first at once, more every 0.5s, then stopping", statuses)
 	}
+}
+
+// With OTEL_METRICS_EXPORTER=prometheus the service exports what the
+// join of its own metrics with its liveness needs (docs/admin-panel.md,
+// and the rules' promtool test that stands on these series): its
+// requests, and its service.name and service.instance.id in target_info,
+// the instance id the heartbeats carry.
+func TestPrometheusExportJoinsTheHeartbeats(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := testbin.Build(t, ".")
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proctest.Start(t, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=0.5",
+		"OTEL_METRICS_EXPORTER=prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", port),
+		"OTEL_RESOURCE_ATTRIBUTES=service.instance.id=geo-1"), "--duration", "30s")
+	var body string
+	poll.Until(t, 10*time.Second, "the service's requests on /metrics", func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return strings.Contains(body, "geocoder_requests_total{")
+	})
+	var info string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "target_info{") {
+			info = l
+		}
+	}
+	if !strings.Contains(info, `service_name="geocoding_service"`) || !strings.Contains(info, `service_instance_id="geo-1"`) {
+		t.Errorf("target_info %q: want service_name and service_instance_id", info)
+	}
+	_ = p.Cmd.Process.Signal(os.Interrupt)
+	_ = p.Wait(10 * time.Second)
 }

@@ -10,34 +10,20 @@
 package alertmanagertest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/binary"
-
-	"github.com/otel-heartbeat/heartbeat/internal/testing/logtail"
-)
-
-const (
-	// startTimeout bounds how long Alertmanager may take to answer ready.
-	startTimeout = 15 * time.Second
-	// stopTimeout is how long it may take to end after SIGTERM before it
-	// is killed.
-	stopTimeout = 5 * time.Second
+	"github.com/otel-heartbeat/heartbeat/internal/testing/daemon"
 )
 
 // Binary returns the Alertmanager binary the tests will use, or an error
@@ -46,13 +32,7 @@ func Binary() (string, error) { return binary.Alertmanager.Find() }
 
 // Alertmanager is one Alertmanager process owned by a test.
 type Alertmanager struct {
-	// URL is its base URL, http://127.0.0.1:PORT, without a trailing slash.
-	URL string
-
-	t      testing.TB
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    *logtail.Tail
+	*daemon.Daemon
 }
 
 // Start starts an Alertmanager for t with config, the text of an
@@ -70,121 +50,22 @@ func Start(t testing.TB, config string) *Alertmanager {
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		am, err := start(t, bin, cfg, filepath.Join(dir, fmt.Sprint("data", attempt)), port)
-		if err == nil {
-			t.Cleanup(am.stop)
-			return am
-		}
-		lastErr = err
-	}
-	t.Fatalf("alertmanagertest: %v", lastErr)
-	return nil
+	return &Alertmanager{daemon.Start(t, spec(bin, cfg, dir))}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+func spec(bin, cfg, dir string) daemon.Spec {
+	return daemon.Spec{Name: "alertmanager", Bin: bin, Ready: "/-/ready",
+		Args: func(addr string, attempt int) []string {
+			return []string{
+				"--config.file=" + cfg,
+				"--storage.path=" + filepath.Join(dir, fmt.Sprint("data", attempt)),
+				"--web.listen-address=" + addr,
+				// Empty: no cluster, so no gossip listener on 9094.
+				"--cluster.listen-address=",
+				"--log.level=debug",
+			}
+		}}
 }
-
-func start(t testing.TB, bin, cfg, data string, port int) (*Alertmanager, error) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin,
-		"--config.file="+cfg,
-		"--storage.path="+data,
-		"--web.listen-address="+addr,
-		// Empty: no cluster, so no gossip listener on 9094.
-		"--cluster.listen-address=",
-		"--log.level=debug",
-	)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	am := &Alertmanager{URL: "http://" + addr, t: t, cmd: cmd, exited: make(chan struct{}), log: logtail.New(60)}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			am.log.Add(sc.Text())
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	go func() {
-		<-copied // Wait closes the pipe: read it to the end first
-		_ = cmd.Wait()
-		close(am.exited)
-	}()
-
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		if ready(ctx, client, am.URL) {
-			return am, nil
-		}
-		select {
-		case <-am.exited:
-			return nil, fmt.Errorf("%s exited at start on port %d:\n%s", bin, port, am.log)
-		case <-ctx.Done():
-			am.kill()
-			return nil, fmt.Errorf("%s not ready in %v on port %d:\n%s", bin, startTimeout, port, am.log)
-		case <-time.After(25 * time.Millisecond): // polling readiness: it says so only over HTTP
-		}
-	}
-}
-
-func ready(ctx context.Context, c *http.Client, base string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/-/ready", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// stop ends Alertmanager with SIGTERM, then SIGKILL if it has not exited
-// after stopTimeout.
-func (am *Alertmanager) stop() {
-	_ = am.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-am.exited:
-	case <-time.After(stopTimeout):
-		am.t.Errorf("alertmanagertest: no exit %v after SIGTERM; killed", stopTimeout)
-		am.kill()
-	}
-	if am.t.Failed() {
-		am.t.Logf("alertmanager at %s, last log lines:\n%s", am.URL, am.log)
-	}
-}
-
-func (am *Alertmanager) kill() {
-	_ = am.cmd.Process.Kill()
-	<-am.exited
-}
-
-// Log returns its last log lines.
-func (am *Alertmanager) Log() string { return am.log.String() }
 
 // Alert is an alert as clients post it to /api/v2/alerts.
 type Alert struct {

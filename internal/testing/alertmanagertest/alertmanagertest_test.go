@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/daemon"
 )
 
 // TestFiringThenResolved routes one alert to a webhook receiver and sees it
@@ -73,11 +75,7 @@ func TestBadConfigFailsWithLog(t *testing.T) {
 	if err := writeFile(cfg, "route: {receiver: nowhere}\n"); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = start(t, bin, cfg, dir+"/data", port)
+	_, err = daemon.Try(t, spec(bin, cfg, dir))
 	if err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Fatalf("start with an undefined receiver: %v", err)
 	}

@@ -1,5 +1,5 @@
 // Package binary finds the real programs the tests start: one lookup for
-// redis-server, Chromium, Alertmanager and promtool, so that each says the
+// redis-server, Chromium, Alertmanager, Prometheus and promtool, so that each says the
 // same thing when it is missing.
 package binary
 
@@ -38,4 +38,5 @@ var (
 	Chromium     = Program{Env: "CHROMIUM", Names: []string{"chromium"}, Package: "chromium"}
 	Alertmanager = Program{Env: "ALERTMANAGER", Names: []string{"prometheus-alertmanager", "alertmanager"}, Package: "prometheus-alertmanager"}
 	Promtool     = Program{Env: "PROMTOOL", Names: []string{"promtool"}, Package: "prometheus"}
+	Prometheus   = Program{Env: "PROMETHEUS", Names: []string{"prometheus"}, Package: "prometheus"}
 )
