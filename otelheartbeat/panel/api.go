@@ -128,8 +128,11 @@ type TransitionJSON struct {
 	Service  string `json:"service"`
 	Instance string `json:"instance"`
 	From     string `json:"from"`
-	To       string `json:"to"`
+	To       string `json:"to"` // a watch.State, "replaced" included
 	At       string `json:"at"`
+	// ReplacedBy is the instance that replaced this one, when To is
+	// "replaced".
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 func stamp(t time.Time) string { return string(wire.AppendTimestamp(nil, t)) }

@@ -322,7 +322,8 @@ func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service
 	}
 	for _, t := range ts {
 		touched[t.Service] = true
-		u.Transitions = append(u.Transitions, TransitionJSON{Service: t.Service, Instance: t.Instance, From: t.From.String(), To: t.To.String(), At: stamp(t.At)})
+		u.Transitions = append(u.Transitions, TransitionJSON{Service: t.Service, Instance: t.Instance, From: t.From.String(), To: t.To.String(), At: stamp(t.At),
+			ReplacedBy: t.By})
 	}
 	if all {
 		for _, s := range p.fleet(now).Services {
