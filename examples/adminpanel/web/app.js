@@ -374,25 +374,63 @@
     return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
   }
 
+  // A row is a table row on a wide screen and a card on a narrow one,
+  // where each cell shows its label (data-label, from the CSS).
   function newRow(inst) {
     const r = {};
-    r.tr = el("tr", { "data-instance": inst.instance });
-    r.id = el("th", { scope: "row", className: "mono", title: inst.instance, text: shortID(inst.instance) });
+    r.tr = el("tr", { role: "row", "data-instance": inst.instance });
+    r.id = el("th", { scope: "row", role: "rowheader", className: "mono id", title: inst.instance, text: shortID(inst.instance) });
     r.state = el("span", { className: "state" });
-    const cell = (cls) => el("td", cls ? { className: cls } : null);
-    r.age = cell("num");
-    r.uptime = cell("num");
-    r.beats = cell("num");
-    r.lost = cell("num");
-    r.mem = cell("num");
-    r.cpu = cell("num");
-    r.interval = cell("num");
-    r.addr = cell("mono");
-    r.fields = cell("fields");
+    const cell = (cls, label) => el("td", { role: "cell", className: cls, "data-label": label });
+    r.age = cell("num", "Age");
+    r.uptime = cell("num", "Uptime (24h)");
+    r.beats = cell("num", "Heartbeats");
+    r.lost = cell("num", "Lost");
+    r.mem = cell("num", "Memory");
+    r.cpu = cell("num", "CPU");
+    r.interval = cell("num interval", "Interval");
+    r.addr = cell("mono addr", "Address");
+    r.fields = cell("fields", "Fields");
     r.bars = el("span", { className: "bars", role: "img" });
-    r.tr.append(r.id, el("td", null, r.state), r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, r.fields,
-      el("td", null, r.bars));
+    const barsCell = cell("beats", "Recent heartbeats");
+    barsCell.append(r.bars);
+    const stateCell = cell("state-cell", null);
+    stateCell.append(r.state);
+    r.tr.append(r.id, stateCell, r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, barsCell, r.fields);
     return r;
+  }
+
+  // Service fields shown in a row; the rest are behind "n more", so that a
+  // heartbeat with dozens of fields keeps its row a few lines tall.
+  const FIELDS_SHOWN = 6;
+
+  // breakable returns s as text nodes with <wbr> where a long value may
+  // wrap sensibly: after the T of a timestamp, before its zone, and after
+  // the separators of paths, queries and lists. The text stays the same
+  // (textContent) and is never parsed as markup.
+  function breakable(s) {
+    const out = [];
+    let from = 0;
+    const re = /\d{4}-\d\d-\d\dT|\d(?=[+-]\d\d:\d\d\b)|[/?&,;=_]/g;
+    let m;
+    while ((m = re.exec(s)) !== null) {
+      const to = m.index + m[0].length;
+      if (to > from && to < s.length) {
+        out.push(document.createTextNode(s.slice(from, to)), document.createElement("wbr"));
+        from = to;
+      }
+      if (out.length > 400) break; // enough places to wrap; the rest is one piece
+    }
+    out.push(document.createTextNode(s.slice(from)));
+    return out;
+  }
+
+  // A field is a list of one term, so that the fields and "n more" flow
+  // as one line of items.
+  function fieldItem(key, value, cls) {
+    const dd = el("dd", { title: value });
+    dd.append(...breakable(value));
+    return el("dl", { className: cls }, el("dt", { text: key, title: key }), dd);
   }
 
   function fillRow(r, inst) {
@@ -408,17 +446,28 @@
     setText(r.cpu, fmtNumber(inst.cpu_percent, 1, "%"));
     setText(r.interval, fmtDuration(inst.interval_seconds) + " (" + inst.interval_source + ")");
     setText(r.addr, inst.address || "—");
+    if (r.addr.title !== (inst.address || "")) r.addr.title = inst.address || "";
     // Service fields, as the API lists them: the heartbeat's own, in its order.
     const fields = Array.isArray(inst.fields) ? inst.fields : [];
     const cut = inst.fields_cut || 0;
     const sig = JSON.stringify([cut, fields]);
     if (r.fieldsSig !== sig) {
       r.fieldsSig = sig;
-      const items = fields.map((f) => el("div", null, el("dt", { text: f.key }), el("dd", { text: fmtValue(f.value) })));
+      const items = fields.map((f) => fieldItem(f.key, fmtValue(f.value)));
       // What the panel's memory bound cut or left out, said rather than hidden.
-      if (cut > 0) items.push(el("div", { className: "cut" }, el("dt", { text: "cut" }), el("dd", { text: cut + " fields cut short or left out" })));
-      if (items.length === 0) r.fields.replaceChildren("—");
-      else r.fields.replaceChildren(el("dl", null, ...items));
+      if (cut > 0) items.push(fieldItem("cut", cut + " fields cut short or left out", "cut"));
+      r.fields.classList.toggle("empty", items.length === 0);
+      if (items.length <= FIELDS_SHOWN + 1) { // "1 more" would save nothing
+        r.more = null;
+        r.fields.replaceChildren(...items);
+      } else {
+        // Kept open across updates once opened.
+        const open = r.more ? r.more.open : false;
+        const rest = items.splice(FIELDS_SHOWN);
+        r.more = el("details", { className: "more" }, el("summary", { text: rest.length + " more fields" }), el("div", { className: "rest" }, ...rest));
+        r.more.open = open;
+        r.fields.replaceChildren(...items, r.more);
+      }
     }
     // The heartbeat bars, oldest first.
     const bars = inst.bars || [];
