@@ -469,19 +469,34 @@
         r.fields.replaceChildren(...items, r.more);
       }
     }
-    // The heartbeat bars, oldest first.
+    // The heartbeat bars, oldest first. After a graceful stop nothing is
+    // expected: the intervals since the last heartbeat (the one that said
+    // it was stopping) are the stop's, not misses, and look it: the
+    // stopped state's colour, a low line rather than a bar, and the strip
+    // ends in its symbol, as a crash's ends in the dead one's.
     const bars = inst.bars || [];
     const spans = r.bars.children;
     while (spans.length > bars.length) r.bars.lastChild.remove();
     while (spans.length < bars.length) r.bars.append(el("span"));
-    let got = 0, missed = 0;
+    const stopped = inst.state === "stopped";
+    const last = bars.lastIndexOf(1);
+    let got = 0, missed = 0, off = 0;
     for (let i = 0; i < bars.length; i++) {
-      const cls = bars[i] === 1 ? "b1" : bars[i] === 0 ? "b0" : "bn";
-      if (bars[i] === 1) got++;
-      else if (bars[i] === 0) missed++;
+      let cls = "bn";
+      if (bars[i] === 1) { cls = "b1"; got++; }
+      else if (bars[i] === 0 && stopped && i > last) { cls = "bs"; off++; }
+      else if (bars[i] === 0) { cls = "b0"; missed++; }
       if (spans[i].className !== cls) spans[i].className = cls;
     }
-    r.bars.setAttribute("aria-label", "last " + bars.length + " intervals: " + got + " received, " + missed + " missed");
+    const end = stopped || inst.state === "dead" ? inst.state : "";
+    if (r.bars.dataset.end !== end) r.bars.dataset.end = end;
+    let label = "last " + bars.length + " intervals: " + got + " received, " + missed + " missed";
+    if (off) label += ", " + off + " since it stopped gracefully";
+    if (end) label += "; " + end;
+    if (r.bars.getAttribute("aria-label") !== label) {
+      r.bars.setAttribute("aria-label", label);
+      r.bars.title = label;
+    }
   }
 
   function renderAge(r) {
