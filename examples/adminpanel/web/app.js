@@ -611,6 +611,9 @@
     const body = await getJSON("api/v1/alerts");
     if (gen !== alertsGen) return;
     const active = (body && body.active) || [], recent = (body && body.recent) || [], receivers = (body && body.receivers) || [];
+    // In a stable order, so that reading them again does not move rows.
+    const key = (a) => [a.starts_at || "", a.alertname || "", a.service || "", a.instance || ""].join("\u0000");
+    active.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
     const count = $("alerts-count");
     count.hidden = active.length === 0;
     setText(count, active.length ? "(" + active.length + ")" : "");
@@ -763,8 +766,17 @@
     show(parseRoute().view);
     setInterval(tick, 1000);
     // Alerts change with transitions, which the events carry: refresh the
-    // list (and the count in the navigation) at most every 2 s after one.
-    setInterval(() => { if (alertsDirty > 0) { alertsDirty--; loadAlerts().catch(() => {}); } }, 1500);
+    // list (and the count in the navigation) on the next two ticks after
+    // one. A rule with a "for" fires later, and a page loaded just after a
+    // transition never saw it: the open Alerts view is read again every
+    // 3 s all the same, and the count every 15 s.
+    let alertsTick = 0;
+    setInterval(() => {
+      alertsTick++;
+      if (alertsDirty > 0) alertsDirty--;
+      else if (!(route.view === "alerts" ? alertsTick % 2 === 0 : alertsTick % 10 === 0)) return;
+      loadAlerts().catch(() => {});
+    }, 1500);
     connect();
     // The first load waits for the stream to open, so that no update
     // falls between the two; if it does not open soon, load anyway.
