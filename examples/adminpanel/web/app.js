@@ -61,13 +61,42 @@
     return (Math.floor(u * 10000) / 100).toFixed(2) + "%";
   }
 
-  function fmtTime(stampStr) {
+  // Times are shown in the browser's zone, and say which: the offset
+  // from UTC ("UTC" alone when there is none), with the whole of it, in
+  // ISO 8601 with the offset and the zone's name, and in UTC, in the title.
+  const pad = (n, w) => String(n).padStart(w || 2, "0");
+  let zoneName = "";
+  try { zoneName = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { /* no Intl */ }
+
+  function offsetOf(d, utc, sep) {
+    const off = -d.getTimezoneOffset(); // minutes east of UTC
+    if (off === 0) return utc;
+    const a = Math.abs(off);
+    return (off > 0 ? "+" : "-") + pad(Math.floor(a / 60)) + sep + pad(a % 60);
+  }
+
+  // zonedTime returns the parts of a time as the page shows it.
+  function zonedTime(stampStr) {
     const t = Date.parse(stampStr);
-    if (isNaN(t)) return String(stampStr);
+    if (isNaN(t)) return null;
     const d = new Date(t);
-    const pad = (n) => String(n).padStart(2, "0");
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    const date = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    const clock = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    const off = offsetOf(d, "", ":");
+    const iso = date + "T" + clock + "." + pad(d.getMilliseconds(), 3) + (off || "Z");
+    return {
+      date, time: clock + " UTC" + off,
+      title: iso + (zoneName ? " (" + zoneName + ")" : "") + (off ? ", " + d.toISOString() : ""),
+      datetime: d.toISOString(),
+    };
+  }
+
+  // timeEl is a time as a <time> element: its date and its time with the
+  // zone, each kept on one line, and the whole in its title.
+  function timeEl(stampStr) {
+    const z = zonedTime(stampStr);
+    if (!z) return el("span", { text: String(stampStr) });
+    return el("time", { datetime: z.datetime, title: z.title }, el("span", { text: z.date }), " ", el("span", { text: z.time }));
   }
 
   function fmtNumber(v, digits, unit) {
@@ -195,6 +224,7 @@
     parts.uptime = el("dl", { className: "uptime" });
     parts.uptimeCells = new Map();
     parts.incident = el("span", { className: "incident" });
+    parts.incidentDur = el("span");
     parts.a.append(el("span", { className: "card-head" }, parts.name, parts.state), parts.counts, parts.uptime, parts.incident);
     parts.li.append(parts.a);
     return parts;
@@ -238,8 +268,12 @@
     const inc = c.openIncident;
     c.incident.hidden = !inc;
     if (!inc) return;
+    if (c.incidentSince !== inc.started_at) {
+      c.incidentSince = inc.started_at;
+      c.incident.replaceChildren("Incident open since ", timeEl(inc.started_at), " (", c.incidentDur, ")");
+    }
     const dur = (serverNow() - Date.parse(inc.started_at)) / 1000;
-    setText(c.incident, "Incident open since " + fmtTime(inc.started_at) + " (" + fmtDuration(isNaN(dur) ? inc.duration_seconds : dur) + ")");
+    setText(c.incidentDur, fmtDuration(isNaN(dur) ? inc.duration_seconds : dur));
   }
 
   function renderAllCards() {
@@ -338,10 +372,11 @@
       ["Must be up", s.min_alive],
     ];
     if (s.open_incident) {
-      items.push(["Open incident", "since " + fmtTime(s.open_incident.started_at)]);
+      items.push(["Open incident", el("span", null, "since ", timeEl(s.open_incident.started_at))]);
     }
     const dl = $("service-summary");
-    dl.replaceChildren(...items.map(([k, v]) => el("div", null, el("dt", { text: k }), el("dd", { text: String(v) }))));
+    dl.replaceChildren(...items.map(([k, v]) => el("div", null, el("dt", { text: k }),
+      v instanceof Node ? el("dd", null, v) : el("dd", { text: String(v) }))));
   }
 
   function renderServiceTables() {
@@ -363,8 +398,8 @@
       tr.append(el("th", { scope: "row" }, el("a", { href: "#/services/" + encodeURIComponent(i.service), text: i.service })));
     }
     tr.append(
-      withService ? el("td", { text: fmtTime(i.started_at), title: i.started_at }) : el("th", { scope: "row", text: fmtTime(i.started_at), title: i.started_at }),
-      el("td", { text: i.ended_at ? fmtTime(i.ended_at) : "open", title: i.ended_at || "" }),
+      withService ? el("td", null, timeEl(i.started_at)) : el("th", { scope: "row" }, timeEl(i.started_at)),
+      i.ended_at ? el("td", null, timeEl(i.ended_at)) : el("td", { text: "open" }),
       el("td", { text: fmtDuration(i.duration_seconds) }),
       el("td", { text: (i.instances || []).join(", ") }));
     return tr;
@@ -439,6 +474,7 @@
     r.state.dataset.state = inst.state;
     setText(r.state, inst.state);
     renderAge(r);
+    fillAgeTitle(r);
     setText(r.uptime, fmtPercent(inst.uptime));
     setText(r.beats, inst.heartbeats);
     setText(r.lost, inst.lost);
@@ -497,6 +533,13 @@
       r.bars.setAttribute("aria-label", label);
       r.bars.title = label;
     }
+  }
+
+  function fillAgeTitle(r) {
+    if (r.seenTitleOf === r.inst.last_seen) return;
+    r.seenTitleOf = r.inst.last_seen;
+    const z = zonedTime(r.inst.last_seen);
+    r.age.title = z ? "last heartbeat received " + z.date + " " + z.time + " (" + z.title + ")" : "";
   }
 
   function renderAge(r) {
@@ -622,11 +665,11 @@
     $("alerts-active").hidden = active.length === 0;
     $("alerts-active").tBodies[0].replaceChildren(...active.map((a) => el("tr", { "data-alert": a.alertname },
       el("td", { text: a.alertname }), el("td", { text: a.service || "—" }), el("td", { text: a.instance ? shortID(a.instance) : "—", title: a.instance }),
-      el("td", { text: fmtTime(a.starts_at) }), el("td", { text: a.summary || "" }))));
+      el("td", null, timeEl(a.starts_at)), el("td", { text: a.summary || "" }))));
     $("alerts-recent").tBodies[0].replaceChildren(...recent.map((a) => el("tr", { "data-status": a.status },
       el("td", { text: a.status }), el("td", { text: a.alertname }), el("td", { text: a.service || "—" }),
       el("td", { text: a.instance ? shortID(a.instance) : "—", title: a.instance }),
-      el("td", { text: fmtTime(a.starts_at) }), el("td", { text: a.ends_at ? fmtTime(a.ends_at) : "—" }))));
+      el("td", null, timeEl(a.starts_at)), a.ends_at ? el("td", null, timeEl(a.ends_at)) : el("td", { text: "—" }))));
     $("receivers-none").hidden = receivers.length > 0;
     $("receivers").hidden = receivers.length === 0;
     $("receivers").tBodies[0].replaceChildren(...receivers.map((r) => el("tr", null,
