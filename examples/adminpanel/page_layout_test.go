@@ -35,15 +35,24 @@ func richFields(i, beat int) map[string]any {
 	return f
 }
 
-// publishRich publishes heartbeat number beat of each of n instances of
-// svc, each with richFields, at a 60 s interval: they stay alive for the
-// test.
-func publishRich(t testing.TB, srv *redistest.Server, svc string, n, beat int) {
+// richIDs are n instance ids, in order.
+func richIDs(n int) []string {
+	var ids []string
+	for i := range n {
+		ids = append(ids, fmt.Sprintf("%d1287bb6-1876-4632-94c0-4edc58d253a8", i))
+	}
+	return ids
+}
+
+// publishRich publishes heartbeat number beat of an instance of svc for
+// each id, each with richFields, at a 60 s interval: they stay alive for
+// the test.
+func publishRich(t testing.TB, srv *redistest.Server, svc string, ids []string, beat int) {
 	t.Helper()
 	rdb := srv.Client(t)
-	for i := range n {
+	for i, id := range ids {
 		msg := map[string]any{
-			"service_name": svc, "instance_id": fmt.Sprintf("%d1287bb6-1876-4632-94c0-4edc58d253a8", i),
+			"service_name": svc, "instance_id": id,
 			"timestamp":      time.Now().UTC().Format("2006-01-02T15:04:05.000000+00:00"),
 			"uptime_seconds": 86400.0 + float64(i), "heartbeat_count": 1440 + 10*beat + i, "memory_usage_mb": 1234.5, "cpu_usage_percent": 99.9,
 			"interval_seconds": 60, "status": "running", "instance_address": fmt.Sprintf("http://10.0.12.%d:8080/api", 30+i),
@@ -130,7 +139,7 @@ func TestPageServiceRowsFitLaptopAndPhone(t *testing.T) {
 	url := startPanel(t, srv)
 	const svc = "geofence_service"
 	waitReady(t, url)
-	publishRich(t, srv, svc, 3, 0)
+	publishRich(t, srv, svc, richIDs(3), 0)
 	waitPanel(t, url, 3)
 
 	b := browsertest.Start(t)
@@ -196,7 +205,7 @@ func TestPageServiceRowsFitLaptopAndPhone(t *testing.T) {
 	if n := eval[int](t, ctx, more+".querySelectorAll('dd').length"); n != 6 {
 		t.Errorf("%d fields behind the summary, want 6", n)
 	}
-	publishRich(t, srv, svc, 3, 1)
+	publishRich(t, srv, svc, richIDs(3), 1)
 	waitFor(t, ctx, "the next heartbeat", `[...document.querySelectorAll('#instances tbody td.num')].some((td) => td.textContent === "1452")`, 10*time.Second)
 	if !eval[bool](t, ctx, more+".open") {
 		t.Error("the fields closed when the instance sent again")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -88,7 +89,9 @@ type barsLook struct {
 // view the crashed one's bars after its last heartbeat are misses, red,
 // ending in the dead badge's symbol; the stopped one's are the stopped
 // state's colour and symbol, and another shape: a graceful stop must not
-// look like a crash, nor differ from it by colour alone.
+// look like a crash, nor differ from it by colour alone. With
+// -update-screenshot it writes the service view, the Alerts view and the
+// service at phone width to testdata.
 func TestPageStoppedIsNotACrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Valkey, the panel, two services and a browser")
@@ -103,7 +106,7 @@ func TestPageStoppedIsNotACrash(t *testing.T) {
 	// when it starts, so the service is up from its first moment.
 	url := startPanel(t, srv, "--min-alive", svc+"=2")
 	waitReady(t, url)
-	publishRich(t, srv, svc, 1, 0)
+	publishRich(t, srv, svc, []string{"ffe1c0de-1876-4632-94c0-4edc58d253a8"}, 0) // after the services' in the view
 	waitPanel(t, url, 3)
 
 	b := browsertest.Start(t)
@@ -198,13 +201,23 @@ func TestPageStoppedIsNotACrash(t *testing.T) {
 	}
 	if *updateScreenshot {
 		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel-alerts.png"))
-		// A phone: the same service as cards.
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		// A phone: the same service, its instances as cards, as the
+		// screen shows them from the list's heading.
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1), chromedp.EmulateMobile),
 			chromedp.Evaluate[chromedp.Void](fmt.Sprintf("location.hash = %q", "#/services/"+svc))); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, ctx, "the service at phone width", `window.innerWidth === 390 && document.querySelector('#app').dataset.view === "service" && document.querySelector('#app').dataset.rendered === "3"`, 20*time.Second)
-		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel-phone.png"))
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, document.getElementById('instances-title').getBoundingClientRect().top + window.scrollY - 8)`)); err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("testdata", "adminpanel-phone.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
