@@ -206,9 +206,6 @@ func TestPageFollowsServicesLive(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll('#instances tbody tr .bars span').length`); n == 0 {
 		t.Error("no heartbeat bars")
 	}
-	if *updateScreenshot {
-		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel-service.png"))
-	}
 	if err := chromedp.Do(ctx, chromedp.Click("#service-view a.back")); err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +224,6 @@ func TestPageFollowsServicesLive(t *testing.T) {
 		if w := eval[int](t, ctx, "document.documentElement.scrollWidth"); w > 375 {
 			t.Errorf("%s at 375 px is %d px wide: the page scrolls sideways", view, w)
 		}
-	}
-	if *updateScreenshot {
-		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void]("location.hash = '#/'")); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, ctx, "fleet", `document.querySelector('#app').dataset.view === "fleet"`, 10*time.Second)
-		browsertest.Screenshot(t, ctx, filepath.Join("testdata", "adminpanel-phone.png"))
 	}
 
 	// Dark: the page follows prefers-color-scheme.

@@ -61,13 +61,42 @@
     return (Math.floor(u * 10000) / 100).toFixed(2) + "%";
   }
 
-  function fmtTime(stampStr) {
+  // Times are shown in the browser's zone, and say which: the offset
+  // from UTC ("UTC" alone when there is none), with the whole of it, in
+  // ISO 8601 with the offset and the zone's name, and in UTC, in the title.
+  const pad = (n, w) => String(n).padStart(w || 2, "0");
+  let zoneName = "";
+  try { zoneName = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { /* no Intl */ }
+
+  function offsetOf(d, utc, sep) {
+    const off = -d.getTimezoneOffset(); // minutes east of UTC
+    if (off === 0) return utc;
+    const a = Math.abs(off);
+    return (off > 0 ? "+" : "-") + pad(Math.floor(a / 60)) + sep + pad(a % 60);
+  }
+
+  // zonedTime returns the parts of a time as the page shows it.
+  function zonedTime(stampStr) {
     const t = Date.parse(stampStr);
-    if (isNaN(t)) return String(stampStr);
+    if (isNaN(t)) return null;
     const d = new Date(t);
-    const pad = (n) => String(n).padStart(2, "0");
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    const date = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    const clock = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    const off = offsetOf(d, "", ":");
+    const iso = date + "T" + clock + "." + pad(d.getMilliseconds(), 3) + (off || "Z");
+    return {
+      date, time: clock + " UTC" + off,
+      title: iso + (zoneName ? " (" + zoneName + ")" : "") + (off ? ", " + d.toISOString() : ""),
+      datetime: d.toISOString(),
+    };
+  }
+
+  // timeEl is a time as a <time> element: its date and its time with the
+  // zone, each kept on one line, and the whole in its title.
+  function timeEl(stampStr) {
+    const z = zonedTime(stampStr);
+    if (!z) return el("span", { text: String(stampStr) });
+    return el("time", { datetime: z.datetime, title: z.title }, el("span", { text: z.date }), " ", el("span", { text: z.time }));
   }
 
   function fmtNumber(v, digits, unit) {
@@ -195,6 +224,7 @@
     parts.uptime = el("dl", { className: "uptime" });
     parts.uptimeCells = new Map();
     parts.incident = el("span", { className: "incident" });
+    parts.incidentDur = el("span");
     parts.a.append(el("span", { className: "card-head" }, parts.name, parts.state), parts.counts, parts.uptime, parts.incident);
     parts.li.append(parts.a);
     return parts;
@@ -238,8 +268,12 @@
     const inc = c.openIncident;
     c.incident.hidden = !inc;
     if (!inc) return;
+    if (c.incidentSince !== inc.started_at) {
+      c.incidentSince = inc.started_at;
+      c.incident.replaceChildren("Incident open since ", timeEl(inc.started_at), " (", c.incidentDur, ")");
+    }
     const dur = (serverNow() - Date.parse(inc.started_at)) / 1000;
-    setText(c.incident, "Incident open since " + fmtTime(inc.started_at) + " (" + fmtDuration(isNaN(dur) ? inc.duration_seconds : dur) + ")");
+    setText(c.incidentDur, fmtDuration(isNaN(dur) ? inc.duration_seconds : dur));
   }
 
   function renderAllCards() {
@@ -338,10 +372,11 @@
       ["Must be up", s.min_alive],
     ];
     if (s.open_incident) {
-      items.push(["Open incident", "since " + fmtTime(s.open_incident.started_at)]);
+      items.push(["Open incident", el("span", null, "since ", timeEl(s.open_incident.started_at))]);
     }
     const dl = $("service-summary");
-    dl.replaceChildren(...items.map(([k, v]) => el("div", null, el("dt", { text: k }), el("dd", { text: String(v) }))));
+    dl.replaceChildren(...items.map(([k, v]) => el("div", null, el("dt", { text: k }),
+      v instanceof Node ? el("dd", null, v) : el("dd", { text: String(v) }))));
   }
 
   function renderServiceTables() {
@@ -363,8 +398,8 @@
       tr.append(el("th", { scope: "row" }, el("a", { href: "#/services/" + encodeURIComponent(i.service), text: i.service })));
     }
     tr.append(
-      withService ? el("td", { text: fmtTime(i.started_at), title: i.started_at }) : el("th", { scope: "row", text: fmtTime(i.started_at), title: i.started_at }),
-      el("td", { text: i.ended_at ? fmtTime(i.ended_at) : "open", title: i.ended_at || "" }),
+      withService ? el("td", null, timeEl(i.started_at)) : el("th", { scope: "row" }, timeEl(i.started_at)),
+      i.ended_at ? el("td", null, timeEl(i.ended_at)) : el("td", { text: "open" }),
       el("td", { text: fmtDuration(i.duration_seconds) }),
       el("td", { text: (i.instances || []).join(", ") }));
     return tr;
@@ -374,25 +409,63 @@
     return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
   }
 
+  // A row is a table row on a wide screen and a card on a narrow one,
+  // where each cell shows its label (data-label, from the CSS).
   function newRow(inst) {
     const r = {};
-    r.tr = el("tr", { "data-instance": inst.instance });
-    r.id = el("th", { scope: "row", className: "mono", title: inst.instance, text: shortID(inst.instance) });
+    r.tr = el("tr", { role: "row", "data-instance": inst.instance });
+    r.id = el("th", { scope: "row", role: "rowheader", className: "mono id", title: inst.instance, text: shortID(inst.instance) });
     r.state = el("span", { className: "state" });
-    const cell = (cls) => el("td", cls ? { className: cls } : null);
-    r.age = cell("num");
-    r.uptime = cell("num");
-    r.beats = cell("num");
-    r.lost = cell("num");
-    r.mem = cell("num");
-    r.cpu = cell("num");
-    r.interval = cell("num");
-    r.addr = cell("mono");
-    r.fields = cell("fields");
+    const cell = (cls, label) => el("td", { role: "cell", className: cls, "data-label": label });
+    r.age = cell("num", "Age");
+    r.uptime = cell("num", "Uptime (24h)");
+    r.beats = cell("num", "Heartbeats");
+    r.lost = cell("num", "Lost");
+    r.mem = cell("num", "Memory");
+    r.cpu = cell("num", "CPU");
+    r.interval = cell("num interval", "Interval");
+    r.addr = cell("mono addr", "Address");
+    r.fields = cell("fields", "Fields");
     r.bars = el("span", { className: "bars", role: "img" });
-    r.tr.append(r.id, el("td", null, r.state), r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, r.fields,
-      el("td", null, r.bars));
+    const barsCell = cell("beats", "Recent heartbeats");
+    barsCell.append(r.bars);
+    const stateCell = cell("state-cell", null);
+    stateCell.append(r.state);
+    r.tr.append(r.id, stateCell, r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, barsCell, r.fields);
     return r;
+  }
+
+  // Service fields shown in a row; the rest are behind "n more", so that a
+  // heartbeat with dozens of fields keeps its row a few lines tall.
+  const FIELDS_SHOWN = 6;
+
+  // breakable returns s as text nodes with <wbr> where a long value may
+  // wrap sensibly: after the T of a timestamp, before its zone, and after
+  // the separators of paths, queries and lists. The text stays the same
+  // (textContent) and is never parsed as markup.
+  function breakable(s) {
+    const out = [];
+    let from = 0;
+    const re = /\d{4}-\d\d-\d\dT|\d(?=[+-]\d\d:\d\d\b)|[/?&,;=_]/g;
+    let m;
+    while ((m = re.exec(s)) !== null) {
+      const to = m.index + m[0].length;
+      if (to > from && to < s.length) {
+        out.push(document.createTextNode(s.slice(from, to)), document.createElement("wbr"));
+        from = to;
+      }
+      if (out.length > 400) break; // enough places to wrap; the rest is one piece
+    }
+    out.push(document.createTextNode(s.slice(from)));
+    return out;
+  }
+
+  // A field is a list of one term, so that the fields and "n more" flow
+  // as one line of items.
+  function fieldItem(key, value, cls) {
+    const dd = el("dd", { title: value });
+    dd.append(...breakable(value));
+    return el("dl", { className: cls }, el("dt", { text: key, title: key }), dd);
   }
 
   function fillRow(r, inst) {
@@ -401,6 +474,7 @@
     r.state.dataset.state = inst.state;
     setText(r.state, inst.state);
     renderAge(r);
+    fillAgeTitle(r);
     setText(r.uptime, fmtPercent(inst.uptime));
     setText(r.beats, inst.heartbeats);
     setText(r.lost, inst.lost);
@@ -408,31 +482,64 @@
     setText(r.cpu, fmtNumber(inst.cpu_percent, 1, "%"));
     setText(r.interval, fmtDuration(inst.interval_seconds) + " (" + inst.interval_source + ")");
     setText(r.addr, inst.address || "—");
+    if (r.addr.title !== (inst.address || "")) r.addr.title = inst.address || "";
     // Service fields, as the API lists them: the heartbeat's own, in its order.
     const fields = Array.isArray(inst.fields) ? inst.fields : [];
     const cut = inst.fields_cut || 0;
     const sig = JSON.stringify([cut, fields]);
     if (r.fieldsSig !== sig) {
       r.fieldsSig = sig;
-      const items = fields.map((f) => el("div", null, el("dt", { text: f.key }), el("dd", { text: fmtValue(f.value) })));
+      const items = fields.map((f) => fieldItem(f.key, fmtValue(f.value)));
       // What the panel's memory bound cut or left out, said rather than hidden.
-      if (cut > 0) items.push(el("div", { className: "cut" }, el("dt", { text: "cut" }), el("dd", { text: cut + " fields cut short or left out" })));
-      if (items.length === 0) r.fields.replaceChildren("—");
-      else r.fields.replaceChildren(el("dl", null, ...items));
+      if (cut > 0) items.push(fieldItem("cut", cut + " fields cut short or left out", "cut"));
+      r.fields.classList.toggle("empty", items.length === 0);
+      if (items.length <= FIELDS_SHOWN + 1) { // "1 more" would save nothing
+        r.more = null;
+        r.fields.replaceChildren(...items);
+      } else {
+        // Kept open across updates once opened.
+        const open = r.more ? r.more.open : false;
+        const rest = items.splice(FIELDS_SHOWN);
+        r.more = el("details", { className: "more" }, el("summary", { text: rest.length + " more fields" }), el("div", { className: "rest" }, ...rest));
+        r.more.open = open;
+        r.fields.replaceChildren(...items, r.more);
+      }
     }
-    // The heartbeat bars, oldest first.
+    // The heartbeat bars, oldest first. After a graceful stop nothing is
+    // expected: the intervals since the last heartbeat (the one that said
+    // it was stopping) are the stop's, not misses, and look it: the
+    // stopped state's colour, a low line rather than a bar, and the strip
+    // ends in its symbol, as a crash's ends in the dead one's.
     const bars = inst.bars || [];
     const spans = r.bars.children;
     while (spans.length > bars.length) r.bars.lastChild.remove();
     while (spans.length < bars.length) r.bars.append(el("span"));
-    let got = 0, missed = 0;
+    const stopped = inst.state === "stopped";
+    const last = bars.lastIndexOf(1);
+    let got = 0, missed = 0, off = 0;
     for (let i = 0; i < bars.length; i++) {
-      const cls = bars[i] === 1 ? "b1" : bars[i] === 0 ? "b0" : "bn";
-      if (bars[i] === 1) got++;
-      else if (bars[i] === 0) missed++;
+      let cls = "bn";
+      if (bars[i] === 1) { cls = "b1"; got++; }
+      else if (bars[i] === 0 && stopped && i > last) { cls = "bs"; off++; }
+      else if (bars[i] === 0) { cls = "b0"; missed++; }
       if (spans[i].className !== cls) spans[i].className = cls;
     }
-    r.bars.setAttribute("aria-label", "last " + bars.length + " intervals: " + got + " received, " + missed + " missed");
+    const end = stopped || inst.state === "dead" ? inst.state : "";
+    if (r.bars.dataset.end !== end) r.bars.dataset.end = end;
+    let label = "last " + bars.length + " intervals: " + got + " received, " + missed + " missed";
+    if (off) label += ", " + off + " since it stopped gracefully";
+    if (end) label += "; " + end;
+    if (r.bars.getAttribute("aria-label") !== label) {
+      r.bars.setAttribute("aria-label", label);
+      r.bars.title = label;
+    }
+  }
+
+  function fillAgeTitle(r) {
+    if (r.seenTitleOf === r.inst.last_seen) return;
+    r.seenTitleOf = r.inst.last_seen;
+    const z = zonedTime(r.inst.last_seen);
+    r.age.title = z ? "last heartbeat received " + z.date + " " + z.time + " (" + z.title + ")" : "";
   }
 
   function renderAge(r) {
@@ -547,6 +654,9 @@
     const body = await getJSON("api/v1/alerts");
     if (gen !== alertsGen) return;
     const active = (body && body.active) || [], recent = (body && body.recent) || [], receivers = (body && body.receivers) || [];
+    // In a stable order, so that reading them again does not move rows.
+    const key = (a) => [a.starts_at || "", a.alertname || "", a.service || "", a.instance || ""].join("\u0000");
+    active.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
     const count = $("alerts-count");
     count.hidden = active.length === 0;
     setText(count, active.length ? "(" + active.length + ")" : "");
@@ -555,11 +665,11 @@
     $("alerts-active").hidden = active.length === 0;
     $("alerts-active").tBodies[0].replaceChildren(...active.map((a) => el("tr", { "data-alert": a.alertname },
       el("td", { text: a.alertname }), el("td", { text: a.service || "—" }), el("td", { text: a.instance ? shortID(a.instance) : "—", title: a.instance }),
-      el("td", { text: fmtTime(a.starts_at) }), el("td", { text: a.summary || "" }))));
+      el("td", null, timeEl(a.starts_at)), el("td", { text: a.summary || "" }))));
     $("alerts-recent").tBodies[0].replaceChildren(...recent.map((a) => el("tr", { "data-status": a.status },
       el("td", { text: a.status }), el("td", { text: a.alertname }), el("td", { text: a.service || "—" }),
       el("td", { text: a.instance ? shortID(a.instance) : "—", title: a.instance }),
-      el("td", { text: fmtTime(a.starts_at) }), el("td", { text: a.ends_at ? fmtTime(a.ends_at) : "—" }))));
+      el("td", null, timeEl(a.starts_at)), a.ends_at ? el("td", null, timeEl(a.ends_at)) : el("td", { text: "—" }))));
     $("receivers-none").hidden = receivers.length > 0;
     $("receivers").hidden = receivers.length === 0;
     $("receivers").tBodies[0].replaceChildren(...receivers.map((r) => el("tr", null,
@@ -699,8 +809,17 @@
     show(parseRoute().view);
     setInterval(tick, 1000);
     // Alerts change with transitions, which the events carry: refresh the
-    // list (and the count in the navigation) at most every 2 s after one.
-    setInterval(() => { if (alertsDirty > 0) { alertsDirty--; loadAlerts().catch(() => {}); } }, 1500);
+    // list (and the count in the navigation) on the next two ticks after
+    // one. A rule with a "for" fires later, and a page loaded just after a
+    // transition never saw it: the open Alerts view is read again every
+    // 3 s all the same, and the count every 15 s.
+    let alertsTick = 0;
+    setInterval(() => {
+      alertsTick++;
+      if (alertsDirty > 0) alertsDirty--;
+      else if (!(route.view === "alerts" ? alertsTick % 2 === 0 : alertsTick % 10 === 0)) return;
+      loadAlerts().catch(() => {});
+    }, 1500);
     connect();
     // The first load waits for the stream to open, so that no update
     // falls between the two; if it does not open soon, load anyway.

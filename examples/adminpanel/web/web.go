@@ -5,7 +5,8 @@ package web
 
 import "embed"
 
-// Files are the page's files, served at the panel's root.
+// Files are the page's files, served at the panel's root, with its icon
+// (favicon.ico, which browsers ask for unprompted, and favicon.svg).
 //
-//go:embed index.html app.js app.css
+//go:embed index.html app.js app.css favicon.ico favicon.svg
 var Files embed.FS
