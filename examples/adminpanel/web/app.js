@@ -166,6 +166,7 @@
   function apply(u) {
     observeServerTime(u.at);
     setWatching(u.watching);
+    setRole(u.role);
     for (const s of u.services || []) {
       const old = fleet.services.get(s.name);
       fleet.services.set(s.name, s);
@@ -212,6 +213,12 @@
   function setWatching(w) {
     fleet.watching = !!w;
     $("banner").hidden = fleet.watching;
+  }
+
+  // role says whether this replica records or stands by: a standby shows
+  // the same verdicts, and says what it is.
+  function setRole(role) {
+    if (role) $("role").hidden = role !== "standby";
   }
 
   function newCard(name) {
@@ -294,6 +301,7 @@
     fleet.services = new Map((f.services || []).map((s) => [s.name, s]));
     fleet.loaded = true;
     setWatching(f.watching);
+    setRole(f.role);
     for (const c of cards.values()) c.li.remove();
     cards.clear();
     renderAllCards();
