@@ -86,11 +86,17 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 	f.gaps = newGapIndex(gaps, w)
 	entries = slices.Clone(entries)
 	slices.SortStableFunc(entries, func(a, b history.Entry) int { return a.At.Compare(b.At) })
-	for _, e := range entries {
+	for i, e := range entries {
 		if !e.At.Before(w.To) {
 			break
 		}
 		f.entry(e)
+		// Changes recorded at one moment (the instances a watcher found
+		// at start) settle together: a service is not down for no time
+		// between two of them.
+		if i+1 == len(entries) || !entries[i+1].At.Equal(e.At) {
+			f.settle(e.At)
+		}
 	}
 	return f.finish()
 }
@@ -168,7 +174,6 @@ func (f *fold) entry(e history.Entry) {
 	}
 	f.service.move(in, to, left, forgotten)
 	in.seen, in.forgotten, in.state, in.since = true, left, to, e.At
-	f.settle(e.At)
 }
 
 // timeState is what an instance's time counts as: its state, and

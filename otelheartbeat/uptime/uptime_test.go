@@ -179,3 +179,14 @@ func TestAReplacementIsOneRestart(t *testing.T) {
 		})
 	}
 }
+
+// The instances a watcher finds at start are recorded at one moment: a
+// service that needs two is not down, for no time, between the first
+// and the second.
+func TestInstancesFoundTogetherAreNoIncident(t *testing.T) {
+	entries := []history.Entry{e("a", "unknown", "alive", 0), e("b", "unknown", "alive", 0)}
+	r := Compute("geo", entries, nil, Window{From: at(0), To: at(60)}, 2)
+	if len(r.Incidents) != 0 || r.Down != 0 || r.Up != time.Hour {
+		t.Errorf("incidents %+v, times %+v: want none, and an hour up", r.Incidents, r.Times)
+	}
+}

@@ -724,7 +724,12 @@ func (m *Monitor) loadLatest(ctx context.Context, emit func(Event)) int {
 			}
 			valid++
 			for _, t := range m.tracker.ObserveAt(l.Message, now.Add(-l.Age)) {
-				emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+				// Every instance the keys show was there at once: one
+				// moment for all, so that history does not see a service
+				// of several instances come up one at a time (down, for
+				// a moment, below its minimum).
+				t.At = now
+				emit(Event{Kind: KindTransition, At: now, Transition: t})
 			}
 		}
 	})
