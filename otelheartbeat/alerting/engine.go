@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -357,7 +358,17 @@ func (e *Engine) stored(ctx context.Context) ([]Alert, error) {
 			out = append(out, a)
 		}
 	}
-	slices.SortFunc(out, func(a, b Alert) int { return a.StartsAt.Compare(b.StartsAt) })
+	// Oldest first; alerts that fired together in the order they are sent
+	// (an instance's before its service's), then by labels: the same order
+	// on every read.
+	order := map[string]int{}
+	for i, r := range e.rules {
+		order[r.name] = i
+	}
+	slices.SortFunc(out, func(a, b Alert) int {
+		return cmp.Or(a.StartsAt.Compare(b.StartsAt), cmp.Compare(order[a.Labels["alertname"]], order[b.Labels["alertname"]]),
+			strings.Compare(Fingerprint(a.Labels), Fingerprint(b.Labels)))
+	})
 	return out, nil
 }
 
