@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -83,8 +84,11 @@ func (o *out) do(f func(io.Writer)) {
 // runDemo starts what the story needs, each undone in reverse order however
 // the story ends, then tells the story; it returns the exit status.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	s, ok := parseSettings(args, stderr)
-	if !ok {
+	s, err := parseSettings(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
 		return 2
 	}
 	o := &out{w: stdout}
@@ -149,23 +153,27 @@ type settings struct {
 	panelAddr string
 }
 
-// parseSettings reads the flags; false when they are wrong, which it has
-// then reported.
-func parseSettings(args []string, stderr io.Writer) (settings, bool) {
+// parseSettings reads the flags; an error when they are wrong, which it has
+// then reported, or flag.ErrHelp when help was asked for and shown.
+func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	var s settings
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: go run ./examples/demo [flags]\n\nThe heartbeat story on an embedded broker: three services, a crash, a graceful stop,\nthe monitor and the admin panel.\n\n")
+		fs.PrintDefaults()
+	}
 	fs.DurationVar(&s.interval, "interval", time.Second, "heartbeat interval")
 	fs.BoolVar(&s.forever, "forever", false, "skip the crash and the stop; run until interrupted")
 	fs.StringVar(&s.panelAddr, "panel", "127.0.0.1:8080", "where the admin panel serves (another free port if taken; empty: no panel)")
 	if err := fs.Parse(args); err != nil {
-		return s, false
+		return s, err
 	}
 	if err := watch.CheckInterval(s.interval); err != nil {
 		fmt.Fprintf(stderr, "demo: --interval: %v\n", err)
-		return s, false
+		return s, err
 	}
-	return s, true
+	return s, nil
 }
 
 // instanceIDs gives each service the instance ID it will run as, so that
