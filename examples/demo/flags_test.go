@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,7 @@ import (
 func TestHelpExitsZero(t *testing.T) {
 	for _, arg := range []string{"--help", "-h"} {
 		var out, errb bytes.Buffer
-		if code := runDemo([]string{arg}, &out, &errb); code != 0 {
+		if code := runDemo(context.Background(), []string{arg}, &out, &errb, false); code != 0 {
 			t.Errorf("%s: exit %d; want 0\n%s", arg, code, errb.String())
 		}
 		for _, want := range []string{"-interval", "-forever", "-panel"} {
@@ -25,7 +26,7 @@ func TestHelpExitsZero(t *testing.T) {
 	}
 	for _, args := range [][]string{{"--no-such-flag"}, {"--interval", "1ns"}} {
 		var out, errb bytes.Buffer
-		if code := runDemo(args, &out, &errb); code != 2 {
+		if code := runDemo(context.Background(), args, &out, &errb, false); code != 2 {
 			t.Errorf("%q: exit %d; want 2\n%s", args, code, errb.String())
 		}
 	}

@@ -10,9 +10,11 @@
 // history and uptime). All three are alive; geofence_service crashes
 // (SIGKILL, so no final heartbeat) and the monitor reports it stale, then
 // dead, by its own timing; geocoding_service stops gracefully and is
-// reported stopped, not dead; then the demo ends with a summary. The
-// tracker fetcher also serves its heartbeat gauges to Prometheus, beside
-// the Valkey heartbeat.
+// reported stopped, not dead; then the demo prints a summary. In a
+// terminal the admin panel then stays up, with the broker and the service
+// that survived, until Ctrl-C; elsewhere (CI, a pipe) the demo ends there.
+// The tracker fetcher also serves its heartbeat gauges to Prometheus,
+// beside the Valkey heartbeat.
 //
 // With OTEL_EXPORTER_VALKEY_ENDPOINT or HEALTH_REDIS_HOST set it uses that
 // Valkey instead of the embedded broker.
@@ -21,6 +23,8 @@
 //	--forever       skip the crash and the stop; run until interrupted
 //	--panel ADDR    where the admin panel serves (default 127.0.0.1:8080,
 //	                another free port if taken; empty: no panel)
+//	--stay          after the story, keep the admin panel up until Ctrl-C
+//	                (default: when stdout is a terminal; --stay=false ends)
 package main
 
 import (
@@ -60,7 +64,21 @@ func main() {
 		os.Exit(runService(role))
 	}
 	watch.QuietGoRedis()
-	os.Exit(runDemo(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runDemo(ctx, os.Args[1:], os.Stdout, os.Stderr, isTerminal(os.Stdout))
+	stop()
+	os.Exit(code)
+}
+
+// isTerminal reports whether f is a terminal, which the demo stays up for
+// after the story: a character device, but not /dev/null.
+func isTerminal(f *os.File) bool {
+	if !term.IsTerminal(f) {
+		return false
+	}
+	fi, err := f.Stat()
+	null, nerr := os.Stat(os.DevNull)
+	return err != nil || nerr != nil || !os.SameFile(fi, null)
 }
 
 // out serializes the demo's printing between the monitor and the script.
@@ -82,9 +100,11 @@ func (o *out) do(f func(io.Writer)) {
 }
 
 // runDemo starts what the story needs, each undone in reverse order however
-// the story ends, then tells the story; it returns the exit status.
-func runDemo(args []string, stdout, stderr io.Writer) int {
-	s, err := parseSettings(args, stderr)
+// the story ends, then tells the story until ctx is done; it returns the
+// exit status. interactive is --stay's default: whether stdout is a
+// terminal, where someone may open the admin panel after the story.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer, interactive bool) int {
+	s, err := parseSettings(args, stderr, interactive)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -92,8 +112,6 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o := &out{w: stdout}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	// The broker.
 	endpoint, client, closeBroker, err := broker(o)
@@ -105,6 +123,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	defer client.Close()
 
 	// The admin panel, beside the monitor.
+	var panelURL string
 	if s.panelAddr != "" {
 		url, stopPanel, err := startPanel(client, endpoint, s.interval, s.panelAddr, stderr)
 		if err != nil {
@@ -112,6 +131,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer stopPanel()
+		panelURL = url
 		o.printf("🖥️  admin panel: %s (live page; API at %sapi/v1/services; metrics at %smetrics)\n", url, url, url)
 	}
 
@@ -143,19 +163,25 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if s.forever {
 		return sc.runForever(ctx)
 	}
-	return sc.run(ctx)
+	code := sc.run(ctx)
+	if s.stay && panelURL != "" && ctx.Err() == nil {
+		sc.stay(ctx, panelURL)
+	}
+	sc.fleet.stopAll(sc.interval)
+	return code
 }
 
 // settings are the demo's flags.
 type settings struct {
 	interval  time.Duration
 	forever   bool
+	stay      bool
 	panelAddr string
 }
 
 // parseSettings reads the flags; an error when they are wrong, which it has
 // then reported, or flag.ErrHelp when help was asked for and shown.
-func parseSettings(args []string, stderr io.Writer) (settings, error) {
+func parseSettings(args []string, stderr io.Writer, interactive bool) (settings, error) {
 	var s settings
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -166,6 +192,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.DurationVar(&s.interval, "interval", time.Second, "heartbeat interval")
 	fs.BoolVar(&s.forever, "forever", false, "skip the crash and the stop; run until interrupted")
 	fs.StringVar(&s.panelAddr, "panel", "127.0.0.1:8080", "where the admin panel serves (another free port if taken; empty: no panel)")
+	fs.BoolVar(&s.stay, "stay", interactive, "after the story, keep the admin panel, the broker and the surviving service up until Ctrl-C\n(default: whether stdout is a terminal)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -341,17 +368,24 @@ type script struct {
 }
 
 // run tells the whole story, and returns the exit status: 0 when the
-// monitor saw it as told.
+// monitor saw it as told. The service that survived it still runs.
 func (sc *script) run(ctx context.Context) int {
 	if !sc.awaitAlive(ctx) || !sc.crash(ctx) || !sc.gracefulStop(ctx) {
 		return 1
 	}
 	sc.report()
-	sc.fleet.stopAll(sc.interval)
 	if !sc.story.summary(sc.o) {
 		return 1
 	}
 	return 0
+}
+
+// stay leaves the admin panel up after the story, over the broker and the
+// service that survived it, until interrupted.
+func (sc *script) stay(ctx context.Context, panelURL string) {
+	sc.o.printf("\n🖥️  the admin panel stays up at %s; Ctrl-C to stop\n", panelURL)
+	<-ctx.Done()
+	sc.o.printf("\nstopping: the services, the monitor, the admin panel and the broker\n")
 }
 
 // runForever waits for the services to start, then leaves them running
