@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -31,6 +34,85 @@ func TestMalformedFlagsAreRefused(t *testing.T) {
 		code := run(context.Background(), strings.Fields(args), func(string) string { return "" }, &out, &errb)
 		if code != 2 || !strings.Contains(errb.String(), want) {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", args, code, errb.String(), want)
+		}
+	}
+}
+
+// The panel's URL for alerts' generatorURL, from --listen: a host or an
+// address that others can use as it is, with the port the panel got; a
+// wildcard names no host to link to.
+func TestExternalURLFromListen(t *testing.T) {
+	for _, c := range []struct{ listen, bound, want string }{
+		{"127.0.0.1:8080", "127.0.0.1:8080", "http://127.0.0.1:8080/"},
+		{"127.0.0.1:0", "127.0.0.1:41234", "http://127.0.0.1:41234/"},
+		{"localhost:8080", "127.0.0.1:8080", "http://localhost:8080/"},
+		{"panel.internal:80", "10.0.0.7:80", "http://panel.internal:80/"},
+		{"10.0.0.7:9000", "10.0.0.7:9000", "http://10.0.0.7:9000/"},
+		{"[::1]:8080", "[::1]:8080", "http://[::1]:8080/"},
+		{"[fe80::1%eth0]:8080", "[fe80::1%eth0]:8080", "http://[fe80::1%25eth0]:8080/"},
+		{":8080", "[::]:8080", ""},
+		{"0.0.0.0:8080", "0.0.0.0:8080", ""},
+		{"[::]:8080", "[::]:8080", ""},
+		{"[::0]:8080", "[::]:8080", ""},
+		{"nonsense", "127.0.0.1:8080", ""},
+	} {
+		got, ok := externalURLFrom(c.listen, c.bound)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("externalURLFrom(%q, %q) = %q, %v; want %q", c.listen, c.bound, got, ok, c.want)
+		}
+	}
+}
+
+// Without --external-url (or the alerts file's external_url), alerts link
+// to the address --listen names when it names one, and the panel says so
+// once at start, on stderr; when it names none (a wildcard), it says that
+// alerts carry no link.
+func TestTheAlertLinkIsSaidAtStart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "alerts.yml")
+	if err := os.WriteFile(file, []byte("external_url: https://from-file.example.com/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // start, say what it says at start, stop
+	for _, c := range []struct {
+		args string
+		want *regexp.Regexp // nil: nothing said of the link
+	}{
+		{"--listen 127.0.0.1:0", regexp.MustCompile(`^adminpanel: alerts link to (http://127\.0\.0\.1:(\d+)/) \(from --listen; set --external-url for a link that works from elsewhere\)$`)},
+		{"--listen :0", regexp.MustCompile(`^adminpanel: alerts carry no link \(generatorURL\): --listen :0 names no host to link to; set --external-url$`)},
+		{"--listen 0.0.0.0:0", regexp.MustCompile(`^adminpanel: alerts carry no link \(generatorURL\): --listen 0.0.0.0:0 names no host to link to; set --external-url$`)},
+		{"--listen 127.0.0.1:0 --external-url https://panel.example.com/", nil},
+		{"--listen 127.0.0.1:0 --alerts " + file, nil},
+	} {
+		var out, errb bytes.Buffer
+		getenv := func(k string) string {
+			if k == "OTEL_EXPORTER_VALKEY_ENDPOINT" {
+				return "redis://127.0.0.1:1" // never reached: the panel stops at once
+			}
+			return ""
+		}
+		if code := run(ctx, strings.Fields(c.args), getenv, &out, &errb); code != 0 {
+			t.Errorf("%s: exit %d\n%s", c.args, code, errb.String())
+			continue
+		}
+		var said []string
+		for _, l := range strings.Split(errb.String(), "\n") {
+			if strings.Contains(l, "link") {
+				said = append(said, l)
+			}
+		}
+		if c.want == nil {
+			if len(said) != 0 {
+				t.Errorf("%s: said %q; the link was given", c.args, said)
+			}
+			continue
+		}
+		if len(said) != 1 || !c.want.MatchString(said[0]) {
+			t.Errorf("%s: said %q; want once %s", c.args, said, c.want)
+			continue
+		}
+		if m := c.want.FindStringSubmatch(said[0]); len(m) > 1 && !strings.Contains(out.String(), "admin panel on "+m[1]) {
+			t.Errorf("%s: the link %s is not where the panel serves: %s", c.args, m[1], out.String())
 		}
 	}
 }

@@ -14,6 +14,10 @@
 // API, and one at a time records history and sends alerts, chosen by a
 // lease.
 //
+// Alerts link to the panel (generatorURL) at --external-url, or the alerts
+// file's external_url; without either, at the address --listen names, when
+// it names a host rather than a wildcard. It says which at start.
+//
 // It listens on 127.0.0.1 unless told otherwise. ADMINPANEL_TOKEN (a bearer
 // token of 16 characters or more) and ADMINPANEL_BASIC_AUTH (user:password,
 // for browsers) protect everything but /healthz and /readyz; the webhook's
@@ -35,6 +39,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/examples/adminpanel/web"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
@@ -69,16 +74,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "adminpanel: %v\n", err)
 		return 2
 	}
-	p, err := panel.New(mon.Tracker(), conn.Client, append(s.panel, panel.WithEndpoint(conn.Endpoint),
-		panel.WithErrorf(errorf), panel.WithPage(web.Files))...)
-	if err != nil {
-		fmt.Fprintf(stderr, "adminpanel: %v\n", err)
-		return 2
-	}
 	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "adminpanel: %v\n", err)
 		return 1
+	}
+	defer ln.Close()
+	opts := append(s.panel, panel.WithEndpoint(conn.Endpoint), panel.WithErrorf(errorf), panel.WithPage(web.Files))
+	if s.externalURL == "" {
+		// Alerts link to the panel where --listen says it is, if it says.
+		if u, ok := externalURLFrom(s.listen, ln.Addr().String()); ok {
+			opts = append(opts, panel.WithAlerting(alerting.WithExternalURL(u)))
+			fmt.Fprintf(stderr, "adminpanel: alerts link to %s (from --listen; set --external-url for a link that works from elsewhere)\n", u)
+		} else {
+			fmt.Fprintf(stderr, "adminpanel: alerts carry no link (generatorURL): --listen %s names no host to link to; set --external-url\n", s.listen)
+		}
+	}
+	p, err := panel.New(mon.Tracker(), conn.Client, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "adminpanel: %v\n", err)
+		return 2
 	}
 	fmt.Fprintf(stdout, "admin panel on http://%s/ watching %s\n", ln.Addr(), conn.Endpoint)
 	if err := serve(ctx, ln, mon, p); err != nil {

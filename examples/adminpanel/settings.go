@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,9 +24,10 @@ var errUsage = errors.New("usage")
 // settings are the command's flags and variables, checked, as the
 // library's options.
 type settings struct {
-	listen  string
-	tracker []watch.TrackerOption
-	panel   []panel.Option
+	listen      string
+	externalURL string // the panel's URL for alerts, as given (--external-url, or the alerts file); "" if not
+	tracker     []watch.TrackerOption
+	panel       []panel.Option
 }
 
 // flags are the command line as given.
@@ -51,7 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.alertsFile, "alerts", "", "the alerting configuration (YAML); the flags below override its receivers")
 	fs.StringVar(&f.amURLs, "alertmanager", "", "Alertmanager URLs, comma-separated (an HA pair: both receive every alert)")
 	fs.StringVar(&f.webhookURL, "webhook", "", "a webhook URL; its HMAC secret is in ADMINPANEL_WEBHOOK_SECRET")
-	fs.StringVar(&f.externalURL, "external-url", "", "the panel's URL as operators reach it: the generatorURL of alerts")
+	fs.StringVar(&f.externalURL, "external-url", "", "the panel's URL as operators reach it: the generatorURL of alerts (default: from --listen when it names a host)")
 	if err := fs.Parse(args); err != nil {
 		return f, errUsage
 	}
@@ -96,10 +99,11 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, err
 	}
 	s.panel = append(s.panel, panel.WithWindows(windows...), panel.WithMinAlive(minAlive))
-	alerts, err := alertOptions(f, getenv)
+	alerts, externalURL, err := alertOptions(f, getenv)
 	if err != nil {
 		return s, err
 	}
+	s.externalURL = externalURL
 	auth, err := panel.ParseAuth(getenv("ADMINPANEL_TOKEN"), getenv("ADMINPANEL_BASIC_AUTH"))
 	if err != nil {
 		return s, err
@@ -163,13 +167,14 @@ func parseMinAlive(list string) (map[string]int, error) {
 }
 
 // alertOptions are the alerting file's rules and receivers, the flags
-// overriding its receivers.
-func alertOptions(f flags, getenv func(string) string) ([]panel.Option, error) {
+// overriding its receivers, and the panel's URL for alerts when the flags
+// or the file give it.
+func alertOptions(f flags, getenv func(string) string) ([]panel.Option, string, error) {
 	var file alerting.File
 	if f.alertsFile != "" {
 		var err error
 		if file, err = alerting.Load(f.alertsFile); err != nil {
-			return nil, fmt.Errorf("--alerts: %w", err)
+			return nil, "", fmt.Errorf("--alerts: %w", err)
 		}
 	}
 	am, hook := file.Receivers.Alertmanager, file.Receivers.Webhook
@@ -177,20 +182,20 @@ func alertOptions(f flags, getenv func(string) string) ([]panel.Option, error) {
 		am = &alerting.AlertmanagerReceiver{ResendEvery: resendEvery(am)}
 		for _, u := range strings.Split(f.amURLs, ",") {
 			if err := alerting.CheckURL(strings.TrimSpace(u)); err != nil {
-				return nil, fmt.Errorf("--alertmanager: %w", err)
+				return nil, "", fmt.Errorf("--alertmanager: %w", err)
 			}
 			am.URLs = append(am.URLs, alerting.URL(strings.TrimSpace(u)))
 		}
 	}
 	if f.webhookURL != "" {
 		if err := alerting.CheckURL(f.webhookURL); err != nil {
-			return nil, fmt.Errorf("--webhook: %w", err)
+			return nil, "", fmt.Errorf("--webhook: %w", err)
 		}
 		hook = &alerting.WebhookReceiver{URL: alerting.URL(f.webhookURL), SecretEnv: alerting.EnvName(secretEnv(hook))}
 	}
 	if f.externalURL != "" {
 		if err := alerting.CheckURL(f.externalURL); err != nil {
-			return nil, fmt.Errorf("--external-url: %w", err)
+			return nil, "", fmt.Errorf("--external-url: %w", err)
 		}
 		file.ExternalURL = alerting.URL(f.externalURL)
 	}
@@ -206,11 +211,11 @@ func alertOptions(f flags, getenv func(string) string) ([]panel.Option, error) {
 		env := secretEnv(hook)
 		secret := getenv(env)
 		if secret == "" {
-			return nil, fmt.Errorf("the webhook needs its HMAC secret in %s", env)
+			return nil, "", fmt.Errorf("the webhook needs its HMAC secret in %s", env)
 		}
 		opts = append(opts, panel.WithWebhook(string(hook.URL), []byte(secret)))
 	}
-	return opts, nil
+	return opts, string(file.ExternalURL), nil
 }
 
 func resendEvery(am *alerting.AlertmanagerReceiver) alerting.Duration {
@@ -225,4 +230,28 @@ func secretEnv(hook *alerting.WebhookReceiver) string {
 		return alerting.DefaultSecretEnv
 	}
 	return string(hook.SecretEnv)
+}
+
+// externalURLFrom is the panel's URL derived from --listen, for alerts'
+// generatorURL: http://HOST:PORT/ when listen names a host or an address
+// others can use as it is, with the port the panel got (bound: listen's
+// port 0 is another); false for a wildcard (":8080", "0.0.0.0:8080",
+// "[::]:8080"), which names no host to link to.
+func externalURLFrom(listen, bound string) (string, bool) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || host == "" {
+		return "", false
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "", false
+	}
+	_, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return "", false
+	}
+	u := (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/"}).String()
+	if alerting.CheckURL(u) != nil {
+		return "", false
+	}
+	return u, true
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,9 +54,16 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 	metricsRe := regexp.MustCompile(`Prometheus serves .*(http://127\.0\.0\.1:\d+/metrics)`)
 	panelRe := regexp.MustCompile(`admin panel: (http://127\.0\.0\.1:\d+/) `)
 	panelSaw := make(chan string, 1)
+	var pids []int
 	for sc.Scan() {
 		line := sc.Text()
 		all.WriteString(line + "\n")
+		if m := pidsRe.FindStringSubmatch(line); m != nil {
+			for _, p := range m[1:] {
+				n, _ := strconv.Atoi(p)
+				pids = append(pids, n)
+			}
+		}
 		if m := brokerRe.FindStringSubmatch(line); m != nil && sub == nil {
 			// What `redis-cli -p PORT psubscribe 'heartbeat:service:*'` does.
 			c := redis.NewClient(&redis.Options{Addr: m[1]})
@@ -105,8 +113,17 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 			scraped = string(b)
 		}
 	}
+	// Its stdout is a pipe, not a terminal: it ends by itself, and leaves
+	// no service running.
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("demo exited with %v\n%s", err, all.String())
+	}
+	if len(pids) != 3 {
+		t.Errorf("the demo named no service pids:\n%s", all.String())
+	}
+	gone(t, pids)
+	if strings.Contains(all.String(), "stays up") {
+		t.Errorf("out of a terminal, the demo said it stays up:\n%s", all.String())
 	}
 	if sub == nil {
 		t.Fatalf("the demo printed no broker address:\n%s", all.String())

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
+)
+
+// What `go run ./examples/demo` compiles before it can print anything is
+// this package and its imports: the standard library alone, a few seconds
+// on a fresh machine. The demo itself, a minute's compile, is built after
+// the launcher has said so.
+func TestTheLauncherImportsOnlyTheStandardLibrary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p != "github.com/otel-heartbeat/heartbeat/examples/demo" {
+			t.Errorf("the launcher imports %s: the first run would compile it before saying anything", p)
+		}
+	}
+}
+
+// The first thing the demo says is what the first run costs, before it
+// compiles; then the demo runs with the arguments given, and its exit
+// status is the launcher's: 0 for --help, 2 for a wrong flag.
+func TestTheLauncherSaysWhatTheFirstRunCostsFirst(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, 0, "-stay"},
+		{[]string{"--interval", "1ns"}, 2, "--interval"},
+	} {
+		cmd := exec.Command(bin, c.args...)
+		cmd.Env = proctest.Env()
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		var lines []string
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		err = cmd.Wait()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(lines, "\n")
+		if len(lines) == 0 || !regexp.MustCompile(`^compiling the demo \(first run: about \d+ s on 2 cores, then cached\)`).MatchString(lines[0]) {
+			t.Errorf("%q: the first line is not what the first run costs:\n%s", c.args, text)
+		}
+		if code != c.code || !strings.Contains(text, c.want) {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit %d and %q", c.args, code, text, c.code, c.want)
+		}
+	}
+}
+
+var pidsRe = regexp.MustCompile(`\(pids (\d+), (\d+), (\d+)\)`)
+
+// Ctrl-C or SIGTERM reaches the demo through the launcher: everything
+// stops, the exit status is the demo's, and neither a service nor the
+// compiled demo is left.
+func TestTheLauncherPassesTheStopOn(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	tmp := t.TempDir()
+	p := proctest.Start(t, bin, proctest.Env("TMPDIR="+tmp), "--interval", "400ms", "--panel", "127.0.0.1:0", "--stay")
+	m := pidsRe.FindStringSubmatch(p.Expect("(pids ", 2*time.Minute).Text)
+	if m == nil {
+		t.Fatal("no pids on the line that starts the services")
+	}
+	p.Expect("stays up at", time.Minute)
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(time.Minute); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	for _, s := range m[1:] {
+		pid, _ := strconv.Atoi(s)
+		p, err := os.FindProcess(pid)
+		if err != nil {
+			continue
+		}
+		if err := p.Signal(syscall.Signal(0)); !errors.Is(err, os.ErrProcessDone) {
+			t.Errorf("service process %d is still there after the demo ended (signal 0: %v)", pid, err)
+		}
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("left in TMPDIR: %v %v", left, err)
+	}
+}
