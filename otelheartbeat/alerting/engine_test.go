@@ -27,10 +27,11 @@ type rig struct {
 	watching bool
 	sent     []string // "firing Name service instance" / "resolved ..."
 	count    map[string]int64
+	started  map[string]time.Time
 }
 
 func newRig(t *testing.T, srv *redistest.Server, opts ...Option) *rig {
-	r := &rig{t: t, c: &clock{now: time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)}, watching: true, count: map[string]int64{}}
+	r := &rig{t: t, c: &clock{now: time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)}, watching: true, count: map[string]int64{}, started: map[string]time.Time{}}
 	r.tr = watch.NewTracker(watch.WithClock(r.c), watch.WithHeartbeats())
 	e, err := New(r.tr, srv.Client(t), append([]Option{WithErrorf(t.Logf)}, opts...)...)
 	if err != nil {
@@ -48,10 +49,16 @@ func (r *rig) record(a Alert) {
 	r.sent = append(r.sent, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", status, a.Labels["alertname"], a.Labels["service"], a.Labels["instance"])))
 }
 
+// beat is a heartbeat of svc/id at a 1 s interval, from a process that
+// started at its first.
 func (r *rig) beat(svc, id string, status string) {
 	r.count[svc+id]++
+	if _, ok := r.started[svc+id]; !ok {
+		r.started[svc+id] = r.c.now
+	}
 	r.tr.Observe(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: r.c.now, HeartbeatCount: r.count[svc+id],
-		IntervalSeconds: 1, Has: wire.HasHeartbeatCount | wire.HasInterval, Status: status})
+		IntervalSeconds: 1, UptimeSeconds: r.c.now.Sub(r.started[svc+id]).Seconds(),
+		Has: wire.HasHeartbeatCount | wire.HasInterval | wire.HasUptime, Status: status})
 }
 
 // advance moves time on in 250 ms steps, ticking the tracker and
@@ -223,6 +230,28 @@ func TestOneServiceCrashingIsNotTheSource(t *testing.T) {
 	sent := strings.Join(r.sent, "; ")
 	if strings.Contains(sent, "SourceUnreachable") || !strings.Contains(sent, "firing HeartbeatServiceDown eps") {
 		t.Errorf("sent %q: want eps down, not the source", sent)
+	}
+}
+
+// A replica that starts after crashes knows the crashed instances from
+// history (Tracker.Remember), not by hearing them fall silent: a service
+// crashing whole later is that service's outage, not the source's, however
+// many remembered instances of other services are dead.
+func TestRememberedDeathsAreNotASilenceOfTheFleet(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv)
+	r.tr.Remember(watch.Key{Service: "svc_a", Instance: "a1"}, watch.Dead, r.c.now.Add(-time.Second), 0)
+	r.tr.Remember(watch.Key{Service: "svc_b", Instance: "b1"}, watch.Dead, r.c.now.Add(-time.Second), 0)
+	r.advance(time.Second)
+	r.sent = nil // what the remembered deaths fire is another test's
+	for _, id := range []string{"c1", "c2", "c3"} {
+		r.beat("svc_c", id, wire.StatusRunning)
+	}
+	r.advance(5 * time.Second)
+	sent := strings.Join(r.sent, "; ")
+	if strings.Contains(sent, "SourceUnreachable") || !strings.Contains(sent, "firing HeartbeatServiceDown svc_c") ||
+		strings.Count(sent, "firing HeartbeatInstanceDead svc_c") != 3 {
+		t.Errorf("sent %q: want svc_c's three instances and svc_c down, not the source", sent)
 	}
 }
 

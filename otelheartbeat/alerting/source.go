@@ -50,7 +50,9 @@ func (s *source) reason(snap []watch.Instance, now time.Time, watching bool, c *
 		case watch.Alive:
 			alive++
 		case watch.Stale, watch.Dead:
-			if ref.Sub(in.LastSeen) <= time.Duration(float64(in.Interval)*(watch.DeadAfter+1)) {
+			// One known from history fell silent before this panel
+			// watched: it is not part of a silence now.
+			if !in.Remembered && ref.Sub(in.LastSeen) <= time.Duration(float64(in.Interval)*(watch.DeadAfter+1)) {
 				silent++
 				services[in.Service] = true
 			}

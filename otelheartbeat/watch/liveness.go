@@ -188,6 +188,11 @@ type Instance struct {
 	// Cut counts the service fields of the last heartbeat cut short or
 	// left out of Heartbeat to keep within the tracker's bounds.
 	Cut int
+	// Remembered is set while the instance is known only from elsewhere
+	// (Tracker.Remember) and was never heard by this tracker: its LastSeen
+	// is when it entered State, its silence began before the tracker
+	// watched, and it has no heartbeat values.
+	Remembered bool
 }
 
 // Age returns how long ago the last heartbeat was received.
@@ -414,7 +419,8 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
-	t.learnInterval(e, m, receivedAt, ok)
+	t.learnInterval(e, m, receivedAt, ok && !e.Remembered)
+	e.Remembered = false
 	e.LastSeen = receivedAt
 	e.unwatched = t.unwatched
 	e.Count = m.HeartbeatCount
@@ -422,7 +428,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	e.MemoryMB = m.MemoryUsageMB
 	e.CPUPercent = m.CPUUsagePercent
 	e.Has = m.Has
-	e.setStarted(receivedAt, m.UptimeSeconds, m.Has&wire.HasUptime != 0)
+	learnt := e.setStarted(receivedAt, m.UptimeSeconds, m.Has&wire.HasUptime != 0)
 	if t.keepHeartbeats {
 		t.keepHeartbeat(e, m)
 	}
@@ -440,7 +446,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	}
 	t.link(e)
 	t.schedule(e)
-	if !ok || len(out) > 0 {
+	if !ok || len(out) > 0 || learnt {
 		out = append(out, t.replace(e, t.clock.Now())...)
 	}
 	return out

@@ -20,14 +20,19 @@ import (
 // uptime_seconds (a duration on the sender's own clock, so skew does not
 // matter). A peer that ran beside the dead instance started before its
 // last heartbeat and never replaces it: a crash while the service scales
-// up stays a crash.
+// up stays a crash. Nor does a peer that started with it (within
+// replaceSlack), when it died at its first heartbeat. An instance that
+// does not send uptime_seconds, or sends one no process can have, replaces
+// nobody until it does: when it was first heard says nothing of when it
+// started.
 //
 // Each service keeps two heaps: the instances that could be replaced
 // (dead or stopped), the one silent the longest first, and those that
-// could replace one (up, not yet a replacement), the one started last
-// first. Only the top of each is ever compared: if the instance started
-// last began before the longest-silent one's last heartbeat, no pair
-// exists. A pair costs O(log n), so a fleet restarted whole (100,000
+// could replace one (alive, their start known, not yet a replacement), the
+// one started last first. Only the tops are compared: if the instance
+// started last began before the longest-silent one's last heartbeat, no
+// pair exists; if it began with that one, that one is set aside for the
+// moment. A pair costs O(log n), so a fleet restarted whole (100,000
 // crashed ids, 100,000 new ones) ends in 100,000 replacements, not a wall
 // of dead rows.
 
@@ -99,17 +104,22 @@ func (s *serviceName) pairs() *pairs {
 	return s.pair
 }
 
+// maxUptime is the longest uptime_seconds taken as a process's: a longer
+// one (or a negative one) says nothing of when it started.
+const maxUptime = 100 * 365 * 24 * time.Hour
+
 // setStarted notes when e's process started, from a heartbeat received at
-// receivedAt that says its uptime; once, at the first heartbeat.
-func (e *entry) setStarted(receivedAt time.Time, uptime float64, has bool) {
-	if e.started != 0 {
-		return
+// receivedAt that says its uptime, once: at the first heartbeat that says
+// one a process can have. It reports whether it learnt it now. When a
+// process started is never taken from when it was first heard: a watcher
+// that starts, or one that hears a peer's first heartbeat late, would take
+// a peer that ran for days for a new instance.
+func (e *entry) setStarted(receivedAt time.Time, uptime float64, has bool) bool {
+	if e.started != 0 || !has || !(uptime >= 0) || uptime > maxUptime.Seconds() {
+		return false
 	}
-	at := receivedAt
-	if has && uptime >= 0 {
-		at = receivedAt.Add(-time.Duration(uptime * float64(time.Second)))
-	}
-	e.started = at.UnixNano()
+	e.started = receivedAt.Add(-time.Duration(uptime * float64(time.Second))).UnixNano()
+	return true
 }
 
 // file puts e in the heap its state calls for, out of the other.
@@ -118,7 +128,7 @@ func (t *Tracker) file(e *entry) {
 	switch {
 	case e.State.Gone():
 		want = inOrphans
-	case e.State.Up() && !e.replacing:
+	case e.State == Alive && !e.replacing && e.started != 0:
 		want = inNewcomers
 	}
 	if want == e.pairIn {
@@ -155,7 +165,10 @@ func (t *Tracker) unfile(e *entry) {
 
 // replace files e and pairs what its service's heaps allow: while the
 // instance started last began after the one silent the longest last beat,
-// the first replaces the second. It returns the transitions to Replaced.
+// the first replaces the second, unless they started together (peers of
+// one deploy, one of which died at once), in which case no instance
+// replaces that one now and the next is tried. It returns the transitions
+// to Replaced.
 func (t *Tracker) replace(e *entry, now time.Time) []Transition {
 	t.file(e)
 	svc := t.services[e.Service]
@@ -163,10 +176,26 @@ func (t *Tracker) replace(e *entry, now time.Time) []Transition {
 		return nil
 	}
 	var out []Transition
+	var peers []*entry // orphans set aside: they started with the newest
+	defer func() {
+		if t.services[e.Service] != svc {
+			return
+		}
+		for _, p := range peers {
+			heap.Push(&svc.pair.orphans, p)
+		}
+	}()
 	for {
 		gone, fresh := svc.pair.orphans.top(), svc.pair.newcomers.top()
 		if gone == nil || fresh == nil || fresh.started < gone.LastSeen.Add(-replaceSlack).UnixNano() {
 			return out
+		}
+		if gone.started != 0 && fresh.started <= gone.started+int64(replaceSlack) {
+			// Every newcomer started no later than fresh: none
+			// started after this one did.
+			heap.Pop(&svc.pair.orphans)
+			peers = append(peers, gone)
+			continue
 		}
 		out = append(out, Transition{Key: gone.Key, From: gone.State, To: Replaced, At: now, Age: now.Sub(gone.LastSeen),
 			Interval: gone.Interval, IntervalSource: gone.IntervalSource, By: fresh.Key.Instance})
@@ -228,7 +257,7 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 	}
 	e.State, e.Since, e.LastSeen, e.unwatched = st, since, since, t.unwatched
 	e.Interval, e.IntervalSource = interval, IntervalDefault
-	e.started = since.UnixNano()
+	e.Remembered = true // when it started is unknown
 	t.link(e)
 	t.schedule(e)
 	return t.replace(e, t.clock.Now())

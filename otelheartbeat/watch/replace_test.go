@@ -145,6 +145,72 @@ func TestAReplacementTakesTheDeadInstancesPlace(t *testing.T) {
 			afterwards: "[hung:alive other:dead]",
 		},
 		{
+			name: "peers started together, one dead after its first heartbeat: no replacement",
+			run: func(c *fakeClock, tr *Tracker) []Transition {
+				var ts []Transition
+				for _, id := range []string{"a", "b", "c"} {
+					ts = append(ts, tr.Observe(up("geo", id, 1, 0))...)
+				}
+				for i := 0; i < 4; i++ {
+					c.Advance(time.Second)
+					ts = append(ts, tr.Observe(up("geo", "a", int64(i+2), time.Duration(i+1)*time.Second))...)
+					ts = append(ts, tr.Observe(up("geo", "b", int64(i+2), time.Duration(i+1)*time.Second))...)
+					ts = append(ts, tr.Tick()...)
+				}
+				return ts
+			},
+			afterwards: "[a:alive b:alive c:dead]",
+		},
+		{
+			name: "peers started together, all dead after their first heartbeat: no replacement",
+			run: func(c *fakeClock, tr *Tracker) []Transition {
+				var ts []Transition
+				for _, id := range []string{"a", "b", "c"} {
+					ts = append(ts, tr.Observe(up("geo", id, 1, 0))...)
+				}
+				c.Advance(4 * time.Second)
+				return append(ts, tr.Tick()...)
+			},
+			afterwards: "[a:dead b:dead c:dead]",
+		},
+		{
+			name: "an instance that does not say its uptime replaces nobody: when it started is unknown",
+			run: func(c *fakeClock, tr *Tracker) []Transition {
+				tr.Observe(up("geo", "old", 1, time.Hour))
+				c.Advance(4 * time.Second)
+				ts := tr.Tick()
+				return append(ts, tr.Observe(withInterval(beat("geo", "new", 1), time.Second))...)
+			},
+			afterwards: "[new:alive old:dead]",
+		},
+		{
+			name: "an uptime no process can have replaces nobody",
+			run: func(c *fakeClock, tr *Tracker) []Transition {
+				tr.Observe(up("geo", "old", 1, time.Hour))
+				c.Advance(4 * time.Second)
+				ts := tr.Tick()
+				negative := up("geo", "negative", 1, -time.Second)
+				huge := up("geo", "huge", 1, 0)
+				huge.UptimeSeconds = 1e308
+				ts = append(ts, tr.Observe(negative)...)
+				return append(ts, tr.Observe(huge)...)
+			},
+			afterwards: "[huge:alive negative:alive old:dead]",
+		},
+		{
+			name: "a restart that says its uptime later replaces the dead one then",
+			run: func(c *fakeClock, tr *Tracker) []Transition {
+				tr.Observe(up("geo", "old", 1, time.Hour))
+				c.Advance(4 * time.Second)
+				ts := tr.Tick()
+				ts = append(ts, tr.Observe(withInterval(beat("geo", "new", 1), time.Second))...)
+				c.Advance(time.Second)
+				return append(ts, tr.Observe(up("geo", "new", 2, time.Second))...)
+			},
+			replaced:   []string{"old dead->replaced by new"},
+			afterwards: "[new:alive]",
+		},
+		{
 			name: "a replacement replaces only one",
 			run: func(c *fakeClock, tr *Tracker) []Transition {
 				tr.Observe(up("geo", "a", 1, time.Hour))
