@@ -83,13 +83,16 @@ func NewProcess(opts ...Option) (*Process, error) {
 	return p, nil
 }
 
+// Uptime is the uptime it observes: the time since this process started.
+func (p *Process) Uptime() time.Duration { return p.offset + time.Since(p.started) }
+
 func (p *Process) observe(ctx context.Context, o metric.Observer, uptime metric.Float64Observable, mem metric.Int64Observable, cpu metric.Float64Observable) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.reporter.Fail("panic", fmt.Errorf("collectors: process collector panicked: %v", r))
 		}
 	}()
-	o.ObserveFloat64(uptime, (p.offset + time.Since(p.started)).Seconds())
+	o.ObserveFloat64(uptime, p.Uptime().Seconds())
 	if p.proc == nil {
 		return
 	}

@@ -67,66 +67,110 @@ type checker struct {
 	// an interrupt ends them all before the check exits, so that no
 	// watcher is left with an instance that looks crashed.
 	mu      sync.Mutex
-	running map[int]func()
+	running map[int]func() error
 	nextEnd int
 }
 
 // own registers end, which ends a check instance gracefully; the returned
-// release runs it, once, at the instance's normal end. An interrupt runs
-// every end not yet released.
-func (c *checker) own(end func()) (release func()) {
+// release runs it, once, at the instance's normal end, and says so when
+// it failed. An interrupt runs every end not yet released.
+func (c *checker) own(name string, end func() error) (release func()) {
 	var once sync.Once
-	end = func(f func()) func() { return func() { once.Do(f) } }(end)
+	var err error
+	run := func() error {
+		once.Do(func() { err = end() })
+		return err
+	}
 	c.mu.Lock()
 	if c.running == nil {
-		c.running = map[int]func(){}
+		c.running = map[int]func() error{}
 	}
 	id := c.nextEnd
 	c.nextEnd++
-	c.running[id] = end
+	c.running[id] = run
 	c.mu.Unlock()
 	return func() {
 		c.mu.Lock()
+		_, mine := c.running[id]
 		delete(c.running, id)
 		c.mu.Unlock()
-		end()
+		if mine {
+			if err := run(); err != nil {
+				c.mu.Lock()
+				fmt.Fprintf(c.out, "NOTE     %s ended without its stopping heartbeat (%v): watchers see it crash\n", name, err)
+				c.mu.Unlock()
+			}
+		}
 	}
 }
 
-// endAll ends every check instance still running, and returns how many.
-func (c *checker) endAll() int {
+// endAll ends every check instance still running; it returns how many it
+// ended and why the others could not be.
+func (c *checker) endAll() (ended int, failed []error) {
 	c.mu.Lock()
-	ends := make([]func(), 0, len(c.running))
+	ends := make([]func() error, 0, len(c.running))
 	for _, end := range c.running {
 		ends = append(ends, end)
 	}
 	c.running = nil
 	c.mu.Unlock()
+	errs := make([]error, len(ends))
 	var wg sync.WaitGroup
-	for _, end := range ends {
-		wg.Go(end)
+	for i, end := range ends {
+		wg.Go(func() { errs[i] = end() })
 	}
 	wg.Wait()
-	return len(ends)
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	return len(ends) - len(failed), failed
 }
 
 // exitOnInterrupt ends every check instance gracefully at SIGINT or
-// SIGTERM and exits 2: an interrupted check cannot tell. The returned
-// func stops listening.
+// SIGTERM and exits 2: an interrupted check cannot tell. A second signal
+// while they end exits at once. The returned func stops listening.
 func (c *checker) exitOnInterrupt(stdout io.Writer) (stop func()) {
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
+		var s os.Signal
 		select {
-		case s := <-sig:
-			n := c.endAll()
-			fmt.Fprintf(stdout, "interrupted (%v): ended %d check instances gracefully\n", s, n)
-			os.Exit(2)
+		case s = <-sig:
 		case <-done:
+			return
 		}
+		type result struct {
+			n      int
+			failed []error
+		}
+		c.mu.Lock()
+		if n := len(c.running); n > 0 {
+			fmt.Fprintf(stdout, "interrupted (%v): ending %d check instances, within --timeout %v (interrupt again to exit at once)\n", s, n, c.timeout)
+		}
+		c.mu.Unlock()
+		r := make(chan result, 1)
+		go func() {
+			n, failed := c.endAll()
+			r <- result{n, failed}
+		}()
+		select {
+		case res := <-r:
+			switch {
+			case len(res.failed) == 0:
+				fmt.Fprintf(stdout, "interrupted (%v): ended %d check instances gracefully\n", s, res.n)
+			default:
+				fmt.Fprintf(stdout, "interrupted (%v): ended %d of %d check instances gracefully; %d sent no stopping heartbeat (%v): watchers see them crash\n",
+					s, res.n, res.n+len(res.failed), len(res.failed), errors.Join(res.failed...))
+			}
+		case again := <-sig:
+			fmt.Fprintf(stdout, "interrupted (%v), then again (%v): exiting without ending the check instances; watchers may see them crash\n", s, again)
+		}
+		os.Exit(2)
 	}()
 	return func() {
 		signal.Stop(sig)
@@ -226,6 +270,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	c.client, c.endpoint, c.channel, c.keyPrefix = conn.Client, conn.Endpoint, conn.Channel, conn.KeyPrefix
 	defer c.client.Close()
+	// From here an interrupt says so and exits 2, even while Valkey has
+	// not answered yet.
+	defer c.exitOnInterrupt(stdout)()
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { c.reported = append(c.reported, err) }))
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
@@ -238,7 +285,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c.pass("connect", "PING %s", c.endpoint)
 	c.lag = watchLag(c.client)
 	defer c.lag.stop()
-	defer c.exitOnInterrupt(stdout)()
 	for _, m := range selected {
 		c.modeStart = time.Now()
 		switch m {

@@ -41,7 +41,7 @@ func (c *checker) lifecycle(mode string, p *otelheartbeat.Publisher, fields func
 		c.fail(mode, "Start: %v", err)
 		return
 	}
-	defer c.own(c.stopper(p))()
+	defer c.own(p.ServiceName()+"/"+p.InstanceID(), c.stopper(p))()
 
 	raw, at, err := w.next(c.timeout)
 	if err != nil {
@@ -216,7 +216,7 @@ func (c *checker) monitor() {
 	// The crash is a check's: once judged, or if the check goes no
 	// further, the crashed instance ends with a stopping heartbeat, so
 	// that no watcher is left with an instance that looks crashed.
-	ended := c.own(func() { c.endCrashed(inst) })
+	ended := c.own(inst.service+"/"+inst.id, func() error { return c.endCrashed(inst) })
 	defer ended()
 	if !l.crash(ctx, inst) {
 		return
@@ -374,7 +374,7 @@ func (l *liveness) gracefulStop(ctx context.Context) bool {
 		c.fail(monitorMode, "Start: %v", err)
 		return false
 	}
-	defer c.own(c.stopper(p))()
+	defer c.own(p.ServiceName()+"/"+p.InstanceID(), c.stopper(p))()
 	graceful := watch.Key{Service: l.service, Instance: p.InstanceID()}
 	_, err = l.wait("alive", c.timeout, becomes(graceful, watch.Alive))
 	if !l.judged("started instance reported alive", err) {
@@ -398,31 +398,32 @@ func (l *liveness) gracefulStop(ctx context.Context) bool {
 }
 
 // stopper stops p gracefully, within the check's timeout.
-func (c *checker) stopper(p *otelheartbeat.Publisher) func() {
-	return func() {
+func (c *checker) stopper(p *otelheartbeat.Publisher) func() error {
+	return func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		_ = p.Stop(ctx)
+		return p.Stop(ctx)
 	}
 }
 
 // endCrashed ends the crashed instance as a graceful stop would: its final
 // heartbeat, saying stopping, and its latest-state key deleted.
-func (c *checker) endCrashed(inst *crashing) {
+func (c *checker) endCrashed(inst *crashing) error {
 	m := &wire.Message{ServiceName: inst.service, InstanceID: inst.id, Timestamp: time.Now(), Status: wire.StatusStopping,
-		UptimeSeconds: time.Since(inst.started).Seconds(), HeartbeatCount: 2, IntervalSeconds: c.interval.Seconds(),
+		UptimeSeconds: inst.proc.Uptime().Seconds(), HeartbeatCount: 2, IntervalSeconds: c.interval.Seconds(),
 		Has: wire.HasUptime | wire.HasHeartbeatCount | wire.HasInterval}
 	b, err := wire.Marshal(m)
 	if err != nil {
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	_, _ = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Publish(ctx, c.channel.Channel(inst.service), b)
 		p.Del(ctx, wire.Key(c.keyPrefix, inst.service, inst.id))
 		return nil
 	})
+	return err
 }
 
 // crashing is an instance that sends one heartbeat through the exporter,

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -20,8 +22,10 @@ import (
 // instance's last status, as a watcher would judge it.
 type lastWords struct {
 	mu   sync.Mutex
-	last map[string]string // service/instance -> status of its last heartbeat
-	done chan struct{}
+	last   map[string]string  // service/instance -> status of its last heartbeat
+	uptime map[string]float64 // service/instance -> uptime_seconds of its last heartbeat
+	back   []string           // heartbeats whose uptime went backwards
+	done   chan struct{}
 }
 
 func listen(t *testing.T, srv *redistest.Server) *lastWords {
@@ -30,7 +34,7 @@ func listen(t *testing.T, srv *redistest.Server) *lastWords {
 	if _, err := ps.Receive(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	l := &lastWords{last: map[string]string{}, done: make(chan struct{})}
+	l := &lastWords{last: map[string]string{}, uptime: map[string]float64{}, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for msg := range ps.Channel() {
@@ -38,8 +42,12 @@ func listen(t *testing.T, srv *redistest.Server) *lastWords {
 			if err != nil {
 				continue
 			}
+			k := m.ServiceName + "/" + m.InstanceID
 			l.mu.Lock()
-			l.last[m.ServiceName+"/"+m.InstanceID] = m.Status
+			if prev, ok := l.uptime[k]; ok && m.UptimeSeconds < prev {
+				l.back = append(l.back, fmt.Sprintf("%s: %s after %.1f s", k, m.Status, prev))
+			}
+			l.last[k], l.uptime[k] = m.Status, m.UptimeSeconds
 			l.mu.Unlock()
 		}
 	}()
@@ -88,6 +96,11 @@ func leftBehind(t *testing.T, srv *redistest.Server, l *lastWords) {
 	if r := l.running(); len(r) > 0 {
 		t.Errorf("instances left running, each a dead instance to every watcher: %v", r)
 	}
+	l.mu.Lock()
+	if len(l.back) > 0 {
+		t.Errorf("heartbeats whose uptime went backwards, as if another process sent them: %v", l.back)
+	}
+	l.mu.Unlock()
 	keys, err := srv.Client(t).Keys(context.Background(), "heartbeat:instance:*").Result()
 	if err != nil || len(keys) > 0 {
 		t.Errorf("latest-state keys left: %v %v", keys, err)
@@ -133,6 +146,84 @@ func TestAnInterruptedCheckEndsItsInstances(t *testing.T) {
 				t.Errorf("output after the interrupt:\n%s", strings.Join(said, "\n"))
 			}
 			leftBehind(t, srv, l)
+		})
+	}
+}
+
+// An interrupt while Valkey has not answered the first PING yet still
+// says so and exits 2: the check could not tell.
+func TestAnInterruptBeforeValkeyAnswers(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c // held open, never answered
+		}
+	}()
+	p := proctest.Start(t, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT=redis://"+ln.Addr().String()), "--timeout", "30s")
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the check never connected")
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Wait(15 * time.Second)
+	if code := p.Cmd.ProcessState.ExitCode(); code != 2 {
+		t.Errorf("exit %d (%v), want 2: an interrupted check cannot tell", code, err)
+	}
+	var said []string
+	for line := range p.Lines {
+		said = append(said, line.Text)
+	}
+	if out := strings.Join(said, "\n"); !strings.Contains(out, "interrupted (terminated): ended 0 check instances") {
+		t.Errorf("output after the interrupt:\n%s", out)
+	}
+}
+
+// Interrupted while Valkey does not answer, the check does not claim it
+// ended its instances gracefully: it says which sent no stopping
+// heartbeat, and a second Ctrl-C exits at once.
+func TestAnInterruptThatCannotEndItsInstancesSaysSo(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	for _, again := range []bool{false, true} {
+		t.Run(fmt.Sprintf("second interrupt %v", again), func(t *testing.T) {
+			srv := redistest.Start(t)
+			timeout := "2s"
+			if again {
+				timeout = "60s" // the second interrupt does not wait for it
+			}
+			p := proctest.Start(t, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()), "--interval", "1s", "--timeout", timeout, "basic")
+			p.Expect("first heartbeat", 30*time.Second)
+			srv.Pause()
+			defer srv.Resume()
+			if err := p.Cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			want := "sent no stopping heartbeat"
+			if again {
+				p.Expect("interrupt again to exit at once", 15*time.Second)
+				if err := p.Cmd.Process.Signal(syscall.SIGINT); err != nil {
+					t.Fatal(err)
+				}
+				want = "exiting without ending the check instances"
+			}
+			line := p.Expect(want, 15*time.Second)
+			t.Logf("%s", line.Text)
+			if strings.Contains(line.Text, "ended 1 check instances gracefully") {
+				t.Errorf("claims a graceful end: %s", line.Text)
+			}
+			err := p.Wait(15 * time.Second)
+			if code := p.Cmd.ProcessState.ExitCode(); code != 2 {
+				t.Errorf("exit %d (%v), want 2", code, err)
+			}
 		})
 	}
 }
