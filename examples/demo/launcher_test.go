@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
@@ -110,4 +111,53 @@ func TestTheLauncherPassesTheStopOn(t *testing.T) {
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
 		t.Errorf("left in TMPDIR: %v %v", left, err)
 	}
+}
+
+// Killed outright, the launcher cannot pass a stop on: the demo and its
+// services still end (the kernel sends them SIGTERM), and what the
+// launcher compiled is removed by the next run.
+func TestAKilledLauncherLeavesNothingRunning(t *testing.T) {
+	bin := testbin.Build(t, ".")
+	tmp := t.TempDir()
+	p := proctest.Start(t, bin, proctest.Env("TMPDIR="+tmp), "--interval", "400ms", "--panel", "", "--forever")
+	m := pidsRe.FindStringSubmatch(p.Expect("(pids ", 2*time.Minute).Text)
+	if m == nil {
+		t.Fatal("no pids on the line that starts the services")
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Wait(time.Minute)
+	for _, s := range m[1:] {
+		pid, _ := strconv.Atoi(s)
+		// The services stop gracefully, a heartbeat's time at most; the
+		// story reaps them, and init reaps the story.
+		if !poll.Within(30*time.Second, func() bool { return !running(pid) }) {
+			t.Errorf("service process %d still runs after its launcher was killed", pid)
+		}
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 1 {
+		t.Fatalf("a killed launcher left %v in TMPDIR (%v), want its one directory", left, err)
+	}
+	cmd := exec.Command(bin, "--help")
+	cmd.Env = proctest.Env("TMPDIR=" + tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("the next run left %v in TMPDIR (%v)", left, err)
+	}
+}
+
+// running reports whether pid is a process that has not exited: a zombie
+// waiting for its parent to reap it has exited.
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command's closing parenthesis.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }

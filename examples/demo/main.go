@@ -32,17 +32,21 @@
 // imports the library, the broker and the admin panel: about a minute the
 // first time on two cores, then cached) and runs it with the same
 // arguments. Ctrl-C and SIGTERM reach the demo, and its exit status is
-// the launcher's.
+// the launcher's. Killed outright (SIGKILL), the launcher still takes the
+// demo and its services with it on Linux (they get SIGTERM and stop
+// gracefully), and the next run removes what it compiled.
 package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -63,7 +67,8 @@ func launch(args []string) int {
 	defer signal.Stop(sigs)
 
 	os.Stderr.WriteString(firstRun)
-	dir, err := os.MkdirTemp("", "heartbeat-demo-")
+	removeOrphans()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", tmpPrefix, os.Getpid()))
 	if err != nil {
 		return fail(err.Error())
 	}
@@ -84,6 +89,7 @@ func launch(args []string) int {
 
 	demo := exec.Command(bin, args...)
 	demo.Stdin, demo.Stdout, demo.Stderr = os.Stdin, os.Stdout, os.Stderr
+	endWithUs(demo)
 	code, _, err := run(demo, sigs)
 	if err != nil {
 		return fail(err.Error())
@@ -155,6 +161,22 @@ func released(bi *debug.BuildInfo) bool {
 		}
 	}
 	return true
+}
+
+// tmpPrefix names the directories the launcher compiles into, followed
+// by its pid.
+const tmpPrefix = "heartbeat-demo-"
+
+// removeOrphans removes what launchers killed before they could clean up
+// left in the temporary directory: the directories of pids that are gone.
+func removeOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tmpPrefix+"*-*"))
+	for _, d := range dirs {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), tmpPrefix), "-")
+		if n, err := strconv.Atoi(pid); ok && err == nil && n > 0 && n != os.Getpid() && !alive(n) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 func fail(msg string) int {

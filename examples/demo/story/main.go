@@ -536,6 +536,7 @@ func spawn(service, id, endpoint string, interval time.Duration, metricsAddr str
 		cmd.Env = append(cmd.Env, watch.EnvEndpoint+"="+endpoint)
 	}
 	cmd.Stderr = prefixed{w: stderr, prefix: service + ": "}
+	endWithUs(cmd)
 	return cmd, cmd.Start()
 }
 
