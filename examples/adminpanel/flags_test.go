@@ -3,38 +3,60 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every malformed flag is refused at start, naming it, before anything
 // connects.
 func TestMalformedFlagsAreRefused(t *testing.T) {
 	for args, want := range map[string]string{
-		"--default-interval -1s":    "--default-interval",
-		"--default-interval 1ns":    "--default-interval",
-		"--retention 1ns":           "--retention",
-		"--lease 1000000h":          "--lease",
-		"--windows 1h,1h":           "given twice",
-		"--windows 1ns":             "--windows",
-		"--min-alive a=2,a=5":       "a is given twice",
-		"--min-alive a=0":           "--min-alive",
-		"--bars 0":                  "--bars",
-		"--alertmanager ftp://x":    "--alertmanager",
-		"--webhook http://h/x":      "ADMINPANEL_WEBHOOK_SECRET",
-		"--external-url not-a-url":  "--external-url",
-		"--alerts /nonexistent.yml": "--alerts",
-		"--forget-after 1s":         "--forget-after",
-		"--forget-after 1000h":      "--forget-after",
+		"--default-interval -1s":           "--default-interval",
+		"--default-interval 1ns":           "--default-interval",
+		"--retention 1ns":                  "--retention",
+		"--lease 1000000h":                 "--lease",
+		"--windows 1h,1h":                  "given twice",
+		"--windows 1ns":                    "--windows",
+		"--min-alive a=2,a=5":              "a is given twice",
+		"--min-alive a=0":                  "--min-alive",
+		"--bars 0":                         "--bars",
+		"--alertmanager ftp://x":           "--alertmanager",
+		"--webhook http://h/x":             "ADMINPANEL_WEBHOOK_SECRET",
+		"--external-url not-a-url":         "--external-url",
+		"--alerts /nonexistent.yml":        "--alerts",
+		"--forget-after 1s":                "--forget-after",
+		"--forget-after 1000h":             "--forget-after",
+		"--retention 1h --forget-after 2h": "--forget-after",
+		"--external-url https://ops:SECRETPW@panel.example.com/":   "--external-url: it holds credentials",
+		"--external-url https://panel.example.com/?token=SECRETPW": "--external-url: it has a query",
+		"--external-url https://panel.example.com/#SECRETPW":       "--external-url: it has a query or a fragment",
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), strings.Fields(args), func(string) string { return "" }, &out, &errb)
 		if code != 2 || !strings.Contains(errb.String(), want) {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", args, code, errb.String(), want)
 		}
+		if strings.Contains(errb.String(), "SECRETPW") {
+			t.Errorf("%s: the error quotes what may be a secret: %q", args, errb.String())
+		}
+	}
+}
+
+// A shorter --retention alone is a working panel: the defaults that would
+// reach past it (the uptime windows, --forget-after) are cut to it.
+func TestAShortRetentionCutsTheDefaults(t *testing.T) {
+	s, err := parseSettings([]string{"--retention", "2h"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.forgetAfter != 2*time.Hour || fmt.Sprint(s.windows) != "[1h0m0s 2h0m0s]" {
+		t.Errorf("--retention 2h: forget after %v, windows %v; want 2h and [1h 2h]", s.forgetAfter, s.windows)
 	}
 }
 
@@ -81,8 +103,8 @@ func TestTheAlertLinkIsSaidAtStart(t *testing.T) {
 		{"--listen 127.0.0.1:0", regexp.MustCompile(`^adminpanel: alerts link to (http://127\.0\.0\.1:(\d+)/) \(from --listen; set --external-url for a link that works from elsewhere\)$`)},
 		{"--listen :0", regexp.MustCompile(`^adminpanel: alerts carry no link \(generatorURL\): --listen :0 names no host to link to; set --external-url$`)},
 		{"--listen 0.0.0.0:0", regexp.MustCompile(`^adminpanel: alerts carry no link \(generatorURL\): --listen 0.0.0.0:0 names no host to link to; set --external-url$`)},
-		{"--listen 127.0.0.1:0 --external-url https://panel.example.com/", nil},
-		{"--listen 127.0.0.1:0 --alerts " + file, nil},
+		{"--listen 127.0.0.1:0 --external-url https://panel.example.com/", regexp.MustCompile(`^adminpanel: alerts link to https://panel\.example\.com/$`)},
+		{"--listen 127.0.0.1:0 --alerts " + file, regexp.MustCompile(`^adminpanel: alerts link to https://from-file\.example\.com/$`)},
 	} {
 		var out, errb bytes.Buffer
 		getenv := func(k string) string {

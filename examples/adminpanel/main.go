@@ -89,6 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		} else {
 			fmt.Fprintf(stderr, "adminpanel: alerts carry no link (generatorURL): --listen %s names no host to link to; set --external-url\n", s.listen)
 		}
+	} else {
+		fmt.Fprintf(stderr, "adminpanel: alerts link to %s\n", s.externalURL)
 	}
 	p, err := panel.New(mon.Tracker(), conn.Client, opts...)
 	if err != nil {

@@ -26,6 +26,8 @@ var errUsage = errors.New("usage")
 type settings struct {
 	listen      string
 	externalURL string // the panel's URL for alerts, as given (--external-url, or the alerts file); "" if not
+	forgetAfter time.Duration
+	windows     []time.Duration
 	tracker     []watch.TrackerOption
 	panel       []panel.Option
 }
@@ -35,7 +37,11 @@ type flags struct {
 	listen, windows, minAlive, replica, alertsFile, amURLs, webhookURL, externalURL string
 	retention, lease, defInterval, forgetAfter                                      time.Duration
 	bars, maxInstances                                                              int
+	set                                                                             map[string]bool // the flags given
 }
+
+// defaultWindows are the uptime windows unless --windows says.
+const defaultWindows = "1h,24h,168h,720h"
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	var f flags
@@ -44,7 +50,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to serve on")
 	fs.DurationVar(&f.retention, "retention", 30*24*time.Hour, "how long history is kept in Valkey")
 	fs.DurationVar(&f.lease, "lease", 10*time.Second, "the recorder lease: a standby takes over within it")
-	fs.StringVar(&f.windows, "windows", "1h,24h,168h,720h", "uptime windows, comma-separated durations (1m to --retention, at most 8)")
+	fs.StringVar(&f.windows, "windows", defaultWindows, "uptime windows, comma-separated durations (1m to --retention, at most 8)")
 	fs.StringVar(&f.minAlive, "min-alive", "", "instances that must be up for a service to be up, as svc=N,... (default 1)")
 	fs.IntVar(&f.bars, "bars", 30, "heartbeat bars per instance: the last N intervals")
 	fs.StringVar(&f.replica, "replica", "", "this replica's name in the lease (default: host, pid and a random suffix)")
@@ -58,6 +64,8 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	if err := fs.Parse(args); err != nil {
 		return f, errUsage
 	}
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	return f, nil
 }
 
@@ -69,6 +77,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return settings{}, err
 	}
 	s := settings{listen: f.listen, tracker: panel.TrackerOptions()}
+	if !f.set["forget-after"] {
+		f.forgetAfter = min(f.forgetAfter, f.retention)
+	}
 	switch {
 	case f.retention < time.Hour:
 		return s, fmt.Errorf("--retention %v: want at least 1h", f.retention)
@@ -90,10 +101,11 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if interval > 0 {
 		s.tracker = append(s.tracker, watch.WithDefaultInterval(interval))
 	}
-	windows, err := parseWindows(f.windows, f.retention)
+	windows, err := parseWindows(f.windows, f.retention, !f.set["windows"])
 	if err != nil {
 		return s, err
 	}
+	s.forgetAfter, s.windows = f.forgetAfter, windows
 	minAlive, err := parseMinAlive(f.minAlive)
 	if err != nil {
 		return s, err
@@ -130,10 +142,18 @@ func defaultInterval(flagged time.Duration, getenv func(string) string) (time.Du
 	return d, nil
 }
 
-func parseWindows(list string, retention time.Duration) ([]time.Duration, error) {
+// parseWindows reads --windows. The defaults (cut) that reach past the
+// retention are cut to it: a shorter --retention alone is a working panel.
+func parseWindows(list string, retention time.Duration, cut bool) ([]time.Duration, error) {
 	var out []time.Duration
 	for _, w := range strings.Split(list, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(w))
+		if cut && err == nil && d > retention {
+			if !slices.Contains(out, retention) {
+				out = append(out, retention)
+			}
+			continue
+		}
 		switch {
 		case err != nil || d < time.Minute || d > retention:
 			return nil, fmt.Errorf("--windows: %q is not a duration from 1m to --retention", w)
@@ -194,10 +214,10 @@ func alertOptions(f flags, getenv func(string) string) ([]panel.Option, string, 
 		hook = &alerting.WebhookReceiver{URL: alerting.URL(f.webhookURL), SecretEnv: alerting.EnvName(secretEnv(hook))}
 	}
 	if f.externalURL != "" {
-		if err := alerting.CheckURL(f.externalURL); err != nil {
+		if err := alerting.CheckLinkURL(f.externalURL); err != nil {
 			return nil, "", fmt.Errorf("--external-url: %w", err)
 		}
-		file.ExternalURL = alerting.URL(f.externalURL)
+		file.ExternalURL = alerting.LinkURL(f.externalURL)
 	}
 	opts := []panel.Option{panel.WithAlerting(file.Options()...)}
 	if am != nil && len(am.URLs) > 0 {

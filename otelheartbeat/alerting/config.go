@@ -11,6 +11,7 @@ import (
 	"path"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -39,7 +40,7 @@ import (
 //	    silent_share: 0.5    # this share of the instances falling silent together...
 //	    min_instances: 5     # ...and at least this many: the source, not the fleet
 type File struct {
-	ExternalURL URL `yaml:"external_url"`
+	ExternalURL LinkURL `yaml:"external_url"`
 	// IgnoreServices are the services no alert is raised for (see
 	// WithIgnoredServices); absent, DefaultIgnoredServices.
 	IgnoreServices *[]ServicePattern `yaml:"ignore_services"`
@@ -115,6 +116,8 @@ type SourceRule struct {
 type (
 	// URL is an absolute http or https URL; its errors never quote it.
 	URL string
+	// LinkURL is a URL every alert links to (CheckLinkURL).
+	LinkURL string
 	// Duration is a Go duration of zero or more, such as 30s or 1m.
 	Duration time.Duration
 	// EnvName is the name of an environment variable.
@@ -134,6 +137,14 @@ func (u *URL) readScalar(s string) error {
 		return err
 	}
 	*u = URL(s)
+	return nil
+}
+
+func (u *LinkURL) readScalar(s string) error {
+	if err := CheckLinkURL(s); err != nil {
+		return err
+	}
+	*u = LinkURL(s)
 	return nil
 }
 
@@ -208,6 +219,24 @@ func CheckURL(s string) error {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return errors.New("its port is not a number from 1 to 65535")
 		}
+	}
+	return nil
+}
+
+// CheckLinkURL accepts what CheckURL does, when it can be the base of the
+// links every alert carries (its generatorURL): no credentials, which
+// every notification would then show, and no query or fragment, which the
+// links to a service's page would follow.
+func CheckLinkURL(s string) error {
+	if err := CheckURL(s); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s)
+	switch {
+	case u.User != nil:
+		return errors.New("it holds credentials, which every alert would show: the panel's own authentication (ADMINPANEL_TOKEN, ADMINPANEL_BASIC_AUTH) protects it")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("it has a query or a fragment: links to a service's page are added after its path")
 	}
 	return nil
 }
