@@ -113,8 +113,9 @@ func (e Endpoint) String() string {
 
 // Redact hides the secrets in an endpoint as a user typed it, for messages
 // that must quote it: whatever stands before the last '@' is userinfo, and
-// only the user name before its first ':' is kept; a query string or
-// fragment is replaced whole. It works on URLs and on bare host:port lists
+// only the user name before its first ':' is kept (a user name is shown
+// wherever the endpoint is, as a password never is); a query string or
+// fragment is replaced whole, after its '?' or '#'. It works on URLs and on bare host:port lists
 // alike, and on input that does not parse, since that is when it is needed.
 func Redact(s string) string {
 	scheme, rest := "", s
@@ -129,7 +130,7 @@ func Redact(s string) string {
 		rest = user + rest[at:]
 	}
 	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		rest = rest[:q] + "?xxxxx"
+		rest = rest[:q+1] + "xxxxx"
 	}
 	return scheme + rest
 }

@@ -390,6 +390,7 @@ func TestRedact(t *testing.T) {
 		"redis://:hunter2@h:1":           "redis://:xxxxx@h:1",
 		"redis://u:hun@ter2@h:1":         "redis://u:xxxxx@h:1",
 		"redis://h:1?password=hunter2":   "redis://h:1?xxxxx",
+		"redis://:hunter2@h:1#frag":      "redis://:xxxxx@h:1#xxxxx",
 		"redis://u:p@h:1/2?x=hunter2#f":  "redis://u:xxxxx@h:1/2?xxxxx",
 		"u:hunter2@cache.internal:6379":  "u:xxxxx@cache.internal:6379",
 		"h1:1,u:hunter2@h2:2":            "h1:xxxxx@h2:2",
