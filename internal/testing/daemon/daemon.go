@@ -77,7 +77,7 @@ func Start(t testing.TB, spec Spec) *Daemon {
 func Try(t testing.TB, spec Spec) (*Daemon, error) { return try(t, spec, 0) }
 
 func try(t testing.TB, spec Spec, attempt int) (*Daemon, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,8 @@ func try(t testing.TB, spec Spec, attempt int) (*Daemon, error) {
 	return d, nil
 }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/daemon"
+
 	"github.com/otel-heartbeat/heartbeat/internal/testing/binary"
 
 	"github.com/redis/go-redis/v9"
@@ -95,14 +97,7 @@ func StartOnPort(t testing.TB, port int, extra ...string) *Server {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func FreePort() (int, error) { return daemon.FreePort() }
 
 // Addr returns host:port of the server.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
