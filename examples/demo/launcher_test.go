@@ -80,17 +80,30 @@ func TestTheLauncherSaysWhatTheFirstRunCostsFirst(t *testing.T) {
 
 var pidsRe = regexp.MustCompile(`\(pids (\d+), (\d+), (\d+)\)`)
 
+// startDemo runs the launcher at a 400 ms interval with args, compiling
+// into tmp, until it has started the services; it returns their pids.
+func startDemo(t *testing.T, bin, tmp string, args ...string) (*proctest.Process, []int) {
+	t.Helper()
+	p := proctest.Start(t, bin, proctest.Env("TMPDIR="+tmp), append([]string{"--interval", "400ms"}, args...)...)
+	m := pidsRe.FindStringSubmatch(p.Expect("(pids ", 2*time.Minute).Text)
+	if m == nil {
+		t.Fatal("no pids on the line that starts the services")
+	}
+	var pids []int
+	for _, s := range m[1:] {
+		pid, _ := strconv.Atoi(s)
+		pids = append(pids, pid)
+	}
+	return p, pids
+}
+
 // Ctrl-C or SIGTERM reaches the demo through the launcher: everything
 // stops, the exit status is the demo's, and neither a service nor the
 // compiled demo is left.
 func TestTheLauncherPassesTheStopOn(t *testing.T) {
 	bin := testbin.Build(t, ".")
 	tmp := t.TempDir()
-	p := proctest.Start(t, bin, proctest.Env("TMPDIR="+tmp), "--interval", "400ms", "--panel", "127.0.0.1:0", "--stay")
-	m := pidsRe.FindStringSubmatch(p.Expect("(pids ", 2*time.Minute).Text)
-	if m == nil {
-		t.Fatal("no pids on the line that starts the services")
-	}
+	p, pids := startDemo(t, bin, tmp, "--panel", "127.0.0.1:0", "--stay")
 	p.Expect("stays up at", time.Minute)
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -98,8 +111,7 @@ func TestTheLauncherPassesTheStopOn(t *testing.T) {
 	if err := p.Wait(time.Minute); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
-	for _, s := range m[1:] {
-		pid, _ := strconv.Atoi(s)
+	for _, pid := range pids {
 		p, err := os.FindProcess(pid)
 		if err != nil {
 			continue
@@ -119,17 +131,12 @@ func TestTheLauncherPassesTheStopOn(t *testing.T) {
 func TestAKilledLauncherLeavesNothingRunning(t *testing.T) {
 	bin := testbin.Build(t, ".")
 	tmp := t.TempDir()
-	p := proctest.Start(t, bin, proctest.Env("TMPDIR="+tmp), "--interval", "400ms", "--panel", "", "--forever")
-	m := pidsRe.FindStringSubmatch(p.Expect("(pids ", 2*time.Minute).Text)
-	if m == nil {
-		t.Fatal("no pids on the line that starts the services")
-	}
+	p, pids := startDemo(t, bin, tmp, "--panel", "", "--forever")
 	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = p.Wait(time.Minute)
-	for _, s := range m[1:] {
-		pid, _ := strconv.Atoi(s)
+	for _, pid := range pids {
 		// The services stop gracefully, a heartbeat's time at most; the
 		// story reaps them, and init reaps the story.
 		if !poll.Within(30*time.Second, func() bool { return !running(pid) }) {
