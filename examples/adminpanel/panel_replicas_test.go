@@ -297,3 +297,38 @@ func TestAStandbyShowsTheRecordersVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// An instance that crashes while no panel watches (the only replica is
+// being upgraded) and whose latest-state key has expired by the time a
+// panel starts is known from history alone, as alive: the panel judges
+// it as if heard at its start, so it is dead a few intervals later and
+// pages, where it used to vanish and leave its service "unknown".
+func TestACrashWhileNoPanelWatchesIsStillJudged(t *testing.T) {
+	srv := redistest.Start(t)
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+
+	crash := proctest.Start(t, svcBin, environ, "serve", "--service", "lonely_service")
+	crash.Expect("serving lonely_service", 10*time.Second)
+	before := panelWith(t, panelBin, environ)
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, before, "lonely_service") })
+	send(t, before.p, syscall.SIGTERM)
+	if err := before.p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("the panel's stop: %v", err)
+	}
+	send(t, crash, syscall.SIGKILL)
+	client := srv.Client(t)
+	poll.Until(t, 15*time.Second, "the crashed instance's key expired", func() bool {
+		keys, err := client.Keys(context.Background(), "heartbeat:instance:lonely_service:*").Result()
+		return err == nil && len(keys) == 0
+	})
+
+	after := panelWith(t, panelBin, environ)
+	var d panel.ServiceDetailJSON
+	if !poll.Within(15*time.Second, func() bool {
+		return getJSON(t, after.url+"/api/v1/services/lonely_service", &d) == 200 && d.Counts.Dead == 1
+	}) {
+		t.Errorf("the service a panel started after its silent crash: %s %+v; want down with one dead", d.State, d.Counts)
+	}
+}

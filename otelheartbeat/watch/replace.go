@@ -232,15 +232,21 @@ func (t *Tracker) ReplacedBy(k Key) (string, bool) {
 }
 
 // Remember adds an instance the watcher never heard but knows from
-// elsewhere (an admin panel's history) to be dead or stopped since since,
-// when the tracker does not know it: a watcher that starts after a crash
-// then shows the crashed instance as dead, as one that watched it does.
-// Its last heartbeat is taken to be at since. It is replaced, forgotten
-// after the retention period, or revived by a heartbeat like any other;
-// the transitions its arrival causes (a replacement) are returned. A state
-// other than Dead or Stopped is ignored.
+// elsewhere (an admin panel's history) to be in state st since since, when
+// the tracker does not know it (Instance.Remembered is then set):
+//   - dead or stopped: a watcher that starts after a crash shows the
+//     crashed instance as dead, as one that watched it does; its last
+//     heartbeat is taken to be at since;
+//   - alive or stale: it was up when last recorded, and may have crashed
+//     while nothing watched (its latest-state key gone since): it is
+//     judged as if its last heartbeat came now (alive), or 1.5 intervals
+//     ago (stale), so it is dead three intervals from now unless heard.
+//
+// It is replaced, forgotten after the retention period, or revived by a
+// heartbeat like any other; the transitions its arrival causes (a
+// replacement) are returned. A state other than these is ignored.
 func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Duration) []Transition {
-	if !st.Gone() || k.Service == "" || k.Instance == "" {
+	if !(st.Gone() || st.Up()) || k.Service == "" || k.Instance == "" {
 		return nil
 	}
 	t.mu.Lock()
@@ -257,6 +263,12 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 	}
 	e.State, e.Since, e.LastSeen, e.unwatched = st, since, since, t.unwatched
 	e.Interval, e.IntervalSource = interval, IntervalDefault
+	switch now := t.clock.Now(); st {
+	case Alive:
+		e.LastSeen = now
+	case Stale:
+		e.LastSeen = now.Add(-scale(interval, StaleAfter))
+	}
 	e.Remembered = true // when it started is unknown
 	t.link(e)
 	t.schedule(e)

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -286,7 +287,7 @@ func TestARememberedInstanceIsDeadLikeOneWatched(t *testing.T) {
 	}
 	tr.Remember(Key{"geo", "crashed"}, Dead, t0.Add(-10*time.Second), time.Second)
 	tr.Remember(Key{"stopping", "s"}, Stopped, t0.Add(-10*time.Second), 0)
-	tr.Remember(Key{"geo", "alive?"}, Alive, t0, time.Second)
+	tr.Remember(Key{"geo", "unknown"}, Unknown, t0, time.Second)
 	if s := states(tr); s != "[crashed:dead heard:alive s:stopped]" {
 		t.Fatalf("tracked %s", s)
 	}
@@ -301,6 +302,42 @@ func TestARememberedInstanceIsDeadLikeOneWatched(t *testing.T) {
 	tr.Tick()
 	if _, ok := tr.Get(Key{"stopping", "s"}); ok {
 		t.Error("a remembered instance outlived the retention")
+	}
+}
+
+// An instance history has as up, that the watcher does not hear, may
+// have crashed while nothing watched: it is judged as if heard when it was
+// remembered, dead three intervals later; one heard meanwhile is itself.
+func TestARememberedLiveInstanceIsJudgedFromNow(t *testing.T) {
+	c := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(c))
+	tr.Remember(Key{"geo", "crashed-unwatched"}, Alive, t0.Add(-time.Hour), time.Second)
+	tr.Remember(Key{"geo", "was-stale"}, Stale, t0.Add(-time.Hour), time.Second)
+	tr.Remember(Key{"geo", "beating"}, Alive, t0.Add(-time.Hour), time.Second)
+	if s := states(tr); s != "[beating:alive crashed-unwatched:alive was-stale:stale]" {
+		t.Fatalf("tracked %s", s)
+	}
+	var ts []Transition
+	for i := 0; i < 12; i++ {
+		c.Advance(250 * time.Millisecond)
+		if i%4 == 3 {
+			tr.Observe(up("geo", "beating", int64(i), time.Hour))
+		}
+		ts = append(ts, tr.Tick()...)
+	}
+	var got []string
+	for _, x := range ts {
+		got = append(got, fmt.Sprintf("%s %s->%s @%v", x.Instance, x.From, x.To, x.At.Sub(t0)))
+	}
+	sort.Strings(got)
+	want := "[crashed-unwatched alive->stale @1.5s crashed-unwatched stale->dead @3s was-stale stale->dead @1.5s]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("transitions %v, want %s", got, want)
+	}
+	for _, in := range tr.Snapshot() {
+		if in.Remembered != (in.Instance != "beating") {
+			t.Errorf("%s: Remembered %v", in.Instance, in.Remembered)
+		}
 	}
 }
 
