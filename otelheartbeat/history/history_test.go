@@ -338,3 +338,25 @@ func TestAReplacementIsRecordedOnceAndLeavesTheState(t *testing.T) {
 		t.Errorf("recorded %+v %v: want the replaced instance gone", rec, err)
 	}
 }
+
+// A recorder that loses its lease and takes it back says both: its last
+// word is never "standing by" while it records.
+func TestALeaseTakenBackIsSaid(t *testing.T) {
+	srv := redistest.Start(t)
+	r, reports := recorderOn(t, srv, "svc")
+	poll.Until(t, 5*time.Second, "the recorder leading", r.Leading)
+	s := store(t, srv)
+	if err := srv.Client(t).Set(context.Background(), s.leaseKey(), "another", 700*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "the lease lost", func() bool { return !r.Leading() })
+	poll.Until(t, 5*time.Second, "the lease taken back", func() bool {
+		said := reports()
+		return r.Leading() && len(said) > 0 && strings.Contains(said[len(said)-1], "again")
+	})
+	said := reports()
+	if len(said) < 2 || !strings.Contains(said[len(said)-2], "lost the recorder lease") ||
+		!strings.Contains(said[len(said)-1], "took the recorder lease again") {
+		t.Errorf("said %q; want the loss, then the lease taken back", said)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/report"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+	"go.opentelemetry.io/otel"
 )
 
 // recorderConfig is what the options set; NewRecorder fills the defaults.
@@ -178,7 +179,7 @@ func (r *Recorder) step(ctx context.Context) {
 		switch {
 		case errors.Is(err, ErrLeaseLost):
 			r.leading.Store(false)
-			r.report("lease", "history: lost the recorder lease; standing by")
+			r.report("lease", "history: lost the recorder lease (another replica took it, or this one did not renew it within the lease); standing by")
 		case err != nil:
 			r.report("renew", "%v", err)
 		default:
@@ -200,6 +201,10 @@ func (r *Recorder) step(ctx context.Context) {
 	}
 	r.leading.Store(true)
 	r.stats.takeovers.Add(1)
+	if r.failed.Failing("lease") {
+		// Said as the loss was: the last word must not be "standing by".
+		r.say(fmt.Errorf("history: took the recorder lease again (epoch %d); recording", r.l.Epoch()))
+	}
 	r.recovered("lease")
 	// Drain what queued while standing by: the tracker's state, which
 	// reconciliation reads, already holds it.
@@ -324,3 +329,12 @@ func (r *Recorder) report(kind, format string, args ...any) {
 }
 
 func (r *Recorder) recovered(kind string) { r.failed.OK(kind) }
+
+// say reports one line where failures go, as a failure's end.
+func (r *Recorder) say(err error) {
+	if r.failed.Handle != nil {
+		r.failed.Handle(err)
+		return
+	}
+	otel.Handle(err)
+}
