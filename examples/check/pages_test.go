@@ -21,7 +21,7 @@ import (
 // lastWords follows every heartbeat on the channel and keeps each
 // instance's last status, as a watcher would judge it.
 type lastWords struct {
-	mu   sync.Mutex
+	mu     sync.Mutex
 	last   map[string]string  // service/instance -> status of its last heartbeat
 	uptime map[string]float64 // service/instance -> uptime_seconds of its last heartbeat
 	back   []string           // heartbeats whose uptime went backwards
