@@ -332,3 +332,42 @@ func TestACrashWhileNoPanelWatchesIsStillJudged(t *testing.T) {
 		t.Errorf("the service a panel started after its silent crash: %s %+v; want down with one dead", d.State, d.Counts)
 	}
 }
+
+// The panel and an instance go down together (one node) and the instance
+// is restarted under a new id before a panel is back: the restart, which
+// started after a panel last watched, replaces the crashed instance, which
+// pages nobody for a day.
+func TestARestartWhileNoPanelWatchesIsAReplacement(t *testing.T) {
+	srv := redistest.Start(t)
+	panelBin := testbin.Build(t, ".")
+	svcBin := testbin.Build(t, "../discovery")
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
+
+	crash := proctest.Start(t, svcBin, withID("pod-a"), "serve", "--service", "node_service")
+	crash.Expect("serving node_service", 10*time.Second)
+	before := panelWith(t, panelBin, environ)
+	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, before, "node_service") })
+	send(t, before.p, syscall.SIGKILL)
+	send(t, crash, syscall.SIGKILL)
+	client := srv.Client(t)
+	poll.Until(t, 15*time.Second, "the crashed instance's key expired", func() bool {
+		keys, err := client.Keys(context.Background(), "heartbeat:instance:node_service:*").Result()
+		return err == nil && len(keys) == 0
+	})
+	restarted := proctest.Start(t, svcBin, withID("pod-b"), "serve", "--service", "node_service")
+	restarted.Expect("serving node_service", 10*time.Second)
+
+	after := panelWith(t, panelBin, environ)
+	var d panel.ServiceDetailJSON
+	// pod-a, remembered as alive, is judged dead three intervals after the
+	// panel starts, and replaced by pod-b at once: one restart, nothing
+	// dead, pod-b alone.
+	ok := poll.Within(15*time.Second, func() bool {
+		return getJSON(t, after.url+"/api/v1/services/node_service", &d) == 200 && d.Restarts["1h"] == 1
+	})
+	if !ok || d.Counts.Dead != 0 || len(d.Instances) != 1 || d.Instances[0].Instance != "pod-b" {
+		t.Errorf("the service: %s %+v, %d restarts, %d instances; want pod-b alone after one restart",
+			d.State, d.Counts, d.Restarts["1h"], len(d.Instances))
+	}
+}

@@ -84,17 +84,27 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 	}
 	l.epoch.Store(epoch)
 	l.until.Store(int64(sent.Sub(processStart) + l.period))
-	v, err := l.s.c.Get(ctx, l.s.watchedKey()).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	lastWatched, err = l.s.Watched(ctx)
+	if err != nil {
 		_ = l.Release(ctx)
-		return false, time.Time{}, wrap("GET "+l.s.watchedKey(), err)
+		return false, time.Time{}, err
+	}
+	return true, lastWatched, l.Renew(ctx, time.Now())
+}
+
+// Watched returns when a recorder last said it watched, zero if none ever
+// did: whatever history has as up was up then.
+func (s *Store) Watched(ctx context.Context) (time.Time, error) {
+	v, err := s.c.Get(ctx, s.watchedKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return time.Time{}, wrap("GET "+s.watchedKey(), err)
 	}
 	if _, ms, found := strings.Cut(v, "|"); found {
 		if n, perr := strconv.ParseInt(ms, 10, 64); perr == nil {
-			lastWatched = time.UnixMilli(n)
+			return time.UnixMilli(n), nil
 		}
 	}
-	return true, lastWatched, l.Renew(ctx, time.Now())
+	return time.Time{}, nil
 }
 
 // checkHolder makes a lease that would never expire expire: every

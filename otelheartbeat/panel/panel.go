@@ -270,14 +270,23 @@ func (p *Panel) remember(ctx context.Context) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		recorded, err := p.store.Recorded(rctx)
-		cancel()
 		if err != nil {
 			p.cfg.errorf("reading the recorded states: %v", err)
+		}
+		// What history has as up was up when a recorder last watched.
+		watched, err := p.store.Watched(rctx)
+		cancel()
+		if err != nil {
+			p.cfg.errorf("reading when history was last watched: %v", err)
 		}
 		n := 0
 		for svc, instances := range recorded {
 			for id, r := range instances {
-				for _, t := range p.tr.Remember(watch.Key{Service: svc, Instance: id}, r.State, r.At, 0) {
+				since := r.At
+				if r.State.Up() && watched.After(since) {
+					since = watched
+				}
+				for _, t := range p.tr.Remember(watch.Key{Service: svc, Instance: id}, r.State, since, 0) {
 					p.Observe(watch.Event{Kind: watch.KindTransition, At: t.At, Transition: t})
 				}
 				n++

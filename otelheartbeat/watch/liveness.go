@@ -420,7 +420,9 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
 	t.learnInterval(e, m, receivedAt, ok && !e.Remembered)
-	e.Remembered = false
+	if e.Remembered {
+		e.Remembered, e.started = false, 0 // heard: its own start is learnt below
+	}
 	e.LastSeen = receivedAt
 	e.unwatched = t.unwatched
 	e.Count = m.HeartbeatCount

@@ -86,7 +86,20 @@ func (h *pairHeap) top() *entry {
 }
 
 // silentLongest orders orphans: the earliest last heartbeat first.
-func silentLongest(a, b *entry) bool { return a.LastSeen.Before(b.LastSeen) }
+func silentLongest(a, b *entry) bool { return a.lastBeat().Before(b.lastBeat()) }
+
+// lastBeat is when e's last heartbeat was, as replacement reads it. For an
+// instance remembered as up it is not known: it was last known up then,
+// and may have crashed any time since while nothing watched. The earliest
+// is taken, so that an instance that started since (a restart while the
+// panel was down too) replaces it rather than leaving it to page until
+// forgotten.
+func (e *entry) lastBeat() time.Time {
+	if e.Remembered && e.started != 0 {
+		return time.Unix(0, e.started)
+	}
+	return e.LastSeen
+}
 
 // startedLast orders newcomers: the latest start first.
 func startedLast(a, b *entry) bool { return a.started > b.started }
@@ -128,7 +141,7 @@ func (t *Tracker) file(e *entry) {
 	switch {
 	case e.State.Gone():
 		want = inOrphans
-	case e.State == Alive && !e.replacing && e.started != 0:
+	case e.State == Alive && !e.replacing && e.started != 0 && !e.Remembered:
 		want = inNewcomers
 	}
 	if want == e.pairIn {
@@ -187,7 +200,7 @@ func (t *Tracker) replace(e *entry, now time.Time) []Transition {
 	}()
 	for {
 		gone, fresh := svc.pair.orphans.top(), svc.pair.newcomers.top()
-		if gone == nil || fresh == nil || fresh.started < gone.LastSeen.Add(-replaceSlack).UnixNano() {
+		if gone == nil || fresh == nil || fresh.started < gone.lastBeat().Add(-replaceSlack).UnixNano() {
 			return out
 		}
 		if gone.started != 0 && fresh.started <= gone.started+int64(replaceSlack) {
@@ -237,10 +250,13 @@ func (t *Tracker) ReplacedBy(k Key) (string, bool) {
 //   - dead or stopped: a watcher that starts after a crash shows the
 //     crashed instance as dead, as one that watched it does; its last
 //     heartbeat is taken to be at since;
-//   - alive or stale: it was up when last recorded, and may have crashed
-//     while nothing watched (its latest-state key gone since): it is
-//     judged as if its last heartbeat came now (alive), or 1.5 intervals
-//     ago (stale), so it is dead three intervals from now unless heard.
+//   - alive or stale: it was known up at since (an admin panel passes
+//     when a recorder last watched, or its recorded state began, if
+//     later), and may have crashed while nothing watched (its latest-state
+//     key gone since): it is judged as if its last heartbeat came now
+//     (alive), or 1.5 intervals ago (stale), so it is dead three intervals
+//     from now unless heard; an instance that started after since
+//     replaces it then.
 //
 // It is replaced, forgotten after the retention period, or revived by a
 // heartbeat like any other; the transitions its arrival causes (a
@@ -268,6 +284,9 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 		e.LastSeen = now
 	case Stale:
 		e.LastSeen = now.Add(-scale(interval, StaleAfter))
+	}
+	if st.Up() {
+		e.started = since.UnixNano() // its start is unknown: see lastBeat
 	}
 	e.Remembered = true // when it started is unknown
 	t.link(e)

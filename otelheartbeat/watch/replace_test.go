@@ -3,6 +3,7 @@ package watch
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -311,9 +312,9 @@ func TestARememberedInstanceIsDeadLikeOneWatched(t *testing.T) {
 func TestARememberedLiveInstanceIsJudgedFromNow(t *testing.T) {
 	c := &fakeClock{t: t0}
 	tr := NewTracker(WithClock(c))
-	tr.Remember(Key{"geo", "crashed-unwatched"}, Alive, t0.Add(-time.Hour), time.Second)
-	tr.Remember(Key{"geo", "was-stale"}, Stale, t0.Add(-time.Hour), time.Second)
-	tr.Remember(Key{"geo", "beating"}, Alive, t0.Add(-time.Hour), time.Second)
+	tr.Remember(Key{"geo", "crashed-unwatched"}, Alive, t0, time.Second) // known up until now
+	tr.Remember(Key{"geo", "was-stale"}, Stale, t0, time.Second)
+	tr.Remember(Key{"geo", "beating"}, Alive, t0, time.Second)
 	if s := states(tr); s != "[beating:alive crashed-unwatched:alive was-stale:stale]" {
 		t.Fatalf("tracked %s", s)
 	}
@@ -338,6 +339,34 @@ func TestARememberedLiveInstanceIsJudgedFromNow(t *testing.T) {
 		if in.Remembered != (in.Instance != "beating") {
 			t.Errorf("%s: Remembered %v", in.Instance, in.Remembered)
 		}
+	}
+}
+
+// An instance remembered as up, that crashed while nothing watched, is
+// replaced by one that started after it was last known up (restarted
+// while the panel was down too), not by a peer that ran before.
+func TestARememberedLiveInstanceIsReplacedByARestart(t *testing.T) {
+	c := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(c))
+	tr.Observe(up("geo", "peer", 1, 2*time.Hour))      // ran before
+	tr.Observe(up("geo", "restarted", 1, time.Minute)) // started after
+	lastKnownUp := t0.Add(-5 * time.Minute)            // when a panel last watched
+	tr.Remember(Key{"geo", "a"}, Alive, lastKnownUp, time.Second)
+	tr.Remember(Key{"geo", "b"}, Alive, lastKnownUp, time.Second) // the same: one restart only
+	var ts []Transition
+	for i := 0; i < 16; i++ {
+		c.Advance(250 * time.Millisecond)
+		if i%4 == 3 {
+			tr.Observe(up("geo", "peer", int64(i+2), 2*time.Hour))
+			tr.Observe(up("geo", "restarted", int64(i+2), time.Minute))
+		}
+		ts = append(ts, tr.Tick()...)
+	}
+	if got := replacements(ts); len(got) != 1 || !strings.HasSuffix(got[0], "replaced by restarted") {
+		t.Errorf("replacements %q, want one of a and b replaced by restarted", got)
+	}
+	if s := states(tr); s != "[b:dead peer:alive restarted:alive]" && s != "[a:dead peer:alive restarted:alive]" {
+		t.Errorf("tracked %s", s)
 	}
 }
 
