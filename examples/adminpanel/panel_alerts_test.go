@@ -173,17 +173,14 @@ func aliveIn(t *testing.T, r replica, service string) bool {
 // threshold and Alertmanager's group_wait, the instance beating again
 // resolves it, and a graceful stop fires nothing.
 func TestAlertsReachAlertmanager(t *testing.T) {
-	srv := redistest.Start(t)
+	r := newRig(t)
+	panelBin, svcBin, environ := r.panelBin, r.svcBin, r.environ
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
-	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
 
-	crash := proctest.Start(t, svcBin, withID("crash-1"), "serve", "--service", "geofence_service")
+	crash := proctest.Start(t, svcBin, r.withID("crash-1"), "serve", "--service", "geofence_service")
 	crash.Expect("serving", 10*time.Second)
-	graceful := proctest.Start(t, svcBin, withID("deploy-1"), "serve", "--service", "geocoding_service", "--drain", "0s")
+	graceful := proctest.Start(t, svcBin, r.withID("deploy-1"), "serve", "--service", "geocoding_service", "--drain", "0s")
 	graceful.Expect("serving", 10*time.Second)
 	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL, "--external-url", "http://panel.example:8080/")
 	poll.Until(t, 10*time.Second, "both services alive", func() bool {
@@ -204,7 +201,7 @@ func TestAlertsReachAlertmanager(t *testing.T) {
 	}
 	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
 
-	back := proctest.Start(t, svcBin, withID("crash-1"), "serve", "--service", "geofence_service")
+	back := proctest.Start(t, svcBin, r.withID("crash-1"), "serve", "--service", "geofence_service")
 	back.Expect("serving", 10*time.Second)
 	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 15*time.Second)
 	in.wait("resolved HeartbeatServiceDown geofence_service", 15*time.Second)
@@ -287,12 +284,10 @@ func TestAStalledValkeyIsOneAlert(t *testing.T) {
 // Two replicas: each transition is notified once, also when the replica
 // that records is killed in the middle of an incident.
 func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
-	srv := redistest.Start(t)
+	r := newRig(t, "ADMINPANEL_WEBHOOK_SECRET=another-s3cret")
+	panelBin, svcBin, environ := r.panelBin, r.svcBin, r.environ
 	in := webhookInbox(t, "another-s3cret")
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=another-s3cret")
-	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	withID := r.withID("crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	svc.Expect("serving", 10*time.Second)
 	a := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
@@ -335,13 +330,11 @@ func TestTwoReplicasNotifyEachTransitionOnce(t *testing.T) {
 // its queue (the receiver is down): the replica that takes over delivers
 // them, so the receiver hears the firing before the resolve.
 func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
-	srv := redistest.Start(t)
+	r := newRig(t, "ADMINPANEL_WEBHOOK_SECRET=third-s3cret")
+	panelBin, svcBin, environ := r.panelBin, r.svcBin, r.environ
 	in := webhookInbox(t, "third-s3cret")
 	in.failing.Store(true)
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=third-s3cret")
-	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	withID := r.withID("crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	svc.Expect("serving", 10*time.Second)
 	a := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
@@ -398,12 +391,10 @@ func TestAValkeyThatLostItsDataDeliversNothingTwice(t *testing.T) {
 }
 
 func lostData(t *testing.T, standby bool) {
-	srv := redistest.Start(t)
+	r := newRig(t, "ADMINPANEL_WEBHOOK_SECRET=fourth-s3cret")
+	srv, panelBin, svcBin, environ := r.srv, r.panelBin, r.svcBin, r.environ
 	in := webhookInbox(t, "fourth-s3cret")
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1", "ADMINPANEL_WEBHOOK_SECRET=fourth-s3cret")
-	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	withID := r.withID("crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	svc.Expect("serving", 10*time.Second)
 	p := panelWith(t, panelBin, environ, "--webhook", in.srv.URL, "--replica", "a")
@@ -464,17 +455,15 @@ func TestAReplicaPausedPastItsLeaseSendsNothing(t *testing.T) {
 }
 
 func pausedPastTheLease(t *testing.T, stalled bool) {
-	srv := redistest.Start(t)
+	r := newRig(t)
+	srv, panelBin, svcBin, environ := r.srv, r.panelBin, r.svcBin, r.environ
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
 	alerts := filepath.Join(t.TempDir(), "alerts.yml")
 	if err := os.WriteFile(alerts, []byte("receivers:\n  alertmanager: {urls: ["+am.URL+"], resend_every: 1s}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
-	withID := append(append([]string{}, environ...), "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1")
+	withID := r.withID("crash-1")
 	svc := proctest.Start(t, svcBin, withID, "serve", "--service", "geofence_service")
 	svc.Expect("serving", 10*time.Second)
 	a := panelWith(t, panelBin, environ, "--alerts", alerts, "--replica", "a")
@@ -559,15 +548,12 @@ func send(t *testing.T, p *proctest.Process, sig syscall.Signal) {
 // lists the new instance alone, and history counts one restart. Without
 // the replacement the crashed id stayed dead, and paged, for a day.
 func TestARestartUnderANewIDResolvesTheCrash(t *testing.T) {
-	srv := redistest.Start(t)
+	r := newRig(t)
+	panelBin, svcBin, environ := r.panelBin, r.svcBin, r.environ
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
-	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
 
-	crash := proctest.Start(t, svcBin, withID("pod-a"), "serve", "--service", "geofence_service")
+	crash := proctest.Start(t, svcBin, r.withID("pod-a"), "serve", "--service", "geofence_service")
 	crash.Expect("serving", 10*time.Second)
 	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL)
 	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, p, "geofence_service") })
@@ -575,7 +561,7 @@ func TestARestartUnderANewIDResolvesTheCrash(t *testing.T) {
 	in.wait("firing HeartbeatInstanceDead geofence_service pod-a", 10*time.Second)
 	in.wait("firing HeartbeatServiceDown geofence_service", 5*time.Second)
 
-	restarted := proctest.Start(t, svcBin, withID("pod-b"), "serve", "--service", "geofence_service")
+	restarted := proctest.Start(t, svcBin, r.withID("pod-b"), "serve", "--service", "geofence_service")
 	restarted.Expect("serving", 10*time.Second)
 	in.wait("resolved HeartbeatInstanceDead geofence_service pod-a", 10*time.Second)
 	in.wait("resolved HeartbeatServiceDown geofence_service", 10*time.Second)
@@ -616,18 +602,16 @@ func TestARestartUnderANewIDResolvesTheCrash(t *testing.T) {
 // however many paths report it. (Before, Prometheus added service_name
 // and service_instance_id: one crash, four notifications.)
 func TestOneCrashIsOnePageFromBothPaths(t *testing.T) {
-	srv := redistest.Start(t)
+	r := newRig(t)
+	panelBin, svcBin, environ := r.panelBin, r.svcBin, r.environ
 	in := alertmanagerInbox(t)
 	am := alertmanagertest.Start(t, amConfig(in.srv.URL))
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
 	rules, err := filepath.Abs("rules/heartbeat.rules.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	crash := proctest.Start(t, svcBin, append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=crash-1"), "serve", "--service", "geofence_service")
+	crash := proctest.Start(t, svcBin, r.withID("crash-1"), "serve", "--service", "geofence_service")
 	crash.Expect("serving", 10*time.Second)
 	p := panelWith(t, panelBin, environ, "--alertmanager", am.URL)
 	prom := prometheustest.Start(t, fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}

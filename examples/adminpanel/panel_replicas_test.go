@@ -18,8 +18,6 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
-	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
-	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
 
 type replica struct {
@@ -62,10 +60,8 @@ func recording(t *testing.T, r replica) bool {
 // the incident with its duration, and uptime agrees with a computation
 // by hand.
 func TestStandbyRecordsTheDeathOnceAndHistorySurvivesRestarts(t *testing.T) {
-	srv := redistest.Start(t)
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	r := newRig(t)
+	srv, panelBin, svcBin, environ := r.srv, r.panelBin, r.svcBin, r.environ
 
 	svc := proctest.Start(t, svcBin, environ, "serve", "--service", "geofence_service")
 	svc.Expect("serving geofence_service", 10*time.Second)
@@ -237,10 +233,8 @@ func decodeJSON(resp *http.Response, v any) error {
 // crash and the stop or started after them; and the standby says it is
 // the standby.
 func TestAStandbyShowsTheRecordersVerdicts(t *testing.T) {
-	srv := redistest.Start(t)
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	r := newRig(t)
+	panelBin, svcBin, environ := r.panelBin, r.svcBin, r.environ
 
 	crash := proctest.Start(t, svcBin, environ, "serve", "--service", "crashing_service")
 	crash.Expect("serving crashing_service", 10*time.Second)
@@ -304,10 +298,8 @@ func TestAStandbyShowsTheRecordersVerdicts(t *testing.T) {
 // it as if heard at its start, so it is dead a few intervals later and
 // pages, where it used to vanish and leave its service "unknown".
 func TestACrashWhileNoPanelWatchesIsStillJudged(t *testing.T) {
-	srv := redistest.Start(t)
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
+	r := newRig(t)
+	srv, panelBin, svcBin, environ := r.srv, r.panelBin, r.svcBin, r.environ
 
 	crash := proctest.Start(t, svcBin, environ, "serve", "--service", "lonely_service")
 	crash.Expect("serving lonely_service", 10*time.Second)
@@ -338,13 +330,10 @@ func TestACrashWhileNoPanelWatchesIsStillJudged(t *testing.T) {
 // started after a panel last watched, replaces the crashed instance, which
 // pages nobody for a day.
 func TestARestartWhileNoPanelWatchesIsAReplacement(t *testing.T) {
-	srv := redistest.Start(t)
-	panelBin := testbin.Build(t, ".")
-	svcBin := testbin.Build(t, "../discovery")
-	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(), "HEARTBEAT_INTERVAL=1")
-	withID := func(id string) []string { return append(environ, "OTEL_RESOURCE_ATTRIBUTES=service.instance.id="+id) }
+	r := newRig(t)
+	srv, panelBin, svcBin, environ := r.srv, r.panelBin, r.svcBin, r.environ
 
-	crash := proctest.Start(t, svcBin, withID("pod-a"), "serve", "--service", "node_service")
+	crash := proctest.Start(t, svcBin, r.withID("pod-a"), "serve", "--service", "node_service")
 	crash.Expect("serving node_service", 10*time.Second)
 	before := panelWith(t, panelBin, environ)
 	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, before, "node_service") })
@@ -355,7 +344,7 @@ func TestARestartWhileNoPanelWatchesIsAReplacement(t *testing.T) {
 		keys, err := client.Keys(context.Background(), "heartbeat:instance:node_service:*").Result()
 		return err == nil && len(keys) == 0
 	})
-	restarted := proctest.Start(t, svcBin, withID("pod-b"), "serve", "--service", "node_service")
+	restarted := proctest.Start(t, svcBin, r.withID("pod-b"), "serve", "--service", "node_service")
 	restarted.Expect("serving node_service", 10*time.Second)
 
 	after := panelWith(t, panelBin, environ)
