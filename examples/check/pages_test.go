@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
@@ -86,10 +87,7 @@ func leftBehind(t *testing.T, srv *redistest.Server, l *lastWords) {
 	if err := srv.Client(t).Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(l.running()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond) // the listener's goroutine: no signal to wait on
-	}
+	poll.Within(5*time.Second, func() bool { return len(l.running()) == 0 })
 	if l.heard() == 0 {
 		t.Fatal("the listener heard nothing")
 	}
