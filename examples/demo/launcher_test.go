@@ -111,15 +111,7 @@ func TestTheLauncherPassesTheStopOn(t *testing.T) {
 	if err := p.Wait(time.Minute); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
-	for _, pid := range pids {
-		p, err := os.FindProcess(pid)
-		if err != nil {
-			continue
-		}
-		if err := p.Signal(syscall.Signal(0)); !errors.Is(err, os.ErrProcessDone) {
-			t.Errorf("service process %d is still there after the demo ended (signal 0: %v)", pid, err)
-		}
-	}
+	proctest.Gone(t, "after the demo ended, service", pids)
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
 		t.Errorf("left in TMPDIR: %v %v", left, err)
 	}
@@ -139,7 +131,7 @@ func TestAKilledLauncherLeavesNothingRunning(t *testing.T) {
 	for _, pid := range pids {
 		// The services stop gracefully, a heartbeat's time at most; the
 		// story reaps them, and init reaps the story.
-		if !poll.Within(30*time.Second, func() bool { return !running(pid) }) {
+		if !poll.Within(30*time.Second, func() bool { return !proctest.Running(pid) }) {
 			t.Errorf("service process %d still runs after its launcher was killed", pid)
 		}
 	}
@@ -154,17 +146,4 @@ func TestAKilledLauncherLeavesNothingRunning(t *testing.T) {
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
 		t.Errorf("the next run left %v in TMPDIR (%v)", left, err)
 	}
-}
-
-// running reports whether pid is a process that has not exited: a zombie
-// waiting for its parent to reap it has exited.
-func running(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command's closing parenthesis.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -121,7 +122,7 @@ func TestDemoTellsTheWholeStory(t *testing.T) {
 	if len(pids) != 3 {
 		t.Errorf("the demo named no service pids:\n%s", all.String())
 	}
-	gone(t, pids)
+	proctest.Gone(t, "after the demo ended, service", pids)
 	if strings.Contains(all.String(), "stays up") {
 		t.Errorf("out of a terminal, the demo said it stays up:\n%s", all.String())
 	}

@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
 )
 
 // lines is the demo's stdout as the test reads it: every line on a
@@ -92,21 +91,6 @@ func (l *lines) pids(t *testing.T) []int {
 	return out
 }
 
-// gone fails the test for each process still there, running or not yet
-// waited for.
-func gone(t *testing.T, pids []int) {
-	t.Helper()
-	for _, pid := range pids {
-		p, err := os.FindProcess(pid)
-		if err != nil {
-			continue
-		}
-		if err := p.Signal(syscall.Signal(0)); !errors.Is(err, os.ErrProcessDone) {
-			t.Errorf("service process %d is still there after the demo ended (signal 0: %v)", pid, err)
-		}
-	}
-}
-
 // fleet is what the panel's API says of the three services.
 func fleetState(url string) (map[string]struct{ Alive, Dead, Stopped int }, error) {
 	resp, err := http.Get(url + "api/v1/services")
@@ -178,7 +162,7 @@ func TestDemoStaysUpInATerminalUntilStopped(t *testing.T) {
 				done <- code
 			}()
 			pids := out.pids(t)
-			defer gone(t, pids)
+			defer proctest.Gone(t, "after the demo ended, service", pids)
 			defer func() {
 				cancel()
 				select {
