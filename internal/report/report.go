@@ -37,11 +37,28 @@ func (r *Reporter) Fail(key string, err error) {
 	if ongoing {
 		return
 	}
+	r.handle(err)
+}
+
+func (r *Reporter) handle(err error) {
 	if r.Handle != nil {
 		r.Handle(err)
 		return
 	}
 	otel.Handle(err)
+}
+
+// Resolve ends the failure named key, as OK does, and reports said if it
+// was ongoing: for a failure whose end must be said, so that the last
+// line about it is not the failure.
+func (r *Reporter) Resolve(key string, said error) {
+	r.mu.Lock()
+	_, ongoing := r.active[key]
+	delete(r.active, key)
+	r.mu.Unlock()
+	if ongoing {
+		r.handle(said)
+	}
 }
 
 // OK ends the failure named key, so that the next one is reported again.

@@ -25,3 +25,16 @@ func TestFailureIsReportedOncePerEpisode(t *testing.T) {
 		t.Fatalf("a failure after recovery was not reported: %v", got)
 	}
 }
+
+// Resolve says a failure's end once, and nothing for one not ongoing.
+func TestResolveSaysTheEndOfAnOngoingFailure(t *testing.T) {
+	var got []string
+	r := &Reporter{Handle: func(err error) { got = append(got, err.Error()) }}
+	r.Resolve("lease", errors.New("never failed"))
+	r.Fail("lease", errors.New("lost"))
+	r.Resolve("lease", errors.New("back"))
+	r.Resolve("lease", errors.New("back twice"))
+	if len(got) != 2 || got[0] != "lost" || got[1] != "back" || r.Failing("lease") {
+		t.Errorf("reported %q, failing %v; want lost, then back, once", got, r.Failing("lease"))
+	}
+}

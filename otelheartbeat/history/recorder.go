@@ -11,7 +11,6 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/report"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
-	"go.opentelemetry.io/otel"
 )
 
 // recorderConfig is what the options set; NewRecorder fills the defaults.
@@ -201,11 +200,8 @@ func (r *Recorder) step(ctx context.Context) {
 	}
 	r.leading.Store(true)
 	r.stats.takeovers.Add(1)
-	if r.failed.Failing("lease") {
-		// Said as the loss was: the last word must not be "standing by".
-		r.say(fmt.Errorf("history: took the recorder lease again (epoch %d); recording", r.l.Epoch()))
-	}
-	r.recovered("lease")
+	// Said as the loss was: the last word must not be "standing by".
+	r.failed.Resolve("lease", fmt.Errorf("history: took the recorder lease again (epoch %d); recording", r.l.Epoch()))
 	// Drain what queued while standing by: the tracker's state, which
 	// reconciliation reads, already holds it.
 	for len(r.events) > 0 {
@@ -329,12 +325,3 @@ func (r *Recorder) report(kind, format string, args ...any) {
 }
 
 func (r *Recorder) recovered(kind string) { r.failed.OK(kind) }
-
-// say reports one line where failures go, as a failure's end.
-func (r *Recorder) say(err error) {
-	if r.failed.Handle != nil {
-		r.failed.Handle(err)
-		return
-	}
-	otel.Handle(err)
-}
