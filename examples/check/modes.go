@@ -418,12 +418,15 @@ func (c *checker) endCrashed(inst *crashing) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	_, err = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Publish(ctx, c.channel.Channel(inst.service), b)
+	channel := c.channel.Channel(inst.service)
+	if _, err = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Publish(ctx, channel, b)
 		p.Del(ctx, wire.Key(c.keyPrefix, inst.service, inst.id))
 		return nil
-	})
-	return err
+	}); err != nil {
+		return fmt.Errorf("PUBLISH %s: %w", channel, err)
+	}
+	return nil
 }
 
 // crashing is an instance that sends one heartbeat through the exporter,
