@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -24,6 +25,10 @@ import (
 //
 //	external_url: https://panel.example.com/     # the generatorURL of every alert
 //	ignore_services: [heartbeat_check_*]           # the default: no alert for these; [] for none
+//	health_rules:                                  # alive but stuck: watch.HealthRule
+//	  - "tracker_fetcher: last_successful_operation older than 5m"
+//	  - "tracker_fetcher: queue_size > 1000 for 2m"
+//	  - "tracker_fetcher: api_status != authenticated"
 //	receivers:
 //	  alertmanager:
 //	    urls: [http://am-1:9093, http://am-2:9093]  # an HA pair: both receive every alert
@@ -33,6 +38,7 @@ import (
 //	    secret_env: ADMINPANEL_WEBHOOK_SECRET        # the variable that holds the HMAC secret
 //	rules:
 //	  instance_dead: {for: 0s}                       # disabled: true turns a rule off
+//	  instance_degraded: {for: 0s}                   # on top of each health rule's own for
 //	  service_down:
 //	    for: 0s
 //	    min_alive: {geofence_service: 2}             # default 1
@@ -44,8 +50,20 @@ type File struct {
 	// IgnoreServices are the services no alert is raised for (see
 	// WithIgnoredServices); absent, DefaultIgnoredServices.
 	IgnoreServices *[]ServicePattern `yaml:"ignore_services"`
-	Receivers      Receivers         `yaml:"receivers"`
-	Rules          Rules             `yaml:"rules"`
+	// HealthRules turn alive instances that break them degraded
+	// (watch.WithHealthRules), and fire InstanceDegraded.
+	HealthRules []HealthRule `yaml:"health_rules"`
+	Receivers   Receivers    `yaml:"receivers"`
+	Rules       Rules        `yaml:"rules"`
+}
+
+// Health returns the file's health rules.
+func (f File) Health() []watch.HealthRule {
+	out := make([]watch.HealthRule, 0, len(f.HealthRules))
+	for _, r := range f.HealthRules {
+		out = append(out, watch.HealthRule(r))
+	}
+	return out
 }
 
 // Receivers are where alerts go.
@@ -88,6 +106,7 @@ const DefaultSecretEnv = "ADMINPANEL_WEBHOOK_SECRET"
 // Rules are the rules' settings.
 type Rules struct {
 	InstanceDead      RuleSettings    `yaml:"instance_dead"`
+	InstanceDegraded  RuleSettings    `yaml:"instance_degraded"`
 	ServiceDown       ServiceDownRule `yaml:"service_down"`
 	SourceUnreachable SourceRule      `yaml:"source_unreachable"`
 }
@@ -130,7 +149,20 @@ type (
 	Count int
 	// Share is a share above 0 and at most 1.
 	Share float64
+	// HealthRule is a health rule as watch.ParseHealthRule reads it.
+	HealthRule watch.HealthRule
 )
+
+func (h *HealthRule) joinPair(service, condition string) string { return service + ": " + condition }
+
+func (h *HealthRule) readScalar(s string) error {
+	r, err := watch.ParseHealthRule(s)
+	if err != nil {
+		return err
+	}
+	*h = HealthRule(r)
+	return nil
+}
 
 func (u *URL) readScalar(s string) error {
 	if err := CheckURL(s); err != nil {
@@ -291,6 +323,7 @@ func (f File) Options() []Option {
 	}
 	opts := []Option{
 		WithRule(InstanceDead, f.Rules.InstanceDead),
+		WithRule(InstanceDegraded, f.Rules.InstanceDegraded),
 		WithRule(ServiceDown, f.Rules.ServiceDown.RuleSettings),
 		WithMinAlive(minAlive),
 		WithSilentShare(float64(f.Rules.SourceUnreachable.SilentShare), int(f.Rules.SourceUnreachable.MinInstances)),

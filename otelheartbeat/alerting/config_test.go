@@ -10,6 +10,9 @@ import (
 func TestParseReadsEveryKey(t *testing.T) {
 	c, err := Parse("alerts.yml", []byte(`
 external_url: https://panel.example.com/
+health_rules:
+  - "tracker_fetcher: last_successful_operation older than 5m"
+  - tracker_fetcher: queue_size > 1000 for 2m
 receivers:
   alertmanager:
     urls: [http://am-1:9093, http://am-2:9093]
@@ -19,6 +22,7 @@ receivers:
     secret_env: HOOK_SECRET
 rules:
   instance_dead: {for: 10s}
+  instance_degraded: {for: 1m}
   service_down:
     disabled: true
     min_alive: {geofence_service: 2}
@@ -30,7 +34,8 @@ rules:
 	am, hook, rules := c.Receivers.Alertmanager, c.Receivers.Webhook, c.Rules
 	if c.ExternalURL != "https://panel.example.com/" || len(am.URLs) != 2 || am.ResendEvery != Duration(30*time.Second) ||
 		hook.URL != "https://hooks.example.com/heartbeat" || hook.SecretEnv != "HOOK_SECRET" || rules.InstanceDead.For != Duration(10*time.Second) ||
-		!rules.ServiceDown.Disabled || rules.ServiceDown.MinAlive["geofence_service"] != 2 ||
+		!rules.ServiceDown.Disabled || rules.ServiceDown.MinAlive["geofence_service"] != 2 || rules.InstanceDegraded.For != Duration(time.Minute) ||
+		len(c.Health()) != 2 || c.Health()[1].String() != "tracker_fetcher: queue_size > 1000 for 2m0s" ||
 		rules.SourceUnreachable.SilentShare != 0.8 || rules.SourceUnreachable.MinInstances != 3 {
 		t.Errorf("parsed %+v", c)
 	}
@@ -61,6 +66,7 @@ rules:
   service_down:
     min_alive: {"bad name": 1, geo: 0}
   source_unreachable: {silent_share: 2}
+health_rules: ["geo: queue_size >> 5"]
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -73,6 +79,7 @@ rules:
 		`alerts.yml line 10: rules.service_down.min_alive.bad name:`,
 		`alerts.yml line 10: rules.service_down.min_alive.geo: want at least 1, got 0`,
 		`alerts.yml line 11: rules.source_unreachable.silent_share: want a share above 0 and at most 1`,
+		`alerts.yml line 12: health_rules[0]: "geo: queue_size >> 5": ">>" is not an operator`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

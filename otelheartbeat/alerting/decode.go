@@ -85,12 +85,28 @@ func join(parent, key string) string {
 
 var scalarType = reflect.TypeFor[scalar]()
 
+// A pairScalar is a scalar whose text holds ": ", so that written
+// unquoted in a list YAML reads it as a one-pair mapping: joinPair puts
+// the text back together.
+type pairScalar interface {
+	scalar
+	joinPair(key, value string) string
+}
+
 // read reads node n into v (addressable), at key.
 func (r *reader) read(n *yaml.Node, v reflect.Value, key string) {
 	if n.Tag == "!!null" && n.Kind == yaml.ScalarNode && v.Kind() != reflect.String {
 		return // an empty value: the default
 	}
 	if v.Addr().Type().Implements(scalarType) {
+		if p, ok := v.Addr().Interface().(pairScalar); ok && n.Kind == yaml.MappingNode && len(n.Content) == 2 &&
+			n.Content[0].Kind == yaml.ScalarNode && n.Content[1].Kind == yaml.ScalarNode {
+			// "- svc: cond" unquoted is YAML's one-pair mapping.
+			if err := p.readScalar(p.joinPair(n.Content[0].Value, n.Content[1].Value)); err != nil {
+				r.fail(n, key, "%v", err)
+			}
+			return
+		}
 		if n.Kind != yaml.ScalarNode {
 			r.fail(n, orTop(key), "want a value, got %s", show(n))
 			return

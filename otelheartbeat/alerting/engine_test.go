@@ -31,8 +31,13 @@ type rig struct {
 }
 
 func newRig(t *testing.T, srv *redistest.Server, opts ...Option) *rig {
+	return newRigWith(t, srv, nil, opts...)
+}
+
+// newRigWith is newRig with a tracker built with trackerOpts too.
+func newRigWith(t *testing.T, srv *redistest.Server, trackerOpts []watch.TrackerOption, opts ...Option) *rig {
 	r := &rig{t: t, c: &clock{now: time.Date(2025, 1, 16, 8, 0, 0, 0, time.UTC)}, watching: true, count: map[string]int64{}, started: map[string]time.Time{}}
-	r.tr = watch.NewTracker(watch.WithClock(r.c), watch.WithHeartbeats())
+	r.tr = watch.NewTracker(append([]watch.TrackerOption{watch.WithClock(r.c), watch.WithHeartbeats()}, trackerOpts...)...)
 	e, err := New(r.tr, srv.Client(t), append([]Option{WithErrorf(t.Logf)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -399,4 +404,56 @@ func TestCheckServicesPageNobodyUnlessAsked(t *testing.T) {
 	if _, err := Parse("alerts.yml", []byte("ignore_services: ['a[']\n")); err == nil || !strings.Contains(err.Error(), "ignore_services[0]") {
 		t.Errorf("a malformed pattern: %v", err)
 	}
+}
+
+// An instance that beats but breaks a health rule fires
+// HeartbeatInstanceDegraded once the rule has been broken for its for,
+// naming the rule, and resolves when the rule holds again; a death ends
+// it, as the dead alert begins.
+func TestADegradedInstanceFiresAfterItsForAndResolves(t *testing.T) {
+	srv := redistest.Start(t)
+	rules, err := watch.ParseHealthRules([]string{"fetcher: queue_size > 100 for 3s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigWith(t, srv, []watch.TrackerOption{watch.WithHealthRules(rules...)}, WithRule(ServiceDown, RuleSettings{Disabled: true}))
+	queue := int64(0)
+	beat := func() {
+		r.count["f"]++
+		r.tr.Observe(&wire.Message{ServiceName: "fetcher", InstanceID: "f1", Timestamp: r.c.now, HeartbeatCount: r.count["f"],
+			IntervalSeconds: 1, Has: wire.HasHeartbeatCount | wire.HasInterval,
+			Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(queue)}}})
+	}
+	step := func(d time.Duration) {
+		for end := r.c.now.Add(d); r.c.now.Before(end); {
+			r.c.now = r.c.now.Add(500 * time.Millisecond)
+			if r.c.now.Sub(r.c.now.Truncate(time.Second)) == 0 {
+				beat()
+			}
+			r.tr.Tick()
+			for _, a := range r.e.Evaluate(context.Background(), r.c.now, true) {
+				r.record(a)
+				if a.Firing() && !strings.Contains(a.Annotations["summary"], "fetcher: queue_size > 100 for 3s") {
+					t.Errorf("the alert does not name the rule: %q", a.Annotations["summary"])
+				}
+			}
+		}
+	}
+	beat()
+	step(2 * time.Second)
+	queue = 500
+	step(2500 * time.Millisecond) // broken since the next heartbeat, for less than its 3 s
+	r.expect()
+	step(2 * time.Second)
+	r.expect("firing HeartbeatInstanceDegraded fetcher f1")
+	step(5 * time.Second)
+	r.expect()
+	queue = 5
+	step(time.Second)
+	r.expect("resolved HeartbeatInstanceDegraded fetcher f1")
+	queue = 500
+	step(5 * time.Second)
+	r.expect("firing HeartbeatInstanceDegraded fetcher f1")
+	r.advance(5 * time.Second) // it falls silent
+	r.expect("firing HeartbeatInstanceDead fetcher f1", "resolved HeartbeatInstanceDegraded fetcher f1")
 }

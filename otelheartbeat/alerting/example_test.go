@@ -26,7 +26,7 @@ rules:
 `))
 	fmt.Println(err)
 	// Output:
-	// <nil> 2 2 5
+	// <nil> 2 2 6
 	// alerts.yml line 3: rules.instance_dead.for: want a duration such as 30s or 1m, got "soon"
-	// alerts.yml line 4: rules.service_dwn: unknown key (known here: instance_dead, service_down, source_unreachable)
+	// alerts.yml line 4: rules.service_dwn: unknown key (known here: instance_dead, instance_degraded, service_down, source_unreachable)
 }

@@ -14,6 +14,7 @@ import (
 // Alert names.
 const (
 	InstanceDead      = "HeartbeatInstanceDead"
+	InstanceDegraded  = "HeartbeatInstanceDegraded"
 	ServiceDown       = "HeartbeatServiceDown"
 	SourceUnreachable = "HeartbeatSourceUnreachable"
 )
@@ -44,6 +45,7 @@ type rule struct {
 func rules(c config) []*rule {
 	all := []*rule{
 		{name: InstanceDead, severity: "warning", holds: deadInstances},
+		{name: InstanceDegraded, severity: "warning", holds: degradedInstances},
 		{name: ServiceDown, severity: "critical", holds: servicesDown},
 	}
 	var on []*rule
@@ -106,6 +108,39 @@ func deadInstances(snap []watch.Instance, now time.Time, _ *config) []condition 
 			}
 		}
 		out = append(out, condition{labels: labels, annotations: ann, state: "dead", since: in.Since, heartbeat: hb})
+	}
+	return out
+}
+
+// degradedInstances: an instance is up but breaks a health rule
+// (watch.Instance.Degraded, each rule's own For included): alive, and
+// stuck.
+func degradedInstances(snap []watch.Instance, now time.Time, _ *config) []condition {
+	var out []condition
+	for _, in := range snap {
+		if !in.Degraded(now) {
+			continue
+		}
+		broken := in.Health.Broken(now)
+		names := make([]string, 0, len(broken))
+		since := broken[0].BrokenSince()
+		for _, c := range broken {
+			names = append(names, c.Rule.String())
+			if b := c.BrokenSince(); b.Before(since) {
+				since = b
+			}
+		}
+		labels := map[string]string{"alertname": InstanceDegraded, "service": in.Service, "instance": in.Instance, "severity": "warning"}
+		ann := map[string]string{
+			"summary":     fmt.Sprintf("%s instance %s is degraded: it beats, but breaks %s", in.Service, in.Instance, strings.Join(names, "; ")),
+			"description": "its heartbeat arrives on time but its own fields say its work is stuck",
+			"rules":       strings.Join(names, "\n"),
+		}
+		var hb json.RawMessage
+		if in.Heartbeat != nil {
+			hb, _ = wire.Marshal(in.Heartbeat)
+		}
+		out = append(out, condition{labels: labels, annotations: ann, state: "degraded", since: since, heartbeat: hb})
 	}
 	return out
 }

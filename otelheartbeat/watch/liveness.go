@@ -193,6 +193,10 @@ type Instance struct {
 	// is when it entered State, its silence began before the tracker
 	// watched, and it has no heartbeat values.
 	Remembered bool
+	// Health is how its last heartbeat stands against the health rules of
+	// its service (WithHealthRules); nil when none applies or before its
+	// first heartbeat. Degraded reads it.
+	Health *Health
 }
 
 // Age returns how long ago the last heartbeat was received.
@@ -230,6 +234,7 @@ type Tracker struct {
 	keepHeartbeats  bool
 	keptMax         int // bytes of one kept heartbeat, see WithHeartbeatBudget
 	keptBudget      int // bytes of every kept heartbeat together
+	healthRules     []HealthRule
 
 	mu        sync.Mutex
 	instances map[Key]*entry
@@ -254,6 +259,7 @@ type serviceName struct {
 	instances int
 	byID      map[string]*entry // its instances, with WithHeartbeats
 	pair      *pairs            // see replace.go
+	rules     []*HealthRule     // the health rules that apply to it
 }
 
 type entry struct {
@@ -434,6 +440,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	if t.keepHeartbeats {
 		t.keepHeartbeat(e, m)
 	}
+	t.judgeHealth(e, t.services[k.Service], m, receivedAt)
 
 	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
 	if m.Status == wire.StatusStopping {
@@ -458,7 +465,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 func (t *Tracker) add(k Key) *entry {
 	svc, ok := t.services[k.Service]
 	if !ok {
-		svc = &serviceName{name: k.Service}
+		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service)}
 		if t.keepHeartbeats {
 			svc.byID = make(map[string]*entry)
 		}

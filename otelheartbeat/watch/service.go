@@ -1,5 +1,7 @@
 package watch
 
+import "time"
+
 // The one owner of what a service's state is, and of how its instances
 // are counted: the monitor, the admin panel's API and page, history,
 // uptime and alerting all ask here.
@@ -28,6 +30,18 @@ type Counts struct {
 	Stale   int `json:"stale"`
 	Dead    int `json:"dead"`
 	Stopped int `json:"stopped"`
+	// Degraded counts the up instances (alive or stale) that break a
+	// health rule (Instance.Degraded): they are among Alive and Stale too.
+	Degraded int `json:"degraded"`
+}
+
+// Count counts one instance as it stands at now: by its state, and as
+// degraded when it is.
+func (c *Counts) Count(in *Instance, now time.Time) {
+	c.Add(in.State, 1)
+	if in.Degraded(now) {
+		c.Degraded++
+	}
 }
 
 // Add counts n more instances in state s (n may be negative); an
@@ -69,6 +83,9 @@ const (
 	// dead, and with the stopped ones it would have its minimum. Planned,
 	// never an outage.
 	ServiceStopped
+	// ServiceDegraded: up by the count, but every up instance breaks a
+	// health rule (Instance.Degraded): alive, and not doing its work.
+	ServiceDegraded
 )
 
 func (s ServiceState) String() string {
@@ -79,6 +96,8 @@ func (s ServiceState) String() string {
 		return "down"
 	case ServiceStopped:
 		return "stopped"
+	case ServiceDegraded:
+		return "degraded"
 	}
 	return "unknown"
 }
@@ -86,12 +105,15 @@ func (s ServiceState) String() string {
 // State applies the service rule: up while at least minAlive instances
 // (1 when less) are up; below that, stopped (planned) when no instance is
 // dead and the stopped ones make up the shortfall, so a deploy is never an
-// outage, and down otherwise; unknown with no instance at all.
+// outage, and down otherwise; unknown with no instance at all. A service
+// up by the count whose up instances all break a health rule is degraded.
 func (c Counts) State(minAlive int) ServiceState {
 	need := max(minAlive, 1)
 	switch {
 	case c.Total() == 0:
 		return ServiceUnknown
+	case c.Up() >= need && c.Degraded > 0 && c.Degraded >= c.Up():
+		return ServiceDegraded
 	case c.Up() >= need:
 		return ServiceUp
 	case c.Dead == 0 && c.Up()+c.Stopped >= need:
