@@ -33,6 +33,9 @@ func TestMalformedFlagsAreRefused(t *testing.T) {
 		"--forget-after 1s":                "--forget-after",
 		"--forget-after 1000h":             "--forget-after",
 		"--retention 1h --forget-after 2h": "--forget-after",
+		"--series-retention 30m":           "--series-retention 30m0s: want 1h to 720h",
+		"--series-retention 1000h":         "--series-retention",
+		"--series-retention 61m":           "a whole number of 5m",
 		"--external-url https://ops:SECRETPW@panel.example.com/":   "--external-url: it holds credentials",
 		"--external-url https://panel.example.com/?token=SECRETPW": "--external-url: it has a query",
 		"--external-url https://panel.example.com/#SECRETPW":       "--external-url: it has a query or a fragment",
@@ -45,6 +48,44 @@ func TestMalformedFlagsAreRefused(t *testing.T) {
 		if strings.Contains(errb.String(), "SECRETPW") {
 			t.Errorf("%s: the error quotes what may be a secret: %q", args, errb.String())
 		}
+	}
+}
+
+// A malformed health rule or metrics link is refused at start, naming the
+// flag and what is wrong, and a link is never quoted.
+func TestMalformedHealthRulesAndLinksAreRefused(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--health-rule", "queue_size > 1000"}, "--health-rule: \"queue_size > 1000\" has no 'SERVICE:'"},
+		{[]string{"--health-rule", "fetcher: queue_size > lots"}, "--health-rule: \"fetcher: queue_size > lots\": \"lots\" is not a number"},
+		{[]string{"--health-rule", "fetcher: last_op older than 5 minutes"}, "--health-rule:"},
+		{[]string{"--health-rule", "fetcher: queue_size > 1 for 1m", "--health-rule", "fetcher: api_status == ok"}, `"==" is not an operator`},
+		{[]string{"--metrics-link", "https://grafana.example.com/d/x?var-instance={instance}&token=SECRETPW"}, "--metrics-link: {instance} is not a placeholder"},
+		{[]string{"--metrics-link", "grafana.example.com/d/x?var-instance={instance_id}&token=SECRETPW"}, "--metrics-link: want an absolute http or https URL"},
+		{[]string{"--metrics-link", "javascript:alert(1)//{instance_id}"}, "--metrics-link: want an absolute http or https URL"},
+		{[]string{"--metrics-link", "https://admin:SECRETPW@grafana.example.com/{instance_id}"}, "--metrics-link: holds credentials"},
+		{[]string{"--metrics-link", "https://grafana.example.com/d/x?token=SECRETPW"}, "--metrics-link: names neither"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), tt.args, func(string) string { return "" }, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tt.args, code, errb.String(), tt.want)
+		}
+		if strings.Contains(errb.String(), "SECRETPW") {
+			t.Errorf("%q: the error quotes what may be a secret: %q", tt.args, errb.String())
+		}
+	}
+	// The file's rules are read as strictly, naming the file and line.
+	file := filepath.Join(t.TempDir(), "alerts.yml")
+	if err := os.WriteFile(file, []byte("health_rules:\n  - fetcher: queue_size >> 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"--alerts", file}, func(string) string { return "" }, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "alerts.yml line 2: health_rules[0]") {
+		t.Errorf("a bad rule in the file: exit %d, %q", code, errb.String())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/series"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
@@ -35,7 +36,9 @@ type settings struct {
 // flags are the command line as given.
 type flags struct {
 	listen, windows, minAlive, replica, alertsFile, amURLs, webhookURL, externalURL string
-	retention, lease, defInterval, forgetAfter                                      time.Duration
+	metricsLink                                                                     string
+	healthRules                                                                     []string
+	retention, lease, defInterval, forgetAfter, seriesRetention                     time.Duration
 	bars, maxInstances                                                              int
 	set                                                                             map[string]bool // the flags given
 }
@@ -49,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to serve on")
 	fs.DurationVar(&f.retention, "retention", 30*24*time.Hour, "how long history is kept in Valkey")
+	fs.DurationVar(&f.seriesRetention, "series-retention", series.DefaultSpan, "how long heartbeat values over time are kept in Valkey for the charts (1h to 720h, whole 5m; 0: none)")
 	fs.DurationVar(&f.lease, "lease", 10*time.Second, "the recorder lease: a standby takes over within it")
 	fs.StringVar(&f.windows, "windows", defaultWindows, "uptime windows, comma-separated durations (1m to --retention, at most 8)")
 	fs.StringVar(&f.minAlive, "min-alive", "", "instances that must be up for a service to be up, as svc=N,... (default 1)")
@@ -60,6 +64,11 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.alertsFile, "alerts", "", "the alerting configuration (YAML); the flags below override its receivers")
 	fs.StringVar(&f.amURLs, "alertmanager", "", "Alertmanager URLs, comma-separated (an HA pair: both receive every alert)")
 	fs.StringVar(&f.webhookURL, "webhook", "", "a webhook URL; its HMAC secret is in ADMINPANEL_WEBHOOK_SECRET")
+	fs.Func("health-rule", "a health rule, repeatable: 'SERVICE: FIELD older than DURATION', 'SERVICE: FIELD > NUMBER [for DURATION]' (<, >=, <=), 'SERVICE: FIELD != VALUE'", func(v string) error {
+		f.healthRules = append(f.healthRules, v)
+		return nil
+	})
+	fs.StringVar(&f.metricsLink, "metrics-link", "", "link from each instance to its own metrics, with {service_name} and {instance_id}, e.g. a Grafana dashboard URL")
 	fs.StringVar(&f.externalURL, "external-url", "", "the panel's URL as operators reach it: the generatorURL of alerts (default: from --listen when it names a host)")
 	if err := fs.Parse(args); err != nil {
 		return f, errUsage
@@ -91,6 +100,13 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, fmt.Errorf("--max-instances %d: want a positive number", f.maxInstances)
 	case f.forgetAfter < time.Minute || f.forgetAfter > f.retention:
 		return s, fmt.Errorf("--forget-after %v: want 1m to --retention (%v)", f.forgetAfter, f.retention)
+	case f.seriesRetention != 0 && series.CheckRetention(f.seriesRetention) != nil:
+		return s, fmt.Errorf("--series-retention %v: want 1h to 720h, a whole number of 5m, or 0 to keep none", f.seriesRetention)
+	}
+	if f.seriesRetention == 0 {
+		s.panel = append(s.panel, panel.WithSeriesRetention(-1))
+	} else {
+		s.panel = append(s.panel, panel.WithSeriesRetention(f.seriesRetention))
 	}
 	s.panel = append(s.panel, panel.WithRetention(f.retention), panel.WithLease(f.lease), panel.WithBars(f.bars), panel.WithReplica(f.replica))
 	s.tracker = append(s.tracker, watch.WithMaxInstances(f.maxInstances), watch.WithRetention(f.forgetAfter))
@@ -111,9 +127,26 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, err
 	}
 	s.panel = append(s.panel, panel.WithWindows(windows...), panel.WithMinAlive(minAlive))
-	alerts, externalURL, err := alertOptions(f, getenv)
+	alerts, externalURL, fileRules, err := alertOptions(f, getenv)
 	if err != nil {
 		return s, err
+	}
+	rules := fileRules
+	for _, spec := range f.healthRules {
+		r, err := watch.ParseHealthRule(spec)
+		if err != nil {
+			return s, fmt.Errorf("--health-rule: %w", err)
+		}
+		rules = append(rules, r)
+	}
+	if len(rules) > 0 {
+		s.tracker = append(s.tracker, watch.WithHealthRules(rules...))
+	}
+	if f.metricsLink != "" {
+		if err := panel.CheckMetricsLink(f.metricsLink); err != nil {
+			return s, fmt.Errorf("--metrics-link: %w", err)
+		}
+		s.panel = append(s.panel, panel.WithMetricsLink(f.metricsLink))
 	}
 	s.externalURL = externalURL
 	auth, err := panel.ParseAuth(getenv("ADMINPANEL_TOKEN"), getenv("ADMINPANEL_BASIC_AUTH"))
@@ -187,14 +220,14 @@ func parseMinAlive(list string) (map[string]int, error) {
 }
 
 // alertOptions are the alerting file's rules and receivers, the flags
-// overriding its receivers, and the panel's URL for alerts when the flags
-// or the file give it.
-func alertOptions(f flags, getenv func(string) string) ([]panel.Option, string, error) {
+// overriding its receivers, the panel's URL for alerts when the flags or
+// the file give it, and the file's health rules.
+func alertOptions(f flags, getenv func(string) string) ([]panel.Option, string, []watch.HealthRule, error) {
 	var file alerting.File
 	if f.alertsFile != "" {
 		var err error
 		if file, err = alerting.Load(f.alertsFile); err != nil {
-			return nil, "", fmt.Errorf("--alerts: %w", err)
+			return nil, "", nil, fmt.Errorf("--alerts: %w", err)
 		}
 	}
 	am, hook := file.Receivers.Alertmanager, file.Receivers.Webhook
@@ -202,20 +235,20 @@ func alertOptions(f flags, getenv func(string) string) ([]panel.Option, string, 
 		am = &alerting.AlertmanagerReceiver{ResendEvery: resendEvery(am)}
 		for _, u := range strings.Split(f.amURLs, ",") {
 			if err := alerting.CheckURL(strings.TrimSpace(u)); err != nil {
-				return nil, "", fmt.Errorf("--alertmanager: %w", err)
+				return nil, "", nil, fmt.Errorf("--alertmanager: %w", err)
 			}
 			am.URLs = append(am.URLs, alerting.URL(strings.TrimSpace(u)))
 		}
 	}
 	if f.webhookURL != "" {
 		if err := alerting.CheckURL(f.webhookURL); err != nil {
-			return nil, "", fmt.Errorf("--webhook: %w", err)
+			return nil, "", nil, fmt.Errorf("--webhook: %w", err)
 		}
 		hook = &alerting.WebhookReceiver{URL: alerting.URL(f.webhookURL), SecretEnv: alerting.EnvName(secretEnv(hook))}
 	}
 	if f.externalURL != "" {
 		if err := alerting.CheckLinkURL(f.externalURL); err != nil {
-			return nil, "", fmt.Errorf("--external-url: %w", err)
+			return nil, "", nil, fmt.Errorf("--external-url: %w", err)
 		}
 		file.ExternalURL = alerting.LinkURL(f.externalURL)
 	}
@@ -231,11 +264,11 @@ func alertOptions(f flags, getenv func(string) string) ([]panel.Option, string, 
 		env := secretEnv(hook)
 		secret := getenv(env)
 		if secret == "" {
-			return nil, "", fmt.Errorf("the webhook needs its HMAC secret in %s", env)
+			return nil, "", nil, fmt.Errorf("the webhook needs its HMAC secret in %s", env)
 		}
 		opts = append(opts, panel.WithWebhook(string(hook.URL), []byte(secret)))
 	}
-	return opts, string(file.ExternalURL), nil
+	return opts, string(file.ExternalURL), file.Health(), nil
 }
 
 func resendEvery(am *alerting.AlertmanagerReceiver) alerting.Duration {

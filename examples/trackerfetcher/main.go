@@ -13,6 +13,12 @@
 //
 // SIGINT or SIGTERM stops it gracefully: the final heartbeat says
 // "stopping", so monitors show the instance as stopped, not dead.
+//
+// SIGUSR1 hangs its work loop, as a hung upstream call would, and SIGUSR1
+// again frees it: the heartbeat goes on, on time, while
+// last_successful_operation stops moving and queue_size grows. That is
+// what an admin panel's health rules are for (--health-rule
+// 'tracker_fetcher: last_successful_operation older than 5m').
 package main
 
 import (
@@ -35,7 +41,8 @@ import (
 // TrackerFetcherService fetches tracker positions from an upstream API.
 // The fetching is simulated; the heartbeat is real.
 type TrackerFetcherService struct {
-	queue chan int // tracker ids waiting to be fetched
+	queue chan int  // tracker ids waiting to be fetched
+	hang  chan bool // Hang's requests to the work loop
 
 	mu          sync.Mutex
 	apiStatus   string
@@ -48,7 +55,17 @@ type TrackerFetcherService struct {
 
 // NewTrackerFetcherService returns a stopped service.
 func NewTrackerFetcherService() *TrackerFetcherService {
-	return &TrackerFetcherService{queue: make(chan int, 10_000), apiStatus: "authenticating"}
+	return &TrackerFetcherService{queue: make(chan int, 10_000), hang: make(chan bool, 1), apiStatus: "authenticating"}
+}
+
+// Hang hangs the work loop (true) or frees it (false), as a hung upstream
+// call would: the heartbeat goes on.
+func (s *TrackerFetcherService) Hang(hung bool) {
+	select {
+	case <-s.hang: // a request not taken yet is replaced
+	default:
+	}
+	s.hang <- hung
 }
 
 // QueueSize is the number of trackers waiting to be fetched.
@@ -118,6 +135,14 @@ func (s *TrackerFetcherService) fetch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case hung := <-s.hang:
+			for hung { // stuck until freed
+				select {
+				case <-ctx.Done():
+					return
+				case hung = <-s.hang:
+				}
+			}
 		case <-s.queue:
 			select {
 			case <-ctx.Done():
@@ -163,13 +188,24 @@ func run() error {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	svc := NewTrackerFetcherService()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := svc.Start(startCtx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	<-ctx.Done()
+	for hung := false; ctx.Err() == nil; {
+		select {
+		case <-ctx.Done():
+		case <-usr1:
+			hung = !hung
+			svc.Hang(hung)
+			log.Printf("work loop hung: %v (SIGUSR1 toggles it; the heartbeat goes on)", hung)
+		}
+	}
 	log.Print("stopping")
 
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 10*time.Second)

@@ -93,3 +93,61 @@ func TestServiceHeartbeatsAndStopsGracefullyOnSIGTERM(t *testing.T) {
 		t.Errorf("log:\n%s", stderr.String())
 	}
 }
+
+// SIGUSR1 hangs the work loop and not the heartbeat: heartbeats go on, on
+// time, with last_successful_operation frozen; SIGUSR1 again frees it.
+func TestSIGUSR1HangsTheWorkNotTheHeartbeat(t *testing.T) {
+	srv := redistest.Start(t)
+	bin := testbin.Build(t, ".")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ps := srv.PSubscribe(t, "heartbeat:service:*")
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "HEARTBEAT_INTERVAL=0.3", "OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lastOp := func() string {
+		t.Helper()
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("%v; service log:\n%s", err, stderr.String())
+		}
+		m, err := wire.Unmarshal([]byte(msg.Payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := m.Field("last_successful_operation")
+		return v.Str
+	}
+	moving := func() bool {
+		first := lastOp()
+		for range 3 {
+			if lastOp() != first {
+				return true
+			}
+		}
+		return false
+	}
+	lastOp() // it runs: the signal handler is in place
+	if !moving() {
+		t.Fatalf("last_successful_operation does not move at the start; log:\n%s", stderr.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	lastOp() // a fetch under way when the signal came may still end
+	lastOp()
+	if moving() {
+		t.Fatalf("last_successful_operation moves with the work loop hung; log:\n%s", stderr.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if !moving() {
+		t.Fatalf("last_successful_operation does not move once freed; log:\n%s", stderr.String())
+	}
+}

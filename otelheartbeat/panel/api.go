@@ -26,12 +26,15 @@ type IncidentJSON struct {
 	// as downtime either.
 	Unknown   float64  `json:"unknown_seconds"`
 	Instances []string `json:"instances"`
+	// MetricsLinks are the instances' links to their own metrics
+	// (WithMetricsLink), by instance; absent without a template.
+	MetricsLinks map[string]string `json:"metrics_links,omitempty"`
 }
 
 // ServiceJSON is a service in the fleet overview.
 type ServiceJSON struct {
 	Name     string       `json:"name"`
-	State    string       `json:"state"` // watch.ServiceState: up, down, stopped (short only by graceful stops), unknown
+	State    string       `json:"state"` // watch.ServiceState: up, degraded (every up instance breaks a health rule), down, stopped (short only by graceful stops), unknown
 	MinAlive int          `json:"min_alive"`
 	Counts   watch.Counts `json:"counts"`
 	// Uptime by window ("1h", "24h", "7d", "30d"): up / (up + down),
@@ -80,6 +83,31 @@ type InstanceJSON struct {
 	// FieldsCut counts the service fields of the last heartbeat cut short
 	// or left out of Heartbeat by that bound.
 	FieldsCut int `json:"fields_cut,omitempty"`
+	// Health is how an up instance stands against its service's health
+	// rules; absent when none applies, or when it is not up.
+	Health *HealthJSON `json:"health,omitempty"`
+	// MetricsLink leads to the instance's own metrics (WithMetricsLink).
+	MetricsLink string `json:"metrics_link,omitempty"`
+}
+
+// HealthJSON is an instance's health (watch.Health).
+type HealthJSON struct {
+	// Verdict is "degraded" (a rule is broken), "healthy" (none is, and
+	// one at least is known to hold or be pending), or "unknown" (the
+	// instance sends none of the rules' fields).
+	Verdict string      `json:"verdict"`
+	Checks  []CheckJSON `json:"checks"`
+}
+
+// CheckJSON is one health rule against one instance.
+type CheckJSON struct {
+	Rule   string `json:"rule"`
+	Status string `json:"status"` // holds, pending (failing for less than its for), broken, unknown (the field is not sent)
+	// Since is when the condition began to fail (pending), or when the
+	// rule became broken (broken).
+	Since *string `json:"since,omitempty"`
+	// Value is the field's value in the last heartbeat, as sent.
+	Value json.RawMessage `json:"value,omitempty"`
 }
 
 // FieldJSON is one service field of a heartbeat.
@@ -165,11 +193,17 @@ func ratio(t uptime.Times) *float64 {
 	return &u
 }
 
-func incidentJSON(svc string, in uptime.Incident, now time.Time) IncidentJSON {
+func (p *Panel) incidentJSON(svc string, in uptime.Incident, now time.Time) IncidentJSON {
 	j := IncidentJSON{Service: svc, StartedAt: stamp(in.Start), Duration: math.Round(in.Duration(now).Seconds()*1000) / 1000,
 		Unknown: math.Round(in.Unknown.Seconds()*1000) / 1000, Instances: in.Instances}
 	if j.Instances == nil {
 		j.Instances = []string{}
+	}
+	if p.cfg.metricsLink != "" && len(j.Instances) > 0 {
+		j.MetricsLinks = make(map[string]string, len(j.Instances))
+		for _, id := range j.Instances {
+			j.MetricsLinks[id] = p.metricsLink(svc, id)
+		}
 	}
 	if !in.Open() {
 		s := stamp(in.End)
@@ -192,7 +226,7 @@ func byService(all []watch.Instance) map[string][]watch.Instance {
 func (p *Panel) service(name string, instances []watch.Instance, now time.Time) ServiceJSON {
 	s := ServiceJSON{Name: name, MinAlive: p.minAlive(name), Uptime: map[string]*float64{}}
 	for _, in := range instances {
-		s.Counts.Add(in.State, 1)
+		s.Counts.Count(&in, now)
 	}
 	state := s.Counts.State(s.MinAlive)
 	if !p.Watching() {
@@ -204,7 +238,7 @@ func (p *Panel) service(name string, instances []watch.Instance, now time.Time) 
 			if w == slices.Min(p.cfg.windows) {
 				for _, in := range r.Incidents {
 					if in.Open() {
-						j := incidentJSON(name, in, now)
+						j := p.incidentJSON(name, in, now)
 						s.OpenIncident = &j
 					}
 				}
@@ -249,6 +283,8 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	if j.Fields == nil {
 		j.Fields = []FieldJSON{}
 	}
+	j.Health = health(in, now)
+	j.MetricsLink = p.metricsLink(in.Service, in.Instance)
 	j.Bars = p.bars(in.Key, in.Interval, now)
 	if w := p.instanceWindow(); w > 0 {
 		if r, ok := p.reports.get(in.Service, w); ok {
@@ -261,6 +297,56 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 		}
 	}
 	return j
+}
+
+// health is an up instance's health, or nil.
+func health(in watch.Instance, now time.Time) *HealthJSON {
+	if in.Health == nil || !in.State.Up() {
+		return nil
+	}
+	h := &HealthJSON{Verdict: "unknown", Checks: []CheckJSON{}}
+	for _, c := range in.Health.Checks {
+		st := c.Status(now)
+		cj := CheckJSON{Rule: c.Rule.String(), Status: st.String()}
+		switch st {
+		case watch.CheckPending:
+			s := stamp(c.Since)
+			cj.Since = &s
+		case watch.CheckBroken:
+			s := stamp(c.BrokenSince())
+			cj.Since = &s
+			h.Verdict = "degraded"
+		}
+		if st != watch.CheckUnknown && h.Verdict == "unknown" {
+			h.Verdict = "healthy"
+		}
+		if in.Heartbeat != nil {
+			cj.Value = fieldValue(in.Heartbeat, c.Rule.Field)
+		}
+		h.Checks = append(h.Checks, cj)
+	}
+	return h
+}
+
+// fieldValue is a heartbeat's field as JSON, documented or not; nil when
+// it is absent.
+func fieldValue(m *wire.Message, key string) json.RawMessage {
+	if v, ok := m.Field(key); ok {
+		b, err := wire.AppendValue(nil, v)
+		if err == nil {
+			return b
+		}
+		return nil
+	}
+	b, err := wire.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(b, &doc) != nil {
+		return nil
+	}
+	return doc[key]
 }
 
 // instanceWindow is the window of the instances table's uptime: 24 h if
@@ -337,7 +423,7 @@ func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
 	}
 	if r, ok := p.reports.get(name, slices.Max(p.cfg.windows)); ok {
 		for i := len(r.Incidents) - 1; i >= 0; i-- {
-			d.Incidents = append(d.Incidents, incidentJSON(name, r.Incidents[i], now))
+			d.Incidents = append(d.Incidents, p.incidentJSON(name, r.Incidents[i], now))
 		}
 	}
 	return d, true

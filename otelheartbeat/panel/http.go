@@ -89,6 +89,7 @@ func (p *Panel) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, d)
 	})
+	mux.HandleFunc("GET /api/v1/services/{name}/series", p.seriesOf)
 	mux.HandleFunc("GET /api/v1/incidents", p.incidents)
 	mux.HandleFunc("GET /api/v1/events", p.events)
 	mux.HandleFunc("GET /api/v1/alerts", p.alerts)
@@ -223,7 +224,7 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 		}
 		rep := uptime.Compute(svc, entries, gaps, uptime.Window{From: since, To: now}, p.minAlive(svc))
 		for _, in := range rep.Incidents {
-			out = append(out, incidentJSON(svc, in, now))
+			out = append(out, p.incidentJSON(svc, in, now))
 		}
 	}
 	slices.SortFunc(out, func(a, b IncidentJSON) int { return strings.Compare(b.StartedAt, a.StartedAt) })

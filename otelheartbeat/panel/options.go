@@ -38,6 +38,8 @@ type config struct {
 	alerting          []alerting.Option
 	receivers         []receiverSpec
 	page              fs.FS
+	metricsLink       string
+	seriesRetention   time.Duration // 0: series.DefaultSpan; less: not kept
 }
 
 // receiverSpec is a receiver to build: the panel gives it its fence, and
@@ -90,6 +92,23 @@ const DefaultForgetAfter = 24 * time.Hour
 // watch.WithRetention sets another time.
 func TrackerOptions() []watch.TrackerOption {
 	return []watch.TrackerOption{watch.WithHeartbeats(), watch.WithRetention(DefaultForgetAfter)}
+}
+
+// WithSeriesRetention sets how long the recorder keeps heartbeat values
+// over time in Valkey (package series: 1h to 720h, a whole number of 5m);
+// 0 is series.DefaultSpan (a day), and less than 0 keeps none: the
+// service view has no charts. Default: a day.
+func WithSeriesRetention(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.seriesRetention = d })
+}
+
+// WithMetricsLink sets the template of the link from each instance (and
+// each incident's instances) to its own metrics in the operator's Grafana
+// or Prometheus: {service_name} and {instance_id} are filled, each
+// percent-encoded. New refuses a template CheckMetricsLink refuses.
+// Default: none.
+func WithMetricsLink(template string) Option {
+	return optionFunc(func(c *config) { c.metricsLink = template })
 }
 
 // WithEndpoint names Valkey in messages, without credentials

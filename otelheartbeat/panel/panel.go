@@ -18,6 +18,7 @@
 package panel
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,9 +32,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/internal/report"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/alerting"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/delivery"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/series"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/uptime"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -51,6 +54,11 @@ type Panel struct {
 	met       *metrics
 	alert     *alerting.Engine
 	receivers []delivery.Receiver
+
+	series        *series.Store  // nil: values over time are not kept
+	seriesW       *series.Writer // written by the recorder only
+	seriesFailed  report.Reporter
+	seriesDropped int64
 
 	started  time.Time
 	loaded   atomic.Bool
@@ -96,6 +104,11 @@ func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (
 			return nil, fmt.Errorf("panel: WithMinAlive %s=%d: want a service name and a count of at least 1", svc, n)
 		}
 	}
+	if cfg.metricsLink != "" {
+		if err := CheckMetricsLink(cfg.metricsLink); err != nil {
+			return nil, fmt.Errorf("panel: WithMetricsLink: %w", err)
+		}
+	}
 	store, err := history.NewStore(client, history.WithRetention(cfg.retention))
 	if err != nil {
 		return nil, err
@@ -106,6 +119,13 @@ func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (
 	}
 	p := &Panel{cfg: cfg, tr: tracker, client: client, store: store, lease: lease, hub: newHub(),
 		historyReads: make(chan struct{}, 4), probeEvery: 250 * time.Millisecond}
+	if cfg.seriesRetention >= 0 {
+		if p.series, err = series.NewStore(client, series.WithRetention(cmp.Or(cfg.seriesRetention, series.DefaultSpan))); err != nil {
+			return nil, fmt.Errorf("panel: WithSeriesRetention: %w", err)
+		}
+		p.seriesW = series.NewWriter(p.series, 0)
+		p.seriesFailed.Handle = func(err error) { cfg.errorf("%v", err) }
+	}
 	p.reports.wake = make(chan struct{}, 1)
 	p.recall = make(chan struct{}, 1)
 	p.rec = history.NewRecorder(store, lease, tracker, history.WithReconcileEvery(cfg.reconcileEvery),
@@ -210,7 +230,15 @@ func (p *Panel) evaluate(ctx context.Context) {
 			}
 			epoch = e
 		}
-		p.send(p.alert.Evaluate(ctx, now, p.Watching())...)
+		alerts := p.alert.Evaluate(ctx, now, p.Watching())
+		for _, a := range alerts {
+			if a.Labels["alertname"] == alerting.InstanceDegraded {
+				// Health turns with time, not only with heartbeats: the
+				// page hears it when the alert does.
+				p.hub.touch(watch.Key{Service: a.Labels["service"], Instance: a.Labels["instance"]})
+			}
+		}
+		p.send(alerts...)
 	}
 }
 
@@ -249,6 +277,7 @@ func (p *Panel) Run(ctx context.Context) error {
 	wg.Go(func() { p.hub.run(ctx, p.cfg.coalesce, p.flush) })
 	wg.Go(func() { p.reports.refresher(ctx, p) })
 	wg.Go(func() { p.remember(ctx) })
+	wg.Go(func() { p.writeSeries(ctx) })
 	wg.Wait()
 	p.hub.closeAll()
 	return p.met.shutdown()
@@ -307,6 +336,9 @@ func (p *Panel) Observe(e watch.Event) {
 	p.rec.Observe(e)
 	switch e.Kind {
 	case watch.KindHeartbeat:
+		if p.seriesW != nil && p.rec.Leading() {
+			p.seriesW.Add(e.Message, e.At)
+		}
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
 		v, _ := p.received.LoadOrStore(k, &beats{at: make([]time.Time, p.cfg.bars)})
 		b := v.(*beats)

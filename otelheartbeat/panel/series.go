@@ -1,0 +1,245 @@
+package panel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// SeriesJSON is GET /api/v1/services/{name}/series: one numeric field of
+// a service's instances over time, as the recorder kept it (package
+// series).
+type SeriesJSON struct {
+	Field string  `json:"field"`
+	Step  float64 `json:"step"` // seconds between points: 30 within the last hour, 300 beyond
+	Since string  `json:"since"`
+	Until string  `json:"until"`
+	// Series are the instances', by id; an instance without a point in
+	// the span has none.
+	Series []InstanceSeriesJSON `json:"series"`
+	// Aggregate is the service's: at each step, the sum and the greatest
+	// of its instances' last values.
+	Aggregate AggregateJSON `json:"aggregate"`
+	// Events are the instances' deaths, stops, restarts and starts in the
+	// span, from history, oldest first.
+	Events []SeriesEventJSON `json:"events"`
+	// Truncated: the service has more instances than one answer holds
+	// (MaxSeriesInstances); ask for some by instance=ID.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// InstanceSeriesJSON is one instance's points: [unix seconds, the step's
+// last value], and beside them [unix seconds, least, greatest].
+type InstanceSeriesJSON struct {
+	Instance string       `json:"instance"`
+	Points   [][2]float64 `json:"points"`
+	Range    [][3]float64 `json:"range"`
+}
+
+// AggregateJSON is a service's values across its instances.
+type AggregateJSON struct {
+	Sum [][2]float64 `json:"sum"`
+	Max [][2]float64 `json:"max"`
+}
+
+// SeriesEventJSON is one change of an instance to mark on the time axis.
+type SeriesEventJSON struct {
+	At       float64 `json:"at"` // unix seconds
+	Instance string  `json:"instance"`
+	// Event is "dead", "stopped", "replaced" (a restart: By took its
+	// place), "recovered" (dead, then beating again) or "started".
+	Event string `json:"event"`
+	By    string `json:"by,omitempty"`
+}
+
+// MaxSeriesInstances bounds the instances of one answer.
+const MaxSeriesInstances = 200
+
+func badRequest(w http.ResponseWriter, msg string) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+}
+
+// seriesOf serves SeriesJSON. Its query: field (required), since (a
+// duration back from until, or an RFC 3339 time; default 1h), until (an
+// RFC 3339 time; default now), and instance (repeatable; default the
+// instances tracked now).
+func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
+	if p.series == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "values over time are not kept (--series-retention 0)"})
+		return
+	}
+	name := r.PathValue("name")
+	if err := wire.ValidateServiceName(name); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	q := r.URL.Query()
+	field := q.Get("field")
+	if field == "" || len(field) > 256 || strings.ContainsFunc(field, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		badRequest(w, "field: want the name of a numeric heartbeat field, such as memory_usage_mb")
+		return
+	}
+	now := time.Now()
+	until := now
+	if s := q.Get("until"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			badRequest(w, "until: want an RFC 3339 time")
+			return
+		}
+		if t.Before(now) {
+			until = t
+		}
+	}
+	since := until.Add(-time.Hour)
+	if s := q.Get("since"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil && d > 0 {
+			since = until.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			since = t
+		} else {
+			badRequest(w, "since: want an RFC 3339 time or a positive duration such as 1h")
+			return
+		}
+	}
+	oldest := now.Add(-p.series.Retention())
+	if since.Before(oldest) {
+		since = oldest
+	}
+	if !since.Before(until) {
+		badRequest(w, "since: want a time before until, within the retention of values ("+p.series.Retention().String()+")")
+		return
+	}
+	ids, truncated := q["instance"], false
+	if len(ids) == 0 {
+		for _, in := range p.tr.Snapshot() {
+			if in.Service == name {
+				ids = append(ids, in.Instance)
+			}
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) > MaxSeriesInstances {
+		ids, truncated = ids[:MaxSeriesInstances], true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	tier, points, err := p.series.Read(ctx, name, field, ids, since, until)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading values failed"})
+		return
+	}
+	out := SeriesJSON{Field: field, Step: tier.Step.Seconds(), Since: stamp(since), Until: stamp(until),
+		Series: []InstanceSeriesJSON{}, Events: []SeriesEventJSON{}, Truncated: truncated,
+		Aggregate: AggregateJSON{Sum: [][2]float64{}, Max: [][2]float64{}}}
+	type agg struct{ sum, max float64 }
+	by := map[int64]*agg{}
+	for _, id := range ids {
+		pts := points[id]
+		if len(pts) == 0 {
+			continue
+		}
+		s := InstanceSeriesJSON{Instance: id, Points: make([][2]float64, len(pts)), Range: make([][3]float64, len(pts))}
+		for i, pt := range pts {
+			t := float64(pt.At.Unix())
+			s.Points[i] = [2]float64{t, pt.Last}
+			s.Range[i] = [3]float64{t, pt.Min, pt.Max}
+			a := by[pt.At.Unix()]
+			if a == nil {
+				a = &agg{max: math.Inf(-1)}
+				by[pt.At.Unix()] = a
+			}
+			a.sum += pt.Last
+			a.max = max(a.max, pt.Last)
+		}
+		out.Series = append(out.Series, s)
+	}
+	steps := make([]int64, 0, len(by))
+	for t := range by {
+		steps = append(steps, t)
+	}
+	slices.Sort(steps)
+	for _, t := range steps {
+		out.Aggregate.Sum = append(out.Aggregate.Sum, [2]float64{float64(t), by[t].sum})
+		out.Aggregate.Max = append(out.Aggregate.Max, [2]float64{float64(t), by[t].max})
+	}
+	// The changes to mark, when history answers in time: the values are
+	// shown without them otherwise.
+	if entries, err := p.reports.history.read(ctx, p, name, now); err == nil {
+		out.Events = seriesEvents(entries, ids, since, until)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// seriesEvents are the entries of ids in [since, until] worth marking.
+func seriesEvents(entries []history.Entry, ids []string, since, until time.Time) []SeriesEventJSON {
+	out := []SeriesEventJSON{}
+	for _, e := range entries {
+		if e.At.Before(since) || e.At.After(until) {
+			continue
+		}
+		if _, ok := slices.BinarySearch(ids, e.Instance); !ok {
+			continue
+		}
+		ev := SeriesEventJSON{At: float64(e.At.UnixMilli()) / 1000, Instance: e.Instance}
+		switch {
+		case e.Event == history.Replaced:
+			ev.Event, ev.By = "replaced", e.By
+		case e.Event != history.Changed:
+			continue
+		case e.To == watch.Dead || e.To == watch.Stopped:
+			ev.Event = e.To.String()
+		case e.To == watch.Alive && e.From == watch.Dead:
+			ev.Event = "recovered"
+		case e.To == watch.Alive && e.From == watch.Unknown:
+			ev.Event = "started"
+		default:
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// writeSeries writes what the series writer holds every second while this
+// replica records, and discards it while it does not.
+func (p *Panel) writeSeries(ctx context.Context) {
+	if p.seriesW == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !p.rec.Leading() {
+			p.seriesW.Discard()
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.seriesW.Flush(wctx)
+		cancel()
+		if err != nil {
+			p.seriesFailed.Fail("series", fmt.Errorf("keeping heartbeat values in Valkey: %w", err))
+		} else {
+			p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
+		}
+		if d := p.seriesW.Dropped(); d > p.seriesDropped {
+			p.cfg.errorf("heartbeat values: %d dropped, more than a second's queue holds", d-p.seriesDropped)
+			p.seriesDropped = d
+		}
+	}
+}

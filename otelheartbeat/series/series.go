@@ -1,0 +1,389 @@
+// Package series keeps heartbeat values over time in Valkey: every numeric
+// field of every instance's heartbeats (memory, CPU, and each numeric
+// service field), as rollups per step (the last value, the least and the
+// greatest), so that an admin panel can draw an instance's memory or queue
+// over the last hour and day, and show what changed before it died.
+//
+// Each instance's field is kept in two rings of fixed size, one per tier:
+// Fine, a point every 30 s over the last hour, and Coarse, a point every
+// 5 minutes over the retention (WithRetention, a day by default). A ring
+// is one Valkey string of 16-byte slots (the step's start, then the last,
+// least and greatest value as 32-bit floats, about 7 significant digits),
+// written in place: a slot is overwritten when the ring comes round, so
+// nothing is trimmed and a ring never grows. Its key expires a tier's
+// span after the instance's last heartbeat.
+//
+// What that costs is fixed per field, whatever the heartbeat interval:
+// 16 bytes x (120 + 288 per day of retention), plus the allocator's
+// rounding and two keys' overhead: 7.4 KB a field at a day, measured by
+// BenchmarkBytesPerInstanceDay against a real redis-server (see
+// docs/performance.md), for at most MaxFields fields per instance.
+//
+// A Writer is fed heartbeats as they arrive and writes the rollups in
+// batches, each merged into its slot by a script in Valkey (the least and
+// greatest of what every writer saw in the step), so a standby that takes
+// over mid-step continues the same points. Its queue is bounded; what does
+// not fit is dropped and counted (Dropped), never blocking the caller.
+package series
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// DefaultPrefix begins every key of the series.
+const DefaultPrefix = "heartbeat:series:"
+
+// Tiers.
+const (
+	FineStep    = 30 * time.Second
+	FineSpan    = time.Hour
+	CoarseStep  = 5 * time.Minute
+	MinSpan     = time.Hour
+	MaxSpan     = 30 * 24 * time.Hour
+	MaxFields   = 16 // numeric fields kept per instance: memory, CPU, then the service's in the heartbeat's order
+	slotBytes   = 16
+	DefaultSpan = 24 * time.Hour // the coarse tier's, WithRetention
+)
+
+// Tier is one resolution: a point per Step over Span.
+type Tier struct{ Step, Span time.Duration }
+
+func (t Tier) slots() int64 { return int64(t.Span / t.Step) }
+
+// Store reads and writes the series.
+type Store struct {
+	c      redis.UniversalClient
+	prefix string
+	tiers  [2]Tier // fine, coarse
+	now    func() time.Time
+}
+
+// Option configures a Store.
+type Option interface{ apply(*Store) }
+
+type optionFunc func(*Store)
+
+func (f optionFunc) apply(s *Store) { f(s) }
+
+// WithPrefix sets the prefix of every key. Default: DefaultPrefix.
+func WithPrefix(p string) Option { return optionFunc(func(s *Store) { s.prefix = p }) }
+
+// WithRetention sets how long the coarse tier keeps points: MinSpan to
+// MaxSpan, a whole number of CoarseStep. Default: DefaultSpan.
+func WithRetention(d time.Duration) Option {
+	return optionFunc(func(s *Store) { s.tiers[1].Span = d })
+}
+
+// NewStore returns a store of series in c.
+func NewStore(c redis.UniversalClient, opts ...Option) (*Store, error) {
+	s := &Store{c: c, prefix: DefaultPrefix, tiers: [2]Tier{{FineStep, FineSpan}, {CoarseStep, DefaultSpan}}, now: time.Now}
+	for _, o := range opts {
+		o.apply(s)
+	}
+	if c == nil {
+		return nil, errors.New("series: NewStore needs a Valkey client")
+	}
+	if err := CheckRetention(s.tiers[1].Span); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// CheckRetention says what is wrong with a retention, if anything.
+func CheckRetention(d time.Duration) error {
+	if d < MinSpan || d > MaxSpan || d%CoarseStep != 0 {
+		return errors.New("series: retention " + d.String() + ": want 1h to 720h, a whole number of 5m")
+	}
+	return nil
+}
+
+// Retention is how long the coarse tier keeps points.
+func (s *Store) Retention() time.Duration { return s.tiers[1].Span }
+
+// TierFor is the finest tier that holds since: Fine within the last
+// hour, Coarse beyond.
+func (s *Store) TierFor(since time.Time) Tier {
+	if !since.Before(s.now().Add(-s.tiers[0].Span)) {
+		return s.tiers[0]
+	}
+	return s.tiers[1]
+}
+
+// BytesPerField is the bytes of values one field of one instance holds in
+// Valkey at most, its two rings (the keys' own overhead is not counted).
+func (s *Store) BytesPerField() int64 {
+	return slotBytes * (s.tiers[0].slots() + s.tiers[1].slots())
+}
+
+// key is a ring's key. The service is a hash tag, so that one service's
+// rings share a cluster slot and are written by one script; the instance
+// id is length-prefixed, so that no id and field can make another's key.
+func (s *Store) key(t Tier, service, instance, field string) string {
+	var b strings.Builder
+	b.Grow(len(s.prefix) + len(service) + len(instance) + len(field) + 16)
+	b.WriteString(s.prefix)
+	b.WriteString("{" + service + "}:")
+	b.WriteString(strconv.FormatInt(int64(t.Step/time.Second), 10) + "s:")
+	b.WriteString(strconv.Itoa(len(instance)) + ":" + instance + ":")
+	b.WriteString(field)
+	return b.String()
+}
+
+// Point is one step's rollup.
+type Point struct {
+	At             time.Time // the step's start
+	Last, Min, Max float64
+}
+
+// Read returns the points of one field of each of instances from since
+// to until, oldest first, in the finest tier that holds since; an
+// instance with none has no entry.
+func (s *Store) Read(ctx context.Context, service, field string, instances []string, since, until time.Time) (Tier, map[string][]Point, error) {
+	t := s.TierFor(since)
+	cmds := make([]*redis.StringCmd, len(instances))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range instances {
+			cmds[i] = p.Get(ctx, s.key(t, service, id, field))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return t, nil, err
+	}
+	out := map[string][]Point{}
+	from, to := since.Truncate(t.Step).Unix(), until.Unix()
+	for i, id := range instances {
+		b, err := cmds[i].Bytes()
+		if err != nil {
+			continue
+		}
+		var pts []Point
+		for off := 0; off+slotBytes <= len(b); off += slotBytes {
+			at := int64(binary.LittleEndian.Uint32(b[off:]))
+			if at == 0 || at < from || at > to {
+				continue
+			}
+			f := func(o int) float64 { return float64(math.Float32frombits(binary.LittleEndian.Uint32(b[off+o:]))) }
+			pts = append(pts, Point{At: time.Unix(at, 0), Last: f(4), Min: f(8), Max: f(12)})
+		}
+		if len(pts) > 0 {
+			slices.SortFunc(pts, func(a, b Point) int { return a.At.Compare(b.At) })
+			out[id] = pts
+		}
+	}
+	return t, out, nil
+}
+
+// merge writes rollups into their slots, each merged with what the slot
+// holds for the same step. KEYS: the rings. ARGV: per rollup the key's
+// index, the slot's offset, the step's start, the last, least and
+// greatest value, the key's time to live in milliseconds, and the ring's
+// size in bytes: a ring is made whole at once, so that Valkey allocates
+// it exactly rather than growing it by doubling.
+var merge = redis.NewScript(`
+for i = 1, #ARGV, 8 do
+  local key = KEYS[tonumber(ARGV[i])]
+  if redis.call('STRLEN', key) == 0 then
+    redis.call('SETRANGE', key, tonumber(ARGV[i + 7]) - 1, '\0')
+  end
+  local off = tonumber(ARGV[i + 1])
+  local at = tonumber(ARGV[i + 2])
+  local v, lo, hi = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local old = redis.call('GETRANGE', key, off, off + 15)
+  if #old == 16 then
+    local was, _, mn, mx = struct.unpack('<Ifff', old)
+    if was == at then
+      if mn < lo then lo = mn end
+      if mx > hi then hi = mx end
+    end
+  end
+  redis.call('SETRANGE', key, off, struct.pack('<Ifff', at, v, lo, hi))
+  redis.call('PEXPIRE', key, ARGV[i + 6])
+end
+return 1
+`)
+
+// update is the rollup of one field of one instance over part of a fine
+// step, to merge into both tiers.
+type update struct {
+	service, instance, field string
+	at                       time.Time // of the last value
+	last, lo, hi             float64
+}
+
+// DefaultQueue bounds the values a Writer holds between two writes.
+const DefaultQueue = 200_000
+
+// Writer writes heartbeats' values to a Store. Add may be called from any
+// goroutine; Flush from one.
+type Writer struct {
+	s     *Store
+	max   int
+	mu    sync.Mutex
+	queue []update
+	// latest holds, per instance field and step, the index of its queued
+	// value, so a heartbeat every second queues one value per step, not
+	// one per heartbeat.
+	latest  map[latestKey]int
+	dropped int64
+}
+
+type latestKey struct {
+	service, instance, field string
+	step                     int64
+}
+
+// NewWriter returns a writer to s, holding at most queue values between
+// two writes (DefaultQueue when 0 or less).
+func NewWriter(s *Store, queue int) *Writer {
+	if queue <= 0 {
+		queue = DefaultQueue
+	}
+	return &Writer{s: s, max: queue, latest: map[latestKey]int{}}
+}
+
+// Add queues the numeric fields of m, received at at. It never blocks
+// on Valkey.
+func (w *Writer) Add(m *wire.Message, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	add := func(field string, v float64) {
+		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		n++
+		v = max(min(v, math.MaxFloat32), -math.MaxFloat32)
+		k := latestKey{m.ServiceName, m.InstanceID, field, at.Truncate(FineStep).Unix()}
+		if i, ok := w.latest[k]; ok {
+			// The same step: one rollup.
+			q := &w.queue[i]
+			q.at, q.last, q.lo, q.hi = at, v, min(q.lo, v), max(q.hi, v)
+			return
+		}
+		if len(w.queue) >= w.max {
+			w.dropped++
+			return
+		}
+		w.latest[k] = len(w.queue)
+		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at, last: v, lo: v, hi: v})
+	}
+	if m.Has&wire.HasMemory != 0 {
+		add(wire.KeyMemoryUsageMB, m.MemoryUsageMB)
+	}
+	if m.Has&wire.HasCPU != 0 {
+		add(wire.KeyCPUUsagePercent, m.CPUUsagePercent)
+	}
+	for _, f := range m.Fields {
+		switch f.Value.Kind {
+		case wire.KindInt:
+			add(f.Key, float64(f.Value.Int))
+		case wire.KindFloat:
+			add(f.Key, f.Value.Float)
+		}
+	}
+}
+
+// Dropped is how many values did not fit in the queue.
+func (w *Writer) Dropped() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dropped
+}
+
+// Discard forgets what is queued: a replica that stopped recording must
+// not write what it heard meanwhile.
+func (w *Writer) Discard() {
+	w.mu.Lock()
+	w.queue = w.queue[:0]
+	clear(w.latest)
+	w.mu.Unlock()
+}
+
+// maxPerScript bounds the values one script call merges, so that Valkey
+// is never held for long.
+const maxPerScript = 2_000
+
+// Flush writes what is queued, one script per service (its rings share a
+// cluster slot), in one round trip. What fails is dropped: the values are
+// a chart's, and the next heartbeat brings more.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	q := w.queue
+	w.queue = make([]update, 0, min(cap(q), 1024))
+	clear(w.latest)
+	w.mu.Unlock()
+	if len(q) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(q, func(a, b update) int { return strings.Compare(a.service, b.service) })
+	type call struct {
+		keys []string
+		args []any
+	}
+	var calls []call
+	var cur *call
+	index := map[string]int{}
+	for i, u := range q {
+		if cur == nil || q[i-1].service != u.service || len(cur.args) >= 8*maxPerScript {
+			calls = append(calls, call{})
+			cur = &calls[len(calls)-1]
+			clear(index)
+		}
+		for _, t := range w.s.tiers {
+			k := w.s.key(t, u.service, u.instance, u.field)
+			ki, ok := index[k]
+			if !ok {
+				cur.keys = append(cur.keys, k)
+				ki = len(cur.keys)
+				index[k] = ki
+			}
+			step := u.at.Truncate(t.Step)
+			slot := (step.Unix() / int64(t.Step/time.Second)) % t.slots()
+			ttl := (t.Span + t.Step).Milliseconds()
+			cur.args = append(cur.args, ki, slot*slotBytes, step.Unix(), num(u.last), num(u.lo), num(u.hi), ttl, t.slots()*slotBytes)
+		}
+	}
+	// By hash; a Valkey that does not know the script (restarted,
+	// flushed) is sent it whole, once per call that failed so.
+	cmds := make([]*redis.Cmd, len(calls))
+	_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = merge.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	var again []int
+	for i, c := range cmds {
+		if e := c.Err(); e != nil && redis.HasErrorPrefix(e, "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return err
+	}
+	_, err = w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, i := range again {
+			merge.Eval(ctx, p, calls[i].keys, calls[i].args...)
+		}
+		return nil
+	})
+	return err
+}
+
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 32) }

@@ -1,0 +1,248 @@
+package series
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+
+// t0 is on a coarse step, so that the test's steps are easy to count.
+var t0 = time.Unix(1_767_225_600, 0) // 2026-01-01T00:00:00Z
+
+func fetcher(id string, mem float64, queue int64) *wire.Message {
+	return &wire.Message{ServiceName: "tracker_fetcher", InstanceID: id, Timestamp: t0, MemoryUsageMB: mem, CPUUsagePercent: 1.5,
+		Has: wire.HasMemory | wire.HasCPU, Fields: []wire.Field{
+			{Key: "queue_size", Value: wire.Int(queue)},
+			{Key: "api_status", Value: wire.String("authenticated")},
+			{Key: "ratio", Value: wire.Float(0.25)},
+		}}
+}
+
+func newStore(t *testing.T, opts ...Option) *Store {
+	t.Helper()
+	s, err := NewStore(redistest.Start(t).Client(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Each fine step keeps the last, least and greatest of what arrived in
+// it; strings are not kept; the points come back oldest first, at the
+// steps' starts.
+func TestEveryNumericFieldIsKeptAsRollupsPerStep(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	// Two minutes of heartbeats every second, flushed every 7 s: the
+	// queue is cut mid-step, and the slots merge what each batch saw.
+	for i := 0; i < 120; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		w.Add(fetcher("f1", 100+float64(i), int64(1000-i)), at)
+		if i%7 == 6 {
+			if err := w.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(2 * time.Minute)
+	s.now = func() time.Time { return now }
+	tier, got, err := s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1", "nobody"}, now.Add(-time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tier.Step != FineStep || len(got) != 1 || len(got["f1"]) != 4 {
+		t.Fatalf("tier %v, %d series, %v", tier, len(got), got)
+	}
+	for i, p := range got["f1"] {
+		first := 100 + float64(30*i)
+		if want := (Point{At: t0.Add(time.Duration(30*i) * time.Second), Last: first + 29, Min: first, Max: first + 29}); p != want {
+			t.Errorf("point %d: %+v, want %+v", i, p, want)
+		}
+	}
+	_, got, _ = s.Read(ctx, "tracker_fetcher", "queue_size", []string{"f1"}, now.Add(-time.Hour), now)
+	if p := got["f1"][0]; p.Last != 971 || p.Min != 971 || p.Max != 1000 {
+		t.Errorf("queue_size: %+v", p)
+	}
+	for field, want := range map[string]int{"cpu_usage_percent": 4, "ratio": 4, "api_status": 0} {
+		if _, got, _ := s.Read(ctx, "tracker_fetcher", field, []string{"f1"}, now.Add(-time.Hour), now); len(got["f1"]) != want {
+			t.Errorf("%s: %d points, want %d", field, len(got["f1"]), want)
+		}
+	}
+	// Beyond the hour, the coarse tier: one 5-minute point.
+	tier, got, _ = s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, now.Add(-2*time.Hour), now)
+	if tier.Step != CoarseStep || len(got["f1"]) != 1 || got["f1"][0] != (Point{At: t0, Last: 219, Min: 100, Max: 219}) {
+		t.Errorf("coarse: %v %+v", tier, got)
+	}
+}
+
+// A ring comes round: the fine tier keeps the last hour only, the coarse
+// one the retention, and a ring's size never grows.
+func TestTheRingsKeepTheirSpanAndTheirSize(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, WithRetention(2*time.Hour))
+	w := NewWriter(s, 0)
+	end := t0.Add(5 * time.Hour)
+	for at := t0; at.Before(end); at = at.Add(10 * time.Second) {
+		w.Add(fetcher("f1", float64(at.Sub(t0)/time.Second), 1), at)
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.now = func() time.Time { return end }
+	_, fine, _ := s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, end.Add(-time.Hour), end)
+	_, all, _ := s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, end.Add(-time.Hour*10), end)
+	if n := len(fine["f1"]); n != 120 {
+		t.Errorf("the last hour: %d fine points, want 120", n)
+	}
+	if n := len(all["f1"]); n != 24 {
+		t.Errorf("ten hours back: %d coarse points, want 24 (the 2h retention)", n)
+	}
+	if first := all["f1"][0].At; !first.Equal(end.Add(-2 * time.Hour)) {
+		t.Errorf("the oldest coarse point is at %v, want %v", first, end.Add(-2*time.Hour))
+	}
+	c := s.c
+	if n := c.StrLen(ctx, s.key(s.tiers[0], "tracker_fetcher", "f1", "memory_usage_mb")).Val(); n != 120*slotBytes {
+		t.Errorf("fine ring of %d bytes, want %d", n, 120*slotBytes)
+	}
+	if ttl := c.PTTL(ctx, s.key(s.tiers[1], "tracker_fetcher", "f1", "memory_usage_mb")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
+		t.Errorf("coarse ring expires in %v, want its span and a step", ttl)
+	}
+}
+
+// Two writers in one step (a standby taking over mid-step) merge into
+// the same point; a Valkey that forgot the script is sent it again.
+func TestWritersMergeAndAForgottenScriptIsSentAgain(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	a, b := NewWriter(s, 0), NewWriter(s, 0)
+	a.Add(fetcher("f1", 50, 1), t0)
+	a.Add(fetcher("f1", 10, 1), t0.Add(time.Second))
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.Add(fetcher("f1", 30, 1), t0.Add(2*time.Second))
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("after SCRIPT FLUSH: %v", err)
+	}
+	s.now = func() time.Time { return t0 }
+	_, got, _ := s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, t0.Add(-time.Minute), t0.Add(time.Minute))
+	if p := got["f1"]; len(p) != 1 || p[0] != (Point{At: t0, Last: 30, Min: 10, Max: 50}) {
+		t.Errorf("merged: %+v", p)
+	}
+}
+
+// Ids and fields that would make another's key if joined naively stay
+// apart, and a hostile value cannot reach Valkey as anything but a number.
+func TestIDsAndFieldsCannotCollide(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	m1 := &wire.Message{ServiceName: "svc", InstanceID: "a:1", Fields: []wire.Field{{Key: "b", Value: wire.Int(1)}}}
+	m2 := &wire.Message{ServiceName: "svc", InstanceID: "a", Fields: []wire.Field{{Key: "1:b", Value: wire.Int(2)}}}
+	m3 := &wire.Message{ServiceName: "svc", InstanceID: "}x{", Fields: []wire.Field{{Key: "huge", Value: wire.Float(math.MaxFloat64)}}}
+	for _, m := range []*wire.Message{m1, m2, m3} {
+		w.Add(m, t0)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return t0 }
+	for _, c := range []struct {
+		id, field string
+		want      float64
+	}{{"a:1", "b", 1}, {"a", "1:b", 2}, {"}x{", "huge", math.MaxFloat32}} {
+		_, got, _ := s.Read(ctx, "svc", c.field, []string{c.id}, t0, t0.Add(time.Minute))
+		if p := got[c.id]; len(p) != 1 || p[0].Last != c.want {
+			t.Errorf("%q %q: %+v, want %v", c.id, c.field, p, c.want)
+		}
+	}
+}
+
+// The queue is bounded: what does not fit is counted, not held.
+func TestTheQueueIsBounded(t *testing.T) {
+	s := newStore(t)
+	w := NewWriter(s, 10)
+	for i := 0; i < 5; i++ {
+		w.Add(fetcher("f"+strconv.Itoa(i), 1, 1), t0) // 4 numbers each
+	}
+	if d := w.Dropped(); d != 10 {
+		t.Errorf("dropped %d, want 10", d)
+	}
+	m := &wire.Message{ServiceName: "svc", InstanceID: "wide"}
+	for i := 0; i < 40; i++ {
+		m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprint("f", i), Value: wire.Int(int64(i))})
+	}
+	w2 := NewWriter(s, 0)
+	w2.Add(m, t0)
+	if n := len(w2.queue); n != MaxFields {
+		t.Errorf("a heartbeat of 40 numbers queued %d, want %d", n, MaxFields)
+	}
+}
+
+func TestRetentionIsChecked(t *testing.T) {
+	for _, d := range []time.Duration{0, 59 * time.Minute, 31 * 24 * time.Hour, time.Hour + time.Second} {
+		if err := CheckRetention(d); err == nil {
+			t.Errorf("%v: accepted", d)
+		}
+	}
+	if err := CheckRetention(7 * 24 * time.Hour); err != nil {
+		t.Error(err)
+	}
+}
+
+// BenchmarkBytesPerInstanceDay measures what one instance's values cost
+// Valkey at the default retention (a day): the seed's tracker fetcher's
+// four numbers (memory, CPU, queue_size and one more), every slot of both
+// rings written, by MEMORY USAGE of their keys on a real redis-server.
+// It fails above the documented bound: 16 bytes a slot, 15% for the
+// allocator's size classes, and 250 bytes a ring for its key, expiry and
+// entry.
+func BenchmarkBytesPerInstanceDay(b *testing.B) {
+	ctx := context.Background()
+	s, err := NewStore(redistest.Start(b).Client(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	end := t0.Add(24 * time.Hour)
+	for i := 0; i < b.N; i++ {
+		for at := t0; at.Before(end); at = at.Add(30 * time.Second) {
+			w.Add(fetcher("f1", 100, 5), at)
+		}
+		if err := w.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var total int64
+	for _, t := range s.tiers {
+		for _, f := range []string{"memory_usage_mb", "cpu_usage_percent", "queue_size", "ratio"} {
+			n, err := s.c.MemoryUsage(ctx, s.key(t, "tracker_fetcher", "f1", f)).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += n
+		}
+	}
+	bound := 4 * (s.BytesPerField()*115/100 + 2*250)
+	b.ReportMetric(float64(total), "B/instance/day")
+	b.ReportMetric(float64(total)/4, "B/field/day")
+	if total > bound {
+		b.Fatalf("one instance's four fields hold %d bytes in Valkey, over the bound of %d", total, bound)
+	}
+}
