@@ -14,6 +14,10 @@
 //	                        read it listens for one --default-interval
 //	monitor --service NAME  only that service
 //	monitor --sharded       shard channels (SSUBSCRIBE), for publishers in sharded mode
+//	monitor --health-rule 'tracker_fetcher: last_successful_operation older than 5m'
+//	                        say when an alive instance breaks a rule on its
+//	                        heartbeat's fields (degraded), and when it keeps
+//	                        to it again; repeatable
 //
 // It connects as the library does: OTEL_EXPORTER_VALKEY_ENDPOINT (or the
 // original design's HEALTH_REDIS_HOST, HEALTH_REDIS_PORT, HEALTH_REDIS_PASSWORD),
@@ -61,6 +65,7 @@ type options struct {
 	blindAfter        time.Duration
 	maxInstances      int
 	defaultInterval   time.Duration
+	healthRules       []watch.HealthRule
 }
 
 func main() {
@@ -86,6 +91,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.blindAfter, "blind-after", watch.DefaultBlindAfter, "say the monitor is blind, and hold verdicts, when Valkey has not answered for this long")
 	fs.DurationVar(&o.defaultInterval, "default-interval", wire.DefaultInterval, "the interval of a sender that does not say it (the original design's format), until its heartbeats' gaps show it; also how long --once listens when there is no latest-state key (default: HEARTBEAT_INTERVAL, else 60s)")
 	fs.IntVar(&o.maxInstances, "max-instances", watch.DefaultMaxInstances, "track at most this many instances; past it, the one dead or stopped the longest is evicted, else the one heard from least recently")
+	fs.Func("health-rule", "a health rule, repeatable: 'SERVICE: FIELD older than DURATION', 'SERVICE: FIELD > NUMBER [for DURATION]' (<, >=, <=), 'SERVICE: FIELD != VALUE'", func(v string) error {
+		r, err := watch.ParseHealthRule(v)
+		if err != nil {
+			return err
+		}
+		o.healthRules = append(o.healthRules, r)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -139,7 +152,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	conn.Sharded = o.sharded
 	opts := []watch.Option{watch.WithService(o.service), watch.WithRefresh(o.refresh), watch.WithProbe(0, o.blindAfter),
-		watch.WithTracker(watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances), watch.WithDefaultInterval(o.defaultInterval))}
+		watch.WithTracker(watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances), watch.WithDefaultInterval(o.defaultInterval),
+			watch.WithHealthRules(o.healthRules...))}
 	if o.json {
 		opts = append(opts, watch.WithRawMessages())
 	}

@@ -86,6 +86,8 @@ type jsonEvent struct {
 	Interval  float64         `json:"interval_seconds"`
 	Source    string          `json:"interval_source"`
 	Heartbeat json.RawMessage `json:"heartbeat"`
+	Degraded  *bool           `json:"degraded"`
+	Rules     []string        `json:"rules"`
 }
 
 // nextJSON returns the next event matching match, with when it was read.
@@ -170,6 +172,50 @@ func TestCrashIsStaleThenDeadAndGracefulStopIsStopped(t *testing.T) {
 		case <-quiet:
 		}
 		break
+	}
+}
+
+// A tracker fetcher whose work loop hangs (SIGUSR1) beats on: the
+// monitor says it is degraded, naming the rule, within the rule's age and
+// a heartbeat, and healthy again once the loop is freed; as text, and as
+// JSON. A malformed rule is refused, naming the flag.
+func TestAStuckWorkLoopIsSaidDegraded(t *testing.T) {
+	monitorBin, trackerBin := binaries(t)
+	srv := redistest.Start(t)
+	const rule = "tracker_fetcher: last_successful_operation older than 2s"
+	mon := proctest.Start(t, monitorBin, env(srv), "--json", "--health-rule", rule)
+	text := proctest.Start(t, monitorBin, env(srv), "--health-rule", rule)
+	nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "loaded" })
+	fetcher := proctest.Start(t, trackerBin, env(srv, "HEARTBEAT_INTERVAL=0.5", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=stuck-1"))
+	for i := 0; i < 4; i++ {
+		nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "heartbeat" })
+	}
+	if err := fetcher.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	hung := time.Now()
+	e, at := nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "health" })
+	if e.Instance != "stuck-1" || e.Degraded == nil || !*e.Degraded || len(e.Rules) != 1 || e.Rules[0] != rule {
+		t.Errorf("the health event: %+v", e)
+	}
+	if d := at.Sub(hung); d < 1500*time.Millisecond || d > 5*time.Second {
+		t.Errorf("said degraded %v after the loop hung, want about the rule's 2 s", d)
+	}
+	text.Expect("stuck-1) is degraded: it beats, but breaks "+rule, 10*time.Second)
+	if err := fetcher.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	e, _ = nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "health" })
+	if e.Degraded == nil || *e.Degraded {
+		t.Errorf("after the loop was freed: %+v", e)
+	}
+	text.Expect("stuck-1) is healthy: it keeps to its health rules again", 10*time.Second)
+
+	var stderr strings.Builder
+	cmd := exec.Command(monitorBin, "--health-rule", "tracker_fetcher: queue_size >> 5")
+	cmd.Env, cmd.Stderr = env(srv), &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), `-health-rule: "tracker_fetcher: queue_size >> 5": ">>" is not an operator`) {
+		t.Errorf("a malformed rule: %v, %q", err, stderr.String())
 	}
 }
 

@@ -230,15 +230,7 @@ func (p *Panel) evaluate(ctx context.Context) {
 			}
 			epoch = e
 		}
-		alerts := p.alert.Evaluate(ctx, now, p.Watching())
-		for _, a := range alerts {
-			if a.Labels["alertname"] == alerting.InstanceDegraded {
-				// Health turns with time, not only with heartbeats: the
-				// page hears it when the alert does.
-				p.hub.touch(watch.Key{Service: a.Labels["service"], Instance: a.Labels["instance"]})
-			}
-		}
-		p.send(alerts...)
+		p.send(p.alert.Evaluate(ctx, now, p.Watching())...)
 	}
 }
 
@@ -351,6 +343,8 @@ func (p *Panel) Observe(e watch.Event) {
 		b.next = (b.next + 1) % len(b.at)
 		b.mu.Unlock()
 		p.hub.touch(k)
+	case watch.KindHealth:
+		p.hub.touch(e.Health.Key) // a verdict that turned with time, not a heartbeat
 	case watch.KindTransition:
 		p.hub.touch(e.Transition.Key)
 		p.hub.transition(e.Transition)

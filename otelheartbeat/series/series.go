@@ -113,9 +113,10 @@ func CheckRetention(d time.Duration) error {
 func (s *Store) Retention() time.Duration { return s.tiers[1].Span }
 
 // TierFor is the finest tier that holds since: Fine within the last
-// hour, Coarse beyond.
+// hour (and a step, so that "the last hour" asked a moment ago is still
+// an hour), Coarse beyond.
 func (s *Store) TierFor(since time.Time) Tier {
-	if !since.Before(s.now().Add(-s.tiers[0].Span)) {
+	if !since.Before(s.now().Add(-s.tiers[0].Span - s.tiers[0].Step)) {
 		return s.tiers[0]
 	}
 	return s.tiers[1]

@@ -8,6 +8,7 @@ package watch
 // on the up instances, from what their last heartbeat carries.
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"math"
@@ -421,4 +422,136 @@ func (t *Tracker) judgeHealth(e *entry, svc *serviceName, m *wire.Message, recei
 	if !same {
 		e.Health = &Health{Checks: slices.Clone(next)}
 	}
+	t.markHealth(e)
+}
+
+// HealthChange is a change of an up instance's health verdict: it turned
+// degraded (Broken names the rules), or healthy again.
+type HealthChange struct {
+	Key
+	Degraded bool
+	At       time.Time
+	Broken   []Check
+}
+
+// healthState is what the tracker keeps of an instance judged by health
+// rules, to report each change of its verdict once: at its heartbeats,
+// and at the moments a rule breaks with no heartbeat (its for has passed,
+// or a timestamp field grew too old).
+type healthState struct {
+	said  bool  // degraded, as last reported
+	due   int64 // Unix nanoseconds of the next change with no heartbeat; 0: none
+	index int   // in the tracker's healthDue, or -1
+	dirty bool  // judged since last reported: in healthDirty
+}
+
+// markHealth queues e's verdict to be reported by HealthAt.
+func (t *Tracker) markHealth(e *entry) {
+	hs := t.healthOf[e]
+	if hs == nil {
+		if e.Health == nil {
+			return
+		}
+		hs = &healthState{index: -1}
+		t.healthOf[e] = hs
+	}
+	if !hs.dirty {
+		hs.dirty = true
+		t.healthDirty = append(t.healthDirty, e)
+	}
+}
+
+// forgetHealth drops what the tracker keeps of e's health.
+func (t *Tracker) forgetHealth(e *entry) {
+	if hs := t.healthOf[e]; hs != nil {
+		if hs.index >= 0 {
+			heap.Remove(&t.healthDue, hs.index)
+		}
+		delete(t.healthOf, e)
+	}
+}
+
+// HealthAt reports the changes of health verdicts up to at, oldest
+// judged first: of instances heard since the last call, and of those
+// whose rules broke with time alone. A watcher passes the time up to
+// which it has received everything, as for TickAt, so that a heartbeat
+// still on its way cannot be taken for a field grown too old. An
+// instance that is not up is not degraded, and its leaving is not
+// reported as healthy: its transition says it.
+func (t *Tracker) HealthAt(at time.Time) []HealthChange {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []HealthChange
+	for _, e := range t.healthDirty {
+		if hs := t.healthOf[e]; hs != nil {
+			hs.dirty = false
+			out = t.reportHealth(e, hs, at, out)
+		}
+	}
+	clear(t.healthDirty)
+	t.healthDirty = t.healthDirty[:0]
+	for len(t.healthDue) > 0 && t.healthDue[0].hs.due <= at.UnixNano() {
+		out = t.reportHealth(t.healthDue[0].e, t.healthDue[0].hs, at, out)
+	}
+	return out
+}
+
+func (t *Tracker) reportHealth(e *entry, hs *healthState, at time.Time, out []HealthChange) []HealthChange {
+	deg := e.Degraded(at)
+	if deg != hs.said {
+		hs.said = deg
+		if e.State.Up() {
+			out = append(out, HealthChange{Key: e.Key, Degraded: deg, At: at, Broken: e.Health.Broken(at)})
+		}
+	}
+	// When the verdict may next change with no heartbeat.
+	var next int64
+	if e.State.Up() && e.Health != nil {
+		for _, c := range e.Health.Checks {
+			for _, m := range []time.Time{c.Since, c.BrokenSince()} {
+				if !c.Unknown && !c.Since.IsZero() && m.After(at) && (next == 0 || m.UnixNano() < next) {
+					next = m.UnixNano()
+				}
+			}
+		}
+	}
+	hs.due = next
+	switch {
+	case next == 0 && hs.index >= 0:
+		heap.Remove(&t.healthDue, hs.index)
+	case next != 0 && hs.index >= 0:
+		heap.Fix(&t.healthDue, hs.index)
+	case next != 0:
+		heap.Push(&t.healthDue, healthItem{e: e, hs: hs})
+	}
+	return out
+}
+
+// healthItem is an instance in the heap of health changes due.
+type healthItem struct {
+	e  *entry
+	hs *healthState
+}
+
+type healthHeap []healthItem
+
+func (h healthHeap) Len() int           { return len(h) }
+func (h healthHeap) Less(i, j int) bool { return h[i].hs.due < h[j].hs.due }
+func (h healthHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hs.index = i
+	h[j].hs.index = j
+}
+func (h *healthHeap) Push(x any) {
+	it := x.(healthItem)
+	it.hs.index = len(*h)
+	*h = append(*h, it)
+}
+func (h *healthHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = healthItem{}
+	it.hs.index = -1
+	*h = old[:len(old)-1]
+	return it
 }

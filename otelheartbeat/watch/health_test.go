@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,76 @@ func TestAHealthCopyIsNotChangedByLaterHeartbeats(t *testing.T) {
 	tr.Observe(fetcherBeat("f1", 2, t0, t0, 0, "authenticated"))
 	if !before.Degraded(t0) {
 		t.Fatal("a copy taken before the instance recovered changed under its reader")
+	}
+}
+
+// Each change of verdict is reported once, at the moment it happens: at
+// a heartbeat, or with time alone when a rule's for passes or a
+// timestamp field grows too old; a death is the transition's to say, not
+// a return to health, and an instance that comes back degraded is said
+// degraded again.
+func TestHealthChangesAreReportedOnceWhenTheyHappen(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithHealthRules(mustRules(t,
+		"tracker_fetcher: last_successful_operation older than 32s",
+		"tracker_fetcher: queue_size > 100 for 15s")...))
+	k := Key{"tracker_fetcher", "f1"}
+	type said struct {
+		at       time.Duration
+		degraded bool
+		rules    int
+	}
+	var got []said
+	lastOp, queue, count, working := t0, int64(0), int64(0), true
+	step := func(until time.Duration, beat bool) {
+		for clock.Now().Before(t0.Add(until)) {
+			clock.Advance(time.Second)
+			if beat && clock.Now().Sub(t0)%(5*time.Second) == 0 {
+				if working {
+					lastOp = clock.Now()
+				}
+				count++
+				tr.Observe(fetcherBeat("f1", count, clock.Now(), lastOp, queue, "authenticated"))
+			}
+			tr.Tick()
+			// The tracker says when it next has something to do: never
+			// later than a change.
+			if next, ok := tr.NextDeadline(); ok && next.Before(clock.Now()) {
+				t.Fatalf("at %v the next deadline %v is past", clock.Now().Sub(t0), next.Sub(t0))
+			}
+			for _, h := range tr.HealthAt(clock.Now()) {
+				if h.Key != k {
+					t.Fatalf("a change of %v", h.Key)
+				}
+				got = append(got, said{h.At.Sub(t0), h.Degraded, len(h.Broken)})
+			}
+		}
+	}
+	step(20*time.Second, true) // working: nothing to say
+	queue = 500                // from the 25 s heartbeat, broken 15 s later
+	step(50*time.Second, true)
+	queue = 0 // the 55 s heartbeat: healthy again
+	step(60*time.Second, true)
+	working = false // the last operation is the 60 s one: too old at 92 s, between heartbeats
+	step(100*time.Second, true)
+	step(140*time.Second, false) // silent from 100 s: stale, then dead, not "healthy"
+	count = 0
+	step(150*time.Second, true) // back at 145 s, still stuck: degraded again
+	want := []said{
+		{40 * time.Second, true, 1},
+		{55 * time.Second, false, 0},
+		{92 * time.Second, true, 1},
+		{145 * time.Second, true, 1},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("said %+v\nwant %+v", got, want)
+	}
+	if in, _ := tr.Get(k); in.State != Alive || !in.Degraded(clock.Now()) {
+		t.Errorf("at the end: %v, degraded %v", in.State, in.Degraded(clock.Now()))
+	}
+	// Forgotten, it leaves nothing behind.
+	tr.remove(tr.instances[k])
+	if len(tr.healthOf) != 0 || len(tr.healthDue) != 0 {
+		t.Errorf("after the instance left: %d health states, %d due", len(tr.healthOf), len(tr.healthDue))
 	}
 }

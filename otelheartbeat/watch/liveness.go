@@ -250,6 +250,12 @@ type Tracker struct {
 
 	replacedBy    map[Key]string // see ReplacedBy
 	replacedOrder []Key
+
+	// Health verdicts to report (HealthAt), for instances judged by health
+	// rules only.
+	healthOf    map[*entry]*healthState
+	healthDue   healthHeap
+	healthDirty []*entry
 }
 
 // serviceName is a service name shared by its instances' entries, released
@@ -265,7 +271,7 @@ type serviceName struct {
 type entry struct {
 	Instance
 	deadline   time.Time     // when the next transition is due
-	filed      time.Time     // the deadline the heap orders it by; never later than deadline
+	filed      int64         // the deadline the heap orders it by, Unix nanoseconds (a time.Time would cost 16 bytes more); never later than deadline
 	index      int           // in the heap, or -1
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
@@ -363,6 +369,7 @@ func NewTracker(opts ...TrackerOption) *Tracker {
 		keptBudget:      DefaultHeartbeatBudget,
 		instances:       make(map[Key]*entry),
 		services:        make(map[string]*serviceName),
+		healthOf:        make(map[*entry]*healthState),
 	}
 	t.heard.prev, t.heard.next = &t.heard, &t.heard
 	t.gone.prev, t.gone.next = &t.gone, &t.gone
@@ -592,10 +599,10 @@ func (t *Tracker) schedule(e *entry) {
 	}
 	switch {
 	case e.index < 0:
-		e.filed = e.deadline
+		e.filed = e.deadline.UnixNano()
 		heap.Push(&t.deadlines, e)
-	case e.deadline.Before(e.filed):
-		e.filed = e.deadline
+	case e.deadline.UnixNano() < e.filed:
+		e.filed = e.deadline.UnixNano()
 		heap.Fix(&t.deadlines, e.index)
 	}
 }
@@ -607,6 +614,7 @@ func (t *Tracker) remove(e *entry) {
 	}
 	t.unfile(e)
 	t.unlink(e)
+	t.forgetHealth(e)
 	delete(t.instances, e.Key)
 	t.kept -= int(e.keptSize)
 	if svc := t.services[e.Service]; svc != nil {
@@ -617,15 +625,21 @@ func (t *Tracker) remove(e *entry) {
 	}
 }
 
-// NextDeadline returns when Tick next has something to do; it may be early
-// (an entry that only needs re-filing), never late.
+// NextDeadline returns when Tick (or HealthAt) next has something to do;
+// it may be early (an entry that only needs re-filing), never late.
 func (t *Tracker) NextDeadline() (time.Time, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.deadlines) == 0 {
-		return time.Time{}, false
+	var next time.Time
+	if len(t.deadlines) > 0 {
+		next = time.Unix(0, t.deadlines[0].filed)
 	}
-	return t.deadlines[0].filed, true
+	if len(t.healthDue) > 0 {
+		if h := time.Unix(0, t.healthDue[0].hs.due); next.IsZero() || h.Before(next) {
+			next = h
+		}
+	}
+	return next, !next.IsZero()
 }
 
 // Tick is TickAt the tracker's current time.
@@ -641,7 +655,7 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Transition
-	for len(t.deadlines) > 0 && !t.deadlines[0].filed.After(seen) {
+	for len(t.deadlines) > 0 && t.deadlines[0].filed <= seen.UnixNano() {
 		e := t.deadlines[0]
 		due := e.deadline
 		if e.State == Alive || e.State == Stale {
@@ -651,10 +665,10 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 				due = hold
 			}
 		}
-		if due.After(seen) {
+		if due.UnixNano() > seen.UnixNano() { // as the heap orders: on the wall clock
 			// Heartbeats moved it on, or it is held: file it under its
 			// real deadline.
-			e.filed = due
+			e.filed = due.UnixNano()
 			heap.Fix(&t.deadlines, 0)
 			continue
 		}
@@ -666,6 +680,7 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen),
 				Interval: e.Interval, IntervalSource: e.IntervalSource})
 			e.State, e.Since = to, due
+			t.markHealth(e) // an instance that is not up is not degraded
 			if to == Dead {
 				t.unlink(e)
 				t.link(e)
@@ -793,7 +808,7 @@ func (t *Tracker) Services() []ServiceSummary {
 type deadlineHeap []*entry
 
 func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].filed.Before(h[j].filed) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].filed < h[j].filed }
 func (h deadlineHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index = i

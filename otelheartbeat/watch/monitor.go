@@ -83,6 +83,9 @@ const (
 	// KindIdle: nothing is waiting to be rendered: a good moment to flush
 	// buffered output.
 	KindIdle
+	// KindHealth: an up instance's health verdict changed (Health): it
+	// breaks a health rule (WithHealthRules), or keeps to them all again.
+	KindHealth
 )
 
 // Event is something the monitor saw. Raw is read-only: it shares memory
@@ -97,6 +100,7 @@ type Event struct {
 	Message    *wire.Message
 	Raw        []byte
 	Transition Transition
+	Health     HealthChange
 	Err        error
 	Count      int
 	Downtime   time.Duration
@@ -398,6 +402,9 @@ func (d *delivery) tick() {
 	}
 	for _, t := range d.m.tracker.TickAt(seen) {
 		d.emit(Event{Kind: KindTransition, At: t.At, Transition: t})
+	}
+	for _, h := range d.m.tracker.HealthAt(seen) {
+		d.emit(Event{Kind: KindHealth, At: h.At, Health: h})
 	}
 	d.rearm()
 }

@@ -112,6 +112,27 @@
     return id.length > 13 ? id.slice(0, 8) + "…" : id;
   }
 
+  // verdict is what the page shows of an instance: its state, or
+  // "degraded" when it is up and breaks a health rule of its service.
+  function verdict(inst) {
+    const up = inst.state === "alive" || inst.state === "stale";
+    return up && inst.health && inst.health.verdict === "degraded" ? "degraded" : inst.state;
+  }
+
+  // A link the server built from the operator's template: shown only as
+  // an http(s) URL, in a new tab, telling the other side nothing.
+  function externalLink(href, text, label) {
+    if (typeof href !== "string" || !/^https?:\/\//i.test(href)) return null;
+    return el("a", { className: "metrics", href, target: "_blank", rel: "noopener noreferrer", text, "aria-label": label });
+  }
+
+  // A rule as a row shows it: without its "SERVICE: " (the row is the
+  // service's).
+  function ruleText(rule) {
+    const i = rule.indexOf(": ");
+    return i >= 0 ? rule.slice(i + 2) : rule;
+  }
+
   async function getJSON(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
     let body = null;
@@ -255,7 +276,8 @@
     const n = s.counts || {};
     const total = (n.alive || 0) + (n.stale || 0) + (n.dead || 0) + (n.stopped || 0);
     setText(c.counts, total + " instance" + (total === 1 ? "" : "s") + ": " + (n.alive || 0) + " alive, " +
-      (n.stale || 0) + " stale, " + (n.dead || 0) + " dead, " + (n.stopped || 0) + " stopped");
+      (n.stale || 0) + " stale, " + (n.dead || 0) + " dead, " + (n.stopped || 0) + " stopped" +
+      (n.degraded ? "; " + n.degraded + " degraded" : ""));
     for (const w of fleet.windows) {
       let cell = c.uptimeCells.get(w);
       if (!cell) {
@@ -334,6 +356,7 @@
       for (const r of detail.rows.values()) r.tr.remove();
       detail.rows.clear();
       setText($("service-name"), name);
+      clearCharts();
       setText($("service-state"), "");
       $("service-summary").replaceChildren();
       $("service-missing").hidden = true;
@@ -366,6 +389,7 @@
     renderServiceTables();
     renderAllRows();
     markRendered("service", detail.instances.size);
+    loadChartsSoon(0);
   }
 
   function renderServiceSummary() {
@@ -379,6 +403,7 @@
       ["Alive", n.alive || 0], ["Stale", n.stale || 0], ["Dead", n.dead || 0], ["Stopped", n.stopped || 0],
       ["Must be up", s.min_alive],
     ];
+    if (n.degraded) items.splice(4, 0, ["Degraded", n.degraded]);
     if (s.open_incident) {
       items.push(["Open incident", el("span", null, "since ", timeEl(s.open_incident.started_at))]);
     }
@@ -409,8 +434,36 @@
       withService ? el("td", null, timeEl(i.started_at)) : el("th", { scope: "row" }, timeEl(i.started_at)),
       i.ended_at ? el("td", null, timeEl(i.ended_at)) : el("td", { text: "open" }),
       el("td", { text: fmtDuration(i.duration_seconds) }),
-      el("td", { text: (i.instances || []).join(", ") }));
+      incidentInstances(i));
     return tr;
+  }
+
+  // The instances of an incident, each with its link to its own metrics
+  // when the panel has a template, and the values of the hour before
+  // the incident began (their last heartbeats are in it) on demand.
+  function incidentInstances(i) {
+    const ids = i.instances || [];
+    const links = i.metrics_links || {};
+    const td = el("td", { className: "incident-instances" });
+    ids.forEach((id, n) => {
+      if (n) td.append(", ");
+      td.append(el("span", { className: "mono", text: id }));
+      const a = externalLink(links[id], "metrics ↗", "metrics of " + id);
+      if (a) td.append(" ", a);
+    });
+    if (ids.length && window.uPlot && i.started_at) {
+      const d = el("details", { className: "before" }, el("summary", { text: "Values in the hour before" }));
+      const box = el("div", { className: "charts" });
+      d.append(box);
+      d.addEventListener("toggle", () => {
+        if (d.open && !box.dataset.loaded) {
+          box.dataset.loaded = "1";
+          loadIncidentCharts(i, box).catch((e) => { box.replaceChildren(el("p", { className: "muted", text: "Values could not be read: " + e.message })); });
+        }
+      });
+      td.append(d);
+    }
+    return td;
   }
 
   function compareRows(a, b) {
@@ -424,6 +477,8 @@
     r.tr = el("tr", { role: "row", "data-instance": inst.instance });
     r.id = el("th", { scope: "row", role: "rowheader", className: "mono id", title: inst.instance, text: shortID(inst.instance) });
     r.state = el("span", { className: "state" });
+    r.health = el("ul", { className: "health" });
+    r.healthCell = el("td", { role: "cell", className: "health-cell", "data-label": "Health" }, r.health);
     const cell = (cls, label) => el("td", { role: "cell", className: cls, "data-label": label });
     r.age = cell("num", "Age");
     r.uptime = cell("num", "Uptime (24h)");
@@ -439,7 +494,7 @@
     barsCell.append(r.bars);
     const stateCell = cell("state-cell", null);
     stateCell.append(r.state);
-    r.tr.append(r.id, stateCell, r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, barsCell, r.fields);
+    r.tr.append(r.id, stateCell, r.age, r.uptime, r.beats, r.lost, r.mem, r.cpu, r.interval, r.addr, barsCell, r.healthCell, r.fields);
     return r;
   }
 
@@ -478,9 +533,17 @@
 
   function fillRow(r, inst) {
     r.inst = inst;
-    r.tr.dataset.state = inst.state;
-    r.state.dataset.state = inst.state;
-    setText(r.state, inst.state);
+    const v = verdict(inst);
+    r.tr.dataset.state = v;
+    r.state.dataset.state = v;
+    setText(r.state, v);
+    fillHealth(r, inst);
+    if (r.linkOf !== (inst.metrics_link || "")) {
+      r.linkOf = inst.metrics_link || "";
+      if (r.link) r.link.remove();
+      r.link = externalLink(inst.metrics_link, "metrics ↗", "metrics of " + inst.instance);
+      if (r.link) r.id.append(" ", r.link);
+    }
     renderAge(r);
     fillAgeTitle(r);
     setText(r.uptime, fmtPercent(inst.uptime));
@@ -543,6 +606,25 @@
     }
   }
 
+  // The rules an instance breaks, or may soon (pending), or whose field
+  // it does not send (unknown): each named, its state in its class.
+  function fillHealth(r, inst) {
+    const checks = (inst.health && inst.health.checks) || [];
+    const shown = checks.filter((c) => c.status !== "holds");
+    const sig = JSON.stringify(shown);
+    if (r.healthSig === sig) return;
+    r.healthSig = sig;
+    r.health.replaceChildren(...shown.map((c) => {
+      const what = c.status === "unknown" ? ruleText(c.rule) + ": not sent" : ruleText(c.rule);
+      const li = el("li", { className: c.status, text: what });
+      const z = c.since ? zonedTime(c.since) : null;
+      li.title = c.rule + " — " + c.status + (z ? " since " + z.title : "") +
+        (c.value !== undefined && c.value !== null ? "; value " + fmtValue(c.value) : "");
+      return li;
+    }));
+    r.healthCell.classList.toggle("empty", shown.length === 0);
+  }
+
   function fillAgeTitle(r) {
     if (r.seenTitleOf === r.inst.last_seen) return;
     r.seenTitleOf = r.inst.last_seen;
@@ -558,7 +640,7 @@
 
   let rowLimit = ROW_PAGE;
   let stateFilter = "";
-  const matches = (inst) => !stateFilter || inst.state === stateFilter;
+  const matches = (inst) => !stateFilter || verdict(inst) === stateFilter;
 
   // The rows shown: those of the filter, by id, the first rowLimit.
   function shownInstances() {
@@ -628,6 +710,239 @@
       ? "Showing the first " + shown.length + " of " + total + (stateFilter ? " " + stateFilter : "") + " instances, by id."
       : total === 0 && detail.instances.size > 0 ? "No " + stateFilter + " instances." : "");
     $("more-rows").hidden = shown.length >= total;
+  }
+
+  // ---- values over time ----
+
+  // Each numeric field of the service's heartbeats over the last hour or
+  // day (the recorder's rollups: GET .../series), one chart a field drawn
+  // by uPlot, a line an instance (or, past CHART_LINES instances, the
+  // service's greatest and sum), with deaths, stops and restarts marked
+  // on the time axis. The charts follow the service live: read again
+  // every 15 s and soon after a change of state.
+  const CHART_LINES = 8;
+  const CHART_FIELDS = 16;
+  const PALETTE = ["#0b57d0", "#16794a", "#c2410c", "#7b1fa2", "#00838f", "#c2185b", "#5d4037", "#455a64"];
+  const MARKS = { dead: "--down", stopped: "--stopped", replaced: "--link", recovered: "--up", started: "--up" };
+  const MARK_SYMBOL = { dead: "✕", stopped: "■", replaced: "↻", recovered: "✓", started: "▶" };
+  const FIELD_TITLES = { memory_usage_mb: "Memory (MB)", cpu_usage_percent: "CPU (%)" };
+  const view = { span: "1h", charts: new Map(), gen: 0, timer: 0 };
+
+  const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+
+  // The fields to chart: memory and CPU, then each numeric service field
+  // the instances send, in the order they send them.
+  function numericFields() {
+    const keys = ["memory_usage_mb", "cpu_usage_percent"];
+    for (const inst of detail.instances.values()) {
+      for (const f of inst.fields || []) {
+        if (typeof f.value === "number" && !keys.includes(f.key)) keys.push(f.key);
+      }
+    }
+    return keys.slice(0, CHART_FIELDS);
+  }
+
+  function seriesURL(name, field, params) {
+    return "api/v1/services/" + encodeURIComponent(name) + "/series?" + new URLSearchParams(Object.assign({ field }, params)).toString();
+  }
+
+  // lines picks what a chart draws of one answer, and aligns it for uPlot:
+  // one x (the steps' starts), a y per line, null where a line has no point.
+  function chartLines(s) {
+    const many = s.series.length > CHART_LINES;
+    const lines = many
+      ? [{ label: "greatest of " + s.series.length + " instances", points: s.aggregate.max },
+         { label: "sum of " + s.series.length + " instances", points: s.aggregate.sum }]
+      : s.series.map((x) => ({ label: x.instance, points: x.points }));
+    const xs = [...new Set(lines.flatMap((l) => l.points.map((p) => p[0])))].sort((a, b) => a - b);
+    const at = new Map(xs.map((x, i) => [x, i]));
+    const ys = lines.map((l) => {
+      const y = new Array(xs.length).fill(null);
+      for (const [t, v] of l.points) y[at.get(t)] = v;
+      return y;
+    });
+    return { lines, data: [xs, ...ys], many };
+  }
+
+  // marksPlugin draws the events as vertical lines across the plot, in
+  // their state's colour (a stop dashed).
+  function marksPlugin(chart) {
+    return {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          ctx.save();
+          for (const e of chart.events) {
+            const x = Math.round(u.valToPos(e.at, "x", true));
+            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+            ctx.strokeStyle = cssVar(MARKS[e.event] || "--muted");
+            ctx.lineWidth = 2 * (window.devicePixelRatio || 1);
+            ctx.setLineDash(e.event === "stopped" ? [6, 4] : []);
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          }
+          ctx.restore();
+        }],
+      },
+    };
+  }
+
+  // offsetName is the browser's offset from UTC as the page names zones.
+  function offsetName() {
+    return "UTC" + offsetOf(new Date(), "", ":");
+  }
+
+  // drawChart draws (or redraws) one field's chart in box from one answer.
+  function drawChart(charts, box, field, s) {
+    let c = charts.get(field);
+    if (!c) {
+      c = { field, events: [] };
+      c.fig = el("figure", { className: "chart", "data-field": field });
+      c.cap = el("figcaption", null, el("span", { className: "chart-title", text: FIELD_TITLES[field] || field }));
+      c.plot = el("div", { className: "plot" });
+      c.legend = el("ul", { className: "chart-legend" });
+      c.fig.append(c.cap, c.plot, c.legend);
+      charts.set(field, c);
+    }
+    box.append(c.fig); // in the order asked
+    const { lines, data, many } = chartLines(s);
+    c.events = s.events || [];
+    const since = Date.parse(s.since) / 1000, until = Date.parse(s.until) / 1000;
+    const sig = JSON.stringify(lines.map((l) => l.label)) + many;
+    const width = Math.max(240, Math.floor(c.plot.clientWidth || box.clientWidth || 320));
+    if (!c.u || c.sig !== sig) {
+      if (c.u) c.u.destroy();
+      c.sig = sig;
+      const fg = cssVar("--fg"), grid = cssVar("--border");
+      c.u = new window.uPlot({
+        width, height: 170,
+        legend: { show: false },
+        cursor: { drag: { x: false, y: false }, points: { show: false } },
+        scales: { x: { time: true } },
+        axes: [
+          { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, label: offsetName(), labelSize: 18, labelFont: "11px system-ui, sans-serif", font: "11px system-ui, sans-serif" },
+          { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 56, font: "11px system-ui, sans-serif" },
+        ],
+        // Points are drawn where there is room for them (uPlot's default),
+        // so that a lone value shows.
+        series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false }))],
+        plugins: [marksPlugin(c)],
+      }, data, c.plot);
+      c.legend.replaceChildren(...lines.map((l, i) => {
+        const sw = el("span", { className: "swatch", "aria-hidden": "true" });
+        sw.style.background = PALETTE[i % PALETTE.length];
+        return el("li", { title: l.label }, sw, el("span", { className: many ? "" : "mono", text: many ? l.label : shortID(l.label) }));
+      }));
+    } else {
+      c.u.setData(data, false);
+    }
+    c.u.setScale("x", { min: since, max: until });
+    const points = data[0].length;
+    c.fig.dataset.points = String(points);
+    c.fig.dataset.lines = String(lines.length);
+    c.fig.dataset.marks = String(c.events.length);
+    c.fig.setAttribute("aria-label", (FIELD_TITLES[field] || field) + ": " + lines.length + " line" + (lines.length === 1 ? "" : "s") +
+      ", " + points + " points, a point every " + fmtDuration(s.step) + (c.events.length ? ", " + c.events.length + " marked changes" : ""));
+    if (!points) c.legend.replaceChildren(el("li", { className: "muted", text: "no values kept in this span" }));
+  }
+
+  function marksList(events) {
+    return events.slice(-20).map((e) => {
+      const li = el("li", { "data-event": e.event },
+        el("span", { className: "mark-symbol", "aria-hidden": "true", text: MARK_SYMBOL[e.event] || "•" }), " " + e.event + " ",
+        el("span", { className: "mono", title: e.instance, text: shortID(e.instance) }),
+        e.by ? el("span", null, " by ", el("span", { className: "mono", title: e.by, text: shortID(e.by) })) : "", " ",
+        timeEl(new Date(e.at * 1000).toISOString()));
+      li.querySelector(".mark-symbol").style.color = cssVar(MARKS[e.event] || "--muted");
+      return li;
+    });
+  }
+
+  async function loadCharts() {
+    if (route.view !== "service" || !detail.loaded || !window.uPlot) return;
+    const gen = ++view.gen;
+    const name = detail.name;
+    const fields = numericFields();
+    const answers = await Promise.all(fields.map((f) => getJSON(seriesURL(name, f, { since: view.span })).catch((e) => e)));
+    if (gen !== view.gen || route.view !== "service" || detail.name !== name) return;
+    const box = $("charts");
+    const off = answers.find((a) => a instanceof Error && a.status === 404);
+    if (off) {
+      setText($("charts-note"), off.message);
+      box.replaceChildren();
+      view.charts.clear();
+      box.dataset.rendered = "0";
+      return;
+    }
+    for (const [f, c] of view.charts) {
+      if (!fields.includes(f)) { c.u && c.u.destroy(); c.fig.remove(); view.charts.delete(f); }
+    }
+    let events = [];
+    fields.forEach((f, i) => {
+      const a = answers[i];
+      if (a instanceof Error || !a) return;
+      drawChart(view.charts, box, f, a);
+      events = a.events || events;
+    });
+    const first = answers.find((a) => a && !(a instanceof Error));
+    const n = first ? first.series.length : 0;
+    setText($("charts-note"), !first ? "Values could not be read." :
+      (first.truncated ? "The first " + n + " instances. " : "") +
+      (n > CHART_LINES ? "More than " + CHART_LINES + " instances: each chart shows the service's greatest value and its sum. " : "") +
+      "A point every " + fmtDuration(first.step) + ".");
+    $("charts-marks").replaceChildren(...marksList(events));
+    box.dataset.rendered = String(view.charts.size);
+  }
+
+  function loadChartsSoon(delay) {
+    clearTimeout(view.timer);
+    view.timer = setTimeout(() => {
+      loadCharts().catch(() => {}).finally(() => {
+        if (route.view === "service") loadChartsSoon(15000);
+      });
+    }, delay);
+  }
+
+  function clearCharts() {
+    for (const c of view.charts.values()) if (c.u) c.u.destroy();
+    view.charts.clear();
+    $("charts").replaceChildren();
+    $("charts-marks").replaceChildren();
+    setText($("charts-note"), "");
+  }
+
+  // An incident's charts: each affected instance's values in the hour
+  // before the incident began.
+  async function loadIncidentCharts(i, box) {
+    const ids = (i.instances || []).slice(0, CHART_LINES);
+    const until = new Date(Date.parse(i.started_at)).toISOString();
+    const fields = i.service === detail.name ? numericFields() : ["memory_usage_mb", "cpu_usage_percent"];
+    const params = (f) => {
+      const q = new URLSearchParams({ field: f, since: "1h", until });
+      for (const id of ids) q.append("instance", id);
+      return "api/v1/services/" + encodeURIComponent(i.service) + "/series?" + q.toString();
+    };
+    const answers = await Promise.all(fields.map((f) => getJSON(params(f)).catch((e) => e)));
+    const charts = new Map();
+    box.replaceChildren();
+    let drawn = 0;
+    fields.forEach((f, n) => {
+      const a = answers[n];
+      if (a instanceof Error || !a || !a.series.length) return;
+      drawChart(charts, box, f, a);
+      drawn++;
+    });
+    if (!drawn) box.append(el("p", { className: "muted", text: "No values were kept for these instances in the hour before." }));
+    box.dataset.rendered = String(drawn);
+  }
+
+  function resizeCharts() {
+    for (const c of view.charts.values()) {
+      const w = Math.max(240, Math.floor(c.plot.clientWidth));
+      if (c.u && Math.abs(c.u.width - w) > 1) c.u.setSize({ width: w, height: 170 });
+    }
   }
 
   // ---- incidents log ----
@@ -814,6 +1129,14 @@
       rowLimit += ROW_PAGE;
       renderAllRows();
     });
+    for (const b of document.querySelectorAll("#charts-controls [data-span]")) {
+      b.addEventListener("click", () => {
+        view.span = b.dataset.span;
+        for (const o of document.querySelectorAll("#charts-controls [data-span]")) o.setAttribute("aria-pressed", String(o === b));
+        loadChartsSoon(0);
+      });
+    }
+    if (window.ResizeObserver) new ResizeObserver(resizeCharts).observe($("charts"));
     show(parseRoute().view);
     setInterval(tick, 1000);
     // Alerts change with transitions, which the events carry: refresh the

@@ -22,12 +22,13 @@ type Style struct {
 }
 
 const (
-	ansiReset  = "\x1b[0m"
-	ansiGreen  = "\x1b[32m"
-	ansiYellow = "\x1b[33m"
-	ansiRed    = "\x1b[31m"
-	ansiGrey   = "\x1b[90m"
-	ansiBold   = "\x1b[1m"
+	ansiReset   = "\x1b[0m"
+	ansiGreen   = "\x1b[32m"
+	ansiYellow  = "\x1b[33m"
+	ansiMagenta = "\x1b[35m"
+	ansiRed     = "\x1b[31m"
+	ansiGrey    = "\x1b[90m"
+	ansiBold    = "\x1b[1m"
 )
 
 func (s Style) paint(code, text string) string {
@@ -192,6 +193,26 @@ func (s Style) Transition(w io.Writer, t watch.Transition) {
 	fmt.Fprintf(w, "%s - %s\n", line, s.clock(t.At))
 }
 
+// Health writes one change of an instance's health verdict.
+func (s Style) Health(w io.Writer, h watch.HealthChange) {
+	who := fmt.Sprintf("%s (%s)", s.paint(ansiBold, name(h.Service)), short(h.Instance))
+	if !h.Degraded {
+		fmt.Fprintf(w, "💚 %s is %s: it keeps to its health rules again - %s\n", who, s.paint(ansiGreen, "healthy"), s.clock(h.At))
+		return
+	}
+	fmt.Fprintf(w, "🟣 %s is %s: it beats, but breaks %s - %s\n", who, s.paint(ansiMagenta, "degraded"), rules(h.Broken), s.clock(h.At))
+}
+
+// rules names broken checks' rules, escaped: a rule holds the operator's
+// text, and its service part may match names sent on the wire.
+func rules(cs []watch.Check) string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, Escape(c.Rule.String()))
+	}
+	return strings.Join(out, "; ")
+}
+
 // IntervalText says what an instance is judged by and where that comes
 // from: "1m0s", "1s, inferred" from its heartbeats' gaps, or "1m0s,
 // assumed" (the default, until its gaps show it).
@@ -223,9 +244,13 @@ func (s Style) Table(w io.Writer, tr *watch.Tracker, stats watch.Stats, now time
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tSTATE   \tAGE\tINTERVAL\tUPTIME\tBEATS\tMEMORY\tCPU\tLOST")
 	for _, in := range tr.Snapshot() {
+		state := s.state(in.State, fmt.Sprintf("%-8s", in.State))
+		if in.Degraded(now) {
+			state = s.paint(ansiMagenta, fmt.Sprintf("%-8s", "degraded"))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%s\t%s\t%d\n",
 			clip(Escape(in.Service), maxCellWidth), short(in.Instance),
-			s.state(in.State, fmt.Sprintf("%-8s", in.State)),
+			state,
 			round(in.Age(now)), shortInterval(in.Interval, in.IntervalSource),
 			optional(in.Has&wire.HasUptime != 0, FormatUptime(in.UptimeSeconds)),
 			in.Count,
@@ -259,6 +284,8 @@ func (s Style) Event(w io.Writer, e watch.Event) {
 		s.Heartbeat(w, e.Message, e.At)
 	case watch.KindTransition:
 		s.Transition(w, e.Transition)
+	case watch.KindHealth:
+		s.Health(w, e.Health)
 	case watch.KindMalformed:
 		where := name(e.Channel)
 		if where == "" {
@@ -304,6 +331,8 @@ type jsonEvent struct {
 	Downtime  *float64        `json:"downtime_seconds,omitempty"`
 	Recovered bool            `json:"recovered,omitempty"`
 	By        string          `json:"replaced_by,omitempty"`
+	Degraded  *bool           `json:"degraded,omitempty"`
+	Rules     []string        `json:"rules,omitempty"`
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -321,6 +350,12 @@ func JSON(w io.Writer, e watch.Event) error {
 		j.Type, j.Service, j.Instance, j.From, j.To = "transition", t.Service, t.Instance, t.From.String(), t.To.String()
 		j.Age, j.Interval, j.Recovered = ptr(t.Age.Seconds()), ptr(t.Interval.Seconds()), t.Recovered()
 		j.Source, j.By = t.IntervalSource.String(), t.By
+	case watch.KindHealth:
+		h := e.Health
+		j.Type, j.Service, j.Instance, j.Degraded = "health", h.Service, h.Instance, ptr(h.Degraded)
+		for _, c := range h.Broken {
+			j.Rules = append(j.Rules, c.Rule.String())
+		}
 	case watch.KindMalformed:
 		j.Type, j.Channel, j.Error = "malformed", e.Channel, e.Err.Error()
 	case watch.KindDisconnected:
