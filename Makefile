@@ -82,6 +82,7 @@ bench: deps
 	   PANEL_BENCH_WINDOW=60s $(GO) test -run '^$$' -bench '^BenchmarkPanelAtTenThousandInstances$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkPanelUnderFatHeartbeats$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/history && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkSeriesBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/series && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkThirtyDays$$' -benchmem ./otelheartbeat/uptime; } | tee bench.out
 	@echo
 	@$(GO) run ./internal/tools/benchtable < bench.out

@@ -16,7 +16,7 @@
 // What that costs is fixed per field, whatever the heartbeat interval:
 // 16 bytes x (120 + 288 per day of retention), plus the allocator's
 // rounding and two keys' overhead: 7.4 KB a field at a day, measured by
-// BenchmarkBytesPerInstanceDay against a real redis-server (see
+// BenchmarkSeriesBytesPerInstanceDay against a real redis-server (see
 // docs/performance.md), for at most MaxFields fields per instance.
 //
 // A Writer is fed heartbeats as they arrive and writes the rollups in

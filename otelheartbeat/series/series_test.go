@@ -206,14 +206,14 @@ func TestRetentionIsChecked(t *testing.T) {
 	}
 }
 
-// BenchmarkBytesPerInstanceDay measures what one instance's values cost
+// BenchmarkSeriesBytesPerInstanceDay measures what one instance's values cost
 // Valkey at the default retention (a day): the seed's tracker fetcher's
 // four numbers (memory, CPU, queue_size and one more), every slot of both
 // rings written, by MEMORY USAGE of their keys on a real redis-server.
 // It fails above the documented bound: 16 bytes a slot, 15% for the
 // allocator's size classes, and 250 bytes a ring for its key, expiry and
 // entry.
-func BenchmarkBytesPerInstanceDay(b *testing.B) {
+func BenchmarkSeriesBytesPerInstanceDay(b *testing.B) {
 	ctx := context.Background()
 	s, err := NewStore(redistest.Start(b).Client(b))
 	if err != nil {

@@ -83,7 +83,7 @@ func run(in io.Reader, w io.Writer) error {
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
 		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood", "BenchmarkFatHeartbeatFlood", "BenchmarkLoadFatLatestKeys", "BenchmarkPanelAtTenThousandInstances",
 		"BenchmarkPanelUnderFatHeartbeats",
-		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkThirtyDays")
+		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkSeriesBytesPerInstanceDay", "BenchmarkThirtyDays")
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -211,6 +211,13 @@ func run(in io.Reader, w io.Writer) error {
 		rows = append(rows,
 			row{"history in Valkey, an instance that runs all day (once, not per day)", fmt.Sprintf("%.0f B", quiet), "", "", "", ""},
 			row{"history in Valkey per instance per day, one restart and two lost heartbeats a day", fmt.Sprintf("%.0f B", churn), "", "", "≤ 1 KiB", verdict(churn <= 1024)})
+	}
+	if b, ok := r.get("BenchmarkSeriesBytesPerInstanceDay", "B/instance/day"); ok {
+		// The bound of the package's doc: 16 bytes a slot of both rings
+		// (120 + 288 a day), 15% for the allocator, 250 bytes a ring.
+		bound := 4 * (16*(120+288)*1.15 + 2*250)
+		rows = append(rows, row{"values over time in Valkey per instance, a day kept, four numeric fields", fmt.Sprintf("%.0f B", b), "", "",
+			fmt.Sprintf("≤ %.0f B", bound), verdict(b <= bound)})
 	}
 	if ns, ok := r.get("BenchmarkThirtyDays", "ns/op"); ok {
 		rows = append(rows, row{"30-day uptime, 1,000 instances (120,000 history entries), computed", fmt.Sprintf("%.0f ms", ns/1e6), "", "", "≤ 1 s", verdict(ns <= 1e9)})
