@@ -72,6 +72,8 @@ func timed(b *testing.B, url string) time.Duration {
 // 60 s (167 heartbeats a second), and measures its CPU over a window
 // (PANEL_BENCH_WINDOW, default 15 s), its resident memory, and how long
 // the fleet overview and a 500-instance service view take to answer.
+// PANEL_BENCH_ARGS adds flags to the panel's (e.g. --series-retention 0,
+// to measure what keeping values over time costs against a baseline).
 func BenchmarkPanelAtTenThousandInstances(b *testing.B) {
 	window := 15 * time.Second
 	if v := os.Getenv("PANEL_BENCH_WINDOW"); v != "" {
@@ -93,7 +95,8 @@ func BenchmarkPanelAtTenThousandInstances(b *testing.B) {
 	if _, err := fl.Round(ctx, c); err != nil {
 		b.Fatal(err)
 	}
-	p := proctest.Start(b, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()), "--listen", "127.0.0.1:0")
+	p := proctest.Start(b, bin, proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL()),
+		append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_BENCH_ARGS"))...)...)
 	url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 10*time.Second).Text, "admin panel on "))[0], "/")
 	running := make(chan struct{})
 	go func() { defer close(running); _, _ = fl.Run(ctx, c) }()

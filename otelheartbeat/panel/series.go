@@ -88,6 +88,12 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "field: want the name of a numeric heartbeat field, such as memory_usage_mb")
 		return
 	}
+	for _, id := range q["instance"] {
+		if err := wire.ValidateInstanceID(id); err != nil {
+			badRequest(w, "instance: "+err.Error())
+			return
+		}
+	}
 	now := time.Now()
 	until := now
 	if s := q.Get("until"); s != "" {
