@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -117,6 +119,9 @@ func TestAStuckWorkLoopIsDegradedAndItsValuesAreCharted(t *testing.T) {
 		})
 	})
 	waitFor(t, ctx, "the degraded row", row+`.dataset.state === "degraded"`, 10*time.Second)
+	if m := metricsText(t, base); !strings.Contains(m, `heartbeat_instance_degraded{service_instance_id="fetch/1&b=<i>#x",service_name="tracker_fetcher"} 1`) {
+		t.Errorf("/metrics lacks the degraded instance:\n%s", grepLines(m, "degraded"))
+	}
 	if got := eval[string](t, ctx, row+`.querySelector('.health li.broken').textContent`); got != "last_successful_operation older than 3s" {
 		t.Errorf("the broken rule reads %q", got)
 	}
@@ -177,4 +182,25 @@ func TestAStuckWorkLoopIsDegradedAndItsValuesAreCharted(t *testing.T) {
 	}
 	waitFor(t, ctx, "the incident's hour before, charted", inc+`.querySelector('details.before .charts').dataset.rendered >= 1 && `+
 		inc+`.querySelector('details.before figure[data-field="memory_usage_mb"]').dataset.points >= 1`, 20*time.Second)
+}
+
+func metricsText(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

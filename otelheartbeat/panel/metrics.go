@@ -31,8 +31,8 @@ type metrics struct {
 
 // instruments are the panel's metrics, observed in one callback.
 type instruments struct {
-	state, received, lost, services, minAlive, watching, recording, notes, queued metric.Int64Observable
-	age, interval                                                                 metric.Float64Observable
+	state, degraded, received, lost, services, minAlive, watching, recording, notes, queued metric.Int64Observable
+	age, interval                                                                           metric.Float64Observable
 }
 
 // newInstruments registers every instrument on m; the error joins those
@@ -56,6 +56,7 @@ func newInstruments(m metric.Meter) (instruments, error) {
 	}
 	in := instruments{
 		state:     gauge("heartbeat.instance.state", "1 for the instance's current liveness state, 0 for the others"),
+		degraded:  gauge("heartbeat.instance.degraded", "1 while the instance is up and breaks a health rule (--health-rule), 0 while it keeps to them; absent without rules for its service"),
 		age:       seconds("heartbeat.instance.age", "time since the instance's last heartbeat was received"),
 		received:  counter("heartbeat.instance.received", "heartbeats of the instance this panel received"),
 		lost:      counter("heartbeat.instance.lost", "heartbeats of the instance missing from its heartbeat_count sequence"),
@@ -72,7 +73,7 @@ func newInstruments(m metric.Meter) (instruments, error) {
 }
 
 func (in instruments) all() []metric.Observable {
-	return []metric.Observable{in.state, in.age, in.received, in.lost, in.interval, in.services, in.minAlive,
+	return []metric.Observable{in.state, in.degraded, in.age, in.received, in.lost, in.interval, in.services, in.minAlive,
 		in.watching, in.recording, in.notes, in.queued}
 }
 
@@ -106,6 +107,9 @@ func (in instruments) observe(p *Panel, o metric.Observer) {
 		id := []attribute.KeyValue{attribute.String("service.name", inst.Service), attribute.String("service.instance.id", inst.Instance)}
 		for st := watch.Alive; st <= watch.Stopped; st++ {
 			o.ObserveInt64(in.state, one(st == inst.State), metric.WithAttributes(append(id[:2:2], attribute.String("state", st.String()))...))
+		}
+		if inst.Health != nil {
+			o.ObserveInt64(in.degraded, one(inst.Degraded(now)), metric.WithAttributes(id...))
 		}
 		o.ObserveFloat64(in.age, inst.Age(now).Seconds(), metric.WithAttributes(id...))
 		o.ObserveFloat64(in.interval, inst.Interval.Seconds(), metric.WithAttributes(id...))
