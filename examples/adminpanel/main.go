@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		fmt.Fprintf(stderr, "adminpanel: alerts link to %s\n", s.externalURL)
 	}
-	p, err := panel.New(mon.Tracker(), conn.Client, opts...)
+	p, err := panel.New(mon.Tracker(), conn.Client, append(opts, panel.WithSeen(mon.Seen))...)
 	if err != nil {
 		fmt.Fprintf(stderr, "adminpanel: %v\n", err)
 		return 2

@@ -137,7 +137,7 @@ func TestAStuckWorkLoopIsDegradedAndItsValuesAreCharted(t *testing.T) {
 	}
 
 	// Freed: healthy again, and the alert resolves.
-	send(t, fetcher, syscall.SIGUSR1)
+	send(t, fetcher, syscall.SIGUSR2)
 	poll.Until(t, 20*time.Second, "the fetcher healthy again", func() bool {
 		in, d := instance()
 		return in.Health != nil && in.Health.Verdict == "healthy" && d.State == "up"
@@ -203,4 +203,45 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// While the panel cannot see Valkey its verdicts are frozen, health
+// included: a rule on a field's age does not break with time alone while
+// the heartbeats that would refresh it cannot arrive.
+func TestAStalledValkeyFreezesHealthToo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Valkey, the panel and a service")
+	}
+	srv := redistest.Start(t)
+	proctest.Start(t, testbin.Build(t, "../trackerfetcher"), proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT="+srv.URL(),
+		"HEARTBEAT_INTERVAL=1", "OTEL_RESOURCE_ATTRIBUTES=service.instance.id=f1"))
+	base := startPanel(t, srv, "--health-rule", "tracker_fetcher: last_successful_operation older than 3s")
+	health := func() (string, string, bool) {
+		var d panel.ServiceDetailJSON
+		resp, err := http.Get(base + "/api/v1/services/tracker_fetcher")
+		if err != nil {
+			return "", "", false
+		}
+		defer resp.Body.Close()
+		if json.NewDecoder(resp.Body).Decode(&d) != nil || len(d.Instances) != 1 || d.Instances[0].Health == nil {
+			return "", "", false
+		}
+		var f panel.FleetJSON
+		getJSON(t, base+"/api/v1/services", &f)
+		return d.Instances[0].Health.Verdict, d.Instances[0].Health.Checks[0].Status, f.Watching
+	}
+	poll.Until(t, 30*time.Second, "the fetcher healthy", func() bool { v, c, _ := health(); return v == "healthy" && c == "holds" })
+	srv.Pause()
+	poll.Until(t, 10*time.Second, "the panel blind", func() bool { _, _, w := health(); return !w })
+	// Past the rule's 3 s with no heartbeat: frozen, not degraded.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, c, _ := health(); v == "degraded" || c == "broken" {
+			srv.Resume()
+			t.Fatalf("degraded while the panel could not see: %s, %s", v, c)
+		}
+		time.Sleep(200 * time.Millisecond) // the panel's own state: poll it
+	}
+	srv.Resume()
+	poll.Until(t, 20*time.Second, "watching and healthy again", func() bool { v, _, w := health(); return w && v == "healthy" })
 }

@@ -122,6 +122,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "monitor: --table and --json do not mix")
 		return exitUsage
 	}
+	if o.once && len(o.healthRules) > 0 {
+		// --once answers whether instances are alive, from one look: a
+		// rule's for and a field's age need watching over time.
+		fmt.Fprintln(stderr, "monitor: --health-rule does not apply to --once, which judges liveness only; watch without --once")
+		return exitUsage
+	}
 	if o.refresh <= 0 || o.retention <= 0 || o.timeout <= 0 || o.blindAfter <= 0 || o.maxInstances <= 0 {
 		fmt.Fprintln(stderr, "monitor: --refresh, --retention, --timeout, --blind-after and --max-instances must be positive")
 		return exitUsage

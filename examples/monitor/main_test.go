@@ -177,7 +177,7 @@ func TestCrashIsStaleThenDeadAndGracefulStopIsStopped(t *testing.T) {
 
 // A tracker fetcher whose work loop hangs (SIGUSR1) beats on: the
 // monitor says it is degraded, naming the rule, within the rule's age and
-// a heartbeat, and healthy again once the loop is freed; as text, and as
+// a heartbeat, and healthy again once the loop is freed (SIGUSR2); as text, and as
 // JSON. A malformed rule is refused, naming the flag.
 func TestAStuckWorkLoopIsSaidDegraded(t *testing.T) {
 	monitorBin, trackerBin := binaries(t)
@@ -202,7 +202,7 @@ func TestAStuckWorkLoopIsSaidDegraded(t *testing.T) {
 		t.Errorf("said degraded %v after the loop hung, want about the rule's 2 s", d)
 	}
 	text.Expect("stuck-1) is degraded: it beats, but breaks "+rule, 10*time.Second)
-	if err := fetcher.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	if err := fetcher.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
 	e, _ = nextJSON(t, mon, 10*time.Second, func(e jsonEvent) bool { return e.Type == "health" })
@@ -211,6 +211,9 @@ func TestAStuckWorkLoopIsSaidDegraded(t *testing.T) {
 	}
 	text.Expect("stuck-1) is healthy: it keeps to its health rules again", 10*time.Second)
 
+	if code, out := runOnce(t, env(srv), "--health-rule", rule); code != exitUsage || !strings.Contains(out, "--health-rule does not apply to --once") {
+		t.Errorf("--once with a health rule: exit %d, %q", code, out)
+	}
 	var stderr strings.Builder
 	cmd := exec.Command(monitorBin, "--health-rule", "tracker_fetcher: queue_size >> 5")
 	cmd.Env, cmd.Stderr = env(srv), &stderr

@@ -14,8 +14,8 @@
 // SIGINT or SIGTERM stops it gracefully: the final heartbeat says
 // "stopping", so monitors show the instance as stopped, not dead.
 //
-// SIGUSR1 hangs its work loop, as a hung upstream call would, and SIGUSR1
-// again frees it: the heartbeat goes on, on time, while
+// SIGUSR1 hangs its work loop, as a hung upstream call would, and SIGUSR2
+// frees it: the heartbeat goes on, on time, while
 // last_successful_operation stops moving and queue_size grows. That is
 // what an admin panel's health rules are for (--health-rule
 // 'tracker_fetcher: last_successful_operation older than 5m').
@@ -188,22 +188,24 @@ func run() error {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
+	usr := make(chan os.Signal, 4)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(usr)
 	svc := NewTrackerFetcherService()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := svc.Start(startCtx); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	for hung := false; ctx.Err() == nil; {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-		case <-usr1:
-			hung = !hung
+		case sig := <-usr:
+			// One signal a state, not a toggle: signals of one kind sent
+			// in a burst merge, and a merged toggle would be lost.
+			hung := sig == syscall.SIGUSR1
 			svc.Hang(hung)
-			log.Printf("work loop hung: %v (SIGUSR1 toggles it; the heartbeat goes on)", hung)
+			log.Printf("work loop hung: %v (SIGUSR1 hangs it, SIGUSR2 frees it; the heartbeat goes on)", hung)
 		}
 	}
 	log.Print("stopping")

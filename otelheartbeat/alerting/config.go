@@ -143,7 +143,7 @@ type (
 	EnvName string
 	// ServiceName is a heartbeat's service name.
 	ServiceName string
-	// ServicePattern matches service names, in path.Match's syntax.
+	// ServicePattern matches service names, in watch.MatchService's syntax.
 	ServicePattern string
 	// Count is a whole number of at least 1.
 	Count int

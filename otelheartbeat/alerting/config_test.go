@@ -66,7 +66,7 @@ rules:
   service_down:
     min_alive: {"bad name": 1, geo: 0}
   source_unreachable: {silent_share: 2}
-health_rules: ["geo: queue_size >> 5"]
+health_rules: ["geo: queue_size >> 5", ~]
 `))
 	if err == nil {
 		t.Fatal("no error")
@@ -80,6 +80,7 @@ health_rules: ["geo: queue_size >> 5"]
 		`alerts.yml line 10: rules.service_down.min_alive.geo: want at least 1, got 0`,
 		`alerts.yml line 11: rules.source_unreachable.silent_share: want a share above 0 and at most 1`,
 		`alerts.yml line 12: health_rules[0]: "geo: queue_size >> 5": ">>" is not an operator`,
+		`alerts.yml line 12: health_rules[1]: an empty item`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -134,6 +134,10 @@ func (r *reader) read(n *yaml.Node, v reflect.Value, key string) {
 			return
 		}
 		for i, item := range items {
+			if item.Tag == "!!null" && item.Kind == yaml.ScalarNode && n.Kind == yaml.SequenceNode {
+				r.fail(item, fmt.Sprintf("%s[%d]", key, i), "an empty item: write a value or leave the item out")
+				continue
+			}
 			e := reflect.New(v.Type().Elem()).Elem()
 			before := len(r.errs)
 			r.read(item, e, fmt.Sprintf("%s[%d]", key, i))

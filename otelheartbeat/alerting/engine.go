@@ -158,6 +158,17 @@ func (e *Engine) evaluateRules(snap []watch.Instance, now time.Time, changes *[]
 			*changes = append(*changes, e.fire(Alert{Labels: c.labels, Annotations: c.annotations, StartsAt: now,
 				GeneratorURL: e.link(c.labels["service"]), State: c.state, Since: c.since, LastHeartbeat: c.heartbeat}))
 		}
+		if r.name == InstanceDegraded {
+			// A degraded instance may break other rules than when it
+			// fired: the firing alert says which it breaks now.
+			for _, fp := range sortedKeys(conds, func(c condition) map[string]string { return c.labels }) {
+				c := conds[fp]
+				if a, ok := e.active[fp]; ok && a.Annotations["rules"] != c.annotations["rules"] {
+					a.Annotations, a.LastHeartbeat = c.annotations, c.heartbeat
+					*changes = append(*changes, e.fire(a))
+				}
+			}
+		}
 	}
 	for _, fp := range sortedKeys(e.active, alertLabels) {
 		if !holding[fp] {

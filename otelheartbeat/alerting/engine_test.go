@@ -457,3 +457,42 @@ func TestADegradedInstanceFiresAfterItsForAndResolves(t *testing.T) {
 	r.advance(5 * time.Second) // it falls silent
 	r.expect("firing HeartbeatInstanceDead fetcher f1", "resolved HeartbeatInstanceDegraded fetcher f1")
 }
+
+// A degraded instance that breaks other rules than when its alert fired:
+// the firing alert is sent again naming the rules it breaks now, and
+// resolves once, when they all hold.
+func TestADegradedAlertFollowsTheRulesBroken(t *testing.T) {
+	srv := redistest.Start(t)
+	rules, err := watch.ParseHealthRules([]string{"tc: a > 5", "tc: b > 5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigWith(t, srv, []watch.TrackerOption{watch.WithHealthRules(rules...)}, WithRule(ServiceDown, RuleSettings{Disabled: true}))
+	var summaries []string
+	send := func(a, b int64) {
+		r.count["tc"]++
+		r.tr.Observe(&wire.Message{ServiceName: "tc", InstanceID: "x", Timestamp: r.c.now, HeartbeatCount: r.count["tc"],
+			IntervalSeconds: 1, Has: wire.HasHeartbeatCount | wire.HasInterval,
+			Fields: []wire.Field{{Key: "a", Value: wire.Int(a)}, {Key: "b", Value: wire.Int(b)}}})
+		r.c.now = r.c.now.Add(500 * time.Millisecond)
+		for _, al := range r.e.Evaluate(context.Background(), r.c.now, true) {
+			r.record(al)
+			if al.Firing() {
+				summaries = append(summaries, al.Annotations["rules"])
+			}
+		}
+	}
+	send(9, 1)
+	send(9, 9)
+	send(1, 9)
+	send(1, 9)
+	send(1, 1)
+	r.expect("firing HeartbeatInstanceDegraded tc x", "firing HeartbeatInstanceDegraded tc x", "firing HeartbeatInstanceDegraded tc x",
+		"resolved HeartbeatInstanceDegraded tc x")
+	if want := []string{"tc: a > 5", "tc: a > 5\ntc: b > 5", "tc: b > 5"}; strings.Join(summaries, "|") != strings.Join(want, "|") {
+		t.Errorf("rules %q, want %q", summaries, want)
+	}
+	if a, _ := r.e.Active(context.Background()); len(a) != 0 {
+		t.Errorf("active after the resolve: %+v", a)
+	}
+}

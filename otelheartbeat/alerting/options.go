@@ -2,7 +2,8 @@ package alerting
 
 import (
 	"maps"
-	"path"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 )
 
 // Option configures an Engine.
@@ -59,7 +60,7 @@ func newConfig(opts []Option) config {
 // ignores reports whether no alert is raised for service.
 func (c *config) ignores(service string) bool {
 	for _, p := range c.ignored {
-		if ok, _ := path.Match(p, service); ok {
+		if watch.MatchService(p, service) {
 			return true
 		}
 	}
@@ -67,7 +68,7 @@ func (c *config) ignores(service string) bool {
 }
 
 // WithIgnoredServices sets the services no alert is raised for: those
-// whose name matches one of patterns, in path.Match's syntax (service
+// whose name matches one of patterns, in watch.MatchService's syntax (service
 // names hold none of its special characters). Their instances count for
 // no rule, the source's included. Default: DefaultIgnoredServices; none
 // alerts on every service. A malformed pattern matches nothing.

@@ -225,8 +225,9 @@ func byService(all []watch.Instance) map[string][]watch.Instance {
 // cached reports.
 func (p *Panel) service(name string, instances []watch.Instance, now time.Time) ServiceJSON {
 	s := ServiceJSON{Name: name, MinAlive: p.minAlive(name), Uptime: map[string]*float64{}}
+	judged := p.judged(now)
 	for _, in := range instances {
-		s.Counts.Count(&in, now)
+		s.Counts.Count(&in, judged)
 	}
 	state := s.Counts.State(s.MinAlive)
 	if !p.Watching() {
@@ -283,7 +284,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	if j.Fields == nil {
 		j.Fields = []FieldJSON{}
 	}
-	j.Health = health(in, now)
+	j.Health = health(in, p.judged(now))
 	j.MetricsLink = p.metricsLink(in.Service, in.Instance)
 	j.Bars = p.bars(in.Key, in.Interval, now)
 	if w := p.instanceWindow(); w > 0 {
@@ -297,6 +298,18 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 		}
 	}
 	return j
+}
+
+// judged is when health is judged: now, or the watcher's seen time when
+// it is earlier (WithSeen), so that a stalled Valkey freezes it.
+func (p *Panel) judged(now time.Time) time.Time {
+	if p.cfg.seen == nil {
+		return now
+	}
+	if s := p.cfg.seen(); !s.IsZero() && s.Before(now) {
+		return s
+	}
+	return now
 }
 
 // health is an up instance's health, or nil.

@@ -109,7 +109,7 @@ func (in instruments) observe(p *Panel, o metric.Observer) {
 			o.ObserveInt64(in.state, one(st == inst.State), metric.WithAttributes(append(id[:2:2], attribute.String("state", st.String()))...))
 		}
 		if inst.Health != nil {
-			o.ObserveInt64(in.degraded, one(inst.Degraded(now)), metric.WithAttributes(id...))
+			o.ObserveInt64(in.degraded, one(inst.Degraded(p.judged(now))), metric.WithAttributes(id...))
 		}
 		o.ObserveFloat64(in.age, inst.Age(now).Seconds(), metric.WithAttributes(id...))
 		o.ObserveFloat64(in.interval, inst.Interval.Seconds(), metric.WithAttributes(id...))

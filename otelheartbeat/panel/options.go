@@ -40,6 +40,7 @@ type config struct {
 	page              fs.FS
 	metricsLink       string
 	seriesRetention   time.Duration // 0: series.DefaultSpan; less: not kept
+	seen              func() time.Time
 }
 
 // receiverSpec is a receiver to build: the panel gives it its fence, and
@@ -93,6 +94,13 @@ const DefaultForgetAfter = 24 * time.Hour
 func TrackerOptions() []watch.TrackerOption {
 	return []watch.TrackerOption{watch.WithHeartbeats(), watch.WithRetention(DefaultForgetAfter)}
 }
+
+// WithSeen gives the panel the watcher's watch.Monitor.Seen: the time up
+// to which it has received every heartbeat. Health verdicts that turn
+// with time alone (a field grown too old, a rule's for) are judged at it,
+// so that they freeze while Valkey stalls, as liveness does. Default:
+// judged at the current time.
+func WithSeen(seen func() time.Time) Option { return optionFunc(func(c *config) { c.seen = seen }) }
 
 // WithSeriesRetention sets how long the recorder keeps heartbeat values
 // over time in Valkey (package series: 1h to 720h, a whole number of 5m);

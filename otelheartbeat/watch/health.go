@@ -9,6 +9,7 @@ package watch
 
 import (
 	"container/heap"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -46,14 +48,19 @@ func (o Op) String() string { return opNames[o] }
 //	SERVICE: FIELD > NUMBER [for DURATION]   (also <, >=, <=)
 //	SERVICE: FIELD != VALUE [for DURATION]
 //
-// SERVICE is a service name or a path.Match pattern ("*" is every
-// service). FIELD is a service field, or one of the documented numbers
-// (memory_usage_mb, cpu_usage_percent, uptime_seconds, heartbeat_count).
-// An older-than field is a timestamp (as the wire writes them) or Unix
-// seconds; its age is read on the sender's clock, against the heartbeat's
-// own timestamp, so a skewed sender is judged right. VALUE is a bare word
-// or a JSON string. The rule is broken once its condition has held for
-// For: an instance that breaks one is degraded.
+// SERVICE is a service name or a pattern (MatchService: "*" is every
+// service); it ends at the first ": ", or at the first ":" when there is
+// none. FIELD is a service field (no ':' in it), or for numbers one of
+// the documented memory_usage_mb, cpu_usage_percent, uptime_seconds,
+// heartbeat_count and interval_seconds. An older-than field is a
+// timestamp (as the wire writes them) or Unix seconds; its age is read on
+// the sender's clock, against the heartbeat's own timestamp, so a skewed
+// sender is judged right, and a field more than a minute after that
+// timestamp is no time this sender's clock agrees with: unknown. VALUE is
+// a word or a JSON string. Integers are compared exactly. Durations are
+// at most MaxHealthDuration. The rule is broken once its condition has
+// held for For, through every heartbeat of an instance that stayed up:
+// an instance that breaks one is degraded.
 type HealthRule struct {
 	Service string
 	Field   string
@@ -62,7 +69,22 @@ type HealthRule struct {
 	Text    string        // for !=
 	Age     time.Duration // for older than
 	For     time.Duration
+	// integer is Number when it is a whole number int64 holds, so that
+	// integer fields are compared exactly.
+	integer    int64
+	hasInteger bool
 }
+
+// MaxHealthDuration bounds a rule's durations: a year.
+const MaxHealthDuration = 365 * 24 * time.Hour
+
+// MaxHealthRules bounds the rules of one tracker: each that applies to a
+// service costs each of its instances a check (about 40 bytes).
+const MaxHealthRules = 100
+
+// futureSlack is how far after its heartbeat's timestamp a timestamp
+// field may be and still be read as a time (as no age at all).
+const futureSlack = time.Minute
 
 // String writes the rule as ParseHealthRule reads it.
 func (r HealthRule) String() string {
@@ -75,10 +97,11 @@ func (r HealthRule) String() string {
 		if isWord(r.Text) {
 			b.WriteString(r.Text)
 		} else {
-			b.WriteString(strconv.Quote(r.Text))
+			q, _ := json.Marshal(r.Text)
+			b.Write(q)
 		}
 	default:
-		b.WriteString(strconv.FormatFloat(r.Number, 'g', -1, 64))
+		b.WriteString(formatRuleNumber(r.Number))
 	}
 	if r.For > 0 {
 		b.WriteString(" for " + r.For.String())
@@ -86,84 +109,173 @@ func (r HealthRule) String() string {
 	return b.String()
 }
 
+// formatRuleNumber writes a number as an operator would: 1000000, not
+// 1e+06, except far from 1.
+func formatRuleNumber(n float64) string {
+	if a := math.Abs(n); a == 0 || a >= 1e-6 && a < 1e21 {
+		return strconv.FormatFloat(n, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(n, 'g', -1, 64)
+}
+
 // Applies reports whether the rule is about service.
-func (r HealthRule) Applies(service string) bool {
-	ok, _ := path.Match(r.Service, service)
+func (r HealthRule) Applies(service string) bool { return MatchService(r.Service, service) }
+
+// MatchService reports whether a service name matches pattern, in
+// path.Match's syntax except that '/', which service names may hold, is
+// an ordinary character: "*" matches every name. A malformed pattern
+// matches nothing.
+func MatchService(pattern, name string) bool {
+	ok, _ := path.Match(strings.ReplaceAll(pattern, "/", "\x00"), strings.ReplaceAll(name, "/", "\x00"))
 	return ok
 }
 
 func isWord(s string) bool {
-	return s != "" && !strings.ContainsAny(s, " \t\"") && s != "for"
+	return s != "" && !strings.ContainsFunc(s, func(c rune) bool { return unicode.IsSpace(c) || c == '"' || c == '\\' || c < ' ' }) && s != "for"
 }
 
 const healthRuleForm = "want 'SERVICE: FIELD older than DURATION', 'SERVICE: FIELD > NUMBER' (or <, >=, <=) or 'SERVICE: FIELD != VALUE', each optionally followed by 'for DURATION'"
+
+// numericKeys are the documented fields a number rule may read.
+var numericKeys = map[string]bool{wire.KeyMemoryUsageMB: true, wire.KeyCPUUsagePercent: true, wire.KeyUptimeSeconds: true,
+	wire.KeyHeartbeatCount: true, wire.KeyIntervalSeconds: true}
+
+// documentedKeys are every documented field.
+var documentedKeys = map[string]bool{wire.KeyServiceName: true, wire.KeyInstanceID: true, wire.KeyTimestamp: true,
+	wire.KeyStatus: true, wire.KeyInstanceAddress: true}
+
+func healthDuration(s, what string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil || d <= 0:
+		return 0, fmt.Errorf("'%s %s' is not a positive duration such as 5m", what, s)
+	case d > MaxHealthDuration:
+		return 0, fmt.Errorf("'%s %s' is more than a year", what, s)
+	}
+	return d, nil
+}
 
 // ParseHealthRule reads a rule as HealthRule documents it. The error says
 // what is wrong with it; the caller names where the rule came from.
 func ParseHealthRule(s string) (HealthRule, error) {
 	var r HealthRule
-	svc, rest, ok := strings.Cut(s, ":")
-	svc = strings.TrimSpace(svc)
-	if !ok || svc == "" {
-		return r, fmt.Errorf("%q has no 'SERVICE:' before the condition; %s", s, healthRuleForm)
+	fail := func(format string, args ...any) (HealthRule, error) {
+		return HealthRule{}, fmt.Errorf("%q: "+format, append([]any{s}, args...)...)
 	}
-	if _, err := path.Match(svc, ""); err != nil || strings.ContainsAny(svc, " \t") {
-		return r, fmt.Errorf("%q: service %q is not a service name or pattern", s, svc)
+	i := strings.Index(s, ": ")
+	if i < 0 {
+		i = strings.Index(s, ":")
+	}
+	svc := ""
+	if i >= 0 {
+		svc = strings.TrimSpace(s[:i])
+	}
+	if svc == "" {
+		return HealthRule{}, fmt.Errorf("%q has no 'SERVICE:' before the condition; %s", s, healthRuleForm)
+	}
+	if _, err := path.Match(svc, ""); err != nil || strings.ContainsFunc(svc, func(c rune) bool { return unicode.IsSpace(c) || c < ' ' }) ||
+		len(svc) > wire.MaxNameLength {
+		return fail("service %q is not a service name or pattern", svc)
 	}
 	r.Service = svc
-	words := strings.Fields(rest)
-	// A trailing "for DURATION".
-	if n := len(words); n >= 2 && words[n-2] == "for" {
-		d, err := time.ParseDuration(words[n-1])
-		if err != nil || d <= 0 {
-			return r, fmt.Errorf("%q: 'for %s' is not a positive duration such as 5m", s, words[n-1])
-		}
-		r.For, words = d, words[:n-2]
-	}
-	if len(words) < 3 {
-		return r, fmt.Errorf("%q: %s", s, healthRuleForm)
-	}
-	r.Field = words[0]
-	if !validField(r.Field) {
-		return r, fmt.Errorf("%q: field %q is not a heartbeat field name", s, r.Field)
-	}
+	rest := strings.TrimSpace(s[i+1:])
+	field, rest, _ := strings.Cut(rest, " ")
+	rest = strings.TrimSpace(rest)
+	r.Field = field
 	switch {
-	case len(words) == 4 && words[1] == "older" && words[2] == "than":
-		d, err := time.ParseDuration(words[3])
-		if err != nil || d <= 0 {
-			return r, fmt.Errorf("%q: 'older than %s' is not a positive duration such as 10m", s, words[3])
+	case field == "" || rest == "":
+		return fail("%s", healthRuleForm)
+	case !validField(field):
+		return fail("field %q is not a heartbeat field name", field)
+	}
+	// The condition, then what is left: nothing, or "for DURATION".
+	var tail string
+	word := func(s string) (string, string) {
+		w, t, _ := strings.Cut(strings.TrimSpace(s), " ")
+		return w, strings.TrimSpace(t)
+	}
+	op, after := word(rest)
+	switch {
+	case op == "older":
+		than, t := word(after)
+		d, t2 := word(t)
+		if than != "than" || d == "" {
+			return fail("%s", healthRuleForm)
 		}
-		r.Op, r.Age = OlderThan, d
-	case words[1] == "!=":
-		v := strings.Join(words[2:], " ")
-		if strings.HasPrefix(v, `"`) {
-			u, err := strconv.Unquote(v)
-			if err != nil {
-				return r, fmt.Errorf("%q: %s is not a quoted string", s, v)
+		age, err := healthDuration(d, "older than")
+		if err != nil {
+			return fail("%v", err)
+		}
+		r.Op, r.Age, tail = OlderThan, age, t2
+	case op == "!=":
+		after = strings.TrimSpace(after)
+		if strings.HasPrefix(after, `"`) {
+			dec := json.NewDecoder(strings.NewReader(after))
+			if err := dec.Decode(&r.Text); err != nil {
+				return fail("%s is not a JSON string", after)
 			}
-			v = u
-		} else if len(words) > 3 {
-			return r, fmt.Errorf("%q: quote a value with spaces: %s", s, strconv.Quote(v))
+			tail = strings.TrimSpace(after[dec.InputOffset():])
+		} else {
+			r.Text, tail = word(after)
+			if r.Text == "" {
+				return fail("%s", healthRuleForm)
+			}
+			if tail != "" && !strings.HasPrefix(tail, "for ") {
+				return fail("quote a value with spaces as a JSON string: \"%s %s\"", r.Text, tail)
+			}
 		}
-		r.Op, r.Text = NotEqual, v
-	case len(words) == 3:
-		for op, name := range opNames {
-			if name == words[1] && op != NotEqual && op != OlderThan {
-				r.Op = op
+		r.Op = NotEqual
+	default:
+		for o, name := range opNames {
+			if name == op && o != NotEqual && o != OlderThan {
+				r.Op = o
 			}
 		}
 		if r.Op == 0 {
-			return r, fmt.Errorf("%q: %q is not an operator (>, <, >=, <=, != or older than)", s, words[1])
+			return fail("%q is not an operator (>, <, >=, <=, != or older than)", op)
 		}
-		n, err := strconv.ParseFloat(words[2], 64)
+		num, t := word(after)
+		n, err := strconv.ParseFloat(num, 64)
 		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
-			return r, fmt.Errorf("%q: %q is not a number", s, words[2])
+			return fail("%q is not a number", num)
 		}
-		r.Number = n
-	default:
-		return r, fmt.Errorf("%q: %s", s, healthRuleForm)
+		if mant, _, _ := strings.Cut(strings.ToLower(num), "e"); n == 0 && strings.ContainsAny(mant, "123456789") {
+			return fail("%q is too small to tell from 0", num)
+		}
+		r.Number, tail = n, t
+		if v, err := strconv.ParseInt(num, 10, 64); err == nil {
+			r.integer, r.hasInteger = v, true
+		} else if n == math.Trunc(n) && math.Abs(n) < 1<<53 {
+			r.integer, r.hasInteger = int64(n), true
+		}
+	}
+	if tail != "" {
+		f, d := word(tail)
+		if f != "for" || d == "" || strings.Contains(d, " ") {
+			return fail("%s", healthRuleForm)
+		}
+		dur, err := healthDuration(d, "for")
+		if err != nil {
+			return fail("%v", err)
+		}
+		r.For = dur
+	}
+	switch {
+	case documentedKeys[r.Field]:
+		return fail("%s is not a field a rule can read: a rule reads service fields, and for numbers %s", r.Field, numericList())
+	case numericKeys[r.Field] && (r.Op == OlderThan || r.Op == NotEqual):
+		return fail("%s is a number: compare it with >, <, >= or <=", r.Field)
 	}
 	return r, nil
+}
+
+func numericList() string {
+	keys := make([]string, 0, len(numericKeys))
+	for k := range numericKeys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ", ")
 }
 
 func validField(f string) bool {
@@ -171,7 +283,7 @@ func validField(f string) bool {
 		return false
 	}
 	for _, c := range f {
-		if c <= ' ' || c == '"' || c == '\\' || c == 0x7f {
+		if c <= ' ' || c == '"' || c == '\\' || c == ':' || c == 0x7f || unicode.IsSpace(c) {
 			return false
 		}
 	}
@@ -190,6 +302,9 @@ func ParseHealthRules(specs []string) ([]HealthRule, error) {
 		}
 		out = append(out, r)
 	}
+	if len(out) > MaxHealthRules {
+		errs = append(errs, fmt.Errorf("%d health rules: at most %d", len(out), MaxHealthRules))
+	}
 	return out, errors.Join(errs...)
 }
 
@@ -199,11 +314,13 @@ func ParseHealthRules(specs []string) ([]HealthRule, error) {
 func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt time.Time, known bool) {
 	if r.Op == OlderThan {
 		at, ok := timeField(m, r.Field)
-		if !ok || m.Timestamp.IsZero() {
+		if !ok || m.Timestamp.IsZero() || at.After(m.Timestamp.Add(futureSlack)) {
 			return time.Time{}, false
 		}
-		// How old it was when sent, on the sender's clock, then on ours.
-		return receivedAt.Add(r.Age - m.Timestamp.Sub(at)), true
+		// How old it was when sent, on the sender's clock (at most a
+		// century, so that the sum below cannot overflow), then on ours.
+		old := min(max(m.Timestamp.Sub(at), 0), 100*365*24*time.Hour)
+		return receivedAt.Add(r.Age - old), true
 	}
 	if r.Op == NotEqual {
 		v, ok := m.Field(r.Field)
@@ -215,20 +332,24 @@ func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt tim
 		}
 		return time.Time{}, true
 	}
-	n, ok := numberField(m, r.Field)
+	n, i, isInt, ok := numberField(m, r.Field)
 	if !ok {
 		return time.Time{}, false
+	}
+	c := cmpFloat(n, r.Number)
+	if isInt && r.hasInteger {
+		c = cmpInt(i, r.integer)
 	}
 	broken := false
 	switch r.Op {
 	case Greater:
-		broken = n > r.Number
+		broken = c > 0
 	case Less:
-		broken = n < r.Number
+		broken = c < 0
 	case GreaterOrEqual:
-		broken = n >= r.Number
+		broken = c >= 0
 	case LessOrEqual:
-		broken = n <= r.Number
+		broken = c <= 0
 	}
 	if broken {
 		return receivedAt, true
@@ -236,29 +357,52 @@ func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt tim
 	return time.Time{}, true
 }
 
-// numberField reads a numeric field: a service field, or a documented one.
-func numberField(m *wire.Message, key string) (float64, bool) {
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// numberField reads a numeric field, a service field or a documented one:
+// as a float, and as an integer when it is one (isInt).
+func numberField(m *wire.Message, key string) (f float64, i int64, isInt, ok bool) {
 	switch key {
 	case wire.KeyMemoryUsageMB:
-		return m.MemoryUsageMB, m.Has&wire.HasMemory != 0
+		return m.MemoryUsageMB, 0, false, m.Has&wire.HasMemory != 0
 	case wire.KeyCPUUsagePercent:
-		return m.CPUUsagePercent, m.Has&wire.HasCPU != 0
+		return m.CPUUsagePercent, 0, false, m.Has&wire.HasCPU != 0
 	case wire.KeyUptimeSeconds:
-		return m.UptimeSeconds, m.Has&wire.HasUptime != 0
+		return m.UptimeSeconds, 0, false, m.Has&wire.HasUptime != 0
 	case wire.KeyHeartbeatCount:
-		return float64(m.HeartbeatCount), m.Has&wire.HasHeartbeatCount != 0
+		return float64(m.HeartbeatCount), m.HeartbeatCount, true, m.Has&wire.HasHeartbeatCount != 0
+	case wire.KeyIntervalSeconds:
+		return m.IntervalSeconds, 0, false, m.Has&wire.HasInterval != 0
 	}
-	v, ok := m.Field(key)
-	if !ok {
-		return 0, false
+	v, present := m.Field(key)
+	if !present {
+		return 0, 0, false, false
 	}
 	switch v.Kind {
 	case wire.KindInt:
-		return float64(v.Int), true
+		return float64(v.Int), v.Int, true, true
 	case wire.KindFloat:
-		return v.Float, true
+		return v.Float, 0, false, true
 	}
-	return 0, false
+	return 0, 0, false, false
 }
 
 // timeField reads a timestamp field: a time, a timestamp string, or Unix
@@ -275,7 +419,9 @@ func timeField(m *wire.Message, key string) (time.Time, bool) {
 		t, err := wire.ParseTimestamp(v.Str)
 		return t, err == nil
 	case wire.KindInt:
-		return time.Unix(v.Int, 0), true
+		if v.Int > 0 && v.Int < 1e11 { // seconds, not milliseconds: 1e11 s is the year 5138
+			return time.Unix(v.Int, 0), true
+		}
 	case wire.KindFloat:
 		if v.Float > 0 && v.Float < 1e11 {
 			sec, frac := math.Modf(v.Float)
@@ -410,8 +556,9 @@ func (t *Tracker) judgeHealth(e *entry, svc *serviceName, m *wire.Message, recei
 	for i, r := range svc.rules {
 		at, known := r.breach(m, receivedAt)
 		c := Check{Rule: r, Unknown: !known, Since: at}
-		// A condition that keeps failing keeps the moment it began.
-		if r.Op != OlderThan && known && !at.IsZero() && len(prev) == len(next) && !prev[i].Unknown && !prev[i].Since.IsZero() {
+		// A condition that keeps failing, on an instance that stayed up,
+		// keeps the moment it began.
+		if r.Op != OlderThan && known && !at.IsZero() && e.State.Up() && len(prev) == len(next) && !prev[i].Unknown && !prev[i].Since.IsZero() {
 			c.Since = prev[i].Since
 		}
 		next[i] = c
@@ -426,7 +573,8 @@ func (t *Tracker) judgeHealth(e *entry, svc *serviceName, m *wire.Message, recei
 }
 
 // HealthChange is a change of an up instance's health verdict: it turned
-// degraded (Broken names the rules), or healthy again.
+// degraded (Broken names the rules), or healthy again; or, degraded still,
+// the rules it breaks changed.
 type HealthChange struct {
 	Key
 	Degraded bool
@@ -439,10 +587,11 @@ type HealthChange struct {
 // and at the moments a rule breaks with no heartbeat (its for has passed,
 // or a timestamp field grew too old).
 type healthState struct {
-	said  bool  // degraded, as last reported
-	due   int64 // Unix nanoseconds of the next change with no heartbeat; 0: none
-	index int   // in the tracker's healthDue, or -1
-	dirty bool  // judged since last reported: in healthDirty
+	said  bool   // degraded, as last reported
+	rules uint64 // which rules were broken, as last reported (the first 64)
+	due   int64  // Unix nanoseconds of the next change with no heartbeat; 0: none
+	index int    // in the tracker's healthDue, or -1
+	dirty bool   // judged since last reported: in healthDirty
 }
 
 // markHealth queues e's verdict to be reported by HealthAt.
@@ -485,7 +634,9 @@ func (t *Tracker) HealthAt(at time.Time) []HealthChange {
 	for _, e := range t.healthDirty {
 		if hs := t.healthOf[e]; hs != nil {
 			hs.dirty = false
-			out = t.reportHealth(e, hs, at, out)
+			// Judged no earlier than the heartbeat that made it dirty:
+			// a watcher's seen time may be a moment before it arrived.
+			out = t.reportHealth(e, hs, maxTime(at, e.LastSeen), out)
 		}
 	}
 	clear(t.healthDirty)
@@ -496,10 +647,26 @@ func (t *Tracker) HealthAt(at time.Time) []HealthChange {
 	return out
 }
 
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 func (t *Tracker) reportHealth(e *entry, hs *healthState, at time.Time, out []HealthChange) []HealthChange {
 	deg := e.Degraded(at)
-	if deg != hs.said {
-		hs.said = deg
+	var rules uint64
+	if deg {
+		for i, c := range e.Health.Checks {
+			if i < 64 && c.Status(at) == CheckBroken {
+				rules |= 1 << i
+			}
+		}
+	}
+	// A change of verdict, or of which rules a degraded instance breaks.
+	if deg != hs.said || rules != hs.rules {
+		hs.said, hs.rules = deg, rules
 		if e.State.Up() {
 			out = append(out, HealthChange{Key: e.Key, Degraded: deg, At: at, Broken: e.Health.Broken(at)})
 		}

@@ -39,7 +39,7 @@ func TestHealthRulesParseAsWritten(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tt.want {
+		if err != nil || !sameRule(got, tt.want) {
 			t.Errorf("%q: %+v, %v; want %+v", tt.in, got, err, tt.want)
 			continue
 		}
@@ -47,7 +47,7 @@ func TestHealthRulesParseAsWritten(t *testing.T) {
 			t.Errorf("%q: written %q, want %q", tt.in, got.String(), tt.text)
 		}
 		again, err := ParseHealthRule(got.String())
-		if err != nil || again != got {
+		if err != nil || !sameRule(again, got) {
 			t.Errorf("%q: does not read back: %+v, %v", got.String(), again, err)
 		}
 	}
@@ -66,10 +66,20 @@ func TestMalformedHealthRulesSayWhatIsWrong(t *testing.T) {
 		"svc: last older than -5m":             "not a positive duration",
 		"svc: queue_size > 10 for ever":        "'for ever' is not a positive duration",
 		"svc: api_status != logged in":         "quote a value with spaces",
-		`svc: api_status != "unterminated`:     "is not a quoted string",
+		`svc: api_status != "unterminated`:     "is not a JSON string",
 		"svc: queue_size > 10 11":              "want 'SERVICE: FIELD older than",
 		"svc: last_op older than 5m and more":  "want 'SERVICE: FIELD older than",
 		"svc: \"quoted field\" > 1":            "is not a heartbeat field name",
+		"svc: q > 1 for 2500000h":              "more than a year",
+		"svc: last older than 9000h":           "more than a year",
+		"svc: q > 1e-400":                      "too small to tell from 0",
+		"svc: status != running":               "status is not a field a rule can read",
+		"svc: timestamp older than 5m":         "timestamp is not a field a rule can read",
+		"svc: instance_address != x":           "instance_address is not a field a rule can read",
+		"svc: memory_usage_mb older than 5m":   "memory_usage_mb is a number",
+		"payments:worker: older than 5m":       `"than" is not an operator`,
+		`svc: f != "\x41"`:                     "is not a JSON string",
+		"svc: a:b > 1":                         "is not a heartbeat field name",
 		"svc: queue\x7fsize > 1":               "is not a heartbeat field name",
 		"svc: queue_size > 1 for 0s":           "not a positive duration",
 		"svc: queue_size older than 5m for 1h": "",
@@ -88,6 +98,156 @@ func TestMalformedHealthRulesSayWhatIsWrong(t *testing.T) {
 	_, err := ParseHealthRules([]string{"a: x > 1", "b: y >", "c: z older than never"})
 	if err == nil || !strings.Contains(err.Error(), `"b: y >"`) || !strings.Contains(err.Error(), `"c: z older than never"`) {
 		t.Errorf("ParseHealthRules names every bad rule: %v", err)
+	}
+}
+
+// sameRule compares what a rule says, not how it holds it.
+func sameRule(a, b HealthRule) bool {
+	return a.Service == b.Service && a.Field == b.Field && a.Op == b.Op && a.Number == b.Number && a.Text == b.Text &&
+		a.Age == b.Age && a.For == b.For
+}
+
+// Rules are read as they are written: a service may hold '/' or ':', a
+// quoted value is JSON and kept exactly, numbers are written as an
+// operator would.
+func TestHealthRulesAreReadAsWritten(t *testing.T) {
+	for in, want := range map[string]HealthRule{
+		"payments:worker: queue > 1":       {Service: "payments:worker", Field: "queue", Op: Greater, Number: 1},
+		"team/api: q > 5":                  {Service: "team/api", Field: "q", Op: Greater, Number: 5},
+		`svc: f != "logged  in"`:           {Service: "svc", Field: "f", Op: NotEqual, Text: "logged  in"},
+		`svc: f != "a for 5m" for 1m`:      {Service: "svc", Field: "f", Op: NotEqual, Text: "a for 5m", For: time.Minute},
+		`svc: f != "a\/b\tc"`:              {Service: "svc", Field: "f", Op: NotEqual, Text: "a/b\tc"},
+		"svc: interval_seconds > 120":      {Service: "svc", Field: "interval_seconds", Op: Greater, Number: 120},
+		"svc:q>=1000000":                   {},
+		"svc: queue_size > 1000000 for 1m": {Service: "svc", Field: "queue_size", Op: Greater, Number: 1e6, For: time.Minute},
+	} {
+		got, err := ParseHealthRule(in)
+		if want == (HealthRule{}) {
+			if err == nil {
+				t.Errorf("%q: read as %+v", in, got)
+			}
+			continue
+		}
+		if err != nil || !sameRule(got, want) {
+			t.Errorf("%q: %+v, %v; want %+v", in, got, err, want)
+			continue
+		}
+		if again, err := ParseHealthRule(got.String()); err != nil || !sameRule(again, got) {
+			t.Errorf("%q written %q reads back as %+v, %v", in, got.String(), again, err)
+		}
+	}
+	if r, _ := ParseHealthRule("svc: queue_size > 1000000"); r.String() != "svc: queue_size > 1000000" {
+		t.Errorf("written %q", r.String())
+	}
+	if _, err := ParseHealthRules(make([]string, MaxHealthRules+1)); err == nil {
+		t.Error("more rules than the bound were taken")
+	}
+	for _, c := range []struct {
+		pattern, name string
+		want          bool
+	}{{"*", "team/api", true}, {"team/*", "team/api", true}, {"*", "payments:worker", true}, {"geo*", "team/geo", false}, {"[", "x", false}} {
+		if got := MatchService(c.pattern, c.name); got != c.want {
+			t.Errorf("MatchService(%q, %q) = %v", c.pattern, c.name, got)
+		}
+	}
+}
+
+// A timestamp field past its heartbeat's own timestamp (far in the
+// future, or Unix milliseconds) is unknown, never broken and never a
+// hang; an ancient one is broken since a time that makes sense; integers
+// are compared exactly.
+func TestOddTimesAndNumbersAreJudgedSanely(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithHealthRules(mustRules(t,
+		"svc: lso older than 5m",
+		"svc: q > 9007199254740992")...))
+	judge := func(id string, lso wire.Value, q int64) Instance {
+		t.Helper()
+		m := withInterval(beat("svc", id, 1), time.Second)
+		m.Fields = []wire.Field{{Key: "lso", Value: lso}, {Key: "q", Value: wire.Int(q)}}
+		tr.Observe(m)
+		done := make(chan []HealthChange, 1)
+		go func() { done <- tr.HealthAt(clock.Now()) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: HealthAt does not return", id)
+		}
+		if next, ok := tr.NextDeadline(); ok && next.Before(t0.Add(-time.Hour)) {
+			t.Fatalf("%s: the next deadline is %v", id, next)
+		}
+		in, _ := tr.Get(Key{"svc", id})
+		return in
+	}
+	for id, v := range map[string]wire.Value{
+		"future":  wire.String("2300-01-01T00:00:00Z"),
+		"last":    wire.String("9999-12-31T23:59:59Z"),
+		"millis":  wire.Int(1_796_436_134_000),
+		"millisf": wire.Float(1_796_436_134_000),
+	} {
+		if in := judge(id, v, 1); in.Health.Checks[0].Status(clock.Now()) != CheckUnknown || in.Degraded(clock.Now()) {
+			t.Errorf("%s: %v, want unknown", id, in.Health.Checks[0].Status(clock.Now()))
+		}
+	}
+	in := judge("ancient", wire.String("0001-01-01T00:00:00Z"), 1)
+	if c := in.Health.Checks[0]; c.Status(clock.Now()) != CheckBroken || c.Since.Before(t0.Add(-101*365*24*time.Hour)) {
+		t.Errorf("ancient: %v since %v", c.Status(clock.Now()), c.Since)
+	}
+	if in := judge("exact", wire.String(string(wire.AppendTimestamp(nil, t0))), 9007199254740993); in.Health.Checks[1].Status(clock.Now()) != CheckBroken {
+		t.Errorf("9007199254740993 > 9007199254740992: %v", in.Health.Checks[1].Status(clock.Now()))
+	}
+}
+
+// A condition seen before an instance died does not count towards its
+// for after it comes back: the for is of an instance that stayed up.
+func TestAPendingForDoesNotCarryThroughADeath(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithHealthRules(mustRules(t, "svc: q > 5 for 3s")...))
+	send := func(n int64) {
+		m := withInterval(beat("svc", "a", n), time.Second)
+		m.Fields = []wire.Field{{Key: "q", Value: wire.Int(9)}}
+		tr.Observe(m)
+	}
+	send(1)
+	clock.Advance(12 * time.Second)
+	tr.Tick() // dead
+	send(2)
+	in, _ := tr.Get(Key{"svc", "a"})
+	if c := in.Health.Checks[0]; c.Status(clock.Now()) != CheckPending || !c.Since.Equal(clock.Now()) {
+		t.Errorf("back from the dead: %v since %v, want pending since now", c.Status(clock.Now()), c.Since.Sub(t0))
+	}
+}
+
+// A degraded instance that breaks other rules than before is said again,
+// naming the rules it breaks now; a change is never stamped before the
+// heartbeat that caused it.
+func TestAChangeOfTheRulesBrokenIsSaid(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithHealthRules(mustRules(t, "svc: a > 5", "svc: b > 5")...))
+	var said []string
+	send := func(n, a, b int64) {
+		m := withInterval(beat("svc", "x", n), time.Second)
+		m.Fields = []wire.Field{{Key: "a", Value: wire.Int(a)}, {Key: "b", Value: wire.Int(b)}}
+		tr.ObserveAt(m, clock.Now())
+		for _, h := range tr.HealthAt(clock.Now().Add(-100 * time.Millisecond)) { // the watcher's seen: a moment before
+			if h.At.Before(clock.Now()) {
+				t.Errorf("a change at %v, before the heartbeat at %v", h.At.Sub(t0), clock.Now().Sub(t0))
+			}
+			var rules []string
+			for _, c := range h.Broken {
+				rules = append(rules, c.Rule.Field)
+			}
+			said = append(said, fmt.Sprint(h.Degraded, rules))
+		}
+		clock.Advance(time.Second)
+	}
+	send(1, 9, 1)
+	send(2, 9, 9)
+	send(3, 1, 9)
+	send(4, 1, 9)
+	send(5, 1, 1)
+	if want := []string{"true [a]", "true [a b]", "true [b]", "false []"}; fmt.Sprint(said) != fmt.Sprint(want) {
+		t.Errorf("said %v, want %v", said, want)
 	}
 }
 

@@ -477,7 +477,7 @@ func startPanel(client redis.UniversalClient, endpoint string, interval time.Dur
 		return "", nil, err
 	}
 	p, err := panel.New(mon.Tracker(), client, panel.WithEndpoint(endpoint), panel.WithLease(3*time.Second),
-		panel.WithReconcile(5*time.Second, 0), panel.WithPage(web.Files),
+		panel.WithReconcile(5*time.Second, 0), panel.WithPage(web.Files), panel.WithSeen(mon.Seen),
 		panel.WithErrorf(func(format string, a ...any) { fmt.Fprintf(stderr, "admin panel: "+format+"\n", a...) }))
 	if err != nil {
 		return "", nil, err
