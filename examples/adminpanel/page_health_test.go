@@ -180,8 +180,15 @@ func TestAStuckWorkLoopIsDegradedAndItsValuesAreCharted(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(`#service-incidents tbody tr details.before summary`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the incident's hour before, charted", inc+`.querySelector('details.before .charts').dataset.rendered >= 1 && `+
-		inc+`.querySelector('details.before figure[data-field="memory_usage_mb"]').dataset.points >= 1`, 20*time.Second)
+	before := inc + `.nextElementSibling`
+	waitFor(t, ctx, "the incident's hour before, charted", before+` && `+before+`.querySelector('.charts').dataset.rendered >= 3 && `+
+		before+`.querySelector('figure[data-field="queue_size"]').dataset.points >= 1`, 20*time.Second)
+	// On a phone, they are on the screen.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3), chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the incident's charts on a phone's screen", `window.innerWidth === 390 && [...`+before+`.querySelectorAll('figure')].every((f) => {
+		const r = f.getBoundingClientRect(); return r.left >= 0 && r.right <= 390 && r.width > 200; })`, 10*time.Second)
 }
 
 func metricsText(t *testing.T, base string) string {
@@ -244,4 +251,27 @@ func TestAStalledValkeyFreezesHealthToo(t *testing.T) {
 	}
 	srv.Resume()
 	poll.Until(t, 20*time.Second, "watching and healthy again", func() bool { v, _, w := health(); return w && v == "healthy" })
+}
+
+// A panel that keeps no values over time (--series-retention 0) says so
+// in the API, and its page shows no charts and stops asking for them.
+func TestPageWithoutValuesHidesTheCharts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Valkey, the panel and a browser")
+	}
+	srv := redistest.Start(t)
+	url := startPanel(t, srv, "--series-retention", "0")
+	waitReady(t, url)
+	publishRich(t, srv, "geofence_service", richIDs(1), 0)
+	waitPanel(t, url, 1)
+	if code := getJSON(t, url+"/api/v1/services/geofence_service/series/fields", nil); code != 404 {
+		t.Errorf("series fields: %d, want 404", code)
+	}
+	b := browsertest.Start(t)
+	ctx, cancel := context.WithTimeout(b.Ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(url+"/#/services/geofence_service")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the charts hidden", `document.querySelector('#instances tbody tr') && ["charts-title", "charts-controls", "charts"].every((id) => document.getElementById(id).hidden)`, 20*time.Second)
 }

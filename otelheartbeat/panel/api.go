@@ -202,7 +202,9 @@ func (p *Panel) incidentJSON(svc string, in uptime.Incident, now time.Time) Inci
 	if p.cfg.metricsLink != "" && len(j.Instances) > 0 {
 		j.MetricsLinks = make(map[string]string, len(j.Instances))
 		for _, id := range j.Instances {
-			j.MetricsLinks[id] = p.metricsLink(svc, id)
+			if l := p.metricsLink(svc, id); l != "" {
+				j.MetricsLinks[id] = l
+			}
 		}
 	}
 	if !in.Open() {

@@ -90,6 +90,7 @@ func (p *Panel) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, d)
 	})
 	mux.HandleFunc("GET /api/v1/services/{name}/series", p.seriesOf)
+	mux.HandleFunc("GET /api/v1/services/{name}/series/fields", p.seriesFields)
 	mux.HandleFunc("GET /api/v1/incidents", p.incidents)
 	mux.HandleFunc("GET /api/v1/events", p.events)
 	mux.HandleFunc("GET /api/v1/alerts", p.alerts)

@@ -43,14 +43,27 @@ func CheckMetricsLink(tpl string) error {
 	case !strings.Contains(tpl, LinkServiceName) && !strings.Contains(tpl, LinkInstanceID):
 		return fmt.Errorf("names neither %s nor %s: every instance would link to the same page", LinkServiceName, LinkInstanceID)
 	}
+	// The scheme, host and port are the operator's: a name from the wire
+	// may fill the path, the query or the fragment, never choose where
+	// the link goes.
+	marked, err := url.Parse(strings.NewReplacer(LinkServiceName, "zzplaceholderzz", LinkInstanceID, "zzplaceholderzz").Replace(tpl))
+	if err != nil || strings.Contains(strings.ToLower(marked.Scheme+"://"+marked.Host), "zzplaceholderzz") {
+		return errors.New("a placeholder is in the scheme, host or port: put it in the path or the query, so that no name from a heartbeat chooses where the link goes")
+	}
 	return nil
 }
 
 // fillLink fills a template with a service name and an instance id from
 // the wire, each percent-encoded whole (every byte but letters, digits and
-// -._~), so that no id can end the path, start a query or fragment, add a
-// parameter, or change the host.
+// -._~), so that no id can end the path, start a query or fragment, or add
+// a parameter. A name that is "." or ".." gets no link: as a path segment
+// a browser would climb it, however it is encoded (%2E%2E is ".." too).
 func fillLink(tpl, service, instance string) string {
+	for _, v := range []string{service, instance} {
+		if v == "." || v == ".." {
+			return ""
+		}
+	}
 	return strings.NewReplacer(LinkServiceName, escapeComponent(service), LinkInstanceID, escapeComponent(instance)).Replace(tpl)
 }
 

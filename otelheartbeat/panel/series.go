@@ -7,10 +7,10 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/series"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -35,6 +35,8 @@ type SeriesJSON struct {
 	// Truncated: the service has more instances than one answer holds
 	// (MaxSeriesInstances); ask for some by instance=ID.
 	Truncated bool `json:"truncated,omitempty"`
+	// EventsCut counts the older events left out (MaxSeriesEvents).
+	EventsCut int `json:"events_cut,omitempty"`
 }
 
 // InstanceSeriesJSON is one instance's points: [unix seconds, the step's
@@ -73,26 +75,15 @@ func badRequest(w http.ResponseWriter, msg string) {
 // RFC 3339 time; default now), and instance (repeatable; default the
 // instances tracked now).
 func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
-	if p.series == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "values over time are not kept (--series-retention 0)"})
-		return
-	}
-	name := r.PathValue("name")
-	if err := wire.ValidateServiceName(name); err != nil {
-		badRequest(w, err.Error())
+	name, ids, ok := p.seriesQuery(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
 	field := q.Get("field")
-	if field == "" || len(field) > 256 || strings.ContainsFunc(field, func(c rune) bool { return c < ' ' || c == 0x7f }) {
-		badRequest(w, "field: want the name of a numeric heartbeat field, such as memory_usage_mb")
+	if field == "" || !series.ReadableField(field) {
+		badRequest(w, "field: want the name of a numeric heartbeat field, such as memory_usage_mb (see .../series/fields)")
 		return
-	}
-	for _, id := range q["instance"] {
-		if err := wire.ValidateInstanceID(id); err != nil {
-			badRequest(w, "instance: "+err.Error())
-			return
-		}
 	}
 	now := time.Now()
 	until := now
@@ -106,6 +97,11 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 			until = t
 		}
 	}
+	oldest := now.Add(-p.series.Retention())
+	if !until.After(oldest) {
+		badRequest(w, "until: want a time within the retention of values ("+p.series.Retention().String()+")")
+		return
+	}
 	since := until.Add(-time.Hour)
 	if s := q.Get("since"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil && d > 0 {
@@ -117,27 +113,21 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	oldest := now.Add(-p.series.Retention())
 	if since.Before(oldest) {
 		since = oldest
 	}
 	if !since.Before(until) {
-		badRequest(w, "since: want a time before until, within the retention of values ("+p.series.Retention().String()+")")
+		badRequest(w, "since: want a time before until")
 		return
 	}
-	ids, truncated := q["instance"], false
-	if len(ids) == 0 {
-		for _, in := range p.tr.Snapshot() {
-			if in.Service == name {
-				ids = append(ids, in.Instance)
-			}
-		}
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
+	truncated := false
 	if len(ids) > MaxSeriesInstances {
 		ids, truncated = ids[:MaxSeriesInstances], true
 	}
+	if !p.seriesRead(w, r) {
+		return
+	}
+	defer func() { <-p.historyReads }()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	tier, points, err := p.series.Read(ctx, name, field, ids, since, until)
@@ -183,8 +173,83 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 	// shown without them otherwise.
 	if entries, err := p.reports.history.read(ctx, p, name, now); err == nil {
 		out.Events = seriesEvents(entries, ids, since, until)
+		if n := len(out.Events) - MaxSeriesEvents; n > 0 {
+			out.Events, out.EventsCut = out.Events[n:], n
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// MaxSeriesEvents bounds the events of one answer: the latest are kept.
+const MaxSeriesEvents = 500
+
+// SeriesFieldsJSON is GET /api/v1/services/{name}/series/fields: the
+// fields whose values are kept, of the service's instances tracked now or
+// of those asked for (instance=ID, repeatable).
+type SeriesFieldsJSON struct {
+	Fields []string `json:"fields"`
+}
+
+func (p *Panel) seriesFields(w http.ResponseWriter, r *http.Request) {
+	name, ids, ok := p.seriesQuery(w, r)
+	if !ok {
+		return
+	}
+	if !p.seriesRead(w, r) {
+		return
+	}
+	defer func() { <-p.historyReads }()
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	fields, err := p.series.Fields(ctx, name, ids)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading values failed"})
+		return
+	}
+	writeJSON(w, http.StatusOK, SeriesFieldsJSON{Fields: append([]string{}, fields...)})
+}
+
+// seriesQuery reads what both series endpoints take: the service, and the
+// instances (asked for, else those tracked now), at most
+// MaxSeriesInstances; false when it answered an error.
+func (p *Panel) seriesQuery(w http.ResponseWriter, r *http.Request) (string, []string, bool) {
+	if p.series == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this panel keeps no values over time"})
+		return "", nil, false
+	}
+	name := r.PathValue("name")
+	if err := wire.ValidateServiceName(name); err != nil {
+		badRequest(w, err.Error())
+		return "", nil, false
+	}
+	ids := r.URL.Query()["instance"]
+	for _, id := range ids {
+		if err := wire.ValidateInstanceID(id); err != nil {
+			badRequest(w, "instance: "+err.Error())
+			return "", nil, false
+		}
+	}
+	if len(ids) == 0 {
+		for _, in := range p.tr.Snapshot() {
+			if in.Service == name {
+				ids = append(ids, in.Instance)
+			}
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	return name, ids, true
+}
+
+// seriesRead takes a place among the reads of Valkey a panel serves at
+// once (those of history too); false when the request ended first.
+func (p *Panel) seriesRead(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case p.historyReads <- struct{}{}:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // seriesEvents are the entries of ids in [since, until] worth marking.
@@ -232,15 +297,30 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		case <-t.C:
 		}
 		if !p.rec.Leading() {
-			p.seriesW.Discard()
+			// Values heard before the lease is first taken are kept for
+			// it; a standby's are not.
+			if time.Since(p.started) > 2*p.cfg.lease {
+				p.seriesW.Discard()
+			}
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := p.seriesW.Flush(wctx)
+		// A replica paused past its lease may still think it records:
+		// it asks first, so that it never writes over its successor's
+		// values with older ones.
+		held, err := p.lease.Holds(wctx, p.lease.Epoch())
+		var n int
+		switch {
+		case err == nil && !held:
+			p.seriesW.Discard()
+		case err == nil:
+			n, err = p.seriesW.Flush(wctx)
+		}
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil:
 			p.seriesFailed.Fail("series", fmt.Errorf("keeping heartbeat values in Valkey: %w", err))
-		} else {
+		case n > 0: // only a write that was made says it works
 			p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
 		}
 		if d := p.seriesW.Dropped(); d > p.seriesDropped {

@@ -133,13 +133,30 @@ func (s *Store) BytesPerField() int64 {
 // id is length-prefixed, so that no id and field can make another's key.
 func (s *Store) key(t Tier, service, instance, field string) string {
 	var b strings.Builder
-	b.Grow(len(s.prefix) + len(service) + len(instance) + len(field) + 16)
-	b.WriteString(s.prefix)
-	b.WriteString("{" + service + "}:")
+	b.Grow(len(s.prefix) + 2*len(service) + len(instance) + len(field) + 24)
+	s.servicePart(&b, service)
 	b.WriteString(strconv.FormatInt(int64(t.Step/time.Second), 10) + "s:")
 	b.WriteString(strconv.Itoa(len(instance)) + ":" + instance + ":")
 	b.WriteString(field)
 	return b.String()
+}
+
+// fieldsKey is the set of the fields kept of one instance (at most
+// MaxFields, whatever names its heartbeats carry over time).
+func (s *Store) fieldsKey(service, instance string) string {
+	var b strings.Builder
+	s.servicePart(&b, service)
+	b.WriteString("fields:" + strconv.Itoa(len(instance)) + ":" + instance)
+	return b.String()
+}
+
+// servicePart writes the prefix and the service: its hash tag, with no
+// '{' or '}' (so that it is never empty or cut short: a service's keys
+// share a cluster slot whatever its name), then the name itself,
+// length-prefixed.
+func (s *Store) servicePart(b *strings.Builder, service string) {
+	tag := strings.NewReplacer("{", "_", "}", "_").Replace(service)
+	b.WriteString(s.prefix + "{" + tag + "}:" + strconv.Itoa(len(service)) + ":" + service + ":")
 }
 
 // Point is one step's rollup.
@@ -153,10 +170,25 @@ type Point struct {
 // instance with none has no entry.
 func (s *Store) Read(ctx context.Context, service, field string, instances []string, since, until time.Time) (Tier, map[string][]Point, error) {
 	t := s.TierFor(since)
-	cmds := make([]*redis.StringCmd, len(instances))
+	from, to := since.Truncate(t.Step).Unix(), until.Unix()
+	// Only the slots of the span: one range of the ring, or two where it
+	// comes round.
+	step, n := int64(t.Step/time.Second), t.slots()
+	var ranges [][2]int64
+	if first, last := from/step, to/step; last-first+1 >= n {
+		ranges = [][2]int64{{0, n - 1}}
+	} else if a, b := first%n, last%n; a <= b {
+		ranges = [][2]int64{{a, b}}
+	} else {
+		ranges = [][2]int64{{a, n - 1}, {0, b}}
+	}
+	cmds := make([][]*redis.StringCmd, len(instances))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range instances {
-			cmds[i] = p.Get(ctx, s.key(t, service, id, field))
+			k := s.key(t, service, id, field)
+			for _, r := range ranges {
+				cmds[i] = append(cmds[i], p.GetRange(ctx, k, r[0]*slotBytes, (r[1]+1)*slotBytes-1))
+			}
 		}
 		return nil
 	})
@@ -164,44 +196,87 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 		return t, nil, err
 	}
 	out := map[string][]Point{}
-	from, to := since.Truncate(t.Step).Unix(), until.Unix()
 	for i, id := range instances {
-		b, err := cmds[i].Bytes()
-		if err != nil {
-			continue
-		}
 		var pts []Point
-		for off := 0; off+slotBytes <= len(b); off += slotBytes {
-			at := int64(binary.LittleEndian.Uint32(b[off:]))
-			if at == 0 || at < from || at > to {
+		for _, c := range cmds[i] {
+			b, err := c.Bytes()
+			if err != nil {
 				continue
 			}
-			f := func(o int) float64 { return float64(math.Float32frombits(binary.LittleEndian.Uint32(b[off+o:]))) }
-			pts = append(pts, Point{At: time.Unix(at, 0), Last: f(4), Min: f(8), Max: f(12)})
+			for off := 0; off+slotBytes <= len(b); off += slotBytes {
+				at := int64(binary.LittleEndian.Uint32(b[off:]))
+				if at == 0 || at < from || at > to {
+					continue
+				}
+				f := func(o int) float64 { return value(binary.LittleEndian.Uint32(b[off+o:])) }
+				pts = append(pts, Point{At: time.Unix(at, 0), Last: f(4), Min: f(8), Max: f(12)})
+			}
 		}
 		if len(pts) > 0 {
 			slices.SortFunc(pts, func(a, b Point) int { return a.At.Compare(b.At) })
+			// A ring written under another size may hold a step twice.
+			pts = slices.CompactFunc(pts, func(a, b Point) bool { return a.At.Equal(b.At) })
 			out[id] = pts
 		}
 	}
 	return t, out, nil
 }
 
+// value reads a kept 32-bit float as the number it was written as (11.6,
+// not 11.600000381469727).
+func value(bits uint32) float64 {
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(math.Float32frombits(bits)), 'g', -1, 32), 64)
+	return f
+}
+
+// Fields returns the fields kept of any of instances, sorted.
+func (s *Store) Fields(ctx context.Context, service string, instances []string) ([]string, error) {
+	cmds := make([]*redis.StringSliceCmd, len(instances))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range instances {
+			cmds[i] = p.SMembers(ctx, s.fieldsKey(service, id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var out []string
+	for _, c := range cmds {
+		out = append(out, c.Val()...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
 // merge writes rollups into their slots, each merged with what the slot
-// holds for the same step. KEYS: the rings. ARGV: per rollup the key's
-// index, the slot's offset, the step's start, the last, least and
-// greatest value, the key's time to live in milliseconds, and the ring's
-// size in bytes: a ring is made whole at once, so that Valkey allocates
-// it exactly rather than growing it by doubling.
+// holds for the same step. KEYS: the rings, and the instances' sets of
+// fields. ARGV: the most fields an instance keeps, then per rollup the
+// ring's key index, its instance's fields set's key index, the field, the
+// slot's offset, the step's start, the last, least and greatest value,
+// the keys' time to live in milliseconds, and the ring's size in bytes. A
+// field past an instance's most is not kept. A ring is made whole at
+// once, so that Valkey allocates it exactly rather than growing it by
+// doubling, and made again when its size is not the one asked (the
+// retention changed).
 var merge = redis.NewScript(`
-for i = 1, #ARGV, 8 do
+local most = tonumber(ARGV[1])
+for i = 2, #ARGV, 10 do
   local key = KEYS[tonumber(ARGV[i])]
-  if redis.call('STRLEN', key) == 0 then
-    redis.call('SETRANGE', key, tonumber(ARGV[i + 7]) - 1, '\0')
+  local fields = KEYS[tonumber(ARGV[i + 1])]
+  local field = ARGV[i + 2]
+  if redis.call('SISMEMBER', fields, field) == 1 or redis.call('SCARD', fields) < most then
+  redis.call('SADD', fields, field)
+  redis.call('PEXPIRE', fields, ARGV[i + 8])
+  local size = tonumber(ARGV[i + 9])
+  local have = redis.call('STRLEN', key)
+  if have ~= size then
+    if have > 0 then redis.call('DEL', key) end
+    redis.call('SETRANGE', key, size - 1, '\0')
   end
-  local off = tonumber(ARGV[i + 1])
-  local at = tonumber(ARGV[i + 2])
-  local v, lo, hi = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local off = tonumber(ARGV[i + 3])
+  local at = tonumber(ARGV[i + 4])
+  local v, lo, hi = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
   local old = redis.call('GETRANGE', key, off, off + 15)
   if #old == 16 then
     local was, _, mn, mx = struct.unpack('<Ifff', old)
@@ -211,7 +286,8 @@ for i = 1, #ARGV, 8 do
     end
   end
   redis.call('SETRANGE', key, off, struct.pack('<Ifff', at, v, lo, hi))
-  redis.call('PEXPIRE', key, ARGV[i + 6])
+  redis.call('PEXPIRE', key, ARGV[i + 8])
+  end
 end
 return 1
 `)
@@ -262,7 +338,7 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 	defer w.mu.Unlock()
 	n := 0
 	add := func(field string, v float64) {
-		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) {
+		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) || !ReadableField(field) {
 			return
 		}
 		n++
@@ -297,6 +373,15 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 	}
 }
 
+// ReadableField reports whether a field's values are kept: a name the API
+// can ask for (at most MaxFieldName bytes, no control character).
+func ReadableField(f string) bool {
+	return f != "" && len(f) <= MaxFieldName && !strings.ContainsFunc(f, func(c rune) bool { return c < ' ' || c == 0x7f })
+}
+
+// MaxFieldName bounds a field name whose values are kept.
+const MaxFieldName = 256
+
 // Dropped is how many values did not fit in the queue.
 func (w *Writer) Dropped() int64 {
 	w.mu.Lock()
@@ -320,14 +405,14 @@ const maxPerScript = 2_000
 // Flush writes what is queued, one script per service (its rings share a
 // cluster slot), in one round trip. What fails is dropped: the values are
 // a chart's, and the next heartbeat brings more.
-func (w *Writer) Flush(ctx context.Context) error {
+func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = make([]update, 0, min(cap(q), 1024))
 	clear(w.latest)
 	w.mu.Unlock()
 	if len(q) == 0 {
-		return nil
+		return 0, nil
 	}
 	slices.SortStableFunc(q, func(a, b update) int { return strings.Compare(a.service, b.service) })
 	type call struct {
@@ -338,23 +423,30 @@ func (w *Writer) Flush(ctx context.Context) error {
 	var cur *call
 	index := map[string]int{}
 	for i, u := range q {
-		if cur == nil || q[i-1].service != u.service || len(cur.args) >= 8*maxPerScript {
-			calls = append(calls, call{})
+		if cur == nil || q[i-1].service != u.service || len(cur.args) >= 10*maxPerScript {
+			calls = append(calls, call{args: []any{MaxFields}})
 			cur = &calls[len(calls)-1]
 			clear(index)
 		}
-		for _, t := range w.s.tiers {
-			k := w.s.key(t, u.service, u.instance, u.field)
+		keyIndex := func(k string) int {
 			ki, ok := index[k]
 			if !ok {
 				cur.keys = append(cur.keys, k)
 				ki = len(cur.keys)
 				index[k] = ki
 			}
+			return ki
+		}
+		fi := keyIndex(w.s.fieldsKey(u.service, u.instance))
+		for _, t := range w.s.tiers {
+			ki := keyIndex(w.s.key(t, u.service, u.instance, u.field))
 			step := u.at.Truncate(t.Step)
 			slot := (step.Unix() / int64(t.Step/time.Second)) % t.slots()
-			ttl := (t.Span + t.Step).Milliseconds()
-			cur.args = append(cur.args, ki, slot*slotBytes, step.Unix(), num(u.last), num(u.lo), num(u.hi), ttl, t.slots()*slotBytes)
+			ttl := (w.s.tiers[1].Span + w.s.tiers[1].Step).Milliseconds() // the fields set lives as long as the longest ring
+			if t == w.s.tiers[0] {
+				ttl = (t.Span + t.Step).Milliseconds()
+			}
+			cur.args = append(cur.args, ki, fi, u.field, slot*slotBytes, step.Unix(), num(u.last), num(u.lo), num(u.hi), ttl, t.slots()*slotBytes)
 		}
 	}
 	// By hash; a Valkey that does not know the script (restarted,
@@ -367,24 +459,31 @@ func (w *Writer) Flush(ctx context.Context) error {
 		return nil
 	})
 	if err == nil {
-		return nil
+		return len(q), nil
 	}
 	var again []int
+	var errs []error
 	for i, c := range cmds {
-		if e := c.Err(); e != nil && redis.HasErrorPrefix(e, "NOSCRIPT") {
+		switch e := c.Err(); {
+		case e != nil && redis.HasErrorPrefix(e, "NOSCRIPT"):
 			again = append(again, i)
+		case e != nil:
+			errs = append(errs, e)
 		}
 	}
-	if len(again) == 0 {
-		return err
+	if len(again) > 0 {
+		_, err = w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range again {
+				merge.Eval(ctx, p, calls[i].keys, calls[i].args...)
+			}
+			return nil
+		})
+		errs = append(errs, err)
 	}
-	_, err = w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, i := range again {
-			merge.Eval(ctx, p, calls[i].keys, calls[i].args...)
-		}
-		return nil
-	})
-	return err
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return len(q), nil
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 32) }

@@ -112,6 +112,14 @@
     return id.length > 13 ? id.slice(0, 8) + "…" : id;
   }
 
+  // visible shows the characters that display as nothing or turn text
+  // around (zero-width, bidi controls) as their code, so that a field
+  // named "\u202egnp.exe" cannot pass for "exe.png".
+  function visible(s) {
+    return String(s).replace(/[\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]/g,
+      (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  }
+
   // verdict is what the page shows of an instance: its state, or
   // "degraded" when it is up and breaks a health rule of its service.
   function verdict(inst) {
@@ -451,12 +459,22 @@
       const a = externalLink(links[id], "metrics ↗", "metrics of " + id);
       if (a) td.append(" ", a);
     });
-    if (ids.length && window.uPlot && i.started_at) {
+    if (ids.length && window.uPlot && i.started_at && !view.off) {
+      // The charts take a row of their own under the incident's, as wide
+      // as the table's box, not a cell's.
       const d = el("details", { className: "before" }, el("summary", { text: "Values in the hour before" }));
       const box = el("div", { className: "charts" });
-      d.append(box);
+      let row = null;
       d.addEventListener("toggle", () => {
-        if (d.open && !box.dataset.loaded) {
+        const tr = td.closest("tr");
+        if (!d.open) { if (row) row.hidden = true; return; }
+        if (!row && tr) {
+          const cell = el("td", { colspan: String(tr.children.length), className: "before-cell" }, box);
+          row = el("tr", { className: "before-row" }, cell);
+          tr.after(row);
+        }
+        if (row) row.hidden = false;
+        if (!box.dataset.loaded) {
           box.dataset.loaded = "1";
           loadIncidentCharts(i, box).catch((e) => { box.replaceChildren(el("p", { className: "muted", text: "Values could not be read: " + e.message })); });
         }
@@ -528,7 +546,7 @@
   function fieldItem(key, value, cls) {
     const dd = el("dd", { title: value });
     dd.append(...breakable(value));
-    return el("dl", { className: cls }, el("dt", { text: key, title: key }), dd);
+    return el("dl", { className: cls }, el("dt", { text: visible(key), title: visible(key) }), dd);
   }
 
   function fillRow(r, inst) {
@@ -730,16 +748,18 @@
 
   const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
 
-  // The fields to chart: memory and CPU, then each numeric service field
-  // the instances send, in the order they send them.
-  function numericFields() {
-    const keys = ["memory_usage_mb", "cpu_usage_percent"];
-    for (const inst of detail.instances.values()) {
-      for (const f of inst.fields || []) {
-        if (typeof f.value === "number" && !keys.includes(f.key)) keys.push(f.key);
-      }
-    }
-    return keys.slice(0, CHART_FIELDS);
+  // The fields to chart: those whose values are kept (the panel lists
+  // them), memory and CPU first.
+  function orderFields(kept) {
+    const first = ["memory_usage_mb", "cpu_usage_percent"].filter((k) => kept.includes(k));
+    return first.concat(kept.filter((k) => !first.includes(k))).slice(0, CHART_FIELDS);
+  }
+
+  async function keptFields(service, ids) {
+    const q = new URLSearchParams();
+    for (const id of ids || []) q.append("instance", id);
+    const body = await getJSON("api/v1/services/" + encodeURIComponent(service) + "/series/fields?" + q.toString());
+    return orderFields((body && body.fields) || []);
   }
 
   function seriesURL(name, field, params) {
@@ -800,7 +820,8 @@
     if (!c) {
       c = { field, events: [] };
       c.fig = el("figure", { className: "chart", "data-field": field });
-      c.cap = el("figcaption", null, el("span", { className: "chart-title", text: FIELD_TITLES[field] || field }));
+      const title = FIELD_TITLES[field] || visible(field);
+      c.cap = el("figcaption", { title }, el("span", { className: "chart-title", text: title }));
       c.plot = el("div", { className: "plot" });
       c.legend = el("ul", { className: "chart-legend" });
       c.fig.append(c.cap, c.plot, c.legend);
@@ -833,7 +854,7 @@
       c.legend.replaceChildren(...lines.map((l, i) => {
         const sw = el("span", { className: "swatch", "aria-hidden": "true" });
         sw.style.background = PALETTE[i % PALETTE.length];
-        return el("li", { title: l.label }, sw, el("span", { className: many ? "" : "mono", text: many ? l.label : shortID(l.label) }));
+        return el("li", { title: visible(l.label) }, sw, el("span", { className: many ? "" : "mono", text: many ? l.label : shortID(visible(l.label)) }));
       }));
     } else {
       c.u.setData(data, false);
@@ -843,7 +864,7 @@
     c.fig.dataset.points = String(points);
     c.fig.dataset.lines = String(lines.length);
     c.fig.dataset.marks = String(c.events.length);
-    c.fig.setAttribute("aria-label", (FIELD_TITLES[field] || field) + ": " + lines.length + " line" + (lines.length === 1 ? "" : "s") +
+    c.fig.setAttribute("aria-label", (FIELD_TITLES[field] || visible(field)) + ": " + lines.length + " line" + (lines.length === 1 ? "" : "s") +
       ", " + points + " points, a point every " + fmtDuration(s.step) + (c.events.length ? ", " + c.events.length + " marked changes" : ""));
     if (!points) c.legend.replaceChildren(el("li", { className: "muted", text: "no values kept in this span" }));
   }
@@ -861,21 +882,19 @@
   }
 
   async function loadCharts() {
-    if (route.view !== "service" || !detail.loaded || !window.uPlot) return;
+    if (route.view !== "service" || !detail.loaded || !window.uPlot || view.off) return;
     const gen = ++view.gen;
     const name = detail.name;
-    const fields = numericFields();
+    let fields;
+    try {
+      fields = await keptFields(name);
+    } catch (e) {
+      if (e.status === 404) { chartsOff(); return; }
+      throw e;
+    }
     const answers = await Promise.all(fields.map((f) => getJSON(seriesURL(name, f, { since: view.span })).catch((e) => e)));
     if (gen !== view.gen || route.view !== "service" || detail.name !== name) return;
     const box = $("charts");
-    const off = answers.find((a) => a instanceof Error && a.status === 404);
-    if (off) {
-      setText($("charts-note"), off.message);
-      box.replaceChildren();
-      view.charts.clear();
-      box.dataset.rendered = "0";
-      return;
-    }
     for (const [f, c] of view.charts) {
       if (!fields.includes(f)) { c.u && c.u.destroy(); c.fig.remove(); view.charts.delete(f); }
     }
@@ -888,7 +907,7 @@
     });
     const first = answers.find((a) => a && !(a instanceof Error));
     const n = first ? first.series.length : 0;
-    setText($("charts-note"), !first ? "Values could not be read." :
+    setText($("charts-note"), !fields.length ? "No values kept yet." : !first ? "Values could not be read." :
       (first.truncated ? "The first " + n + " instances. " : "") +
       (n > CHART_LINES ? "More than " + CHART_LINES + " instances: each chart shows the service's greatest value and its sum. " : "") +
       "A point every " + fmtDuration(first.step) + ".");
@@ -896,11 +915,21 @@
     box.dataset.rendered = String(view.charts.size);
   }
 
+  // chartsOff hides the charts of a panel that keeps no values, and stops
+  // asking for them.
+  function chartsOff() {
+    view.off = true;
+    clearTimeout(view.timer);
+    clearCharts();
+    for (const id of ["charts-title", "charts-controls", "charts-marks", "charts"]) $(id).hidden = true;
+  }
+
   function loadChartsSoon(delay) {
     clearTimeout(view.timer);
+    if (view.off) return;
     view.timer = setTimeout(() => {
       loadCharts().catch(() => {}).finally(() => {
-        if (route.view === "service") loadChartsSoon(15000);
+        if (route.view === "service" && !view.off) loadChartsSoon(15000);
       });
     }, delay);
   }
@@ -918,7 +947,7 @@
   async function loadIncidentCharts(i, box) {
     const ids = (i.instances || []).slice(0, CHART_LINES);
     const until = new Date(Date.parse(i.started_at)).toISOString();
-    const fields = i.service === detail.name ? numericFields() : ["memory_usage_mb", "cpu_usage_percent"];
+    const fields = await keptFields(i.service, ids);
     const params = (f) => {
       const q = new URLSearchParams({ field: f, since: "1h", until });
       for (const id of ids) q.append("instance", id);
