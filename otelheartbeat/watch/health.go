@@ -8,6 +8,7 @@ package watch
 // on the up instances, from what their last heartbeat carries.
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/json"
 	"errors"
@@ -336,9 +337,9 @@ func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt tim
 	if !ok {
 		return time.Time{}, false
 	}
-	c := cmpFloat(n, r.Number)
+	c := cmp.Compare(n, r.Number)
 	if isInt && r.hasInteger {
-		c = cmpInt(i, r.integer)
+		c = cmp.Compare(i, r.integer) // exactly, past 2^53
 	}
 	broken := false
 	switch r.Op {
@@ -355,26 +356,6 @@ func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt tim
 		return receivedAt, true
 	}
 	return time.Time{}, true
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // numberField reads a numeric field, a service field or a documented one:
