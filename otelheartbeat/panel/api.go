@@ -336,32 +336,13 @@ func health(in watch.Instance, now time.Time) *HealthJSON {
 			h.Verdict = "healthy"
 		}
 		if in.Heartbeat != nil {
-			cj.Value = fieldValue(in.Heartbeat, c.Rule.Field)
+			if v, ok := c.Rule.ValueIn(in.Heartbeat); ok {
+				cj.Value, _ = wire.AppendValue(nil, v)
+			}
 		}
 		h.Checks = append(h.Checks, cj)
 	}
 	return h
-}
-
-// fieldValue is a heartbeat's field as JSON, documented or not; nil when
-// it is absent.
-func fieldValue(m *wire.Message, key string) json.RawMessage {
-	if v, ok := m.Field(key); ok {
-		b, err := wire.AppendValue(nil, v)
-		if err == nil {
-			return b
-		}
-		return nil
-	}
-	b, err := wire.Marshal(m)
-	if err != nil {
-		return nil
-	}
-	var doc map[string]json.RawMessage
-	if json.Unmarshal(b, &doc) != nil {
-		return nil
-	}
-	return doc[key]
 }
 
 // instanceWindow is the window of the instances table's uptime: 24 h if

@@ -358,6 +358,22 @@ func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt tim
 	return time.Time{}, true
 }
 
+// ValueIn returns the field the rule reads, as m carries it: a service
+// field, or a documented number; false when m does not carry it.
+func (r *HealthRule) ValueIn(m *wire.Message) (wire.Value, bool) {
+	if v, ok := m.Field(r.Field); ok {
+		return v, true
+	}
+	f, i, isInt, ok := numberField(m, r.Field)
+	switch {
+	case !ok || !numericKeys[r.Field]:
+		return wire.Value{}, false
+	case isInt:
+		return wire.Int(i), true
+	}
+	return wire.Float(f), true
+}
+
 // numberField reads a numeric field, a service field or a documented one:
 // as a float, and as an integer when it is one (isInt).
 func numberField(m *wire.Message, key string) (f float64, i int64, isInt, ok bool) {

@@ -467,3 +467,31 @@ func TestHealthChangesAreReportedOnceWhenTheyHappen(t *testing.T) {
 		t.Errorf("after the instance left: %d health states, %d due", len(tr.healthOf), len(tr.healthDue))
 	}
 }
+
+// A rule's value is the field it reads, a service field or a documented
+// number, as the heartbeat carries it.
+func TestARuleReadsItsValue(t *testing.T) {
+	m := fetcherBeat("f1", 7, t0, t0, 42, "expired")
+	m.MemoryUsageMB, m.Has = 12.5, m.Has|wire.HasMemory
+	for spec, want := range map[string]string{
+		"tracker_fetcher: queue_size > 1":          "42",
+		"tracker_fetcher: api_status != ok":        `"expired"`,
+		"tracker_fetcher: memory_usage_mb > 1":     "12.5",
+		"tracker_fetcher: heartbeat_count > 1":     "7",
+		"tracker_fetcher: cpu_usage_percent > 1":   "",
+		"tracker_fetcher: not_sent older than 10m": "",
+	} {
+		r, err := ParseHealthRule(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if v, ok := r.ValueIn(m); ok {
+			b, _ := wire.AppendValue(nil, v)
+			got = string(b)
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", spec, got, want)
+		}
+	}
+}
