@@ -275,3 +275,22 @@ func TestPageWithoutValuesHidesTheCharts(t *testing.T) {
 	}
 	waitFor(t, ctx, "the charts hidden", `document.querySelector('#instances tbody tr') && ["charts-title", "charts-controls", "charts"].every((id) => document.getElementById(id).hidden)`, 20*time.Second)
 }
+
+// Values heard in a panel's first moments, before it has taken the lease
+// it records under, are kept for it, not thrown away.
+func TestValuesHeardBeforeTheFirstLeaseAreKept(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Valkey and the panel")
+	}
+	srv := redistest.Start(t)
+	url := startPanel(t, srv)
+	waitReady(t, url)
+	var ready struct{ Recording bool }
+	getJSON(t, url+"/readyz", &ready)
+	publishRich(t, srv, "early_service", richIDs(1), 0)
+	poll.Until(t, 20*time.Second, "the first values kept", func() bool {
+		var f panel.SeriesFieldsJSON
+		return getJSON(t, url+"/api/v1/services/early_service/series/fields", &f) == 200 && slices.Contains(f.Fields, "memory_usage_mb")
+	})
+	t.Logf("published while recording: %v", ready.Recording)
+}

@@ -118,7 +118,7 @@ func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (
 		return nil, err
 	}
 	p := &Panel{cfg: cfg, tr: tracker, client: client, store: store, lease: lease, hub: newHub(),
-		historyReads: make(chan struct{}, 4), probeEvery: 250 * time.Millisecond}
+		historyReads: make(chan struct{}, 4), probeEvery: 250 * time.Millisecond, started: time.Now()}
 	if cfg.seriesRetention >= 0 {
 		if p.series, err = series.NewStore(client, series.WithRetention(cmp.Or(cfg.seriesRetention, series.DefaultSpan))); err != nil {
 			return nil, fmt.Errorf("panel: WithSeriesRetention: %w", err)
@@ -319,6 +319,14 @@ func (p *Panel) remember(ctx context.Context) {
 	}
 }
 
+// beforeFirstLease reports whether the panel is in its first moments,
+// before a lease it may win has been decided: the values it hears then are
+// kept for it, and written if it records (writeSeries discards them once
+// it is a standby past them).
+func (p *Panel) beforeFirstLease() bool {
+	return time.Since(p.started) < 2*p.cfg.lease
+}
+
 // Leading reports whether this replica records history now.
 func (p *Panel) Leading() bool { return p.rec.Leading() }
 
@@ -328,7 +336,7 @@ func (p *Panel) Observe(e watch.Event) {
 	p.rec.Observe(e)
 	switch e.Kind {
 	case watch.KindHeartbeat:
-		if p.seriesW != nil && p.rec.Leading() {
+		if p.seriesW != nil && (p.rec.Leading() || p.beforeFirstLease()) {
 			p.seriesW.Add(e.Message, e.At)
 		}
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}

@@ -299,7 +299,7 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		if !p.rec.Leading() {
 			// Values heard before the lease is first taken are kept for
 			// it; a standby's are not.
-			if time.Since(p.started) > 2*p.cfg.lease {
+			if !p.beforeFirstLease() {
 				p.seriesW.Discard()
 			}
 			continue

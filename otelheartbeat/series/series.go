@@ -182,44 +182,57 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 	} else {
 		ranges = [][2]int64{{a, n - 1}, {0, b}}
 	}
-	cmds := make([][]*redis.StringCmd, len(instances))
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range instances {
-			k := s.key(t, service, id, field)
-			for _, r := range ranges {
-				cmds[i] = append(cmds[i], p.GetRange(ctx, k, r[0]*slotBytes, (r[1]+1)*slotBytes-1))
-			}
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return t, nil, err
-	}
 	out := map[string][]Point{}
-	for i, id := range instances {
-		var pts []Point
-		for _, c := range cmds[i] {
-			b, err := c.Bytes()
-			if err != nil {
-				continue
-			}
-			for off := 0; off+slotBytes <= len(b); off += slotBytes {
-				at := int64(binary.LittleEndian.Uint32(b[off:]))
-				if at == 0 || at < from || at > to {
-					continue
+	// A batch of instances a round trip, so that a long span of many
+	// instances never holds more than a batch's rings at once.
+	for start := 0; start < len(instances); start += readBatch {
+		batch := instances[start:min(start+readBatch, len(instances))]
+		cmds := make([][]*redis.StringCmd, len(batch))
+		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range batch {
+				k := s.key(t, service, id, field)
+				for _, r := range ranges {
+					cmds[i] = append(cmds[i], p.GetRange(ctx, k, r[0]*slotBytes, (r[1]+1)*slotBytes-1))
 				}
-				f := func(o int) float64 { return value(binary.LittleEndian.Uint32(b[off+o:])) }
-				pts = append(pts, Point{At: time.Unix(at, 0), Last: f(4), Min: f(8), Max: f(12)})
 			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return t, nil, err
 		}
-		if len(pts) > 0 {
-			slices.SortFunc(pts, func(a, b Point) int { return a.At.Compare(b.At) })
-			// A ring written under another size may hold a step twice.
-			pts = slices.CompactFunc(pts, func(a, b Point) bool { return a.At.Equal(b.At) })
-			out[id] = pts
+		for i, id := range batch {
+			if pts := points(cmds[i], from, to); len(pts) > 0 {
+				out[id] = pts
+			}
 		}
 	}
 	return t, out, nil
+}
+
+// readBatch is how many instances' rings one round trip of Read reads.
+const readBatch = 16
+
+// points decodes the slots read of one ring, within [from, to], oldest
+// first.
+func points(cmds []*redis.StringCmd, from, to int64) []Point {
+	var pts []Point
+	for _, c := range cmds {
+		b, err := c.Bytes()
+		if err != nil {
+			continue
+		}
+		for off := 0; off+slotBytes <= len(b); off += slotBytes {
+			at := int64(binary.LittleEndian.Uint32(b[off:]))
+			if at == 0 || at < from || at > to {
+				continue
+			}
+			f := func(o int) float64 { return value(binary.LittleEndian.Uint32(b[off+o:])) }
+			pts = append(pts, Point{At: time.Unix(at, 0), Last: f(4), Min: f(8), Max: f(12)})
+		}
+	}
+	slices.SortFunc(pts, func(a, b Point) int { return a.At.Compare(b.At) })
+	// A ring written under another size may hold a step twice.
+	return slices.CompactFunc(pts, func(a, b Point) bool { return a.At.Equal(b.At) })
 }
 
 // value reads a kept 32-bit float as the number it was written as (11.6,

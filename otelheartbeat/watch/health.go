@@ -83,6 +83,10 @@ const MaxHealthDuration = 365 * 24 * time.Hour
 // service costs each of its instances a check (about 40 bytes).
 const MaxHealthRules = 100
 
+// maxFieldAge is the oldest a timestamp field may be and still be read
+// as a time: a century (so that ages never overflow).
+const maxFieldAge = 100 * 365 * 24 * time.Hour
+
 // futureSlack is how far after its heartbeat's timestamp a timestamp
 // field may be and still be read as a time (as no age at all).
 const futureSlack = time.Minute
@@ -315,13 +319,13 @@ func ParseHealthRules(specs []string) ([]HealthRule, error) {
 func (r *HealthRule) breach(m *wire.Message, receivedAt time.Time) (breachAt time.Time, known bool) {
 	if r.Op == OlderThan {
 		at, ok := timeField(m, r.Field)
-		if !ok || m.Timestamp.IsZero() || at.After(m.Timestamp.Add(futureSlack)) {
+		// A time after the heartbeat's own, or more than a century before
+		// it, is no time this sender's clock agrees with.
+		if !ok || m.Timestamp.IsZero() || at.After(m.Timestamp.Add(futureSlack)) || m.Timestamp.Sub(at) > maxFieldAge {
 			return time.Time{}, false
 		}
-		// How old it was when sent, on the sender's clock (at most a
-		// century, so that the sum below cannot overflow), then on ours.
-		old := min(max(m.Timestamp.Sub(at), 0), 100*365*24*time.Hour)
-		return receivedAt.Add(r.Age - old), true
+		// How old it was when sent, on the sender's clock, then on ours.
+		return receivedAt.Add(r.Age - max(m.Timestamp.Sub(at), 0)), true
 	}
 	if r.Op == NotEqual {
 		v, ok := m.Field(r.Field)

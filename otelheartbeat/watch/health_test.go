@@ -153,9 +153,9 @@ func TestHealthRulesAreReadAsWritten(t *testing.T) {
 }
 
 // A timestamp field past its heartbeat's own timestamp (far in the
-// future, or Unix milliseconds) is unknown, never broken and never a
-// hang; an ancient one is broken since a time that makes sense; integers
-// are compared exactly.
+// future, or Unix milliseconds) or more than a century before it is
+// unknown, never broken and never a hang; an old one is broken since it
+// grew too old; integers are compared exactly.
 func TestOddTimesAndNumbersAreJudgedSanely(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	tr := NewTracker(WithClock(clock), WithHealthRules(mustRules(t,
@@ -189,9 +189,12 @@ func TestOddTimesAndNumbersAreJudgedSanely(t *testing.T) {
 			t.Errorf("%s: %v, want unknown", id, in.Health.Checks[0].Status(clock.Now()))
 		}
 	}
-	in := judge("ancient", wire.String("0001-01-01T00:00:00Z"), 1)
-	if c := in.Health.Checks[0]; c.Status(clock.Now()) != CheckBroken || c.Since.Before(t0.Add(-101*365*24*time.Hour)) {
-		t.Errorf("ancient: %v since %v", c.Status(clock.Now()), c.Since)
+	if in := judge("ancient", wire.String("0001-01-01T00:00:00Z"), 1); in.Health.Checks[0].Status(clock.Now()) != CheckUnknown {
+		t.Errorf("the year 1: %v, want unknown", in.Health.Checks[0].Status(clock.Now()))
+	}
+	in := judge("old", wire.String("2000-01-01T00:00:00Z"), 1)
+	if c := in.Health.Checks[0]; c.Status(clock.Now()) != CheckBroken || !c.Since.Equal(time.Date(2000, 1, 1, 0, 5, 0, 0, time.UTC)) {
+		t.Errorf("the year 2000: %v since %v", c.Status(clock.Now()), c.Since)
 	}
 	if in := judge("exact", wire.String(string(wire.AppendTimestamp(nil, t0))), 9007199254740993); in.Health.Checks[1].Status(clock.Now()) != CheckBroken {
 		t.Errorf("9007199254740993 > 9007199254740992: %v", in.Health.Checks[1].Status(clock.Now()))
