@@ -69,8 +69,11 @@ func main() {
 	}
 	took := time.Since(start)
 	fmt.Printf("sent %d heartbeats in %v (%.0f/s)\n", sent, took.Round(time.Millisecond), float64(sent)/took.Seconds())
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err != nil && ctx.Err() == nil:
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "loadgen: some batches failed and were skipped, the first:", err)
 	}
 }

@@ -98,7 +98,11 @@ func (f *Fleet) Round(ctx context.Context, c redis.UniversalClient) (int, error)
 }
 
 // Run publishes at the configured interval, each instance once per
-// interval, spread evenly, until ctx is done; it returns the heartbeats sent.
+// interval, spread evenly, until ctx is done; it returns the heartbeats
+// sent, and the first error. A batch that fails (a Valkey that stalls past
+// the client's timeout, a restart) is skipped, as a fleet's publishers
+// would skip a heartbeat, and publishing goes on: a worker that stopped at
+// its first error would silence its share of the fleet for good.
 func (f *Fleet) Run(ctx context.Context, c redis.UniversalClient) (int, error) {
 	return f.send(ctx, c, f.cfg.Interval)
 }
@@ -140,6 +144,7 @@ func (f *Fleet) worker(ctx context.Context, c redis.UniversalClient, w int, pace
 		defer tick.Stop()
 	}
 	var bufs [][]byte
+	var firstErr error
 	sent := 0
 	for {
 		for start := w; start < len(f.instances); start += conns * batch {
@@ -147,7 +152,7 @@ func (f *Fleet) worker(ctx context.Context, c redis.UniversalClient, w int, pace
 				select {
 				case <-tick.C:
 				case <-ctx.Done():
-					return sent, nil
+					return sent, firstErr
 				}
 			} else if ctx.Err() != nil {
 				return sent, ctx.Err()
@@ -169,7 +174,13 @@ func (f *Fleet) worker(ctx context.Context, c redis.UniversalClient, w int, pace
 				n++
 			}
 			if _, err := p.Exec(ctx); err != nil {
-				return sent, err
+				if tick == nil {
+					return sent, err
+				}
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
 			}
 			sent += n
 		}
