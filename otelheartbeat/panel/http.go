@@ -200,12 +200,11 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 	}
 	// At most a few at once, each within 10 s: history is read from the
 	// panel's cache, only what was added since is read from Valkey.
-	select {
-	case p.historyReads <- struct{}{}:
-		defer func() { <-p.historyReads }()
-	case <-r.Context().Done():
+	release, ok := p.readSlot(r.Context())
+	if !ok {
 		return
 	}
+	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	gaps, err := p.store.Gaps(ctx, since)
@@ -230,6 +229,18 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(out, func(a, b IncidentJSON) int { return strings.Compare(b.StartedAt, a.StartedAt) })
 	writeJSON(w, http.StatusOK, map[string]any{"since": stamp(since), "incidents": out})
+}
+
+// readSlot takes a place among the reads of Valkey the panel serves at
+// once (history and values alike), and returns how to give it back; false
+// when ctx ended first.
+func (p *Panel) readSlot(ctx context.Context) (release func(), ok bool) {
+	select {
+	case p.historyReads <- struct{}{}:
+		return func() { <-p.historyReads }, true
+	case <-ctx.Done():
+		return nil, false
+	}
 }
 
 // AlertJSON is one alert in GET /api/v1/alerts.

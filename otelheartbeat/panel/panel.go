@@ -68,7 +68,7 @@ type Panel struct {
 
 	reports      reportCache
 	recall       chan struct{} // the watcher read the keys: remember the gone from history
-	historyReads chan struct{} // bounds concurrent history requests
+	historyReads chan struct{} // bounds concurrent reads of history and values (readSlot)
 	streams      atomic.Int64  // event stream handlers running
 	probeEvery   time.Duration // how often a crowded panel probes every event stream
 }

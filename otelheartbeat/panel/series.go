@@ -124,10 +124,11 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 	if len(ids) > MaxSeriesInstances {
 		ids, truncated = ids[:MaxSeriesInstances], true
 	}
-	if !p.seriesRead(w, r) {
+	release, ok := p.readSlot(r.Context())
+	if !ok {
 		return
 	}
-	defer func() { <-p.historyReads }()
+	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	tier, points, err := p.series.Read(ctx, name, field, ids, since, until)
@@ -195,10 +196,11 @@ func (p *Panel) seriesFields(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !p.seriesRead(w, r) {
+	release, ok := p.readSlot(r.Context())
+	if !ok {
 		return
 	}
-	defer func() { <-p.historyReads }()
+	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	fields, err := p.series.Fields(ctx, name, ids)
@@ -239,17 +241,6 @@ func (p *Panel) seriesQuery(w http.ResponseWriter, r *http.Request) (string, []s
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	return name, ids, true
-}
-
-// seriesRead takes a place among the reads of Valkey a panel serves at
-// once (those of history too); false when the request ended first.
-func (p *Panel) seriesRead(w http.ResponseWriter, r *http.Request) bool {
-	select {
-	case p.historyReads <- struct{}{}:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
 }
 
 // seriesEvents are the entries of ids in [since, until] worth marking.
