@@ -225,12 +225,7 @@ func TestAStalledValkeyFreezesHealthToo(t *testing.T) {
 	base := startPanel(t, srv, "--health-rule", "tracker_fetcher: last_successful_operation older than 3s")
 	health := func() (string, string, bool) {
 		var d panel.ServiceDetailJSON
-		resp, err := http.Get(base + "/api/v1/services/tracker_fetcher")
-		if err != nil {
-			return "", "", false
-		}
-		defer resp.Body.Close()
-		if json.NewDecoder(resp.Body).Decode(&d) != nil || len(d.Instances) != 1 || d.Instances[0].Health == nil {
+		if getJSON(t, base+"/api/v1/services/tracker_fetcher", &d) != 200 || len(d.Instances) != 1 || d.Instances[0].Health == nil {
 			return "", "", false
 		}
 		var f panel.FleetJSON
