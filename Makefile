@@ -21,8 +21,9 @@ test: deps vet unit benchonce fuzz
 # deps installs, in one apt-get run, what the tests start and is missing:
 # redis-server, chromium (the admin panel's page in a headless browser),
 # prometheus-alertmanager (alerts through a real Alertmanager) and
-# prometheus (promtool, and the server that runs the shipped rules). A variable pointing at a binary counts as
-# having it. The prometheus packages would start their daemons where an
+# prometheus (promtool, and the server that runs the shipped rules), strace
+# and Python's redis and psutil (the publisher cost comparison). A variable
+# pointing at a binary counts as having it. The prometheus packages would start their daemons where an
 # init system runs; a policy-rc.d forbids that for the install, so nothing
 # is left listening on 9090 or 9093, and is removed only if deps wrote it.
 deps:
@@ -31,6 +32,8 @@ deps:
 	command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || missing="$$missing chromium"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || [ -n "$$ALERTMANAGER" ] || missing="$$missing prometheus-alertmanager"; \
 	{ command -v promtool >/dev/null 2>&1 || [ -n "$$PROMTOOL" ]; } && { command -v prometheus >/dev/null 2>&1 || [ -n "$$PROMETHEUS" ]; } || missing="$$missing prometheus"; \
+	command -v strace >/dev/null 2>&1 || [ -n "$$STRACE" ] || missing="$$missing strace"; \
+	$${PYTHON3:-/usr/bin/python3} -c 'import redis.asyncio, psutil' >/dev/null 2>&1 || missing="$$missing python3-redis python3-psutil"; \
 	if [ -z "$$missing" ]; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -44,7 +47,8 @@ deps:
 	else \
 		echo "tests need:$$missing (Debian: apt-get install --no-install-recommends$$missing)."; \
 		echo "Or point variables at binaries: REDIS_SERVER (redis-server or valkey-server), CHROMIUM (chromium),"; \
-		echo "ALERTMANAGER (prometheus-alertmanager, Alertmanager 0.25 or newer), PROMTOOL (promtool), PROMETHEUS (prometheus)."; \
+		echo "ALERTMANAGER (prometheus-alertmanager, Alertmanager 0.25 or newer), PROMTOOL (promtool), PROMETHEUS (prometheus),"; \
+		echo "STRACE (strace), PYTHON3 (a python3 with redis and psutil)."; \
 		exit 1; \
 	fi
 
@@ -79,6 +83,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^BenchmarkDecodeAndTrack$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./internal/tools/loadgen/fleet && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIdleFootprint$$' -benchtime 1x ./internal/tools/footprint && \
+	   PUBCOST_WINDOW=30s PUBCOST_IDLE_WINDOW=20s $(GO) test -run '^$$' -bench '^BenchmarkPublisherCost$$' -benchtime 1x ./internal/tools/pubcost && \
 	   PANEL_BENCH_WINDOW=60s $(GO) test -run '^$$' -bench '^BenchmarkPanelAtTenThousandInstances$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkPanelUnderFatHeartbeats$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/history && \

@@ -2,18 +2,14 @@ package otelheartbeat
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"github.com/shirou/gopsutil/v4/process"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/tools/pubcost/handwritten"
 	"github.com/otel-heartbeat/heartbeat/internal/valkeyconf"
-	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/otel-heartbeat/heartbeat/valkeyexporter"
 )
 
@@ -32,9 +28,10 @@ func BenchmarkHeartbeatCycle(b *testing.B) {
 	}
 }
 
-// BenchmarkHeartbeatCycleBaseline is the same heartbeat written by hand:
-// the same process values from gopsutil, the same JSON from a map through
-// encoding/json, the same pipeline on an equally configured client.
+// BenchmarkHeartbeatCycleBaseline is the same heartbeat written by hand
+// (internal/tools/pubcost/handwritten): the same process values from
+// gopsutil, the same JSON from a map through encoding/json, the same
+// pipeline on an equally configured client.
 func BenchmarkHeartbeatCycleBaseline(b *testing.B) {
 	srv := redistest.Start(b)
 	cycle, done := baselineCycle(b, srv)
@@ -106,58 +103,17 @@ func baselineCycle(b *testing.B, srv *redistest.Server) (func(), func()) {
 		b.Fatal(err)
 	}
 	client := redis.NewUniversalClient(opts)
-	proc, err := process.NewProcess(int32(os.Getpid()))
+	p, err := handwritten.New(client, "tracker_fetcher", time.Hour, handwritten.Fields{
+		QueueSize: func() int { return 1380 },
+		APIStatus: func() string { return "authenticated" },
+		LastOK:    func() time.Time { return benchLastOK },
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	created, _ := proc.CreateTime()
-	start := time.UnixMilli(created)
-	id := uuid.NewString()
-	const interval = time.Hour
-	channel := "heartbeat:service:tracker_fetcher"
-	key := "heartbeat:instance:tracker_fetcher:" + id
-	var count int64
-	var prevCPU float64
-	prevAt := start
 	ctx := context.Background()
-	queue := func() int { return 1380 }
-	status := func() string { return "authenticated" }
-	lastOK := func() time.Time { return benchLastOK }
 	return func() {
-		mem, err := proc.MemoryInfo()
-		if err != nil {
-			b.Fatal(err)
-		}
-		times, err := proc.Times()
-		if err != nil {
-			b.Fatal(err)
-		}
-		now := time.Now()
-		cpu := times.User + times.System
-		count++
-		payload, err := json.Marshal(map[string]any{
-			"service_name":              "tracker_fetcher",
-			"instance_id":               id,
-			"timestamp":                 now.UTC().Format(wire.TimestampLayout),
-			"uptime_seconds":            float64(int(now.Sub(start).Seconds()*10)) / 10,
-			"heartbeat_count":           count,
-			"memory_usage_mb":           float64(int(float64(mem.RSS)/(1<<20)*10)) / 10,
-			"cpu_usage_percent":         float64(int((cpu-prevCPU)/now.Sub(prevAt).Seconds()*1000)) / 10,
-			"interval_seconds":          interval.Seconds(),
-			"status":                    "running",
-			"queue_size":                queue(),
-			"api_status":                status(),
-			"last_successful_operation": lastOK().UTC().Format(wire.TimestampLayout),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		prevCPU, prevAt = cpu, now
-		if _, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Publish(ctx, channel, payload)
-			p.Set(ctx, key, payload, 3*interval)
-			return nil
-		}); err != nil {
+		if err := p.Beat(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}, func() { _ = client.Close() }

@@ -1,6 +1,6 @@
 // Package binary finds the real programs the tests start: one lookup for
-// redis-server, Chromium, Alertmanager, Prometheus and promtool, so that each says the
-// same thing when it is missing.
+// redis-server, Chromium, Alertmanager, Prometheus, promtool, strace and
+// Python, so that each says the same thing when it is missing.
 package binary
 
 import (
@@ -39,4 +39,8 @@ var (
 	Alertmanager = Program{Env: "ALERTMANAGER", Names: []string{"prometheus-alertmanager", "alertmanager"}, Package: "prometheus-alertmanager"}
 	Promtool     = Program{Env: "PROMTOOL", Names: []string{"promtool"}, Package: "prometheus"}
 	Prometheus   = Program{Env: "PROMETHEUS", Names: []string{"prometheus"}, Package: "prometheus"}
+	Strace       = Program{Env: "STRACE", Names: []string{"strace"}, Package: "strace"}
+	// Python3 is Debian's interpreter, which python3-redis and
+	// python3-psutil install into, before any other python3 on PATH.
+	Python3 = Program{Env: "PYTHON3", Names: []string{"/usr/bin/python3", "python3"}, Package: "python3-redis python3-psutil"}
 )

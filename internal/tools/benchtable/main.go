@@ -82,7 +82,7 @@ func run(in io.Reader, w io.Writer) error {
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
 		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood", "BenchmarkFatHeartbeatFlood", "BenchmarkLoadFatLatestKeys", "BenchmarkPanelAtTenThousandInstances",
-		"BenchmarkPanelUnderFatHeartbeats",
+		"BenchmarkPanelUnderFatHeartbeats", "BenchmarkPublisherCost",
 		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkSeriesBytesPerInstanceDay", "BenchmarkThirtyDays")
 	verdict := func(ok bool) string {
 		if ok {
@@ -129,6 +129,26 @@ func run(in io.Reader, w io.Writer) error {
 			row{"idle Publisher, resident memory added", fmt.Sprintf("%.1f MiB", rss), "bare process", "", "≤ 4 MiB", verdict(rss <= 4)},
 			row{"idle Publisher, goroutines added", fmt.Sprintf("%.0f", g), "bare process", "", "≤ 4", verdict(g <= 4)},
 			row{"CPU per 1,000 heartbeats", fmt.Sprintf("%.2f s", cpu), "", "", "", ""})
+	}
+	if lib, ok := r.get("BenchmarkPublisherCost", "library-cpu-µs/heartbeat"); ok {
+		pc := func(prog, unit string) float64 { v, _ := r.get("BenchmarkPublisherCost", prog+"-"+unit); return v }
+		beside := func(unit, format string) string {
+			return fmt.Sprintf(format+" (Go by hand), "+format+" (Python)", pc("handwritten", unit), pc("python", unit))
+		}
+		ratio := func(a, b float64) string { return fmt.Sprintf("%.2fx", a/b) }
+		hand, py := pc("handwritten", "cpu-µs/heartbeat"), pc("python", "syscalls/heartbeat")
+		ctx, hctx := pc("library", "ctxsw/heartbeat"), pc("handwritten", "ctxsw/heartbeat")
+		sys := pc("library", "syscalls/heartbeat")
+		ictx, ihctx := pc("library", "idle-ctxsw/min"), pc("handwritten", "idle-ctxsw/min")
+		isys, ipy := pc("library", "idle-syscalls/min"), pc("python", "idle-syscalls/min")
+		rows = append(rows,
+			row{"publisher process, CPU per heartbeat (every 20 ms, 3 service fields)", fmt.Sprintf("%.0f µs", lib), beside("cpu-µs/heartbeat", "%.0f µs"), ratio(lib, hand), "≤ 1x Go by hand", verdict(lib <= hand)},
+			row{"publisher process, context switches per heartbeat", fmt.Sprintf("%.1f", ctx), beside("ctxsw/heartbeat", "%.1f"), ratio(ctx, hctx), "≤ 1x Go by hand", verdict(ctx <= hctx)},
+			row{"publisher process, system calls per heartbeat (strace -f)", fmt.Sprintf("%.1f", sys), beside("syscalls/heartbeat", "%.1f"), ratio(sys, py), "≤ 1x Python", verdict(sys <= py)},
+			row{"publisher process, peak resident memory", fmt.Sprintf("%.1f MB", pc("library", "rss-MB")), beside("rss-MB", "%.1f MB"), "", "", ""},
+			row{"publisher idle at 60 s, context switches a minute", fmt.Sprintf("%.1f", ictx), beside("idle-ctxsw/min", "%.1f"), ratio(ictx, ihctx), "≤ 1x Go by hand", verdict(ictx <= ihctx)},
+			row{"publisher idle at 60 s, system calls a minute", fmt.Sprintf("%.1f", isys), beside("idle-syscalls/min", "%.1f"), ratio(isys, ipy), "≤ 1x Python", verdict(isys <= ipy)},
+			row{"publisher idle at 60 s, CPU a minute", fmt.Sprintf("%.0f µs", pc("library", "idle-cpu-µs/min")), beside("idle-cpu-µs/min", "%.0f µs"), "", "", ""})
 	}
 	if ratio, ok := r.get("BenchmarkIngest", "monitor/bare"); ok {
 		mon, _ := r.get("BenchmarkIngest", "monitor-msgs/s")

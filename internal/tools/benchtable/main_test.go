@@ -17,7 +17,7 @@ BenchmarkEncodeJSONMap-2   	 1000	      8220 ns/op	    2000 B/op	      41 allocs
 	if err == nil {
 		t.Fatalf("want an error for the missing rows, got the table:\n%s", out.String())
 	}
-	for _, name := range []string{"BenchmarkHeartbeatCycleInterleaved", "BenchmarkIdleFootprint", "BenchmarkIngest", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkIDFlood"} {
+	for _, name := range []string{"BenchmarkHeartbeatCycleInterleaved", "BenchmarkIdleFootprint", "BenchmarkIngest", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkIDFlood", "BenchmarkPublisherCost"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
