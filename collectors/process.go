@@ -26,14 +26,20 @@ var (
 //
 //	process.uptime        gauge, s: seconds since the process started
 //	process.memory.usage  up-down counter, By: resident set size
-//	                      (gopsutil MemoryInfo().RSS)
+//	                      (gopsutil's MemoryInfo().RSS)
 //	process.cpu.time      counter, s: user and system CPU seconds
-//	                      (gopsutil Times()), attribute cpu.mode
+//	                      (gopsutil's Times()), attribute cpu.mode
+//
+// On Linux, memory and CPU time come from one read of /proc/self/stat,
+// kept open, which holds the very counters gopsutil reads from two files
+// it opens each time: one system call a heartbeat instead of about twenty.
+// Elsewhere, and should that read fail, gopsutil reads them.
 //
 // A value gopsutil cannot read is left out of that collection and reported
 // once; uptime never fails.
 type Process struct {
 	proc     *process.Process
+	stat     *statFile // Linux: CPU and memory in one read; nil elsewhere
 	started  time.Time // monotonic
 	offset   time.Duration
 	reporter *report.Reporter
@@ -51,6 +57,9 @@ func NewProcess(opts ...Option) (*Process, error) {
 		p.reporter.Fail("process", fmt.Errorf("collectors: gopsutil cannot read this process: %w; memory and CPU are left out", err))
 	} else {
 		p.proc = proc
+		if s, err := openStat(); err == nil {
+			p.stat = s
+		}
 		// Uptime counts from the process's start, not from ours, as the
 		// semantic convention says; it then advances on the monotonic clock.
 		if ms, err := proc.CreateTime(); err == nil && ms > 0 {
@@ -96,6 +105,17 @@ func (p *Process) observe(ctx context.Context, o metric.Observer, uptime metric.
 	if p.proc == nil {
 		return
 	}
+	if p.stat != nil {
+		if user, system, rss, err := p.stat.read(); err == nil {
+			p.reporter.OK("memory")
+			p.reporter.OK("cpu")
+			o.ObserveInt64(mem, rss)
+			o.ObserveFloat64(cpu, user, cpuModeUser...)
+			o.ObserveFloat64(cpu, system, cpuModeSystem...)
+			return
+		}
+		// gopsutil below says what is wrong, value by value.
+	}
 	if mi, err := p.proc.MemoryInfoWithContext(ctx); err != nil {
 		p.reporter.Fail("memory", fmt.Errorf("collectors: read resident memory: %w", err))
 	} else {
@@ -115,6 +135,11 @@ func (p *Process) observe(ctx context.Context, o metric.Observer, uptime metric.
 // more than once.
 func (p *Process) Unregister() error {
 	var err error
-	p.once.Do(func() { err = p.reg.Unregister() })
+	p.once.Do(func() {
+		err = p.reg.Unregister()
+		if p.stat != nil {
+			_ = p.stat.close()
+		}
+	})
 	return err
 }
