@@ -44,19 +44,53 @@ type Fields struct {
 	usesCtx bool // some collector takes a context
 
 	// collecting serializes collections (several readers may collect at
-	// once) and guards what one collection reuses from the last.
+	// once) and guards what one collection reuses from the last: the
+	// timers, the round and the worker.
 	collecting sync.Mutex
 	results    chan result // capacity MaxFields: each entry has at most one result outstanding
 	budget     *time.Timer
+	stall      *time.Timer
 	round      uint64
+	worker     *worker // runs the collectors; nil until the first collection or after it was retired
 
 	// started, when set (by tests), is called once a collection has
 	// started its collectors and decided which running ones to wait for.
 	started func(round uint64)
 
+	// running counts the worker goroutines, so that Unregister can wait
+	// for the last to end.
 	running  atomic.Int64
 	drained  chan struct{}
 	drainOne sync.Once
+}
+
+// A worker is the goroutine that runs the collectors of a collection one
+// after the other. It lives from one collection to the next, so that
+// collectors that answer promptly cost no goroutine of their own. Should a
+// collector keep it longer than the stall time, the collection hands the
+// collectors not yet started to a new worker and retires this one, which
+// ends as soon as its collector returns: a blocking collector holds one
+// goroutine and costs only its own field.
+type worker struct {
+	jobs    chan *job // capacity 1: collections are serialized
+	retired atomic.Bool
+}
+
+// A job is one collection's collectors; workers claim them in order.
+type job struct {
+	ctx     context.Context
+	round   uint64
+	entries []*entry
+	next    atomic.Int32
+}
+
+// claim returns the next collector of j not yet started, or nil.
+func (j *job) claim() *entry {
+	i := int(j.next.Add(1)) - 1
+	if i >= len(j.entries) {
+		return nil
+	}
+	return j.entries[i]
 }
 
 type entry struct {
@@ -105,6 +139,8 @@ func NewFields(opts ...Option) *Fields {
 	ctx, cancel := context.WithCancel(context.Background())
 	budget := time.NewTimer(time.Hour)
 	budget.Stop()
+	stall := time.NewTimer(time.Hour)
+	stall.Stop()
 	return &Fields{
 		cfg:      cfg,
 		meter:    cfg.meter(),
@@ -114,6 +150,7 @@ func NewFields(opts ...Option) *Fields {
 		drained:  make(chan struct{}),
 		results:  make(chan result, MaxFields),
 		budget:   budget,
+		stall:    stall,
 	}
 }
 
@@ -225,6 +262,7 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 	}
 	pending := 0
 	var late map[*entry]bool // running for a collection that was given up on
+	j := &job{ctx: cctx, round: round}
 	for _, e := range f.entries {
 		if !e.busy.CompareAndSwap(false, true) {
 			if e.abandoned.Load() {
@@ -241,11 +279,13 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		e.abandoned.Store(false)
 		e.round.Store(round)
 		pending++
-		f.running.Add(1)
-		go f.run(cctx, e, round)
+		j.entries = append(j.entries, e)
 	}
 	entries := f.entries
 	f.mu.Unlock()
+	if len(j.entries) > 0 {
+		f.dispatch(j)
+	}
 	if f.started != nil {
 		f.started(round)
 	}
@@ -253,8 +293,13 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		return nil
 	}
 
+	// A collector that keeps the worker past the stall time gets the rest
+	// handed to a new worker; the budget bounds the whole collection.
+	stall := max(budget/8, time.Millisecond)
 	f.budget.Reset(budget)
 	defer f.budget.Stop()
+	f.stall.Reset(stall)
+	defer f.stall.Stop()
 	for pending > 0 {
 		select {
 		case r := <-f.results:
@@ -269,7 +314,15 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 			}
 			pending--
 			f.record(o, r)
+		case <-f.stall.C:
+			if int(j.next.Load()) < len(j.entries) {
+				f.retire()
+				f.dispatch(j)
+			}
+			f.stall.Reset(stall)
 		case <-f.budget.C:
+			f.retire()
+			f.release(j)
 			for _, e := range entries {
 				if (e.round.Load() == round || late[e]) && e.busy.Load() {
 					e.abandoned.Store(false) // stuck, not abandoned: not waited for again
@@ -280,6 +333,8 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		case <-ctx.Done():
 			// The reader gave up on this collection; the next one waits for
 			// the collectors still running rather than leave their fields out.
+			f.retire()
+			f.release(j)
 			for _, e := range entries {
 				if (e.round.Load() == round || late[e]) && e.busy.Load() {
 					e.abandoned.Store(true)
@@ -287,19 +342,71 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 			}
 			return nil
 		case <-f.ctx.Done():
+			f.release(j)
 			return nil // unregistered
 		}
 	}
 	return nil
 }
 
-func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
-	defer func() {
+// dispatch gives j to the worker, starting one when there is none; it
+// never blocks, as a worker without a job is waiting for one. f.collecting
+// is held.
+func (f *Fields) dispatch(j *job) {
+	if f.worker == nil {
+		f.worker = &worker{jobs: make(chan *job, 1)}
+		f.running.Add(1)
+		go f.work(f.worker)
+	}
+	f.worker.jobs <- j
+}
+
+// retire lets the worker end once its collector returns; the next dispatch
+// starts another. f.collecting is held.
+func (f *Fields) retire() {
+	if f.worker != nil {
+		f.worker.retired.Store(true)
+		f.worker = nil
+	}
+}
+
+// release frees the collectors of j that no worker started, so that the
+// next collection runs them.
+func (f *Fields) release(j *job) {
+	for e := j.claim(); e != nil; e = j.claim() {
 		e.busy.Store(false)
+	}
+}
+
+// work runs the collectors of each job it is given, in order, until it is
+// retired or the fields are unregistered.
+func (f *Fields) work(w *worker) {
+	defer func() {
 		if f.running.Add(-1) == 0 && f.isClosed() {
 			f.drainOne.Do(func() { close(f.drained) })
 		}
 	}()
+	for {
+		var j *job
+		select {
+		case j = <-w.jobs:
+		case <-f.ctx.Done():
+			return
+		}
+		for e := j.claim(); e != nil; e = j.claim() {
+			f.run(j.ctx, e, j.round)
+			if w.retired.Load() || f.ctx.Err() != nil {
+				return
+			}
+		}
+		if w.retired.Load() {
+			return
+		}
+	}
+}
+
+// run runs the collector of e and leaves its result for the collection.
+func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
 	r := result{e: e, round: round}
 	func() {
 		defer func() {
@@ -310,6 +417,7 @@ func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
 		r.v, r.err = e.c.fn(ctx)
 	}()
 	f.results <- r // never blocks: one outstanding result per entry at most
+	e.busy.Store(false)
 }
 
 // record observes one result; f.collecting is held.

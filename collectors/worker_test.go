@@ -1,0 +1,83 @@
+package collectors
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// goid returns the id of the calling goroutine, from its stack header.
+func goid() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	return string(bytes.Fields(buf)[1])
+}
+
+// Collectors that answer promptly run on one goroutine that outlives the
+// collection, the same one every heartbeat: no goroutine is started per
+// collector per heartbeat.
+func TestPromptCollectorsShareOneLastingGoroutine(t *testing.T) {
+	mp, r := newProvider(t)
+	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Second))
+	defer f.Unregister(context.Background())
+	var mu sync.Mutex
+	seen := map[string]int{}
+	note := func() { mu.Lock(); seen[goid()]++; mu.Unlock() }
+	must(t, f.Add("queue_size", Int(func() int64 { note(); return 1 })))
+	must(t, f.Add("api_status", String(func() string { note(); return "ok" })))
+	must(t, f.Add("last_ok", Timestamp(func() time.Time { note(); return time.Now() })))
+	for range 5 {
+		if ms := collect(t, r); len(ms) != 3 {
+			t.Fatalf("%d fields collected, want 3", len(ms))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 {
+		t.Fatalf("15 collector calls ran on %d goroutines, want 1: %v", len(seen), seen)
+	}
+}
+
+// A collector that blocks, first in line, costs only its own field from the
+// very heartbeat in which it blocks: those after it are handed to a new
+// goroutine once it has held the worker past the stall time, and the
+// goroutines it holds do not grow while it stays stuck.
+func TestABlockingCollectorFirstInLineCostsOnlyItsField(t *testing.T) {
+	mp, r := newProvider(t)
+	f := NewFields(WithMeterProvider(mp), WithTimeout(400*time.Millisecond), WithErrorHandler(func(error) {}))
+	release := make(chan struct{})
+	var starts atomic.Int32
+	must(t, f.Add("blocks", Int(func() int64 { starts.Add(1); <-release; return 1 })))
+	must(t, f.Add("queue_size", Int(func() int64 { return 7 })))
+	must(t, f.Add("api_status", String(func() string { return "ok" })))
+	var goroutines []int
+	for beat := range 4 {
+		ms := collect(t, r)
+		if dps := ms["heartbeat.queue_size"].Data.(metricdata.Gauge[int64]).DataPoints; len(dps) != 1 || dps[0].Value != 7 {
+			t.Fatalf("beat %d: queue_size is missing", beat)
+		}
+		if dataPoints(ms["heartbeat.api_status.info"]) != 1 {
+			t.Fatalf("beat %d: api_status is missing", beat)
+		}
+		if dataPoints(ms["heartbeat.blocks"]) != 0 {
+			t.Fatalf("beat %d: the blocked field was observed", beat)
+		}
+		goroutines = append(goroutines, runtime.NumGoroutine())
+	}
+	if n := starts.Load(); n != 1 {
+		t.Errorf("the blocked collector was started %d times", n)
+	}
+	if goroutines[3] > goroutines[1] {
+		t.Errorf("goroutines grew while the collector stayed stuck: %v", goroutines)
+	}
+	close(release)
+	if err := f.Unregister(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
