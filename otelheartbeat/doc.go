@@ -60,8 +60,9 @@
 //
 // # Goroutines
 //
-// A started Publisher runs the periodic reader's goroutine and, during a
-// collection, one goroutine per service collector. Stop ends them all,
+// A started Publisher runs the periodic reader's goroutine and, once it
+// has service collectors, the one goroutine that runs them (a second only
+// while a collector is stuck in the first). Stop ends them all,
 // except a collector that ignores its cancelled context and never returns:
 // Stop then reports it by name, and it holds that one goroutine until it
 // returns.
