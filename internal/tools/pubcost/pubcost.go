@@ -75,7 +75,7 @@ type Env struct {
 func (e Env) environ(interval time.Duration) []string {
 	return append(os.Environ(),
 		"OTEL_EXPORTER_VALKEY_ENDPOINT="+e.Endpoint,
-		"HEARTBEAT_INTERVAL="+interval.String(),
+		"HEARTBEAT_INTERVAL="+strconv.FormatFloat(interval.Seconds(), 'f', -1, 64),
 		"OTEL_SERVICE_NAME=pubcost",
 		"PYTHONDONTWRITEBYTECODE=1",
 	)

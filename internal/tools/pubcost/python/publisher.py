@@ -71,12 +71,7 @@ class HeartbeatPublisher:
 
 
 def interval_from_env():
-    s = os.environ.get("HEARTBEAT_INTERVAL", "60")
-    if s.endswith("ms"):
-        return float(s[:-2]) / 1000
-    if s.endswith("s"):
-        return float(s[:-1])
-    return float(s)
+    return float(os.environ.get("HEARTBEAT_INTERVAL", "60"))
 
 
 async def main():
