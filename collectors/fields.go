@@ -361,11 +361,14 @@ func (f *Fields) dispatch(j *job) {
 	f.worker.jobs <- j
 }
 
-// retire lets the worker end once its collector returns; the next dispatch
-// starts another. f.collecting is held.
+// retire lets the worker end once its collector returns, or at once when
+// it is waiting for a job; the next dispatch starts another. f.collecting
+// is held, and nothing sends to a retired worker's jobs, so closing them is
+// safe.
 func (f *Fields) retire() {
 	if f.worker != nil {
 		f.worker.retired.Store(true)
+		close(f.worker.jobs)
 		f.worker = nil
 	}
 }
@@ -390,6 +393,9 @@ func (f *Fields) work(w *worker) {
 		var j *job
 		select {
 		case j = <-w.jobs:
+			if j == nil {
+				return // retired while waiting
+			}
 		case <-f.ctx.Done():
 			return
 		}

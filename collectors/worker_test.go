@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 )
 
 // goid returns the id of the calling goroutine, from its stack header.
@@ -79,5 +81,28 @@ func TestABlockingCollectorFirstInLineCostsOnlyItsField(t *testing.T) {
 	close(release)
 	if err := f.Unregister(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A worker retired while it waits for its next collection ends at once, not
+// at Unregister: a collection that gives up while its own collectors are
+// done but an earlier one's are not retires an idle worker, and each such
+// worker left waiting would be a goroutine lost until the service stops.
+func TestARetiredIdleWorkerEnds(t *testing.T) {
+	mp, r := newProvider(t)
+	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Second))
+	defer f.Unregister(context.Background())
+	must(t, f.Add("queue_size", Int(func() int64 { return 1 })))
+	collect(t, r)
+	if n := f.running.Load(); n != 1 {
+		t.Fatalf("%d workers after a collection, want 1", n)
+	}
+	f.collecting.Lock()
+	f.retire()
+	f.collecting.Unlock()
+	poll.Until(t, 5*time.Second, "the retired idle worker to end", func() bool { return f.running.Load() == 0 })
+	collect(t, r) // and the next collection starts another
+	if n := f.running.Load(); n != 1 {
+		t.Fatalf("%d workers after the next collection, want 1", n)
 	}
 }
