@@ -47,11 +47,15 @@ type Fields struct {
 	// once) and guards what one collection reuses from the last: the
 	// timers, the round and the worker.
 	collecting sync.Mutex
-	results    chan result // capacity MaxFields: each entry has at most one result outstanding
-	budget     *time.Timer
-	stall      *time.Timer
-	round      uint64
-	worker     *worker // runs the collectors; nil until the first collection or after it was retired
+	// results has room for two results of every entry: an entry is freed
+	// just before its result is sent, so a second run may finish before a
+	// collection reads the first, and a collection reads every result
+	// waiting before its own.
+	results chan result
+	budget  *time.Timer
+	stall   *time.Timer
+	round   uint64
+	worker  *worker // runs the collectors; nil until the first collection or after it was retired
 
 	// started, when set (by tests), is called once a collection has
 	// started its collectors and decided which running ones to wait for.
@@ -148,7 +152,7 @@ func NewFields(opts ...Option) *Fields {
 		ctx:      ctx,
 		cancel:   cancel,
 		drained:  make(chan struct{}),
-		results:  make(chan result, MaxFields),
+		results:  make(chan result, 2*MaxFields),
 		budget:   budget,
 		stall:    stall,
 	}
@@ -422,8 +426,11 @@ func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
 		}()
 		r.v, r.err = e.c.fn(ctx)
 	}()
-	f.results <- r // never blocks: one outstanding result per entry at most
+	// Free the entry before its result can be seen, so that a collection
+	// that starts as soon as this one has its results does not find it
+	// busy and leave its field out.
 	e.busy.Store(false)
+	f.results <- r // never blocks: see results
 }
 
 // record observes one result; f.collecting is held.
