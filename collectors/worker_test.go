@@ -26,7 +26,9 @@ func goid() string {
 // collector per heartbeat.
 func TestPromptCollectorsShareOneLastingGoroutine(t *testing.T) {
 	mp, r := newProvider(t)
-	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Second))
+	// A long budget, so that a loaded machine that delays the worker past
+	// the stall time (an eighth of it) cannot start a second one.
+	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Minute))
 	defer f.Unregister(context.Background())
 	var mu sync.Mutex
 	seen := map[string]int{}
