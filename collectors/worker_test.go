@@ -77,8 +77,9 @@ func TestABlockingCollectorFirstInLineCostsOnlyItsField(t *testing.T) {
 	if n := starts.Load(); n != 1 {
 		t.Errorf("the blocked collector was started %d times", n)
 	}
-	if goroutines[3] > goroutines[1] {
-		t.Errorf("goroutines grew while the collector stayed stuck: %v", goroutines)
+	// A worker retired on a loaded machine may still be on its way out.
+	if !poll.Within(5*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines[1] }) {
+		t.Errorf("goroutines grew while the collector stayed stuck: %v, now %d", goroutines, runtime.NumGoroutine())
 	}
 	close(release)
 	if err := f.Unregister(context.Background()); err != nil {
