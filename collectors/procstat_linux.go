@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 )
 
 // statFile reads this process's CPU time and resident memory from one
@@ -15,6 +16,7 @@ import (
 type statFile struct {
 	f    *os.File
 	page int64
+	mu   sync.Mutex // several readers may collect at once; one buffer
 	buf  [1024]byte
 }
 
@@ -37,6 +39,8 @@ func openStat() (*statFile, error) {
 
 // read returns user and system CPU seconds and resident bytes.
 func (s *statFile) read() (user, system float64, rss int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n, err := s.f.ReadAt(s.buf[:], 0)
 	if n == 0 && err != nil {
 		return 0, 0, 0, fmt.Errorf("read /proc/self/stat: %w", err)
@@ -92,4 +96,8 @@ func digits(b []byte) (int64, bool) {
 	return v, true
 }
 
-func (s *statFile) close() error { return s.f.Close() }
+func (s *statFile) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Close()
+}

@@ -3,6 +3,7 @@ package collectors
 import (
 	"math"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/shirou/gopsutil/v4/process"
@@ -80,4 +81,26 @@ func TestProcStatRefusesWhatItCannotRead(t *testing.T) {
 	if err != nil || u != 2.5 || st != 0.5 || rss != 300*4096 {
 		t.Errorf("read %v %v %v %v", u, st, rss, err)
 	}
+}
+
+// Several readers may collect at once (the heartbeat's and a Prometheus
+// scrape, say): reads of the one open file must not share a buffer.
+func TestProcStatReadsConcurrently(t *testing.T) {
+	s, err := openStat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				if _, _, rss, err := s.read(); err != nil || rss <= 0 {
+					t.Errorf("read: rss %d, %v", rss, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
