@@ -125,17 +125,11 @@ func Measure(ctx context.Context, env Env, p Program, interval, long, short time
 // RunFor runs p at interval for window, counting the heartbeats that reach
 // the channel, then stops it with SIGTERM and reads its accounting.
 func RunFor(ctx context.Context, env Env, p Program, interval, window time.Duration, traced bool) (Run, error) {
-	opts, err := redis.ParseURL(env.Endpoint)
+	sub, err := subscribe(ctx, env.Endpoint)
 	if err != nil {
 		return Run{}, err
 	}
-	client := redis.NewClient(opts)
-	defer client.Close()
-	sub := client.Subscribe(ctx, Channel)
 	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		return Run{}, fmt.Errorf("subscribe: %w", err)
-	}
 	args := p.Args
 	var out string
 	if traced {
@@ -206,6 +200,33 @@ counting:
 	return r, nil
 }
 
+// subscription is the benchmark's own subscriber to Channel.
+type subscription struct {
+	*redis.PubSub
+	client *redis.Client
+}
+
+// subscribe subscribes to Channel on the server at endpoint and waits for
+// the server to confirm it, so that no heartbeat published after it returns
+// is missed.
+func subscribe(ctx context.Context, endpoint string) (*subscription, error) {
+	opts, err := redis.ParseURL(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(opts)
+	sub := client.Subscribe(ctx, Channel)
+	if _, err := sub.Receive(ctx); err != nil {
+		sub.Close()
+		client.Close()
+		return nil, fmt.Errorf("subscribe to %s: %w", Channel, err)
+	}
+	return &subscription{sub, client}, nil
+}
+
+// Close ends the subscription and its connection.
+func (s *subscription) Close() error { return errors.Join(s.PubSub.Close(), s.client.Close()) }
+
 // tracee returns the one child of strace's process pid.
 func tracee(pid int) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
@@ -265,32 +286,25 @@ func ReadStrace(path string) (int64, []SyscallCount, error) {
 // Idle is what a program does between two heartbeats at the default 60 s
 // interval, per minute.
 type Idle struct {
-	CPUPerMinute      time.Duration
 	CtxPerMinute      float64
 	SyscallsPerMinute float64
 	TopSyscalls       []SyscallCount
 }
 
 // MeasureIdle starts p at the default interval, waits for its first
-// heartbeat and settle, then counts its context switches and CPU time from
-// /proc over window, then its system calls with strace attached over
+// heartbeat and settle, then counts its context switches from /proc over
+// window, then its system calls with strace attached over
 // another window. Both windows must end before the second heartbeat: 2
 // windows and settle under 60 s.
 func MeasureIdle(ctx context.Context, env Env, p Program, settle, window time.Duration) (Idle, error) {
 	if settle+2*window >= 55*time.Second {
 		return Idle{}, fmt.Errorf("idle windows of %v after %v reach the second heartbeat", window, settle)
 	}
-	opts, err := redis.ParseURL(env.Endpoint)
+	sub, err := subscribe(ctx, env.Endpoint)
 	if err != nil {
 		return Idle{}, err
 	}
-	client := redis.NewClient(opts)
-	defer client.Close()
-	sub := client.Subscribe(ctx, Channel)
 	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		return Idle{}, fmt.Errorf("subscribe: %w", err)
-	}
 	cmd := exec.Command(p.Args[0], p.Args[1:]...)
 	cmd.Env = env.environ(60 * time.Second)
 	var stderr strings.Builder
@@ -325,22 +339,19 @@ func MeasureIdle(ctx context.Context, env Env, p Program, settle, window time.Du
 		return Idle{}, err
 	}
 	pid := cmd.Process.Pid
-	cpu0, ctx0, err := Usage(pid)
+	ctx0, err := Switches(pid)
 	if err != nil {
 		return Idle{}, err
 	}
 	if err := wait(window); err != nil {
 		return Idle{}, err
 	}
-	cpu1, ctx1, err := Usage(pid)
+	ctx1, err := Switches(pid)
 	if err != nil {
 		return Idle{}, err
 	}
 	perMinute := float64(time.Minute) / float64(window)
-	idle := Idle{
-		CPUPerMinute: time.Duration(float64(cpu1-cpu0) * perMinute),
-		CtxPerMinute: float64(ctx1-ctx0) * perMinute,
-	}
+	idle := Idle{CtxPerMinute: float64(ctx1-ctx0) * perMinute}
 	if env.Strace == "" {
 		return idle, nil
 	}
@@ -368,24 +379,16 @@ func MeasureIdle(ctx context.Context, env Env, p Program, settle, window time.Du
 	return idle, nil
 }
 
-// Usage reads the CPU time and the context switches, voluntary and not, of
-// every thread of process pid.
-func Usage(pid int) (time.Duration, int64, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// Fields after the command, which is in parentheses and may hold spaces.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	cpu := time.Duration(utime+stime) * (time.Second / 100) // USER_HZ
+// Switches reads the context switches, voluntary and not, of every thread
+// of process pid. (Idle CPU time is not measured: /proc counts it in 10 ms
+// ticks, which a publisher idle for a minute does not reach.)
+func Switches(pid int) (int64, error) {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, err
+	}
+	if len(tasks) == 0 {
+		return 0, fmt.Errorf("process %d has no threads in /proc", pid)
 	}
 	var switches int64
 	for _, t := range tasks {
@@ -400,5 +403,5 @@ func Usage(pid int) (time.Duration, int64, error) {
 			}
 		}
 	}
-	return cpu, switches, nil
+	return switches, nil
 }

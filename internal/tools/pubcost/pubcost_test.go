@@ -96,7 +96,6 @@ func BenchmarkPublisherCost(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Logf("%s idle: system calls %v", p.Name, top(i.TopSyscalls, 8))
-			b.ReportMetric(float64(i.CPUPerMinute.Nanoseconds())/1e3, p.Name+"-idle-cpu-µs/min")
 			b.ReportMetric(i.CtxPerMinute, p.Name+"-idle-ctxsw/min")
 			b.ReportMetric(i.SyscallsPerMinute, p.Name+"-idle-syscalls/min")
 		}
