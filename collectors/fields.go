@@ -403,14 +403,13 @@ func (f *Fields) work(w *worker) {
 		case <-f.ctx.Done():
 			return
 		}
+		// A retired worker ends after the collector it is running; its
+		// closed jobs end it should it have none.
 		for e := j.claim(); e != nil; e = j.claim() {
 			f.run(j.ctx, e, j.round)
 			if w.retired.Load() || f.ctx.Err() != nil {
 				return
 			}
-		}
-		if w.retired.Load() {
-			return
 		}
 	}
 }
