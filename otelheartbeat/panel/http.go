@@ -198,15 +198,13 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// At most a few at once, each within 10 s: history is read from the
+	// At most a few at once, each within readTimeout: history is read from the
 	// panel's cache, only what was added since is read from Valkey.
-	release, ok := p.readSlot(r.Context())
+	ctx, release, ok := p.readSlot(r.Context())
 	if !ok {
 		return
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
 	gaps, err := p.store.Gaps(ctx, since)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
@@ -231,15 +229,20 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"since": stamp(since), "incidents": out})
 }
 
+// readTimeout bounds one request's reads of Valkey.
+const readTimeout = 10 * time.Second
+
 // readSlot takes a place among the reads of Valkey the panel serves at
-// once (history and values alike), and returns how to give it back; false
-// when ctx ended first.
-func (p *Panel) readSlot(ctx context.Context) (release func(), ok bool) {
+// once (history and values alike) and returns the context to read within
+// (ctx, for at most readTimeout) and how to give the place back; false when
+// ctx ended first.
+func (p *Panel) readSlot(ctx context.Context) (context.Context, func(), bool) {
 	select {
 	case p.historyReads <- struct{}{}:
-		return func() { <-p.historyReads }, true
+		rctx, cancel := context.WithTimeout(ctx, readTimeout)
+		return rctx, func() { cancel(); <-p.historyReads }, true
 	case <-ctx.Done():
-		return nil, false
+		return nil, nil, false
 	}
 }
 

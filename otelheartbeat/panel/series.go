@@ -124,13 +124,11 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 	if len(ids) > MaxSeriesInstances {
 		ids, truncated = ids[:MaxSeriesInstances], true
 	}
-	release, ok := p.readSlot(r.Context())
+	ctx, release, ok := p.readSlot(r.Context())
 	if !ok {
 		return
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
 	tier, points, err := p.series.Read(ctx, name, field, ids, since, until)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading values failed"})
@@ -196,13 +194,11 @@ func (p *Panel) seriesFields(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	release, ok := p.readSlot(r.Context())
+	ctx, release, ok := p.readSlot(r.Context())
 	if !ok {
 		return
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
 	fields, err := p.series.Fields(ctx, name, ids)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading values failed"})
