@@ -60,9 +60,11 @@
 //
 // # Goroutines
 //
-// A started Publisher runs the periodic reader's goroutine and, once it
-// has service collectors, the one goroutine that runs them (a second only
-// while a collector is stuck in the first). Stop ends them all,
+// A started Publisher runs the periodic reader's goroutine; once it has
+// service collectors, the one goroutine that runs them (a second only while
+// a collector is stuck in the first); and, while a heartbeat is being sent,
+// the goroutine that sends it, so that an export returns by its context
+// even while Valkey stalls. Stop ends them all,
 // except a collector that ignores its cancelled context and never returns:
 // Stop then reports it by name, and it holds that one goroutine until it
 // returns.
