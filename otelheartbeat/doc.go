@@ -62,9 +62,11 @@
 //
 // A started Publisher runs the periodic reader's goroutine; once it has
 // service collectors, the one goroutine that runs them (a second only while
-// a collector is stuck in the first); and, while a heartbeat is being sent,
-// the goroutine that sends it, so that an export returns by its context
-// even while Valkey stalls. Stop ends them all,
+// a collector is stuck in the first); and, with a client passed with
+// valkeyexporter.WithClient, while a heartbeat is being sent, the goroutine
+// that sends it, so that an export returns by its context even while
+// Valkey stalls (the library's own client sends on the reader's goroutine
+// and cuts its connection instead). Stop ends them all,
 // except a collector that ignores its cancelled context and never returns:
 // Stop then reports it by name, and it holds that one goroutine until it
 // returns.

@@ -103,7 +103,9 @@
 //
 // Export honours its context: with Valkey down or stalled it returns an
 // error naming the command and the endpoint before the reader's export
-// timeout, and the next Export tries again on a fresh connection, so a
+// timeout, or at once when its context is cancelled (go-redis alone waits
+// for its read timeout: the client New builds has its connection cut), and
+// the next Export tries again on a fresh connection, so a
 // Valkey that goes away and comes back needs no restart. When PUBLISH
 // succeeds but the latest-state SET is refused (an ACL user without write
 // permission), the heartbeat still counts as sent and the refusal is

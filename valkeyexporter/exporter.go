@@ -41,7 +41,8 @@ const (
 // sdkmetric.Exporter; all its methods are safe for concurrent use.
 type Exporter struct {
 	s          settings
-	ownsClient bool // built by New, closed by Shutdown
+	ownsClient bool     // built by New, closed by Shutdown
+	cutters    *cutters // the connections of the client built by New
 	fallbackID string
 	reporter   report.Reporter
 
@@ -101,11 +102,15 @@ func New(opts ...Option) (*Exporter, error) {
 		return nil, fmt.Errorf("valkeyexporter: %w", err)
 	}
 	ownsClient := s.client == nil
+	var cut *cutters
 	if ownsClient {
+		cut = newCutters()
+		cut.wrap(s.clientOptions)
 		s.client = redis.NewUniversalClient(s.clientOptions)
 	}
 	e := &Exporter{
 		ownsClient: ownsClient,
+		cutters:    cut,
 		s:          s,
 		fallbackID: uuid.NewString(),
 		sem:        make(chan struct{}, 1),
@@ -200,10 +205,21 @@ func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) e
 	}
 	// go-redis bounds a command by deadlines, not by cancellation: against
 	// a stalled server, a cancelled export would wait for the client's read
-	// timeout, and so would a Stop waiting for it. The send runs on its
-	// own, holding the exporter so that no second one starts, and Export
-	// returns by ctx; a send left behind ends at that timeout, or at once
-	// when Shutdown closes the client.
+	// timeout, and so would a Stop waiting for it. With the client New
+	// built, the send runs here and the end of ctx cuts the connections it
+	// is using (see cutters). A caller's client cannot be cut: the send
+	// runs on its own, holding the exporter so that no second one starts,
+	// and Export returns by ctx; a send left behind ends at the client's
+	// timeout.
+	if e.cutters != nil {
+		defer release()
+		stop := context.AfterFunc(ctx, e.cutters.begin())
+		err := e.send(ctx, stopping)
+		if !stop() && err != nil {
+			return fmt.Errorf("valkeyexporter: heartbeat to %s: %w", e.s.endpoint, ctx.Err())
+		}
+		return err
+	}
 	done := make(chan error, 1)
 	go func() {
 		defer release()

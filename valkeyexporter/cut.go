@@ -1,0 +1,149 @@
+package valkeyexporter
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// go-redis bounds a command by deadlines, never by cancellation: against a
+// stalled server, a send whose context is cancelled waits for its read
+// timeout. So that a send can run on the exporter's own goroutine and
+// still return when its context ends, the client the exporter builds dials
+// through cutters: connections that record which send last used them, and
+// that the exporter can cut, making their reads and writes fail at once and
+// go on failing (go-redis then drops them as broken). Only the connections
+// the cancelled send used are cut; the pool's idle ones stay good.
+type cutters struct {
+	mu   sync.Mutex
+	live map[*cutConn]struct{}
+	send atomic.Uint64 // the send in progress, counted from 1
+	cut  atomic.Uint64 // the last send cut: connections it touches later are cut too
+}
+
+func newCutters() *cutters { return &cutters{live: make(map[*cutConn]struct{})} }
+
+// wrap makes opt's client dial cutters: go-redis's own dialer, TLS
+// included, under a wrapper.
+func (cs *cutters) wrap(opt *redis.UniversalOptions) {
+	inner := opt.Dialer
+	if inner == nil {
+		inner = redis.NewDialer(&redis.Options{DialTimeout: opt.DialTimeout, TLSConfig: opt.TLSConfig})
+	}
+	opt.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := inner(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cc := &cutConn{Conn: c, set: cs}
+		cc.used.Store(cs.send.Load())
+		cs.mu.Lock()
+		cs.live[cc] = struct{}{}
+		cs.mu.Unlock()
+		if sc, ok := c.(syscall.Conn); ok {
+			// go-redis peeks at an idle plain connection through its
+			// file descriptor before reusing it; keep that possible.
+			return &cutSysConn{cc, sc}, nil
+		}
+		return cc, nil
+	}
+}
+
+// begin marks the start of a send and returns a function that cuts the
+// connections it used; call it when the send's context ends.
+func (cs *cutters) begin() func() {
+	n := cs.send.Add(1)
+	return func() {
+		// A connection the send has not touched yet, it may touch after
+		// this: it then cuts itself (see use).
+		cs.cut.Store(n)
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		for c := range cs.live {
+			if c.used.Load() == n {
+				c.cut()
+			}
+		}
+	}
+}
+
+// cutConn is one connection of the exporter's client.
+type cutConn struct {
+	net.Conn
+	set  *cutters
+	used atomic.Uint64 // the last send that read or wrote
+
+	mu    sync.Mutex // orders cut against go-redis setting deadlines
+	isCut bool
+}
+
+var longAgo = time.Unix(1, 0)
+
+func (c *cutConn) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.isCut = true
+	_ = c.Conn.SetDeadline(longAgo)
+}
+
+func (c *cutConn) Read(b []byte) (int, error) {
+	c.use()
+	return c.Conn.Read(b)
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	c.use()
+	return c.Conn.Write(b)
+}
+
+// use records that the current send reads or writes c, and cuts c when
+// that send was cut before it got here. Either the cut sees the record or
+// this sees the cut: both are stored before they are read.
+func (c *cutConn) use() {
+	n := c.set.send.Load()
+	c.used.Store(n)
+	if c.set.cut.Load() == n {
+		c.cut()
+	}
+}
+
+func (c *cutConn) SetDeadline(t time.Time) error {
+	return c.deadline(t, c.Conn.SetDeadline)
+}
+
+func (c *cutConn) SetReadDeadline(t time.Time) error {
+	return c.deadline(t, c.Conn.SetReadDeadline)
+}
+
+func (c *cutConn) SetWriteDeadline(t time.Time) error {
+	return c.deadline(t, c.Conn.SetWriteDeadline)
+}
+
+func (c *cutConn) deadline(t time.Time, set func(time.Time) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isCut {
+		t = longAgo
+	}
+	return set(t)
+}
+
+func (c *cutConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.live, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// cutSysConn is a cutConn over a connection with a file descriptor.
+type cutSysConn struct {
+	*cutConn
+	sc syscall.Conn
+}
+
+func (c *cutSysConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }

@@ -1,0 +1,53 @@
+package valkeyexporter
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+)
+
+// An export whose context is cancelled (no deadline) while Valkey stalls
+// returns at once, not at the client's 5 s read timeout, though the send
+// runs on the caller's goroutine; and once Valkey answers again the next
+// export goes through: only the connection the cancelled send used was cut.
+func TestACancelledExportReturnsAtOnceWhileValkeyStalls(t *testing.T) {
+	srv := redistest.Start(t)
+	exp := newExporter(t, srv)
+	rm := collect(t, "tracker_fetcher")
+	must(t, exp.Export(context.Background(), rm))
+
+	srv.Pause()
+	// Cancelled at once, before the send has written anything, and while
+	// it waits for the stalled server's reply.
+	for _, after := range []time.Duration{0, 150 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- exp.Export(ctx, rm) }()
+		time.AfterFunc(after, cancel)
+		start := time.Now()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("export cancelled after %v: %v, want context.Canceled", after, err)
+			}
+			if took := time.Since(start); took > after+time.Second {
+				t.Errorf("the export cancelled after %v returned after %v", after, took)
+			}
+		case <-time.After(4 * time.Second):
+			t.Fatalf("the export cancelled after %v did not return before the client's read timeout", after)
+		}
+		cancel()
+	}
+	srv.Resume()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := exp.Export(ctx, rm)
+		cancel()
+		if err != nil {
+			t.Fatalf("export %d after the stall: %v", i, err)
+		}
+	}
+}
