@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // statFile reads this process's CPU time and resident memory from one
@@ -15,6 +16,7 @@ import (
 // in clock ticks, rss in pages.
 type statFile struct {
 	f    *os.File
+	fd   int // f's descriptor, read with pread(2) directly
 	page int64
 	mu   sync.Mutex // several readers may collect at once; one buffer
 	buf  [1024]byte
@@ -29,7 +31,7 @@ func openStat() (*statFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &statFile{f: f, page: int64(os.Getpagesize())}
+	s := &statFile{f: f, fd: int(f.Fd()), page: int64(os.Getpagesize())}
 	if _, _, _, err := s.read(); err != nil {
 		f.Close()
 		return nil, err
@@ -41,9 +43,14 @@ func openStat() (*statFile, error) {
 func (s *statFile) read() (user, system float64, rss int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, err := s.f.ReadAt(s.buf[:], 0)
-	if n == 0 && err != nil {
-		return 0, 0, 0, fmt.Errorf("read /proc/self/stat: %w", err)
+	// One pread: the kernel writes the whole file at once, and os.File's
+	// ReadAt would make a second call to find its end.
+	if s.fd < 0 {
+		return 0, 0, 0, errors.New("read /proc/self/stat: closed")
+	}
+	n, err := syscall.Pread(s.fd, s.buf[:], 0)
+	if err != nil || n <= 0 {
+		return 0, 0, 0, fmt.Errorf("read /proc/self/stat: %d bytes: %v", n, err)
 	}
 	b := s.buf[:n]
 	// The fields after the command name, which is in parentheses and may
@@ -99,5 +106,6 @@ func digits(b []byte) (int64, bool) {
 func (s *statFile) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.fd = -1 // its number may be reused by the next file opened
 	return s.f.Close()
 }

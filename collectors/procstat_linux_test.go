@@ -67,7 +67,7 @@ func TestProcStatRefusesWhatItCannotRead(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.WriteString(in)
-		s := &statFile{f: f, page: 4096}
+		s := &statFile{f: f, fd: int(f.Fd()), page: 4096}
 		if u, st, rss, err := s.read(); err == nil {
 			t.Errorf("%q read as %v %v %v", in, u, st, rss)
 		}
@@ -76,7 +76,7 @@ func TestProcStatRefusesWhatItCannotRead(t *testing.T) {
 	f, _ := os.CreateTemp(t.TempDir(), "stat")
 	defer f.Close()
 	f.WriteString("7 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100 1000 300\n")
-	s := &statFile{f: f, page: 4096}
+	s := &statFile{f: f, fd: int(f.Fd()), page: 4096}
 	u, st, rss, err := s.read()
 	if err != nil || u != 2.5 || st != 0.5 || rss != 300*4096 {
 		t.Errorf("read %v %v %v %v", u, st, rss, err)
