@@ -30,10 +30,11 @@
 //
 // Service collectors run one after the other on one goroutine that lasts
 // from one heartbeat to the next, for at most the budget (WithTimeout) in
-// all: collectors that answer promptly cost no goroutine of their own. A
-// collector that holds that goroutine past an eighth of the budget has the
-// collectors after it handed to a new one, so that it delays no other
-// field. A collector still running when the next heartbeat is due is not
+// all: collectors that answer promptly cost no goroutine of their own.
+// Should one collector hold that goroutine for a whole tick (an eighth of
+// the budget), or half the budget pass with collectors not yet started,
+// those start each on a goroutine of its own, so that a slow or blocking
+// collector delays no other field. A collector still running when the next heartbeat is due is not
 // started again, so one that blocks forever holds exactly one goroutine,
 // never more; the context it receives is cancelled at the budget and when
 // the fields are unregistered, and a collector that honours it ends then.

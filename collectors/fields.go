@@ -37,32 +37,36 @@ type Fields struct {
 	ctx      context.Context // cancelled by Unregister
 	cancel   context.CancelFunc
 
-	mu      sync.Mutex
+	// adding serializes Add and Unregister's end of the registration.
+	// Registering a callback needs the SDK's pipeline lock, which a
+	// collection holds while it calls observe: so f.mu, which observe
+	// takes, is never held while registering.
+	adding sync.Mutex
+
+	mu      sync.Mutex // held briefly, never across a call into the SDK
 	entries []*entry
 	reg     metric.Registration
 	closed  bool
 	usesCtx bool // some collector takes a context
 
-	// collecting serializes collections (several readers may collect at
-	// once) and guards what one collection reuses from the last: the
-	// timers, the round and the worker.
-	collecting sync.Mutex
-	// results has room for two results of every entry: an entry is freed
-	// just before its result is sent, so a second run may finish before a
-	// collection reads the first, and a collection reads every result
-	// waiting before its own.
-	results chan result
-	budget  *time.Timer
-	stall   *time.Timer
-	round   uint64
-	worker  *worker // runs the collectors; nil until the first collection or after it was retired
+	// collecting (room for one) serializes collections, as several readers
+	// may collect at once, and guards what one collection reuses from the
+	// last: the timers, the round and the worker. A channel, so that
+	// waiting for it ends with the collection's context and budget.
+	collecting chan struct{}
+	ready      chan struct{} // room for one: some collector has a result
+	budget     *time.Timer
+	tick       *time.Timer
+	round      uint64
+	worker     *worker // runs the collectors; nil until the first collection or after it was retired
 
 	// started, when set (by tests), is called once a collection has
 	// started its collectors and decided which running ones to wait for.
 	started func(round uint64)
 
-	// running counts the worker goroutines, so that Unregister can wait
-	// for the last to end.
+	// running counts the goroutines running collectors (workers and those
+	// started for the rest of a stalled collection), so that Unregister
+	// can wait for the last to end.
 	running  atomic.Int64
 	drained  chan struct{}
 	drainOne sync.Once
@@ -70,13 +74,15 @@ type Fields struct {
 
 // A worker is the goroutine that runs the collectors of a collection one
 // after the other. It lives from one collection to the next, so that
-// collectors that answer promptly cost no goroutine of their own. Should a
-// collector keep it longer than the stall time, the collection hands the
-// collectors not yet started to a new worker and retires this one, which
-// ends as soon as its collector returns: a blocking collector holds one
-// goroutine and costs only its own field.
+// collectors that answer promptly cost no goroutine of their own. Should
+// one collector hold it for a whole tick (an eighth of the budget), or
+// should half the budget pass with collectors not yet started, the
+// collection starts each collector not yet started on a goroutine of its
+// own and retires the worker, which ends as soon as its collector returns:
+// a blocking or slow collector costs only its own field, and holds one
+// goroutine while it runs.
 type worker struct {
-	jobs    chan *job // capacity 1: collections are serialized
+	jobs    chan *job // room for one: collections are serialized
 	retired atomic.Bool
 }
 
@@ -97,6 +103,9 @@ func (j *job) claim() *entry {
 	return j.entries[i]
 }
 
+// unclaimed reports whether some collector of j is not started yet.
+func (j *job) unclaimed() bool { return int(j.next.Load()) < len(j.entries) }
+
 type entry struct {
 	name  string
 	c     Collector
@@ -106,6 +115,14 @@ type entry struct {
 	// abandoned: the collection that started it was given up on by its
 	// reader before the result came; the next collection waits for it.
 	abandoned atomic.Bool
+
+	// The result of its last run: written by the goroutine that ran it,
+	// then published by storing the collection it was started for in done;
+	// read by a collection once done holds the round it waits for. No other
+	// run can start before busy is cleared, after done is stored.
+	v    wire.Value
+	err  error
+	done atomic.Uint64
 
 	// The last string state and its attribute option, so that an unchanged
 	// state costs no allocation. Guarded by Fields.collecting.
@@ -142,19 +159,31 @@ func NewFields(opts ...Option) *Fields {
 	cfg := newConfig(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	budget := time.NewTimer(time.Hour)
-	budget.Stop()
-	stall := time.NewTimer(time.Hour)
-	stall.Stop()
+	stopTimer(budget)
+	tick := time.NewTimer(time.Hour)
+	stopTimer(tick)
 	return &Fields{
-		cfg:      cfg,
-		meter:    cfg.meter(),
-		reporter: &report.Reporter{Handle: cfg.handle},
-		ctx:      ctx,
-		cancel:   cancel,
-		drained:  make(chan struct{}),
-		results:  make(chan result, 2*MaxFields),
-		budget:   budget,
-		stall:    stall,
+		cfg:        cfg,
+		meter:      cfg.meter(),
+		reporter:   &report.Reporter{Handle: cfg.handle},
+		ctx:        ctx,
+		cancel:     cancel,
+		drained:    make(chan struct{}),
+		collecting: make(chan struct{}, 1),
+		ready:      make(chan struct{}, 1),
+		budget:     budget,
+		tick:       tick,
+	}
+}
+
+// stopTimer stops t and empties its channel, so that a Reset after it
+// never sees a stale tick, whatever the GODEBUG asynctimerchan setting.
+func stopTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
 	}
 }
 
@@ -163,15 +192,20 @@ func NewFields(opts ...Option) *Fields {
 // underscores, at most 64 bytes, and none of the documented heartbeat keys.
 // Adding a name twice, or more than MaxFields names, is an error.
 func (f *Fields) Add(name string, c Collector) error {
+	f.adding.Lock()
+	defer f.adding.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return ErrUnregistered
 	}
 	names := make([]string, len(f.entries))
+	insts := make([]metric.Observable, 0, len(f.entries)+1)
 	for i, e := range f.entries {
 		names[i] = e.name
+		insts = append(insts, e.inst)
 	}
+	f.mu.Unlock()
 	if err := CheckField(name, c, names); err != nil {
 		return err
 	}
@@ -195,22 +229,22 @@ func (f *Fields) Add(name string, c Collector) error {
 	}
 
 	// Register one callback over every field, so that all collectors of a
-	// heartbeat run concurrently under one budget, then drop the old one.
-	insts := make([]metric.Observable, 0, len(f.entries)+1)
-	for _, old := range f.entries {
-		insts = append(insts, old.inst)
-	}
+	// heartbeat run under one budget, then drop the old one. Neither call
+	// holds f.mu (see adding); f.adding keeps the entries as read above.
 	insts = append(insts, e.inst)
 	reg, err := f.meter.RegisterCallback(f.observe, insts...)
 	if err != nil {
 		return fmt.Errorf("collectors: field %q: %w", name, err)
 	}
-	if f.reg != nil {
-		_ = f.reg.Unregister()
-	}
+	f.mu.Lock()
+	old := f.reg
 	f.reg = reg
 	f.entries = append(f.entries, e)
 	f.usesCtx = f.usesCtx || c.usesCtx
+	f.mu.Unlock()
+	if old != nil {
+		_ = old.Unregister()
+	}
 	return nil
 }
 
@@ -226,29 +260,30 @@ func (f *Fields) Names() []string {
 	return names
 }
 
-type result struct {
-	e     *entry
-	round uint64
-	v     wire.Value
-	err   error
-}
-
-// observe runs every idle collector concurrently and observes those that
-// return within the budget. It never returns an error: that would make the
-// SDK drop the whole heartbeat.
+// observe runs every idle collector and observes those that return within
+// the budget. It never returns an error: that would make the SDK drop the
+// whole heartbeat.
 func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 	defer func() {
 		if r := recover(); r != nil {
 			f.reporter.Fail("observe", fmt.Errorf("collectors: observing service fields panicked: %v", r))
 		}
 	}()
-	f.collecting.Lock()
-	defer f.collecting.Unlock()
-
 	budget := f.cfg.timeout
 	if deadline, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(deadline))
 	}
+	// Another reader's collection may be running: wait for it within this
+	// collection's own budget and context, not after them.
+	end := time.Now().Add(budget)
+	if !f.lock(ctx, budget) {
+		return nil
+	}
+	defer func() { <-f.collecting }()
+	if budget = time.Until(end); budget <= 0 {
+		return nil
+	}
+
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -264,28 +299,25 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		cctx, cancel = context.WithTimeout(f.ctx, budget)
 		defer cancel()
 	}
-	pending := 0
-	var late map[*entry]bool // running for a collection that was given up on
+	// The collectors whose results this collection takes, each with the
+	// collection its run was started for.
+	var wait []waited
 	j := &job{ctx: cctx, round: round}
 	for _, e := range f.entries {
 		if !e.busy.CompareAndSwap(false, true) {
 			if e.abandoned.Load() {
-				// Its result is due any moment and is as fresh as a new one.
-				if late == nil {
-					late = make(map[*entry]bool)
-				}
-				late[e] = true
-				pending++
+				// Running for a collection that was given up on: its result
+				// is due any moment and is as fresh as a new one.
+				wait = append(wait, waited{e, e.round.Load()})
 			}
 			// Otherwise still running past an earlier budget: already reported.
 			continue
 		}
 		e.abandoned.Store(false)
 		e.round.Store(round)
-		pending++
 		j.entries = append(j.entries, e)
+		wait = append(wait, waited{e, round})
 	}
-	entries := f.entries
 	f.mu.Unlock()
 	if len(j.entries) > 0 {
 		f.dispatch(j)
@@ -293,55 +325,62 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 	if f.started != nil {
 		f.started(round)
 	}
+	pending := len(wait)
+	take := func() {
+		for i := range wait {
+			w := &wait[i]
+			if w.e == nil || w.e.done.Load() != w.round {
+				continue
+			}
+			w.e.abandoned.Store(false)
+			f.record(o, w.e)
+			w.e = nil
+			pending--
+		}
+	}
+	take()
 	if pending == 0 {
 		return nil
 	}
 
-	// A collector that keeps the worker past the stall time gets the rest
-	// handed to a new worker; the budget bounds the whole collection.
-	stall := max(budget/8, time.Millisecond)
+	tick := max(budget/8, time.Millisecond)
+	half := time.Now().Add(budget / 2)
 	f.budget.Reset(budget)
-	defer f.budget.Stop()
-	f.stall.Reset(stall)
-	defer f.stall.Stop()
+	defer stopTimer(f.budget)
+	f.tick.Reset(tick)
+	defer stopTimer(f.tick)
+	lastClaimed := int32(-1)
 	for pending > 0 {
 		select {
-		case r := <-f.results:
-			if r.round != round {
-				if late[r.e] {
-					delete(late, r.e)
-					r.e.abandoned.Store(false)
-					pending--
-					f.record(o, r)
-				}
-				continue // a late result from an earlier collection
-			}
-			pending--
-			f.record(o, r)
-		case <-f.stall.C:
-			if int(j.next.Load()) < len(j.entries) {
+		case <-f.ready:
+			take()
+		case <-f.tick.C:
+			// One collector has held the worker for a whole tick, or half
+			// the budget is gone: the rest run each on their own.
+			if claimed := j.next.Load(); j.unclaimed() && (claimed == lastClaimed || time.Now().After(half)) {
 				f.retire()
-				f.dispatch(j)
+				f.fanOut(j)
+			} else {
+				lastClaimed = claimed
 			}
-			f.stall.Reset(stall)
+			f.tick.Reset(tick)
 		case <-f.budget.C:
-			f.retire()
-			f.release(j)
-			for _, e := range entries {
-				if (e.round.Load() == round || late[e]) && e.busy.Load() {
-					e.abandoned.Store(false) // stuck, not abandoned: not waited for again
-					f.reporter.Fail(e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", e.name, f.cfg.timeout))
+			take()
+			f.giveUp(j)
+			for _, w := range wait {
+				if w.e != nil && w.e.busy.Load() {
+					w.e.abandoned.Store(false) // stuck, not abandoned: not waited for again
+					f.reporter.Fail(w.e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", w.e.name, f.cfg.timeout))
 				}
 			}
 			return nil
 		case <-ctx.Done():
 			// The reader gave up on this collection; the next one waits for
 			// the collectors still running rather than leave their fields out.
-			f.retire()
-			f.release(j)
-			for _, e := range entries {
-				if (e.round.Load() == round || late[e]) && e.busy.Load() {
-					e.abandoned.Store(true)
+			f.giveUp(j)
+			for _, w := range wait {
+				if w.e != nil && w.e.busy.Load() {
+					w.e.abandoned.Store(true)
 				}
 			}
 			return nil
@@ -351,6 +390,33 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 		}
 	}
 	return nil
+}
+
+// waited is a collector whose result a collection takes, and the round
+// its run was started for.
+type waited struct {
+	e     *entry
+	round uint64
+}
+
+// lock waits for the collection another reader is making, until ctx ends or
+// budget passes; false if it gave up.
+func (f *Fields) lock(ctx context.Context, budget time.Duration) bool {
+	select {
+	case f.collecting <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	select {
+	case f.collecting <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	case <-f.ctx.Done():
+	}
+	return false
 }
 
 // dispatch gives j to the worker, starting one when there is none; it
@@ -363,6 +429,38 @@ func (f *Fields) dispatch(j *job) {
 		go f.work(f.worker)
 	}
 	f.worker.jobs <- j
+}
+
+// fanOut starts each collector of j not yet started on a goroutine of its
+// own. f.collecting is held.
+func (f *Fields) fanOut(j *job) {
+	for e := j.claim(); e != nil; e = j.claim() {
+		f.running.Add(1)
+		go func() {
+			defer f.ended()
+			f.run(j.ctx, e, j.round)
+		}()
+	}
+}
+
+// giveUp ends a collection before all its results came: a worker still
+// busy with it is retired, and collectors it did not start are freed for
+// the next collection. f.collecting is held.
+func (f *Fields) giveUp(j *job) {
+	if j.unclaimed() || f.busyWith(j) {
+		f.retire()
+	}
+	f.release(j)
+}
+
+// busyWith reports whether a collector of j is still running.
+func (f *Fields) busyWith(j *job) bool {
+	for _, e := range j.entries {
+		if e.busy.Load() && e.round.Load() == j.round {
+			return true
+		}
+	}
+	return false
 }
 
 // retire lets the worker end once its collector returns, or at once when
@@ -388,11 +486,7 @@ func (f *Fields) release(j *job) {
 // work runs the collectors of each job it is given, in order, until it is
 // retired or the fields are unregistered.
 func (f *Fields) work(w *worker) {
-	defer func() {
-		if f.running.Add(-1) == 0 && f.isClosed() {
-			f.drainOne.Do(func() { close(f.drained) })
-		}
-	}()
+	defer f.ended()
 	for {
 		var j *job
 		select {
@@ -414,27 +508,39 @@ func (f *Fields) work(w *worker) {
 	}
 }
 
-// run runs the collector of e and leaves its result for the collection.
+// ended counts a goroutine that ran collectors out.
+func (f *Fields) ended() {
+	if f.running.Add(-1) == 0 && f.isClosed() {
+		f.drainOne.Do(func() { close(f.drained) })
+	}
+}
+
+// run runs the collector of e, publishes its result and tells the
+// collection. It never blocks.
 func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
-	r := result{e: e, round: round}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				r.err = fmt.Errorf("panicked: %v", p)
+				e.v, e.err = wire.Value{}, fmt.Errorf("panicked: %v", p)
 			}
 		}()
-		r.v, r.err = e.c.fn(ctx)
+		e.v, e.err = e.c.fn(ctx)
 	}()
-	// Free the entry before its result can be seen, so that a collection
-	// that starts as soon as this one has its results does not find it
-	// busy and leave its field out.
+	e.done.Store(round)
+	// Free the entry only now: the next run may start after this.
 	e.busy.Store(false)
-	f.results <- r // never blocks: see results
+	select {
+	case f.ready <- struct{}{}:
+	default: // the collection has a signal waiting already
+	}
 }
 
-// record observes one result; f.collecting is held.
-func (f *Fields) record(o metric.Observer, r result) {
-	e := r.e
+// record observes the result of e's last run; f.collecting is held.
+func (f *Fields) record(o metric.Observer, e *entry) {
+	r := struct {
+		v   wire.Value
+		err error
+	}{e.v, e.err}
 	switch {
 	case errors.Is(r.err, errNoValue):
 		f.reporter.OK(e.name)
@@ -476,6 +582,7 @@ func (f *Fields) isClosed() bool {
 // to call more than once. The error names collectors that ignored their
 // context and are still running; each holds one goroutine until it returns.
 func (f *Fields) Unregister(ctx context.Context) error {
+	f.adding.Lock() // an Add in progress registers before this unregisters
 	f.mu.Lock()
 	first := !f.closed
 	f.closed = true
@@ -491,6 +598,7 @@ func (f *Fields) Unregister(ctx context.Context) error {
 			f.drainOne.Do(func() { close(f.drained) })
 		}
 	}
+	f.adding.Unlock()
 	select {
 	case <-f.drained:
 		return err

@@ -100,9 +100,9 @@ func TestARetiredIdleWorkerEnds(t *testing.T) {
 	if n := f.running.Load(); n != 1 {
 		t.Fatalf("%d workers after a collection, want 1", n)
 	}
-	f.collecting.Lock()
+	f.collecting <- struct{}{}
 	f.retire()
-	f.collecting.Unlock()
+	<-f.collecting
 	poll.Until(t, 5*time.Second, "the retired idle worker to end", func() bool { return f.running.Load() == 0 })
 	collect(t, r) // and the next collection starts another
 	if n := f.running.Load(); n != 1 {
