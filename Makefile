@@ -83,7 +83,7 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^BenchmarkDecodeAndTrack$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkClusterPubSub$$' -benchtime 3x ./internal/tools/loadgen/fleet && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIdleFootprint$$' -benchtime 1x ./internal/tools/footprint && \
-	   PUBCOST_WINDOW=30s PUBCOST_ROUNDS=3 PUBCOST_IDLE_WINDOW=20s $(GO) test -run '^$$' -bench '^BenchmarkPublisherCost$$' -benchtime 1x ./internal/tools/pubcost && \
+	   PUBCOST_WINDOW=30s PUBCOST_ROUNDS=3 PUBCOST_IDLE_WINDOW=20s $(GO) test -timeout 30m -run '^$$' -bench '^BenchmarkPublisherCost$$' -benchtime 1x ./internal/tools/pubcost && \
 	   PANEL_BENCH_WINDOW=60s $(GO) test -run '^$$' -bench '^BenchmarkPanelAtTenThousandInstances$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkPanelUnderFatHeartbeats$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/history && \

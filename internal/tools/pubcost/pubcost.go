@@ -176,7 +176,7 @@ counting:
 	if err := syscall.Kill(target, syscall.SIGTERM); err != nil {
 		return Run{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := waitStopped(cmd, target, 10*time.Second); err != nil {
 		return Run{}, fmt.Errorf("%s: %w: %s", p.Name, err, stderr.String())
 	}
 	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
@@ -226,6 +226,25 @@ func subscribe(ctx context.Context, endpoint string) (*subscription, error) {
 
 // Close ends the subscription and its connection.
 func (s *subscription) Close() error { return errors.Join(s.PubSub.Close(), s.client.Close()) }
+
+// waitStopped waits for cmd, whose program (pid, cmd's own or its child
+// under strace) was sent SIGTERM, to end; a program still running after
+// grace is killed, and that is an error.
+func waitStopped(cmd *exec.Cmd, pid int, grace time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("still running %v after SIGTERM; killed", grace)
+	}
+}
 
 // tracee returns the one child of strace's process pid.
 func tracee(pid int) (int, error) {
@@ -314,7 +333,7 @@ func MeasureIdle(ctx context.Context, env Env, p Program, settle, window time.Du
 	}
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		_ = waitStopped(cmd, cmd.Process.Pid, 10*time.Second)
 	}()
 	wait := func(d time.Duration) error {
 		t := time.NewTimer(d)

@@ -61,10 +61,12 @@ class HeartbeatPublisher:
             pipe.set(self.key, payload, px=int(3 * self.interval * 1000))
             await pipe.execute()
 
-    async def run(self):
+    async def run(self, stop):
         loop = asyncio.get_running_loop()
         due = loop.time()
-        while True:
+        # Cancelling the task is not enough: redis-py may swallow the
+        # cancellation when it lands in a command, so the loop also checks.
+        while not stop.is_set():
             await self.publish()
             due += self.interval
             await asyncio.sleep(max(0, due - loop.time()))
@@ -81,10 +83,16 @@ async def main():
     publisher.add_data_collector("queue_size", lambda: 1380)
     publisher.add_data_collector("api_status", lambda: "authenticated")
     publisher.add_data_collector("last_successful_operation", lambda: last_ok)
-    task = asyncio.ensure_future(publisher.run())
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(publisher.run(stop))
+
+    def shut_down():
+        stop.set()
+        task.cancel()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, shut_down)
     try:
         await task
     except asyncio.CancelledError:
