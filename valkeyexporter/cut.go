@@ -16,14 +16,17 @@ import (
 // timeout. So that a send can run on the exporter's own goroutine and
 // still return when its context ends, the client the exporter builds dials
 // through cutters: connections that record which send last used them, and
-// that the exporter can cut, making their reads and writes fail at once and
-// go on failing (go-redis then drops them as broken). Only the connections
-// the cancelled send used are cut; the pool's idle ones stay good.
+// that the exporter can cut while that send is in progress, making their
+// reads and writes fail at once for the rest of it. A cut ends with its
+// send: the next send's deadlines are its own, so a connection go-redis
+// put back in the pool before the cut landed still works, and a cut that
+// lands after its send ended does nothing.
 type cutters struct {
-	mu   sync.Mutex
-	live map[*cutConn]struct{}
-	send atomic.Uint64 // the send in progress, counted from 1
-	cut  atomic.Uint64 // the last send cut: connections it touches later are cut too
+	mu       sync.Mutex
+	live     map[*cutConn]struct{}
+	send     atomic.Uint64 // the last send begun, counted from 1
+	inflight atomic.Uint64 // the send in progress; 0 between sends
+	cut      atomic.Uint64 // the send cut: connections it touches later are cut too
 }
 
 func newCutters() *cutters { return &cutters{live: make(map[*cutConn]struct{})} }
@@ -54,22 +57,33 @@ func (cs *cutters) wrap(opt *redis.UniversalOptions) {
 	}
 }
 
-// begin marks the start of a send and returns a function that cuts the
-// connections it used; call it when the send's context ends.
-func (cs *cutters) begin() func() {
+// begin marks the start of a send. It returns cut, which cuts the
+// connections the send has used and will use, and does nothing once the
+// send has ended, and end, to call when the send returns.
+func (cs *cutters) begin() (cut, end func()) {
 	n := cs.send.Add(1)
-	return func() {
+	cs.inflight.Store(n)
+	cut = func() {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		if cs.inflight.Load() != n {
+			return // the send is over
+		}
 		// A connection the send has not touched yet, it may touch after
 		// this: it then cuts itself (see use).
 		cs.cut.Store(n)
-		cs.mu.Lock()
-		defer cs.mu.Unlock()
 		for c := range cs.live {
 			if c.used.Load() == n {
-				c.cut()
+				c.cut(n)
 			}
 		}
 	}
+	end = func() {
+		cs.mu.Lock()
+		cs.inflight.Store(0)
+		cs.mu.Unlock()
+	}
+	return cut, end
 }
 
 // cutConn is one connection of the exporter's client.
@@ -79,15 +93,15 @@ type cutConn struct {
 	used atomic.Uint64 // the last send that read or wrote
 
 	mu    sync.Mutex // orders cut against go-redis setting deadlines
-	isCut bool
+	cutIn uint64     // the send it was cut in
 }
 
 var longAgo = time.Unix(1, 0)
 
-func (c *cutConn) cut() {
+func (c *cutConn) cut(send uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.isCut = true
+	c.cutIn = send
 	_ = c.Conn.SetDeadline(longAgo)
 }
 
@@ -107,8 +121,8 @@ func (c *cutConn) Write(b []byte) (int, error) {
 func (c *cutConn) use() {
 	n := c.set.send.Load()
 	c.used.Store(n)
-	if c.set.cut.Load() == n {
-		c.cut()
+	if c.set.cut.Load() == n && c.set.inflight.Load() == n {
+		c.cut(n)
 	}
 }
 
@@ -124,10 +138,12 @@ func (c *cutConn) SetWriteDeadline(t time.Time) error {
 	return c.deadline(t, c.Conn.SetWriteDeadline)
 }
 
+// deadline sets a deadline go-redis asks for, unless c was cut in the send
+// still in progress: that one must not get its time back.
 func (c *cutConn) deadline(t time.Time, set func(time.Time) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.isCut {
+	if c.cutIn != 0 && c.cutIn == c.set.inflight.Load() {
 		t = longAgo
 	}
 	return set(t)

@@ -51,3 +51,55 @@ func TestACancelledExportReturnsAtOnceWhileValkeyStalls(t *testing.T) {
 		}
 	}
 }
+
+// A connection cut while its send was in progress, but already back in the
+// pool (go-redis returns it before the send returns), works for the next
+// send: the cut ends with the send it was for. And a cut that lands after
+// its send ended cuts nothing.
+func TestACutEndsWithItsSend(t *testing.T) {
+	srv := redistest.Start(t)
+	exp := newExporter(t, srv)
+	rm := collect(t, "tracker_fetcher")
+	ctx := context.Background()
+	must(t, exp.Export(ctx, rm))
+
+	cut, end := exp.cutters.begin()
+	if err := exp.s.client.Ping(ctx).Err(); err != nil { // the send's I/O, done and pooled
+		t.Fatal(err)
+	}
+	cut()
+	end()
+	for i := range 3 {
+		if err := exp.Export(ctx, rm); err != nil {
+			t.Fatalf("export %d after a connection was cut in an earlier send: %v", i, err)
+		}
+	}
+
+	cut, end = exp.cutters.begin()
+	end()
+	cut() // late: its send is over
+	if err := exp.Export(ctx, rm); err != nil {
+		t.Fatalf("export after a late cut: %v", err)
+	}
+}
+
+// Exports cancelled at random moments against a healthy server never cost
+// the uncancelled export after each its heartbeat.
+func TestRandomCancelsDoNotFailTheExportsAfterThem(t *testing.T) {
+	srv := redistest.Start(t)
+	exp := newExporter(t, srv)
+	rm := collect(t, "tracker_fetcher")
+	must(t, exp.Export(context.Background(), rm))
+	for i := range 1000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Duration(i%400)*time.Microsecond, cancel)
+		_ = exp.Export(ctx, rm)
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+		err := exp.Export(ctx, rm)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: the export after a cancelled one failed: %v", i, err)
+		}
+	}
+}

@@ -213,8 +213,10 @@ func (e *Exporter) export(ctx context.Context, rm *metricdata.ResourceMetrics) e
 	// timeout.
 	if e.cutters != nil {
 		defer release()
-		stop := context.AfterFunc(ctx, e.cutters.begin())
+		cut, end := e.cutters.begin()
+		stop := context.AfterFunc(ctx, cut)
 		err := e.send(ctx, stopping)
+		end()
 		if !stop() && err != nil {
 			return fmt.Errorf("valkeyexporter: heartbeat to %s: %w", e.s.endpoint, ctx.Err())
 		}
