@@ -365,13 +365,22 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 			}
 			f.tick.Reset(tick)
 		case <-f.budget.C:
-			take()
 			f.giveUp(j)
+			// A field whose result comes as this looks is recorded; every
+			// other field still waited for is reported, none left out in
+			// silence.
+			take()
 			for _, w := range wait {
-				if w.e != nil && w.e.busy.Load() {
-					w.e.abandoned.Store(false) // stuck, not abandoned: not waited for again
-					f.reporter.Fail(w.e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", w.e.name, f.cfg.timeout))
+				if w.e == nil {
+					continue
 				}
+				if w.e.done.Load() == w.round {
+					w.e.abandoned.Store(false)
+					f.record(o, w.e)
+					continue
+				}
+				w.e.abandoned.Store(false) // stuck, not abandoned: not waited for again
+				f.reporter.Fail(w.e.name, fmt.Errorf("collectors: field %s: collector did not return within %v; left out until it does", w.e.name, f.cfg.timeout))
 			}
 			return nil
 		case <-ctx.Done():
