@@ -232,7 +232,13 @@ func (f *Fields) Add(name string, c Collector) error {
 	// heartbeat run under one budget, then drop the old one. Neither call
 	// holds f.mu (see adding); f.adding keeps the entries as read above.
 	insts = append(insts, e.inst)
-	reg, err := f.meter.RegisterCallback(f.observe, insts...)
+	// Each callback observes the fields it was registered with: while the
+	// new one is registered and the old one not yet dropped, a collection
+	// may call both, and the old one must not observe the new instrument.
+	n := len(insts)
+	reg, err := f.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		return f.observe(ctx, o, n)
+	}, insts...)
 	if err != nil {
 		return fmt.Errorf("collectors: field %q: %w", name, err)
 	}
@@ -260,10 +266,10 @@ func (f *Fields) Names() []string {
 	return names
 }
 
-// observe runs every idle collector and observes those that return within
-// the budget. It never returns an error: that would make the SDK drop the
+// observe runs the idle collectors of the first fields fields and observes
+// those that return within the budget. It never returns an error: that would make the SDK drop the
 // whole heartbeat.
-func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
+func (f *Fields) observe(ctx context.Context, o metric.Observer, fields int) error {
 	defer func() {
 		if r := recover(); r != nil {
 			f.reporter.Fail("observe", fmt.Errorf("collectors: observing service fields panicked: %v", r))
@@ -303,7 +309,7 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer) error {
 	// collection its run was started for.
 	var wait []waited
 	j := &job{ctx: cctx, round: round}
-	for _, e := range f.entries {
+	for _, e := range f.entries[:min(fields, len(f.entries))] {
 		if !e.busy.CompareAndSwap(false, true) {
 			if e.abandoned.Load() {
 				// Running for a collection that was given up on: its result

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -252,6 +256,50 @@ func TestASecondReaderWaitsWithinItsOwnContextAndBudget(t *testing.T) {
 		// Let the slow collector end before the next case starts it again.
 		for f.entries[0].busy.Load() {
 			runtime.Gosched()
+		}
+	}
+}
+
+// While Add swaps the callback, a collection may call the old and the new
+// one; the old one observes only the fields it was registered with, so the
+// SDK has nothing to complain of.
+func TestAddingDuringCollectionsObservesOnlyRegisteredFields(t *testing.T) {
+	var mu sync.Mutex
+	var complaints []string
+	otel.SetLogger(funcr.New(func(prefix, args string) {
+		mu.Lock()
+		complaints = append(complaints, prefix+" "+args)
+		mu.Unlock()
+	}, funcr.Options{}))
+	defer otel.SetLogger(logr.Discard())
+	mp, r := newProvider(t)
+	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Second))
+	defer f.Unregister(context.Background())
+	must(t, f.Add("f0", Int(func() int64 { return 1 })))
+	stop := make(chan struct{})
+	collecting := make(chan struct{})
+	go func() {
+		defer close(collecting)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var rm metricdata.ResourceMetrics
+			_ = r.Collect(context.Background(), &rm)
+		}
+	}()
+	for i := 1; i < MaxFields; i++ {
+		must(t, f.Add(fmt.Sprintf("f%d", i), Int(func() int64 { return 1 })))
+	}
+	close(stop)
+	<-collecting
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range complaints {
+		if strings.Contains(c, "not registered") || strings.Contains(c, "unregistered") {
+			t.Fatalf("the SDK complained while fields were added: %s", c)
 		}
 	}
 }
