@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 
@@ -337,9 +338,19 @@ func TestARestartWhileNoPanelWatchesIsAReplacement(t *testing.T) {
 	crash.Expect("serving node_service", 10*time.Second)
 	before := panelWith(t, panelBin, environ)
 	poll.Until(t, 10*time.Second, "the service alive", func() bool { return aliveIn(t, before, "node_service") })
+	// The panel writes history a moment after it shows the instance: kill
+	// it only once history holds pod-a up, or no panel could know of pod-a.
+	client := srv.Client(t)
+	store, err := history.NewStore(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 10*time.Second, "pod-a up in history", func() bool {
+		recorded, err := store.Recorded(context.Background())
+		return err == nil && recorded["node_service"]["pod-a"].State.Up()
+	})
 	send(t, before.p, syscall.SIGKILL)
 	send(t, crash, syscall.SIGKILL)
-	client := srv.Client(t)
 	poll.Until(t, 15*time.Second, "the crashed instance's key expired", func() bool {
 		keys, err := client.Keys(context.Background(), "heartbeat:instance:node_service:*").Result()
 		return err == nil && len(keys) == 0
