@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/panel"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/proctest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
+)
+
+// limitConfig is BenchmarkPanelAtTheLimit's fleet and window, from the
+// environment: PANEL_LIMIT_INSTANCES (default 20,000), PANEL_LIMIT_SERVICES
+// (50), PANEL_LIMIT_INTERVAL (10s), PANEL_LIMIT_WINDOW (10s).
+type limitConfig struct {
+	instances, services int
+	interval, window    time.Duration
+}
+
+func limitFromEnv(b *testing.B) limitConfig {
+	c := limitConfig{instances: 20_000, services: 50, interval: 10 * time.Second, window: 10 * time.Second}
+	for _, v := range []struct {
+		name string
+		n    *int
+		d    *time.Duration
+	}{{"PANEL_LIMIT_INSTANCES", &c.instances, nil}, {"PANEL_LIMIT_SERVICES", &c.services, nil},
+		{"PANEL_LIMIT_INTERVAL", nil, &c.interval}, {"PANEL_LIMIT_WINDOW", nil, &c.window}} {
+		s := os.Getenv(v.name)
+		if s == "" {
+			continue
+		}
+		var err error
+		if v.n != nil {
+			*v.n, err = strconv.Atoi(s)
+		} else {
+			*v.d, err = time.ParseDuration(s)
+		}
+		if err != nil {
+			b.Fatalf("%s=%q: %v", v.name, s, err)
+		}
+	}
+	return c
+}
+
+// publishes reads how many PUBLISH commands the server has run.
+func publishes(b *testing.B, srv *redistest.Server) float64 {
+	info, _ := srv.Do(b, "INFO", "commandstats").(string)
+	for _, l := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(l, "cmdstat_publish:calls="); ok {
+			n, _ := strconv.ParseFloat(rest[:strings.IndexByte(rest, ',')], 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// consumer is one process reading the heartbeats while the fleet runs.
+type consumer struct {
+	name string
+	pid  int
+	stop func()
+}
+
+// quietly starts a consumer whose output nobody reads (it goes to
+// /dev/null, as a drain's does), killed when the benchmark ends.
+func quietly(b *testing.B, name, bin string, environ []string, args ...string) consumer {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = environ
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	b.Cleanup(stop)
+	return consumer{name: name, pid: cmd.Process.Pid, stop: stop}
+}
+
+// BenchmarkPanelAtTheLimit measures what reading a large fleet costs, per
+// heartbeat, three ways in one run against one real redis-server: the
+// bare drain (redis-cli PSUBSCRIBE, its output thrown away), the monitor
+// (--json, thrown away) and the admin panel as shipped (recorder on:
+// history, uptime, alerts, values over time). A loadgen process
+// publishes PANEL_LIMIT_INSTANCES instances of PANEL_LIMIT_SERVICES
+// services every PANEL_LIMIT_INTERVAL, with latest-state keys; each
+// consumer runs alone, is given one interval to settle (and the panel
+// until it sees every instance alive), and is measured over
+// PANEL_LIMIT_WINDOW. Heartbeats are counted by the server's own PUBLISH
+// count over the same window. It reports each consumer's CPU per
+// heartbeat, the panel's ratio to the drain, its resident memory per
+// tracked instance, and how long the fleet overview and the first page of
+// a service view take, with the page's size.
+func BenchmarkPanelAtTheLimit(b *testing.B) {
+	cfg := limitFromEnv(b)
+	srv := redistest.Start(b)
+	panelBin := testbin.Build(b, ".")
+	monitorBin := testbin.Build(b, "../monitor")
+	loadgenBin := testbin.Build(b, "../../internal/tools/loadgen")
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		b.Fatalf("redis-cli (Debian's redis-tools, beside redis-server): %v", err)
+	}
+	environ := proctest.Env("OTEL_EXPORTER_VALKEY_ENDPOINT=" + srv.URL())
+	gen := quietly(b, "loadgen", loadgenBin, environ, "--instances", strconv.Itoa(cfg.instances),
+		"--services", strconv.Itoa(cfg.services), "--interval", cfg.interval.String())
+	defer gen.stop()
+	client := srv.Client(b)
+	ctx := context.Background()
+	// The first round is sent at once: wait until every latest-state key is
+	// there, and one more interval for the paced rounds to settle.
+	deadline := time.Now().Add(cfg.interval + 5*time.Minute)
+	for n := int64(0); n < int64(cfg.instances); {
+		n, _ = client.DBSize(ctx).Result()
+		if time.Now().After(deadline) {
+			b.Fatalf("loadgen wrote %d of %d latest-state keys", n, cfg.instances)
+		}
+		time.Sleep(200 * time.Millisecond) // another process's progress: poll
+	}
+	patterns := func() int64 { n, _ := client.PubSubNumPat(ctx).Result(); return n }
+
+	// measure runs c over the window once it is subscribed and settled,
+	// and returns its CPU per heartbeat in µs.
+	measure := func(c consumer, settled func()) float64 {
+		for patterns() == 0 {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s never subscribed", c.name)
+			}
+			time.Sleep(50 * time.Millisecond) // another process's subscription: poll
+		}
+		settled()
+		cpu0, pub0 := cpuSeconds(b, c.pid), publishes(b, srv)
+		t := time.NewTimer(cfg.window)
+		<-t.C
+		cpu, pub := cpuSeconds(b, c.pid)-cpu0, publishes(b, srv)-pub0
+		if pub == 0 {
+			b.Fatalf("%s: no heartbeat published in the window", c.name)
+		}
+		return cpu / pub * 1e6
+	}
+	oneInterval := func() { t := time.NewTimer(cfg.interval); <-t.C }
+
+	for b.Loop() {
+		deadline = time.Now().Add(5 * time.Minute)
+		c := quietly(b, "redis-cli", cli, environ, "-p", strconv.Itoa(srv.Port()), "psubscribe", "heartbeat:service:*")
+		drain := measure(c, func() {})
+		c.stop()
+		deadline = time.Now().Add(5 * time.Minute)
+		c = quietly(b, "monitor", monitorBin, environ, "--json")
+		mon := measure(c, oneInterval)
+		c.stop()
+
+		p := proctest.Start(b, panelBin, environ, "--listen", "127.0.0.1:0")
+		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
+		deadline = time.Now().Add(5 * time.Minute)
+		cpu := measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
+			for alive := 0; alive < cfg.instances; {
+				var f panel.FleetJSON
+				if resp, err := http.Get(url + "/api/v1/services"); err == nil {
+					_ = decodeJSON(resp, &f)
+				}
+				alive = 0
+				for _, s := range f.Services {
+					alive += s.Counts.Alive
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("the panel sees %d of %d alive", alive, cfg.instances)
+				}
+				time.Sleep(500 * time.Millisecond) // another process's state: poll
+			}
+			oneInterval()
+		})
+		rss := rssMiB(b, p.Cmd.Process.Pid)
+		fleetT, _ := sized(b, url+"/api/v1/services")
+		viewT, viewN := sized(b, url+"/api/v1/services/service_000")
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.Wait(30 * time.Second); err != nil {
+			b.Errorf("the panel's stop: %v", err)
+		}
+		b.ReportMetric(drain, "drain-cpu-µs/heartbeat")
+		b.ReportMetric(mon, "monitor-cpu-µs/heartbeat")
+		b.ReportMetric(cpu, "panel-cpu-µs/heartbeat")
+		b.ReportMetric(cpu/drain, "panel/drain")
+		b.ReportMetric(cpu*float64(cfg.instances)/cfg.interval.Seconds()/1e6*100, "panel-cpu-%")
+		b.ReportMetric(rss, "panel-rss-MiB")
+		b.ReportMetric(rss*1024/float64(cfg.instances), "panel-rss-KiB/instance")
+		b.ReportMetric(float64(fleetT.Microseconds())/1000, "fleet-api-ms")
+		b.ReportMetric(float64(viewT.Microseconds())/1000, "service-view-ms")
+		b.ReportMetric(float64(viewN)/1024, "service-view-KiB")
+		b.ReportMetric(float64(cfg.instances), "instances")
+	}
+}
+
+// sized fetches url and returns how long it took and how many bytes came.
+func sized(b *testing.B, url string) (time.Duration, int64) {
+	start := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, _ := io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		b.Fatalf("%s: %s", url, resp.Status)
+	}
+	return time.Since(start), n
+}
