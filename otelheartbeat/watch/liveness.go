@@ -777,6 +777,61 @@ func (t *Tracker) Snapshot() []Instance {
 	return out
 }
 
+// Range calls f for every instance, in no particular order, until f
+// returns false, without copying them: a walk of a large fleet that
+// keeps little (counts, the few instances it wants) costs no garbage. f
+// runs under the tracker's lock, so it must be quick, must not call the
+// tracker, and must neither change in nor keep it past its return (copy
+// *in to keep it).
+func (t *Tracker) Range(f func(in *Instance) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.instances {
+		if !f(&e.Instance) {
+			return
+		}
+	}
+}
+
+// ServiceInstances returns the instances of service, ordered by instance
+// id. With WithHeartbeats the cost is that of the service's instances;
+// without it, it walks every instance tracked.
+func (t *Tracker) ServiceInstances(service string) []Instance {
+	t.mu.Lock()
+	var out []Instance
+	if svc := t.services[service]; svc != nil && svc.byID != nil {
+		out = make([]Instance, 0, len(svc.byID))
+		for _, e := range svc.byID {
+			out = append(out, e.Instance)
+		}
+	} else if svc != nil {
+		out = make([]Instance, 0, svc.instances)
+		for _, e := range t.instances {
+			if e.Service == service {
+				out = append(out, e.Instance)
+			}
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b Instance) int { return strings.Compare(a.Instance, b.Instance) })
+	return out
+}
+
+// CountServices counts every service's instances as they stand at now
+// (Counts.Count: by state, and the degraded), by service name, without
+// copying an instance.
+func (t *Tracker) CountServices(now time.Time) map[string]Counts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]Counts, len(t.services))
+	for _, e := range t.instances {
+		c := out[e.Service]
+		c.Count(&e.Instance, now)
+		out[e.Service] = c
+	}
+	return out
+}
+
 // ServiceSummary counts one service's instances by state.
 type ServiceSummary struct {
 	Name string

@@ -743,3 +743,74 @@ func TestTheServiceRule(t *testing.T) {
 		t.Error("forgotten parsed as a state")
 	}
 }
+
+// Range, ServiceInstances and CountServices, which spare a large fleet's
+// readers a copy of every instance, agree with Snapshot: with and without
+// kept heartbeats, across states, the degraded counted.
+func TestTheCheapReadsAgreeWithSnapshot(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		clock := &fakeClock{t: t0}
+		rule, err := ParseHealthRule("svc: queue > 10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := []TrackerOption{WithClock(clock), WithHealthRules(rule)}
+		if keep {
+			opts = append(opts, WithHeartbeats())
+		}
+		tr := NewTracker(opts...)
+		queued := func(id string, count, queue int64) *wire.Message {
+			m := withInterval(beat("svc", id, count), time.Second)
+			m.Fields = []wire.Field{{Key: "queue", Value: wire.Int(queue)}}
+			return m
+		}
+		for i, id := range []string{"d", "b", "a", "c"} {
+			tr.Observe(queued(id, 1, int64(i*10)))
+		}
+		tr.Observe(withInterval(beat("other", "x", 1), time.Second))
+		clock.Advance(2 * time.Second)
+		tr.Observe(queued("a", 2, 20))
+		tr.Observe(queued("c", 2, 0))
+		tr.Tick()
+		clock.Advance(1500 * time.Millisecond)
+		tr.Tick()
+
+		want := map[string]Counts{}
+		var wantSvc []string
+		for _, in := range tr.Snapshot() {
+			c := want[in.Service]
+			c.Count(&in, clock.Now())
+			want[in.Service] = c
+			if in.Service == "svc" {
+				wantSvc = append(wantSvc, in.Instance+"="+in.State.String())
+			}
+		}
+		got := tr.CountServices(clock.Now())
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("keep %v: CountServices %v, Snapshot counts %v", keep, got, want)
+		}
+		if want["svc"].Dead == 0 || want["svc"].Degraded == 0 {
+			t.Errorf("keep %v: the case lacks a dead or a degraded instance: %+v", keep, want["svc"])
+		}
+		var gotSvc []string
+		for _, in := range tr.ServiceInstances("svc") {
+			gotSvc = append(gotSvc, in.Instance+"="+in.State.String())
+		}
+		if strings.Join(gotSvc, ",") != strings.Join(wantSvc, ",") {
+			t.Errorf("keep %v: ServiceInstances %v, want %v", keep, gotSvc, wantSvc)
+		}
+		if got := tr.ServiceInstances("nothing"); len(got) != 0 {
+			t.Errorf("keep %v: an unknown service has %v", keep, got)
+		}
+		n := 0
+		tr.Range(func(*Instance) bool { n++; return true })
+		if n != tr.Len() {
+			t.Errorf("keep %v: Range saw %d of %d", keep, n, tr.Len())
+		}
+		n = 0
+		tr.Range(func(*Instance) bool { n++; return false })
+		if n != 1 {
+			t.Errorf("keep %v: Range went on after false, %d calls", keep, n)
+		}
+	}
+}
