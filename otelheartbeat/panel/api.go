@@ -2,8 +2,11 @@ package panel
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +49,15 @@ type ServiceJSON struct {
 // ServiceDetailJSON is one service with its instances.
 type ServiceDetailJSON struct {
 	ServiceJSON
-	Instances []InstanceJSON   `json:"instances"`
+	// Instances are one page of the service's instances, ordered by id:
+	// at most the request's limit (DefaultServicePage unless it says),
+	// those after its after, in its state when it names one.
+	Instances []InstanceJSON `json:"instances"`
+	// Matched counts the instances in the request's state (all of them
+	// when it names none), on every page.
+	Matched int `json:"matched"`
+	// Next is the after of the next page; absent on the last.
+	Next      string           `json:"next,omitempty"`
 	Incidents []IncidentJSON   `json:"incidents"` // in the longest window, latest first
 	Restarts  map[string]int   `json:"restarts"`  // by window
 	Lost      map[string]int64 `json:"lost"`      // by window, all instances
@@ -214,23 +225,10 @@ func (p *Panel) incidentJSON(svc string, in uptime.Incident, now time.Time) Inci
 	return j
 }
 
-// byService groups the tracker's instances by service.
-func byService(all []watch.Instance) map[string][]watch.Instance {
-	out := map[string][]watch.Instance{}
-	for _, in := range all {
-		out[in.Service] = append(out[in.Service], in)
-	}
-	return out
-}
-
-// service builds a service's summary from its instances now and the
-// cached reports.
-func (p *Panel) service(name string, instances []watch.Instance, now time.Time) ServiceJSON {
-	s := ServiceJSON{Name: name, MinAlive: p.minAlive(name), Uptime: map[string]*float64{}}
-	judged := p.judged(now)
-	for _, in := range instances {
-		s.Counts.Count(&in, judged)
-	}
+// service builds a service's summary from its instances' counts now and
+// the cached reports.
+func (p *Panel) service(name string, counts watch.Counts, now time.Time) ServiceJSON {
+	s := ServiceJSON{Name: name, MinAlive: p.minAlive(name), Uptime: map[string]*float64{}, Counts: counts}
 	state := s.Counts.State(s.MinAlive)
 	if !p.Watching() {
 		state = watch.ServiceUnknown
@@ -363,16 +361,17 @@ func (p *Panel) instanceWindow() time.Duration {
 	return best
 }
 
-// fleet is GET /api/v1/services.
+// fleet is GET /api/v1/services. It counts the instances in place: at a
+// large fleet a copy of every instance would cost more than the answer.
 func (p *Panel) fleet(now time.Time) FleetJSON {
 	f := FleetJSON{GeneratedAt: stamp(now), Watching: p.Watching(), Recording: p.rec.Leading(), Role: p.role(),
 		Replica: p.cfg.replica, Services: []ServiceJSON{}}
 	for _, w := range p.cfg.windows {
 		f.Windows = append(f.Windows, windowName(w))
 	}
-	groups := byService(p.tr.Snapshot())
-	names := make([]string, 0, len(groups))
-	for n := range groups {
+	counts := p.tr.CountServices(p.judged(now))
+	names := make([]string, 0, len(counts))
+	for n := range counts {
 		names = append(names, n)
 	}
 	// Services with history but no instance tracked now are shown too.
@@ -382,35 +381,103 @@ func (p *Panel) fleet(now time.Time) FleetJSON {
 		f.HistoryAt = &at
 	}
 	for n := range p.reports.reports {
-		if _, ok := groups[n]; !ok {
+		if _, ok := counts[n]; !ok {
 			names = append(names, n)
 		}
 	}
 	p.reports.mu.Unlock()
 	slices.Sort(names)
 	for _, n := range names {
-		f.Services = append(f.Services, p.service(n, groups[n], now))
+		f.Services = append(f.Services, p.service(n, counts[n], now))
 	}
 	return f
 }
 
-// detail is GET /api/v1/services/{name}; false if the panel knows nothing
-// of the service.
-func (p *Panel) detail(name string, now time.Time) (ServiceDetailJSON, bool) {
-	var instances []watch.Instance
-	for _, in := range p.tr.Snapshot() {
-		if in.Service == name {
-			instances = append(instances, in)
+// DefaultServicePage is how many instances GET /api/v1/services/{name}
+// returns unless its limit says otherwise, and MaxServicePage the most it
+// returns at once: a service of thousands of instances is read a page at
+// a time.
+const (
+	DefaultServicePage = 500
+	MaxServicePage     = 5000
+)
+
+// pageQuery is which instances a service view returns: those after After
+// (by instance id) in State (a watch.State's name, or "degraded"; empty:
+// all), at most Limit.
+type pageQuery struct {
+	After string
+	State string
+	Limit int
+}
+
+// parsePage reads a service view's query: limit (1 to MaxServicePage),
+// after (an instance id) and state.
+func parsePage(q url.Values) (pageQuery, error) {
+	pq := pageQuery{After: q.Get("after"), State: q.Get("state"), Limit: DefaultServicePage}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxServicePage {
+			return pageQuery{}, fmt.Errorf("limit %q: want a whole number from 1 to %d", v, MaxServicePage)
+		}
+		pq.Limit = n
+	}
+	if pq.After != "" {
+		if err := wire.ValidateInstanceID(pq.After); err != nil {
+			return pageQuery{}, fmt.Errorf("after: %w", err)
 		}
 	}
+	switch pq.State {
+	case "", "alive", "stale", "dead", "stopped", "degraded":
+	default:
+		return pageQuery{}, fmt.Errorf("state %q: want alive, stale, dead, stopped or degraded", pq.State)
+	}
+	return pq, nil
+}
+
+// matches says whether in is in the state the query asks for, as the page
+// shows it: an up instance that breaks a health rule is degraded.
+func (q pageQuery) matches(in *watch.Instance, judged time.Time) bool {
+	if q.State == "" {
+		return true
+	}
+	if in.Degraded(judged) {
+		return q.State == "degraded"
+	}
+	return q.State == in.State.String()
+}
+
+// detail is GET /api/v1/services/{name}: its summary and one page of its
+// instances; false if the panel knows nothing of the service.
+func (p *Panel) detail(name string, now time.Time, q pageQuery) (ServiceDetailJSON, bool) {
+	instances := p.tr.ServiceInstances(name)
 	_, known := p.reports.get(name, slices.Max(p.cfg.windows))
 	if len(instances) == 0 && !known {
 		return ServiceDetailJSON{}, false
 	}
-	d := ServiceDetailJSON{ServiceJSON: p.service(name, instances, now), Instances: []InstanceJSON{}, Incidents: []IncidentJSON{},
+	judged := p.judged(now)
+	var counts watch.Counts
+	for i := range instances {
+		counts.Count(&instances[i], judged)
+	}
+	d := ServiceDetailJSON{ServiceJSON: p.service(name, counts, now), Instances: []InstanceJSON{}, Incidents: []IncidentJSON{},
 		Restarts: map[string]int{}, Lost: map[string]int64{}}
-	for _, in := range instances {
-		d.Instances = append(d.Instances, p.instance(in, now))
+	for i := range instances {
+		in := &instances[i]
+		if !q.matches(in, judged) {
+			continue
+		}
+		d.Matched++
+		if in.Instance <= q.After && q.After != "" {
+			continue
+		}
+		if len(d.Instances) == q.Limit {
+			if d.Next == "" {
+				d.Next = d.Instances[len(d.Instances)-1].Instance
+			}
+			continue
+		}
+		d.Instances = append(d.Instances, p.instance(*in, now))
 	}
 	for _, w := range p.cfg.windows {
 		if r, ok := p.reports.get(name, w); ok {

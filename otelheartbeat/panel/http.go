@@ -82,7 +82,12 @@ func (p *Panel) Handler() http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
-		d, ok := p.detail(name, time.Now())
+		q, err := parsePage(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		d, ok := p.detail(name, time.Now(), q)
 		if !ok {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such service"})
 			return
@@ -347,9 +352,9 @@ func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service
 		}
 	}
 	if len(touched) > 0 {
-		groups := byService(p.tr.Snapshot())
+		counts := p.tr.CountServices(p.judged(now))
 		for svc := range touched {
-			u.Services = append(u.Services, p.service(svc, groups[svc], now))
+			u.Services = append(u.Services, p.service(svc, counts[svc], now))
 		}
 		slices.SortFunc(u.Services, func(a, b ServiceJSON) int { return strings.Compare(a.Name, b.Name) })
 	}

@@ -228,10 +228,8 @@ func (p *Panel) seriesQuery(w http.ResponseWriter, r *http.Request) (string, []s
 		}
 	}
 	if len(ids) == 0 {
-		for _, in := range p.tr.Snapshot() {
-			if in.Service == name {
-				ids = append(ids, in.Instance)
-			}
+		for _, in := range p.tr.ServiceInstances(name) {
+			ids = append(ids, in.Instance)
 		}
 	}
 	slices.Sort(ids)

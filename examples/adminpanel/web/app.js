@@ -7,9 +7,12 @@
 "use strict";
 
 (function () {
-  // Rows rendered at most at first: a service of 10,000 instances would
-  // take seconds to lay out. "Show more" adds as many again.
-  const ROW_PAGE = 1000;
+  // Instances read and shown at first, a page of the server's (by id, in
+  // the state chosen): a service of 10,000 instances would take seconds
+  // to send and lay out. "Show more" reads the next page. MAX_PAGE is the
+  // most the server gives at once.
+  const ROW_PAGE = 500;
+  const MAX_PAGE = 5000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -157,7 +160,13 @@
 
   const fleet = { windows: [], services: new Map(), watching: true, loaded: false };
   const cards = new Map(); // service name -> card parts
-  const detail = { name: null, summary: null, instances: new Map(), rows: new Map(), loaded: false, gen: 0 };
+  // detail.instances are the pages read so far: every instance of the
+  // state chosen up to detail.next (the first id not read; null when all
+  // are), of detail.matched in that state.
+  const detail = { name: null, summary: null, instances: new Map(), rows: new Map(), loaded: false, gen: 0, next: null, matched: 0 };
+  // Whether an instance falls in the pages read: one past them is left
+  // for "Show more", where the server has it in order.
+  const inPages = (id) => detail.next === null || id < detail.next;
   let route = { view: "fleet" };
 
   // ---- live updates, applied once per frame ----
@@ -212,6 +221,7 @@
     if (detail.name !== null && detail.loaded) {
       for (const inst of u.instances || []) {
         if (inst.service !== detail.name) continue;
+        if (!detail.instances.has(inst.instance) && !inPages(inst.instance)) continue;
         detail.instances.set(inst.instance, inst);
         dirtyRows.add(inst.instance);
       }
@@ -233,7 +243,7 @@
     if (dirtyRows.size && route.view === "service") {
       for (const id of dirtyRows) renderRow(id);
       dirtyRows.clear();
-      setText($("instances-count"), "(" + detail.instances.size + ")");
+      renderInstancesCount();
     }
   }
 
@@ -349,11 +359,23 @@
     }, 1000);
   }
 
+  // detailURL asks for a page of the service's instances in the state
+  // chosen: limit of them after the id after.
+  function detailURL(name, limit, after) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (stateFilter) q.set("state", stateFilter);
+    if (after) q.set("after", after);
+    return "api/v1/services/" + encodeURIComponent(name) + "?" + q.toString();
+  }
+
+  // loadDetail reads the service's summary and its first pages: as many
+  // as are shown already when keep says the view stays (a change of state
+  // reads them again), else one.
   async function loadDetail(name, keep) {
     const gen = ++detail.gen;
+    const limit = keep && detail.name === name ? Math.min(MAX_PAGE, Math.max(ROW_PAGE, detail.instances.size)) : ROW_PAGE;
     if (!keep || detail.name !== name) {
       if (detail.name !== name) {
-        rowLimit = ROW_PAGE;
         stateFilter = "";
         $("state-filter").value = "";
       }
@@ -372,7 +394,7 @@
     }
     let d;
     try {
-      d = await getJSON("api/v1/services/" + encodeURIComponent(name));
+      d = await getJSON(detailURL(name, limit, ""));
     } catch (e) {
       if (gen !== detail.gen) return;
       if (e.status === 404 || e.status === 400) {
@@ -384,8 +406,10 @@
       throw e;
     }
     if (gen !== detail.gen) return; // a newer route or reload won
-    const { instances, incidents, restarts, lost, ...summary } = d;
+    const { instances, incidents, restarts, lost, matched, next, ...summary } = d;
     detail.summary = summary;
+    detail.matched = matched || 0;
+    detail.next = next || null;
     detail.restarts = restarts || {};
     detail.lost = lost || {};
     detail.incidents = incidents || [];
@@ -398,6 +422,24 @@
     renderAllRows();
     markRendered("service", detail.instances.size);
     loadChartsSoon(0);
+  }
+
+  // moreRows reads the next page of instances and shows it below.
+  let readingMore = false;
+  async function moreRows() {
+    if (readingMore || detail.next === null || !detail.loaded) return;
+    readingMore = true;
+    const gen = detail.gen;
+    try {
+      const d = await getJSON(detailURL(detail.name, ROW_PAGE, detail.next));
+      if (gen !== detail.gen) return;
+      for (const i of d.instances || []) detail.instances.set(i.instance, i);
+      detail.matched = d.matched || 0;
+      detail.next = d.next || null;
+      renderAllRows();
+    } finally {
+      readingMore = false;
+    }
   }
 
   function renderServiceSummary() {
@@ -418,6 +460,7 @@
     const dl = $("service-summary");
     dl.replaceChildren(...items.map(([k, v]) => el("div", null, el("dt", { text: k }),
       v instanceof Node ? el("dd", null, v) : el("dd", { text: String(v) }))));
+    renderInstancesCount();
   }
 
   function renderServiceTables() {
@@ -656,16 +699,23 @@
     setText(r.age, fmtDuration(age));
   }
 
-  let rowLimit = ROW_PAGE;
   let stateFilter = "";
   const matches = (inst) => !stateFilter || verdict(inst) === stateFilter;
 
-  // The rows shown: those of the filter, by id, the first rowLimit.
+  // The rows shown: the pages read, those still in the state chosen (an
+  // instance leaves the filter live), by id.
   function shownInstances() {
     let list = [...detail.instances.values()];
     if (stateFilter) list = list.filter(matches);
     list.sort(compareRows);
-    return { shown: list.length > rowLimit ? list.slice(0, rowLimit) : list, total: list.length };
+    return list;
+  }
+
+  // The instances count is the service's, not the pages read.
+  function renderInstancesCount() {
+    const n = (detail.summary && detail.summary.counts) || {};
+    const total = (n.alive || 0) + (n.stale || 0) + (n.dead || 0) + (n.stopped || 0);
+    setText($("instances-count"), "(" + Math.max(total, detail.instances.size) + ")");
   }
 
   // An update that changes which rows are shown re-renders them all, at
@@ -690,7 +740,6 @@
       if (r) renderAllRowsSoon();
       else return;
     } else if (!r) {
-      if (detail.rows.size >= rowLimit) { renderAllRowsSoon(); return; }
       r = newRow(inst);
       detail.rows.set(id, r);
       insertRowInOrder(r, inst);
@@ -711,7 +760,7 @@
 
   function renderAllRows() {
     const tbody = $("instances").tBodies[0];
-    const { shown, total } = shownInstances();
+    const shown = shownInstances();
     const keep = new Set(shown.map((i) => i.instance));
     for (const [id, r] of detail.rows) if (!keep.has(id)) { r.tr.remove(); detail.rows.delete(id); }
     const frag = document.createDocumentFragment();
@@ -723,11 +772,12 @@
     }
     tbody.append(frag); // in sorted order, existing rows moved
     dirtyRows.clear();
-    setText($("instances-count"), "(" + detail.instances.size + ")");
-    setText($("rows-note"), shown.length < total
+    renderInstancesCount();
+    const total = Math.max(detail.matched, shown.length);
+    setText($("rows-note"), detail.next !== null
       ? "Showing the first " + shown.length + " of " + total + (stateFilter ? " " + stateFilter : "") + " instances, by id."
-      : total === 0 && detail.instances.size > 0 ? "No " + stateFilter + " instances." : "");
-    $("more-rows").hidden = shown.length >= total;
+      : shown.length === 0 && stateFilter ? "No " + stateFilter + " instances." : "");
+    $("more-rows").hidden = detail.next === null;
   }
 
   // ---- values over time ----
@@ -1150,14 +1200,16 @@
     $("inc-since").addEventListener("change", () => loadIncidents().catch(showError));
     $("inc-service").addEventListener("change", () => loadIncidents().catch(showError));
     $("state-filter").addEventListener("change", () => {
+      // Another state is other pages: read them from the first.
       stateFilter = $("state-filter").value;
-      rowLimit = ROW_PAGE;
-      renderAllRows();
+      if (route.view === "service" && detail.name !== null) {
+        detail.instances = new Map();
+        detail.next = null;
+        renderAllRows();
+        loadDetail(detail.name, false).catch(showError);
+      }
     });
-    $("more-rows").addEventListener("click", () => {
-      rowLimit += ROW_PAGE;
-      renderAllRows();
-    });
+    $("more-rows").addEventListener("click", () => moreRows().catch(showError));
     for (const b of document.querySelectorAll("#charts-controls [data-span]")) {
       b.addEventListener("click", () => {
         view.span = b.dataset.span;

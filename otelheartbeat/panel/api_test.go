@@ -1,0 +1,137 @@
+package panel
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// A service view is paged: limit instances at a time, ordered by id,
+// each page's next the after of the one that follows, a state filter
+// counted in matched on every page; a bad query is refused naming what
+// was wrong.
+func TestTheServiceViewIsPaged(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p, err := New(tr, srv.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.met.shutdown()
+	now := time.Now()
+	for i := range 7 {
+		m := &wire.Message{ServiceName: "paged", InstanceID: fmt.Sprintf("i%02d", 6-i), Timestamp: now, HeartbeatCount: 1,
+			IntervalSeconds: 60, Has: wire.HasHeartbeatCount | wire.HasInterval}
+		if i%3 == 0 {
+			m.Status = wire.StatusStopping
+		}
+		tr.ObserveAt(m, now)
+	}
+	tr.ObserveAt(&wire.Message{ServiceName: "other", InstanceID: "x", Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+	web := httptest.NewServer(p.Handler())
+	defer web.Close()
+	get := func(query string) (int, ServiceDetailJSON, string) {
+		t.Helper()
+		resp, err := http.Get(web.URL + "/api/v1/services/paged" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var raw json.RawMessage
+		_ = json.NewDecoder(resp.Body).Decode(&raw)
+		var d ServiceDetailJSON
+		_ = json.Unmarshal(raw, &d)
+		return resp.StatusCode, d, string(raw)
+	}
+	ids := func(d ServiceDetailJSON) string {
+		var out []string
+		for _, in := range d.Instances {
+			out = append(out, in.Instance)
+		}
+		return strings.Join(out, ",")
+	}
+
+	var pages []string
+	for after, n := "", 0; n < 5; n++ {
+		code, d, raw := get("?limit=3&after=" + after)
+		if code != 200 || d.Matched != 7 || d.Counts.Total() != 7 {
+			t.Fatalf("page after %q: %d, matched %d, counts %+v: %s", after, code, d.Matched, d.Counts, raw)
+		}
+		pages = append(pages, ids(d))
+		if d.Next == "" {
+			if strings.Contains(raw, `"next"`) {
+				t.Errorf("the last page carries a next: %s", raw)
+			}
+			break
+		}
+		after = d.Next
+	}
+	if got := strings.Join(pages, " | "); got != "i00,i01,i02 | i03,i04,i05 | i06" {
+		t.Errorf("pages %q", got)
+	}
+	if _, d, _ := get(""); len(d.Instances) != 7 || d.Next != "" {
+		t.Errorf("the default page: %s, next %q", ids(d), d.Next)
+	}
+	if _, d, _ := get("?state=stopped&limit=2"); ids(d) != "i00,i03" || d.Matched != 3 || d.Next != "i03" {
+		t.Errorf("stopped, two: %s, matched %d, next %q", ids(d), d.Matched, d.Next)
+	}
+	if _, d, _ := get("?state=stopped&limit=2&after=i03"); ids(d) != "i06" || d.Matched != 3 || d.Next != "" {
+		t.Errorf("stopped after i03: %s, matched %d, next %q", ids(d), d.Matched, d.Next)
+	}
+	if _, d, _ := get("?state=dead"); len(d.Instances) != 0 || d.Matched != 0 || d.Counts.Total() != 7 {
+		t.Errorf("dead: %s, matched %d, counts %+v", ids(d), d.Matched, d.Counts)
+	}
+	for query, want := range map[string]string{
+		"?limit=0":                           "limit",
+		"?limit=5001":                        "limit",
+		"?limit=ten":                         "limit",
+		"?state=sleeping":                    "state",
+		"?after=" + strings.Repeat("x", 300): "after",
+		"?after=bad%20id%0A":                 "after",
+	} {
+		code, _, raw := get(query)
+		if code != http.StatusBadRequest || !strings.Contains(raw, want) {
+			t.Errorf("%s: %d %s, want 400 naming %s", query, code, raw, want)
+		}
+	}
+}
+
+// The fleet overview counts every service's instances as the service
+// view does, degraded included.
+func TestTheFleetCountsAsTheServiceView(t *testing.T) {
+	srv := redistest.Start(t)
+	rule, err := watch.ParseHealthRule("svc: queue > 10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := watch.NewTracker(append(TrackerOptions(), watch.WithHealthRules(rule))...)
+	p, err := New(tr, srv.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.met.shutdown()
+	now := time.Now()
+	for i := range 5 {
+		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: fmt.Sprint("i", i), Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval,
+			Fields: []wire.Field{{Key: "queue", Value: wire.Int(int64(i * 5))}}}, now)
+	}
+	f := p.fleet(now)
+	if len(f.Services) != 1 || f.Services[0].Counts != (watch.Counts{Alive: 5, Degraded: 2}) {
+		t.Fatalf("fleet: %+v", f.Services)
+	}
+	d, ok := p.detail("svc", now, pageQuery{Limit: DefaultServicePage})
+	if !ok || d.Counts != f.Services[0].Counts || d.State != f.Services[0].State {
+		t.Errorf("the service view: %+v %s, the fleet's %+v %s", d.Counts, d.State, f.Services[0].Counts, f.Services[0].State)
+	}
+	if d, _ := p.detail("svc", now, pageQuery{Limit: DefaultServicePage, State: "degraded"}); d.Matched != 2 || len(d.Instances) != 2 {
+		t.Errorf("degraded: matched %d, %d instances", d.Matched, len(d.Instances))
+	}
+}
