@@ -132,31 +132,35 @@ func (s *Store) BytesPerField() int64 {
 // rings share a cluster slot and are written by one script; the instance
 // id is length-prefixed, so that no id and field can make another's key.
 func (s *Store) key(t Tier, service, instance, field string) string {
-	var b strings.Builder
-	b.Grow(len(s.prefix) + 2*len(service) + len(instance) + len(field) + 24)
-	s.servicePart(&b, service)
-	b.WriteString(strconv.FormatInt(int64(t.Step/time.Second), 10) + "s:")
-	b.WriteString(strconv.Itoa(len(instance)) + ":" + instance + ":")
-	b.WriteString(field)
-	return b.String()
+	return tierKey(s.servicePart(service), t, instancePart(instance), field)
 }
+
+// tierKey is key from its parts, each made once for many keys.
+func tierKey(servicePart string, t Tier, instancePart, field string) string {
+	return servicePart + strconv.FormatInt(int64(t.Step/time.Second), 10) + "s:" + instancePart + field
+}
+
+// instancePart is the instance id of a key, length-prefixed.
+func instancePart(instance string) string { return strconv.Itoa(len(instance)) + ":" + instance + ":" }
 
 // fieldsKey is the set of the fields kept of one instance (at most
 // MaxFields, whatever names its heartbeats carry over time).
 func (s *Store) fieldsKey(service, instance string) string {
-	var b strings.Builder
-	s.servicePart(&b, service)
-	b.WriteString("fields:" + strconv.Itoa(len(instance)) + ":" + instance)
-	return b.String()
+	return s.servicePart(service) + "fields:" + strconv.Itoa(len(instance)) + ":" + instance
 }
 
-// servicePart writes the prefix and the service: its hash tag, with no
-// '{' or '}' (so that it is never empty or cut short: a service's keys
-// share a cluster slot whatever its name), then the name itself,
+// servicePart is the prefix and the service: its hash tag, with no '{'
+// or '}' (so that it is never empty or cut short: a service's keys share
+// a cluster slot whatever its name), then the name itself,
 // length-prefixed.
-func (s *Store) servicePart(b *strings.Builder, service string) {
-	tag := strings.NewReplacer("{", "_", "}", "_").Replace(service)
-	b.WriteString(s.prefix + "{" + tag + "}:" + strconv.Itoa(len(service)) + ":" + service + ":")
+func (s *Store) servicePart(service string) string {
+	tag := []byte(service)
+	for i, c := range tag {
+		if c == '{' || c == '}' {
+			tag[i] = '_'
+		}
+	}
+	return s.prefix + "{" + string(tag) + "}:" + strconv.Itoa(len(service)) + ":" + service + ":"
 }
 
 // Point is one step's rollup.
@@ -263,43 +267,53 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 }
 
 // merge writes rollups into their slots, each merged with what the slot
-// holds for the same step. KEYS: the rings, and the instances' sets of
-// fields. ARGV: the most fields an instance keeps, then per rollup the
-// ring's key index, its instance's fields set's key index, the field, the
-// slot's offset, the step's start, the last, least and greatest value,
-// the keys' time to live in milliseconds, and the ring's size in bytes. A
-// field past an instance's most is not kept. A ring is made whole at
-// once, so that Valkey allocates it exactly rather than growing it by
-// doubling, and made again when its size is not the one asked (the
-// retention changed).
+// holds for the same step. KEYS: the rings, each instance field's fine
+// ring followed by its coarse one, and the instances' sets of fields.
+// ARGV: the most fields an instance keeps; then per tier (fine, coarse)
+// its step in seconds, its slots and its keys' time to live in
+// milliseconds; then per rollup the field, and in one argument (one
+// string for Go to make, not eight) separated by spaces its fine ring's
+// key index, its instance's fields set's key index, the Unix second of
+// its last value, and its last, least and greatest value. Each rollup goes
+// into the slot of its step in both tiers. A field past an instance's
+// most is not kept. A ring is made whole at once, so that Valkey
+// allocates it exactly rather than growing it by doubling, and made again
+// when its size is not the one asked (the retention changed).
 var merge = redis.NewScript(`
 local most = tonumber(ARGV[1])
-for i = 2, #ARGV, 10 do
-  local key = KEYS[tonumber(ARGV[i])]
-  local fields = KEYS[tonumber(ARGV[i + 1])]
-  local field = ARGV[i + 2]
+local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
+for i = 8, #ARGV, 2 do
+  local field = ARGV[i]
+  local r, f, a, x, l, h = string.match(ARGV[i + 1], '^(%d+) (%d+) (%d+) (%S+) (%S+) (%S+)$')
+  local ring, fields = tonumber(r), KEYS[tonumber(f)]
   if redis.call('SISMEMBER', fields, field) == 1 or redis.call('SCARD', fields) < most then
   redis.call('SADD', fields, field)
-  redis.call('PEXPIRE', fields, ARGV[i + 8])
-  local size = tonumber(ARGV[i + 9])
-  local have = redis.call('STRLEN', key)
-  if have ~= size then
-    if have > 0 then redis.call('DEL', key) end
-    redis.call('SETRANGE', key, size - 1, '\0')
-  end
-  local off = tonumber(ARGV[i + 3])
-  local at = tonumber(ARGV[i + 4])
-  local v, lo, hi = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
-  local old = redis.call('GETRANGE', key, off, off + 15)
-  if #old == 16 then
-    local was, _, mn, mx = struct.unpack('<Ifff', old)
-    if was == at then
-      if mn < lo then lo = mn end
-      if mx > hi then hi = mx end
+  redis.call('PEXPIRE', fields, tiers[2][3])
+  local at = tonumber(a)
+  local v, lo0, hi0 = tonumber(x), tonumber(l), tonumber(h)
+  for t = 1, 2 do
+    local key = KEYS[ring + t - 1]
+    local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
+    local size = slots * 16
+    local have = redis.call('STRLEN', key)
+    if have ~= size then
+      if have > 0 then redis.call('DEL', key) end
+      redis.call('SETRANGE', key, size - 1, '\0')
     end
+    local start = at - at % step
+    local off = ((start / step) % slots) * 16
+    local lo, hi = lo0, hi0
+    local old = redis.call('GETRANGE', key, off, off + 15)
+    if #old == 16 then
+      local was, _, mn, mx = struct.unpack('<Ifff', old)
+      if was == start then
+        if mn < lo then lo = mn end
+        if mx > hi then hi = mx end
+      end
+    end
+    redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo, hi))
+    redis.call('PEXPIRE', key, ttl)
   end
-  redis.call('SETRANGE', key, off, struct.pack('<Ifff', at, v, lo, hi))
-  redis.call('PEXPIRE', key, ARGV[i + 8])
   end
 end
 return 1
@@ -427,39 +441,57 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	if len(q) == 0 {
 		return 0, nil
 	}
-	slices.SortStableFunc(q, func(a, b update) int { return strings.Compare(a.service, b.service) })
+	// One script per service (its rings share a cluster slot), in the
+	// order the services were first heard, each service's rollups in the
+	// order they came; the keys' parts made once.
 	type call struct {
 		keys []string
 		args []any
 	}
+	bySvc := map[string][]int{}
+	var order []string
+	for i := range q {
+		if _, ok := bySvc[q[i].service]; !ok {
+			order = append(order, q[i].service)
+		}
+		bySvc[q[i].service] = append(bySvc[q[i].service], i)
+	}
+	fine, coarse := w.s.tiers[0], w.s.tiers[1]
+	head := []any{MaxFields,
+		int64(fine.Step / time.Second), fine.slots(), (fine.Span + fine.Step).Milliseconds(),
+		// The fields set lives as long as the longest ring.
+		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds()}
 	var calls []call
-	var cur *call
-	index := map[string]int{}
-	for i, u := range q {
-		if cur == nil || q[i-1].service != u.service || len(cur.args) >= 10*maxPerScript {
-			calls = append(calls, call{args: []any{MaxFields}})
-			cur = &calls[len(calls)-1]
-			clear(index)
-		}
-		keyIndex := func(k string) int {
-			ki, ok := index[k]
+	var buf []byte
+	for _, svc := range order {
+		svcPart := w.s.servicePart(svc)
+		var cur *call
+		fieldsOf := map[string]int{} // an instance's fields set's key index, in cur
+		lastID, idPart := "", ""
+		for _, i := range bySvc[svc] {
+			u := &q[i]
+			if cur == nil || len(cur.args) >= len(head)+2*maxPerScript {
+				calls = append(calls, call{args: append(make([]any, 0, len(head)+2*min(maxPerScript, len(bySvc[svc]))), head...)})
+				cur = &calls[len(calls)-1]
+				clear(fieldsOf)
+			}
+			if u.instance != lastID || idPart == "" {
+				lastID, idPart = u.instance, instancePart(u.instance)
+			}
+			fi, ok := fieldsOf[u.instance]
 			if !ok {
-				cur.keys = append(cur.keys, k)
-				ki = len(cur.keys)
-				index[k] = ki
+				cur.keys = append(cur.keys, svcPart+"fields:"+idPart[:len(idPart)-1])
+				fi = len(cur.keys)
+				fieldsOf[u.instance] = fi
 			}
-			return ki
-		}
-		fi := keyIndex(w.s.fieldsKey(u.service, u.instance))
-		for _, t := range w.s.tiers {
-			ki := keyIndex(w.s.key(t, u.service, u.instance, u.field))
-			step := u.at.Truncate(t.Step)
-			slot := (step.Unix() / int64(t.Step/time.Second)) % t.slots()
-			ttl := (w.s.tiers[1].Span + w.s.tiers[1].Step).Milliseconds() // the fields set lives as long as the longest ring
-			if t == w.s.tiers[0] {
-				ttl = (t.Span + t.Step).Milliseconds()
+			cur.keys = append(cur.keys, tierKey(svcPart, fine, idPart, u.field), tierKey(svcPart, coarse, idPart, u.field))
+			buf = strconv.AppendInt(buf[:0], int64(len(cur.keys)-1), 10)
+			buf = strconv.AppendInt(append(buf, ' '), int64(fi), 10)
+			buf = strconv.AppendInt(append(buf, ' '), u.at.Unix(), 10)
+			for _, v := range [3]float64{u.last, u.lo, u.hi} {
+				buf = strconv.AppendFloat(append(buf, ' '), v, 'g', -1, 32)
 			}
-			cur.args = append(cur.args, ki, fi, u.field, slot*slotBytes, step.Unix(), num(u.last), num(u.lo), num(u.hi), ttl, t.slots()*slotBytes)
+			cur.args = append(cur.args, u.field, string(buf))
 		}
 	}
 	// By hash; a Valkey that does not know the script (restarted,
@@ -498,5 +530,3 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 	return len(q), nil
 }
-
-func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 32) }
