@@ -104,7 +104,7 @@ func (e *Engine) MinAlive(service string) int { return max(e.cfg.minAlive[servic
 // Valkey does not answer (the source alert is sent precisely then), they
 // are returned all the same.
 func (e *Engine) Evaluate(ctx context.Context, now time.Time, watching bool) []Alert {
-	snap := slices.DeleteFunc(e.tr.Snapshot(), func(in watch.Instance) bool { return e.cfg.ignores(in.Service) })
+	snap := look(e.tr, now, &e.cfg)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.viewAt = now
@@ -121,7 +121,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time, watching bool) []A
 
 // evaluateSource fires or resolves the source alert, and says whether the
 // other rules are held.
-func (e *Engine) evaluateSource(snap []watch.Instance, now time.Time, watching bool, changes *[]Alert) (held bool) {
+func (e *Engine) evaluateSource(snap *view, now time.Time, watching bool, changes *[]Alert) (held bool) {
 	fp := Fingerprint(sourceLabels)
 	_, firing := e.active[fp]
 	if reason := e.source.reason(snap, now, watching, &e.cfg); reason != "" {
@@ -146,7 +146,7 @@ func (e *Engine) evaluateSource(snap []watch.Instance, now time.Time, watching b
 
 // evaluateRules fires what every rule finds due and resolves what no rule
 // holds any more.
-func (e *Engine) evaluateRules(snap []watch.Instance, now time.Time, changes *[]Alert) {
+func (e *Engine) evaluateRules(snap *view, now time.Time, changes *[]Alert) {
 	holding := map[string]bool{Fingerprint(sourceLabels): true}
 	for _, r := range e.rules {
 		conds := map[string]condition{}

@@ -35,7 +35,7 @@ type rule struct {
 	severity string
 	settings RuleSettings
 	// holds returns the conditions that hold at now, by fingerprint.
-	holds func(snap []watch.Instance, now time.Time, c *config) []condition
+	holds func(snap *view, now time.Time, c *config) []condition
 	// pending is the rule's own state: since when each condition, by
 	// fingerprint, has held without firing yet.
 	pending map[string]time.Time
@@ -88,9 +88,9 @@ func (r *rule) due(conds map[string]condition, firing func(fp string) bool, now 
 
 // deadInstances: an instance is dead (three intervals of silence, no
 // stopping heartbeat: a crash or a hang, not a deploy).
-func deadInstances(snap []watch.Instance, now time.Time, _ *config) []condition {
+func deadInstances(snap *view, now time.Time, _ *config) []condition {
 	var out []condition
-	for _, in := range snap {
+	for _, in := range snap.few {
 		if in.State != watch.Dead {
 			continue
 		}
@@ -115,9 +115,9 @@ func deadInstances(snap []watch.Instance, now time.Time, _ *config) []condition 
 // degradedInstances: an instance is up but breaks a health rule
 // (watch.Instance.Degraded, each rule's own For included): alive, and
 // stuck.
-func degradedInstances(snap []watch.Instance, now time.Time, _ *config) []condition {
+func degradedInstances(snap *view, now time.Time, _ *config) []condition {
 	var out []condition
-	for _, in := range snap {
+	for _, in := range snap.few {
 		if !in.Degraded(now) {
 			continue
 		}
@@ -148,14 +148,17 @@ func degradedInstances(snap []watch.Instance, now time.Time, _ *config) []condit
 // servicesDown: a service is down by the service rule (watch.Counts.State):
 // fewer of its instances up than its minimum, and not because they
 // stopped gracefully.
-func servicesDown(snap []watch.Instance, _ time.Time, c *config) []condition {
+func servicesDown(snap *view, _ time.Time, c *config) []condition {
 	type service struct {
 		counts watch.Counts
 		dead   []string
 		since  time.Time
 	}
 	services := map[string]*service{}
-	for _, in := range snap {
+	for svc, n := range snap.fine {
+		services[svc] = &service{counts: watch.Counts{Alive: n}}
+	}
+	for _, in := range snap.few {
 		s := services[in.Service]
 		if s == nil {
 			s = &service{}

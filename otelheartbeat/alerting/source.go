@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
-	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // source is the rule the engine evaluates first: the watcher distrusts
@@ -22,7 +21,7 @@ type source struct {
 var sourceLabels = map[string]string{"alertname": SourceUnreachable, "severity": "critical"}
 
 // reason says why the watcher cannot be trusted now, or "".
-func (s *source) reason(snap []watch.Instance, now time.Time, watching bool, c *config) string {
+func (s *source) reason(snap *view, now time.Time, watching bool, c *config) string {
 	if !watching {
 		return "the panel does not see Valkey (its subscription is lost or does not answer)"
 	}
@@ -34,7 +33,7 @@ func (s *source) reason(snap []watch.Instance, now time.Time, watching bool, c *
 	if !s.since.IsZero() {
 		ref = s.since
 	}
-	longest := maxInterval(snap)
+	longest := snap.maxInterval()
 	if !s.released.IsZero() && now.Sub(s.released) < 10*longest {
 		return "" // the silence just released is judged instance by instance
 	}
@@ -44,8 +43,11 @@ func (s *source) reason(snap []watch.Instance, now time.Time, watching bool, c *
 		return ""
 	}
 	var alive, silent int
+	for _, n := range snap.fine {
+		alive += n
+	}
 	services := map[string]bool{}
-	for _, in := range snap {
+	for _, in := range snap.few {
 		switch in.State {
 		case watch.Alive:
 			alive++
@@ -68,23 +70,12 @@ func (s *source) reason(snap []watch.Instance, now time.Time, watching bool, c *
 // recovered ends the alert at now: the other rules wait one interval of
 // fresh heartbeats, unless the silence lasted, which is then judged
 // instance by instance.
-func (s *source) recovered(snap []watch.Instance, now time.Time) {
-	longest := maxInterval(snap)
+func (s *source) recovered(snap *view, now time.Time) {
+	longest := snap.maxInterval()
 	if now.Sub(s.since) <= 10*longest {
 		s.holdUntil = now.Add(longest)
 	} else {
 		s.released = now
 	}
 	s.since = time.Time{}
-}
-
-func maxInterval(snap []watch.Instance) time.Duration {
-	d := wire.DefaultInterval
-	if len(snap) > 0 {
-		d = 0
-	}
-	for _, in := range snap {
-		d = max(d, in.Interval)
-	}
-	return d
 }
