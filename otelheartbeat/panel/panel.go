@@ -64,23 +64,13 @@ type Panel struct {
 	loaded   atomic.Bool
 	blind    atomic.Bool
 	down     atomic.Bool // disconnected from Valkey
-	received sync.Map    // watch.Key -> *beats
+	arrivals *arrivals
 
 	reports      reportCache
 	recall       chan struct{} // the watcher read the keys: remember the gone from history
 	historyReads chan struct{} // bounds concurrent reads of history and values (readSlot)
 	streams      atomic.Int64  // event stream handlers running
 	probeEvery   time.Duration // how often a crowded panel probes every event stream
-}
-
-// beats is what the panel keeps of an instance's heartbeats as they
-// arrive: how many, and when the latest few came, for the bars.
-type beats struct {
-	mu       sync.Mutex
-	received int64
-	first    time.Time
-	at       []time.Time // ring of the latest receive times
-	next     int
 }
 
 func defaultReplica() string {
@@ -119,6 +109,7 @@ func New(tracker *watch.Tracker, client redis.UniversalClient, opts ...Option) (
 	}
 	p := &Panel{cfg: cfg, tr: tracker, client: client, store: store, lease: lease, hub: newHub(),
 		historyReads: make(chan struct{}, 4), probeEvery: 250 * time.Millisecond, started: time.Now()}
+	p.arrivals = newArrivals(cfg.bars, p.started)
 	if cfg.seriesRetention >= 0 {
 		if p.series, err = series.NewStore(client, series.WithRetention(cmp.Or(cfg.seriesRetention, series.DefaultSpan))); err != nil {
 			return nil, fmt.Errorf("panel: WithSeriesRetention: %w", err)
@@ -340,16 +331,7 @@ func (p *Panel) Observe(e watch.Event) {
 			p.seriesW.Add(e.Message, e.At)
 		}
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
-		v, _ := p.received.LoadOrStore(k, &beats{at: make([]time.Time, p.cfg.bars)})
-		b := v.(*beats)
-		b.mu.Lock()
-		b.received++
-		if b.first.IsZero() {
-			b.first = e.At
-		}
-		b.at[b.next] = e.At
-		b.next = (b.next + 1) % len(b.at)
-		b.mu.Unlock()
+		p.arrivals.add(k, e.At)
 		p.hub.touch(k)
 	case watch.KindHealth:
 		p.hub.touch(e.Health.Key) // a verdict that turned with time, not a heartbeat
@@ -396,12 +378,7 @@ func (p *Panel) forgetBeats() {
 		return
 	}
 	p.met.beatsSwept.Store(time.Now().UnixNano())
-	p.received.Range(func(k, _ any) bool {
-		if _, ok := p.tr.Get(k.(watch.Key)); !ok {
-			p.received.Delete(k)
-		}
-		return true
-	})
+	p.arrivals.forget(func(k watch.Key) bool { _, ok := p.tr.Get(k); return !ok })
 }
 
 // Watching reports whether the panel sees the fleet: it has read the
@@ -416,44 +393,10 @@ func (p *Panel) minAlive(svc string) int { return p.alert.MinAlive(svc) }
 // last n intervals: 1 yes, 0 no, -1 before the panel first heard the
 // instance.
 func (p *Panel) bars(k watch.Key, interval time.Duration, now time.Time) []int {
-	out := make([]int, p.cfg.bars)
-	v, ok := p.received.Load(k)
-	if !ok || interval <= 0 {
-		for i := range out {
-			out[i] = -1
-		}
-		return out
-	}
-	b := v.(*beats)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for i := range out {
-		end := now.Add(-time.Duration(len(out)-1-i) * interval)
-		start := end.Add(-interval)
-		if end.Before(b.first) {
-			out[i] = -1
-			continue
-		}
-		for _, t := range b.at {
-			if !t.IsZero() && t.After(start) && !t.After(end) {
-				out[i] = 1
-				break
-			}
-		}
-	}
-	return out
+	return p.arrivals.barsOf(k, interval, now)
 }
 
-func (p *Panel) receivedCount(k watch.Key) int64 {
-	v, ok := p.received.Load(k)
-	if !ok {
-		return 0
-	}
-	b := v.(*beats)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.received
-}
+func (p *Panel) receivedCount(k watch.Key) int64 { return p.arrivals.received(k) }
 
 // reportCache holds the uptime reports of every service for every window,
 // recomputed from history in the background.

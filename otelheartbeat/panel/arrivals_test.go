@@ -1,0 +1,43 @@
+package panel
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+)
+
+// The bars say, interval by interval, whether a heartbeat arrived: -1
+// before the first, 1 where one did, 0 where none did; the ring keeps
+// the latest as many as there are bars, and the count goes on.
+func TestArrivalsMakeTheBars(t *testing.T) {
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	a := newArrivals(6, base.Add(150*time.Second)) // heartbeats from before the panel started keep their times
+	k := watch.Key{Service: "svc", Instance: "i"}
+	// Heartbeats every 10 s from 100 s on, but for the one at 130 s.
+	for s := 100; s <= 160; s += 10 {
+		if s != 130 {
+			a.add(k, base.Add(time.Duration(s)*time.Second+time.Second))
+		}
+	}
+	now := base.Add(165 * time.Second)
+	// Intervals ending at 115, 125, ..., 165 s: (105,115] holds 111, ...
+	if got := fmt.Sprint(a.barsOf(k, 10*time.Second, now)); got != "[1 1 0 1 1 1]" {
+		t.Errorf("bars %s", got)
+	}
+	// Further back, the intervals before the first heartbeat are -1.
+	if got := fmt.Sprint(a.barsOf(k, 10*time.Second, base.Add(125*time.Second))); got != "[-1 -1 -1 1 1 1]" {
+		t.Errorf("bars at 125 s %s", got)
+	}
+	if n := a.received(k); n != 6 {
+		t.Errorf("received %d", n)
+	}
+	if got := fmt.Sprint(a.barsOf(watch.Key{Service: "svc", Instance: "never"}, 10*time.Second, now)); got != "[-1 -1 -1 -1 -1 -1]" {
+		t.Errorf("an instance never heard: %s", got)
+	}
+	a.forget(func(watch.Key) bool { return true })
+	if n := a.received(k); n != 0 {
+		t.Errorf("received %d after it was forgotten", n)
+	}
+}
