@@ -84,8 +84,13 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 		return f.rep
 	}
 	f.gaps = newGapIndex(gaps, w)
-	entries = slices.Clone(entries)
-	slices.SortStableFunc(entries, func(a, b history.Entry) int { return a.At.Compare(b.At) })
+	byTime := func(a, b history.Entry) int { return a.At.Compare(b.At) }
+	if !slices.IsSortedFunc(entries, byTime) {
+		// History is read in order, so this is rare: sort a copy, the
+		// caller's entries are shared.
+		entries = slices.Clone(entries)
+		slices.SortStableFunc(entries, byTime)
+	}
 	for i, e := range entries {
 		if !e.At.Before(w.To) {
 			break
