@@ -473,7 +473,13 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for _, w := range p.cfg.windows {
-			byWindow[w] = uptime.Compute(svc, entries, gaps, uptime.Window{From: now.Add(-w), To: now}, p.minAlive(svc))
+			r := uptime.Compute(svc, entries, gaps, uptime.Window{From: now.Add(-w), To: now}, p.minAlive(svc))
+			if w != p.instanceWindow() {
+				// Only the instances table's window is read by instance:
+				// the others' would hold every instance for nothing.
+				r.Instances = nil
+			}
+			byWindow[w] = r
 		}
 		out[svc] = byWindow
 	}
