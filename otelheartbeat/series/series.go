@@ -337,16 +337,26 @@ type Writer struct {
 	max   int
 	mu    sync.Mutex
 	queue []update
-	// latest holds, per instance field and step, the index of its queued
-	// value, so a heartbeat every second queues one value per step, not
-	// one per heartbeat.
-	latest  map[latestKey]int
+	// runs holds, per instance and step, where its values begin in the
+	// queue and how many there are, so that a heartbeat every second
+	// queues one value a field per step, not one per heartbeat, for one
+	// map look-up a heartbeat. A field that joins an instance's values
+	// after another instance's were queued is found in strays instead.
+	runs    map[runKey]run
+	strays  map[strayKey]int
 	dropped int64
 }
 
-type latestKey struct {
-	service, instance, field string
-	step                     int64
+type runKey struct {
+	service, instance string
+	step              int64
+}
+
+type run struct{ start, n int }
+
+type strayKey struct {
+	runKey
+	field string
 }
 
 // NewWriter returns a writer to s, holding at most queue values between
@@ -355,7 +365,7 @@ func NewWriter(s *Store, queue int) *Writer {
 	if queue <= 0 {
 		queue = DefaultQueue
 	}
-	return &Writer{s: s, max: queue, latest: map[latestKey]int{}}
+	return &Writer{s: s, max: queue, runs: map[runKey]run{}, strays: map[strayKey]int{}}
 }
 
 // Add queues the numeric fields of m, received at at. It never blocks
@@ -364,14 +374,30 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
+	rk := runKey{m.ServiceName, m.InstanceID, at.Truncate(FineStep).Unix()}
+	r, had := w.runs[rk]
+	if !had {
+		r = run{start: len(w.queue)}
+	}
 	add := func(field string, v float64) {
 		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) || !ReadableField(field) {
 			return
 		}
 		n++
 		v = max(min(v, math.MaxFloat32), -math.MaxFloat32)
-		k := latestKey{m.ServiceName, m.InstanceID, field, at.Truncate(FineStep).Unix()}
-		if i, ok := w.latest[k]; ok {
+		i := -1
+		for j := r.start; j < r.start+r.n; j++ {
+			if w.queue[j].field == field {
+				i = j
+				break
+			}
+		}
+		if i < 0 && had {
+			if j, ok := w.strays[strayKey{rk, field}]; ok {
+				i = j
+			}
+		}
+		if i >= 0 {
 			// The same step: one rollup.
 			q := &w.queue[i]
 			q.at, q.last, q.lo, q.hi = at, v, min(q.lo, v), max(q.hi, v)
@@ -381,9 +407,18 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 			w.dropped++
 			return
 		}
-		w.latest[k] = len(w.queue)
+		if r.start+r.n == len(w.queue) {
+			r.n++ // the run goes on at the queue's end
+		} else {
+			w.strays[strayKey{rk, field}] = len(w.queue)
+		}
 		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at, last: v, lo: v, hi: v})
 	}
+	defer func() {
+		if r.n > 0 {
+			w.runs[rk] = r
+		}
+	}()
 	if m.Has&wire.HasMemory != 0 {
 		add(wire.KeyMemoryUsageMB, m.MemoryUsageMB)
 	}
@@ -421,7 +456,8 @@ func (w *Writer) Dropped() int64 {
 func (w *Writer) Discard() {
 	w.mu.Lock()
 	w.queue = w.queue[:0]
-	clear(w.latest)
+	clear(w.runs)
+	clear(w.strays)
 	w.mu.Unlock()
 }
 
@@ -436,7 +472,8 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.mu.Lock()
 	q := w.queue
 	w.queue = make([]update, 0, min(cap(q), 1024))
-	clear(w.latest)
+	clear(w.runs)
+	clear(w.strays)
 	w.mu.Unlock()
 	if len(q) == 0 {
 		return 0, nil

@@ -368,3 +368,69 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// Within a step, each field of an instance is one rollup in the queue,
+// also when a field first comes after other instances' values were
+// queued: the rollup has every value of the step.
+func TestAFieldThatJoinsLateIsOneRollup(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	plain := func(id string, mem float64, at time.Time) {
+		w.Add(&wire.Message{ServiceName: "tracker_fetcher", InstanceID: id, Timestamp: at, MemoryUsageMB: mem, Has: wire.HasMemory}, at)
+	}
+	plain("f1", 10, t0)
+	plain("f2", 20, t0)
+	for i, q := range []int64{7, 3, 9} { // f1 now sends queue_size too, after f2's values
+		w.Add(fetcher("f1", 11+float64(i), q), t0.Add(time.Duration(i+1)*time.Second))
+		plain("f2", 21, t0.Add(time.Duration(i+1)*time.Second))
+	}
+	w.mu.Lock()
+	queued := len(w.queue)
+	w.mu.Unlock()
+	// f1: memory, CPU, queue_size, ratio; f2: memory.
+	if queued != 5 {
+		t.Errorf("%d values queued, want 5", queued)
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Minute)
+	s.now = func() time.Time { return now }
+	_, got, err := s.Read(ctx, "tracker_fetcher", "queue_size", []string{"f1"}, now.Add(-time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got["f1"]; len(p) != 1 || p[0].Last != 9 || p[0].Min != 3 || p[0].Max != 9 {
+		t.Errorf("queue_size: %+v", p)
+	}
+	_, got, _ = s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, now.Add(-time.Hour), now)
+	if p := got["f1"]; len(p) != 1 || p[0].Last != 13 || p[0].Min != 10 || p[0].Max != 13 {
+		t.Errorf("memory: %+v", p)
+	}
+}
+
+// BenchmarkWriterAdd measures queueing one heartbeat's values, as the
+// panel does for every heartbeat it hears: 2,000 instances beating every
+// second, so each heartbeat but the first of a step merges into its
+// step's rollups.
+func BenchmarkWriterAdd(b *testing.B) {
+	s, err := NewStore(redistest.Start(b).Client(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	msgs := make([]*wire.Message, 2000)
+	for i := range msgs {
+		msgs[i] = fetcher(fmt.Sprintf("f%04d", i), 100, int64(i))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		w.Add(msgs[i%len(msgs)], t0.Add(time.Duration(i/len(msgs))*time.Second))
+		i++
+		if i%(30*len(msgs)) == 0 {
+			w.Discard() // a step's worth: what a flush takes
+		}
+	}
+}
