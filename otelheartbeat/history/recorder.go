@@ -286,10 +286,14 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 	}
 	now := time.Now()
 	var recs []Record
-	seen := map[watch.Key]bool{}
-	for _, in := range r.tracker.Snapshot() {
-		seen[in.Key] = true
+	// In place: at a large fleet a copy of every instance would cost more
+	// than the few records that differ. What is left of recorded is what
+	// the tracker no longer holds.
+	r.tracker.Range(func(in *watch.Instance) bool {
 		rec, ok := recorded[in.Service][in.Instance]
+		if ok {
+			delete(recorded[in.Service], in.Instance)
+		}
 		at := in.Since
 		if at.Before(floor) {
 			at = floor // it may have changed at any time while nobody watched
@@ -303,13 +307,12 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 		if in.Lost > rec.Lost {
 			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: now, Count: in.Count, Lost: in.Lost})
 		}
-	}
+		return true
+	})
 	if loaded := r.loaded.Load(); loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.forgetAfter {
 		for svc, insts := range recorded {
 			for inst := range insts {
-				if !seen[watch.Key{Service: svc, Instance: inst}] {
-					recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
-				}
+				recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
 			}
 		}
 	}
