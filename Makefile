@@ -86,6 +86,9 @@ bench: deps
 	   PUBCOST_WINDOW=30s PUBCOST_ROUNDS=3 PUBCOST_IDLE_WINDOW=20s $(GO) test -timeout 30m -run '^$$' -bench '^BenchmarkPublisherCost$$' -benchtime 1x ./internal/tools/pubcost && \
 	   PANEL_BENCH_WINDOW=60s $(GO) test -run '^$$' -bench '^BenchmarkPanelAtTenThousandInstances$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkPanelUnderFatHeartbeats$$' -benchtime 1x ./examples/adminpanel && \
+	   PANEL_LIMIT_FLEETS=100000@10s,1000000@60s PANEL_LIMIT_WINDOW=60s $(GO) test -timeout 90m -run '^$$' -bench '^BenchmarkPanelAtTheLimit$$' -benchtime 1x ./examples/adminpanel && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkEvaluateAtOneHundredThousand$$' -benchmem -count 3 ./otelheartbeat/alerting && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkWriter(Flush|Add)$$' -benchmem -count 3 ./otelheartbeat/series && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/history && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkSeriesBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/series && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkThirtyDays$$' -benchmem ./otelheartbeat/uptime; } | tee bench.out

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -19,37 +21,46 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/testing/testbin"
 )
 
-// limitConfig is BenchmarkPanelAtTheLimit's fleet and window, from the
-// environment: PANEL_LIMIT_INSTANCES (default 20,000), PANEL_LIMIT_SERVICES
-// (50), PANEL_LIMIT_INTERVAL (10s), PANEL_LIMIT_WINDOW (10s).
+// limitConfig is one fleet of BenchmarkPanelAtTheLimit.
 type limitConfig struct {
 	instances, services int
 	interval, window    time.Duration
 }
 
-func limitFromEnv(b *testing.B) limitConfig {
-	c := limitConfig{instances: 20_000, services: 50, interval: 10 * time.Second, window: 10 * time.Second}
-	for _, v := range []struct {
-		name string
-		n    *int
-		d    *time.Duration
-	}{{"PANEL_LIMIT_INSTANCES", &c.instances, nil}, {"PANEL_LIMIT_SERVICES", &c.services, nil},
-		{"PANEL_LIMIT_INTERVAL", nil, &c.interval}, {"PANEL_LIMIT_WINDOW", nil, &c.window}} {
-		s := os.Getenv(v.name)
-		if s == "" {
-			continue
+func (c limitConfig) String() string { return fmt.Sprintf("%d@%v", c.instances, c.interval) }
+
+// limitsFromEnv reads BenchmarkPanelAtTheLimit's fleets from the
+// environment: PANEL_LIMIT_FLEETS, comma-separated INSTANCES@INTERVAL
+// (default 20000@10s, what make test runs once), PANEL_LIMIT_SERVICES
+// (50) and PANEL_LIMIT_WINDOW (10s).
+func limitsFromEnv(b *testing.B) []limitConfig {
+	services, window := 50, 10*time.Second
+	if v := os.Getenv("PANEL_LIMIT_SERVICES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("PANEL_LIMIT_SERVICES=%q: want a whole number of at least 1", v)
 		}
-		var err error
-		if v.n != nil {
-			*v.n, err = strconv.Atoi(s)
-		} else {
-			*v.d, err = time.ParseDuration(s)
-		}
-		if err != nil {
-			b.Fatalf("%s=%q: %v", v.name, s, err)
-		}
+		services = n
 	}
-	return c
+	if v := os.Getenv("PANEL_LIMIT_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("PANEL_LIMIT_WINDOW=%q: want a positive duration", v)
+		}
+		window = d
+	}
+	fleets := cmp.Or(os.Getenv("PANEL_LIMIT_FLEETS"), "20000@10s")
+	var out []limitConfig
+	for _, f := range strings.Split(fleets, ",") {
+		n, iv, ok := strings.Cut(strings.TrimSpace(f), "@")
+		instances, err := strconv.Atoi(n)
+		interval, derr := time.ParseDuration(iv)
+		if !ok || err != nil || derr != nil || instances < services || interval <= 0 {
+			b.Fatalf("PANEL_LIMIT_FLEETS: %q: want INSTANCES@INTERVAL, e.g. 100000@10s, with at least one instance a service", f)
+		}
+		out = append(out, limitConfig{instances: instances, services: services, interval: interval, window: window})
+	}
+	return out
 }
 
 // publishes reads how many PUBLISH commands the server has run.
@@ -98,10 +109,10 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // heartbeat, three ways in one run against one real redis-server: the
 // bare drain (redis-cli PSUBSCRIBE, its output thrown away), the monitor
 // (--json, thrown away) and the admin panel as shipped (recorder on:
-// history, uptime, alerts, values over time). A loadgen process
-// publishes PANEL_LIMIT_INSTANCES instances of PANEL_LIMIT_SERVICES
-// services every PANEL_LIMIT_INTERVAL, with latest-state keys; each
-// consumer runs alone, is given one interval to settle (and the panel
+// history, uptime, alerts, values over time). For each fleet of
+// PANEL_LIMIT_FLEETS (a sub-benchmark each) a loadgen process publishes
+// its instances, of PANEL_LIMIT_SERVICES services, at its interval, with
+// latest-state keys; each consumer runs alone, is given one interval to settle (and the panel
 // until it sees every instance alive), and is measured over
 // PANEL_LIMIT_WINDOW. Heartbeats are counted by the server's own PUBLISH
 // count over the same window. It reports each consumer's CPU per
@@ -109,7 +120,12 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // tracked instance, and how long the fleet overview and the first page of
 // a service view take, with the page's size.
 func BenchmarkPanelAtTheLimit(b *testing.B) {
-	cfg := limitFromEnv(b)
+	for _, cfg := range limitsFromEnv(b) {
+		b.Run(cfg.String(), func(b *testing.B) { panelAtTheLimit(b, cfg) })
+	}
+}
+
+func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	srv := redistest.Start(b)
 	panelBin := testbin.Build(b, ".")
 	monitorBin := testbin.Build(b, "../monitor")
@@ -126,7 +142,10 @@ func BenchmarkPanelAtTheLimit(b *testing.B) {
 	ctx := context.Background()
 	// The first round is sent at once: wait until every latest-state key is
 	// there, and one more interval for the paced rounds to settle.
-	deadline := time.Now().Add(cfg.interval + 5*time.Minute)
+	// Minutes to spare, and one more a 100,000 instances: a million take
+	// a while to publish, and the panel to read.
+	spare := 5*time.Minute + time.Duration(cfg.instances/100_000)*time.Minute
+	deadline := time.Now().Add(cfg.interval + spare)
 	for n := int64(0); n < int64(cfg.instances); {
 		n, _ = client.DBSize(ctx).Result()
 		if time.Now().After(deadline) {
@@ -158,18 +177,18 @@ func BenchmarkPanelAtTheLimit(b *testing.B) {
 	oneInterval := func() { t := time.NewTimer(cfg.interval); <-t.C }
 
 	for b.Loop() {
-		deadline = time.Now().Add(5 * time.Minute)
+		deadline = time.Now().Add(spare)
 		c := quietly(b, "redis-cli", cli, environ, "-p", strconv.Itoa(srv.Port()), "psubscribe", "heartbeat:service:*")
 		drain := measure(c, func() {})
 		c.stop()
-		deadline = time.Now().Add(5 * time.Minute)
+		deadline = time.Now().Add(spare)
 		c = quietly(b, "monitor", monitorBin, environ, "--json")
 		mon := measure(c, oneInterval)
 		c.stop()
 
 		p := proctest.Start(b, panelBin, environ, "--listen", "127.0.0.1:0")
 		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
-		deadline = time.Now().Add(5 * time.Minute)
+		deadline = time.Now().Add(spare)
 		cpu := measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
 			for alive := 0; alive < cfg.instances; {
 				var f panel.FleetJSON

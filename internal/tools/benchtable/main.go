@@ -53,6 +53,12 @@ func (r results) get(name, unit string) (float64, bool) {
 	return s[len(s)/2], true
 }
 
+// The fleets of BenchmarkPanelAtTheLimit that make bench runs.
+const (
+	limit100k = "BenchmarkPanelAtTheLimit/100000@10s"
+	limit1M   = "BenchmarkPanelAtTheLimit/1000000@1m0s"
+)
+
 type row struct {
 	measure, result, baseline, ratio, target, verdict string
 }
@@ -82,7 +88,8 @@ func run(in io.Reader, w io.Writer) error {
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve",
 		"BenchmarkMemoryPerInstance", "BenchmarkIDFlood", "BenchmarkFatHeartbeatFlood", "BenchmarkLoadFatLatestKeys", "BenchmarkPanelAtTenThousandInstances",
-		"BenchmarkPanelUnderFatHeartbeats", "BenchmarkPublisherCost",
+		"BenchmarkPanelUnderFatHeartbeats", "BenchmarkPublisherCost", limit100k, limit1M, "BenchmarkEvaluateAtOneHundredThousand",
+		"BenchmarkWriterFlush", "BenchmarkWriterAdd",
 		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkSeriesBytesPerInstanceDay", "BenchmarkThirtyDays")
 	verdict := func(ok bool) string {
 		if ok {
@@ -229,6 +236,36 @@ func run(in io.Reader, w io.Writer) error {
 			row{"admin panel at 10,000 instances, resident memory", fmt.Sprintf("%.0f MiB", rss), "", "", "≤ 200 MiB", verdict(rss <= 200)},
 			row{"admin panel at 10,000 instances, GET /api/v1/services", fmt.Sprintf("%.0f ms", fleetMs), "", "", "≤ 200 ms", verdict(fleetMs <= 200)},
 			row{"admin panel, GET /api/v1/services/NAME with 500 instances", fmt.Sprintf("%.0f ms", svcMs), "", "", "≤ 200 ms", verdict(svcMs <= 200)})
+	}
+	if cpu, ok := r.get(limit100k, "panel-cpu-µs/heartbeat"); ok {
+		l := func(unit string) float64 { v, _ := r.get(limit100k, unit); return v }
+		drain, mon := l("drain-cpu-µs/heartbeat"), l("monitor-cpu-µs/heartbeat")
+		rows = append(rows,
+			row{"admin panel at 100,000 instances every 10 s (10,000 heartbeats a second), CPU per heartbeat", fmt.Sprintf("%.1f µs", cpu),
+				fmt.Sprintf("%.1f µs (redis-cli PSUBSCRIBE drain), %.1f µs (monitor)", drain, mon), fmt.Sprintf("%.1fx the drain", cpu/drain), "≤ 5x the drain", verdict(cpu <= 5*drain)},
+			row{"admin panel at 100,000 instances, resident memory per tracked instance", fmt.Sprintf("%.2f KiB", l("panel-rss-KiB/instance")),
+				fmt.Sprintf("%.0f MiB in all", l("panel-rss-MiB")), "", "≤ 1 KiB", verdict(l("panel-rss-KiB/instance") <= 1)},
+			row{"admin panel at 100,000 instances, GET /api/v1/services", fmt.Sprintf("%.0f ms", l("fleet-api-ms")), "", "", "≤ 50 ms", verdict(l("fleet-api-ms") <= 50)},
+			row{"admin panel at 100,000 instances, GET /api/v1/services/NAME of 2,000 instances, first page", fmt.Sprintf("%.0f ms, %.0f KiB", l("service-view-ms"), l("service-view-KiB")),
+				"", "", "paged", verdict(l("service-view-KiB") <= 1024)})
+	}
+	if cpu, ok := r.get(limit1M, "panel-cpu-%"); ok {
+		l := func(unit string) float64 { v, _ := r.get(limit1M, unit); return v }
+		drain, pc := l("drain-cpu-µs/heartbeat"), l("panel-cpu-µs/heartbeat")
+		rows = append(rows,
+			row{"admin panel at 1,000,000 instances every 60 s, CPU", fmt.Sprintf("%.0f%% of a core (%.1f µs a heartbeat)", cpu, pc),
+				fmt.Sprintf("%.1f µs (drain), %.1f µs (monitor)", drain, l("monitor-cpu-µs/heartbeat")), fmt.Sprintf("%.1fx the drain", pc/drain), "< 1 core", verdict(cpu < 100)},
+			row{"admin panel at 1,000,000 instances, resident memory", fmt.Sprintf("%.0f MiB", l("panel-rss-MiB")), "", "", "≤ 1.5 GB", verdict(l("panel-rss-MiB")*(1<<20) <= 1.5e9)},
+			row{"admin panel at 1,000,000 instances, GET /api/v1/services", fmt.Sprintf("%.0f ms", l("fleet-api-ms")), "", "", "", ""})
+	}
+	if ms, ok := r.get("BenchmarkEvaluateAtOneHundredThousand", "ms/evaluation"); ok {
+		snap, _ := r.get("BenchmarkEvaluateAtOneHundredThousand", "snapshot-ms")
+		rows = append(rows, row{"alert rules over 100,000 instances, one evaluation (every second)", fmt.Sprintf("%.1f ms", ms),
+			fmt.Sprintf("%.1f ms (a copy of every instance, what each evaluation paid first)", snap), fmt.Sprintf("%.2fx", ms/snap), "", ""})
+	}
+	if flush, ok := r.get("BenchmarkWriterFlush", "cpu-ns/value"); ok {
+		add, _ := r.get("BenchmarkWriterAdd", "ns/op")
+		rows = append(rows, row{"values over time: queueing a heartbeat of four values, and flushing a value (panel CPU)", fmt.Sprintf("%.0f ns, %.1f µs", add, flush/1e3), "", "", "", ""})
 	}
 	if quiet, ok := r.get("BenchmarkBytesPerInstanceDay/quiet", "B/instance-day"); ok {
 		churn, _ := r.get("BenchmarkBytesPerInstanceDay/churning", "B/instance-day")
