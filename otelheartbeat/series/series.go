@@ -461,8 +461,9 @@ func (w *Writer) Discard() {
 	w.mu.Unlock()
 }
 
-// maxPerScript bounds the values one script call merges, so that Valkey
-// is never held for long.
+// maxPerScript bounds the ring writes one script call makes (two a
+// rollup: its fine and coarse slots), so that Valkey is never held for
+// long.
 const maxPerScript = 2_000
 
 // Flush writes what is queued, one script per service (its rings share a
@@ -507,8 +508,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		lastID, idPart := "", ""
 		for _, i := range bySvc[svc] {
 			u := &q[i]
-			if cur == nil || len(cur.args) >= len(head)+2*maxPerScript {
-				calls = append(calls, call{args: append(make([]any, 0, len(head)+2*min(maxPerScript, len(bySvc[svc]))), head...)})
+			// Two arguments a rollup, and two ring writes.
+			if cur == nil || len(cur.args) >= len(head)+maxPerScript {
+				calls = append(calls, call{args: append(make([]any, 0, len(head)+2*min(maxPerScript/2, len(bySvc[svc]))), head...)})
 				cur = &calls[len(calls)-1]
 				clear(fieldsOf)
 			}

@@ -434,3 +434,40 @@ func BenchmarkWriterAdd(b *testing.B) {
 		}
 	}
 }
+
+// A script call writes at most maxPerScript rings, two a rollup, so that
+// Valkey is never held long by one: 1,500 rollups of one service are two
+// calls.
+func TestAScriptCallWritesAtMostItsBoundOfRings(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := NewStore(srv.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	w.Add(fetcher("warm", 1, 1), t0) // the script loaded
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := func() int {
+		info, _ := srv.Do(t, "INFO", "commandstats").(string)
+		for _, l := range strings.Split(info, "\n") {
+			if rest, ok := strings.CutPrefix(l, "cmdstat_evalsha:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	before := calls()
+	for i := range 375 { // four values each
+		w.Add(fetcher(fmt.Sprintf("f%03d", i), 1, 1), t0)
+	}
+	if n, err := w.Flush(ctx); err != nil || n != 1500 {
+		t.Fatalf("flush: %d, %v", n, err)
+	}
+	if got := calls() - before; got != 2 {
+		t.Errorf("%d script calls for 1,500 rollups, want 2", got)
+	}
+}
