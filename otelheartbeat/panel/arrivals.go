@@ -13,7 +13,10 @@ import (
 // kept as 32 bits of arrivalTick since base (13 years): a month before the
 // panel started, so that a heartbeat read from a latest-state key, which
 // arrived before, keeps its time. An instance costs its map entry and 4
-// bytes a bar, about 250 bytes at the default 30 bars.
+// bytes a bar, about 250 bytes at the default 30 bars. The bars are as
+// fine as a tick: a heartbeat within a tenth of a second of a bar's edge
+// may count in the bar beside, and a bar of an interval under a tick
+// spans a tick.
 type arrivals struct {
 	mu   sync.Mutex
 	of   map[watch.Key]beats
@@ -90,7 +93,7 @@ func (a *arrivals) barsOf(k watch.Key, interval time.Duration, now time.Time) []
 			out[i] = -1
 			continue
 		}
-		lo, hi := a.ticks(end.Add(-interval)), a.ticks(end)
+		lo, hi := a.ticks(end.Add(-max(interval, arrivalTick))), a.ticks(end)
 		for _, t := range b.at {
 			if t != 0 && t > lo && t <= hi {
 				out[i] = 1
@@ -101,14 +104,24 @@ func (a *arrivals) barsOf(k watch.Key, interval time.Duration, now time.Time) []
 	return out
 }
 
-// forget drops the instances gone says are gone. gone must not call the
-// panel's arrivals.
+// forget drops the instances gone says are gone, asking without the
+// lock, so that the bars are not held up meanwhile.
 func (a *arrivals) forget(gone func(watch.Key) bool) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	keys := make([]watch.Key, 0, len(a.of))
 	for k := range a.of {
+		keys = append(keys, k)
+	}
+	a.mu.Unlock()
+	var drop []watch.Key
+	for _, k := range keys {
 		if gone(k) {
-			delete(a.of, k)
+			drop = append(drop, k)
 		}
 	}
+	a.mu.Lock()
+	for _, k := range drop {
+		delete(a.of, k)
+	}
+	a.mu.Unlock()
 }

@@ -41,3 +41,23 @@ func TestArrivalsMakeTheBars(t *testing.T) {
 		t.Errorf("received %d after it was forgotten", n)
 	}
 }
+
+// An interval under the tick (the wire allows 10 ms) shows a beating
+// instance's bars full, not every other one empty.
+func TestArrivalsOfAFastInstanceFillTheBars(t *testing.T) {
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	a := newArrivals(10, base)
+	k := watch.Key{Service: "svc", Instance: "fast"}
+	for _, iv := range []time.Duration{10 * time.Millisecond, 50 * time.Millisecond} {
+		at := base.Add(time.Second)
+		for range 40 {
+			at = at.Add(iv)
+			a.add(k, at)
+		}
+		for i, v := range a.barsOf(k, iv, at.Add(iv/2)) {
+			if v != 1 {
+				t.Errorf("interval %v: bar %d is %d, want 1", iv, i, v)
+			}
+		}
+	}
+}
