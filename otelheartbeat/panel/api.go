@@ -412,27 +412,42 @@ type pageQuery struct {
 }
 
 // parsePage reads a service view's query: limit (1 to MaxServicePage),
-// after (an instance id) and state.
+// after (an instance id; empty: from the first) and state (empty: any),
+// each at most once. An error quotes at most the start of what was wrong.
 func parsePage(q url.Values) (pageQuery, error) {
-	pq := pageQuery{After: q.Get("after"), State: q.Get("state"), Limit: DefaultServicePage}
-	if v := q.Get("limit"); v != "" {
+	pq := pageQuery{Limit: DefaultServicePage}
+	for _, name := range []string{"limit", "after", "state"} {
+		if vs := q[name]; len(vs) > 1 {
+			return pageQuery{}, fmt.Errorf("%s: want one value, not %d (%s)", name, len(vs), quoted(strings.Join(vs, ",")))
+		}
+	}
+	if v, given := q["limit"]; given {
+		v := v[0]
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxServicePage {
-			return pageQuery{}, fmt.Errorf("limit %q: want a whole number from 1 to %d", v, MaxServicePage)
+		if err != nil || n < 1 || n > MaxServicePage || strconv.Itoa(n) != v {
+			return pageQuery{}, fmt.Errorf("limit %s: want a whole number from 1 to %d", quoted(v), MaxServicePage)
 		}
 		pq.Limit = n
 	}
-	if pq.After != "" {
+	if pq.After = q.Get("after"); pq.After != "" {
 		if err := wire.ValidateInstanceID(pq.After); err != nil {
 			return pageQuery{}, fmt.Errorf("after: %w", err)
 		}
 	}
-	switch pq.State {
+	switch pq.State = q.Get("state"); pq.State {
 	case "", "alive", "stale", "dead", "stopped", "degraded":
 	default:
-		return pageQuery{}, fmt.Errorf("state %q: want alive, stale, dead, stopped or degraded", pq.State)
+		return pageQuery{}, fmt.Errorf("state %s: want alive, stale, dead, stopped or degraded", quoted(pq.State))
 	}
 	return pq, nil
+}
+
+// quoted quotes what a request said, cut to its first 40 bytes.
+func quoted(v string) string {
+	if len(v) > 40 {
+		return strconv.Quote(v[:40]) + "…"
+	}
+	return strconv.Quote(v)
 }
 
 // matches says whether in is in the state the query asks for, as the page

@@ -90,16 +90,22 @@ func TestTheServiceViewIsPaged(t *testing.T) {
 		t.Errorf("dead: %s, matched %d, counts %+v", ids(d), d.Matched, d.Counts)
 	}
 	for query, want := range map[string]string{
-		"?limit=0":                           "limit",
-		"?limit=5001":                        "limit",
-		"?limit=ten":                         "limit",
-		"?state=sleeping":                    "state",
-		"?after=" + strings.Repeat("x", 300): "after",
-		"?after=bad%20id%0A":                 "after",
+		"?limit=0":                              "limit",
+		"?limit=5001":                           "limit",
+		"?limit=ten":                            "limit",
+		"?state=sleeping":                       "state",
+		"?after=" + strings.Repeat("x", 300):    "after",
+		"?after=bad%20id%0A":                    "after",
+		"?limit=2&limit=abc":                    "limit",
+		"?limit=":                               "limit",
+		"?limit=%2B3":                           "limit",
+		"?limit=0003":                           "limit",
+		"?state=alive&state=dead":               "state",
+		"?state=" + strings.Repeat("%80", 3000): "state",
 	} {
 		code, _, raw := get(query)
-		if code != http.StatusBadRequest || !strings.Contains(raw, want) {
-			t.Errorf("%s: %d %s, want 400 naming %s", query, code, raw, want)
+		if code != http.StatusBadRequest || !strings.Contains(raw, want) || len(raw) > 300 {
+			t.Errorf("%s: %d %s, want a short 400 naming %s", query, code, raw, want)
 		}
 	}
 }

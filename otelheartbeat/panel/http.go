@@ -346,13 +346,18 @@ func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service
 		u.Transitions = append(u.Transitions, TransitionJSON{Service: t.Service, Instance: t.Instance, From: t.From.String(), To: t.To.String(), At: stamp(t.At),
 			ReplacedBy: t.By})
 	}
-	if all {
-		for _, s := range p.fleet(now).Services {
-			touched[s.Name] = true
-		}
-	}
-	if len(touched) > 0 {
+	if len(touched) > 0 || all {
 		counts := p.tr.CountServices(p.judged(now))
+		if all {
+			for svc := range counts {
+				touched[svc] = true
+			}
+			p.reports.mu.Lock()
+			for svc := range p.reports.reports {
+				touched[svc] = true // history, no instance now
+			}
+			p.reports.mu.Unlock()
+		}
 		for svc := range touched {
 			u.Services = append(u.Services, p.service(svc, counts[svc], now))
 		}

@@ -166,7 +166,24 @@
   const detail = { name: null, summary: null, instances: new Map(), rows: new Map(), loaded: false, gen: 0, next: null, matched: 0 };
   // Whether an instance falls in the pages read: one past them is left
   // for "Show more", where the server has it in order.
-  const inPages = (id) => detail.next === null || id < detail.next;
+  const inPages = (id) => detail.next === null || cmpIds(id, detail.next) < 0;
+
+  // cmpIds orders instance ids as the server does, by code point (UTF-8's
+  // byte order), not by JavaScript's UTF-16 units: a character above
+  // U+FFFF (a surrogate pair) comes after every one below it.
+  function cmpIds(a, b) {
+    if (a === b) return 0;
+    const n = Math.min(a.length, b.length);
+    for (let i = 0; i < n; i++) {
+      const x = a.charCodeAt(i), y = b.charCodeAt(i);
+      if (x !== y) {
+        const sx = x >= 0xd800 && x <= 0xdfff, sy = y >= 0xd800 && y <= 0xdfff;
+        if (sx !== sy) return sx ? 1 : -1;
+        return x < y ? -1 : 1;
+      }
+    }
+    return a.length - b.length;
+  }
   let route = { view: "fleet" };
 
   // ---- live updates, applied once per frame ----
@@ -369,11 +386,13 @@
   }
 
   // loadDetail reads the service's summary and its first pages: as many
-  // as are shown already when keep says the view stays (a change of state
-  // reads them again), else one.
+  // as were read already when keep says the view stays (a change of
+  // state, a reconnection read them again), else one.
   async function loadDetail(name, keep) {
     const gen = ++detail.gen;
-    const limit = keep && detail.name === name ? Math.min(MAX_PAGE, Math.max(ROW_PAGE, detail.instances.size)) : ROW_PAGE;
+    // Every page read: all of them again when the last was read.
+    const want = !keep || detail.name !== name ? ROW_PAGE
+      : detail.loaded && detail.next === null ? Infinity : Math.max(ROW_PAGE, detail.instances.size);
     if (!keep || detail.name !== name) {
       if (detail.name !== name) {
         stateFilter = "";
@@ -394,7 +413,12 @@
     }
     let d;
     try {
-      d = await getJSON(detailURL(name, limit, ""));
+      d = await getJSON(detailURL(name, Math.min(want, MAX_PAGE), ""));
+      while (d.next && (d.instances || []).length < want) {
+        const more = await getJSON(detailURL(name, Math.min(want - d.instances.length, MAX_PAGE), d.next));
+        if (gen !== detail.gen) return;
+        d = Object.assign({}, more, { instances: d.instances.concat(more.instances || []) });
+      }
     } catch (e) {
       if (gen !== detail.gen) return;
       if (e.status === 404 || e.status === 400) {
@@ -528,7 +552,7 @@
   }
 
   function compareRows(a, b) {
-    return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
+    return cmpIds(a.instance, b.instance);
   }
 
   // A row is a table row on a wide screen and a card on a narrow one,
@@ -737,8 +761,9 @@
       return;
     }
     if (!matches(inst)) {
-      if (r) renderAllRowsSoon();
-      else return;
+      // It left the state chosen: gone at once, the note follows.
+      if (r) { r.tr.remove(); detail.rows.delete(id); renderAllRowsSoon(); }
+      return;
     } else if (!r) {
       r = newRow(inst);
       detail.rows.set(id, r);
@@ -1126,7 +1151,8 @@
     } else if (route.view === "service") {
       document.title = "Heartbeats: " + route.name;
       if (!fleet.loaded) await loadFleet();
-      await loadDetail(route.name, !full && detail.name === route.name);
+      // The same service keeps the pages read, read again.
+      await loadDetail(route.name, detail.name === route.name);
     } else if (route.view === "alerts") {
       document.title = "Heartbeats: alerts";
       await loadAlerts();
