@@ -19,13 +19,8 @@ import (
 // counted in matched on every page; a bad query is refused naming what
 // was wrong.
 func TestTheServiceViewIsPaged(t *testing.T) {
-	srv := redistest.Start(t)
 	tr := watch.NewTracker(TrackerOptions()...)
-	p, err := New(tr, srv.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.met.shutdown()
+	p := newPanel(t, tr)
 	now := time.Now()
 	for i := range 7 {
 		m := &wire.Message{ServiceName: "paged", InstanceID: fmt.Sprintf("i%02d", 6-i), Timestamp: now, HeartbeatCount: 1,
@@ -113,17 +108,12 @@ func TestTheServiceViewIsPaged(t *testing.T) {
 // The fleet overview counts every service's instances as the service
 // view does, degraded included.
 func TestTheFleetCountsAsTheServiceView(t *testing.T) {
-	srv := redistest.Start(t)
 	rule, err := watch.ParseHealthRule("svc: queue > 10")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := watch.NewTracker(append(TrackerOptions(), watch.WithHealthRules(rule))...)
-	p, err := New(tr, srv.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.met.shutdown()
+	p := newPanel(t, tr)
 	now := time.Now()
 	for i := range 5 {
 		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: fmt.Sprint("i", i), Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval,
@@ -140,4 +130,15 @@ func TestTheFleetCountsAsTheServiceView(t *testing.T) {
 	if d, _ := p.detail("svc", now, pageQuery{Limit: DefaultServicePage, State: "degraded"}); d.Matched != 2 || len(d.Instances) != 2 {
 		t.Errorf("degraded: matched %d, %d instances", d.Matched, len(d.Instances))
 	}
+}
+
+// newPanel is a panel over tr, with a redis-server of its own, not run.
+func newPanel(t *testing.T, tr *watch.Tracker) *Panel {
+	t.Helper()
+	p, err := New(tr, redistest.Start(t).Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.met.shutdown() })
+	return p
 }

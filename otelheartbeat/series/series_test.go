@@ -331,16 +331,7 @@ func BenchmarkSeriesBytesPerInstanceDay(b *testing.B) {
 // reported is this process's, not the server's.
 func BenchmarkWriterFlush(b *testing.B) {
 	ctx := context.Background()
-	s, err := NewStore(redistest.Start(b).Client(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := NewWriter(s, 0)
-	msgs := make([]*wire.Message, 2000)
-	for i := range msgs {
-		msgs[i] = fetcher(fmt.Sprintf("f%04d", i), 100, int64(i))
-		msgs[i].ServiceName = fmt.Sprintf("service_%02d", i%50)
-	}
+	w, msgs := fetchers(b, 50)
 	at := t0
 	b.ReportAllocs()
 	values := 0
@@ -415,15 +406,7 @@ func TestAFieldThatJoinsLateIsOneRollup(t *testing.T) {
 // second, so each heartbeat but the first of a step merges into its
 // step's rollups.
 func BenchmarkWriterAdd(b *testing.B) {
-	s, err := NewStore(redistest.Start(b).Client(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := NewWriter(s, 0)
-	msgs := make([]*wire.Message, 2000)
-	for i := range msgs {
-		msgs[i] = fetcher(fmt.Sprintf("f%04d", i), 100, int64(i))
-	}
+	w, msgs := fetchers(b, 1)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -470,4 +453,21 @@ func TestAScriptCallWritesAtMostItsBoundOfRings(t *testing.T) {
 	if got := calls() - before; got != 2 {
 		t.Errorf("%d script calls for 1,500 rollups, want 2", got)
 	}
+}
+
+// fetchers is a writer to a real redis-server and the heartbeats of 2,000
+// tracker fetchers of services services.
+func fetchers(b *testing.B, services int) (*Writer, []*wire.Message) {
+	s, err := NewStore(redistest.Start(b).Client(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([]*wire.Message, 2000)
+	for i := range msgs {
+		msgs[i] = fetcher(fmt.Sprintf("f%04d", i), 100, int64(i))
+		if services > 1 {
+			msgs[i].ServiceName = fmt.Sprintf("service_%02d", i%services)
+		}
+	}
+	return NewWriter(s, 0), msgs
 }
