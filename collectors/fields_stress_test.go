@@ -27,20 +27,7 @@ func TestAddDuringACollectionDoesNotDeadlock(t *testing.T) {
 	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Second))
 	defer f.Unregister(context.Background())
 	must(t, f.Add("f0", Int(func() int64 { return 1 })))
-	stop := make(chan struct{})
-	collecting := make(chan struct{})
-	go func() {
-		defer close(collecting)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var rm metricdata.ResourceMetrics
-			_ = r.Collect(context.Background(), &rm)
-		}
-	}()
+	stopCollecting := collectOverAndOver(r)
 	done := make(chan error, 1)
 	go func() {
 		for i := 1; i < MaxFields; i++ {
@@ -53,8 +40,7 @@ func TestAddDuringACollectionDoesNotDeadlock(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		close(stop)
-		<-collecting
+		stopCollecting()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,25 +262,11 @@ func TestAddingDuringCollectionsObservesOnlyRegisteredFields(t *testing.T) {
 	f := NewFields(WithMeterProvider(mp), WithTimeout(time.Second))
 	defer f.Unregister(context.Background())
 	must(t, f.Add("f0", Int(func() int64 { return 1 })))
-	stop := make(chan struct{})
-	collecting := make(chan struct{})
-	go func() {
-		defer close(collecting)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var rm metricdata.ResourceMetrics
-			_ = r.Collect(context.Background(), &rm)
-		}
-	}()
+	stopCollecting := collectOverAndOver(r)
 	for i := 1; i < MaxFields; i++ {
 		must(t, f.Add(fmt.Sprintf("f%d", i), Int(func() int64 { return 1 })))
 	}
-	close(stop)
-	<-collecting
+	stopCollecting()
 	mu.Lock()
 	defer mu.Unlock()
 	for _, c := range complaints {
@@ -302,4 +274,23 @@ func TestAddingDuringCollectionsObservesOnlyRegisteredFields(t *testing.T) {
 			t.Fatalf("the SDK complained while fields were added: %s", c)
 		}
 	}
+}
+
+// collectOverAndOver collects from r in a loop on a goroutine of its own
+// until the returned stop, which waits for it to end.
+func collectOverAndOver(r *sdkmetric.ManualReader) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			var rm metricdata.ResourceMetrics
+			_ = r.Collect(context.Background(), &rm)
+		}
+	}()
+	return func() { close(quit); <-done }
 }
