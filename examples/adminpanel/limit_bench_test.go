@@ -66,18 +66,6 @@ func limitsFromEnv(b *testing.B) []limitConfig {
 	return out
 }
 
-// publishes reads how many PUBLISH commands the server has run.
-func publishes(b *testing.B, srv *redistest.Server) float64 {
-	info, _ := srv.Do(b, "INFO", "commandstats").(string)
-	for _, l := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(l, "cmdstat_publish:calls="); ok {
-			n, _ := strconv.ParseFloat(rest[:strings.IndexByte(rest, ',')], 64)
-			return n
-		}
-	}
-	return 0
-}
-
 // consumer is one process reading the heartbeats while the fleet runs.
 type consumer struct {
 	name string
@@ -168,10 +156,10 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			time.Sleep(50 * time.Millisecond) // another process's subscription: poll
 		}
 		settled()
-		cpu0, pub0 := cpuSeconds(b, c.pid), publishes(b, srv)
+		cpu0, pub0 := cpuSeconds(b, c.pid), float64(srv.Calls(b, "publish"))
 		t := time.NewTimer(cfg.window)
 		<-t.C
-		cpu, pub := cpuSeconds(b, c.pid)-cpu0, publishes(b, srv)-pub0
+		cpu, pub := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0
 		if pub == 0 {
 			b.Fatalf("%s: no heartbeat published in the window", c.name)
 		}

@@ -433,16 +433,7 @@ func TestAScriptCallWritesAtMostItsBoundOfRings(t *testing.T) {
 	if _, err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	calls := func() int {
-		info, _ := srv.Do(t, "INFO", "commandstats").(string)
-		for _, l := range strings.Split(info, "\n") {
-			if rest, ok := strings.CutPrefix(l, "cmdstat_evalsha:calls="); ok {
-				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-				return n
-			}
-		}
-		return 0
-	}
+	calls := func() int64 { return srv.Calls(t, "evalsha") }
 	before := calls()
 	for i := range 375 { // four values each
 		w.Add(fetcher(fmt.Sprintf("f%03d", i), 1, 1), t0)

@@ -276,6 +276,23 @@ func (s *Server) Do(t testing.TB, args ...any) any {
 	return v
 }
 
+// Calls is how many times the server has run command (lower case, as
+// INFO commandstats names it: "publish", "evalsha"), 0 before the first.
+func (s *Server) Calls(t testing.TB, command string) int64 {
+	t.Helper()
+	info, _ := s.Do(t, "INFO", "commandstats").(string)
+	for _, l := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(l, "cmdstat_"+command+":calls="); ok {
+			n, err := strconv.ParseInt(rest[:strings.IndexByte(rest+",", ',')], 10, 64)
+			if err != nil {
+				t.Fatalf("redistest: INFO commandstats: %q: %v", l, err)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
 // tail keeps the last lines of a server's log for failure messages, and
 // tells waiters when a line they expect appears.
 type tail struct {
