@@ -370,27 +370,35 @@ func (p *Panel) fleet(now time.Time) FleetJSON {
 		f.Windows = append(f.Windows, windowName(w))
 	}
 	counts := p.tr.CountServices(p.judged(now))
-	names := make([]string, 0, len(counts))
+	names, historyAt := p.services(counts)
+	if !historyAt.IsZero() {
+		at := stamp(historyAt)
+		f.HistoryAt = &at
+	}
+	for _, n := range names {
+		f.Services = append(f.Services, p.service(n, counts[n], now))
+	}
+	return f
+}
+
+// services names, sorted, every service the panel shows: those with
+// instances tracked (counts) and those with history but no instance
+// tracked now; and when the uptime figures were computed from history.
+func (p *Panel) services(counts map[string]watch.Counts) (names []string, historyAt time.Time) {
+	names = make([]string, 0, len(counts))
 	for n := range counts {
 		names = append(names, n)
 	}
-	// Services with history but no instance tracked now are shown too.
 	p.reports.mu.Lock()
-	if !p.reports.at.IsZero() {
-		at := stamp(p.reports.at)
-		f.HistoryAt = &at
-	}
 	for n := range p.reports.reports {
 		if _, ok := counts[n]; !ok {
 			names = append(names, n)
 		}
 	}
+	historyAt = p.reports.at
 	p.reports.mu.Unlock()
 	slices.Sort(names)
-	for _, n := range names {
-		f.Services = append(f.Services, p.service(n, counts[n], now))
-	}
-	return f
+	return names, historyAt
 }
 
 // DefaultServicePage is how many instances GET /api/v1/services/{name}

@@ -349,14 +349,10 @@ func (p *Panel) flush(keys []watch.Key, ts []watch.Transition, all bool, service
 	if len(touched) > 0 || all {
 		counts := p.tr.CountServices(p.judged(now))
 		if all {
-			for svc := range counts {
+			names, _ := p.services(counts)
+			for _, svc := range names {
 				touched[svc] = true
 			}
-			p.reports.mu.Lock()
-			for svc := range p.reports.reports {
-				touched[svc] = true // history, no instance now
-			}
-			p.reports.mu.Unlock()
 		}
 		for svc := range touched {
 			u.Services = append(u.Services, p.service(svc, counts[svc], now))
