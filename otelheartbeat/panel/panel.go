@@ -425,24 +425,37 @@ func (c *reportCache) invalidate(svc string) {
 }
 
 // refresher recomputes the reports every 10 s, and soon after a
-// transition that changes uptime.
+// transition that changes uptime; but never sooner after a computation
+// than four times what it took, so that however many instances history
+// holds, and however often they change, uptime takes at most a fifth of a
+// core.
 func (c *reportCache) refresher(ctx context.Context, p *Panel) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
+	pause := func(d time.Duration) bool {
+		w := time.NewTimer(d)
+		defer w.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-w.C:
+			return true
+		}
+	}
 	for {
+		start := time.Now()
 		c.compute(ctx, p)
+		if !pause(4 * time.Since(start)) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-c.wake:
 			// Let the recorder write the transition first.
-			w := time.NewTimer(200 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				w.Stop()
+			if !pause(200 * time.Millisecond) {
 				return
-			case <-w.C:
 			}
 		}
 	}
@@ -473,13 +486,14 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for _, w := range p.cfg.windows {
-			r := uptime.Compute(svc, entries, gaps, uptime.Window{From: now.Add(-w), To: now}, p.minAlive(svc))
-			if w != p.instanceWindow() {
+			win := uptime.Window{From: now.Add(-w), To: now}
+			if w == p.instanceWindow() {
+				byWindow[w] = uptime.Compute(svc, entries, gaps, win, p.minAlive(svc))
+			} else {
 				// Only the instances table's window is read by instance:
-				// the others' would hold every instance for nothing.
-				r.Instances = nil
+				// the others' would work out every instance for nothing.
+				byWindow[w] = uptime.Summary(svc, entries, gaps, win, p.minAlive(svc))
 			}
-			byWindow[w] = r
 		}
 		out[svc] = byWindow
 	}
@@ -516,8 +530,9 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 // service that changes state every 10 s for 30 days has 260,000.
 const maxEntries = 300_000
 
-// entryCache keeps every service's history entries as read so far, and
-// reads only what was added since: history only grows at its end.
+// entryCache keeps every service's history entries as read so far, in
+// order of time, and reads only what was added since: history only grows
+// at its end.
 type entryCache struct {
 	mu       sync.Mutex
 	services map[string]*cachedEntries
@@ -550,7 +565,7 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Ti
 		if err != nil {
 			return nil, err
 		}
-		ce.entries, ce.last = append(ce.entries, more...), last
+		ce.entries, ce.last = mergeByTime(ce.entries, more), last
 		if n := len(ce.entries) - maxEntries; n > 0 {
 			if !ce.capped {
 				p.cfg.errorf("history of %q holds more than %d entries: uptime is computed from the latest %d", svc, maxEntries, maxEntries)
@@ -572,6 +587,33 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Ti
 		ce.entries = ce.entries[i:]
 	}
 	return ce.entries[:len(ce.entries):len(ce.entries)], nil
+}
+
+// mergeByTime returns have, in order of time, with more (in the order
+// written) merged in: entries of one time stay in the order written, as a
+// stable sort of the whole history would leave them. History is mostly
+// written in order of time, but not always (a transition found by a tick
+// is written after a heartbeat heard later); sorting once here spares
+// every uptime computation a sort. A have that must change is copied, not
+// changed in place: it is shared with the readers of the cache.
+func mergeByTime(have, more []history.Entry) []history.Entry {
+	byTime := func(a, b history.Entry) int { return a.At.Compare(b.At) }
+	if !slices.IsSortedFunc(more, byTime) {
+		more = slices.Clone(more)
+		slices.SortStableFunc(more, byTime)
+	}
+	if len(have) == 0 || len(more) == 0 || !more[0].At.Before(have[len(have)-1].At) {
+		return append(have, more...)
+	}
+	out := make([]history.Entry, 0, len(have)+len(more))
+	for len(have) > 0 && len(more) > 0 {
+		if more[0].At.Before(have[0].At) {
+			out, more = append(out, more[0]), more[1:]
+		} else {
+			out, have = append(out, have[0]), have[1:]
+		}
+	}
+	return append(append(out, have...), more...)
 }
 
 func (c *reportCache) get(svc string, w time.Duration) (uptime.ServiceReport, bool) {

@@ -2,6 +2,8 @@ package uptime
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -188,5 +190,52 @@ func TestInstancesFoundTogetherAreNoIncident(t *testing.T) {
 	r := Compute("geo", entries, nil, Window{From: at(0), To: at(60)}, 2)
 	if len(r.Incidents) != 0 || r.Down != 0 || r.Up != time.Hour {
 		t.Errorf("incidents %+v, times %+v: want none, and an hour up", r.Incidents, r.Times)
+	}
+}
+
+// Summary is Compute without the instances' reports, whatever the history:
+// random ones of a few instances that appear, change state, lose
+// heartbeats, are forgotten and replaced, over windows that cut them
+// anywhere, with gaps.
+func TestSummaryIsComputeWithoutInstances(t *testing.T) {
+	states := []watch.State{watch.Alive, watch.Stale, watch.Dead, watch.Stopped}
+	for seed := range 200 {
+		r := rand.New(rand.NewPCG(uint64(seed), 7))
+		var entries []history.Entry
+		ids := []string{"a", "b", "c", "d", "e"}
+		state := map[string]watch.State{}
+		for m := 0; m < 120; m += 1 + r.IntN(4) {
+			id := ids[r.IntN(len(ids))]
+			en := history.Entry{Service: "geo", Instance: id, From: state[id], At: at(m)}
+			switch k := r.IntN(10); {
+			case k == 0:
+				en.Event, en.Lost = history.LostHeartbeats, int64(1+r.IntN(3))
+			case k == 1:
+				en.Event = history.Forgotten
+			case k == 2:
+				en.Event, en.By = history.Replaced, ids[r.IntN(len(ids))]
+			default:
+				en.To = states[r.IntN(len(states))]
+			}
+			if en.Event == history.Changed {
+				state[id] = en.To
+			} else if en.Event != history.LostHeartbeats {
+				state[id] = watch.Unknown
+			}
+			entries = append(entries, en)
+		}
+		gaps := []history.Gap{{From: at(r.IntN(60)), To: at(60 + r.IntN(60))}}
+		from := r.IntN(100)
+		w := Window{From: at(from), To: at(from + 1 + r.IntN(60))}
+		minAlive := 1 + r.IntN(2)
+		want := Compute("geo", entries, gaps, w, minAlive)
+		if len(want.Instances) == 0 {
+			t.Fatalf("seed %d: no instance reported: the history is not exercised", seed)
+		}
+		want.Instances = nil
+		got := Summary("geo", entries, gaps, w, minAlive)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d: Summary\n%+v\nwant Compute's\n%+v", seed, got, want)
+		}
 	}
 }
