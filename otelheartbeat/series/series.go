@@ -132,21 +132,29 @@ func (s *Store) BytesPerField() int64 {
 // rings share a cluster slot and are written by one script; the instance
 // id is length-prefixed, so that no id and field can make another's key.
 func (s *Store) key(t Tier, service, instance, field string) string {
-	return tierKey(s.servicePart(service), t, instancePart(instance), field)
+	return string(appendKey(nil, s.servicePart(service), t, instance, field))
 }
 
-// tierKey is key from its parts, each made once for many keys.
-func tierKey(servicePart string, t Tier, instancePart, field string) string {
-	return servicePart + strconv.FormatInt(int64(t.Step/time.Second), 10) + "s:" + instancePart + field
+// appendKey appends a ring's key, from its service's part (made once for
+// many keys), to b.
+func appendKey(b []byte, servicePart string, t Tier, instance, field string) []byte {
+	b = strconv.AppendInt(append(b, servicePart...), int64(t.Step/time.Second), 10)
+	return append(append(appendInstance(append(b, "s:"...), instance), ':'), field...)
 }
 
-// instancePart is the instance id of a key, length-prefixed.
-func instancePart(instance string) string { return strconv.Itoa(len(instance)) + ":" + instance + ":" }
+// appendInstance appends an instance id to a key, length-prefixed.
+func appendInstance(b []byte, instance string) []byte {
+	return append(append(strconv.AppendInt(b, int64(len(instance)), 10), ':'), instance...)
+}
 
 // fieldsKey is the set of the fields kept of one instance (at most
 // MaxFields, whatever names its heartbeats carry over time).
 func (s *Store) fieldsKey(service, instance string) string {
-	return s.servicePart(service) + "fields:" + strconv.Itoa(len(instance)) + ":" + instance
+	return string(appendFieldsKey(nil, s.servicePart(service), instance))
+}
+
+func appendFieldsKey(b []byte, servicePart, instance string) []byte {
+	return appendInstance(append(append(b, servicePart...), "fields:"...), instance)
 }
 
 // servicePart is the prefix and the service: its hash tag, with no '{'
@@ -271,20 +279,21 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // ring followed by its coarse one, and the instances' sets of fields.
 // ARGV: the most fields an instance keeps; then per tier (fine, coarse)
 // its step in seconds, its slots and its keys' time to live in
-// milliseconds; then per rollup the field, and in one argument (one
-// string for Go to make, not eight) separated by spaces its fine ring's
-// key index, its instance's fields set's key index, the Unix second of
-// its last value, and its last, least and greatest value. Each rollup goes
-// into the slot of its step in both tiers. A field past an instance's
-// most is not kept. A ring is made whole at once, so that Valkey
-// allocates it exactly rather than growing it by doubling, and made again
-// when its size is not the one asked (the retention changed).
-var merge = redis.NewScript(`
+// milliseconds; then a rollup an argument (one string for Go to make, not
+// eight), separated by spaces: its fine ring's key index, its instance's
+// fields set's key index, the Unix second of its last value, its last,
+// least and greatest value, and last the field, spaces and all. Each
+// rollup goes into the slot of its step in both tiers. A field past an
+// instance's most is not kept. A ring is made whole at once, so that
+// Valkey allocates it exactly rather than growing it by doubling, and made
+// again when its size is not the one asked (the retention changed).
+var merge = redis.NewScript(mergeSource)
+
+const mergeSource = `
 local most = tonumber(ARGV[1])
 local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
-for i = 8, #ARGV, 2 do
-  local field = ARGV[i]
-  local r, f, a, x, l, h = string.match(ARGV[i + 1], '^(%d+) (%d+) (%d+) (%S+) (%S+) (%S+)$')
+for i = 8, #ARGV do
+  local r, f, a, x, l, h, field = string.match(ARGV[i], '^(%d+) (%d+) (%d+) (%S+) (%S+) (%S+) (.*)$')
   local ring, fields = tonumber(r), KEYS[tonumber(f)]
   if redis.call('SISMEMBER', fields, field) == 1 or redis.call('SCARD', fields) < most then
   redis.call('SADD', fields, field)
@@ -317,7 +326,7 @@ for i = 8, #ARGV, 2 do
   end
 end
 return 1
-`)
+`
 
 // update is the rollup of one field of one instance over part of a fine
 // step, to merge into both tiers.
@@ -345,6 +354,9 @@ type Writer struct {
 	runs    map[runKey]run
 	strays  map[strayKey]int
 	dropped int64
+	// spare is the queue last written, kept for the next one: a steady
+	// flow of values fills the same room every second.
+	spare []update
 }
 
 type runKey struct {
@@ -472,20 +484,28 @@ const maxPerScript = 2_000
 func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.mu.Lock()
 	q := w.queue
-	w.queue = make([]update, 0, min(cap(q), 1024))
+	if len(q) == 0 {
+		w.mu.Unlock()
+		return 0, nil
+	}
+	w.queue, w.spare = w.spare[:0], nil
 	clear(w.runs)
 	clear(w.strays)
 	w.mu.Unlock()
-	if len(q) == 0 {
-		return 0, nil
-	}
+	// The queue written is the next one's room, unless a burst left it
+	// far larger than the flow needs.
+	defer func() {
+		clear(q)
+		if cap(q) > 2*len(q)+1024 {
+			return
+		}
+		w.mu.Lock()
+		w.spare = q[:0]
+		w.mu.Unlock()
+	}()
 	// One script per service (its rings share a cluster slot), in the
 	// order the services were first heard, each service's rollups in the
 	// order they came; the keys' parts made once.
-	type call struct {
-		keys []string
-		args []any
-	}
 	bySvc := map[string][]int{}
 	var order []string
 	for i := range q {
@@ -499,49 +519,93 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		int64(fine.Step / time.Second), fine.slots(), (fine.Span + fine.Step).Milliseconds(),
 		// The fields set lives as long as the longest ring.
 		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds()}
-	var calls []call
-	var buf []byte
+	// A call's keys and arguments are written in one buffer, made one
+	// string and cut into them, and given to go-redis by pointer: a string
+	// each, and its boxing into an interface, would be most of what a flush
+	// allocates.
+	type span struct{ from, to int }
+	var (
+		calls [][]any // each EVALSHA's arguments, the hash to be set
+		text  []byte
+		keys  []span
+		args  []span
+	)
+	done := func() {
+		all := string(text)
+		strs := make([]string, 0, len(keys)+len(args))
+		for _, k := range append(keys, args...) {
+			strs = append(strs, all[k.from:k.to])
+		}
+		c := make([]any, 0, 3+len(keys)+len(head)+len(args))
+		c = append(c, "evalsha", "", len(keys))
+		for i := range keys {
+			c = append(c, &strs[i])
+		}
+		c = append(c, head...)
+		for i := range args {
+			c = append(c, &strs[len(keys)+i])
+		}
+		calls = append(calls, c)
+		text, keys, args = text[:0], keys[:0], args[:0]
+	}
+	fieldsOf := map[string]int{} // an instance's fields set's key index, in the call made
 	for _, svc := range order {
 		svcPart := w.s.servicePart(svc)
-		var cur *call
-		fieldsOf := map[string]int{} // an instance's fields set's key index, in cur
-		lastID, idPart := "", ""
 		for _, i := range bySvc[svc] {
 			u := &q[i]
-			// Two arguments a rollup, and two ring writes.
-			if cur == nil || len(cur.args) >= len(head)+maxPerScript {
-				calls = append(calls, call{args: append(make([]any, 0, len(head)+2*min(maxPerScript/2, len(bySvc[svc]))), head...)})
-				cur = &calls[len(calls)-1]
-				clear(fieldsOf)
-			}
-			if u.instance != lastID || idPart == "" {
-				lastID, idPart = u.instance, instancePart(u.instance)
-			}
 			fi, ok := fieldsOf[u.instance]
 			if !ok {
-				cur.keys = append(cur.keys, svcPart+"fields:"+idPart[:len(idPart)-1])
-				fi = len(cur.keys)
+				from := len(text)
+				text = appendFieldsKey(text, svcPart, u.instance)
+				keys = append(keys, span{from, len(text)})
+				fi = len(keys)
 				fieldsOf[u.instance] = fi
 			}
-			cur.keys = append(cur.keys, tierKey(svcPart, fine, idPart, u.field), tierKey(svcPart, coarse, idPart, u.field))
-			buf = strconv.AppendInt(buf[:0], int64(len(cur.keys)-1), 10)
-			buf = strconv.AppendInt(append(buf, ' '), int64(fi), 10)
-			buf = strconv.AppendInt(append(buf, ' '), u.at.Unix(), 10)
-			for _, v := range [3]float64{u.last, u.lo, u.hi} {
-				buf = strconv.AppendFloat(append(buf, ' '), v, 'g', -1, 32)
+			for _, t := range [2]Tier{fine, coarse} {
+				from := len(text)
+				text = appendKey(text, svcPart, t, u.instance, u.field)
+				keys = append(keys, span{from, len(text)})
 			}
-			cur.args = append(cur.args, u.field, string(buf))
+			from := len(text)
+			text = strconv.AppendInt(text, int64(len(keys)-1), 10)
+			text = strconv.AppendInt(append(text, ' '), int64(fi), 10)
+			text = strconv.AppendInt(append(text, ' '), u.at.Unix(), 10)
+			for _, v := range [3]float64{u.last, u.lo, u.hi} {
+				text = strconv.AppendFloat(append(text, ' '), v, 'g', -1, 32)
+			}
+			text = append(append(text, ' '), u.field...)
+			args = append(args, span{from, len(text)})
+			// Two ring writes a rollup.
+			if 2*len(args) >= maxPerScript {
+				done()
+				clear(fieldsOf)
+			}
+		}
+		if len(args) > 0 {
+			done()
+			clear(fieldsOf)
 		}
 	}
 	// By hash; a Valkey that does not know the script (restarted,
 	// flushed) is sent it whole, once per call that failed so.
-	cmds := make([]*redis.Cmd, len(calls))
-	_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			cmds[i] = merge.EvalSha(ctx, p, c.keys, c.args...)
-		}
-		return nil
-	})
+	send := func(name, script string, which []int) ([]*redis.Cmd, error) {
+		cmds := make([]*redis.Cmd, len(which))
+		_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range which {
+				calls[c][0], calls[c][1] = name, script
+				cmds[i] = redis.NewCmd(ctx, calls[c]...)
+				cmds[i].SetFirstKeyPos(3)
+				_ = p.Process(ctx, cmds[i])
+			}
+			return nil
+		})
+		return cmds, err
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	cmds, err := send("evalsha", merge.Hash(), all)
 	if err == nil {
 		return len(q), nil
 	}
@@ -556,12 +620,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		}
 	}
 	if len(again) > 0 {
-		_, err = w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range again {
-				merge.Eval(ctx, p, calls[i].keys, calls[i].args...)
-			}
-			return nil
-		})
+		_, err = send("eval", mergeSource, again)
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -158,7 +158,9 @@ func TestIDsAndFieldsCannotCollide(t *testing.T) {
 	m1 := &wire.Message{ServiceName: "svc", InstanceID: "a:1", Fields: []wire.Field{{Key: "b", Value: wire.Int(1)}}}
 	m2 := &wire.Message{ServiceName: "svc", InstanceID: "a", Fields: []wire.Field{{Key: "1:b", Value: wire.Int(2)}}}
 	m3 := &wire.Message{ServiceName: "svc", InstanceID: "}x{", Fields: []wire.Field{{Key: "huge", Value: wire.Float(math.MaxFloat64)}}}
-	for _, m := range []*wire.Message{m1, m2, m3} {
+	// Spaces and numbers where the script's arguments have theirs.
+	m4 := &wire.Message{ServiceName: "svc", InstanceID: "1 2", Fields: []wire.Field{{Key: " 3 4 5 6 ", Value: wire.Int(4)}}}
+	for _, m := range []*wire.Message{m1, m2, m3, m4} {
 		w.Add(m, t0)
 	}
 	if _, err := w.Flush(ctx); err != nil {
@@ -168,7 +170,7 @@ func TestIDsAndFieldsCannotCollide(t *testing.T) {
 	for _, c := range []struct {
 		id, field string
 		want      float64
-	}{{"a:1", "b", 1}, {"a", "1:b", 2}, {"}x{", "huge", 3.4028235e+38}} { // the greatest 32-bit float, as it reads
+	}{{"a:1", "b", 1}, {"a", "1:b", 2}, {"}x{", "huge", 3.4028235e+38}, {"1 2", " 3 4 5 6 ", 4}} { // the greatest 32-bit float, as it reads
 		_, got, _ := s.Read(ctx, "svc", c.field, []string{c.id}, t0, t0.Add(time.Minute))
 		if p := got[c.id]; len(p) != 1 || p[0].Last != c.want {
 			t.Errorf("%q %q: %+v, want %v", c.id, c.field, p, c.want)
