@@ -57,7 +57,6 @@
 package watch
 
 import (
-	"container/heap"
 	"slices"
 	"sort"
 	"strings"
@@ -271,7 +270,6 @@ type serviceName struct {
 type entry struct {
 	Instance
 	deadline   time.Time     // when the next transition is due
-	filed      int64         // the deadline the heap orders it by, Unix nanoseconds (a time.Time would cost 16 bytes more); never later than deadline
 	index      int           // in the heap, or -1
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
@@ -597,20 +595,18 @@ func (t *Tracker) schedule(e *entry) {
 	default: // Dead, Stopped: forget after the retention period
 		e.deadline = e.Since.Add(t.retention)
 	}
-	switch {
+	switch d := e.deadline.UnixNano(); {
 	case e.index < 0:
-		e.filed = e.deadline.UnixNano()
-		heap.Push(&t.deadlines, e)
-	case e.deadline.UnixNano() < e.filed:
-		e.filed = e.deadline.UnixNano()
-		heap.Fix(&t.deadlines, e.index)
+		t.deadlines.push(e, d)
+	case d < t.deadlines[e.index].filed:
+		t.deadlines.refile(e.index, d)
 	}
 }
 
 // remove forgets an entry.
 func (t *Tracker) remove(e *entry) {
 	if e.index >= 0 {
-		heap.Remove(&t.deadlines, e.index)
+		t.deadlines.remove(e.index)
 	}
 	t.unfile(e)
 	t.unlink(e)
@@ -656,7 +652,7 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 	defer t.mu.Unlock()
 	var out []Transition
 	for len(t.deadlines) > 0 && t.deadlines[0].filed <= seen.UnixNano() {
-		e := t.deadlines[0]
+		e := t.deadlines[0].e
 		due := e.deadline
 		if e.State == Alive || e.State == Stale {
 			// Silence is judged only on time that was watched.
@@ -668,8 +664,7 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 		if due.UnixNano() > seen.UnixNano() { // as the heap orders: on the wall clock
 			// Heartbeats moved it on, or it is held: file it under its
 			// real deadline.
-			e.filed = due.UnixNano()
-			heap.Fix(&t.deadlines, 0)
+			t.deadlines.refile(0, due.UnixNano())
 			continue
 		}
 		switch e.State {
@@ -859,27 +854,87 @@ func (t *Tracker) Services() []ServiceSummary {
 	return out
 }
 
-// deadlineHeap orders entries by deadline.
-type deadlineHeap []*entry
+// deadlineHeap orders entries by the deadline each is filed under (Unix
+// nanoseconds, never later than its deadline). It is four-ary, and holds
+// each deadline beside its entry, so that re-filing an entry, thousands
+// of times a second in a large fleet, compares within the heap's own
+// memory and climbs half the levels of a binary heap, rather than reading
+// an entry at every comparison.
+type deadlineHeap []filedEntry
 
-func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].filed < h[j].filed }
-func (h deadlineHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+type filedEntry struct {
+	filed int64
+	e     *entry
 }
-func (h *deadlineHeap) Push(x any) {
-	e := x.(*entry)
-	e.index = len(*h)
-	*h = append(*h, e)
+
+func (h *deadlineHeap) push(e *entry, filed int64) {
+	*h = append(*h, filedEntry{filed, e})
+	e.index = len(*h) - 1
+	h.up(e.index)
 }
-func (h *deadlineHeap) Pop() any {
+
+// refile files the entry at i under filed.
+func (h deadlineHeap) refile(i int, filed int64) {
+	h[i].filed = filed
+	if !h.up(i) {
+		h.down(i)
+	}
+}
+
+func (h *deadlineHeap) remove(i int) {
 	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
+	n := len(old) - 1
+	e := old[i].e
+	old[i] = old[n]
+	old[i].e.index = i
+	old[n] = filedEntry{}
+	*h = old[:n]
+	if i < n {
+		h.refile(i, old[i].filed)
+	}
 	e.index = -1
-	*h = old[:n-1]
-	return e
+}
+
+// up moves the entry at i towards the root while it is due earlier than
+// its parent, and says whether it moved.
+func (h deadlineHeap) up(i int) bool {
+	it, start := h[i], i
+	for i > 0 {
+		p := (i - 1) / 4
+		if h[p].filed <= it.filed {
+			break
+		}
+		h[i] = h[p]
+		h[i].e.index = i
+		i = p
+	}
+	h[i] = it
+	it.e.index = i
+	return i != start
+}
+
+// down moves the entry at i away from the root while a child is due
+// earlier.
+func (h deadlineHeap) down(i int) {
+	it := h[i]
+	for {
+		first := 4*i + 1
+		if first >= len(h) {
+			break
+		}
+		least := first
+		for c := first + 1; c < min(first+4, len(h)); c++ {
+			if h[c].filed < h[least].filed {
+				least = c
+			}
+		}
+		if h[least].filed >= it.filed {
+			break
+		}
+		h[i] = h[least]
+		h[i].e.index = i
+		i = least
+	}
+	h[i] = it
+	it.e.index = i
 }
