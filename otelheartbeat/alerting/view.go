@@ -7,11 +7,11 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
-// view is what the rules read of the tracker at one evaluation, made in
-// one walk of it without copying the instances that are alive and keep
-// to their health rules (at a large fleet, nearly all of them, every
-// second): of those it keeps only how many each service has. The others,
-// the few a rule may be about, are copied whole.
+// view is what the rules read of the tracker at one evaluation, made
+// without walking, or copying, the instances that are alive and judged by
+// no health rule (at a large fleet, nearly all of them, every second): of
+// those it keeps only how many each service has, as the tracker counts
+// them. The others, the few a rule may be about, are copied whole.
 type view struct {
 	// few are the instances that are not alive, or alive and degraded.
 	few []watch.Instance
@@ -23,29 +23,45 @@ type view struct {
 	n       int
 }
 
-// look walks the tracker's instances at now, those of ignored services
+// look reads the tracker's instances at now, those of ignored services
 // left out.
 func look(tr *watch.Tracker, now time.Time, c *config) *view {
 	v := &view{fine: map[string]int{}}
 	ignored := map[string]bool{} // by service: a pattern matched once a service, not once an instance
-	tr.Range(func(in *watch.Instance) bool {
-		ig, ok := ignored[in.Service]
+	ignores := func(svc string) bool {
+		ig, ok := ignored[svc]
 		if !ok {
-			ig = c.ignores(in.Service)
-			ignored[in.Service] = ig
+			ig = c.ignores(svc)
+			ignored[svc] = ig
 		}
-		if ig {
+		return ig
+	}
+	tallies := tr.RangeNotable(func(in *watch.Instance) bool {
+		if ignores(in.Service) {
 			return true
 		}
-		v.n++
-		v.longest = max(v.longest, in.Interval)
-		if in.State == watch.Alive && !in.Degraded(now) {
-			v.fine[in.Service]++
-			return true
+		if in.State == watch.Alive {
+			if !in.Degraded(now) {
+				return true // counted with the service's alive
+			}
+			v.fine[in.Service]--
 		}
 		v.few = append(v.few, *in)
 		return true
 	})
+	for svc, t := range tallies {
+		if ignores(svc) {
+			continue
+		}
+		v.fine[svc] += t.Alive
+		v.n += t.Total()
+		v.longest = max(v.longest, t.Longest)
+	}
+	for svc, n := range v.fine {
+		if n == 0 {
+			delete(v.fine, svc) // as a walk would have it: no entry
+		}
+	}
 	return v
 }
 

@@ -240,6 +240,7 @@ type Tracker struct {
 	deadlines deadlineHeap
 	services  map[string]*serviceName // one shared copy of each name tracked
 	heard     entry                   // sentinel of the living (alive, stale), least recently heard first
+	stale     map[*entry]struct{}     // the stale, see RangeNotable
 	gone      entry                   // sentinel of the dead and stopped, longest gone first
 	heldFrom  time.Time               // see Hold
 	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
@@ -262,9 +263,11 @@ type Tracker struct {
 type serviceName struct {
 	name      string
 	instances int
-	byID      map[string]*entry // its instances, with WithHeartbeats
-	pair      *pairs            // see replace.go
-	rules     []*HealthRule     // the health rules that apply to it
+	counts    Counts                // its instances by state (Degraded not counted)
+	intervals map[time.Duration]int // its instances by interval
+	byID      map[string]*entry     // its instances, with WithHeartbeats
+	pair      *pairs                // see replace.go
+	rules     []*HealthRule         // the health rules that apply to it
 }
 
 type entry struct {
@@ -368,6 +371,7 @@ func NewTracker(opts ...TrackerOption) *Tracker {
 		instances:       make(map[Key]*entry),
 		services:        make(map[string]*serviceName),
 		healthOf:        make(map[*entry]*healthState),
+		stale:           make(map[*entry]struct{}),
 	}
 	t.heard.prev, t.heard.next = &t.heard, &t.heard
 	t.gone.prev, t.gone.next = &t.gone, &t.gone
@@ -455,7 +459,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	if to != e.State {
 		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: t.clock.Now(), Age: t.clock.Now().Sub(receivedAt),
 			Interval: e.Interval, IntervalSource: e.IntervalSource})
-		e.State = to
+		t.setState(e, to)
 		e.Since = t.clock.Now()
 	}
 	t.link(e)
@@ -470,13 +474,14 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 func (t *Tracker) add(k Key) *entry {
 	svc, ok := t.services[k.Service]
 	if !ok {
-		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service)}
+		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}}
 		if t.keepHeartbeats {
 			svc.byID = make(map[string]*entry)
 		}
 		t.services[svc.name] = svc
 	}
 	svc.instances++
+	svc.intervals[0]++
 	k.Service = svc.name
 	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1}
 	t.instances[k] = e
@@ -553,6 +558,7 @@ func (t *Tracker) evictOne() {
 // divided by how many heartbeats its count says it spans. known says
 // whether e had been heard before m.
 func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time, known bool) {
+	defer t.recount(e, e.Interval)
 	if m.Has&wire.HasInterval != 0 {
 		e.Interval, e.IntervalSource, e.gaps = m.Interval(), IntervalSent, nil
 		return
@@ -581,6 +587,39 @@ func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time,
 		return
 	}
 	e.Interval, e.IntervalSource = e.gaps.median(), IntervalInferred
+}
+
+// setState moves e to state to, counted in its service.
+func (t *Tracker) setState(e *entry, to State) {
+	if svc := t.services[e.Service]; svc != nil {
+		svc.counts.Add(e.State, -1)
+		svc.counts.Add(to, 1)
+	}
+	if e.State == Stale {
+		delete(t.stale, e)
+	}
+	if to == Stale {
+		t.stale[e] = struct{}{}
+	}
+	e.State = to
+}
+
+// recount counts e's interval in its service, in place of was.
+func (t *Tracker) recount(e *entry, was time.Duration) {
+	if e.Interval == was {
+		return
+	}
+	if svc := t.services[e.Service]; svc != nil {
+		svc.count(was, -1)
+		svc.count(e.Interval, 1)
+	}
+}
+
+// count counts n more instances of interval d.
+func (s *serviceName) count(d time.Duration, n int) {
+	if s.intervals[d] += n; s.intervals[d] <= 0 {
+		delete(s.intervals, d)
+	}
 }
 
 // schedule sets e's next deadline from its state. A later deadline leaves
@@ -613,7 +652,10 @@ func (t *Tracker) remove(e *entry) {
 	t.forgetHealth(e)
 	delete(t.instances, e.Key)
 	t.kept -= int(e.keptSize)
+	delete(t.stale, e)
 	if svc := t.services[e.Service]; svc != nil {
+		svc.counts.Add(e.State, -1)
+		svc.count(e.Interval, -1)
 		delete(svc.byID, e.Key.Instance)
 		if svc.instances--; svc.instances <= 0 {
 			delete(t.services, e.Service)
@@ -674,7 +716,8 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 			to := e.State + 1
 			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen),
 				Interval: e.Interval, IntervalSource: e.IntervalSource})
-			e.State, e.Since = to, due
+			t.setState(e, to)
+			e.Since = due
 			t.markHealth(e) // an instance that is not up is not degraded
 			if to == Dead {
 				t.unlink(e)
@@ -786,6 +829,50 @@ func (t *Tracker) Range(f func(in *Instance) bool) {
 			return
 		}
 	}
+}
+
+// RangeNotable calls f, as Range does, for every instance that is not
+// alive, and for every alive instance that health rules judge (whether it
+// is degraded depends on the time it is asked), until f returns false;
+// and returns every service's instances counted by state (Counts, without
+// Degraded) with the longest interval among them. Together they are what
+// a walk of every instance would tell, for a walk of only the instances
+// that are not plainly alive: at a large, healthy fleet, a few of them.
+func (t *Tracker) RangeNotable(f func(in *Instance) bool) map[string]ServiceTally {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]ServiceTally, len(t.services))
+	for name, svc := range t.services {
+		var longest time.Duration
+		for d := range svc.intervals {
+			longest = max(longest, d)
+		}
+		out[name] = ServiceTally{Counts: svc.counts, Longest: longest}
+	}
+	visit := func(e *entry) bool { return f(&e.Instance) }
+	for e := range t.stale {
+		if !visit(e) {
+			return out
+		}
+	}
+	for e := t.gone.next; e != &t.gone; e = e.next {
+		if !visit(e) {
+			return out
+		}
+	}
+	for e := range t.healthOf {
+		if e.State == Alive && !visit(e) {
+			return out
+		}
+	}
+	return out
+}
+
+// ServiceTally is a service's instances counted by state, and the longest
+// interval among them: see RangeNotable.
+type ServiceTally struct {
+	Counts
+	Longest time.Duration
 }
 
 // ServiceInstances returns the instances of service, ordered by instance

@@ -3,6 +3,7 @@ package watch
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -891,6 +892,66 @@ func TestTheDeadlineHeapKeepsItsOrder(t *testing.T) {
 			}
 			last = h[0].filed
 			h.remove(0)
+		}
+	}
+}
+
+// RangeNotable tells what a walk of every instance would: each service's
+// instances by state and its longest interval, and every instance that is
+// not alive or that health rules judge, through heartbeats, intervals
+// sent, inferred and changed, stops, ticks, instances remembered,
+// replaced, forgotten and evicted.
+func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
+	for seed := range 40 {
+		r := rand.New(rand.NewPCG(uint64(seed), 5))
+		clock := &fakeClock{t: t0}
+		tr := NewTracker(WithClock(clock), WithMaxInstances(40), WithRetention(time.Second),
+			WithHealthRules(HealthRule{Service: "s1", Field: "q", Op: Greater, Number: 100}))
+		counts := map[string]int64{}
+		for step := range 600 {
+			svc, id := fmt.Sprintf("s%d", r.IntN(3)), fmt.Sprint(r.IntN(100))
+			switch op := r.IntN(10); {
+			case op < 6:
+				counts[svc+id]++
+				m := beat(svc, id, counts[svc+id])
+				m.Timestamp = clock.t
+				if i := r.IntN(3); i > 0 {
+					withInterval(m, time.Duration(i)*10*time.Second)
+				}
+				if r.IntN(20) == 0 {
+					m.Status = wire.StatusStopping
+				}
+				m.Fields = []wire.Field{{Key: "q", Value: wire.Int(int64(r.IntN(200)))}}
+				tr.ObserveAt(m, clock.t)
+			case op < 7:
+				tr.Remember(Key{svc, id}, []State{Alive, Stale, Dead, Stopped}[r.IntN(4)], clock.t.Add(-time.Minute), 0)
+			default:
+				clock.Advance(time.Duration(r.IntN(20)) * time.Second)
+				tr.Tick()
+			}
+			want := map[string]ServiceTally{}
+			wantFew := map[Key]bool{}
+			tr.Range(func(in *Instance) bool {
+				w := want[in.Service]
+				w.Add(in.State, 1)
+				w.Longest = max(w.Longest, in.Interval)
+				want[in.Service] = w
+				if in.State != Alive || in.Health != nil {
+					wantFew[in.Key] = true
+				}
+				return true
+			})
+			gotFew := map[Key]bool{}
+			got := tr.RangeNotable(func(in *Instance) bool {
+				if gotFew[in.Key] {
+					t.Fatalf("seed %d step %d: %v visited twice", seed, step, in.Key)
+				}
+				gotFew[in.Key] = true
+				return true
+			})
+			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotFew, wantFew) {
+				t.Fatalf("seed %d step %d: tallies %v, want %v; notable %v, want %v", seed, step, got, want, gotFew, wantFew)
+			}
 		}
 	}
 }

@@ -277,8 +277,10 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 	if interval <= 0 {
 		interval = t.defaultInterval
 	}
-	e.State, e.Since, e.LastSeen, e.unwatched = st, since, since, t.unwatched
+	t.setState(e, st)
+	e.Since, e.LastSeen, e.unwatched = since, since, t.unwatched
 	e.Interval, e.IntervalSource = interval, IntervalDefault
+	t.recount(e, 0)
 	switch now := t.clock.Now(); st {
 	case Alive:
 		e.LastSeen = now
