@@ -484,16 +484,19 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 			skipped = append(skipped, serr) // that service only
 			continue
 		}
-		byWindow := map[time.Duration]uptime.ServiceReport{}
-		for _, w := range p.cfg.windows {
-			win := uptime.Window{From: now.Add(-w), To: now}
+		// Only the instances table's window is read by instance: the
+		// others' would work out every instance for nothing.
+		wins := make([]uptime.Window, len(p.cfg.windows))
+		with := -1
+		for i, w := range p.cfg.windows {
+			wins[i] = uptime.Window{From: now.Add(-w), To: now}
 			if w == p.instanceWindow() {
-				byWindow[w] = uptime.Compute(svc, entries, gaps, win, p.minAlive(svc))
-			} else {
-				// Only the instances table's window is read by instance:
-				// the others' would work out every instance for nothing.
-				byWindow[w] = uptime.Summary(svc, entries, gaps, win, p.minAlive(svc))
+				with = i
 			}
+		}
+		byWindow := map[time.Duration]uptime.ServiceReport{}
+		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
+			byWindow[p.cfg.windows[i]] = r
 		}
 		out[svc] = byWindow
 	}

@@ -83,18 +83,38 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 	return compute(service, entries, gaps, w, minAlive, true)
 }
 
-// Summary is Compute without the instances' reports (Instances is nil):
-// the service's times, incidents, restarts and lost heartbeats, for a
-// fraction of the work and none of the memory when a service has many
-// instances.
-func Summary(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
-	return compute(service, entries, gaps, w, minAlive, false)
+// Windows is Compute over each of windows, the reports in the windows'
+// order; only windows[withInstances] reports its instances (none when
+// withInstances is out of range: Instances is nil). The windows share
+// the work of following each instance, so that at many instances several
+// windows cost little more than one, and the others skip what their
+// instances' reports would cost.
+func Windows(service string, entries []history.Entry, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
+	out := make([]ServiceReport, len(windows))
+	var pool map[string]*instance
+	for i, w := range windows {
+		for _, in := range pool {
+			*in = instance{InstanceReport: InstanceReport{Instance: in.Instance}}
+		}
+		out[i], pool = computeWith(service, entries, gaps, w, minAlive, i == withInstances, pool)
+	}
+	return out
 }
 
 func compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int, instances bool) ServiceReport {
-	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: map[string]*instance{}, byInstance: instances}
+	r, _ := computeWith(service, entries, gaps, w, minAlive, instances, nil)
+	return r
+}
+
+// computeWith is compute with the instances of an earlier fold over the
+// same entries, made anew, to use again (nil: none), and returns them.
+func computeWith(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance) (ServiceReport, map[string]*instance) {
+	if pool == nil {
+		pool = map[string]*instance{}
+	}
+	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, byInstance: instances}
 	if !w.To.After(w.From) {
-		return f.rep
+		return f.rep, pool
 	}
 	f.gaps = newGapIndex(gaps, w)
 	byTime := func(a, b history.Entry) int { return a.At.Compare(b.At) }
@@ -116,7 +136,7 @@ func compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 			f.settle(e.At)
 		}
 	}
-	return f.finish()
+	return f.finish(), pool
 }
 
 // fold is a report being made, one entry at a time, oldest first.
@@ -138,7 +158,8 @@ type fold struct {
 // instance is one instance's part of a fold.
 type instance struct {
 	InstanceReport
-	seen      bool // an entry of it has been folded
+	folded    bool // an entry of it has been folded (in a fold's instances from an earlier fold, it may not be)
+	seen      bool // a change of its state has been folded
 	forgotten bool // it left the watcher: forgotten or replaced
 	restarted bool // its appearance is counted as a restart
 	state     watch.State
@@ -166,6 +187,7 @@ func (f *fold) instance(id string) *instance {
 		in = &instance{InstanceReport: InstanceReport{Instance: id}}
 		f.instances[id] = in
 	}
+	in.folded = true
 	return in
 }
 
@@ -228,7 +250,7 @@ func (f *fold) restart(in *instance, to watch.State, at time.Time) {
 // unless the replacement's appearance was counted as one already (it
 // appeared after the instance it replaced had gone).
 func (f *fold) replaced(by string, at time.Time) {
-	if r := f.instances[by]; r != nil {
+	if r := f.instances[by]; r != nil && r.folded {
 		if r.restarted {
 			return
 		}
@@ -329,9 +351,15 @@ func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
 
 // finish accounts what runs to the window's end and returns the report.
 func (f *fold) finish() ServiceReport {
+	if f.byInstance && len(f.instances) > 0 {
+		f.rep.Instances = make([]InstanceReport, 0, len(f.instances))
+	}
 	for _, in := range f.instances {
 		if !f.byInstance {
 			break
+		}
+		if !in.folded {
+			continue
 		}
 		if in.seen {
 			f.account(&in.Times, in.timeState(), in.since, f.w.To)

@@ -193,13 +193,13 @@ func TestInstancesFoundTogetherAreNoIncident(t *testing.T) {
 	}
 }
 
-// Summary is Compute without the instances' reports, whatever the history:
-// random ones of a few instances that appear, change state, lose
-// heartbeats, are forgotten and replaced, over windows that cut them
-// anywhere, with gaps.
-func TestSummaryIsComputeWithoutInstances(t *testing.T) {
+// Windows is Compute over each window, the instances' reports of one
+// window only, whatever the history: random ones of a few instances that
+// appear, change state, lose heartbeats, are forgotten and replaced, over
+// windows that cut them anywhere and end anywhere, with gaps.
+func TestWindowsIsComputeOverEachWindow(t *testing.T) {
 	states := []watch.State{watch.Alive, watch.Stale, watch.Dead, watch.Stopped}
-	for seed := range 200 {
+	for seed := range 300 {
 		r := rand.New(rand.NewPCG(uint64(seed), 7))
 		var entries []history.Entry
 		ids := []string{"a", "b", "c", "d", "e"}
@@ -225,17 +225,55 @@ func TestSummaryIsComputeWithoutInstances(t *testing.T) {
 			entries = append(entries, en)
 		}
 		gaps := []history.Gap{{From: at(r.IntN(60)), To: at(60 + r.IntN(60))}}
-		from := r.IntN(100)
-		w := Window{From: at(from), To: at(from + 1 + r.IntN(60))}
-		minAlive := 1 + r.IntN(2)
-		want := Compute("geo", entries, gaps, w, minAlive)
-		if len(want.Instances) == 0 {
-			t.Fatalf("seed %d: no instance reported: the history is not exercised", seed)
+		windows := make([]Window, 1+r.IntN(4))
+		for i := range windows {
+			from := r.IntN(100)
+			windows[i] = Window{From: at(from), To: at(from + 1 + r.IntN(60))}
 		}
-		want.Instances = nil
-		got := Summary("geo", entries, gaps, w, minAlive)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("seed %d: Summary\n%+v\nwant Compute's\n%+v", seed, got, want)
+		minAlive, with := 1+r.IntN(2), r.IntN(len(windows)+1)-1
+		got := Windows("geo", entries, gaps, windows, minAlive, with)
+		for i, w := range windows {
+			want := Compute("geo", entries, gaps, w, minAlive)
+			if i != with {
+				want.Instances = nil
+			}
+			if !reflect.DeepEqual(got[i], want) {
+				t.Fatalf("seed %d, window %d of %d (instances of %d): \n%+v\nwant Compute's\n%+v", seed, i, len(windows), with, got[i], want)
+			}
 		}
 	}
+}
+
+// BenchmarkPanelWindows is what the panel computes for one service every
+// 10 s: four windows (1h, 24h, 7d, 30d) over 100,000 instances that
+// appeared a day ago, the instances reported for the first. Beside it, in
+// the same run, one Compute a window, as the panel did first.
+func BenchmarkPanelWindows(b *testing.B) {
+	const n = 100_000
+	now := t0.Add(30 * 24 * time.Hour)
+	entries := make([]history.Entry, n)
+	for i := range entries {
+		entries[i] = history.Entry{Service: "geo", Instance: fmt.Sprintf("%08x-0000-4000-8000-000000000000", i), To: watch.Alive,
+			At: now.Add(-24*time.Hour + time.Duration(i)*time.Millisecond)}
+	}
+	var wins []Window
+	for _, d := range []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour} {
+		wins = append(wins, Window{From: now.Add(-d), To: now})
+	}
+	b.Run("windows", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if r := Windows("geo", entries, nil, wins, 1, 0); len(r[0].Instances) != n {
+				b.Fatalf("%d instances", len(r[0].Instances))
+			}
+		}
+	})
+	b.Run("compute-each", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, w := range wins {
+				Compute("geo", entries, nil, w, 1)
+			}
+		}
+	})
 }
