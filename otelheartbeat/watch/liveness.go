@@ -416,6 +416,9 @@ func (t *Tracker) Observe(m *wire.Message) []Transition {
 // ObserveAt records a heartbeat received at receivedAt (on the tracker's
 // clock); a monitor that reads a latest-state key uses the key's age on the
 // server. A receivedAt older than what is known already is ignored.
+// m's ServiceName and InstanceID are set to the tracker's own copies of
+// them, so that what a consumer keeps by instance beside the tracker
+// shares its memory rather than holding another copy of every id.
 func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -426,9 +429,12 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 			t.evictOne()
 		}
 		e = t.add(k)
-	} else if receivedAt.Before(e.LastSeen) {
+	}
+	m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
+	if ok && receivedAt.Before(e.LastSeen) {
 		return nil
-	} else {
+	}
+	if ok {
 		t.unlink(e)
 	}
 	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {

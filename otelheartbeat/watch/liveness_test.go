@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -952,6 +953,22 @@ func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
 			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotFew, wantFew) {
 				t.Fatalf("seed %d step %d: tallies %v, want %v; notable %v, want %v", seed, step, got, want, gotFew, wantFew)
 			}
+		}
+	}
+}
+
+// A heartbeat observed carries the tracker's own copy of its instance id
+// and service name afterwards, whatever copy it came with: a consumer that
+// keeps it by instance keeps no other.
+func TestObservedHeartbeatsShareTheTrackersNames(t *testing.T) {
+	tr := NewTracker(WithClock(&fakeClock{t: t0}))
+	first := beat(strings.Clone("svc"), strings.Clone("id-1"), 1)
+	tr.Observe(first)
+	for n := range int64(3) {
+		m := beat(strings.Clone("svc"), strings.Clone("id-1"), 2+n)
+		tr.Observe(m)
+		if unsafe.StringData(m.InstanceID) != unsafe.StringData(first.InstanceID) || unsafe.StringData(m.ServiceName) != unsafe.StringData(first.ServiceName) {
+			t.Fatalf("heartbeat %d keeps its own copy of its names", n+2)
 		}
 	}
 }
