@@ -906,16 +906,22 @@ func (t *Tracker) ServiceInstances(service string) []Instance {
 }
 
 // CountServices counts every service's instances as they stand at now
-// (Counts.Count: by state, and the degraded), by service name, without
-// copying an instance.
+// (Counts.Count: by state, and the degraded), by service name, from the
+// counts the tracker keeps as instances change state: it judges at now
+// only the instances health rules apply to.
 func (t *Tracker) CountServices(now time.Time) map[string]Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make(map[string]Counts, len(t.services))
-	for _, e := range t.instances {
-		c := out[e.Service]
-		c.Count(&e.Instance, now)
-		out[e.Service] = c
+	for name, svc := range t.services {
+		out[name] = svc.counts
+	}
+	for e := range t.healthOf {
+		if e.Degraded(now) {
+			c := out[e.Service]
+			c.Degraded++
+			out[e.Service] = c
+		}
 	}
 	return out
 }

@@ -897,9 +897,10 @@ func TestTheDeadlineHeapKeepsItsOrder(t *testing.T) {
 	}
 }
 
-// RangeNotable tells what a walk of every instance would: each service's
-// instances by state and its longest interval, and every instance that is
-// not alive or that health rules judge, through heartbeats, intervals
+// RangeNotable and CountServices tell what a walk of every instance
+// would: each service's instances by state (and the degraded) and its
+// longest interval, and every instance that is not alive or that health
+// rules judge, through heartbeats, intervals
 // sent, inferred and changed, stops, ticks, instances remembered,
 // replaced, forgotten and evicted.
 func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
@@ -907,7 +908,8 @@ func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
 		r := rand.New(rand.NewPCG(uint64(seed), 5))
 		clock := &fakeClock{t: t0}
 		tr := NewTracker(WithClock(clock), WithMaxInstances(40), WithRetention(time.Second),
-			WithHealthRules(HealthRule{Service: "s1", Field: "q", Op: Greater, Number: 100}))
+			WithHealthRules(HealthRule{Service: "s1", Field: "q", Op: Greater, Number: 100},
+				HealthRule{Service: "s0", Field: "q", Op: Greater, Number: 150, For: 20 * time.Second}))
 		counts := map[string]int64{}
 		for step := range 600 {
 			svc, id := fmt.Sprintf("s%d", r.IntN(3)), fmt.Sprint(r.IntN(100))
@@ -952,6 +954,16 @@ func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
 			})
 			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotFew, wantFew) {
 				t.Fatalf("seed %d step %d: tallies %v, want %v; notable %v, want %v", seed, step, got, want, gotFew, wantFew)
+			}
+			wantCounts := map[string]Counts{}
+			tr.Range(func(in *Instance) bool {
+				c := wantCounts[in.Service]
+				c.Count(in, clock.t)
+				wantCounts[in.Service] = c
+				return true
+			})
+			if gotCounts := tr.CountServices(clock.t); !reflect.DeepEqual(gotCounts, wantCounts) {
+				t.Fatalf("seed %d step %d: counted %v, want %v", seed, step, gotCounts, wantCounts)
 			}
 		}
 	}
