@@ -426,8 +426,8 @@ func (c *reportCache) invalidate(svc string) {
 
 // refresher recomputes the reports every 10 s, and soon after a
 // transition that changes uptime; but never sooner after a computation
-// than four times what it took, so that however many instances history
-// holds, and however often they change, uptime takes at most a fifth of a
+// than nine times what it took, so that however many instances history
+// holds, and however often they change, uptime takes at most a tenth of a
 // core.
 func (c *reportCache) refresher(ctx context.Context, p *Panel) {
 	t := time.NewTicker(10 * time.Second)
@@ -445,7 +445,7 @@ func (c *reportCache) refresher(ctx context.Context, p *Panel) {
 	for {
 		start := time.Now()
 		c.compute(ctx, p)
-		if !pause(4 * time.Since(start)) {
+		if !pause(9 * time.Since(start)) {
 			return
 		}
 		select {
