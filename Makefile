@@ -74,7 +74,7 @@ fuzz:
 bench: deps
 	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode)$$' -benchmem -count 5 ./otelheartbeat/wire && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkHeartbeatCycle' -benchmem -count 5 ./otelheartbeat && \
-	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe)$$' -benchmem ./otelheartbeat/watch && \
+	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe|ObserveAndTick)$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIDFlood$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkFatHeartbeatFlood$$' -benchtime 1x ./otelheartbeat/watch && \
@@ -92,6 +92,6 @@ bench: deps
 	   $(GO) test -run '^$$' -bench '^BenchmarkWriter(Flush|Add)$$' -benchmem -count 3 ./otelheartbeat/series && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/history && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkSeriesBytesPerInstanceDay$$' -benchtime 1x ./otelheartbeat/series && \
-	   $(GO) test -run '^$$' -bench '^BenchmarkThirtyDays$$' -benchmem ./otelheartbeat/uptime; } | tee bench.out
+	   $(GO) test -run '^$$' -bench '^Benchmark(ThirtyDays|PanelWindows)$$' -benchmem ./otelheartbeat/uptime; } | tee bench.out
 	@echo
 	@$(GO) run ./internal/tools/benchtable < bench.out
