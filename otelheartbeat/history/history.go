@@ -336,32 +336,40 @@ func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, e
 	out := make(map[string]map[string]Recorded, len(svcs))
 	var errs []error
 	for _, svc := range svcs {
-		h, err := s.c.HGetAll(ctx, s.stateKey(svc)).Result()
+		m, err := s.RecordedOf(ctx, svc)
 		if err != nil {
-			if ctx.Err() != nil || !isDataError(err) {
-				return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(svc), err)
+			if ctx.Err() != nil || !isDataError(errors.Unwrap(err)) {
+				return nil, err
 			}
-			errs = append(errs, fmt.Errorf("history: HGETALL %s: %w (that service is skipped)", s.stateKey(svc), err))
+			errs = append(errs, fmt.Errorf("%w (that service is skipped)", err))
 			continue
-		}
-		m := make(map[string]Recorded, len(h))
-		for inst, v := range h {
-			f := strings.SplitN(v, "|", 3)
-			if len(f) != 3 {
-				continue
-			}
-			at, _ := strconv.ParseInt(f[1], 10, 64)
-			lost, _ := strconv.ParseInt(f[2], 10, 64)
-			st, _ := watch.ParseState(f[0]) // garbage reads as unknown
-			m[inst] = Recorded{State: st, At: time.UnixMilli(at), Lost: lost}
 		}
 		out[svc] = m
 	}
 	return out, errors.Join(errs...)
 }
 
-// isDataError reports whether err is about one key's contents (a key of
-// another type, a script refusing it), not about reaching Valkey.
+// RecordedOf is Recorded of one service: what one service's reconciliation
+// holds at once, rather than every service's.
+func (s *Store) RecordedOf(ctx context.Context, service string) (map[string]Recorded, error) {
+	h, err := s.c.HGetAll(ctx, s.stateKey(service)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(service), err)
+	}
+	m := make(map[string]Recorded, len(h))
+	for inst, v := range h {
+		f := strings.SplitN(v, "|", 3)
+		if len(f) != 3 {
+			continue
+		}
+		at, _ := strconv.ParseInt(f[1], 10, 64)
+		lost, _ := strconv.ParseInt(f[2], 10, 64)
+		st, _ := watch.ParseState(f[0]) // garbage reads as unknown
+		m[inst] = Recorded{State: st, At: time.UnixMilli(at), Lost: lost}
+	}
+	return m, nil
+}
+
 func isDataError(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && !strings.HasPrefix(err.Error(), "LOADING") && !strings.HasPrefix(err.Error(), "NOAUTH") &&

@@ -360,3 +360,20 @@ func TestALeaseTakenBackIsSaid(t *testing.T) {
 		t.Errorf("said %q; want the loss, then the lease taken back", said)
 	}
 }
+
+// A service whose recorded states cannot be read (not a hash) is skipped
+// and reported by the reconciliation, which still records the others.
+func TestReconciliationSkipsOnlyAServiceItCannotRead(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	c.SAdd(ctx, "heartbeat:history:services", "broken")
+	c.RPush(ctx, "heartbeat:history:{broken}:state", "not a hash")
+	_, reports := recorderOn(t, srv, "geo")
+	poll.Until(t, 5*time.Second, "geo recorded beside the broken service", func() bool {
+		v, _ := c.HGet(ctx, "heartbeat:history:{geo}:state", "i").Result()
+		return strings.HasPrefix(v, "alive|")
+	})
+	poll.Until(t, 5*time.Second, "the broken service reported", func() bool {
+		return strings.Contains(strings.Join(reports(), "\n"), "{broken}:state")
+	})
+}

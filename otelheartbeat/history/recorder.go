@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -279,47 +281,70 @@ func (r *Recorder) apply(ctx context.Context, recs []Record, reconciling bool) {
 // the gap), writes that failed or were dropped, lost heartbeats, and
 // instances the tracker no longer holds.
 func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
-	recorded, err := r.s.Recorded(ctx)
+	svcs, err := r.s.Services(ctx)
 	if err != nil {
 		r.report("reconcile", "%v", err)
 		return
 	}
+	names := map[string]bool{}
+	for _, svc := range append(svcs, r.tracker.ServiceNames()...) {
+		names[svc] = true
+	}
 	now := time.Now()
-	var recs []Record
-	// In place: at a large fleet a copy of every instance would cost more
-	// than the few records that differ. What is left of recorded is what
-	// the tracker no longer holds.
-	r.tracker.Range(func(in *watch.Instance) bool {
-		rec, ok := recorded[in.Service][in.Instance]
-		if ok {
-			delete(recorded[in.Service], in.Instance)
+	loaded := r.loaded.Load()
+	forget := loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.forgetAfter
+	var failed []error
+	// A service at a time: a large fleet's recorded states, held at once,
+	// would cost as much as the tracker.
+	for _, svc := range slices.Sorted(maps.Keys(names)) {
+		recorded, err := r.s.RecordedOf(ctx, svc)
+		if err != nil {
+			if ctx.Err() != nil || !isDataError(errors.Unwrap(err)) {
+				r.report("reconcile", "%v", err)
+				return
+			}
+			failed = append(failed, fmt.Errorf("%w (that service is skipped)", err))
+			continue
 		}
-		at := in.Since
-		if at.Before(floor) {
-			at = floor // it may have changed at any time while nobody watched
-		}
-		if ok && at.Before(rec.At) {
-			at = rec.At
-		}
-		if !ok || rec.State != in.State {
-			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
-		}
-		if in.Lost > rec.Lost {
-			recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: now, Count: in.Count, Lost: in.Lost})
-		}
-		return true
-	})
-	if loaded := r.loaded.Load(); loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.forgetAfter {
-		for svc, insts := range recorded {
-			for inst := range insts {
+		var recs []Record
+		// In place: a copy of every instance would cost more than the few
+		// records that differ. What is left of recorded is what the
+		// tracker no longer holds.
+		r.tracker.RangeService(svc, func(in *watch.Instance) bool {
+			rec, ok := recorded[in.Instance]
+			if ok {
+				delete(recorded, in.Instance)
+			}
+			at := in.Since
+			if at.Before(floor) {
+				at = floor // it may have changed at any time while nobody watched
+			}
+			if ok && at.Before(rec.At) {
+				at = rec.At
+			}
+			if !ok || rec.State != in.State {
+				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
+			}
+			if in.Lost > rec.Lost {
+				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: now, Count: in.Count, Lost: in.Lost})
+			}
+			return true
+		})
+		if forget {
+			for inst := range recorded {
 				recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
 			}
 		}
+		for len(recs) > 0 {
+			n := min(len(recs), 1000)
+			r.apply(ctx, recs[:n], true)
+			recs = recs[n:]
+		}
 	}
-	for len(recs) > 0 {
-		n := min(len(recs), 1000)
-		r.apply(ctx, recs[:n], true)
-		recs = recs[n:]
+	if len(failed) > 0 {
+		r.report("reconcile", "%v", errors.Join(failed...))
+	} else {
+		r.recovered("reconcile")
 	}
 }
 

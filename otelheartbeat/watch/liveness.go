@@ -881,6 +881,42 @@ type ServiceTally struct {
 	Longest time.Duration
 }
 
+// RangeService is Range over the instances of service only. With
+// WithHeartbeats the cost is that of the service's instances; without
+// it, it walks every instance tracked.
+func (t *Tracker) RangeService(service string, f func(in *Instance) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	svc := t.services[service]
+	switch {
+	case svc == nil:
+	case svc.byID != nil:
+		for _, e := range svc.byID {
+			if !f(&e.Instance) {
+				return
+			}
+		}
+	default:
+		for _, e := range t.instances {
+			if e.Service == service && !f(&e.Instance) {
+				return
+			}
+		}
+	}
+}
+
+// ServiceNames returns the names of the services tracked, in no
+// particular order.
+func (t *Tracker) ServiceNames() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.services))
+	for name := range t.services {
+		out = append(out, name)
+	}
+	return out
+}
+
 // ServiceInstances returns the instances of service, ordered by instance
 // id. With WithHeartbeats the cost is that of the service's instances;
 // without it, it walks every instance tracked.

@@ -965,6 +965,22 @@ func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
 			if gotCounts := tr.CountServices(clock.t); !reflect.DeepEqual(gotCounts, wantCounts) {
 				t.Fatalf("seed %d step %d: counted %v, want %v", seed, step, gotCounts, wantCounts)
 			}
+			if names := tr.ServiceNames(); len(names) != len(want) {
+				t.Fatalf("seed %d step %d: services %v, want those of %v", seed, step, names, want)
+			}
+			for _, svc := range tr.ServiceNames() {
+				n := 0
+				tr.RangeService(svc, func(in *Instance) bool {
+					if in.Service != svc {
+						t.Fatalf("seed %d step %d: %v in the walk of %s", seed, step, in.Key, svc)
+					}
+					n++
+					return true
+				})
+				if n != want[svc].Total() {
+					t.Fatalf("seed %d step %d: %d instances of %s walked, want %d", seed, step, n, svc, want[svc].Total())
+				}
+			}
 		}
 	}
 }
