@@ -542,6 +542,7 @@ type entryCache struct {
 }
 
 type cachedEntries struct {
+	shared  bool // entries read before the tracker loaded the fleet have the tracker's names since
 	mu      sync.Mutex
 	entries []history.Entry
 	last    string // the id of the last entry read
@@ -568,6 +569,13 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Ti
 		if err != nil {
 			return nil, err
 		}
+		if p.loaded.Load() && !ce.shared {
+			// Read before the tracker knew the fleet: once, a copy with
+			// its names (the slice is shared with readers).
+			ce.entries, ce.shared = slices.Clone(ce.entries), true
+			shareNames(p.tr, ce.entries)
+		}
+		shareNames(p.tr, more)
 		ce.entries, ce.last = mergeByTime(ce.entries, more), last
 		if n := len(ce.entries) - maxEntries; n > 0 {
 			if !ce.capped {
@@ -590,6 +598,15 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Ti
 		ce.entries = ce.entries[i:]
 	}
 	return ce.entries[:len(ce.entries):len(ce.entries)], nil
+}
+
+// shareNames gives entries the tracker's copy of their names where it has
+// one, so that history kept for uptime holds no second copy of every id.
+func shareNames(tr *watch.Tracker, entries []history.Entry) {
+	for i := range entries {
+		k, _ := tr.Names(watch.Key{Service: entries[i].Service, Instance: entries[i].Instance})
+		entries[i].Service, entries[i].Instance = k.Service, k.Instance
+	}
 }
 
 // mergeByTime returns have, in order of time, with more (in the order

@@ -905,6 +905,18 @@ func (t *Tracker) RangeService(service string, f func(in *Instance) bool) {
 	}
 }
 
+// Names returns the tracker's own copy of k's names, when it tracks k:
+// what a consumer keeps by instance for long (history, say) can share them
+// rather than hold another copy of every id.
+func (t *Tracker) Names(k Key) (Key, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.instances[k]; ok {
+		return e.Key, true
+	}
+	return k, false
+}
+
 // ServiceNames returns the names of the services tracked, in no
 // particular order.
 func (t *Tracker) ServiceNames() []string {

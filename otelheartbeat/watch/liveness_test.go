@@ -1000,3 +1000,18 @@ func TestObservedHeartbeatsShareTheTrackersNames(t *testing.T) {
 		}
 	}
 }
+
+// Names hands out the tracker's own copy of an instance's names, and says
+// when it does not track it.
+func TestNamesAreTheTrackersOwn(t *testing.T) {
+	tr := NewTracker(WithClock(&fakeClock{t: t0}))
+	m := beat(strings.Clone("svc"), strings.Clone("id-1"), 1)
+	tr.Observe(m)
+	k, ok := tr.Names(Key{Service: strings.Clone("svc"), Instance: strings.Clone("id-1")})
+	if !ok || unsafe.StringData(k.Instance) != unsafe.StringData(m.InstanceID) || unsafe.StringData(k.Service) != unsafe.StringData(m.ServiceName) {
+		t.Errorf("Names: %v, %v: not the tracker's copy", k, ok)
+	}
+	if k, ok := tr.Names(Key{Service: "svc", Instance: "other"}); ok || k.Instance != "other" {
+		t.Errorf("an instance not tracked: %v, %v", k, ok)
+	}
+}
