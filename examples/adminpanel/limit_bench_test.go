@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,8 +35,10 @@ func (c limitConfig) String() string { return fmt.Sprintf("%d@%v", c.instances, 
 // (default 20000@10s, what make test runs once), PANEL_LIMIT_SERVICES
 // (50), PANEL_LIMIT_WINDOW (10s) and PANEL_LIMIT_ARGS, flags added to the
 // panel's (e.g. --series-retention 0: values over time take about 30 KB
-// of Valkey an instance, 30 GB at a million), and PANEL_LIMIT_SERVER_ARGS,
-// the redis-server's (e.g. --client-output-buffer-limit pubsub 0 0 0).
+// of Valkey an instance, 30 GB at a million), PANEL_LIMIT_PANEL_ENV,
+// variables added to the panel's environment (e.g. GOMEMLIMIT=1300MiB, the
+// memory an operator gives it), and PANEL_LIMIT_SERVER_ARGS, the
+// redis-server's (e.g. --client-output-buffer-limit pubsub 0 0 0).
 func limitsFromEnv(b *testing.B) []limitConfig {
 	services, window := 50, 10*time.Second
 	if v := os.Getenv("PANEL_LIMIT_SERVICES"); v != "" {
@@ -177,7 +180,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		mon := measure(c, oneInterval)
 		c.stop()
 
-		p := proctest.Start(b, panelBin, environ, append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_LIMIT_ARGS"))...)...)
+		p := proctest.Start(b, panelBin, append(slices.Clip(environ), strings.Fields(os.Getenv("PANEL_LIMIT_PANEL_ENV"))...), append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_LIMIT_ARGS"))...)...)
 		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
 		deadline = time.Now().Add(spare)
 		cpu := measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
