@@ -377,31 +377,17 @@ func BenchmarkTickNothingDue(b *testing.B) {
 
 // BenchmarkObserve is the tracker's cost per heartbeat with 100,000
 // instances tracked, heartbeats arriving in fleet order.
-func BenchmarkObserve(b *testing.B) {
-	clock := &fakeClock{t: t0}
-	tr := NewTracker(WithClock(clock))
-	const n = 100_000
-	msgs := make([]*wire.Message, n)
-	for i := range msgs {
-		msgs[i] = withInterval(beat(fmt.Sprintf("service_%03d", i%50), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1), time.Minute)
-		tr.Observe(msgs[i])
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		m := msgs[i%n]
-		m.HeartbeatCount++
-		clock.t = clock.t.Add(time.Minute / n)
-		tr.Observe(m)
-		i++
-	}
-}
+func BenchmarkObserve(b *testing.B) { observeFleet(b, 0) }
 
 // BenchmarkObserveAndTick is BenchmarkObserve with the ticks a monitor
 // makes (every 1,000 heartbeats, 0.6 s of this fleet's time), which
 // re-file each instance once its old deadline comes up: the tracker's
 // whole cost per heartbeat in a steady fleet.
-func BenchmarkObserveAndTick(b *testing.B) {
+func BenchmarkObserveAndTick(b *testing.B) { observeFleet(b, 1000) }
+
+// observeFleet observes 100,000 instances' heartbeats every minute, in
+// fleet order, and ticks every tickEvery heartbeats (0: never).
+func observeFleet(b *testing.B, tickEvery int) {
 	clock := &fakeClock{t: t0}
 	tr := NewTracker(WithClock(clock))
 	const n = 100_000
@@ -417,7 +403,7 @@ func BenchmarkObserveAndTick(b *testing.B) {
 		m.HeartbeatCount++
 		clock.t = clock.t.Add(time.Minute / n)
 		tr.Observe(m)
-		if i++; i%1000 == 0 {
+		if i++; tickEvery > 0 && i%tickEvery == 0 {
 			if got := tr.Tick(); len(got) != 0 {
 				b.Fatalf("a steady fleet changed: %v", got[0])
 			}
