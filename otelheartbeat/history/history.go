@@ -36,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,6 +297,7 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 	})
 	changed := 0
 	var fenced []string
+	refused := map[string]error{} // by service: what Valkey refused of its writes
 	for i, c := range cmds {
 		n, cerr := c.Int()
 		switch {
@@ -305,6 +307,10 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 			}
 		case cerr != nil && strings.Contains(cerr.Error(), "NOSCRIPT"):
 			return changed, cerr
+		case cerr != nil && isDataError(cerr):
+			if refused[recs[i].Service] == nil {
+				refused[recs[i].Service] = cerr
+			}
 		case cerr == nil:
 			changed += n
 		}
@@ -313,9 +319,24 @@ func (s *Store) apply(ctx context.Context, epoch int64, recs []Record) (int, err
 		return changed, &FencedError{Services: fenced}
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
+		if len(refused) > 0 && isDataError(err) {
+			return changed, &refusedError{services: refused}
+		}
 		return changed, fmt.Errorf("history: recording: %w", err)
 	}
 	return changed, nil
+}
+
+// refusedError is writes Valkey refused, by service (a key of the wrong
+// type, say), when it took the others.
+type refusedError struct{ services map[string]error }
+
+func (e *refusedError) Error() string {
+	var parts []string
+	for _, svc := range slices.Sorted(maps.Keys(e.services)) {
+		parts = append(parts, fmt.Sprintf("history: recording %q: %v", svc, e.services[svc]))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Recorded is an instance's latest recorded state.

@@ -377,3 +377,34 @@ func TestReconciliationSkipsOnlyAServiceItCannotRead(t *testing.T) {
 		return strings.Contains(strings.Join(reports(), "\n"), "{broken}:state")
 	})
 }
+
+// A service whose history cannot be written (its state key is not a hash)
+// is reported once, by name, however many of its transitions fail and
+// however many of other services' are written meanwhile.
+func TestAServiceThatCannotBeWrittenIsReportedOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	c.SAdd(ctx, "heartbeat:history:services", "broken")
+	c.RPush(ctx, "heartbeat:history:{broken}:state", "not a hash")
+	r, reports := recorderOn(t, srv, "geo")
+	poll.Until(t, 5*time.Second, "recording", r.Leading)
+	at := time.Now()
+	for n := range 6 {
+		// Instances new to history each time, so that each write changes it.
+		id := fmt.Sprint("n", n)
+		at = at.Add(time.Second)
+		r.Observe(watch.Event{Kind: watch.KindTransition, Transition: watch.Transition{Key: watch.Key{Service: "broken", Instance: id}, From: watch.Unknown, To: watch.Alive, At: at}})
+		before := r.Stats().Recorded
+		r.Observe(watch.Event{Kind: watch.KindTransition, Transition: watch.Transition{Key: watch.Key{Service: "geo", Instance: id}, From: watch.Unknown, To: watch.Alive, At: at}})
+		poll.Until(t, 5*time.Second, "geo's transition recorded", func() bool { return r.Stats().Recorded > before })
+	}
+	var failures []string
+	for _, s := range reports() {
+		if strings.Contains(s, "recording") {
+			failures = append(failures, s)
+		}
+	}
+	if len(failures) != 1 || !strings.Contains(failures[0], `"broken"`) || !strings.Contains(failures[0], "WRONGTYPE") {
+		t.Errorf("reports of the failing writes, want one naming the service:\n%s", strings.Join(failures, "\n"))
+	}
+}

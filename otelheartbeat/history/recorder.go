@@ -248,6 +248,7 @@ func (r *Recorder) apply(ctx context.Context, recs []Record, reconciling bool) {
 		r.stats.reconciled.Add(int64(n))
 	}
 	var fe *FencedError
+	var refused *refusedError
 	switch {
 	case errors.As(err, &fe) && r.l.Renew(ctx, time.Now()) == nil:
 		// Still the holder of the lease, whose epoch is the newest any
@@ -268,11 +269,32 @@ func (r *Recorder) apply(ctx context.Context, recs []Record, reconciling bool) {
 			names = fe.Services
 		}
 		r.report("lease", "history: another recorder has written to %s since this one; standing by", strings.Join(names, ", "))
+	case errors.As(err, &refused):
+		// One service's keys, not Valkey: reported, and said again,
+		// for that service alone.
+		r.stats.failures.Add(1)
+		for svc, e := range refused.services {
+			r.report("write:"+svc, "history: recording %q: %v", svc, e)
+		}
+		r.wrote(recs, refused.services)
 	case err != nil:
 		r.stats.failures.Add(1)
 		r.report("write", "%v", err)
 	default:
-		r.recovered("write")
+		r.wrote(recs, nil)
+	}
+}
+
+// wrote ends the failures to write that recs' services, but those
+// refused, had.
+func (r *Recorder) wrote(recs []Record, refused map[string]error) {
+	r.recovered("write")
+	var last string
+	for _, rec := range recs {
+		if rec.Service != last && refused[rec.Service] == nil {
+			r.recovered("write:" + rec.Service)
+		}
+		last = rec.Service
 	}
 }
 
