@@ -62,12 +62,13 @@ func BenchmarkEvaluateAtOneHundredThousand(b *testing.B) {
 // forgotten.
 func TestTheRulesReadWhatAWalkWould(t *testing.T) {
 	walk := func(tr *watch.Tracker, now time.Time, c *config) *view {
-		v := &view{fine: map[string]int{}}
+		v := &view{fine: map[string]int{}, tracked: map[string]bool{}}
 		tr.Range(func(in *watch.Instance) bool {
 			if c.ignores(in.Service) {
 				return true
 			}
 			v.n++
+			v.tracked[in.Service] = true
 			v.longest = max(v.longest, in.Interval)
 			if in.State == watch.Alive && !in.Degraded(now) {
 				v.fine[in.Service]++

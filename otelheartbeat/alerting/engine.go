@@ -171,9 +171,15 @@ func (e *Engine) evaluateRules(snap *view, now time.Time, changes *[]Alert) {
 		}
 	}
 	for _, fp := range sortedKeys(e.active, alertLabels) {
-		if !holding[fp] {
-			*changes = append(*changes, e.resolve(fp, now))
+		if holding[fp] {
+			continue
 		}
+		if l := e.active[fp].Labels; l["alertname"] == ServiceDown && !snap.tracked[l["service"]] && !e.cfg.ignores(l["service"]) {
+			// Its dead were forgotten, none replaced: still down, as
+			// uptime and the page have it, until an instance is up.
+			continue
+		}
+		*changes = append(*changes, e.resolve(fp, now))
 	}
 }
 

@@ -496,3 +496,23 @@ func TestADegradedAlertFollowsTheRulesBroken(t *testing.T) {
 		t.Errorf("active after the resolve: %+v", a)
 	}
 }
+
+// A service whose dead instances are forgotten, unreplaced, is still down,
+// as its uptime and the page have it: its alert resolves when an instance
+// of it is up again, not when the watcher lets the dead go. Its dead
+// instance's alert resolves when it is forgotten.
+func TestAServiceWhoseDeadAreForgottenStaysDown(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRigWith(t, srv, []watch.TrackerOption{watch.WithRetention(time.Minute)})
+	r.beat("geo", "crashed", wire.StatusRunning)
+	r.advance(4 * time.Second)
+	r.expect("firing HeartbeatInstanceDead geo crashed", "firing HeartbeatServiceDown geo")
+	r.advance(2 * time.Minute)
+	if _, ok := r.tr.Get(watch.Key{Service: "geo", Instance: "crashed"}); ok {
+		t.Fatal("the dead instance is still tracked after its retention")
+	}
+	r.expect("resolved HeartbeatInstanceDead geo crashed")
+	r.beat("geo", "new", wire.StatusRunning)
+	r.advance(time.Second, [2]string{"geo", "new"})
+	r.expect("resolved HeartbeatServiceDown geo")
+}

@@ -21,12 +21,14 @@ type view struct {
 	// are in all.
 	longest time.Duration
 	n       int
+	// tracked are the services with an instance tracked.
+	tracked map[string]bool
 }
 
 // look reads the tracker's instances at now, those of ignored services
 // left out.
 func look(tr *watch.Tracker, now time.Time, c *config) *view {
-	v := &view{fine: map[string]int{}}
+	v := &view{fine: map[string]int{}, tracked: map[string]bool{}}
 	ignored := map[string]bool{} // by service: a pattern matched once a service, not once an instance
 	ignores := func(svc string) bool {
 		ig, ok := ignored[svc]
@@ -55,6 +57,7 @@ func look(tr *watch.Tracker, now time.Time, c *config) *view {
 		}
 		v.fine[svc] += t.Alive
 		v.n += t.Total()
+		v.tracked[svc] = true
 		v.longest = max(v.longest, t.Longest)
 	}
 	for svc, n := range v.fine {
