@@ -231,9 +231,13 @@ func newHub() *hub {
 // next one.
 const maxDirty = 20_000
 
+// touch marks k changed for the next update. With nobody listening there
+// is none to make, so nothing is kept: a stream is registered before its
+// first byte, and its reader reads the whole state once it opens (the
+// page does), so nothing touched before can be missed.
 func (h *hub) touch(k watch.Key) {
 	h.mu.Lock()
-	if len(h.dirty) < maxDirty || h.dirty[k] {
+	if len(h.clients) > 0 && (len(h.dirty) < maxDirty || h.dirty[k]) {
 		h.dirty[k] = true
 	}
 	h.mu.Unlock()
