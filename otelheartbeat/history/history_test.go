@@ -361,14 +361,21 @@ func TestALeaseTakenBackIsSaid(t *testing.T) {
 	}
 }
 
-// A service whose recorded states cannot be read (not a hash) is skipped
-// and reported by the reconciliation, which still records the others.
-func TestReconciliationSkipsOnlyAServiceItCannotRead(t *testing.T) {
+// recorderBesideABrokenService is recorderOn for service geo, beside a
+// service "broken" whose state key is a list, not a hash.
+func recorderBesideABrokenService(t *testing.T) (*redis.Client, *Recorder, func() []string) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	c.SAdd(ctx, "heartbeat:history:services", "broken")
 	c.RPush(ctx, "heartbeat:history:{broken}:state", "not a hash")
-	_, reports := recorderOn(t, srv, "geo")
+	r, reports := recorderOn(t, srv, "geo")
+	return c, r, reports
+}
+
+// A service whose recorded states cannot be read (not a hash) is skipped
+// and reported by the reconciliation, which still records the others.
+func TestReconciliationSkipsOnlyAServiceItCannotRead(t *testing.T) {
+	c, _, reports := recorderBesideABrokenService(t)
 	poll.Until(t, 5*time.Second, "geo recorded beside the broken service", func() bool {
 		v, _ := c.HGet(ctx, "heartbeat:history:{geo}:state", "i").Result()
 		return strings.HasPrefix(v, "alive|")
@@ -382,11 +389,7 @@ func TestReconciliationSkipsOnlyAServiceItCannotRead(t *testing.T) {
 // is reported once, by name, however many of its transitions fail and
 // however many of other services' are written meanwhile.
 func TestAServiceThatCannotBeWrittenIsReportedOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client(t)
-	c.SAdd(ctx, "heartbeat:history:services", "broken")
-	c.RPush(ctx, "heartbeat:history:{broken}:state", "not a hash")
-	r, reports := recorderOn(t, srv, "geo")
+	_, r, reports := recorderBesideABrokenService(t)
 	poll.Until(t, 5*time.Second, "recording", r.Leading)
 	at := time.Now()
 	for n := range 6 {
