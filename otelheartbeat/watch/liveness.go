@@ -272,7 +272,6 @@ type serviceName struct {
 
 type entry struct {
 	Instance
-	deadline   time.Time     // when the next transition is due
 	index      int           // in the heap, or -1
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
@@ -628,19 +627,25 @@ func (s *serviceName) count(d time.Duration, n int) {
 	}
 }
 
+// deadlineOf is when e's next transition is due, from its state: stale,
+// dead, or forgotten after the retention period. It is worked out when
+// asked rather than kept, which keeps an entry within 256 bytes.
+func (t *Tracker) deadlineOf(e *entry) time.Time {
+	switch e.State {
+	case Alive:
+		return e.LastSeen.Add(scale(e.Interval, StaleAfter))
+	case Stale:
+		return e.LastSeen.Add(scale(e.Interval, DeadAfter))
+	default: // Dead, Stopped
+		return e.Since.Add(t.retention)
+	}
+}
+
 // schedule sets e's next deadline from its state. A later deadline leaves
 // the heap alone (Tick re-files the entry when its old deadline comes up);
 // an earlier one re-files it now.
 func (t *Tracker) schedule(e *entry) {
-	switch e.State {
-	case Alive:
-		e.deadline = e.LastSeen.Add(scale(e.Interval, StaleAfter))
-	case Stale:
-		e.deadline = e.LastSeen.Add(scale(e.Interval, DeadAfter))
-	default: // Dead, Stopped: forget after the retention period
-		e.deadline = e.Since.Add(t.retention)
-	}
-	switch d := e.deadline.UnixNano(); {
+	switch d := t.deadlineOf(e).UnixNano(); {
 	case e.index < 0:
 		t.deadlines.push(e, d)
 	case d < t.deadlines[e.index].filed:
@@ -701,7 +706,7 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 	var out []Transition
 	for len(t.deadlines) > 0 && t.deadlines[0].filed <= seen.UnixNano() {
 		e := t.deadlines[0].e
-		due := e.deadline
+		due := t.deadlineOf(e)
 		if e.State == Alive || e.State == Stale {
 			// Silence is judged only on time that was watched.
 			due = due.Add(t.unwatched - e.unwatched)
