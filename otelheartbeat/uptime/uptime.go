@@ -80,7 +80,8 @@ type ServiceReport struct {
 // costs O((entries + instances) log gaps), and less when entries are in
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
-	return compute(service, entries, gaps, w, minAlive, true)
+	r, _ := computeWith(service, entries, gaps, w, minAlive, true, nil)
+	return r
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
@@ -101,13 +102,9 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 	return out
 }
 
-func compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int, instances bool) ServiceReport {
-	r, _ := computeWith(service, entries, gaps, w, minAlive, instances, nil)
-	return r
-}
-
-// computeWith is compute with the instances of an earlier fold over the
-// same entries, made anew, to use again (nil: none), and returns them.
+// computeWith is Compute, with the instances' reports or without them,
+// reusing the instances of an earlier fold over the same entries, made
+// anew (nil: none); it returns them for the next.
 func computeWith(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance) (ServiceReport, map[string]*instance) {
 	if pool == nil {
 		pool = map[string]*instance{}
