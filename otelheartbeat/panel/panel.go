@@ -378,7 +378,7 @@ func (p *Panel) forgetBeats() {
 		return
 	}
 	p.met.beatsSwept.Store(time.Now().UnixNano())
-	p.arrivals.forget(func(k watch.Key) bool { _, ok := p.tr.Get(k); return !ok })
+	p.arrivals.forget(func(k watch.Key) bool { _, ok := p.tr.Names(k); return !ok })
 }
 
 // Watching reports whether the panel sees the fleet: it has read the
