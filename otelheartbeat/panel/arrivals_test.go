@@ -64,20 +64,23 @@ func TestArrivalsOfAFastInstanceFillTheBars(t *testing.T) {
 
 // An instance that takes the place of one forgotten starts afresh (its
 // count, its first heartbeat, its bars), and the instances beside it keep
-// theirs.
+// theirs: the forgotten one's latest arrival, later than the new one's
+// first (read from a latest-state key), shows in none of its bars.
 func TestAForgottenInstancesPlaceIsClearedForTheNext(t *testing.T) {
 	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
 	a := newArrivals(3, base)
 	old, kept, fresh := watch.Key{Service: "s", Instance: "old"}, watch.Key{Service: "s", Instance: "kept"}, watch.Key{Service: "s", Instance: "new"}
-	for s := 1; s <= 3; s++ {
-		a.add(old, base.Add(time.Duration(s*10)*time.Second))
-		a.add(kept, base.Add(time.Duration(s*10)*time.Second))
+	for _, s := range []int{10, 20, 40} {
+		a.add(old, base.Add(time.Duration(s)*time.Second))
+	}
+	for _, s := range []int{20, 30, 40} {
+		a.add(kept, base.Add(time.Duration(s)*time.Second))
 	}
 	a.forget(func(k watch.Key) bool { return k == old })
 	a.add(fresh, base.Add(30*time.Second))
-	now := base.Add(35 * time.Second)
-	if got := fmt.Sprint(a.barsOf(fresh, 10*time.Second, now)); got != "[-1 -1 1]" || a.received(fresh) != 1 {
-		t.Errorf("the new instance: bars %s, received %d; want [-1 -1 1], 1", got, a.received(fresh))
+	now := base.Add(45 * time.Second)
+	if got := fmt.Sprint(a.barsOf(fresh, 10*time.Second, now)); got != "[-1 1 0]" || a.received(fresh) != 1 {
+		t.Errorf("the new instance: bars %s, received %d; want [-1 1 0], 1", got, a.received(fresh))
 	}
 	if got := fmt.Sprint(a.barsOf(kept, 10*time.Second, now)); got != "[1 1 1]" || a.received(kept) != 3 {
 		t.Errorf("the instance beside: bars %s, received %d; want [1 1 1], 3", got, a.received(kept))
