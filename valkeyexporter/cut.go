@@ -24,12 +24,19 @@ import (
 type cutters struct {
 	mu       sync.Mutex
 	live     map[*cutConn]struct{}
-	send     atomic.Uint64 // the last send begun, counted from 1
-	inflight atomic.Uint64 // the send in progress; 0 between sends
-	cut      atomic.Uint64 // the send cut: connections it touches later are cut too
+	send     atomic.Uint64        // the last send begun, counted from 1
+	inflight atomic.Uint64        // the send in progress; 0 between sends
+	cut      atomic.Uint64        // the send cut: connections it touches later are cut too
+	now      func() time.Duration // a monotonic clock
 }
 
-func newCutters() *cutters { return &cutters{live: make(map[*cutConn]struct{})} }
+func newCutters() *cutters {
+	start := time.Now()
+	return &cutters{
+		live: make(map[*cutConn]struct{}),
+		now:  func() time.Duration { return time.Since(start) },
+	}
+}
 
 // wrap makes opt's client dial cutters: go-redis's own dialer, TLS
 // included, under a wrapper.
@@ -89,8 +96,9 @@ func (cs *cutters) begin() (cut, end func()) {
 // cutConn is one connection of the exporter's client.
 type cutConn struct {
 	net.Conn
-	set  *cutters
-	used atomic.Uint64 // the last send that read or wrote
+	set    *cutters
+	used   atomic.Uint64 // the last send that read or wrote
+	lastIO atomic.Int64  // when it last read or wrote, on set.now
 
 	mu    sync.Mutex // orders cut against go-redis setting deadlines
 	cutIn uint64     // the send it was cut in
@@ -121,6 +129,7 @@ func (c *cutConn) Write(b []byte) (int, error) {
 func (c *cutConn) use() {
 	n := c.set.send.Load()
 	c.used.Store(n)
+	c.lastIO.Store(int64(c.set.now()))
 	if c.set.cut.Load() == n && c.set.inflight.Load() == n {
 		c.cut(n)
 	}
@@ -162,4 +171,30 @@ type cutSysConn struct {
 	sc syscall.Conn
 }
 
-func (c *cutSysConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
+// peekAfter is how long a connection must have been idle for go-redis's
+// peek before reusing it to be worth a system call. Valkey closes an idle
+// client after its `timeout`, counted in whole seconds, and proxies cut
+// idle connections after longer still; a connection used within the last
+// second was closed, if at all, by something a peek races anyway (a
+// restart, a failover, CLIENT KILL). At the default interval every
+// heartbeat is still looked at; at sub-second intervals a heartbeat sent
+// on a connection closed since the last one fails, and the next goes out
+// on a new connection.
+const peekAfter = time.Second
+
+// SyscallConn hands go-redis the descriptor to peek at, when c has been
+// idle for peekAfter; otherwise a view of it whose peek finds nothing.
+// go-redis uses it for nothing else.
+func (c *cutSysConn) SyscallConn() (syscall.RawConn, error) {
+	raw, err := c.sc.SyscallConn()
+	if err != nil || c.set.now()-time.Duration(c.lastIO.Load()) >= peekAfter {
+		return raw, err
+	}
+	return recentConn{raw}, nil
+}
+
+// recentConn is a connection used within peekAfter: its Read does not call
+// f, as a peek that found the connection open and empty would report.
+type recentConn struct{ syscall.RawConn }
+
+func (recentConn) Read(func(fd uintptr) bool) error { return nil }

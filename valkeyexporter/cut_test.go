@@ -3,6 +3,7 @@ package valkeyexporter
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,4 +103,44 @@ func TestRandomCancelsDoNotFailTheExportsAfterThem(t *testing.T) {
 			t.Fatalf("round %d: the export after a cancelled one failed: %v", i, err)
 		}
 	}
+}
+
+// A connection Valkey closed while it sat idle for a second or more (its
+// `timeout` setting, a proxy's idle cut) is found closed before a heartbeat
+// is written to it, and the heartbeat goes out on a new one. One closed
+// within the second after it was last used is not looked at: the
+// heartbeat sent on it fails, the next one goes out on a new connection.
+func TestAConnectionClosedWhileIdleIsNotUsed(t *testing.T) {
+	srv := redistest.Start(t)
+	exp := newExporter(t, srv)
+	var now atomic.Int64 // nanoseconds on the exporter's clock
+	exp.cutters.now = func() time.Duration { return time.Duration(now.Load()) }
+	ch := subscribe(t, srv, "heartbeat:service:*")
+	rm := collect(t, "tracker_fetcher")
+	ctx := context.Background()
+	must(t, exp.Export(ctx, rm))
+	next(t, ch)
+
+	kill := func() {
+		t.Helper()
+		// Every normal client but the one asking: the exporter's.
+		if n := srv.Do(t, "CLIENT", "KILL", "TYPE", "normal"); n != int64(1) {
+			t.Fatalf("CLIENT KILL closed %v connections, want the exporter's 1", n)
+		}
+	}
+
+	kill()
+	now.Add(int64(time.Second))
+	if err := exp.Export(ctx, rm); err != nil {
+		t.Fatalf("the export after the connection was closed while idle: %v", err)
+	}
+	next(t, ch)
+
+	kill()
+	now.Add(int64(time.Second / 2))
+	if err := exp.Export(ctx, rm); err == nil {
+		t.Fatal("a heartbeat went out on a connection closed half a second after its last use; want it sent there and failed, as nothing looked at it")
+	}
+	must(t, exp.Export(ctx, rm))
+	next(t, ch)
 }
