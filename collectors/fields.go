@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -344,6 +345,15 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer, fields int) err
 			pending--
 		}
 	}
+	take()
+	if pending == 0 {
+		return nil
+	}
+	// The worker was just made ready on this goroutine's processor: give
+	// it the processor once, so that prompt collectors are done before
+	// anything is armed. Arming the timers below wakes the runtime's
+	// network poller, two or three system calls a heartbeat.
+	runtime.Gosched()
 	take()
 	if pending == 0 {
 		return nil
