@@ -3,6 +3,7 @@ package alerting
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,13 @@ func TestBlindnessIsOneAlertNotOnePerInstance(t *testing.T) {
 // still beat.
 func (r *rig) mostOfTheFleetFallsSilent() [][2]string {
 	r.t.Helper()
+	return r.mostOfTheFleetFallsSilentBeside(nil)
+}
+
+// mostOfTheFleetFallsSilentBeside is mostOfTheFleetFallsSilent with others
+// beating all along too.
+func (r *rig) mostOfTheFleetFallsSilentBeside(others [][2]string) [][2]string {
+	r.t.Helper()
 	var few [][2]string
 	for i := 0; i < 10; i++ {
 		r.beat(fmt.Sprint("svc", i), "x", wire.StatusRunning)
@@ -175,7 +183,7 @@ func (r *rig) mostOfTheFleetFallsSilent() [][2]string {
 			few = append(few, [2]string{fmt.Sprint("svc", i), "x"})
 		}
 	}
-	r.advance(5*time.Second, few...)
+	r.advance(5*time.Second, append(slices.Clone(few), others...)...)
 	return few
 }
 
@@ -271,6 +279,62 @@ func TestASilenceThatLastsIsJudged(t *testing.T) {
 	sent := strings.Join(r.sent, "; ")
 	if !strings.HasPrefix(sent, "resolved HeartbeatSourceUnreachable") || !strings.Contains(sent, "firing HeartbeatInstanceDead svc9 x") {
 		t.Errorf("after a lasting silence: %q", sent)
+	}
+}
+
+// Instances that fell silent late in a lasting silence are part of it:
+// once it is released they are judged one by one, not taken for a new
+// silence of the fleet.
+func TestTheLastToFallSilentInALastingSilenceAreJudgedWithIt(t *testing.T) {
+	srv := redistest.Start(t)
+	// Seven silent of fifteen is the source; five of eight would be too.
+	r := newRig(t, srv, WithSilentShare(0.4, 3))
+	late := [][2]string{}
+	for i := range 5 {
+		late = append(late, [2]string{fmt.Sprint("late", i), "z"})
+	}
+	few := r.mostOfTheFleetFallsSilentBeside(late)
+	r.expect("firing HeartbeatSourceUnreachable")
+	r.advance(6*time.Second, append(slices.Clone(few), late...)...)
+	for end := r.c.now.Add(15 * time.Second); !strings.HasPrefix(strings.Join(r.sent, "; "), "resolved HeartbeatSourceUnreachable"); {
+		if r.c.now.After(end) {
+			t.Fatalf("the lasting silence was not released: %q", r.sent)
+		}
+		r.advance(250*time.Millisecond, few...)
+	}
+	r.sent = nil
+	r.advance(5*time.Second, few...)
+	sent := strings.Join(r.sent, "; ")
+	if strings.Contains(sent, "SourceUnreachable") || strings.Count(sent, "firing HeartbeatInstanceDead late") != len(late) {
+		t.Errorf("after the release: %q; want each late instance's own alert, not the source again", sent)
+	}
+}
+
+// A silence released to instance alerts does not blind the rule to the
+// next one: another share of the fleet falling silent together soon after
+// is the source again, not one alert per instance.
+func TestASilenceSoonAfterALastingOneIsTheSource(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRig(t, srv)
+	few := r.mostOfTheFleetFallsSilent()
+	r.expect("firing HeartbeatSourceUnreachable")
+	for end := r.c.now.Add(15 * time.Second); !strings.HasPrefix(strings.Join(r.sent, "; "), "resolved HeartbeatSourceUnreachable"); {
+		if r.c.now.After(end) {
+			t.Fatalf("the lasting silence was not released: %q", r.sent)
+		}
+		r.advance(250*time.Millisecond, few...)
+	}
+	r.sent = nil
+
+	beating := slices.Clone(few)
+	for i := range 10 {
+		beating = append(beating, [2]string{fmt.Sprint("new", i), "y"})
+	}
+	r.advance(time.Second, beating...)
+	r.advance(5*time.Second, few...) // the ten new services fall silent together
+	sent := strings.Join(r.sent, "; ")
+	if !strings.Contains(sent, "firing HeartbeatSourceUnreachable") || strings.Contains(sent, "HeartbeatInstanceDead new") {
+		t.Errorf("a second silence of most of the fleet, two intervals after the first was released: %q; want the source, not the instances", sent)
 	}
 }
 

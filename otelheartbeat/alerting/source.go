@@ -14,7 +14,7 @@ import (
 // fresh heartbeats again.
 type source struct {
 	since     time.Time // when the alert fired, while it fires
-	released  time.Time // when a lasting silence was released to the other rules
+	released  time.Time // when a lasting silence was last released to the other rules
 	holdUntil time.Time // no other rule is evaluated before
 }
 
@@ -33,13 +33,9 @@ func (s *source) reason(snap *view, now time.Time, watching bool, c *config) str
 	if !s.since.IsZero() {
 		ref = s.since
 	}
-	longest := snap.maxInterval()
-	if !s.released.IsZero() && now.Sub(s.released) < 10*longest {
-		return "" // the silence just released is judged instance by instance
-	}
 	// For ten intervals at most: a silence that lasts is judged instance
 	// by instance.
-	if !s.since.IsZero() && now.Sub(s.since) > 10*longest {
+	if !s.since.IsZero() && now.Sub(s.since) > 10*snap.maxInterval() {
 		return ""
 	}
 	var alive, silent int
@@ -54,7 +50,10 @@ func (s *source) reason(snap *view, now time.Time, watching bool, c *config) str
 		case watch.Stale, watch.Dead:
 			// One known from history fell silent before this panel
 			// watched: it is not part of a silence now.
-			if !in.Remembered && ref.Sub(in.LastSeen) <= time.Duration(float64(in.Interval)*(watch.DeadAfter+1)) {
+			// One silent since before a lasting silence was released is
+			// judged on its own already: a silence after it is another.
+			if !in.Remembered && ref.Sub(in.LastSeen) <= time.Duration(float64(in.Interval)*(watch.DeadAfter+1)) &&
+				(s.released.IsZero() || in.LastSeen.After(s.released)) {
 				silent++
 				services[in.Service] = true
 			}
