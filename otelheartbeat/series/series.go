@@ -357,7 +357,29 @@ type Writer struct {
 	// spare is the queue last written, kept for the next one: a steady
 	// flow of values fills the same room every second.
 	spare []update
+	// The last flush's script calls, their room kept for the next one
+	// (see Flush): their text, the keys' and arguments' spans of it, those
+	// spans cut, and the calls' arguments.
+	text       []byte
+	keys, args []span
+	refs       []arg
+	anys       []any
 }
+
+// span is a part of a buffer.
+type span struct{ from, to int }
+
+// arg is one key or argument of a script call: a span of the Writer's
+// buffer. go-redis writes an encoding.BinaryMarshaler as the bytes it
+// returns, and a pointer to one is boxed into an interface without an
+// allocation; the buffer is written again only by the next Flush, after
+// go-redis has sent this one's.
+type arg struct{ b []byte }
+
+func (a *arg) MarshalBinary() ([]byte, error) { return a.b, nil }
+
+// String is the key a cluster client routes a call by.
+func (a *arg) String() string { return string(a.b) }
 
 type runKey struct {
 	service, instance string
@@ -519,36 +541,23 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		int64(fine.Step / time.Second), fine.slots(), (fine.Span + fine.Step).Milliseconds(),
 		// The fields set lives as long as the longest ring.
 		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds()}
-	// A call's keys and arguments are written in one buffer, made one
-	// string and cut into them, and given to go-redis by pointer: a string
-	// each, and its boxing into an interface, would be most of what a flush
-	// allocates.
-	type span struct{ from, to int }
+	// Every call's keys and arguments are written in one buffer, kept from
+	// one flush to the next, and handed to go-redis as spans of it by
+	// pointer (see arg): a string each, and its boxing into an interface,
+	// would be most of what the panel allocates.
+	type call struct{ keys, args span } // in keys and args
 	var (
-		calls [][]any // each EVALSHA's arguments, the hash to be set
-		text  []byte
-		keys  []span
-		args  []span
+		calls           []call
+		keys, args      = w.keys[:0], w.args[:0] // in text
+		text            = w.text[:0]
+		first, firstArg int // the call being written's first key and argument
 	)
-	done := func() {
-		all := string(text)
-		strs := make([]string, 0, len(keys)+len(args))
-		for _, k := range append(keys, args...) {
-			strs = append(strs, all[k.from:k.to])
-		}
-		c := make([]any, 0, 3+len(keys)+len(head)+len(args))
-		c = append(c, "evalsha", "", len(keys))
-		for i := range keys {
-			c = append(c, &strs[i])
-		}
-		c = append(c, head...)
-		for i := range args {
-			c = append(c, &strs[len(keys)+i])
-		}
-		calls = append(calls, c)
-		text, keys, args = text[:0], keys[:0], args[:0]
-	}
 	fieldsOf := map[string]int{} // an instance's fields set's key index, in the call made
+	end := func() {
+		calls = append(calls, call{span{first, len(keys)}, span{firstArg, len(args)}})
+		first, firstArg = len(keys), len(args)
+		clear(fieldsOf)
+	}
 	for _, svc := range order {
 		svcPart := w.s.servicePart(svc)
 		for _, i := range bySvc[svc] {
@@ -558,7 +567,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 				from := len(text)
 				text = appendFieldsKey(text, svcPart, u.instance)
 				keys = append(keys, span{from, len(text)})
-				fi = len(keys)
+				fi = len(keys) - first
 				fieldsOf[u.instance] = fi
 			}
 			for _, t := range [2]Tier{fine, coarse} {
@@ -567,7 +576,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 				keys = append(keys, span{from, len(text)})
 			}
 			from := len(text)
-			text = strconv.AppendInt(text, int64(len(keys)-1), 10)
+			text = strconv.AppendInt(text, int64(len(keys)-first-1), 10)
 			text = strconv.AppendInt(append(text, ' '), int64(fi), 10)
 			text = strconv.AppendInt(append(text, ' '), u.at.Unix(), 10)
 			for _, v := range [3]float64{u.last, u.lo, u.hi} {
@@ -576,24 +585,58 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			text = append(append(text, ' '), u.field...)
 			args = append(args, span{from, len(text)})
 			// Two ring writes a rollup.
-			if 2*len(args) >= maxPerScript {
-				done()
-				clear(fieldsOf)
+			if 2*(len(args)-firstArg) >= maxPerScript {
+				end()
 			}
 		}
-		if len(args) > 0 {
-			done()
-			clear(fieldsOf)
+		if len(args) > firstArg {
+			end()
 		}
 	}
+	// The spans are cut from the buffer once it is whole: appending may
+	// have moved it.
+	refs := slices.Grow(w.refs[:0], len(keys)+len(args))[:len(keys)+len(args)]
+	for i, k := range keys {
+		refs[i].b = text[k.from:k.to:k.to]
+	}
+	argRefs := refs[len(keys):]
+	for i, a := range args {
+		argRefs[i].b = text[a.from:a.to:a.to]
+	}
+	// Each EVALSHA's arguments, the hash to be set, cut from one slice.
+	anys := slices.Grow(w.anys[:0], len(calls)*(3+len(head))+len(keys)+len(args))
+	cmdArgs := make([][]any, len(calls))
+	for i, c := range calls {
+		from := len(anys)
+		anys = append(anys, "evalsha", "", c.keys.to-c.keys.from)
+		for j := c.keys.from; j < c.keys.to; j++ {
+			anys = append(anys, &refs[j])
+		}
+		anys = append(anys, head...)
+		for j := c.args.from; j < c.args.to; j++ {
+			anys = append(anys, &argRefs[j])
+		}
+		cmdArgs[i] = anys[from:len(anys):len(anys)]
+	}
+	// Kept for the next flush once go-redis has written them, unless a
+	// burst left them far larger than the flow needs.
+	defer func() {
+		clear(refs)
+		clear(anys)
+		if cap(text) <= 2*len(text)+64<<10 {
+			w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
+		} else {
+			w.text, w.refs, w.anys, w.keys, w.args = nil, nil, nil, nil, nil
+		}
+	}()
 	// By hash; a Valkey that does not know the script (restarted,
 	// flushed) is sent it whole, once per call that failed so.
 	send := func(name, script string, which []int) ([]*redis.Cmd, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, c := range which {
-				calls[c][0], calls[c][1] = name, script
-				cmds[i] = redis.NewCmd(ctx, calls[c]...)
+				cmdArgs[c][0], cmdArgs[c][1] = name, script
+				cmds[i] = redis.NewCmd(ctx, cmdArgs[c]...)
 				cmds[i].SetFirstKeyPos(3)
 				_ = p.Process(ctx, cmds[i])
 			}
@@ -601,7 +644,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		})
 		return cmds, err
 	}
-	all := make([]int, len(calls))
+	all := make([]int, len(cmdArgs))
 	for i := range all {
 		all[i] = i
 	}

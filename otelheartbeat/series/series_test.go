@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -463,4 +464,53 @@ func fetchers(b *testing.B, services int) (*Writer, []*wire.Message) {
 		}
 	}
 	return NewWriter(s, 0), msgs
+}
+
+// On a cluster, each service's script call goes straight to the node that
+// owns its hash tag (no node answers MOVED), through flushes that reuse
+// one another's room, and every value can be read back.
+func TestACallGoesToTheNodeOfItsService(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3)
+	s, err := NewStore(c.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	services := []string{"tracker_fetcher", "geocoding", "geofence", "billing", "mailer", "search"}
+	for step := range 3 {
+		at := t0.Add(time.Duration(step) * FineStep)
+		for i, svc := range services {
+			for _, id := range []string{"a", "b"} {
+				m := fetcher(id, float64(100*step+i), int64(step))
+				m.ServiceName = svc
+				w.Add(m, at)
+			}
+		}
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatalf("flush %d: %v", step, err)
+		}
+	}
+	for i, n := range c.Nodes {
+		if info := n.Do(t, "INFO", "errorstats").(string); strings.Contains(info, "MOVED") {
+			t.Errorf("node %d was sent calls of another's services: %s", i, info)
+		}
+	}
+	now := t0.Add(3 * FineStep)
+	s.now = func() time.Time { return now }
+	for i, svc := range services {
+		_, got, err := s.Read(ctx, svc, "memory_usage_mb", []string{"a", "b"}, t0, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"a", "b"} {
+			var lasts []float64
+			for _, p := range got[id] {
+				lasts = append(lasts, p.Last)
+			}
+			if want := []float64{float64(i), float64(100 + i), float64(200 + i)}; !slices.Equal(lasts, want) {
+				t.Errorf("%s/%s: memory over the steps %v, want %v", svc, id, lasts, want)
+			}
+		}
+	}
 }
