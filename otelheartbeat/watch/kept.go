@@ -79,7 +79,10 @@ func keep(m *wire.Message, k Key, room int) (*wire.Message, int, int) {
 		fields = append(fields, f)
 		size += fs
 	}
-	if fields != nil {
+	switch {
+	case len(fields) == cap(fields):
+		h.Fields = fields // every field kept (or none): already its length
+	default:
 		// Only what was kept stays allocated: a copy of the right length.
 		h.Fields = append([]wire.Field(nil), fields...)
 	}
