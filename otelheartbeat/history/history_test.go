@@ -98,6 +98,52 @@ func TestAnOlderEpochIsFenced(t *testing.T) {
 	}
 }
 
+// Valkey restarted without its data forgets the epochs it gave: a lease
+// taken after that still has an epoch above every one its holder saw, as
+// holder or as standby, so that what was made under the old lease is not
+// taken for the new one's.
+func TestALeaseTakenAfterValkeyLostItsDataHasANewEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	a, _ := s.NewLease("a", time.Minute)
+	b, _ := s.NewLease("b", time.Minute)
+	for range 3 { // epochs 1 to 3, a's
+		if ok, _, err := a.TryAcquire(ctx); !ok || err != nil {
+			t.Fatalf("a: %v %v", ok, err)
+		}
+		if err := a.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _, err := a.TryAcquire(ctx); !ok || err != nil || a.Epoch() != 4 {
+		t.Fatalf("a: %v %v, epoch %d", ok, err, a.Epoch())
+	}
+	if ok, _, err := b.TryAcquire(ctx); ok || err != nil {
+		t.Fatalf("b took a held lease: %v %v", ok, err)
+	}
+
+	srv.Do(t, "FLUSHALL")
+	if err := a.Renew(ctx, time.Now()); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("renewing a lease Valkey forgot: %v", err)
+	}
+	if ok, _, err := a.TryAcquire(ctx); !ok || err != nil {
+		t.Fatalf("a again: %v %v", ok, err)
+	}
+	if a.Epoch() <= 4 {
+		t.Errorf("a took the lease again under epoch %d, not above the 4 it held", a.Epoch())
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Do(t, "FLUSHALL")
+	if ok, _, err := b.TryAcquire(ctx); !ok || err != nil {
+		t.Fatalf("b: %v %v", ok, err)
+	}
+	if b.Epoch() <= 4 {
+		t.Errorf("b took the lease under epoch %d, not above the 4 it saw held", b.Epoch())
+	}
+}
+
 // One holder at a time; a standby takes the lease within one period of the
 // holder's last renewal, learns when the holder last watched, and the old
 // holder's renewal then fails.

@@ -23,6 +23,24 @@ redis.call('SET', KEYS[2], ARGV[3] .. '|' .. ARGV[4])
 return 1
 `)
 
+// acquire takes the lease for id if nobody holds it, with a new epoch
+// above the highest the caller has seen: a Valkey that lost its data
+// counts epochs from 1 again. It returns 1 and the epoch taken, or 0 and
+// the epoch of the lease held. KEYS: lease, epoch. ARGV: id, lease ms,
+// highest epoch seen.
+var acquire = redis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
+end
+local e = redis.call('INCR', KEYS[2])
+local seen = tonumber(ARGV[3])
+if e <= seen then
+  e = seen + 1
+  redis.call('SET', KEYS[2], e)
+end
+return {1, e}
+`)
+
 // release deletes the lease if id holds it. KEYS: lease. ARGV: id.
 var release = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -35,6 +53,9 @@ type Lease struct {
 	id     string
 	period time.Duration
 	epoch  atomic.Int64 // taken when acquired; read by other goroutines
+	// seen is the highest epoch this replica has taken or seen held; the
+	// next it takes is above it.
+	seen atomic.Int64
 	// until is when the lease runs out on this process's own clock:
 	// nanoseconds since processStart, from the moment the last renewal
 	// that succeeded was sent, plus the period. Valkey's TTL ran from
@@ -70,17 +91,21 @@ func (l *Lease) Epoch() int64 { return l.epoch.Load() }
 // watched (zero if there never was one): from then until now nobody did.
 func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time, err error) {
 	sent := time.Now()
-	ok, err = l.s.c.SetNX(ctx, l.s.leaseKey(), l.id, l.period).Result()
-	if err != nil {
-		return false, time.Time{}, wrap("SET NX "+l.s.leaseKey(), err)
+	res, err := acquire.Run(ctx, l.s.c, []string{l.s.leaseKey(), l.s.epochKey()},
+		l.id, l.period.Milliseconds(), l.seen.Load()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("the script answered %v", res)
 	}
-	if !ok {
-		return false, time.Time{}, l.checkHolder(ctx)
-	}
-	epoch, err := l.s.c.Incr(ctx, l.s.epochKey()).Result()
 	if err != nil {
+		// A script that failed after taking the lease (an epoch key that
+		// is no number) keeps what it wrote: give the lease back.
 		_ = l.Release(ctx)
-		return false, time.Time{}, wrap("INCR "+l.s.epochKey(), err)
+		return false, time.Time{}, wrap("taking the lease "+l.s.leaseKey(), err)
+	}
+	epoch := res[1]
+	l.see(epoch)
+	if res[0] == 0 {
+		return false, time.Time{}, l.checkHolder(ctx)
 	}
 	l.epoch.Store(epoch)
 	l.until.Store(int64(sent.Sub(processStart) + l.period))
@@ -90,6 +115,16 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 		return false, time.Time{}, err
 	}
 	return true, lastWatched, l.Renew(ctx, time.Now())
+}
+
+// see notes that epoch was taken or held.
+func (l *Lease) see(epoch int64) {
+	for {
+		seen := l.seen.Load()
+		if epoch <= seen || l.seen.CompareAndSwap(seen, epoch) {
+			return
+		}
+	}
 }
 
 // Watched returns when a recorder last said it watched, zero if none ever
@@ -169,6 +204,9 @@ func (l *Lease) Holds(ctx context.Context, epoch int64) (bool, error) {
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, wrap("GET "+l.s.leaseKey()+" and "+l.s.epochKey(), err)
+	}
+	if n, err := strconv.ParseInt(current.Val(), 10, 64); err == nil {
+		l.see(n)
 	}
 	return holder.Val() == l.id && current.Val() == strconv.FormatInt(epoch, 10), nil
 }

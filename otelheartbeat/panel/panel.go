@@ -172,7 +172,7 @@ func (p *Panel) allow(ctx context.Context, epoch int64) error {
 	holds, err := p.lease.Holds(ctx, epoch)
 	switch {
 	case err == nil && !holds:
-		return fmt.Errorf("made under lease epoch %d, which another replica has taken over", epoch)
+		return fmt.Errorf("made under lease epoch %d, which Valkey says this replica no longer holds", epoch)
 	case err != nil && !p.lease.ValidAt(time.Now()):
 		return fmt.Errorf("made under lease epoch %d: Valkey does not say who holds the lease now (%v), and it has run out on this replica's clock", epoch, err)
 	}
