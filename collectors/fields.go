@@ -352,11 +352,17 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer, fields int) err
 	// The worker was just made ready on this goroutine's processor: give
 	// it the processor once, so that prompt collectors are done before
 	// anything is armed. Arming the timers below wakes the runtime's
-	// network poller, two or three system calls a heartbeat.
-	runtime.Gosched()
-	take()
-	if pending == 0 {
-		return nil
+	// network poller, two or three system calls a heartbeat. Not on a
+	// single processor: a collector that computes without blocking would
+	// hold it until the runtime preempts it, and the budget would start
+	// late.
+	if runtime.GOMAXPROCS(0) > 1 {
+		runtime.Gosched()
+		take()
+		if pending == 0 {
+			return nil
+		}
+		budget = max(time.Until(end), 0)
 	}
 
 	tick := max(budget/8, time.Millisecond)

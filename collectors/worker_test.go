@@ -109,3 +109,30 @@ func TestARetiredIdleWorkerEnds(t *testing.T) {
 		t.Fatalf("%d workers after the next collection, want 1", n)
 	}
 }
+
+// On one processor, a collector that computes past the budget without
+// blocking is left out and reported, as on many: the collection gets the
+// processor back when its budget ends (within the runtime's preemption,
+// some 10 ms), not when the collector is done.
+func TestABusyCollectorOnOneProcessorIsLeftOutAtTheBudget(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	mp, r := newProvider(t)
+	var reports atomic.Int32
+	f := NewFields(WithMeterProvider(mp), WithTimeout(50*time.Millisecond), WithErrorHandler(func(error) { reports.Add(1) }))
+	busy := make(chan struct{}, 1)
+	must(t, f.Add("busy", Int(func() int64 {
+		busy <- struct{}{}
+		for end := time.Now().Add(250 * time.Millisecond); time.Now().Before(end); {
+		}
+		return 1
+	})))
+	must(t, f.Add("queue_size", Int(func() int64 { return 7 })))
+	ms := collect(t, r)
+	<-busy
+	if dataPoints(ms["heartbeat.busy"]) != 0 || reports.Load() != 1 {
+		t.Errorf("a collector busy for five budgets: observed %d times, reported %d times; want left out and reported", dataPoints(ms["heartbeat.busy"]), reports.Load())
+	}
+	if err := f.Unregister(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
