@@ -130,7 +130,8 @@ func (c *cutConn) use() {
 	n := c.set.send.Load()
 	c.used.Store(n)
 	c.lastIO.Store(int64(c.set.now()))
-	if c.set.cut.Load() == n && c.set.inflight.Load() == n {
+	// Send 0 is none: before the first send, cut and inflight are 0 too.
+	if n != 0 && c.set.cut.Load() == n && c.set.inflight.Load() == n {
 		c.cut(n)
 	}
 }
@@ -175,11 +176,11 @@ type cutSysConn struct {
 // peek before reusing it to be worth a system call. Valkey closes an idle
 // client after its `timeout`, counted in whole seconds, and proxies cut
 // idle connections after longer still; a connection used within the last
-// second was closed, if at all, by something a peek races anyway (a
-// restart, a failover, CLIENT KILL). At the default interval every
-// heartbeat is still looked at; at sub-second intervals a heartbeat sent
-// on a connection closed since the last one fails, and the next goes out
-// on a new connection.
+// second was closed, if at all, by a restart, a failover or CLIENT KILL.
+// At the default interval every heartbeat on a plain connection is still
+// looked at (go-redis never peeks through TLS); at intervals up to about a
+// second, a heartbeat sent on a connection closed since the last one
+// fails, and the next goes out on a new connection.
 const peekAfter = time.Second
 
 // SyscallConn hands go-redis the descriptor to peek at, when c has been

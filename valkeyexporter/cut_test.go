@@ -144,3 +144,20 @@ func TestAConnectionClosedWhileIdleIsNotUsed(t *testing.T) {
 	must(t, exp.Export(ctx, rm))
 	next(t, ch)
 }
+
+// The exporter's client works before its first send too: a command made
+// outside any send (the cluster client's reload of the slots, Shutdown's
+// clean-up) is never taken for one of a send that was cut.
+func TestTheClientWorksOutsideASend(t *testing.T) {
+	srv := redistest.Start(t)
+	exp := newExporter(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := exp.s.client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("a command before the first send: %v", err)
+	}
+	must(t, exp.Export(ctx, collect(t, "tracker_fetcher")))
+	if err := exp.s.client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("a command after a send: %v", err)
+	}
+}
