@@ -348,7 +348,9 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 	for _, r := range e.rules {
 		clear(r.pending)
 	}
-	e.source = source{}
+	// What this engine's tracker saw is still so: the silence it released
+	// to the other rules stays released.
+	e.source = source{released: e.source.released}
 	for _, a := range stored {
 		e.active[Fingerprint(a.Labels)] = a
 		if a.Labels["alertname"] == SourceUnreachable {

@@ -286,6 +286,11 @@ func TestASilenceThatLastsIsJudged(t *testing.T) {
 // once it is released they are judged one by one, not taken for a new
 // silence of the fleet.
 func TestTheLastToFallSilentInALastingSilenceAreJudgedWithIt(t *testing.T) {
+	t.Run("", func(t *testing.T) { lastToFallSilent(t, false) })
+	t.Run("after a takeover", func(t *testing.T) { lastToFallSilent(t, true) })
+}
+
+func lastToFallSilent(t *testing.T, takeover bool) {
 	srv := redistest.Start(t)
 	// Seven silent of fifteen is the source; five of eight would be too.
 	r := newRig(t, srv, WithSilentShare(0.4, 3))
@@ -303,6 +308,14 @@ func TestTheLastToFallSilentInALastingSilenceAreJudgedWithIt(t *testing.T) {
 		r.advance(250*time.Millisecond, few...)
 	}
 	r.sent = nil
+	if takeover {
+		// The lease lost and taken back at once: the engine reloads the
+		// alerts firing, and still knows which silence it released.
+		r.advance(500*time.Millisecond, few...)
+		if _, err := r.e.Takeover(context.Background(), r.c.now); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.advance(5*time.Second, few...)
 	sent := strings.Join(r.sent, "; ")
 	if strings.Contains(sent, "SourceUnreachable") || strings.Count(sent, "firing HeartbeatInstanceDead late") != len(late) {
