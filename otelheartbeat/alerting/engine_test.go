@@ -187,6 +187,20 @@ func (r *rig) mostOfTheFleetFallsSilentBeside(others [][2]string) [][2]string {
 	return few
 }
 
+// untilReleased advances, beating, until the source alert firing for a
+// lasting silence resolves, releasing it to the other rules, and forgets
+// what was sent by then.
+func (r *rig) untilReleased(beating [][2]string) {
+	r.t.Helper()
+	for end := r.c.now.Add(15 * time.Second); !strings.HasPrefix(strings.Join(r.sent, "; "), "resolved HeartbeatSourceUnreachable"); {
+		if r.c.now.After(end) {
+			r.t.Fatalf("the lasting silence was not released: %q", r.sent)
+		}
+		r.advance(250*time.Millisecond, beating...)
+	}
+	r.sent = nil
+}
+
 // Most of the fleet, across services, falling silent at once is the
 // source, not the fleet.
 func TestASilenceOfMostOfTheFleetIsTheSource(t *testing.T) {
@@ -301,13 +315,7 @@ func lastToFallSilent(t *testing.T, takeover bool) {
 	few := r.mostOfTheFleetFallsSilentBeside(late)
 	r.expect("firing HeartbeatSourceUnreachable")
 	r.advance(6*time.Second, append(slices.Clone(few), late...)...)
-	for end := r.c.now.Add(15 * time.Second); !strings.HasPrefix(strings.Join(r.sent, "; "), "resolved HeartbeatSourceUnreachable"); {
-		if r.c.now.After(end) {
-			t.Fatalf("the lasting silence was not released: %q", r.sent)
-		}
-		r.advance(250*time.Millisecond, few...)
-	}
-	r.sent = nil
+	r.untilReleased(few)
 	if takeover {
 		// The lease lost and taken back at once: the engine reloads the
 		// alerts firing, and still knows which silence it released.
@@ -331,13 +339,7 @@ func TestASilenceSoonAfterALastingOneIsTheSource(t *testing.T) {
 	r := newRig(t, srv)
 	few := r.mostOfTheFleetFallsSilent()
 	r.expect("firing HeartbeatSourceUnreachable")
-	for end := r.c.now.Add(15 * time.Second); !strings.HasPrefix(strings.Join(r.sent, "; "), "resolved HeartbeatSourceUnreachable"); {
-		if r.c.now.After(end) {
-			t.Fatalf("the lasting silence was not released: %q", r.sent)
-		}
-		r.advance(250*time.Millisecond, few...)
-	}
-	r.sent = nil
+	r.untilReleased(few)
 
 	beating := slices.Clone(few)
 	for i := range 10 {
