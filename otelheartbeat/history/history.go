@@ -21,7 +21,7 @@
 //	heartbeat:history:services      set of services with history
 //	heartbeat:history:gaps          stream: from, to (unix ms): nobody watched
 //	heartbeat:history:lease         the recorder's id, with a TTL
-//	heartbeat:history:epoch         the fencing counter
+//	heartbeat:history:epoch         the fencing counter: the last epoch given, a Unix time in ms or above
 //	heartbeat:history:watched       "epoch|unix ms" the recorder last confirmed it watched
 //
 // Entries older than the retention are trimmed as new ones are added

@@ -99,24 +99,31 @@ func TestAnOlderEpochIsFenced(t *testing.T) {
 }
 
 // Valkey restarted without its data forgets the epochs it gave: a lease
-// taken after that still has an epoch above every one its holder saw, as
-// holder or as standby, so that what was made under the old lease is not
-// taken for the new one's.
+// taken after that still has an epoch above every one given before, also
+// to a replica that never saw them, so that a recorder paused across the
+// loss is fenced and what was made under the old lease is not taken for
+// the new one's.
 func TestALeaseTakenAfterValkeyLostItsDataHasANewEpoch(t *testing.T) {
 	srv := redistest.Start(t)
 	s := store(t, srv)
 	a, _ := s.NewLease("a", time.Minute)
 	b, _ := s.NewLease("b", time.Minute)
-	for range 3 { // epochs 1 to 3, a's
-		if ok, _, err := a.TryAcquire(ctx); !ok || err != nil {
-			t.Fatalf("a: %v %v", ok, err)
+	var last int64
+	for i := range 3 {
+		if ok, _, err := a.TryAcquire(ctx); !ok || err != nil || a.Epoch() <= last {
+			t.Fatalf("a, %d: %v %v, epoch %d after %d", i, ok, err, a.Epoch(), last)
 		}
+		last = a.Epoch()
 		if err := a.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if ok, _, err := a.TryAcquire(ctx); !ok || err != nil || a.Epoch() != 4 {
-		t.Fatalf("a: %v %v, epoch %d", ok, err, a.Epoch())
+	if ok, _, err := a.TryAcquire(ctx); !ok || err != nil {
+		t.Fatalf("a: %v %v", ok, err)
+	}
+	held := a.Epoch()
+	if _, err := s.Apply(ctx, held, []Record{{Service: "geo", Instance: "i", To: watch.Alive, At: time.Now()}}); err != nil {
+		t.Fatal(err)
 	}
 	if ok, _, err := b.TryAcquire(ctx); ok || err != nil {
 		t.Fatalf("b took a held lease: %v %v", ok, err)
@@ -126,21 +133,52 @@ func TestALeaseTakenAfterValkeyLostItsDataHasANewEpoch(t *testing.T) {
 	if err := a.Renew(ctx, time.Now()); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("renewing a lease Valkey forgot: %v", err)
 	}
-	if ok, _, err := a.TryAcquire(ctx); !ok || err != nil {
-		t.Fatalf("a again: %v %v", ok, err)
+	// c starts after the loss: it never saw an epoch.
+	for _, l := range []*Lease{a, b, must1(s.NewLease("c", time.Minute))} {
+		srv.Do(t, "FLUSHALL")
+		if ok, _, err := l.TryAcquire(ctx); !ok || err != nil {
+			t.Fatalf("%s after the loss: %v %v", l.id, ok, err)
+		}
+		if l.Epoch() <= held {
+			t.Errorf("%s took the lease under epoch %d, not above the %d held before the loss", l.id, l.Epoch(), held)
+		}
+		if _, err := s.Apply(ctx, l.Epoch(), []Record{{Service: "geo", Instance: "i", To: watch.Dead, At: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+		// The recorder that held the lease before, paused across the loss.
+		if _, err := s.Apply(ctx, held, []Record{{Service: "geo", Instance: "i", To: watch.Alive, At: time.Now()}}); !errors.Is(err, ErrFenced) {
+			t.Errorf("the recorder of before the loss wrote after %s: %v", l.id, err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if a.Epoch() <= 4 {
-		t.Errorf("a took the lease again under epoch %d, not above the 4 it held", a.Epoch())
-	}
-	if err := a.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv.Do(t, "FLUSHALL")
-	if ok, _, err := b.TryAcquire(ctx); !ok || err != nil {
-		t.Fatalf("b: %v %v", ok, err)
-	}
-	if b.Epoch() <= 4 {
-		t.Errorf("b took the lease under epoch %d, not above the 4 it saw held", b.Epoch())
+}
+
+// An epoch counter that holds no epoch (written by hand, or an epoch past
+// what Lua's numbers hold exactly) is written over when the lease is
+// taken, and said once: it never keeps every replica from recording.
+func TestAnEpochCounterThatHoldsNoEpochIsSetAnew(t *testing.T) {
+	for _, v := range []string{"abc", "3.5", "-5", "9223372036854775807", "100000000000000000000"} {
+		t.Run(v, func(t *testing.T) {
+			srv := redistest.Start(t)
+			s := store(t, srv)
+			srv.Do(t, "SET", "heartbeat:history:epoch", v)
+			l, _ := s.NewLease("a", time.Minute)
+			if ok, _, err := l.TryAcquire(ctx); !ok || err != nil {
+				t.Fatalf("taking the lease over an epoch counter of %q: %v %v", v, ok, err)
+			}
+			if l.Epoch() < time.Now().Add(-time.Hour).UnixMilli() || !l.garbage.Load() {
+				t.Errorf("epoch %d, reported %v", l.Epoch(), l.garbage.Load())
+			}
+			if held, err := l.Holds(ctx, l.Epoch()); !held || err != nil {
+				t.Errorf("the new holder does not hold it: %v %v", held, err)
+			}
+			b, _ := s.NewLease("b", time.Minute)
+			if ok, _, err := b.TryAcquire(ctx); ok || err != nil || b.seen.Load() != l.Epoch() {
+				t.Errorf("a standby after it: %v %v, saw %d", ok, err, b.seen.Load())
+			}
+		})
 	}
 }
 
@@ -268,7 +306,7 @@ func recorderOn(t *testing.T, srv *redistest.Server, svc string) (*Recorder, fun
 func TestAnEpochNoLeaseGaveIsRepaired(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
-	c.Set(ctx, "heartbeat:history:{gamma}:epoch", "1000000000000", 0)
+	c.Set(ctx, "heartbeat:history:{gamma}:epoch", "4000000000000000", 0) // the year 128,000 in ms
 	r, reports := recorderOn(t, srv, "gamma")
 	poll.Until(t, 5*time.Second, "gamma recorded", func() bool {
 		v, _ := c.HGet(ctx, "heartbeat:history:{gamma}:state", "i").Result()
@@ -456,4 +494,11 @@ func TestAServiceThatCannotBeWrittenIsReportedOnce(t *testing.T) {
 	if len(failures) != 1 || !strings.Contains(failures[0], `"broken"`) || !strings.Contains(failures[0], "WRONGTYPE") {
 		t.Errorf("reports of the failing writes, want one naming the service:\n%s", strings.Join(failures, "\n"))
 	}
+}
+
+func must1[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

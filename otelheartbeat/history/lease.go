@@ -23,22 +23,31 @@ redis.call('SET', KEYS[2], ARGV[3] .. '|' .. ARGV[4])
 return 1
 `)
 
-// acquire takes the lease for id if nobody holds it, with a new epoch
-// above the highest the caller has seen: a Valkey that lost its data
-// counts epochs from 1 again. It returns 1 and the epoch taken, or 0 and
-// the epoch of the lease held. KEYS: lease, epoch. ARGV: id, lease ms,
+// acquire takes the lease for id if nobody holds it, under a new epoch:
+// above the last one given, above the highest the caller has seen, and at
+// least Valkey's clock in milliseconds. A Valkey that lost its data has
+// no last one: the clock keeps the new epoch above those given before,
+// also to a replica that never saw them. An epoch key that is no whole
+// number Lua holds exactly is garbage, written over. It returns 1, the
+// epoch taken and 1 if the key was garbage; or 0 and the epoch of the
+// lease held (0 if garbage). KEYS: lease, epoch. ARGV: id, lease ms,
 // highest epoch seen.
 var acquire = redis.NewScript(`
+local function sane(v)
+  local n = tonumber(v)
+  if n and n >= 0 and n < 2^53 and n == math.floor(n) then return n end
+  return nil
+end
+local cur = redis.call('GET', KEYS[2])
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
+  return {0, sane(cur) or 0}
 end
-local e = redis.call('INCR', KEYS[2])
-local seen = tonumber(ARGV[3])
-if e <= seen then
-  e = seen + 1
-  redis.call('SET', KEYS[2], e)
-end
-return {1, e}
+local n, garbage = sane(cur), 0
+if cur and not n then garbage = 1 end
+local t = redis.call('TIME')
+local e = math.max((n or 0) + 1, tonumber(ARGV[3]) + 1, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+redis.call('SET', KEYS[2], string.format('%d', e))
+return {1, e, garbage}
 `)
 
 // release deletes the lease if id holds it. KEYS: lease. ARGV: id.
@@ -56,6 +65,9 @@ type Lease struct {
 	// seen is the highest epoch this replica has taken or seen held; the
 	// next it takes is above it.
 	seen atomic.Int64
+	// garbage is set when taking the lease wrote over an epoch key that
+	// held no epoch, for the recorder to report.
+	garbage atomic.Bool
 	// until is when the lease runs out on this process's own clock:
 	// nanoseconds since processStart, from the moment the last renewal
 	// that succeeded was sent, plus the period. Valkey's TTL ran from
@@ -93,7 +105,7 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 	sent := time.Now()
 	res, err := acquire.Run(ctx, l.s.c, []string{l.s.leaseKey(), l.s.epochKey()},
 		l.id, l.period.Milliseconds(), l.seen.Load()).Int64Slice()
-	if err == nil && len(res) != 2 {
+	if err == nil && (len(res) < 2 || res[0] == 1 && len(res) != 3) {
 		err = fmt.Errorf("the script answered %v", res)
 	}
 	if err != nil {
@@ -106,6 +118,9 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 	l.see(epoch)
 	if res[0] == 0 {
 		return false, time.Time{}, l.checkHolder(ctx)
+	}
+	if res[2] == 1 {
+		l.garbage.Store(true)
 	}
 	l.epoch.Store(epoch)
 	l.until.Store(int64(sent.Sub(processStart) + l.period))
@@ -205,7 +220,7 @@ func (l *Lease) Holds(ctx context.Context, epoch int64) (bool, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, wrap("GET "+l.s.leaseKey()+" and "+l.s.epochKey(), err)
 	}
-	if n, err := strconv.ParseInt(current.Val(), 10, 64); err == nil {
+	if n, err := strconv.ParseInt(current.Val(), 10, 64); err == nil && n < 1<<53 {
 		l.see(n)
 	}
 	return holder.Val() == l.id && current.Val() == strconv.FormatInt(epoch, 10), nil

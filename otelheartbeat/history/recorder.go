@@ -200,6 +200,9 @@ func (r *Recorder) step(ctx context.Context) {
 	if !ok {
 		return
 	}
+	if r.l.garbage.Swap(false) {
+		r.report("epoch", "history: the fencing counter %s held no epoch (written by hand, or corrupt); it was set anew", r.s.epochKey())
+	}
 	r.leading.Store(true)
 	r.stats.takeovers.Add(1)
 	// Said as the loss was: the last word must not be "standing by".
