@@ -180,6 +180,15 @@ func TestAnEpochCounterThatHoldsNoEpochIsSetAnew(t *testing.T) {
 			}
 		})
 	}
+	t.Run("said by the recorder", func(t *testing.T) {
+		srv := redistest.Start(t)
+		srv.Do(t, "SET", "heartbeat:history:epoch", "abc")
+		r, reports := recorderOn(t, srv, "gamma")
+		poll.Until(t, 5*time.Second, "the lease taken", r.Leading)
+		if got := strings.Join(reports(), "\n"); strings.Count(got, "heartbeat:history:epoch held no epoch") != 1 {
+			t.Errorf("reports:\n%s", got)
+		}
+	})
 }
 
 // One holder at a time; a standby takes the lease within one period of the
