@@ -340,7 +340,9 @@ type update struct {
 const DefaultQueue = 200_000
 
 // Writer writes heartbeats' values to a Store. Add may be called from any
-// goroutine; Flush from one.
+// goroutine; Flush from one. A flush hands go-redis its script calls'
+// arguments in buffers the next flush writes again: a hook on the Store's
+// client that keeps a command past the call finds its arguments emptied.
 type Writer struct {
 	s     *Store
 	max   int
@@ -508,6 +510,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	q := w.queue
 	if len(q) == 0 {
 		w.mu.Unlock()
+		// Quiet: the room the last flush needed (a burst's, perhaps) is
+		// not kept for nothing.
+		w.text, w.refs, w.anys, w.keys, w.args = nil, nil, nil, nil, nil
 		return 0, nil
 	}
 	w.queue, w.spare = w.spare[:0], nil

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -512,5 +513,27 @@ func TestACallGoesToTheNodeOfItsService(t *testing.T) {
 				t.Errorf("%s/%s: memory over the steps %v, want %v", svc, id, lasts, want)
 			}
 		}
+	}
+}
+
+// The room a burst needed is not kept once the flow is quiet: a flush
+// with nothing to write gives it up.
+func TestABurstsRoomIsNotKeptWhileQuiet(t *testing.T) {
+	ctx := context.Background()
+	w := NewWriter(newStore(t), 0)
+	for i := range 2000 {
+		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), t0)
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.text) == 0 {
+		t.Fatal("the flush kept no room: the test no longer shows anything")
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := cap(w.text) + cap(w.refs)*int(unsafe.Sizeof(arg{})) + cap(w.anys)*16 + (cap(w.keys)+cap(w.args))*int(unsafe.Sizeof(span{})); n != 0 {
+		t.Errorf("after an empty flush, the writer keeps %d bytes of the burst's room", n)
 	}
 }
