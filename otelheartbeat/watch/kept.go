@@ -58,10 +58,12 @@ func keep(m *wire.Message, k Key, room int) (*wire.Message, int, int) {
 	cut := 0
 	var fields []wire.Field
 	for _, f := range m.Fields {
+		short := false // cut short: counted once, kept or not
 		switch v := &f.Value; {
 		case v.Kind == wire.KindString && len(v.Str) > MaxKeptString:
 			v.Str = strings.Clone(wire.Truncate(v.Str, MaxKeptString-len("…"))) + "…"
 			cut++
+			short = true
 		case len(v.Raw) > MaxKeptString:
 			cut++
 			continue
@@ -70,7 +72,9 @@ func keep(m *wire.Message, k Key, room int) (*wire.Message, int, int) {
 		}
 		fs := wire.FieldFootprint(f)
 		if size+fs > room {
-			cut++
+			if !short {
+				cut++
+			}
 			continue
 		}
 		if fields == nil {

@@ -110,3 +110,15 @@ func TestKeepingAHeartbeatThatFitsAllocatesTwice(t *testing.T) {
 		t.Errorf("keeping a heartbeat of three fields that fit: %v allocations, want 2", n)
 	}
 }
+
+// A field cut short and then left out for lack of room counts once.
+func TestAFieldCutThenLeftOutCountsOnce(t *testing.T) {
+	m := beat("geo", "a", 1)
+	m.Fields = []wire.Field{
+		{Key: "note", Value: wire.String(strings.Repeat("x", 2*MaxKeptString))},
+		{Key: "queue_size", Value: wire.Int(1)},
+	}
+	if _, _, cut := keep(m, Key{Service: "geo", Instance: "a"}, 0); cut != 2 {
+		t.Errorf("two fields left out, one of them cut first: counted %d, want 2", cut)
+	}
+}
