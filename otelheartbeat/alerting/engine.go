@@ -138,8 +138,16 @@ func (e *Engine) evaluateSource(snap *view, now time.Time, watching bool, change
 		return true
 	}
 	if firing {
-		*changes = append(*changes, e.resolve(fp, now))
-		e.source.recovered(snap, now)
+		a := e.resolve(fp, now)
+		if e.source.recovered(snap, now) {
+			// The map is the firing alert's, shared with what was sent.
+			a.Annotations = maps.Clone(a.Annotations)
+			if a.Annotations == nil {
+				a.Annotations = map[string]string{}
+			}
+			a.Annotations[releasedNote] = "the silence lasted more than ten intervals: the instances still silent are judged one by one"
+		}
+		*changes = append(*changes, a)
 	}
 	return now.Before(e.source.holdUntil)
 }
@@ -348,9 +356,21 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 	for _, r := range e.rules {
 		clear(r.pending)
 	}
-	// What this engine's tracker saw is still so: the silence it released
-	// to the other rules stays released.
+	// A silence released to the other rules stays released: this engine's
+	// own release, or the one the log's last word on the source alert
+	// says another replica made.
 	e.source = source{released: e.source.released}
+	if recent, err := e.Recent(ctx, logLength); err == nil {
+		for _, a := range recent {
+			if a.Labels["alertname"] != SourceUnreachable {
+				continue
+			}
+			if _, ok := a.Annotations[releasedNote]; ok && !a.Firing() && a.EndsAt.After(e.source.released) {
+				e.source.released = a.EndsAt
+			}
+			break
+		}
+	}
 	for _, a := range stored {
 		e.active[Fingerprint(a.Labels)] = a
 		if a.Labels["alertname"] == SourceUnreachable {

@@ -300,11 +300,15 @@ func TestASilenceThatLastsIsJudged(t *testing.T) {
 // once it is released they are judged one by one, not taken for a new
 // silence of the fleet.
 func TestTheLastToFallSilentInALastingSilenceAreJudgedWithIt(t *testing.T) {
-	t.Run("", func(t *testing.T) { lastToFallSilent(t, false) })
-	t.Run("after a takeover", func(t *testing.T) { lastToFallSilent(t, true) })
+	t.Run("", func(t *testing.T) { lastToFallSilent(t, "") })
+	t.Run("after a takeover", func(t *testing.T) { lastToFallSilent(t, "same") })
+	t.Run("after another replica's takeover", func(t *testing.T) { lastToFallSilent(t, "another") })
 }
 
-func lastToFallSilent(t *testing.T, takeover bool) {
+// lastToFallSilent releases a lasting silence, then takes the lease over
+// with the same engine or another one on the same view of the fleet, or
+// not at all ("").
+func lastToFallSilent(t *testing.T, takeover string) {
 	srv := redistest.Start(t)
 	// Seven silent of fifteen is the source; five of eight would be too.
 	r := newRig(t, srv, WithSilentShare(0.4, 3))
@@ -316,10 +320,18 @@ func lastToFallSilent(t *testing.T, takeover bool) {
 	r.expect("firing HeartbeatSourceUnreachable")
 	r.advance(6*time.Second, append(slices.Clone(few), late...)...)
 	r.untilReleased(few)
-	if takeover {
-		// The lease lost and taken back at once: the engine reloads the
-		// alerts firing, and still knows which silence it released.
+	if takeover != "" {
+		// The lease lost and taken back at once, or taken by another
+		// replica that watched the same fleet: the engine reloads the
+		// alerts firing, and knows which silence was released.
 		r.advance(500*time.Millisecond, few...)
+		if takeover == "another" {
+			e, err := New(r.tr, srv.Client(t), WithErrorf(t.Logf), WithSilentShare(0.4, 3))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.e = e
+		}
 		if _, err := r.e.Takeover(context.Background(), r.c.now); err != nil {
 			t.Fatal(err)
 		}

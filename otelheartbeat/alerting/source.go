@@ -68,13 +68,20 @@ func (s *source) reason(snap *view, now time.Time, watching bool, c *config) str
 
 // recovered ends the alert at now: the other rules wait one interval of
 // fresh heartbeats, unless the silence lasted, which is then judged
-// instance by instance.
-func (s *source) recovered(snap *view, now time.Time) {
+// instance by instance: released, true.
+func (s *source) recovered(snap *view, now time.Time) (released bool) {
 	longest := snap.maxInterval()
 	if now.Sub(s.since) <= 10*longest {
 		s.holdUntil = now.Add(longest)
 	} else {
 		s.released = now
+		released = true
 	}
 	s.since = time.Time{}
+	return released
 }
+
+// releasedNote is the annotation of the source alert's resolve that
+// released a lasting silence to the other rules; a replica that takes over
+// learns the release from it.
+const releasedNote = "released"
