@@ -185,7 +185,9 @@ const peekAfter = time.Second
 
 // SyscallConn hands go-redis the descriptor to peek at, when c has been
 // idle for peekAfter; otherwise a view of it whose peek finds nothing.
-// go-redis uses it for nothing else.
+// go-redis uses the descriptor only to peek (before reusing a connection,
+// and, on RESP3, for push notifications, which it skips itself within 5 s
+// of a peek).
 func (c *cutSysConn) SyscallConn() (syscall.RawConn, error) {
 	raw, err := c.sc.SyscallConn()
 	if err != nil || c.set.now()-time.Duration(c.lastIO.Load()) >= peekAfter {

@@ -83,10 +83,9 @@ func keep(m *wire.Message, k Key, room int) (*wire.Message, int, int) {
 		fields = append(fields, f)
 		size += fs
 	}
-	switch {
-	case len(fields) == cap(fields):
+	if len(fields) == cap(fields) {
 		h.Fields = fields // every field kept (or none): already its length
-	default:
+	} else {
 		// Only what was kept stays allocated: a copy of the right length.
 		h.Fields = append([]wire.Field(nil), fields...)
 	}
