@@ -58,7 +58,7 @@ func (cs *cutters) wrap(opt *redis.UniversalOptions) {
 		if sc, ok := c.(syscall.Conn); ok {
 			// go-redis peeks at an idle plain connection through its
 			// file descriptor before reusing it; keep that possible.
-			return &cutSysConn{cc, sc}, nil
+			return &cutSysConn{cutConn: cc, sc: sc, recent: recentConn{sc}}, nil
 		}
 		return cc, nil
 	}
@@ -169,7 +169,8 @@ func (c *cutConn) Close() error {
 // cutSysConn is a cutConn over a connection with a file descriptor.
 type cutSysConn struct {
 	*cutConn
-	sc syscall.Conn
+	sc     syscall.Conn
+	recent recentConn
 }
 
 // peekAfter is how long a connection must have been idle for go-redis's
@@ -189,15 +190,31 @@ const peekAfter = time.Second
 // and, on RESP3, for push notifications, which it skips itself within 5 s
 // of a peek).
 func (c *cutSysConn) SyscallConn() (syscall.RawConn, error) {
-	raw, err := c.sc.SyscallConn()
-	if err != nil || c.set.now()-time.Duration(c.lastIO.Load()) >= peekAfter {
-		return raw, err
+	if c.set.now()-time.Duration(c.lastIO.Load()) >= peekAfter {
+		return c.sc.SyscallConn()
 	}
-	return recentConn{raw}, nil
+	return &c.recent, nil
 }
 
 // recentConn is a connection used within peekAfter: its Read does not call
-// f, as a peek that found the connection open and empty would report.
-type recentConn struct{ syscall.RawConn }
+// f, as a peek that found the connection open and empty would report. It
+// is part of its cutSysConn, so that handing it out allocates nothing.
+type recentConn struct{ sc syscall.Conn }
 
-func (recentConn) Read(func(fd uintptr) bool) error { return nil }
+func (*recentConn) Read(func(fd uintptr) bool) error { return nil }
+
+func (r *recentConn) Control(f func(fd uintptr)) error {
+	raw, err := r.sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return raw.Control(f)
+}
+
+func (r *recentConn) Write(f func(fd uintptr) bool) error {
+	raw, err := r.sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return raw.Write(f)
+}
