@@ -39,6 +39,10 @@ const (
 	// without it is a Valkey that lost its data, not a fleet without
 	// alerts.
 	keptKey = "heartbeat:alerts:kept"
+	// releasedKey holds when the last lasting silence of the fleet was
+	// released to the instance and service rules (Unix ms), for a replica
+	// that takes over.
+	releasedKey = "heartbeat:alerts:released"
 )
 
 // errFenced is a write the engine's WriteFence refused.
@@ -116,6 +120,14 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time, watching bool) []A
 	if errors.Is(e.save(ctx, changes), errFenced) {
 		return nil
 	}
+	if e.source.released.Equal(now) {
+		// A replica that takes over learns of the release from Valkey.
+		if err := e.c.Set(ctx, releasedKey, now.UnixMilli(), 0).Err(); err != nil {
+			e.failed.Fail("released", fmt.Errorf("alerting: SET %s: %w", releasedKey, err))
+		} else {
+			e.failed.OK("released")
+		}
+	}
 	return changes
 }
 
@@ -145,7 +157,8 @@ func (e *Engine) evaluateSource(snap *view, now time.Time, watching bool, change
 			if a.Annotations == nil {
 				a.Annotations = map[string]string{}
 			}
-			a.Annotations[releasedNote] = "the silence lasted more than ten intervals: the instances still silent are judged one by one"
+			a.Annotations["description"] = "the silence lasted more than ten intervals: it is released to the instance and service alerts, which judge the instances still silent one by one"
+			a.Annotations[releasedNote] = "true"
 		}
 		*changes = append(*changes, a)
 	}
@@ -357,18 +370,12 @@ func (e *Engine) Takeover(ctx context.Context, now time.Time) ([]Alert, error) {
 		clear(r.pending)
 	}
 	// A silence released to the other rules stays released: this engine's
-	// own release, or the one the log's last word on the source alert
-	// says another replica made.
+	// own release, or the one another replica made and kept in Valkey
+	// (one said to be after now is no release).
 	e.source = source{released: e.source.released}
-	if recent, err := e.Recent(ctx, logLength); err == nil {
-		for _, a := range recent {
-			if a.Labels["alertname"] != SourceUnreachable {
-				continue
-			}
-			if _, ok := a.Annotations[releasedNote]; ok && !a.Firing() && a.EndsAt.After(e.source.released) {
-				e.source.released = a.EndsAt
-			}
-			break
+	if ms, err := e.c.Get(ctx, releasedKey).Int64(); err == nil {
+		if at := time.UnixMilli(ms); at.After(e.source.released) && !at.After(now) {
+			e.source.released = at
 		}
 	}
 	for _, a := range stored {

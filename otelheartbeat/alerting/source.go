@@ -81,7 +81,6 @@ func (s *source) recovered(snap *view, now time.Time) (released bool) {
 	return released
 }
 
-// releasedNote is the annotation of the source alert's resolve that
-// released a lasting silence to the other rules; a replica that takes over
-// learns the release from it.
+// releasedNote is the annotation, "true", of the source alert's resolve
+// that released a lasting silence to the other rules.
 const releasedNote = "released"
