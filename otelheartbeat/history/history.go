@@ -198,8 +198,10 @@ if not cur then
   end
 end
 -- A malformed epoch or state is garbage, not a reason to stop recording:
--- it reads as none, or as unknown.
-local e = tonumber(cur or '0') or 0
+-- it reads as none, or as unknown. An epoch is digits: tonumber would take
+-- nan (which no comparison fences), inf, hex and fractions.
+local e = 0
+if cur and string.match(cur, '^%d+$') then e = tonumber(cur) end
 if epoch < e then return redis.error_reply('FENCED ' .. e) end
 if epoch > e then redis.call('SET', KEYS[3], ARGV[1]) end
 local from = 'unknown'

@@ -155,11 +155,31 @@ func TestALeaseTakenAfterValkeyLostItsDataHasANewEpoch(t *testing.T) {
 	}
 }
 
+// A service's recorded epoch that is no whole number (nan, inf, hex, a
+// fraction) reads as none: the next write sets it, and fences an older
+// epoch after it. Lua's tonumber takes "nan", which no comparison fences.
+func TestAServiceEpochThatIsNoNumberReadsAsNone(t *testing.T) {
+	for _, v := range []string{"nan", "inf", "-inf", "0x10", "1.5", "-3"} {
+		t.Run(v, func(t *testing.T) {
+			srv := redistest.Start(t)
+			s := store(t, srv)
+			srv.Do(t, "SET", "heartbeat:history:{geo}:epoch", v)
+			now := time.Now()
+			if _, err := s.Apply(ctx, 1000, []Record{{Service: "geo", Instance: "i", To: watch.Alive, At: now}}); err != nil {
+				t.Fatalf("a write over a recorded epoch of %q: %v", v, err)
+			}
+			if _, err := s.Apply(ctx, 5, []Record{{Service: "geo", Instance: "i", To: watch.Dead, At: now.Add(time.Second)}}); !errors.Is(err, ErrFenced) {
+				t.Errorf("an older epoch after it wrote: %v", err)
+			}
+		})
+	}
+}
+
 // An epoch counter that holds no epoch (written by hand, or an epoch past
 // what Lua's numbers hold exactly) is written over when the lease is
 // taken, and said once: it never keeps every replica from recording.
 func TestAnEpochCounterThatHoldsNoEpochIsSetAnew(t *testing.T) {
-	for _, v := range []string{"abc", "3.5", "-5", "9223372036854775807", "100000000000000000000"} {
+	for _, v := range []string{"abc", "3.5", "-5", "9223372036854775807", "100000000000000000000", "4503599627370495"} {
 		t.Run(v, func(t *testing.T) {
 			srv := redistest.Start(t)
 			s := store(t, srv)

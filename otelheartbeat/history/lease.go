@@ -27,28 +27,38 @@ return 1
 // above the last one given, above the highest the caller has seen, and at
 // least Valkey's clock in milliseconds. A Valkey that lost its data has
 // no last one: the clock keeps the new epoch above those given before,
-// also to a replica that never saw them. An epoch key that is no whole
-// number Lua holds exactly is garbage, written over. It returns 1, the
-// epoch taken and 1 if the key was garbage; or 0 and the epoch of the
-// lease held (0 if garbage). KEYS: lease, epoch. ARGV: id, lease ms,
-// highest epoch seen.
+// also to a replica that never saw them, as long as Valkey's clock is not
+// behind the time they were given. An epoch key that is not digits of a
+// number below epochLimit is garbage, and one that would reach it is
+// spent: either is set anew from the clock. It returns 1, the epoch taken
+// and 1 if the key was set anew; or 0 and the epoch of the lease held (0
+// if garbage). KEYS: lease, epoch. ARGV: id, lease ms, highest epoch seen.
 var acquire = redis.NewScript(`
+local limit = 2^52
 local function sane(v)
-  local n = tonumber(v)
-  if n and n >= 0 and n < 2^53 and n == math.floor(n) then return n end
+  if v and string.match(v, '^%d+$') then
+    local n = tonumber(v)
+    if n < limit then return n end
+  end
   return nil
 end
 local cur = redis.call('GET', KEYS[2])
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, sane(cur) or 0}
 end
-local n, garbage = sane(cur), 0
-if cur and not n then garbage = 1 end
+local n, anew = sane(cur), 0
+if cur and not n then anew = 1 end
 local t = redis.call('TIME')
-local e = math.max((n or 0) + 1, tonumber(ARGV[3]) + 1, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local e = math.max((n or 0) + 1, math.min(tonumber(ARGV[3]), limit) + 1, clock)
+if e >= limit then e, anew = clock, 1 end
 redis.call('SET', KEYS[2], string.format('%d', e))
-return {1, e, garbage}
+return {1, e, anew}
 `)
+
+// epochLimit bounds epochs, well within what Lua's numbers hold exactly
+// (2^53): Unix milliseconds reach it in the year 144,683.
+const epochLimit = 1 << 52
 
 // release deletes the lease if id holds it. KEYS: lease. ARGV: id.
 var release = redis.NewScript(`
@@ -65,8 +75,8 @@ type Lease struct {
 	// seen is the highest epoch this replica has taken or seen held; the
 	// next it takes is above it.
 	seen atomic.Int64
-	// garbage is set when taking the lease wrote over an epoch key that
-	// held no epoch, for the recorder to report.
+	// garbage is set when taking the lease set the epoch key anew (it held
+	// no epoch, or a spent one), for the recorder to report.
 	garbage atomic.Bool
 	// until is when the lease runs out on this process's own clock:
 	// nanoseconds since processStart, from the moment the last renewal
@@ -120,7 +130,10 @@ func (l *Lease) TryAcquire(ctx context.Context) (ok bool, lastWatched time.Time,
 		return false, time.Time{}, l.checkHolder(ctx)
 	}
 	if res[2] == 1 {
+		// Set anew from the clock: what this replica saw before is no
+		// guide now.
 		l.garbage.Store(true)
+		l.seen.Store(epoch)
 	}
 	l.epoch.Store(epoch)
 	l.until.Store(int64(sent.Sub(processStart) + l.period))
@@ -220,7 +233,7 @@ func (l *Lease) Holds(ctx context.Context, epoch int64) (bool, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, wrap("GET "+l.s.leaseKey()+" and "+l.s.epochKey(), err)
 	}
-	if n, err := strconv.ParseInt(current.Val(), 10, 64); err == nil && n < 1<<53 {
+	if n, err := strconv.ParseInt(current.Val(), 10, 64); err == nil && n >= 0 && n < epochLimit {
 		l.see(n)
 	}
 	return holder.Val() == l.id && current.Val() == strconv.FormatInt(epoch, 10), nil

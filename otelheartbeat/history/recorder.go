@@ -201,7 +201,7 @@ func (r *Recorder) step(ctx context.Context) {
 		return
 	}
 	if r.l.garbage.Swap(false) {
-		r.report("epoch", "history: the fencing counter %s held no epoch (written by hand, or corrupt); it was set anew", r.s.epochKey())
+		r.report("epoch", "history: the fencing counter %s held no epoch, or one at its limit (written by hand, or corrupt); it was set anew from Valkey's clock", r.s.epochKey())
 	}
 	r.leading.Store(true)
 	r.stats.takeovers.Add(1)
