@@ -175,9 +175,10 @@ func TestAServiceEpochThatIsNoNumberReadsAsNone(t *testing.T) {
 	}
 }
 
-// An epoch counter that holds no epoch (written by hand, or an epoch past
-// what Lua's numbers hold exactly) is written over when the lease is
-// taken, and said once: it never keeps every replica from recording.
+// An epoch counter that holds no epoch (written by hand), or one at its
+// limit (2^52: the last case would give it), is set anew from Valkey's
+// clock when the lease is taken, and said once: it never keeps every
+// replica from recording.
 func TestAnEpochCounterThatHoldsNoEpochIsSetAnew(t *testing.T) {
 	for _, v := range []string{"abc", "3.5", "-5", "9223372036854775807", "100000000000000000000", "4503599627370495"} {
 		t.Run(v, func(t *testing.T) {
