@@ -134,7 +134,11 @@ func TestALeaseTakenAfterValkeyLostItsDataHasANewEpoch(t *testing.T) {
 		t.Fatalf("renewing a lease Valkey forgot: %v", err)
 	}
 	// c starts after the loss: it never saw an epoch.
-	for _, l := range []*Lease{a, b, must1(s.NewLease("c", time.Minute))} {
+	c, err := s.NewLease("c", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*Lease{a, b, c} {
 		srv.Do(t, "FLUSHALL")
 		if ok, _, err := l.TryAcquire(ctx); !ok || err != nil {
 			t.Fatalf("%s after the loss: %v %v", l.id, ok, err)
@@ -524,11 +528,4 @@ func TestAServiceThatCannotBeWrittenIsReportedOnce(t *testing.T) {
 	if len(failures) != 1 || !strings.Contains(failures[0], `"broken"`) || !strings.Contains(failures[0], "WRONGTYPE") {
 		t.Errorf("reports of the failing writes, want one naming the service:\n%s", strings.Join(failures, "\n"))
 	}
-}
-
-func must1[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
