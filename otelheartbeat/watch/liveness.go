@@ -158,24 +158,33 @@ func (s IntervalSource) String() string {
 	return "default"
 }
 
-// Instance is what the tracker knows of one instance.
+// Instance is what the tracker knows of one instance. (Its small fields
+// come first, together, so that it packs into 160 bytes: a panel keeps one
+// for every instance of its fleet.)
 type Instance struct {
 	Key
 	State State
+	// IntervalSource is where Interval comes from.
+	IntervalSource IntervalSource
+	// Has says which of the values from the last heartbeat (Count,
+	// UptimeSeconds, MemoryMB, CPUPercent) it carried.
+	Has wire.Presence
+	// Remembered is set while the instance is known only from elsewhere
+	// (Tracker.Remember) and was never heard by this tracker: its LastSeen
+	// is when it entered State, its silence began before the tracker
+	// watched, and it has no heartbeat values.
+	Remembered bool
 	// LastSeen is when its last heartbeat was received, on the tracker's clock.
 	LastSeen time.Time
 	// Since is when it entered State.
 	Since time.Time
-	// Interval is what the instance is judged by, and IntervalSource where
-	// it comes from.
-	Interval       time.Duration
-	IntervalSource IntervalSource
+	// Interval is what the instance is judged by.
+	Interval time.Duration
 	// From the last heartbeat.
 	Count         int64
 	UptimeSeconds float64
 	MemoryMB      float64
 	CPUPercent    float64
-	Has           wire.Presence
 	// Lost counts heartbeats missing from the sequence of heartbeat_count.
 	Lost int64
 	// Heartbeat is the last heartbeat, when the tracker keeps them
@@ -187,11 +196,6 @@ type Instance struct {
 	// Cut counts the service fields of the last heartbeat cut short or
 	// left out of Heartbeat to keep within the tracker's bounds.
 	Cut int
-	// Remembered is set while the instance is known only from elsewhere
-	// (Tracker.Remember) and was never heard by this tracker: its LastSeen
-	// is when it entered State, its silence began before the tracker
-	// watched, and it has no heartbeat values.
-	Remembered bool
 	// Health is how its last heartbeat stands against the health rules of
 	// its service (WithHealthRules); nil when none applies or before its
 	// first heartbeat. Degraded reads it.
@@ -265,20 +269,21 @@ type serviceName struct {
 	instances int
 	counts    Counts                // its instances by state (Degraded not counted)
 	intervals map[time.Duration]int // its instances by interval
-	byID      map[string]*entry     // its instances, with WithHeartbeats
+	members   []*entry              // its instances, in no order
 	pair      *pairs                // see replace.go
 	rules     []*HealthRule         // the health rules that apply to it
 }
 
 type entry struct {
 	Instance
-	index      int           // in the heap, or -1
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
 	started    int64         // when its process started, Unix nanoseconds; see replace.go
+	index      int32         // in the heap, or -1
 	keptSize   int32         // the footprint of Heartbeat, counted in the tracker's kept
 	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
+	member     int32         // in its service's members
 	pairIn     uint8         // which of those heaps
 	replacing  bool          // it has replaced an instance: it replaces no other
 }
@@ -480,19 +485,14 @@ func (t *Tracker) add(k Key) *entry {
 	svc, ok := t.services[k.Service]
 	if !ok {
 		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}}
-		if t.keepHeartbeats {
-			svc.byID = make(map[string]*entry)
-		}
 		t.services[svc.name] = svc
 	}
 	svc.instances++
 	svc.intervals[0]++
 	k.Service = svc.name
-	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1}
+	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, member: int32(len(svc.members))}
 	t.instances[k] = e
-	if svc.byID != nil {
-		svc.byID[k.Instance] = e
-	}
+	svc.members = append(svc.members, e)
 	return e
 }
 
@@ -627,9 +627,23 @@ func (s *serviceName) count(d time.Duration, n int) {
 	}
 }
 
+// leave takes e out of s's members, moving the last into its place. A
+// list that has shrunk to a quarter of its room is moved to a smaller one,
+// so that a service whose fleet once was large does not hold its room.
+func (s *serviceName) leave(e *entry) {
+	last := len(s.members) - 1
+	moved := s.members[last]
+	s.members[e.member], moved.member = moved, e.member
+	s.members[last] = nil
+	s.members = s.members[:last]
+	if c := cap(s.members); c > 64 && len(s.members) < c/4 {
+		s.members = append(make([]*entry, 0, 2*len(s.members)), s.members...)
+	}
+}
+
 // deadlineOf is when e's next transition is due, from its state: stale,
 // dead, or forgotten after the retention period. It is worked out when
-// asked rather than kept, which keeps an entry within 256 bytes.
+// asked rather than kept, which keeps an entry within 224 bytes.
 func (t *Tracker) deadlineOf(e *entry) time.Time {
 	switch e.State {
 	case Alive:
@@ -649,14 +663,14 @@ func (t *Tracker) schedule(e *entry) {
 	case e.index < 0:
 		t.deadlines.push(e, d)
 	case d < t.deadlines[e.index].filed:
-		t.deadlines.refile(e.index, d)
+		t.deadlines.refile(int(e.index), d)
 	}
 }
 
 // remove forgets an entry.
 func (t *Tracker) remove(e *entry) {
 	if e.index >= 0 {
-		t.deadlines.remove(e.index)
+		t.deadlines.remove(int(e.index))
 	}
 	t.unfile(e)
 	t.unlink(e)
@@ -667,7 +681,7 @@ func (t *Tracker) remove(e *entry) {
 	if svc := t.services[e.Service]; svc != nil {
 		svc.counts.Add(e.State, -1)
 		svc.count(e.Interval, -1)
-		delete(svc.byID, e.Key.Instance)
+		svc.leave(e)
 		if svc.instances--; svc.instances <= 0 {
 			delete(t.services, e.Service)
 		}
@@ -786,20 +800,14 @@ func (t *Tracker) Get(k Key) (Instance, bool) {
 // leaves it the moment the tracker judges it stale, and at once when it
 // sends its stopping heartbeat; it is back with its next heartbeat. With
 // WithHeartbeats each carries its last heartbeat (its instance_address,
-// its service fields such as pending_requests), and the cost is that of
-// the service's instances; without it, Alive walks every instance tracked.
+// its service fields such as pending_requests). The cost is that of the
+// service's instances.
 func (t *Tracker) Alive(service string) []Instance {
 	t.mu.Lock()
 	var out []Instance
-	if svc := t.services[service]; svc != nil && svc.byID != nil {
-		for _, e := range svc.byID {
+	if svc := t.services[service]; svc != nil {
+		for _, e := range svc.members {
 			if e.State == Alive {
-				out = append(out, e.Instance)
-			}
-		}
-	} else if svc != nil {
-		for _, e := range t.instances {
-			if e.Service == service && e.State == Alive {
 				out = append(out, e.Instance)
 			}
 		}
@@ -886,24 +894,14 @@ type ServiceTally struct {
 	Longest time.Duration
 }
 
-// RangeService is Range over the instances of service only. With
-// WithHeartbeats the cost is that of the service's instances; without
-// it, it walks every instance tracked.
+// RangeService is Range over the instances of service only, in no
+// particular order, at the cost of the service's instances.
 func (t *Tracker) RangeService(service string, f func(in *Instance) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	svc := t.services[service]
-	switch {
-	case svc == nil:
-	case svc.byID != nil:
-		for _, e := range svc.byID {
+	if svc := t.services[service]; svc != nil {
+		for _, e := range svc.members {
 			if !f(&e.Instance) {
-				return
-			}
-		}
-	default:
-		for _, e := range t.instances {
-			if e.Service == service && !f(&e.Instance) {
 				return
 			}
 		}
@@ -935,22 +933,14 @@ func (t *Tracker) ServiceNames() []string {
 }
 
 // ServiceInstances returns the instances of service, ordered by instance
-// id. With WithHeartbeats the cost is that of the service's instances;
-// without it, it walks every instance tracked.
+// id, at the cost of the service's instances.
 func (t *Tracker) ServiceInstances(service string) []Instance {
 	t.mu.Lock()
 	var out []Instance
-	if svc := t.services[service]; svc != nil && svc.byID != nil {
-		out = make([]Instance, 0, len(svc.byID))
-		for _, e := range svc.byID {
+	if svc := t.services[service]; svc != nil {
+		out = make([]Instance, 0, len(svc.members))
+		for _, e := range svc.members {
 			out = append(out, e.Instance)
-		}
-	} else if svc != nil {
-		out = make([]Instance, 0, svc.instances)
-		for _, e := range t.instances {
-			if e.Service == service {
-				out = append(out, e.Instance)
-			}
 		}
 	}
 	t.mu.Unlock()
@@ -1021,8 +1011,8 @@ type filedEntry struct {
 
 func (h *deadlineHeap) push(e *entry, filed int64) {
 	*h = append(*h, filedEntry{filed, e})
-	e.index = len(*h) - 1
-	h.up(e.index)
+	e.index = int32(len(*h) - 1)
+	h.up(int(e.index))
 }
 
 // refile files the entry at i under filed.
@@ -1038,7 +1028,7 @@ func (h *deadlineHeap) remove(i int) {
 	n := len(old) - 1
 	e := old[i].e
 	old[i] = old[n]
-	old[i].e.index = i
+	old[i].e.index = int32(i)
 	old[n] = filedEntry{}
 	*h = old[:n]
 	if i < n {
@@ -1057,11 +1047,11 @@ func (h deadlineHeap) up(i int) bool {
 			break
 		}
 		h[i] = h[p]
-		h[i].e.index = i
+		h[i].e.index = int32(i)
 		i = p
 	}
 	h[i] = it
-	it.e.index = i
+	it.e.index = int32(i)
 	return i != start
 }
 
@@ -1084,9 +1074,9 @@ func (h deadlineHeap) down(i int) {
 			break
 		}
 		h[i] = h[least]
-		h[i].e.index = i
+		h[i].e.index = int32(i)
 		i = least
 	}
 	h[i] = it
-	it.e.index = i
+	it.e.index = int32(i)
 }

@@ -176,6 +176,59 @@ func TestDeadInstancesAreForgottenAfterRetention(t *testing.T) {
 	}
 }
 
+// A service's instances are listed from its own index of them, which
+// must follow every instance forgotten, from wherever in the index, and
+// give its room back when the service shrinks.
+func TestAServiceListsItsInstancesAfterMostAreForgotten(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute), WithHeartbeats())
+	for i := range 1000 {
+		tr.Observe(beat("s", fmt.Sprintf("%04d", i), 1))
+		tr.Observe(beat("other", fmt.Sprintf("%04d", i), 1))
+	}
+	clock.Advance(3 * time.Minute)
+	kept := map[string]bool{}
+	for i := 0; i < 1000; i += 37 { // heard again, from all over the index
+		id := fmt.Sprintf("%04d", i)
+		tr.Observe(beat("s", id, 2))
+		kept[id] = true
+	}
+	tr.Tick() // the others dead
+	clock.Advance(time.Minute)
+	tr.Tick() // and forgotten
+	got := tr.ServiceInstances("s")
+	if len(got) != len(kept) {
+		t.Fatalf("%d instances listed, want %d", len(got), len(kept))
+	}
+	for i, in := range got {
+		if !kept[in.Instance] || (i > 0 && got[i-1].Instance >= in.Instance) {
+			t.Fatalf("listed %q at %d: want each instance heard again once, in order", in.Instance, i)
+		}
+	}
+	if alive := tr.Alive("s"); len(alive) != len(kept) {
+		t.Errorf("%d alive, want %d", len(alive), len(kept))
+	}
+	n := 0
+	tr.RangeService("s", func(in *Instance) bool { n++; return true })
+	if n != len(kept) {
+		t.Errorf("RangeService visited %d, want %d", n, len(kept))
+	}
+	if got := tr.ServiceInstances("other"); len(got) != 0 {
+		t.Errorf("a forgotten service lists %d instances", len(got))
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	svc := tr.services["s"]
+	if c := cap(svc.members); c > 4*len(kept) {
+		t.Errorf("the index of %d instances holds room for %d", len(kept), c)
+	}
+	for i, e := range svc.members {
+		if int(e.member) != i {
+			t.Fatalf("member %d says it is at %d", i, e.member)
+		}
+	}
+}
+
 func TestObserveAtAnOlderReceiveTime(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	tr := NewTracker(WithClock(clock))
@@ -424,6 +477,48 @@ func BenchmarkMemoryPerInstance(b *testing.B) {
 		for i := 0; i < n; i++ {
 			m := beat(fmt.Sprintf("service_%03d", i%100), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1)
 			tr.Observe(m)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
+		runtime.KeepAlive(tr)
+	}
+}
+
+// BenchmarkMemoryPerInstanceKeepingHeartbeats reports the heap a tracker
+// keeping heartbeats (WithHeartbeats, as the admin panel runs it) holds
+// per instance at 100,000 instances of 50 services: its entry, its
+// service's index of it, its kept heartbeat and the instance id. Each
+// heartbeat is decoded from the JSON of the original design's, three
+// service fields included, as a watcher receives it.
+func BenchmarkMemoryPerInstanceKeepingHeartbeats(b *testing.B) {
+	const n = 100_000
+	in := wire.NewInterner(1 << 10)
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		tr := NewTracker(WithHeartbeats())
+		for i := 0; i < n; i++ {
+			data, err := wire.Marshal(&wire.Message{
+				ServiceName: fmt.Sprintf("service_%02d", i%50), InstanceID: fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i),
+				Timestamp: t0, UptimeSeconds: 3600, HeartbeatCount: 60, MemoryUsageMB: 45.2, CPUUsagePercent: 2.5,
+				IntervalSeconds: 60, Status: wire.StatusRunning,
+				Has: wire.HasUptime | wire.HasHeartbeatCount | wire.HasMemory | wire.HasCPU | wire.HasInterval,
+				Fields: []wire.Field{
+					{Key: "queue_size", Value: wire.Int(int64(i % 2000))},
+					{Key: "api_status", Value: wire.String("ok")},
+					{Key: "last_successful_fetch", Value: wire.Time(t0)},
+				},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var m wire.Message
+			if err := wire.UnmarshalIntern(data, &m, in); err != nil {
+				b.Fatal(err)
+			}
+			tr.Observe(&m)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -842,7 +937,7 @@ func TestTheDeadlineHeapKeepsItsOrder(t *testing.T) {
 		filed := map[*entry]int64{}
 		check := func(step string) {
 			for i, it := range h {
-				if it.e.index != i || filed[it.e] != it.filed {
+				if int(it.e.index) != i || filed[it.e] != it.filed {
 					t.Fatalf("seed %d, after %s: entry at %d says %d, filed %d want %d", seed, step, i, it.e.index, it.filed, filed[it.e])
 				}
 				if i > 0 && h[(i-1)/4].filed > it.filed {
