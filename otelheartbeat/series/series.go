@@ -502,9 +502,16 @@ func (w *Writer) Discard() {
 // long.
 const maxPerScript = 2_000
 
-// Flush writes what is queued, one script per service (its rings share a
-// cluster slot), in one round trip. What fails is dropped: the values are
-// a chart's, and the next heartbeat brings more.
+// flushBatch is about how many rollups a flush writes in one round trip
+// (a call's more at most): about 700 KB of calls to build and send, where
+// a second's flow at 100,000 instances every 10 s is 40,000 rollups.
+const flushBatch = 2_000
+
+// Flush writes what is queued, one script call per service and up to
+// maxPerScript ring writes (its rings share a cluster slot), about
+// flushBatch rollups a round trip. It returns how many rollups were
+// written, and why any were not. What fails is dropped: the values are a
+// chart's, and the next heartbeat brings more.
 func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.mu.Lock()
 	q := w.queue
@@ -549,19 +556,73 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// Every call's keys and arguments are written in one buffer, kept from
 	// one flush to the next, and handed to go-redis as spans of it by
 	// pointer (see arg): a string each, and its boxing into an interface,
-	// would be most of what the panel allocates.
+	// would be most of what the panel allocates. The calls go out a batch
+	// at a time (flushBatch), so that the buffer is a batch's, whatever
+	// the flow.
 	type call struct{ keys, args span } // in keys and args
 	var (
 		calls           []call
 		keys, args      = w.keys[:0], w.args[:0] // in text
 		text            = w.text[:0]
+		refs, anys      = w.refs[:0], w.anys[:0]
 		first, firstArg int // the call being written's first key and argument
+		written         int
+		errs            []error
 	)
 	fieldsOf := map[string]int{} // an instance's fields set's key index, in the call made
 	end := func() {
 		calls = append(calls, call{span{first, len(keys)}, span{firstArg, len(args)}})
 		first, firstArg = len(keys), len(args)
 		clear(fieldsOf)
+	}
+	// send writes the calls made, and starts the buffers anew.
+	send := func() {
+		if len(calls) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			// Out of time: what is left is dropped, and said once.
+			if !slices.Contains(errs, ctx.Err()) {
+				errs = append(errs, ctx.Err())
+			}
+			calls, keys, args, text = calls[:0], keys[:0], args[:0], text[:0]
+			first, firstArg = 0, 0
+			return
+		}
+		// The spans are cut from the buffer once it is whole: appending
+		// may have moved it.
+		refs = slices.Grow(refs[:0], len(keys)+len(args))[:len(keys)+len(args)]
+		for i, k := range keys {
+			refs[i].b = text[k.from:k.to:k.to]
+		}
+		argRefs := refs[len(keys):]
+		for i, a := range args {
+			argRefs[i].b = text[a.from:a.to:a.to]
+		}
+		// Each EVALSHA's arguments, the hash to be set, cut from one slice.
+		anys = slices.Grow(anys[:0], len(calls)*(3+len(head))+len(keys)+len(args))
+		cmdArgs := make([][]any, len(calls))
+		for i, c := range calls {
+			from := len(anys)
+			anys = append(anys, "evalsha", "", c.keys.to-c.keys.from)
+			for j := c.keys.from; j < c.keys.to; j++ {
+				anys = append(anys, &refs[j])
+			}
+			anys = append(anys, head...)
+			for j := c.args.from; j < c.args.to; j++ {
+				anys = append(anys, &argRefs[j])
+			}
+			cmdArgs[i] = anys[from:len(anys):len(anys)]
+		}
+		if err := w.send(ctx, cmdArgs); err != nil {
+			errs = append(errs, err)
+		} else {
+			written += len(args)
+		}
+		clear(refs)
+		clear(anys)
+		calls, keys, args, text = calls[:0], keys[:0], args[:0], text[:0]
+		first, firstArg = 0, 0
 	}
 	for _, svc := range order {
 		svcPart := w.s.servicePart(svc)
@@ -592,51 +653,29 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			// Two ring writes a rollup.
 			if 2*(len(args)-firstArg) >= maxPerScript {
 				end()
+				if len(args) >= flushBatch {
+					send()
+				}
 			}
 		}
 		if len(args) > firstArg {
 			end()
+			if len(args) >= flushBatch {
+				send()
+			}
 		}
 	}
-	// The spans are cut from the buffer once it is whole: appending may
-	// have moved it.
-	refs := slices.Grow(w.refs[:0], len(keys)+len(args))[:len(keys)+len(args)]
-	for i, k := range keys {
-		refs[i].b = text[k.from:k.to:k.to]
-	}
-	argRefs := refs[len(keys):]
-	for i, a := range args {
-		argRefs[i].b = text[a.from:a.to:a.to]
-	}
-	// Each EVALSHA's arguments, the hash to be set, cut from one slice.
-	anys := slices.Grow(w.anys[:0], len(calls)*(3+len(head))+len(keys)+len(args))
-	cmdArgs := make([][]any, len(calls))
-	for i, c := range calls {
-		from := len(anys)
-		anys = append(anys, "evalsha", "", c.keys.to-c.keys.from)
-		for j := c.keys.from; j < c.keys.to; j++ {
-			anys = append(anys, &refs[j])
-		}
-		anys = append(anys, head...)
-		for j := c.args.from; j < c.args.to; j++ {
-			anys = append(anys, &argRefs[j])
-		}
-		cmdArgs[i] = anys[from:len(anys):len(anys)]
-	}
-	// Kept for the next flush once go-redis has written them, unless a
-	// burst left them far larger than the flow needs.
-	defer func() {
-		clear(refs)
-		clear(anys)
-		if cap(text) <= 2*len(text)+64<<10 {
-			w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
-		} else {
-			w.text, w.refs, w.anys, w.keys, w.args = nil, nil, nil, nil, nil
-		}
-	}()
-	// By hash; a Valkey that does not know the script (restarted,
-	// flushed) is sent it whole, once per call that failed so.
-	send := func(name, script string, which []int) ([]*redis.Cmd, error) {
+	send()
+	// Kept for the next flush: a batch's room, at most.
+	w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
+	return written, errors.Join(errs...)
+}
+
+// send makes script calls in one round trip, by hash; a Valkey that does
+// not know the script (restarted, flushed) is sent it whole, once per call
+// that failed so.
+func (w *Writer) send(ctx context.Context, cmdArgs [][]any) error {
+	pipe := func(name, script string, which []int) ([]*redis.Cmd, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, c := range which {
@@ -653,9 +692,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	for i := range all {
 		all[i] = i
 	}
-	cmds, err := send("evalsha", merge.Hash(), all)
+	cmds, err := pipe("evalsha", merge.Hash(), all)
 	if err == nil {
-		return len(q), nil
+		return nil
 	}
 	var again []int
 	var errs []error
@@ -668,11 +707,8 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		}
 	}
 	if len(again) > 0 {
-		_, err = send("eval", mergeSource, again)
+		_, err = pipe("eval", mergeSource, again)
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return 0, err
-	}
-	return len(q), nil
+	return errors.Join(errs...)
 }
