@@ -607,3 +607,44 @@ func withinPublisherLimits(t *testing.T, data []byte, m *Message) {
 		t.Fatalf("Interval() = %v", d)
 	}
 }
+
+// Decoding with an Interner into a message without room for fields
+// allocates its fields once, at their number: a watcher that keeps the
+// message keeps no spare room, and no copies made while they grew.
+func TestDecodingWithAnInternerAllocatesTheFieldsOnce(t *testing.T) {
+	data := []byte(`{"service_name":"tracker_fetcher","instance_id":"a1b2","timestamp":"2025-01-16T08:30:00.000000+00:00",` +
+		`"uptime_seconds":3600,"heartbeat_count":60,"memory_usage_mb":45.2,"cpu_usage_percent":2.5,` +
+		`"queue_size":1380,"api_status":"authenticated","last_successful_fetch":"2025-01-16T08:29:55.000000+00:00"}`)
+	in := NewInterner(64)
+	var m Message
+	if err := UnmarshalIntern(data, &m, in); err != nil { // names interned
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		m = Message{}
+		if err := UnmarshalIntern(data, &m, in); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 2 {
+		t.Errorf("%v allocations, want 2: the instance id and the fields", n)
+	}
+	if len(m.Fields) != 3 || cap(m.Fields) != 3 {
+		t.Errorf("%d fields with room for %d, want 3 and 3", len(m.Fields), cap(m.Fields))
+	}
+	// The room the decoder grew them in is its own: the next message
+	// decoded does not change this one.
+	first := m
+	var next Message
+	other := bytes.Replace(data, []byte(`1380`), []byte(`7`), 1)
+	if err := UnmarshalIntern(other, &next, in); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := first.Field("queue_size"); v.Int != 1380 {
+		t.Errorf("the first message's queue_size became %d", v.Int)
+	}
+	// A message with room of its own is decoded into it, as before.
+	own := Message{Fields: make([]Field, 0, 8)}
+	if err := UnmarshalIntern(data, &own, in); err != nil || cap(own.Fields) != 8 {
+		t.Errorf("decoded into %d of room, %v; want the message's own 8", cap(own.Fields), err)
+	}
+}

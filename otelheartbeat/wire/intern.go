@@ -1,13 +1,17 @@
 package wire
 
-// Interner hands out one shared string for bytes it has seen before, so
-// that a decoder reading the same service names, field keys and states in
-// every heartbeat of a fleet does not allocate them each time. It holds at
-// most its bound of strings; past that it allocates as usual. It is not
+// Interner is what a decoder keeps from one message to the next. It hands
+// out one shared string for bytes it has seen before, so that a decoder
+// reading the same service names, field keys and states in every heartbeat
+// of a fleet does not allocate them each time; it holds at most its bound
+// of strings, and past that allocates as usual. And it holds the room a
+// message's fields are gathered in, so that a message decoded without room
+// of its own gets its fields in one allocation of their number. It is not
 // safe for concurrent use.
 type Interner struct {
-	m   map[string]string
-	max int
+	m      map[string]string
+	max    int
+	fields []Field
 }
 
 // NewInterner returns an interner holding at most max strings.
@@ -34,12 +38,32 @@ func (in *Interner) String(b []byte) string {
 }
 
 // UnmarshalIntern is UnmarshalInto that takes service names, field keys
-// and short string values from in.
+// and short string values from in. A message without room for fields
+// (its Fields nil, or of no capacity) gets them in one allocation of
+// exactly their number, gathered in in's room.
 func UnmarshalIntern(data []byte, m *Message, in *Interner) error {
-	*m = Message{Fields: m.Fields[:0]}
+	gather := in != nil && cap(m.Fields) == 0
+	fields := m.Fields[:0]
+	if gather {
+		fields = in.fields[:0]
+	}
+	*m = Message{Fields: fields}
 	if len(data) > MaxMessageSize {
+		m.Fields = nil
 		return decodeErr("", "message is %d bytes, more than the %d allowed", len(data), MaxMessageSize)
 	}
 	d := decoder{s: scanner{data: data}, m: m, intern: in}
-	return d.object()
+	err := d.object()
+	if gather {
+		room := m.Fields
+		m.Fields = nil
+		if err == nil && len(room) > 0 {
+			m.Fields = append(make([]Field, 0, len(room)), room...)
+		}
+		clear(room) // its strings are the message's now, or garbage
+		if cap(room) <= MaxFields {
+			in.fields = room[:0]
+		}
+	}
+	return err
 }
