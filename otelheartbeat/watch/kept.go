@@ -47,10 +47,18 @@ func WithHeartbeatBudget(perInstance, total int) TrackerOption {
 	})
 }
 
-// keep returns the copy of m the tracker keeps for k, within room bytes,
-// with its footprint and how many service fields were cut or left out.
-// m itself is not kept: the decoder's strings are dropped with it.
-func keep(m *wire.Message, k Key, room int) (*wire.Message, int, int) {
+// keep returns what the tracker keeps of m for k, within room bytes, with
+// its footprint and how many service fields were cut or left out. An owned
+// m (see Tracker.observeOwned) that fits whole, its fields without spare
+// room, is kept itself, with k's names; any other m is copied, so the
+// caller's stays the caller's.
+func keep(m *wire.Message, k Key, room int, owned bool) (*wire.Message, int, int) {
+	if owned && cap(m.Fields) == len(m.Fields) {
+		if size, ok := whole(m, k, room); ok {
+			m.ServiceName, m.InstanceID = k.Service, k.Instance
+			return m, size, 0
+		}
+	}
 	h := *m
 	h.ServiceName, h.InstanceID = k.Service, k.Instance // shared with the entry
 	h.Fields = nil
@@ -90,4 +98,19 @@ func keep(m *wire.Message, k Key, room int) (*wire.Message, int, int) {
 		h.Fields = append([]wire.Field(nil), fields...)
 	}
 	return &h, size, cut
+}
+
+// whole returns the footprint of m kept whole for k, and whether it can
+// be: within room, and with nothing to cut.
+func whole(m *wire.Message, k Key, room int) (int, bool) {
+	size := m.Footprint() - len(m.ServiceName) - len(m.InstanceID)
+	if size > room {
+		return 0, false
+	}
+	for _, f := range m.Fields {
+		if v := &f.Value; len(v.Raw) > MaxKeptString || v.Kind == wire.KindString && len(v.Str) > MaxKeptString {
+			return 0, false
+		}
+	}
+	return size, true
 }

@@ -1,10 +1,14 @@
 package watch
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -106,7 +110,7 @@ func TestKeepingAHeartbeatThatFitsAllocatesTwice(t *testing.T) {
 		{Key: "ratio", Value: wire.Float(0.25)},
 	}
 	k := Key{Service: "geo", Instance: "a"}
-	if n := testing.AllocsPerRun(100, func() { keep(m, k, 1<<20) }); n != 2 {
+	if n := testing.AllocsPerRun(100, func() { keep(m, k, 1<<20, false) }); n != 2 {
 		t.Errorf("keeping a heartbeat of three fields that fit: %v allocations, want 2", n)
 	}
 }
@@ -118,7 +122,64 @@ func TestAFieldCutThenLeftOutCountsOnce(t *testing.T) {
 		{Key: "note", Value: wire.String(strings.Repeat("x", 2*MaxKeptString))},
 		{Key: "queue_size", Value: wire.Int(1)},
 	}
-	if _, _, cut := keep(m, Key{Service: "geo", Instance: "a"}, 0); cut != 2 {
+	if _, _, cut := keep(m, Key{Service: "geo", Instance: "a"}, 0, false); cut != 2 {
 		t.Errorf("two fields left out, one of them cut first: counted %d, want 2", cut)
+	}
+}
+
+// A monitor's tracker keeps the heartbeat it decoded itself when it fits
+// whole, the one the event carries, rather than a second copy of every
+// heartbeat; one that must be cut is copied, and one decoded into again
+// (WithoutHeartbeatEvents) is never kept.
+func TestAMonitorKeepsTheHeartbeatItDecodedWhenItFits(t *testing.T) {
+	client := redis.NewClient(&redis.Options{}) // never dialled: ingest needs no connection
+	defer client.Close()
+	payload := func(id, note string) []byte {
+		b, err := wire.Marshal(&wire.Message{ServiceName: "geo", InstanceID: id, Timestamp: t0, HeartbeatCount: 1, Has: wire.HasHeartbeatCount,
+			Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(7)}, {Key: "note", Value: wire.String(note)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	channel := []byte(wire.DefaultChannelPrefix + "geo")
+	ctx := context.Background()
+
+	m, err := New(Connection{Client: client}, WithTracker(WithHeartbeats()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan Event, 8)
+	ds := newDecodeState()
+	m.ingest(ctx, out, m.decode(ds, channel, payload("a", "short"), time.Now()))
+	m.ingest(ctx, out, m.decode(ds, channel, payload("b", strings.Repeat("x", 2*MaxKeptString)), time.Now()))
+	for _, want := range []struct {
+		id     string
+		shared bool
+	}{{"a", true}, {"b", false}} {
+		e := <-out
+		in, _ := m.Tracker().Get(Key{Service: "geo", Instance: want.id})
+		if got := in.Heartbeat == e.Message; got != want.shared {
+			t.Errorf("%s: kept the event's message itself: %v, want %v", want.id, got, want.shared)
+		}
+		if v, _ := in.Heartbeat.Field("queue_size"); v.Int != 7 {
+			t.Errorf("%s: kept queue_size %v", want.id, v)
+		}
+	}
+	if in, _ := m.Tracker().Get(Key{Service: "geo", Instance: "b"}); in.Cut != 1 {
+		t.Errorf("the long note: cut %d, want 1", in.Cut)
+	}
+
+	quiet, err := New(Connection{Client: client}, WithTracker(WithHeartbeats()), WithoutHeartbeatEvents())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds = newDecodeState()
+	quiet.ingest(ctx, out, quiet.decode(ds, channel, payload("a", "first"), time.Now()))
+	quiet.ingest(ctx, out, quiet.decode(ds, channel, payload("b", "second"), time.Now()))
+	if in, _ := quiet.Tracker().Get(Key{Service: "geo", Instance: "a"}); in.Heartbeat.InstanceID != "a" {
+		t.Errorf("a's kept heartbeat became %s's", in.Heartbeat.InstanceID)
+	} else if v, _ := in.Heartbeat.Field("note"); v.Str != "first" {
+		t.Errorf("a's kept note became %q", v.Str)
 	}
 }

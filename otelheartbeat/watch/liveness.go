@@ -424,6 +424,17 @@ func (t *Tracker) Observe(m *wire.Message) []Transition {
 // them, so that what a consumer keeps by instance beside the tracker
 // shares its memory rather than holding another copy of every id.
 func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
+	return t.observe(m, receivedAt, false)
+}
+
+// observeOwned is ObserveAt of a message handed over for good, which the
+// caller (a Monitor that decoded it) only reads from then on: when it is
+// kept whole, it is kept itself rather than copied.
+func (t *Tracker) observeOwned(m *wire.Message, receivedAt time.Time) []Transition {
+	return t.observe(m, receivedAt, true)
+}
+
+func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) []Transition {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
@@ -457,7 +468,7 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	e.Has = m.Has
 	learnt := e.setStarted(receivedAt, m.UptimeSeconds, m.Has&wire.HasUptime != 0)
 	if t.keepHeartbeats {
-		t.keepHeartbeat(e, m)
+		t.keepHeartbeat(e, m, owned)
 	}
 	t.judgeHealth(e, t.services[k.Service], m, receivedAt)
 
@@ -498,10 +509,10 @@ func (t *Tracker) add(k Key) *entry {
 
 // keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's
 // share of the budget, and within what the budget has left.
-func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
+func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message, owned bool) {
 	others := t.kept - int(e.keptSize)
 	room := min(t.keptMax, t.keptBudget/max(len(t.instances), 1), t.keptBudget-others)
-	h, size, cut := keep(m, e.Key, room)
+	h, size, cut := keep(m, e.Key, room, owned)
 	e.Heartbeat, e.keptSize, e.Cut = h, int32(size), cut
 	t.kept = others + size
 	t.cut += int64(cut)

@@ -89,7 +89,8 @@ const (
 )
 
 // Event is something the monitor saw. Raw is read-only: it shares memory
-// with the received message.
+// with the received message. Message is read-only too: the tracker may
+// keep it as the instance's Heartbeat (Instance.Heartbeat), shared.
 //
 // Channel, Message and Err hold strings from the wire as they were
 // received: escape them before showing them (package term does).
@@ -613,7 +614,12 @@ func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool
 		m.offer(out, Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: r.err, Raw: r.raw})
 		return true
 	}
-	transitions := m.tracker.ObserveAt(r.msg, r.at)
+	var transitions []Transition
+	if m.cfg.NoHeartbeats {
+		transitions = m.tracker.ObserveAt(r.msg, r.at) // decoded into again
+	} else {
+		transitions = m.tracker.observeOwned(r.msg, r.at) // shared with the event
+	}
 	if !m.cfg.NoHeartbeats {
 		m.offer(out, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Raw: r.raw})
 	}
