@@ -111,7 +111,8 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // PANEL_LIMIT_WINDOW. Heartbeats are counted by the server's own PUBLISH
 // count over the same window. It reports each consumer's CPU per
 // heartbeat, the panel's ratio to the drain, its resident memory per
-// tracked instance, and how long the fleet overview and the first page of
+// tracked instance at the end of the window and its peak since it started
+// (reading the fleet's latest-state keys at start, say), and how long the fleet overview and the first page of
 // a service view take, with the page's size.
 func BenchmarkPanelAtTheLimit(b *testing.B) {
 	for _, cfg := range limitsFromEnv(b) {
@@ -200,7 +201,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			}
 			oneInterval()
 		})
-		rss := rssMiB(b, p.Cmd.Process.Pid)
+		rss, peak := rssMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
 		fleetT, _ := sized(b, url+"/api/v1/services")
 		viewT, viewN := sized(b, url+"/api/v1/services/service_000")
 		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
@@ -214,6 +215,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(cpu*float64(cfg.instances)/cfg.interval.Seconds()/1e6*100, "panel-cpu-%")
 		b.ReportMetric(rss, "panel-rss-MiB")
 		b.ReportMetric(rss*1024/float64(cfg.instances), "panel-rss-KiB/instance")
+		b.ReportMetric(peak, "panel-peak-rss-MiB")
 		b.ReportMetric(float64(fleetT.Microseconds())/1000, "fleet-api-ms")
 		b.ReportMetric(float64(viewT.Microseconds())/1000, "service-view-ms")
 		b.ReportMetric(float64(viewN)/1024, "service-view-KiB")
