@@ -570,10 +570,16 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		errs            []error
 	)
 	fieldsOf := map[string]int{} // an instance's fields set's key index, in the call made
+	// An instance's values are next to one another in the queue, but for
+	// a field that joined late: the last instance's index is kept, for
+	// one look-up an instance rather than one a value.
+	var last string
+	lastFi := -1
 	end := func() {
 		calls = append(calls, call{span{first, len(keys)}, span{firstArg, len(args)}})
 		first, firstArg = len(keys), len(args)
 		clear(fieldsOf)
+		lastFi = -1
 	}
 	// send writes the calls made, and starts the buffers anew.
 	send := func() {
@@ -628,13 +634,17 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		svcPart := w.s.servicePart(svc)
 		for _, i := range bySvc[svc] {
 			u := &q[i]
-			fi, ok := fieldsOf[u.instance]
-			if !ok {
-				from := len(text)
-				text = appendFieldsKey(text, svcPart, u.instance)
-				keys = append(keys, span{from, len(text)})
-				fi = len(keys) - first
-				fieldsOf[u.instance] = fi
+			fi := lastFi
+			if fi < 0 || u.instance != last {
+				var ok bool
+				if fi, ok = fieldsOf[u.instance]; !ok {
+					from := len(text)
+					text = appendFieldsKey(text, svcPart, u.instance)
+					keys = append(keys, span{from, len(text)})
+					fi = len(keys) - first
+					fieldsOf[u.instance] = fi
+				}
+				last, lastFi = u.instance, fi
 			}
 			for _, t := range [2]Tier{fine, coarse} {
 				from := len(text)
