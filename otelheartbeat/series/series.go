@@ -415,6 +415,7 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 	if !had {
 		r = run{start: len(w.queue)}
 	}
+	was := r
 	add := func(field string, v float64) {
 		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) || !ReadableField(field) {
 			return
@@ -451,7 +452,7 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at, last: v, lo: v, hi: v})
 	}
 	defer func() {
-		if r.n > 0 {
+		if r.n > 0 && r != was { // a heartbeat of the same step mostly merges: nothing to store
 			w.runs[rk] = r
 		}
 	}()
