@@ -183,3 +183,33 @@ func TestAMonitorKeepsTheHeartbeatItDecodedWhenItFits(t *testing.T) {
 		t.Errorf("a's kept note became %q", v.Str)
 	}
 }
+
+// The message an event carries may be its monitor's tracker's kept
+// heartbeat: another tracker that observes it only reads it, so the first
+// tracker's readers race with nothing (run with -race).
+func TestAnEventsMessageObservedElsewhereIsOnlyRead(t *testing.T) {
+	client := redis.NewClient(&redis.Options{}) // never dialled: ingest needs no connection
+	defer client.Close()
+	m, err := New(Connection{Client: client}, WithTracker(WithHeartbeats()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := wire.Marshal(&wire.Message{ServiceName: "geo", InstanceID: "a", Timestamp: t0, Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(7)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan Event, 8) // the heartbeat, and the transition it makes
+	m.ingest(context.Background(), out, m.decode(newDecodeState(), []byte(wire.DefaultChannelPrefix+"geo"), b, time.Now()))
+	e := <-out
+	other := NewTracker(WithHeartbeats())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		other.Observe(e.Message)
+	}()
+	in, _ := m.Tracker().Get(Key{Service: "geo", Instance: "a"})
+	if in.Heartbeat.ServiceName != "geo" || in.Heartbeat.InstanceID != "a" {
+		t.Errorf("kept heartbeat of %s/%s", in.Heartbeat.ServiceName, in.Heartbeat.InstanceID)
+	}
+	<-done
+}

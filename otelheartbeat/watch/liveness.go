@@ -420,15 +420,19 @@ func (t *Tracker) Observe(m *wire.Message) []Transition {
 // ObserveAt records a heartbeat received at receivedAt (on the tracker's
 // clock); a monitor that reads a latest-state key uses the key's age on the
 // server. A receivedAt older than what is known already is ignored.
-// m's ServiceName and InstanceID are set to the tracker's own copies of
-// them, so that what a consumer keeps by instance beside the tracker
-// shares its memory rather than holding another copy of every id.
+// m is only read, and not kept: it may be shared (a Monitor's
+// Event.Message is its tracker's kept heartbeat). Names returns the
+// tracker's own copy of an instance's names, for a consumer that keeps
+// something by instance beside the tracker.
 func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
 	return t.observe(m, receivedAt, false)
 }
 
 // observeOwned is ObserveAt of a message handed over for good, which the
-// caller (a Monitor that decoded it) only reads from then on: when it is
+// caller (a Monitor that decoded it) only reads from then on. Its
+// ServiceName and InstanceID are set to the tracker's own copies, so that
+// what a consumer of the monitor's events keeps by instance shares their
+// memory rather than holding another copy of every id; and when it is
 // kept whole, it is kept itself rather than copied.
 func (t *Tracker) observeOwned(m *wire.Message, receivedAt time.Time) []Transition {
 	return t.observe(m, receivedAt, true)
@@ -445,7 +449,9 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) []T
 		}
 		e = t.add(k)
 	}
-	m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
+	if owned {
+		m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
+	}
 	if ok && receivedAt.Before(e.LastSeen) {
 		return nil
 	}

@@ -1066,19 +1066,26 @@ func TestRangeNotableIsAWalkOfEveryInstance(t *testing.T) {
 	}
 }
 
-// A heartbeat observed carries the tracker's own copy of its instance id
-// and service name afterwards, whatever copy it came with: a consumer that
-// keeps it by instance keeps no other.
+// A heartbeat a monitor hands its tracker carries the tracker's own copy
+// of its instance id and service name afterwards, whatever copy it came
+// with: a consumer of the monitor's events that keeps it by instance keeps
+// no other. One observed with Observe is only read: it may be shared.
 func TestObservedHeartbeatsShareTheTrackersNames(t *testing.T) {
 	tr := NewTracker(WithClock(&fakeClock{t: t0}))
 	first := beat(strings.Clone("svc"), strings.Clone("id-1"), 1)
-	tr.Observe(first)
+	tr.observeOwned(first, t0)
 	for n := range int64(3) {
 		m := beat(strings.Clone("svc"), strings.Clone("id-1"), 2+n)
-		tr.Observe(m)
+		tr.observeOwned(m, t0)
 		if unsafe.StringData(m.InstanceID) != unsafe.StringData(first.InstanceID) || unsafe.StringData(m.ServiceName) != unsafe.StringData(first.ServiceName) {
 			t.Fatalf("heartbeat %d keeps its own copy of its names", n+2)
 		}
+	}
+	m := beat(strings.Clone("svc"), strings.Clone("id-1"), 9)
+	id, svc := unsafe.StringData(m.InstanceID), unsafe.StringData(m.ServiceName)
+	tr.Observe(m)
+	if unsafe.StringData(m.InstanceID) != id || unsafe.StringData(m.ServiceName) != svc {
+		t.Error("Observe changed the message it was given")
 	}
 }
 
