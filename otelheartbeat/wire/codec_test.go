@@ -648,3 +648,60 @@ func TestDecodingWithAnInternerAllocatesTheFieldsOnce(t *testing.T) {
 		t.Errorf("decoded into %d of room, %v; want the message's own 8", cap(own.Fields), err)
 	}
 }
+
+// indexAllocs is what decoding data allocates for its duplicate-key index
+// (a message of many fields has one) into a message with room of its own.
+func indexAllocs(t *testing.T, data []byte, in *Interner) float64 {
+	own := Message{Fields: make([]Field, 0, MaxFields)}
+	return testing.AllocsPerRun(20, func() {
+		own.Fields = own.Fields[:0]
+		if err := UnmarshalIntern(data, &own, in); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The room an Interner gathers fields in holds nothing of a message once
+// it is decoded, however many fields it had or wherever it failed, and
+// lasts for the largest message a publisher can send.
+func TestAnInternersRoomKeepsNothingOfAMessage(t *testing.T) {
+	message := func(n int, value string) []byte {
+		var b strings.Builder
+		b.WriteString(`{"service_name":"s","instance_id":"i","timestamp":"2026-01-01T00:00:00.000000+00:00"`)
+		for i := range n {
+			fmt.Fprintf(&b, `,"k%02d":%s`, i, value)
+		}
+		return []byte(b.String() + "}")
+	}
+	big := `["` + strings.Repeat("v", 1000) + `"]`
+	in := NewInterner(256)
+	empty := func(when string) {
+		t.Helper()
+		for i, f := range in.fields[:cap(in.fields)] {
+			if f.Key != "" || f.Value.Str != "" || f.Value.Raw != nil {
+				t.Fatalf("%s: the room holds field %d (%q) of a decoded message", when, i, f.Key)
+			}
+		}
+	}
+	for _, n := range []int{3, 40, MaxFields} {
+		var m Message
+		if err := UnmarshalIntern(message(n, big), &m, in); err != nil || len(m.Fields) != n {
+			t.Fatalf("%d fields: %d decoded, %v", n, len(m.Fields), err)
+		}
+		empty(fmt.Sprintf("after %d fields", n))
+		small := message(n, "1")
+		if a := testing.AllocsPerRun(20, func() {
+			m = Message{}
+			if err := UnmarshalIntern(small, &m, in); err != nil {
+				t.Fatal(err)
+			}
+		}); a > 1+indexAllocs(t, small, in) {
+			t.Errorf("%d fields: %v allocations, want 1 (the fields: the names are interned) and the duplicate-key index's", n, a)
+		}
+	}
+	var m Message
+	if err := UnmarshalIntern(message(MaxFields+1, big), &m, in); err == nil || m.Fields != nil {
+		t.Fatalf("%d fields: %v, %d kept", MaxFields+1, err, len(m.Fields))
+	}
+	empty("after a message of too many fields")
+}

@@ -45,6 +45,11 @@ func UnmarshalIntern(data []byte, m *Message, in *Interner) error {
 	gather := in != nil && cap(m.Fields) == 0
 	fields := m.Fields[:0]
 	if gather {
+		if in.fields == nil {
+			// Room for every field a message may have: it never grows,
+			// so nothing of a message is left in room given up.
+			in.fields = make([]Field, 0, MaxFields)
+		}
 		fields = in.fields[:0]
 	}
 	*m = Message{Fields: fields}
@@ -60,10 +65,8 @@ func UnmarshalIntern(data []byte, m *Message, in *Interner) error {
 		if err == nil && len(room) > 0 {
 			m.Fields = append(make([]Field, 0, len(room)), room...)
 		}
-		clear(room) // its strings are the message's now, or garbage
-		if cap(room) <= MaxFields {
-			in.fields = room[:0]
-		}
+		clear(room) // its strings and bytes are the message's now, or garbage
+		in.fields = room[:0]
 	}
 	return err
 }
