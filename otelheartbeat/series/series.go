@@ -589,9 +589,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		}
 		if ctx.Err() != nil {
 			// Out of time: what is left is dropped, and said once.
-			if !slices.Contains(errs, ctx.Err()) {
-				errs = append(errs, ctx.Err())
-			}
+			errs = appendDistinct(errs, ctx.Err())
 			calls, keys, args, text = calls[:0], keys[:0], args[:0], text[:0]
 			first, firstArg = 0, 0
 			return
@@ -621,10 +619,14 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			}
 			cmdArgs[i] = anys[from:len(anys):len(anys)]
 		}
-		if err := w.send(ctx, cmdArgs); err != nil {
-			errs = append(errs, err)
-		} else {
-			written += len(args)
+		failed, err := w.send(ctx, cmdArgs)
+		for i, c := range calls {
+			if !failed[i] {
+				written += c.args.to - c.args.from
+			}
+		}
+		if err != nil {
+			errs = appendDistinct(errs, err)
 		}
 		clear(refs)
 		clear(anys)
@@ -682,10 +684,21 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	return written, errors.Join(errs...)
 }
 
+// appendDistinct appends err to errs unless one of errs says the same.
+func appendDistinct(errs []error, err error) []error {
+	for _, e := range errs {
+		if e.Error() == err.Error() {
+			return errs
+		}
+	}
+	return append(errs, err)
+}
+
 // send makes script calls in one round trip, by hash; a Valkey that does
 // not know the script (restarted, flushed) is sent it whole, once per call
-// that failed so.
-func (w *Writer) send(ctx context.Context, cmdArgs [][]any) error {
+// that failed so. It returns which calls failed, and why, each reason
+// once: out of time, the context's error alone.
+func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]bool, error) {
 	pipe := func(name, script string, which []int) ([]*redis.Cmd, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -703,9 +716,10 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) error {
 	for i := range all {
 		all[i] = i
 	}
+	failed := make([]bool, len(cmdArgs))
 	cmds, err := pipe("evalsha", merge.Hash(), all)
 	if err == nil {
-		return nil
+		return failed, nil
 	}
 	var again []int
 	var errs []error
@@ -714,12 +728,21 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) error {
 		case e != nil && redis.HasErrorPrefix(e, "NOSCRIPT"):
 			again = append(again, i)
 		case e != nil:
-			errs = append(errs, e)
+			failed[i] = true
+			errs = appendDistinct(errs, e)
 		}
 	}
 	if len(again) > 0 {
-		_, err = pipe("eval", mergeSource, again)
-		errs = append(errs, err)
+		cmds, _ := pipe("eval", mergeSource, again)
+		for j, c := range cmds {
+			if e := c.Err(); e != nil {
+				failed[again[j]] = true
+				errs = appendDistinct(errs, e)
+			}
+		}
 	}
-	return errors.Join(errs...)
+	if err := ctx.Err(); err != nil && slices.Contains(failed, true) {
+		return failed, err
+	}
+	return failed, errors.Join(errs...)
 }

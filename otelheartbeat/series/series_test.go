@@ -8,10 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/leaktest"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
@@ -449,6 +452,96 @@ func TestAFlushsRoomIsABatchsNotTheQueues(t *testing.T) {
 	n, err := w.Flush(cctx)
 	if n != 0 || !errors.Is(err, context.Canceled) || strings.Count(err.Error(), "canceled") != 1 {
 		t.Errorf("a flush out of time: %d written, %v; want none, and the reason once", n, err)
+	}
+}
+
+// evalHook calls before ahead of each pipeline of script calls a client
+// sends, with its number, counting from 1.
+type evalHook struct {
+	n      atomic.Int32
+	before func(n int32)
+}
+
+func (h *evalHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *evalHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *evalHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "evalsha" {
+			h.before(h.n.Add(1))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// queueFetchers queues a heartbeat of four values for each of n instances
+// spread over services, and returns how many values.
+func queueFetchers(w *Writer, services, n int) int {
+	for i := range n {
+		m := fetcher(fmt.Sprintf("f%05d", i), float64(i), int64(i))
+		m.ServiceName = fmt.Sprintf("service_%02d", i%services)
+		w.Add(m, t0)
+	}
+	return 4 * n
+}
+
+// A flush says how many rollups it wrote, also when a call among them
+// failed: one service's call refused (a key of the wrong type) leaves the
+// other services' values written and counted, and the reason said once.
+func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	total := queueFetchers(w, 4, 400) // four calls of 400 rollups, one round trip
+	if err := c.LPush(ctx, s.fieldsKey("service_00", "f00000"), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.Flush(ctx)
+	if n != total*3/4 || err == nil || strings.Count(err.Error(), "WRONGTYPE") != 1 {
+		t.Errorf("flush: %d written, %v; want %d, and the refusal said once", n, err, total*3/4)
+	}
+	// Redis's own error for a refused script call comes back as it is,
+	// as many times as calls were refused: two services now.
+	w2 := NewWriter(s, 0)
+	queueFetchers(w2, 4, 400)
+	if err := c.Del(ctx, s.fieldsKey("service_01", "f00001")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LPush(ctx, s.fieldsKey("service_01", "f00001"), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w2.Flush(ctx); n != total/2 || err == nil {
+		t.Errorf("two services refused: %d written, %v; want %d", n, err, total/2)
+	}
+}
+
+// Cancelled while its batches are on their way, a flush counts the ones
+// written and says why the rest were not, once.
+func TestAFlushCancelledMidwaySaysSoOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	h := &evalHook{}
+	c.AddHook(h)
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	queueFetchers(w, 5, 10_000) // 40,000 rollups: many batches
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.before = func(n int32) {
+		if n == 2 {
+			cancel()
+		}
+	}
+	n, err := w.Flush(ctx)
+	if n != flushBatch || !errors.Is(err, context.Canceled) || strings.Count(err.Error(), "canceled") != 1 {
+		t.Errorf("cancelled on the second batch: %d written, %v; want %d, and the reason once", n, err, flushBatch)
 	}
 }
 
