@@ -353,10 +353,11 @@ func WithMaxInstances(n int) TrackerOption {
 }
 
 // WithHeartbeats makes the tracker keep each instance's last heartbeat
-// (Instance.Heartbeat) and index its instances by service, for consumers
-// that pick instances by their heartbeats: Alive answers from it. The
-// tracker keeps a copy bounded in bytes (WithHeartbeatBudget), never the
-// message given to Observe. It costs the heap at most
+// (Instance.Heartbeat), for consumers that pick instances by their
+// heartbeats: Alive answers from it. The tracker keeps a copy bounded in
+// bytes (WithHeartbeatBudget), never the message given to Observe (a
+// Monitor's tracker keeps the message it decoded, when it fits whole: the
+// one its event carries, read-only). It costs the heap at most
 // DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most 4 KiB
 // per instance: the original design's heartbeat keeps about 500 bytes.
 func WithHeartbeats() TrackerOption {
