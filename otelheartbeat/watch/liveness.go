@@ -266,7 +266,6 @@ type Tracker struct {
 // with the last of them.
 type serviceName struct {
 	name      string
-	instances int
 	counts    Counts                // its instances by state (Degraded not counted)
 	intervals map[time.Duration]int // its instances by interval
 	members   []*entry              // its instances, in no order
@@ -505,7 +504,6 @@ func (t *Tracker) add(k Key) *entry {
 		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}}
 		t.services[svc.name] = svc
 	}
-	svc.instances++
 	svc.intervals[0]++
 	k.Service = svc.name
 	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, member: int32(len(svc.members))}
@@ -700,7 +698,7 @@ func (t *Tracker) remove(e *entry) {
 		svc.counts.Add(e.State, -1)
 		svc.count(e.Interval, -1)
 		svc.leave(e)
-		if svc.instances--; svc.instances <= 0 {
+		if len(svc.members) == 0 {
 			delete(t.services, e.Service)
 		}
 	}

@@ -54,7 +54,9 @@ func UnmarshalIntern(data []byte, m *Message, in *Interner) error {
 	}
 	*m = Message{Fields: fields}
 	if len(data) > MaxMessageSize {
-		m.Fields = nil
+		if gather {
+			m.Fields = nil
+		}
 		return decodeErr("", "message is %d bytes, more than the %d allowed", len(data), MaxMessageSize)
 	}
 	d := decoder{s: scanner{data: data}, m: m, intern: in}
