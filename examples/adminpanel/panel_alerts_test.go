@@ -374,15 +374,26 @@ func TestQueuedNotificationsSurviveTheRecordersDeath(t *testing.T) {
 	last := in.wait("resolved HeartbeatServiceDown geofence_service", 20*time.Second)
 	in.wait("resolved HeartbeatInstanceDead geofence_service crash-1", 5*time.Second)
 	poll.Until(t, 10*time.Second, "two evaluations past the resolves", func() bool { return time.Since(last.at) > 2*time.Second })
-	counts := map[string]int{}
+	counts, ids := map[string]int{}, map[string]map[string]bool{}
 	for _, r := range in.all() {
 		counts[r.String()]++
+		if ids[r.String()] == nil {
+			ids[r.String()] = map[string]bool{}
+		}
+		ids[r.String()][r.delivery] = true
 	}
 	if len(counts) != 4 {
 		t.Errorf("notifications %v, want two alerts firing and resolving", counts)
 	}
 	for k, n := range counts {
-		if n != 1 {
+		if len(ids[k]) != 1 {
+			t.Errorf("%q notified under %d delivery ids, want one: fired again, not delivered again", k, len(ids[k]))
+		}
+		// A firing the dead replica was sending as the inbox came back
+		// may reach it after the kill, and again from the standby, under
+		// the same delivery id: at least once, as documented. Nothing is
+		// sent a third time, and no resolve twice.
+		if n != 1 && !(strings.HasPrefix(k, "firing") && n == 2) {
 			t.Errorf("%q notified %d times", k, n)
 		}
 	}
