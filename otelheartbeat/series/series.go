@@ -541,13 +541,27 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// One script per service (its rings share a cluster slot), in the
 	// order the services were first heard, each service's rollups in the
 	// order they came; the keys' parts made once.
-	bySvc := map[string][]int{}
-	var order []string
+	// An instance's rollups are next to one another in the queue, so the
+	// service is looked up once a run of it, not once a rollup.
+	svcOf := map[string]int{} // in order and bySvc
+	var (
+		order []string
+		bySvc [][]int
+		prev  string
+	)
+	at := -1
 	for i := range q {
-		if _, ok := bySvc[q[i].service]; !ok {
-			order = append(order, q[i].service)
+		if svc := q[i].service; at < 0 || svc != prev {
+			var ok bool
+			if at, ok = svcOf[svc]; !ok {
+				at = len(order)
+				svcOf[svc] = at
+				order = append(order, svc)
+				bySvc = append(bySvc, nil)
+			}
+			prev = svc
 		}
-		bySvc[q[i].service] = append(bySvc[q[i].service], i)
+		bySvc[at] = append(bySvc[at], i)
 	}
 	fine, coarse := w.s.tiers[0], w.s.tiers[1]
 	head := []any{MaxFields,
@@ -633,9 +647,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		calls, keys, args, text = calls[:0], keys[:0], args[:0], text[:0]
 		first, firstArg = 0, 0
 	}
-	for _, svc := range order {
+	for si, svc := range order {
 		svcPart := w.s.servicePart(svc)
-		for _, i := range bySvc[svc] {
+		for _, i := range bySvc[si] {
 			u := &q[i]
 			fi := lastFi
 			if fi < 0 || u.instance != last {
