@@ -255,6 +255,11 @@ type Tracker struct {
 	replacedBy    map[Key]string // see ReplacedBy
 	replacedOrder []Key
 
+	// Slots (see Slot): each slot's generation, and the slots of
+	// instances forgotten, to give again.
+	gens      []uint32
+	freeSlots []int32
+
 	// Health verdicts to report (HealthAt), for instances judged by health
 	// rules only.
 	healthOf    map[*entry]*healthState
@@ -283,6 +288,7 @@ type entry struct {
 	keptSize   int32         // the footprint of Heartbeat, counted in the tracker's kept
 	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
 	member     int32         // in its service's members
+	slot       int32         // see Slot
 	pairIn     uint8         // which of those heaps
 	replacing  bool          // it has replaced an instance: it replaces no other
 }
@@ -425,7 +431,8 @@ func (t *Tracker) Observe(m *wire.Message) []Transition {
 // tracker's own copy of an instance's names, for a consumer that keeps
 // something by instance beside the tracker.
 func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
-	return t.observe(m, receivedAt, false)
+	tr, _ := t.observe(m, receivedAt, false)
+	return tr
 }
 
 // observeOwned is ObserveAt of a message handed over for good, which the
@@ -434,11 +441,12 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 // what a consumer of the monitor's events keeps by instance shares their
 // memory rather than holding another copy of every id; and when it is
 // kept whole, it is kept itself rather than copied.
-func (t *Tracker) observeOwned(m *wire.Message, receivedAt time.Time) []Transition {
+// It also returns the instance's Slot.
+func (t *Tracker) observeOwned(m *wire.Message, receivedAt time.Time) ([]Transition, Slot) {
 	return t.observe(m, receivedAt, true)
 }
 
-func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) []Transition {
+func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]Transition, Slot) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
@@ -452,8 +460,9 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) []T
 	if owned {
 		m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
 	}
+	slot := t.slotOf(e)
 	if ok && receivedAt.Before(e.LastSeen) {
-		return nil
+		return nil, slot
 	}
 	if ok {
 		t.unlink(e)
@@ -494,7 +503,7 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) []T
 	if !ok || len(out) > 0 || learnt {
 		out = append(out, t.replace(e, t.clock.Now())...)
 	}
-	return out
+	return out, slot
 }
 
 // add starts tracking k, in no state yet.
@@ -506,7 +515,7 @@ func (t *Tracker) add(k Key) *entry {
 	}
 	svc.intervals[0]++
 	k.Service = svc.name
-	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, member: int32(len(svc.members))}
+	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, member: int32(len(svc.members)), slot: t.takeSlot()}
 	t.instances[k] = e
 	svc.members = append(svc.members, e)
 	return e
@@ -692,6 +701,7 @@ func (t *Tracker) remove(e *entry) {
 	t.unlink(e)
 	t.forgetHealth(e)
 	delete(t.instances, e.Key)
+	t.freeSlots = append(t.freeSlots, e.slot)
 	t.kept -= int(e.keptSize)
 	delete(t.stale, e)
 	if svc := t.services[e.Service]; svc != nil {

@@ -94,11 +94,15 @@ const (
 //
 // Channel, Message and Err hold strings from the wire as they were
 // received: escape them before showing them (package term does).
+//
+// A KindHeartbeat event's Slot names its instance in the monitor's
+// tracker (Monitor.Tracker), unless the heartbeat was not tracked.
 type Event struct {
 	Kind       Kind
 	At         time.Time
 	Channel    string
 	Message    *wire.Message
+	Slot       Slot
 	Raw        []byte
 	Transition Transition
 	Health     HealthChange
@@ -618,10 +622,9 @@ func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool
 	if m.cfg.NoHeartbeats {
 		transitions = m.tracker.ObserveAt(r.msg, r.at) // decoded into again
 	} else {
-		transitions = m.tracker.observeOwned(r.msg, r.at) // shared with the event
-	}
-	if !m.cfg.NoHeartbeats {
-		m.offer(out, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Raw: r.raw})
+		var slot Slot
+		transitions, slot = m.tracker.observeOwned(r.msg, r.at) // shared with the event
+		m.offer(out, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Slot: slot, Raw: r.raw})
 	}
 	for _, t := range transitions {
 		// A verdict waits for the renderer: meanwhile the reader stops and

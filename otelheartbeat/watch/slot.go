@@ -1,0 +1,51 @@
+package watch
+
+// Slot names an instance while a Tracker tracks it, for a consumer that
+// keeps something of every instance (a count, the times of its latest
+// heartbeats) in slices rather than in a map by Key: a heartbeat's Event
+// carries its instance's Slot, so that the consumer finds its part
+// without hashing the names, and holds no names of its own.
+//
+// Index is small: below the most instances the tracker has tracked at
+// once. Once the instance is forgotten, its Index is given to another
+// instance, with a greater Gen; so a consumer that keeps the Gen beside
+// what it keeps at an Index knows whose it is. An event read late may
+// carry a Slot already given again: its Gen is then the lesser. The zero
+// Slot (Gen 0) names no instance.
+type Slot struct {
+	Index int32
+	Gen   uint32
+}
+
+// Valid reports whether s names an instance.
+func (s Slot) Valid() bool { return s.Gen != 0 && s.Index >= 0 }
+
+// takeSlot returns a slot for a new instance: one of an instance
+// forgotten, or a new one, in its next generation.
+func (t *Tracker) takeSlot() int32 {
+	var i int32
+	if n := len(t.freeSlots); n > 0 {
+		i = t.freeSlots[n-1]
+		t.freeSlots = t.freeSlots[:n-1]
+	} else {
+		i = int32(len(t.gens))
+		t.gens = append(t.gens, 0)
+	}
+	if t.gens[i]++; t.gens[i] == 0 { // after 4,294,967,295 instances in one slot
+		t.gens[i] = 1
+	}
+	return i
+}
+
+// slotOf is e's Slot.
+func (t *Tracker) slotOf(e *entry) Slot { return Slot{Index: e.slot, Gen: t.gens[e.slot]} }
+
+// SlotOf returns the Slot of the instance k, and whether it is tracked.
+func (t *Tracker) SlotOf(k Key) (Slot, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.instances[k]; ok {
+		return t.slotOf(e), true
+	}
+	return Slot{}, false
+}
