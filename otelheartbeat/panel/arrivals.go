@@ -2,6 +2,7 @@ package panel
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,19 +13,19 @@ import (
 // arrive: how many, and when the latest few came, for the bars. A time is
 // kept as 32 bits of arrivalTick since base (13 years): a month before the
 // panel started, so that a heartbeat read from a latest-state key, which
-// arrived before, keeps its time. Every instance's times are in one slice,
-// and its counts in another, where its map entry says: an instance costs
-// that entry, 16 bytes and 4 a bar, about 180 bytes at the default 30
-// bars, and no allocation of its own for the collector to follow. The
-// bars are as fine as a tick: a heartbeat within a tenth of a second of a
-// bar's edge may count in the bar beside, and a bar of an interval under
-// a tick spans a tick.
+// arrived before, keeps its time. Instances are found by their slot in
+// the tracker (watch.Slot): every instance's times are in one slice, and
+// its counts in another, at its slot's index. An instance costs 24 bytes
+// and 4 a bar, about 150 bytes at the default 30 bars, no map entry and no
+// allocation of its own for the collector to follow; a forgotten
+// instance's place is taken by the next one the tracker gives its slot.
+// The bars are as fine as a tick: a heartbeat within a tenth of a second
+// of a bar's edge may count in the bar beside, and a bar of an interval
+// under a tick spans a tick.
 type arrivals struct {
 	mu    sync.Mutex
-	of    map[watch.Key]int32 // an instance's place in beats, and in at times bars
-	beats []beats
-	at    []uint32 // each instance's ring of its latest arrivals, bars long, in ticks since base; 0: none
-	free  []int32  // places of instances forgotten, to use again
+	beats []beats  // by slot index
+	at    []uint32 // each slot's ring of its latest arrivals, bars long, in ticks since base; 0: none
 	bars  int
 	base  time.Time
 }
@@ -32,6 +33,7 @@ type arrivals struct {
 // beats are one instance's counts.
 type beats struct {
 	received int64
+	gen      uint32 // the generation of the slot they are of; 0: none
 	first    uint32 // when the first came, in ticks since base
 	next     uint32 // where the next goes in its ring
 }
@@ -44,7 +46,7 @@ const arrivalTick = 100 * time.Millisecond
 const arrivalsBefore = 31 * 24 * time.Hour
 
 func newArrivals(bars int, started time.Time) *arrivals {
-	return &arrivals{of: map[watch.Key]int32{}, bars: bars, base: started.Add(-arrivalsBefore)}
+	return &arrivals{bars: bars, base: started.Add(-arrivalsBefore)}
 }
 
 // ticks is t in ticks since base, at least 1 (0 is "none") and at most
@@ -54,17 +56,28 @@ func (a *arrivals) ticks(t time.Time) uint32 {
 	return uint32(min(max(int64(d), 0)+1, math.MaxUint32))
 }
 
-// add records a heartbeat of k that arrived at at.
-func (a *arrivals) add(k watch.Key, at time.Time) {
+// add records a heartbeat that arrived at at, of the instance in slot s.
+// A heartbeat of an instance whose slot has since been given to another
+// (read late) is not counted for the other.
+func (a *arrivals) add(s watch.Slot, at time.Time) {
+	if !s.Valid() {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i, ok := a.of[k]
-	if !ok {
-		i = a.place()
-		a.of[k] = i
-		a.beats[i].first = a.ticks(at)
+	i := int(s.Index)
+	if i >= len(a.beats) {
+		a.grow(i + 1)
 	}
 	b := &a.beats[i]
+	switch {
+	case b.gen == s.Gen:
+	case b.gen > s.Gen:
+		return
+	default: // the slot's new instance: it starts afresh
+		*b = beats{gen: s.Gen, first: a.ticks(at)}
+		clear(a.ring(i))
+	}
 	b.received++
 	if ring := a.ring(i); len(ring) > 0 {
 		ring[b.next] = a.ticks(at)
@@ -72,52 +85,53 @@ func (a *arrivals) add(k watch.Key, at time.Time) {
 	}
 }
 
-// place returns a place for a new instance, cleared: one forgotten, or a
-// new one at the end.
-func (a *arrivals) place() int32 {
-	if n := len(a.free); n > 0 {
-		i := a.free[n-1]
-		a.free = a.free[:n-1]
-		a.beats[i] = beats{}
-		clear(a.ring(i))
-		return i
+// grow makes room for n slots.
+func (a *arrivals) grow(n int) {
+	from := len(a.beats)
+	a.beats = slices.Grow(a.beats, n-from)[:n]
+	clear(a.beats[from:])
+	a.at = slices.Grow(a.at, (n-from)*a.bars)[:n*a.bars]
+	clear(a.at[from*a.bars:])
+}
+
+// of returns the counts of the instance in slot s, or nil.
+func (a *arrivals) of(s watch.Slot) *beats {
+	if !s.Valid() || int(s.Index) >= len(a.beats) || a.beats[s.Index].gen != s.Gen {
+		return nil
 	}
-	a.beats = append(a.beats, beats{})
-	a.at = append(a.at, make([]uint32, a.bars)...)
-	return int32(len(a.beats) - 1)
+	return &a.beats[s.Index]
 }
 
-// ring is the times of the instance at place i.
-func (a *arrivals) ring(i int32) []uint32 {
-	return a.at[int(i)*a.bars : (int(i)+1)*a.bars]
+// ring is the times of the instance at index i.
+func (a *arrivals) ring(i int) []uint32 {
+	return a.at[i*a.bars : (i+1)*a.bars]
 }
 
-// received is how many heartbeats of k arrived.
-func (a *arrivals) received(k watch.Key) int64 {
+// received is how many heartbeats of the instance in slot s arrived.
+func (a *arrivals) received(s watch.Slot) int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i, ok := a.of[k]
-	if !ok {
-		return 0
+	if b := a.of(s); b != nil {
+		return b.received
 	}
-	return a.beats[i].received
+	return 0
 }
 
-// bars returns, oldest first, whether a heartbeat of k arrived in each of
-// the last intervals before now: 1 yes, 0 no, -1 before the panel first
-// heard it.
-func (a *arrivals) barsOf(k watch.Key, interval time.Duration, now time.Time) []int {
+// barsOf returns, oldest first, whether a heartbeat of the instance in
+// slot s arrived in each of the last intervals before now: 1 yes, 0 no,
+// -1 before the panel first heard it.
+func (a *arrivals) barsOf(s watch.Slot, interval time.Duration, now time.Time) []int {
 	out := make([]int, a.bars)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	at, ok := a.of[k]
-	if !ok || interval <= 0 {
+	b := a.of(s)
+	if b == nil || interval <= 0 {
 		for i := range out {
 			out[i] = -1
 		}
 		return out
 	}
-	first, ring := a.beats[at].first, a.ring(at)
+	first, ring := b.first, a.ring(int(s.Index))
 	for i := range out {
 		end := now.Add(-time.Duration(len(out)-1-i) * interval)
 		if a.ticks(end) < first {
@@ -133,29 +147,4 @@ func (a *arrivals) barsOf(k watch.Key, interval time.Duration, now time.Time) []
 		}
 	}
 	return out
-}
-
-// forget drops the instances gone says are gone, asking without the
-// lock, so that the bars are not held up meanwhile.
-func (a *arrivals) forget(gone func(watch.Key) bool) {
-	a.mu.Lock()
-	keys := make([]watch.Key, 0, len(a.of))
-	for k := range a.of {
-		keys = append(keys, k)
-	}
-	a.mu.Unlock()
-	var drop []watch.Key
-	for _, k := range keys {
-		if gone(k) {
-			drop = append(drop, k)
-		}
-	}
-	a.mu.Lock()
-	for _, k := range drop {
-		if i, ok := a.of[k]; ok {
-			delete(a.of, k)
-			a.free = append(a.free, i)
-		}
-	}
-	a.mu.Unlock()
 }

@@ -14,7 +14,7 @@ import (
 func TestArrivalsMakeTheBars(t *testing.T) {
 	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
 	a := newArrivals(6, base.Add(150*time.Second)) // heartbeats from before the panel started keep their times
-	k := watch.Key{Service: "svc", Instance: "i"}
+	k := watch.Slot{Index: 3, Gen: 1}
 	// Heartbeats every 10 s from 100 s on, but for the one at 130 s.
 	for s := 100; s <= 160; s += 10 {
 		if s != 130 {
@@ -33,12 +33,10 @@ func TestArrivalsMakeTheBars(t *testing.T) {
 	if n := a.received(k); n != 6 {
 		t.Errorf("received %d", n)
 	}
-	if got := fmt.Sprint(a.barsOf(watch.Key{Service: "svc", Instance: "never"}, 10*time.Second, now)); got != "[-1 -1 -1 -1 -1 -1]" {
-		t.Errorf("an instance never heard: %s", got)
-	}
-	a.forget(func(watch.Key) bool { return true })
-	if n := a.received(k); n != 0 {
-		t.Errorf("received %d after it was forgotten", n)
+	for _, never := range []watch.Slot{{Index: 1, Gen: 1}, {Index: 99, Gen: 1}, {}} {
+		if got := fmt.Sprint(a.barsOf(never, 10*time.Second, now)); got != "[-1 -1 -1 -1 -1 -1]" || a.received(never) != 0 {
+			t.Errorf("an instance never heard (%+v): %s, received %d", never, got, a.received(never))
+		}
 	}
 }
 
@@ -47,7 +45,7 @@ func TestArrivalsMakeTheBars(t *testing.T) {
 func TestArrivalsOfAFastInstanceFillTheBars(t *testing.T) {
 	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
 	a := newArrivals(10, base)
-	k := watch.Key{Service: "svc", Instance: "fast"}
+	k := watch.Slot{Index: 0, Gen: 1}
 	for _, iv := range []time.Duration{10 * time.Millisecond, 50 * time.Millisecond} {
 		at := base.Add(time.Second)
 		for range 40 {
@@ -62,22 +60,23 @@ func TestArrivalsOfAFastInstanceFillTheBars(t *testing.T) {
 	}
 }
 
-// An instance that takes the place of one forgotten starts afresh (its
-// count, its first heartbeat, its bars), and the instances beside it keep
+// An instance given the slot of one forgotten starts afresh (its count,
+// its first heartbeat, its bars), and the instances beside it keep
 // theirs: the forgotten one's latest arrival, later than the new one's
-// first (read from a latest-state key), shows in none of its bars.
-func TestAForgottenInstancesPlaceIsClearedForTheNext(t *testing.T) {
+// first (read from a latest-state key), shows in none of its bars; and a
+// heartbeat of the forgotten one read late counts for nobody.
+func TestAForgottenInstancesSlotIsClearedForTheNext(t *testing.T) {
 	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
 	a := newArrivals(3, base)
-	old, kept, fresh := watch.Key{Service: "s", Instance: "old"}, watch.Key{Service: "s", Instance: "kept"}, watch.Key{Service: "s", Instance: "new"}
+	old, kept, fresh := watch.Slot{Index: 0, Gen: 1}, watch.Slot{Index: 1, Gen: 1}, watch.Slot{Index: 0, Gen: 2}
 	for _, s := range []int{10, 20, 40} {
 		a.add(old, base.Add(time.Duration(s)*time.Second))
 	}
 	for _, s := range []int{20, 30, 40} {
 		a.add(kept, base.Add(time.Duration(s)*time.Second))
 	}
-	a.forget(func(k watch.Key) bool { return k == old })
 	a.add(fresh, base.Add(30*time.Second))
+	a.add(old, base.Add(41*time.Second)) // late
 	now := base.Add(45 * time.Second)
 	if got := fmt.Sprint(a.barsOf(fresh, 10*time.Second, now)); got != "[-1 1 0]" || a.received(fresh) != 1 {
 		t.Errorf("the new instance: bars %s, received %d; want [-1 1 0], 1", got, a.received(fresh))
@@ -88,7 +87,7 @@ func TestAForgottenInstancesPlaceIsClearedForTheNext(t *testing.T) {
 	if got := fmt.Sprint(a.barsOf(old, 10*time.Second, now)); got != "[-1 -1 -1]" || a.received(old) != 0 {
 		t.Errorf("the forgotten instance: bars %s, received %d", got, a.received(old))
 	}
-	if len(a.beats) != 2 {
-		t.Errorf("%d places for two instances: the forgotten one's was not used again", len(a.beats))
+	if len(a.beats) != 2 || len(a.at) != 2*3 {
+		t.Errorf("%d places, %d times for two slots of three bars", len(a.beats), len(a.at))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +23,8 @@ import (
 // the attributes the services' own metrics carry, so that a query can
 // join liveness with a service's own figures.
 type metrics struct {
-	provider   *sdkmetric.MeterProvider
-	handler    http.Handler
-	beatsSwept atomic.Int64
+	provider *sdkmetric.MeterProvider
+	handler  http.Handler
 }
 
 // instruments are the panel's metrics, observed in one callback.

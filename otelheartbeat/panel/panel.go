@@ -331,7 +331,11 @@ func (p *Panel) Observe(e watch.Event) {
 			p.seriesW.Add(e.Message, e.At)
 		}
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
-		p.arrivals.add(k, e.At)
+		slot := e.Slot
+		if !slot.Valid() { // an event not made by the tracker's monitor
+			slot, _ = p.tr.SlotOf(k)
+		}
+		p.arrivals.add(slot, e.At)
 		p.hub.touch(k)
 	case watch.KindHealth:
 		p.hub.touch(e.Health.Key) // a verdict that turned with time, not a heartbeat
@@ -368,17 +372,6 @@ func (p *Panel) Observe(e watch.Event) {
 		p.blind.Store(false)
 		p.hub.changedAll()
 	}
-	p.forgetBeats()
-}
-
-// forgetBeats drops the bars of instances the tracker has forgotten, now
-// and then, so that they cannot grow without bound.
-func (p *Panel) forgetBeats() {
-	if p.met.beatsSwept.Load()+int64(time.Minute) > time.Now().UnixNano() {
-		return
-	}
-	p.met.beatsSwept.Store(time.Now().UnixNano())
-	p.arrivals.forget(func(k watch.Key) bool { _, ok := p.tr.Names(k); return !ok })
 }
 
 // Watching reports whether the panel sees the fleet: it has read the
@@ -393,10 +386,15 @@ func (p *Panel) minAlive(svc string) int { return p.alert.MinAlive(svc) }
 // last n intervals: 1 yes, 0 no, -1 before the panel first heard the
 // instance.
 func (p *Panel) bars(k watch.Key, interval time.Duration, now time.Time) []int {
-	return p.arrivals.barsOf(k, interval, now)
+	slot, _ := p.tr.SlotOf(k)
+	return p.arrivals.barsOf(slot, interval, now)
 }
 
-func (p *Panel) receivedCount(k watch.Key) int64 { return p.arrivals.received(k) }
+// receivedCount is how many heartbeats of k the panel heard.
+func (p *Panel) receivedCount(k watch.Key) int64 {
+	slot, _ := p.tr.SlotOf(k)
+	return p.arrivals.received(slot)
+}
 
 // reportCache holds the uptime reports of every service for every window,
 // recomputed from history in the background.
