@@ -80,8 +80,8 @@ type ServiceReport struct {
 // costs O((entries + instances) log gaps), and less when entries are in
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
-	r, _ := computeWith(service, entries, gaps, w, minAlive, true, nil)
-	return r
+	entries = inOrder(entries)
+	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{})
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
@@ -92,40 +92,68 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 // instances' reports would cost.
 func Windows(service string, entries []history.Entry, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
 	out := make([]ServiceReport, len(windows))
-	var pool map[string]*instance
-	for i, w := range windows {
-		for _, in := range pool {
-			*in = instance{InstanceReport: InstanceReport{Instance: in.Instance}}
+	entries = inOrder(entries)
+	// Each entry's instance is looked up once for every window, and the
+	// instances are made a block at a time.
+	pool := map[string]*instance{}
+	of := make([]*instance, len(entries))
+	var block []instance
+	for i, e := range entries {
+		in := pool[e.Instance]
+		if in == nil {
+			if len(block) == cap(block) {
+				block = make([]instance, 0, min(1024, len(entries)-i))
+			}
+			block = append(block, instance{InstanceReport: InstanceReport{Instance: e.Instance}})
+			in = &block[len(block)-1]
+			pool[e.Instance] = in
 		}
-		out[i], pool = computeWith(service, entries, gaps, w, minAlive, i == withInstances, pool)
+		of[i] = in
+	}
+	for i, w := range windows {
+		if i > 0 {
+			for _, in := range pool {
+				*in = instance{InstanceReport: InstanceReport{Instance: in.Instance}}
+			}
+		}
+		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool)
 	}
 	return out
 }
 
-// computeWith is Compute, with the instances' reports or without them,
-// reusing the instances of an earlier fold over the same entries, made
-// anew (nil: none); it returns them for the next.
-func computeWith(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance) (ServiceReport, map[string]*instance) {
-	if pool == nil {
-		pool = map[string]*instance{}
-	}
-	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, byInstance: instances}
-	if !w.To.After(w.From) {
-		return f.rep, pool
-	}
-	f.gaps = newGapIndex(gaps, w)
+// inOrder returns entries in order of time: themselves, as history reads
+// them, or else a sorted copy, since the caller's entries are shared.
+func inOrder(entries []history.Entry) []history.Entry {
 	byTime := func(a, b history.Entry) int { return a.At.Compare(b.At) }
 	if !slices.IsSortedFunc(entries, byTime) {
-		// History is read in order, so this is rare: sort a copy, the
-		// caller's entries are shared.
 		entries = slices.Clone(entries)
 		slices.SortStableFunc(entries, byTime)
 	}
+	return entries
+}
+
+// computeWith is Compute of entries in order of time, with the instances'
+// reports or without them, folding each instance into pool, where a fold
+// before over the same entries may have left it made anew; of, when not
+// nil, is each entry's instance in pool.
+func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance) ServiceReport {
+	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, byInstance: instances}
+	if !w.To.After(w.From) {
+		return f.rep
+	}
+	f.gaps = newGapIndex(gaps, w)
 	for i, e := range entries {
 		if !e.At.Before(w.To) {
 			break
 		}
-		f.entry(e)
+		var in *instance
+		if of != nil {
+			in = of[i]
+		} else {
+			in = f.instance(e.Instance)
+		}
+		in.folded = true
+		f.entry(in, e)
 		// Changes recorded at one moment (the instances a watcher found
 		// at start) settle together: a service is not down for no time
 		// between two of them.
@@ -133,7 +161,7 @@ func computeWith(service string, entries []history.Entry, gaps []history.Gap, w 
 			f.settle(e.At)
 		}
 	}
-	return f.finish(), pool
+	return f.finish()
 }
 
 // fold is a report being made, one entry at a time, oldest first.
@@ -159,6 +187,7 @@ type instance struct {
 	seen      bool // a change of its state has been folded
 	forgotten bool // it left the watcher: forgotten or replaced
 	restarted bool // its appearance is counted as a restart
+	dead      bool // it is in its service's dead
 	state     watch.State
 	since     time.Time
 }
@@ -184,13 +213,11 @@ func (f *fold) instance(id string) *instance {
 		in = &instance{InstanceReport: InstanceReport{Instance: id}}
 		f.instances[id] = in
 	}
-	in.folded = true
 	return in
 }
 
-// entry folds one entry in.
-func (f *fold) entry(e history.Entry) {
-	in := f.instance(e.Instance)
+// entry folds one entry of in in.
+func (f *fold) entry(in *instance, e history.Entry) {
 	if e.Event == history.LostHeartbeats {
 		if f.inWindow(e.At) {
 			in.Lost += e.Lost
@@ -274,12 +301,15 @@ func (s *service) move(in *instance, to watch.State, left, forgotten bool) {
 	case to.Up():
 		s.ghosts = 0
 	}
-	if s.dead == nil {
-		s.dead = map[string]bool{}
+	if in.dead {
+		delete(s.dead, in.Instance)
+		in.dead = false
 	}
-	delete(s.dead, in.Instance)
 	if to == watch.Dead {
-		s.dead[in.Instance] = true
+		if s.dead == nil {
+			s.dead = map[string]bool{}
+		}
+		s.dead[in.Instance], in.dead = true, true
 		if s.open != nil {
 			s.open.Instances = append(s.open.Instances, in.Instance)
 		}
@@ -319,8 +349,16 @@ func (f *fold) settle(now time.Time) {
 
 // serviceTime accounts the service's time in state st.
 func (f *fold) serviceTime(st watch.ServiceState, from, to time.Time) {
-	as := map[watch.ServiceState]watch.State{watch.ServiceUp: watch.Alive, watch.ServiceDown: watch.Dead, watch.ServiceStopped: watch.Stopped}
-	f.account(&f.rep.Times, as[st], from, to)
+	as := watch.Unknown
+	switch st {
+	case watch.ServiceUp:
+		as = watch.Alive
+	case watch.ServiceDown:
+		as = watch.Dead
+	case watch.ServiceStopped:
+		as = watch.Stopped
+	}
+	f.account(&f.rep.Times, as, from, to)
 }
 
 // account adds [from, to) in state st to t: the watched part by state
