@@ -327,13 +327,13 @@ func (p *Panel) Observe(e watch.Event) {
 	p.rec.Observe(e)
 	switch e.Kind {
 	case watch.KindHeartbeat:
-		if p.seriesW != nil && (p.rec.Leading() || p.beforeFirstLease()) {
-			p.seriesW.Add(e.Message, e.At)
-		}
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
 		slot := e.Slot
 		if !slot.Valid() { // an event not made by the tracker's monitor
 			slot, _ = p.tr.SlotOf(k)
+		}
+		if p.seriesW != nil && (p.rec.Leading() || p.beforeFirstLease()) {
+			p.seriesW.AddSlot(slot, e.Message, e.At)
 		}
 		p.arrivals.add(slot, e.At)
 		p.hub.touch(k)

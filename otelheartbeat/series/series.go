@@ -39,6 +39,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
@@ -353,8 +354,13 @@ type Writer struct {
 	// queues one value a field per step, not one per heartbeat, for one
 	// map look-up a heartbeat. A field that joins an instance's values
 	// after another instance's were queued is found in strays instead.
-	runs    map[runKey]run
-	strays  map[strayKey]int
+	runs   map[runKey]run
+	strays map[strayKey]int
+	// slots holds, at an instance's slot (AddSlot), where its values
+	// begin in the queue, when they were queued since the queue's epoch
+	// began: a flush or a discard starts the next.
+	slots   []slotRun
+	epoch   uint32
 	dropped int64
 	// spare is the queue last written, kept for the next one: a steady
 	// flow of values fills the same room every second.
@@ -390,6 +396,16 @@ type runKey struct {
 
 type run struct{ start, n int }
 
+// slotRun is where an instance's values begin in the queue of an epoch.
+type slotRun struct {
+	epoch uint32
+	start int32
+}
+
+// maxSlot bounds the slots a Writer keeps runs at (AddSlot): beyond it,
+// an instance's values are found by its names.
+const maxSlot = 1 << 22
+
 type strayKey struct {
 	runKey
 	field string
@@ -401,7 +417,7 @@ func NewWriter(s *Store, queue int) *Writer {
 	if queue <= 0 {
 		queue = DefaultQueue
 	}
-	return &Writer{s: s, max: queue, runs: map[runKey]run{}, strays: map[strayKey]int{}}
+	return &Writer{s: s, max: queue, runs: map[runKey]run{}, strays: map[strayKey]int{}, epoch: 1}
 }
 
 // Add queues the numeric fields of m, received at at. It never blocks
@@ -409,13 +425,59 @@ func NewWriter(s *Store, queue int) *Writer {
 func (w *Writer) Add(m *wire.Message, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := 0
 	rk := runKey{m.ServiceName, m.InstanceID, at.Truncate(FineStep).Unix()}
 	r, had := w.runs[rk]
 	if !had {
 		r = run{start: len(w.queue)}
 	}
 	was := r
+	r = w.add(m, at, rk, r, had)
+	if r.n > 0 && r != was { // a heartbeat of the same step mostly merges: nothing to store
+		w.runs[rk] = r
+	}
+}
+
+// AddSlot is Add for a caller that has m's instance's slot in its watcher's
+// tracker (a heartbeat's watch.Event.Slot): the instance's values queued
+// in this step are found at the slot's index rather than by a map look-up
+// of its names, which at a hundred thousand instances is most of what
+// Add costs. An instance's heartbeats should be given all to Add or all
+// to AddSlot: given to both within one flush, a step of it may be written
+// as two rollups, each merged in.
+func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
+	if !slot.Valid() || slot.Index >= maxSlot {
+		w.Add(m, at)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := int(slot.Index)
+	if i >= len(w.slots) {
+		w.slots = slices.Grow(w.slots, i+1-len(w.slots))[:i+1]
+	}
+	rk := runKey{m.ServiceName, m.InstanceID, at.Truncate(FineStep).Unix()}
+	r, had := run{start: len(w.queue)}, false
+	if sr := w.slots[i]; sr.epoch == w.epoch && int(sr.start) < len(w.queue) {
+		// Its run, if the slot's values are this instance's in this step:
+		// the values from start on that are.
+		for j := int(sr.start); j < len(w.queue) && w.queue[j].of(rk); j++ {
+			r, had = run{start: int(sr.start), n: r.n + 1}, true
+		}
+	}
+	if r = w.add(m, at, rk, r, had); r.n > 0 && !had {
+		w.slots[i] = slotRun{epoch: w.epoch, start: int32(r.start)}
+	}
+}
+
+// of reports whether u is a value of rk's instance in rk's step.
+func (u *update) of(rk runKey) bool {
+	return u.instance == rk.instance && u.service == rk.service && u.at.Truncate(FineStep).Unix() == rk.step
+}
+
+// add queues the numeric fields of m, received at at, into the run r of
+// rk (had: already queued before) and returns the run.
+func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) run {
+	n := 0
 	add := func(field string, v float64) {
 		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) || !ReadableField(field) {
 			return
@@ -451,11 +513,6 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 		}
 		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at, last: v, lo: v, hi: v})
 	}
-	defer func() {
-		if r.n > 0 && r != was { // a heartbeat of the same step mostly merges: nothing to store
-			w.runs[rk] = r
-		}
-	}()
 	if m.Has&wire.HasMemory != 0 {
 		add(wire.KeyMemoryUsageMB, m.MemoryUsageMB)
 	}
@@ -470,6 +527,7 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 			add(f.Key, f.Value.Float)
 		}
 	}
+	return r
 }
 
 // ReadableField reports whether a field's values are kept: a name the API
@@ -495,7 +553,17 @@ func (w *Writer) Discard() {
 	w.queue = w.queue[:0]
 	clear(w.runs)
 	clear(w.strays)
+	w.nextEpoch()
 	w.mu.Unlock()
+}
+
+// nextEpoch starts the next queue's epoch: the runs at slots are of the
+// queue before.
+func (w *Writer) nextEpoch() {
+	if w.epoch++; w.epoch == 0 { // after 4,294,967,295 queues
+		clear(w.slots)
+		w.epoch = 1
+	}
 }
 
 // maxPerScript bounds the ring writes one script call makes (two a
@@ -526,6 +594,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.queue, w.spare = w.spare[:0], nil
 	clear(w.runs)
 	clear(w.strays)
+	w.nextEpoch()
 	w.mu.Unlock()
 	// The queue written is the next one's room, unless a burst left it
 	// far larger than the flow needs.

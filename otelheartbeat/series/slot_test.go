@@ -1,0 +1,98 @@
+package series
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+)
+
+// Values queued by slot are the values queued by names, in the same
+// order: over random heartbeats of instances whose slots are given again
+// to others (within a queue and across them), whose fields join late, and
+// whose steps turn, with queues flushed (discarded) now and then.
+func TestAddingBySlotQueuesWhatAddingByNamesDoes(t *testing.T) {
+	for seed := range uint64(50) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		byNames, bySlot := NewWriter(nil, 0), NewWriter(nil, 0)
+		type holder struct {
+			service, id string
+			slot        watch.Slot
+		}
+		slots := make([]holder, 6) // an instance a slot, given again now and then
+		gen, next := uint32(0), 0
+		at := t0
+		for step := range 400 {
+			i := rng.IntN(len(slots))
+			if slots[i].id == "" || rng.IntN(10) == 0 {
+				gen++
+				next++
+				slots[i] = holder{service: "tracker_fetcher", id: fmt.Sprint("i", next), slot: watch.Slot{Index: int32(i), Gen: gen}}
+				if rng.IntN(3) == 0 {
+					slots[i].service = "geocoding"
+				}
+			}
+			at = at.Add(time.Duration(rng.IntN(4000)) * time.Millisecond)
+			m := fetcher(slots[i].id, float64(step), int64(step))
+			m.ServiceName = slots[i].service
+			m.Fields = m.Fields[:rng.IntN(len(m.Fields)+1)] // fields that come and go
+			byNames.Add(m, at)
+			bySlot.AddSlot(slots[i].slot, m, at)
+			if rng.IntN(40) == 0 {
+				byNames.Discard()
+				bySlot.Discard()
+			}
+			if got, want := fmt.Sprint(bySlot.queue), fmt.Sprint(byNames.queue); got != want {
+				t.Fatalf("seed %d, step %d: by slot\n%s\nby names\n%s", seed, step, got, want)
+			}
+		}
+	}
+}
+
+// A slot that names no instance, or one beyond what a writer keeps runs
+// at, queues by names: nothing is lost, and no room is made for it.
+func TestAddingByABadSlotQueuesByNames(t *testing.T) {
+	w := NewWriter(nil, 0)
+	for _, s := range []watch.Slot{{}, {Index: -1, Gen: 1}, {Index: 1 << 30, Gen: 1}, {Index: maxSlot, Gen: 1}} {
+		w.AddSlot(s, fetcher(fmt.Sprint(s.Index), 1, 1), t0)
+		w.AddSlot(s, fetcher(fmt.Sprint(s.Index), 2, 2), t0.Add(time.Second))
+	}
+	if len(w.queue) != 4*4 || len(w.runs) != 4 {
+		t.Errorf("%d values, %d runs by names: want 16 and 4 (four instances of four values, merged)", len(w.queue), len(w.runs))
+	}
+	if len(w.slots) != 0 {
+		t.Errorf("room for %d slots made for slots that name nothing", len(w.slots))
+	}
+}
+
+// BenchmarkWriterAddSlot is BenchmarkWriterAdd as the panel sees it at
+// 100,000 instances every 10 s: each heartbeat the first of its instance
+// since the last flush (a second), found by names and by slot.
+func BenchmarkWriterAddSlot(b *testing.B) {
+	msgs := make([]*wire.Message, 20_000)
+	for i := range msgs {
+		msgs[i] = fetcher(fmt.Sprintf("%08x-0000-4000-8000-000000000000", i), 100, int64(i))
+		msgs[i].ServiceName = fmt.Sprintf("service_%02d", i%50)
+	}
+	for _, bySlot := range []bool{false, true} {
+		b.Run(map[bool]string{false: "names", true: "slots"}[bySlot], func(b *testing.B) {
+			w := NewWriter(nil, 0)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				k := i % len(msgs)
+				if bySlot {
+					w.AddSlot(watch.Slot{Index: int32(k), Gen: 1}, msgs[k], t0)
+				} else {
+					w.Add(msgs[k], t0)
+				}
+				if i++; i%10_000 == 0 { // a second's heartbeats: what a flush takes
+					w.Discard()
+				}
+			}
+		})
+	}
+}
