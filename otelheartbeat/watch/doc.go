@@ -115,6 +115,14 @@
 // to what a publisher can send (package wire's limits), and every string
 // in an Event is wire data, to be escaped before it is shown.
 //
+// A consumer that keeps something of every instance beside the tracker
+// (the admin panel's heartbeat bars, say) need not keep a map by Key:
+// each heartbeat's Event carries its instance's Slot in the monitor's
+// tracker, a small index given again, in a later generation, only once
+// the instance is forgotten, so the consumer's state can be slices at
+// that index, as bounded as the tracker, with no names of its own and no
+// sweep for the forgotten.
+//
 // # Service discovery
 //
 // A tracker made WithHeartbeats keeps each instance's last heartbeat, and
