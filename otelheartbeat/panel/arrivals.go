@@ -56,9 +56,10 @@ func (a *arrivals) ticks(t time.Time) uint32 {
 	return uint32(min(max(int64(d), 0)+1, math.MaxUint32))
 }
 
-// add records a heartbeat that arrived at at, of the instance in slot s.
-// A heartbeat of an instance whose slot has since been given to another
-// (read late) is not counted for the other.
+// add records a heartbeat that arrived at at, of the instance in slot s,
+// a slot of the panel's tracker (below its Slots). A heartbeat of an
+// instance whose slot has since been given to another (read late) is not
+// counted for the other.
 func (a *arrivals) add(s watch.Slot, at time.Time) {
 	if !s.Valid() {
 		return
@@ -70,9 +71,9 @@ func (a *arrivals) add(s watch.Slot, at time.Time) {
 		a.grow(i + 1)
 	}
 	b := &a.beats[i]
-	switch {
+	switch held := (watch.Slot{Index: s.Index, Gen: b.gen}); {
 	case b.gen == s.Gen:
-	case b.gen > s.Gen:
+	case b.gen != 0 && s.Before(held):
 		return
 	default: // the slot's new instance: it starts afresh
 		*b = beats{gen: s.Gen, first: a.ticks(at)}

@@ -2,6 +2,7 @@ package panel
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +90,18 @@ func TestThePanelCountsEachInstancesHeartbeats(t *testing.T) {
 	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: &wire.Message{ServiceName: "svc", InstanceID: "a", Timestamp: now}})
 	if a := received("a"); a != 3 {
 		t.Errorf("received a %d after an event made by hand, want 3", a)
+	}
+	// A slot the tracker never gave is not taken at its word: no room is
+	// made for it, and the heartbeat counts for its instance.
+	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: &wire.Message{ServiceName: "svc", InstanceID: "a", Timestamp: now},
+		Slot: watch.Slot{Index: math.MaxInt32, Gen: 1}})
+	if a := received("a"); a != 4 {
+		t.Errorf("received a %d after an event with a slot the tracker never gave, want 4", a)
+	}
+	p.arrivals.mu.Lock()
+	places := len(p.arrivals.beats)
+	p.arrivals.mu.Unlock()
+	if places > mon.Tracker().Slots() {
+		t.Errorf("%d places for the bars, %d slots in the tracker", places, mon.Tracker().Slots())
 	}
 }

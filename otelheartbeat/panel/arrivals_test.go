@@ -2,6 +2,7 @@ package panel
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -89,5 +90,20 @@ func TestAForgottenInstancesSlotIsClearedForTheNext(t *testing.T) {
 	}
 	if len(a.beats) != 2 || len(a.at) != 2*3 {
 		t.Errorf("%d places, %d times for two slots of three bars", len(a.beats), len(a.at))
+	}
+}
+
+// A slot whose generations have counted round starts afresh for its new
+// instance, as at any other generation, rather than taking it for one
+// read late.
+func TestArrivalsAfterASlotsGenerationsCountRound(t *testing.T) {
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	a := newArrivals(3, base)
+	last, next := watch.Slot{Index: 0, Gen: math.MaxUint32}, watch.Slot{Index: 0, Gen: 1}
+	a.add(last, base.Add(10*time.Second))
+	a.add(next, base.Add(20*time.Second))
+	a.add(last, base.Add(21*time.Second)) // read late
+	if a.received(next) != 1 || a.received(last) != 0 {
+		t.Errorf("received: the new instance %d, the one before %d; want 1, 0", a.received(next), a.received(last))
 	}
 }

@@ -323,13 +323,16 @@ func (p *Panel) Leading() bool { return p.rec.Leading() }
 
 // Observe takes one event of the host's watcher: give it every event, on
 // the watcher's goroutine (watch.Monitor.Run's callback). It never blocks.
+// A heartbeat's instance is found by the event's Slot, which must be of
+// the panel's tracker (the watcher's own, as New says); an event made
+// another way, with no Slot, is looked up by its names.
 func (p *Panel) Observe(e watch.Event) {
 	p.rec.Observe(e)
 	switch e.Kind {
 	case watch.KindHeartbeat:
 		k := watch.Key{Service: e.Message.ServiceName, Instance: e.Message.InstanceID}
 		slot := e.Slot
-		if !slot.Valid() { // an event not made by the tracker's monitor
+		if !slot.Valid() || int(slot.Index) >= p.tr.Slots() { // not made by the tracker's monitor
 			slot, _ = p.tr.SlotOf(k)
 		}
 		if p.seriesW != nil && (p.rec.Leading() || p.beforeFirstLease()) {

@@ -61,6 +61,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -259,6 +260,7 @@ type Tracker struct {
 	// instances forgotten, to give again.
 	gens      []uint32
 	freeSlots []int32
+	slots     atomic.Int32 // len(gens), see Slots
 
 	// Health verdicts to report (HealthAt), for instances judged by health
 	// rules only.

@@ -96,7 +96,10 @@ const (
 // received: escape them before showing them (package term does).
 //
 // A KindHeartbeat event's Slot names its instance in the monitor's
-// tracker (Monitor.Tracker), unless the heartbeat was not tracked.
+// tracker (Monitor.Tracker) as the heartbeat found it: the instance may
+// have been forgotten since (a stopping heartbeat whose replacement had
+// already come, an instance evicted at the bound), and its slot given to
+// another, of a later generation.
 type Event struct {
 	Kind       Kind
 	At         time.Time

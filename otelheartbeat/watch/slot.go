@@ -6,12 +6,14 @@ package watch
 // carries its instance's Slot, so that the consumer finds its part
 // without hashing the names, and holds no names of its own.
 //
-// Index is small: below the most instances the tracker has tracked at
-// once. Once the instance is forgotten, its Index is given to another
-// instance, with a greater Gen; so a consumer that keeps the Gen beside
-// what it keeps at an Index knows whose it is. An event read late may
-// carry a Slot already given again: its Gen is then the lesser. The zero
-// Slot (Gen 0) names no instance.
+// Index is small: below Tracker.Slots, which is at most the most
+// instances the tracker has tracked at once. Once the instance is
+// forgotten, its Index is given to another instance in the next
+// generation (Gen), so a consumer that keeps the Gen beside what it keeps
+// at an Index knows whose it is, and Before tells an event read late, of
+// an instance since forgotten, from one of the instance now there. The
+// zero Slot (Gen 0) names no instance. A Slot means something only to the
+// tracker that gave it.
 type Slot struct {
 	Index int32
 	Gen   uint32
@@ -19,6 +21,12 @@ type Slot struct {
 
 // Valid reports whether s names an instance.
 func (s Slot) Valid() bool { return s.Gen != 0 && s.Index >= 0 }
+
+// Before reports whether s is of an earlier generation than o, both at one
+// Index. Generations count round, skipping 0, after 4,294,967,295
+// instances in one slot; Before compares them as serial numbers, so that
+// the wrap is no different from any other step.
+func (s Slot) Before(o Slot) bool { return int32(s.Gen-o.Gen) < 0 }
 
 // takeSlot returns a slot for a new instance: one of an instance
 // forgotten, or a new one, in its next generation.
@@ -30,12 +38,18 @@ func (t *Tracker) takeSlot() int32 {
 	} else {
 		i = int32(len(t.gens))
 		t.gens = append(t.gens, 0)
+		t.slots.Store(int32(len(t.gens)))
 	}
 	if t.gens[i]++; t.gens[i] == 0 { // after 4,294,967,295 instances in one slot
 		t.gens[i] = 1
 	}
 	return i
 }
+
+// Slots returns how many slots the tracker has made: every Slot it gives
+// has an Index below it. It never shrinks, and costs no lock, so that a
+// consumer can check a slot on every heartbeat.
+func (t *Tracker) Slots() int { return int(t.slots.Load()) }
 
 // slotOf is e's Slot.
 func (t *Tracker) slotOf(e *entry) Slot { return Slot{Index: e.slot, Gen: t.gens[e.slot]} }

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -47,8 +48,28 @@ func TestASlotNamesItsInstanceUntilItIsForgotten(t *testing.T) {
 			t.Fatalf("slot %+v at a bound of 2 instances", s)
 		}
 	}
+	if n := tr.Slots(); n != 2 {
+		t.Errorf("%d slots made at a bound of 2 instances", n)
+	}
 	if (Slot{}).Valid() {
 		t.Error("the zero Slot names an instance")
+	}
+}
+
+// Generations compare as serial numbers: the one after the last (which
+// skips 0) is after it, as any other.
+func TestASlotsGenerationsCountRound(t *testing.T) {
+	for _, c := range []struct{ a, b uint32 }{{1, 2}, {7, 1 << 31}, {math.MaxUint32 - 1, math.MaxUint32}, {math.MaxUint32, 1}, {math.MaxUint32 - 3, 2}} {
+		a, b := Slot{Index: 3, Gen: c.a}, Slot{Index: 3, Gen: c.b}
+		if !a.Before(b) || b.Before(a) || a.Before(a) {
+			t.Errorf("generation %d before %d: %v, the other way: %v", c.a, c.b, a.Before(b), b.Before(a))
+		}
+	}
+	tr := NewTracker()
+	tr.gens = []uint32{math.MaxUint32}
+	tr.freeSlots = []int32{0}
+	if i := tr.takeSlot(); i != 0 || tr.gens[0] != 1 {
+		t.Errorf("the slot after generation %d: index %d, generation %d; want 0, 1", uint32(math.MaxUint32), i, tr.gens[0])
 	}
 }
 
