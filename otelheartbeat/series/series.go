@@ -402,9 +402,10 @@ type slotRun struct {
 	start int32
 }
 
-// maxSlot bounds the slots a Writer keeps runs at (AddSlot): beyond it,
-// an instance's values are found by its names.
-const maxSlot = 1 << 22
+// maxSlot bounds the slots a Writer keeps runs at (AddSlot), 8 MiB of
+// them: a tracker's default bound. Beyond it, an instance's values are
+// found by its names.
+const maxSlot = watch.DefaultMaxInstances
 
 type strayKey struct {
 	runKey
@@ -438,12 +439,18 @@ func (w *Writer) Add(m *wire.Message, at time.Time) {
 }
 
 // AddSlot is Add for a caller that has m's instance's slot in its watcher's
-// tracker (a heartbeat's watch.Event.Slot): the instance's values queued
-// in this step are found at the slot's index rather than by a map look-up
-// of its names, which at a hundred thousand instances is most of what
-// Add costs. An instance's heartbeats should be given all to Add or all
-// to AddSlot: given to both within one flush, a step of it may be written
-// as two rollups, each merged in.
+// tracker (a heartbeat's watch.Event.Slot): the values the instance queued
+// in this step since the last flush are found at the slot's index rather
+// than by a map look-up of its names, which at a hundred thousand
+// instances is most of what Add costs. Where the slot holds none of them,
+// the values start a rollup of their own, though the instance may have
+// some queued under another slot (evicted at the tracker's bound and
+// heard again within the second) or for a step it has left (heartbeats
+// out of order): that step is then written as two rollups, which Valkey
+// merges into the values one would have made. What is written is the
+// same; the queue holds more. A heartbeat without a valid slot is given
+// to Add; an instance's heartbeats given to both within one flush may
+// leave its step's last value an earlier heartbeat's.
 func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
 	if !slot.Valid() || slot.Index >= maxSlot {
 		w.Add(m, at)

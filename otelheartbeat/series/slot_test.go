@@ -1,11 +1,14 @@
 package series
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -94,5 +97,81 @@ func BenchmarkWriterAddSlot(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Where queueing by slot starts a second rollup of a step (an instance
+// evicted at its tracker's bound and heard again under another slot
+// before the flush, heartbeats out of order),
+// Valkey merges the two: what is written is what queueing by names
+// writes. A real tracker at a bound of three gives the slots to ten
+// instances, and both writers' values are read back from a real
+// redis-server.
+func TestAddingBySlotWritesWhatAddingByNamesDoes(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Start(t).Client(t)
+	for seed := range uint64(20) {
+		store := func(prefix string) *Store {
+			s, err := NewStore(c, WithPrefix(fmt.Sprintf("%s%d:", prefix, seed)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		names, slots := store("names:"), store("slots:")
+		byNames, bySlot := NewWriter(names, 0), NewWriter(slots, 0)
+		rng := rand.New(rand.NewPCG(seed, 7))
+		tr := watch.NewTracker(watch.WithMaxInstances(3))
+		at, last := t0, t0
+		ids := map[string]bool{}
+		twice := 0
+		for i := range 600 {
+			at = at.Add(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			heard := at
+			if rng.IntN(20) == 0 {
+				heard = at.Add(-FineStep) // out of order: a step before
+			}
+			if heard.After(last) {
+				last = heard
+			}
+			id := fmt.Sprint("i", rng.IntN(10))
+			ids[id] = true
+			m := fetcher(id, float64(rng.IntN(1000)), int64(rng.IntN(1000)))
+			m.Fields = m.Fields[:rng.IntN(len(m.Fields)+1)]
+			tr.ObserveAt(m, heard)
+			slot, _ := tr.SlotOf(watch.Key{Service: m.ServiceName, Instance: id})
+			byNames.Add(m, heard)
+			bySlot.AddSlot(slot, m, heard)
+			if i%25 == 24 {
+				twice += len(bySlot.queue) - len(byNames.queue)
+				for _, w := range []*Writer{byNames, bySlot} {
+					if _, err := w.Flush(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		if twice <= 0 {
+			t.Fatalf("seed %d: queueing by slot made no second rollup of a step (%d): the test shows nothing", seed, twice)
+		}
+		var instances []string
+		for id := range ids {
+			instances = append(instances, id)
+		}
+		names.now = func() time.Time { return last }
+		slots.now = func() time.Time { return last }
+		for _, field := range []string{wire.KeyMemoryUsageMB, wire.KeyCPUUsagePercent, "queue_size", "ratio"} {
+			_, want, err := names.Read(ctx, "tracker_fetcher", field, instances, t0.Add(-2*FineStep), last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, got, err := slots.Read(ctx, "tracker_fetcher", field, instances, t0.Add(-2*FineStep), last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) == 0 || !reflect.DeepEqual(got, want) {
+				t.Errorf("seed %d, %s by slot:\n%v\nby names:\n%v", seed, field, got, want)
+			}
+		}
 	}
 }
