@@ -619,25 +619,25 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// order they came; the keys' parts made once.
 	// An instance's rollups are next to one another in the queue, so the
 	// service is looked up once a run of it, not once a rollup.
-	svcOf := map[string]int{} // in order and bySvc
+	svcOf := map[string]int{} // a service's index in order and bySvc
 	var (
 		order []string
 		bySvc [][]int
 		prev  string
 	)
-	at := -1
+	cur := -1 // prev's index
 	for i := range q {
-		if svc := q[i].service; at < 0 || svc != prev {
+		if svc := q[i].service; cur < 0 || svc != prev {
 			var ok bool
-			if at, ok = svcOf[svc]; !ok {
-				at = len(order)
-				svcOf[svc] = at
+			if cur, ok = svcOf[svc]; !ok {
+				cur = len(order)
+				svcOf[svc] = cur
 				order = append(order, svc)
 				bySvc = append(bySvc, nil)
 			}
 			prev = svc
 		}
-		bySvc[at] = append(bySvc[at], i)
+		bySvc[cur] = append(bySvc[cur], i)
 	}
 	fine, coarse := w.s.tiers[0], w.s.tiers[1]
 	head := []any{MaxFields,
