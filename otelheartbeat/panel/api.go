@@ -259,10 +259,11 @@ func (p *Panel) service(name string, counts watch.Counts, now time.Time) Service
 
 // instance builds one instance's view.
 func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
+	slot, _ := p.tr.SlotOf(in.Key) // its bars and received count
 	j := InstanceJSON{Service: in.Service, Instance: in.Instance, State: in.State.String(), Since: stamp(in.Since),
 		LastSeen: stamp(in.LastSeen), Age: math.Round(in.Age(now).Seconds()*1000) / 1000,
 		Interval: in.Interval.Seconds(), IntervalSource: in.IntervalSource.String(),
-		Heartbeats: in.Count, Received: p.receivedCount(in.Key), Lost: in.Lost}
+		Heartbeats: in.Count, Received: p.arrivals.received(slot), Lost: in.Lost}
 	if in.Has&wire.HasMemory != 0 {
 		j.MemoryMB = &in.MemoryMB
 	}
@@ -286,7 +287,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	}
 	j.Health = health(in, p.judged(now))
 	j.MetricsLink = p.metricsLink(in.Service, in.Instance)
-	j.Bars = p.bars(in.Key, in.Interval, now)
+	j.Bars = p.arrivals.barsOf(slot, in.Interval, now)
 	if w := p.instanceWindow(); w > 0 {
 		if r, ok := p.reports.get(in.Service, w); ok {
 			i, found := slices.BinarySearchFunc(r.Instances, in.Instance, func(a uptime.InstanceReport, id string) int {

@@ -83,7 +83,7 @@ func TestThePanelCountsEachInstancesHeartbeats(t *testing.T) {
 	if b, c := received("b"), received("c"); b != 0 || c != 1 {
 		t.Errorf("received b %d, c %d after b was evicted; want 0, 1", b, c)
 	}
-	if bars := p.bars(watch.Key{Service: "svc", Instance: "c"}, time.Minute, time.Now()); bars[len(bars)-1] != 1 || bars[len(bars)-2] != -1 {
+	if bars := p.instance(mustGet(t, p, "c"), time.Now()).Bars; bars[len(bars)-1] != 1 || bars[len(bars)-2] != -1 {
 		t.Errorf("c's bars %v: want its one heartbeat, and nothing before", bars)
 	}
 	now := time.Now()
@@ -104,4 +104,14 @@ func TestThePanelCountsEachInstancesHeartbeats(t *testing.T) {
 	if places > mon.Tracker().Slots() {
 		t.Errorf("%d places for the bars, %d slots in the tracker", places, mon.Tracker().Slots())
 	}
+}
+
+// mustGet is the instance id of svc in p's tracker.
+func mustGet(t *testing.T, p *Panel, id string) watch.Instance {
+	t.Helper()
+	in, ok := p.tr.Get(watch.Key{Service: "svc", Instance: id})
+	if !ok {
+		t.Fatalf("%s is not tracked", id)
+	}
+	return in
 }

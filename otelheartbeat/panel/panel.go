@@ -385,14 +385,6 @@ func (p *Panel) Watching() bool { return p.loaded.Load() && !p.blind.Load() && !
 // API, uptime, the metrics and the alerts.
 func (p *Panel) minAlive(svc string) int { return p.alert.MinAlive(svc) }
 
-// bars returns, oldest first, whether a heartbeat arrived in each of the
-// last n intervals: 1 yes, 0 no, -1 before the panel first heard the
-// instance.
-func (p *Panel) bars(k watch.Key, interval time.Duration, now time.Time) []int {
-	slot, _ := p.tr.SlotOf(k)
-	return p.arrivals.barsOf(slot, interval, now)
-}
-
 // receivedCount is how many heartbeats of k the panel heard.
 func (p *Panel) receivedCount(k watch.Key) int64 {
 	slot, _ := p.tr.SlotOf(k)
