@@ -101,10 +101,10 @@ func deadInstances(snap *view, now time.Time, _ *config) []condition {
 			"description": "no heartbeat for three intervals, and no stopping heartbeat: a crash or a hang, not a deploy",
 		}
 		var hb json.RawMessage
-		if in.Heartbeat != nil {
-			hb, _ = wire.Marshal(in.Heartbeat)
-			if in.Heartbeat.InstanceAddress != "" {
-				ann["instance_address"] = in.Heartbeat.InstanceAddress
+		if m := in.Heartbeat(); m != nil {
+			hb, _ = wire.Marshal(m)
+			if m.InstanceAddress != "" {
+				ann["instance_address"] = m.InstanceAddress
 			}
 		}
 		out = append(out, condition{labels: labels, annotations: ann, state: "dead", since: in.Since, heartbeat: hb})
@@ -137,8 +137,8 @@ func degradedInstances(snap *view, now time.Time, _ *config) []condition {
 			"rules":       strings.Join(names, "\n"),
 		}
 		var hb json.RawMessage
-		if in.Heartbeat != nil {
-			hb, _ = wire.Marshal(in.Heartbeat)
+		if m := in.Heartbeat(); m != nil {
+			hb, _ = wire.Marshal(m)
 		}
 		out = append(out, condition{labels: labels, annotations: ann, state: "degraded", since: since, heartbeat: hb})
 	}

@@ -270,13 +270,14 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	if in.Has&wire.HasCPU != 0 {
 		j.CPUPercent = &in.CPUPercent
 	}
-	if in.Heartbeat != nil {
-		j.Address = in.Heartbeat.InstanceAddress
-		if b, err := wire.Marshal(in.Heartbeat); err == nil {
+	hb := in.Heartbeat()
+	if hb != nil {
+		j.Address = hb.InstanceAddress
+		if b, err := wire.Marshal(hb); err == nil {
 			j.Heartbeat = b
 		}
 		j.FieldsCut = in.Cut
-		for _, f := range in.Heartbeat.Fields {
+		for _, f := range hb.Fields {
 			if v, err := wire.AppendValue(nil, f.Value); err == nil {
 				j.Fields = append(j.Fields, FieldJSON{Key: f.Key, Value: v})
 			}
@@ -285,7 +286,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	if j.Fields == nil {
 		j.Fields = []FieldJSON{}
 	}
-	j.Health = health(in, p.judged(now))
+	j.Health = health(in, hb, p.judged(now))
 	j.MetricsLink = p.metricsLink(in.Service, in.Instance)
 	j.Bars = p.arrivals.barsOf(slot, in.Interval, now)
 	if w := p.instanceWindow(); w > 0 {
@@ -313,8 +314,8 @@ func (p *Panel) judged(now time.Time) time.Time {
 	return now
 }
 
-// health is an up instance's health, or nil.
-func health(in watch.Instance, now time.Time) *HealthJSON {
+// health is an up instance's health, or nil; hb is its last heartbeat.
+func health(in watch.Instance, hb *wire.Message, now time.Time) *HealthJSON {
 	if in.Health == nil || !in.State.Up() {
 		return nil
 	}
@@ -334,8 +335,8 @@ func health(in watch.Instance, now time.Time) *HealthJSON {
 		if st != watch.CheckUnknown && h.Verdict == "unknown" {
 			h.Verdict = "healthy"
 		}
-		if in.Heartbeat != nil {
-			if v, ok := c.Rule.ValueIn(in.Heartbeat); ok {
+		if hb != nil {
+			if v, ok := c.Rule.ValueIn(hb); ok {
 				cj.Value, _ = wire.AppendValue(nil, v)
 			}
 		}

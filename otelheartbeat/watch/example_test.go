@@ -112,8 +112,9 @@ func ExampleTracker_Alive() {
 	show := func() {
 		var line []string
 		for _, in := range tr.Alive("geofence_service") {
-			pending, _ := in.Heartbeat.Field("pending_requests")
-			line = append(line, fmt.Sprintf("%s at %s, %d pending", in.Instance, in.Heartbeat.InstanceAddress, pending.Int))
+			hb := in.Heartbeat()
+			pending, _ := hb.Field("pending_requests")
+			line = append(line, fmt.Sprintf("%s at %s, %d pending", in.Instance, hb.InstanceAddress, pending.Int))
 		}
 		fmt.Println(strings.Join(line, "; "))
 	}

@@ -1,8 +1,7 @@
 package watch
 
 import (
-	"bytes"
-	"strings"
+	"encoding/binary"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -47,70 +46,56 @@ func WithHeartbeatBudget(perInstance, total int) TrackerOption {
 	})
 }
 
-// keep returns what the tracker keeps of m for k, within room bytes, with
-// its footprint and how many service fields were cut or left out. An owned
-// m (see Tracker.observeOwned) that fits whole, its fields without spare
-// room, is kept itself, with k's names; any other m is copied, so the
-// caller's stays the caller's.
-func keep(m *wire.Message, k Key, room int, owned bool) (*wire.Message, int, int) {
-	if owned && cap(m.Fields) == len(m.Fields) {
-		if size, ok := whole(m, k, room); ok {
-			m.ServiceName, m.InstanceID = k.Service, k.Instance
-			return m, size, 0
-		}
-	}
-	h := *m
-	h.ServiceName, h.InstanceID = k.Service, k.Instance // shared with the entry
-	h.Fields = nil
-	size := h.Footprint() - len(h.ServiceName) - len(h.InstanceID)
-	cut := 0
-	var fields []wire.Field
-	for _, f := range m.Fields {
-		short := false // cut short: counted once, kept or not
-		switch v := &f.Value; {
+// keep returns what the tracker keeps of m, packed (see packed), within
+// room bytes by wire.Message.Footprint, with that footprint and how many
+// service fields were cut or left out. Nothing of m is kept but copies,
+// so the caller's message stays the caller's. The scratch buffers are the
+// tracker's, kept for the next call; the packed bytes are one allocation
+// of their own.
+func keep(s *keepScratch, m *wire.Message, room int) (packed, int, int) {
+	size := messageFootprint(m)
+	cut, kept := 0, 0
+	s.fields = s.fields[:0]
+	for i := range m.Fields {
+		f := &m.Fields[i]
+		v, more := &f.Value, ""
+		var fs int
+		switch {
 		case v.Kind == wire.KindString && len(v.Str) > MaxKeptString:
-			v.Str = strings.Clone(wire.Truncate(v.Str, MaxKeptString-len("…"))) + "…"
-			cut++
-			short = true
+			short := wire.Value{Kind: wire.KindString, Str: wire.Truncate(v.Str, MaxKeptString-len(ellipsis))}
+			v, more = &short, ellipsis
+			fs = wire.FieldFootprint(wire.Field{Key: f.Key, Value: short}) + len(ellipsis)
+			cut++ // cut short: counted once, kept or not
+			if size+fs > room {
+				continue
+			}
 		case len(v.Raw) > MaxKeptString:
 			cut++
 			continue
-		case v.Raw != nil:
-			v.Raw = bytes.Clone(v.Raw) // the caller's slice stays the caller's
-		}
-		fs := wire.FieldFootprint(f)
-		if size+fs > room {
-			if !short {
+		default:
+			if fs = wire.FieldFootprint(*f); size+fs > room {
 				cut++
+				continue
 			}
-			continue
 		}
-		if fields == nil {
-			fields = make([]wire.Field, 0, len(m.Fields))
-		}
-		fields = append(fields, f)
+		s.fields = packField(s.fields, f.Key, v, more)
 		size += fs
+		kept++
 	}
-	if len(fields) == cap(fields) {
-		h.Fields = fields // every field kept (or none): already its length
-	} else {
-		// Only what was kept stays allocated: a copy of the right length.
-		h.Fields = append([]wire.Field(nil), fields...)
-	}
-	return &h, size, cut
+	s.head = packHead(s.head[:0], m)
+	s.head = binary.AppendUvarint(s.head, uint64(kept))
+	s.head = append(s.head, s.fields...)
+	return makePacked(s.head), size, cut
 }
 
-// whole returns the footprint of m kept whole for k, and whether it can
-// be: within room, and with nothing to cut.
-func whole(m *wire.Message, k Key, room int) (int, bool) {
-	size := m.Footprint() - len(m.ServiceName) - len(m.InstanceID)
-	if size > room {
-		return 0, false
-	}
-	for _, f := range m.Fields {
-		if v := &f.Value; len(v.Raw) > MaxKeptString || v.Kind == wire.KindString && len(v.Str) > MaxKeptString {
-			return 0, false
-		}
-	}
-	return size, true
+// ellipsis ends a string value cut short.
+const ellipsis = "…"
+
+// keepScratch is where keep packs.
+type keepScratch struct{ head, fields []byte }
+
+// messageFootprint is m's footprint without its service fields and its
+// names, which are shared with the tracker's entry.
+func messageFootprint(m *wire.Message) int {
+	return (&wire.Message{Status: m.Status, InstanceAddress: m.InstanceAddress}).Footprint()
 }

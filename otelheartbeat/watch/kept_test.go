@@ -31,7 +31,7 @@ func TestAKeptHeartbeatIsBoundedInBytes(t *testing.T) {
 	}
 	tr.Observe(m)
 	in, _ := tr.Get(Key{Service: "geo", Instance: "a"})
-	h := in.Heartbeat
+	h := in.Heartbeat()
 	if h == m || h.InstanceAddress != m.InstanceAddress || h.HeartbeatCount != 1 || h.InstanceID != "a" {
 		t.Fatalf("kept %+v", h)
 	}
@@ -90,28 +90,30 @@ func TestKeptHeartbeatsShareTheBudget(t *testing.T) {
 	}
 	first, _ := tr.Get(Key{Service: "geo", Instance: "0"})
 	last, _ := tr.Get(Key{Service: "geo", Instance: "999"})
-	if len(first.Heartbeat.Fields) <= len(last.Heartbeat.Fields) || len(last.Heartbeat.Fields) != 0 {
-		t.Errorf("the first kept %d fields, the last %d: the share does not shrink", len(first.Heartbeat.Fields), len(last.Heartbeat.Fields))
+	if len(first.Heartbeat().Fields) <= len(last.Heartbeat().Fields) || len(last.Heartbeat().Fields) != 0 {
+		t.Errorf("the first kept %d fields, the last %d: the share does not shrink", len(first.Heartbeat().Fields), len(last.Heartbeat().Fields))
 	}
 	tr.Observe(fat("0")) // its next heartbeat is held to today's share
-	if again, _ := tr.Get(Key{Service: "geo", Instance: "0"}); len(again.Heartbeat.Fields) != 0 {
-		t.Errorf("after its next heartbeat the first keeps %d fields", len(again.Heartbeat.Fields))
+	if again, _ := tr.Get(Key{Service: "geo", Instance: "0"}); len(again.Heartbeat().Fields) != 0 {
+		t.Errorf("after its next heartbeat the first keeps %d fields", len(again.Heartbeat().Fields))
 	}
 }
 
-// Keeping a heartbeat whose fields all fit costs two allocations, the
-// message and its fields, whatever their number: a panel keeps ten
-// thousand a second at a hundred thousand instances.
-func TestKeepingAHeartbeatThatFitsAllocatesTwice(t *testing.T) {
+// Keeping a heartbeat costs one allocation, its packed bytes, whatever
+// its fields: a panel keeps ten thousand a second at a hundred thousand
+// instances.
+func TestKeepingAHeartbeatAllocatesOnce(t *testing.T) {
 	m := beat("geo", "a", 1)
+	m.InstanceAddress = "10.0.0.7:8080"
 	m.Fields = []wire.Field{
 		{Key: "queue_size", Value: wire.Int(1380)},
 		{Key: "api_status", Value: wire.String("authenticated")},
 		{Key: "ratio", Value: wire.Float(0.25)},
+		{Key: "note", Value: wire.String(strings.Repeat("x", 2*MaxKeptString))}, // cut short
 	}
-	k := Key{Service: "geo", Instance: "a"}
-	if n := testing.AllocsPerRun(100, func() { keep(m, k, 1<<20, false) }); n != 2 {
-		t.Errorf("keeping a heartbeat of three fields that fit: %v allocations, want 2", n)
+	var s keepScratch
+	if n := testing.AllocsPerRun(100, func() { keep(&s, m, 1<<20) }); n != 1 {
+		t.Errorf("keeping a heartbeat of four fields: %v allocations, want 1", n)
 	}
 }
 
@@ -122,16 +124,15 @@ func TestAFieldCutThenLeftOutCountsOnce(t *testing.T) {
 		{Key: "note", Value: wire.String(strings.Repeat("x", 2*MaxKeptString))},
 		{Key: "queue_size", Value: wire.Int(1)},
 	}
-	if _, _, cut := keep(m, Key{Service: "geo", Instance: "a"}, 0, false); cut != 2 {
+	if _, _, cut := keep(&keepScratch{}, m, 0); cut != 2 {
 		t.Errorf("two fields left out, one of them cut first: counted %d, want 2", cut)
 	}
 }
 
-// A monitor's tracker keeps the heartbeat it decoded itself when it fits
-// whole, the one the event carries, rather than a second copy of every
-// heartbeat; one that must be cut is copied, and one decoded into again
-// (WithoutHeartbeatEvents) is never kept.
-func TestAMonitorKeepsTheHeartbeatItDecodedWhenItFits(t *testing.T) {
+// A monitor's tracker keeps a packed copy of the heartbeat it decoded,
+// the one the event carries, cut where it must be; one decoded into again
+// (WithoutHeartbeatEvents) keeps its own.
+func TestAMonitorKeepsACopyOfTheHeartbeatItDecoded(t *testing.T) {
 	client := redis.NewClient(&redis.Options{}) // never dialled: ingest needs no connection
 	defer client.Close()
 	payload := func(id, note string) []byte {
@@ -154,20 +155,22 @@ func TestAMonitorKeepsTheHeartbeatItDecodedWhenItFits(t *testing.T) {
 	m.ingest(ctx, out, m.decode(ds, channel, payload("a", "short"), time.Now()))
 	m.ingest(ctx, out, m.decode(ds, channel, payload("b", strings.Repeat("x", 2*MaxKeptString)), time.Now()))
 	for _, want := range []struct {
-		id     string
-		shared bool
-	}{{"a", true}, {"b", false}} {
+		id   string
+		cut  int
+		note string
+	}{{"a", 0, "short"}, {"b", 1, strings.Repeat("x", MaxKeptString-len(ellipsis)) + ellipsis}} {
 		e := <-out
 		in, _ := m.Tracker().Get(Key{Service: "geo", Instance: want.id})
-		if got := in.Heartbeat == e.Message; got != want.shared {
-			t.Errorf("%s: kept the event's message itself: %v, want %v", want.id, got, want.shared)
+		hb := in.Heartbeat()
+		if hb == e.Message || hb.InstanceID != want.id || hb.Timestamp != t0 {
+			t.Errorf("%s: kept %+v", want.id, hb)
 		}
-		if v, _ := in.Heartbeat.Field("queue_size"); v.Int != 7 {
+		if v, _ := hb.Field("queue_size"); v.Int != 7 {
 			t.Errorf("%s: kept queue_size %v", want.id, v)
 		}
-	}
-	if in, _ := m.Tracker().Get(Key{Service: "geo", Instance: "b"}); in.Cut != 1 {
-		t.Errorf("the long note: cut %d, want 1", in.Cut)
+		if v, _ := hb.Field("note"); v.Str != want.note || in.Cut != want.cut {
+			t.Errorf("%s: kept note of %d bytes, cut %d; want %d bytes, cut %d", want.id, len(v.Str), in.Cut, len(want.note), want.cut)
+		}
 	}
 
 	quiet, err := New(Connection{Client: client}, WithTracker(WithHeartbeats()), WithoutHeartbeatEvents())
@@ -177,17 +180,17 @@ func TestAMonitorKeepsTheHeartbeatItDecodedWhenItFits(t *testing.T) {
 	ds = newDecodeState()
 	quiet.ingest(ctx, out, quiet.decode(ds, channel, payload("a", "first"), time.Now()))
 	quiet.ingest(ctx, out, quiet.decode(ds, channel, payload("b", "second"), time.Now()))
-	if in, _ := quiet.Tracker().Get(Key{Service: "geo", Instance: "a"}); in.Heartbeat.InstanceID != "a" {
-		t.Errorf("a's kept heartbeat became %s's", in.Heartbeat.InstanceID)
-	} else if v, _ := in.Heartbeat.Field("note"); v.Str != "first" {
+	if in, _ := quiet.Tracker().Get(Key{Service: "geo", Instance: "a"}); in.Heartbeat().InstanceID != "a" {
+		t.Errorf("a's kept heartbeat became %s's", in.Heartbeat().InstanceID)
+	} else if v, _ := in.Heartbeat().Field("note"); v.Str != "first" {
 		t.Errorf("a's kept note became %q", v.Str)
 	}
 }
 
-// The message an event carries may be its monitor's tracker's kept
-// heartbeat: another tracker that observes it only reads it, so the first
-// tracker's readers race with nothing (run with -race).
-func TestAnEventsMessageObservedElsewhereIsOnlyRead(t *testing.T) {
+// The message an event carries is its reader's: the tracker keeps a
+// copy, so a reader who changes it races with nobody reading the kept
+// heartbeat (run with -race), and changes nothing kept.
+func TestAnEventsMessageIsItsReaders(t *testing.T) {
 	client := redis.NewClient(&redis.Options{}) // never dialled: ingest needs no connection
 	defer client.Close()
 	m, err := New(Connection{Client: client}, WithTracker(WithHeartbeats()))
@@ -201,15 +204,16 @@ func TestAnEventsMessageObservedElsewhereIsOnlyRead(t *testing.T) {
 	out := make(chan Event, 8) // the heartbeat, and the transition it makes
 	m.ingest(context.Background(), out, m.decode(newDecodeState(), []byte(wire.DefaultChannelPrefix+"geo"), b, time.Now()))
 	e := <-out
-	other := NewTracker(WithHeartbeats())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		other.Observe(e.Message)
+		e.Message.Fields[0].Value = wire.Int(8)
+		e.Message.InstanceAddress = "10.0.0.9:80"
 	}()
 	in, _ := m.Tracker().Get(Key{Service: "geo", Instance: "a"})
-	if in.Heartbeat.ServiceName != "geo" || in.Heartbeat.InstanceID != "a" {
-		t.Errorf("kept heartbeat of %s/%s", in.Heartbeat.ServiceName, in.Heartbeat.InstanceID)
-	}
 	<-done
+	hb := in.Heartbeat()
+	if v, _ := hb.Field("queue_size"); hb.ServiceName != "geo" || hb.InstanceID != "a" || v.Int != 7 || hb.InstanceAddress != "" {
+		t.Errorf("kept heartbeat %+v after its event's message changed", hb)
+	}
 }

@@ -188,12 +188,9 @@ type Instance struct {
 	CPUPercent    float64
 	// Lost counts heartbeats missing from the sequence of heartbeat_count.
 	Lost int64
-	// Heartbeat is the last heartbeat, when the tracker keeps them
-	// (WithHeartbeats); nil otherwise. It holds what the tracker's bytes
-	// allow (WithHeartbeatBudget): every documented field, and the service
-	// fields that fit, long strings cut. It is shared: read it, never
-	// change it.
-	Heartbeat *wire.Message
+	// kept is the last heartbeat, packed, when the tracker keeps them:
+	// see Heartbeat.
+	kept packed
 	// Cut counts the service fields of the last heartbeat cut short or
 	// left out of Heartbeat to keep within the tracker's bounds.
 	Cut int
@@ -201,6 +198,23 @@ type Instance struct {
 	// its service (WithHealthRules); nil when none applies or before its
 	// first heartbeat. Degraded reads it.
 	Health *Health
+}
+
+// Heartbeat returns the last heartbeat, when the tracker keeps them
+// (WithHeartbeats); nil otherwise. It holds what the tracker's bytes allow
+// (WithHeartbeatBudget): every documented field, and the service fields
+// that fit, long strings cut. Times are in UTC, as the wire carries them,
+// and a service value holds only what its Kind names.
+//
+// The tracker keeps heartbeats packed, a fifth of the memory of a
+// wire.Message, so each call unpacks a new message, its strings shared
+// with every copy of in: a reader may change it, and should call it once
+// rather than once a field. The names are in's own.
+func (in *Instance) Heartbeat() *wire.Message {
+	if in.kept.p == nil {
+		return nil
+	}
+	return unpack(in.kept.bytes(), in)
 }
 
 // Age returns how long ago the last heartbeat was received.
@@ -238,6 +252,7 @@ type Tracker struct {
 	keepHeartbeats  bool
 	keptMax         int // bytes of one kept heartbeat, see WithHeartbeatBudget
 	keptBudget      int // bytes of every kept heartbeat together
+	scratch         keepScratch
 	healthRules     []HealthRule
 
 	mu        sync.Mutex
@@ -287,7 +302,7 @@ type entry struct {
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
 	started    int64         // when its process started, Unix nanoseconds; see replace.go
 	index      int32         // in the heap, or -1
-	keptSize   int32         // the footprint of Heartbeat, counted in the tracker's kept
+	keptSize   int32         // the footprint of its heartbeat, counted in the tracker's kept
 	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
 	member     int32         // in its service's members
 	slot       int32         // see Slot
@@ -362,11 +377,13 @@ func WithMaxInstances(n int) TrackerOption {
 // WithHeartbeats makes the tracker keep each instance's last heartbeat
 // (Instance.Heartbeat), for consumers that pick instances by their
 // heartbeats: Alive answers from it. The tracker keeps a copy bounded in
-// bytes (WithHeartbeatBudget), never the message given to Observe (a
-// Monitor's tracker keeps the message it decoded, when it fits whole: the
-// one its event carries, read-only). It costs the heap at most
+// bytes (WithHeartbeatBudget), never the message given to Observe, and
+// packed: the original design's heartbeat, three service fields, keeps
+// about 90 bytes in one allocation without pointers. The budget is
+// counted by wire.Message.Footprint, what the heartbeats would hold
+// unpacked, so the heap holds much less than it: at most
 // DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most 4 KiB
-// per instance: the original design's heartbeat keeps about 500 bytes.
+// per instance.
 func WithHeartbeats() TrackerOption {
 	return trackerOptionFunc(func(t *Tracker) { t.keepHeartbeats = true })
 }
@@ -428,8 +445,8 @@ func (t *Tracker) Observe(m *wire.Message) []Transition {
 // ObserveAt records a heartbeat received at receivedAt (on the tracker's
 // clock); a monitor that reads a latest-state key uses the key's age on the
 // server. A receivedAt older than what is known already is ignored.
-// m is only read, and not kept: it may be shared (a Monitor's
-// Event.Message is its tracker's kept heartbeat). Names returns the
+// m is only read, and not kept: what a tracker keeping heartbeats keeps
+// of it is a copy (see Instance.Heartbeat). Names returns the
 // tracker's own copy of an instance's names, for a consumer that keeps
 // something by instance beside the tracker.
 func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition {
@@ -441,9 +458,8 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 // caller (a Monitor that decoded it) only reads from then on. Its
 // ServiceName and InstanceID are set to the tracker's own copies, so that
 // what a consumer of the monitor's events keeps by instance shares their
-// memory rather than holding another copy of every id; and when it is
-// kept whole, it is kept itself rather than copied.
-// It also returns the instance's Slot.
+// memory rather than holding another copy of every id. It also returns
+// the instance's Slot.
 func (t *Tracker) observeOwned(m *wire.Message, receivedAt time.Time) ([]Transition, Slot) {
 	return t.observe(m, receivedAt, true)
 }
@@ -485,7 +501,7 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	e.Has = m.Has
 	learnt := e.setStarted(receivedAt, m.UptimeSeconds, m.Has&wire.HasUptime != 0)
 	if t.keepHeartbeats {
-		t.keepHeartbeat(e, m, owned)
+		t.keepHeartbeat(e, m)
 	}
 	t.judgeHealth(e, t.services[k.Service], m, receivedAt)
 
@@ -525,11 +541,11 @@ func (t *Tracker) add(k Key) *entry {
 
 // keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's
 // share of the budget, and within what the budget has left.
-func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message, owned bool) {
+func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
 	others := t.kept - int(e.keptSize)
 	room := min(t.keptMax, t.keptBudget/max(len(t.instances), 1), t.keptBudget-others)
-	h, size, cut := keep(m, e.Key, room, owned)
-	e.Heartbeat, e.keptSize, e.Cut = h, int32(size), cut
+	p, size, cut := keep(&t.scratch, m, room)
+	e.kept, e.keptSize, e.Cut = p, int32(size), cut
 	t.kept = others + size
 	t.cut += int64(cut)
 }

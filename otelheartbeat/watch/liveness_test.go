@@ -770,11 +770,11 @@ func TestAliveFollowsTheVerdicts(t *testing.T) {
 		alive := func() string {
 			var ids []string
 			for _, in := range tr.Alive("svc") {
-				if keep != (in.Heartbeat != nil) {
-					t.Errorf("keep %v: %s has heartbeat %v", keep, in.Instance, in.Heartbeat)
+				if keep != (in.Heartbeat() != nil) {
+					t.Errorf("keep %v: %s has heartbeat %v", keep, in.Instance, in.Heartbeat())
 				}
-				if keep && in.Heartbeat.InstanceID != in.Instance {
-					t.Errorf("%s carries the heartbeat of %s", in.Instance, in.Heartbeat.InstanceID)
+				if keep && in.Heartbeat().InstanceID != in.Instance {
+					t.Errorf("%s carries the heartbeat of %s", in.Instance, in.Heartbeat().InstanceID)
 				}
 				ids = append(ids, in.Instance)
 			}

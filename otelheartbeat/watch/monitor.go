@@ -89,8 +89,9 @@ const (
 )
 
 // Event is something the monitor saw. Raw is read-only: it shares memory
-// with the received message. Message is read-only too: the tracker may
-// keep it as the instance's Heartbeat (Instance.Heartbeat), shared.
+// with the received message. Message is the event's own: a tracker
+// keeping heartbeats keeps a packed copy (Instance.Heartbeat), and its
+// names are the tracker's (Tracker.Names).
 //
 // Channel, Message and Err hold strings from the wire as they were
 // received: escape them before showing them (package term does).
@@ -626,7 +627,7 @@ func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool
 		transitions = m.tracker.ObserveAt(r.msg, r.at) // decoded into again
 	} else {
 		var slot Slot
-		transitions, slot = m.tracker.observeOwned(r.msg, r.at) // shared with the event
+		transitions, slot = m.tracker.observeOwned(r.msg, r.at) // its names become the tracker's
 		m.offer(out, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Slot: slot, Raw: r.raw})
 	}
 	for _, t := range transitions {

@@ -264,8 +264,8 @@ func TestMonitorKeepsEachInstancesOwnHeartbeat(t *testing.T) {
 		}
 	}
 	for _, in := range r.m.Tracker().Alive("geocoding_service") {
-		if in.Heartbeat == nil || in.Heartbeat.InstanceID != in.Instance || in.Heartbeat.InstanceAddress != "10.0.0."+in.Instance+":8080" {
-			t.Errorf("%s: heartbeat %+v", in.Instance, in.Heartbeat)
+		if in.Heartbeat() == nil || in.Heartbeat().InstanceID != in.Instance || in.Heartbeat().InstanceAddress != "10.0.0."+in.Instance+":8080" {
+			t.Errorf("%s: heartbeat %+v", in.Instance, in.Heartbeat())
 		}
 	}
 }

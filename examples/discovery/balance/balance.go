@@ -125,7 +125,8 @@ func (p *Picker) Pick(exclude ...string) (Target, error) {
 func (p *Picker) pick(instances []watch.Instance, exclude []string, now time.Time, skipFailed bool) (Target, bool) {
 	var best []Target
 	for _, in := range instances {
-		if in.Heartbeat == nil || in.Heartbeat.InstanceAddress == "" || contains(exclude, in.Instance) {
+		hb := in.Heartbeat()
+		if hb == nil || hb.InstanceAddress == "" || contains(exclude, in.Instance) {
 			continue
 		}
 		if until, ok := p.failed[in.Instance]; ok {
@@ -135,8 +136,8 @@ func (p *Picker) pick(instances []watch.Instance, exclude []string, now time.Tim
 				continue
 			}
 		}
-		load := float64(p.inflight[in.Instance]) + p.load(in.Heartbeat)
-		t := Target{Instance: in.Instance, Address: in.Heartbeat.InstanceAddress, Load: load}
+		load := float64(p.inflight[in.Instance]) + p.load(hb)
+		t := Target{Instance: in.Instance, Address: hb.InstanceAddress, Load: load}
 		switch {
 		case len(best) == 0 || load < best[0].Load:
 			best = append(best[:0], t)
