@@ -12,13 +12,14 @@ import (
 // new instance ids must not grow a watcher's memory with their size.
 const (
 	// DefaultHeartbeatBytes is what one kept heartbeat may hold at most,
-	// by wire.Message.Footprint: the original design's heartbeat, with its three
-	// service fields, holds about 700.
+	// packed (see Instance.Heartbeat): the original design's heartbeat,
+	// with its three service fields, holds about 90.
 	DefaultHeartbeatBytes = 4 << 10
 	// DefaultHeartbeatBudget is what every kept heartbeat together may
 	// hold. Each instance's share is the budget divided by the instances
 	// tracked, and at most DefaultHeartbeatBytes: 4 KiB each up to 32,768
-	// instances, 134 bytes each at 1,000,000.
+	// instances, 134 bytes each at 1,000,000 (the original design's
+	// heartbeat fits whole).
 	DefaultHeartbeatBudget = 128 << 20
 	// MaxKeptString is the longest string service value kept as it is: a
 	// longer one is cut at a character boundary and ends with "…".
@@ -26,16 +27,16 @@ const (
 )
 
 // WithHeartbeatBudget bounds what a tracker keeping heartbeats holds of
-// them, by wire.Message.Footprint: at most perInstance bytes of each, at
-// most its fair share of total (total divided by the instances tracked),
-// and total bytes together. Its service fields are kept in their order
-// while they fit, a string longer than MaxKeptString is cut, and any other
-// value that long (an array, an object) is left out. What no heartbeat can
-// do without is kept even past the budget: the message itself, with the
-// documented fields, its status and its instance_address (160 bytes and
-// the address, which a publisher holds to 512; instance ids and service
-// names are shared with the tracker's entries). So the kept heartbeats
-// hold at most total bytes, plus 160 bytes and the address per instance.
+// them, in the bytes they are kept in (packed, see Instance.Heartbeat): at
+// most perInstance bytes of each, at most its fair share of total (total
+// divided by the instances tracked), and total bytes together. Its service
+// fields are kept in their order while they fit, a string longer than
+// MaxKeptString is cut, and any other value that long (an array, an
+// object) is left out. What no heartbeat can do without is kept even past
+// the budget: its timestamp, interval, status and instance_address (about
+// 20 bytes and the address, which a publisher holds to 512; the names and
+// the counted values are the entry's own). So the kept heartbeats hold at
+// most total bytes, plus 20 bytes and the address per instance.
 // Instance.Cut counts what was cut or left out of each instance's last
 // heartbeat, and Tracker.Cut all of it. Defaults: DefaultHeartbeatBytes
 // and DefaultHeartbeatBudget; values below them are allowed, down to
@@ -47,45 +48,43 @@ func WithHeartbeatBudget(perInstance, total int) TrackerOption {
 }
 
 // keep returns what the tracker keeps of m, packed (see packed), within
-// room bytes by wire.Message.Footprint, with that footprint and how many
-// service fields were cut or left out. Nothing of m is kept but copies,
-// so the caller's message stays the caller's. The scratch buffers are the
-// tracker's, kept for the next call; the packed bytes are one allocation
-// of their own.
+// room bytes of packing, with their number and how many service fields
+// were cut or left out. Nothing of m is kept but copies, so the caller's
+// message stays the caller's. The scratch buffers are the tracker's, kept
+// for the next call; the packed bytes are one allocation of their own.
 func keep(s *keepScratch, m *wire.Message, room int) (packed, int, int) {
-	size := messageFootprint(m)
+	s.head = packHead(s.head[:0], m)
+	// The bytes besides the fields: the head, the count of fields, and
+	// the length the packed bytes begin with, as many as they could take.
+	base := len(s.head) + binary.MaxVarintLen16 + binary.MaxVarintLen32
 	cut, kept := 0, 0
 	s.fields = s.fields[:0]
 	for i := range m.Fields {
 		f := &m.Fields[i]
-		v, more := &f.Value, ""
-		var fs int
+		v, more, short := &f.Value, "", false
 		switch {
 		case v.Kind == wire.KindString && len(v.Str) > MaxKeptString:
-			short := wire.Value{Kind: wire.KindString, Str: wire.Truncate(v.Str, MaxKeptString-len(ellipsis))}
-			v, more = &short, ellipsis
-			fs = wire.FieldFootprint(wire.Field{Key: f.Key, Value: short}) + len(ellipsis)
+			v = &wire.Value{Kind: wire.KindString, Str: wire.Truncate(v.Str, MaxKeptString-len(ellipsis))}
+			more, short = ellipsis, true
 			cut++ // cut short: counted once, kept or not
-			if size+fs > room {
-				continue
-			}
 		case len(v.Raw) > MaxKeptString:
 			cut++
 			continue
-		default:
-			if fs = wire.FieldFootprint(*f); size+fs > room {
-				cut++
-				continue
-			}
 		}
-		s.fields = packField(s.fields, f.Key, v, more)
-		size += fs
+		mark := len(s.fields)
+		if s.fields = packField(s.fields, f.Key, v, more); base+len(s.fields) > room {
+			s.fields = s.fields[:mark]
+			if !short {
+				cut++
+			}
+			continue
+		}
 		kept++
 	}
-	s.head = packHead(s.head[:0], m)
 	s.head = binary.AppendUvarint(s.head, uint64(kept))
 	s.head = append(s.head, s.fields...)
-	return makePacked(s.head), size, cut
+	p := makePacked(s.head)
+	return p, packedSize(len(s.head)), cut
 }
 
 // ellipsis ends a string value cut short.
@@ -93,9 +92,3 @@ const ellipsis = "…"
 
 // keepScratch is where keep packs.
 type keepScratch struct{ head, fields []byte }
-
-// messageFootprint is m's footprint without its service fields and its
-// names, which are shared with the tracker's entry.
-func messageFootprint(m *wire.Message) int {
-	return (&wire.Message{Status: m.Status, InstanceAddress: m.InstanceAddress}).Footprint()
-}

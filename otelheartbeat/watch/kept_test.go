@@ -35,7 +35,7 @@ func TestAKeptHeartbeatIsBoundedInBytes(t *testing.T) {
 	if h == m || h.InstanceAddress != m.InstanceAddress || h.HeartbeatCount != 1 || h.InstanceID != "a" {
 		t.Fatalf("kept %+v", h)
 	}
-	if size := h.Footprint(); size > 2048 {
+	if size := packedSize(len(in.kept.bytes())); size > 2048 || size < 2048-300 {
 		t.Errorf("the kept heartbeat holds %d bytes, more than its 2048", size)
 	}
 	if v, _ := h.Field("queue_size"); v.Int != 1380 {
@@ -81,7 +81,7 @@ func TestKeptHeartbeatsShareTheBudget(t *testing.T) {
 	}
 	// What no heartbeat can do without, the message itself, is kept even
 	// past the budget; its service fields are not.
-	base := (&wire.Message{}).Footprint()
+	_, base, _ := keep(&keepScratch{}, beat("geo", "0", 1), 0)
 	for i := range 1000 {
 		tr.Observe(fat(fmt.Sprint(i)))
 		if kept, _ := tr.KeptBytes(); kept > budget+(i+1)*base {
@@ -215,5 +215,35 @@ func TestAnEventsMessageIsItsReaders(t *testing.T) {
 	hb := in.Heartbeat()
 	if v, _ := hb.Field("queue_size"); hb.ServiceName != "geo" || hb.InstanceID != "a" || v.Int != 7 || hb.InstanceAddress != "" {
 		t.Errorf("kept heartbeat %+v after its event's message changed", hb)
+	}
+}
+
+// At a million instances each heartbeat's share of the default budget is
+// 134 bytes: the original design's heartbeat, its three service fields
+// included, is kept whole in it.
+func TestTheOriginalHeartbeatIsKeptWholeAtAMillionsShare(t *testing.T) {
+	const n = 1000
+	tr := NewTracker(WithHeartbeats(), WithHeartbeatBudget(DefaultHeartbeatBytes, n*(DefaultHeartbeatBudget/1_000_000)))
+	for i := range n {
+		m := withInterval(beat("tracker_fetcher", fmt.Sprintf("a1b2c3d4-e5f6-7890-abcd-%012d", i), 42), time.Minute)
+		m.UptimeSeconds, m.MemoryUsageMB, m.CPUUsagePercent = 3600.5, 45.2, 2.5
+		m.Has |= wire.HasUptime | wire.HasMemory | wire.HasCPU
+		m.Status = wire.StatusRunning
+		m.Fields = []wire.Field{
+			{Key: "queue_size", Value: wire.Int(int64(i))},
+			{Key: "api_status", Value: wire.String("authenticated")},
+			{Key: "last_successful_fetch", Value: wire.Time(t0.Add(-15 * time.Second))},
+		}
+		tr.Observe(m)
+	}
+	if tr.Cut() != 0 {
+		t.Errorf("%d fields cut from heartbeats that fit their share", tr.Cut())
+	}
+	in, _ := tr.Get(Key{Service: "tracker_fetcher", Instance: fmt.Sprintf("a1b2c3d4-e5f6-7890-abcd-%012d", n-1)})
+	if hb := in.Heartbeat(); len(hb.Fields) != 3 {
+		t.Errorf("the last instance kept %d service fields of 3", len(hb.Fields))
+	}
+	if kept, budget := tr.KeptBytes(); kept > budget {
+		t.Errorf("%d bytes kept, past the budget of %d", kept, budget)
 	}
 }

@@ -47,7 +47,7 @@
 // the heap past about 512 bytes per tracked instance (about 500 MiB at
 // DefaultMaxInstances). A tracker that keeps heartbeats (WithHeartbeats)
 // holds them within a budget of bytes of their own (WithHeartbeatBudget:
-// 128 MiB, 4 KiB each, plus 160 bytes and the instance_address per
+// 128 MiB, 4 KiB each, plus 20 bytes and the instance_address per
 // instance), whatever size the heartbeats are. Service names are shared
 // by an instance's entries and released with the last one.
 //
@@ -265,7 +265,7 @@ type Tracker struct {
 	heldFrom  time.Time               // see Hold
 	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
 	evicted   int64
-	kept      int   // bytes of the kept heartbeats, by wire.Message.Footprint
+	kept      int   // bytes of the kept heartbeats, packed
 	cut       int64 // service fields cut or left out of kept heartbeats
 
 	replacedBy    map[Key]string // see ReplacedBy
@@ -302,7 +302,7 @@ type entry struct {
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
 	started    int64         // when its process started, Unix nanoseconds; see replace.go
 	index      int32         // in the heap, or -1
-	keptSize   int32         // the footprint of its heartbeat, counted in the tracker's kept
+	keptSize   int32         // the bytes of its heartbeat, counted in the tracker's kept
 	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
 	member     int32         // in its service's members
 	slot       int32         // see Slot
@@ -379,11 +379,9 @@ func WithMaxInstances(n int) TrackerOption {
 // heartbeats: Alive answers from it. The tracker keeps a copy bounded in
 // bytes (WithHeartbeatBudget), never the message given to Observe, and
 // packed: the original design's heartbeat, three service fields, keeps
-// about 90 bytes in one allocation without pointers. The budget is
-// counted by wire.Message.Footprint, what the heartbeats would hold
-// unpacked, so the heap holds much less than it: at most
-// DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most 4 KiB
-// per instance.
+// about 90 bytes in one allocation without pointers. It costs the heap at
+// most DefaultHeartbeatBudget (128 MiB) beyond the entries, and at most
+// 4 KiB per instance.
 func WithHeartbeats() TrackerOption {
 	return trackerOptionFunc(func(t *Tracker) { t.keepHeartbeats = true })
 }
@@ -558,8 +556,8 @@ func (t *Tracker) Cut() int64 {
 	return t.cut
 }
 
-// KeptBytes returns the footprint of the heartbeats kept (WithHeartbeats),
-// and the budget it is held to.
+// KeptBytes returns the bytes of the heartbeats kept (WithHeartbeats),
+// packed, and the budget they are held to.
 func (t *Tracker) KeptBytes() (kept, budget int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

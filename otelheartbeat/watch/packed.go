@@ -40,12 +40,15 @@ type packed struct{ p *byte }
 
 // makePacked returns b packed: a copy in one allocation, after its length.
 func makePacked(b []byte) packed {
-	n := uint64(len(b))
-	head := (bits.Len64(n|1) + 6) / 7 // the uvarint's bytes
-	buf := make([]byte, head+len(b))
-	binary.PutUvarint(buf, n)
+	buf := make([]byte, packedSize(len(b)))
+	head := binary.PutUvarint(buf, uint64(len(b)))
 	copy(buf[head:], b)
 	return packed{&buf[0]}
+}
+
+// packedSize is the bytes makePacked allocates for n.
+func packedSize(n int) int {
+	return (bits.Len64(uint64(n)|1)+6)/7 + n // the length's uvarint, and the bytes
 }
 
 // bytes returns the packed bytes, or "" for none.
