@@ -3,6 +3,9 @@ package panel
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,8 +91,8 @@ func TestAForgottenInstancesSlotIsClearedForTheNext(t *testing.T) {
 	if got := fmt.Sprint(a.barsOf(old, 10*time.Second, now)); got != "[-1 -1 -1]" || a.received(old) != 0 {
 		t.Errorf("the forgotten instance: bars %s, received %d", got, a.received(old))
 	}
-	if len(a.beats) != 2 || len(a.at) != 2*3 {
-		t.Errorf("%d places, %d times for two slots of three bars", len(a.beats), len(a.at))
+	if len(a.beats) != 2 || len(a.gaps) != 2*2 {
+		t.Errorf("%d places, %d gaps for two slots of three bars", len(a.beats), len(a.gaps))
 	}
 }
 
@@ -105,5 +108,89 @@ func TestArrivalsAfterASlotsGenerationsCountRound(t *testing.T) {
 	a.add(last, base.Add(21*time.Second)) // read late
 	if a.received(next) != 1 || a.received(last) != 0 {
 		t.Errorf("received: the new instance %d, the one before %d; want 1, 0", a.received(next), a.received(last))
+	}
+}
+
+// A gap's 16 bits are the gap itself below 4096 ticks (409.6 s), and
+// within 1/4096 of it beyond, rounded either way, never past what 16
+// bits hold; a longer code is a longer gap.
+func TestAGapsCodeIsExactThenWithinAPart(t *testing.T) {
+	for d := range uint32(1 << 12) {
+		if got := gapOf(gapCode(d)); got != d {
+			t.Fatalf("gap %d came back as %d", d, got)
+		}
+	}
+	prev := uint16(0)
+	for _, d := range []uint32{4096, 4097, 8191, 8192, 36_000, 36_001, 864_000, 1 << 24, 4095 << 15, 4096 << 15, math.MaxUint32} {
+		c := gapCode(d)
+		got := gapOf(c)
+		want := min(uint64(d), 4095<<15)
+		if diff := math.Abs(float64(got) - float64(want)); diff > float64(want)/4096 {
+			t.Errorf("gap %d came back as %d, off by %.0f", d, got, diff)
+		}
+		if c < prev {
+			t.Errorf("gap %d has code %#x, below the shorter gap's %#x", d, c, prev)
+		}
+		prev = c
+	}
+}
+
+// Heartbeats read out of their order (a latest-state key read after a
+// later heartbeat, a redelivery) show in the bars as they would in order.
+func TestArrivalsOutOfOrderMakeTheSameBars(t *testing.T) {
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		bars := 1 + rng.IntN(12)
+		interval := time.Duration(1+rng.IntN(40)) * time.Second
+		var at []time.Time
+		for s := time.Duration(0); len(at) < 3*bars; s += interval {
+			if rng.IntN(4) != 0 { // a quarter of the heartbeats are lost
+				at = append(at, base.Add(time.Hour+s+time.Duration(rng.IntN(1000))*time.Millisecond))
+			}
+		}
+		in, out := newArrivals(bars, base), newArrivals(bars, base)
+		k := watch.Slot{Index: 0, Gen: 1}
+		for _, t := range at {
+			in.add(k, t)
+		}
+		// The same, the first of them first (it decides the first bar)
+		// and the rest shuffled a little: each at most three places out.
+		shuffled := slices.Clone(at[1:])
+		for i := range shuffled {
+			j := min(i+rng.IntN(4), len(shuffled)-1)
+			shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
+		}
+		out.add(k, at[0])
+		for _, t := range shuffled {
+			out.add(k, t)
+		}
+		now := at[len(at)-1].Add(interval / 2)
+		if a, b := fmt.Sprint(in.barsOf(k, interval, now)), fmt.Sprint(out.barsOf(k, interval, now)); a != b || in.received(k) != out.received(k) {
+			t.Fatalf("round %d (%d bars, every %v): in order %s, out of order %s", round, bars, interval, a, b)
+		}
+	}
+}
+
+// An instance that beats once an hour or once a day keeps its bars
+// whole: its gaps are kept within a part in 4096, rounded either way, so
+// thirty of them move its first bar's heartbeat by less than a percent
+// of a bar.
+func TestArrivalsOfASlowInstanceKeepTheirBars(t *testing.T) {
+	base := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	for _, interval := range []time.Duration{7 * time.Minute, time.Hour, 24 * time.Hour} {
+		a := newArrivals(30, base)
+		k := watch.Slot{Index: 0, Gen: 1}
+		at := base
+		for i := range 40 {
+			at = base.Add(time.Duration(i)*interval + time.Duration(i%7)*time.Second)
+			if i != 25 {
+				a.add(k, at)
+			}
+		}
+		want := strings.Repeat("1 ", 15) + "0 " + strings.TrimSpace(strings.Repeat("1 ", 14))
+		if got := fmt.Sprint(a.barsOf(k, interval, at.Add(interval/2))); got != "["+want+"]" {
+			t.Errorf("every %v: bars %s", interval, got)
+		}
 	}
 }
