@@ -91,6 +91,7 @@ func (a *arrivals) add(s watch.Slot, at time.Time) {
 	switch {
 	case t < b.last: // arrived before the latest (read late): in its place
 		a.insert(b, ring, t)
+		b.first = min(b.first, t)
 	case len(ring) > 0:
 		ring[b.next] = gapCode(t - b.last)
 		b.next = (b.next + 1) % uint32(len(ring))
