@@ -34,11 +34,14 @@ const (
 // MaxKeptString is cut, and any other value that long (an array, an
 // object) is left out. What no heartbeat can do without is kept even past
 // the budget: its timestamp, interval, status and instance_address (about
-// 20 bytes and the address, which a publisher holds to 512; the names and
-// the counted values are the entry's own). So the kept heartbeats hold at
-// most total bytes, plus 20 bytes and the address per instance.
-// Instance.Cut counts what was cut or left out of each instance's last
-// heartbeat, and Tracker.Cut all of it. Defaults: DefaultHeartbeatBytes
+// 25 bytes and the address, which publishers and the decoder hold to
+// wire.MaxAddressLength, 512: a longer one, given to Observe by hand, is
+// left out, as a status other than the wire's two is cut to 32 bytes; the
+// names and the counted values are the entry's own). So the kept
+// heartbeats hold at most total bytes, plus 25 bytes and the address per
+// instance. Instance.Cut counts what was cut or left out of each
+// instance's last heartbeat, and Tracker.Cut what was of every heartbeat
+// kept since the tracker began. Defaults: DefaultHeartbeatBytes
 // and DefaultHeartbeatBudget; values below them are allowed, down to
 // keeping no service field at all.
 func WithHeartbeatBudget(perInstance, total int) TrackerOption {
@@ -67,7 +70,7 @@ func keep(s *keepScratch, m *wire.Message, room int) (packed, int, int) {
 			v = &wire.Value{Kind: wire.KindString, Str: wire.Truncate(v.Str, MaxKeptString-len(ellipsis))}
 			more, short = ellipsis, true
 			cut++ // cut short: counted once, kept or not
-		case len(v.Raw) > MaxKeptString:
+		case v.Kind == wire.KindRaw && len(v.Raw) > MaxKeptString:
 			cut++
 			continue
 		}

@@ -247,3 +247,49 @@ func TestTheOriginalHeartbeatIsKeptWholeAtAMillionsShare(t *testing.T) {
 		t.Errorf("%d bytes kept, past the budget of %d", kept, budget)
 	}
 }
+
+// What a heartbeat keeps past the budget is bounded too: a status other
+// than the wire's two is cut short, an address longer than any publisher
+// or decoder allows is left out, so heartbeats given to Observe by hand
+// cannot grow the tracker past its budget with them.
+func TestWhatIsKeptPastTheBudgetIsBounded(t *testing.T) {
+	tr := NewTracker(WithHeartbeats(), WithHeartbeatBudget(100, 1000))
+	for i := range 100 {
+		m := beat("geo", fmt.Sprint(i), 1)
+		m.Status = strings.Repeat("x", 10_000)
+		m.InstanceAddress = "10.0.0.7:" + strings.Repeat("8", 10_000)
+		tr.Observe(m)
+	}
+	if kept, _ := tr.KeptBytes(); kept > 1000+100*(25+maxKeptStatus) {
+		t.Errorf("%d bytes kept past a budget of 1000 for 100 instances", kept)
+	}
+	in, _ := tr.Get(Key{Service: "geo", Instance: "7"})
+	if hb := in.Heartbeat(); len(hb.Status) > maxKeptStatus || hb.InstanceAddress != "" {
+		t.Errorf("kept a status of %d bytes and an address of %d", len(hb.Status), len(hb.InstanceAddress))
+	}
+}
+
+// A value is judged by what its Kind names: an integer whose unused raw
+// bytes are long is an integer, kept; and a long string of bytes that are
+// not UTF-8 is cut at its length, not emptied looking for a character's
+// start.
+func TestAValueIsCutByWhatItsKindNames(t *testing.T) {
+	tr := NewTracker(WithHeartbeats())
+	m := beat("geo", "a", 1)
+	m.Fields = []wire.Field{
+		{Key: "n", Value: wire.Value{Kind: wire.KindInt, Int: 7, Raw: json.RawMessage(strings.Repeat("1", 300))}},
+		{Key: "bytes", Value: wire.String(strings.Repeat("\x80", 1024))},
+	}
+	tr.Observe(m)
+	in, _ := tr.Get(Key{Service: "geo", Instance: "a"})
+	hb := in.Heartbeat()
+	if v, ok := hb.Field("n"); !ok || v.Int != 7 {
+		t.Errorf("the integer: %+v, kept %v", v, ok)
+	}
+	if v, _ := hb.Field("bytes"); len(v.Str) != MaxKeptString {
+		t.Errorf("1,024 bytes that are not UTF-8 kept as %d bytes, want %d", len(v.Str), MaxKeptString)
+	}
+	if in.Cut != 1 {
+		t.Errorf("cut %d, want 1 (the long string)", in.Cut)
+	}
+}

@@ -47,7 +47,7 @@
 // the heap past about 512 bytes per tracked instance (about 500 MiB at
 // DefaultMaxInstances). A tracker that keeps heartbeats (WithHeartbeats)
 // holds them within a budget of bytes of their own (WithHeartbeatBudget:
-// 128 MiB, 4 KiB each, plus 20 bytes and the instance_address per
+// 128 MiB, 4 KiB each, plus 25 bytes and the instance_address per
 // instance), whatever size the heartbeats are. Service names are shared
 // by an instance's entries and released with the last one.
 //

@@ -69,6 +69,11 @@ func (p packed) bytes() string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p.p), at)), int(n))
 }
 
+// maxKeptStatus bounds a status other than the wire's two (only a
+// heartbeat given to Observe by hand carries one): what is kept past the
+// budget is bounded whatever the heartbeat.
+const maxKeptStatus = 32
+
 const (
 	packedTimestamp byte = 1 << iota
 	packedAddress
@@ -86,7 +91,7 @@ func packHead(dst []byte, m *wire.Message) []byte {
 	if !m.Timestamp.IsZero() {
 		flags |= packedTimestamp
 	}
-	if m.InstanceAddress != "" {
+	if m.InstanceAddress != "" && len(m.InstanceAddress) <= wire.MaxAddressLength {
 		flags |= packedAddress
 	}
 	switch m.Status {
@@ -106,7 +111,7 @@ func packHead(dst []byte, m *wire.Message) []byte {
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(m.IntervalSeconds))
 	}
 	if flags&packedStatusOther != 0 {
-		dst = appendBytes(dst, m.Status)
+		dst = appendBytes(dst, wire.Truncate(m.Status, maxKeptStatus))
 	}
 	if flags&packedAddress != 0 {
 		dst = appendBytes(dst, m.InstanceAddress)

@@ -106,3 +106,25 @@ func TestValidateAddress(t *testing.T) {
 		}
 	}
 }
+
+// Truncate cuts at a character boundary, and bytes that are not UTF-8 at
+// the length asked: no character starts among them to cut at.
+func TestTruncateCutsAtACharacterOrAtTheLength(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"héllo", 10, "héllo"},
+		{"héllo", 2, "h"}, // inside é
+		{"héllo", 3, "hé"},
+		{"a€b", 3, "a"}, // inside €
+		{strings.Repeat("\x80", 10), 5, strings.Repeat("\x80", 5)},
+		{"a" + strings.Repeat("\x80", 10), 5, "a\x80\x80\x80\x80"},
+		{"€€", 0, ""},
+	} {
+		if got := Truncate(tt.s, tt.n); got != tt.want {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}

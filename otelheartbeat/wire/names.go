@@ -123,13 +123,16 @@ func ValidateFieldName(name string) error {
 	return nil
 }
 
-// Truncate cuts s to at most n bytes at a character boundary.
+// Truncate cuts s to at most n bytes at a character boundary: bytes that
+// are not UTF-8 are cut at n, since no character starts among them.
 func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	for back := 0; back < utf8.UTFMax && n-back > 0; back++ {
+		if utf8.RuneStart(s[n-back]) {
+			return s[:n-back]
+		}
 	}
 	return s[:n]
 }
