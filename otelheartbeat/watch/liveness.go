@@ -206,8 +206,8 @@ type Instance struct {
 // that fit, long strings cut. Times are in UTC, as the wire carries them,
 // and a service value holds only what its Kind names.
 //
-// The tracker keeps heartbeats packed, a fifth of the memory of a
-// wire.Message, so each call unpacks a new message, its strings shared
+// The tracker keeps heartbeats packed, in a fifth of the memory of a
+// wire.Message or less, so each call unpacks a new message, its strings shared
 // with every copy of in: a reader may change it, and should call it once
 // rather than once a field. The names are in's own.
 func (in *Instance) Heartbeat() *wire.Message {
@@ -252,7 +252,6 @@ type Tracker struct {
 	keepHeartbeats  bool
 	keptMax         int // bytes of one kept heartbeat, see WithHeartbeatBudget
 	keptBudget      int // bytes of every kept heartbeat together
-	scratch         keepScratch
 	healthRules     []HealthRule
 
 	mu        sync.Mutex
@@ -265,8 +264,9 @@ type Tracker struct {
 	heldFrom  time.Time               // see Hold
 	unwatched time.Duration           // all the time the watcher could not see, see Unwatched
 	evicted   int64
-	kept      int   // bytes of the kept heartbeats, packed
-	cut       int64 // service fields cut or left out of kept heartbeats
+	kept      int         // bytes of the kept heartbeats, packed
+	cut       int64       // service fields cut or left out of kept heartbeats
+	scratch   keepScratch // where heartbeats are packed
 
 	replacedBy    map[Key]string // see ReplacedBy
 	replacedOrder []Key
@@ -452,9 +452,9 @@ func (t *Tracker) ObserveAt(m *wire.Message, receivedAt time.Time) []Transition 
 	return tr
 }
 
-// observeOwned is ObserveAt of a message handed over for good, which the
-// caller (a Monitor that decoded it) only reads from then on. Its
-// ServiceName and InstanceID are set to the tracker's own copies, so that
+// observeOwned is ObserveAt of a message the caller (a Monitor that
+// decoded it) owns and lets the tracker change: its ServiceName and
+// InstanceID are set to the tracker's own copies, so that
 // what a consumer of the monitor's events keeps by instance shares their
 // memory rather than holding another copy of every id. It also returns
 // the instance's Slot.
