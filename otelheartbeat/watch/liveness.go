@@ -302,7 +302,6 @@ type entry struct {
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
 	started    int64         // when its process started, Unix nanoseconds; see replace.go
 	index      int32         // in the heap, or -1
-	keptSize   int32         // the bytes of its heartbeat, counted in the tracker's kept
 	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
 	member     int32         // in its service's members
 	slot       int32         // see Slot
@@ -540,10 +539,10 @@ func (t *Tracker) add(k Key) *entry {
 // keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's
 // share of the budget, and within what the budget has left.
 func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
-	others := t.kept - int(e.keptSize)
+	others := t.kept - e.kept.size()
 	room := min(t.keptMax, t.keptBudget/max(len(t.instances), 1), t.keptBudget-others)
 	p, size, cut := keep(&t.scratch, m, room)
-	e.kept, e.keptSize, e.Cut = p, int32(size), cut
+	e.kept, e.Cut = p, cut
 	t.kept = others + size
 	t.cut += int64(cut)
 }
@@ -718,7 +717,7 @@ func (t *Tracker) remove(e *entry) {
 	t.forgetHealth(e)
 	delete(t.instances, e.Key)
 	t.freeSlots = append(t.freeSlots, e.slot)
-	t.kept -= int(e.keptSize)
+	t.kept -= e.kept.size()
 	delete(t.stale, e)
 	if svc := t.services[e.Service]; svc != nil {
 		svc.counts.Add(e.State, -1)

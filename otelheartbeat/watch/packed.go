@@ -46,6 +46,15 @@ func makePacked(b []byte) packed {
 	return packed{&buf[0]}
 }
 
+// size is the bytes p holds, its length included: what the tracker
+// counts of it.
+func (p packed) size() int {
+	if p.p == nil {
+		return 0
+	}
+	return packedSize(len(p.bytes()))
+}
+
 // packedSize is the bytes makePacked allocates for n.
 func packedSize(n int) int {
 	return (bits.Len64(uint64(n)|1)+6)/7 + n // the length's uvarint, and the bytes
@@ -163,7 +172,7 @@ func appendTime(dst []byte, t time.Time) []byte {
 // that a reader who changes one changes nobody else's. It returns nil for
 // bytes the packing functions did not make.
 func unpack(b string, in *Instance) *wire.Message {
-	r := unpacker{s: b}
+	r := unpacker{b: unsafe.Slice(unsafe.StringData(b), len(b))}
 	flags := r.readByte()
 	m := &wire.Message{
 		ServiceName: in.Service, InstanceID: in.Instance, Has: in.Has,
@@ -187,7 +196,7 @@ func unpack(b string, in *Instance) *wire.Message {
 		m.InstanceAddress = r.readString()
 	}
 	n := r.readUvarint()
-	if n > uint64(len(r.s)) { // each field takes a byte at least
+	if n > uint64(len(r.b)) { // each field takes a byte at least
 		r.fail()
 	} else if n > 0 {
 		m.Fields = make([]wire.Field, 0, n)
@@ -215,80 +224,72 @@ func unpack(b string, in *Instance) *wire.Message {
 		}
 		m.Fields = append(m.Fields, f)
 	}
-	if r.bad || r.s != "" {
+	if r.bad || len(r.b) != 0 {
 		return nil
 	}
 	return m
 }
 
-// unpacker reads packed bytes; a read past their end sets bad and reads
-// zero.
+// unpacker reads packed bytes, viewed as a slice that is never written;
+// a read past their end sets bad and reads zero.
 type unpacker struct {
-	s   string
+	b   []byte
 	bad bool
 }
 
 func (r *unpacker) fail() {
-	r.bad, r.s = true, ""
+	r.bad, r.b = true, nil
 }
 
 func (r *unpacker) readByte() byte {
-	if len(r.s) == 0 {
+	if len(r.b) == 0 {
 		r.fail()
 		return 0
 	}
-	c := r.s[0]
-	r.s = r.s[1:]
+	c := r.b[0]
+	r.b = r.b[1:]
 	return c
 }
 
 func (r *unpacker) readUvarint() uint64 {
-	var v uint64
-	for shift := uint(0); shift < 64; shift += 7 {
-		if len(r.s) == 0 {
-			break
-		}
-		c := r.s[0]
-		r.s = r.s[1:]
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v
-		}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
 	}
-	r.fail()
-	return 0
+	r.b = r.b[n:]
+	return v
 }
 
 func (r *unpacker) readVarint() int64 {
-	u := r.readUvarint()
-	v := int64(u >> 1)
-	if u&1 != 0 {
-		v = ^v
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
 	}
+	r.b = r.b[n:]
 	return v
 }
 
 func (r *unpacker) readFloat() float64 {
-	if len(r.s) < 8 {
+	if len(r.b) < 8 {
 		r.fail()
 		return 0
 	}
-	var u uint64
-	for i := range 8 {
-		u |= uint64(r.s[i]) << (8 * i)
-	}
-	r.s = r.s[8:]
-	return math.Float64frombits(u)
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
 }
 
+// readString returns the next string, sharing the packed bytes.
 func (r *unpacker) readString() string {
 	n := r.readUvarint()
-	if n > uint64(len(r.s)) {
+	if n > uint64(len(r.b)) {
 		r.fail()
 		return ""
 	}
-	v := r.s[:n]
-	r.s = r.s[n:]
+	v := unsafe.String(unsafe.SliceData(r.b), int(n))
+	r.b = r.b[n:]
 	return v
 }
 
