@@ -39,9 +39,13 @@ const (
 // left out, as a status other than the wire's two is cut to 32 bytes; the
 // names and the counted values are the entry's own). So the kept
 // heartbeats hold at most total bytes, plus 25 bytes and the address per
-// instance. Instance.Cut counts what was cut or left out of each
-// instance's last heartbeat, and Tracker.Cut what was of every heartbeat
-// kept since the tracker began. Defaults: DefaultHeartbeatBytes
+// instance. A heartbeat is held to its share when it is kept: one kept
+// while fewer instances were tracked holds its larger share until its
+// instance's next heartbeat, and until then an instance that joins gets
+// what the budget has left, which may be none of its service fields.
+// Instance.Cut counts what was cut or left out of each instance's last
+// heartbeat, and Tracker.Cut what was of every heartbeat kept since the
+// tracker began. Defaults: DefaultHeartbeatBytes
 // and DefaultHeartbeatBudget; values below them are allowed, down to
 // keeping no service field at all.
 func WithHeartbeatBudget(perInstance, total int) TrackerOption {
