@@ -251,24 +251,29 @@ func (r *unpacker) readByte() byte {
 	return c
 }
 
-func (r *unpacker) readUvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
+// skip passes the n bytes encoding/binary read, and fails for n <= 0 (too
+// few bytes, or a varint past 64 bits): it reports whether it passed.
+func (r *unpacker) skip(n int) bool {
 	if n <= 0 {
 		r.fail()
-		return 0
+		return false
 	}
 	r.b = r.b[n:]
-	return v
+	return true
+}
+
+func (r *unpacker) readUvarint() uint64 {
+	if v, n := binary.Uvarint(r.b); r.skip(n) {
+		return v
+	}
+	return 0
 }
 
 func (r *unpacker) readVarint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
+	if v, n := binary.Varint(r.b); r.skip(n) {
+		return v
 	}
-	r.b = r.b[n:]
-	return v
+	return 0
 }
 
 func (r *unpacker) readFloat() float64 {
