@@ -68,6 +68,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecoderAgreesWithEncodingJSON$$' -fuzztime $(FUZZTIME) ./otelheartbeat/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFromEnv$$' -fuzztime $(FUZZTIME) ./internal/valkeyconf
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeAndSafeJSON$$' -fuzztime $(FUZZTIME) ./otelheartbeat/watch/term
+	$(GO) test -run '^$$' -fuzz '^FuzzAKeptHeartbeatMarshalsAsReceived$$' -fuzztime $(FUZZTIME) ./otelheartbeat/watch
 
 # make bench: every performance figure beside its baseline, measured in the
 # same run on this machine, as docs/performance.md's table (a few minutes).
