@@ -55,11 +55,11 @@ func WithHeartbeatBudget(perInstance, total int) TrackerOption {
 }
 
 // keep returns what the tracker keeps of m, packed (see packed), within
-// room bytes of packing, with their number and how many service fields
-// were cut or left out. Nothing of m is kept but copies, so the caller's
+// room bytes (packed.size), and how many service fields were cut or left
+// out. Nothing of m is kept but copies, so the caller's
 // message stays the caller's. The scratch buffers are the tracker's, kept
 // for the next call; the packed bytes are one allocation of their own.
-func keep(s *keepScratch, m *wire.Message, room int) (packed, int, int) {
+func keep(s *keepScratch, m *wire.Message, room int) (packed, int) {
 	s.head = packHead(s.head[:0], m)
 	// The bytes besides the fields: the head, the count of fields, and
 	// the length the packed bytes begin with, as many as they could take.
@@ -90,8 +90,7 @@ func keep(s *keepScratch, m *wire.Message, room int) (packed, int, int) {
 	}
 	s.head = binary.AppendUvarint(s.head, uint64(kept))
 	s.head = append(s.head, s.fields...)
-	p := makePacked(s.head)
-	return p, packedSize(len(s.head)), cut
+	return makePacked(s.head), cut
 }
 
 // ellipsis ends a string value cut short.

@@ -541,9 +541,9 @@ func (t *Tracker) add(k Key) *entry {
 func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
 	others := t.kept - e.kept.size()
 	room := min(t.keptMax, t.keptBudget/max(len(t.instances), 1), t.keptBudget-others)
-	p, size, cut := keep(&t.scratch, m, room)
+	p, cut := keep(&t.scratch, m, room)
 	e.kept, e.Cut = p, cut
-	t.kept = others + size
+	t.kept = others + p.size()
 	t.cut += int64(cut)
 }
 

@@ -65,6 +65,8 @@ func (p packed) bytes() string {
 	if p.p == nil {
 		return ""
 	}
+	// The length read a byte at a time: binary.Uvarint would need a slice
+	// of ten bytes, which may reach past a short allocation.
 	var n uint64
 	at := 0
 	for shift := uint(0); ; shift += 7 {

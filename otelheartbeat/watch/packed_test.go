@@ -99,7 +99,7 @@ func TestTruncatedPackedBytesUnpackToNothing(t *testing.T) {
 	m.InstanceAddress = "10.0.0.7:80"
 	m.Status = "draining"
 	m.Fields = []wire.Field{{Key: "queue_size", Value: wire.Int(300)}, {Key: "note", Value: wire.String("ok")}, {Key: "at", Value: wire.Time(t0)}}
-	p, _, _ := keep(&keepScratch{}, m, 1<<20)
+	p, _ := keep(&keepScratch{}, m, 1<<20)
 	in := Instance{Key: Key{Service: "geo", Instance: "a"}, Has: m.Has}
 	b := p.bytes()
 	if unpack(b, &in) == nil {
