@@ -217,7 +217,7 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []IncidentJSON{}
 	for _, svc := range svcs {
-		entries, err := p.reports.history.read(ctx, p, svc, now)
+		entries, err := p.reports.history.read(ctx, p, svc, now, time.Time{})
 		if err != nil && ctx.Err() != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "reading history failed"})
 			return

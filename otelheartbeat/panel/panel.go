@@ -468,7 +468,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		if err != nil {
 			break
 		}
-		entries, serr := c.history.read(ctx, p, svc, now)
+		entries, serr := c.history.read(ctx, p, svc, now, time.Time{})
 		if serr != nil {
 			if ctx.Err() != nil {
 				err = serr
@@ -520,113 +520,6 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	}
 	c.at, c.reports, c.stale = now, out, nil
 	p.hub.changedAll() // new uptime figures for every card
-}
-
-// maxEntries bounds the history entries kept in memory per service: a
-// service that changes state every 10 s for 30 days has 260,000.
-const maxEntries = 300_000
-
-// entryCache keeps every service's history entries as read so far, in
-// order of time, and reads only what was added since: history only grows
-// at its end.
-type entryCache struct {
-	mu       sync.Mutex
-	services map[string]*cachedEntries
-}
-
-type cachedEntries struct {
-	shared  bool // entries read before the tracker loaded the fleet have the tracker's names since
-	mu      sync.Mutex
-	entries []history.Entry
-	last    string // the id of the last entry read
-	capped  bool
-}
-
-// read returns a service's entries within the retention, oldest first;
-// the slice is shared: read it, never change it.
-func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now time.Time) ([]history.Entry, error) {
-	c.mu.Lock()
-	if c.services == nil {
-		c.services = map[string]*cachedEntries{}
-	}
-	ce, ok := c.services[svc]
-	if !ok {
-		ce = &cachedEntries{}
-		c.services[svc] = ce
-	}
-	c.mu.Unlock()
-	ce.mu.Lock()
-	defer ce.mu.Unlock()
-	for {
-		more, last, err := p.store.EntriesAfter(ctx, svc, ce.last, 10_000)
-		if err != nil {
-			return nil, err
-		}
-		if p.loaded.Load() && !ce.shared {
-			// Read before the tracker knew the fleet: once, a copy with
-			// its names (the slice is shared with readers).
-			ce.entries, ce.shared = slices.Clone(ce.entries), true
-			shareNames(p.tr, ce.entries)
-		}
-		shareNames(p.tr, more)
-		ce.entries, ce.last = mergeByTime(ce.entries, more), last
-		if n := len(ce.entries) - maxEntries; n > 0 {
-			if !ce.capped {
-				p.cfg.errorf("history of %q holds more than %d entries: uptime is computed from the latest %d", svc, maxEntries, maxEntries)
-				ce.capped = true
-			}
-			ce.entries = slices.Clone(ce.entries[n:])
-		}
-		if len(more) < 10_000 {
-			break
-		}
-	}
-	// Trimmed in Valkey past the retention: trimmed here too.
-	cut := now.Add(-p.store.Retention())
-	i := 0
-	for i < len(ce.entries) && ce.entries[i].At.Before(cut) {
-		i++
-	}
-	if i > 0 {
-		ce.entries = ce.entries[i:]
-	}
-	return ce.entries[:len(ce.entries):len(ce.entries)], nil
-}
-
-// shareNames gives entries the tracker's copy of their names where it has
-// one, so that history kept for uptime holds no second copy of every id.
-func shareNames(tr *watch.Tracker, entries []history.Entry) {
-	for i := range entries {
-		k, _ := tr.Names(watch.Key{Service: entries[i].Service, Instance: entries[i].Instance})
-		entries[i].Service, entries[i].Instance = k.Service, k.Instance
-	}
-}
-
-// mergeByTime returns have, in order of time, with more (in the order
-// written) merged in: entries of one time stay in the order written, as a
-// stable sort of the whole history would leave them. History is mostly
-// written in order of time, but not always (a transition found by a tick
-// is written after a heartbeat heard later); sorting once here spares
-// every uptime computation a sort. A have that must change is copied, not
-// changed in place: it is shared with the readers of the cache.
-func mergeByTime(have, more []history.Entry) []history.Entry {
-	byTime := func(a, b history.Entry) int { return a.At.Compare(b.At) }
-	if !slices.IsSortedFunc(more, byTime) {
-		more = slices.Clone(more)
-		slices.SortStableFunc(more, byTime)
-	}
-	if len(have) == 0 || len(more) == 0 || !more[0].At.Before(have[len(have)-1].At) {
-		return append(have, more...)
-	}
-	out := make([]history.Entry, 0, len(have)+len(more))
-	for len(have) > 0 && len(more) > 0 {
-		if more[0].At.Before(have[0].At) {
-			out, more = append(out, more[0]), more[1:]
-		} else {
-			out, have = append(out, have[0]), have[1:]
-		}
-	}
-	return append(append(out, have...), more...)
 }
 
 func (c *reportCache) get(svc string, w time.Duration) (uptime.ServiceReport, bool) {

@@ -1,47 +1,136 @@
 package panel
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // The history cache keeps entries as a stable sort of everything read by
-// time would, however the reads split the history, and never changes what
-// it handed out before.
+// time would, however the reads split the history and however much of its
+// start is forgotten, and gives each back as it was read: every field
+// uptime and the charts read, the replacement and the lost count included.
 func TestHistoryIsKeptInOrderOfTime(t *testing.T) {
 	t0 := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	tr := watch.NewTracker()
 	for seed := range 300 {
 		r := rand.New(rand.NewPCG(uint64(seed), 1))
 		var all []history.Entry
 		for i := range 1 + r.IntN(60) {
 			// Mostly in order, some late, some at one moment.
-			at := t0.Add(time.Duration(i-r.IntN(3)*r.IntN(8)) * time.Second)
-			all = append(all, history.Entry{Instance: strconv.Itoa(i), At: at})
+			at := t0.Add(time.Duration(i-r.IntN(3)*r.IntN(8))*time.Second + time.Duration(r.IntN(3))*time.Millisecond)
+			e := history.Entry{Service: "svc", Instance: strconv.Itoa(i), At: at.Local(),
+				From: watch.State(r.IntN(5)), To: watch.State(r.IntN(5))}
+			switch r.IntN(4) {
+			case 1:
+				e.Event = history.Forgotten
+			case 2:
+				e.Event, e.Lost = history.LostHeartbeats, r.Int64()
+			case 3:
+				e.Event, e.By = history.Replaced, "by-"+strconv.Itoa(r.IntN(10))
+			}
+			all = append(all, e)
 		}
-		var have []history.Entry
-		var handed [][]history.Entry
-		var copies [][]history.Entry
+		ce := &cachedEntries{service: "svc"}
+		var want []history.Entry // a stable sort of all read, less what was dropped
 		for rest := all; len(rest) > 0; {
 			n := 1 + r.IntN(len(rest))
-			have = mergeByTime(have, rest[:n])
+			ce.add(tr, slices.Clone(rest[:n]))
+			want = append(want, rest[:n]...)
+			slices.SortStableFunc(want, func(a, b history.Entry) int { return a.At.Compare(b.At) })
 			rest = rest[n:]
-			out := have[:len(have):len(have)]
-			handed, copies = append(handed, out), append(copies, slices.Clone(out))
-		}
-		want := slices.Clone(all)
-		slices.SortStableFunc(want, func(a, b history.Entry) int { return a.At.Compare(b.At) })
-		if !slices.Equal(have, want) {
-			t.Fatalf("seed %d: kept\n%v\nwant\n%v", seed, have, want)
-		}
-		for i := range handed {
-			if !slices.Equal(handed[i], copies[i]) {
-				t.Fatalf("seed %d: read %d changed after it was handed out", seed, i)
+			if r.IntN(3) == 0 {
+				d := r.IntN(len(ce.entries) + 1)
+				ce.drop(d)
+				want = want[d:]
 			}
 		}
+		if got := ce.history(0); !slices.EqualFunc(got, want, sameEntry) {
+			t.Fatalf("seed %d: kept\n%v\nwant\n%v", seed, got, want)
+		}
+		replaced := 0
+		for _, e := range want {
+			if e.Event == history.Replaced {
+				replaced++
+			}
+		}
+		if len(ce.by) > replaced {
+			t.Fatalf("seed %d: %d replacements kept for %d entries that name one", seed, len(ce.by), replaced)
+		}
+	}
+}
+
+func sameEntry(a, b history.Entry) bool { return a.At.Equal(b.At) && a.Count == b.Count && a == b }
+
+// A read from a time holds the entries at it and after, to the
+// millisecond history keeps: none before.
+func TestHistoryIsReadFromATime(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	ce := &cachedEntries{service: "svc"}
+	var all []history.Entry
+	for i := range 5 {
+		all = append(all, history.Entry{Service: "svc", Instance: strconv.Itoa(i), At: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	ce.add(watch.NewTracker(), all)
+	for _, c := range []struct {
+		since time.Time
+		want  int // entries read
+	}{
+		{time.Time{}, 5},
+		{t0.Add(-time.Hour), 5},
+		{t0, 5},
+		{t0.Add(time.Nanosecond), 4},
+		{t0.Add(time.Millisecond - time.Nanosecond), 4},
+		{t0.Add(time.Millisecond), 4},
+		{t0.Add(4 * time.Millisecond), 1},
+		{t0.Add(4*time.Millisecond + 1), 0},
+	} {
+		if got := ce.history(ce.before(c.since)); len(got) != c.want || (c.want > 0 && got[0].At.Before(c.since)) {
+			t.Errorf("since %v: read %d entries, want %d", c.since.Sub(t0), len(got), c.want)
+		}
+	}
+}
+
+// BenchmarkHistoryCachePerInstance reports the heap the panel's history
+// cache holds per instance at 100,000 instances of 50 services, each
+// with the one entry of an instance that has run since it appeared, its
+// names the tracker's.
+func BenchmarkHistoryCachePerInstance(b *testing.B) {
+	const n = 100_000
+	t0 := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	tr := watch.NewTracker()
+	byService := map[string][]history.Entry{}
+	for i := range n {
+		svc, id := fmt.Sprintf("service_%02d", i%50), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i)
+		tr.Observe(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: t0})
+		byService[svc] = append(byService[svc], history.Entry{Service: svc, Instance: id, From: watch.Unknown, To: watch.Alive, At: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		cache := map[string]*cachedEntries{}
+		for svc, entries := range byService {
+			ce := &cachedEntries{service: svc}
+			// Read as the panel reads history: up to 10,000 at a time.
+			for rest := entries; len(rest) > 0; {
+				k := min(len(rest), 10_000)
+				ce.add(tr, slices.Clone(rest[:k]))
+				rest = rest[k:]
+			}
+			cache[svc] = ce
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
+		runtime.KeepAlive(cache)
 	}
 }

@@ -170,7 +170,7 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 	}
 	// The changes to mark, when history answers in time: the values are
 	// shown without them otherwise.
-	if entries, err := p.reports.history.read(ctx, p, name, now); err == nil {
+	if entries, err := p.reports.history.read(ctx, p, name, now, since); err == nil {
 		out.Events = seriesEvents(entries, ids, since, until)
 		if n := len(out.Events) - MaxSeriesEvents; n > 0 {
 			out.Events, out.EventsCut = out.Events[n:], n

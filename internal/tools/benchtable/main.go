@@ -195,6 +195,9 @@ func run(in io.Reader, w io.Writer) error {
 	if mem, ok := r.get("BenchmarkMemoryPerInstanceKeepingHeartbeats", "B/instance"); ok {
 		rows = append(rows, row{"liveness memory per tracked instance, keeping its heartbeat (the original design's, three service fields), 100,000 instances", fmt.Sprintf("%.0f B", mem), "", "", "", ""})
 	}
+	if mem, ok := r.get("BenchmarkHistoryCachePerInstance", "B/instance"); ok {
+		rows = append(rows, row{"admin panel's history cache per instance that has run since it appeared, 100,000 instances", fmt.Sprintf("%.0f B", mem), "", "", "", ""})
+	}
 	if peak, ok := r.get("BenchmarkIDFlood", "peak-heap-MiB"); ok {
 		// The cap BenchmarkIDFlood enforces and package watch documents:
 		// 512 B per tracked instance plus 16 MiB, at the default bound.

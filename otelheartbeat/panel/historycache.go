@@ -1,0 +1,211 @@
+package panel
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+)
+
+// maxEntries bounds the history entries kept in memory per service: a
+// service that changes state every 10 s for 30 days has 260,000.
+const maxEntries = 300_000
+
+// entryCache keeps every service's history entries as read so far, in
+// order of time, and reads only what was added since: history only grows
+// at its end.
+type entryCache struct {
+	mu       sync.Mutex
+	services map[string]*cachedEntries
+}
+
+// cachedEntries is one service's history as the cache keeps it: what uptime
+// and the charts' marks read of each entry, in 40 bytes rather than a
+// history.Entry's 96, the names shared with the tracker.
+type cachedEntries struct {
+	shared  bool // entries read before the tracker loaded the fleet have the tracker's names since
+	mu      sync.Mutex
+	service string
+	entries []cachedEntry
+	by      []string // the replacements of the Replaced entries, see cachedEntry.aux
+	last    string   // the id of the last entry read
+	capped  bool
+}
+
+// cachedEntry is a history.Entry without its service (its cachedEntries')
+// and its heartbeat count, which no reader of the cache needs.
+type cachedEntry struct {
+	instance string
+	at       int64 // Unix milliseconds, as history keeps times
+	aux      int64 // Lost of a LostHeartbeats entry; of a Replaced one, where its By is in by
+	event    history.Event
+	from, to watch.State
+}
+
+// read returns a service's entries within the retention, oldest first,
+// from since on (all of them when since is zero), in a slice of the
+// caller's own.
+func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since time.Time) ([]history.Entry, error) {
+	c.mu.Lock()
+	if c.services == nil {
+		c.services = map[string]*cachedEntries{}
+	}
+	ce, ok := c.services[svc]
+	if !ok {
+		ce = &cachedEntries{service: svc}
+		c.services[svc] = ce
+	}
+	c.mu.Unlock()
+	ce.mu.Lock()
+	defer ce.mu.Unlock()
+	for {
+		more, last, err := p.store.EntriesAfter(ctx, svc, ce.last, 10_000)
+		if err != nil {
+			return nil, err
+		}
+		if p.loaded.Load() && !ce.shared {
+			// Read before the tracker knew the fleet: once, with its names.
+			ce.shareNames(p.tr)
+			ce.shared = true
+		}
+		ce.add(p.tr, more)
+		ce.last = last
+		if n := len(ce.entries) - maxEntries; n > 0 {
+			if !ce.capped {
+				p.cfg.errorf("history of %q holds more than %d entries: uptime is computed from the latest %d", svc, maxEntries, maxEntries)
+				ce.capped = true
+			}
+			ce.drop(n)
+		}
+		if len(more) < 10_000 {
+			break
+		}
+	}
+	// Trimmed in Valkey past the retention: trimmed here too.
+	ce.drop(ce.before(now.Add(-p.store.Retention())))
+	return ce.history(ce.before(since)), nil
+}
+
+// add merges more, in the order history wrote them, into the entries kept,
+// in order of time: entries of one time stay in the order written, as a
+// stable sort of the whole history would leave them. History is mostly
+// written in order of time, but not always (a transition found by a tick
+// is written after a heartbeat heard later); sorting once here spares
+// every uptime computation a sort.
+func (ce *cachedEntries) add(tr *watch.Tracker, more []history.Entry) {
+	if len(more) == 0 {
+		return
+	}
+	in := make([]cachedEntry, len(more))
+	for i, e := range more {
+		k, _ := tr.Names(watch.Key{Service: ce.service, Instance: e.Instance})
+		c := cachedEntry{instance: k.Instance, at: e.At.UnixMilli(), event: e.Event, from: e.From, to: e.To}
+		switch e.Event {
+		case history.LostHeartbeats:
+			c.aux = e.Lost
+		case history.Replaced:
+			by, _ := tr.Names(watch.Key{Service: ce.service, Instance: e.By})
+			c.aux = int64(len(ce.by))
+			ce.by = append(ce.by, by.Instance)
+		}
+		in[i] = c
+	}
+	ce.entries = mergeByTime(ce.entries, in)
+}
+
+// shareNames gives the entries the tracker's copy of their names where it
+// has one, so that history kept for uptime holds no second copy of every id.
+func (ce *cachedEntries) shareNames(tr *watch.Tracker) {
+	for i := range ce.entries {
+		k, _ := tr.Names(watch.Key{Service: ce.service, Instance: ce.entries[i].instance})
+		ce.entries[i].instance = k.Instance
+	}
+	for i := range ce.by {
+		k, _ := tr.Names(watch.Key{Service: ce.service, Instance: ce.by[i]})
+		ce.by[i] = k.Instance
+	}
+}
+
+// before is how many entries are earlier than t.
+func (ce *cachedEntries) before(t time.Time) int {
+	if t.IsZero() {
+		return 0
+	}
+	// Earlier than t in whole milliseconds: earlier than t rounded up.
+	ms := t.UnixMilli()
+	if t.Sub(time.UnixMilli(ms)) > 0 {
+		ms++
+	}
+	i, _ := slices.BinarySearchFunc(ce.entries, ms, func(e cachedEntry, ms int64) int {
+		if e.at < ms {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// drop forgets the oldest n entries, and the replacements only they named.
+func (ce *cachedEntries) drop(n int) {
+	if n <= 0 {
+		return
+	}
+	replaced := slices.ContainsFunc(ce.entries[:n], func(e cachedEntry) bool { return e.event == history.Replaced })
+	if n > len(ce.entries)/2 {
+		// A copy, so that the many forgotten do not stay behind the slice
+		// until it grows.
+		ce.entries = slices.Clone(ce.entries[n:])
+	} else {
+		ce.entries = ce.entries[n:]
+	}
+	if !replaced {
+		return
+	}
+	var by []string
+	for i := range ce.entries {
+		if e := &ce.entries[i]; e.event == history.Replaced {
+			by = append(by, ce.by[e.aux])
+			e.aux = int64(len(by) - 1)
+		}
+	}
+	ce.by = by
+}
+
+// history returns the entries from the i-th on as history.Entry.
+func (ce *cachedEntries) history(i int) []history.Entry {
+	out := make([]history.Entry, len(ce.entries)-i)
+	for j, c := range ce.entries[i:] {
+		e := history.Entry{Service: ce.service, Instance: c.instance, Event: c.event, From: c.from, To: c.to, At: time.UnixMilli(c.at)}
+		switch c.event {
+		case history.LostHeartbeats:
+			e.Lost = c.aux
+		case history.Replaced:
+			e.By = ce.by[c.aux]
+		}
+		out[j] = e
+	}
+	return out
+}
+
+// mergeByTime returns have, in order of time, with more (in the order
+// written) merged in: entries of one time stay in the order written.
+func mergeByTime(have, more []cachedEntry) []cachedEntry {
+	byTime := func(a, b cachedEntry) int { return cmp.Compare(a.at, b.at) }
+	slices.SortStableFunc(more, byTime)
+	if len(have) == 0 || len(more) == 0 || more[0].at >= have[len(have)-1].at {
+		return append(have, more...)
+	}
+	out := make([]cachedEntry, 0, len(have)+len(more))
+	for len(have) > 0 && len(more) > 0 {
+		if more[0].at < have[0].at {
+			out, more = append(out, more[0]), more[1:]
+		} else {
+			out, have = append(out, have[0]), have[1:]
+		}
+	}
+	return append(append(out, have...), more...)
+}
