@@ -289,15 +289,8 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	j.Health = health(in, hb, p.judged(now))
 	j.MetricsLink = p.metricsLink(in.Service, in.Instance)
 	j.Bars = p.arrivals.barsOf(slot, in.Interval, now)
-	if w := p.instanceWindow(); w > 0 {
-		if r, ok := p.reports.get(in.Service, w); ok {
-			i, found := slices.BinarySearchFunc(r.Instances, in.Instance, func(a uptime.InstanceReport, id string) int {
-				return strings.Compare(a.Instance, id)
-			})
-			if found {
-				j.Uptime = ratio(r.Instances[i].Times)
-			}
-		}
+	if p.instanceWindow() > 0 {
+		j.Uptime = p.reports.instanceUptime(in.Service, in.Instance)
 	}
 	return j
 }

@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
@@ -141,4 +143,41 @@ func newPanel(t *testing.T, tr *watch.Tracker) *Panel {
 	}
 	t.Cleanup(func() { _ = p.met.shutdown() })
 	return p
+}
+
+// An instance in the service view carries its uptime over the instances
+// table's window, as history has it: none for one history never saw.
+func TestAnInstanceCarriesItsUptime(t *testing.T) {
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanel(t, tr)
+	ctx := context.Background()
+	now := time.Now()
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	if _, err := p.store.Apply(ctx, 1, []history.Record{
+		{Service: "svc", Instance: "steady", To: watch.Alive, At: at(2 * time.Hour)},
+		{Service: "svc", Instance: "flaky", To: watch.Alive, At: at(2 * time.Hour)},
+		{Service: "svc", Instance: "flaky", To: watch.Dead, At: at(90 * time.Minute)},
+		{Service: "svc", Instance: "flaky", To: watch.Alive, At: at(30 * time.Minute)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"steady", "flaky", "unrecorded"} {
+		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+	}
+	p.reports.compute(ctx, p)
+	d, ok := p.detail("svc", now, pageQuery{Limit: DefaultServicePage})
+	if !ok {
+		t.Fatal("no service view")
+	}
+	got := map[string]string{}
+	for _, in := range d.Instances {
+		got[in.Instance] = "none"
+		if in.Uptime != nil {
+			got[in.Instance] = fmt.Sprintf("%.4f", *in.Uptime)
+		}
+	}
+	// flaky: up 30 min, down 60, up 30 (to within the test's own time).
+	if want := map[string]string{"steady": "1.0000", "flaky": "0.5000", "unrecorded": "none"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("uptime by instance %v, want %v", got, want)
+	}
 }

@@ -24,8 +24,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -398,10 +400,13 @@ type reportCache struct {
 	skipped map[string]bool // services whose history could not be read, reported
 	mu      sync.Mutex
 	at      time.Time
-	reports map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report
-	stale   map[string]bool
-	err     error
-	wake    chan struct{} // made by New
+	reports map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report, without its instances
+	// The instances' uptime over the instances table's window, each
+	// service's by id: 24 bytes an instance rather than its report's 56.
+	instances map[string][]instanceUptime
+	stale     map[string]bool
+	err       error
+	wake      chan struct{} // made by New
 }
 
 func (c *reportCache) invalidate(svc string) {
@@ -463,6 +468,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		gaps, err = p.store.Gaps(ctx, now.Add(-longest))
 	}
 	out := map[string]map[time.Duration]uptime.ServiceReport{}
+	instances := map[string][]instanceUptime{}
 	var skipped []error
 	for _, svc := range svcs {
 		if err != nil {
@@ -489,6 +495,10 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
+			if i == with {
+				instances[svc] = uptimes(r.Instances)
+				r.Instances = nil
+			}
 			byWindow[p.cfg.windows[i]] = r
 		}
 		out[svc] = byWindow
@@ -518,7 +528,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	for _, e := range skipped {
 		c.skipped[e.Error()] = true
 	}
-	c.at, c.reports, c.stale = now, out, nil
+	c.at, c.reports, c.instances, c.stale = now, out, instances, nil
 	p.hub.changedAll() // new uptime figures for every card
 }
 
@@ -527,4 +537,38 @@ func (c *reportCache) get(svc string, w time.Duration) (uptime.ServiceReport, bo
 	defer c.mu.Unlock()
 	r, ok := c.reports[svc][w]
 	return r, ok
+}
+
+// instanceUptime is an instance's uptime over the instances table's
+// window, as the API gives it (see ratio); NaN when it has none.
+type instanceUptime struct {
+	instance string
+	up       float64
+}
+
+// uptimes is what the instances table reads of reports, in their order
+// (by id).
+func uptimes(reports []uptime.InstanceReport) []instanceUptime {
+	out := make([]instanceUptime, len(reports))
+	for i, r := range reports {
+		out[i] = instanceUptime{instance: r.Instance, up: math.NaN()}
+		if u := ratio(r.Times); u != nil {
+			out[i].up = *u
+		}
+	}
+	return out
+}
+
+// instanceUptime returns an instance's uptime over the instances table's
+// window, nil when it has none or none is computed yet.
+func (c *reportCache) instanceUptime(svc, id string) *float64 {
+	c.mu.Lock()
+	ups := c.instances[svc]
+	c.mu.Unlock()
+	i, found := slices.BinarySearchFunc(ups, id, func(a instanceUptime, id string) int { return strings.Compare(a.instance, id) })
+	if !found || math.IsNaN(ups[i].up) {
+		return nil
+	}
+	u := ups[i].up
+	return &u
 }
