@@ -330,11 +330,12 @@ return 1
 `
 
 // update is the rollup of one field of one instance over part of a fine
-// step, to merge into both tiers.
+// step, to merge into both tiers: 72 bytes, as the values are written as
+// float32 and their time in whole seconds.
 type update struct {
 	service, instance, field string
-	at                       time.Time // of the last value
-	last, lo, hi             float64
+	at                       int64 // of the last value, Unix seconds
+	last, lo, hi             float32
 }
 
 // DefaultQueue bounds the values a Writer holds between two writes.
@@ -478,7 +479,7 @@ func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
 
 // of reports whether u is a value of rk's instance in rk's step.
 func (u *update) of(rk runKey) bool {
-	return u.instance == rk.instance && u.service == rk.service && u.at.Truncate(FineStep).Unix() == rk.step
+	return u.instance == rk.instance && u.service == rk.service && time.Unix(u.at, 0).Truncate(FineStep).Unix() == rk.step
 }
 
 // add queues the numeric fields of m, received at at, into the run r of
@@ -490,7 +491,7 @@ func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) 
 			return
 		}
 		n++
-		v = max(min(v, math.MaxFloat32), -math.MaxFloat32)
+		v32 := float32(max(min(v, math.MaxFloat32), -math.MaxFloat32))
 		i := -1
 		for j := r.start; j < r.start+r.n; j++ {
 			if w.queue[j].field == field {
@@ -506,7 +507,7 @@ func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) 
 		if i >= 0 {
 			// The same step: one rollup.
 			q := &w.queue[i]
-			q.at, q.last, q.lo, q.hi = at, v, min(q.lo, v), max(q.hi, v)
+			q.at, q.last, q.lo, q.hi = at.Unix(), v32, min(q.lo, v32), max(q.hi, v32)
 			return
 		}
 		if len(w.queue) >= w.max {
@@ -518,7 +519,7 @@ func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) 
 		} else {
 			w.strays[strayKey{rk, field}] = len(w.queue)
 		}
-		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at, last: v, lo: v, hi: v})
+		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at.Unix(), last: v32, lo: v32, hi: v32})
 	}
 	if m.Has&wire.HasMemory != 0 {
 		add(wire.KeyMemoryUsageMB, m.MemoryUsageMB)
@@ -747,9 +748,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			from := len(text)
 			text = strconv.AppendInt(text, int64(len(keys)-first-1), 10)
 			text = strconv.AppendInt(append(text, ' '), int64(fi), 10)
-			text = strconv.AppendInt(append(text, ' '), u.at.Unix(), 10)
-			for _, v := range [3]float64{u.last, u.lo, u.hi} {
-				text = strconv.AppendFloat(append(text, ' '), v, 'g', -1, 32)
+			text = strconv.AppendInt(append(text, ' '), u.at, 10)
+			for _, v := range [3]float32{u.last, u.lo, u.hi} {
+				text = strconv.AppendFloat(append(text, ' '), float64(v), 'g', -1, 32)
 			}
 			text = append(append(text, ' '), u.field...)
 			args = append(args, span{from, len(text)})
