@@ -27,8 +27,9 @@ return 1
 // above the last one given, above the highest the caller has seen, and at
 // least Valkey's clock in milliseconds. A Valkey that lost its data has
 // no last one: the clock keeps the new epoch above those given before,
-// also to a replica that never saw them, as long as Valkey's clock is not
-// behind the time they were given. An epoch key that is not digits of a
+// also to a replica that never saw them, as long as Valkey's clock has
+// passed them (an epoch is ahead of the clock only by the others given
+// within its millisecond). An epoch key that is not digits of a
 // number below epochLimit is garbage, and one that would reach it is
 // spent: either is set anew from the clock. It returns 1, the epoch taken
 // and 1 if the key was set anew; or 0 and the epoch of the lease held (0
