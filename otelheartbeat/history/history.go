@@ -411,18 +411,33 @@ func (s *Store) Services(ctx context.Context) ([]string, error) {
 	return svcs, nil
 }
 
+// ErrEntryGone is EntriesAfter's answer when the entry a reader read last is
+// no longer in the service's history: the history was lost (a server
+// restarted without persistence, the key deleted) or trimmed past it. What
+// the reader kept is not the start of what Valkey holds now: it should
+// forget it and read from the first entry.
+var ErrEntryGone = errors.New("history: the last entry read is gone")
+
 // EntriesAfter returns at most max of a service's entries added after the
 // entry id after ("" for the first), oldest first, and the id of the last
 // one returned (after, when there is none): a reader keeps what it has
-// read and asks only for what is new.
+// read and asks only for what is new. It returns ErrEntryGone when after
+// is no longer in the history.
 func (s *Store) EntriesAfter(ctx context.Context, service, after string, max int64) ([]Entry, string, error) {
-	start := "-"
+	start, n := "-", max
 	if after != "" {
-		start = "(" + after
+		// From after itself, to see that it is still there.
+		start, n = after, max+1
 	}
-	msgs, err := s.c.XRangeN(ctx, s.eventsKey(service), start, "+", max).Result()
+	msgs, err := s.c.XRangeN(ctx, s.eventsKey(service), start, "+", n).Result()
 	if err != nil {
 		return nil, after, fmt.Errorf("history: XRANGE %s: %w", s.eventsKey(service), err)
+	}
+	if after != "" {
+		if len(msgs) == 0 || msgs[0].ID != after {
+			return nil, after, fmt.Errorf("%w: %s of %s", ErrEntryGone, after, s.eventsKey(service))
+		}
+		msgs = msgs[1:]
 	}
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {

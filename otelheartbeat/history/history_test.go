@@ -535,3 +535,49 @@ func TestAServiceThatCannotBeWrittenIsReportedOnce(t *testing.T) {
 		t.Errorf("reports of the failing writes, want one naming the service:\n%s", strings.Join(failures, "\n"))
 	}
 }
+
+// A reader reads a service's history a part at a time, each read from the
+// last entry it read; when that entry is gone (the history lost or trimmed
+// past it) it is told so, not handed what came after as if it followed.
+func TestEntriesAreReadOnFromTheLastRead(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	now := time.Now().Truncate(time.Millisecond)
+	var recs []Record
+	for i := range 5 {
+		recs = append(recs, Record{Service: "geo", Instance: fmt.Sprint("i", i), To: watch.Alive, At: now.Add(time.Duration(i) * time.Second)})
+	}
+	if _, err := s.Apply(ctx, 1, recs); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for after := ""; ; {
+		es, last, err := s.EntriesAfter(ctx, "geo", after, 2)
+		if err != nil {
+			t.Fatalf("after %q: %v", after, err)
+		}
+		if len(es) == 0 {
+			if last != after {
+				t.Errorf("an empty read moved the last read from %q to %q", after, last)
+			}
+			break
+		}
+		for _, e := range es {
+			ids = append(ids, e.Instance)
+		}
+		after = last
+	}
+	if got := strings.Join(ids, ","); got != "i0,i1,i2,i3,i4" {
+		t.Errorf("read %s", got)
+	}
+	_, last, _ := s.EntriesAfter(ctx, "geo", "", 100)
+	if err := srv.Client(t).Del(ctx, "heartbeat:history:{geo}:events").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, 1, []Record{{Service: "geo", Instance: "later", To: watch.Dead, At: now.Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	if es, _, err := s.EntriesAfter(ctx, "geo", last, 100); !errors.Is(err, ErrEntryGone) || len(es) != 0 {
+		t.Errorf("after the history was deleted: %v, %v; want ErrEntryGone", es, err)
+	}
+}

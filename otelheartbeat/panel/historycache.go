@@ -3,6 +3,7 @@ package panel
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -64,6 +65,11 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since 
 	defer ce.mu.Unlock()
 	for {
 		more, last, err := p.store.EntriesAfter(ctx, svc, ce.last, 10_000)
+		if errors.Is(err, history.ErrEntryGone) {
+			// What is kept is not the start of what Valkey holds now.
+			ce.reset()
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -88,6 +94,12 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since 
 	// Trimmed in Valkey past the retention: trimmed here too.
 	ce.drop(ce.before(now.Add(-p.store.Retention())))
 	return ce.history(ce.before(since)), nil
+}
+
+// reset forgets every entry read, to read the service's history again
+// from its first entry.
+func (ce *cachedEntries) reset() {
+	ce.entries, ce.by, ce.last, ce.capped = nil, nil, "", false
 }
 
 // add merges more, in the order history wrote them, into the entries kept,

@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
@@ -132,5 +134,58 @@ func BenchmarkHistoryCachePerInstance(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
 		runtime.KeepAlive(cache)
+	}
+}
+
+// When the history the cache read is gone from Valkey (a server restarted
+// without persistence, the stream deleted, or trimmed past what was read),
+// the cache reads what Valkey holds now rather than adding it to what it
+// held: a recorder writing the fleet's state again is not counted twice.
+func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p, err := New(tr, srv.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.met.shutdown() })
+	ctx := context.Background()
+	now := time.Now()
+	recs := []history.Record{
+		{Service: "svc", Instance: "a", To: watch.Alive, At: now.Add(-2 * time.Hour)},
+		{Service: "svc", Instance: "b", To: watch.Alive, At: now.Add(-time.Hour)},
+	}
+	read := func() []history.Entry {
+		t.Helper()
+		es, err := p.reports.history.read(ctx, p, "svc", time.Now(), time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	write := func(recs []history.Record) {
+		t.Helper()
+		if _, err := p.store.Apply(ctx, 1, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(recs)
+	if es := read(); len(es) != 2 {
+		t.Fatalf("read %d entries, want 2", len(es))
+	}
+	srv.Restart()
+	write(recs[1:]) // what a recorder writes again
+	if es := read(); len(es) != 1 || es[0].Instance != "b" {
+		t.Errorf("after Valkey lost history, read %v; want b's entry alone", es)
+	}
+	// And when the stream is deleted and written again while no read
+	// happened in between, with more than before.
+	if err := srv.Client(t).Del(ctx, "heartbeat:history:{svc}:events", "heartbeat:history:{svc}:state").Err(); err != nil {
+		t.Fatal(err)
+	}
+	write(recs)
+	write([]history.Record{{Service: "svc", Instance: "c", To: watch.Alive, At: now}})
+	if es := read(); len(es) != 3 {
+		t.Errorf("after the stream was written again, read %d entries, want 3: %v", len(es), es)
 	}
 }
