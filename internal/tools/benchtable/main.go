@@ -87,7 +87,7 @@ func run(in io.Reader, w io.Writer) error {
 	need("BenchmarkHeartbeatCycleInterleaved", "BenchmarkHeartbeatCycle", "BenchmarkHeartbeatCycleBaseline",
 		"BenchmarkEncode", "BenchmarkEncodeJSONMap", "BenchmarkDecode", "BenchmarkIdleFootprint",
 		"BenchmarkIngest", "BenchmarkDecodeAndTrack", "BenchmarkClusterPubSub", "BenchmarkTickNothingDue", "BenchmarkObserve", "BenchmarkObserveAndTick",
-		"BenchmarkMemoryPerInstance", "BenchmarkMemoryPerInstanceKeepingHeartbeats", "BenchmarkIDFlood", "BenchmarkFatHeartbeatFlood", "BenchmarkLoadFatLatestKeys", "BenchmarkPanelAtTenThousandInstances",
+		"BenchmarkMemoryPerInstance", "BenchmarkMemoryPerInstanceKeepingHeartbeats", "BenchmarkHistoryCachePerInstance", "BenchmarkIDFlood", "BenchmarkFatHeartbeatFlood", "BenchmarkLoadFatLatestKeys", "BenchmarkPanelAtTenThousandInstances",
 		"BenchmarkPanelUnderFatHeartbeats", "BenchmarkPublisherCost", limit100k, limit1M, "BenchmarkEvaluateAtOneHundredThousand",
 		"BenchmarkWriterFlush", "BenchmarkWriterAdd",
 		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkSeriesBytesPerInstanceDay", "BenchmarkThirtyDays",
