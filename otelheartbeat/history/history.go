@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -427,7 +428,10 @@ func (s *Store) EntriesAfter(ctx context.Context, service, after string, max int
 	start, n := "-", max
 	if after != "" {
 		// From after itself, to see that it is still there.
-		start, n = after, max+1
+		start = after
+		if max < math.MaxInt64 {
+			n = max + 1
+		}
 	}
 	msgs, err := s.c.XRangeN(ctx, s.eventsKey(service), start, "+", n).Result()
 	if err != nil {

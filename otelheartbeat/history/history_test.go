@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -569,6 +570,10 @@ func TestEntriesAreReadOnFromTheLastRead(t *testing.T) {
 	}
 	if got := strings.Join(ids, ","); got != "i0,i1,i2,i3,i4" {
 		t.Errorf("read %s", got)
+	}
+	first, firstID, _ := s.EntriesAfter(ctx, "geo", "", 1)
+	if es, _, err := s.EntriesAfter(ctx, "geo", firstID, math.MaxInt64); err != nil || len(es) != 4 || len(first) != 1 {
+		t.Errorf("all after the first: %d entries, %v; want 4", len(es), err)
 	}
 	_, last, _ := s.EntriesAfter(ctx, "geo", "", 100)
 	if err := srv.Client(t).Del(ctx, "heartbeat:history:{geo}:events").Err(); err != nil {

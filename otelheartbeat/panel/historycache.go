@@ -18,7 +18,7 @@ const maxEntries = 300_000
 
 // entryCache keeps every service's history entries as read so far, in
 // order of time, and reads only what was added since: history only grows
-// at its end.
+// at its end, unless Valkey lost it, and then it is read again whole.
 type entryCache struct {
 	mu       sync.Mutex
 	services map[string]*cachedEntries
