@@ -427,7 +427,7 @@ func NewWriter(s *Store, queue int) *Writer {
 func (w *Writer) Add(m *wire.Message, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rk := runKey{m.ServiceName, m.InstanceID, at.Truncate(FineStep).Unix()}
+	rk := runKey{m.ServiceName, m.InstanceID, fineStep(at.Unix())}
 	r, had := w.runs[rk]
 	if !had {
 		r = run{start: len(w.queue)}
@@ -463,7 +463,7 @@ func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
 	if i >= len(w.slots) {
 		w.slots = slices.Grow(w.slots, i+1-len(w.slots))[:i+1]
 	}
-	rk := runKey{m.ServiceName, m.InstanceID, at.Truncate(FineStep).Unix()}
+	rk := runKey{m.ServiceName, m.InstanceID, fineStep(at.Unix())}
 	r, had := run{start: len(w.queue)}, false
 	if sr := w.slots[i]; sr.epoch == w.epoch && int(sr.start) < len(w.queue) {
 		// Its run, if the slot's values are this instance's in this step:
@@ -477,9 +477,12 @@ func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
 	}
 }
 
+// fineStep is the start of the fine step that holds sec, in Unix seconds.
+func fineStep(sec int64) int64 { return time.Unix(sec, 0).Truncate(FineStep).Unix() }
+
 // of reports whether u is a value of rk's instance in rk's step.
 func (u *update) of(rk runKey) bool {
-	return u.instance == rk.instance && u.service == rk.service && time.Unix(u.at, 0).Truncate(FineStep).Unix() == rk.step
+	return u.instance == rk.instance && u.service == rk.service && fineStep(u.at) == rk.step
 }
 
 // add queues the numeric fields of m, received at at, into the run r of
