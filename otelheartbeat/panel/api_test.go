@@ -137,7 +137,13 @@ func TestTheFleetCountsAsTheServiceView(t *testing.T) {
 // newPanel is a panel over tr, with a redis-server of its own, not run.
 func newPanel(t *testing.T, tr *watch.Tracker) *Panel {
 	t.Helper()
-	p, err := New(tr, redistest.Start(t).Client(t))
+	return newPanelOn(t, tr, redistest.Start(t))
+}
+
+// newPanelOn is a panel over tr on srv, not run.
+func newPanelOn(t *testing.T, tr *watch.Tracker, srv *redistest.Server) *Panel {
+	t.Helper()
+	p, err := New(tr, srv.Client(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,12 +143,7 @@ func BenchmarkHistoryCachePerInstance(b *testing.B) {
 // held: a recorder writing the fleet's state again is not counted twice.
 func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 	srv := redistest.Start(t)
-	tr := watch.NewTracker(TrackerOptions()...)
-	p, err := New(tr, srv.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.met.shutdown() })
+	p := newPanelOn(t, watch.NewTracker(TrackerOptions()...), srv)
 	ctx := context.Background()
 	now := time.Now()
 	recs := []history.Record{
