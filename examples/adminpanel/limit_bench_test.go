@@ -112,8 +112,10 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // count over the same window. It reports each consumer's CPU per
 // heartbeat, the panel's ratio to the drain, its resident memory per
 // tracked instance at the end of the window and its peak since it started
-// (reading the fleet's latest-state keys at start, say), and how long the fleet overview and the first page of
-// a service view take, with the page's size.
+// (reading the fleet's latest-state keys at start, say), how long the
+// fleet overview and the first page of a service view take, with the
+// page's size, and the server's CPU per heartbeat over each consumer's
+// window: the publications alone cost it what it spends beside the drain.
 func BenchmarkPanelAtTheLimit(b *testing.B) {
 	for _, cfg := range limitsFromEnv(b) {
 		b.Run(cfg.String(), func(b *testing.B) { panelAtTheLimit(b, cfg) })
@@ -151,8 +153,9 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	patterns := func() int64 { n, _ := client.PubSubNumPat(ctx).Result(); return n }
 
 	// measure runs c over the window once it is subscribed and settled,
-	// and returns its CPU per heartbeat in µs.
-	measure := func(c consumer, settled func()) float64 {
+	// and returns its CPU per heartbeat in µs, and the server's over the
+	// same window: the fleet's publications, and what c asks of it.
+	measure := func(c consumer, settled func()) (float64, float64) {
 		for patterns() == 0 {
 			if time.Now().After(deadline) {
 				b.Fatalf("%s never subscribed", c.name)
@@ -160,31 +163,31 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			time.Sleep(50 * time.Millisecond) // another process's subscription: poll
 		}
 		settled()
-		cpu0, pub0 := cpuSeconds(b, c.pid), float64(srv.Calls(b, "publish"))
+		cpu0, pub0, srv0 := cpuSeconds(b, c.pid), float64(srv.Calls(b, "publish")), srv.CPU(b)
 		t := time.NewTimer(cfg.window)
 		<-t.C
-		cpu, pub := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0
+		cpu, pub, srvCPU := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0, srv.CPU(b)-srv0
 		if pub == 0 {
 			b.Fatalf("%s: no heartbeat published in the window", c.name)
 		}
-		return cpu / pub * 1e6
+		return cpu / pub * 1e6, srvCPU.Seconds() / pub * 1e6
 	}
 	oneInterval := func() { t := time.NewTimer(cfg.interval); <-t.C }
 
 	for b.Loop() {
 		deadline = time.Now().Add(spare)
 		c := quietly(b, "redis-cli", cli, environ, "-p", strconv.Itoa(srv.Port()), "psubscribe", "heartbeat:service:*")
-		drain := measure(c, func() {})
+		drain, drainSrv := measure(c, func() {})
 		c.stop()
 		deadline = time.Now().Add(spare)
 		c = quietly(b, "monitor", monitorBin, environ, "--json")
-		mon := measure(c, oneInterval)
+		mon, monSrv := measure(c, oneInterval)
 		c.stop()
 
 		p := proctest.Start(b, panelBin, append(slices.Clip(environ), strings.Fields(os.Getenv("PANEL_LIMIT_PANEL_ENV"))...), append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_LIMIT_ARGS"))...)...)
 		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
 		deadline = time.Now().Add(spare)
-		cpu := measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
+		cpu, panelSrv := measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
 			for alive := 0; alive < cfg.instances; {
 				var f panel.FleetJSON
 				if resp, err := http.Get(url + "/api/v1/services"); err == nil {
@@ -220,6 +223,12 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(float64(viewT.Microseconds())/1000, "service-view-ms")
 		b.ReportMetric(float64(viewN)/1024, "service-view-KiB")
 		b.ReportMetric(float64(cfg.instances), "instances")
+		// What each consumer costs the server, beside what the fleet's
+		// publications do: Valkey is single-threaded and shared.
+		b.ReportMetric(drainSrv, "server-cpu-µs/heartbeat-drain")
+		b.ReportMetric(monSrv, "server-cpu-µs/heartbeat-monitor")
+		b.ReportMetric(panelSrv, "server-cpu-µs/heartbeat-panel")
+		b.ReportMetric(panelSrv*float64(cfg.instances)/cfg.interval.Seconds()/1e6*100, "server-cpu-%-panel")
 	}
 }
 

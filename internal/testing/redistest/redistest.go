@@ -293,6 +293,31 @@ func (s *Server) Calls(t testing.TB, command string) int64 {
 	return 0
 }
 
+// CPU is the CPU time the server has used since it started, user and
+// system (INFO cpu): what the commands it was sent cost it.
+func (s *Server) CPU(t testing.TB) time.Duration {
+	t.Helper()
+	info, _ := s.Do(t, "INFO", "cpu").(string)
+	var sum float64
+	seen := 0
+	for _, l := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
+		if k != "used_cpu_sys" && k != "used_cpu_user" {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("redistest: INFO cpu: %q: %v", l, err)
+		}
+		sum += f
+		seen++
+	}
+	if seen != 2 {
+		t.Fatalf("redistest: INFO cpu has no used_cpu_sys and used_cpu_user: %q", info)
+	}
+	return time.Duration(sum * float64(time.Second))
+}
+
 // tail keeps the last lines of a server's log for failure messages, and
 // tells waiters when a line they expect appears.
 type tail struct {
