@@ -281,50 +281,81 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // ARGV: the most fields an instance keeps; then per tier (fine, coarse)
 // its step in seconds, its slots and its keys' time to live in
 // milliseconds; then a rollup an argument (one string for Go to make, not
-// eight), separated by spaces: its fine ring's key index, its instance's
-// fields set's key index, the Unix second of its last value, its last,
-// least and greatest value, and last the field, spaces and all. Each
-// rollup goes into the slot of its step in both tiers. A field past an
-// instance's most is not kept. A ring is made whole at once, so that
-// Valkey allocates it exactly rather than growing it by doubling, and made
-// again when its size is not the one asked (the retention changed).
+// seven), little-endian: its fine ring's key index and its instance's
+// fields set's key index (32-bit), the Unix second of its last value
+// (32-bit, as a slot holds it), its last, least and greatest value
+// (32-bit floats, as a slot holds them, so that they go in bit for bit),
+// and last the field, the argument's rest. Each rollup goes into the slot
+// of its step in both tiers. A field past an instance's most is not kept.
+//
+// What a call costs Valkey is mostly its commands, so it runs as few as
+// it can (see BenchmarkWriterFlush's server CPU): an instance's fields set
+// is read once a call, and a rollup reads its slot and writes it, whose
+// reply is the ring's size. A ring of another size (the retention
+// changed) or none is made again whole at once, so that Valkey allocates
+// it exactly rather than growing it by doubling. Only a step's first
+// rollup sets its ring's time to live (a panel flushes every second, a
+// fleet beats every few): a ring expires a span and a step after its
+// step's first value, so a span after its last at least. The fields set
+// is given the coarse ring's time to live whenever one of its coarse
+// rings is, so it outlives them all.
 var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
 local most = tonumber(ARGV[1])
 local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
+local sets = {}
 for i = 8, #ARGV do
-  local r, f, a, x, l, h, field = string.match(ARGV[i], '^(%d+) (%d+) (%d+) (%S+) (%S+) (%S+) (.*)$')
-  local ring, fields = tonumber(r), KEYS[tonumber(f)]
-  if redis.call('SISMEMBER', fields, field) == 1 or redis.call('SCARD', fields) < most then
-  redis.call('SADD', fields, field)
-  redis.call('PEXPIRE', fields, tiers[2][3])
-  local at = tonumber(a)
-  local v, lo0, hi0 = tonumber(x), tonumber(l), tonumber(h)
-  for t = 1, 2 do
-    local key = KEYS[ring + t - 1]
-    local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
-    local size = slots * 16
-    local have = redis.call('STRLEN', key)
-    if have ~= size then
-      if have > 0 then redis.call('DEL', key) end
-      redis.call('SETRANGE', key, size - 1, '\0')
+  local ring, f, at, v, lo0, hi0, rest = struct.unpack('<IIIfff', ARGV[i])
+  local field = string.sub(ARGV[i], rest)
+  local set = sets[f]
+  if set == nil then
+    set = {has = {}, n = 0, fresh = false}
+    for _, m in ipairs(redis.call('SMEMBERS', KEYS[f])) do
+      set.has[m] = true
+      set.n = set.n + 1
     end
-    local start = at - at % step
-    local off = ((start / step) % slots) * 16
-    local lo, hi = lo0, hi0
-    local old = redis.call('GETRANGE', key, off, off + 15)
-    if #old == 16 then
-      local was, _, mn, mx = struct.unpack('<Ifff', old)
-      if was == start then
-        if mn < lo then lo = mn end
-        if mx > hi then hi = mx end
+    sets[f] = set
+  end
+  if not set.has[field] and set.n < most then
+    redis.call('SADD', KEYS[f], field)
+    set.has[field] = true
+    set.n = set.n + 1
+  end
+  if set.has[field] then
+    for t = 1, 2 do
+      local key = KEYS[ring + t - 1]
+      local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
+      local start = at - at % step
+      local off = ((start / step) % slots) * 16
+      local size = slots * 16
+      local old = redis.call('GETRANGE', key, off, off + 15)
+      local whole = #old == 16
+      local was, mn, mx, _
+      if whole then
+        local lo, hi = lo0, hi0
+        was, _, mn, mx = struct.unpack('<Ifff', old)
+        if was == start then
+          if mn < lo then lo = mn end
+          if mx > hi then hi = mx end
+        end
+        whole = redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo, hi)) == size
+      end
+      if not whole then
+        redis.call('DEL', key)
+        redis.call('SETRANGE', key, size - 1, '\0')
+        redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo0, hi0))
+        was = nil
+      end
+      if was ~= start then
+        redis.call('PEXPIRE', key, ttl)
+        if t == 2 then set.fresh = true end
       end
     end
-    redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo, hi))
-    redis.call('PEXPIRE', key, ttl)
   end
-  end
+end
+for f, set in pairs(sets) do
+  if set.fresh then redis.call('PEXPIRE', KEYS[f], tiers[2][3]) end
 end
 return 1
 `
@@ -749,13 +780,14 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 				keys = append(keys, span{from, len(text)})
 			}
 			from := len(text)
-			text = strconv.AppendInt(text, int64(len(keys)-first-1), 10)
-			text = strconv.AppendInt(append(text, ' '), int64(fi), 10)
-			text = strconv.AppendInt(append(text, ' '), u.at, 10)
+			le := binary.LittleEndian
+			text = le.AppendUint32(text, uint32(len(keys)-first-1))
+			text = le.AppendUint32(text, uint32(fi))
+			text = le.AppendUint32(text, uint32(u.at))
 			for _, v := range [3]float32{u.last, u.lo, u.hi} {
-				text = strconv.AppendFloat(append(text, ' '), float64(v), 'g', -1, 32)
+				text = le.AppendUint32(text, math.Float32bits(v))
 			}
-			text = append(append(text, ' '), u.field...)
+			text = append(text, u.field...)
 			args = append(args, span{from, len(text)})
 			// Two ring writes a rollup.
 			if 2*(len(args)-firstArg) >= maxPerScript {

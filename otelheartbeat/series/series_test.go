@@ -2,6 +2,7 @@ package series
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -127,6 +128,9 @@ func TestTheRingsKeepTheirSpanAndTheirSize(t *testing.T) {
 	}
 	if ttl := c.PTTL(ctx, s.key(s.tiers[1], "tracker_fetcher", "f1", "memory_usage_mb")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
 		t.Errorf("coarse ring expires in %v, want its span and a step", ttl)
+	}
+	if ttl := c.PTTL(ctx, s.fieldsKey("tracker_fetcher", "f1")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
+		t.Errorf("the set of fields expires in %v, want the coarse ring's span and a step", ttl)
 	}
 }
 
@@ -278,6 +282,57 @@ func TestKeysShareANonEmptyHashTag(t *testing.T) {
 	}
 	if v := value(math.Float32bits(11.6)); v != 11.6 {
 		t.Errorf("11.6 reads back as %v", v)
+	}
+}
+
+// A value goes into its slot bit for bit, whatever it is (the least
+// denormal, the greatest float32, a negative zero, an integer float32
+// rounds), and a field's name whole, spaces, braces and all: the slot
+// holds the float32 the writer queued, least and greatest merged in the
+// queue and across flushes of one step.
+func TestValuesAndNamesGoInExactly(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	values := []float64{math.SmallestNonzeroFloat32, math.MaxFloat32, -math.MaxFloat32, math.Copysign(0, -1), 16_777_217, 0.1, -3.75e-7, 1e39}
+	fields := []string{"a b  c", "ünïcödé", "}{", "x y"}
+	at := t0.Add(time.Second)
+	for i, v := range values { // two heartbeats a flush, in one fine step
+		m := &wire.Message{ServiceName: "svc", InstanceID: "i 1"}
+		for _, f := range fields {
+			m.Fields = append(m.Fields, wire.Field{Key: f, Value: wire.Float(v)})
+		}
+		w.Add(m, at.Add(time.Duration(i)*time.Second))
+		if i%2 == 0 {
+			continue
+		}
+		if n, err := w.Flush(ctx); err != nil || n != len(fields) {
+			t.Fatalf("flush %d: %d, %v", i, n, err)
+		}
+	}
+	f32 := func(v float64) float32 { return float32(max(min(v, math.MaxFloat32), -math.MaxFloat32)) }
+	last := f32(values[len(values)-1])
+	lo, hi := f32(values[0]), f32(values[0])
+	for _, v := range values {
+		lo, hi = min(lo, f32(v)), max(hi, f32(v))
+	}
+	for _, f := range fields {
+		for _, tier := range s.tiers {
+			b, err := s.c.GetRange(ctx, s.key(tier, "svc", "i 1", f), 0, slotBytes-1).Bytes()
+			if err != nil || len(b) != slotBytes {
+				t.Fatalf("%q %v: %q, %v", f, tier, b, err)
+			}
+			le := binary.LittleEndian
+			got := [4]uint32{le.Uint32(b), le.Uint32(b[4:]), le.Uint32(b[8:]), le.Uint32(b[12:])}
+			want := [4]uint32{uint32(t0.Unix()), math.Float32bits(last), math.Float32bits(lo), math.Float32bits(hi)}
+			if got != want {
+				t.Errorf("%q %v: slot %x, want %x", f, tier, got, want)
+			}
+		}
+	}
+	got, err := s.Fields(ctx, "svc", []string{"i 1"})
+	if want := slices.Sorted(slices.Values(fields)); err != nil || !slices.Equal(got, want) {
+		t.Errorf("fields %q, %v; want %q", got, err, want)
 	}
 }
 
