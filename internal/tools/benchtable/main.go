@@ -256,6 +256,8 @@ func run(in io.Reader, w io.Writer) error {
 			row{"admin panel at 100,000 instances, resident memory per tracked instance", fmt.Sprintf("%.2f KiB", l("panel-rss-KiB/instance")),
 				fmt.Sprintf("%.0f MiB in all", l("panel-rss-MiB")), "", "≤ 1 KiB", verdict(l("panel-rss-KiB/instance") <= 1)},
 			row{"admin panel at 100,000 instances, peak resident memory since it started", fmt.Sprintf("%.0f MiB", l("panel-peak-rss-MiB")), "", "", "", ""},
+			row{"admin panel at 100,000 instances, Valkey's CPU per heartbeat while it runs (the fleet's publications, and values over time written)", fmt.Sprintf("%.1f µs, %.0f%% of a core", l("server-cpu-µs/heartbeat-panel"), l("server-cpu-%-panel")),
+				fmt.Sprintf("%.1f µs (while the drain runs), %.1f µs (the monitor)", l("server-cpu-µs/heartbeat-drain"), l("server-cpu-µs/heartbeat-monitor")), fmt.Sprintf("%.1fx the monitor's", l("server-cpu-µs/heartbeat-panel")/l("server-cpu-µs/heartbeat-monitor")), "", ""},
 			row{"admin panel at 100,000 instances, GET /api/v1/services", fmt.Sprintf("%.0f ms", l("fleet-api-ms")), "", "", "≤ 50 ms", verdict(l("fleet-api-ms") <= 50)},
 			row{"admin panel at 100,000 instances, GET /api/v1/services/NAME of 2,000 instances, first page", fmt.Sprintf("%.0f ms, %.0f KiB", l("service-view-ms"), l("service-view-KiB")),
 				"", "", "paged", verdict(l("service-view-KiB") <= 1024)})
@@ -276,7 +278,10 @@ func run(in io.Reader, w io.Writer) error {
 	}
 	if flush, ok := r.get("BenchmarkWriterFlush", "cpu-ns/value"); ok {
 		add, _ := r.get("BenchmarkWriterAdd", "ns/op")
-		rows = append(rows, row{"values over time: queueing a heartbeat of four values, and flushing a value (panel CPU)", fmt.Sprintf("%.0f ns, %.1f µs", add, flush/1e3), "", "", "", ""})
+		srv, _ := r.get("BenchmarkWriterFlush", "server-cpu-ns/value")
+		rows = append(rows,
+			row{"values over time: queueing a heartbeat of four values, and flushing a value (panel CPU)", fmt.Sprintf("%.0f ns, %.1f µs", add, flush/1e3), "", "", "", ""},
+			row{"values over time: merging a value into its rings, heartbeats every 10 s (Valkey's CPU)", fmt.Sprintf("%.1f µs", srv/1e3), "", "", "", ""})
 	}
 	if quiet, ok := r.get("BenchmarkBytesPerInstanceDay/quiet", "B/instance-day"); ok {
 		churn, _ := r.get("BenchmarkBytesPerInstanceDay/churning", "B/instance-day")
