@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,5 +187,67 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 	// flaky: up 30 min, down 60, up 30 (to within the test's own time).
 	if want := map[string]string{"steady": "1.0000", "flaky": "0.5000", "unrecorded": "none"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("uptime by instance %v, want %v", got, want)
+	}
+}
+
+// A service whose history cannot be read is skipped and said once; when
+// it can be read again, that is said too, once: an operator who saw the
+// first line must not be left believing it still fails.
+func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	var said []string
+	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithErrorf(func(format string, args ...any) {
+		mu.Lock()
+		said = append(said, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.met.shutdown() })
+	now := time.Now()
+	record := func(svc string) {
+		t.Helper()
+		if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("good")
+	record("bad")
+	c := srv.Client(t)
+	events := "heartbeat:history:{bad}:events"
+	if err := c.Del(ctx, events).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, events, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	lines := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(said)
+	}
+	p.reports.compute(ctx, p)
+	p.reports.compute(ctx, p) // still failing: said once
+	if got := lines(); len(got) != 1 || !strings.Contains(got[0], "{bad}") || !strings.Contains(got[0], "the other services are shown") {
+		t.Fatalf("said %q, want one line naming the bad service's history", got)
+	}
+	if _, ok := p.reports.get("good", p.cfg.windows[0]); !ok {
+		t.Error("the good service has no report")
+	}
+	if err := c.Del(ctx, events).Err(); err != nil {
+		t.Fatal(err)
+	}
+	record("bad")
+	p.reports.compute(ctx, p)
+	p.reports.compute(ctx, p)
+	got := lines()
+	if len(got) != 2 || !strings.Contains(got[1], `"bad"`) || !strings.Contains(got[1], "again") {
+		t.Fatalf("said %q, want a second line saying the bad service's history is read again", got)
+	}
+	if _, ok := p.reports.get("bad", p.cfg.windows[0]); !ok {
+		t.Error("the service read again has no report")
 	}
 }

@@ -397,7 +397,7 @@ func (p *Panel) receivedCount(k watch.Key) int64 {
 // recomputed from history in the background.
 type reportCache struct {
 	history entryCache
-	skipped map[string]bool // services whose history could not be read, reported
+	skipped map[string]string // services whose history could not be read, and why, reported
 	mu      sync.Mutex
 	at      time.Time
 	reports map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report, without its instances
@@ -469,7 +469,11 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	}
 	out := map[string]map[time.Duration]uptime.ServiceReport{}
 	instances := map[string][]instanceUptime{}
-	var skipped []error
+	type skip struct {
+		svc string
+		err error
+	}
+	var skipped []skip
 	for _, svc := range svcs {
 		if err != nil {
 			break
@@ -480,7 +484,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 				err = serr
 				break
 			}
-			skipped = append(skipped, serr) // that service only
+			skipped = append(skipped, skip{svc, serr}) // that service only
 			continue
 		}
 		// Only the instances table's window is read by instance: the
@@ -504,7 +508,11 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		out[svc] = byWindow
 	}
 	if err == nil && len(skipped) == len(svcs) && len(svcs) > 0 {
-		err = errors.Join(skipped...)
+		errs := make([]error, len(skipped))
+		for i, s := range skipped {
+			errs[i] = s.err
+		}
+		err = errors.Join(errs...)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -519,14 +527,21 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	if failing {
 		p.cfg.errorf("reading history again")
 	}
-	for _, e := range skipped {
-		if !c.skipped[e.Error()] {
-			p.cfg.errorf("reading history: %v; the other services are shown", e)
+	// Each service skipped is said once a reason, and once when it is
+	// read again.
+	was := c.skipped
+	c.skipped = make(map[string]string, len(skipped))
+	for _, s := range skipped {
+		why := s.err.Error()
+		if was[s.svc] != why {
+			p.cfg.errorf("reading history: %v; the other services are shown", s.err)
 		}
+		c.skipped[s.svc] = why
 	}
-	c.skipped = map[string]bool{}
-	for _, e := range skipped {
-		c.skipped[e.Error()] = true
+	for svc := range was {
+		if _, read := out[svc]; read {
+			p.cfg.errorf("reading history of %q again", svc)
+		}
 	}
 	c.at, c.reports, c.instances, c.stale = now, out, instances, nil
 	p.hub.changedAll() // new uptime figures for every card
