@@ -189,6 +189,22 @@ func TestAStuckWorkLoopIsDegradedAndItsValuesAreCharted(t *testing.T) {
 	}
 	waitFor(t, ctx, "the incident's charts on a phone's screen", `window.innerWidth === 390 && [...`+before+`.querySelectorAll('figure')].every((f) => {
 		const r = f.getBoundingClientRect(); return r.left >= 0 && r.right <= 390 && r.width > 200; })`, 10*time.Second)
+
+	// History unreadable: the values are still charted, and the page says
+	// that the changes are not marked rather than showing none.
+	if eval[string](t, ctx, `document.getElementById('charts-note').dataset.unread`) != "false" {
+		t.Error("the charts say history is unread while it is read")
+	}
+	vc := srv.Client(t)
+	events := "heartbeat:history:{tracker_fetcher}:events"
+	if err := vc.Del(t.Context(), events).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.Set(t.Context(), events, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the charts saying the changes are not marked", `document.getElementById('charts-note').dataset.unread === "true" && `+
+		`document.getElementById('charts-note').textContent.includes("not marked") && `+chart("memory_usage_mb")+`.dataset.points >= 1`, 30*time.Second)
 }
 
 func metricsText(t *testing.T, base string) string {

@@ -251,3 +251,54 @@ func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
 		t.Error("the service read again has no report")
 	}
 }
+
+// The charts' marks come from history; when it cannot be read, the values
+// are answered all the same, and the answer says that its changes could
+// not be read rather than that there were none.
+func TestSeriesSayWhenTheirChangesCouldNotBeRead(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	p := newPanelOn(t, watch.NewTracker(TrackerOptions()...), srv)
+	now := time.Now()
+	p.seriesW.Add(&wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: 10, Has: wire.HasMemory}, now.Add(-time.Minute))
+	if _, err := p.seriesW.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: "svc", Instance: "i1", To: watch.Alive, At: now.Add(-10 * time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(p.Handler())
+	defer ts.Close()
+	get := func() (SeriesJSON, string) {
+		t.Helper()
+		resp, err := http.Get(ts.URL + "/api/v1/services/svc/series?field=memory_usage_mb&instance=i1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var raw json.RawMessage
+		var s SeriesJSON
+		if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v", resp.Status, err)
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s, string(raw)
+	}
+	s, raw := get()
+	if len(s.Series) != 1 || len(s.Events) != 1 || s.EventsUnread || strings.Contains(raw, "events_unread") {
+		t.Fatalf("history readable: %s", raw)
+	}
+	c := srv.Client(t)
+	events := "heartbeat:history:{svc}:events"
+	if err := c.Del(ctx, events).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, events, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if s, raw = get(); len(s.Series) != 1 || len(s.Events) != 0 || !s.EventsUnread {
+		t.Errorf("history unreadable: %s, want the values and events_unread", raw)
+	}
+}

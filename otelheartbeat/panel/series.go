@@ -37,6 +37,9 @@ type SeriesJSON struct {
 	Truncated bool `json:"truncated,omitempty"`
 	// EventsCut counts the older events left out (MaxSeriesEvents).
 	EventsCut int `json:"events_cut,omitempty"`
+	// EventsUnread: history could not be read in time, so Events is empty
+	// whatever happened in the span; the values are answered all the same.
+	EventsUnread bool `json:"events_unread,omitempty"`
 }
 
 // InstanceSeriesJSON is one instance's points: [unix seconds, the step's
@@ -169,12 +172,14 @@ func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 		out.Aggregate.Max = append(out.Aggregate.Max, [2]float64{float64(t), by[t].max})
 	}
 	// The changes to mark, when history answers in time: the values are
-	// shown without them otherwise.
+	// shown without them otherwise, and the answer says so.
 	if entries, err := p.reports.history.read(ctx, p, name, now, since); err == nil {
 		out.Events = seriesEvents(entries, ids, since, until)
 		if n := len(out.Events) - MaxSeriesEvents; n > 0 {
 			out.Events, out.EventsCut = out.Events[n:], n
 		}
+	} else {
+		out.EventsUnread = true
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -982,10 +982,13 @@
     });
     const first = answers.find((a) => a && !(a instanceof Error));
     const n = first ? first.series.length : 0;
+    const unread = answers.some((a) => a && !(a instanceof Error) && a.events_unread);
     setText($("charts-note"), !fields.length ? "No values kept yet." : !first ? "Values could not be read." :
       (first.truncated ? "The first " + n + " instances. " : "") +
       (n > CHART_LINES ? "More than " + CHART_LINES + " instances: each chart shows the service's greatest value and its sum. " : "") +
-      "A point every " + fmtDuration(first.step) + ".");
+      "A point every " + fmtDuration(first.step) + "." +
+      (unread ? " History could not be read: deaths, stops and restarts are not marked." : ""));
+    $("charts-note").dataset.unread = String(unread);
     $("charts-marks").replaceChildren(...marksList(events));
     box.dataset.rendered = String(view.charts.size);
   }
