@@ -314,7 +314,7 @@ func (p *Panel) writeSeries(ctx context.Context) {
 			p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
 		}
 		if d := p.seriesW.Dropped(); d > p.seriesDropped {
-			p.cfg.errorf("heartbeat values: %d dropped, more than a second's queue holds", d-p.seriesDropped)
+			p.cfg.errorf("heartbeat values: %d dropped, more than a second's queue holds or received at a time a slot cannot hold (before 1970, from 2106)", d-p.seriesDropped)
 			p.seriesDropped = d
 		}
 	}

@@ -290,39 +290,68 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 //
 // What a call costs Valkey is mostly its commands, so it runs as few as
 // it can (see BenchmarkWriterFlush's server CPU): an instance's fields set
-// is read once a call, and a rollup reads its slot and writes it, whose
-// reply is the ring's size. A ring of another size (the retention
+// is asked once a call about the fields the call has of it (SMISMEMBER:
+// never read whole, whoever filled it), and a rollup reads its slot and
+// writes it, whose reply is the ring's size. A ring of another size (the retention
 // changed) or none is made again whole at once, so that Valkey allocates
 // it exactly rather than growing it by doubling. Only a step's first
 // rollup sets its ring's time to live (a panel flushes every second, a
 // fleet beats every few): a ring expires a span and a step after its
 // step's first value, so a span after its last at least. The fields set
 // is given the coarse ring's time to live whenever one of its coarse
-// rings is, so it outlives them all.
+// rings is, or it is added to, so it outlives them all: at once, so that a
+// call that fails further on (a key of the wrong type) leaves none
+// without.
 var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
 local most = tonumber(ARGV[1])
 local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
-local sets = {}
+local setTTL = tiers[2][3]
+-- Each fields set's fields in this call, in order, to ask about at once.
+local sets, order = {}, {}
 for i = 8, #ARGV do
-  local ring, f, at, v, lo0, hi0, rest = struct.unpack('<IIIfff', ARGV[i])
+  local _, f, _, _, _, _, rest = struct.unpack('<IIIfff', ARGV[i])
   local field = string.sub(ARGV[i], rest)
   local set = sets[f]
   if set == nil then
-    set = {has = {}, n = 0, fresh = false}
-    for _, m in ipairs(redis.call('SMEMBERS', KEYS[f])) do
-      set.has[m] = true
-      set.n = set.n + 1
-    end
+    set = {asked = {}, list = {}, has = {}, expired = false}
     sets[f] = set
+    order[#order + 1] = f
   end
-  if not set.has[field] and set.n < most then
-    redis.call('SADD', KEYS[f], field)
-    set.has[field] = true
-    set.n = set.n + 1
+  if not set.asked[field] then
+    set.asked[field] = true
+    set.list[#set.list + 1] = field
   end
-  if set.has[field] then
+end
+-- The fields an instance keeps: those its set holds, then new ones while
+-- it holds fewer than most. A set added to is given its time to live at
+-- once, so that a call failing further on leaves none without.
+for _, f in ipairs(order) do
+  local set = sets[f]
+  local in_set = redis.call('SMISMEMBER', KEYS[f], unpack(set.list))
+  local n
+  for j, field in ipairs(set.list) do
+    if in_set[j] == 1 then
+      set.has[field] = true
+    else
+      n = n or redis.call('SCARD', KEYS[f])
+      if n < most then
+        redis.call('SADD', KEYS[f], field)
+        set.has[field] = true
+        n = n + 1
+        if not set.expired then
+          redis.call('PEXPIRE', KEYS[f], setTTL)
+          set.expired = true
+        end
+      end
+    end
+  end
+end
+for i = 8, #ARGV do
+  local ring, f, at, v, lo0, hi0, rest = struct.unpack('<IIIfff', ARGV[i])
+  local set = sets[f]
+  if set.has[string.sub(ARGV[i], rest)] then
     for t = 1, 2 do
       local key = KEYS[ring + t - 1]
       local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
@@ -349,13 +378,13 @@ for i = 8, #ARGV do
       end
       if was ~= start then
         redis.call('PEXPIRE', key, ttl)
-        if t == 2 then set.fresh = true end
+        if t == 2 and not set.expired then
+          redis.call('PEXPIRE', KEYS[f], setTTL)
+          set.expired = true
+        end
       end
     end
   end
-end
-for f, set in pairs(sets) do
-  if set.fresh then redis.call('PEXPIRE', KEYS[f], tiers[2][3]) end
 end
 return 1
 `
@@ -520,11 +549,19 @@ func (u *update) of(rk runKey) bool {
 // rk (had: already queued before) and returns the run.
 func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) run {
 	n := 0
+	// A slot holds its time in 32-bit Unix seconds: a time before 1970
+	// or from 2106 would wrap into another's. Its values are dropped.
+	sec := at.Unix()
+	badTime := sec <= 0 || sec > math.MaxUint32
 	add := func(field string, v float64) {
 		if n >= MaxFields || math.IsNaN(v) || math.IsInf(v, 0) || !ReadableField(field) {
 			return
 		}
 		n++
+		if badTime {
+			w.dropped++
+			return
+		}
 		v32 := float32(max(min(v, math.MaxFloat32), -math.MaxFloat32))
 		i := -1
 		for j := r.start; j < r.start+r.n; j++ {
@@ -581,7 +618,8 @@ func ReadableField(f string) bool {
 // MaxFieldName bounds a field name whose values are kept.
 const MaxFieldName = 256
 
-// Dropped is how many values did not fit in the queue.
+// Dropped is how many values did not fit in the queue, or came at a time
+// a slot cannot hold (before 1970 or from 2106).
 func (w *Writer) Dropped() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()

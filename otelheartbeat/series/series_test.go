@@ -336,6 +336,99 @@ func TestValuesAndNamesGoInExactly(t *testing.T) {
 	}
 }
 
+// An instance's set of fields always expires: when it is made again
+// mid-step (deleted, evicted), and when the call that added to it failed
+// later on another instance's key.
+func TestASetOfFieldsAlwaysExpires(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	c := s.c
+	w := NewWriter(s, 0)
+	mem := func(id string) *wire.Message {
+		return &wire.Message{ServiceName: "svc", InstanceID: id, MemoryUsageMB: 1, Has: wire.HasMemory}
+	}
+	expires := func(what, key string) {
+		t.Helper()
+		if ttl := c.PTTL(ctx, key).Val(); ttl <= 24*time.Hour || ttl > 24*time.Hour+CoarseStep {
+			t.Errorf("%s: expires in %v, want a day and a step", what, ttl)
+		}
+	}
+	w.Add(mem("b"), t0)
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Del(ctx, s.fieldsKey("svc", "b")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.Add(mem("b"), t0.Add(time.Minute)) // the same steps
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expires("a set made again mid-step", s.fieldsKey("svc", "b"))
+
+	// z's ring is a list: the call fails there, after a's fields were added.
+	if err := c.RPush(ctx, s.key(s.tiers[0], "svc", "z", wire.KeyMemoryUsageMB), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.Add(mem("a"), t0)
+	w.Add(mem("z"), t0)
+	if _, err := w.Flush(ctx); err == nil {
+		t.Fatal("a flush onto a list: no error")
+	}
+	expires("a set added to by a call that failed", s.fieldsKey("svc", "a"))
+}
+
+// A value received at a time a slot cannot hold (32-bit Unix seconds:
+// before 1970 or from 2106) is not kept, and counted as dropped, rather
+// than written into the slot of a time it wraps to.
+func TestAValueAtATimeASlotCannotHoldIsNotKept(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	for _, at := range []time.Time{{}, time.Unix(-5, 0), time.Unix(1<<32+15, 0)} {
+		w.Add(fetcher("f1", 1, 1), at)
+	}
+	if n, err := w.Flush(ctx); n != 0 || err != nil {
+		t.Errorf("flush: %d written, %v; want none", n, err)
+	}
+	if d := w.Dropped(); d != 12 {
+		t.Errorf("%d values dropped, want 12 (four a heartbeat)", d)
+	}
+	if keys := s.c.Keys(ctx, "*").Val(); len(keys) != 0 {
+		t.Errorf("written: %q", keys)
+	}
+}
+
+// A set of fields grown huge by another client (the writer keeps 16 at
+// most) costs a call what its instance's fields do, not what the set
+// holds: the call never reads it whole.
+func TestAHugeSetOfFieldsIsNotReadWhole(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s, err := NewStore(srv.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]any, 50_000)
+	for i := range junk {
+		junk[i] = fmt.Sprintf("junk%06d", i)
+	}
+	if err := s.c.SAdd(ctx, s.fieldsKey("tracker_fetcher", "f1"), junk...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	w.Add(fetcher("f1", 1, 1), t0)
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Calls(t, "smembers"); n != 0 {
+		t.Errorf("the set read whole %d times", n)
+	}
+	if n := s.c.SCard(ctx, s.fieldsKey("tracker_fetcher", "f1")).Val(); n != 50_000 {
+		t.Errorf("the full set now holds %d", n)
+	}
+}
+
 func TestRetentionIsChecked(t *testing.T) {
 	for _, d := range []time.Duration{0, 59 * time.Minute, 31 * 24 * time.Hour, time.Hour + time.Second} {
 		if err := CheckRetention(d); err == nil {
