@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,8 +38,10 @@ func (c limitConfig) String() string { return fmt.Sprintf("%d@%v", c.instances, 
 // panel's (e.g. --series-retention 0: values over time take about 30 KB
 // of Valkey an instance, 30 GB at a million), PANEL_LIMIT_PANEL_ENV,
 // variables added to the panel's environment (e.g. GOMEMLIMIT=1300MiB, the
-// memory an operator gives it), and PANEL_LIMIT_SERVER_ARGS, the
-// redis-server's (e.g. --client-output-buffer-limit pubsub 0 0 0).
+// memory an operator gives it), PANEL_LIMIT_SERVER_ARGS, the
+// redis-server's (e.g. --client-output-buffer-limit pubsub 0 0 0), and
+// PANEL_LIMIT_BASELINE, a git revision whose panel is measured too, in
+// the same run (see BenchmarkPanelAtTheLimit).
 func limitsFromEnv(b *testing.B) []limitConfig {
 	services, window := 50, 10*time.Second
 	if v := os.Getenv("PANEL_LIMIT_SERVICES"); v != "" {
@@ -116,6 +119,11 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // fleet overview and the first page of a service view take, with the
 // page's size, and the server's CPU per heartbeat over each consumer's
 // window: the publications alone cost it what it spends beside the drain.
+// With PANEL_LIMIT_BASELINE=REV it builds the panel of that revision too
+// and measures it just before the working tree's, against the same fleet
+// and server, reporting its figures as baseline-* and the ratio of the
+// two panels' CPU (panel/baseline-cpu): a change's cost in one command,
+// on the same minutes of a shared machine's load.
 func BenchmarkPanelAtTheLimit(b *testing.B) {
 	for _, cfg := range limitsFromEnv(b) {
 		b.Run(cfg.String(), func(b *testing.B) { panelAtTheLimit(b, cfg) })
@@ -125,6 +133,7 @@ func BenchmarkPanelAtTheLimit(b *testing.B) {
 func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	srv := redistest.Start(b, strings.Fields(os.Getenv("PANEL_LIMIT_SERVER_ARGS"))...)
 	panelBin := testbin.Build(b, ".")
+	baselineBin := buildBaseline(b)
 	monitorBin := testbin.Build(b, "../monitor")
 	loadgenBin := testbin.Build(b, "../../internal/tools/loadgen")
 	cli, err := exec.LookPath("redis-cli")
@@ -174,6 +183,39 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	}
 	oneInterval := func() { t := time.NewTimer(cfg.interval); <-t.C }
 
+	// runPanel runs the panel built at bin alone, measures it, and stops it.
+	runPanel := func(bin string) panelFigures {
+		p := proctest.Start(b, bin, append(slices.Clip(environ), strings.Fields(os.Getenv("PANEL_LIMIT_PANEL_ENV"))...), append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_LIMIT_ARGS"))...)...)
+		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
+		deadline = time.Now().Add(spare)
+		var f panelFigures
+		f.cpu, f.server = measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
+			for alive := 0; alive < cfg.instances; {
+				var fleet panel.FleetJSON
+				if resp, err := http.Get(url + "/api/v1/services"); err == nil {
+					_ = decodeJSON(resp, &fleet)
+				}
+				alive = 0
+				for _, s := range fleet.Services {
+					alive += s.Counts.Alive
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("the panel sees %d of %d alive", alive, cfg.instances)
+				}
+				time.Sleep(500 * time.Millisecond) // another process's state: poll
+			}
+			oneInterval()
+		})
+		f.rss, f.peak = rssMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
+		f.fleet, _ = sized(b, url+"/api/v1/services")
+		f.view, f.viewBytes = sized(b, url+"/api/v1/services/service_000")
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.Wait(30 * time.Second); err != nil {
+			b.Errorf("the panel's stop: %v", err)
+		}
+		return f
+	}
+
 	for b.Loop() {
 		deadline = time.Now().Add(spare)
 		c := quietly(b, "redis-cli", cli, environ, "-p", strconv.Itoa(srv.Port()), "psubscribe", "heartbeat:service:*")
@@ -184,33 +226,14 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		mon, monSrv := measure(c, oneInterval)
 		c.stop()
 
-		p := proctest.Start(b, panelBin, append(slices.Clip(environ), strings.Fields(os.Getenv("PANEL_LIMIT_PANEL_ENV"))...), append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_LIMIT_ARGS"))...)...)
-		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
-		deadline = time.Now().Add(spare)
-		cpu, panelSrv := measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
-			for alive := 0; alive < cfg.instances; {
-				var f panel.FleetJSON
-				if resp, err := http.Get(url + "/api/v1/services"); err == nil {
-					_ = decodeJSON(resp, &f)
-				}
-				alive = 0
-				for _, s := range f.Services {
-					alive += s.Counts.Alive
-				}
-				if time.Now().After(deadline) {
-					b.Fatalf("the panel sees %d of %d alive", alive, cfg.instances)
-				}
-				time.Sleep(500 * time.Millisecond) // another process's state: poll
-			}
-			oneInterval()
-		})
-		rss, peak := rssMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
-		fleetT, _ := sized(b, url+"/api/v1/services")
-		viewT, viewN := sized(b, url+"/api/v1/services/service_000")
-		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
-		if err := p.Wait(30 * time.Second); err != nil {
-			b.Errorf("the panel's stop: %v", err)
+		// The baseline, when there is one, first: the same fleet, the
+		// same server, the same minutes of the machine's load.
+		var base panelFigures
+		if baselineBin != "" {
+			base = runPanel(baselineBin)
 		}
+		f := runPanel(panelBin)
+		cpu, panelSrv, rss := f.cpu, f.server, f.rss
 		b.ReportMetric(drain, "drain-cpu-µs/heartbeat")
 		b.ReportMetric(mon, "monitor-cpu-µs/heartbeat")
 		b.ReportMetric(cpu, "panel-cpu-µs/heartbeat")
@@ -218,10 +241,10 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(cpu*float64(cfg.instances)/cfg.interval.Seconds()/1e6*100, "panel-cpu-%")
 		b.ReportMetric(rss, "panel-rss-MiB")
 		b.ReportMetric(rss*1024/float64(cfg.instances), "panel-rss-KiB/instance")
-		b.ReportMetric(peak, "panel-peak-rss-MiB")
-		b.ReportMetric(float64(fleetT.Microseconds())/1000, "fleet-api-ms")
-		b.ReportMetric(float64(viewT.Microseconds())/1000, "service-view-ms")
-		b.ReportMetric(float64(viewN)/1024, "service-view-KiB")
+		b.ReportMetric(f.peak, "panel-peak-rss-MiB")
+		b.ReportMetric(float64(f.fleet.Microseconds())/1000, "fleet-api-ms")
+		b.ReportMetric(float64(f.view.Microseconds())/1000, "service-view-ms")
+		b.ReportMetric(float64(f.viewBytes)/1024, "service-view-KiB")
 		b.ReportMetric(float64(cfg.instances), "instances")
 		// What each consumer costs the server, beside what the fleet's
 		// publications do: Valkey is single-threaded and shared.
@@ -229,7 +252,63 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(monSrv, "server-cpu-µs/heartbeat-monitor")
 		b.ReportMetric(panelSrv, "server-cpu-µs/heartbeat-panel")
 		b.ReportMetric(panelSrv*float64(cfg.instances)/cfg.interval.Seconds()/1e6*100, "server-cpu-%-panel")
+		if baselineBin != "" {
+			b.ReportMetric(base.cpu, "baseline-panel-cpu-µs/heartbeat")
+			b.ReportMetric(base.cpu/drain, "baseline-panel/drain")
+			b.ReportMetric(cpu/base.cpu, "panel/baseline-cpu")
+			b.ReportMetric(base.rss*1024/float64(cfg.instances), "baseline-panel-rss-KiB/instance")
+			b.ReportMetric(base.peak, "baseline-panel-peak-rss-MiB")
+			b.ReportMetric(base.server, "server-cpu-µs/heartbeat-baseline-panel")
+		}
 	}
+}
+
+// panelFigures is what BenchmarkPanelAtTheLimit measures of one panel.
+type panelFigures struct {
+	cpu, server float64 // µs a heartbeat: the panel's, the server's meanwhile
+	rss, peak   float64 // MiB
+	fleet, view time.Duration
+	viewBytes   int64
+}
+
+// buildBaseline builds the panel of PANEL_LIMIT_BASELINE, a git revision
+// of this repository, for BenchmarkPanelAtTheLimit to measure in the same
+// run as the panel of the working tree; "" when it is not set.
+func buildBaseline(b *testing.B) string {
+	rev := os.Getenv("PANEL_LIMIT_BASELINE")
+	if rev == "" {
+		return ""
+	}
+	root, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		b.Fatalf("PANEL_LIMIT_BASELINE=%s: this is not a git checkout: %v", rev, err)
+	}
+	dir := b.TempDir()
+	archive := exec.Command("git", "-C", strings.TrimSpace(string(root)), "archive", "--format=tar", rev)
+	untar := exec.Command("tar", "-x", "-C", dir)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	untar.Stdin = pipe
+	var stderr strings.Builder
+	archive.Stderr = &stderr
+	if err := untar.Start(); err != nil {
+		b.Fatalf("tar: %v", err)
+	}
+	if err := archive.Run(); err != nil {
+		b.Fatalf("PANEL_LIMIT_BASELINE=%s: git archive: %v: %s", rev, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := untar.Wait(); err != nil {
+		b.Fatalf("PANEL_LIMIT_BASELINE=%s: tar: %v", rev, err)
+	}
+	bin := filepath.Join(b.TempDir(), "adminpanel-baseline")
+	build := exec.Command("go", "build", "-o", bin, "./examples/adminpanel")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("PANEL_LIMIT_BASELINE=%s: go build: %v\n%s", rev, err, out)
+	}
+	return bin
 }
 
 // sized fetches url and returns how long it took and how many bytes came.
