@@ -216,14 +216,7 @@ func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
 	}
 	record("good")
 	record("bad")
-	c := srv.Client(t)
-	events := "heartbeat:history:{bad}:events"
-	if err := c.Del(ctx, events).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Set(ctx, events, "not a stream", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	spoilHistory(t, srv, "bad")
 	lines := func() []string {
 		mu.Lock()
 		defer mu.Unlock()
@@ -237,7 +230,7 @@ func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
 	if _, ok := p.reports.get("good", p.cfg.windows[0]); !ok {
 		t.Error("the good service has no report")
 	}
-	if err := c.Del(ctx, events).Err(); err != nil {
+	if err := srv.Client(t).Del(ctx, "heartbeat:history:{bad}:events").Err(); err != nil {
 		t.Fatal(err)
 	}
 	record("bad")
@@ -290,15 +283,17 @@ func TestSeriesSayWhenTheirChangesCouldNotBeRead(t *testing.T) {
 	if len(s.Series) != 1 || len(s.Events) != 1 || s.EventsUnread || strings.Contains(raw, "events_unread") {
 		t.Fatalf("history readable: %s", raw)
 	}
-	c := srv.Client(t)
-	events := "heartbeat:history:{svc}:events"
-	if err := c.Del(ctx, events).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Set(ctx, events, "not a stream", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	spoilHistory(t, srv, "svc")
 	if s, raw = get(); len(s.Series) != 1 || len(s.Events) != 0 || !s.EventsUnread {
 		t.Errorf("history unreadable: %s, want the values and events_unread", raw)
+	}
+}
+
+// spoilHistory makes svc's history unreadable: its stream of events a
+// string.
+func spoilHistory(t *testing.T, srv *redistest.Server, svc string) {
+	t.Helper()
+	if err := srv.Client(t).Set(context.Background(), "heartbeat:history:{"+svc+"}:events", "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -38,7 +38,13 @@ func fetcher(id string, mem float64, queue int64) *wire.Message {
 
 func newStore(t *testing.T, opts ...Option) *Store {
 	t.Helper()
-	s, err := NewStore(redistest.Start(t).Client(t), opts...)
+	return storeOn(t, redistest.Start(t), opts...)
+}
+
+// storeOn is a store on srv, for a test that asks the server itself.
+func storeOn(t *testing.T, srv *redistest.Server, opts ...Option) *Store {
+	t.Helper()
+	s, err := NewStore(srv.Client(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,10 +411,7 @@ func TestAValueAtATimeASlotCannotHoldIsNotKept(t *testing.T) {
 func TestAHugeSetOfFieldsIsNotReadWhole(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := NewStore(srv.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeOn(t, srv)
 	junk := make([]any, 50_000)
 	for i := range junk {
 		junk[i] = fmt.Sprintf("junk%06d", i)
@@ -730,10 +733,7 @@ func BenchmarkWriterAdd(b *testing.B) {
 func TestAScriptCallWritesAtMostItsBoundOfRings(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	s, err := NewStore(srv.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeOn(t, srv)
 	w := NewWriter(s, 0)
 	w.Add(fetcher("warm", 1, 1), t0) // the script loaded
 	if _, err := w.Flush(ctx); err != nil {
