@@ -292,16 +292,16 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // it can (see BenchmarkWriterFlush's server CPU): an instance's fields set
 // is asked once a call about the fields the call has of it (SMISMEMBER:
 // never read whole, whoever filled it), and a rollup reads its slot and
-// writes it, whose reply is the ring's size. A ring of another size (the retention
-// changed) or none is made again whole at once, so that Valkey allocates
-// it exactly rather than growing it by doubling. Only a step's first
-// rollup sets its ring's time to live (a panel flushes every second, a
-// fleet beats every few): a ring expires a span and a step after its
-// step's first value, so a span after its last at least. The fields set
-// is given the coarse ring's time to live whenever one of its coarse
-// rings is, or it is added to, so it outlives them all: at once, so that a
-// call that fails further on (a key of the wrong type) leaves none
-// without.
+// writes it, whose reply is the ring's size. A ring of another size (the
+// retention changed) or none is made again whole at once, so that Valkey
+// allocates it exactly rather than growing it by doubling. Only a step's
+// first rollup sets its ring's time to live (a panel flushes every
+// second, a fleet beats every few): a ring expires a span and a step
+// after its step's first value, so a span after its last at least. The
+// fields set is given the coarse ring's time to live whenever one of its
+// coarse rings is, or it is added to, so it outlives them all; at once,
+// so that a call that fails further on (a key of the wrong type) leaves
+// none without.
 var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
