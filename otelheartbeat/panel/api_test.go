@@ -297,3 +297,64 @@ func spoilHistory(t *testing.T, srv *redistest.Server, svc string) {
 		t.Fatal(err)
 	}
 }
+
+// When every service's history is unreadable, that is said in one line,
+// once; when some are read again, the others are not said again.
+func TestEveryServiceUnreadableIsSaidInOneLineOnce(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	var said []string
+	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithErrorf(func(format string, args ...any) {
+		mu.Lock()
+		said = append(said, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.met.shutdown() })
+	now := time.Now()
+	for _, svc := range []string{"a", "b", "c"} {
+		if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		spoilHistory(t, srv, svc)
+	}
+	lines := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(said)
+	}
+	p.reports.compute(ctx, p)
+	p.reports.compute(ctx, p)
+	got := lines()
+	if len(got) != 1 || strings.Contains(got[0], "\n") {
+		t.Fatalf("said %q, want one line", got)
+	}
+	if err := srv.Client(t).Del(ctx, "heartbeat:history:{a}:events").Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.reports.compute(ctx, p)
+	p.reports.compute(ctx, p)
+	got = lines()[1:]
+	for _, l := range got {
+		if strings.Contains(l, "{b}") || strings.Contains(l, "{c}") || strings.Contains(l, "\n") {
+			t.Errorf("said again: %q", l)
+		}
+	}
+	if !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, `"a" again`) }) {
+		t.Errorf("said %q, want a's recovery said", got)
+	}
+	n := len(lines())
+	for _, svc := range []string{"b", "c"} {
+		if err := srv.Client(t).Del(ctx, "heartbeat:history:{"+svc+"}:events").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.reports.compute(ctx, p)
+	p.reports.compute(ctx, p)
+	if got := lines()[n:]; len(got) != 2 || !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, `"b" again`) }) {
+		t.Errorf("said %q, want b's and c's recoveries, once each", got)
+	}
+}

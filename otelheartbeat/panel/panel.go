@@ -507,17 +507,31 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		out[svc] = byWindow
 	}
-	if err == nil && len(skipped) == len(svcs) && len(svcs) > 0 {
-		errs := make([]error, len(skipped))
-		for i, s := range skipped {
-			errs[i] = s.err
+	every := err == nil && len(skipped) == len(svcs) && len(svcs) > 0
+	if every {
+		// One line, however many services: the first's reason.
+		err = skipped[0].err
+		if len(skipped) > 1 {
+			err = fmt.Errorf("no service's history can be read (%d), the first: %w", len(skipped), err)
 		}
-		err = errors.Join(errs...)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	failing := c.err != nil
 	c.err = err
+	// Each service skipped is said once a reason, and once when it is
+	// read again; when none can be read, that is said instead, once.
+	was := c.skipped
+	if err == nil || every {
+		c.skipped = make(map[string]string, len(skipped))
+		for _, s := range skipped {
+			why := s.err.Error()
+			if !every && was[s.svc] != why {
+				p.cfg.errorf("reading history: %v; the other services are shown", s.err)
+			}
+			c.skipped[s.svc] = why
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil && !failing {
 			p.cfg.errorf("reading history: %v (reported once until it recovers)", err)
@@ -527,19 +541,8 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	if failing {
 		p.cfg.errorf("reading history again")
 	}
-	// Each service skipped is said once a reason, and once when it is
-	// read again.
-	was := c.skipped
-	c.skipped = make(map[string]string, len(skipped))
-	for _, s := range skipped {
-		why := s.err.Error()
-		if was[s.svc] != why {
-			p.cfg.errorf("reading history: %v; the other services are shown", s.err)
-		}
-		c.skipped[s.svc] = why
-	}
 	for svc := range was {
-		if _, read := out[svc]; read {
+		if _, read := out[svc]; read && (!failing || len(skipped) > 0) { // all read again: said above
 			p.cfg.errorf("reading history of %q again", svc)
 		}
 	}
