@@ -255,12 +255,16 @@ func value(bits uint32) float64 {
 	return f
 }
 
-// Fields returns the fields kept of any of instances, sorted.
+// Fields returns the fields kept of any of instances, sorted: at most
+// MaxFields of each, and only names ReadableField accepts, whatever else
+// another client put in an instance's set.
 func (s *Store) Fields(ctx context.Context, service string, instances []string) ([]string, error) {
 	cmds := make([]*redis.StringSliceCmd, len(instances))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// At most the fields the writer keeps of an instance: a set
+		// another client filled is neither read whole nor listed whole.
 		for i, id := range instances {
-			cmds[i] = p.SMembers(ctx, s.fieldsKey(service, id))
+			cmds[i] = p.SRandMemberN(ctx, s.fieldsKey(service, id), MaxFields)
 		}
 		return nil
 	})
@@ -269,7 +273,11 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 	}
 	var out []string
 	for _, c := range cmds {
-		out = append(out, c.Val()...)
+		for _, f := range c.Val() {
+			if ReadableField(f) {
+				out = append(out, f)
+			}
+		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil

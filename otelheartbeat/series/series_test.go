@@ -432,6 +432,28 @@ func TestAHugeSetOfFieldsIsNotReadWhole(t *testing.T) {
 	}
 }
 
+// The fields listed of an instance are at most what the writer keeps of
+// it, and only names it could keep, whatever another client put in its
+// set.
+func TestTheFieldsListedAreOnlyWhatCouldBeKept(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	junk := []any{"bad\nfield", "del\x7f", strings.Repeat("x", MaxFieldName+1)}
+	for i := range 40 {
+		junk = append(junk, fmt.Sprintf("junk%02d", i))
+	}
+	if err := s.c.SAdd(ctx, s.fieldsKey("svc", "i1"), junk...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Fields(ctx, "svc", []string{"i1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > MaxFields || slices.ContainsFunc(got, func(f string) bool { return !ReadableField(f) }) {
+		t.Errorf("listed %d fields: %q", len(got), got)
+	}
+}
+
 func TestRetentionIsChecked(t *testing.T) {
 	for _, d := range []time.Duration{0, 59 * time.Minute, 31 * 24 * time.Hour, time.Hour + time.Second} {
 		if err := CheckRetention(d); err == nil {
