@@ -196,17 +196,7 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	var mu sync.Mutex
-	var said []string
-	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithErrorf(func(format string, args ...any) {
-		mu.Lock()
-		said = append(said, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.met.shutdown() })
+	p, lines := panelSaying(t, srv)
 	now := time.Now()
 	record := func(svc string) {
 		t.Helper()
@@ -217,11 +207,6 @@ func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
 	record("good")
 	record("bad")
 	spoilHistory(t, srv, "bad")
-	lines := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(said)
-	}
 	p.reports.compute(ctx, p)
 	p.reports.compute(ctx, p) // still failing: said once
 	if got := lines(); len(got) != 1 || !strings.Contains(got[0], "{bad}") || !strings.Contains(got[0], "the other services are shown") {
@@ -303,28 +288,13 @@ func spoilHistory(t *testing.T, srv *redistest.Server, svc string) {
 func TestEveryServiceUnreadableIsSaidInOneLineOnce(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	var mu sync.Mutex
-	var said []string
-	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithErrorf(func(format string, args ...any) {
-		mu.Lock()
-		said = append(said, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.met.shutdown() })
+	p, lines := panelSaying(t, srv)
 	now := time.Now()
 	for _, svc := range []string{"a", "b", "c"} {
 		if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)}}); err != nil {
 			t.Fatal(err)
 		}
 		spoilHistory(t, srv, svc)
-	}
-	lines := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(said)
 	}
 	p.reports.compute(ctx, p)
 	p.reports.compute(ctx, p)
@@ -356,5 +326,27 @@ func TestEveryServiceUnreadableIsSaidInOneLineOnce(t *testing.T) {
 	p.reports.compute(ctx, p)
 	if got := lines()[n:]; len(got) != 2 || !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, `"b" again`) }) {
 		t.Errorf("said %q, want b's and c's recoveries, once each", got)
+	}
+}
+
+// panelSaying is a panel on srv, not run, and what it has said so far
+// (WithErrorf), a line an entry.
+func panelSaying(t *testing.T, srv *redistest.Server) (*Panel, func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var said []string
+	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithErrorf(func(format string, args ...any) {
+		mu.Lock()
+		said = append(said, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.met.shutdown() })
+	return p, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(said)
 	}
 }
