@@ -419,10 +419,8 @@ type pageQuery struct {
 // each at most once. An error quotes at most the start of what was wrong.
 func parsePage(q url.Values) (pageQuery, error) {
 	pq := pageQuery{Limit: DefaultServicePage}
-	for _, name := range []string{"limit", "after", "state"} {
-		if vs := q[name]; len(vs) > 1 {
-			return pageQuery{}, fmt.Errorf("%s: want one value, not %d (%s)", name, len(vs), quoted(strings.Join(vs, ",")))
-		}
+	if err := once(q, "limit", "after", "state"); err != nil {
+		return pageQuery{}, err
 	}
 	if v, given := q["limit"]; given {
 		v := v[0]
@@ -443,6 +441,16 @@ func parsePage(q url.Values) (pageQuery, error) {
 		return pageQuery{}, fmt.Errorf("state %s: want alive, stale, dead, stopped or degraded", quoted(pq.State))
 	}
 	return pq, nil
+}
+
+// once says which of names q gives more than once, if any.
+func once(q url.Values, names ...string) error {
+	for _, name := range names {
+		if vs := q[name]; len(vs) > 1 {
+			return fmt.Errorf("%s: want one value, not %d (%s)", name, len(vs), quoted(strings.Join(vs, ",")))
+		}
+	}
+	return nil
 }
 
 // quoted quotes what a request said, cut to its first 40 bytes.

@@ -350,3 +350,23 @@ func panelSaying(t *testing.T, srv *redistest.Server) (*Panel, func() []string) 
 		return slices.Clone(said)
 	}
 }
+
+// A series query that gives field, since or until twice is refused, as
+// a service view's query is, rather than answered for the first.
+func TestASeriesQueryTakesEachParameterOnce(t *testing.T) {
+	p := newPanel(t, watch.NewTracker(TrackerOptions()...))
+	ts := httptest.NewServer(p.Handler())
+	defer ts.Close()
+	for _, q := range []string{"field=queue_size&field=x", "field=queue_size&since=1h&since=2h", "field=queue_size&until=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z"} {
+		resp, err := http.Get(ts.URL + "/api/v1/services/svc/series?" + q + "&instance=i1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(body["error"], "want one value") {
+			t.Errorf("%s: %s %q, want 400 naming the parameter given twice", q, resp.Status, body["error"])
+		}
+	}
+}

@@ -75,14 +75,18 @@ func badRequest(w http.ResponseWriter, msg string) {
 
 // seriesOf serves SeriesJSON. Its query: field (required), since (a
 // duration back from until, or an RFC 3339 time; default 1h), until (an
-// RFC 3339 time; default now), and instance (repeatable; default the
-// instances tracked now).
+// RFC 3339 time; default now), each at most once, and instance
+// (repeatable; default the instances tracked now).
 func (p *Panel) seriesOf(w http.ResponseWriter, r *http.Request) {
 	name, ids, ok := p.seriesQuery(w, r)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
+	if err := once(q, "field", "since", "until"); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
 	field := q.Get("field")
 	if field == "" || !series.ReadableField(field) {
 		badRequest(w, "field: want the name of a numeric heartbeat field, such as memory_usage_mb (see .../series/fields)")
