@@ -302,14 +302,15 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // never read whole, whoever filled it), and a rollup reads its slot and
 // writes it, whose reply is the ring's size. A ring of another size (the
 // retention changed) or none is made again whole at once, so that Valkey
-// allocates it exactly rather than growing it by doubling. Only a step's
-// first rollup sets its ring's time to live (a panel flushes every
-// second, a fleet beats every few): a ring expires a span and a step
-// after its step's first value, so a span after its last at least. The
-// fields set is given the coarse ring's time to live whenever one of its
-// coarse rings is, or it is added to, so it outlives them all; at once,
-// so that a call that fails further on (a key of the wrong type) leaves
-// none without.
+// allocates it exactly rather than growing it by doubling. Only a coarse
+// step's first rollup sets its rings' time to live (a panel flushes every
+// second, a fleet beats every few seconds or minutes), and a ring made
+// gets its own at once: the coarse ring its span and a coarse step, the
+// fine ring its span, a coarse step and a fine step, so each expires a
+// span after its last value at least. The fields set is given the coarse
+// ring's time to live whenever one of its coarse rings is, or it is added
+// to, so it outlives them all; at once, so that a call that fails further
+// on (a key of the wrong type) leaves none without.
 var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
@@ -360,7 +361,9 @@ for i = 8, #ARGV do
   local ring, f, at, v, lo0, hi0, rest = struct.unpack('<IIIfff', ARGV[i])
   local set = sets[f]
   if set.has[string.sub(ARGV[i], rest)] then
-    for t = 1, 2 do
+    -- Coarse first: a coarse step's first value renews both rings.
+    local renew = false
+    for t = 2, 1, -1 do
       local key = KEYS[ring + t - 1]
       local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
       local start = at - at % step
@@ -384,12 +387,15 @@ for i = 8, #ARGV do
         redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo0, hi0))
         was = nil
       end
-      if was ~= start then
-        redis.call('PEXPIRE', key, ttl)
-        if t == 2 and not set.expired then
+      if t == 2 and was ~= start then
+        renew = true
+        if not set.expired then
           redis.call('PEXPIRE', KEYS[f], setTTL)
           set.expired = true
         end
+      end
+      if renew or was == nil then
+        redis.call('PEXPIRE', key, ttl)
       end
     end
   end
@@ -722,7 +728,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 	fine, coarse := w.s.tiers[0], w.s.tiers[1]
 	head := []any{MaxFields,
-		int64(fine.Step / time.Second), fine.slots(), (fine.Span + fine.Step).Milliseconds(),
+		// A fine ring's time to live is renewed with its coarse ring's,
+		// on a coarse step's first value: a coarse step more.
+		int64(fine.Step / time.Second), fine.slots(), (fine.Span + coarse.Step + fine.Step).Milliseconds(),
 		// The fields set lives as long as the longest ring.
 		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds()}
 	// Every call's keys and arguments are written in one buffer, kept from

@@ -279,9 +279,10 @@ func run(in io.Reader, w io.Writer) error {
 	if flush, ok := r.get("BenchmarkWriterFlush", "cpu-ns/value"); ok {
 		add, _ := r.get("BenchmarkWriterAdd", "ns/op")
 		srv, _ := r.get("BenchmarkWriterFlush", "server-cpu-ns/value")
+		cmds, _ := r.get("BenchmarkWriterFlush", "server-commands/value")
 		rows = append(rows,
 			row{"values over time: queueing a heartbeat of four values, and flushing a value (panel CPU)", fmt.Sprintf("%.0f ns, %.1f µs", add, flush/1e3), "", "", "", ""},
-			row{"values over time: merging a value into its rings, heartbeats every 10 s (Valkey's CPU)", fmt.Sprintf("%.1f µs", srv/1e3), "", "", "", ""})
+			row{"values over time: merging a value into its rings, heartbeats every 10 s (Valkey's CPU, and the commands the script runs)", fmt.Sprintf("%.1f µs, %.2f commands", srv/1e3, cmds), "", "", "", ""})
 	}
 	if quiet, ok := r.get("BenchmarkBytesPerInstanceDay/quiet", "B/instance-day"); ok {
 		churn, _ := r.get("BenchmarkBytesPerInstanceDay/churning", "B/instance-day")
