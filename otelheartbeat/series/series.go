@@ -11,8 +11,8 @@
 // least and greatest value as 32-bit floats, about 7 significant digits),
 // written in place: a slot is overwritten when the ring comes round, so
 // nothing is trimmed and a ring never grows. Its key expires at least a
-// tier's span after the instance's last heartbeat (at most a coarse step
-// more: see merge).
+// tier's span after the instance's last heartbeat (at most a coarse and a
+// fine step more: see merge).
 //
 // What that costs is fixed per field, whatever the heartbeat interval:
 // 16 bytes x (120 + 288 per day of retention), plus the allocator's
