@@ -142,15 +142,23 @@ func newPanel(t *testing.T, tr *watch.Tracker) *Panel {
 	return newPanelOn(t, tr, redistest.Start(t))
 }
 
-// newPanelOn is a panel over tr on srv, not run.
-func newPanelOn(t *testing.T, tr *watch.Tracker, srv *redistest.Server) *Panel {
+// newPanelOn is a panel over tr on srv, with opts, not run.
+func newPanelOn(t *testing.T, tr *watch.Tracker, srv *redistest.Server, opts ...Option) *Panel {
 	t.Helper()
-	p, err := New(tr, srv.Client(t))
+	p, err := New(tr, srv.Client(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.met.shutdown() })
 	return p
+}
+
+// apply writes recs to p's history, as its recorder would.
+func apply(t *testing.T, p *Panel, recs ...history.Record) {
+	t.Helper()
+	if _, err := p.store.Apply(context.Background(), 1, recs); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // An instance in the service view carries its uptime over the instances
@@ -161,14 +169,11 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
-	if _, err := p.store.Apply(ctx, 1, []history.Record{
-		{Service: "svc", Instance: "steady", To: watch.Alive, At: at(2 * time.Hour)},
-		{Service: "svc", Instance: "flaky", To: watch.Alive, At: at(2 * time.Hour)},
-		{Service: "svc", Instance: "flaky", To: watch.Dead, At: at(90 * time.Minute)},
-		{Service: "svc", Instance: "flaky", To: watch.Alive, At: at(30 * time.Minute)},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, p,
+		history.Record{Service: "svc", Instance: "steady", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "svc", Instance: "flaky", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "svc", Instance: "flaky", To: watch.Dead, At: at(90 * time.Minute)},
+		history.Record{Service: "svc", Instance: "flaky", To: watch.Alive, At: at(30 * time.Minute)})
 	for _, id := range []string{"steady", "flaky", "unrecorded"} {
 		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
 	}
@@ -200,9 +205,7 @@ func TestAServiceWhoseHistoryIsReadAgainIsSaidToBe(t *testing.T) {
 	now := time.Now()
 	record := func(svc string) {
 		t.Helper()
-		if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)}}); err != nil {
-			t.Fatal(err)
-		}
+		apply(t, p, history.Record{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)})
 	}
 	record("good")
 	record("bad")
@@ -242,9 +245,7 @@ func TestSeriesSayWhenTheirChangesCouldNotBeRead(t *testing.T) {
 	if _, err := p.seriesW.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: "svc", Instance: "i1", To: watch.Alive, At: now.Add(-10 * time.Minute)}}); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, p, history.Record{Service: "svc", Instance: "i1", To: watch.Alive, At: now.Add(-10 * time.Minute)})
 	ts := httptest.NewServer(p.Handler())
 	defer ts.Close()
 	get := func() (SeriesJSON, string) {
@@ -291,9 +292,7 @@ func TestEveryServiceUnreadableIsSaidInOneLineOnce(t *testing.T) {
 	p, lines := panelSaying(t, srv)
 	now := time.Now()
 	for _, svc := range []string{"a", "b", "c"} {
-		if _, err := p.store.Apply(ctx, 1, []history.Record{{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)}}); err != nil {
-			t.Fatal(err)
-		}
+		apply(t, p, history.Record{Service: svc, Instance: "i1", To: watch.Alive, At: now.Add(-time.Hour)})
 		spoilHistory(t, srv, svc)
 	}
 	p.reports.compute(ctx, p)
@@ -335,15 +334,11 @@ func panelSaying(t *testing.T, srv *redistest.Server) (*Panel, func() []string) 
 	t.Helper()
 	var mu sync.Mutex
 	var said []string
-	p, err := New(watch.NewTracker(TrackerOptions()...), srv.Client(t), WithErrorf(func(format string, args ...any) {
+	p := newPanelOn(t, watch.NewTracker(TrackerOptions()...), srv, WithErrorf(func(format string, args ...any) {
 		mu.Lock()
 		said = append(said, fmt.Sprintf(format, args...))
 		mu.Unlock()
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.met.shutdown() })
 	return p, func() []string {
 		mu.Lock()
 		defer mu.Unlock()

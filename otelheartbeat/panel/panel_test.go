@@ -164,18 +164,12 @@ func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 		}
 		return es
 	}
-	write := func(recs []history.Record) {
-		t.Helper()
-		if _, err := p.store.Apply(ctx, 1, recs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(recs)
+	apply(t, p, recs...)
 	if es := read(); len(es) != 2 {
 		t.Fatalf("read %d entries, want 2", len(es))
 	}
 	srv.Restart()
-	write(recs[1:]) // what a recorder writes again
+	apply(t, p, recs[1:]...) // what a recorder writes again
 	if es := read(); len(es) != 1 || es[0].Instance != "b" {
 		t.Errorf("after Valkey lost history, read %v; want b's entry alone", es)
 	}
@@ -184,8 +178,8 @@ func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 	if err := srv.Client(t).Del(ctx, "heartbeat:history:{svc}:events", "heartbeat:history:{svc}:state").Err(); err != nil {
 		t.Fatal(err)
 	}
-	write(recs)
-	write([]history.Record{{Service: "svc", Instance: "c", To: watch.Alive, At: now}})
+	apply(t, p, recs...)
+	apply(t, p, history.Record{Service: "svc", Instance: "c", To: watch.Alive, At: now})
 	if es := read(); len(es) != 3 {
 		t.Errorf("after the stream was written again, read %d entries, want 3: %v", len(es), es)
 	}
