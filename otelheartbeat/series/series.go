@@ -4,27 +4,33 @@
 // greatest), so that an admin panel can draw an instance's memory or queue
 // over the last hour and day, and show what changed before it died.
 //
-// Each instance's field is kept in two rings of fixed size, one per tier:
-// Fine, a point every 30 s over the last hour, and Coarse, a point every
-// 5 minutes over the retention (WithRetention, a day by default). A ring
-// is one Valkey string of 16-byte slots (the step's start, then the last,
-// least and greatest value as 32-bit floats, about 7 significant digits),
-// written in place: a slot is overwritten when the ring comes round, so
-// nothing is trimmed and a ring never grows. Its key expires at least a
-// tier's span after the instance's last heartbeat (at most a coarse and a
-// fine step more: see merge).
+// Each instance is kept in two rings of fixed size, one per tier: Fine, a
+// record every 30 s over the last hour, and Coarse, a record every 5
+// minutes over the retention (WithRetention, a day by default). A ring is
+// one Valkey string of records, each the step's start, then each of the
+// instance's fields in its column: the last, least and greatest value as
+// 32-bit floats (about 7 significant digits), NaN where the field had no
+// value in the step. A record is written in place: it is overwritten when
+// the ring comes round, so nothing is trimmed and a ring never grows but
+// when a field joins the instance's columns (a hash beside the rings, at
+// most MaxFields). Its key expires at least a tier's span after the
+// instance's last heartbeat (at most a coarse and a fine step more: see
+// merge).
 //
-// What that costs is fixed per field, whatever the heartbeat interval:
-// 16 bytes x (120 + 288 per day of retention), plus the allocator's
-// rounding and two keys' overhead: 7.4 KB a field at a day, measured by
-// BenchmarkSeriesBytesPerInstanceDay against a real redis-server (see
-// docs/performance.md), for at most MaxFields fields per instance.
+// What that costs is fixed per instance, whatever the heartbeat interval:
+// (4 + 12 bytes a field) x (120 + 288 per day of retention), plus the
+// allocator's rounding and three keys' overhead: 21 KB for four fields at
+// a day (BytesPerInstance; measured by BenchmarkSeriesBytesPerInstanceDay
+// against a real redis-server, see docs/performance.md). And what it
+// costs Valkey to write is fixed per heartbeat, whatever its fields: its
+// columns asked, and one record read and written a tier.
 //
 // A Writer is fed heartbeats as they arrive and writes the rollups in
-// batches, each merged into its slot by a script in Valkey (the least and
-// greatest of what every writer saw in the step), so a standby that takes
-// over mid-step continues the same points. Its queue is bounded; what does
-// not fit is dropped and counted (Dropped), never blocking the caller.
+// batches, each merged into its record by a script in Valkey (the least
+// and greatest of what every writer saw in the step), so a standby that
+// takes over mid-step continues the same points. Its queue is bounded;
+// what does not fit is dropped and counted (Dropped), never blocking the
+// caller.
 package series
 
 import (
@@ -54,10 +60,19 @@ const (
 	CoarseStep  = 5 * time.Minute
 	MinSpan     = time.Hour
 	MaxSpan     = 30 * 24 * time.Hour
-	MaxFields   = 16 // numeric fields kept per instance: memory, CPU, then the service's in the heartbeat's order
-	slotBytes   = 16
+	MaxFields   = 16             // numeric fields kept per instance: memory, CPU, then the service's in the heartbeat's order
 	DefaultSpan = 24 * time.Hour // the coarse tier's, WithRetention
 )
+
+// A record is the step's start (32-bit Unix seconds), then a column a
+// field: its last, least and greatest value (32-bit floats).
+const (
+	stampBytes  = 4
+	columnBytes = 12
+)
+
+// recordBytes is the size of a record of columns fields.
+func recordBytes(columns int64) int64 { return stampBytes + columnBytes*columns }
 
 // Tier is one resolution: a point per Step over Span.
 type Tier struct{ Step, Span time.Duration }
@@ -124,24 +139,26 @@ func (s *Store) TierFor(since time.Time) Tier {
 	return s.tiers[1]
 }
 
-// BytesPerField is the bytes of values one field of one instance holds in
-// Valkey at most, its two rings (the keys' own overhead is not counted).
-func (s *Store) BytesPerField() int64 {
-	return slotBytes * (s.tiers[0].slots() + s.tiers[1].slots())
+// BytesPerInstance is the bytes of values an instance of fields numeric
+// fields holds in Valkey at most, its two rings (the keys' own overhead
+// and its columns' hash are not counted).
+func (s *Store) BytesPerInstance(fields int) int64 {
+	return recordBytes(int64(fields)) * (s.tiers[0].slots() + s.tiers[1].slots())
 }
 
-// key is a ring's key. The service is a hash tag, so that one service's
-// rings share a cluster slot and are written by one script; the instance
-// id is length-prefixed, so that no id and field can make another's key.
-func (s *Store) key(t Tier, service, instance, field string) string {
-	return string(appendKey(nil, s.servicePart(service), t, instance, field))
+// ringKey is an instance's ring of a tier. The service is a hash tag, so
+// that one service's rings share a cluster slot and are written by one
+// script; the instance id is length-prefixed, so that no id can make
+// another's key.
+func (s *Store) ringKey(t Tier, service, instance string) string {
+	return string(appendRingKey(nil, s.servicePart(service), t, instance))
 }
 
-// appendKey appends a ring's key, from its service's part (made once for
-// many keys), to b.
-func appendKey(b []byte, servicePart string, t Tier, instance, field string) []byte {
+// appendRingKey appends a ring's key, from its service's part (made once
+// for many keys), to b.
+func appendRingKey(b []byte, servicePart string, t Tier, instance string) []byte {
 	b = strconv.AppendInt(append(b, servicePart...), int64(t.Step/time.Second), 10)
-	return append(append(appendInstance(append(b, "s:"...), instance), ':'), field...)
+	return appendInstance(append(b, "s:"...), instance)
 }
 
 // appendInstance appends an instance id to a key, length-prefixed.
@@ -149,14 +166,15 @@ func appendInstance(b []byte, instance string) []byte {
 	return append(append(strconv.AppendInt(b, int64(len(instance)), 10), ':'), instance...)
 }
 
-// fieldsKey is the set of the fields kept of one instance (at most
-// MaxFields, whatever names its heartbeats carry over time).
-func (s *Store) fieldsKey(service, instance string) string {
-	return string(appendFieldsKey(nil, s.servicePart(service), instance))
+// columnsKey is the hash of an instance's fields' columns in its records
+// (1 to MaxFields, in the order the fields came), and under the empty
+// name, how many there are: a record's size.
+func (s *Store) columnsKey(service, instance string) string {
+	return string(appendColumnsKey(nil, s.servicePart(service), instance))
 }
 
-func appendFieldsKey(b []byte, servicePart, instance string) []byte {
-	return appendInstance(append(append(b, servicePart...), "fields:"...), instance)
+func appendColumnsKey(b []byte, servicePart, instance string) []byte {
+	return appendInstance(append(append(b, servicePart...), "columns:"...), instance)
 }
 
 // servicePart is the prefix and the service: its hash tag, with no '{'
@@ -185,8 +203,8 @@ type Point struct {
 func (s *Store) Read(ctx context.Context, service, field string, instances []string, since, until time.Time) (Tier, map[string][]Point, error) {
 	t := s.TierFor(since)
 	from, to := since.Truncate(t.Step).Unix(), until.Unix()
-	// Only the slots of the span: one range of the ring, or two where it
-	// comes round.
+	// Only the records of the span: one range of the ring, or two where
+	// it comes round.
 	step, n := int64(t.Step/time.Second), t.slots()
 	var ranges [][2]int64
 	if first, last := from/step, to/step; last-first+1 >= n {
@@ -196,17 +214,43 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 	} else {
 		ranges = [][2]int64{{a, n - 1}, {0, b}}
 	}
+	// Each instance's field's column and its records' size first, in one
+	// round trip.
+	cols := make([]*redis.SliceCmd, len(instances))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range instances {
+			cols[i] = p.HMGet(ctx, s.columnsKey(service, id), "", field)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return t, nil, err
+	}
 	out := map[string][]Point{}
 	// A batch of instances a round trip, so that a long span of many
 	// instances never holds more than a batch's rings at once.
 	for start := 0; start < len(instances); start += readBatch {
-		batch := instances[start:min(start+readBatch, len(instances))]
-		cmds := make([][]*redis.StringCmd, len(batch))
+		end := min(start+readBatch, len(instances))
+		type ring struct {
+			col, size int64
+			size0     *redis.IntCmd
+			parts     []*redis.StringCmd
+		}
+		rings := make([]ring, end-start)
 		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range batch {
-				k := s.key(t, service, id, field)
-				for _, r := range ranges {
-					cmds[i] = append(cmds[i], p.GetRange(ctx, k, r[0]*slotBytes, (r[1]+1)*slotBytes-1))
+			for i := start; i < end; i++ {
+				count, col, ok := column(cols[i])
+				if !ok {
+					continue
+				}
+				r := &rings[i-start]
+				r.col, r.size = col, recordBytes(count)
+				k := s.ringKey(t, service, instances[i])
+				// Its length says whether it is of that size: a ring
+				// written under another retention or columns is not read.
+				r.size0 = p.StrLen(ctx, k)
+				for _, g := range ranges {
+					r.parts = append(r.parts, p.GetRange(ctx, k, g[0]*r.size, (g[1]+1)*r.size-1))
 				}
 			}
 			return nil
@@ -214,9 +258,12 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return t, nil, err
 		}
-		for i, id := range batch {
-			if pts := points(cmds[i], from, to); len(pts) > 0 {
-				out[id] = pts
+		for i, r := range rings {
+			if r.size0 == nil || r.size0.Val() != n*r.size {
+				continue
+			}
+			if pts := points(r.parts, r.size, r.col, from, to); len(pts) > 0 {
+				out[instances[start+i]] = pts
 			}
 		}
 	}
@@ -226,27 +273,51 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 // readBatch is how many instances' rings one round trip of Read reads.
 const readBatch = 16
 
-// points decodes the slots read of one ring, within [from, to], oldest
-// first.
-func points(cmds []*redis.StringCmd, from, to int64) []Point {
+// column reads an instance's record size (its columns) and a field's
+// column from its columns' hash, if both are what the writer makes.
+func column(c *redis.SliceCmd) (count, col int64, ok bool) {
+	v := c.Val()
+	if len(v) != 2 {
+		return 0, 0, false
+	}
+	n := func(x any) int64 {
+		s, _ := x.(string)
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0
+		}
+		return i
+	}
+	count, col = n(v[0]), n(v[1])
+	return count, col, count >= 1 && count <= MaxFields && col >= 1 && col <= count
+}
+
+// points decodes one column of the records read of a ring, within
+// [from, to], oldest first.
+func points(cmds []*redis.StringCmd, size, col, from, to int64) []Point {
 	var pts []Point
+	le := binary.LittleEndian
+	at := stampBytes + columnBytes*(col-1)
 	for _, c := range cmds {
 		b, err := c.Bytes()
 		if err != nil {
 			continue
 		}
-		for off := 0; off+slotBytes <= len(b); off += slotBytes {
-			at := int64(binary.LittleEndian.Uint32(b[off:]))
-			if at == 0 || at < from || at > to {
+		for off := int64(0); off+size <= int64(len(b)); off += size {
+			step := int64(le.Uint32(b[off:]))
+			if step == 0 || step < from || step > to {
 				continue
 			}
-			f := func(o int) float64 { return value(binary.LittleEndian.Uint32(b[off+o:])) }
-			pts = append(pts, Point{At: time.Unix(at, 0), Last: f(4), Min: f(8), Max: f(12)})
+			v := b[off+at:]
+			last := le.Uint32(v)
+			if math.IsNaN(float64(math.Float32frombits(last))) {
+				continue // no value of the field in that step
+			}
+			pts = append(pts, Point{At: time.Unix(step, 0), Last: value(last), Min: value(le.Uint32(v[4:])), Max: value(le.Uint32(v[8:]))})
 		}
 	}
 	slices.SortFunc(pts, func(a, b Point) int { return a.At.Compare(b.At) })
-	// A ring written under another size may hold a step twice.
-	return slices.CompactFunc(pts, func(a, b Point) bool { return a.At.Equal(b.At) })
+	return pts
 }
 
 // value reads a kept 32-bit float as the number it was written as (11.6,
@@ -258,14 +329,15 @@ func value(bits uint32) float64 {
 
 // Fields returns the fields kept of any of instances, sorted: at most
 // MaxFields of each, and only names ReadableField accepts, whatever else
-// another client put in an instance's set.
+// another client put in an instance's columns.
 func (s *Store) Fields(ctx context.Context, service string, instances []string) ([]string, error) {
 	cmds := make([]*redis.StringSliceCmd, len(instances))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		// At most the fields the writer keeps of an instance: a set
-		// another client filled is neither read whole nor listed whole.
+		// At most the fields the writer keeps of an instance, and its
+		// count: a hash another client filled is neither read whole nor
+		// listed whole.
 		for i, id := range instances {
-			cmds[i] = p.SRandMemberN(ctx, s.fieldsKey(service, id), MaxFields)
+			cmds[i] = p.HRandField(ctx, s.columnsKey(service, id), MaxFields+1)
 		}
 		return nil
 	})
@@ -274,9 +346,11 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 	}
 	var out []string
 	for _, c := range cmds {
+		n := 0
 		for _, f := range c.Val() {
-			if ReadableField(f) {
+			if ReadableField(f) && n < MaxFields {
 				out = append(out, f)
+				n++
 			}
 		}
 	}
@@ -284,115 +358,198 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 	return slices.Compact(out), nil
 }
 
-// merge writes rollups into their slots, each merged with what the slot
-// holds for the same step. KEYS: the rings, each instance field's fine
-// ring followed by its coarse one, and the instances' sets of fields.
-// ARGV: the most fields an instance keeps; then per tier (fine, coarse)
-// its step in seconds, its slots and its keys' time to live in
-// milliseconds; then a rollup an argument (one string for Go to make, not
-// seven), little-endian: its fine ring's key index and its instance's
-// fields set's key index (32-bit), the Unix second of its last value
-// (32-bit, as a slot holds it), its last, least and greatest value
-// (32-bit floats, as a slot holds them, so that they go in bit for bit),
-// and last the field, the argument's rest. Each rollup goes into the slot
-// of its step in both tiers. A field past an instance's most is not kept.
+// merge writes rollups into their instances' records, each merged with
+// what the record holds for the same step. KEYS: per instance, its fine
+// ring, its coarse ring and its columns' hash. ARGV: the most fields an
+// instance keeps; then per tier (fine, coarse) its step in seconds, its
+// slots and its keys' time to live in milliseconds; then a run of one
+// instance's rollups an argument (one string for Go to make, not seven a
+// rollup), little-endian: its fine ring's key index and how many rollups
+// (32-bit), then each rollup: the Unix second of its last value (32-bit,
+// as a record holds it), its last, least and greatest value (32-bit
+// floats, as a record holds them, so that they go in bit for bit), the
+// length of its field's name (32-bit) and the name. Each rollup goes into
+// its field's column of its step's record in both tiers. A field past an
+// instance's most is not kept.
 //
-// What a call costs Valkey is mostly its commands, so it runs as few as
-// it can (see BenchmarkWriterFlush's server CPU): an instance's fields set
-// is asked once a call about the fields the call has of it (SMISMEMBER:
-// never read whole, whoever filled it), and a rollup reads its slot and
-// writes it, whose reply is the ring's size. A ring of another size (the
-// retention changed) or none is made again whole at once, so that Valkey
-// allocates it exactly rather than growing it by doubling. Only a coarse
-// step's first rollup sets its rings' time to live (a panel flushes every
-// second, a fleet beats every few seconds or minutes), and a ring made
-// gets its own at once: the coarse ring its span and a coarse step, the
-// fine ring its span, a coarse step and a fine step, so each expires a
-// span after its last value at least. The fields set is given the coarse
-// ring's time to live whenever one of its coarse rings is, or it is added
-// to, so it outlives them all; at once, so that a call that fails further
-// on (a key of the wrong type) leaves none without.
+// What a call costs Valkey is mostly its commands, so it runs as few as it
+// can (see BenchmarkWriterFlush's server CPU), and they do not grow with a
+// heartbeat's fields: an instance's columns are asked once a call, for
+// the fields the call has of it (HMGET: the hash is never read whole,
+// whoever filled it), and each step's record is read and written once a
+// tier, whose write's reply is the ring's size. A ring of another size
+// (the retention changed) or none is made again whole at once, so that
+// Valkey allocates it exactly rather than growing it by doubling; when a
+// field joins an instance's columns, its rings are laid out again with a
+// column more (NaN in every record), once. Only a coarse step's first
+// record sets its rings' time to live (a panel flushes every second, a
+// fleet beats every few seconds or minutes), and a ring made gets its own
+// at once: the coarse ring its span and a coarse step, the fine ring its
+// span, a coarse step and a fine step, so each expires a span after its
+// last value at least. The columns' hash is given the coarse ring's time
+// to live whenever its coarse ring is, or a column is added, so it
+// outlives them; at once, so that a call that fails further on (a key of
+// the wrong type) leaves none without.
 var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
 local most = tonumber(ARGV[1])
 local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
-local setTTL = tiers[2][3]
--- Each fields set's fields in this call, in order, to ask about at once.
-local sets, order = {}, {}
-for i = 8, #ARGV do
-  local _, f, _, _, _, _, rest = struct.unpack('<IIIfff', ARGV[i])
-  local field = string.sub(ARGV[i], rest)
-  local set = sets[f]
-  if set == nil then
-    set = {asked = {}, list = {}, has = {}, expired = false}
-    sets[f] = set
-    order[#order + 1] = f
+local hashTTL = tiers[2][3]
+local nan = 0 / 0
+-- A record of count columns, as struct packs it.
+local formats = {}
+local function format(count)
+  local f = formats[count]
+  if f == nil then
+    f = '<I' .. string.rep('fff', count)
+    formats[count] = f
   end
-  if not set.asked[field] then
-    set.asked[field] = true
-    set.list[#set.list + 1] = field
-  end
+  return f
 end
--- The fields an instance keeps: those its set holds, then new ones while
--- it holds fewer than most. A set added to is given its time to live at
--- once, so that a call failing further on leaves none without.
-for _, f in ipairs(order) do
-  local set = sets[f]
-  local in_set = redis.call('SMISMEMBER', KEYS[f], unpack(set.list))
-  local n
-  for j, field in ipairs(set.list) do
-    if in_set[j] == 1 then
-      set.has[field] = true
-    else
-      n = n or redis.call('SCARD', KEYS[f])
-      if n < most then
-        redis.call('SADD', KEYS[f], field)
-        set.has[field] = true
-        n = n + 1
-        if not set.expired then
-          redis.call('PEXPIRE', KEYS[f], setTTL)
-          set.expired = true
-        end
+-- whole reports whether x is a whole number from lo to hi.
+local function whole(x, lo, hi)
+  return x ~= nil and x == math.floor(x) and x >= lo and x <= hi
+end
+-- record is the values of a record of step start: old's (that step's,
+-- as read, or nil) with the rollups of r (five values each: the time,
+-- last, least, greatest and field) of that step merged into their
+-- columns, in order; all: every rollup is of that step.
+local function record(r, cols, count, step, start, all, old)
+  local rec
+  if old then
+    rec = {struct.unpack(format(count), old)}
+    rec[#rec] = nil -- the position after
+  else
+    rec = {start}
+    for i = 2, 3 * count + 1 do
+      rec[i] = nan
+    end
+  end
+  for b = 0, #r - 5, 5 do
+    local c = cols[r[b + 5]]
+    if c and (all or r[b + 1] - r[b + 1] % step == start) then
+      local o = 3 * c - 1
+      local lo, hi = r[b + 3], r[b + 4]
+      -- NaN (no value yet) is neither less nor greater.
+      if rec[o + 1] < lo then lo = rec[o + 1] end
+      if rec[o + 2] > hi then hi = rec[o + 2] end
+      rec[o], rec[o + 1], rec[o + 2] = r[b + 2], lo, hi
+    end
+  end
+  return struct.pack(format(count), unpack(rec))
+end
+for i = 8, #ARGV do
+  -- One run of an instance's rollups.
+  local a = ARGV[i]
+  local k, n, pos = struct.unpack('<II', a)
+  local hash = KEYS[k + 2]
+  local r, names = {}, {}
+  for j = 1, n do
+    local at, v, lo, hi, len
+    at, v, lo, hi, len, pos = struct.unpack('<IfffI', a, pos)
+    local name = string.sub(a, pos, pos + len - 1)
+    pos = pos + len
+    names[j] = name
+    local b = 5 * j - 5
+    r[b + 1], r[b + 2], r[b + 3], r[b + 4], r[b + 5] = at, v, lo, hi, name
+  end
+  -- Its columns: those its hash holds, then new ones while it has fewer
+  -- than most.
+  local got = redis.call('HMGET', hash, '', unpack(names))
+  local count = tonumber(got[1])
+  if not whole(count, 1, most) then
+    -- None, or not the writer's: its rings' columns are not known.
+    redis.call('DEL', hash, KEYS[k], KEYS[k + 1])
+    count, got = 0, {}
+  end
+  local count0, cols, added = count, {}, nil
+  for j = 1, n do
+    local name = names[j]
+    if cols[name] == nil then
+      local c = tonumber(got[j + 1])
+      if whole(c, 1, count0) then
+        cols[name] = c
+      elseif count < most then
+        count = count + 1
+        cols[name] = count
+        added = added or {}
+        added[#added + 1] = name
+        added[#added + 1] = count
+      else
+        cols[name] = false
       end
     end
   end
-end
-for i = 8, #ARGV do
-  local ring, f, at, v, lo0, hi0, rest = struct.unpack('<IIIfff', ARGV[i])
-  local set = sets[f]
-  if set.has[string.sub(ARGV[i], rest)] then
-    -- Coarse first: a coarse step's first value renews both rings.
-    local renew = false
-    for t = 2, 1, -1 do
-      local key = KEYS[ring + t - 1]
-      local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
-      local start = at - at % step
-      local off = ((start / step) % slots) * 16
-      local size = slots * 16
-      local old = redis.call('GETRANGE', key, off, off + 15)
-      local whole = #old == 16
-      local was, mn, mx, _
-      if whole then
-        local lo, hi = lo0, hi0
-        was, _, mn, mx = struct.unpack('<Ifff', old)
-        if was == start then
-          if mn < lo then lo = mn end
-          if mx > hi then hi = mx end
+  -- Columns added are given their time to live at once, so that a call
+  -- failing further on leaves none without.
+  local expired = added ~= nil
+  if added then
+    redis.call('HSET', hash, '', count, unpack(added))
+    redis.call('PEXPIRE', hash, hashTTL)
+  end
+  local size = 4 + 12 * count
+  if count > count0 and count0 > 0 then
+    -- A column more in every record of its rings, NaN.
+    local size0, pad = 4 + 12 * count0, string.rep(struct.pack('<f', nan), 3 * (count - count0))
+    for t = 1, 2 do
+      local key, slots = KEYS[k + t - 1], tiers[t][2]
+      local old = redis.call('GET', key)
+      if old and #old == slots * size0 then
+        local parts = {}
+        for s = 0, slots - 1 do
+          parts[s + 1] = string.sub(old, s * size0 + 1, (s + 1) * size0) .. pad
         end
-        whole = redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo, hi)) == size
-      end
-      if not whole then
+        redis.call('SET', key, table.concat(parts), 'KEEPTTL')
+      elseif old then
         redis.call('DEL', key)
-        redis.call('SETRANGE', key, size - 1, '\0')
-        redis.call('SETRANGE', key, off, struct.pack('<Ifff', start, v, lo0, hi0))
+      end
+    end
+  end
+  -- Coarse first: a coarse step's first record renews both rings.
+  local renew = false
+  for t = 2, 1, -1 do
+    local key = KEYS[k + t - 1]
+    local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
+    local ringSize = slots * size
+    -- The steps of the run: mostly one.
+    local first = r[1] - r[1] % step
+    local starts = {first}
+    for b = 5, #r - 5, 5 do
+      local start = r[b + 1] - r[b + 1] % step
+      if start ~= first then
+        local seen = false
+        for _, s in ipairs(starts) do
+          if s == start then seen = true end
+        end
+        if not seen then starts[#starts + 1] = start end
+      end
+    end
+    local all = #starts == 1
+    for _, start in ipairs(starts) do
+      local off = ((start / step) % slots) * size
+      local old = redis.call('GETRANGE', key, off, off + size - 1)
+      local fits = #old == size
+      local was
+      if fits then
+        was = struct.unpack('<I', old)
+        if was ~= start then
+          old = nil
+        end
+        fits = redis.call('SETRANGE', key, off, record(r, cols, count, step, start, all, old)) == ringSize
+      end
+      if not fits then
+        -- A ring of another size, or none: made again whole.
+        redis.call('DEL', key)
+        redis.call('SETRANGE', key, ringSize - 1, '\0')
+        redis.call('SETRANGE', key, off, record(r, cols, count, step, start, all, nil))
         was = nil
       end
       if t == 2 and was ~= start then
         renew = true
-        if not set.expired then
-          redis.call('PEXPIRE', KEYS[f], setTTL)
-          set.expired = true
+        if not expired then
+          redis.call('PEXPIRE', hash, hashTTL)
+          expired = true
         end
       end
       if renew or was == nil then
@@ -661,14 +818,14 @@ func (w *Writer) nextEpoch() {
 	}
 }
 
-// maxPerScript bounds the ring writes one script call makes (two a
-// rollup: its fine and coarse slots), so that Valkey is never held for
-// long.
+// maxPerScript bounds the record writes one script call makes (two an
+// instance: its fine and coarse records), so that Valkey is never held
+// for long.
 const maxPerScript = 2_000
 
-// flushBatch is about how many rollups a flush writes in one round trip
-// (a call's more at most): about 700 KB of calls to build and send, where
-// a second's flow at 100,000 instances every 10 s is 40,000 rollups.
+// flushBatch is about how many rollups a flush writes in one round trip,
+// and one call at most: about 150 KB of calls to build and send, where a
+// second's flow at 100,000 instances every 10 s is 40,000 rollups.
 const flushBatch = 2_000
 
 // Flush writes what is queued, one script call per service and up to
@@ -730,9 +887,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	fine, coarse := w.s.tiers[0], w.s.tiers[1]
 	head := []any{MaxFields,
 		// A fine ring's time to live is renewed with its coarse ring's,
-		// on a coarse step's first value: a coarse step more.
+		// on a coarse step's first record: a coarse step more.
 		int64(fine.Step / time.Second), fine.slots(), (fine.Span + coarse.Step + fine.Step).Milliseconds(),
-		// The fields set lives as long as the longest ring.
+		// The columns' hash lives as long as the longest ring.
 		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds()}
 	// Every call's keys and arguments are written in one buffer, kept from
 	// one flush to the next, and handed to go-redis as spans of it by
@@ -740,30 +897,44 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// would be most of what the panel allocates. The calls go out a batch
 	// at a time (flushBatch), so that the buffer is a batch's, whatever
 	// the flow.
-	type call struct{ keys, args span } // in keys and args
+	type call struct {
+		keys, args span // in keys and args
+		values     int
+	}
 	var (
 		calls           []call
 		keys, args      = w.keys[:0], w.args[:0] // in text
 		text            = w.text[:0]
 		refs, anys      = w.refs[:0], w.anys[:0]
 		first, firstArg int // the call being written's first key and argument
+		values, batch   int // rollups in the call being written, and in the batch
 		written         int
 		errs            []error
 	)
-	fieldsOf := map[string]int{} // an instance's fields set's key index, in the call made
+	keysOf := map[string]int{} // an instance's fine ring's key index, in the call made
 	// An instance's values are next to one another in the queue, but for
-	// a field that joined late: the last instance's index is kept, for
-	// one look-up an instance rather than one a value.
-	var last string
-	lastFi := -1
+	// a field that joined late: each run of them is an argument, its
+	// count written when the run ends (at n).
+	var (
+		runOf string
+		n, at int // the run's rollups, and where their count goes in text
+	)
+	endRun := func() {
+		if n > 0 {
+			binary.LittleEndian.PutUint32(text[at:], uint32(n))
+			args[len(args)-1].to = len(text)
+			n = 0
+		}
+	}
 	end := func() {
-		calls = append(calls, call{span{first, len(keys)}, span{firstArg, len(args)}})
-		first, firstArg = len(keys), len(args)
-		clear(fieldsOf)
-		lastFi = -1
+		endRun()
+		calls = append(calls, call{span{first, len(keys)}, span{firstArg, len(args)}, values})
+		first, firstArg, values = len(keys), len(args), 0
+		clear(keysOf)
 	}
 	// send writes the calls made, and starts the buffers anew.
 	send := func() {
+		batch = 0
 		if len(calls) == 0 {
 			return
 		}
@@ -802,7 +973,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		failed, err := w.send(ctx, cmdArgs)
 		for i, c := range calls {
 			if !failed[i] {
-				written += c.args.to - c.args.from
+				written += c.values
 			}
 		}
 		if err != nil {
@@ -813,48 +984,54 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		calls, keys, args, text = calls[:0], keys[:0], args[:0], text[:0]
 		first, firstArg = 0, 0
 	}
+	le := binary.LittleEndian
 	for si, svc := range order {
 		svcPart := w.s.servicePart(svc)
 		for _, i := range bySvc[si] {
 			u := &q[i]
-			fi := lastFi
-			if fi < 0 || u.instance != last {
-				var ok bool
-				if fi, ok = fieldsOf[u.instance]; !ok {
-					from := len(text)
-					text = appendFieldsKey(text, svcPart, u.instance)
-					keys = append(keys, span{from, len(text)})
-					fi = len(keys) - first
-					fieldsOf[u.instance] = fi
+			if n == 0 || u.instance != runOf {
+				endRun()
+				// Two record writes an instance's run, a call's rollups
+				// a batch's at most.
+				if 2*(len(args)-firstArg) >= maxPerScript || values >= flushBatch {
+					end()
+					if batch >= flushBatch {
+						send()
+					}
 				}
-				last, lastFi = u.instance, fi
-			}
-			for _, t := range [2]Tier{fine, coarse} {
+				ki, ok := keysOf[u.instance]
+				if !ok {
+					ki = len(keys) - first + 1 // counting from 1, as Lua does
+					for _, t := range [2]Tier{fine, coarse} {
+						from := len(text)
+						text = appendRingKey(text, svcPart, t, u.instance)
+						keys = append(keys, span{from, len(text)})
+					}
+					from := len(text)
+					text = appendColumnsKey(text, svcPart, u.instance)
+					keys = append(keys, span{from, len(text)})
+					keysOf[u.instance] = ki
+				}
 				from := len(text)
-				text = appendKey(text, svcPart, t, u.instance, u.field)
-				keys = append(keys, span{from, len(text)})
+				text = le.AppendUint32(text, uint32(ki))
+				at = len(text)
+				text = le.AppendUint32(text, 0) // the count, at the run's end
+				args = append(args, span{from, len(text)})
+				runOf = u.instance
 			}
-			from := len(text)
-			le := binary.LittleEndian
-			text = le.AppendUint32(text, uint32(len(keys)-first-1))
-			text = le.AppendUint32(text, uint32(fi))
 			text = le.AppendUint32(text, uint32(u.at))
 			for _, v := range [3]float32{u.last, u.lo, u.hi} {
 				text = le.AppendUint32(text, math.Float32bits(v))
 			}
+			text = le.AppendUint32(text, uint32(len(u.field)))
 			text = append(text, u.field...)
-			args = append(args, span{from, len(text)})
-			// Two ring writes a rollup.
-			if 2*(len(args)-firstArg) >= maxPerScript {
-				end()
-				if len(args) >= flushBatch {
-					send()
-				}
-			}
+			n++
+			values++
+			batch++
 		}
 		if len(args) > firstArg {
 			end()
-			if len(args) >= flushBatch {
+			if batch >= flushBatch {
 				send()
 			}
 		}

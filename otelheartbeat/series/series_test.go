@@ -129,17 +129,17 @@ func TestTheRingsKeepTheirSpanAndTheirSize(t *testing.T) {
 		t.Errorf("the oldest coarse point is at %v, want %v", first, end.Add(-2*time.Hour))
 	}
 	c := s.c
-	if n := c.StrLen(ctx, s.key(s.tiers[0], "tracker_fetcher", "f1", "memory_usage_mb")).Val(); n != 120*slotBytes {
-		t.Errorf("fine ring of %d bytes, want %d", n, 120*slotBytes)
+	if n, want := c.StrLen(ctx, s.ringKey(s.tiers[0], "tracker_fetcher", "f1")).Val(), 120*recordBytes(4); n != want {
+		t.Errorf("fine ring of %d bytes, want %d", n, want)
 	}
-	if ttl := c.PTTL(ctx, s.key(s.tiers[1], "tracker_fetcher", "f1", "memory_usage_mb")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
+	if ttl := c.PTTL(ctx, s.ringKey(s.tiers[1], "tracker_fetcher", "f1")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
 		t.Errorf("coarse ring expires in %v, want its span and a step", ttl)
 	}
-	if ttl := c.PTTL(ctx, s.fieldsKey("tracker_fetcher", "f1")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
-		t.Errorf("the set of fields expires in %v, want the coarse ring's span and a step", ttl)
+	if ttl := c.PTTL(ctx, s.columnsKey("tracker_fetcher", "f1")).Val(); ttl <= 2*time.Hour || ttl > 2*time.Hour+CoarseStep {
+		t.Errorf("the columns expire in %v, want the coarse ring's span and a step", ttl)
 	}
 	// The fine ring's is renewed with the coarse one's: a coarse step more.
-	fineRing := s.key(s.tiers[0], "tracker_fetcher", "f1", "memory_usage_mb")
+	fineRing := s.ringKey(s.tiers[0], "tracker_fetcher", "f1")
 	if ttl := c.PTTL(ctx, fineRing).Val(); ttl <= time.Hour+CoarseStep || ttl > time.Hour+CoarseStep+FineStep {
 		t.Errorf("fine ring expires in %v, want its span, a coarse step and a fine one", ttl)
 	}
@@ -252,8 +252,11 @@ func TestAnInstanceKeepsAtMostItsFieldsOverTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 2*MaxFields + 1; len(keys) != want {
-		t.Errorf("%d keys after 100 distinct fields, want %d (two rings of %d fields and their set)", len(keys), want, MaxFields)
+	if len(keys) != 3 {
+		t.Errorf("%d keys after 100 distinct fields, want 3 (two rings and their columns)", len(keys))
+	}
+	if n, want := s.c.StrLen(ctx, s.ringKey(s.tiers[0], "rot", "r1")).Val(), 120*recordBytes(MaxFields); n != want {
+		t.Errorf("fine ring of %d bytes, want %d: %d columns", n, want, MaxFields)
 	}
 	fields, err := s.Fields(ctx, "rot", []string{"r1", "nobody"})
 	if err != nil || len(fields) != MaxFields || fields[0] != "f0_0" {
@@ -276,12 +279,17 @@ func TestARetentionChangeRemakesTheRings(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := c.StrLen(ctx, two.key(two.tiers[1], "tracker_fetcher", "f1", "memory_usage_mb")).Val(); n != 24*slotBytes {
-		t.Errorf("the 2h ring is %d bytes, want %d", n, 24*slotBytes)
+	if n, want := c.StrLen(ctx, two.ringKey(two.tiers[1], "tracker_fetcher", "f1")).Val(), 24*recordBytes(4); n != want {
+		t.Errorf("the 2h ring is %d bytes, want %d", n, want)
 	}
 	_, got, _ := two.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, t0.Add(-90*time.Minute), t0.Add(time.Minute))
 	if len(got["f1"]) != 1 || got["f1"][0].Last != 10 {
 		t.Errorf("read %+v", got)
+	}
+	// Read under the retention before, the ring is not of its size: it
+	// has no points rather than records cut at the wrong places.
+	if _, got, _ := day.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, t0.Add(-90*time.Minute), t0.Add(time.Minute)); len(got) != 0 {
+		t.Errorf("read under another retention: %+v", got)
 	}
 }
 
@@ -295,7 +303,7 @@ func TestKeysShareANonEmptyHashTag(t *testing.T) {
 		return k[i+1 : i+1+j]
 	}
 	for _, svc := range []string{"}x", "a{b}c", "plain"} {
-		k1, k2 := s.key(s.tiers[0], svc, "i", "f"), s.fieldsKey(svc, "j")
+		k1, k2 := s.ringKey(s.tiers[0], svc, "i"), s.columnsKey(svc, "j")
 		if tag(k1) == "" || tag(k1) != tag(k2) {
 			t.Errorf("%q: tags %q and %q", svc, tag(k1), tag(k2))
 		}
@@ -336,17 +344,24 @@ func TestValuesAndNamesGoInExactly(t *testing.T) {
 	for _, v := range values {
 		lo, hi = min(lo, f32(v)), max(hi, f32(v))
 	}
+	// t0 is the first record of both rings.
+	size := recordBytes(int64(len(fields)))
 	for _, f := range fields {
+		col, err := s.c.HGet(ctx, s.columnsKey("svc", "i 1"), f).Int64()
+		if err != nil || col < 1 || col > int64(len(fields)) {
+			t.Fatalf("%q: column %d, %v", f, col, err)
+		}
 		for _, tier := range s.tiers {
-			b, err := s.c.GetRange(ctx, s.key(tier, "svc", "i 1", f), 0, slotBytes-1).Bytes()
-			if err != nil || len(b) != slotBytes {
+			b, err := s.c.GetRange(ctx, s.ringKey(tier, "svc", "i 1"), 0, size-1).Bytes()
+			if err != nil || int64(len(b)) != size {
 				t.Fatalf("%q %v: %q, %v", f, tier, b, err)
 			}
 			le := binary.LittleEndian
-			got := [4]uint32{le.Uint32(b), le.Uint32(b[4:]), le.Uint32(b[8:]), le.Uint32(b[12:])}
+			c := b[stampBytes+columnBytes*(col-1):]
+			got := [4]uint32{le.Uint32(b), le.Uint32(c), le.Uint32(c[4:]), le.Uint32(c[8:])}
 			want := [4]uint32{uint32(t0.Unix()), math.Float32bits(last), math.Float32bits(lo), math.Float32bits(hi)}
 			if got != want {
-				t.Errorf("%q %v: slot %x, want %x", f, tier, got, want)
+				t.Errorf("%q %v: record %x, want %x", f, tier, got, want)
 			}
 		}
 	}
@@ -356,10 +371,10 @@ func TestValuesAndNamesGoInExactly(t *testing.T) {
 	}
 }
 
-// An instance's set of fields always expires: when it is made again
-// mid-step (deleted, evicted), and when the call that added to it failed
-// later on another instance's key.
-func TestASetOfFieldsAlwaysExpires(t *testing.T) {
+// An instance's columns always expire: when they are made again mid-step
+// (deleted, evicted), and when the call that added to them failed later
+// on another instance's key.
+func TestAnInstancesColumnsAlwaysExpire(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	c := s.c
@@ -377,17 +392,17 @@ func TestASetOfFieldsAlwaysExpires(t *testing.T) {
 	if _, err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Del(ctx, s.fieldsKey("svc", "b")).Err(); err != nil {
+	if err := c.Del(ctx, s.columnsKey("svc", "b")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	w.Add(mem("b"), t0.Add(time.Minute)) // the same steps
 	if _, err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expires("a set made again mid-step", s.fieldsKey("svc", "b"))
+	expires("columns made again mid-step", s.columnsKey("svc", "b"))
 
-	// z's ring is a list: the call fails there, after a's fields were added.
-	if err := c.RPush(ctx, s.key(s.tiers[0], "svc", "z", wire.KeyMemoryUsageMB), "x").Err(); err != nil {
+	// z's columns are a list: the call fails there, after a's were added.
+	if err := c.RPush(ctx, s.columnsKey("svc", "z"), "x").Err(); err != nil {
 		t.Fatal(err)
 	}
 	w.Add(mem("a"), t0)
@@ -395,7 +410,7 @@ func TestASetOfFieldsAlwaysExpires(t *testing.T) {
 	if _, err := w.Flush(ctx); err == nil {
 		t.Fatal("a flush onto a list: no error")
 	}
-	expires("a set added to by a call that failed", s.fieldsKey("svc", "a"))
+	expires("columns added to by a call that failed", s.columnsKey("svc", "a"))
 }
 
 // A value received at a time a slot cannot hold (32-bit Unix seconds:
@@ -419,44 +434,55 @@ func TestAValueAtATimeASlotCannotHoldIsNotKept(t *testing.T) {
 	}
 }
 
-// A set of fields grown huge by another client (the writer keeps 16 at
-// most) costs a call what its instance's fields do, not what the set
-// holds: the call never reads it whole.
-func TestAHugeSetOfFieldsIsNotReadWhole(t *testing.T) {
+// Columns grown huge by another client (the writer keeps 16 at most)
+// cost a call what its instance's fields do, not what the hash holds: the
+// call never reads it whole.
+func TestHugeColumnsAreNotReadWhole(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	s := storeOn(t, srv)
-	junk := make([]any, 50_000)
-	for i := range junk {
-		junk[i] = fmt.Sprintf("junk%06d", i)
-	}
-	if err := s.c.SAdd(ctx, s.fieldsKey("tracker_fetcher", "f1"), junk...).Err(); err != nil {
-		t.Fatal(err)
-	}
 	w := NewWriter(s, 0)
 	w.Add(fetcher("f1", 1, 1), t0)
 	if _, err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.Calls(t, "smembers"); n != 0 {
-		t.Errorf("the set read whole %d times", n)
+	junk := make([]any, 0, 100_000)
+	for i := range 50_000 {
+		junk = append(junk, fmt.Sprintf("junk%06d", i), 1)
 	}
-	if n := s.c.SCard(ctx, s.fieldsKey("tracker_fetcher", "f1")).Val(); n != 50_000 {
-		t.Errorf("the full set now holds %d", n)
+	if err := s.c.HSet(ctx, s.columnsKey("tracker_fetcher", "f1"), junk...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w.Add(fetcher("f1", 2, 1), t0.Add(time.Second))
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, whole := range []string{"hgetall", "hkeys", "hvals", "hscan"} {
+		if n := srv.Calls(t, whole); n != 0 {
+			t.Errorf("the hash read whole %d times (%s)", n, whole)
+		}
+	}
+	if n := s.c.HLen(ctx, s.columnsKey("tracker_fetcher", "f1")).Val(); n != 50_005 {
+		t.Errorf("the full hash now holds %d", n)
+	}
+	s.now = func() time.Time { return t0.Add(time.Minute) }
+	_, got, _ := s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, t0.Add(-time.Hour), t0.Add(time.Minute))
+	if p := got["f1"]; len(p) != 1 || p[0].Last != 2 || p[0].Min != 1 {
+		t.Errorf("read %+v", got)
 	}
 }
 
 // The fields listed of an instance are at most what the writer keeps of
 // it, and only names it could keep, whatever another client put in its
-// set.
+// columns.
 func TestTheFieldsListedAreOnlyWhatCouldBeKept(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	junk := []any{"bad\nfield", "del\x7f", strings.Repeat("x", MaxFieldName+1)}
+	junk := []any{"bad\nfield", 1, "del\x7f", 2, strings.Repeat("x", MaxFieldName+1), 3}
 	for i := range 40 {
-		junk = append(junk, fmt.Sprintf("junk%02d", i))
+		junk = append(junk, fmt.Sprintf("junk%02d", i), i)
 	}
-	if err := s.c.SAdd(ctx, s.fieldsKey("svc", "i1"), junk...).Err(); err != nil {
+	if err := s.c.HSet(ctx, s.columnsKey("svc", "i1"), junk...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Fields(ctx, "svc", []string{"i1"})
@@ -483,9 +509,9 @@ func TestRetentionIsChecked(t *testing.T) {
 // Valkey at the default retention (a day): the seed's tracker fetcher's
 // four numbers (memory, CPU, queue_size and one more), every slot of both
 // rings written, by MEMORY USAGE of their keys on a real redis-server.
-// It fails above the documented bound: 16 bytes a slot, 15% for the
-// allocator's size classes, and 250 bytes a ring for its key, expiry and
-// entry.
+// It fails above the documented bound: 52 bytes a record (a stamp and
+// four columns), 15% for the allocator's size classes, and 250 bytes a key
+// (two rings and the columns) for its key, expiry and entry.
 func BenchmarkSeriesBytesPerInstanceDay(b *testing.B) {
 	ctx := context.Background()
 	s, err := NewStore(redistest.Start(b).Client(b))
@@ -502,17 +528,15 @@ func BenchmarkSeriesBytesPerInstanceDay(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	total := s.c.MemoryUsage(ctx, s.fieldsKey("tracker_fetcher", "f1")).Val()
+	total := s.c.MemoryUsage(ctx, s.columnsKey("tracker_fetcher", "f1")).Val()
 	for _, t := range s.tiers {
-		for _, f := range []string{"memory_usage_mb", "cpu_usage_percent", "queue_size", "ratio"} {
-			n, err := s.c.MemoryUsage(ctx, s.key(t, "tracker_fetcher", "f1", f)).Result()
-			if err != nil {
-				b.Fatal(err)
-			}
-			total += n
+		n, err := s.c.MemoryUsage(ctx, s.ringKey(t, "tracker_fetcher", "f1")).Result()
+		if err != nil {
+			b.Fatal(err)
 		}
+		total += n
 	}
-	bound := 4*(s.BytesPerField()*115/100+2*250) + 250
+	bound := s.BytesPerInstance(4)*115/100 + 3*250
 	b.ReportMetric(float64(total), "B/instance/day")
 	b.ReportMetric(float64(total)/4, "B/field/day")
 	if total > bound {
@@ -543,12 +567,7 @@ func BenchmarkWriterFlush(b *testing.B) {
 	}
 	// The commands the script runs, counted by the server: what its CPU
 	// mostly pays for, without the noise of a shared machine.
-	commands := func() (n int64) {
-		for _, c := range []string{"getrange", "setrange", "pexpire", "smismember", "scard", "sadd", "del"} {
-			n += srv.Calls(b, c)
-		}
-		return n
-	}
+	commands := func() int64 { return commandsRun(b, srv) }
 	b.ReportAllocs()
 	values := 0
 	cpu0, srv0, cmd0 := cpuTime(b), srv.CPU(b), commands()
@@ -707,7 +726,7 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 	}
 	w := NewWriter(s, 0)
 	total := queueFetchers(w, 4, 400) // four calls of 400 rollups, one round trip
-	if err := c.LPush(ctx, s.fieldsKey("service_00", "f00000"), "x").Err(); err != nil {
+	if err := c.LPush(ctx, s.columnsKey("service_00", "f00000"), "x").Err(); err != nil {
 		t.Fatal(err)
 	}
 	n, err := w.Flush(ctx)
@@ -718,10 +737,10 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 	// as many times as calls were refused: two services now.
 	w2 := NewWriter(s, 0)
 	queueFetchers(w2, 4, 400)
-	if err := c.Del(ctx, s.fieldsKey("service_01", "f00001")).Err(); err != nil {
+	if err := c.Del(ctx, s.columnsKey("service_01", "f00001")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.LPush(ctx, s.fieldsKey("service_01", "f00001"), "x").Err(); err != nil {
+	if err := c.LPush(ctx, s.columnsKey("service_01", "f00001"), "x").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := w2.Flush(ctx); n != total/2 || err == nil {
@@ -772,10 +791,11 @@ func BenchmarkWriterAdd(b *testing.B) {
 	}
 }
 
-// A script call writes at most maxPerScript rings, two a rollup, so that
-// Valkey is never held long by one: 1,500 rollups of one service are two
-// calls.
-func TestAScriptCallWritesAtMostItsBoundOfRings(t *testing.T) {
+// A script call writes at most maxPerScript records, two an instance, so
+// that Valkey is never held long by one: 1,500 instances of one service
+// are two calls. And a call holds a batch's rollups at most: 1,000
+// instances of four values are two calls too.
+func TestAScriptCallWritesAtMostItsBoundOfRecords(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	s := storeOn(t, srv)
@@ -785,15 +805,25 @@ func TestAScriptCallWritesAtMostItsBoundOfRings(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := func() int64 { return srv.Calls(t, "evalsha") }
-	before := calls()
-	for i := range 375 { // four values each
-		w.Add(fetcher(fmt.Sprintf("f%03d", i), 1, 1), t0)
-	}
-	if n, err := w.Flush(ctx); err != nil || n != 1500 {
-		t.Fatalf("flush: %d, %v", n, err)
-	}
-	if got := calls() - before; got != 2 {
-		t.Errorf("%d script calls for 1,500 rollups, want 2", got)
+	for _, c := range []struct {
+		instances, values int
+		message           func(id string) *wire.Message
+	}{
+		{1500, 1, func(id string) *wire.Message {
+			return &wire.Message{ServiceName: "tracker_fetcher", InstanceID: id, MemoryUsageMB: 1, Has: wire.HasMemory}
+		}},
+		{1000, 4, func(id string) *wire.Message { return fetcher(id, 1, 1) }},
+	} {
+		before := calls()
+		for i := range c.instances {
+			w.Add(c.message(fmt.Sprintf("f%04d", i)), t0)
+		}
+		if n, err := w.Flush(ctx); err != nil || n != c.instances*c.values {
+			t.Fatalf("flush: %d, %v", n, err)
+		}
+		if got := calls() - before; got != 2 {
+			t.Errorf("%d script calls for %d instances of %d values, want 2", got, c.instances, c.values)
+		}
 	}
 }
 
@@ -883,5 +913,157 @@ func TestABurstsRoomIsNotKeptWhileQuiet(t *testing.T) {
 	}
 	if n := cap(w.text) + cap(w.refs)*int(unsafe.Sizeof(arg{})) + cap(w.anys)*16 + (cap(w.keys)+cap(w.args))*int(unsafe.Sizeof(span{})); n != 0 {
 		t.Errorf("after an empty flush, the writer keeps %d bytes of the burst's room", n)
+	}
+}
+
+// A heartbeat costs Valkey a few commands however many numeric fields it
+// carries: an instance's values of a step are one record of its rings, read
+// and written once a tier, and its columns asked once. At heartbeats every
+// 10 s that is five commands, and a few more every coarse step for the
+// times to live.
+func TestAHeartbeatCostsValkeyAFewCommandsWhateverItsFields(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	w := NewWriter(storeOn(t, srv), 0)
+	msgs := make([]*wire.Message, 200)
+	for i := range msgs {
+		msgs[i] = fetcher(fmt.Sprintf("f%03d", i), 100, int64(i)) // four numbers
+	}
+	beat := func(at time.Time) {
+		for _, m := range msgs {
+			w.Add(m, at)
+		}
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := t0
+	beat(at) // the rings made
+	before := commandsRun(t, srv)
+	const beats = 30 // a coarse step's, every 10 s
+	for range beats {
+		at = at.Add(10 * time.Second)
+		beat(at)
+	}
+	perHeartbeat := float64(commandsRun(t, srv)-before) / float64(beats*len(msgs))
+	if perHeartbeat > 5.2 {
+		t.Errorf("%.2f commands a heartbeat of four values, want 5.2 at most", perHeartbeat)
+	}
+}
+
+// commandsRun is how many commands srv ran other than the scripts' calls
+// and the test's own questions: what the scripts ran.
+func commandsRun(t testing.TB, srv *redistest.Server) (n int64) {
+	t.Helper()
+	info, _ := srv.Do(t, "INFO", "commandstats").(string)
+	for _, l := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(l, "cmdstat_"), ":calls=")
+		if !ok || slices.Contains([]string{"eval", "evalsha", "info", "script", "ping", "hello", "client", "select"}, name) {
+			continue
+		}
+		c, err := strconv.ParseInt(rest[:strings.IndexByte(rest+",", ',')], 10, 64)
+		if err != nil {
+			t.Fatalf("INFO commandstats: %q: %v", l, err)
+		}
+		n += c
+	}
+	return n
+}
+
+// A field that joins an instance's heartbeats later takes a column more
+// in its records: what its rings held of the other fields stays, and a
+// step in which a field had no value has no point of it.
+func TestAFieldThatJoinsKeepsTheOthersPoints(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	beat := func(at time.Time, mem *float64, queue *int64) {
+		t.Helper()
+		m := &wire.Message{ServiceName: "svc", InstanceID: "i1"}
+		if mem != nil {
+			m.MemoryUsageMB, m.Has = *mem, wire.HasMemory
+		}
+		if queue != nil {
+			m.Fields = []wire.Field{{Key: "queue_size", Value: wire.Int(*queue)}}
+		}
+		w.Add(m, at)
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem := func(v float64) *float64 { return &v }
+	queue := func(v int64) *int64 { return &v }
+	beat(t0, mem(10), nil)
+	beat(t0.Add(FineStep), mem(11), nil)
+	beat(t0.Add(2*FineStep), mem(12), queue(5)) // queue_size joins
+	beat(t0.Add(3*FineStep), nil, queue(6))     // memory leaves
+	if n, want := s.c.StrLen(ctx, s.ringKey(s.tiers[1], "svc", "i1")).Val(), 288*recordBytes(2); n != want {
+		t.Errorf("coarse ring of %d bytes, want %d: two columns", n, want)
+	}
+	now := t0.Add(2 * time.Minute)
+	s.now = func() time.Time { return now }
+	read := func(field string, since time.Time) []Point {
+		t.Helper()
+		_, got, err := s.Read(ctx, "svc", field, []string{"i1"}, since, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got["i1"]
+	}
+	at := func(steps int) time.Time { return t0.Add(time.Duration(steps) * FineStep) }
+	want := map[string][]Point{
+		"memory_usage_mb": {{at(0), 10, 10, 10}, {at(1), 11, 11, 11}, {at(2), 12, 12, 12}},
+		"queue_size":      {{at(2), 5, 5, 5}, {at(3), 6, 6, 6}},
+	}
+	for field, w := range want {
+		if got := read(field, now.Add(-time.Hour)); !slices.Equal(got, w) {
+			t.Errorf("%s: %+v, want %+v", field, got, w)
+		}
+	}
+	coarse := map[string][]Point{
+		"memory_usage_mb": {{t0, 12, 10, 12}},
+		"queue_size":      {{t0, 6, 5, 6}},
+	}
+	for field, w := range coarse {
+		if got := read(field, now.Add(-2*time.Hour)); !slices.Equal(got, w) {
+			t.Errorf("%s, coarse: %+v, want %+v", field, got, w)
+		}
+	}
+}
+
+// Columns the writer did not make (no count, or one out of range: another
+// client's, or a hash evicted while its rings were not) say nothing of
+// the rings' records: the rings are made again rather than read or
+// written under columns they were not laid out in.
+func TestColumnsNotTheWritersAreMadeAgain(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := t0.Add(time.Minute)
+	s.now = func() time.Time { return now }
+	w := NewWriter(s, 0)
+	for i, spoil := range []func(key string) error{
+		func(key string) error { return s.c.Del(ctx, key).Err() },
+		func(key string) error { return s.c.HSet(ctx, key, "", "17").Err() },
+		func(key string) error { return s.c.HSet(ctx, key, "", "two").Err() },
+	} {
+		w.Add(fetcher("f1", 1, 100), t0)
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := spoil(s.columnsKey("tracker_fetcher", "f1")); err != nil {
+			t.Fatal(err)
+		}
+		w.Add(&wire.Message{ServiceName: "tracker_fetcher", InstanceID: "f1", Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(7)}}}, t0.Add(time.Second))
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, got, _ := s.Read(ctx, "tracker_fetcher", "queue_size", []string{"f1"}, t0.Add(-time.Hour), now)
+		if p := got["f1"]; len(p) != 1 || p[0] != (Point{t0, 7, 7, 7}) {
+			t.Errorf("spoilt %d: queue_size %+v, want the one value written since", i, p)
+		}
+		if _, got, _ := s.Read(ctx, "tracker_fetcher", "memory_usage_mb", []string{"f1"}, t0.Add(-time.Hour), now); len(got) != 0 {
+			t.Errorf("spoilt %d: memory %+v, want none", i, got)
+		}
+		s.c.FlushAll(ctx)
 	}
 }
