@@ -35,8 +35,8 @@ func (c limitConfig) String() string { return fmt.Sprintf("%d@%v", c.instances, 
 // environment: PANEL_LIMIT_FLEETS, comma-separated INSTANCES@INTERVAL
 // (default 20000@10s, what make test runs once), PANEL_LIMIT_SERVICES
 // (50), PANEL_LIMIT_WINDOW (10s) and PANEL_LIMIT_ARGS, flags added to the
-// panel's (e.g. --series-retention 0: values over time take about 30 KB
-// of Valkey an instance, 30 GB at a million), PANEL_LIMIT_PANEL_ENV,
+// panel's (e.g. --series-retention 0: values over time take about 24 KB
+// of Valkey an instance, 24 GB at a million), PANEL_LIMIT_PANEL_ENV,
 // variables added to the panel's environment (e.g. GOMEMLIMIT=1300MiB, the
 // memory an operator gives it), PANEL_LIMIT_SERVER_ARGS, the
 // redis-server's (e.g. --client-output-buffer-limit pubsub 0 0 0), and

@@ -18,10 +18,11 @@
 // merge).
 //
 // What that costs is fixed per instance, whatever the heartbeat interval:
-// (4 + 12 bytes a field) x (120 + 288 per day of retention), plus the
-// allocator's rounding and three keys' overhead: 21 KB for four fields at
-// a day (BytesPerInstance; measured by BenchmarkSeriesBytesPerInstanceDay
-// against a real redis-server, see docs/performance.md). And what it
+// (4 + 12 bytes a field) x (120 + 288 per day of retention), 21 KB for
+// four fields at a day (BytesPerInstance), plus the allocator's rounding
+// and three keys' overhead: 24 KB measured by
+// BenchmarkSeriesBytesPerInstanceDay against a real redis-server (see
+// docs/performance.md). And what it
 // costs Valkey to write is fixed per heartbeat, whatever its fields: its
 // columns asked, and one record read and written a tier.
 //
