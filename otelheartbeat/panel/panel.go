@@ -527,7 +527,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		for _, s := range skipped {
 			why := s.err.Error()
 			if !every && was[s.svc] != why {
-				p.cfg.errorf("reading history: %v; the other services are shown", s.err)
+				p.cfg.errorf("reading history of %q: %v; the other services are shown", s.svc, s.err)
 			}
 			c.skipped[s.svc] = why
 		}
