@@ -22,9 +22,9 @@
 // four fields at a day (BytesPerInstance), plus the allocator's rounding
 // and three keys' overhead: 24 KB measured by
 // BenchmarkSeriesBytesPerInstanceDay against a real redis-server (see
-// docs/performance.md). And what it
-// costs Valkey to write is fixed per heartbeat, whatever its fields: its
-// columns asked, and one record read and written a tier.
+// docs/performance.md). And what it costs Valkey to write is fixed per
+// heartbeat, whatever its fields: its columns asked, and one record read
+// and written a tier.
 //
 // A Writer is fed heartbeats as they arrive and writes the rollups in
 // batches, each merged into its record by a script in Valkey (the least
@@ -318,7 +318,8 @@ func points(cmds []*redis.StringCmd, size, col, from, to int64) []Point {
 		}
 	}
 	slices.SortFunc(pts, func(a, b Point) int { return a.At.Compare(b.At) })
-	return pts
+	// A ring another client wrote into may hold a step twice.
+	return slices.CompactFunc(pts, func(a, b Point) bool { return a.At.Equal(b.At) })
 }
 
 // value reads a kept 32-bit float as the number it was written as (11.6,
@@ -373,12 +374,17 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // its field's column of its step's record in both tiers. A field past an
 // instance's most is not kept.
 //
-// What a call costs Valkey is mostly its commands, so it runs as few as it
-// can (see BenchmarkWriterFlush's server CPU), and they do not grow with a
-// heartbeat's fields: an instance's columns are asked once a call, for
-// the fields the call has of it (HMGET: the hash is never read whole,
-// whoever filled it), and each step's record is read and written once a
-// tier, whose write's reply is the ring's size. A ring of another size
+// What a call costs Valkey is its commands and its Lua (see
+// BenchmarkWriterFlush's server CPU), so it runs as few commands as it
+// can, and they do not grow with a heartbeat's fields: a run's instance's
+// columns are asked once, for the run's fields (HMGET: the hash is never
+// read whole, whoever filled it), and each step's record is read and
+// written once a tier, whose write's reply is the ring's size; a record
+// is unpacked once, merged into and packed once, and a run's rollups are
+// kept in one table. Runs are written in turn, so an instance's second
+// run in a call (a field that joined late) sees what its first wrote.
+// Columns whose count the writer did not write (none, or another
+// client's) say nothing of the rings' layout: the rings are made again. A ring of another size
 // (the retention changed) or none is made again whole at once, so that
 // Valkey allocates it exactly rather than growing it by doubling; when a
 // field joins an instance's columns, its rings are laid out again with a
