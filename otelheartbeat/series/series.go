@@ -281,16 +281,23 @@ func column(c *redis.SliceCmd) (count, col int64, ok bool) {
 	if len(v) != 2 {
 		return 0, 0, false
 	}
-	n := func(x any) int64 {
-		s, _ := x.(string)
-		i, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0
-		}
-		return i
+	count, ok = number(v[0], MaxFields)
+	if !ok {
+		return 0, 0, false
 	}
-	count, col = n(v[0]), n(v[1])
-	return count, col, count >= 1 && count <= MaxFields && col >= 1 && col <= count
+	col, ok = number(v[1], count)
+	return count, col, ok
+}
+
+// number reads a count or a column as the writer writes it, 1 to hi:
+// digits only, no sign, no leading zero, as the merge script reads it.
+func number(x any, hi int64) (int64, bool) {
+	s, _ := x.(string)
+	if len(s) == 0 || len(s) > 2 || s[0] == '0' || strings.ContainsFunc(s, func(c rune) bool { return c < '0' || c > '9' }) {
+		return 0, false
+	}
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n, n <= hi
 }
 
 // points decodes one column of the records read of a ring, within
@@ -364,43 +371,53 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // what the record holds for the same step. KEYS: per instance, its fine
 // ring, its coarse ring and its columns' hash. ARGV: the most fields an
 // instance keeps; then per tier (fine, coarse) its step in seconds, its
-// slots and its keys' time to live in milliseconds; then a run of one
-// instance's rollups an argument (one string for Go to make, not seven a
-// rollup), little-endian: its fine ring's key index and how many rollups
-// (32-bit), then each rollup: the Unix second of its last value (32-bit,
-// as a record holds it), its last, least and greatest value (32-bit
-// floats, as a record holds them, so that they go in bit for bit), the
-// length of its field's name (32-bit) and the name. Each rollup goes into
-// its field's column of its step's record in both tiers. A field past an
-// instance's most is not kept.
+// slots and its keys' time to live in milliseconds; then the records the
+// call may lay out again (relayBudget); then a run an argument: one
+// instance's rollups of one fine step (one string for Go to make, not
+// seven a rollup), little-endian: its fine ring's key index and how many
+// rollups (32-bit), then each rollup: the Unix second of its last value
+// (32-bit, as a record holds it), its last, least and greatest value
+// (32-bit floats, as a record holds them, so that they go in bit for bit),
+// the length of its field's name (32-bit) and the name. Each rollup goes
+// into its field's column of its step's record in both tiers. A field past
+// an instance's most is not kept.
 //
 // What a call costs Valkey is its commands and its Lua (see
 // BenchmarkWriterFlush's server CPU), so it runs as few commands as it
 // can, and they do not grow with a heartbeat's fields: a run's instance's
 // columns are asked once, for the run's fields (HMGET: the hash is never
-// read whole, whoever filled it), and each step's record is read and
-// written once a tier, whose write's reply is the ring's size; a record
-// is unpacked once, merged into and packed once, and a run's rollups are
-// kept in one table. Runs are written in turn, so an instance's second
-// run in a call (a field that joined late) sees what its first wrote.
+// read whole, whoever filled it), and its record is read and written once
+// a tier, whose write's reply is the ring's size; a record is unpacked
+// once, merged into and packed once, and a run's rollups are kept in one
+// table. Runs are written in turn, so an instance's second run in a call
+// (a field that joined late, another step) sees what its first wrote.
+//
 // Columns whose count the writer did not write (none, or another
-// client's) say nothing of the rings' layout: the rings are made again. A ring of another size
+// client's: a count or a column is digits only, 1 to 16) say nothing of
+// the rings' layout: the rings are made again. A ring of another size
 // (the retention changed) or none is made again whole at once, so that
-// Valkey allocates it exactly rather than growing it by doubling; when a
+// Valkey allocates it exactly rather than growing it by doubling. When a
 // field joins an instance's columns, its rings are laid out again with a
-// column more (NaN in every record), once. Only a coarse step's first
-// record sets its rings' time to live (a panel flushes every second, a
-// fleet beats every few seconds or minutes), and a ring made gets its own
-// at once: the coarse ring its span and a coarse step, the fine ring its
-// span, a coarse step and a fine step, so each expires a span after its
-// last value at least. The columns' hash is given the coarse ring's time
-// to live whenever its coarse ring is, or a column is added, so it
-// outlives them; at once, so that a call that fails further on (a key of
-// the wrong type) leaves none without.
+// column more (NaN in every record), once; that costs Valkey a few
+// microseconds a record (tens of milliseconds for a ring of 30 days), so a
+// call lays out relayBudget records at most, and fields joining past it
+// wait for a later call, their values until then not kept. A record found
+// holding a newer step of its slot (the ring came round since: a late
+// heartbeat, a clock stepped back) is left as it is.
+//
+// Only a coarse step's first record sets its rings' time to live (a
+// panel flushes every second, a fleet beats every few seconds or
+// minutes), and a ring made gets its own at once: the coarse ring its
+// span and a coarse step, the fine ring its span, a coarse step and a
+// fine step, so each expires a span after its last value at least. The
+// columns' hash is given the coarse ring's time to live whenever its
+// coarse ring is, or a column is added, so it outlives them; at once, so
+// that a call that fails further on (a key of the wrong type) leaves none
+// without.
 var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
-local most = tonumber(ARGV[1])
+local most, budget = tonumber(ARGV[1]), tonumber(ARGV[8])
 local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
 local hashTTL = tiers[2][3]
 local nan = 0 / 0
@@ -414,15 +431,22 @@ local function format(count)
   end
   return f
 end
--- whole reports whether x is a whole number from lo to hi.
-local function whole(x, lo, hi)
-  return x ~= nil and x == math.floor(x) and x >= lo and x <= hi
+-- number is s as the writer writes a count or a column, 1 to hi: digits
+-- only, no sign, no leading zero; nil otherwise.
+local function number(s, hi)
+  if type(s) == 'string' and string.find(s, '^[1-9]%d?$') then
+    local x = tonumber(s)
+    if x <= hi then
+      return x
+    end
+  end
+  return nil
 end
 -- record is the values of a record of step start: old's (that step's,
 -- as read, or nil) with the rollups of r (five values each: the time,
 -- last, least, greatest and field) of that step merged into their
--- columns, in order; all: every rollup is of that step.
-local function record(r, cols, count, step, start, all, old)
+-- columns, in order.
+local function record(r, cols, count, step, start, old)
   local rec
   if old then
     rec = {struct.unpack(format(count), old)}
@@ -435,7 +459,7 @@ local function record(r, cols, count, step, start, all, old)
   end
   for b = 0, #r - 5, 5 do
     local c = cols[r[b + 5]]
-    if c and (all or r[b + 1] - r[b + 1] % step == start) then
+    if c and r[b + 1] - r[b + 1] % step == start then
       local o = 3 * c - 1
       local lo, hi = r[b + 3], r[b + 4]
       -- NaN (no value yet) is neither less nor greater.
@@ -446,8 +470,8 @@ local function record(r, cols, count, step, start, all, old)
   end
   return struct.pack(format(count), unpack(rec))
 end
-for i = 8, #ARGV do
-  -- One run of an instance's rollups.
+for i = 9, #ARGV do
+  -- One run: an instance's rollups of one fine step.
   local a = ARGV[i]
   local k, n, pos = struct.unpack('<II', a)
   local hash = KEYS[k + 2]
@@ -464,8 +488,8 @@ for i = 8, #ARGV do
   -- Its columns: those its hash holds, then new ones while it has fewer
   -- than most.
   local got = redis.call('HMGET', hash, '', unpack(names))
-  local count = tonumber(got[1])
-  if not whole(count, 1, most) then
+  local count = number(got[1], most)
+  if count == nil then
     -- None, or not the writer's: its rings' columns are not known.
     redis.call('DEL', hash, KEYS[k], KEYS[k + 1])
     count, got = 0, {}
@@ -474,8 +498,8 @@ for i = 8, #ARGV do
   for j = 1, n do
     local name = names[j]
     if cols[name] == nil then
-      local c = tonumber(got[j + 1])
-      if whole(c, 1, count0) then
+      local c = number(got[j + 1], count0)
+      if c then
         cols[name] = c
       elseif count < most then
         count = count + 1
@@ -488,6 +512,20 @@ for i = 8, #ARGV do
       end
     end
   end
+  local relay = count > count0 and count0 > 0
+  if relay then
+    local records = tiers[1][2] + tiers[2][2]
+    if records > budget then
+      -- Laying out its rings again would hold Valkey too long in this
+      -- call: the fields joining wait for a later one.
+      for j = 2, #added, 2 do
+        cols[added[j - 1]] = nil
+      end
+      count, added, relay = count0, nil, false
+    else
+      budget = budget - records
+    end
+  end
   -- Columns added are given their time to live at once, so that a call
   -- failing further on leaves none without.
   local expired = added ~= nil
@@ -496,7 +534,7 @@ for i = 8, #ARGV do
     redis.call('PEXPIRE', hash, hashTTL)
   end
   local size = 4 + 12 * count
-  if count > count0 and count0 > 0 then
+  if relay then
     -- A column more in every record of its rings, NaN.
     local size0, pad = 4 + 12 * count0, string.rep(struct.pack('<f', nan), 3 * (count - count0))
     for t = 1, 2 do
@@ -505,7 +543,7 @@ for i = 8, #ARGV do
       if old and #old == slots * size0 then
         local parts = {}
         for s = 0, slots - 1 do
-          parts[s + 1] = string.sub(old, s * size0 + 1, (s + 1) * size0) .. pad
+          parts[2 * s + 1], parts[2 * s + 2] = string.sub(old, s * size0 + 1, (s + 1) * size0), pad
         end
         redis.call('SET', key, table.concat(parts), 'KEEPTTL')
       elseif old then
@@ -519,39 +557,32 @@ for i = 8, #ARGV do
     local key = KEYS[k + t - 1]
     local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
     local ringSize = slots * size
-    -- The steps of the run: mostly one.
-    local first = r[1] - r[1] % step
-    local starts = {first}
-    for b = 5, #r - 5, 5 do
-      local start = r[b + 1] - r[b + 1] % step
-      if start ~= first then
-        local seen = false
-        for _, s in ipairs(starts) do
-          if s == start then seen = true end
-        end
-        if not seen then starts[#starts + 1] = start end
+    local start = r[1] - r[1] % step
+    local off = ((start / step) % slots) * size
+    local old = redis.call('GETRANGE', key, off, off + size - 1)
+    local fits = #old == size
+    local was
+    if fits then
+      was = struct.unpack('<I', old)
+      if was > start and (was - start) % (slots * step) == 0 then
+        -- The ring came round since: its record is of a newer step,
+        -- and this one is past what the ring holds.
+        fits = nil
+      elseif was ~= start then
+        old = nil
+      end
+      if fits then
+        fits = redis.call('SETRANGE', key, off, record(r, cols, count, step, start, old)) == ringSize
       end
     end
-    local all = #starts == 1
-    for _, start in ipairs(starts) do
-      local off = ((start / step) % slots) * size
-      local old = redis.call('GETRANGE', key, off, off + size - 1)
-      local fits = #old == size
-      local was
-      if fits then
-        was = struct.unpack('<I', old)
-        if was ~= start then
-          old = nil
-        end
-        fits = redis.call('SETRANGE', key, off, record(r, cols, count, step, start, all, old)) == ringSize
-      end
-      if not fits then
-        -- A ring of another size, or none: made again whole.
-        redis.call('DEL', key)
-        redis.call('SETRANGE', key, ringSize - 1, '\0')
-        redis.call('SETRANGE', key, off, record(r, cols, count, step, start, all, nil))
-        was = nil
-      end
+    if fits == false then
+      -- A ring of another size, or none: made again whole.
+      redis.call('DEL', key)
+      redis.call('SETRANGE', key, ringSize - 1, '\0')
+      redis.call('SETRANGE', key, off, record(r, cols, count, step, start, nil))
+      was = nil
+    end
+    if fits ~= nil then
       if t == 2 and was ~= start then
         renew = true
         if not expired then
@@ -830,6 +861,17 @@ func (w *Writer) nextEpoch() {
 // for long.
 const maxPerScript = 2_000
 
+// relayBudget bounds the records one script call lays out again, for
+// fields that join instances (tens of milliseconds of Valkey's): two
+// instances' rings at the longest retention, 49 at a day. Fields joining
+// past it wait for a later call.
+const relayBudget = 20_000
+
+// maxRun bounds the rollups of one run, a script call's argument: one
+// instance's of one fine step, MaxFields mostly, more when a writer
+// queued some twice.
+const maxRun = 64
+
 // flushBatch is about how many rollups a flush writes in one round trip,
 // and one call at most: about 150 KB of calls to build and send, where a
 // second's flow at 100,000 instances every 10 s is 40,000 rollups.
@@ -897,7 +939,8 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		// on a coarse step's first record: a coarse step more.
 		int64(fine.Step / time.Second), fine.slots(), (fine.Span + coarse.Step + fine.Step).Milliseconds(),
 		// The columns' hash lives as long as the longest ring.
-		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds()}
+		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds(),
+		relayBudget}
 	// Every call's keys and arguments are written in one buffer, kept from
 	// one flush to the next, and handed to go-redis as spans of it by
 	// pointer (see arg): a string each, and its boxing into an interface,
@@ -920,11 +963,13 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	)
 	keysOf := map[string]int{} // an instance's fine ring's key index, in the call made
 	// An instance's values are next to one another in the queue, but for
-	// a field that joined late: each run of them is an argument, its
-	// count written when the run ends (at n).
+	// a field that joined late: each run of them in one fine step is an
+	// argument (maxRun rollups at most), its count written when the run
+	// ends (at n).
 	var (
-		runOf string
-		n, at int // the run's rollups, and where their count goes in text
+		runOf   string
+		runStep int64 // the run's fine step
+		n, at   int   // the run's rollups, and where their count goes in text
 	)
 	endRun := func() {
 		if n > 0 {
@@ -996,7 +1041,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		svcPart := w.s.servicePart(svc)
 		for _, i := range bySvc[si] {
 			u := &q[i]
-			if n == 0 || u.instance != runOf {
+			if n == 0 || u.instance != runOf || fineStep(u.at) != runStep || n >= maxRun {
 				endRun()
 				// Two record writes an instance's run, a call's rollups
 				// a batch's at most.
@@ -1024,7 +1069,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 				at = len(text)
 				text = le.AppendUint32(text, 0) // the count, at the run's end
 				args = append(args, span{from, len(text)})
-				runOf = u.instance
+				runOf, runStep = u.instance, fineStep(u.at)
 			}
 			text = le.AppendUint32(text, uint32(u.at))
 			for _, v := range [3]float32{u.last, u.lo, u.hi} {

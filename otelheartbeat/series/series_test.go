@@ -689,6 +689,7 @@ func TestAFlushsRoomIsABatchsNotTheQueues(t *testing.T) {
 type evalHook struct {
 	n      atomic.Int32
 	before func(n int32)
+	args   func(args []any) // each script call's, if set
 }
 
 func (h *evalHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
@@ -696,7 +697,14 @@ func (h *evalHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { retur
 func (h *evalHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if len(cmds) > 0 && cmds[0].Name() == "evalsha" {
-			h.before(h.n.Add(1))
+			if h.before != nil {
+				h.before(h.n.Add(1))
+			}
+			if h.args != nil {
+				for _, c := range cmds {
+					h.args(c.Args())
+				}
+			}
 		}
 		return next(ctx, cmds)
 	}
@@ -1045,6 +1053,12 @@ func TestColumnsNotTheWritersAreMadeAgain(t *testing.T) {
 		func(key string) error { return s.c.Del(ctx, key).Err() },
 		func(key string) error { return s.c.HSet(ctx, key, "", "17").Err() },
 		func(key string) error { return s.c.HSet(ctx, key, "", "two").Err() },
+		// Numbers Lua would read, but the writer never writes.
+		func(key string) error { return s.c.HSet(ctx, key, "", "4.0").Err() },
+		func(key string) error { return s.c.HSet(ctx, key, "", "0x4").Err() },
+		func(key string) error { return s.c.HSet(ctx, key, "", " 4 ").Err() },
+		func(key string) error { return s.c.HSet(ctx, key, "", "+4").Err() },
+		func(key string) error { return s.c.HSet(ctx, key, "", "04").Err() },
 	} {
 		w.Add(fetcher("f1", 1, 100), t0)
 		if _, err := w.Flush(ctx); err != nil {
@@ -1065,5 +1079,155 @@ func TestColumnsNotTheWritersAreMadeAgain(t *testing.T) {
 			t.Errorf("spoilt %d: memory %+v, want none", i, got)
 		}
 		s.c.FlushAll(ctx)
+	}
+}
+
+// Fields joining many instances at once lay out again at most a call's
+// bound of records a call (relayBudget), so that no call holds Valkey
+// for long however long the retention: at 30 days, two instances' rings
+// a call. The other instances' joining fields wait for a later call;
+// their other fields are written all the same, and in the end every
+// instance has its new column.
+func TestFieldsJoiningManyInstancesLayOutABoundOfRecordsACall(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, WithRetention(MaxSpan))
+	w := NewWriter(s, 0)
+	const instances = 10
+	mem := func(i int, v float64, queue bool) *wire.Message {
+		m := &wire.Message{ServiceName: "svc", InstanceID: fmt.Sprintf("i%d", i), MemoryUsageMB: v, Has: wire.HasMemory}
+		if queue {
+			m.Fields = []wire.Field{{Key: "queue_size", Value: wire.Int(int64(v))}}
+		}
+		return m
+	}
+	for i := range instances {
+		w.Add(mem(i, 1, false), t0)
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	perRing := s.tiers[0].slots() + s.tiers[1].slots()
+	joined := func() (n int) {
+		for i := range instances {
+			if c, _ := s.c.HGet(ctx, s.columnsKey("svc", fmt.Sprintf("i%d", i)), "").Int(); c == 2 {
+				n++
+			}
+		}
+		return n
+	}
+	flushes := 0
+	for at := t0.Add(FineStep); joined() < instances; at = at.Add(FineStep) {
+		if flushes++; flushes > instances {
+			t.Fatalf("%d flushes, and %d of %d instances have their new column", flushes, joined(), instances)
+		}
+		was := joined()
+		for i := range instances {
+			w.Add(mem(i, float64(flushes+1), true), at)
+		}
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// 20,000 records a call: two instances' rings at 30 days.
+		if got := joined() - was; got > 2 || int64(got) > relayBudget/perRing {
+			t.Fatalf("flush %d laid out %d instances' rings again, want 2 at most", flushes, got)
+		}
+	}
+	now := t0.Add(time.Duration(flushes+1) * FineStep)
+	s.now = func() time.Time { return now }
+	_, got, err := s.Read(ctx, "svc", "memory_usage_mb", []string{"i0", "i9"}, now.Add(-time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"i0", "i9"} {
+		if len(got[id]) != flushes+1 {
+			t.Errorf("%s: %d points of memory, want one a flush: %d", id, len(got[id]), flushes+1)
+		}
+	}
+}
+
+// A flush of one instance's values over many steps (a writer that
+// flushes seldom) writes them all, in calls of a batch's values at most.
+func TestManyStepsOfOneInstanceAreWrittenInBoundedCalls(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	h := &evalHook{}
+	c.AddHook(h)
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	const steps = 600
+	for i := range steps {
+		m := &wire.Message{ServiceName: "svc", InstanceID: "i1"}
+		for f := range MaxFields {
+			m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", f), Value: wire.Int(int64(i))})
+		}
+		w.Add(m, t0.Add(time.Duration(i)*FineStep))
+	}
+	// The rollups of each call: its runs' counts.
+	var largest int
+	h.args = func(args []any) {
+		keys, _ := args[2].(int)
+		values := 0
+		for _, a := range args[3+keys:] {
+			if run, ok := a.(*arg); ok { // not the head's numbers
+				values += int(binary.LittleEndian.Uint32(run.b[4:]))
+			}
+		}
+		largest = max(largest, values)
+	}
+	if n, err := w.Flush(ctx); err != nil || n != steps*MaxFields {
+		t.Fatalf("flush: %d, %v; want %d written", n, err, steps*MaxFields)
+	}
+	if largest > flushBatch+maxRun {
+		t.Errorf("a call of %d values, want %d at most", largest, flushBatch+maxRun)
+	}
+	end := t0.Add(steps * FineStep)
+	s.now = func() time.Time { return end }
+	_, got, err := s.Read(ctx, "svc", "f15", []string{"i1"}, end.Add(-time.Hour), end)
+	if err != nil || len(got["i1"]) != 120 || got["i1"][119].Last != steps-1 {
+		t.Errorf("the last hour of f15: %d points, %v", len(got["i1"]), err)
+	}
+}
+
+// A heartbeat from further back than a ring holds (a clock stepped back)
+// finds its slot holding a newer step: it is not kept there, and the
+// newer step's values, of every field, stay.
+func TestALateHeartbeatDoesNotEraseANewerStep(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	now := t0.Add(2 * time.Hour)
+	s.now = func() time.Time { return now.Add(time.Minute) }
+	w.Add(fetcher("f1", 100, 5), now)
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Add(&wire.Message{ServiceName: "tracker_fetcher", InstanceID: "f1", MemoryUsageMB: 7, Has: wire.HasMemory}, now.Add(-time.Hour))
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]float64{"memory_usage_mb": 100, "cpu_usage_percent": 1.5, "queue_size": 5} {
+		_, got, err := s.Read(ctx, "tracker_fetcher", field, []string{"f1"}, now.Add(-time.Minute), now.Add(time.Minute))
+		if p := got["f1"]; err != nil || len(p) != 1 || p[0].Last != want {
+			t.Errorf("%s: %+v, %v; want the newer step's %v", field, p, err, want)
+		}
+	}
+}
+
+// A count or a column is read as the merge script reads it: digits only,
+// no sign, no leading zero, within range.
+func TestColumnsAreReadAsTheScriptReadsThem(t *testing.T) {
+	for s, want := range map[any]int64{"1": 1, "16": 16, "9": 9} {
+		if n, ok := number(s, MaxFields); !ok || n != want {
+			t.Errorf("%q: %d, %v", s, n, ok)
+		}
+	}
+	for _, s := range []any{"", "0", "17", "04", "+4", "-4", " 4", "4.0", "0x4", "1e1", "４", nil, int64(4), "100"} {
+		if n, ok := number(s, MaxFields); ok {
+			t.Errorf("%q: read as %d", s, n)
+		}
 	}
 }
