@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -57,6 +58,11 @@ func (s *scanner) str() ([]byte, error) {
 	}
 	s.pos++
 	start := s.pos
+	// Eight bytes at a time while none ends the string or needs a look:
+	// most of a heartbeat's strings are plain ASCII.
+	for s.pos+8 <= len(s.data) && plain8(binary.LittleEndian.Uint64(s.data[s.pos:])) {
+		s.pos += 8
+	}
 	for s.pos < len(s.data) {
 		c := s.data[s.pos]
 		switch {
@@ -72,6 +78,19 @@ func (s *scanner) str() ([]byte, error) {
 		s.pos++
 	}
 	return nil, errEnd
+}
+
+// plain8 reports whether none of the eight bytes of w is a quote, a
+// backslash, a control character or past ASCII: bytes str takes as they
+// are. Each test is the classic "has a zero byte" one: a borrow may flag
+// a byte past one that is flagged rightly, never a word with none.
+func plain8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	special := w&highs | // past ASCII
+		(w-0x20*ones)&^w&highs | // under 0x20
+		zero(w^'"'*ones) | zero(w^'\\'*ones)
+	return special == 0
 }
 
 // strSlow unescapes a string from start, replacing invalid UTF-8 and lone
