@@ -215,6 +215,23 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 	} else {
 		ranges = [][2]int64{{a, n - 1}, {0, b}}
 	}
+	out := map[string][]Point{}
+	// An instance whose rings were laid out again between the look at its
+	// columns and the one at its rings (a field joined) is read once more.
+	todo := instances
+	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
+		again, err := s.read(ctx, t, service, field, todo, ranges, from, to, out)
+		if err != nil {
+			return t, nil, err
+		}
+		todo = again
+	}
+	return t, out, nil
+}
+
+// read reads the points of one field of instances into out, and returns
+// the instances whose rings are not of the size their columns say.
+func (s *Store) read(ctx context.Context, t Tier, service, field string, instances []string, ranges [][2]int64, from, to int64, out map[string][]Point) ([]string, error) {
 	// Each instance's field's column and its records' size first, in one
 	// round trip.
 	cols := make([]*redis.SliceCmd, len(instances))
@@ -225,9 +242,10 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return t, nil, err
+		return nil, err
 	}
-	out := map[string][]Point{}
+	var again []string
+	n := t.slots()
 	// A batch of instances a round trip, so that a long span of many
 	// instances never holds more than a batch's rings at once.
 	for start := 0; start < len(instances); start += readBatch {
@@ -257,18 +275,23 @@ func (s *Store) Read(ctx context.Context, service, field string, instances []str
 			return nil
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return t, nil, err
+			return nil, err
 		}
 		for i, r := range rings {
-			if r.size0 == nil || r.size0.Val() != n*r.size {
-				continue
-			}
-			if pts := points(r.parts, r.size, r.col, from, to); len(pts) > 0 {
-				out[instances[start+i]] = pts
+			switch {
+			case r.size0 == nil: // no columns: nothing kept
+			case r.size0.Val() != n*r.size:
+				if r.size0.Val() != 0 {
+					again = append(again, instances[start+i])
+				}
+			default:
+				if pts := points(r.parts, r.size, r.col, from, to); len(pts) > 0 {
+					out[instances[start+i]] = pts
+				}
 			}
 		}
 	}
-	return t, out, nil
+	return again, nil
 }
 
 // readBatch is how many instances' rings one round trip of Read reads.

@@ -1231,3 +1231,51 @@ func TestColumnsAreReadAsTheScriptReadsThem(t *testing.T) {
 		}
 	}
 }
+
+// pipelineHook calls before ahead of each pipeline a client sends.
+type pipelineHook struct{ before func(cmds []redis.Cmder) }
+
+func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.before(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+// A field that joins an instance between a read's look at its columns
+// and its look at its rings lays the rings out anew under the read: the
+// instance is read again rather than left out of the answer.
+func TestAReadWhileAFieldJoinsStillAnswers(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	w := NewWriter(storeOn(t, srv), 0)
+	reader := storeOn(t, srv)
+	now := t0.Add(time.Minute)
+	reader.now = func() time.Time { return now }
+	mem := &wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: 5, Has: wire.HasMemory}
+	w.Add(mem, t0)
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	joined := false
+	reader.c.AddHook(&pipelineHook{before: func(cmds []redis.Cmder) {
+		if joined || len(cmds) == 0 || cmds[0].Name() != "strlen" {
+			return
+		}
+		joined = true
+		w.Add(&wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: 6, Has: wire.HasMemory,
+			Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(1)}}}, t0.Add(time.Second))
+		if _, err := w.Flush(ctx); err != nil {
+			t.Error(err)
+		}
+	}})
+	_, got, err := reader.Read(ctx, "svc", "memory_usage_mb", []string{"i1"}, t0.Add(-time.Hour), now)
+	if !joined {
+		t.Fatal("no field joined under the read")
+	}
+	if p := got["i1"]; err != nil || len(p) != 1 || p[0] != (Point{t0, 6, 5, 6}) {
+		t.Errorf("read %+v, %v; want the step's point", got, err)
+	}
+}
