@@ -394,8 +394,9 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // what the record holds for the same step. KEYS: per instance, its fine
 // ring, its coarse ring and its columns' hash. ARGV: the most fields an
 // instance keeps; then per tier (fine, coarse) its step in seconds, its
-// slots and its keys' time to live in milliseconds; then the records the
-// call may lay out again (relayBudget); then a run an argument: one
+// slots and its keys' time to live in milliseconds; then the ring bytes
+// the call may make or lay out whole (wholeBudget); then a run an
+// argument: one
 // instance's rollups of one fine step (one string for Go to make, not
 // seven a rollup), little-endian: its fine ring's key index and how many
 // rollups (32-bit), then each rollup: the Unix second of its last value
@@ -421,12 +422,14 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // (the retention changed) or none is made again whole at once, so that
 // Valkey allocates it exactly rather than growing it by doubling. When a
 // field joins an instance's columns, its rings are laid out again with a
-// column more (NaN in every record), once; that costs Valkey a few
-// microseconds a record (tens of milliseconds for a ring of 30 days), so a
-// call lays out relayBudget records at most, and fields joining past it
-// wait for a later call, their values until then not kept. A record found
-// holding a newer step of its slot (the ring came round since: a late
-// heartbeat, a clock stepped back) is left as it is.
+// column more (NaN in every record), once, by gsub. Both cost Valkey by
+// the ring's bytes: zeroing a ring made is cheap, but a ring laid out
+// again is read into Lua, cut and written back (30 ms for one of 16
+// fields at 30 days), so a call spends at most wholeBudget on them, and
+// what is past it waits for a later call: an instance first heard is not
+// written, fields joining are not kept, until then. A record is the last
+// written to its slot, whichever step: the writer stamps values with its
+// own clock, and a clock set back after running ahead is believed.
 //
 // Only a coarse step's first record sets its rings' time to live (a
 // panel flushes every second, a fleet beats every few seconds or
@@ -441,6 +444,17 @@ var merge = redis.NewScript(mergeSource)
 
 const mergeSource = `
 local most, budget = tonumber(ARGV[1]), tonumber(ARGV[8])
+-- afford spends cost of the call's budget for rings made or laid out
+-- whole, if it is left; the call's first such work is always afforded,
+-- so that every call gets some done.
+local full = budget
+local function afford(cost)
+  if cost > budget and budget < full then
+    return false
+  end
+  budget = budget - cost
+  return true
+end
 local tiers = {{tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]}, {tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]}}
 local hashTTL = tiers[2][3]
 local nan = 0 / 0
@@ -493,9 +507,8 @@ local function record(r, cols, count, step, start, old)
   end
   return struct.pack(format(count), unpack(rec))
 end
-for i = 9, #ARGV do
-  -- One run: an instance's rollups of one fine step.
-  local a = ARGV[i]
+-- run writes one run: an instance's rollups of one fine step.
+local function run(a)
   local k, n, pos = struct.unpack('<II', a)
   local hash = KEYS[k + 2]
   local r, names = {}, {}
@@ -509,12 +522,12 @@ for i = 9, #ARGV do
     r[b + 1], r[b + 2], r[b + 3], r[b + 4], r[b + 5] = at, v, lo, hi, name
   end
   -- Its columns: those its hash holds, then new ones while it has fewer
-  -- than most.
+  -- than most. Columns the writer did not make (none, or another
+  -- client's) say nothing of its rings: they are made again.
   local got = redis.call('HMGET', hash, '', unpack(names))
   local count = number(got[1], most)
-  if count == nil then
-    -- None, or not the writer's: its rings' columns are not known.
-    redis.call('DEL', hash, KEYS[k], KEYS[k + 1])
+  local fresh = count == nil
+  if fresh then
     count, got = 0, {}
   end
   local count0, cols, added = count, {}, nil
@@ -535,18 +548,27 @@ for i = 9, #ARGV do
       end
     end
   end
-  local relay = count > count0 and count0 > 0
-  if relay then
-    local records = tiers[1][2] + tiers[2][2]
-    if records > budget then
-      -- Laying out its rings again would hold Valkey too long in this
-      -- call: the fields joining wait for a later one.
+  -- Rings made or laid out again whole cost Valkey their bytes: a ring
+  -- made is zeroed, a byte a byte; one laid out again is read into Lua,
+  -- cut and written back, some sixteen times that a byte of what it held.
+  -- A call spends its budget, and what is past it waits for a later call.
+  local size = 4 + 12 * count
+  local records = tiers[1][2] + tiers[2][2]
+  local relay = false
+  if fresh then
+    if not afford(records * size) then
+      return
+    end
+    redis.call('DEL', hash, KEYS[k], KEYS[k + 1])
+  elseif count > count0 then
+    if afford(16 * records * (4 + 12 * count0)) then
+      relay = true
+    else
       for j = 2, #added, 2 do
         cols[added[j - 1]] = nil
       end
-      count, added, relay = count0, nil, false
-    else
-      budget = budget - records
+      count, added = count0, nil
+      size = 4 + 12 * count
     end
   end
   -- Columns added are given their time to live at once, so that a call
@@ -556,19 +578,16 @@ for i = 9, #ARGV do
     redis.call('HSET', hash, '', count, unpack(added))
     redis.call('PEXPIRE', hash, hashTTL)
   end
-  local size = 4 + 12 * count
   if relay then
-    -- A column more in every record of its rings, NaN.
-    local size0, pad = 4 + 12 * count0, string.rep(struct.pack('<f', nan), 3 * (count - count0))
+    -- A column more in every record of its rings, NaN: in C, by gsub.
+    local size0 = 4 + 12 * count0
+    local every = string.rep('.', size0)
+    local pad = string.gsub(string.rep(struct.pack('<f', nan), 3 * (count - count0)), '%%', '%%%%')
     for t = 1, 2 do
       local key, slots = KEYS[k + t - 1], tiers[t][2]
       local old = redis.call('GET', key)
       if old and #old == slots * size0 then
-        local parts = {}
-        for s = 0, slots - 1 do
-          parts[2 * s + 1], parts[2 * s + 2] = string.sub(old, s * size0 + 1, (s + 1) * size0), pad
-        end
-        redis.call('SET', key, table.concat(parts), 'KEEPTTL')
+        redis.call('SET', key, (string.gsub(old, every, '%0' .. pad)), 'KEEPTTL')
       elseif old then
         redis.call('DEL', key)
       end
@@ -587,25 +606,20 @@ for i = 9, #ARGV do
     local was
     if fits then
       was = struct.unpack('<I', old)
-      if was > start and (was - start) % (slots * step) == 0 then
-        -- The ring came round since: its record is of a newer step,
-        -- and this one is past what the ring holds.
-        fits = nil
-      elseif was ~= start then
+      if was ~= start then
         old = nil
       end
-      if fits then
-        fits = redis.call('SETRANGE', key, off, record(r, cols, count, step, start, old)) == ringSize
-      end
+      fits = redis.call('SETRANGE', key, off, record(r, cols, count, step, start, old)) == ringSize
     end
-    if fits == false then
+    local written = fits
+    if not fits and (fresh or afford(ringSize)) then
       -- A ring of another size, or none: made again whole.
       redis.call('DEL', key)
       redis.call('SETRANGE', key, ringSize - 1, '\0')
       redis.call('SETRANGE', key, off, record(r, cols, count, step, start, nil))
-      was = nil
+      was, written = nil, true
     end
-    if fits ~= nil then
+    if written then
       if t == 2 and was ~= start then
         renew = true
         if not expired then
@@ -618,6 +632,9 @@ for i = 9, #ARGV do
       end
     end
   end
+end
+for i = 9, #ARGV do
+  run(ARGV[i])
 end
 return 1
 `
@@ -884,11 +901,16 @@ func (w *Writer) nextEpoch() {
 // for long.
 const maxPerScript = 2_000
 
-// relayBudget bounds the records one script call lays out again, for
-// fields that join instances (tens of milliseconds of Valkey's): two
-// instances' rings at the longest retention, 49 at a day. Fields joining
-// past it wait for a later call.
-const relayBudget = 20_000
+// wholeBudget bounds the ring bytes one script call makes whole, for
+// instances first heard (or rings gone), and lays out again, for fields
+// that join them, each byte of a ring laid out again counted sixteen
+// times (see merge): some 20 ms of Valkey's at most. That is nine
+// instances' rings made of 16 fields at the longest retention, 760 of
+// four fields at a day; one instance's rings laid out again for a 16th
+// field at the longest retention (30 ms), 49 for a fifth at a day. Past
+// it, an instance first heard is written from a later call, and fields
+// that join wait for one.
+const wholeBudget = 16 << 20
 
 // maxRun bounds the rollups of one run, a script call's argument: one
 // instance's of one fine step, MaxFields mostly, more when a writer
@@ -963,7 +985,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		int64(fine.Step / time.Second), fine.slots(), (fine.Span + coarse.Step + fine.Step).Milliseconds(),
 		// The columns' hash lives as long as the longest ring.
 		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds(),
-		relayBudget}
+		wholeBudget}
 	// Every call's keys and arguments are written in one buffer, kept from
 	// one flush to the next, and handed to go-redis as spans of it by
 	// pointer (see arg): a string each, and its boxing into an interface,

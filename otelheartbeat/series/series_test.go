@@ -1083,33 +1083,42 @@ func TestColumnsNotTheWritersAreMadeAgain(t *testing.T) {
 }
 
 // Fields joining many instances at once lay out again at most a call's
-// bound of records a call (relayBudget), so that no call holds Valkey
-// for long however long the retention: at 30 days, two instances' rings
-// a call. The other instances' joining fields wait for a later call;
-// their other fields are written all the same, and in the end every
-// instance has its new column.
-func TestFieldsJoiningManyInstancesLayOutABoundOfRecordsACall(t *testing.T) {
+// bound of ring bytes a call (wholeBudget), so that no call holds Valkey
+// for long however long the retention: at 30 days and a 16th field, one
+// instance's rings a call. The other instances' joining fields wait for a
+// later call; their other fields are written all the same, and in the end
+// every instance has its new column.
+func TestFieldsJoiningManyInstancesLayOutABoundOfBytesACall(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, WithRetention(MaxSpan))
 	w := NewWriter(s, 0)
-	const instances = 10
-	mem := func(i int, v float64, queue bool) *wire.Message {
+	const instances = 6
+	beat := func(i int, v float64, fields int) *wire.Message {
 		m := &wire.Message{ServiceName: "svc", InstanceID: fmt.Sprintf("i%d", i), MemoryUsageMB: v, Has: wire.HasMemory}
-		if queue {
-			m.Fields = []wire.Field{{Key: "queue_size", Value: wire.Int(int64(v))}}
+		for f := range fields - 1 {
+			m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", f), Value: wire.Int(int64(v))})
 		}
 		return m
 	}
-	for i := range instances {
-		w.Add(mem(i, 1, false), t0)
+	// Made over a few flushes: making rings is bound too.
+	for flushes := 0; ; flushes++ {
+		if flushes > instances {
+			t.Fatal("the instances' rings are not all made")
+		}
+		for i := range instances {
+			w.Add(beat(i, 1, MaxFields-1), t0)
+		}
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s.c.Exists(ctx, s.ringKey(s.tiers[1], "svc", fmt.Sprintf("i%d", instances-1))).Val() == 1 {
+			break
+		}
 	}
-	if _, err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	perRing := s.tiers[0].slots() + s.tiers[1].slots()
+	pair := s.BytesPerInstance(MaxFields)
 	joined := func() (n int) {
 		for i := range instances {
-			if c, _ := s.c.HGet(ctx, s.columnsKey("svc", fmt.Sprintf("i%d", i)), "").Int(); c == 2 {
+			if c, _ := s.c.HGet(ctx, s.columnsKey("svc", fmt.Sprintf("i%d", i)), "").Int(); c == MaxFields {
 				n++
 			}
 		}
@@ -1122,25 +1131,83 @@ func TestFieldsJoiningManyInstancesLayOutABoundOfRecordsACall(t *testing.T) {
 		}
 		was := joined()
 		for i := range instances {
-			w.Add(mem(i, float64(flushes+1), true), at)
+			w.Add(beat(i, float64(flushes+1), MaxFields), at)
 		}
 		if _, err := w.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// 20,000 records a call: two instances' rings at 30 days.
-		if got := joined() - was; got > 2 || int64(got) > relayBudget/perRing {
-			t.Fatalf("flush %d laid out %d instances' rings again, want 2 at most", flushes, got)
+		// 16 MiB a call, a byte laid out again counted 16 times: one
+		// instance's rings of 16 fields at 30 days.
+		if got := joined() - was; got != 1 || int64(got) > max(1, wholeBudget/(16*pair)) {
+			t.Fatalf("flush %d laid out %d instances' rings again, want one", flushes, got)
 		}
+	}
+	if flushes != instances {
+		t.Errorf("%d flushes laid out %d instances' rings of 30 days", flushes, instances)
 	}
 	now := t0.Add(time.Duration(flushes+1) * FineStep)
 	s.now = func() time.Time { return now }
-	_, got, err := s.Read(ctx, "svc", "memory_usage_mb", []string{"i0", "i9"}, now.Add(-time.Hour), now)
+	_, got, err := s.Read(ctx, "svc", "memory_usage_mb", []string{"i0", fmt.Sprintf("i%d", instances-1)}, now.Add(-time.Hour), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"i0", "i9"} {
-		if len(got[id]) != flushes+1 {
-			t.Errorf("%s: %d points of memory, want one a flush: %d", id, len(got[id]), flushes+1)
+	for id, p := range got {
+		if len(p) != flushes+1 {
+			t.Errorf("%s: %d points of memory, want one a flush: %d", id, len(p), flushes+1)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("read %d instances, want 2", len(got))
+	}
+}
+
+// Many instances first heard at once make their rings over several calls
+// (wholeBudget), so that no call holds Valkey for long zeroing them: at
+// 30 days and 16 fields, nine instances' a call. Those waiting lose that
+// heartbeat's values; the next ones are kept.
+func TestNewInstancesMakeABoundOfRingBytesACall(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, WithRetention(MaxSpan))
+	w := NewWriter(s, 0)
+	const instances = 30
+	made := func() (n int) {
+		for i := range instances {
+			n += int(s.c.Exists(ctx, s.ringKey(s.tiers[1], "svc", fmt.Sprintf("i%02d", i))).Val())
+		}
+		return n
+	}
+	for flushes := 1; made() < instances; flushes++ {
+		if flushes > instances {
+			t.Fatalf("%d of %d instances' rings made", made(), instances)
+		}
+		was := made()
+		for i := range instances {
+			m := &wire.Message{ServiceName: "svc", InstanceID: fmt.Sprintf("i%02d", i), MemoryUsageMB: 1, Has: wire.HasMemory}
+			for f := range MaxFields - 1 {
+				m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", f), Value: wire.Int(1)})
+			}
+			w.Add(m, t0.Add(time.Duration(flushes)*time.Second))
+		}
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := made() - was; got > 9 || got == 0 {
+			t.Fatalf("flush %d made %d instances' rings, want 1 to 9", flushes, got)
+		}
+		// Each instance made has both rings, and expiring.
+		for i := range instances {
+			id := fmt.Sprintf("i%02d", i)
+			if s.c.Exists(ctx, s.columnsKey("svc", id)).Val() == 0 {
+				continue
+			}
+			for _, tier := range s.tiers {
+				if n, want := s.c.StrLen(ctx, s.ringKey(tier, "svc", id)).Val(), tier.slots()*recordBytes(MaxFields); n != want {
+					t.Fatalf("%s %v: ring of %d bytes, want %d", id, tier.Step, n, want)
+				}
+				if ttl := s.c.PTTL(ctx, s.ringKey(tier, "svc", id)).Val(); ttl <= 0 {
+					t.Fatalf("%s %v: ring expires in %v", id, tier.Step, ttl)
+				}
+			}
 		}
 	}
 }
@@ -1192,28 +1259,33 @@ func TestManyStepsOfOneInstanceAreWrittenInBoundedCalls(t *testing.T) {
 	}
 }
 
-// A heartbeat from further back than a ring holds (a clock stepped back)
-// finds its slot holding a newer step: it is not kept there, and the
-// newer step's values, of every field, stay.
-func TestALateHeartbeatDoesNotEraseANewerStep(t *testing.T) {
+// The panel stamps values with its own clock: once a clock that ran
+// ahead is set right, the values written are the ones to keep, though
+// their records' slots hold later steps, written under the wrong time.
+func TestACorrectedClockIsBelieved(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	w := NewWriter(s, 0)
-	now := t0.Add(2 * time.Hour)
-	s.now = func() time.Time { return now.Add(time.Minute) }
-	w.Add(fetcher("f1", 100, 5), now)
-	if _, err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
+	mem := func(v float64) *wire.Message {
+		return &wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: v, Has: wire.HasMemory}
 	}
-	w.Add(&wire.Message{ServiceName: "tracker_fetcher", InstanceID: "f1", MemoryUsageMB: 7, Has: wire.HasMemory}, now.Add(-time.Hour))
-	if _, err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for field, want := range map[string]float64{"memory_usage_mb": 100, "cpu_usage_percent": 1.5, "queue_size": 5} {
-		_, got, err := s.Read(ctx, "tracker_fetcher", field, []string{"f1"}, now.Add(-time.Minute), now.Add(time.Minute))
-		if p := got["f1"]; err != nil || len(p) != 1 || p[0].Last != want {
-			t.Errorf("%s: %+v, %v; want the newer step's %v", field, p, err, want)
+	now := t0.Add(10 * time.Hour)
+	for at := now.Add(time.Hour); at.Before(now.Add(3 * time.Hour)); at = at.Add(10 * time.Second) { // two hours ahead
+		w.Add(mem(1), at)
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
 		}
+	}
+	for at := now.Add(-30 * time.Minute); at.Before(now); at = at.Add(10 * time.Second) { // set right
+		w.Add(mem(2), at)
+		if _, err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.now = func() time.Time { return now }
+	_, got, err := s.Read(ctx, "svc", "memory_usage_mb", []string{"i1"}, now.Add(-time.Hour), now)
+	if p := got["i1"]; err != nil || len(p) != 60 || p[0].Last != 2 || p[59].Last != 2 {
+		t.Errorf("the last half hour: %d points, %v; want 60 of the clock set right", len(p), err)
 	}
 }
 
