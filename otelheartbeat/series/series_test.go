@@ -710,6 +710,20 @@ func (h *evalHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
+// hookedWriter is a writer to a real redis-server through a client whose
+// script calls h sees, and its store.
+func hookedWriter(t *testing.T) (*Writer, *Store, *evalHook) {
+	t.Helper()
+	c := redistest.Start(t).Client(t)
+	h := &evalHook{}
+	c.AddHook(h)
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewWriter(s, 0), s, h
+}
+
 // queueFetchers queues a heartbeat of four values for each of n instances
 // spread over services, and returns how many values.
 func queueFetchers(w *Writer, services, n int) int {
@@ -759,15 +773,7 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 // Cancelled while its batches are on their way, a flush counts the ones
 // written and says why the rest were not, once.
 func TestAFlushCancelledMidwaySaysSoOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client(t)
-	h := &evalHook{}
-	c.AddHook(h)
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := NewWriter(s, 0)
+	w, _, h := hookedWriter(t)
 	queueFetchers(w, 5, 10_000) // 40,000 rollups: many batches
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -1216,15 +1222,7 @@ func TestNewInstancesMakeABoundOfRingBytesACall(t *testing.T) {
 // flushes seldom) writes them all, in calls of a batch's values at most.
 func TestManyStepsOfOneInstanceAreWrittenInBoundedCalls(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	c := srv.Client(t)
-	h := &evalHook{}
-	c.AddHook(h)
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := NewWriter(s, 0)
+	w, s, h := hookedWriter(t)
 	const steps = 600
 	for i := range steps {
 		m := &wire.Message{ServiceName: "svc", InstanceID: "i1"}
