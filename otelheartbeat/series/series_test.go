@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -684,38 +683,29 @@ func TestAFlushsRoomIsABatchsNotTheQueues(t *testing.T) {
 	}
 }
 
-// evalHook calls before ahead of each pipeline of script calls a client
-// sends, with its number, counting from 1.
-type evalHook struct {
-	n      atomic.Int32
-	before func(n int32)
-	args   func(args []any) // each script call's, if set
-}
+// pipelineHook calls before ahead of each pipeline a client sends.
+type pipelineHook struct{ before func(cmds []redis.Cmder) }
 
-func (h *evalHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *evalHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *evalHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && cmds[0].Name() == "evalsha" {
-			if h.before != nil {
-				h.before(h.n.Add(1))
-			}
-			if h.args != nil {
-				for _, c := range cmds {
-					h.args(c.Args())
-				}
-			}
+		if h.before != nil {
+			h.before(cmds)
 		}
 		return next(ctx, cmds)
 	}
 }
 
+// scriptCalls reports whether cmds are a flush's script calls.
+func scriptCalls(cmds []redis.Cmder) bool { return len(cmds) > 0 && cmds[0].Name() == "evalsha" }
+
 // hookedWriter is a writer to a real redis-server through a client whose
-// script calls h sees, and its store.
-func hookedWriter(t *testing.T) (*Writer, *Store, *evalHook) {
+// pipelines h sees, and its store.
+func hookedWriter(t *testing.T) (*Writer, *Store, *pipelineHook) {
 	t.Helper()
 	c := redistest.Start(t).Client(t)
-	h := &evalHook{}
+	h := &pipelineHook{}
 	c.AddHook(h)
 	s, err := NewStore(c)
 	if err != nil {
@@ -777,8 +767,12 @@ func TestAFlushCancelledMidwaySaysSoOnce(t *testing.T) {
 	queueFetchers(w, 5, 10_000) // 40,000 rollups: many batches
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h.before = func(n int32) {
-		if n == 2 {
+	calls := 0
+	h.before = func(cmds []redis.Cmder) {
+		if !scriptCalls(cmds) {
+			return
+		}
+		if calls++; calls == 2 {
 			cancel()
 		}
 	}
@@ -1233,15 +1227,21 @@ func TestManyStepsOfOneInstanceAreWrittenInBoundedCalls(t *testing.T) {
 	}
 	// The rollups of each call: its runs' counts.
 	var largest int
-	h.args = func(args []any) {
-		keys, _ := args[2].(int)
-		values := 0
-		for _, a := range args[3+keys:] {
-			if run, ok := a.(*arg); ok { // not the head's numbers
-				values += int(binary.LittleEndian.Uint32(run.b[4:]))
-			}
+	h.before = func(cmds []redis.Cmder) {
+		if !scriptCalls(cmds) {
+			return
 		}
-		largest = max(largest, values)
+		for _, c := range cmds {
+			args := c.Args()
+			keys, _ := args[2].(int)
+			values := 0
+			for _, a := range args[3+keys:] {
+				if run, ok := a.(*arg); ok { // not the head's numbers
+					values += int(binary.LittleEndian.Uint32(run.b[4:]))
+				}
+			}
+			largest = max(largest, values)
+		}
 	}
 	if n, err := w.Flush(ctx); err != nil || n != steps*MaxFields {
 		t.Fatalf("flush: %d, %v; want %d written", n, err, steps*MaxFields)
@@ -1299,18 +1299,6 @@ func TestColumnsAreReadAsTheScriptReadsThem(t *testing.T) {
 		if n, ok := number(s, MaxFields); ok {
 			t.Errorf("%q: read as %d", s, n)
 		}
-	}
-}
-
-// pipelineHook calls before ahead of each pipeline a client sends.
-type pipelineHook struct{ before func(cmds []redis.Cmder) }
-
-func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.before(cmds)
-		return next(ctx, cmds)
 	}
 }
 
