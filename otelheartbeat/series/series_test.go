@@ -35,6 +35,17 @@ func fetcher(id string, mem float64, queue int64) *wire.Message {
 		}}
 }
 
+// memoryBeat is a heartbeat of instance id of service svc: its memory,
+// v, and numeric service fields f00, f01, ... worth v too, fields values
+// in all.
+func memoryBeat(svc, id string, v float64, fields int) *wire.Message {
+	m := &wire.Message{ServiceName: svc, InstanceID: id, MemoryUsageMB: v, Has: wire.HasMemory}
+	for f := range fields - 1 {
+		m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", f), Value: wire.Int(int64(v))})
+	}
+	return m
+}
+
 func newStore(t *testing.T, opts ...Option) *Store {
 	t.Helper()
 	return storeOn(t, redistest.Start(t), opts...)
@@ -378,9 +389,7 @@ func TestAnInstancesColumnsAlwaysExpire(t *testing.T) {
 	s := newStore(t)
 	c := s.c
 	w := NewWriter(s, 0)
-	mem := func(id string) *wire.Message {
-		return &wire.Message{ServiceName: "svc", InstanceID: id, MemoryUsageMB: 1, Has: wire.HasMemory}
-	}
+	mem := func(id string) *wire.Message { return memoryBeat("svc", id, 1, 1) }
 	expires := func(what, key string) {
 		t.Helper()
 		if ttl := c.PTTL(ctx, key).Val(); ttl <= 24*time.Hour || ttl > 24*time.Hour+CoarseStep {
@@ -817,9 +826,7 @@ func TestAScriptCallWritesAtMostItsBoundOfRecords(t *testing.T) {
 		instances, values int
 		message           func(id string) *wire.Message
 	}{
-		{1500, 1, func(id string) *wire.Message {
-			return &wire.Message{ServiceName: "tracker_fetcher", InstanceID: id, MemoryUsageMB: 1, Has: wire.HasMemory}
-		}},
+		{1500, 1, func(id string) *wire.Message { return memoryBeat("tracker_fetcher", id, 1, 1) }},
 		{1000, 4, func(id string) *wire.Message { return fetcher(id, 1, 1) }},
 	} {
 		before := calls()
@@ -1094,11 +1101,7 @@ func TestFieldsJoiningManyInstancesLayOutABoundOfBytesACall(t *testing.T) {
 	w := NewWriter(s, 0)
 	const instances = 6
 	beat := func(i int, v float64, fields int) *wire.Message {
-		m := &wire.Message{ServiceName: "svc", InstanceID: fmt.Sprintf("i%d", i), MemoryUsageMB: v, Has: wire.HasMemory}
-		for f := range fields - 1 {
-			m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", f), Value: wire.Int(int64(v))})
-		}
-		return m
+		return memoryBeat("svc", fmt.Sprintf("i%d", i), v, fields)
 	}
 	// Made over a few flushes: making rings is bound too.
 	for flushes := 0; ; flushes++ {
@@ -1182,11 +1185,7 @@ func TestNewInstancesMakeABoundOfRingBytesACall(t *testing.T) {
 		}
 		was := made()
 		for i := range instances {
-			m := &wire.Message{ServiceName: "svc", InstanceID: fmt.Sprintf("i%02d", i), MemoryUsageMB: 1, Has: wire.HasMemory}
-			for f := range MaxFields - 1 {
-				m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprintf("f%02d", f), Value: wire.Int(1)})
-			}
-			w.Add(m, t0.Add(time.Duration(flushes)*time.Second))
+			w.Add(memoryBeat("svc", fmt.Sprintf("i%02d", i), 1, MaxFields), t0.Add(time.Duration(flushes)*time.Second))
 		}
 		if _, err := w.Flush(ctx); err != nil {
 			t.Fatal(err)
@@ -1264,9 +1263,7 @@ func TestACorrectedClockIsBelieved(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	w := NewWriter(s, 0)
-	mem := func(v float64) *wire.Message {
-		return &wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: v, Has: wire.HasMemory}
-	}
+	mem := func(v float64) *wire.Message { return memoryBeat("svc", "i1", v, 1) }
 	now := t0.Add(10 * time.Hour)
 	for at := now.Add(time.Hour); at.Before(now.Add(3 * time.Hour)); at = at.Add(10 * time.Second) { // two hours ahead
 		w.Add(mem(1), at)
@@ -1312,8 +1309,7 @@ func TestAReadWhileAFieldJoinsStillAnswers(t *testing.T) {
 	reader := storeOn(t, srv)
 	now := t0.Add(time.Minute)
 	reader.now = func() time.Time { return now }
-	mem := &wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: 5, Has: wire.HasMemory}
-	w.Add(mem, t0)
+	w.Add(memoryBeat("svc", "i1", 5, 1), t0)
 	if _, err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -1323,8 +1319,9 @@ func TestAReadWhileAFieldJoinsStillAnswers(t *testing.T) {
 			return
 		}
 		joined = true
-		w.Add(&wire.Message{ServiceName: "svc", InstanceID: "i1", MemoryUsageMB: 6, Has: wire.HasMemory,
-			Fields: []wire.Field{{Key: "queue_size", Value: wire.Int(1)}}}, t0.Add(time.Second))
+		m := memoryBeat("svc", "i1", 6, 1)
+		m.Fields = []wire.Field{{Key: "queue_size", Value: wire.Int(1)}}
+		w.Add(m, t0.Add(time.Second))
 		if _, err := w.Flush(ctx); err != nil {
 			t.Error(err)
 		}
