@@ -13,6 +13,7 @@
 package uptime
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 	"strings"
@@ -72,6 +73,7 @@ type ServiceReport struct {
 	Incidents []Incident
 	Restarts  int   // instances that appeared to replace one that died or stopped
 	Lost      int64 // heartbeats lost, all instances
+	// Instances are by instance id, as strings.Compare orders them.
 	Instances []InstanceReport
 }
 
@@ -81,7 +83,7 @@ type ServiceReport struct {
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
 	entries = inOrder(entries)
-	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{})
+	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{}, nil)
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
@@ -97,14 +99,19 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 	// instances are made a block at a time.
 	pool := map[string]*instance{}
 	of := make([]*instance, len(entries))
-	var block []instance
+	var (
+		block  []instance
+		blocks [][]instance // pool's instances in the order made, walked rather than the map
+	)
 	for i, e := range entries {
 		in := pool[e.Instance]
 		if in == nil {
 			if len(block) == cap(block) {
 				block = make([]instance, 0, min(1024, len(entries)-i))
+				blocks = append(blocks, block)
 			}
 			block = append(block, instance{InstanceReport: InstanceReport{Instance: e.Instance}})
+			blocks[len(blocks)-1] = block
 			in = &block[len(block)-1]
 			pool[e.Instance] = in
 		}
@@ -112,11 +119,13 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 	}
 	for i, w := range windows {
 		if i > 0 {
-			for _, in := range pool {
-				*in = instance{InstanceReport: InstanceReport{Instance: in.Instance}}
+			for _, b := range blocks {
+				for j := range b {
+					b[j] = instance{InstanceReport: InstanceReport{Instance: b[j].Instance}}
+				}
 			}
 		}
-		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool)
+		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool, blocks)
 	}
 	return out
 }
@@ -135,9 +144,10 @@ func inOrder(entries []history.Entry) []history.Entry {
 // computeWith is Compute of entries in order of time, with the instances'
 // reports or without them, folding each instance into pool, where a fold
 // before over the same entries may have left it made anew; of, when not
-// nil, is each entry's instance in pool.
-func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance) ServiceReport {
-	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, byInstance: instances}
+// nil, is each entry's instance in pool, and blocks, when not nil, every
+// instance in pool.
+func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance, blocks [][]instance) ServiceReport {
+	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, blocks: blocks, byInstance: instances}
 	if !w.To.After(w.From) {
 		return f.rep
 	}
@@ -171,6 +181,7 @@ type fold struct {
 	minAlive  int
 	rep       ServiceReport
 	instances map[string]*instance
+	blocks    [][]instance // instances' instances, when not nil, to walk in order of memory
 	service   service
 	// replaceable counts the instances gone (dead or stopped) that a new
 	// instance would replace: its appearing is a restart.
@@ -386,23 +397,37 @@ func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
 
 // finish accounts what runs to the window's end and returns the report.
 func (f *fold) finish() ServiceReport {
+	var reported []keyed
 	if f.byInstance && len(f.instances) > 0 {
-		f.rep.Instances = make([]InstanceReport, 0, len(f.instances))
+		reported = make([]keyed, 0, len(f.instances))
 	}
-	for _, in := range f.instances {
-		if !f.byInstance {
-			break
-		}
+	report := func(in *instance) {
 		if !in.folded {
-			continue
+			return
 		}
 		if in.seen {
 			f.account(&in.Times, in.timeState(), in.since, f.w.To)
 		}
 		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
-			continue // forgotten before the window
+			return // forgotten before the window
 		}
-		f.rep.Instances = append(f.rep.Instances, in.InstanceReport)
+		reported = append(reported, keyed{in: in})
+	}
+	switch {
+	case !f.byInstance:
+	case f.blocks != nil:
+		for _, b := range f.blocks {
+			for j := range b {
+				report(&b[j])
+			}
+		}
+	default:
+		for _, in := range f.instances {
+			report(in)
+		}
+	}
+	if reported != nil {
+		f.rep.Instances = byID(reported)
 	}
 	if s := &f.service; !s.since.IsZero() {
 		f.serviceTime(s.state, s.since, f.w.To)
@@ -418,8 +443,66 @@ func (f *fold) finish() ServiceReport {
 		}
 		in.Unknown = f.gaps.overlap(in.Start, end)
 	}
-	slices.SortFunc(f.rep.Instances, func(a, b InstanceReport) int { return strings.Compare(a.Instance, b.Instance) })
 	return f.rep
+}
+
+// byID returns the instances' reports in the order of their ids, as
+// strings.Compare has it. Ids share most of their bytes (a service's
+// name, a host's), and a sort that compares them whole is most of what
+// a report of many instances costs: each is first given as a key the
+// eight bytes after the prefix all share, compared as one integer, and
+// only ids of one key are compared whole.
+func byID(ins []keyed) []InstanceReport {
+	common := len(ins[0].in.Instance)
+	for _, k := range ins[1:] {
+		common = commonPrefix(ins[0].in.Instance[:common], k.in.Instance)
+	}
+	for i := range ins {
+		ins[i].key = prefixKey(ins[i].in.Instance[common:])
+	}
+	slices.SortFunc(ins, func(a, b keyed) int {
+		if c := cmp.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.in.Instance, b.in.Instance)
+	})
+	out := make([]InstanceReport, len(ins))
+	for i, k := range ins {
+		out[i] = k.in.InstanceReport
+	}
+	return out
+}
+
+// keyed is an instance and its key to sort by (see byID).
+type keyed struct {
+	key uint64
+	in  *instance
+}
+
+// commonPrefix returns how many bytes a and b begin with alike.
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// prefixKey is s's first eight bytes, big-endian, zeros after its end:
+// of two strings, the one of the lesser key is the lesser (a string that
+// ends is less than one that goes on with a zero byte, and their keys are
+// equal), so keys order strings as strings.Compare does, but for ties.
+func prefixKey(s string) uint64 {
+	var k uint64
+	for i := range 8 {
+		k <<= 8
+		if i < len(s) {
+			k |= uint64(s[i])
+		}
+	}
+	return k
 }
 
 func later(a, b time.Time) time.Time {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,4 +278,44 @@ func BenchmarkPanelWindows(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Instances are reported in the order of their ids as strings.Compare
+// has it (the panel looks them up by binary search), whatever the ids
+// share: a long common prefix, one id the prefix of another, zero bytes
+// where a shorter id has none, bytes past ASCII.
+func TestInstancesAreInTheOrderOfTheirIDs(t *testing.T) {
+	alphabet := []byte{0, 1, '-', '0', '9', 'a', 'z', 0x7f, 0x80, 0xff}
+	for seed := range 200 {
+		r := rand.New(rand.NewPCG(uint64(seed), 11))
+		prefix := strings.Repeat("geocoding-worker-", r.IntN(3))
+		n := 1 + r.IntN(300)
+		var entries []history.Entry
+		for i := range n {
+			id := make([]byte, r.IntN(12))
+			for j := range id {
+				id[j] = alphabet[r.IntN(len(alphabet))]
+			}
+			entries = append(entries, history.Entry{Service: "geo", Instance: prefix + string(id), To: watch.Alive, At: at(i % 50)})
+		}
+		got := Compute("geo", entries, nil, Window{From: at(0), To: at(60)}, 1).Instances
+		if !slices.IsSortedFunc(got, func(a, b InstanceReport) int { return strings.Compare(a.Instance, b.Instance) }) {
+			t.Fatalf("seed %d: instances not in the order of their ids: %q", seed, ids(got))
+		}
+		distinct := map[string]bool{}
+		for _, e := range entries {
+			distinct[e.Instance] = true
+		}
+		if len(got) != len(distinct) {
+			t.Fatalf("seed %d: %d instances reported, want %d", seed, len(got), len(distinct))
+		}
+	}
+}
+
+func ids(rs []InstanceReport) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Instance
+	}
+	return out
 }
