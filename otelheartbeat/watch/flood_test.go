@@ -22,7 +22,7 @@ const floodIDs = 2_000_000
 
 // The documented cap on the heap a Monitor's tracker keeps: at most
 // capPerInstance bytes per tracked instance (BenchmarkMemoryPerInstance
-// measures about 450) plus capOverhead for what does not grow with the
+// measures about 400) plus capOverhead for what does not grow with the
 // fleet (the decoder's interned strings, channel names, the monitor).
 const (
 	capPerInstance = 512

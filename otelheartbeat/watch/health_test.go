@@ -465,7 +465,8 @@ func TestHealthChangesAreReportedOnceWhenTheyHappen(t *testing.T) {
 		t.Errorf("at the end: %v, degraded %v", in.State, in.Degraded(clock.Now()))
 	}
 	// Forgotten, it leaves nothing behind.
-	tr.remove(tr.instances[k])
+	e, _ := tr.lookup(k)
+	tr.remove(e)
 	if len(tr.healthOf) != 0 || len(tr.healthDue) != 0 {
 		t.Errorf("after the instance left: %d health states, %d due", len(tr.healthOf), len(tr.healthDue))
 	}

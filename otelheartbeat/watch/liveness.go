@@ -110,7 +110,7 @@ const DefaultRetention = 15 * time.Minute
 
 // DefaultMaxInstances bounds the instances tracked at once. A tracked
 // instance costs the heap at most 512 bytes, its instance id included
-// (BenchmarkMemoryPerInstance measures about 450), so at this bound a
+// (BenchmarkMemoryPerInstance measures about 400), so at this bound a
 // Monitor's tracker stays under about 500 MiB however many distinct ids
 // arrive: BenchmarkIDFlood sends 2,000,000 and fails above 512 bytes per
 // tracked instance plus 16 MiB.
@@ -255,7 +255,7 @@ type Tracker struct {
 	healthRules     []HealthRule
 
 	mu        sync.Mutex
-	instances map[Key]*entry
+	tracked   int // instances, in their services' byID
 	deadlines deadlineHeap
 	services  map[string]*serviceName // one shared copy of each name tracked
 	heard     entry                   // sentinel of the living (alive, stale), least recently heard first
@@ -288,6 +288,7 @@ type Tracker struct {
 // with the last of them.
 type serviceName struct {
 	name      string
+	byID      map[string]*entry     // its instances; one map a service rather than one by Key, a look-up hashing the id alone
 	counts    Counts                // its instances by state (Degraded not counted)
 	intervals map[time.Duration]int // its instances by interval
 	members   []*entry              // its instances, in no order
@@ -394,7 +395,6 @@ func NewTracker(opts ...TrackerOption) *Tracker {
 		defaultInterval: wire.DefaultInterval,
 		keptMax:         DefaultHeartbeatBytes,
 		keptBudget:      DefaultHeartbeatBudget,
-		instances:       make(map[Key]*entry),
 		services:        make(map[string]*serviceName),
 		healthOf:        make(map[*entry]*healthState),
 		stale:           make(map[*entry]struct{}),
@@ -414,7 +414,17 @@ func (t *Tracker) Now() time.Time { return t.clock.Now() }
 func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.instances)
+	return t.tracked
+}
+
+// lookup returns the entry of k, nil when k is not tracked, and its
+// service, nil when no instance of it is.
+func (t *Tracker) lookup(k Key) (*entry, *serviceName) {
+	svc := t.services[k.Service]
+	if svc == nil {
+		return nil, nil
+	}
+	return svc.byID[k.Instance], svc
 }
 
 // Evicted returns how many instances were evicted to make room for new ones
@@ -465,9 +475,10 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
-	e, ok := t.instances[k]
+	e, _ := t.lookup(k)
+	ok := e != nil
 	if !ok {
-		if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
+		if t.maxInstances > 0 && t.tracked >= t.maxInstances {
 			t.evictOne()
 		}
 		e = t.add(k)
@@ -525,13 +536,14 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 func (t *Tracker) add(k Key) *entry {
 	svc, ok := t.services[k.Service]
 	if !ok {
-		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}}
+		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}, byID: map[string]*entry{}}
 		t.services[svc.name] = svc
 	}
 	svc.intervals[0]++
 	k.Service = svc.name
 	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, member: int32(len(svc.members)), slot: t.takeSlot()}
-	t.instances[k] = e
+	svc.byID[k.Instance] = e
+	t.tracked++
 	svc.members = append(svc.members, e)
 	return e
 }
@@ -540,7 +552,7 @@ func (t *Tracker) add(k Key) *entry {
 // share of the budget, and within what the budget has left.
 func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
 	others := t.kept - e.kept.size()
-	room := min(t.keptMax, t.keptBudget/max(len(t.instances), 1), t.keptBudget-others)
+	room := min(t.keptMax, t.keptBudget/max(t.tracked, 1), t.keptBudget-others)
 	p, cut := keep(&t.scratch, m, room)
 	e.kept, e.Cut = p, cut
 	t.kept = others + p.size()
@@ -715,13 +727,14 @@ func (t *Tracker) remove(e *entry) {
 	t.unfile(e)
 	t.unlink(e)
 	t.forgetHealth(e)
-	delete(t.instances, e.Key)
+	t.tracked--
 	t.freeSlots = append(t.freeSlots, e.slot)
 	t.kept -= e.kept.size()
 	delete(t.stale, e)
 	if svc := t.services[e.Service]; svc != nil {
 		svc.counts.Add(e.State, -1)
 		svc.count(e.Interval, -1)
+		delete(svc.byID, e.Key.Instance)
 		svc.leave(e)
 		if len(svc.members) == 0 {
 			delete(t.services, e.Service)
@@ -829,8 +842,8 @@ func (t *Tracker) Unwatched(from, to time.Time) {
 func (t *Tracker) Get(k Key) (Instance, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.instances[k]
-	if !ok {
+	e, _ := t.lookup(k)
+	if e == nil {
 		return Instance{}, false
 	}
 	return e.Instance, true
@@ -861,9 +874,11 @@ func (t *Tracker) Alive(service string) []Instance {
 // Snapshot returns every instance, ordered by service then instance.
 func (t *Tracker) Snapshot() []Instance {
 	t.mu.Lock()
-	out := make([]Instance, 0, len(t.instances))
-	for _, e := range t.instances {
-		out = append(out, e.Instance)
+	out := make([]Instance, 0, t.tracked)
+	for _, svc := range t.services {
+		for _, e := range svc.members {
+			out = append(out, e.Instance)
+		}
 	}
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -884,9 +899,11 @@ func (t *Tracker) Snapshot() []Instance {
 func (t *Tracker) Range(f func(in *Instance) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, e := range t.instances {
-		if !f(&e.Instance) {
-			return
+	for _, svc := range t.services {
+		for _, e := range svc.members {
+			if !f(&e.Instance) {
+				return
+			}
 		}
 	}
 }
@@ -955,7 +972,7 @@ func (t *Tracker) RangeService(service string, f func(in *Instance) bool) {
 func (t *Tracker) Names(k Key) (Key, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e, ok := t.instances[k]; ok {
+	if e, _ := t.lookup(k); e != nil {
 		return e.Key, true
 	}
 	return k, false
@@ -1020,18 +1037,13 @@ type ServiceSummary struct {
 func (t *Tracker) Services() []ServiceSummary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	by := make(map[string]*ServiceSummary, len(t.services))
-	for _, e := range t.instances {
-		s := by[e.Service]
-		if s == nil {
-			s = &ServiceSummary{Name: e.Service}
-			by[e.Service] = s
+	out := make([]ServiceSummary, 0, len(t.services))
+	for _, svc := range t.services {
+		s := ServiceSummary{Name: svc.name}
+		for _, e := range svc.members {
+			s.Add(e.State, 1)
 		}
-		s.Add(e.State, 1)
-	}
-	out := make([]ServiceSummary, 0, len(by))
-	for _, s := range by {
-		out = append(out, *s)
+		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

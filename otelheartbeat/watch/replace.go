@@ -267,10 +267,10 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.instances[k]; ok {
+	if e, _ := t.lookup(k); e != nil {
 		return nil
 	}
-	if t.maxInstances > 0 && len(t.instances) >= t.maxInstances {
+	if t.maxInstances > 0 && t.tracked >= t.maxInstances {
 		return nil // a remembered instance never evicts one heard
 	}
 	e := t.add(k)

@@ -58,7 +58,7 @@ func (t *Tracker) slotOf(e *entry) Slot { return Slot{Index: e.slot, Gen: t.gens
 func (t *Tracker) SlotOf(k Key) (Slot, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e, ok := t.instances[k]; ok {
+	if e, _ := t.lookup(k); e != nil {
 		return t.slotOf(e), true
 	}
 	return Slot{}, false
