@@ -119,17 +119,11 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // fleet overview and the first page of a service view take, with the
 // page's size, and the server's CPU per heartbeat over each consumer's
 // window: the publications alone cost it what it spends beside the drain.
-// The panel is measured over a second window, right after the first, as
-// panel-steady-* (and server-cpu-µs/heartbeat-panel-steady): the first
-// holds what its start costs once (every instance appearing in history,
-// its rings of values over time made), the second what it costs for as
-// long as the fleet runs.
 // With PANEL_LIMIT_BASELINE=REV it builds the panel of that revision too
 // and measures it just before the working tree's, against the same fleet
 // and server, reporting its figures as baseline-* and the ratio of the
-// two panels' CPU (panel/baseline-cpu, panel/baseline-steady-cpu): a
-// change's cost in one command, on the same minutes of a shared
-// machine's load.
+// two panels' CPU (panel/baseline-cpu): a change's cost in one command,
+// on the same minutes of a shared machine's load.
 func BenchmarkPanelAtTheLimit(b *testing.B) {
 	for _, cfg := range limitsFromEnv(b) {
 		b.Run(cfg.String(), func(b *testing.B) { panelAtTheLimit(b, cfg) })
@@ -167,19 +161,6 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	}
 	patterns := func() int64 { n, _ := client.PubSubNumPat(ctx).Result(); return n }
 
-	// window measures c over one window from now: its CPU per heartbeat
-	// in µs, and the server's.
-	window := func(c consumer) (float64, float64) {
-		cpu0, pub0, srv0 := cpuSeconds(b, c.pid), float64(srv.Calls(b, "publish")), srv.CPU(b)
-		t := time.NewTimer(cfg.window)
-		<-t.C
-		cpu, pub, srvCPU := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0, srv.CPU(b)-srv0
-		if pub == 0 {
-			b.Fatalf("%s: no heartbeat published in the window", c.name)
-		}
-		return cpu / pub * 1e6, srvCPU.Seconds() / pub * 1e6
-	}
-
 	// measure runs c over the window once it is subscribed and settled,
 	// and returns its CPU per heartbeat in µs, and the server's over the
 	// same window: the fleet's publications, and what c asks of it.
@@ -191,7 +172,14 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			time.Sleep(50 * time.Millisecond) // another process's subscription: poll
 		}
 		settled()
-		return window(c)
+		cpu0, pub0, srv0 := cpuSeconds(b, c.pid), float64(srv.Calls(b, "publish")), srv.CPU(b)
+		t := time.NewTimer(cfg.window)
+		<-t.C
+		cpu, pub, srvCPU := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0, srv.CPU(b)-srv0
+		if pub == 0 {
+			b.Fatalf("%s: no heartbeat published in the window", c.name)
+		}
+		return cpu / pub * 1e6, srvCPU.Seconds() / pub * 1e6
 	}
 	oneInterval := func() { t := time.NewTimer(cfg.interval); <-t.C }
 
@@ -201,8 +189,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
 		deadline = time.Now().Add(spare)
 		var f panelFigures
-		c := consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}
-		f.cpu, f.server = measure(c, func() {
+		f.cpu, f.server = measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
 			for alive := 0; alive < cfg.instances; {
 				var fleet panel.FleetJSON
 				if resp, err := http.Get(url + "/api/v1/services"); err == nil {
@@ -222,12 +209,6 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		f.rss, f.peak = rssMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
 		f.fleet, _ = sized(b, url+"/api/v1/services")
 		f.view, f.viewBytes = sized(b, url+"/api/v1/services/service_000")
-		// The window after: what its start-up (every instance appearing
-		// in history, each one's rings of values over time made) has left
-		// of the first no longer counts, and the panel costs what it will
-		// for as long as the fleet runs.
-		f.steadyCPU, f.steadyServer = window(c)
-		f.steadyRSS = rssMiB(b, p.Cmd.Process.Pid)
 		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 		if err := p.Wait(30 * time.Second); err != nil {
 			b.Errorf("the panel's stop: %v", err)
@@ -260,10 +241,6 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(f.cpu, "panel-cpu-µs/heartbeat")
 		b.ReportMetric(f.cpu/drain, "panel/drain")
 		b.ReportMetric(ofACore(f.cpu), "panel-cpu-%")
-		b.ReportMetric(f.steadyCPU, "panel-steady-cpu-µs/heartbeat")
-		b.ReportMetric(f.steadyCPU/drain, "panel-steady/drain")
-		b.ReportMetric(f.steadyRSS*1024/float64(cfg.instances), "panel-steady-rss-KiB/instance")
-		b.ReportMetric(f.steadyServer, "server-cpu-µs/heartbeat-panel-steady")
 		b.ReportMetric(f.rss, "panel-rss-MiB")
 		b.ReportMetric(f.rss*1024/float64(cfg.instances), "panel-rss-KiB/instance")
 		b.ReportMetric(f.peak, "panel-peak-rss-MiB")
@@ -281,11 +258,6 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			b.ReportMetric(base.cpu, "baseline-panel-cpu-µs/heartbeat")
 			b.ReportMetric(base.cpu/drain, "baseline-panel/drain")
 			b.ReportMetric(f.cpu/base.cpu, "panel/baseline-cpu")
-			b.ReportMetric(base.steadyCPU, "baseline-panel-steady-cpu-µs/heartbeat")
-			b.ReportMetric(base.steadyCPU/drain, "baseline-panel-steady/drain")
-			b.ReportMetric(f.steadyCPU/base.steadyCPU, "panel/baseline-steady-cpu")
-			b.ReportMetric(base.steadyRSS*1024/float64(cfg.instances), "baseline-panel-steady-rss-KiB/instance")
-			b.ReportMetric(base.steadyServer, "server-cpu-µs/heartbeat-baseline-panel-steady")
 			b.ReportMetric(base.rss*1024/float64(cfg.instances), "baseline-panel-rss-KiB/instance")
 			b.ReportMetric(base.peak, "baseline-panel-peak-rss-MiB")
 			b.ReportMetric(base.server, "server-cpu-µs/heartbeat-baseline-panel")
@@ -299,10 +271,6 @@ type panelFigures struct {
 	rss, peak   float64 // MiB
 	fleet, view time.Duration
 	viewBytes   int64
-
-	// The same over the window after the first, and the resident memory
-	// at its end.
-	steadyCPU, steadyServer, steadyRSS float64
 }
 
 // buildBaseline builds the panel of PANEL_LIMIT_BASELINE, a git revision
