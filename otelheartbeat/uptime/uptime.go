@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
@@ -83,7 +84,7 @@ type ServiceReport struct {
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
 	entries = inOrder(entries)
-	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{}, nil)
+	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{}, nil, nil)
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
@@ -95,28 +96,28 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 func Windows(service string, entries []history.Entry, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
 	out := make([]ServiceReport, len(windows))
 	entries = inOrder(entries)
+	sc := scratches.Get().(*scratch)
+	defer sc.put()
 	// Each entry's instance is looked up once for every window, and the
 	// instances are made a block at a time.
-	pool := map[string]*instance{}
-	of := make([]*instance, len(entries))
-	var (
-		block  []instance
-		blocks [][]instance // pool's instances in the order made, walked rather than the map
-	)
+	pool := sc.pool
+	of := slices.Grow(sc.of[:0], len(entries))[:len(entries)]
+	var block []instance
 	for i, e := range entries {
 		in := pool[e.Instance]
 		if in == nil {
 			if len(block) == cap(block) {
-				block = make([]instance, 0, min(1024, len(entries)-i))
-				blocks = append(blocks, block)
+				block = sc.block(min(1024, len(entries)-i))
 			}
 			block = append(block, instance{InstanceReport: InstanceReport{Instance: e.Instance}})
-			blocks[len(blocks)-1] = block
+			sc.blocks[sc.used-1] = block
 			in = &block[len(block)-1]
 			pool[e.Instance] = in
 		}
 		of[i] = in
 	}
+	sc.of = of
+	blocks := sc.blocks[:sc.used] // pool's instances in the order made, walked rather than the map
 	for i, w := range windows {
 		if i > 0 {
 			for _, b := range blocks {
@@ -125,9 +126,47 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 				}
 			}
 		}
-		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool, blocks)
+		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool, blocks, sc)
 	}
 	return out
+}
+
+// scratch is the room Windows works in, kept for its next call (a panel
+// computes its services one after another, every few seconds): what a
+// service of many instances allocated was most of what the panel
+// allocated, and so of its collector's work.
+type scratch struct {
+	pool   map[string]*instance // the instances by id
+	of     []*instance          // each entry's instance
+	blocks [][]instance         // the instances, blocks[:used] in use
+	used   int
+	keyed  []keyed // the instances reported, sorted (see byID)
+}
+
+var scratches = sync.Pool{New: func() any { return &scratch{pool: map[string]*instance{}} }}
+
+// block returns a block of room for n instances or more, empty.
+func (sc *scratch) block(n int) []instance {
+	if sc.used < len(sc.blocks) && cap(sc.blocks[sc.used]) >= n {
+		sc.used++
+		return sc.blocks[sc.used-1][:0]
+	}
+	sc.blocks = slices.Insert(sc.blocks, sc.used, make([]instance, 0, n))
+	sc.used++
+	return sc.blocks[sc.used-1]
+}
+
+// put empties sc, so that it holds no names of the caller's, and gives it
+// back for another call.
+func (sc *scratch) put() {
+	clear(sc.pool)
+	clear(sc.of)
+	for _, b := range sc.blocks[:sc.used] {
+		clear(b)
+	}
+	sc.used = 0
+	clear(sc.keyed)
+	scratches.Put(sc)
 }
 
 // inOrder returns entries in order of time: themselves, as history reads
@@ -144,10 +183,10 @@ func inOrder(entries []history.Entry) []history.Entry {
 // computeWith is Compute of entries in order of time, with the instances'
 // reports or without them, folding each instance into pool, where a fold
 // before over the same entries may have left it made anew; of, when not
-// nil, is each entry's instance in pool, and blocks, when not nil, every
-// instance in pool.
-func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance, blocks [][]instance) ServiceReport {
-	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, blocks: blocks, byInstance: instances}
+// nil, is each entry's instance in pool, blocks, when not nil, every
+// instance in pool, and sc, when not nil, room to work in.
+func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance, blocks [][]instance, sc *scratch) ServiceReport {
+	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, blocks: blocks, sc: sc, byInstance: instances}
 	if !w.To.After(w.From) {
 		return f.rep
 	}
@@ -182,6 +221,7 @@ type fold struct {
 	rep       ServiceReport
 	instances map[string]*instance
 	blocks    [][]instance // instances' instances, when not nil, to walk in order of memory
+	sc        *scratch     // room to work in, or nil
 	service   service
 	// replaceable counts the instances gone (dead or stopped) that a new
 	// instance would replace: its appearing is a restart.
@@ -398,7 +438,10 @@ func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
 // finish accounts what runs to the window's end and returns the report.
 func (f *fold) finish() ServiceReport {
 	var reported []keyed
-	if f.byInstance && len(f.instances) > 0 {
+	switch {
+	case f.byInstance && f.sc != nil:
+		reported = slices.Grow(f.sc.keyed[:0], len(f.instances))
+	case f.byInstance && len(f.instances) > 0:
 		reported = make([]keyed, 0, len(f.instances))
 	}
 	report := func(in *instance) {
@@ -426,8 +469,11 @@ func (f *fold) finish() ServiceReport {
 			report(in)
 		}
 	}
-	if reported != nil {
+	if f.byInstance && len(f.instances) > 0 {
 		f.rep.Instances = byID(reported)
+	}
+	if f.sc != nil {
+		f.sc.keyed = reported
 	}
 	if s := &f.service; !s.since.IsZero() {
 		f.serviceTime(s.state, s.since, f.w.To)
@@ -453,6 +499,9 @@ func (f *fold) finish() ServiceReport {
 // eight bytes after the prefix all share, compared as one integer, and
 // only ids of one key are compared whole.
 func byID(ins []keyed) []InstanceReport {
+	if len(ins) == 0 {
+		return []InstanceReport{}
+	}
 	common := len(ins[0].in.Instance)
 	for _, k := range ins[1:] {
 		common = commonPrefix(ins[0].in.Instance[:common], k.in.Instance)

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,4 +319,39 @@ func ids(rs []InstanceReport) []string {
 		out[i] = r.Instance
 	}
 	return out
+}
+
+// Windows keeps its room for the next call: calls one after another and
+// at once, over services of other sizes, each answer as Compute does.
+func TestWindowsCallsShareNothing(t *testing.T) {
+	fleet := func(n int, id string) []history.Entry {
+		var entries []history.Entry
+		for i := range n {
+			inst := fmt.Sprintf("%s-%04d", id, (i*7919)%n)
+			entries = append(entries, e(inst, "unknown", "alive", i%30), e(inst, "alive", []string{"dead", "stopped", "stale"}[i%3], 30+i%40))
+		}
+		return entries
+	}
+	windows := []Window{{From: at(0), To: at(90)}, {From: at(45), To: at(90)}}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for round := range 20 {
+				n := 1 + (g*31+round*17)%1500
+				entries := fleet(n, fmt.Sprintf("g%d", g))
+				got := Windows("geo", entries, nil, windows, 1, round%2)
+				for i, w := range windows {
+					want := Compute("geo", entries, nil, w, 1)
+					if i != round%2 {
+						want.Instances = nil
+					}
+					if !reflect.DeepEqual(got[i], want) {
+						t.Errorf("goroutine %d, round %d (%d instances), window %d: not Compute's", g, round, n, i)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
