@@ -51,6 +51,12 @@ type cachedEntry struct {
 // from since on (all of them when since is zero), in a slice of the
 // caller's own.
 func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since time.Time) ([]history.Entry, error) {
+	return c.readInto(ctx, p, svc, now, since, nil)
+}
+
+// readInto is read into buf's room: a caller reading every service in
+// turn allocates the entries of the largest rather than of all.
+func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, since time.Time, buf []history.Entry) ([]history.Entry, error) {
 	c.mu.Lock()
 	if c.services == nil {
 		c.services = map[string]*cachedEntries{}
@@ -93,7 +99,7 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since 
 	}
 	// Trimmed in Valkey past the retention: trimmed here too.
 	ce.drop(ce.before(now.Add(-p.store.Retention())))
-	return ce.history(ce.before(since)), nil
+	return ce.history(buf, ce.before(since)), nil
 }
 
 // reset forgets every entry read, to read the service's history again
@@ -187,9 +193,10 @@ func (ce *cachedEntries) drop(n int) {
 	ce.by = by
 }
 
-// history returns the entries from the i-th on as history.Entry.
-func (ce *cachedEntries) history(i int) []history.Entry {
-	out := make([]history.Entry, len(ce.entries)-i)
+// history returns the entries from the i-th on as history.Entry, in
+// buf's room.
+func (ce *cachedEntries) history(buf []history.Entry, i int) []history.Entry {
+	out := slices.Grow(buf[:0], len(ce.entries)-i)[:len(ce.entries)-i]
 	for j, c := range ce.entries[i:] {
 		e := history.Entry{Service: ce.service, Instance: c.instance, Event: c.event, From: c.from, To: c.to, At: time.UnixMilli(c.at)}
 		switch c.event {

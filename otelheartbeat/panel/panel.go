@@ -473,12 +473,16 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		svc string
 		err error
 	}
-	var skipped []skip
+	var (
+		skipped []skip
+		entries []history.Entry // one service's at a time, in the room of the one before
+	)
 	for _, svc := range svcs {
 		if err != nil {
 			break
 		}
-		entries, serr := c.history.read(ctx, p, svc, now, time.Time{})
+		var serr error
+		entries, serr = c.history.readInto(ctx, p, svc, now, time.Time{}, entries)
 		if serr != nil {
 			if ctx.Err() != nil {
 				err = serr
