@@ -382,13 +382,15 @@ func (s *Store) RecordedOf(ctx context.Context, service string) (map[string]Reco
 	}
 	m := make(map[string]Recorded, len(h))
 	for inst, v := range h {
-		f := strings.SplitN(v, "|", 3)
-		if len(f) != 3 {
+		// state|at|lost, cut where a split would allocate its parts.
+		state, rest, ok := strings.Cut(v, "|")
+		atText, lostText, ok2 := strings.Cut(rest, "|")
+		if !ok || !ok2 {
 			continue
 		}
-		at, _ := strconv.ParseInt(f[1], 10, 64)
-		lost, _ := strconv.ParseInt(f[2], 10, 64)
-		st, _ := watch.ParseState(f[0]) // garbage reads as unknown
+		at, _ := strconv.ParseInt(atText, 10, 64)
+		lost, _ := strconv.ParseInt(lostText, 10, 64)
+		st, _ := watch.ParseState(state) // garbage reads as unknown
 		m[inst] = Recorded{State: st, At: time.UnixMilli(at), Lost: lost}
 	}
 	return m, nil

@@ -586,3 +586,38 @@ func TestEntriesAreReadOnFromTheLastRead(t *testing.T) {
 		t.Errorf("after the history was deleted: %v, %v; want ErrEntryGone", es, err)
 	}
 }
+
+// The state hash is read back field by field: state, time and lost
+// heartbeats as the script writes them; a field of another shape is
+// skipped, and a part that is no number reads as zero.
+func TestRecordedStateIsReadBack(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	c := srv.Client(t)
+	now := time.Now().Truncate(time.Millisecond)
+	if _, err := s.Apply(ctx, 1, []Record{
+		{Service: "geo", Instance: "w", To: watch.Alive, At: now},
+		{Service: "geo", Instance: "w", To: watch.Dead, At: now.Add(time.Second)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.HSet(ctx, "heartbeat:history:{geo}:state", "a", "stale|1733400000123|7", "b", "alive|5|0|more", "c", "garbage", "d", "stopped|x|y")
+	got, err := s.RecordedOf(ctx, "geo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Recorded{
+		"w": {State: watch.Dead, At: now.Add(time.Second)},
+		"a": {State: watch.Stale, At: time.UnixMilli(1733400000123), Lost: 7},
+		"b": {State: watch.Alive, At: time.UnixMilli(5)},
+		"d": {State: watch.Stopped, At: time.UnixMilli(0)},
+	}
+	if len(got) != len(want) {
+		t.Errorf("read %d instances, want %d: %+v", len(got), len(want), got)
+	}
+	for id, w := range want {
+		if g, ok := got[id]; !ok || g.State != w.State || !g.At.Equal(w.At) || g.Lost != w.Lost {
+			t.Errorf("%s: read %+v (%v), want %+v", id, g, ok, w)
+		}
+	}
+}
