@@ -84,7 +84,7 @@ type ServiceReport struct {
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
 	entries = inOrder(entries)
-	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{}, nil, nil)
+	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{}, nil)
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
@@ -117,16 +117,15 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 		of[i] = in
 	}
 	sc.of = of
-	blocks := sc.blocks[:sc.used] // pool's instances in the order made, walked rather than the map
 	for i, w := range windows {
 		if i > 0 {
-			for _, b := range blocks {
+			for _, b := range sc.blocks[:sc.used] {
 				for j := range b {
 					b[j] = instance{InstanceReport: InstanceReport{Instance: b[j].Instance}}
 				}
 			}
 		}
-		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool, blocks, sc)
+		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool, sc)
 	}
 	return out
 }
@@ -183,10 +182,10 @@ func inOrder(entries []history.Entry) []history.Entry {
 // computeWith is Compute of entries in order of time, with the instances'
 // reports or without them, folding each instance into pool, where a fold
 // before over the same entries may have left it made anew; of, when not
-// nil, is each entry's instance in pool, blocks, when not nil, every
-// instance in pool, and sc, when not nil, room to work in.
-func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance, blocks [][]instance, sc *scratch) ServiceReport {
-	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, blocks: blocks, sc: sc, byInstance: instances}
+// nil, is each entry's instance in pool; sc, when not nil, is the room
+// pool, of and the instances are in (see Windows).
+func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance, sc *scratch) ServiceReport {
+	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, sc: sc, byInstance: instances}
 	if !w.To.After(w.From) {
 		return f.rep
 	}
@@ -220,8 +219,7 @@ type fold struct {
 	minAlive  int
 	rep       ServiceReport
 	instances map[string]*instance
-	blocks    [][]instance // instances' instances, when not nil, to walk in order of memory
-	sc        *scratch     // room to work in, or nil
+	sc        *scratch // the room instances' instances are in, walked in order of memory; or nil
 	service   service
 	// replaceable counts the instances gone (dead or stopped) that a new
 	// instance would replace: its appearing is a restart.
@@ -458,8 +456,8 @@ func (f *fold) finish() ServiceReport {
 	}
 	switch {
 	case !f.byInstance:
-	case f.blocks != nil:
-		for _, b := range f.blocks {
+	case f.sc != nil:
+		for _, b := range f.sc.blocks[:f.sc.used] {
 			for j := range b {
 				report(&b[j])
 			}
