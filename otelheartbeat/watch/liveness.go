@@ -115,7 +115,10 @@ const DefaultRetention = 15 * time.Minute
 // (BenchmarkMemoryPerInstance measures about 400), so at this bound a
 // Monitor's tracker stays under about 500 MiB however many distinct ids
 // arrive: BenchmarkIDFlood sends 2,000,000 and fails above 512 bytes per
-// tracked instance plus 16 MiB.
+// tracked instance plus 16 MiB. An instance that is its service's only
+// one costs its service's names and counts too, about 720 bytes in all
+// (BenchmarkMemoryPerInstanceAServiceEach): ids that each come with a
+// service name of their own take up to about 700 MiB.
 const DefaultMaxInstances = 1_000_000
 
 // Classify applies the rule to one age.
@@ -291,7 +294,7 @@ type Tracker struct {
 // with the last of them.
 type serviceName struct {
 	name      string
-	byID      map[string]*entry     // its instances; one map a service rather than one by Key, a look-up hashing the id alone
+	byID      map[string]*entry     // its instances by id, once it has more than smallService; see find
 	counts    Counts                // its instances by state (Degraded not counted)
 	intervals map[time.Duration]int // its instances by interval
 	members   []*entry              // its instances, in no order
@@ -427,7 +430,44 @@ func (t *Tracker) lookup(k Key) (*entry, *serviceName) {
 	if svc == nil {
 		return nil, nil
 	}
-	return svc.byID[k.Instance], svc
+	return svc.find(k.Instance), svc
+}
+
+// smallService is the most instances a service finds among its members
+// rather than in a map by id: a map of its own costs a service a couple
+// of hundred bytes, which a fleet of one instance a service (or a flood
+// of made-up service names) would pay for every instance. A service
+// keeps its map until it is down to half as many.
+const smallService = 8
+
+// find returns s's instance id, nil when s has none. A look-up in the
+// service's map hashes and compares one string where one map by service
+// and instance hashed and compared two.
+func (s *serviceName) find(id string) *entry {
+	if s.byID != nil {
+		return s.byID[id]
+	}
+	for _, e := range s.members {
+		if e.Key.Instance == id {
+			return e
+		}
+	}
+	return nil
+}
+
+// join adds e to s's members, and to its map when it keeps one.
+func (s *serviceName) join(e *entry) {
+	e.member = int32(len(s.members))
+	s.members = append(s.members, e)
+	switch {
+	case s.byID != nil:
+		s.byID[e.Key.Instance] = e
+	case len(s.members) > smallService:
+		s.byID = make(map[string]*entry, 2*len(s.members))
+		for _, m := range s.members {
+			s.byID[m.Key.Instance] = m
+		}
+	}
 }
 
 // Evicted returns how many instances were evicted to make room for new ones
@@ -539,15 +579,14 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 func (t *Tracker) add(k Key) *entry {
 	svc, ok := t.services[k.Service]
 	if !ok {
-		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}, byID: map[string]*entry{}}
+		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}}
 		t.services[svc.name] = svc
 	}
 	svc.intervals[0]++
 	k.Service = svc.name
-	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, member: int32(len(svc.members)), slot: t.takeSlot()}
-	svc.byID[k.Instance] = e
+	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, slot: t.takeSlot()}
+	svc.join(e)
 	t.tracked++
-	svc.members = append(svc.members, e)
 	return e
 }
 
@@ -682,10 +721,17 @@ func (s *serviceName) count(d time.Duration, n int) {
 	}
 }
 
-// leave takes e out of s's members, moving the last into its place. A
-// list that has shrunk to a quarter of its room is moved to a smaller one,
-// so that a service whose fleet once was large does not hold its room.
+// leave takes e out of s's members, moving the last into its place, and
+// out of its map, which goes once half of smallService are left. A list
+// that has shrunk to a quarter of its room is moved to a smaller one, so
+// that a service whose fleet once was large does not hold its room.
 func (s *serviceName) leave(e *entry) {
+	if s.byID != nil {
+		delete(s.byID, e.Key.Instance)
+		if len(s.members)-1 <= smallService/2 {
+			s.byID = nil
+		}
+	}
 	last := len(s.members) - 1
 	moved := s.members[last]
 	s.members[e.member], moved.member = moved, e.member
@@ -742,7 +788,6 @@ func (t *Tracker) remove(e *entry) {
 	if svc := t.services[e.Service]; svc != nil {
 		svc.counts.Add(e.State, -1)
 		svc.count(e.Interval, -1)
-		delete(svc.byID, e.Key.Instance)
 		svc.leave(e)
 		if len(svc.members) == 0 {
 			delete(t.services, e.Service)

@@ -490,6 +490,27 @@ func BenchmarkMemoryPerInstance(b *testing.B) {
 	}
 }
 
+// BenchmarkMemoryPerInstanceAServiceEach is BenchmarkMemoryPerInstance at
+// 100,000 instances each of a service of its own, the service's names and
+// counts included: a fleet of one instance a service, or a flood of
+// made-up service names.
+func BenchmarkMemoryPerInstanceAServiceEach(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		tr := NewTracker()
+		for i := 0; i < n; i++ {
+			tr.Observe(beat(fmt.Sprintf("service_%08x", i), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
+		runtime.KeepAlive(tr)
+	}
+}
+
 // BenchmarkMemoryPerInstanceKeepingHeartbeats reports the heap a tracker
 // keeping heartbeats (WithHeartbeats, as the admin panel runs it) holds
 // per instance at 100,000 instances of 50 services: its entry, its
@@ -1156,6 +1177,45 @@ func TestDeadlinesAreNeverFiledLate(t *testing.T) {
 			default:
 				tr.Tick()
 				check("a tick")
+			}
+		}
+	}
+}
+
+// A service of a few instances finds them among its members, without a
+// map of its own (a couple of hundred bytes, which a fleet of one
+// instance a service, or a flood of made-up service names, would pay
+// for every instance); one of more keeps a map by id, and lets it go
+// when it is few again. Every instance is found whichever it uses.
+func TestAServiceOfAFewInstancesHasNoMapOfItsOwn(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute))
+	r := rand.New(rand.NewPCG(1, 2))
+	live := map[string]bool{}
+	for step := range 5000 {
+		id := fmt.Sprint(r.IntN(40))
+		if r.IntN(3) == 0 {
+			if e, _ := tr.lookup(Key{"svc", id}); e != nil {
+				tr.remove(e)
+			}
+			delete(live, id)
+		} else {
+			tr.Observe(beat("svc", id, 1))
+			live[id] = true
+		}
+		svc := tr.services["svc"]
+		switch n := len(live); {
+		case n == 0 && svc != nil:
+			t.Fatalf("step %d: a service of no instance is kept", step)
+		case n > 0 && n <= smallService/2 && svc.byID != nil:
+			t.Fatalf("step %d: a service of %d instances keeps a map", step, n)
+		case n > smallService && svc.byID == nil:
+			t.Fatalf("step %d: a service of %d instances has no map", step, n)
+		}
+		for i := range 40 {
+			id := fmt.Sprint(i)
+			if e, _ := tr.lookup(Key{"svc", id}); (e != nil) != live[id] || (e != nil && e.Key.Instance != id) {
+				t.Fatalf("step %d: %s found %v, tracked %v", step, id, e != nil, live[id])
 			}
 		}
 	}
