@@ -116,9 +116,9 @@ const DefaultRetention = 15 * time.Minute
 // Monitor's tracker stays under about 500 MiB however many distinct ids
 // arrive: BenchmarkIDFlood sends 2,000,000 and fails above 512 bytes per
 // tracked instance plus 16 MiB. An instance that is its service's only
-// one costs its service's names and counts too, about 720 bytes in all
+// one costs its service's names and counts too, about 550 bytes in all
 // (BenchmarkMemoryPerInstanceAServiceEach): ids that each come with a
-// service name of their own take up to about 700 MiB.
+// service name of their own take up to about 520 MiB.
 const DefaultMaxInstances = 1_000_000
 
 // Classify applies the rule to one age.
@@ -294,12 +294,12 @@ type Tracker struct {
 // with the last of them.
 type serviceName struct {
 	name      string
-	byID      map[string]*entry     // its instances by id, once it has more than smallService; see find
-	counts    Counts                // its instances by state (Degraded not counted)
-	intervals map[time.Duration]int // its instances by interval
-	members   []*entry              // its instances, in no order
-	pair      *pairs                // see replace.go
-	rules     []*HealthRule         // the health rules that apply to it
+	byID      map[string]*entry // its instances by id, once it has more than smallService; see find
+	counts    Counts            // its instances by state (Degraded not counted)
+	intervals intervalCounts    // its instances by interval
+	members   []*entry          // its instances, in no order
+	pair      *pairs            // see replace.go
+	rules     []*HealthRule     // the health rules that apply to it
 }
 
 type entry struct {
@@ -579,10 +579,10 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 func (t *Tracker) add(k Key) *entry {
 	svc, ok := t.services[k.Service]
 	if !ok {
-		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service), intervals: map[time.Duration]int{}}
+		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service)}
 		t.services[svc.name] = svc
 	}
-	svc.intervals[0]++
+	svc.intervals.add(0, 1)
 	k.Service = svc.name
 	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, slot: t.takeSlot()}
 	svc.join(e)
@@ -709,16 +709,57 @@ func (t *Tracker) recount(e *entry, was time.Duration) {
 		return
 	}
 	if svc := t.services[e.Service]; svc != nil {
-		svc.count(was, -1)
-		svc.count(e.Interval, 1)
+		svc.intervals.add(was, -1)
+		svc.intervals.add(e.Interval, 1)
 	}
 }
 
-// count counts n more instances of interval d.
-func (s *serviceName) count(d time.Duration, n int) {
-	if s.intervals[d] += n; s.intervals[d] <= 0 {
-		delete(s.intervals, d)
+// intervalCounts counts a service's instances by interval: in two fields
+// while they share one, as a service's instances mostly do, and in a map
+// only while they differ, since a map costs a service a couple of hundred
+// bytes, which a fleet of one instance a service would pay an instance.
+type intervalCounts struct {
+	one  time.Duration
+	n    int                   // instances of interval one, when more is nil
+	more map[time.Duration]int // instances by interval, when they differ
+}
+
+// add counts n more instances (n < 0: fewer) of interval d.
+func (c *intervalCounts) add(d time.Duration, n int) {
+	switch {
+	case c.more != nil:
+		if c.more[d] += n; c.more[d] <= 0 {
+			delete(c.more, d)
+		}
+		if len(c.more) == 1 {
+			for d, n := range c.more {
+				c.one, c.n, c.more = d, n, nil
+			}
+		}
+	case c.n == 0:
+		if n > 0 {
+			c.one, c.n = d, n
+		}
+	case d == c.one:
+		c.n = max(c.n+n, 0)
+	case n > 0:
+		c.more = map[time.Duration]int{c.one: c.n, d: n}
 	}
+}
+
+// longest returns the longest interval counted, 0 when none is.
+func (c *intervalCounts) longest() time.Duration {
+	if c.more == nil {
+		if c.n > 0 {
+			return c.one
+		}
+		return 0
+	}
+	var longest time.Duration
+	for d := range c.more {
+		longest = max(longest, d)
+	}
+	return longest
 }
 
 // leave takes e out of s's members, moving the last into its place, and
@@ -787,7 +828,7 @@ func (t *Tracker) remove(e *entry) {
 	delete(t.stale, e)
 	if svc := t.services[e.Service]; svc != nil {
 		svc.counts.Add(e.State, -1)
-		svc.count(e.Interval, -1)
+		svc.intervals.add(e.Interval, -1)
 		svc.leave(e)
 		if len(svc.members) == 0 {
 			delete(t.services, e.Service)
@@ -974,11 +1015,7 @@ func (t *Tracker) RangeNotable(f func(in *Instance) bool) map[string]ServiceTall
 	defer t.mu.Unlock()
 	out := make(map[string]ServiceTally, len(t.services))
 	for name, svc := range t.services {
-		var longest time.Duration
-		for d := range svc.intervals {
-			longest = max(longest, d)
-		}
-		out[name] = ServiceTally{Counts: svc.counts, Longest: longest}
+		out[name] = ServiceTally{Counts: svc.counts, Longest: svc.intervals.longest()}
 	}
 	visit := func(e *entry) bool { return f(&e.Instance) }
 	for e := range t.stale {

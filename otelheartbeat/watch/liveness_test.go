@@ -1220,3 +1220,51 @@ func TestAServiceOfAFewInstancesHasNoMapOfItsOwn(t *testing.T) {
 		}
 	}
 }
+
+// A service's instances counted by interval tell the longest as a map of
+// them would, through instances moving between intervals, joining and
+// leaving; and while they share one interval no map is kept.
+func TestIntervalCountsAreAMapOfThem(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var c intervalCounts
+	want := map[time.Duration]int{}
+	var members []time.Duration
+	for step := range 20000 {
+		switch op := r.IntN(3); {
+		case op == 0 || len(members) == 0:
+			d := time.Duration(r.IntN(4)) * 10 * time.Second
+			members = append(members, d)
+			c.add(d, 1)
+			want[d]++
+		case op == 1:
+			i := r.IntN(len(members))
+			d := members[i]
+			members[i] = members[len(members)-1]
+			members = members[:len(members)-1]
+			c.add(d, -1)
+			if want[d]--; want[d] == 0 {
+				delete(want, d)
+			}
+		default:
+			i := r.IntN(len(members))
+			was, d := members[i], time.Duration(r.IntN(4))*10*time.Second
+			members[i] = d
+			c.add(was, -1)
+			c.add(d, 1)
+			if want[was]--; want[was] == 0 {
+				delete(want, was)
+			}
+			want[d]++
+		}
+		var longest time.Duration
+		for d := range want {
+			longest = max(longest, d)
+		}
+		if got := c.longest(); got != longest {
+			t.Fatalf("step %d: longest %v, want %v of %v", step, got, longest, want)
+		}
+		if len(want) <= 1 && c.more != nil {
+			t.Fatalf("step %d: a map kept for one interval: %v", step, want)
+		}
+	}
+}
