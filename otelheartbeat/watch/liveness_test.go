@@ -473,21 +473,7 @@ func observeFleet(b *testing.B, tickEvery int) {
 // at 1,000,000 instances, everything included: its entry, the map and heap
 // slots, and the instance id it retains from the heartbeat.
 func BenchmarkMemoryPerInstance(b *testing.B) {
-	const n = 1_000_000
-	for b.Loop() {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		tr := NewTracker()
-		for i := 0; i < n; i++ {
-			m := beat(fmt.Sprintf("service_%03d", i%100), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1)
-			tr.Observe(m)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
-		runtime.KeepAlive(tr)
-	}
+	heapPerInstance(b, 1_000_000, func(i int) string { return fmt.Sprintf("service_%03d", i%100) })
 }
 
 // BenchmarkMemoryPerInstanceAServiceEach is BenchmarkMemoryPerInstance at
@@ -495,18 +481,23 @@ func BenchmarkMemoryPerInstance(b *testing.B) {
 // counts included: a fleet of one instance a service, or a flood of
 // made-up service names.
 func BenchmarkMemoryPerInstanceAServiceEach(b *testing.B) {
-	const n = 100_000
+	heapPerInstance(b, 100_000, func(i int) string { return fmt.Sprintf("service_%08x", i) })
+}
+
+// heapPerInstance reports the heap a tracker of n instances keeps per
+// instance, instance i of service(i).
+func heapPerInstance(b *testing.B, n int, service func(i int) string) {
 	for b.Loop() {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		tr := NewTracker()
 		for i := 0; i < n; i++ {
-			tr.Observe(beat(fmt.Sprintf("service_%08x", i), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1))
+			tr.Observe(beat(service(i), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i), 1))
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/instance")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/instance")
 		runtime.KeepAlive(tr)
 	}
 }
