@@ -260,7 +260,7 @@ type Tracker struct {
 	healthRules     []HealthRule
 
 	mu        sync.Mutex
-	tracked   int // instances, in their services' byID
+	tracked   int // instances: every service's members together
 	deadlines deadlineHeap
 	services  map[string]*serviceName // one shared copy of each name tracked
 	heard     entry                   // sentinel of the living (alive, stale), least recently heard first
