@@ -144,15 +144,17 @@ type scratch struct {
 
 var scratches = sync.Pool{New: func() any { return &scratch{pool: map[string]*instance{}} }}
 
-// block returns a block of room for n instances or more, empty.
+// block returns a block of room for n instances or more, empty: the
+// next block kept, or a new one in its place when it is too small.
 func (sc *scratch) block(n int) []instance {
-	if sc.used < len(sc.blocks) && cap(sc.blocks[sc.used]) >= n {
-		sc.used++
-		return sc.blocks[sc.used-1][:0]
+	if sc.used == len(sc.blocks) {
+		sc.blocks = append(sc.blocks, nil)
 	}
-	sc.blocks = slices.Insert(sc.blocks, sc.used, make([]instance, 0, n))
+	if cap(sc.blocks[sc.used]) < n {
+		sc.blocks[sc.used] = make([]instance, 0, n)
+	}
 	sc.used++
-	return sc.blocks[sc.used-1]
+	return sc.blocks[sc.used-1][:0]
 }
 
 // put empties sc, so that it holds no names of the caller's, and gives it
@@ -435,43 +437,8 @@ func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
 
 // finish accounts what runs to the window's end and returns the report.
 func (f *fold) finish() ServiceReport {
-	var reported []keyed
-	switch {
-	case f.byInstance && f.sc != nil:
-		reported = slices.Grow(f.sc.keyed[:0], len(f.instances))
-	case f.byInstance && len(f.instances) > 0:
-		reported = make([]keyed, 0, len(f.instances))
-	}
-	report := func(in *instance) {
-		if !in.folded {
-			return
-		}
-		if in.seen {
-			f.account(&in.Times, in.timeState(), in.since, f.w.To)
-		}
-		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
-			return // forgotten before the window
-		}
-		reported = append(reported, keyed{in: in})
-	}
-	switch {
-	case !f.byInstance:
-	case f.sc != nil:
-		for _, b := range f.sc.blocks[:f.sc.used] {
-			for j := range b {
-				report(&b[j])
-			}
-		}
-	default:
-		for _, in := range f.instances {
-			report(in)
-		}
-	}
 	if f.byInstance && len(f.instances) > 0 {
-		f.rep.Instances = byID(reported)
-	}
-	if f.sc != nil {
-		f.sc.keyed = reported
+		f.rep.Instances = f.instanceReports()
 	}
 	if s := &f.service; !s.since.IsZero() {
 		f.serviceTime(s.state, s.since, f.w.To)
@@ -488,6 +455,43 @@ func (f *fold) finish() ServiceReport {
 		in.Unknown = f.gaps.overlap(in.Start, end)
 	}
 	return f.rep
+}
+
+// instanceReports accounts each instance's time to the window's end and
+// returns the reports of those the window holds, by id.
+func (f *fold) instanceReports() []InstanceReport {
+	var reported []keyed
+	if f.sc != nil {
+		reported = slices.Grow(f.sc.keyed[:0], len(f.instances))
+	} else {
+		reported = make([]keyed, 0, len(f.instances))
+	}
+	report := func(in *instance) {
+		if !in.folded {
+			return
+		}
+		if in.seen {
+			f.account(&in.Times, in.timeState(), in.since, f.w.To)
+		}
+		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
+			return // forgotten before the window
+		}
+		reported = append(reported, keyed{in: in})
+	}
+	if f.sc == nil {
+		for _, in := range f.instances {
+			report(in)
+		}
+		return byID(reported)
+	}
+	for _, b := range f.sc.blocks[:f.sc.used] {
+		for j := range b {
+			report(&b[j])
+		}
+	}
+	out := byID(reported)
+	f.sc.keyed = reported
+	return out
 }
 
 // byID returns the instances' reports in the order of their ids, as
