@@ -518,13 +518,13 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := Key{Service: m.ServiceName, Instance: m.InstanceID}
-	e, _ := t.lookup(k)
+	e, svc := t.lookup(k)
 	ok := e != nil
 	if !ok {
 		if t.maxInstances > 0 && t.tracked >= t.maxInstances {
 			t.evictOne()
 		}
-		e = t.add(k)
+		e, svc = t.add(k)
 	}
 	if owned {
 		m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
@@ -554,7 +554,7 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	if t.keepHeartbeats {
 		t.keepHeartbeat(e, m)
 	}
-	t.judgeHealth(e, t.services[k.Service], m, receivedAt)
+	t.judgeHealth(e, svc, m, receivedAt)
 
 	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
 	if m.Status == wire.StatusStopping {
@@ -575,8 +575,9 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	return out, slot
 }
 
-// add starts tracking k, in no state yet.
-func (t *Tracker) add(k Key) *entry {
+// add starts tracking k, in no state yet, and returns its entry and its
+// service.
+func (t *Tracker) add(k Key) (*entry, *serviceName) {
 	svc, ok := t.services[k.Service]
 	if !ok {
 		svc = &serviceName{name: k.Service, rules: t.rulesFor(k.Service)}
@@ -587,7 +588,7 @@ func (t *Tracker) add(k Key) *entry {
 	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, slot: t.takeSlot()}
 	svc.join(e)
 	t.tracked++
-	return e
+	return e, svc
 }
 
 // keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's

@@ -273,7 +273,7 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 	if t.maxInstances > 0 && t.tracked >= t.maxInstances {
 		return nil // a remembered instance never evicts one heard
 	}
-	e := t.add(k)
+	e, _ := t.add(k)
 	if interval <= 0 {
 		interval = t.defaultInterval
 	}
