@@ -788,7 +788,16 @@ func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
 }
 
 // fineStep is the start of the fine step that holds sec, in Unix seconds.
-func fineStep(sec int64) int64 { return time.Unix(sec, 0).Truncate(FineStep).Unix() }
+// It is worked out in whole seconds rather than by truncating a Time:
+// it is asked once or twice for every value queued and flushed.
+func fineStep(sec int64) int64 {
+	const step = int64(FineStep / time.Second)
+	r := sec % step
+	if r < 0 {
+		r += step
+	}
+	return sec - r
+}
 
 // of reports whether u is a value of rk's instance in rk's step.
 func (u *update) of(rk runKey) bool {

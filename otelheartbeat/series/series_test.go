@@ -1334,3 +1334,13 @@ func TestAReadWhileAFieldJoinsStillAnswers(t *testing.T) {
 		t.Errorf("read %+v, %v; want the step's point", got, err)
 	}
 }
+
+// A value's fine step is the start of the 30 s it falls in, as
+// time.Truncate has it, for every second, before 1970 too.
+func TestFineStepIsTheTruncatedSecond(t *testing.T) {
+	for _, sec := range []int64{math.MinInt32, -61, -60, -31, -30, -29, -1, 0, 1, 29, 30, 31, 1733400000, 1733400029, 1733400030, math.MaxUint32} {
+		if got, want := fineStep(sec), time.Unix(sec, 0).Truncate(FineStep).Unix(); got != want {
+			t.Errorf("fineStep(%d) = %d, want %d", sec, got, want)
+		}
+	}
+}
