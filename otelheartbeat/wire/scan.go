@@ -343,6 +343,9 @@ func (s *scanner) key() ([]byte, error) {
 // parseInt64 reads an integer token exactly, as encoding/json does into
 // an int64.
 func parseInt64(raw []byte) (int64, bool) {
+	if n, ok := shortInt(raw); ok {
+		return n, true
+	}
 	for _, c := range raw {
 		if c == '.' || c == 'e' || c == 'E' {
 			return 0, false
@@ -352,7 +355,87 @@ func parseInt64(raw []byte) (int64, bool) {
 	return n, err == nil
 }
 
+// shortInt reads an integer of at most 18 digits, which int64 always
+// holds, in one pass; anything else is left to strconv.
+func shortInt(raw []byte) (int64, bool) {
+	neg := len(raw) > 0 && raw[0] == '-'
+	digits := raw
+	if neg {
+		digits = raw[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// parseFloat reads a number token as strconv.ParseFloat does: the
+// nearest float64.
 func parseFloat(raw []byte) (float64, bool) {
+	if f, ok := shortFloat(raw); ok {
+		return f, true
+	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	return f, err == nil
+}
+
+// exactPow10 are the powers of ten a float64 holds exactly.
+var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// shortFloat reads, in one pass, a number of at most 15 digits without an
+// exponent: what heartbeats carry (uptime, memory and CPU with one
+// decimal). Its digits are an integer below 2^53 and the power of ten it
+// is divided by is exact, so that one division, rounded once, is the
+// nearest float64 (the shortcut strconv takes too, after a general
+// parse). Anything else is left to strconv.
+func shortFloat(raw []byte) (float64, bool) {
+	neg := len(raw) > 0 && raw[0] == '-'
+	i := 0
+	if neg {
+		i = 1
+	}
+	var (
+		m      uint64
+		digits int
+		frac   = -1 // digits after the point, once one is seen
+	)
+	for ; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits++; digits > 15 {
+				return 0, false
+			}
+			m = m*10 + uint64(c-'0')
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0 && digits > 0:
+			frac = 0
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || frac == 0 {
+		return 0, false
+	}
+	f := float64(m)
+	if frac > 0 {
+		f /= exactPow10[frac]
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
 }
