@@ -66,6 +66,7 @@ benchonce:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./otelheartbeat/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzDecoderAgreesWithEncodingJSON$$' -fuzztime $(FUZZTIME) ./otelheartbeat/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzNumbersAreReadAsStrconvReadsThem$$' -fuzztime $(FUZZTIME) ./otelheartbeat/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFromEnv$$' -fuzztime $(FUZZTIME) ./internal/valkeyconf
 	$(GO) test -run '^$$' -fuzz '^FuzzEscapeAndSafeJSON$$' -fuzztime $(FUZZTIME) ./otelheartbeat/watch/term
 	$(GO) test -run '^$$' -fuzz '^FuzzAKeptHeartbeatMarshalsAsReceived$$' -fuzztime $(FUZZTIME) ./otelheartbeat/watch
