@@ -76,14 +76,19 @@ func BenchmarkIDFlood(b *testing.B) {
 		}
 		// With NoHeartbeats, ingest emits only transitions: one (unknown to
 		// alive) per new instance. They are drained as a renderer would.
-		out := make(chan Event, DefaultQueue)
+		p := newPipe(DefaultQueue)
+		ob := m.newOutbox(p)
 		drained := make(chan int)
 		go func() {
 			n := 0
-			for e := range out {
-				if e.Kind == KindTransition {
-					n++
+			for b := range p.out {
+				for _, e := range b {
+					if e.Kind == KindTransition {
+						n++
+					}
 				}
+				m.queuedEvents.Add(-int64(len(b)))
+				p.recycle(b)
 			}
 			drained <- n
 		}()
@@ -120,13 +125,14 @@ func BenchmarkIDFlood(b *testing.B) {
 				b.Fatal(err)
 			}
 			channel = append(append(channel[:0], wire.DefaultChannelPrefix...), svc...)
-			m.ingest(ctx, out, m.decode(ds, channel, payload, time.Now()))
+			m.ingest(ctx, ob, m.decode(ds, channel, payload, time.Now()))
 			if (i+1)%(floodIDs/8) == 0 {
 				sample()
 			}
 		}
+		ob.flush(ctx)
 		took := time.Since(start) - sampling
-		close(out)
+		close(p.out)
 		transitions := <-drained
 		s := m.Stats()
 		tracked := m.Tracker().Len()
@@ -205,13 +211,14 @@ func BenchmarkFatHeartbeatFlood(b *testing.B) {
 		}
 		// A renderer that takes nothing until the end, with room for the
 		// verdicts (which wait for it) but not for the heartbeats' bytes.
-		out := make(chan Event, 2*ids)
+		p := newPipe(2 * ids)
+		ob := m.newOutbox(p)
 		ds := newDecodeState()
 		ctx := context.Background()
 		channel := []byte(wire.DefaultChannelPrefix + "fat")
 		var peak uint64
 		for i, p := range payloads {
-			m.ingest(ctx, out, m.decode(ds, channel, p, time.Now()))
+			m.ingest(ctx, ob, m.decode(ds, channel, p, time.Now()))
 			if (i+1)%(ids/8) == 0 {
 				runtime.GC()
 				runtime.ReadMemStats(&ms)
@@ -235,7 +242,7 @@ func BenchmarkFatHeartbeatFlood(b *testing.B) {
 			b.Fatalf("peak live heap %d B exceeds the stated cap of %d B (%d B and %d B of kept heartbeat per instance, %d MiB of queue, %d MiB)",
 				peak, cap, capPerInstance, DefaultHeartbeatBytes, DefaultQueueBytes>>20, capOverhead>>20)
 		}
-		runtime.KeepAlive(out)
+		runtime.KeepAlive(p)
 	}
 }
 

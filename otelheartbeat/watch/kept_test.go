@@ -151,16 +151,20 @@ func TestAMonitorKeepsACopyOfTheHeartbeatItDecoded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make(chan Event, 8)
+	ob := m.newOutbox(newPipe(8))
 	ds := newDecodeState()
-	m.ingest(ctx, out, m.decode(ds, channel, payload("a", "short"), time.Now()))
-	m.ingest(ctx, out, m.decode(ds, channel, payload("b", strings.Repeat("x", 2*MaxKeptString)), time.Now()))
+	m.ingest(ctx, ob, m.decode(ds, channel, payload("a", "short"), time.Now()))
+	m.ingest(ctx, ob, m.decode(ds, channel, payload("b", strings.Repeat("x", 2*MaxKeptString)), time.Now()))
+	events := drain(ob)
 	for _, want := range []struct {
 		id   string
 		cut  int
 		note string
 	}{{"a", 0, "short"}, {"b", 1, strings.Repeat("x", MaxKeptString-len(ellipsis)) + ellipsis}} {
-		e := <-out
+		var e Event
+		for len(events) > 0 && e.Kind != KindHeartbeat {
+			e, events = events[0], events[1:]
+		}
 		in, _ := m.Tracker().Get(Key{Service: "geo", Instance: want.id})
 		hb := in.Heartbeat()
 		if hb == e.Message || hb.InstanceID != want.id || hb.Timestamp != t0 {
@@ -179,8 +183,9 @@ func TestAMonitorKeepsACopyOfTheHeartbeatItDecoded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds = newDecodeState()
-	quiet.ingest(ctx, out, quiet.decode(ds, channel, payload("a", "first"), time.Now()))
-	quiet.ingest(ctx, out, quiet.decode(ds, channel, payload("b", "second"), time.Now()))
+	qob := quiet.newOutbox(newPipe(8))
+	quiet.ingest(ctx, qob, quiet.decode(ds, channel, payload("a", "first"), time.Now()))
+	quiet.ingest(ctx, qob, quiet.decode(ds, channel, payload("b", "second"), time.Now()))
 	if in, _ := quiet.Tracker().Get(Key{Service: "geo", Instance: "a"}); in.Heartbeat().InstanceID != "a" {
 		t.Errorf("a's kept heartbeat became %s's", in.Heartbeat().InstanceID)
 	} else if v, _ := in.Heartbeat().Field("note"); v.Str != "first" {
@@ -202,9 +207,9 @@ func TestAnEventsMessageIsItsReaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make(chan Event, 8) // the heartbeat, and the transition it makes
-	m.ingest(context.Background(), out, m.decode(newDecodeState(), []byte(wire.DefaultChannelPrefix+"geo"), b, time.Now()))
-	e := <-out
+	ob := m.newOutbox(newPipe(8)) // the heartbeat, and the transition it makes
+	m.ingest(context.Background(), ob, m.decode(newDecodeState(), []byte(wire.DefaultChannelPrefix+"geo"), b, time.Now()))
+	e := drain(ob)[0]
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -172,9 +172,11 @@ type Monitor struct {
 	received, malformed, dropped, disconnects, blind atomic.Int64
 	downSince, blindSince                            atomic.Int64 // Unix nanoseconds, 0: not
 	queued                                           atomic.Int64 // bytes of the events queued, see Config.QueueBytes
+	queuedEvents                                     atomic.Int64 // events queued, see Config.Queue
 
-	beforeFrame func() // tests: called by the lean reader before each frame
-	afterIngest func() // tests: called after each publication is ingested
+	beforeFrame func()      // tests: called by the lean reader before each frame
+	afterIngest func()      // tests: called after each publication is ingested
+	onBatch     func(n int) // tests: called by Run with each batch's size, before emitting it
 }
 
 // decodeState is what one receiving goroutine reuses between messages.
@@ -297,9 +299,9 @@ type control struct {
 func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := make(chan Event, m.cfg.Queue)
+	p := newPipe(m.cfg.Queue)
 	ctl := make(chan control, 4)
-	sub := m.newSubscription(out)
+	sub := m.newSubscription(p)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -323,12 +325,18 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	defer probe.Stop()
 	vis := newVisibility(m.cfg.BlindAfter)
 	for {
-		d.idleWhenDrained(len(out))
+		d.idleWhenDrained(len(p.out))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case e := <-out:
-			d.queued(e)
+		case b := <-p.out:
+			if m.onBatch != nil {
+				m.onBatch(len(b))
+			}
+			for i := range b {
+				d.queued(b[i])
+			}
+			p.recycle(b)
 		case c := <-ctl:
 			switch {
 			case c.err != nil:
@@ -379,9 +387,10 @@ func (d *delivery) idleWhenDrained(queued int) {
 	}
 }
 
-// queued emits an event the receiver queued, and releases its bytes.
+// queued emits an event the receiver queued, and releases its room.
 func (d *delivery) queued(e Event) {
 	d.m.queued.Add(-int64(e.bytes))
+	d.m.queuedEvents.Add(-1)
 	d.emit(e)
 	if e.Kind == KindTransition {
 		d.rearm() // a heartbeat moved a deadline
@@ -612,15 +621,14 @@ func (s *sight) lastAnswer() time.Time { return unixTime(s.answeredAt.Load()) }
 
 // ingest feeds one decoded publication to the tracker, then offers it to
 // the renderer. It runs on a reading goroutine; false when ctx is done.
-func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool {
+func (m *Monitor) ingest(ctx context.Context, ob *outbox, r received) bool {
 	if m.afterIngest != nil {
 		defer m.afterIngest()
 	}
 	m.received.Add(1)
 	if r.err != nil {
 		m.malformed.Add(1)
-		m.offer(out, Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: r.err, Raw: r.raw})
-		return true
+		return ob.offer(ctx, Event{Kind: KindMalformed, At: r.at, Channel: r.channel, Err: r.err, Raw: r.raw})
 	}
 	var transitions []Transition
 	if m.cfg.NoHeartbeats {
@@ -628,39 +636,18 @@ func (m *Monitor) ingest(ctx context.Context, out chan<- Event, r received) bool
 	} else {
 		var slot Slot
 		transitions, slot = m.tracker.observeOwned(r.msg, r.at) // its names become the tracker's
-		m.offer(out, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Slot: slot, Raw: r.raw})
+		if !ob.offer(ctx, Event{Kind: KindHeartbeat, At: r.at, Channel: r.channel, Message: r.msg, Slot: slot, Raw: r.raw}) {
+			return false
+		}
 	}
 	for _, t := range transitions {
 		// A verdict waits for the renderer: meanwhile the reader stops and
 		// unread heartbeats wait in the socket, where they are not judged.
-		select {
-		case out <- Event{Kind: KindTransition, At: t.At, Transition: t}:
-		case <-ctx.Done():
+		if !ob.must(ctx, Event{Kind: KindTransition, At: t.At, Transition: t}) {
 			return false
 		}
 	}
 	return true
-}
-
-// offer queues an event the renderer may skip: when it is behind, the event
-// is counted instead, and the queue never grows past its bounds, in
-// events and in bytes.
-func (m *Monitor) offer(out chan<- Event, e Event) {
-	e.bytes = len(e.Raw)
-	if e.Message != nil {
-		e.bytes += e.Message.Footprint()
-	}
-	if m.queued.Add(int64(e.bytes)) > int64(m.cfg.QueueBytes) {
-		m.queued.Add(-int64(e.bytes))
-		m.dropped.Add(1)
-		return
-	}
-	select {
-	case out <- e:
-	default:
-		m.queued.Add(-int64(e.bytes))
-		m.dropped.Add(1)
-	}
 }
 
 // decode checks one publication and that it belongs on its channel. It

@@ -189,6 +189,11 @@ func TestAFloodIsTrackedAndWhatIsNotShownIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-all // every one tracked while the renderer is stuck
+	// The bound counts events, in batches or not: four heartbeats, and
+	// the transition the first made, which is never dropped.
+	if q := m.queuedEvents.Load(); q > 4+1 {
+		t.Errorf("%d events queued, past the bound of 4 and a transition", q)
+	}
 	in, _ := m.Tracker().Get(Key{Service: "flood", Instance: "1"})
 	if in.Count != n || in.Lost != 0 {
 		t.Errorf("tracked up to heartbeat %d with %d lost, want %d and 0", in.Count, in.Lost, n)

@@ -92,7 +92,7 @@ func (m *Monitor) plan(ctx context.Context) (shardPlan, error) {
 type shards struct {
 	m      *Monitor
 	ctx    context.Context
-	out    chan<- Event
+	out    *pipe
 	opts   subscriberOptions
 	conns  map[string]*shardConn
 	have   map[string]bool // channels subscribed
@@ -112,7 +112,7 @@ type shardConn struct {
 // undisturbed; everything is rebuilt only when a connection fails or a
 // slot moves (the error says which), and that is reported as a
 // disconnection.
-func (m *Monitor) shardSession(ctx context.Context, out chan<- Event, subscribed func() bool) error {
+func (m *Monitor) shardSession(ctx context.Context, out *pipe, subscribed func() bool) error {
 	p, err := m.plan(ctx)
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ type subscription interface {
 // newSubscription chooses how to receive: the lean subscriber when it can
 // stand in for the client, since go-redis copies every publication it
 // delivers.
-func (m *Monitor) newSubscription(out chan<- Event) subscription {
+func (m *Monitor) newSubscription(out *pipe) subscription {
 	if m.cfg.Sharded {
 		return &shardedSubscription{m: m, out: out}
 	}
@@ -99,7 +99,7 @@ type leanSubscription struct {
 	m    *Monitor
 	opts subscriberOptions
 	ds   *decodeState
-	out  chan<- Event
+	out  *pipe
 }
 
 func (l *leanSubscription) session(ctx context.Context, subscribed func() bool) error {
@@ -126,8 +126,16 @@ func (l *leanSubscription) close() {}
 // read ingests sub's frames until the connection fails, and returns why.
 // A frame the reader refuses but can read past (an oversized channel name
 // or payload) is a malformed heartbeat, never a broken connection.
-func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *decodeState, message string, out chan<- Event) error {
+func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *decodeState, message string, out *pipe) error {
+	ob := m.newOutbox(out)
+	// What was read is handed over whatever ends the reading: the tracker
+	// has taken it.
+	defer ob.flush(ctx)
 	for {
+		// Before waiting on the socket, what it brought goes to Run.
+		if sub.r.Buffered() == 0 && !ob.flush(ctx) {
+			return ctx.Err()
+		}
 		if m.beforeFrame != nil {
 			m.beforeFrame()
 		}
@@ -135,13 +143,13 @@ func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *deco
 		var big *oversized
 		switch {
 		case errors.As(err, &big):
-			if !m.ingest(ctx, out, received{at: time.Now(), channel: string(ch), err: big}) {
+			if !m.ingest(ctx, ob, received{at: time.Now(), channel: string(ch), err: big}) {
 				return ctx.Err()
 			}
 		case err != nil:
 			return err
 		case kind == message:
-			if !m.ingest(ctx, out, m.decode(ds, ch, payload, time.Now())) {
+			if !m.ingest(ctx, ob, m.decode(ds, ch, payload, time.Now())) {
 				return ctx.Err()
 			}
 		case kind == "pong":
@@ -160,7 +168,7 @@ func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *deco
 type goRedisSubscription struct {
 	m   *Monitor
 	ds  *decodeState
-	out chan<- Event
+	out *pipe
 
 	ps       *redis.PubSub
 	patterns bool      // PSUBSCRIBE succeeded once: go-redis repeats it
@@ -186,6 +194,7 @@ func (g *goRedisSubscription) session(ctx context.Context, subscribed func() boo
 			g.m.sight.drop(pr)
 		}
 	}()
+	ob := g.m.newOutbox(g.out)
 	for {
 		msg, err := g.ps.Receive(ctx)
 		if err != nil {
@@ -209,7 +218,9 @@ func (g *goRedisSubscription) session(ctx context.Context, subscribed func() boo
 			// keeps no reference into its input.
 			ch := unsafe.Slice(unsafe.StringData(msg.Channel), len(msg.Channel))
 			payload := unsafe.Slice(unsafe.StringData(msg.Payload), len(msg.Payload))
-			if !g.m.ingest(ctx, g.out, g.m.decode(g.ds, ch, payload, time.Now())) {
+			// go-redis does not say what it has read ahead: each
+			// publication goes over alone.
+			if !g.m.ingest(ctx, ob, g.m.decode(g.ds, ch, payload, time.Now())) || !ob.flush(ctx) {
 				return nil
 			}
 		}
@@ -235,7 +246,7 @@ func (g *goRedisSubscription) close() {
 // a registered service's channel; see shardSession.
 type shardedSubscription struct {
 	m   *Monitor
-	out chan<- Event
+	out *pipe
 }
 
 func (s *shardedSubscription) session(ctx context.Context, subscribed func() bool) error {

@@ -1,0 +1,76 @@
+package watch
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+)
+
+// drain hands over what ob holds and returns every event waiting in its
+// pipe, in order, as Run would take them.
+func drain(ob *outbox) []Event {
+	ob.flush(context.Background())
+	var out []Event
+	for {
+		select {
+		case b := <-ob.p.out:
+			for _, e := range b {
+				ob.m.queued.Add(-int64(e.bytes))
+				ob.m.queuedEvents.Add(-1)
+				out = append(out, e)
+			}
+			ob.p.recycle(b)
+		default:
+			return out
+		}
+	}
+}
+
+// A burst of heartbeats reaches the renderer a batch at a time, every one
+// of them and in the order they were published, and a heartbeat alone is
+// not held back until another comes.
+func TestABurstReachesTheRendererInBatches(t *testing.T) {
+	srv := redistest.Start(t)
+	m, err := New(Connection{Client: srv.Client(t)}, WithoutLatestState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batches atomic.Int64
+	m.onBatch = func(int) { batches.Add(1) }
+	r := runWith(t, m)
+	r.waitFor(KindLoaded)
+	before := batches.Load()
+
+	const n = 1000
+	c := srv.Client(t)
+	ctx := context.Background()
+	p := c.Pipeline()
+	for i := int64(1); i <= n; i++ {
+		p.Publish(ctx, "heartbeat:service:burst", message("burst", "1", time.Minute, i))
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := int64(1)
+	for next <= n {
+		e := r.waitFor(KindHeartbeat)
+		if e.Message.HeartbeatCount != next {
+			t.Fatalf("heartbeat %d came when %d was next", e.Message.HeartbeatCount, next)
+		}
+		next++
+	}
+	if got := batches.Load() - before; got > n/4 {
+		t.Errorf("%d heartbeats published at once came in %d batches", n, got)
+	}
+
+	c.Publish(ctx, "heartbeat:service:burst", message("burst", "1", time.Minute, n+1))
+	if e := r.waitFor(KindHeartbeat); e.Message.HeartbeatCount != n+1 {
+		t.Errorf("the heartbeat alone came as %d", e.Message.HeartbeatCount)
+	}
+	if s := m.Stats(); s.Dropped != 0 {
+		t.Errorf("%d not shown", s.Dropped)
+	}
+}
