@@ -21,10 +21,11 @@ func newPipe(queue int) *pipe {
 	return &pipe{out: make(chan []Event, max(queue, 1)), free: make(chan []Event, freeBatches)}
 }
 
-// recycle gives an emptied batch back, unless enough wait already.
+// recycle gives an emptied batch back, unless enough wait already. A
+// batch grown to maxBatch has room for a few more (append rounds up).
 func (p *pipe) recycle(b []Event) {
 	clear(b)
-	if cap(b) > maxBatch {
+	if cap(b) > 2*maxBatch {
 		return
 	}
 	select {
@@ -89,10 +90,13 @@ func (o *outbox) must(ctx context.Context, e Event) bool {
 
 func (o *outbox) add(ctx context.Context, e Event) bool {
 	if o.batch == nil {
+		// One emptied by Run; or else room for this event alone, so that
+		// the queue's events, a batch each when Run is stuck and they
+		// come one at a time, hold no more room than themselves.
 		select {
 		case o.batch = <-o.p.free:
 		default:
-			o.batch = make([]Event, 0, 16)
+			o.batch = make([]Event, 0, 1)
 		}
 	}
 	o.batch = append(o.batch, e)

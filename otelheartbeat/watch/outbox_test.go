@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 )
 
@@ -72,5 +74,37 @@ func TestABurstReachesTheRendererInBatches(t *testing.T) {
 	}
 	if s := m.Stats(); s.Dropped != 0 {
 		t.Errorf("%d not shown", s.Dropped)
+	}
+}
+
+// A batch grown to the most a reader gathers is given back to be filled
+// again, and one made for an event alone holds no more room than it.
+func TestBatchesAreFilledAgain(t *testing.T) {
+	client := redis.NewClient(&redis.Options{}) // never dialled
+	defer client.Close()
+	m, err := New(Connection{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipe(DefaultQueue)
+	ob := m.newOutbox(p)
+	ctx := context.Background()
+	for range maxBatch {
+		ob.offer(ctx, Event{Kind: KindHeartbeat})
+	}
+	full := <-p.out
+	if len(full) != maxBatch {
+		t.Fatalf("handed over %d events, want %d", len(full), maxBatch)
+	}
+	p.recycle(full)
+	ob.offer(ctx, Event{Kind: KindHeartbeat})
+	if cap(ob.batch) < maxBatch {
+		t.Errorf("a full batch was not filled again: the next has room for %d", cap(ob.batch))
+	}
+	ob.flush(ctx)
+	<-p.out
+	ob.offer(ctx, Event{Kind: KindHeartbeat})
+	if cap(ob.batch) != 1 {
+		t.Errorf("a batch made for one event has room for %d", cap(ob.batch))
 	}
 }
