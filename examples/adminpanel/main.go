@@ -69,7 +69,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer conn.Client.Close()
 	errorf := func(format string, a ...any) { fmt.Fprintf(stderr, "adminpanel: "+format+"\n", a...) }
-	mon, err := watch.New(conn, watch.WithTracker(s.tracker...))
+	// The panel takes what it needs of each heartbeat as it observes it:
+	// the watcher decodes the next into the same message.
+	mon, err := watch.New(conn, watch.WithTracker(s.tracker...), watch.WithReusedMessages())
 	if err != nil {
 		fmt.Fprintf(stderr, "adminpanel: %v\n", err)
 		return 2

@@ -6,7 +6,7 @@
 //
 // The host owns the watcher and feeds the panel its events:
 //
-//	mon, err := watch.New(conn, watch.WithTracker(panel.TrackerOptions()...))
+//	mon, err := watch.New(conn, watch.WithTracker(panel.TrackerOptions()...), watch.WithReusedMessages())
 //	p, err := panel.New(mon.Tracker(), conn.Client, panel.WithEndpoint(conn.Endpoint))
 //	go p.Run(ctx)                 // records, evaluates alerts, delivers, sends live updates
 //	go mon.Run(ctx, p.Observe)    // or a callback of the host's that calls p.Observe
@@ -324,7 +324,10 @@ func (p *Panel) beforeFirstLease() bool {
 func (p *Panel) Leading() bool { return p.rec.Leading() }
 
 // Observe takes one event of the host's watcher: give it every event, on
-// the watcher's goroutine (watch.Monitor.Run's callback). It never blocks.
+// the watcher's goroutine (watch.Monitor.Run's callback). It never blocks,
+// and keeps nothing of a heartbeat's Message past the call (its names and
+// field keys, strings, at most), so the watcher may lend it
+// (watch.WithReusedMessages) when the host keeps nothing of it either.
 // A heartbeat's instance is found by the event's Slot, which must be of
 // the panel's tracker (the watcher's own, as New says); an event made
 // another way, with no Slot, is looked up by its names.

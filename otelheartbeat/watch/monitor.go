@@ -139,6 +139,7 @@ type config struct {
 	QueueBytes      int
 	Refresh         time.Duration
 	NoHeartbeats    bool
+	ReuseMessages   bool
 	Probe           time.Duration
 	BlindAfter      time.Duration
 	SkipLatest      bool
@@ -177,6 +178,10 @@ type Monitor struct {
 	beforeFrame func()      // tests: called by the lean reader before each frame
 	afterIngest func()      // tests: called after each publication is ingested
 	onBatch     func(n int) // tests: called by Run with each batch's size, before emitting it
+
+	// lent are messages of heartbeats rendered, to decode into again
+	// (WithReusedMessages).
+	lent sync.Pool
 }
 
 // decodeState is what one receiving goroutine reuses between messages.
@@ -335,6 +340,7 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 			}
 			for i := range b {
 				d.queued(b[i])
+				m.giveBack(b[i])
 			}
 			p.recycle(b)
 		case c := <-ctl:
@@ -658,16 +664,25 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 	// message is reused.
 	reuse := m.cfg.NoHeartbeats
 	msg := ds.reuse
-	if msg == nil || !reuse {
+	switch {
+	case reuse && msg != nil:
+	case reuse:
 		msg = new(wire.Message)
-		if reuse {
-			ds.reuse = msg
+		ds.reuse = msg
+	case m.cfg.ReuseMessages:
+		msg, _ = m.lent.Get().(*wire.Message)
+		if msg == nil {
+			msg = new(wire.Message)
 		}
+	default:
+		msg = new(wire.Message)
 	}
 	if err := wire.UnmarshalIntern(payload, msg, ds.intern); err != nil {
+		m.giveBack(Event{Kind: KindHeartbeat, Message: msg})
 		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
 	if !ds.onItsChannel(m.cfg.Channel, channel, msg.ServiceName) {
+		m.giveBack(Event{Kind: KindHeartbeat, Message: msg})
 		return received{at: at, channel: string(channel), raw: append([]byte(nil), cut(payload, 200)...),
 			err: fmt.Errorf("heartbeat: service_name %q arrived on channel %q", msg.ServiceName, channel)}
 	}
@@ -676,6 +691,14 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 		r.raw = append([]byte(nil), payload...)
 	}
 	return r
+}
+
+// giveBack takes back the message of a heartbeat event rendered or not
+// shown, to decode into again, when messages are lent (WithReusedMessages).
+func (m *Monitor) giveBack(e Event) {
+	if m.cfg.ReuseMessages && !m.cfg.NoHeartbeats && e.Kind == KindHeartbeat && e.Message != nil {
+		m.lent.Put(e.Message)
+	}
 }
 
 // onItsChannel reports whether a heartbeat of service arrived on that

@@ -50,6 +50,16 @@ func WithProbe(probe, blindAfter time.Duration) Option {
 // after a reconnect: the monitor knows only what it hears.
 func WithoutLatestState() Option { return optionFunc(func(c *config) { c.SkipLatest = true }) }
 
+// WithReusedMessages lends a heartbeat event's Message to the renderer
+// for the call that gets it only: once the call returns, the monitor
+// decodes a later heartbeat into it. It is for a renderer that takes what
+// it needs of each heartbeat during the call and keeps no reference to
+// the message or its Fields afterwards (the admin panel's Observe; names
+// and field keys are strings, which may be kept); it spares allocating a
+// message and its fields for every heartbeat. Without it, every event's
+// message is its renderer's to keep.
+func WithReusedMessages() Option { return optionFunc(func(c *config) { c.ReuseMessages = true }) }
+
 // WithRawMessages keeps each heartbeat's JSON in Event.Raw (a copy per
 // message); without it Raw is set for malformed messages only.
 func WithRawMessages() Option { return optionFunc(func(c *config) { c.KeepRaw = true }) }

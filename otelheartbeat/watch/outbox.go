@@ -64,12 +64,14 @@ func (o *outbox) offer(ctx context.Context, e Event) bool {
 	if m.queuedEvents.Add(1) > int64(m.cfg.Queue) {
 		m.queuedEvents.Add(-1)
 		m.dropped.Add(1)
+		m.giveBack(e)
 		return true
 	}
 	if m.queued.Add(int64(e.bytes)) > int64(m.cfg.QueueBytes) {
 		m.queued.Add(-int64(e.bytes))
 		m.queuedEvents.Add(-1)
 		m.dropped.Add(1)
+		m.giveBack(e)
 		return true
 	}
 	return o.add(ctx, e)
@@ -137,6 +139,7 @@ func (o *outbox) flush(ctx context.Context) bool {
 func (o *outbox) release(b []Event) {
 	for i := range b {
 		o.m.queued.Add(-int64(b[i].bytes))
+		o.m.giveBack(b[i])
 	}
 	o.m.queuedEvents.Add(-int64(len(b)))
 	o.p.recycle(b)

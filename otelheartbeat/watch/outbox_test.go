@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 )
 
 // drain hands over what ob holds and returns every event waiting in its
@@ -106,5 +107,72 @@ func TestBatchesAreFilledAgain(t *testing.T) {
 	ob.offer(ctx, Event{Kind: KindHeartbeat})
 	if cap(ob.batch) != 1 {
 		t.Errorf("a batch made for one event has room for %d", cap(ob.batch))
+	}
+}
+
+// With WithReusedMessages a heartbeat's message is the renderer's during
+// the call that gets it, holding that heartbeat, and is decoded into again
+// afterwards; without it every event's message is its own.
+func TestReusedMessagesAreLentForTheCallOnly(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, reuse := range []bool{true, false} {
+		opts := []Option{WithoutLatestState()}
+		if reuse {
+			opts = append(opts, WithReusedMessages())
+		}
+		m, err := New(Connection{Client: srv.Client(t)}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 300
+		loaded := make(chan struct{})
+		counts := make(chan int64, n)
+		seen := map[*wire.Message]bool{}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			_ = m.Run(ctx, func(e Event) {
+				switch e.Kind {
+				case KindLoaded:
+					close(loaded)
+				case KindHeartbeat:
+					seen[e.Message] = true
+					counts <- e.Message.HeartbeatCount
+				}
+			})
+		}()
+		<-loaded
+		// Bursts, each rendered before the next is published: the
+		// messages of one are free again for the next.
+		c := srv.Client(t)
+		const burst = 30
+		for from := int64(1); from <= n; from += burst {
+			p := c.Pipeline()
+			for i := from; i < from+burst; i++ {
+				p.Publish(ctx, "heartbeat:service:lent", message("lent", "1", time.Minute, i))
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for want := from; want < from+burst; want++ {
+				select {
+				case got := <-counts:
+					if got != want {
+						t.Fatalf("reuse %v: heartbeat %d rendered as %d", reuse, want, got)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("reuse %v: heartbeat %d not rendered", reuse, want)
+				}
+			}
+		}
+		cancel()
+		<-ran
+		switch {
+		case reuse && len(seen) > n/2:
+			t.Errorf("%d heartbeats rendered in %d messages: not reused", n, len(seen))
+		case !reuse && len(seen) != n:
+			t.Errorf("%d heartbeats rendered in %d messages, reused without WithReusedMessages", n, len(seen))
+		}
 	}
 }
