@@ -159,7 +159,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	conn.Sharded = o.sharded
 	opts := []watch.Option{watch.WithService(o.service), watch.WithRefresh(o.refresh), watch.WithProbe(0, o.blindAfter),
 		watch.WithTracker(watch.WithRetention(o.retention), watch.WithMaxInstances(o.maxInstances), watch.WithDefaultInterval(o.defaultInterval),
-			watch.WithHealthRules(o.healthRules...))}
+			watch.WithHealthRules(o.healthRules...)),
+		// Every renderer below writes what it shows of a heartbeat during
+		// its call: the watcher decodes the next into the same message.
+		watch.WithReusedMessages()}
 	if o.json {
 		opts = append(opts, watch.WithRawMessages())
 	}
