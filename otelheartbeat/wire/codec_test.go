@@ -705,3 +705,18 @@ func TestAnInternersRoomKeepsNothingOfAMessage(t *testing.T) {
 	}
 	empty("after a message of too many fields")
 }
+
+// A message's footprint counts its room for fields, used or not: a
+// message decoded into again keeps the room of the last one.
+func TestFootprintCountsTheRoomForFields(t *testing.T) {
+	m := Message{ServiceName: "s", InstanceID: "1"}
+	bare := m.Footprint()
+	m.Fields = make([]Field, 0, 8)
+	if got := m.Footprint(); got != bare+8*fieldSize {
+		t.Errorf("room for 8 fields: %d bytes, want %d", got, bare+8*fieldSize)
+	}
+	m.Fields = append(m.Fields, Field{Key: "queue_size", Value: Int(3)})
+	if got := m.Footprint(); got != bare+8*fieldSize+len("queue_size") {
+		t.Errorf("one field of 8: %d bytes, want %d", got, bare+8*fieldSize+len("queue_size"))
+	}
+}

@@ -186,12 +186,14 @@ var (
 )
 
 // Footprint estimates the heap bytes a decoded message holds: the
-// message, its strings and its fields. Strings it shares with others (an
-// interned key, a status) are counted as its own, so the estimate errs
-// high. A consumer that keeps or queues messages bounds what it holds by
-// this, whatever the heartbeats carry.
+// message, its strings and its fields, and its room for more fields (a
+// message decoded into again keeps its room). Strings it shares with
+// others (an interned key, a status) are counted as its own, so the
+// estimate errs high. A consumer that keeps or queues messages bounds what
+// it holds by this, whatever the heartbeats carry.
 func (m *Message) Footprint() int {
-	n := messageSize + len(m.ServiceName) + len(m.InstanceID) + len(m.Status) + len(m.InstanceAddress)
+	n := messageSize + len(m.ServiceName) + len(m.InstanceID) + len(m.Status) + len(m.InstanceAddress) +
+		(cap(m.Fields)-len(m.Fields))*fieldSize
 	for _, f := range m.Fields {
 		n += FieldFootprint(f)
 	}
