@@ -27,13 +27,30 @@ import (
 // replay (address, user, password, database, TLS); any other client keeps
 // go-redis's PubSub.
 type subscriber struct {
-	conn    net.Conn
-	r       *bufio.Reader
-	channel []byte // reused copy of the last channel name
-	skip    []byte // scratch for discarding oversized payloads
+	conn net.Conn
+	r    *bufio.Reader
+	// beforeRead, when set, runs on the reading goroutine each time r is
+	// about to read from conn, which may wait: a reader hands over what it
+	// has gathered then (see outbox). Its error is the read's.
+	beforeRead func() error
+	channel    []byte // reused copy of the last channel name
+	skip       []byte // scratch for discarding oversized payloads
 
 	wmu     sync.Mutex // writes after the handshake: probes, new subscriptions
 	scratch []byte
+}
+
+// connReader is what a subscriber's buffer reads from: its connection,
+// after its beforeRead.
+type connReader struct{ s *subscriber }
+
+func (c connReader) Read(p []byte) (int, error) {
+	if c.s.beforeRead != nil {
+		if err := c.s.beforeRead(); err != nil {
+			return 0, err
+		}
+	}
+	return c.s.conn.Read(p)
 }
 
 // subscriberOptions is what a subscriber needs to dial.
@@ -94,7 +111,8 @@ func dialSubscriber(ctx context.Context, o subscriberOptions, command string, ta
 		}
 		conn = tc
 	}
-	s := &subscriber{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	s := &subscriber{conn: conn}
+	s.r = bufio.NewReaderSize(connReader{s}, 64<<10)
 	// The handshake must finish within the dial timeout too.
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	fail := func(err error) (*subscriber, error) {

@@ -128,14 +128,20 @@ func (l *leanSubscription) close() {}
 // or payload) is a malformed heartbeat, never a broken connection.
 func (m *Monitor) read(ctx context.Context, sub *subscriber, pr *probe, ds *decodeState, message string, out *pipe) error {
 	ob := m.newOutbox(out)
-	// What was read is handed over whatever ends the reading: the tracker
-	// has taken it.
-	defer ob.flush(ctx)
-	for {
-		// Before waiting on the socket, what it brought goes to Run.
-		if sub.r.Buffered() == 0 && !ob.flush(ctx) {
+	// Before each read from the socket, which may wait, even in the middle
+	// of a frame, what the reader gathered goes to Run; and whatever ends
+	// the reading, since the tracker has taken it.
+	sub.beforeRead = func() error {
+		if !ob.flush(ctx) {
 			return ctx.Err()
 		}
+		return nil
+	}
+	defer func() {
+		sub.beforeRead = nil
+		ob.flush(ctx)
+	}()
+	for {
 		if m.beforeFrame != nil {
 			m.beforeFrame()
 		}
