@@ -87,8 +87,7 @@ func BenchmarkIDFlood(b *testing.B) {
 						n++
 					}
 				}
-				m.queuedEvents.Add(-int64(len(b)))
-				p.recycle(b)
+				m.release(p, b, 0)
 			}
 			drained <- n
 		}()

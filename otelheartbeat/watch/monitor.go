@@ -89,9 +89,10 @@ const (
 )
 
 // Event is something the monitor saw. Raw is read-only: it shares memory
-// with the received message. Message is the event's own: a tracker
-// keeping heartbeats keeps a packed copy (Instance.Heartbeat), and its
-// names are the tracker's (Tracker.Names).
+// with the received message. Message is the event's own, unless the
+// monitor lends it for the call that renders it (WithReusedMessages): a
+// tracker keeping heartbeats keeps a packed copy (Instance.Heartbeat), and
+// its names are the tracker's (Tracker.Names).
 //
 // Channel, Message and Err hold strings from the wire as they were
 // received: escape them before showing them (package term does).
@@ -316,6 +317,16 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 	defer func() {
 		cancel() // the receiver closes its connection and returns
 		<-done
+		// What the readers handed over and Run did not take is let go of,
+		// so that a later Run starts with the queue's whole room.
+		for {
+			select {
+			case b := <-p.out:
+				m.release(p, b, 0)
+			default:
+				return
+			}
+		}
 	}()
 
 	d := &delivery{m: m, render: render, idle: true}
@@ -339,10 +350,16 @@ func (m *Monitor) Run(ctx context.Context, render func(Event)) error {
 				m.onBatch(len(b))
 			}
 			for i := range b {
+				// Once ctx is done, the rest of a batch is let go of
+				// rather than rendered.
+				if i%32 == 31 && ctx.Err() != nil {
+					m.release(p, b, i)
+					return ctx.Err()
+				}
 				d.queued(b[i])
 				m.giveBack(b[i])
 			}
-			p.recycle(b)
+			m.release(p, b, len(b))
 		case c := <-ctl:
 			switch {
 			case c.err != nil:
@@ -695,11 +712,26 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 
 // giveBack takes back the message of a heartbeat event rendered or not
 // shown, to decode into again, when messages are lent (WithReusedMessages).
+// Its fields' room is emptied, so that it keeps nothing of this heartbeat
+// alive, and let go of when it is larger than most heartbeats need: the
+// queue's bytes count a message's room for fields (wire.Message.Footprint),
+// and a thin heartbeat should not carry a fat one's.
 func (m *Monitor) giveBack(e Event) {
-	if m.cfg.ReuseMessages && !m.cfg.NoHeartbeats && e.Kind == KindHeartbeat && e.Message != nil {
-		m.lent.Put(e.Message)
+	if !m.cfg.ReuseMessages || m.cfg.NoHeartbeats || e.Kind != KindHeartbeat || e.Message == nil {
+		return
 	}
+	msg := e.Message
+	fields := msg.Fields[:cap(msg.Fields)]
+	clear(fields)
+	if cap(fields) > lentFields {
+		fields = nil
+	}
+	*msg = wire.Message{Fields: fields[:0]}
+	m.lent.Put(msg)
 }
+
+// lentFields bounds the room for fields a lent message keeps.
+const lentFields = 16
 
 // onItsChannel reports whether a heartbeat of service arrived on that
 // service's channel, without building the channel's name.

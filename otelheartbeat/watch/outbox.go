@@ -24,7 +24,7 @@ func newPipe(queue int) *pipe {
 // recycle gives an emptied batch back, unless enough wait already. A
 // batch grown to maxBatch has room for a few more (append rounds up).
 func (p *pipe) recycle(b []Event) {
-	clear(b)
+	clear(b) // past its events a batch is empty already
 	if cap(b) > 2*maxBatch {
 		return
 	}
@@ -34,17 +34,33 @@ func (p *pipe) recycle(b []Event) {
 	}
 }
 
+// release lets go of a batch handed over, its events from i on not
+// emitted: they and the batch's room past its events are uncounted, and
+// their messages given back.
+func (m *Monitor) release(p *pipe, b []Event, i int) {
+	for _, e := range b[i:] {
+		m.queued.Add(-int64(e.bytes))
+		m.giveBack(e)
+	}
+	m.queuedEvents.Add(-int64(len(b) - i + cap(b) - len(b)))
+	p.recycle(b)
+}
+
 // outbox is one reading goroutine's side of the pipe. A heartbeat costs a
 // channel send, and Run a wake-up, when it is handed over alone: a reader
 // gathers what one read of its socket brought (at most maxBatch events)
-// and hands it over before it reads again from the socket, so that the
-// flow costs that a batch and no event waits for the next publication.
+// and hands it over before it reads from the socket again, even in the
+// middle of a frame (see subscriber.beforeRead), so that the flow costs
+// that a batch and no event waits for more bytes to come.
 //
 // The queue's bounds (WithQueue) count events, from the moment one joins
-// a batch until Run has emitted it. A heartbeat or malformed-message
-// report past them is not shown, and counted as dropped; a transition is
-// never dropped: once the queue is full it is handed over at once, the
-// reader waiting for room, as it waited before batches.
+// a batch until Run has emitted it, and a batch's room past its events
+// while it waits in the pipe, so that the queue never holds more room than
+// its bound in events. A heartbeat or malformed-message report past them
+// is not shown, and counted as dropped. A transition is never dropped:
+// once the queue is full it is handed over at once, and waits when the
+// pipe is full, so that at most as many transitions again as the bound
+// wait beyond it while Run is stuck.
 type outbox struct {
 	m       *Monitor
 	p       *pipe
@@ -91,14 +107,17 @@ func (o *outbox) must(ctx context.Context, e Event) bool {
 }
 
 func (o *outbox) add(ctx context.Context, e Event) bool {
-	if o.batch == nil {
-		// One emptied by Run; or else room for this event alone, so that
-		// the queue's events, a batch each when Run is stuck and they
-		// come one at a time, hold no more room than themselves.
+	switch {
+	case o.batch == nil:
+		// Room for this event alone: events that come one at a time are
+		// handed over a batch each, holding no more room than themselves.
+		o.batch = make([]Event, 0, 1)
+	case len(o.batch) == 1 && cap(o.batch) == 1:
+		// More than one: one emptied by Run, when there is one.
 		select {
-		case o.batch = <-o.p.free:
+		case b := <-o.p.free:
+			o.batch = append(b, o.batch[0])
 		default:
-			o.batch = make([]Event, 0, 1)
 		}
 	}
 	o.batch = append(o.batch, e)
@@ -117,12 +136,14 @@ func (o *outbox) flush(ctx context.Context) bool {
 		return true
 	}
 	o.batch, o.verdict = nil, false
+	// Its room past its events counts while it waits.
+	o.m.queuedEvents.Add(int64(cap(b) - len(b)))
 	if verdict {
 		select {
 		case o.p.out <- b:
 			return true
 		case <-ctx.Done():
-			o.release(b)
+			o.m.release(o.p, b, 0)
 			return false
 		}
 	}
@@ -130,17 +151,7 @@ func (o *outbox) flush(ctx context.Context) bool {
 	case o.p.out <- b:
 	default:
 		o.m.dropped.Add(int64(len(b)))
-		o.release(b)
+		o.m.release(o.p, b, 0)
 	}
 	return true
-}
-
-// release uncounts the events of a batch that is not handed over.
-func (o *outbox) release(b []Event) {
-	for i := range b {
-		o.m.queued.Add(-int64(b[i].bytes))
-		o.m.giveBack(b[i])
-	}
-	o.m.queuedEvents.Add(-int64(len(b)))
-	o.p.recycle(b)
 }

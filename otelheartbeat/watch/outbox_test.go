@@ -1,7 +1,12 @@
 package watch
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,12 +25,8 @@ func drain(ob *outbox) []Event {
 	for {
 		select {
 		case b := <-ob.p.out:
-			for _, e := range b {
-				ob.m.queued.Add(-int64(e.bytes))
-				ob.m.queuedEvents.Add(-1)
-				out = append(out, e)
-			}
-			ob.p.recycle(b)
+			out = append(out, b...)
+			ob.m.release(ob.p, b, 0)
 		default:
 			return out
 		}
@@ -79,7 +80,9 @@ func TestABurstReachesTheRendererInBatches(t *testing.T) {
 }
 
 // A batch grown to the most a reader gathers is given back to be filled
-// again, and one made for an event alone holds no more room than it.
+// again by a reader that gathers more than one event, and one made for an
+// event alone holds no more room than it. A batch's room past its events
+// counts against the queue's bound while it waits for Run.
 func TestBatchesAreFilledAgain(t *testing.T) {
 	client := redis.NewClient(&redis.Options{}) // never dialled
 	defer client.Close()
@@ -97,16 +100,59 @@ func TestBatchesAreFilledAgain(t *testing.T) {
 	if len(full) != maxBatch {
 		t.Fatalf("handed over %d events, want %d", len(full), maxBatch)
 	}
-	p.recycle(full)
-	ob.offer(ctx, Event{Kind: KindHeartbeat})
-	if cap(ob.batch) < maxBatch {
-		t.Errorf("a full batch was not filled again: the next has room for %d", cap(ob.batch))
+	if q := m.queuedEvents.Load(); q != int64(cap(full)) {
+		t.Errorf("a batch of %d events with room for %d waiting: %d counted", len(full), cap(full), q)
 	}
-	ob.flush(ctx)
-	<-p.out
+	m.release(p, full, 0)
+	if q := m.queuedEvents.Load(); q != 0 {
+		t.Errorf("%d counted once the batch was let go of", q)
+	}
+
 	ob.offer(ctx, Event{Kind: KindHeartbeat})
 	if cap(ob.batch) != 1 {
-		t.Errorf("a batch made for one event has room for %d", cap(ob.batch))
+		t.Errorf("a batch begun for one event has room for %d", cap(ob.batch))
+	}
+	ob.flush(ctx)
+	m.release(p, <-p.out, 0)
+	ob.offer(ctx, Event{Kind: KindHeartbeat})
+	ob.offer(ctx, Event{Kind: KindHeartbeat})
+	if cap(ob.batch) < maxBatch {
+		t.Errorf("a full batch was not filled again: a batch of two has room for %d", cap(ob.batch))
+	}
+}
+
+// Run, stuck, and a reader handing over sparse batches: whatever the
+// batches' room, the queue holds no more than its bound in events.
+func TestSparseBatchesHoldNoMoreRoomThanTheBound(t *testing.T) {
+	client := redis.NewClient(&redis.Options{}) // never dialled
+	defer client.Close()
+	const queue = 1000
+	m, err := New(Connection{Client: client}, WithQueue(queue, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipe(queue)
+	ob := m.newOutbox(p)
+	ctx := context.Background()
+	// A burst grows a batch to the most, which Run empties: it is free.
+	for range maxBatch {
+		ob.offer(ctx, Event{Kind: KindHeartbeat})
+	}
+	m.release(p, <-p.out, 0)
+	// Then reads of two heartbeats each, Run taking none.
+	for range 2 * queue {
+		ob.offer(ctx, Event{Kind: KindHeartbeat})
+		ob.offer(ctx, Event{Kind: KindHeartbeat})
+		ob.flush(ctx)
+	}
+	room := 0
+	for len(p.out) > 0 {
+		b := <-p.out
+		room += cap(b)
+		defer m.release(p, b, 0)
+	}
+	if room > queue {
+		t.Errorf("the queue of %d events holds room for %d", queue, room)
 	}
 }
 
@@ -174,5 +220,89 @@ func TestReusedMessagesAreLentForTheCallOnly(t *testing.T) {
 		case !reuse && len(seen) != n:
 			t.Errorf("%d heartbeats rendered in %d messages, reused without WithReusedMessages", n, len(seen))
 		}
+	}
+}
+
+// A reader that has read a heartbeat and the start of the next frame hands
+// the heartbeat over before it waits for the rest: a server that stalls in
+// the middle of a frame holds back nothing already read.
+func TestAFrameCutShortHoldsNothingBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if _, err := r.ReadString('\n'); err != nil { // the PSUBSCRIBE's header
+			return
+		}
+		for range 4 { // its name and pattern
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+		}
+		const pattern, channel = "heartbeat:service:*", "heartbeat:service:stall"
+		payload := message("stall", "1", time.Minute, 1)
+		frame := fmt.Sprintf("*3\r\n$10\r\npsubscribe\r\n$%d\r\n%s\r\n:1\r\n", len(pattern), pattern) +
+			fmt.Sprintf("*4\r\n$8\r\npmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(pattern), pattern, len(channel), channel, len(payload), payload) +
+			"*4\r\n$8\r\npmes" // and nothing more: the probes are read and never answered
+		if _, err := c.Write([]byte(frame)); err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	client := redis.NewClient(&redis.Options{Addr: ln.Addr().String()})
+	defer client.Close()
+	m, err := New(Connection{Client: client}, WithoutLatestState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runWith(t, m)
+	if e := r.waitFor(KindHeartbeat); e.Message.InstanceID != "1" {
+		t.Errorf("heartbeat of %q", e.Message.InstanceID)
+	}
+	r.stop()
+	ln.Close()
+}
+
+// A message lent for a fat heartbeat keeps nothing of it once given back:
+// its fields are emptied, and room for many more than most heartbeats
+// carry is let go of.
+func TestALentMessageKeepsNothingOfItsLastHeartbeat(t *testing.T) {
+	client := redis.NewClient(&redis.Options{}) // never dialled
+	defer client.Close()
+	m, err := New(Connection{Client: client}, WithReusedMessages())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := func(n int) []wire.Field {
+		f := make([]wire.Field, n)
+		for i := range f {
+			f[i] = wire.Field{Key: fmt.Sprintf("k%d", i), Value: wire.String(strings.Repeat("x", 900))}
+		}
+		return f
+	}
+	thin := &wire.Message{ServiceName: "s", InstanceID: "1", Fields: fields(3)[:1]}
+	m.giveBack(Event{Kind: KindHeartbeat, Message: thin})
+	if thin.ServiceName != "" || len(thin.Fields) != 0 || cap(thin.Fields) != 3 {
+		t.Errorf("given back: %+v, room for %d fields", thin, cap(thin.Fields))
+	}
+	for _, f := range thin.Fields[:cap(thin.Fields)] {
+		if f.Key != "" || f.Value.Str != "" {
+			t.Errorf("a field kept past its message's length: %q", f.Key)
+		}
+	}
+	fat := &wire.Message{ServiceName: "s", InstanceID: "2", Fields: fields(64)}
+	m.giveBack(Event{Kind: KindHeartbeat, Message: fat})
+	if cap(fat.Fields) != 0 {
+		t.Errorf("a message given back keeps room for %d fields", cap(fat.Fields))
 	}
 }
