@@ -23,7 +23,9 @@ func WithTracker(opts ...TrackerOption) Option {
 // the bytes the heartbeats and malformed-message reports among them hold
 // (by wire.Message.Footprint and the raw bytes kept: ten thousand
 // heartbeats of 60 KB would otherwise hold 700 MB). A heartbeat past
-// either bound is not shown, and counted as Dropped; a transition waits.
+// either bound is not shown, and counted as Dropped; a transition is never
+// dropped: past the bound it waits for the renderer, up to as many again
+// as the bound in events before the reader stops to wait with it.
 // Defaults: DefaultQueue and DefaultQueueBytes.
 func WithQueue(events, bytes int) Option {
 	return optionFunc(func(c *config) { c.Queue, c.QueueBytes = events, bytes })
