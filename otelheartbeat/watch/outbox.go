@@ -5,8 +5,12 @@ import "context"
 // maxBatch bounds the events a reader hands to Run at once.
 const maxBatch = 256
 
-// freeBatches is how many emptied batches wait to be filled again.
-const freeBatches = 8
+// freeBatches is how many emptied batches wait to be filled again, and
+// minFree the least room of one.
+const (
+	freeBatches = 8
+	minFree     = 16
+)
 
 // pipe carries events from the reading goroutines to Run a batch at a
 // time, and brings the batches Run has emptied back to be filled again.
@@ -21,11 +25,12 @@ func newPipe(queue int) *pipe {
 	return &pipe{out: make(chan []Event, max(queue, 1)), free: make(chan []Event, freeBatches)}
 }
 
-// recycle gives an emptied batch back, unless enough wait already. A
+// recycle gives an emptied batch back, unless enough wait already or it
+// has too little room to be worth it (one begun for a single event). A
 // batch grown to maxBatch has room for a few more (append rounds up).
 func (p *pipe) recycle(b []Event) {
 	clear(b) // past its events a batch is empty already
-	if cap(b) > 2*maxBatch {
+	if cap(b) < minFree || cap(b) > 2*maxBatch {
 		return
 	}
 	select {

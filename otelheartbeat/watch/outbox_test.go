@@ -33,6 +33,20 @@ func drain(ob *outbox) []Event {
 	}
 }
 
+// newTestOutbox returns a monitor that is never run, a pipe as Run makes
+// it and a reader's outbox into it, for tests of the hand-off alone.
+func newTestOutbox(t *testing.T, opts ...Option) (*Monitor, *pipe, *outbox) {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{}) // never dialled
+	t.Cleanup(func() { client.Close() })
+	m, err := New(Connection{Client: client}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPipe(m.cfg.Queue)
+	return m, p, m.newOutbox(p)
+}
+
 // A burst of heartbeats reaches the renderer a batch at a time, every one
 // of them and in the order they were published, and a heartbeat alone is
 // not held back until another comes.
@@ -84,14 +98,7 @@ func TestABurstReachesTheRendererInBatches(t *testing.T) {
 // event alone holds no more room than it. A batch's room past its events
 // counts against the queue's bound while it waits for Run.
 func TestBatchesAreFilledAgain(t *testing.T) {
-	client := redis.NewClient(&redis.Options{}) // never dialled
-	defer client.Close()
-	m, err := New(Connection{Client: client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPipe(DefaultQueue)
-	ob := m.newOutbox(p)
+	m, p, ob := newTestOutbox(t)
 	ctx := context.Background()
 	for range maxBatch {
 		ob.offer(ctx, Event{Kind: KindHeartbeat})
@@ -114,6 +121,9 @@ func TestBatchesAreFilledAgain(t *testing.T) {
 	}
 	ob.flush(ctx)
 	m.release(p, <-p.out, 0)
+	if n := len(p.free); n != 1 {
+		t.Errorf("%d batches free, want the full one only", n)
+	}
 	ob.offer(ctx, Event{Kind: KindHeartbeat})
 	ob.offer(ctx, Event{Kind: KindHeartbeat})
 	if cap(ob.batch) < maxBatch {
@@ -124,15 +134,8 @@ func TestBatchesAreFilledAgain(t *testing.T) {
 // Run, stuck, and a reader handing over sparse batches: whatever the
 // batches' room, the queue holds no more than its bound in events.
 func TestSparseBatchesHoldNoMoreRoomThanTheBound(t *testing.T) {
-	client := redis.NewClient(&redis.Options{}) // never dialled
-	defer client.Close()
 	const queue = 1000
-	m, err := New(Connection{Client: client}, WithQueue(queue, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPipe(queue)
-	ob := m.newOutbox(p)
+	m, p, ob := newTestOutbox(t, WithQueue(queue, 0))
 	ctx := context.Background()
 	// A burst grows a batch to the most, which Run empties: it is free.
 	for range maxBatch {
@@ -277,12 +280,7 @@ func TestAFrameCutShortHoldsNothingBack(t *testing.T) {
 // its fields are emptied, and room for many more than most heartbeats
 // carry is let go of.
 func TestALentMessageKeepsNothingOfItsLastHeartbeat(t *testing.T) {
-	client := redis.NewClient(&redis.Options{}) // never dialled
-	defer client.Close()
-	m, err := New(Connection{Client: client}, WithReusedMessages())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, _ := newTestOutbox(t, WithReusedMessages())
 	fields := func(n int) []wire.Field {
 		f := make([]wire.Field, n)
 		for i := range f {
