@@ -664,8 +664,9 @@ func (m *Monitor) ingest(ctx context.Context, ob *outbox, r received) bool {
 		}
 	}
 	for _, t := range transitions {
-		// A verdict waits for the renderer: meanwhile the reader stops and
-		// unread heartbeats wait in the socket, where they are not judged.
+		// A verdict is never dropped: past the queue's bound it waits for
+		// the renderer, and the reader with it, the unread heartbeats
+		// waiting in the socket, where they are not judged (see outbox).
 		if !ob.must(ctx, Event{Kind: KindTransition, At: t.At, Transition: t}) {
 			return false
 		}
