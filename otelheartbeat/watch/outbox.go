@@ -5,36 +5,45 @@ import "context"
 // maxBatch bounds the events a reader hands to Run at once.
 const maxBatch = 256
 
-// freeBatches is how many emptied batches wait to be filled again, and
-// minFree the least room of one.
+// freeBatches is how many emptied batches of room for many wait to be
+// filled again, and minFree the least room of one; freeSingles how many of
+// room for one.
 const (
 	freeBatches = 8
 	minFree     = 16
+	freeSingles = 64
 )
 
 // pipe carries events from the reading goroutines to Run a batch at a
-// time, and brings the batches Run has emptied back to be filled again.
+// time, and brings the batches Run has emptied back to be filled again:
+// those of room for many, for a reader gathering a burst, and those of
+// room for one, for a reader with an event alone.
 type pipe struct {
-	out  chan []Event
-	free chan []Event
+	out          chan []Event
+	free, single chan []Event
 }
 
 // newPipe holds up to queue batches: as many as the events the queue
 // holds (WithQueue), so that it is full only when they are.
 func newPipe(queue int) *pipe {
-	return &pipe{out: make(chan []Event, max(queue, 1)), free: make(chan []Event, freeBatches)}
+	return &pipe{out: make(chan []Event, max(queue, 1)), free: make(chan []Event, freeBatches),
+		single: make(chan []Event, freeSingles)}
 }
 
-// recycle gives an emptied batch back, unless enough wait already or it
-// has too little room to be worth it (one begun for a single event). A
-// batch grown to maxBatch has room for a few more (append rounds up).
+// recycle gives an emptied batch back, unless enough of its kind wait
+// already or it is of neither kind. A batch grown to maxBatch has room for
+// a few more (append rounds up).
 func (p *pipe) recycle(b []Event) {
 	clear(b) // past its events a batch is empty already
-	if cap(b) < minFree || cap(b) > 2*maxBatch {
+	to := p.free
+	switch {
+	case cap(b) == 1:
+		to = p.single
+	case cap(b) < minFree || cap(b) > 2*maxBatch:
 		return
 	}
 	select {
-	case p.free <- b[:0]:
+	case to <- b[:0]:
 	default:
 	}
 }
@@ -116,7 +125,11 @@ func (o *outbox) add(ctx context.Context, e Event) bool {
 	case o.batch == nil:
 		// Room for this event alone: events that come one at a time are
 		// handed over a batch each, holding no more room than themselves.
-		o.batch = make([]Event, 0, 1)
+		select {
+		case o.batch = <-o.p.single:
+		default:
+			o.batch = make([]Event, 0, 1)
+		}
 	case len(o.batch) == 1 && cap(o.batch) == 1:
 		// More than one: one emptied by Run, when there is one.
 		select {

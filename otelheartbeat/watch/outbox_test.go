@@ -121,13 +121,25 @@ func TestBatchesAreFilledAgain(t *testing.T) {
 	}
 	ob.flush(ctx)
 	m.release(p, <-p.out, 0)
-	if n := len(p.free); n != 1 {
-		t.Errorf("%d batches free, want the full one only", n)
+	if n, one := len(p.free), len(p.single); n != 1 || one != 1 {
+		t.Errorf("%d batches of room for many free and %d of room for one, want 1 and 1", n, one)
 	}
 	ob.offer(ctx, Event{Kind: KindHeartbeat})
 	ob.offer(ctx, Event{Kind: KindHeartbeat})
 	if cap(ob.batch) < maxBatch {
 		t.Errorf("a full batch was not filled again: a batch of two has room for %d", cap(ob.batch))
+	}
+	ob.flush(ctx)
+	m.release(p, <-p.out, 0)
+
+	// Events one at a time, as go-redis's subscription hands them over,
+	// take batches of room for one that Run has emptied.
+	if n := testing.AllocsPerRun(100, func() {
+		ob.offer(ctx, Event{Kind: KindHeartbeat})
+		ob.flush(ctx)
+		m.release(p, <-p.out, 0)
+	}); n != 0 {
+		t.Errorf("%.0f allocations an event handed over alone", n)
 	}
 }
 
