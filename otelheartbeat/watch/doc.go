@@ -87,7 +87,8 @@
 //
 // Verdicts never depend on the caller's pace. The goroutine that reads the
 // subscription feeds the Tracker with every heartbeat before the caller
-// sees anything, then queues the event; the queue is bounded
+// sees anything, then queues the event, handing over what one read of the
+// socket brought at once; the queue is bounded
 // (WithQueue: DefaultQueue events, DefaultQueueBytes bytes). A heartbeat or a malformed-message report
 // that finds it full is not delivered, and counted: Stats.Dropped, and a
 // KindDropped event that says how many since the last one. Transitions are
@@ -95,7 +96,9 @@
 // unread heartbeats wait in the socket, where the probes keep them from
 // being judged missing. Nothing is buffered without bound. A caller that
 // draws from the Tracker (a table) sets WithoutHeartbeatEvents and receives no
-// heartbeat events at all.
+// heartbeat events at all; one that takes what it needs of each heartbeat
+// during its call sets WithReusedMessages, and the monitor decodes later
+// heartbeats into the messages it has rendered.
 //
 // The Tracker is bounded too: at WithMaxInstances (DefaultMaxInstances) the
 // instance dead or stopped the longest is evicted to make room, or when
