@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"github.com/otel-heartbeat/heartbeat/internal/decimal"
 )
 
 // statFile reads this process's CPU time and resident memory from one
@@ -71,7 +73,7 @@ func (s *statFile) read() (user, system float64, rss int64, err error) {
 		var v int64
 		if field == 14 || field == 15 || field == 24 {
 			var ok bool
-			if v, ok = digits(bytes.TrimRight(rest[:end], "\n")); !ok {
+			if v, ok = decimal.Digits(bytes.TrimRight(rest[:end], "\n")); !ok {
 				return 0, 0, 0, fmt.Errorf("/proc/self/stat field %d: %q is not a count", field, rest[:end])
 			}
 		}
@@ -86,21 +88,6 @@ func (s *statFile) read() (user, system float64, rss int64, err error) {
 		rest = rest[end:]
 	}
 	return 0, 0, 0, fmt.Errorf("/proc/self/stat: %d fields, want 24", field-1)
-}
-
-// digits reads a non-negative decimal without allocating.
-func digits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	return v, true
 }
 
 func (s *statFile) close() error {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/otel-heartbeat/heartbeat/internal/decimal"
 )
 
 // scanner is a single-pass JSON reader for one heartbeat object. It accepts
@@ -358,25 +360,11 @@ func parseInt64(raw []byte) (int64, bool) {
 // shortInt reads an integer of at most 18 digits, which int64 always
 // holds, in one pass; anything else is left to strconv.
 func shortInt(raw []byte) (int64, bool) {
-	neg := len(raw) > 0 && raw[0] == '-'
-	digits := raw
-	if neg {
-		digits = raw[1:]
+	if len(raw) > 0 && raw[0] == '-' {
+		n, ok := decimal.Digits(raw[1:])
+		return -n, ok
 	}
-	if len(digits) == 0 || len(digits) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
+	return decimal.Digits(raw)
 }
 
 // parseFloat reads a number token as strconv.ParseFloat does: the
