@@ -696,11 +696,11 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 		msg = new(wire.Message)
 	}
 	if err := wire.UnmarshalIntern(payload, msg, ds.intern); err != nil {
-		m.giveBack(Event{Kind: KindHeartbeat, Message: msg})
+		m.takeBack(msg)
 		return received{at: at, channel: string(channel), err: err, raw: append([]byte(nil), cut(payload, 200)...)}
 	}
 	if !ds.onItsChannel(m.cfg.Channel, channel, msg.ServiceName) {
-		m.giveBack(Event{Kind: KindHeartbeat, Message: msg})
+		m.takeBack(msg)
 		return received{at: at, channel: string(channel), raw: append([]byte(nil), cut(payload, 200)...),
 			err: fmt.Errorf("heartbeat: service_name %q arrived on channel %q", msg.ServiceName, channel)}
 	}
@@ -718,10 +718,16 @@ func (m *Monitor) decode(ds *decodeState, channel, payload []byte, at time.Time)
 // queue's bytes count a message's room for fields (wire.Message.Footprint),
 // and a thin heartbeat should not carry a fat one's.
 func (m *Monitor) giveBack(e Event) {
-	if !m.cfg.ReuseMessages || m.cfg.NoHeartbeats || e.Kind != KindHeartbeat || e.Message == nil {
+	if e.Kind == KindHeartbeat {
+		m.takeBack(e.Message)
+	}
+}
+
+// takeBack is giveBack of a message itself: one decoded and not shown.
+func (m *Monitor) takeBack(msg *wire.Message) {
+	if !m.cfg.ReuseMessages || m.cfg.NoHeartbeats || msg == nil {
 		return
 	}
-	msg := e.Message
 	fields := msg.Fields[:cap(msg.Fields)]
 	clear(fields)
 	if cap(fields) > lentFields {

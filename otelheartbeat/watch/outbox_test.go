@@ -285,7 +285,7 @@ func TestAFrameCutShortHoldsNothingBack(t *testing.T) {
 		t.Errorf("heartbeat of %q", e.Message.InstanceID)
 	}
 	r.stop()
-	ln.Close()
+	<-served // the monitor's connection closed: the server is done
 }
 
 // A message lent for a fat heartbeat keeps nothing of it once given back:
