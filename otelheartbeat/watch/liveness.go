@@ -294,12 +294,12 @@ type Tracker struct {
 // with the last of them.
 type serviceName struct {
 	name      string
-	byID      map[string]*entry // its instances by id, once it has more than smallService; see find
-	counts    Counts            // its instances by state (Degraded not counted)
-	intervals intervalCounts    // its instances by interval
-	members   []*entry          // its instances, in no order
-	pair      *pairs            // see replace.go
-	rules     []*HealthRule     // the health rules that apply to it
+	byID      *idIndex       // its instances by id, once it has more than smallService; see find
+	counts    Counts         // its instances by state (Degraded not counted)
+	intervals intervalCounts // its instances by interval
+	members   []*entry       // its instances, in no order
+	pair      *pairs         // see replace.go
+	rules     []*HealthRule  // the health rules that apply to it
 }
 
 type entry struct {
@@ -434,18 +434,18 @@ func (t *Tracker) lookup(k Key) (*entry, *serviceName) {
 }
 
 // smallService is the most instances a service finds among its members
-// rather than in a map by id: a map of its own costs a service a couple
-// of hundred bytes, which a fleet of one instance a service (or a flood
-// of made-up service names) would pay for every instance. A service
-// keeps its map until it is down to half as many.
+// rather than in an index by id (see idIndex): an index of its own costs
+// a service a few hundred bytes, which a fleet of one instance a service
+// (or a flood of made-up service names) would pay for every instance. A
+// service keeps its index until it is down to half as many.
 const smallService = 8
 
 // find returns s's instance id, nil when s has none. A look-up in the
-// service's map hashes and compares one string where one map by service
-// and instance hashed and compared two.
+// service's index hashes and compares one string where one index by
+// service and instance hashed and compared two.
 func (s *serviceName) find(id string) *entry {
 	if s.byID != nil {
-		return s.byID[id]
+		return s.byID.find(s.members, id, idHash(id))
 	}
 	for _, e := range s.members {
 		if e.Key.Instance == id {
@@ -455,18 +455,16 @@ func (s *serviceName) find(id string) *entry {
 	return nil
 }
 
-// join adds e to s's members, and to its map when it keeps one.
+// join adds e to s's members, and to its index when it keeps one.
 func (s *serviceName) join(e *entry) {
 	e.member = int32(len(s.members))
 	s.members = append(s.members, e)
 	switch {
 	case s.byID != nil:
-		s.byID[e.Key.Instance] = e
+		s.byID.add(s.members)
 	case len(s.members) > smallService:
-		s.byID = make(map[string]*entry, 2*len(s.members))
-		for _, m := range s.members {
-			s.byID[m.Key.Instance] = m
-		}
+		s.byID = new(idIndex)
+		s.byID.build(s.members)
 	}
 }
 
@@ -764,23 +762,31 @@ func (c *intervalCounts) longest() time.Duration {
 }
 
 // leave takes e out of s's members, moving the last into its place, and
-// out of its map, which goes once half of smallService are left. A list
-// that has shrunk to a quarter of its room is moved to a smaller one, so
-// that a service whose fleet once was large does not hold its room.
+// out of its index, which goes once half of smallService are left. A list
+// that has shrunk to a quarter of its room is moved to a smaller one, and
+// an index to a smaller table, so that a service whose fleet once was
+// large does not hold their room.
 func (s *serviceName) leave(e *entry) {
-	if s.byID != nil {
-		delete(s.byID, e.Key.Instance)
-		if len(s.members)-1 <= smallService/2 {
-			s.byID = nil
+	last := int32(len(s.members) - 1)
+	moved := s.members[last]
+	switch {
+	case s.byID == nil:
+	case last <= smallService/2:
+		s.byID = nil
+	default:
+		s.byID.remove(idHash(e.Key.Instance), e.member)
+		if moved != e {
+			s.byID.moved(idHash(moved.Key.Instance), last, e.member)
 		}
 	}
-	last := len(s.members) - 1
-	moved := s.members[last]
 	s.members[e.member], moved.member = moved, e.member
 	s.members[last] = nil
 	s.members = s.members[:last]
 	if c := cap(s.members); c > 64 && len(s.members) < c/4 {
 		s.members = append(make([]*entry, 0, 2*len(s.members)), s.members...)
+	}
+	if s.byID != nil && len(s.byID.slots) > minIndexSlots && 8*s.byID.n < len(s.byID.slots) {
+		s.byID.build(s.members)
 	}
 }
 

@@ -470,7 +470,7 @@ func observeFleet(b *testing.B, tickEvery int) {
 }
 
 // BenchmarkMemoryPerInstance reports the heap a tracker keeps per instance
-// at 1,000,000 instances, everything included: its entry, the map and heap
+// at 1,000,000 instances, everything included: its entry, its service's index and heap
 // slots, and the instance id it retains from the heartbeat.
 func BenchmarkMemoryPerInstance(b *testing.B) {
 	heapPerInstance(b, 1_000_000, func(i int) string { return fmt.Sprintf("service_%03d", i%100) })
@@ -1173,12 +1173,12 @@ func TestDeadlinesAreNeverFiledLate(t *testing.T) {
 	}
 }
 
-// A service of a few instances finds them among its members, without a
-// map of its own (a couple of hundred bytes, which a fleet of one
-// instance a service, or a flood of made-up service names, would pay
-// for every instance); one of more keeps a map by id, and lets it go
-// when it is few again. Every instance is found whichever it uses.
-func TestAServiceOfAFewInstancesHasNoMapOfItsOwn(t *testing.T) {
+// A service of a few instances finds them among its members, without an
+// index of its own (a few hundred bytes, which a fleet of one instance a
+// service, or a flood of made-up service names, would pay for every
+// instance); one of more keeps an index by id, and lets it go when it is
+// few again. Every instance is found whichever it uses.
+func TestAServiceOfAFewInstancesHasNoIndexOfItsOwn(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	tr := NewTracker(WithClock(clock), WithRetention(time.Minute))
 	r := rand.New(rand.NewPCG(1, 2))
@@ -1199,9 +1199,9 @@ func TestAServiceOfAFewInstancesHasNoMapOfItsOwn(t *testing.T) {
 		case n == 0 && svc != nil:
 			t.Fatalf("step %d: a service of no instance is kept", step)
 		case n > 0 && n <= smallService/2 && svc.byID != nil:
-			t.Fatalf("step %d: a service of %d instances keeps a map", step, n)
+			t.Fatalf("step %d: a service of %d instances keeps an index", step, n)
 		case n > smallService && svc.byID == nil:
-			t.Fatalf("step %d: a service of %d instances has no map", step, n)
+			t.Fatalf("step %d: a service of %d instances has no index", step, n)
 		}
 		for i := range 40 {
 			id := fmt.Sprint(i)
