@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,40 @@ func TestKeptHeartbeatsShareTheBudget(t *testing.T) {
 	tr.Observe(fat("0")) // its next heartbeat is held to today's share
 	if again, _ := tr.Get(Key{Service: "geo", Instance: "0"}); len(again.Heartbeat().Fields) != 0 {
 		t.Errorf("after its next heartbeat the first keeps %d fields", len(again.Heartbeat().Fields))
+	}
+}
+
+// What the tracker counts as kept (KeptBytes, what the budget is held
+// against) is what its instances hold, through heartbeats that grow and
+// shrink, instances evicted at its bound and instances forgotten.
+func TestKeptBytesAreWhatTheInstancesHold(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	tr := NewTracker(WithClock(clock), WithRetention(time.Minute), WithHeartbeats(), WithHeartbeatBudget(1<<10, 40<<10), WithMaxInstances(60))
+	held := func() int {
+		n := 0
+		for _, svc := range tr.services {
+			for _, e := range svc.members {
+				n += e.kept.size()
+			}
+		}
+		return n
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for step := range 3000 {
+		switch r.IntN(20) {
+		case 0:
+			clock.Advance(time.Duration(r.IntN(90)) * time.Second)
+			tr.Tick()
+		default:
+			m := withInterval(beat(fmt.Sprint("svc", r.IntN(3)), fmt.Sprint(r.IntN(100)), int64(step)), 10*time.Second)
+			for i := range r.IntN(12) {
+				m.Fields = append(m.Fields, wire.Field{Key: fmt.Sprint("f", i), Value: wire.String(strings.Repeat("x", r.IntN(300)))})
+			}
+			tr.Observe(m)
+		}
+		if kept, _ := tr.KeptBytes(); kept != held() {
+			t.Fatalf("step %d: %d bytes counted as kept, the instances hold %d", step, kept, held())
+		}
 	}
 }
 

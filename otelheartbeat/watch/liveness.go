@@ -314,6 +314,10 @@ type entry struct {
 	slot       int32         // see Slot
 	pairIn     uint8         // which of those heaps
 	replacing  bool          // it has replaced an instance: it replaces no other
+	// keptSize is kept.size(), so that a heartbeat replacing the kept
+	// one need not read the old bytes (a cache miss an instance) to count
+	// what they held: it fits in what the fields above leave of 224 bytes.
+	keptSize uint32
 }
 
 // gapSamples is how many gaps an inferred interval is the median of.
@@ -592,11 +596,11 @@ func (t *Tracker) add(k Key) (*entry, *serviceName) {
 // keepHeartbeat keeps a bounded copy of m as e's heartbeat: within e's
 // share of the budget, and within what the budget has left.
 func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
-	others := t.kept - e.kept.size()
+	others := t.kept - int(e.keptSize)
 	room := min(t.keptMax, t.keptBudget/max(t.tracked, 1), t.keptBudget-others)
 	p, cut := keep(&t.scratch, m, room)
-	e.kept, e.Cut = p, cut
-	t.kept = others + p.size()
+	e.kept, e.Cut, e.keptSize = p, cut, uint32(p.size())
+	t.kept = others + int(e.keptSize)
 	t.cut += int64(cut)
 }
 
@@ -831,7 +835,7 @@ func (t *Tracker) remove(e *entry) {
 	t.forgetHealth(e)
 	t.tracked--
 	t.freeSlots = append(t.freeSlots, e.slot)
-	t.kept -= e.kept.size()
+	t.kept -= int(e.keptSize)
 	delete(t.stale, e)
 	if svc := t.services[e.Service]; svc != nil {
 		svc.counts.Add(e.State, -1)
