@@ -767,9 +767,9 @@ func (c *intervalCounts) longest() time.Duration {
 
 // leave takes e out of s's members, moving the last into its place, and
 // out of its index, which goes once half of smallService are left. A list
-// that has shrunk to a quarter of its room is moved to a smaller one, and
-// an index to a smaller table, so that a service whose fleet once was
-// large does not hold their room.
+// that has shrunk to a quarter of its room is moved to a smaller one (and
+// an index to a smaller table, see idIndex), so that a service whose fleet
+// once was large does not hold their room.
 func (s *serviceName) leave(e *entry) {
 	last := int32(len(s.members) - 1)
 	moved := s.members[last]
@@ -788,9 +788,6 @@ func (s *serviceName) leave(e *entry) {
 	s.members = s.members[:last]
 	if c := cap(s.members); c > 64 && len(s.members) < c/4 {
 		s.members = append(make([]*entry, 0, 2*len(s.members)), s.members...)
-	}
-	if s.byID != nil && len(s.byID.slots) > minIndexSlots && 8*s.byID.n < len(s.byID.slots) {
-		s.byID.build(s.members)
 	}
 }
 
