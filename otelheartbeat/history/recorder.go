@@ -76,7 +76,7 @@ type Recorder struct {
 	tracker *watch.Tracker
 	cfg     recorderConfig
 
-	events  chan watch.Event
+	events  *eventQueue
 	leading atomic.Bool
 	loaded  atomic.Int64 // unix ns when the monitor first loaded; 0 before
 	stats   struct{ recorded, dropped, takeovers, fenced, failures, reconciled atomic.Int64 }
@@ -101,7 +101,7 @@ func NewRecorder(s *Store, l *Lease, tracker *watch.Tracker, opts ...RecorderOpt
 	if cfg.queue <= 0 {
 		cfg.queue = 10_000
 	}
-	r := &Recorder{s: s, l: l, tracker: tracker, cfg: cfg, events: make(chan watch.Event, cfg.queue)}
+	r := &Recorder{s: s, l: l, tracker: tracker, cfg: cfg, events: newEventQueue(cfg.queue)}
 	r.failed.Handle = func(err error) {
 		if cfg.errorf != nil {
 			cfg.errorf("%v", err)
@@ -119,9 +119,7 @@ func (r *Recorder) Observe(e watch.Event) {
 	default:
 		return
 	}
-	select {
-	case r.events <- e:
-	default:
+	if !r.events.push(e) {
 		r.stats.dropped.Add(1)
 	}
 }
@@ -143,6 +141,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	reconcile := time.NewTicker(r.cfg.reconcileEvery)
 	defer reconcile.Stop()
 	r.step(ctx)
+	var batch [16]watch.Event
 	for {
 		select {
 		case <-ctx.Done():
@@ -164,10 +163,15 @@ func (r *Recorder) Run(ctx context.Context) error {
 			if r.leading.Load() {
 				r.reconcile(ctx, time.Time{})
 			}
-		case e := <-r.events:
-			if r.leading.Load() {
-				r.write(ctx, e)
+		case <-r.events.ready:
+			// A few at a time, so that the lease is renewed between them
+			// however many wait.
+			for _, e := range batch[:r.events.take(batch[:])] {
+				if r.leading.Load() && ctx.Err() == nil {
+					r.write(ctx, e)
+				}
 			}
+			clear(batch[:])
 		}
 	}
 }
@@ -209,9 +213,7 @@ func (r *Recorder) step(ctx context.Context) {
 	r.failed.Resolve("lease", fmt.Errorf("history: took the recorder lease again (epoch %d); recording", r.l.Epoch()))
 	// Drain what queued while standing by: the tracker's state, which
 	// reconciliation reads, already holds it.
-	for len(r.events) > 0 {
-		<-r.events
-	}
+	r.events.drop()
 	if !lastWatched.IsZero() {
 		r.gap(ctx, Gap{lastWatched, now})
 	}

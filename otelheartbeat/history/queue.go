@@ -1,0 +1,95 @@
+package history
+
+import (
+	"sync"
+
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
+)
+
+// eventQueue holds the events waiting to be written, at most max, in the
+// order they came. It takes room as events come rather than all at once:
+// a channel of 10,000 events held 3 MB from the start, a panel's fixed
+// cost whatever its fleet, for a queue that is empty nearly always; and
+// room a burst took is let go once the queue is empty again.
+type eventQueue struct {
+	mu     sync.Mutex
+	events []watch.Event // events[head:] wait
+	head   int
+	max    int
+	ready  chan struct{} // holds a token while events wait
+}
+
+// keptRoom is the room an empty queue keeps for the next events.
+const keptRoom = 16
+
+func newEventQueue(max int) *eventQueue {
+	return &eventQueue{max: max, ready: make(chan struct{}, 1)}
+}
+
+// push queues e, unless max are waiting: it reports whether it did.
+func (q *eventQueue) push(e watch.Event) bool {
+	q.mu.Lock()
+	if len(q.events)-q.head >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	if q.head > 0 && len(q.events) == cap(q.events) {
+		// Move what waits to the front rather than grow past it.
+		n := copy(q.events, q.events[q.head:])
+		clear(q.events[n:])
+		q.events, q.head = q.events[:n], 0
+	}
+	q.events = append(q.events, e)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take moves up to len(into) of the waiting events into into, oldest
+// first, and returns how many. The token is given back while more wait,
+// so that the taker comes back for them after whatever else it has to do.
+func (q *eventQueue) take(into []watch.Event) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := copy(into, q.events[q.head:])
+	clear(q.events[q.head : q.head+n])
+	q.head += n
+	if q.head < len(q.events) {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+		return n
+	}
+	q.emptied()
+	return n
+}
+
+// drop empties the queue.
+func (q *eventQueue) drop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	clear(q.events[q.head:])
+	q.emptied()
+}
+
+// emptied starts the queue again at its front, letting go of room past
+// keptRoom. The caller holds q.mu.
+func (q *eventQueue) emptied() {
+	q.head = 0
+	if cap(q.events) > keptRoom {
+		q.events = nil
+	} else {
+		q.events = q.events[:0]
+	}
+}
+
+// waiting is how many events wait.
+func (q *eventQueue) waiting() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.events) - q.head
+}
