@@ -7,7 +7,8 @@ import (
 )
 
 // eventQueue holds the events waiting to be written, at most max, in the
-// order they came. It takes room as events come rather than all at once:
+// order they came, in room for at most max. It takes room as events come
+// rather than all at once:
 // a channel of 10,000 events held 3 MB from the start, a panel's fixed
 // cost whatever its fleet, for a queue that is empty nearly always; and
 // room a burst took is let go once the queue is empty again.
@@ -33,11 +34,19 @@ func (q *eventQueue) push(e watch.Event) bool {
 		q.mu.Unlock()
 		return false
 	}
-	if q.head > 0 && len(q.events) == cap(q.events) {
-		// Move what waits to the front rather than grow past it.
-		n := copy(q.events, q.events[q.head:])
-		clear(q.events[n:])
-		q.events, q.head = q.events[:n], 0
+	if len(q.events) == cap(q.events) {
+		if q.head > 0 {
+			// Move what waits to the front rather than grow past it.
+			n := copy(q.events, q.events[q.head:])
+			clear(q.events[n:])
+			q.events, q.head = q.events[:n], 0
+		} else {
+			// Grow by doubling, but never past the bound: what waits
+			// never needs more.
+			grown := make([]watch.Event, len(q.events), min(max(2*cap(q.events), keptRoom), q.max))
+			copy(grown, q.events)
+			q.events = grown
+		}
 	}
 	q.events = append(q.events, e)
 	q.mu.Unlock()

@@ -141,7 +141,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	reconcile := time.NewTicker(r.cfg.reconcileEvery)
 	defer reconcile.Stop()
 	r.step(ctx)
-	var batch [16]watch.Event
+	var next [1]watch.Event
 	for {
 		select {
 		case <-ctx.Done():
@@ -164,14 +164,12 @@ func (r *Recorder) Run(ctx context.Context) error {
 				r.reconcile(ctx, time.Time{})
 			}
 		case <-r.events.ready:
-			// A few at a time, so that the lease is renewed between them
-			// however many wait.
-			for _, e := range batch[:r.events.take(batch[:])] {
-				if r.leading.Load() && ctx.Err() == nil {
-					r.write(ctx, e)
-				}
+			// One at a time, so that the lease's renewal waits for one
+			// write at most, however many wait.
+			if r.events.take(next[:]) == 1 && r.leading.Load() {
+				r.write(ctx, next[0])
 			}
-			clear(batch[:])
+			next[0] = watch.Event{}
 		}
 	}
 }
