@@ -115,11 +115,16 @@ func (e Endpoint) String() string {
 // that must quote it: whatever stands before the last '@' is userinfo, and
 // only the user name before its first ':' is kept (a user name is shown
 // wherever the endpoint is, as a password never is); a query string or
-// fragment is replaced whole, after its '?' or '#'. It works on URLs and on bare host:port lists
-// alike, and on input that does not parse, since that is when it is needed.
+// fragment is replaced whole, after its '?' or '#'. What stands before
+// "://" is kept as the scheme only when it is one (credentials typed
+// before it, u:pw@redis://h, are not). It works on URLs and on bare
+// host:port lists alike, and on input that does not parse, since that is
+// when it is needed.
 func Redact(s string) string {
 	scheme, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
+	if i := strings.Index(s, "://"); i >= 0 && isScheme(s[:i]) {
+		// What precedes :// is kept only when it is a scheme: in
+		// u:pw@redis://h it is credentials, redacted below.
 		scheme, rest = s[:i+3], s[i+3:]
 	}
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
@@ -133,6 +138,20 @@ func Redact(s string) string {
 		rest = rest[:q+1] + "xxxxx"
 	}
 	return scheme + rest
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986): a letter, then
+// letters, digits, "+", "-" or ".".
+func isScheme(s string) bool {
+	for i, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ErrBareCredentials is returned by ParseEndpoint for credentials written

@@ -69,6 +69,10 @@ func TestMalformedVariablesAreNamedAndPasswordsHidden(t *testing.T) {
 		{"URL with query", env(EnvEndpoint, "rediss://u:hunter2@h?skip_verify=true"), EnvEndpoint},
 		{"URL with bad db", env(EnvEndpoint, "redis://u:hunter2@h/abc"), EnvEndpoint},
 		{"URL without host", env(EnvEndpoint, "redis://u:hunter2@"), EnvEndpoint},
+		// Credentials before the scheme: what precedes :// is not a
+		// scheme, and is redacted as credentials.
+		{"credentials before the scheme", env(EnvEndpoint, "u:hunter2@redis://h"), EnvEndpoint},
+		{"credentials before an empty scheme", env(EnvEndpoint, "u:hunter2@://"), EnvEndpoint},
 		{"client cert without key", env(EnvEndpoint, "rediss://h", EnvClientCertificate, "c.pem"), EnvClientKey},
 		{"CA without TLS", env(EnvEndpoint, "redis://u:hunter2@h", EnvCertificate, "ca.pem"), EnvCertificate},
 	}
