@@ -39,7 +39,9 @@ func slotOf(h uint64, member int32) uint64 { return h&^0xffffffff | uint64(uint3
 // home is where a slot of hash h is looked for first.
 func home(h, mask uint64) uint64 { return h >> 32 & mask }
 
-// find returns the member of members whose id is id, nil if none.
+// find returns the member of members whose id is id, nil if none. The
+// table always has an empty slot (it is at most 3/4 full), which ends the
+// search for an id it does not hold.
 func (x *idIndex) find(members []*entry, id string, h uint64) *entry {
 	mask := uint64(len(x.slots) - 1)
 	tag := h &^ 0xffffffff

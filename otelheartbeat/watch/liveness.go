@@ -445,8 +445,8 @@ func (t *Tracker) lookup(k Key) (*entry, *serviceName) {
 const smallService = 8
 
 // find returns s's instance id, nil when s has none. A look-up in the
-// service's index hashes and compares one string where one index by
-// service and instance hashed and compared two.
+// service's index hashes and compares one string where one map by service
+// and instance hashed and compared two.
 func (s *serviceName) find(id string) *entry {
 	if s.byID != nil {
 		return s.byID.find(s.members, id, idHash(id))
