@@ -57,24 +57,27 @@ func (q *eventQueue) push(e watch.Event) bool {
 	return true
 }
 
-// take moves up to len(into) of the waiting events into into, oldest
-// first, and returns how many. The token is given back while more wait,
-// so that the taker comes back for them after whatever else it has to do.
-func (q *eventQueue) take(into []watch.Event) int {
+// pop takes the oldest waiting event, if any. The token is given back
+// while more wait, so that the taker comes back for them after whatever
+// else it has to do.
+func (q *eventQueue) pop() (watch.Event, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := copy(into, q.events[q.head:])
-	clear(q.events[q.head : q.head+n])
-	q.head += n
+	if q.head == len(q.events) {
+		return watch.Event{}, false
+	}
+	e := q.events[q.head]
+	q.events[q.head] = watch.Event{}
+	q.head++
 	if q.head < len(q.events) {
 		select {
 		case q.ready <- struct{}{}:
 		default:
 		}
-		return n
+	} else {
+		q.emptied()
 	}
-	q.emptied()
-	return n
+	return e, true
 }
 
 // drop empties the queue.
@@ -94,11 +97,4 @@ func (q *eventQueue) emptied() {
 	} else {
 		q.events = q.events[:0]
 	}
-}
-
-// waiting is how many events wait.
-func (q *eventQueue) waiting() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.events) - q.head
 }

@@ -13,39 +13,42 @@ import (
 func TestTheEventQueueKeepsOrderAndBound(t *testing.T) {
 	q := newEventQueue(50)
 	next, want := 0, 0
-	var into [7]watch.Event
 	for round := range 200 {
 		for range round % 13 {
 			if q.push(watch.Event{Count: next}) {
 				next++
-			} else if q.waiting() != 50 {
-				t.Fatalf("round %d: a push refused with %d waiting", round, q.waiting())
+			} else if waiting(q) != 50 {
+				t.Fatalf("round %d: a push refused with %d waiting", round, waiting(q))
 			}
 		}
-		if q.waiting() > 50 || cap(q.events) > 50 {
-			t.Fatalf("round %d: %d waiting in room for %d, past the bound", round, q.waiting(), cap(q.events))
+		if waiting(q) > 50 || cap(q.events) > 50 {
+			t.Fatalf("round %d: %d waiting in room for %d, past the bound", round, waiting(q), cap(q.events))
 		}
-		if q.waiting() > 0 {
-			select {
-			case <-q.ready:
-			default:
-				t.Fatalf("round %d: %d wait and the taker is not woken", round, q.waiting())
+		if waiting(q) == 0 {
+			continue
+		}
+		select {
+		case <-q.ready:
+		default:
+			t.Fatalf("round %d: %d wait and the taker is not woken", round, waiting(q))
+		}
+		// A taker woken takes one or more.
+		for range max(round%8, 1) {
+			e, ok := q.pop()
+			if !ok {
+				break
 			}
-		}
-		for _, e := range into[:q.take(into[:round%8])] {
 			if e.Count != want {
 				t.Fatalf("round %d: event %d came out, want %d", round, e.Count, want)
 			}
 			want++
 		}
 	}
-	for n := q.take(into[:]); n > 0; n = q.take(into[:]) {
-		for _, e := range into[:n] {
-			if e.Count != want {
-				t.Fatalf("event %d came out, want %d", e.Count, want)
-			}
-			want++
+	for e, ok := q.pop(); ok; e, ok = q.pop() {
+		if e.Count != want {
+			t.Fatalf("event %d came out, want %d", e.Count, want)
 		}
+		want++
 	}
 	if want != next {
 		t.Fatalf("%d events came out of %d queued", want, next)
@@ -68,14 +71,20 @@ func TestARecorderHoldsNoRoomForEventsItHasNot(t *testing.T) {
 	for i := range 5000 {
 		r.Observe(watch.Event{Kind: watch.KindTransition, Count: i})
 	}
-	if r.events.waiting() != 5000 {
-		t.Fatalf("%d events wait, want 5000", r.events.waiting())
+	if waiting(r.events) != 5000 {
+		t.Fatalf("%d events wait, want 5000", waiting(r.events))
 	}
-	var into [16]watch.Event
-	for r.events.take(into[:]) > 0 {
+	for _, ok := r.events.pop(); ok; _, ok = r.events.pop() {
 	}
 	if c := cap(r.events.events); c > keptRoom {
 		t.Errorf("an empty queue holds room for %d events", c)
 	}
 	runtime.KeepAlive(r)
+}
+
+// waiting is how many events wait in q.
+func waiting(q *eventQueue) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.events) - q.head
 }

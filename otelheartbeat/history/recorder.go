@@ -141,7 +141,6 @@ func (r *Recorder) Run(ctx context.Context) error {
 	reconcile := time.NewTicker(r.cfg.reconcileEvery)
 	defer reconcile.Stop()
 	r.step(ctx)
-	var next [1]watch.Event
 	for {
 		select {
 		case <-ctx.Done():
@@ -166,10 +165,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 		case <-r.events.ready:
 			// One at a time, so that the lease's renewal waits for one
 			// write at most, however many wait.
-			if r.events.take(next[:]) == 1 && r.leading.Load() {
-				r.write(ctx, next[0])
+			if e, ok := r.events.pop(); ok && r.leading.Load() {
+				r.write(ctx, e)
 			}
-			next[0] = watch.Event{}
 		}
 	}
 }
