@@ -114,7 +114,8 @@ func quietly(b *testing.B, name, bin string, environ []string, args ...string) c
 // PANEL_LIMIT_WINDOW. Heartbeats are counted by the server's own PUBLISH
 // count over the same window. It reports each consumer's CPU per
 // heartbeat, the panel's ratio to the drain, its resident memory per
-// tracked instance at the end of the window and its peak since it started
+// tracked instance at the end of the window (and of that, its anonymous
+// memory: the rest is its executable's pages) and its peak since it started
 // (reading the fleet's latest-state keys at start, say), how long the
 // fleet overview and the first page of a service view take, with the
 // page's size, and the server's CPU per heartbeat over each consumer's
@@ -206,7 +207,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			}
 			oneInterval()
 		})
-		f.rss, f.peak = rssMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
+		f.rss, f.anon, f.peak = rssMiB(b, p.Cmd.Process.Pid), anonRSSMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
 		f.fleet, _ = sized(b, url+"/api/v1/services")
 		f.view, f.viewBytes = sized(b, url+"/api/v1/services/service_000")
 		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
@@ -243,6 +244,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(ofACore(f.cpu), "panel-cpu-%")
 		b.ReportMetric(f.rss, "panel-rss-MiB")
 		b.ReportMetric(f.rss*1024/float64(cfg.instances), "panel-rss-KiB/instance")
+		b.ReportMetric(f.anon*1024/float64(cfg.instances), "panel-anon-rss-KiB/instance")
 		b.ReportMetric(f.peak, "panel-peak-rss-MiB")
 		b.ReportMetric(float64(f.fleet.Microseconds())/1000, "fleet-api-ms")
 		b.ReportMetric(float64(f.view.Microseconds())/1000, "service-view-ms")
@@ -259,6 +261,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			b.ReportMetric(base.cpu/drain, "baseline-panel/drain")
 			b.ReportMetric(f.cpu/base.cpu, "panel/baseline-cpu")
 			b.ReportMetric(base.rss*1024/float64(cfg.instances), "baseline-panel-rss-KiB/instance")
+			b.ReportMetric(base.anon*1024/float64(cfg.instances), "baseline-panel-anon-rss-KiB/instance")
 			b.ReportMetric(base.peak, "baseline-panel-peak-rss-MiB")
 			b.ReportMetric(base.server, "server-cpu-µs/heartbeat-baseline-panel")
 		}
@@ -269,6 +272,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 type panelFigures struct {
 	cpu, server float64 // µs a heartbeat: the panel's, the server's meanwhile
 	rss, peak   float64 // MiB
+	anon        float64 // MiB of rss the process's own, not its executable's pages (see anonRSSMiB)
 	fleet, view time.Duration
 	viewBytes   int64
 }

@@ -32,10 +32,15 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 
 func rssMiB(b *testing.B, pid int) float64 { return statusMiB(b, pid, "VmRSS") }
 
+// anonRSSMiB is the part of a process's resident memory that is its own
+// (heap, stacks), not the pages of its executable and libraries mapped
+// from files, which the kernel shares and can drop.
+func anonRSSMiB(b *testing.B, pid int) float64 { return statusMiB(b, pid, "RssAnon") }
+
 // peakRSSMiB is a process's peak resident memory so far, in MiB.
 func peakRSSMiB(b *testing.B, pid int) float64 { return statusMiB(b, pid, "VmHWM") }
 
-// statusMiB is one of a process's memory figures in /proc (VmRSS, VmHWM),
+// statusMiB is one of a process's memory figures in /proc (VmRSS, VmHWM, RssAnon),
 // in MiB.
 func statusMiB(b *testing.B, pid int, field string) float64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
