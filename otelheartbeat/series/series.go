@@ -640,13 +640,18 @@ return 1
 `
 
 // update is the rollup of one field of one instance over part of a fine
-// step, to merge into both tiers: 72 bytes, as the values are written as
-// float32 and their time in whole seconds.
+// step, to merge into both tiers: 40 bytes, as the values are written as
+// float32 and their time in whole seconds, and the instance's names are
+// held once for all the values of a heartbeat (who).
 type update struct {
-	service, instance, field string
-	at                       int64 // of the last value, Unix seconds
-	last, lo, hi             float32
+	field        string
+	at           uint32 // of the last value, Unix seconds (see add)
+	last, lo, hi float32
+	who          int32 // the instance's names, in the Writer's whos
 }
+
+// who is the instance an update is of.
+type who struct{ service, instance string }
 
 // DefaultQueue bounds the values a Writer holds between two writes.
 const DefaultQueue = 200_000
@@ -660,6 +665,7 @@ type Writer struct {
 	max   int
 	mu    sync.Mutex
 	queue []update
+	whos  []who // the queue's updates' instances
 	// runs holds, per instance and step, where its values begin in the
 	// queue and how many there are, so that a heartbeat every second
 	// queues one value a field per step, not one per heartbeat, for one
@@ -673,9 +679,10 @@ type Writer struct {
 	slots   []slotRun
 	epoch   uint32
 	dropped int64
-	// spare is the queue last written, kept for the next one: a steady
-	// flow of values fills the same room every second.
-	spare []update
+	// spare is the queue last written, and its whos, kept for the next
+	// one: a steady flow of values fills the same room every second.
+	spare     []update
+	spareWhos []who
 	// The last flush's script calls, their room kept for the next one
 	// (see Flush): their text, the keys' and arguments' spans of it, those
 	// spans cut, and the calls' arguments.
@@ -683,6 +690,9 @@ type Writer struct {
 	keys, args []span
 	refs       []arg
 	anys       []any
+	// The last flush's order of the queue by service, and each value's
+	// service, their room kept for the next one.
+	order, svcOf []int32
 }
 
 // span is a part of a buffer.
@@ -778,7 +788,7 @@ func (w *Writer) AddSlot(slot watch.Slot, m *wire.Message, at time.Time) {
 	if sr := w.slots[i]; sr.epoch == w.epoch && int(sr.start) < len(w.queue) {
 		// Its run, if the slot's values are this instance's in this step:
 		// the values from start on that are.
-		for j := int(sr.start); j < len(w.queue) && w.queue[j].of(rk); j++ {
+		for j := int(sr.start); j < len(w.queue) && w.of(&w.queue[j], rk); j++ {
 			r, had = run{start: int(sr.start), n: r.n + 1}, true
 		}
 	}
@@ -799,15 +809,17 @@ func fineStep(sec int64) int64 {
 	return sec - r
 }
 
-// of reports whether u is a value of rk's instance in rk's step.
-func (u *update) of(rk runKey) bool {
-	return u.instance == rk.instance && u.service == rk.service && fineStep(u.at) == rk.step
+// of reports whether u, queued, is a value of rk's instance in rk's step.
+func (w *Writer) of(u *update, rk runKey) bool {
+	who := &w.whos[u.who]
+	return who.instance == rk.instance && who.service == rk.service && fineStep(int64(u.at)) == rk.step
 }
 
 // add queues the numeric fields of m, received at at, into the run r of
 // rk (had: already queued before) and returns the run.
 func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) run {
 	n := 0
+	whoOf := int32(-1) // m's instance in whos, once a value needs it
 	// A slot holds its time in 32-bit Unix seconds: a time before 1970
 	// or from 2106 would wrap into another's. Its values are dropped.
 	sec := at.Unix()
@@ -837,19 +849,27 @@ func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) 
 		if i >= 0 {
 			// The same step: one rollup.
 			q := &w.queue[i]
-			q.at, q.last, q.lo, q.hi = at.Unix(), v32, min(q.lo, v32), max(q.hi, v32)
+			q.at, q.last, q.lo, q.hi = uint32(sec), v32, min(q.lo, v32), max(q.hi, v32)
 			return
 		}
 		if len(w.queue) >= w.max {
 			w.dropped++
 			return
 		}
+		if whoOf < 0 {
+			if r.n > 0 { // the run's values are this instance's
+				whoOf = w.queue[r.start].who
+			} else {
+				whoOf = int32(len(w.whos))
+				w.whos = append(w.whos, who{m.ServiceName, m.InstanceID})
+			}
+		}
 		if r.start+r.n == len(w.queue) {
 			r.n++ // the run goes on at the queue's end
 		} else {
 			w.strays[strayKey{rk, field}] = len(w.queue)
 		}
-		w.queue = append(w.queue, update{service: m.ServiceName, instance: m.InstanceID, field: field, at: at.Unix(), last: v32, lo: v32, hi: v32})
+		w.queue = append(w.queue, update{field: field, at: uint32(sec), last: v32, lo: v32, hi: v32, who: whoOf})
 	}
 	if m.Has&wire.HasMemory != 0 {
 		add(wire.KeyMemoryUsageMB, m.MemoryUsageMB)
@@ -890,6 +910,8 @@ func (w *Writer) Dropped() int64 {
 func (w *Writer) Discard() {
 	w.mu.Lock()
 	w.queue = w.queue[:0]
+	clear(w.whos) // holds no names of instances gone
+	w.whos = w.whos[:0]
 	clear(w.runs)
 	clear(w.strays)
 	w.nextEpoch()
@@ -938,15 +960,17 @@ const flushBatch = 2_000
 // chart's, and the next heartbeat brings more.
 func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.mu.Lock()
-	q := w.queue
+	q, whos := w.queue, w.whos
 	if len(q) == 0 {
 		w.mu.Unlock()
 		// Quiet: the room the last flush needed (a burst's, perhaps) is
 		// not kept for nothing.
 		w.text, w.refs, w.anys, w.keys, w.args = nil, nil, nil, nil, nil
+		w.order, w.svcOf = nil, nil
 		return 0, nil
 	}
 	w.queue, w.spare = w.spare[:0], nil
+	w.whos, w.spareWhos = w.spareWhos[:0], nil
 	clear(w.runs)
 	clear(w.strays)
 	w.nextEpoch()
@@ -955,37 +979,56 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// far larger than the flow needs.
 	defer func() {
 		clear(q)
-		if cap(q) > 2*len(q)+1024 {
-			return
-		}
+		clear(whos)
 		w.mu.Lock()
-		w.spare = q[:0]
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		if cap(q) <= 2*len(q)+1024 {
+			w.spare = q[:0]
+		}
+		if cap(whos) <= 2*len(whos)+1024 {
+			w.spareWhos = whos[:0]
+		}
 	}()
 	// One script per service (its rings share a cluster slot), in the
 	// order the services were first heard, each service's rollups in the
-	// order they came; the keys' parts made once.
-	// An instance's rollups are next to one another in the queue, so the
-	// service is looked up once a run of it, not once a rollup.
-	svcOf := map[string]int{} // a service's index in order and bySvc
+	// order they came; the keys' parts made once. The queue is put in
+	// that order by counting (order, in room kept from the flush before):
+	// each value's service (svcOf), looked up once a heartbeat's values
+	// (an instance's are next to one another), not once a value; then
+	// where each service's values begin (ends), then each value's place.
+	svcIndex := map[string]int32{}
 	var (
-		order []string
-		bySvc [][]int
-		prev  string
+		services []string
+		ends     []int32 // by service: its values, then where they begin, then end
 	)
-	cur := -1 // prev's index
+	svcOf := slices.Grow(w.svcOf[:0], len(q))[:len(q)]
+	cur, curWho := int32(-1), int32(-1)
 	for i := range q {
-		if svc := q[i].service; cur < 0 || svc != prev {
-			var ok bool
-			if cur, ok = svcOf[svc]; !ok {
-				cur = len(order)
-				svcOf[svc] = cur
-				order = append(order, svc)
-				bySvc = append(bySvc, nil)
+		if u := &q[i]; u.who != curWho {
+			if svc := whos[u.who].service; cur < 0 || svc != services[cur] {
+				c, ok := svcIndex[svc]
+				if !ok {
+					c = int32(len(services))
+					svcIndex[svc] = c
+					services = append(services, svc)
+					ends = append(ends, 0)
+				}
+				cur = c
 			}
-			prev = svc
+			curWho = u.who
 		}
-		bySvc[cur] = append(bySvc[cur], i)
+		svcOf[i] = cur
+		ends[cur]++
+	}
+	from := int32(0)
+	for c, n := range ends {
+		ends[c] = from
+		from += n
+	}
+	order := slices.Grow(w.order[:0], len(q))[:len(q)]
+	for i, c := range svcOf {
+		order[ends[c]] = int32(i)
+		ends[c]++
 	}
 	fine, coarse := w.s.tiers[0], w.s.tiers[1]
 	head := []any{MaxFields,
@@ -1091,11 +1134,16 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		first, firstArg = 0, 0
 	}
 	le := binary.LittleEndian
-	for si, svc := range order {
+	for si, svc := range services {
 		svcPart := w.s.servicePart(svc)
-		for _, i := range bySvc[si] {
+		begin := int32(0)
+		if si > 0 {
+			begin = ends[si-1]
+		}
+		for _, i := range order[begin:ends[si]] {
 			u := &q[i]
-			if n == 0 || u.instance != runOf || fineStep(u.at) != runStep || n >= maxRun {
+			instance, step := whos[u.who].instance, fineStep(int64(u.at))
+			if n == 0 || instance != runOf || step != runStep || n >= maxRun {
 				endRun()
 				// Two record writes an instance's run, a call's rollups
 				// a batch's at most.
@@ -1105,27 +1153,27 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 						send()
 					}
 				}
-				ki, ok := keysOf[u.instance]
+				ki, ok := keysOf[instance]
 				if !ok {
 					ki = len(keys) - first + 1 // counting from 1, as Lua does
 					for _, t := range [2]Tier{fine, coarse} {
 						from := len(text)
-						text = appendRingKey(text, svcPart, t, u.instance)
+						text = appendRingKey(text, svcPart, t, instance)
 						keys = append(keys, span{from, len(text)})
 					}
 					from := len(text)
-					text = appendColumnsKey(text, svcPart, u.instance)
+					text = appendColumnsKey(text, svcPart, instance)
 					keys = append(keys, span{from, len(text)})
-					keysOf[u.instance] = ki
+					keysOf[instance] = ki
 				}
 				from := len(text)
 				text = le.AppendUint32(text, uint32(ki))
 				at = len(text)
 				text = le.AppendUint32(text, 0) // the count, at the run's end
 				args = append(args, span{from, len(text)})
-				runOf, runStep = u.instance, fineStep(u.at)
+				runOf, runStep = instance, step
 			}
-			text = le.AppendUint32(text, uint32(u.at))
+			text = le.AppendUint32(text, u.at)
 			for _, v := range [3]float32{u.last, u.lo, u.hi} {
 				text = le.AppendUint32(text, math.Float32bits(v))
 			}
@@ -1145,6 +1193,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	send()
 	// Kept for the next flush: a batch's room, at most.
 	w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
+	w.order, w.svcOf = order[:0], svcOf[:0]
 	return written, errors.Join(errs...)
 }
 
