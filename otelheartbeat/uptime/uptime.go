@@ -387,10 +387,11 @@ func (f *fold) settle(now time.Time) {
 			s.open.Instances = append(s.open.Instances, id)
 		}
 	case st != watch.ServiceDown && s.open != nil:
-		if f.inWindow(now) || now.Equal(f.w.To) {
+		// An incident that ended before the window is none of it (and
+		// not an open one from its start); one that ended at its start
+		// lasted no time of it.
+		if now.After(f.w.From) {
 			s.open.End = now
-		}
-		if s.open.End.IsZero() || s.open.End.After(f.w.From) {
 			f.rep.Incidents = append(f.rep.Incidents, finish(*s.open))
 		}
 		s.open = nil

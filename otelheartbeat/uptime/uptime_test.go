@@ -97,6 +97,25 @@ func TestPlannedStopsAndOpenIncidents(t *testing.T) {
 	}
 }
 
+// An outage that began and ended before the window is no incident of it:
+// not an open one from the window's start, when the service has been up
+// all along since. One that ended inside the window is reported from the
+// window's start to its end.
+func TestAnOutageBeforeTheWindowIsNoIncidentOfIt(t *testing.T) {
+	entries := []history.Entry{e("a", "unknown", "alive", 0), e("a", "alive", "dead", 10), e("a", "dead", "alive", 20)}
+	before := Compute("geo", entries, nil, Window{From: at(30), To: at(90)}, 1)
+	if len(before.Incidents) != 0 || before.Up != 60*time.Minute || before.Down != 0 {
+		t.Errorf("an outage from 10 to 20 min, over 30 to 90 min: %+v", before)
+	}
+	across := Compute("geo", entries, nil, Window{From: at(15), To: at(90)}, 1)
+	if len(across.Incidents) != 1 || across.Incidents[0].Start != at(15) || across.Incidents[0].End != at(20) || across.Down != 5*time.Minute {
+		t.Errorf("an outage from 10 to 20 min, over 15 to 90 min: %+v", across)
+	}
+	if r := Windows("geo", entries, nil, []Window{{From: at(30), To: at(90)}, {From: at(15), To: at(90)}}, 1, 0); len(r[0].Incidents) != 0 || len(r[1].Incidents) != 1 {
+		t.Errorf("both windows at once: %+v", r)
+	}
+}
+
 // BenchmarkThirtyDays computes 30-day uptime for a service of 1,000
 // instances, each with a restart a day (four entries a day: 120,000
 // entries), as the panel does for its 30 d column.
