@@ -84,17 +84,16 @@ type ServiceReport struct {
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
 	entries = inOrder(entries)
-	return computeWith(service, entries, nil, gaps, w, minAlive, true, map[string]*instance{}, nil)
+	return computeWith(service, entries, nil, gaps, []Window{w}, minAlive, 0, map[string]*instance{}, nil)[0]
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
 // order; only windows[withInstances] reports its instances (none when
-// withInstances is out of range: Instances is nil). The windows share
-// the work of following each instance, so that at many instances several
-// windows cost little more than one, and the others skip what their
-// instances' reports would cost.
+// withInstances is out of range: Instances is nil). The windows are
+// folded together, in one walk of the entries: each instance's state and
+// the service's are followed once, whatever the windows, and the others
+// skip what their instances' reports would cost.
 func Windows(service string, entries []history.Entry, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
-	out := make([]ServiceReport, len(windows))
 	entries = inOrder(entries)
 	sc := scratches.Get().(*scratch)
 	defer sc.put()
@@ -117,17 +116,7 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 		of[i] = in
 	}
 	sc.of = of
-	for i, w := range windows {
-		if i > 0 {
-			for _, b := range sc.blocks[:sc.used] {
-				for j := range b {
-					b[j] = instance{InstanceReport: InstanceReport{Instance: b[j].Instance}}
-				}
-			}
-		}
-		out[i] = computeWith(service, entries, of, gaps, w, minAlive, i == withInstances, pool, sc)
-	}
-	return out
+	return computeWith(service, entries, of, gaps, windows, minAlive, withInstances, pool, sc)
 }
 
 // scratch is the room Windows works in, kept for its next call (a panel
@@ -181,21 +170,37 @@ func inOrder(entries []history.Entry) []history.Entry {
 	return entries
 }
 
-// computeWith is Compute of entries in order of time, with the instances'
-// reports or without them, folding each instance into pool, where a fold
-// before over the same entries may have left it made anew; of, when not
-// nil, is each entry's instance in pool; sc, when not nil, is the room
-// pool, of and the instances are in (see Windows).
-func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, w Window, minAlive int, instances bool, pool map[string]*instance, sc *scratch) ServiceReport {
-	f := fold{w: w, minAlive: minAlive, rep: ServiceReport{Service: service}, instances: pool, sc: sc, byInstance: instances}
-	if !w.To.After(w.From) {
-		return f.rep
+// computeWith is Windows of entries in order of time, folding each
+// instance into pool; of, when not nil, is each entry's instance in pool;
+// sc, when not nil, is the room pool, of and the instances are in (see
+// Windows).
+func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, windows []Window, minAlive, withInstances int, pool map[string]*instance, sc *scratch) []ServiceReport {
+	f := fold{minAlive: minAlive, instances: pool, sc: sc, byInstance: -1, wins: make([]windowFold, len(windows))}
+	out := make([]ServiceReport, len(windows))
+	// The windows in the order of their ends: each is finished when the
+	// walk reaches its end, as things stand then.
+	byEnd := make([]int, 0, len(windows))
+	for i, w := range windows {
+		out[i] = ServiceReport{Service: service}
+		if !w.To.After(w.From) {
+			continue // empty: nothing to fold
+		}
+		f.wins[i] = windowFold{w: w, gaps: newGapIndex(gaps, w), rep: &out[i]}
+		if i == withInstances {
+			f.byInstance = i
+		}
+		byEnd = append(byEnd, i)
 	}
-	f.gaps = newGapIndex(gaps, w)
+	slices.SortStableFunc(byEnd, func(a, b int) int { return windows[a].To.Compare(windows[b].To) })
 	for i, e := range entries {
-		if !e.At.Before(w.To) {
+		for len(byEnd) > 0 && !e.At.Before(windows[byEnd[0]].To) {
+			f.finish(byEnd[0])
+			byEnd = byEnd[1:]
+		}
+		if len(byEnd) == 0 {
 			break
 		}
+		f.live = byEnd
 		var in *instance
 		if of != nil {
 			in = of[i]
@@ -211,24 +216,48 @@ func computeWith(service string, entries []history.Entry, of []*instance, gaps [
 			f.settle(e.At)
 		}
 	}
-	return f.finish()
+	for _, w := range byEnd {
+		f.finish(w)
+	}
+	return out
 }
 
-// fold is a report being made, one entry at a time, oldest first.
+// fold is the reports of windows being made, one entry at a time, oldest
+// first: the instances' states and the service's are followed once, and
+// each window's report counts what falls in it.
 type fold struct {
-	w         Window
-	gaps      gapIndex
+	wins []windowFold
+	// live are the windows still folding (whose end the walk has not
+	// reached), in the order of their ends.
+	live      []int
 	minAlive  int
-	rep       ServiceReport
 	instances map[string]*instance
 	sc        *scratch // the room instances' instances are in, walked in order of memory; or nil
 	service   service
 	// replaceable counts the instances gone (dead or stopped) that a new
 	// instance would replace: its appearing is a restart.
 	replaceable int
-	// byInstance says whether each instance's own times and losses are
-	// reported.
-	byInstance bool
+	// byInstance is the window whose instances' own times and losses
+	// are reported, or -1: they are counted while it folds.
+	byInstance int
+}
+
+// windowFold is one window's part of a fold.
+type windowFold struct {
+	w    Window
+	gaps gapIndex
+	rep  *ServiceReport
+}
+
+func (w *windowFold) holds(t time.Time) bool { return !t.Before(w.w.From) }
+
+// instanced is the window whose instances are reported, while it folds;
+// or nil.
+func (f *fold) instanced() *windowFold {
+	if f.byInstance < 0 || !slices.Contains(f.live, f.byInstance) {
+		return nil
+	}
+	return &f.wins[f.byInstance]
 }
 
 // instance is one instance's part of a fold.
@@ -244,7 +273,9 @@ type instance struct {
 }
 
 // service is the service's part of a fold: its instances counted by
-// state, its state by the service rule, and its open incident.
+// state, its state by the service rule, and its open incident (opened
+// at once in every window: each has it from when it opened or the
+// window's start, whichever is later).
 type service struct {
 	counts watch.Counts
 	// ghosts are dead instances the watcher forgot: the service stays
@@ -253,10 +284,24 @@ type service struct {
 	state  watch.ServiceState
 	since  time.Time // zero before its first entry
 	dead   map[string]bool
-	open   *Incident
+	open   *openIncident
 }
 
-func (f *fold) inWindow(t time.Time) bool { return !t.Before(f.w.From) }
+// openIncident is the service's incident while it is down.
+type openIncident struct {
+	at        time.Time
+	instances []string // dead during it
+}
+
+// in is the incident as window w has it, ended at end (zero: open); its
+// instances are o's own when no other window is to have them (last).
+func (o *openIncident) in(w *windowFold, end time.Time, last bool) Incident {
+	ids := o.instances
+	if !last {
+		ids = slices.Clone(ids)
+	}
+	return finish(Incident{Start: later(o.at, w.w.From), End: end, Instances: ids})
+}
 
 func (f *fold) instance(id string) *instance {
 	in, ok := f.instances[id]
@@ -270,14 +315,18 @@ func (f *fold) instance(id string) *instance {
 // entry folds one entry of in in.
 func (f *fold) entry(in *instance, e history.Entry) {
 	if e.Event == history.LostHeartbeats {
-		if f.inWindow(e.At) {
-			in.Lost += e.Lost
-			f.rep.Lost += e.Lost
+		for _, i := range f.live {
+			if w := &f.wins[i]; w.holds(e.At) {
+				w.rep.Lost += e.Lost
+				if i == f.byInstance {
+					in.Lost += e.Lost
+				}
+			}
 		}
 		return
 	}
-	if in.seen && f.byInstance {
-		f.account(&in.Times, in.timeState(), in.since, e.At)
+	if w := f.instanced(); in.seen && w != nil {
+		w.account(&in.Times, in.timeState(), in.since, e.At)
 	}
 	to := e.To
 	forgotten, replaced := e.Event == history.Forgotten, e.Event == history.Replaced
@@ -311,9 +360,7 @@ func (f *fold) restart(in *instance, to watch.State, at time.Time) {
 	case to == watch.Alive && fresh && f.replaceable > 0:
 		f.replaceable--
 		in.restarted = true
-		if f.inWindow(at) {
-			f.rep.Restarts++
-		}
+		f.restarted(at)
 	case to.Gone() && !in.state.Gone():
 		f.replaceable++
 	case in.state.Gone() && to.Up():
@@ -332,8 +379,15 @@ func (f *fold) replaced(by string, at time.Time) {
 		r.restarted = true
 	}
 	f.replaceable = max(f.replaceable-1, 0)
-	if f.inWindow(at) {
-		f.rep.Restarts++
+	f.restarted(at)
+}
+
+// restarted counts a restart at at in the windows that hold it.
+func (f *fold) restarted(at time.Time) {
+	for _, i := range f.live {
+		if w := &f.wins[i]; w.holds(at) {
+			w.rep.Restarts++
+		}
 	}
 }
 
@@ -362,7 +416,7 @@ func (s *service) move(in *instance, to watch.State, left, forgotten bool) {
 		}
 		s.dead[in.Instance], in.dead = true, true
 		if s.open != nil {
-			s.open.Instances = append(s.open.Instances, in.Instance)
+			s.open.instances = append(s.open.instances, in.Instance)
 		}
 	}
 }
@@ -377,30 +431,32 @@ func (f *fold) settle(now time.Time) {
 	if st == s.state && !s.since.IsZero() {
 		return
 	}
-	if !s.since.IsZero() {
-		f.serviceTime(s.state, s.since, now)
-	}
-	switch {
-	case st == watch.ServiceDown && s.open == nil:
-		s.open = &Incident{Start: later(now, f.w.From)}
-		for id := range s.dead {
-			s.open.Instances = append(s.open.Instances, id)
+	for k, i := range f.live {
+		w := &f.wins[i]
+		if !s.since.IsZero() {
+			w.serviceTime(s.state, s.since, now)
 		}
-	case st != watch.ServiceDown && s.open != nil:
 		// An incident that ended before the window is none of it (and
 		// not an open one from its start); one that ended at its start
 		// lasted no time of it.
-		if now.After(f.w.From) {
-			s.open.End = now
-			f.rep.Incidents = append(f.rep.Incidents, finish(*s.open))
+		if st != watch.ServiceDown && s.open != nil && now.After(w.w.From) {
+			w.rep.Incidents = append(w.rep.Incidents, s.open.in(w, now, k == len(f.live)-1))
 		}
+	}
+	switch {
+	case st == watch.ServiceDown && s.open == nil:
+		s.open = &openIncident{at: now}
+		for id := range s.dead {
+			s.open.instances = append(s.open.instances, id)
+		}
+	case st != watch.ServiceDown:
 		s.open = nil
 	}
 	s.state, s.since = st, now
 }
 
 // serviceTime accounts the service's time in state st.
-func (f *fold) serviceTime(st watch.ServiceState, from, to time.Time) {
+func (w *windowFold) serviceTime(st watch.ServiceState, from, to time.Time) {
 	as := watch.Unknown
 	switch st {
 	case watch.ServiceUp:
@@ -410,18 +466,18 @@ func (f *fold) serviceTime(st watch.ServiceState, from, to time.Time) {
 	case watch.ServiceStopped:
 		as = watch.Stopped
 	}
-	f.account(&f.rep.Times, as, from, to)
+	w.account(&w.rep.Times, as, from, to)
 }
 
 // account adds [from, to) in state st to t: the watched part by state
 // (up while alive or stale, down while dead, planned while stopped) and
 // the rest as unknown.
-func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
-	from, to = later(from, f.w.From), earlier(to, f.w.To)
+func (w *windowFold) account(t *Times, st watch.State, from, to time.Time) {
+	from, to = later(from, w.w.From), earlier(to, w.w.To)
 	if !to.After(from) {
 		return
 	}
-	unknown := f.gaps.overlap(from, to)
+	unknown := w.gaps.overlap(from, to)
 	watched := to.Sub(from) - unknown
 	t.Unknown += unknown
 	switch {
@@ -436,31 +492,32 @@ func (f *fold) account(t *Times, st watch.State, from, to time.Time) {
 	}
 }
 
-// finish accounts what runs to the window's end and returns the report.
-func (f *fold) finish() ServiceReport {
-	if f.byInstance && len(f.instances) > 0 {
-		f.rep.Instances = f.instanceReports()
+// finish accounts what runs to window i's end, as things stand, and
+// completes its report.
+func (f *fold) finish(i int) {
+	w := &f.wins[i]
+	if i == f.byInstance && len(f.instances) > 0 {
+		w.rep.Instances = f.instanceReports(w)
 	}
 	if s := &f.service; !s.since.IsZero() {
-		f.serviceTime(s.state, s.since, f.w.To)
+		w.serviceTime(s.state, s.since, w.w.To)
 		if s.open != nil {
-			f.rep.Incidents = append(f.rep.Incidents, finish(*s.open)) // still down at w.To: open
+			w.rep.Incidents = append(w.rep.Incidents, s.open.in(w, time.Time{}, false)) // still down at w.To: open
 		}
 	}
-	for i := range f.rep.Incidents {
-		in := &f.rep.Incidents[i]
+	for i := range w.rep.Incidents {
+		in := &w.rep.Incidents[i]
 		end := in.End
 		if in.Open() {
-			end = f.w.To
+			end = w.w.To
 		}
-		in.Unknown = f.gaps.overlap(in.Start, end)
+		in.Unknown = w.gaps.overlap(in.Start, end)
 	}
-	return f.rep
 }
 
-// instanceReports accounts each instance's time to the window's end and
-// returns the reports of those the window holds, by id.
-func (f *fold) instanceReports() []InstanceReport {
+// instanceReports accounts each instance's time to w's end and returns
+// the reports of those w holds, by id.
+func (f *fold) instanceReports(w *windowFold) []InstanceReport {
 	var reported []keyed
 	if f.sc != nil {
 		reported = slices.Grow(f.sc.keyed[:0], len(f.instances))
@@ -472,7 +529,7 @@ func (f *fold) instanceReports() []InstanceReport {
 			return
 		}
 		if in.seen {
-			f.account(&in.Times, in.timeState(), in.since, f.w.To)
+			w.account(&in.Times, in.timeState(), in.since, w.w.To)
 		}
 		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
 			return // forgotten before the window

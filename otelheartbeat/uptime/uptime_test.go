@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -256,6 +257,11 @@ func TestWindowsIsComputeOverEachWindow(t *testing.T) {
 		got := Windows("geo", entries, gaps, windows, minAlive, with)
 		for i, w := range windows {
 			want := Compute("geo", entries, gaps, w, minAlive)
+			// What comes at or after a window's end is none of its report.
+			before := entries[:sort.Search(len(entries), func(j int) bool { return !entries[j].At.Before(w.To) })]
+			if upTo := Compute("geo", before, gaps, w, minAlive); !reflect.DeepEqual(upTo, want) {
+				t.Fatalf("seed %d, window %d: \n%+v\nwant, from the entries before its end alone,\n%+v", seed, i, want, upTo)
+			}
 			if i != with {
 				want.Instances = nil
 			}
