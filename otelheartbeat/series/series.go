@@ -38,6 +38,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -956,7 +957,9 @@ const flushBatch = 2_000
 // Flush writes what is queued, one script call per service and up to
 // maxPerScript ring writes (its rings share a cluster slot), about
 // flushBatch rollups a round trip. It returns how many rollups were
-// written, and why any were not. What fails is dropped: the values are a
+// written, and why any were not: each reason once, and Valkey's refusal
+// of a call (a key of another type under the series' prefix, say) with
+// the services it refused. What fails is dropped: the values are a
 // chart's, and the next heartbeat brings more.
 func (w *Writer) Flush(ctx context.Context) (int, error) {
 	w.mu.Lock()
@@ -1045,6 +1048,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// at a time (flushBatch), so that the buffer is a batch's, whatever
 	// the flow.
 	type call struct {
+		service    string
 		keys, args span // in keys and args
 		values     int
 	}
@@ -1059,6 +1063,8 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		errs            []error
 	)
 	keysOf := map[string]int{} // an instance's fine ring's key index, in the call made
+	callSvc := ""              // the service of the call being written
+	var refused refusals       // what Valkey refused, and of which services
 	// An instance's values are next to one another in the queue, but for
 	// a field that joined late: each run of them in one fine step is an
 	// argument (maxRun rollups at most), its count written when the run
@@ -1077,7 +1083,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 	end := func() {
 		endRun()
-		calls = append(calls, call{span{first, len(keys)}, span{firstArg, len(args)}, values})
+		calls = append(calls, call{callSvc, span{first, len(keys)}, span{firstArg, len(args)}, values})
 		first, firstArg, values = len(keys), len(args), 0
 		clear(keysOf)
 	}
@@ -1119,10 +1125,14 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			}
 			cmdArgs[i] = anys[from:len(anys):len(anys)]
 		}
-		failed, err := w.send(ctx, cmdArgs)
+		callErrs, err := w.send(ctx, cmdArgs)
 		for i, c := range calls {
-			if !failed[i] {
+			var refusal redis.Error
+			switch e := callErrs[i]; {
+			case e == nil:
 				written += c.values
+			case errors.As(e, &refusal):
+				refused.add(e, c.service)
 			}
 		}
 		if err != nil {
@@ -1136,6 +1146,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	le := binary.LittleEndian
 	for si, svc := range services {
 		svcPart := w.s.servicePart(svc)
+		callSvc = svc
 		begin := int32(0)
 		if si > 0 {
 			begin = ends[si-1]
@@ -1191,6 +1202,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		}
 	}
 	send()
+	errs = append(errs, refused.errs()...)
 	// Kept for the next flush: a batch's room, at most.
 	w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
 	w.order, w.svcOf = order[:0], svcOf[:0]
@@ -1209,9 +1221,10 @@ func appendDistinct(errs []error, err error) []error {
 
 // send makes script calls in one round trip, by hash; a Valkey that does
 // not know the script (restarted, flushed) is sent it whole, once per call
-// that failed so. It returns which calls failed, and why, each reason
-// once: out of time, the context's error alone.
-func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]bool, error) {
+// that failed so. It returns each call's error, nil for those written;
+// and, when the calls could not be made (Valkey unreachable, out of
+// time), why, once: the context's error alone when out of time.
+func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, error) {
 	pipe := func(name, script string, which []int) ([]*redis.Cmd, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -1229,33 +1242,86 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]bool, error) {
 	for i := range all {
 		all[i] = i
 	}
-	failed := make([]bool, len(cmdArgs))
+	callErrs := make([]error, len(cmdArgs))
 	cmds, err := pipe("evalsha", merge.Hash(), all)
 	if err == nil {
-		return failed, nil
+		return callErrs, nil
 	}
 	var again []int
-	var errs []error
+	var errs []error // not Valkey's refusals: said once
+	failed := func(i int, e error) {
+		callErrs[i] = e
+		var refusal redis.Error
+		if !errors.As(e, &refusal) {
+			errs = appendDistinct(errs, e)
+		}
+	}
 	for i, c := range cmds {
 		switch e := c.Err(); {
 		case e != nil && redis.HasErrorPrefix(e, "NOSCRIPT"):
 			again = append(again, i)
 		case e != nil:
-			failed[i] = true
-			errs = appendDistinct(errs, e)
+			failed(i, e)
 		}
 	}
 	if len(again) > 0 {
 		cmds, _ := pipe("eval", mergeSource, again)
 		for j, c := range cmds {
 			if e := c.Err(); e != nil {
-				failed[again[j]] = true
-				errs = appendDistinct(errs, e)
+				failed(again[j], e)
 			}
 		}
 	}
-	if err := ctx.Err(); err != nil && slices.Contains(failed, true) {
-		return failed, err
+	if err := ctx.Err(); err != nil && slices.ContainsFunc(callErrs, func(e error) bool { return e != nil }) {
+		return callErrs, err
 	}
-	return failed, errors.Join(errs...)
+	return callErrs, errors.Join(errs...)
+}
+
+// refusals are Valkey's errors for script calls, each said once with the
+// services whose calls it refused.
+type refusals struct {
+	said     []error
+	services [][]string // by said
+}
+
+func (r *refusals) add(err error, service string) {
+	for i, e := range r.said {
+		if e.Error() == err.Error() {
+			if !slices.Contains(r.services[i], service) {
+				r.services[i] = append(r.services[i], service)
+			}
+			return
+		}
+	}
+	r.said = append(r.said, err)
+	r.services = append(r.services, []string{service})
+}
+
+// errs are the refusals, each with its services named (a few of them).
+func (r *refusals) errs() []error {
+	out := make([]error, len(r.said))
+	for i, e := range r.said {
+		out[i] = fmt.Errorf("%w (%s)", e, forServices(r.services[i]))
+	}
+	return out
+}
+
+// forServices names a few of services, and counts the rest.
+func forServices(services []string) string {
+	const named = 3
+	quoted := make([]string, 0, named)
+	for _, s := range services[:min(len(services), named)] {
+		quoted = append(quoted, strconv.Quote(s))
+	}
+	var list string
+	switch {
+	case len(services) == 1:
+		return "service " + quoted[0]
+	case len(services) <= named:
+		list = strings.Join(quoted[:len(quoted)-1], ", ") + " and " + quoted[len(quoted)-1]
+	default:
+		list = fmt.Sprintf("%s and %d more", strings.Join(quoted, ", "), len(services)-named)
+	}
+	return "services " + list
 }

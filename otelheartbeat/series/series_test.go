@@ -751,11 +751,11 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := w.Flush(ctx)
-	if n != total*3/4 || err == nil || strings.Count(err.Error(), "WRONGTYPE") != 1 {
-		t.Errorf("flush: %d written, %v; want %d, and the refusal said once", n, err, total*3/4)
+	if n != total*3/4 || err == nil || strings.Count(err.Error(), "WRONGTYPE") != 1 || !strings.Contains(err.Error(), `(service "service_00")`) {
+		t.Errorf("flush: %d written, %v; want %d, and the refusal said once, naming its service", n, err, total*3/4)
 	}
-	// Redis's own error for a refused script call comes back as it is,
-	// as many times as calls were refused: two services now.
+	// Valkey's refusal is said once, whatever the services it refused,
+	// each named: two services now.
 	w2 := NewWriter(s, 0)
 	queueFetchers(w2, 4, 400)
 	if err := c.Del(ctx, s.columnsKey("service_01", "f00001")).Err(); err != nil {
@@ -764,8 +764,31 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 	if err := c.LPush(ctx, s.columnsKey("service_01", "f00001"), "x").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := w2.Flush(ctx); n != total/2 || err == nil {
-		t.Errorf("two services refused: %d written, %v; want %d", n, err, total/2)
+	n, err = w2.Flush(ctx)
+	if n != total/2 || err == nil || strings.Count(err.Error(), "WRONGTYPE") != 1 || !strings.Contains(err.Error(), `(services "service_00" and "service_01")`) {
+		t.Errorf("two services refused: %d written, %v; want %d, the refusal said once naming both", n, err, total/2)
+	}
+	var re redis.Error
+	if !errors.As(err, &re) {
+		t.Errorf("the refusal %v is not Valkey's own error", err)
+	}
+}
+
+// A refusal of many services names a few of them and counts the rest.
+func TestARefusalNamesAFewServices(t *testing.T) {
+	for _, c := range []struct {
+		services []string
+		want     string
+	}{
+		{[]string{"a"}, `service "a"`},
+		{[]string{"a", "b"}, `services "a" and "b"`},
+		{[]string{"a", "b", "c"}, `services "a", "b" and "c"`},
+		{[]string{"a", "b", "c", "d"}, `services "a", "b", "c" and 1 more`},
+		{[]string{"a", "b", "c", "d", "e"}, `services "a", "b", "c" and 2 more`},
+	} {
+		if got := forServices(c.services); got != c.want {
+			t.Errorf("%q: %s, want %s", c.services, got, c.want)
+		}
 	}
 }
 
