@@ -405,7 +405,8 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // (32-bit floats, as a record holds them, so that they go in bit for bit),
 // the length of its field's name (32-bit) and the name. Each rollup goes
 // into its field's column of its step's record in both tiers. A field past
-// an instance's most is not kept.
+// an instance's most is not kept. It returns how many rollups were not
+// kept (see run), for the writer to count.
 //
 // What a call costs Valkey is its commands and its Lua (see
 // BenchmarkWriterFlush's server CPU), so it runs as few commands as it
@@ -508,7 +509,10 @@ local function record(r, cols, count, step, start, old)
   end
   return struct.pack(format(count), unpack(rec))
 end
--- run writes one run: an instance's rollups of one fine step.
+-- run writes one run: an instance's rollups of one fine step. It returns
+-- how many of them are not kept: all of an instance whose rings wait for
+-- a later call, those of fields with no column (joining past the budget,
+-- or past most).
 local function run(a)
   local k, n, pos = struct.unpack('<II', a)
   local hash = KEYS[k + 2]
@@ -558,7 +562,7 @@ local function run(a)
   local relay = false
   if fresh then
     if not afford(records * size) then
-      return
+      return n
     end
     redis.call('DEL', hash, KEYS[k], KEYS[k + 1])
   elseif count > count0 then
@@ -570,6 +574,12 @@ local function run(a)
       end
       count, added = count0, nil
       size = 4 + 12 * count
+    end
+  end
+  local unkept = 0
+  for j = 1, n do
+    if not cols[names[j]] then
+      unkept = unkept + 1
     end
   end
   -- Columns added are given their time to live at once, so that a call
@@ -633,11 +643,13 @@ local function run(a)
       end
     end
   end
+  return unkept
 end
+local unkept = 0
 for i = 9, #ARGV do
-  run(ARGV[i])
+  unkept = unkept + run(ARGV[i])
 end
-return 1
+return unkept
 `
 
 // update is the rollup of one field of one instance over part of a fine
@@ -680,6 +692,7 @@ type Writer struct {
 	slots   []slotRun
 	epoch   uint32
 	dropped int64
+	unkept  int64
 	// spare is the queue last written, and its whos, kept for the next
 	// one: a steady flow of values fills the same room every second.
 	spare     []update
@@ -906,6 +919,16 @@ func (w *Writer) Dropped() int64 {
 	return w.dropped
 }
 
+// Unkept is how many values were written to Valkey and not kept there:
+// of an instance first heard, or a field joining an instance's, past what
+// one call may lay out (see merge; the instance's or field's next values
+// are kept), or of a field past the MaxFields an instance keeps.
+func (w *Writer) Unkept() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.unkept
+}
+
 // Discard forgets what is queued: a replica that stopped recording must
 // not write what it heard meanwhile.
 func (w *Writer) Discard() {
@@ -1065,6 +1088,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	keysOf := map[string]int{} // an instance's fine ring's key index, in the call made
 	callSvc := ""              // the service of the call being written
 	var refused refusals       // what Valkey refused, and of which services
+	var notKept int64          // values written and not kept (see merge)
 	// An instance's values are next to one another in the queue, but for
 	// a field that joined late: each run of them in one fine step is an
 	// argument (maxRun rollups at most), its count written when the run
@@ -1125,12 +1149,13 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			}
 			cmdArgs[i] = anys[from:len(anys):len(anys)]
 		}
-		callErrs, err := w.send(ctx, cmdArgs)
+		callErrs, unkept, err := w.send(ctx, cmdArgs)
 		for i, c := range calls {
 			var refusal redis.Error
 			switch e := callErrs[i]; {
 			case e == nil:
-				written += c.values
+				written += c.values - int(unkept[i])
+				notKept += unkept[i]
 			case errors.As(e, &refusal):
 				refused.add(e, c.service)
 			}
@@ -1203,6 +1228,11 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 	send()
 	errs = append(errs, refused.errs()...)
+	if notKept > 0 {
+		w.mu.Lock()
+		w.unkept += notKept
+		w.mu.Unlock()
+	}
 	// Kept for the next flush: a batch's room, at most.
 	w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
 	w.order, w.svcOf = order[:0], svcOf[:0]
@@ -1221,10 +1251,11 @@ func appendDistinct(errs []error, err error) []error {
 
 // send makes script calls in one round trip, by hash; a Valkey that does
 // not know the script (restarted, flushed) is sent it whole, once per call
-// that failed so. It returns each call's error, nil for those written;
-// and, when the calls could not be made (Valkey unreachable, out of
-// time), why, once: the context's error alone when out of time.
-func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, error) {
+// that failed so. It returns each call's error, nil for those written,
+// and how many of their values were not kept (the script's answer); and,
+// when the calls could not be made (Valkey unreachable, out of time),
+// why, once: the context's error alone when out of time.
+func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, error) {
 	pipe := func(name, script string, which []int) ([]*redis.Cmd, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		_, err := w.s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -1242,10 +1273,17 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, error) {
 	for i := range all {
 		all[i] = i
 	}
-	callErrs := make([]error, len(cmdArgs))
+	callErrs, unkept := make([]error, len(cmdArgs)), make([]int64, len(cmdArgs))
+	answered := func(i int, c *redis.Cmd) {
+		n, _ := c.Int64() // what another script of the same hash answers is not trusted
+		unkept[i] = max(n, 0)
+	}
 	cmds, err := pipe("evalsha", merge.Hash(), all)
 	if err == nil {
-		return callErrs, nil
+		for i, c := range cmds {
+			answered(i, c)
+		}
+		return callErrs, unkept, nil
 	}
 	var again []int
 	var errs []error // not Valkey's refusals: said once
@@ -1262,6 +1300,8 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, error) {
 			again = append(again, i)
 		case e != nil:
 			failed(i, e)
+		default:
+			answered(i, c)
 		}
 	}
 	if len(again) > 0 {
@@ -1269,13 +1309,15 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, error) {
 		for j, c := range cmds {
 			if e := c.Err(); e != nil {
 				failed(again[j], e)
+			} else {
+				answered(again[j], c)
 			}
 		}
 	}
 	if err := ctx.Err(); err != nil && slices.ContainsFunc(callErrs, func(e error) bool { return e != nil }) {
-		return callErrs, err
+		return callErrs, unkept, err
 	}
-	return callErrs, errors.Join(errs...)
+	return callErrs, unkept, errors.Join(errs...)
 }
 
 // refusals are Valkey's errors for script calls, each said once with the

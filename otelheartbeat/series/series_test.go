@@ -272,6 +272,12 @@ func TestAnInstanceKeepsAtMostItsFieldsOverTime(t *testing.T) {
 	if err != nil || len(fields) != MaxFields || fields[0] != "f0_0" {
 		t.Errorf("fields %v, %v", fields, err)
 	}
+	// The values past the columns are counted not kept: 100 readable
+	// fields' values, 16 kept (the names the API cannot ask for are not
+	// written at all).
+	if n := w.Unkept(); n != 100-MaxFields {
+		t.Errorf("%d values not kept, want %d", n, 100-MaxFields)
+	}
 }
 
 // A ring written under another retention is made again at its new size,
@@ -856,8 +862,11 @@ func TestAScriptCallWritesAtMostItsBoundOfRecords(t *testing.T) {
 		for i := range c.instances {
 			w.Add(c.message(fmt.Sprintf("f%04d", i)), t0)
 		}
-		if n, err := w.Flush(ctx); err != nil || n != c.instances*c.values {
-			t.Fatalf("flush: %d, %v", n, err)
+		// Fields joining the first instances' columns wait, past a
+		// call's budget (see TestFieldsJoiningManyInstancesLayOutABoundOfBytesACall).
+		unkept := w.Unkept()
+		if n, err := w.Flush(ctx); err != nil || int64(n)+w.Unkept()-unkept != int64(c.instances*c.values) {
+			t.Fatalf("flush: %d written, %d not kept, %v; want %d in all", n, w.Unkept()-unkept, err, c.instances*c.values)
 		}
 		if got := calls() - before; got != 2 {
 			t.Errorf("%d script calls for %d instances of %d values, want 2", got, c.instances, c.values)
@@ -1159,8 +1168,15 @@ func TestFieldsJoiningManyInstancesLayOutABoundOfBytesACall(t *testing.T) {
 		for i := range instances {
 			w.Add(beat(i, float64(flushes+1), MaxFields), at)
 		}
-		if _, err := w.Flush(ctx); err != nil {
+		unkept := w.Unkept()
+		n, err := w.Flush(ctx)
+		if err != nil {
 			t.Fatal(err)
+		}
+		// The field that waits is not kept; the others are.
+		if waiting := instances - was - 1; n != instances*MaxFields-waiting || w.Unkept()-unkept != int64(waiting) {
+			t.Fatalf("flush %d: %d values written and %d not kept, with %d instances waiting for their 16th field",
+				flushes, n, w.Unkept()-unkept, waiting)
 		}
 		// 16 MiB a call, a byte laid out again counted 16 times: one
 		// instance's rings of 16 fields at 30 days.
@@ -1210,11 +1226,18 @@ func TestNewInstancesMakeABoundOfRingBytesACall(t *testing.T) {
 		for i := range instances {
 			w.Add(memoryBeat("svc", fmt.Sprintf("i%02d", i), 1, MaxFields), t0.Add(time.Duration(flushes)*time.Second))
 		}
-		if _, err := w.Flush(ctx); err != nil {
+		unkept := w.Unkept()
+		n, err := w.Flush(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if got := made() - was; got > 9 || got == 0 {
 			t.Fatalf("flush %d made %d instances' rings, want 1 to 9", flushes, got)
+		}
+		// What waits is not counted written, but not kept.
+		if now := made(); n != now*MaxFields || w.Unkept()-unkept != int64(instances-now)*MaxFields {
+			t.Fatalf("flush %d: %d values written and %d not kept, with %d of %d instances made, %d values each",
+				flushes, n, w.Unkept()-unkept, now, instances, MaxFields)
 		}
 		// Each instance made has both rings, and expiring.
 		for i := range instances {
