@@ -57,10 +57,10 @@ type Panel struct {
 	alert     *alerting.Engine
 	receivers []delivery.Receiver
 
-	series        *series.Store  // nil: values over time are not kept
-	seriesW       *series.Writer // written by the recorder only
-	seriesFailed  report.Reporter
-	seriesDropped int64
+	series       *series.Store  // nil: values over time are not kept
+	seriesW      *series.Writer // written by the recorder only
+	seriesFailed report.Reporter
+	seriesLosses losses
 
 	started  time.Time
 	loaded   atomic.Bool

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +186,35 @@ func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 	apply(t, p, history.Record{Service: "svc", Instance: "c", To: watch.Alive, At: now})
 	if es := read(); len(es) != 3 {
 		t.Errorf("after the stream was written again, read %d entries, want 3: %v", len(es), es)
+	}
+}
+
+// Values over time lost are said at once the first time, then at most
+// once a minute, with what was lost since: a fleet that overflows the
+// queue every second is a line a minute, and nothing lost says nothing.
+func TestValuesLostAreSaidOnceAMinute(t *testing.T) {
+	var l losses
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	if _, ok := l.say(t0, 0, 0); ok {
+		t.Fatal("nothing lost, and something said")
+	}
+	line, ok := l.say(t0.Add(time.Second), 5, 0)
+	if !ok || !strings.Contains(line, "5 dropped") || strings.Contains(line, "not kept") || strings.Contains(line, "in the last") {
+		t.Fatalf("the first loss: %q, %v", line, ok)
+	}
+	for s := 2; s < 61; s++ { // a loss every second for the next minute
+		if line, ok := l.say(t0.Add(time.Duration(s)*time.Second), int64(5+s), int64(s)); ok {
+			t.Fatalf("said again %d s later: %q", s, line)
+		}
+	}
+	line, ok = l.say(t0.Add(61*time.Second), 70, 64)
+	if !ok || !strings.Contains(line, "in the last 1m0s: 65 dropped") || !strings.Contains(line, "64 not kept by Valkey") {
+		t.Fatalf("a minute on: %q, %v", line, ok)
+	}
+	if line, ok := l.say(t0.Add(200*time.Second), 70, 64); ok {
+		t.Fatalf("nothing more lost, and said %q", line)
+	}
+	if line, ok := l.say(t0.Add(201*time.Second), 70, 65); !ok || !strings.Contains(line, "in the last 2m20s: 1 not kept") {
+		t.Fatalf("one more not kept: %q, %v", line, ok)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
@@ -317,9 +318,40 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		case n > 0: // only a write that was made says it works
 			p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
 		}
-		if d := p.seriesW.Dropped(); d > p.seriesDropped {
-			p.cfg.errorf("heartbeat values: %d dropped, more than a second's queue holds or received at a time a slot cannot hold (before 1970, from 2106)", d-p.seriesDropped)
-			p.seriesDropped = d
+		if line, ok := p.seriesLosses.say(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()); ok {
+			p.cfg.errorf("%s", line)
 		}
 	}
+}
+
+// losses says what values over time were lost: at once the first time,
+// then at most once a minute, what was lost since it last said, so that
+// a fleet that overflows the queue every second is one line a minute.
+type losses struct {
+	dropped, unkept int64 // as last said
+	said            time.Time
+}
+
+// lossEvery is how often losses says more.
+const lossEvery = time.Minute
+
+// say returns the line to say at now, given the writer's counts, if any.
+func (l *losses) say(now time.Time, dropped, unkept int64) (string, bool) {
+	d, u := dropped-l.dropped, unkept-l.unkept
+	if (d <= 0 && u <= 0) || (!l.said.IsZero() && now.Sub(l.said) < lossEvery) {
+		return "", false
+	}
+	var parts []string
+	if d > 0 {
+		parts = append(parts, fmt.Sprintf("%d dropped, more than a second's queue holds or received at a time a slot cannot hold (before 1970, from 2106)", d))
+	}
+	if u > 0 {
+		parts = append(parts, fmt.Sprintf("%d not kept by Valkey, of instances first heard or fields joining past what one write may lay out (their next values are kept), or past the %d fields an instance keeps", u, series.MaxFields))
+	}
+	since := ""
+	if !l.said.IsZero() {
+		since = fmt.Sprintf(" in the last %v", now.Sub(l.said).Round(time.Second))
+	}
+	l.dropped, l.unkept, l.said = dropped, unkept, now
+	return fmt.Sprintf("heartbeat values%s: %s", since, strings.Join(parts, "; ")), true
 }
