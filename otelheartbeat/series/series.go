@@ -1025,7 +1025,9 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	svcIndex := map[string]int32{}
 	var (
 		services []string
-		ends     []int32 // by service: its values, then where they begin, then end
+		// ends is by service: first how many values it has, then where
+		// they begin in order, and once they are placed, where they end.
+		ends []int32
 	)
 	svcOf := slices.Grow(w.svcOf[:0], len(q))[:len(q)]
 	cur, curWho := int32(-1), int32(-1)
@@ -1233,9 +1235,13 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		w.unkept += notKept
 		w.mu.Unlock()
 	}
-	// Kept for the next flush: a batch's room, at most.
+	// Kept for the next flush: a batch's room, at most; and the queue's
+	// order's, as the queue's own room is (see above).
 	w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
-	w.order, w.svcOf = order[:0], svcOf[:0]
+	w.order, w.svcOf = nil, nil
+	if cap(order) <= 2*len(order)+1024 {
+		w.order, w.svcOf = order[:0], svcOf[:0]
+	}
 	return written, errors.Join(errs...)
 }
 

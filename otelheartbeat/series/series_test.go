@@ -958,8 +958,32 @@ func TestABurstsRoomIsNotKeptWhileQuiet(t *testing.T) {
 	if _, err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := cap(w.text) + cap(w.refs)*int(unsafe.Sizeof(arg{})) + cap(w.anys)*16 + (cap(w.keys)+cap(w.args))*int(unsafe.Sizeof(span{})); n != 0 {
+	if n := cap(w.text) + cap(w.refs)*int(unsafe.Sizeof(arg{})) + cap(w.anys)*16 + (cap(w.keys)+cap(w.args))*int(unsafe.Sizeof(span{})) +
+		(cap(w.order)+cap(w.svcOf))*4; n != 0 {
 		t.Errorf("after an empty flush, the writer keeps %d bytes of the burst's room", n)
+	}
+}
+
+// After a burst, a flow of a few values keeps the room a few values need,
+// not the burst's: the queue's, its names' and its order's.
+func TestABurstsRoomIsNotKeptForAFewValues(t *testing.T) {
+	ctx := context.Background()
+	w := NewWriter(newStore(t), 0)
+	for i := range 20_000 {
+		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), t0)
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), t0.Add(FineStep))
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held := cap(w.spare)*int(unsafe.Sizeof(update{})) + cap(w.spareWhos)*int(unsafe.Sizeof(who{})) + (cap(w.order)+cap(w.svcOf))*4
+	if held > 128<<10 {
+		t.Errorf("after a burst of 80,000 values and a flush of 40, the writer keeps %d bytes of room", held)
 	}
 }
 

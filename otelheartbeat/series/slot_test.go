@@ -213,9 +213,10 @@ func TestAQueuedValueHoldsItsInstancesNamesOnceAHeartbeat(t *testing.T) {
 	}
 	// 40 bytes a value, 32 a heartbeat's names (8 a value), 8 bytes a
 	// slot (2 a value), and what the slices grew by beyond (up to a
-	// quarter): 62 at most. A value that held its names held 72 bytes.
-	if per := float64(after.HeapAlloc-before.HeapAlloc) / float64(values); per > 68 {
-		t.Errorf("a queued value holds %.1f bytes, want at most 68", per)
+	// quarter): 62 at most. A value that held its names held 72 bytes,
+	// 87 with the room grown.
+	if per := float64(after.HeapAlloc-before.HeapAlloc) / float64(values); per > 72 {
+		t.Errorf("a queued value holds %.1f bytes, want at most 72", per)
 	}
 	runtime.KeepAlive(w)
 	runtime.KeepAlive(msgs)
