@@ -187,7 +187,7 @@ func computeWith(service string, entries []history.Entry, of []*instance, gaps [
 		}
 		f.wins[i] = windowFold{w: w, gaps: newGapIndex(gaps, w), rep: &out[i]}
 		if i == withInstances {
-			f.byInstance = i
+			f.byInstance, f.instanced = i, &f.wins[i]
 		}
 		byEnd = append(byEnd, i)
 	}
@@ -238,8 +238,9 @@ type fold struct {
 	// instance would replace: its appearing is a restart.
 	replaceable int
 	// byInstance is the window whose instances' own times and losses
-	// are reported, or -1: they are counted while it folds.
+	// are reported, or -1: they are counted while it folds (instanced).
 	byInstance int
+	instanced  *windowFold
 }
 
 // windowFold is one window's part of a fold.
@@ -249,21 +250,14 @@ type windowFold struct {
 	rep  *ServiceReport
 }
 
-func (w *windowFold) holds(t time.Time) bool { return !t.Before(w.w.From) }
-
-// instanced is the window whose instances are reported, while it folds;
-// or nil.
-func (f *fold) instanced() *windowFold {
-	if f.byInstance < 0 || !slices.Contains(f.live, f.byInstance) {
-		return nil
-	}
-	return &f.wins[f.byInstance]
-}
+// started reports whether the window has begun at t (its end is the
+// fold's to mind: see live).
+func (w *windowFold) started(t time.Time) bool { return !t.Before(w.w.From) }
 
 // instance is one instance's part of a fold.
 type instance struct {
 	InstanceReport
-	folded    bool // an entry of it has been folded (in a fold's instances from an earlier fold, it may not be)
+	folded    bool // an entry of it has been folded (Windows makes every instance before the walk reaches it)
 	seen      bool // a change of its state has been folded
 	forgotten bool // it left the watcher: forgotten or replaced
 	restarted bool // its appearance is counted as a restart
@@ -316,7 +310,7 @@ func (f *fold) instance(id string) *instance {
 func (f *fold) entry(in *instance, e history.Entry) {
 	if e.Event == history.LostHeartbeats {
 		for _, i := range f.live {
-			if w := &f.wins[i]; w.holds(e.At) {
+			if w := &f.wins[i]; w.started(e.At) {
 				w.rep.Lost += e.Lost
 				if i == f.byInstance {
 					in.Lost += e.Lost
@@ -325,7 +319,7 @@ func (f *fold) entry(in *instance, e history.Entry) {
 		}
 		return
 	}
-	if w := f.instanced(); in.seen && w != nil {
+	if w := f.instanced; in.seen && w != nil {
 		w.account(&in.Times, in.timeState(), in.since, e.At)
 	}
 	to := e.To
@@ -360,7 +354,7 @@ func (f *fold) restart(in *instance, to watch.State, at time.Time) {
 	case to == watch.Alive && fresh && f.replaceable > 0:
 		f.replaceable--
 		in.restarted = true
-		f.restarted(at)
+		f.countRestart(at)
 	case to.Gone() && !in.state.Gone():
 		f.replaceable++
 	case in.state.Gone() && to.Up():
@@ -379,13 +373,13 @@ func (f *fold) replaced(by string, at time.Time) {
 		r.restarted = true
 	}
 	f.replaceable = max(f.replaceable-1, 0)
-	f.restarted(at)
+	f.countRestart(at)
 }
 
-// restarted counts a restart at at in the windows that hold it.
-func (f *fold) restarted(at time.Time) {
+// countRestart counts a restart at at in the windows begun by then.
+func (f *fold) countRestart(at time.Time) {
 	for _, i := range f.live {
-		if w := &f.wins[i]; w.holds(at) {
+		if w := &f.wins[i]; w.started(at) {
 			w.rep.Restarts++
 		}
 	}
@@ -496,8 +490,11 @@ func (w *windowFold) account(t *Times, st watch.State, from, to time.Time) {
 // completes its report.
 func (f *fold) finish(i int) {
 	w := &f.wins[i]
-	if i == f.byInstance && len(f.instances) > 0 {
-		w.rep.Instances = f.instanceReports(w)
+	if i == f.byInstance {
+		f.instanced = nil
+		if len(f.instances) > 0 {
+			w.rep.Instances = f.instanceReports(w)
+		}
 	}
 	if s := &f.service; !s.since.IsZero() {
 		w.serviceTime(s.state, s.since, w.w.To)
@@ -505,8 +502,8 @@ func (f *fold) finish(i int) {
 			w.rep.Incidents = append(w.rep.Incidents, s.open.in(w, time.Time{}, false)) // still down at w.To: open
 		}
 	}
-	for i := range w.rep.Incidents {
-		in := &w.rep.Incidents[i]
+	for j := range w.rep.Incidents {
+		in := &w.rep.Incidents[j]
 		end := in.End
 		if in.Open() {
 			end = w.w.To
