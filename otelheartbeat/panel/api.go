@@ -42,8 +42,11 @@ type ServiceJSON struct {
 	Counts   watch.Counts `json:"counts"`
 	// Uptime by window ("1h", "24h", "7d", "30d"): up / (up + down),
 	// null when there is no recorded time in it.
-	Uptime       map[string]*float64 `json:"uptime"`
-	OpenIncident *IncidentJSON       `json:"open_incident"`
+	Uptime map[string]*float64 `json:"uptime"`
+	// OpenIncident is the service's outage still going on, dated from when
+	// it began (or the start of the longest window, if before); nil when
+	// there is none.
+	OpenIncident *IncidentJSON `json:"open_incident"`
 }
 
 // ServiceDetailJSON is one service with its instances.
@@ -236,7 +239,9 @@ func (p *Panel) service(name string, counts watch.Counts, now time.Time) Service
 	for _, w := range p.cfg.windows {
 		if r, ok := p.reports.get(name, w); ok {
 			s.Uptime[windowName(w)] = ratio(r.Times)
-			if w == slices.Min(p.cfg.windows) {
+			// The longest window's: an incident is dated from the later of
+			// its start and its window's.
+			if w == slices.Max(p.cfg.windows) {
 				for _, in := range r.Incidents {
 					if in.Open() {
 						j := p.incidentJSON(name, in, now)

@@ -367,3 +367,27 @@ func TestASeriesQueryTakesEachParameterOnce(t *testing.T) {
 		}
 	}
 }
+
+// A service's open incident is dated from when it began, not from the
+// start of the shortest uptime window: a service down for two hours is
+// not shown down for one. One that ended before every window is none.
+func TestAnOpenIncidentIsDatedFromItsStart(t *testing.T) {
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanel(t, tr)
+	now := time.Now()
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	apply(t, p,
+		history.Record{Service: "down", Instance: "d1", To: watch.Alive, At: at(3 * time.Hour)},
+		history.Record{Service: "down", Instance: "d1", To: watch.Dead, At: at(2 * time.Hour)},
+		history.Record{Service: "back", Instance: "b1", To: watch.Alive, At: at(3 * time.Hour)},
+		history.Record{Service: "back", Instance: "b1", To: watch.Dead, At: at(2 * time.Hour)},
+		history.Record{Service: "back", Instance: "b1", To: watch.Alive, At: at(90 * time.Minute)})
+	p.reports.compute(context.Background(), p)
+	down := p.service("down", watch.Counts{}, now)
+	if down.OpenIncident == nil || down.OpenIncident.StartedAt != stamp(at(2*time.Hour).Truncate(time.Millisecond)) {
+		t.Errorf("a service down for two hours: open incident %+v, want one since %s", down.OpenIncident, stamp(at(2*time.Hour)))
+	}
+	if back := p.service("back", watch.Counts{Alive: 1}, now); back.OpenIncident != nil {
+		t.Errorf("a service back for 90 minutes: open incident %+v", back.OpenIncident)
+	}
+}
