@@ -87,6 +87,7 @@ type Store struct {
 	prefix string
 	tiers  [2]Tier // fine, coarse
 	now    func() time.Time
+	budget int64 // of ring bytes a call, wholeBudget but in tests
 }
 
 // Option configures a Store.
@@ -107,7 +108,7 @@ func WithRetention(d time.Duration) Option {
 
 // NewStore returns a store of series in c.
 func NewStore(c redis.UniversalClient, opts ...Option) (*Store, error) {
-	s := &Store{c: c, prefix: DefaultPrefix, tiers: [2]Tier{{FineStep, FineSpan}, {CoarseStep, DefaultSpan}}, now: time.Now}
+	s := &Store{c: c, prefix: DefaultPrefix, tiers: [2]Tier{{FineStep, FineSpan}, {CoarseStep, DefaultSpan}}, now: time.Now, budget: wholeBudget}
 	for _, o := range opts {
 		o.apply(s)
 	}
@@ -511,8 +512,9 @@ local function record(r, cols, count, step, start, old)
 end
 -- run writes one run: an instance's rollups of one fine step. It returns
 -- how many of them are not kept: all of an instance whose rings wait for
--- a later call, those of fields with no column (joining past the budget,
--- or past most).
+-- a later call (first heard, or its rings gone or of another size, past
+-- the budget: written in neither tier), those of fields with no column
+-- (joining past the budget, or past most).
 local function run(a)
   local k, n, pos = struct.unpack('<II', a)
   local hash = KEYS[k + 2]
@@ -605,7 +607,7 @@ local function run(a)
     end
   end
   -- Coarse first: a coarse step's first record renews both rings.
-  local renew = false
+  local renew, kept = false, false
   for t = 2, 1, -1 do
     local key = KEYS[k + t - 1]
     local step, slots, ttl = tiers[t][1], tiers[t][2], tiers[t][3]
@@ -631,6 +633,7 @@ local function run(a)
       was, written = nil, true
     end
     if written then
+      kept = true
       if t == 2 and was ~= start then
         renew = true
         if not expired then
@@ -642,6 +645,9 @@ local function run(a)
         redis.call('PEXPIRE', key, ttl)
       end
     end
+  end
+  if not kept then
+    return n
   end
   return unkept
 end
@@ -1065,7 +1071,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		int64(fine.Step / time.Second), fine.slots(), (fine.Span + coarse.Step + fine.Step).Milliseconds(),
 		// The columns' hash lives as long as the longest ring.
 		int64(coarse.Step / time.Second), coarse.slots(), (coarse.Span + coarse.Step).Milliseconds(),
-		wholeBudget}
+		w.s.budget}
 	// Every call's keys and arguments are written in one buffer, kept from
 	// one flush to the next, and handed to go-redis as spans of it by
 	// pointer (see arg): a string each, and its boxing into an interface,
@@ -1156,8 +1162,11 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 			var refusal redis.Error
 			switch e := callErrs[i]; {
 			case e == nil:
-				written += c.values - int(unkept[i])
-				notKept += unkept[i]
+				// What another script of the same hash answers is
+				// not trusted beyond what the call held.
+				n := min(max(unkept[i], 0), int64(c.values))
+				written += c.values - int(n)
+				notKept += n
 			case errors.As(e, &refusal):
 				refused.add(e, c.service)
 			}
@@ -1280,19 +1289,7 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, e
 		all[i] = i
 	}
 	callErrs, unkept := make([]error, len(cmdArgs)), make([]int64, len(cmdArgs))
-	answered := func(i int, c *redis.Cmd) {
-		n, _ := c.Int64() // what another script of the same hash answers is not trusted
-		unkept[i] = max(n, 0)
-	}
-	cmds, err := pipe("evalsha", merge.Hash(), all)
-	if err == nil {
-		for i, c := range cmds {
-			answered(i, c)
-		}
-		return callErrs, unkept, nil
-	}
-	var again []int
-	var errs []error // not Valkey's refusals: said once
+	var errs []error // not Valkey's refusals of a call: said once
 	failed := func(i int, e error) {
 		callErrs[i] = e
 		var refusal redis.Error
@@ -1300,6 +1297,24 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, e
 			errs = appendDistinct(errs, e)
 		}
 	}
+	// answered takes call i's answer: the values its script did not keep.
+	// A call with no answer (its connection refused before it was sent,
+	// as a wrong password is, which go-redis says of the pipeline alone)
+	// failed for the pipeline's reason.
+	answered := func(i int, c *redis.Cmd, pipeErr error) {
+		n, e := c.Int64()
+		if e != nil {
+			if pipeErr == nil {
+				pipeErr = e
+			}
+			callErrs[i] = unsent{pipeErr} // not the call's own refusal
+			errs = appendDistinct(errs, pipeErr)
+			return
+		}
+		unkept[i] = n
+	}
+	cmds, err := pipe("evalsha", merge.Hash(), all)
+	var again []int
 	for i, c := range cmds {
 		switch e := c.Err(); {
 		case e != nil && redis.HasErrorPrefix(e, "NOSCRIPT"):
@@ -1307,16 +1322,16 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, e
 		case e != nil:
 			failed(i, e)
 		default:
-			answered(i, c)
+			answered(i, c, err)
 		}
 	}
 	if len(again) > 0 {
-		cmds, _ := pipe("eval", mergeSource, again)
+		cmds, err := pipe("eval", mergeSource, again)
 		for j, c := range cmds {
 			if e := c.Err(); e != nil {
 				failed(again[j], e)
 			} else {
-				answered(again[j], c)
+				answered(again[j], c, err)
 			}
 		}
 	}
@@ -1326,50 +1341,63 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, e
 	return callErrs, unkept, errors.Join(errs...)
 }
 
+// unsent is why a call got no answer of its own: not a refusal of it,
+// whatever error it wraps (it does not unwrap).
+type unsent struct{ err error }
+
+func (u unsent) Error() string { return u.err.Error() }
+
 // refusals are Valkey's errors for script calls, each said once with the
-// services whose calls it refused.
-type refusals struct {
-	said     []error
-	services [][]string // by said
+// services whose calls it refused: a few named, the rest counted. A
+// flush writes its services one after another, so a service refused
+// again is the last one its refusal counted.
+type refusals struct{ said []refusal }
+
+type refusal struct {
+	err   error
+	named []string // the first services refused, namedServices at most
+	n     int      // services refused
+	last  string
 }
 
+// namedServices is how many services a refusal names.
+const namedServices = 3
+
 func (r *refusals) add(err error, service string) {
-	for i, e := range r.said {
-		if e.Error() == err.Error() {
-			if !slices.Contains(r.services[i], service) {
-				r.services[i] = append(r.services[i], service)
+	for i := range r.said {
+		if f := &r.said[i]; f.err.Error() == err.Error() {
+			if f.last != service {
+				f.n, f.last = f.n+1, service
+				if len(f.named) < namedServices {
+					f.named = append(f.named, service)
+				}
 			}
 			return
 		}
 	}
-	r.said = append(r.said, err)
-	r.services = append(r.services, []string{service})
+	r.said = append(r.said, refusal{err: err, named: []string{service}, n: 1, last: service})
 }
 
-// errs are the refusals, each with its services named (a few of them).
+// errs are the refusals, each with its services.
 func (r *refusals) errs() []error {
 	out := make([]error, len(r.said))
-	for i, e := range r.said {
-		out[i] = fmt.Errorf("%w (%s)", e, forServices(r.services[i]))
+	for i, f := range r.said {
+		out[i] = fmt.Errorf("%w (%s)", f.err, forServices(f.named, f.n))
 	}
 	return out
 }
 
-// forServices names a few of services, and counts the rest.
-func forServices(services []string) string {
-	const named = 3
-	quoted := make([]string, 0, named)
-	for _, s := range services[:min(len(services), named)] {
-		quoted = append(quoted, strconv.Quote(s))
+// forServices names the services named, of n, and counts the rest.
+func forServices(named []string, n int) string {
+	quoted := make([]string, len(named))
+	for i, s := range named {
+		quoted[i] = strconv.Quote(s)
 	}
-	var list string
 	switch {
-	case len(services) == 1:
+	case n == 1:
 		return "service " + quoted[0]
-	case len(services) <= named:
-		list = strings.Join(quoted[:len(quoted)-1], ", ") + " and " + quoted[len(quoted)-1]
-	default:
-		list = fmt.Sprintf("%s and %d more", strings.Join(quoted, ", "), len(services)-named)
+	case n == len(named):
+		return "services " + strings.Join(quoted[:len(quoted)-1], ", ") + " and " + quoted[len(quoted)-1]
 	}
-	return "services " + list
+	return fmt.Sprintf("services %s and %d more", strings.Join(quoted, ", "), n-len(named))
 }

@@ -792,9 +792,23 @@ func TestARefusalNamesAFewServices(t *testing.T) {
 		{[]string{"a", "b", "c", "d"}, `services "a", "b", "c" and 1 more`},
 		{[]string{"a", "b", "c", "d", "e"}, `services "a", "b", "c" and 2 more`},
 	} {
-		if got := forServices(c.services); got != c.want {
+		if got := forServices(c.services[:min(len(c.services), namedServices)], len(c.services)); got != c.want {
 			t.Errorf("%q: %s, want %s", c.services, got, c.want)
 		}
+	}
+	// A refusal of every service of a large fleet, each refused in two
+	// calls, as a flush writes them: counted once each, three named.
+	var r refusals
+	for i := range 10_000 {
+		for range 2 {
+			r.add(errors.New("OOM command not allowed"), fmt.Sprintf("svc-%05d", i))
+		}
+	}
+	r.add(errors.New("READONLY"), "svc-00003")
+	errs := r.errs()
+	if len(errs) != 2 || errs[0].Error() != `OOM command not allowed (services "svc-00000", "svc-00001", "svc-00002" and 9997 more)` ||
+		errs[1].Error() != `READONLY (service "svc-00003")` || len(r.said[0].named) != namedServices {
+		t.Errorf("refusals of 10,000 services: %q", errs)
 	}
 }
 
@@ -1224,6 +1238,61 @@ func TestFieldsJoiningManyInstancesLayOutABoundOfBytesACall(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Errorf("read %d instances, want 2", len(got))
+	}
+}
+
+// Rings gone under their columns (evicted by a Valkey short of memory)
+// are made again within a call's budget too: an instance whose rings wait
+// is written in neither tier, and its values are counted not kept. (A
+// budget of a byte: a call makes its first ring, and no other.)
+func TestValuesWrittenInNoRingAreNotKept(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	const instances = 5
+	id := func(i int) string { return fmt.Sprintf("i%d", i) }
+	for i := range instances {
+		w.Add(memoryBeat("svc", id(i), 1, MaxFields), t0)
+	}
+	if n, err := w.Flush(ctx); err != nil || n != instances*MaxFields {
+		t.Fatalf("the rings made: %d values written, %v", n, err)
+	}
+	for i := range instances {
+		s.c.Del(ctx, s.ringKey(s.tiers[0], "svc", id(i)), s.ringKey(s.tiers[1], "svc", id(i)))
+	}
+	s.budget = 1
+	for i := range instances {
+		w.Add(memoryBeat("svc", id(i), 2, MaxFields), t0.Add(time.Hour))
+	}
+	unkept := w.Unkept()
+	n, err := w.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rings := 0
+	for i := range instances {
+		rings += int(s.c.Exists(ctx, s.ringKey(s.tiers[0], "svc", id(i)), s.ringKey(s.tiers[1], "svc", id(i))).Val())
+	}
+	if rings != 1 || n != MaxFields || w.Unkept()-unkept != (instances-1)*MaxFields {
+		t.Errorf("%d values written and %d not kept, %d rings made again; want %d, %d and one",
+			n, w.Unkept()-unkept, rings, MaxFields, (instances-1)*MaxFields)
+	}
+}
+
+// A flush that cannot make its calls (a password Valkey refuses) writes
+// nothing, and says why, once.
+func TestAFlushRefusedAtItsConnectionWritesNothing(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cret-pw")
+	c := srv.Client(t, func(o *redis.Options) { o.Password = "wrong-pw" })
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	queueFetchers(w, 5, 10)
+	n, err := w.Flush(context.Background())
+	if n != 0 || err == nil || strings.Count(err.Error(), "WRONGPASS") != 1 || strings.Contains(err.Error(), "(service") || strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("flush with a wrong password: %d written, %q; want none, and WRONGPASS once, naming no service", n, err)
 	}
 }
 
