@@ -926,9 +926,10 @@ func (w *Writer) Dropped() int64 {
 }
 
 // Unkept is how many values were written to Valkey and not kept there:
-// of an instance first heard, or a field joining an instance's, past what
-// one call may lay out (see merge; the instance's or field's next values
-// are kept), or of a field past the MaxFields an instance keeps.
+// of an instance first heard (or whose rings were gone or of another
+// size), or of a field joining an instance's, past what one call may lay
+// out (see merge; the instance's or field's next values are kept), or of
+// a field past the MaxFields an instance keeps.
 func (w *Writer) Unkept() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
