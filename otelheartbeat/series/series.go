@@ -1160,7 +1160,6 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		}
 		callErrs, unkept, err := w.send(ctx, cmdArgs)
 		for i, c := range calls {
-			var refusal redis.Error
 			switch e := callErrs[i]; {
 			case e == nil:
 				// What another script of the same hash answers is
@@ -1168,7 +1167,7 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 				n := min(max(unkept[i], 0), int64(c.values))
 				written += c.values - int(n)
 				notKept += n
-			case errors.As(e, &refusal):
+			case refusedCall(e):
 				refused.add(e, c.service)
 			}
 		}
@@ -1293,8 +1292,7 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, e
 	var errs []error // not Valkey's refusals of a call: said once
 	failed := func(i int, e error) {
 		callErrs[i] = e
-		var refusal redis.Error
-		if !errors.As(e, &refusal) {
+		if !refusedCall(e) {
 			errs = appendDistinct(errs, e)
 		}
 	}
@@ -1340,6 +1338,23 @@ func (w *Writer) send(ctx context.Context, cmdArgs [][]any) ([]error, []int64, e
 		return callErrs, unkept, err
 	}
 	return callErrs, unkept, errors.Join(errs...)
+}
+
+// refusedCall reports whether err is Valkey's refusal of a call for what
+// it is: its keys (a key of another type, a user's rights to them), not
+// the server's state (out of memory, loading, a replica, busy), which
+// refuses every call alike.
+func refusedCall(err error) bool {
+	var refusal redis.Error
+	if !errors.As(err, &refusal) {
+		return false
+	}
+	for _, p := range []string{"OOM ", "LOADING ", "READONLY ", "MASTERDOWN ", "BUSY ", "MISCONF ", "CLUSTERDOWN ", "NOREPLICAS "} {
+		if redis.HasErrorPrefix(err, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // unsent is why a call got no answer of its own: not a refusal of it,

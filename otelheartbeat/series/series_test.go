@@ -780,6 +780,31 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 	}
 }
 
+// A refusal of the whole server (out of memory, a replica read-only) is
+// not of the services whose calls it refused: it is said once, naming
+// none.
+func TestAServerWideRefusalNamesNoService(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(s, 0)
+	queueFetchers(w, 5, 10)
+	if _, err := w.Flush(context.Background()); err != nil { // the rings made
+		t.Fatal(err)
+	}
+	if err := c.ConfigSet(context.Background(), "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	queueFetchers(w, 5, 10)
+	n, err := w.Flush(context.Background())
+	if n != 0 || err == nil || strings.Count(err.Error(), "OOM") != 1 || strings.Contains(err.Error(), "(service") {
+		t.Errorf("flush to a server out of memory: %d written, %q; want none, and OOM once, naming no service", n, err)
+	}
+}
+
 // A refusal of many services names a few of them and counts the rest.
 func TestARefusalNamesAFewServices(t *testing.T) {
 	for _, c := range []struct {
