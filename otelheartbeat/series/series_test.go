@@ -980,17 +980,24 @@ func TestACallGoesToTheNodeOfItsService(t *testing.T) {
 	}
 }
 
+// flushBurst queues a heartbeat of n instances, received at at, and
+// flushes it.
+func flushBurst(t *testing.T, w *Writer, n int, at time.Time) {
+	t.Helper()
+	for i := range n {
+		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), at)
+	}
+	if _, err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The room a burst needed is not kept once the flow is quiet: a flush
 // with nothing to write gives it up.
 func TestABurstsRoomIsNotKeptWhileQuiet(t *testing.T) {
 	ctx := context.Background()
 	w := NewWriter(newStore(t), 0)
-	for i := range 2000 {
-		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), t0)
-	}
-	if _, err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushBurst(t, w, 2000, t0)
 	if cap(w.text) == 0 {
 		t.Fatal("the flush kept no room: the test no longer shows anything")
 	}
@@ -1006,20 +1013,9 @@ func TestABurstsRoomIsNotKeptWhileQuiet(t *testing.T) {
 // After a burst, a flow of a few values keeps the room a few values need,
 // not the burst's: the queue's, its names' and its order's.
 func TestABurstsRoomIsNotKeptForAFewValues(t *testing.T) {
-	ctx := context.Background()
 	w := NewWriter(newStore(t), 0)
-	for i := range 20_000 {
-		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), t0)
-	}
-	if _, err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		w.Add(fetcher(fmt.Sprint("burst-", i), 100, 1), t0.Add(FineStep))
-	}
-	if _, err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushBurst(t, w, 20_000, t0)
+	flushBurst(t, w, 10, t0.Add(FineStep))
 	held := cap(w.spare)*int(unsafe.Sizeof(update{})) + cap(w.spareWhos)*int(unsafe.Sizeof(who{})) + (cap(w.order)+cap(w.svcOf))*4
 	if held > 128<<10 {
 		t.Errorf("after a burst of 80,000 values and a flush of 40, the writer keeps %d bytes of room", held)
