@@ -50,11 +50,16 @@ func (q *eventQueue) push(e watch.Event) bool {
 	}
 	q.events = append(q.events, e)
 	q.mu.Unlock()
+	q.signal()
+	return true
+}
+
+// signal leaves a token in ready, unless one is there already.
+func (q *eventQueue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // pop takes the oldest waiting event, if any. The token is given back
@@ -70,10 +75,7 @@ func (q *eventQueue) pop() (watch.Event, bool) {
 	q.events[q.head] = watch.Event{}
 	q.head++
 	if q.head < len(q.events) {
-		select {
-		case q.ready <- struct{}{}:
-		default:
-		}
+		q.signal()
 	} else {
 		q.emptied()
 	}

@@ -1015,10 +1015,10 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 		clear(whos)
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if cap(q) <= 2*len(q)+1024 {
+		if worthKeeping(cap(q), len(q)) {
 			w.spare = q[:0]
 		}
-		if cap(whos) <= 2*len(whos)+1024 {
+		if worthKeeping(cap(whos), len(whos)) {
 			w.spareWhos = whos[:0]
 		}
 	}()
@@ -1248,11 +1248,16 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	// order's, as the queue's own room is (see above).
 	w.text, w.refs, w.anys, w.keys, w.args = text[:0], refs[:0], anys[:0], keys[:0], args[:0]
 	w.order, w.svcOf = nil, nil
-	if cap(order) <= 2*len(order)+1024 {
+	if worthKeeping(cap(order), len(order)) {
 		w.order, w.svcOf = order[:0], svcOf[:0]
 	}
 	return written, errors.Join(errs...)
 }
+
+// worthKeeping reports whether room of capacity c, of which a flush used
+// n, is kept for the next: not when a burst left it far larger than the
+// flow needs.
+func worthKeeping(c, n int) bool { return c <= 2*n+1024 }
 
 // appendDistinct appends err to errs unless one of errs says the same.
 func appendDistinct(errs []error, err error) []error {
