@@ -64,6 +64,9 @@ type Fields struct {
 	// started, when set (by tests), is called once a collection has
 	// started its collectors and decided which running ones to wait for.
 	started func(round uint64)
+	// freeing, when set (by tests), is called by a run between publishing
+	// its result and freeing its field.
+	freeing func(*entry)
 
 	// running counts the goroutines running collectors (workers and those
 	// started for the rest of a stalled collection), so that Unregister
@@ -312,10 +315,13 @@ func (f *Fields) observe(ctx context.Context, o metric.Observer, fields int) err
 	j := &job{ctx: cctx, round: round}
 	for _, e := range f.entries[:min(fields, len(f.entries))] {
 		if !e.busy.CompareAndSwap(false, true) {
-			if e.abandoned.Load() {
-				// Running for a collection that was given up on: its result
-				// is due any moment and is as fresh as a new one.
-				wait = append(wait, waited{e, e.round.Load()})
+			// Running for a collection that was given up on: its result is
+			// due any moment and is as fresh as a new one. Or its run has
+			// published its result and is about to free it: that result is
+			// fresh too. Only a collection starts runs, so busy with the
+			// result of its own round means the run has returned.
+			if r := e.round.Load(); e.abandoned.Load() || e.done.Load() == r {
+				wait = append(wait, waited{e, r})
 			}
 			// Otherwise still running past an earlier budget: already reported.
 			continue
@@ -558,6 +564,9 @@ func (f *Fields) run(ctx context.Context, e *entry, round uint64) {
 		e.v, e.err = e.c.fn(ctx)
 	}()
 	e.done.Store(round)
+	if f.freeing != nil {
+		f.freeing(e)
+	}
 	// Free the entry only now: the next run may start after this.
 	e.busy.Store(false)
 	select {

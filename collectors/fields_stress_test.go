@@ -294,3 +294,27 @@ func collectOverAndOver(r *sdkmetric.ManualReader) (stop func()) {
 	}()
 	return func() { close(quit); <-done }
 }
+
+// A collection that starts while the run the last one recorded has
+// published its result but not yet freed its field takes that result: the
+// field is not left out as if its collector were stuck.
+func TestAFieldBetweenItsResultAndItsFreeingIsCollected(t *testing.T) {
+	mp, r := newProvider(t)
+	f := NewFields(WithMeterProvider(mp), WithTimeout(300*time.Millisecond), WithErrorHandler(func(error) {}))
+	defer f.Unregister(context.Background())
+	must(t, f.Add("v", Int(func() int64 { return 7 })))
+	published, freed := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(freed) })
+	defer release() // before Unregister, which waits for the run
+	var once sync.Once
+	f.freeing = func(*entry) {
+		once.Do(func() { close(published); <-freed })
+	}
+	first := collect(t, r) // its run stops between publishing and freeing
+	<-published
+	second := collect(t, r)
+	release()
+	if len(first) != 1 || len(second) != 1 {
+		t.Errorf("fields collected: %d, then %d while the run was freeing its field; want 1 and 1", len(first), len(second))
+	}
+}
