@@ -507,11 +507,14 @@ func (h *Health) Broken(now time.Time) []Check {
 
 // Degraded reports whether the instance is degraded at now: it is up
 // (alive or stale) and breaks at least one health rule.
-func (i *Instance) Degraded(now time.Time) bool {
-	if !i.State.Up() || i.Health == nil {
+func (i *Instance) Degraded(now time.Time) bool { return degraded(i.State, i.Health, now) }
+
+// degraded is Degraded of an instance in state st with health h.
+func degraded(st State, h *Health, now time.Time) bool {
+	if !st.Up() || h == nil {
 		return false
 	}
-	for _, c := range i.Health.Checks {
+	for _, c := range h.Checks {
 		if c.Status(now) == CheckBroken {
 			return true
 		}
@@ -637,7 +640,7 @@ func (t *Tracker) HealthAt(at time.Time) []HealthChange {
 			hs.dirty = false
 			// Judged no earlier than the heartbeat that made it dirty:
 			// a watcher's seen time may be a moment before it arrived.
-			out = t.reportHealth(e, hs, maxTime(at, e.LastSeen), out)
+			out = t.reportHealth(e, hs, maxTime(at, timeOf(e.seen)), out)
 		}
 	}
 	clear(t.healthDirty)
@@ -656,7 +659,7 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 func (t *Tracker) reportHealth(e *entry, hs *healthState, at time.Time, out []HealthChange) []HealthChange {
-	deg := e.Degraded(at)
+	deg := degraded(e.State, e.Health, at)
 	var rules uint64
 	if deg {
 		for i, c := range e.Health.Checks {

@@ -77,7 +77,7 @@ func TestAnIndexKeepsCollidingIDsFound(t *testing.T) {
 				// Three of one home, three of the next: tags differ above
 				// the table's bits.
 				h := (uint64(i)<<20|at+uint64(i/3))<<32 | 0xdead
-				members[i] = &entry{Instance: Instance{Key: Key{Instance: id}}, member: int32(i)}
+				members[i] = &entry{Key: Key{Instance: id}, member: int32(i)}
 				hash[id] = h
 				x.insert(h, int32(i))
 			}

@@ -59,6 +59,7 @@
 package watch
 
 import (
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -164,9 +165,7 @@ func (s IntervalSource) String() string {
 	return "default"
 }
 
-// Instance is what the tracker knows of one instance. (Its small fields
-// come first, together, so that it packs into 160 bytes: a panel keeps one
-// for every instance of its fleet.)
+// Instance is what the tracker knows of one instance.
 type Instance struct {
 	Key
 	State State
@@ -302,8 +301,24 @@ type serviceName struct {
 	rules     []*HealthRule  // the health rules that apply to it
 }
 
+// entry is what the tracker keeps of an instance: the fields of its
+// Instance, its times in 8 bytes each rather than a time.Time's 24 (see
+// stamp), and its places in the tracker's lists, heaps and service. A
+// panel keeps one for every instance of its fleet: it fits in 192 bytes,
+// its small fields last, together.
 type entry struct {
-	Instance
+	Key
+	seen, since   int64 // Instance.LastSeen and Since, stamped
+	Interval      time.Duration
+	Count         int64
+	UptimeSeconds float64
+	MemoryMB      float64
+	CPUPercent    float64
+	Lost          int64
+	kept          packed
+	Cut           int
+	Health        *Health
+
 	prev, next *entry        // in heard or gone, see link
 	gaps       *gaps         // for a sender that does not say its interval
 	unwatched  time.Duration // the tracker's unwatched when it was last heard
@@ -312,12 +327,49 @@ type entry struct {
 	pairIndex  int32         // in its service's heap of orphans or newcomers, or -1
 	member     int32         // in its service's members
 	slot       int32         // see Slot
-	pairIn     uint8         // which of those heaps
-	replacing  bool          // it has replaced an instance: it replaces no other
 	// keptSize is kept.size(), so that a heartbeat replacing the kept
 	// one need not read the old bytes (a cache miss an instance) to count
-	// what they held: it fits in what the fields above leave of 224 bytes.
-	keptSize uint32
+	// what they held.
+	keptSize       uint32
+	State          State
+	IntervalSource IntervalSource
+	Has            wire.Presence
+	Remembered     bool
+	pairIn         uint8 // which of its service's heaps pairIndex is in
+	replacing      bool  // it has replaced an instance: it replaces no other
+}
+
+// instance is e as an Instance.
+func (e *entry) instance() Instance {
+	return Instance{
+		Key: e.Key, State: e.State, IntervalSource: e.IntervalSource, Has: e.Has, Remembered: e.Remembered,
+		LastSeen: timeOf(e.seen), Since: timeOf(e.since), Interval: e.Interval,
+		Count: e.Count, UptimeSeconds: e.UptimeSeconds, MemoryMB: e.MemoryMB, CPUPercent: e.CPUPercent,
+		Lost: e.Lost, kept: e.kept, Cut: e.Cut, Health: e.Health,
+	}
+}
+
+// noTime is the stamp of the zero time.
+const noTime = math.MinInt64
+
+// stamp is at as an entry keeps it: Unix nanoseconds, on the wall clock,
+// as the tracker's deadlines are filed and history is written. What is
+// left out is at's monotonic reading: a heartbeat received after the wall
+// clock was set back is taken for one older than the last, and ignored,
+// until the clock is back where it was.
+func stamp(at time.Time) int64 {
+	if at.IsZero() {
+		return noTime
+	}
+	return at.UnixNano()
+}
+
+// timeOf is the time stamped ns.
+func timeOf(ns int64) time.Time {
+	if ns == noTime {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // gapSamples is how many gaps an inferred interval is the median of.
@@ -532,7 +584,8 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 		m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
 	}
 	slot := t.slotOf(e)
-	if ok && receivedAt.Before(e.LastSeen) {
+	seen := stamp(receivedAt)
+	if ok && seen < e.seen {
 		return nil, slot
 	}
 	if ok {
@@ -541,11 +594,11 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
-	t.learnInterval(e, m, receivedAt, ok && !e.Remembered)
+	t.learnInterval(e, m, seen, ok && !e.Remembered)
 	if e.Remembered {
 		e.Remembered, e.started = false, 0 // heard: its own start is learnt below
 	}
-	e.LastSeen = receivedAt
+	e.seen = seen
 	e.unwatched = t.unwatched
 	e.Count = m.HeartbeatCount
 	e.UptimeSeconds = m.UptimeSeconds
@@ -558,21 +611,22 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	}
 	t.judgeHealth(e, svc, m, receivedAt)
 
-	to := Classify(t.clock.Now().Sub(receivedAt), e.Interval)
+	now := t.clock.Now()
+	to := Classify(now.Sub(receivedAt), e.Interval)
 	if m.Status == wire.StatusStopping {
 		to = Stopped
 	}
 	var out []Transition
 	if to != e.State {
-		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: t.clock.Now(), Age: t.clock.Now().Sub(receivedAt),
+		out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: now, Age: now.Sub(receivedAt),
 			Interval: e.Interval, IntervalSource: e.IntervalSource})
 		t.setState(e, to)
-		e.Since = t.clock.Now()
+		e.since = stamp(now)
 	}
 	t.link(e)
 	t.schedule(e)
 	if !ok || len(out) > 0 || learnt {
-		out = append(out, t.replace(e, t.clock.Now())...)
+		out = append(out, t.replace(e, now)...)
 	}
 	return out, slot
 }
@@ -587,7 +641,7 @@ func (t *Tracker) add(k Key) (*entry, *serviceName) {
 	}
 	svc.intervals.add(0, 1)
 	k.Service = svc.name
-	e := &entry{Instance: Instance{Key: k}, index: -1, pairIndex: -1, slot: t.takeSlot()}
+	e := &entry{Key: k, seen: noTime, since: noTime, index: -1, pairIndex: -1, slot: t.takeSlot()}
 	svc.join(e)
 	t.tracked++
 	return e, svc
@@ -631,7 +685,7 @@ func (t *Tracker) link(e *entry) {
 	at := t.gone.prev
 	if e.State != Dead && e.State != Stopped {
 		at = t.heard.prev
-		for i := 0; i < maxWalk && at != &t.heard && at.LastSeen.After(e.LastSeen); i++ {
+		for i := 0; i < maxWalk && at != &t.heard && at.seen > e.seen; i++ {
 			at = at.prev
 		}
 	}
@@ -655,11 +709,11 @@ func (t *Tracker) evictOne() {
 	t.evicted++
 }
 
-// learnInterval sets e's interval from m, received at receivedAt: the one
+// learnInterval sets e's interval from m, received at seen (stamped): the one
 // m says, or else the median of the gaps between e's heartbeats, each
 // divided by how many heartbeats its count says it spans. known says
 // whether e had been heard before m.
-func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time, known bool) {
+func (t *Tracker) learnInterval(e *entry, m *wire.Message, seen int64, known bool) {
 	defer t.recount(e, e.Interval)
 	if m.Has&wire.HasInterval != 0 {
 		e.Interval, e.IntervalSource, e.gaps = m.Interval(), IntervalSent, nil
@@ -668,7 +722,7 @@ func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time,
 	if e.gaps == nil {
 		e.gaps = new(gaps)
 	}
-	if known && receivedAt.After(e.LastSeen) {
+	if known && seen > e.seen {
 		spans := int64(1)
 		counted := e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0
 		if counted {
@@ -678,7 +732,7 @@ func (t *Tracker) learnInterval(e *entry, m *wire.Message, receivedAt time.Time,
 		// nothing of the interval; neither does a gap shorter than any
 		// sender's interval (the burst after a stall).
 		if spans > 0 {
-			gap := receivedAt.Sub(e.LastSeen) / time.Duration(spans)
+			gap := time.Duration(seen-e.seen) / time.Duration(spans)
 			if gap >= wire.MinInterval && gap <= wire.MaxInterval {
 				e.gaps.add(gap)
 			}
@@ -793,15 +847,15 @@ func (s *serviceName) leave(e *entry) {
 
 // deadlineOf is when e's next transition is due, from its state: stale,
 // dead, or forgotten after the retention period. It is worked out when
-// asked rather than kept, which keeps an entry within 224 bytes.
+// asked rather than kept, which keeps an entry within 192 bytes.
 func (t *Tracker) deadlineOf(e *entry) time.Time {
 	switch e.State {
 	case Alive:
-		return e.LastSeen.Add(scale(e.Interval, StaleAfter))
+		return timeOf(e.seen).Add(scale(e.Interval, StaleAfter))
 	case Stale:
-		return e.LastSeen.Add(scale(e.Interval, DeadAfter))
+		return timeOf(e.seen).Add(scale(e.Interval, DeadAfter))
 	default: // Dead, Stopped
-		return e.Since.Add(t.retention)
+		return timeOf(e.since).Add(t.retention)
 	}
 }
 
@@ -896,10 +950,10 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 			// One step at a time, so a late Tick still reports alive->stale
 			// before stale->dead, each at the moment it happened.
 			to := e.State + 1
-			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(e.LastSeen),
+			out = append(out, Transition{Key: e.Key, From: e.State, To: to, At: due, Age: due.Sub(timeOf(e.seen)),
 				Interval: e.Interval, IntervalSource: e.IntervalSource})
 			t.setState(e, to)
-			e.Since = due
+			e.since = stamp(due)
 			t.markHealth(e) // an instance that is not up is not degraded
 			if to == Dead {
 				t.unlink(e)
@@ -949,7 +1003,7 @@ func (t *Tracker) Get(k Key) (Instance, bool) {
 	if e == nil {
 		return Instance{}, false
 	}
-	return e.Instance, true
+	return e.instance(), true
 }
 
 // Alive returns the instances of service that are alive now, ordered by
@@ -965,7 +1019,7 @@ func (t *Tracker) Alive(service string) []Instance {
 	if svc := t.services[service]; svc != nil {
 		for _, e := range svc.members {
 			if e.State == Alive {
-				out = append(out, e.Instance)
+				out = append(out, e.instance())
 			}
 		}
 	}
@@ -980,7 +1034,7 @@ func (t *Tracker) Snapshot() []Instance {
 	out := make([]Instance, 0, t.tracked)
 	for _, svc := range t.services {
 		for _, e := range svc.members {
-			out = append(out, e.Instance)
+			out = append(out, e.instance())
 		}
 	}
 	t.mu.Unlock()
@@ -994,17 +1048,17 @@ func (t *Tracker) Snapshot() []Instance {
 }
 
 // Range calls f for every instance, in no particular order, until f
-// returns false, without copying them: a walk of a large fleet that
+// returns false, each in the same Instance: a walk of a large fleet that
 // keeps little (counts, the few instances it wants) costs no garbage. f
 // runs under the tracker's lock, so it must be quick, must not call the
-// tracker, and must neither change in nor keep it past its return (copy
-// *in to keep it).
+// tracker, and must not keep in past its return (copy *in to keep it).
 func (t *Tracker) Range(f func(in *Instance) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var in Instance
 	for _, svc := range t.services {
 		for _, e := range svc.members {
-			if !f(&e.Instance) {
+			if in = e.instance(); !f(&in) {
 				return
 			}
 		}
@@ -1025,7 +1079,8 @@ func (t *Tracker) RangeNotable(f func(in *Instance) bool) map[string]ServiceTall
 	for name, svc := range t.services {
 		out[name] = ServiceTally{Counts: svc.counts, Longest: svc.intervals.longest()}
 	}
-	visit := func(e *entry) bool { return f(&e.Instance) }
+	var in Instance
+	visit := func(e *entry) bool { in = e.instance(); return f(&in) }
 	for e := range t.stale {
 		if !visit(e) {
 			return out
@@ -1057,8 +1112,9 @@ func (t *Tracker) RangeService(service string, f func(in *Instance) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if svc := t.services[service]; svc != nil {
+		var in Instance
 		for _, e := range svc.members {
-			if !f(&e.Instance) {
+			if in = e.instance(); !f(&in) {
 				return
 			}
 		}
@@ -1097,7 +1153,7 @@ func (t *Tracker) ServiceInstances(service string) []Instance {
 	if svc := t.services[service]; svc != nil {
 		out = make([]Instance, 0, len(svc.members))
 		for _, e := range svc.members {
-			out = append(out, e.Instance)
+			out = append(out, e.instance())
 		}
 	}
 	t.mu.Unlock()
@@ -1117,7 +1173,7 @@ func (t *Tracker) CountServices(now time.Time) map[string]Counts {
 		out[name] = svc.counts
 	}
 	for e := range t.healthOf {
-		if e.Degraded(now) {
+		if degraded(e.State, e.Health, now) {
 			c := out[e.Service]
 			c.Degraded++
 			out[e.Service] = c

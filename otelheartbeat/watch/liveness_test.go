@@ -1143,7 +1143,7 @@ func TestDeadlinesAreNeverFiledLate(t *testing.T) {
 					t.Fatalf("seed %d, after %s: %d filed before its parent", seed, step, i)
 				}
 				if due := tr.deadlineOf(it.e).UnixNano(); it.filed > due {
-					t.Fatalf("seed %d, after %s: %s filed %v after its deadline", seed, step, it.e.Instance.Instance, time.Duration(it.filed-due))
+					t.Fatalf("seed %d, after %s: %s filed %v after its deadline", seed, step, it.e.Key.Instance, time.Duration(it.filed-due))
 				}
 			}
 			if len(h) != tr.Len() {

@@ -86,19 +86,19 @@ func (h *pairHeap) top() *entry {
 }
 
 // silentLongest orders orphans: the earliest last heartbeat first.
-func silentLongest(a, b *entry) bool { return a.lastBeat().Before(b.lastBeat()) }
+func silentLongest(a, b *entry) bool { return a.lastBeat() < b.lastBeat() }
 
-// lastBeat is when e's last heartbeat was, as replacement reads it. For an
-// instance remembered as up it is not known: it was last known up then,
-// and may have crashed any time since while nothing watched. The earliest
-// is taken, so that an instance that started since (a restart while the
-// panel was down too) replaces it rather than leaving it to page until
-// forgotten.
-func (e *entry) lastBeat() time.Time {
+// lastBeat is when e's last heartbeat was, in Unix nanoseconds, as
+// replacement reads it. For an instance remembered as up it is not known:
+// it was last known up then, and may have crashed any time since while
+// nothing watched. The earliest is taken, so that an instance that started
+// since (a restart while the panel was down too) replaces it rather than
+// leaving it to page until forgotten.
+func (e *entry) lastBeat() int64 {
 	if e.Remembered && e.started != 0 {
-		return time.Unix(0, e.started)
+		return e.started
 	}
-	return e.LastSeen
+	return e.seen
 }
 
 // startedLast orders newcomers: the latest start first.
@@ -200,7 +200,7 @@ func (t *Tracker) replace(e *entry, now time.Time) []Transition {
 	}()
 	for {
 		gone, fresh := svc.pair.orphans.top(), svc.pair.newcomers.top()
-		if gone == nil || fresh == nil || fresh.started < gone.lastBeat().Add(-replaceSlack).UnixNano() {
+		if gone == nil || fresh == nil || fresh.started+int64(replaceSlack) < gone.lastBeat() {
 			return out
 		}
 		if gone.started != 0 && fresh.started <= gone.started+int64(replaceSlack) {
@@ -210,7 +210,7 @@ func (t *Tracker) replace(e *entry, now time.Time) []Transition {
 			peers = append(peers, gone)
 			continue
 		}
-		out = append(out, Transition{Key: gone.Key, From: gone.State, To: Replaced, At: now, Age: now.Sub(gone.LastSeen),
+		out = append(out, Transition{Key: gone.Key, From: gone.State, To: Replaced, At: now, Age: now.Sub(timeOf(gone.seen)),
 			Interval: gone.Interval, IntervalSource: gone.IntervalSource, By: fresh.Key.Instance})
 		fresh.replacing = true
 		t.unfile(fresh)
@@ -278,14 +278,14 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 		interval = t.defaultInterval
 	}
 	t.setState(e, st)
-	e.Since, e.LastSeen, e.unwatched = since, since, t.unwatched
+	e.since, e.seen, e.unwatched = stamp(since), stamp(since), t.unwatched
 	e.Interval, e.IntervalSource = interval, IntervalDefault
 	t.recount(e, 0)
 	switch now := t.clock.Now(); st {
 	case Alive:
-		e.LastSeen = now
+		e.seen = stamp(now)
 	case Stale:
-		e.LastSeen = now.Add(-scale(interval, StaleAfter))
+		e.seen = stamp(now.Add(-scale(interval, StaleAfter)))
 	}
 	if st.Up() {
 		e.started = since.UnixNano() // its start is unknown: see lastBeat
