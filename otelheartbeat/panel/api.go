@@ -295,7 +295,7 @@ func (p *Panel) instance(in watch.Instance, now time.Time) InstanceJSON {
 	j.MetricsLink = p.metricsLink(in.Service, in.Instance)
 	j.Bars = p.arrivals.barsOf(slot, in.Interval, now)
 	if p.instanceWindow() > 0 {
-		j.Uptime = p.reports.instanceUptime(in.Service, in.Instance)
+		j.Uptime = p.reports.instanceUptime(slot)
 	}
 	return j
 }

@@ -195,6 +195,39 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 	}
 }
 
+// The uptime of an instance forgotten is not shown for the instance the
+// tracker gives its slot to next.
+func TestAnInstancesUptimeIsNotItsSlotsNext(t *testing.T) {
+	tr := watch.NewTracker(append(TrackerOptions(), watch.WithMaxInstances(1))...)
+	p := newPanel(t, tr)
+	now := time.Now()
+	apply(t, p, history.Record{Service: "svc", Instance: "old", To: watch.Alive, At: now.Add(-2 * time.Hour)})
+	beat := func(id string) watch.Slot {
+		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+		s, _ := tr.SlotOf(watch.Key{Service: "svc", Instance: id})
+		return s
+	}
+	uptimeOf := func(id string) *float64 {
+		t.Helper()
+		d, ok := p.detail("svc", now, pageQuery{Limit: DefaultServicePage})
+		if !ok || len(d.Instances) != 1 || d.Instances[0].Instance != id {
+			t.Fatalf("service view %+v, want %s alone", d.Instances, id)
+		}
+		return d.Instances[0].Uptime
+	}
+	old := beat("old")
+	p.reports.compute(context.Background(), p)
+	if u := uptimeOf("old"); u == nil || *u != 1 {
+		t.Fatalf("old's uptime %v, want 1", u)
+	}
+	if next := beat("new"); next.Index != old.Index { // old is evicted
+		t.Fatalf("new took slot %v, want old's %v", next, old)
+	}
+	if u := uptimeOf("new"); u != nil {
+		t.Errorf("new, in old's slot before uptime is computed again, shows %v", *u)
+	}
+}
+
 // A service whose history cannot be read is skipped and said once; when
 // it can be read again, that is said too, once: an operator who saw the
 // first line must not be left believing it still fails.

@@ -27,7 +27,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -404,9 +403,10 @@ type reportCache struct {
 	mu      sync.Mutex
 	at      time.Time
 	reports map[string]map[time.Duration]uptime.ServiceReport // service -> window -> report, without its instances
-	// The instances' uptime over the instances table's window, each
-	// service's by id: 24 bytes an instance rather than its report's 56.
-	instances map[string][]instanceUptime
+	// The instances' uptime over the instances table's window, by their
+	// slot in the tracker (watch.Slot): 8 bytes an instance tracked,
+	// rather than its report's 56, and none for one only history holds.
+	instances []slotUptime
 	stale     map[string]bool
 	err       error
 	wake      chan struct{} // made by New
@@ -471,7 +471,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		gaps, err = p.store.Gaps(ctx, now.Add(-longest))
 	}
 	out := map[string]map[time.Duration]uptime.ServiceReport{}
-	instances := map[string][]instanceUptime{}
+	instances := make([]slotUptime, p.tr.Slots())
 	type skip struct {
 		svc string
 		err error
@@ -507,7 +507,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
 			if i == with {
-				instances[svc] = uptimes(r.Instances)
+				bySlot(p.tr, svc, r.Instances, instances)
 				r.Instances = nil
 			}
 			byWindow[p.cfg.windows[i]] = r
@@ -564,36 +564,45 @@ func (c *reportCache) get(svc string, w time.Duration) (uptime.ServiceReport, bo
 	return r, ok
 }
 
-// instanceUptime is an instance's uptime over the instances table's
-// window, as the API gives it (see ratio); NaN when it has none.
-type instanceUptime struct {
-	instance string
-	up       float64
+// slotUptime is an instance's uptime over the instances table's window,
+// as the API gives it (see ratio), in millionths; noUptime when it has
+// none.
+type slotUptime struct {
+	gen   uint32 // the generation of the slot it is of; 0: none
+	micro int32
 }
 
-// uptimes is what the instances table reads of reports, in their order
-// (by id).
-func uptimes(reports []uptime.InstanceReport) []instanceUptime {
-	out := make([]instanceUptime, len(reports))
-	for i, r := range reports {
-		out[i] = instanceUptime{instance: r.Instance, up: math.NaN()}
-		if u := ratio(r.Times); u != nil {
-			out[i].up = *u
+const noUptime = -1
+
+// bySlot puts what the instances table reads of a service's reports at
+// each tracked instance's slot in ups; slots the tracker gave since ups
+// was made are left for the next computation.
+func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups []slotUptime) {
+	for _, r := range reports {
+		s, ok := tr.SlotOf(watch.Key{Service: svc, Instance: r.Instance})
+		if !ok || int(s.Index) >= len(ups) {
+			continue
 		}
+		u := slotUptime{gen: s.Gen, micro: noUptime}
+		if up := ratio(r.Times); up != nil {
+			u.micro = int32(math.Round(*up * 1e6))
+		}
+		ups[s.Index] = u
 	}
-	return out
 }
 
-// instanceUptime returns an instance's uptime over the instances table's
-// window, nil when it has none or none is computed yet.
-func (c *reportCache) instanceUptime(svc, id string) *float64 {
+// instanceUptime returns the uptime over the instances table's window of
+// the instance in slot s, nil when it has none or none is computed yet.
+func (c *reportCache) instanceUptime(s watch.Slot) *float64 {
 	c.mu.Lock()
-	ups := c.instances[svc]
-	c.mu.Unlock()
-	i, found := slices.BinarySearchFunc(ups, id, func(a instanceUptime, id string) int { return strings.Compare(a.instance, id) })
-	if !found || math.IsNaN(ups[i].up) {
+	defer c.mu.Unlock()
+	if !s.Valid() || int(s.Index) >= len(c.instances) {
 		return nil
 	}
-	u := ups[i].up
-	return &u
+	u := c.instances[s.Index]
+	if u.gen != s.Gen || u.micro == noUptime {
+		return nil
+	}
+	up := float64(u.micro) / 1e6
+	return &up
 }
