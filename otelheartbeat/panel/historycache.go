@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ type entryCache struct {
 }
 
 // cachedEntries is one service's history as the cache keeps it: what uptime
-// and the charts' marks read of each entry, in 40 bytes rather than a
+// and the charts' marks read of each entry, in 32 bytes rather than a
 // history.Entry's 96, the names shared with the tracker.
 type cachedEntries struct {
 	shared  bool // entries read before the tracker loaded the fleet have the tracker's names since
@@ -33,6 +34,7 @@ type cachedEntries struct {
 	service string
 	entries []cachedEntry
 	by      []string // the replacements of the Replaced entries, see cachedEntry.aux
+	lost    []int64  // the lost counts too large for cachedEntry.aux
 	last    string   // the id of the last entry read
 	capped  bool
 }
@@ -42,9 +44,29 @@ type cachedEntries struct {
 type cachedEntry struct {
 	instance string
 	at       int64 // Unix milliseconds, as history keeps times
-	aux      int64 // Lost of a LostHeartbeats entry; of a Replaced one, where its By is in by
+	// Of a Replaced entry, where its By is in by. Of a LostHeartbeats one,
+	// its Lost, or where it is in lost, as -1-aux, when it is negative or
+	// does not fit.
+	aux      int32
 	event    history.Event
 	from, to watch.State
+}
+
+// lostAux is aux of a LostHeartbeats entry of lost heartbeats.
+func (ce *cachedEntries) lostAux(lost int64) int32 {
+	if lost >= 0 && lost <= math.MaxInt32 {
+		return int32(lost)
+	}
+	ce.lost = append(ce.lost, lost)
+	return int32(-len(ce.lost))
+}
+
+// lostOf is Lost of the LostHeartbeats entry c.
+func (ce *cachedEntries) lostOf(c cachedEntry) int64 {
+	if c.aux >= 0 {
+		return int64(c.aux)
+	}
+	return ce.lost[-1-c.aux]
 }
 
 // read returns a service's entries within the retention, oldest first,
@@ -105,7 +127,7 @@ func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, si
 // reset forgets every entry read, to read the service's history again
 // from its first entry.
 func (ce *cachedEntries) reset() {
-	ce.entries, ce.by, ce.last, ce.capped = nil, nil, "", false
+	ce.entries, ce.by, ce.lost, ce.last, ce.capped = nil, nil, nil, "", false
 }
 
 // add merges more, in the order history wrote them, into the entries kept,
@@ -124,10 +146,10 @@ func (ce *cachedEntries) add(tr *watch.Tracker, more []history.Entry) {
 		c := cachedEntry{instance: k.Instance, at: e.At.UnixMilli(), event: e.Event, from: e.From, to: e.To}
 		switch e.Event {
 		case history.LostHeartbeats:
-			c.aux = e.Lost
+			c.aux = ce.lostAux(e.Lost)
 		case history.Replaced:
 			by, _ := tr.Names(watch.Key{Service: ce.service, Instance: e.By})
-			c.aux = int64(len(ce.by))
+			c.aux = int32(len(ce.by))
 			ce.by = append(ce.by, by.Instance)
 		}
 		in[i] = c
@@ -167,12 +189,15 @@ func (ce *cachedEntries) before(t time.Time) int {
 	return i
 }
 
-// drop forgets the oldest n entries, and the replacements only they named.
+// drop forgets the oldest n entries, and the replacements and lost counts
+// only they held.
 func (ce *cachedEntries) drop(n int) {
 	if n <= 0 {
 		return
 	}
-	replaced := slices.ContainsFunc(ce.entries[:n], func(e cachedEntry) bool { return e.event == history.Replaced })
+	aside := slices.ContainsFunc(ce.entries[:n], func(e cachedEntry) bool {
+		return e.event == history.Replaced || e.event == history.LostHeartbeats && e.aux < 0
+	})
 	if n > len(ce.entries)/2 {
 		// A copy, so that the many forgotten do not stay behind the slice
 		// until it grows.
@@ -180,17 +205,24 @@ func (ce *cachedEntries) drop(n int) {
 	} else {
 		ce.entries = ce.entries[n:]
 	}
-	if !replaced {
+	if !aside {
 		return
 	}
-	var by []string
+	var (
+		by   []string
+		lost []int64
+	)
 	for i := range ce.entries {
-		if e := &ce.entries[i]; e.event == history.Replaced {
+		switch e := &ce.entries[i]; {
+		case e.event == history.Replaced:
 			by = append(by, ce.by[e.aux])
-			e.aux = int64(len(by) - 1)
+			e.aux = int32(len(by) - 1)
+		case e.event == history.LostHeartbeats && e.aux < 0:
+			lost = append(lost, ce.lost[-1-e.aux])
+			e.aux = int32(-len(lost))
 		}
 	}
-	ce.by = by
+	ce.by, ce.lost = by, lost
 }
 
 // history returns the entries from the i-th on as history.Entry, in
@@ -201,7 +233,7 @@ func (ce *cachedEntries) history(buf []history.Entry, i int) []history.Entry {
 		e := history.Entry{Service: ce.service, Instance: c.instance, Event: c.event, From: c.from, To: c.to, At: time.UnixMilli(c.at)}
 		switch c.event {
 		case history.LostHeartbeats:
-			e.Lost = c.aux
+			e.Lost = ce.lostOf(c)
 		case history.Replaced:
 			e.By = ce.by[c.aux]
 		}

@@ -3,6 +3,7 @@ package panel
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
@@ -37,7 +39,8 @@ func TestHistoryIsKeptInOrderOfTime(t *testing.T) {
 			case 1:
 				e.Event = history.Forgotten
 			case 2:
-				e.Event, e.Lost = history.LostHeartbeats, r.Int64()
+				// Counts that fit beside the entry and counts that do not.
+				e.Event, e.Lost = history.LostHeartbeats, []int64{r.Int64(), r.Int64N(100), -1}[r.IntN(3)]
 			case 3:
 				e.Event, e.By = history.Replaced, "by-"+strconv.Itoa(r.IntN(10))
 			}
@@ -62,15 +65,26 @@ func TestHistoryIsKeptInOrderOfTime(t *testing.T) {
 			t.Fatalf("seed %d: kept\n%v\nwant\n%v", seed, got, want)
 		}
 		buf = got
-		replaced := 0
+		replaced, lost := 0, 0
 		for _, e := range want {
-			if e.Event == history.Replaced {
+			switch {
+			case e.Event == history.Replaced:
 				replaced++
+			case e.Event == history.LostHeartbeats && (e.Lost < 0 || e.Lost > math.MaxInt32):
+				lost++
 			}
 		}
-		if len(ce.by) > replaced {
-			t.Fatalf("seed %d: %d replacements kept for %d entries that name one", seed, len(ce.by), replaced)
+		if len(ce.by) > replaced || len(ce.lost) > lost {
+			t.Fatalf("seed %d: %d replacements and %d lost counts kept aside for %d and %d entries that hold one", seed, len(ce.by), len(ce.lost), replaced, lost)
 		}
+	}
+}
+
+// The cache holds 30 days of every service's history: an entry in 32
+// bytes.
+func TestACachedEntryTakes32Bytes(t *testing.T) {
+	if s := unsafe.Sizeof(cachedEntry{}); s > 32 {
+		t.Errorf("a cached entry takes %d bytes, want at most 32", s)
 	}
 }
 
