@@ -479,6 +479,8 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	var (
 		skipped []skip
 		entries []history.Entry // one service's at a time, in the room of the one before
+		ids     []string        // and its instances' ids and slots
+		slots   []watch.Slot
 	)
 	for _, svc := range svcs {
 		if err != nil {
@@ -507,7 +509,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
 			if i == with {
-				bySlot(p.tr, svc, r.Instances, instances)
+				ids, slots = bySlot(p.tr, svc, r.Instances, instances, ids, slots)
 				r.Instances = nil
 			}
 			byWindow[p.cfg.windows[i]] = r
@@ -576,11 +578,17 @@ const noUptime = -1
 
 // bySlot puts what the instances table reads of a service's reports at
 // each tracked instance's slot in ups; slots the tracker gave since ups
-// was made are left for the next computation.
-func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups []slotUptime) {
+// was made are left for the next computation. ids and slots are room
+// kept from one service to the next, returned.
+func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups []slotUptime, ids []string, slots []watch.Slot) ([]string, []watch.Slot) {
+	ids = ids[:0]
 	for _, r := range reports {
-		s, ok := tr.SlotOf(watch.Key{Service: svc, Instance: r.Instance})
-		if !ok || int(s.Index) >= len(ups) {
+		ids = append(ids, r.Instance)
+	}
+	slots = tr.SlotsOf(svc, ids, slots[:0])
+	for i, r := range reports {
+		s := slots[i]
+		if !s.Valid() || int(s.Index) >= len(ups) {
 			continue
 		}
 		u := slotUptime{gen: s.Gen, micro: noUptime}
@@ -589,6 +597,8 @@ func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups 
 		}
 		ups[s.Index] = u
 	}
+	clear(ids) // the names are the reports', let go with them
+	return ids, slots
 }
 
 // instanceUptime returns the uptime over the instances table's window of

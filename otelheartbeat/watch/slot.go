@@ -63,3 +63,33 @@ func (t *Tracker) SlotOf(k Key) (Slot, bool) {
 	}
 	return Slot{}, false
 }
+
+// slotsHeld bounds the look-ups SlotsOf makes under one hold of the
+// tracker's lock, so that heartbeats wait for it no longer than for a few
+// hundred.
+const slotsHeld = 512
+
+// SlotsOf appends to dst the Slot of each of ids as an instance of
+// service, the zero Slot for one not tracked, in their order. A consumer
+// that looks up many instances at once (a panel keeping every instance's
+// uptime by slot) pays the tracker's lock once for hundreds of them,
+// rather than once each as SlotOf.
+func (t *Tracker) SlotsOf(service string, ids []string, dst []Slot) []Slot {
+	for len(ids) > 0 {
+		n := min(len(ids), slotsHeld)
+		t.mu.Lock()
+		svc := t.services[service]
+		for _, id := range ids[:n] {
+			var s Slot
+			if svc != nil {
+				if e := svc.find(id); e != nil {
+					s = t.slotOf(e)
+				}
+			}
+			dst = append(dst, s)
+		}
+		t.mu.Unlock()
+		ids = ids[n:]
+	}
+	return dst
+}

@@ -56,6 +56,35 @@ func TestASlotNamesItsInstanceUntilItIsForgotten(t *testing.T) {
 	}
 }
 
+// SlotsOf gives what SlotOf gives of each instance, in order, across
+// more than one hold of the lock: the zero Slot for an instance not
+// tracked and for any of a service not tracked.
+func TestSlotsOfGivesEachInstancesSlot(t *testing.T) {
+	tr := NewTracker()
+	var ids []string
+	for i := range 2*slotsHeld + 3 {
+		id := fmt.Sprint("i", i)
+		ids = append(ids, id)
+		if i%3 != 0 { // every third is not tracked
+			tr.Observe(beat("svc", id, 1))
+		}
+	}
+	tr.Observe(beat("other", "i0", 1))
+	got := tr.SlotsOf("svc", ids, []Slot{{Index: 7, Gen: 7}})
+	if len(got) != len(ids)+1 || got[0] != (Slot{Index: 7, Gen: 7}) {
+		t.Fatalf("%d slots for %d ids appended to one, the first %+v", len(got), len(ids), got[0])
+	}
+	for i, id := range ids {
+		want, ok := tr.SlotOf(Key{"svc", id})
+		if got[i+1] != want || got[i+1].Valid() != ok {
+			t.Fatalf("slot of %s: %+v, want %+v", id, got[i+1], want)
+		}
+	}
+	if s := tr.SlotsOf("nobody", ids[:2], nil); len(s) != 2 || s[0].Valid() || s[1].Valid() {
+		t.Errorf("slots of a service not tracked: %+v", s)
+	}
+}
+
 // Generations compare as serial numbers: the one after the last (which
 // skips 0) is after it, as any other.
 func TestASlotsGenerationsCountRound(t *testing.T) {
