@@ -250,6 +250,7 @@ func (realClock) Now() time.Time { return time.Now() }
 // Tracker tracks instances. It is safe for concurrent use.
 type Tracker struct {
 	clock           Clock
+	base            time.Time // when it was made, see heardAt
 	retention       time.Duration
 	maxInstances    int
 	defaultInterval time.Duration
@@ -308,7 +309,8 @@ type serviceName struct {
 // its small fields last, together.
 type entry struct {
 	Key
-	seen, since   int64 // Instance.LastSeen and Since, stamped
+	seen, since   int64         // Instance.LastSeen and Since, stamped
+	heard         time.Duration // LastSeen as heartbeats are ordered: see heardAt
 	Interval      time.Duration
 	Count         int64
 	UptimeSeconds float64
@@ -316,7 +318,6 @@ type entry struct {
 	CPUPercent    float64
 	Lost          int64
 	kept          packed
-	Cut           int
 	Health        *Health
 
 	prev, next *entry        // in heard or gone, see link
@@ -331,6 +332,7 @@ type entry struct {
 	// one need not read the old bytes (a cache miss an instance) to count
 	// what they held.
 	keptSize       uint32
+	cut            int32 // Instance.Cut
 	State          State
 	IntervalSource IntervalSource
 	Has            wire.Presence
@@ -345,32 +347,50 @@ func (e *entry) instance() Instance {
 		Key: e.Key, State: e.State, IntervalSource: e.IntervalSource, Has: e.Has, Remembered: e.Remembered,
 		LastSeen: timeOf(e.seen), Since: timeOf(e.since), Interval: e.Interval,
 		Count: e.Count, UptimeSeconds: e.UptimeSeconds, MemoryMB: e.MemoryMB, CPUPercent: e.CPUPercent,
-		Lost: e.Lost, kept: e.kept, Cut: e.Cut, Health: e.Health,
+		Lost: e.Lost, kept: e.kept, Cut: int(e.cut), Health: e.Health,
 	}
 }
 
 // noTime is the stamp of the zero time.
 const noTime = math.MinInt64
 
-// stamp is at as an entry keeps it: Unix nanoseconds, on the wall clock,
-// as the tracker's deadlines are filed and history is written. What is
-// left out is at's monotonic reading: a heartbeat received after the wall
-// clock was set back is taken for one older than the last, and ignored,
-// until the clock is back where it was.
+// The times a stamp holds.
+var (
+	firstStamp = time.Unix(0, math.MinInt64+1)
+	lastStamp  = time.Unix(0, math.MaxInt64)
+)
+
+// stamp is at as an entry keeps LastSeen and Since: Unix nanoseconds on
+// the wall clock, as the tracker's deadlines are filed and history is
+// written; a time before 1678 or after 2262 is kept as the first or last
+// a stamp holds. Which of an instance's heartbeats came last is told by
+// heardAt instead.
 func stamp(at time.Time) int64 {
-	if at.IsZero() {
+	switch {
+	case at.IsZero():
 		return noTime
+	case at.Before(firstStamp):
+		return math.MinInt64 + 1
+	case at.After(lastStamp):
+		return math.MaxInt64
 	}
 	return at.UnixNano()
 }
 
-// timeOf is the time stamped ns.
+// timeOf is the time stamped ns, in the local time zone.
 func timeOf(ns int64) time.Time {
 	if ns == noTime {
 		return time.Time{}
 	}
 	return time.Unix(0, ns)
 }
+
+// heardAt is when a heartbeat received at at was heard, as the tracker
+// orders an instance's heartbeats and measures the gaps between them: the
+// time since the tracker was made, on the monotonic clock when at carries
+// its reading (as time.Time.Sub measures), so that a heartbeat received
+// after the wall clock was set back is still the latest.
+func (t *Tracker) heardAt(at time.Time) time.Duration { return at.Sub(t.base) }
 
 // gapSamples is how many gaps an inferred interval is the median of.
 const gapSamples = 8
@@ -452,6 +472,7 @@ func WithHeartbeats() TrackerOption {
 func NewTracker(opts ...TrackerOption) *Tracker {
 	t := &Tracker{
 		clock:           realClock{},
+		base:            time.Now(),
 		retention:       DefaultRetention,
 		maxInstances:    DefaultMaxInstances,
 		defaultInterval: wire.DefaultInterval,
@@ -585,8 +606,8 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 		m.ServiceName, m.InstanceID = e.Key.Service, e.Key.Instance
 	}
 	slot := t.slotOf(e)
-	seen := stamp(receivedAt)
-	if ok && seen < e.seen {
+	heard := t.heardAt(receivedAt)
+	if ok && heard < e.heard {
 		return nil, slot
 	}
 	if ok {
@@ -595,11 +616,11 @@ func (t *Tracker) observe(m *wire.Message, receivedAt time.Time, owned bool) ([]
 	if e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0 && m.HeartbeatCount > e.Count+1 {
 		e.Lost += m.HeartbeatCount - e.Count - 1
 	}
-	t.learnInterval(e, m, seen, ok && !e.Remembered)
+	t.learnInterval(e, m, heard, ok && !e.Remembered)
 	if e.Remembered {
 		e.Remembered, e.started = false, 0 // heard: its own start is learnt below
 	}
-	e.seen = seen
+	e.seen, e.heard = stamp(receivedAt), heard
 	e.unwatched = t.unwatched
 	e.Count = m.HeartbeatCount
 	e.UptimeSeconds = m.UptimeSeconds
@@ -654,7 +675,7 @@ func (t *Tracker) keepHeartbeat(e *entry, m *wire.Message) {
 	others := t.kept - int(e.keptSize)
 	room := min(t.keptMax, t.keptBudget/max(t.tracked, 1), t.keptBudget-others)
 	p, cut := keep(&t.scratch, m, room)
-	e.kept, e.Cut, e.keptSize = p, cut, uint32(p.size())
+	e.kept, e.cut, e.keptSize = p, int32(cut), uint32(p.size())
 	t.kept = others + int(e.keptSize)
 	t.cut += int64(cut)
 }
@@ -686,7 +707,7 @@ func (t *Tracker) link(e *entry) {
 	at := t.gone.prev
 	if e.State != Dead && e.State != Stopped {
 		at = t.heard.prev
-		for i := 0; i < maxWalk && at != &t.heard && at.seen > e.seen; i++ {
+		for i := 0; i < maxWalk && at != &t.heard && at.heard > e.heard; i++ {
 			at = at.prev
 		}
 	}
@@ -710,11 +731,11 @@ func (t *Tracker) evictOne() {
 	t.evicted++
 }
 
-// learnInterval sets e's interval from m, received at seen (stamped): the one
+// learnInterval sets e's interval from m, heard at heard: the one
 // m says, or else the median of the gaps between e's heartbeats, each
 // divided by how many heartbeats its count says it spans. known says
 // whether e had been heard before m.
-func (t *Tracker) learnInterval(e *entry, m *wire.Message, seen int64, known bool) {
+func (t *Tracker) learnInterval(e *entry, m *wire.Message, heard time.Duration, known bool) {
 	defer t.recount(e, e.Interval)
 	if m.Has&wire.HasInterval != 0 {
 		e.Interval, e.IntervalSource, e.gaps = m.Interval(), IntervalSent, nil
@@ -723,7 +744,7 @@ func (t *Tracker) learnInterval(e *entry, m *wire.Message, seen int64, known boo
 	if e.gaps == nil {
 		e.gaps = new(gaps)
 	}
-	if known && seen > e.seen {
+	if known && heard > e.heard {
 		spans := int64(1)
 		counted := e.Has&wire.HasHeartbeatCount != 0 && m.Has&wire.HasHeartbeatCount != 0
 		if counted {
@@ -733,7 +754,7 @@ func (t *Tracker) learnInterval(e *entry, m *wire.Message, seen int64, known boo
 		// nothing of the interval; neither does a gap shorter than any
 		// sender's interval (the burst after a stall).
 		if spans > 0 {
-			gap := time.Duration(seen-e.seen) / time.Duration(spans)
+			gap := (heard - e.heard) / time.Duration(spans)
 			if gap >= wire.MinInterval && gap <= wire.MaxInterval {
 				e.gaps.add(gap)
 			}

@@ -278,14 +278,15 @@ func (t *Tracker) Remember(k Key, st State, since time.Time, interval time.Durat
 		interval = t.defaultInterval
 	}
 	t.setState(e, st)
-	e.since, e.seen, e.unwatched = stamp(since), stamp(since), t.unwatched
+	e.since, e.seen, e.heard, e.unwatched = stamp(since), stamp(since), t.heardAt(since), t.unwatched
 	e.Interval, e.IntervalSource = interval, IntervalDefault
 	t.recount(e, 0)
 	switch now := t.clock.Now(); st {
 	case Alive:
-		e.seen = stamp(now)
+		e.seen, e.heard = stamp(now), t.heardAt(now)
 	case Stale:
-		e.seen = stamp(now.Add(-scale(interval, StaleAfter)))
+		at := now.Add(-scale(interval, StaleAfter))
+		e.seen, e.heard = stamp(at), t.heardAt(at)
 	}
 	if st.Up() {
 		e.started = since.UnixNano() // its start is unknown: see lastBeat
