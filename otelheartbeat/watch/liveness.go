@@ -179,7 +179,9 @@ type Instance struct {
 	// is when it entered State, its silence began before the tracker
 	// watched, and it has no heartbeat values.
 	Remembered bool
-	// LastSeen is when its last heartbeat was received, on the tracker's clock.
+	// LastSeen is when its last heartbeat was received, on the tracker's
+	// clock. It and Since are wall-clock times in the local time zone,
+	// without a monotonic reading: Age is measured on the wall clock.
 	LastSeen time.Time
 	// Since is when it entered State.
 	Since time.Time
