@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,8 +118,13 @@ func TestARetiredIdleWorkerEnds(t *testing.T) {
 func TestABusyCollectorOnOneProcessorIsLeftOutAtTheBudget(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	mp, r := newProvider(t)
-	var reports atomic.Int32
-	f := NewFields(WithMeterProvider(mp), WithTimeout(50*time.Millisecond), WithErrorHandler(func(error) { reports.Add(1) }))
+	var mu sync.Mutex
+	var reports []string
+	f := NewFields(WithMeterProvider(mp), WithTimeout(50*time.Millisecond), WithErrorHandler(func(err error) {
+		mu.Lock()
+		reports = append(reports, err.Error())
+		mu.Unlock()
+	}))
 	busy := make(chan struct{}, 1)
 	must(t, f.Add("busy", Int(func() int64 {
 		busy <- struct{}{}
@@ -129,8 +135,19 @@ func TestABusyCollectorOnOneProcessorIsLeftOutAtTheBudget(t *testing.T) {
 	must(t, f.Add("queue_size", Int(func() int64 { return 7 })))
 	ms := collect(t, r)
 	<-busy
-	if dataPoints(ms["heartbeat.busy"]) != 0 || reports.Load() != 1 {
-		t.Errorf("a collector busy for five budgets: observed %d times, reported %d times; want left out and reported", dataPoints(ms["heartbeat.busy"]), reports.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	// The prompt collector shares the one processor with the busy one, so
+	// on a loaded machine it may miss the budget too, and be reported.
+	var busyReported bool
+	for _, rep := range reports {
+		busyReported = busyReported || strings.Contains(rep, "field busy:")
+		if !strings.Contains(rep, "field busy:") && !strings.Contains(rep, "field queue_size:") {
+			t.Errorf("reported %q", rep)
+		}
+	}
+	if dataPoints(ms["heartbeat.busy"]) != 0 || !busyReported {
+		t.Errorf("a collector busy for five budgets: observed %d times, reported %q; want left out and reported", dataPoints(ms["heartbeat.busy"]), reports)
 	}
 	if err := f.Unregister(context.Background()); err != nil {
 		t.Fatal(err)
