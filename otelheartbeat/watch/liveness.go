@@ -356,10 +356,10 @@ func (e *entry) instance() Instance {
 // noTime is the stamp of the zero time.
 const noTime = math.MinInt64
 
-// The times a stamp holds.
-var (
-	firstStamp = time.Unix(0, math.MinInt64+1)
-	lastStamp  = time.Unix(0, math.MaxInt64)
+// The seconds of the first and last times a stamp holds.
+const (
+	firstStamp = math.MinInt64/int64(time.Second) + 1
+	lastStamp  = math.MaxInt64/int64(time.Second) - 1
 )
 
 // stamp is at as an entry keeps LastSeen and Since: Unix nanoseconds on
@@ -368,15 +368,27 @@ var (
 // a stamp holds. Which of an instance's heartbeats came last is told by
 // heardAt instead.
 func stamp(at time.Time) int64 {
-	switch {
+	switch s := at.Unix(); {
 	case at.IsZero():
 		return noTime
-	case at.Before(firstStamp):
+	case s < firstStamp:
 		return math.MinInt64 + 1
-	case at.After(lastStamp):
+	case s > lastStamp:
 		return math.MaxInt64
 	}
 	return at.UnixNano()
+}
+
+// stampAfter is ns, a stamp, d later, or the nearest a stamp holds.
+func stampAfter(ns int64, d time.Duration) int64 {
+	switch l := ns + int64(d); {
+	case d > 0 && l < ns:
+		return math.MaxInt64
+	case d < 0 && l > ns:
+		return math.MinInt64 + 1
+	default:
+		return l
+	}
 }
 
 // timeOf is the time stamped ns, in the local time zone.
@@ -872,14 +884,17 @@ func (s *serviceName) leave(e *entry) {
 // deadlineOf is when e's next transition is due, from its state: stale,
 // dead, or forgotten after the retention period. It is worked out when
 // asked rather than kept, which keeps an entry within 192 bytes.
-func (t *Tracker) deadlineOf(e *entry) time.Time {
+func (t *Tracker) deadlineOf(e *entry) time.Time { return timeOf(t.deadline(e)) }
+
+// deadline is deadlineOf stamped, as the heap files it.
+func (t *Tracker) deadline(e *entry) int64 {
 	switch e.State {
 	case Alive:
-		return timeOf(e.seen).Add(scale(e.Interval, StaleAfter))
+		return stampAfter(e.seen, scale(e.Interval, StaleAfter))
 	case Stale:
-		return timeOf(e.seen).Add(scale(e.Interval, DeadAfter))
+		return stampAfter(e.seen, scale(e.Interval, DeadAfter))
 	default: // Dead, Stopped
-		return timeOf(e.since).Add(t.retention)
+		return stampAfter(e.since, t.retention)
 	}
 }
 
@@ -890,7 +905,7 @@ func (t *Tracker) deadlineOf(e *entry) time.Time {
 // Elsewhere a later deadline leaves the heap alone, and Tick re-files the
 // entry, O(log n), when its old deadline comes up.
 func (t *Tracker) schedule(e *entry) {
-	switch d := t.deadlineOf(e).UnixNano(); {
+	switch d := t.deadline(e); {
 	case e.index < 0:
 		t.deadlines.push(e, d)
 	case d < t.deadlines[e.index].filed:
