@@ -746,11 +746,7 @@ func queueFetchers(w *Writer, services, n int) int {
 func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	c := srv.Client(t)
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := srv.Client(t), storeOn(t, srv)
 	w := NewWriter(s, 0)
 	total := queueFetchers(w, 4, 400) // four calls of 400 rollups, one round trip
 	if err := c.LPush(ctx, s.columnsKey("service_00", "f00000"), "x").Err(); err != nil {
@@ -785,11 +781,7 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 // none.
 func TestAServerWideRefusalNamesNoService(t *testing.T) {
 	srv := redistest.Start(t)
-	c := srv.Client(t)
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := srv.Client(t), storeOn(t, srv)
 	w := NewWriter(s, 0)
 	queueFetchers(w, 5, 10)
 	if _, err := w.Flush(context.Background()); err != nil { // the rings made
