@@ -592,8 +592,8 @@ func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups 
 			continue
 		}
 		u := slotUptime{gen: s.Gen, micro: noUptime}
-		if up := ratio(r.Times); up != nil {
-			u.micro = int32(math.Round(*up * 1e6))
+		if up, ok := r.Times.Uptime(); ok { // as ratio rounds it
+			u.micro = int32(math.Round(up * 1e6))
 		}
 		ups[s.Index] = u
 	}
