@@ -305,10 +305,11 @@ type serviceName struct {
 }
 
 // entry is what the tracker keeps of an instance: the fields of its
-// Instance, its times in 8 bytes each rather than a time.Time's 24 (see
-// stamp), and its places in the tracker's lists, heaps and service. A
-// panel keeps one for every instance of its fleet: it fits in 192 bytes,
-// its small fields last, together.
+// Instance, its times as integers of 8 bytes rather than a time.Time's 24
+// (LastSeen and Since on the wall clock, see stamp, and LastSeen again as
+// heartbeats are ordered, see heardAt), and its places in the tracker's
+// lists, heaps and service. A panel keeps one for every instance of its
+// fleet: it fits in 192 bytes, its small fields last, together.
 type entry struct {
 	Key
 	seen, since   int64         // Instance.LastSeen and Since, stamped
