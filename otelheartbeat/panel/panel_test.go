@@ -232,3 +232,24 @@ func TestValuesLostAreSaidOnceAMinute(t *testing.T) {
 		t.Fatalf("one more not kept: %q, %v", line, ok)
 	}
 }
+
+// What was lost while recording is said when recording ends, however
+// recently the last line was; what a standby drops (values it would not
+// write) is never said, not even once it records.
+func TestValuesLostAreSaidWhenRecordingEndsAndNotForAStandby(t *testing.T) {
+	var l losses
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	if _, ok := l.say(t0, 5, 0); !ok {
+		t.Fatal("the first loss unsaid")
+	}
+	if line, ok := l.end(t0.Add(10*time.Second), 8, 1); !ok || !strings.Contains(line, "in the last 10s: 3 dropped") || !strings.Contains(line, "1 not kept") {
+		t.Fatalf("recording ended 10 s after the last line: %q, %v", line, ok)
+	}
+	if line, ok := l.end(t0.Add(11*time.Second), 8, 1); ok {
+		t.Fatalf("ended again with nothing more lost: %q", line)
+	}
+	l.standby(100, 1) // 92 dropped as a standby
+	if line, ok := l.say(t0.Add(5*time.Minute), 101, 1); !ok || !strings.Contains(line, ": 1 dropped") {
+		t.Fatalf("recording again, one dropped: %q, %v", line, ok)
+	}
+}

@@ -285,20 +285,36 @@ func (p *Panel) writeSeries(ctx context.Context) {
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	leading := false
+	// What was lost while this replica recorded is said when it stops,
+	// not a minute later or never.
+	end := func() {
+		if !leading {
+			return
+		}
+		leading = false
+		if line, ok := p.seriesLosses.end(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()); ok {
+			p.cfg.errorf("%s", line)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			end()
 			return
 		case <-t.C:
 		}
 		if !p.rec.Leading() {
+			end()
 			// Values heard before the lease is first taken are kept for
-			// it; a standby's are not.
+			// it; a standby's are not, and what it drops is not lost.
 			if !p.beforeFirstLease() {
 				p.seriesW.Discard()
+				p.seriesLosses.standby(p.seriesW.Dropped(), p.seriesW.Unkept())
 			}
 			continue
 		}
+		leading = true
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		// A replica paused past its lease may still think it records:
 		// it asks first, so that it never writes over its successor's
@@ -337,8 +353,22 @@ const lossEvery = time.Minute
 
 // say returns the line to say at now, given the writer's counts, if any.
 func (l *losses) say(now time.Time, dropped, unkept int64) (string, bool) {
+	return l.line(now, dropped, unkept, false)
+}
+
+// end is say when recording ends: what was lost since the last line is
+// said however recently that was.
+func (l *losses) end(now time.Time, dropped, unkept int64) (string, bool) {
+	return l.line(now, dropped, unkept, true)
+}
+
+// standby takes the writer's counts as said: what a standby drops it
+// would not have written.
+func (l *losses) standby(dropped, unkept int64) { l.dropped, l.unkept = dropped, unkept }
+
+func (l *losses) line(now time.Time, dropped, unkept int64, ending bool) (string, bool) {
 	d, u := dropped-l.dropped, unkept-l.unkept
-	if (d <= 0 && u <= 0) || (!l.said.IsZero() && now.Sub(l.said) < lossEvery) {
+	if (d <= 0 && u <= 0) || (!ending && !l.said.IsZero() && now.Sub(l.said) < lossEvery) {
 		return "", false
 	}
 	var parts []string
