@@ -209,47 +209,70 @@ func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 func TestValuesLostAreSaidOnceAMinute(t *testing.T) {
 	var l losses
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
-	if _, ok := l.say(t0, 0, 0); ok {
+	if _, ok := l.tick(t0, true, 0, 0); ok {
 		t.Fatal("nothing lost, and something said")
 	}
-	line, ok := l.say(t0.Add(time.Second), 5, 0)
+	line, ok := l.tick(t0.Add(time.Second), true, 5, 0)
 	if !ok || !strings.Contains(line, "5 dropped") || strings.Contains(line, "not kept") || strings.Contains(line, "in the last") {
 		t.Fatalf("the first loss: %q, %v", line, ok)
 	}
 	for s := 2; s < 61; s++ { // a loss every second for the next minute
-		if line, ok := l.say(t0.Add(time.Duration(s)*time.Second), int64(5+s), int64(s)); ok {
+		if line, ok := l.tick(t0.Add(time.Duration(s)*time.Second), true, int64(5+s), int64(s)); ok {
 			t.Fatalf("said again %d s later: %q", s, line)
 		}
 	}
-	line, ok = l.say(t0.Add(61*time.Second), 70, 64)
+	line, ok = l.tick(t0.Add(61*time.Second), true, 70, 64)
 	if !ok || !strings.Contains(line, "in the last 1m0s: 65 dropped") || !strings.Contains(line, "64 not kept by Valkey") {
 		t.Fatalf("a minute on: %q, %v", line, ok)
 	}
-	if line, ok := l.say(t0.Add(200*time.Second), 70, 64); ok {
+	if line, ok := l.tick(t0.Add(200*time.Second), true, 70, 64); ok {
 		t.Fatalf("nothing more lost, and said %q", line)
 	}
-	if line, ok := l.say(t0.Add(201*time.Second), 70, 65); !ok || !strings.Contains(line, "in the last 2m20s: 1 not kept") {
+	if line, ok := l.tick(t0.Add(201*time.Second), true, 70, 65); !ok || !strings.Contains(line, "in the last 2m20s: 1 not kept") {
 		t.Fatalf("one more not kept: %q, %v", line, ok)
 	}
 }
 
-// What was lost while recording is said when recording ends, however
-// recently the last line was; what a standby drops (values it would not
-// write) is never said, not even once it records.
-func TestValuesLostAreSaidWhenRecordingEndsAndNotForAStandby(t *testing.T) {
+// What the writer drops while the replica does not record (a standby, or
+// one that found its lease gone after a pause) is never said, and the lease
+// changing hands does not make losses said more than once a minute; what
+// is left when the replica stops is said at once.
+func TestValuesLostAreSaidOnlyWhileRecording(t *testing.T) {
 	var l losses
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
-	if _, ok := l.say(t0, 5, 0); !ok {
-		t.Fatal("the first loss unsaid")
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	if line, ok := l.tick(at(1), true, 5, 0); !ok || !strings.Contains(line, "5 dropped") {
+		t.Fatalf("the first loss: %q, %v", line, ok)
 	}
-	if line, ok := l.end(t0.Add(10*time.Second), 8, 1); !ok || !strings.Contains(line, "in the last 10s: 3 dropped") || !strings.Contains(line, "1 not kept") {
-		t.Fatalf("recording ended 10 s after the last line: %q, %v", line, ok)
+	// Paused past its lease: the backlog it queued, dropped, then found
+	// its lease gone and discarded.
+	if line, ok := l.tick(at(2), false, 50_005, 0); ok {
+		t.Fatalf("a backlog discarded after a pause said: %q", line)
 	}
-	if line, ok := l.end(t0.Add(11*time.Second), 8, 1); ok {
-		t.Fatalf("ended again with nothing more lost: %q", line)
+	// The lease flaps: a value lost each second it holds it (19 of
+	// them), ten dropped each second it does not.
+	dropped := int64(50_005)
+	for s := 3; s < 40; s++ {
+		recording := s%2 == 1
+		if dropped++; !recording {
+			dropped += 9
+		}
+		if line, ok := l.tick(at(s), recording, dropped, 0); ok {
+			t.Fatalf("said again %d s later, the lease flapping: %q", s, line)
+		}
 	}
-	l.standby(100, 1) // 92 dropped as a standby
-	if line, ok := l.say(t0.Add(5*time.Minute), 101, 1); !ok || !strings.Contains(line, ": 1 dropped") {
-		t.Fatalf("recording again, one dropped: %q, %v", line, ok)
+	// A standby says what it lost while it recorded once the minute is
+	// up, not what it dropped since.
+	if line, ok := l.tick(at(61), false, dropped+1000, 0); !ok || !strings.Contains(line, ": 19 dropped") {
+		t.Fatalf("a standby a minute on: %q, %v", line, ok)
+	}
+	if _, ok := l.tick(at(62), true, dropped+1003, 0); ok {
+		t.Fatal("said within the minute")
+	}
+	if line, ok := l.end(at(63), dropped+1003, 1); !ok || !strings.Contains(line, "in the last 2s: 3 dropped") || !strings.Contains(line, "1 not kept") {
+		t.Fatalf("stopping 2 s after the last line: %q, %v", line, ok)
+	}
+	if line, ok := l.end(at(64), dropped+1003, 1); ok {
+		t.Fatalf("stopped again with nothing more lost: %q", line)
 	}
 }

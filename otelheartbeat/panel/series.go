@@ -285,36 +285,32 @@ func (p *Panel) writeSeries(ctx context.Context) {
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	leading := false
-	// What was lost while this replica recorded is said when it stops,
-	// not a minute later or never.
-	end := func() {
-		if !leading {
-			return
-		}
-		leading = false
-		if line, ok := p.seriesLosses.end(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()); ok {
+	led := false
+	say := func(line string, ok bool) {
+		if ok {
 			p.cfg.errorf("%s", line)
 		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			end()
+			// What was lost while this replica recorded is said before it
+			// stops, however recently it last said.
+			if led {
+				say(p.seriesLosses.end(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()))
+			}
 			return
 		case <-t.C:
 		}
 		if !p.rec.Leading() {
-			end()
 			// Values heard before the lease is first taken are kept for
-			// it; a standby's are not, and what it drops is not lost.
+			// it; a standby's are not.
 			if !p.beforeFirstLease() {
 				p.seriesW.Discard()
-				p.seriesLosses.standby(p.seriesW.Dropped(), p.seriesW.Unkept())
+				say(p.seriesLosses.tick(time.Now(), false, p.seriesW.Dropped(), p.seriesW.Unkept()))
 			}
 			continue
 		}
-		leading = true
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		// A replica paused past its lease may still think it records:
 		// it asks first, so that it never writes over its successor's
@@ -334,37 +330,46 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		case n > 0: // only a write that was made says it works
 			p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
 		}
-		if line, ok := p.seriesLosses.say(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()); ok {
-			p.cfg.errorf("%s", line)
-		}
+		// Values neither written nor discarded (a write failed, or the
+		// lease could not be asked about) were this replica's to write.
+		recording := held || err != nil
+		led = led || recording
+		say(p.seriesLosses.tick(time.Now(), recording, p.seriesW.Dropped(), p.seriesW.Unkept()))
 	}
 }
 
-// losses says what values over time were lost: at once the first time,
-// then at most once a minute, what was lost since it last said, so that
-// a fleet that overflows the queue every second is one line a minute.
+// losses says what values over time were lost while this replica
+// recorded: at once the first time, then at most once a minute, what was
+// lost since it last said, so that a fleet that overflows the queue every
+// second is one line a minute, however often the lease changes hands. What
+// the writer dropped while the replica did not record (a standby, or one
+// that found its lease gone) was not to be written, and is not lost.
 type losses struct {
-	dropped, unkept int64 // as last said
+	dropped, unkept int64 // as last said, with what was not to be written
+	seenD, seenU    int64 // as at the last tick
 	said            time.Time
 }
 
 // lossEvery is how often losses says more.
 const lossEvery = time.Minute
 
-// say returns the line to say at now, given the writer's counts, if any.
-func (l *losses) say(now time.Time, dropped, unkept int64) (string, bool) {
+// tick returns the line to say at a tick at now, if any, given the
+// writer's counts; recording says whether the replica recorded since the
+// last tick.
+func (l *losses) tick(now time.Time, recording bool, dropped, unkept int64) (string, bool) {
+	if !recording {
+		l.dropped += dropped - l.seenD
+		l.unkept += unkept - l.seenU
+	}
+	l.seenD, l.seenU = dropped, unkept
 	return l.line(now, dropped, unkept, false)
 }
 
-// end is say when recording ends: what was lost since the last line is
-// said however recently that was.
+// end returns the line saying what is left to say when the replica stops,
+// however recently it last said.
 func (l *losses) end(now time.Time, dropped, unkept int64) (string, bool) {
 	return l.line(now, dropped, unkept, true)
 }
-
-// standby takes the writer's counts as said: what a standby drops it
-// would not have written.
-func (l *losses) standby(dropped, unkept int64) { l.dropped, l.unkept = dropped, unkept }
 
 func (l *losses) line(now time.Time, dropped, unkept int64, ending bool) (string, bool) {
 	d, u := dropped-l.dropped, unkept-l.unkept
