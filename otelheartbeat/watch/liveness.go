@@ -584,8 +584,9 @@ func (t *Tracker) Observe(m *wire.Message) []Transition {
 
 // ObserveAt records a heartbeat received at receivedAt (on the tracker's
 // clock); a monitor that reads a latest-state key uses the key's age on the
-// server. A receivedAt older than what is known already, on the wall
-// clock, is ignored.
+// server. A receivedAt older than what is known already is ignored: older
+// as time.Time compares them, on the monotonic clock when both carry its
+// reading (see heardAt).
 // m is only read, and not kept: what a tracker keeping heartbeats keeps
 // of it is a copy (see Instance.Heartbeat). Names returns the
 // tracker's own copy of an instance's names, for a consumer that keeps
