@@ -883,12 +883,10 @@ func (s *serviceName) leave(e *entry) {
 	}
 }
 
-// deadlineOf is when e's next transition is due, from its state: stale,
-// dead, or forgotten after the retention period. It is worked out when
-// asked rather than kept, which keeps an entry within 192 bytes.
-func (t *Tracker) deadlineOf(e *entry) time.Time { return timeOf(t.deadline(e)) }
-
-// deadline is deadlineOf stamped, as the heap files it.
+// deadline is when e's next transition is due, from its state (stale,
+// dead, or forgotten after the retention period), stamped as the heap
+// files it. It is worked out when asked rather than kept, which keeps an
+// entry within 192 bytes.
 func (t *Tracker) deadline(e *entry) int64 {
 	switch e.State {
 	case Alive:
@@ -971,7 +969,7 @@ func (t *Tracker) TickAt(seen time.Time) []Transition {
 	var out []Transition
 	for len(t.deadlines) > 0 && t.deadlines[0].filed <= seen.UnixNano() {
 		e := t.deadlines[0].e
-		due := t.deadlineOf(e)
+		due := timeOf(t.deadline(e))
 		if e.State == Alive || e.State == Stale {
 			// Silence is judged only on time that was watched.
 			due = due.Add(t.unwatched - e.unwatched)

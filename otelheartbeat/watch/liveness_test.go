@@ -1144,7 +1144,7 @@ func TestDeadlinesAreNeverFiledLate(t *testing.T) {
 				if i > 0 && h[(i-1)/4].filed > it.filed {
 					t.Fatalf("seed %d, after %s: %d filed before its parent", seed, step, i)
 				}
-				if due := tr.deadlineOf(it.e).UnixNano(); it.filed > due {
+				if due := tr.deadline(it.e); it.filed > due {
 					t.Fatalf("seed %d, after %s: %s filed %v after its deadline", seed, step, it.e.Key.Instance, time.Duration(it.filed-due))
 				}
 			}
