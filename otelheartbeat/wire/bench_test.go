@@ -78,3 +78,22 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeInterned is what a watcher pays per message: decoding
+// with an Interner that has seen the fleet's names.
+func BenchmarkDecodeInterned(b *testing.B) {
+	raw, err := Marshal(benchMessage())
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := NewInterner(4096)
+	var m Message
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		m = Message{}
+		if err := UnmarshalIntern(raw, &m, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -401,6 +401,14 @@ func TestNameRules(t *testing.T) {
 			}
 		})
 	}
+	// Every ASCII byte: printable ones are taken, but for the glob
+	// characters; whitespace, control characters and DEL are not.
+	for c := range byte(0x80) {
+		valid := c > ' ' && c != 0x7f && !strings.ContainsRune(`*?[]\`, rune(c))
+		if err := ValidateServiceName("a" + string(c) + "b"); (err == nil) != valid {
+			t.Errorf("ValidateServiceName with byte %#x = %v, want valid=%v", c, err, valid)
+		}
+	}
 	for _, tt := range []struct {
 		in    string
 		valid bool
@@ -646,6 +654,50 @@ func TestDecodingWithAnInternerAllocatesTheFieldsOnce(t *testing.T) {
 	own := Message{Fields: make([]Field, 0, 8)}
 	if err := UnmarshalIntern(data, &own, in); err != nil || cap(own.Fields) != 8 {
 		t.Errorf("decoded into %d of room, %v; want the message's own 8", cap(own.Fields), err)
+	}
+}
+
+// An Interner remembers the service names that passed, to check each
+// once; a name refused is refused in every heartbeat, and past the
+// interner's bound every name is still checked.
+func TestAnInternerRemembersOnlyTheServiceNamesThatPassed(t *testing.T) {
+	message := func(svc string) []byte {
+		return []byte(`{"service_name":"` + svc + `","instance_id":"i","timestamp":"2026-01-01T00:00:00.000000+00:00"}`)
+	}
+	decode := func(in *Interner, svc string) error {
+		var m Message
+		err := UnmarshalIntern(message(svc), &m, in)
+		if err == nil && !strings.Contains(svc, `\`) && m.ServiceName != svc {
+			t.Fatalf("decoded %s as %q", svc, m.ServiceName)
+		}
+		return err
+	}
+	in := NewInterner(64)
+	for i := range 3 {
+		for _, bad := range []string{`bad*`, `pay\u200bments`, `a\u0000b`} {
+			if err := decode(in, bad); err == nil || !strings.Contains(err.Error(), KeyServiceName) {
+				t.Errorf("heartbeat %d of %s: %v, want it refused for its service name", i, bad, err)
+			}
+		}
+		if err := decode(in, "good"); err != nil {
+			t.Fatalf("heartbeat %d of a good name: %v", i, err)
+		}
+	}
+	if len(in.services) != 1 {
+		t.Errorf("the interner remembers %d service names, want 1: the good one", len(in.services))
+	}
+	// Past the interner's bound, every name is still checked.
+	in = NewInterner(1)
+	for i := range 3 {
+		if err := decode(in, "good"); err != nil {
+			t.Fatalf("heartbeat %d of a good name: %v", i, err)
+		}
+		if err := decode(in, "other"); err != nil {
+			t.Errorf("heartbeat %d of another good name: %v", i, err)
+		}
+		if err := decode(in, "other?"); err == nil {
+			t.Errorf("heartbeat %d of other?: accepted past the interner's bound", i)
+		}
 	}
 }
 

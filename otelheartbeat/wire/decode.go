@@ -166,8 +166,8 @@ func (d *decoder) value(key string) error {
 		if err != nil {
 			return err
 		}
-		name := d.intern.String(raw)
-		if err := ValidateServiceName(name); err != nil {
+		name, err := d.intern.serviceName(raw)
+		if err != nil {
 			return decodeErr(key, "%v", err)
 		}
 		m.ServiceName = name

@@ -12,6 +12,10 @@ type Interner struct {
 	m      map[string]string
 	max    int
 	fields []Field
+	// services are the service names that passed ValidateServiceName
+	// (as many as max): a fleet's names are checked once, not in every
+	// heartbeat.
+	services map[string]string
 }
 
 // NewInterner returns an interner holding at most max strings.
@@ -35,6 +39,27 @@ func (in *Interner) String(b []byte) string {
 		in.m[s] = s
 	}
 	return s
+}
+
+// serviceName returns b as a service name, shared when seen before, or
+// why it cannot be one.
+func (in *Interner) serviceName(b []byte) (string, error) {
+	if in != nil {
+		if s, ok := in.services[string(b)]; ok {
+			return s, nil
+		}
+	}
+	name := in.String(b)
+	if err := ValidateServiceName(name); err != nil {
+		return "", err
+	}
+	if in != nil && len(b) <= maxInterned && len(in.services) < in.max {
+		if in.services == nil {
+			in.services = make(map[string]string)
+		}
+		in.services[name] = name
+	}
+	return name, nil
 }
 
 // UnmarshalIntern is UnmarshalInto that takes service names, field keys

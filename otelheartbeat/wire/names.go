@@ -42,20 +42,33 @@ func validateIdent(what, s string) error {
 		return fmt.Errorf("%s is empty", what)
 	case len(s) > MaxNameLength:
 		return fmt.Errorf("%s %q is %d bytes long, more than %d", what, truncate(s, 32), len(s), MaxNameLength)
-	case !utf8.ValidString(s):
+	}
+	// Every heartbeat's names are checked as they are decoded, and almost
+	// all are plain printable ASCII: one look-up a byte, without a branch,
+	// tells so (and so that they are UTF-8).
+	var looks uint8
+	for i := 0; i < len(s); i++ {
+		looks |= lookAt[s[i]]
+	}
+	if looks == 0 {
+		return nil
+	}
+	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s %q is not valid UTF-8", what, s)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			return validateRunes(what, s)
-		}
-		if c <= ' ' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' || c == '\\' {
-			return validateRunes(what, s)
+	return validateRunes(what, s)
+}
+
+// lookAt is 1 for a byte validateIdent does not take as it is: past
+// ASCII, whitespace or control, or a glob character.
+var lookAt = func() (t [256]uint8) {
+	for c := range t {
+		if c >= utf8.RuneSelf || c <= ' ' || c == 0x7f || c == '*' || c == '?' || c == '[' || c == ']' || c == '\\' {
+			t[c] = 1
 		}
 	}
-	return nil
-}
+	return t
+}()
 
 // validateRunes is validateIdent's full check, for names that are not
 // plain printable ASCII or that hold a character it refuses.
