@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -61,9 +62,21 @@ func (s *scanner) str() ([]byte, error) {
 	s.pos++
 	start := s.pos
 	// Eight bytes at a time while none ends the string or needs a look:
-	// most of a heartbeat's strings are plain ASCII.
-	for s.pos+8 <= len(s.data) && plain8(binary.LittleEndian.Uint64(s.data[s.pos:])) {
-		s.pos += 8
+	// most of a heartbeat's strings are plain ASCII. The first byte that
+	// does is found in its word, not looked for a byte at a time.
+	for s.pos+8 <= len(s.data) {
+		look := special8(binary.LittleEndian.Uint64(s.data[s.pos:]))
+		if look == 0 {
+			s.pos += 8
+			continue
+		}
+		s.pos += bits.TrailingZeros64(look) >> 3
+		if s.data[s.pos] == '"' {
+			raw := s.data[start:s.pos]
+			s.pos++
+			return raw, nil
+		}
+		break // looked at below
 	}
 	for s.pos < len(s.data) {
 		c := s.data[s.pos]
@@ -82,17 +95,18 @@ func (s *scanner) str() ([]byte, error) {
 	return nil, errEnd
 }
 
-// plain8 reports whether none of the eight bytes of w is a quote, a
-// backslash, a control character or past ASCII: bytes str takes as they
-// are. Each test is the classic "has a zero byte" one: a borrow may flag
-// a byte past one that is flagged rightly, never a word with none.
-func plain8(w uint64) bool {
+// special8 flags, in its high bit, each of the eight bytes of w that is a
+// quote, a backslash, a control character or past ASCII: bytes str does
+// not take as they are; 0 when there is none. Each test is the classic
+// "has a zero byte" one: a borrow may flag a byte past one that is
+// flagged rightly, never one before, so the lowest flag is the first byte
+// to look at.
+func special8(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	special := w&highs | // past ASCII
+	return w&highs | // past ASCII
 		(w-0x20*ones)&^w&highs | // under 0x20
 		zero(w^'"'*ones) | zero(w^'\\'*ones)
-	return special == 0
 }
 
 // strSlow unescapes a string from start, replacing invalid UTF-8 and lone

@@ -2,26 +2,34 @@ package wire
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
 	"testing"
 )
 
-// plain8 finds every byte str must look at, wherever it is in the word,
-// among any others: it may look when it need not, never the other way.
-func TestPlain8MissesNoByteToLookAt(t *testing.T) {
+// special8 finds every byte str must look at, wherever it is in the word,
+// among any others, and its lowest flag is the first of them: it may flag
+// a byte it need not past that one, never before it, and never a word of
+// none.
+func TestSpecial8FindsTheFirstByteToLookAt(t *testing.T) {
 	look := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
 	check := func(b [8]byte) {
-		want := true
-		for _, c := range b {
+		first := 8
+		for i, c := range b {
 			if look(c) {
-				want = false
+				first = i
+				break
 			}
 		}
-		if got := plain8(binary.LittleEndian.Uint64(b[:])); got && !want {
+		got := special8(binary.LittleEndian.Uint64(b[:]))
+		switch {
+		case got == 0 && first < 8:
 			t.Fatalf("%q: taken as plain", b)
-		} else if !got && want {
+		case got != 0 && first == 8:
 			t.Fatalf("%q: looked at, all plain", b)
+		case got != 0 && bits.TrailingZeros64(got)>>3 != first:
+			t.Fatalf("%q: first looked at byte %d, want %d", b, bits.TrailingZeros64(got)>>3, first)
 		}
 	}
 	for pos := range 8 {
