@@ -195,6 +195,91 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 	}
 }
 
+// A service whose instances' uptime is all whole keeps their figures
+// without working them out again, while its history and the gaps are as
+// they were and for a minute at most; a change to either, or an instance
+// short of whole, has them worked out again, and shown, at once.
+func TestAWholeServiceKeepsItsInstancesFiguresUntilItsHistoryChanges(t *testing.T) {
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanel(t, tr)
+	ctx := context.Background()
+	now := time.Now()
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	apply(t, p,
+		history.Record{Service: "svc", Instance: "a", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "svc", Instance: "b", To: watch.Alive, At: at(2 * time.Hour)})
+	for _, id := range []string{"a", "b"} {
+		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+	}
+	uptimes := func() string {
+		t.Helper()
+		d, ok := p.detail("svc", now, pageQuery{Limit: DefaultServicePage})
+		if !ok {
+			t.Fatal("no service view")
+		}
+		got := map[string]string{}
+		for _, in := range d.Instances {
+			got[in.Instance] = "none"
+			if in.Uptime != nil {
+				got[in.Instance] = fmt.Sprintf("%.2f", *in.Uptime)
+			}
+		}
+		return fmt.Sprint(got)
+	}
+	// workedOut computes uptime, and reports whether svc's instances'
+	// figures were worked out in it rather than kept.
+	workedOut := func() bool {
+		t.Helper()
+		before := p.reports.whole["svc"]
+		p.reports.compute(ctx, p)
+		after, whole := p.reports.whole["svc"]
+		return !whole || after != before
+	}
+	if !workedOut() || uptimes() != "map[a:1.00 b:1.00]" {
+		t.Fatalf("first computation: uptime %s, want both whole, worked out", uptimes())
+	}
+	if workedOut() {
+		t.Error("a whole service with no change worked out its instances again")
+	}
+	if got := uptimes(); got != "map[a:1.00 b:1.00]" {
+		t.Errorf("kept figures %s, want both whole", got)
+	}
+
+	// A minute on, they are worked out again whatever else.
+	w := p.reports.whole["svc"]
+	w.at = w.at.Add(-wholeFor)
+	p.reports.whole["svc"] = w
+	if !workedOut() {
+		t.Error("a whole service's figures were kept past wholeFor")
+	}
+
+	// A gap in what was watched: worked out again.
+	if err := p.store.AddGap(ctx, history.Gap{From: at(10 * time.Minute), To: at(9 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if !workedOut() {
+		t.Error("a whole service's figures were kept after the gaps changed")
+	}
+
+	// Its history changes: a was dead for half an hour (of two hours, less
+	// the gap's minute).
+	apply(t, p,
+		history.Record{Service: "svc", Instance: "a", To: watch.Dead, At: at(60 * time.Minute)},
+		history.Record{Service: "svc", Instance: "a", To: watch.Alive, At: at(30 * time.Minute)})
+	if !workedOut() {
+		t.Error("a service whose history changed kept its instances' figures")
+	}
+	if got := uptimes(); got != "map[a:0.75 b:1.00]" {
+		t.Errorf("after a's death, uptime %s, want a's 0.75", got)
+	}
+	// One instance short of whole: worked out every time.
+	for range 2 {
+		if !workedOut() {
+			t.Error("a service with an instance short of whole kept its figures")
+		}
+	}
+}
+
 // The uptime of an instance forgotten is not shown for the instance the
 // tracker gives its slot to next.
 func TestAnInstancesUptimeIsNotItsSlotsNext(t *testing.T) {

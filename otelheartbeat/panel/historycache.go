@@ -37,6 +37,7 @@ type cachedEntries struct {
 	lost    []int64  // the lost counts too large for cachedEntry.aux
 	last    string   // the id of the last entry read
 	capped  bool
+	changes uint64 // counts the changes to entries: a reader that saw a count has seen them all
 }
 
 // cachedEntry is a history.Entry without its service (its cachedEntries')
@@ -73,12 +74,15 @@ func (ce *cachedEntries) lostOf(c cachedEntry) int64 {
 // from since on (all of them when since is zero), in a slice of the
 // caller's own.
 func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since time.Time) ([]history.Entry, error) {
-	return c.readInto(ctx, p, svc, now, since, nil)
+	entries, _, err := c.readInto(ctx, p, svc, now, since, nil)
+	return entries, err
 }
 
 // readInto is read into buf's room: a caller reading every service in
-// turn allocates the entries of the largest rather than of all.
-func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, since time.Time, buf []history.Entry) ([]history.Entry, error) {
+// turn allocates the entries of the largest rather than of all. It also
+// returns the count of the service's changes the entries are as of (see
+// cachedEntries.changes): the same count, the same entries.
+func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, since time.Time, buf []history.Entry) ([]history.Entry, uint64, error) {
 	c.mu.Lock()
 	if c.services == nil {
 		c.services = map[string]*cachedEntries{}
@@ -99,7 +103,7 @@ func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, si
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if p.loaded.Load() && !ce.shared {
 			// Read before the tracker knew the fleet: once, with its names.
@@ -121,13 +125,14 @@ func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, si
 	}
 	// Trimmed in Valkey past the retention: trimmed here too.
 	ce.drop(ce.before(now.Add(-p.store.Retention())))
-	return ce.history(buf, ce.before(since)), nil
+	return ce.history(buf, ce.before(since)), ce.changes, nil
 }
 
 // reset forgets every entry read, to read the service's history again
 // from its first entry.
 func (ce *cachedEntries) reset() {
 	ce.entries, ce.by, ce.lost, ce.last, ce.capped = nil, nil, nil, "", false
+	ce.changes++
 }
 
 // add merges more, in the order history wrote them, into the entries kept,
@@ -140,6 +145,7 @@ func (ce *cachedEntries) add(tr *watch.Tracker, more []history.Entry) {
 	if len(more) == 0 {
 		return
 	}
+	ce.changes++
 	in := make([]cachedEntry, len(more))
 	for i, e := range more {
 		k, _ := tr.Names(watch.Key{Service: ce.service, Instance: e.Instance})
@@ -195,6 +201,7 @@ func (ce *cachedEntries) drop(n int) {
 	if n <= 0 {
 		return
 	}
+	ce.changes++
 	aside := slices.ContainsFunc(ce.entries[:n], func(e cachedEntry) bool {
 		return e.event == history.Replaced || e.event == history.LostHeartbeats && e.aux < 0
 	})

@@ -407,10 +407,26 @@ type reportCache struct {
 	// slot in the tracker (watch.Slot): 8 bytes an instance tracked,
 	// rather than its report's 56, and none for one only history holds.
 	instances []slotUptime
-	stale     map[string]bool
-	err       error
-	wake      chan struct{} // made by New
+	// whole are the services whose instances' uptime was all whole (1)
+	// when last worked out, and as of what: see compute.
+	whole map[string]wholeSince
+	gaps  []history.Gap // what whole is as of
+	stale map[string]bool
+	err   error
+	wake  chan struct{} // made by New
 }
+
+// wholeSince is when a service's instances' uptime was last worked out
+// and found whole, and as of which count of its history's changes.
+type wholeSince struct {
+	at      time.Time
+	changes uint64
+}
+
+// wholeFor is how long a service's whole instances' uptime is taken as
+// it was: a time an entry may have been written ahead of this replica's
+// clock, at most.
+const wholeFor = time.Minute
 
 func (c *reportCache) invalidate(svc string) {
 	c.mu.Lock()
@@ -471,7 +487,21 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		gaps, err = p.store.Gaps(ctx, now.Add(-longest))
 	}
 	out := map[string]map[time.Duration]uptime.ServiceReport{}
+	// An instance's uptime is Up / (Up + Down). Once it is whole, nothing
+	// but history changes it: time adds to Up alone. So a service whose
+	// instances were all whole, and whose history and gaps are as they
+	// were, keeps its instances' figures, without its instances' reports
+	// being worked out and looked up again: most of what uptime costs a
+	// fleet that runs. Anything else (one instance short of whole, or
+	// none yet) is worked out every time, and every service at least
+	// once in wholeFor.
+	c.mu.Lock()
+	prev, whole := c.instances, c.whole
+	sameGaps := slices.Equal(c.gaps, gaps)
+	c.mu.Unlock()
 	instances := make([]slotUptime, p.tr.Slots())
+	copy(instances, prev)
+	nowWhole := map[string]wholeSince{}
 	type skip struct {
 		svc string
 		err error
@@ -486,8 +516,11 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		if err != nil {
 			break
 		}
-		var serr error
-		entries, serr = c.history.readInto(ctx, p, svc, now, time.Time{}, entries)
+		var (
+			serr    error
+			changes uint64
+		)
+		entries, changes, serr = c.history.readInto(ctx, p, svc, now, time.Time{}, entries)
 		if serr != nil {
 			if ctx.Err() != nil {
 				err = serr
@@ -498,18 +531,27 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		// Only the instances table's window is read by instance: the
 		// others' would work out every instance for nothing.
+		ws, kept := whole[svc]
+		kept = kept && sameGaps && ws.changes == changes && now.Sub(ws.at) < wholeFor && !ws.at.After(now)
 		wins := make([]uptime.Window, len(p.cfg.windows))
 		with := -1
 		for i, w := range p.cfg.windows {
 			wins[i] = uptime.Window{From: now.Add(-w), To: now}
-			if w == p.instanceWindow() {
+			if w == p.instanceWindow() && !kept {
 				with = i
 			}
+		}
+		if kept {
+			nowWhole[svc] = ws
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
 			if i == with {
-				ids, slots = bySlot(p.tr, svc, r.Instances, instances, ids, slots)
+				var all bool
+				ids, slots, all = bySlot(p.tr, svc, r.Instances, instances, ids, slots)
+				if all {
+					nowWhole[svc] = wholeSince{at: now, changes: changes}
+				}
 				r.Instances = nil
 			}
 			byWindow[p.cfg.windows[i]] = r
@@ -556,6 +598,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 	}
 	c.at, c.reports, c.instances, c.stale = now, out, instances, nil
+	c.whole, c.gaps = nowWhole, gaps
 	p.hub.changedAll() // new uptime figures for every card
 }
 
@@ -579,14 +622,17 @@ const noUptime = -1
 // bySlot puts what the instances table reads of a service's reports at
 // each tracked instance's slot in ups; slots the tracker gave since ups
 // was made are left for the next computation. ids and slots are room
-// kept from one service to the next, returned.
-func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups []slotUptime, ids []string, slots []watch.Slot) ([]string, []watch.Slot) {
+// kept from one service to the next, returned, and whether every
+// instance's uptime is whole: Down none, Up some.
+func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups []slotUptime, ids []string, slots []watch.Slot) ([]string, []watch.Slot, bool) {
+	all := true
 	ids = ids[:0]
 	for _, r := range reports {
 		ids = append(ids, r.Instance)
 	}
 	slots = tr.SlotsOf(svc, ids, slots[:0])
 	for i, r := range reports {
+		all = all && r.Down == 0 && r.Up > 0
 		s := slots[i]
 		if !s.Valid() || int(s.Index) >= len(ups) {
 			continue
@@ -598,7 +644,7 @@ func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups 
 		ups[s.Index] = u
 	}
 	clear(ids) // the names are the reports', let go with them
-	return ids, slots
+	return ids, slots, all
 }
 
 // instanceUptime returns the uptime over the instances table's window of

@@ -161,6 +161,54 @@ func BenchmarkHistoryCachePerInstance(b *testing.B) {
 	}
 }
 
+// BenchmarkUptimeOfAFleetThatRuns is one uptime computation of 100,000
+// instances in 50 services, every one up since it appeared: "worked out"
+// works every instance's figure out, as every computation did before
+// whole services kept theirs; "kept" is a computation that finds nothing
+// changed.
+func BenchmarkUptimeOfAFleetThatRuns(b *testing.B) {
+	const n = 100_000
+	srv := redistest.Start(b)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p, err := New(tr, srv.Client(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.met.shutdown() })
+	ctx := context.Background()
+	now := time.Now()
+	recs := make([]history.Record, 0, 5_000)
+	for i := range n {
+		svc, id := fmt.Sprintf("service_%02d", i%50), fmt.Sprintf("%08x-e5f6-7890-abcd-ef1234567890", i)
+		tr.ObserveAt(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: now, IntervalSeconds: 10, Has: wire.HasInterval}, now)
+		recs = append(recs, history.Record{Service: svc, Instance: id, To: watch.Alive, At: now.Add(-time.Hour)})
+		if len(recs) == cap(recs) || i == n-1 {
+			if _, err := p.store.Apply(ctx, 1, recs); err != nil {
+				b.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	p.loaded.Store(true)
+	p.reports.compute(ctx, p) // history read into the cache
+	for _, c := range []struct {
+		name   string
+		forget bool
+	}{{"worked out", true}, {"kept", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if c.forget {
+					p.reports.whole = nil
+				}
+				p.reports.compute(ctx, p)
+			}
+			if len(p.reports.whole) != 50 {
+				b.Fatalf("%d services whole, want 50", len(p.reports.whole))
+			}
+		})
+	}
+}
+
 // When the history the cache read is gone from Valkey (a server restarted
 // without persistence, the stream deleted, or trimmed past what was read),
 // the cache reads what Valkey holds now rather than adding it to what it
