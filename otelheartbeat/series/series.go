@@ -911,7 +911,17 @@ func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) 
 // ReadableField reports whether a field's values are kept: a name the API
 // can ask for (at most MaxFieldName bytes, no control character).
 func ReadableField(f string) bool {
-	return f != "" && len(f) <= MaxFieldName && !strings.ContainsFunc(f, func(c rune) bool { return c < ' ' || c == 0x7f })
+	if f == "" || len(f) > MaxFieldName {
+		return false
+	}
+	// Asked of every value queued: a byte at a time, as the characters
+	// refused are ASCII and no byte of another character is.
+	for i := 0; i < len(f); i++ {
+		if c := f[i]; c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxFieldName bounds a field name whose values are kept.

@@ -1496,3 +1496,26 @@ func TestFineStepIsTheTruncatedSecond(t *testing.T) {
 		}
 	}
 }
+
+// A field's values are kept when its name is one the API can ask for:
+// not empty, not too long, without a control character, whatever else it
+// holds (characters past ASCII, bytes that are not UTF-8).
+func TestAFieldIsReadableUnlessItsNameHoldsAControlCharacter(t *testing.T) {
+	for c := range 256 {
+		want := c >= ' ' && c != 0x7f
+		if got := ReadableField("a" + string(rune(c)) + "b"); got != want {
+			t.Errorf("character %#x: readable %v, want %v", c, got, want)
+		}
+		if got := ReadableField("a" + string([]byte{byte(c)}) + "b"); got != want {
+			t.Errorf("byte %#x: readable %v, want %v", c, got, want)
+		}
+	}
+	for name, want := range map[string]bool{
+		"": false, "queue_size": true, "état": true, "\u2028x": true, "a\u0085b": true,
+		strings.Repeat("a", MaxFieldName): true, strings.Repeat("a", MaxFieldName+1): false,
+	} {
+		if got := ReadableField(name); got != want {
+			t.Errorf("%q: readable %v, want %v", name, got, want)
+		}
+	}
+}
