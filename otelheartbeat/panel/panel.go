@@ -252,16 +252,29 @@ func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
 // started has ended. The watcher is the host's: Run does not run it.
 func (p *Panel) Run(ctx context.Context) error {
 	p.started = time.Now()
-	var wg sync.WaitGroup
+	// At the end, the values of the last heartbeats delivered are written
+	// before the recorder gives the lease up: the series writer stops once
+	// the watchers have, and the recorder once it has.
+	seriesCtx, stopSeries := context.WithCancel(context.WithoutCancel(ctx))
+	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSeries()
+	defer stopRecorder()
+	var wg, watchers, series, recorder sync.WaitGroup
 	for _, r := range p.receivers {
-		wg.Go(func() { r.Run(ctx) })
+		watchers.Go(func() { r.Run(ctx) })
 	}
+	series.Go(func() { p.writeSeries(seriesCtx) })
+	recorder.Go(func() { _ = p.rec.Run(recCtx) })
 	wg.Go(func() { p.evaluate(ctx) })
-	wg.Go(func() { _ = p.rec.Run(ctx) })
 	wg.Go(func() { p.hub.run(ctx, p.cfg.coalesce, p.flush) })
 	wg.Go(func() { p.reports.refresher(ctx, p) })
 	wg.Go(func() { p.remember(ctx) })
-	wg.Go(func() { p.writeSeries(ctx) })
+	<-ctx.Done()
+	watchers.Wait()
+	stopSeries()
+	series.Wait()
+	stopRecorder()
+	recorder.Wait()
 	wg.Wait()
 	p.hub.closeAll()
 	return p.met.shutdown()

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
@@ -248,6 +249,39 @@ func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 	apply(t, p, history.Record{Service: "svc", Instance: "c", To: watch.Alive, At: now})
 	if es := read(); len(es) != 3 {
 		t.Errorf("after the stream was written again, read %d entries, want 3: %v", len(es), es)
+	}
+}
+
+// The values of the last heartbeats heard before the panel stops are
+// written before it gives the lease up, not dropped with the second's
+// queue: a recorder stopped for a deploy loses none.
+func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanelOn(t, tr, srv, WithErrorf(t.Logf), WithLease(time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	p.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()}) // as a watcher that read the keys
+	poll.Until(t, 10*time.Second, "the panel to take the lease", p.Leading)
+	now := time.Now()
+	m := &wire.Message{ServiceName: "svc", InstanceID: "i1", Timestamp: now, MemoryUsageMB: 42, Has: wire.HasMemory}
+	tr.ObserveAt(m, now)
+	slot, _ := tr.SlotOf(watch.Key{Service: "svc", Instance: "i1"})
+	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: m, Slot: slot})
+	cancel() // within the second the writer waits between writes
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	_, points, err := p.series.Read(context.Background(), "svc", wire.KeyMemoryUsageMB, []string{"i1"}, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := points["i1"]; len(got) != 1 || got[0].Last != 42 {
+		t.Errorf("after the stop, Valkey holds %v of i1's memory, want the one value 42", got)
+	}
+	if p.Leading() {
+		t.Error("the panel still leads after it stopped")
 	}
 }
 

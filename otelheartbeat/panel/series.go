@@ -278,7 +278,10 @@ func seriesEvents(entries []history.Entry, ids []string, since, until time.Time)
 }
 
 // writeSeries writes what the series writer holds every second while this
-// replica records, and discards it while it does not.
+// replica records, and discards it while it does not. When ctx is done
+// (Run cancels it once no watcher delivers a heartbeat any more, and before
+// the recorder gives the lease up), what it still holds is written, or
+// counted lost, in lastWrite at most.
 func (p *Panel) writeSeries(ctx context.Context) {
 	if p.seriesW == nil {
 		return
@@ -294,6 +297,11 @@ func (p *Panel) writeSeries(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			if p.rec.Leading() {
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lastWrite)
+				led = p.writeHeld(wctx) || led
+				cancel()
+			}
 			// What was lost while this replica recorded is said before it
 			// stops, however recently it last said.
 			if led {
@@ -312,30 +320,41 @@ func (p *Panel) writeSeries(ctx context.Context) {
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		// A replica paused past its lease may still think it records:
-		// it asks first, so that it never writes over its successor's
-		// values with older ones.
-		held, err := p.lease.Holds(wctx, p.lease.Epoch())
-		var n int
-		switch {
-		case err == nil && !held:
-			p.seriesW.Discard()
-		case err == nil:
-			n, err = p.seriesW.Flush(wctx)
-		}
+		recording := p.writeHeld(wctx)
 		cancel()
-		switch {
-		case err != nil:
-			p.seriesFailed.Fail("series", fmt.Errorf("keeping heartbeat values in Valkey: %w", err))
-		case n > 0: // only a write that was made says it works
-			p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
-		}
-		// Values neither written nor discarded (a write failed, or the
-		// lease could not be asked about) were this replica's to write.
-		recording := held || err != nil
 		led = led || recording
 		say(p.seriesLosses.tick(time.Now(), recording, p.seriesW.Dropped(), p.seriesW.Unkept()))
 	}
+}
+
+// lastWrite bounds the write of what the series writer still holds when
+// the panel stops.
+const lastWrite = 2 * time.Second
+
+// writeHeld writes what the series writer holds, if this replica still
+// holds the lease, and discards it if not; it reports whether the values
+// were this replica's to write (written, or not for a failure).
+func (p *Panel) writeHeld(ctx context.Context) bool {
+	// A replica paused past its lease may still think it records: it
+	// asks first, so that it never writes over its successor's values
+	// with older ones.
+	held, err := p.lease.Holds(ctx, p.lease.Epoch())
+	var n int
+	switch {
+	case err == nil && !held:
+		p.seriesW.Discard()
+	case err == nil:
+		n, err = p.seriesW.Flush(ctx)
+	}
+	switch {
+	case err != nil:
+		p.seriesFailed.Fail("series", fmt.Errorf("keeping heartbeat values in Valkey: %w", err))
+	case n > 0: // only a write that was made says it works
+		p.seriesFailed.Resolve("series", errors.New("keeping heartbeat values in Valkey works again"))
+	}
+	// Values neither written nor discarded (a write failed, or the lease
+	// could not be asked about) were this replica's to write.
+	return held || err != nil
 }
 
 // losses says what values over time were lost while this replica
