@@ -233,7 +233,7 @@ func TestAWholeServiceKeepsItsInstancesFiguresUntilItsHistoryChanges(t *testing.
 		before := p.reports.whole["svc"]
 		p.reports.compute(ctx, p)
 		after, whole := p.reports.whole["svc"]
-		return !whole || after != before
+		return !whole || !after.at.Equal(before.at) || after.changes != before.changes
 	}
 	if !workedOut() || uptimes() != "map[a:1.00 b:1.00]" {
 		t.Fatalf("first computation: uptime %s, want both whole, worked out", uptimes())
@@ -277,6 +277,92 @@ func TestAWholeServiceKeepsItsInstancesFiguresUntilItsHistoryChanges(t *testing.
 		if !workedOut() {
 			t.Error("a service with an instance short of whole kept its figures")
 		}
+	}
+}
+
+// Keeping whole services' figures shows nothing a computation from
+// scratch would not: an instance tracked only after its service was found
+// whole (arriving, or read from the latest-state keys as the panel
+// starts) is shown once it is marked stale; a service whose history can
+// no longer be read, or that Valkey lost, shows no figure, as it did
+// before figures were kept.
+func TestKeptFiguresAreThoseOfAComputationFromScratch(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanelOn(t, tr, srv)
+	ctx := context.Background()
+	now := time.Now()
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	uptimes := func(svc string) string {
+		t.Helper()
+		d, ok := p.detail(svc, now, pageQuery{Limit: DefaultServicePage})
+		if !ok {
+			t.Fatalf("no view of %s", svc)
+		}
+		got := map[string]string{}
+		for _, in := range d.Instances {
+			got[in.Instance] = "none"
+			if in.Uptime != nil {
+				got[in.Instance] = fmt.Sprintf("%.2f", *in.Uptime)
+			}
+		}
+		return fmt.Sprint(got)
+	}
+	beat := func(svc, id string) {
+		tr.ObserveAt(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+	}
+	apply(t, p,
+		history.Record{Service: "svc", Instance: "a", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "svc", Instance: "b", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "other", Instance: "x", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "third", Instance: "y", To: watch.Alive, At: at(2 * time.Hour)},
+		history.Record{Service: "third", Instance: "y", To: watch.Dead, At: at(time.Hour)},
+		history.Record{Service: "third", Instance: "y", To: watch.Alive, At: at(30 * time.Minute)})
+	beat("third", "y")
+
+	// Worked out before the tracker knows the fleet, as at a start.
+	p.reports.compute(ctx, p)
+	beat("svc", "a")
+	beat("svc", "b")
+	beat("other", "x")
+	p.reports.invalidate("svc") // as the arrivals do
+	p.reports.compute(ctx, p)
+	if got := uptimes("svc"); got != "map[a:1.00 b:1.00]" {
+		t.Errorf("instances tracked after their service was found whole, then marked stale: %s, want both whole", got)
+	}
+	p.Observe(watch.Event{Kind: watch.KindLoaded, At: now}) // the fleet read anew
+	p.reports.compute(ctx, p)
+	if got := uptimes("other"); got != "map[x:1.00]" {
+		t.Errorf("after the fleet was read: %s, want x whole", got)
+	}
+
+	// A service's history can no longer be read: skipped, it shows none.
+	if got := uptimes("third"); got != "map[y:0.75]" {
+		t.Fatalf("before the skip: %s, want y's 0.75", got)
+	}
+	key := "heartbeat:history:{third}:events"
+	if err := p.client.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.client.Set(ctx, key, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.reports.history.services = nil // nothing of it cached, as in a panel started now
+	p.reports.compute(ctx, p)
+	if got := uptimes("third"); got != "map[y:none]" {
+		t.Errorf("a service skipped: %s, want no figure", got)
+	}
+	if got := uptimes("other"); got != "map[x:1.00]" {
+		t.Errorf("beside a service skipped: %s, want x whole", got)
+	}
+
+	// Valkey lost everything: no service, no figure.
+	if err := p.client.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.reports.compute(ctx, p)
+	if got := uptimes("other") + uptimes("svc"); got != "map[x:none]map[a:none b:none]" {
+		t.Errorf("after Valkey lost its data: %s, want no figure", got)
 	}
 }
 

@@ -368,6 +368,7 @@ func (p *Panel) Observe(e watch.Event) {
 	case watch.KindLoaded:
 		p.loaded.Store(true)
 		p.down.Store(false)
+		p.reports.rework()
 		p.hub.changedAll()
 		select {
 		case p.recall <- struct{}{}:
@@ -430,16 +431,26 @@ type reportCache struct {
 }
 
 // wholeSince is when a service's instances' uptime was last worked out
-// and found whole, and as of which count of its history's changes.
+// and found whole, as of which count of its history's changes, and the
+// slots of its instances then tracked.
 type wholeSince struct {
 	at      time.Time
 	changes uint64
+	slots   []watch.Slot
 }
 
 // wholeFor is how long a service's whole instances' uptime is taken as
 // it was: a time an entry may have been written ahead of this replica's
 // clock, at most.
 const wholeFor = time.Minute
+
+// rework has the next computation work every service's instances out,
+// as when the watcher has read the fleet anew.
+func (c *reportCache) rework() {
+	c.mu.Lock()
+	c.whole = nil
+	c.mu.Unlock()
+}
 
 func (c *reportCache) invalidate(svc string) {
 	c.mu.Lock()
@@ -503,17 +514,18 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	// An instance's uptime is Up / (Up + Down). Once it is whole, nothing
 	// but history changes it: time adds to Up alone. So a service whose
 	// instances were all whole, and whose history and gaps are as they
-	// were, keeps its instances' figures, without its instances' reports
-	// being worked out and looked up again: most of what uptime costs a
-	// fleet that runs. Anything else (one instance short of whole, or
-	// none yet) is worked out every time, and every service at least
-	// once in wholeFor.
+	// were, and which no arrival, death or stop has marked stale since,
+	// keeps its instances' figures, without its instances' reports being
+	// worked out and looked up again: most of what uptime costs a fleet
+	// that runs. Anything else (one instance short of whole, or none yet)
+	// is worked out every time, and every service at least once in
+	// wholeFor. A service skipped, or gone, shows no figure, as before.
 	c.mu.Lock()
-	prev, whole := c.instances, c.whole
+	whole, stale := c.whole, c.stale
+	c.stale = nil // what is marked stale from now on is for the next computation
 	sameGaps := slices.Equal(c.gaps, gaps)
 	c.mu.Unlock()
 	instances := make([]slotUptime, p.tr.Slots())
-	copy(instances, prev)
 	nowWhole := map[string]wholeSince{}
 	type skip struct {
 		svc string
@@ -545,7 +557,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		// Only the instances table's window is read by instance: the
 		// others' would work out every instance for nothing.
 		ws, kept := whole[svc]
-		kept = kept && sameGaps && ws.changes == changes && now.Sub(ws.at) < wholeFor && !ws.at.After(now)
+		kept = kept && sameGaps && !stale[svc] && ws.changes == changes && now.Sub(ws.at) < wholeFor && !ws.at.After(now)
 		wins := make([]uptime.Window, len(p.cfg.windows))
 		with := -1
 		for i, w := range p.cfg.windows {
@@ -556,6 +568,11 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		if kept {
 			nowWhole[svc] = ws
+			for _, s := range ws.slots {
+				if int(s.Index) < len(instances) {
+					instances[s.Index] = slotUptime{gen: s.Gen, micro: 1e6}
+				}
+			}
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
@@ -563,7 +580,8 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 				var all bool
 				ids, slots, all = bySlot(p.tr, svc, r.Instances, instances, ids, slots)
 				if all {
-					nowWhole[svc] = wholeSince{at: now, changes: changes}
+					nowWhole[svc] = wholeSince{at: now, changes: changes,
+						slots: slices.DeleteFunc(slices.Clone(slots), func(s watch.Slot) bool { return !s.Valid() })}
 				}
 				r.Instances = nil
 			}
@@ -583,6 +601,9 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	defer c.mu.Unlock()
 	failing := c.err != nil
 	c.err = err
+	if err != nil {
+		c.whole = nil // the services marked stale were not worked out
+	}
 	// Each service skipped is said once a reason, and once when it is
 	// read again; when none can be read, that is said instead, once.
 	was := c.skipped
@@ -610,7 +631,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 			p.cfg.errorf("reading history of %q again", svc)
 		}
 	}
-	c.at, c.reports, c.instances, c.stale = now, out, instances, nil
+	c.at, c.reports, c.instances = now, out, instances
 	c.whole, c.gaps = nowWhole, gaps
 	p.hub.changedAll() // new uptime figures for every card
 }
