@@ -126,7 +126,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // serve runs the watcher, the panel and the HTTP server on ln until ctx is
-// done or one of them fails, then stops all three.
+// done or one of them fails, then stops all three, the panel last of its
+// watcher.
 func serve(ctx context.Context, ln net.Listener, mon *watch.Monitor, p *panel.Panel) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -144,9 +145,17 @@ func serve(ctx context.Context, ln net.Listener, mon *watch.Monitor, p *panel.Pa
 		}
 		cancel()
 	}
+	// The panel stops after the watcher, so that the values of the last
+	// heartbeats the watcher delivered are written before the lease is
+	// given up (panel.Run).
+	panelCtx, stopPanel := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPanel()
 	wg.Go(func() { fail(srv.Serve(ln)) })
-	wg.Go(func() { fail(mon.Run(ctx, p.Observe)) })
-	wg.Go(func() { fail(p.Run(ctx)) })
+	wg.Go(func() {
+		defer stopPanel()
+		fail(mon.Run(ctx, p.Observe))
+	})
+	wg.Go(func() { fail(p.Run(panelCtx)) })
 	<-ctx.Done()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()

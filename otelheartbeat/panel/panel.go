@@ -247,32 +247,29 @@ func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
 }
 
 // Run records while this replica holds the lease, evaluates and delivers
-// alerts, and sends live updates, until ctx is done; then it gives the
-// lease up, ends every event stream, and returns when every goroutine it
-// started has ended. The watcher is the host's: Run does not run it.
+// alerts, and sends live updates, until ctx is done; then it writes the
+// values over time it holds, gives the lease up, ends every event stream,
+// and returns when every goroutine it started has ended. The watcher is
+// the host's: Run does not run it. A host that stops its watcher before
+// it cancels ctx has the values of every heartbeat the panel observed
+// written; those of heartbeats observed once ctx is done are counted lost
+// (and said).
 func (p *Panel) Run(ctx context.Context) error {
 	p.started = time.Now()
-	// At the end, the values of the last heartbeats delivered are written
-	// before the recorder gives the lease up: the series writer stops once
-	// the watchers have, and the recorder once it has.
-	seriesCtx, stopSeries := context.WithCancel(context.WithoutCancel(ctx))
+	// The recorder gives the lease up once the series writer has written
+	// what it holds: a write after would be refused.
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSeries()
 	defer stopRecorder()
-	var wg, watchers, series, recorder sync.WaitGroup
-	for _, r := range p.receivers {
-		watchers.Go(func() { r.Run(ctx) })
-	}
-	series.Go(func() { p.writeSeries(seriesCtx) })
+	var wg, recorder sync.WaitGroup
 	recorder.Go(func() { _ = p.rec.Run(recCtx) })
+	for _, r := range p.receivers {
+		wg.Go(func() { r.Run(ctx) })
+	}
 	wg.Go(func() { p.evaluate(ctx) })
 	wg.Go(func() { p.hub.run(ctx, p.cfg.coalesce, p.flush) })
 	wg.Go(func() { p.reports.refresher(ctx, p) })
 	wg.Go(func() { p.remember(ctx) })
-	<-ctx.Done()
-	watchers.Wait()
-	stopSeries()
-	series.Wait()
+	p.writeSeries(ctx)
 	stopRecorder()
 	recorder.Wait()
 	wg.Wait()

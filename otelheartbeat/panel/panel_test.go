@@ -283,6 +283,15 @@ func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
 	if p.Leading() {
 		t.Error("the panel still leads after it stopped")
 	}
+	// A heartbeat observed once the panel stopped is not queued, to be
+	// lost without a word: its value is counted dropped.
+	late := &wire.Message{ServiceName: "svc", InstanceID: "i2", Timestamp: now, MemoryUsageMB: 7, Has: wire.HasMemory}
+	tr.ObserveAt(late, now)
+	slot, _ = tr.SlotOf(watch.Key{Service: "svc", Instance: "i2"})
+	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: late, Slot: slot})
+	if d := p.seriesW.Dropped(); d != 1 {
+		t.Errorf("a heartbeat observed after the stop: %d values dropped, want its one", d)
+	}
 }
 
 // Values over time lost are said at once the first time, then at most

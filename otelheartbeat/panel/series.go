@@ -278,12 +278,13 @@ func seriesEvents(entries []history.Entry, ids []string, since, until time.Time)
 }
 
 // writeSeries writes what the series writer holds every second while this
-// replica records, and discards it while it does not. When ctx is done
-// (Run cancels it once no watcher delivers a heartbeat any more, and before
-// the recorder gives the lease up), what it still holds is written, or
-// counted lost, in lastWrite at most.
+// replica records, and discards it while it does not, until ctx is done.
+// Then it closes the writer, so that values observed from then on are
+// counted lost, and writes what it still holds, in lastWrite at most,
+// before Run has the recorder give the lease up.
 func (p *Panel) writeSeries(ctx context.Context) {
 	if p.seriesW == nil {
+		<-ctx.Done()
 		return
 	}
 	t := time.NewTicker(time.Second)
@@ -297,14 +298,19 @@ func (p *Panel) writeSeries(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			p.seriesW.Close()
+			recording := false
 			if p.rec.Leading() {
 				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lastWrite)
-				led = p.writeHeld(wctx) || led
+				recording = p.writeHeld(wctx)
 				cancel()
 			}
 			// What was lost while this replica recorded is said before it
 			// stops, however recently it last said.
-			if led {
+			if led = led || recording; led {
+				if !recording {
+					say(p.seriesLosses.tick(time.Now(), false, p.seriesW.Dropped(), p.seriesW.Unkept()))
+				}
 				say(p.seriesLosses.end(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()))
 			}
 			return
@@ -397,7 +403,7 @@ func (l *losses) line(now time.Time, dropped, unkept int64, ending bool) (string
 	}
 	var parts []string
 	if d > 0 {
-		parts = append(parts, fmt.Sprintf("%d dropped, more than a second's queue holds or received at a time a slot cannot hold (before 1970, from 2106)", d))
+		parts = append(parts, fmt.Sprintf("%d dropped: more than a second's queue holds, received at a time a slot cannot hold (before 1970, from 2106), or heard as the panel stopped", d))
 	}
 	if u > 0 {
 		parts = append(parts, fmt.Sprintf("%d not kept by Valkey, of instances first heard or fields joining past what one write may lay out (their next values are kept), or past the %d fields an instance keeps", u, series.MaxFields))

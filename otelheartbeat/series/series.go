@@ -698,6 +698,7 @@ type Writer struct {
 	slots   []slotRun
 	epoch   uint32
 	dropped int64
+	closed  bool // see Close
 	unkept  int64
 	// spare is the queue last written, and its whos, kept for the next
 	// one: a steady flow of values fills the same room every second.
@@ -872,7 +873,7 @@ func (w *Writer) add(m *wire.Message, at time.Time, rk runKey, r run, had bool) 
 			q.at, q.last, q.lo, q.hi = uint32(sec), v32, min(q.lo, v32), max(q.hi, v32)
 			return
 		}
-		if len(w.queue) >= w.max {
+		if len(w.queue) >= w.max || w.closed {
 			w.dropped++
 			return
 		}
@@ -927,8 +928,18 @@ func ReadableField(f string) bool {
 // MaxFieldName bounds a field name whose values are kept.
 const MaxFieldName = 256
 
-// Dropped is how many values did not fit in the queue, or came at a time
-// a slot cannot hold (before 1970 or from 2106).
+// Close ends the queue: a value added from now on, but one that merges
+// into a value queued, is counted in Dropped rather than queued. Flush
+// still writes what is queued. A host that stops closes the writer, then
+// flushes it, so that every value it was given is written or counted.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// Dropped is how many values did not fit in the queue, came at a time a
+// slot cannot hold (before 1970 or from 2106), or after Close.
 func (w *Writer) Dropped() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -239,6 +239,36 @@ func TestTheQueueIsBounded(t *testing.T) {
 	}
 }
 
+// Once closed, the writer queues nothing more: a value that merges into
+// one queued is written with it, any other is counted dropped, and Flush
+// writes what was queued.
+func TestAClosedWriterCountsWhatComesAfter(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := NewWriter(s, 0)
+	w.Add(fetcher("f1", 10, 1), t0)
+	w.Close()
+	w.Add(fetcher("f1", 30, 1), t0.Add(time.Second)) // the same step: merges
+	w.Add(fetcher("f2", 20, 1), t0)                  // 4 numbers, after Close
+	if d := w.Dropped(); d != 4 {
+		t.Errorf("dropped %d after Close, want f2's 4", d)
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return t0 }
+	_, got, err := s.Read(ctx, "tracker_fetcher", wire.KeyMemoryUsageMB, []string{"f1", "f2"}, t0, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got["f1"]; len(p) != 1 || p[0].Last != 30 || p[0].Min != 10 || p[0].Max != 30 {
+		t.Errorf("f1's memory %+v, want one point of 10 to 30, last 30", p)
+	}
+	if p, ok := got["f2"]; ok {
+		t.Errorf("f2's memory, added after Close, was written: %+v", p)
+	}
+}
+
 // An instance keeps at most MaxFields fields whatever names its
 // heartbeats carry over time, and fields the API could not ask for are
 // not kept; the fields kept are listed.
