@@ -74,11 +74,12 @@ fuzz:
 # make bench: every performance figure beside its baseline, measured in the
 # same run on this machine, as docs/performance.md's table (a few minutes).
 bench: deps
-	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode)$$' -benchmem -count 5 ./otelheartbeat/wire && \
+	@{ $(GO) test -run '^$$' -bench '^Benchmark(Encode|EncodeJSONMap|Decode|DecodeInterned)$$' -benchmem -count 5 ./otelheartbeat/wire && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkHeartbeatCycle' -benchmem -count 5 ./otelheartbeat && \
 	   $(GO) test -run '^$$' -bench '^Benchmark(TickNothingDue|Observe|ObserveAndTick)$$' -benchmem ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkMemoryPerInstance(KeepingHeartbeats|AServiceEach)?$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkHistoryCachePerInstance$$' -benchtime 1x ./otelheartbeat/panel && \
+	   $(GO) test -run '^$$' -bench '^BenchmarkUptimeOfAFleetThatRuns$$' -count 3 ./otelheartbeat/panel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkIDFlood$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkFatHeartbeatFlood$$' -benchtime 1x ./otelheartbeat/watch && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkLoadFatLatestKeys$$' -benchtime 1x ./otelheartbeat/watch && \

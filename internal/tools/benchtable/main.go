@@ -91,7 +91,8 @@ func run(in io.Reader, w io.Writer) error {
 		"BenchmarkPanelUnderFatHeartbeats", "BenchmarkPublisherCost", limit100k, limit1M, "BenchmarkEvaluateAtOneHundredThousand",
 		"BenchmarkWriterFlush", "BenchmarkWriterAdd",
 		"BenchmarkBytesPerInstanceDay/quiet", "BenchmarkBytesPerInstanceDay/churning", "BenchmarkSeriesBytesPerInstanceDay", "BenchmarkThirtyDays",
-		"BenchmarkPanelWindows/windows", "BenchmarkPanelWindows/compute-each")
+		"BenchmarkPanelWindows/windows", "BenchmarkPanelWindows/compute-each", "BenchmarkDecodeInterned",
+		"BenchmarkUptimeOfAFleetThatRuns/kept", "BenchmarkUptimeOfAFleetThatRuns/worked_out")
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -129,6 +130,10 @@ func run(in io.Reader, w io.Writer) error {
 	if dec, ok := r.get("BenchmarkDecode", "ns/op"); ok {
 		allocs, _ := r.get("BenchmarkDecode", "allocs/op")
 		rows = append(rows, row{"decoder (monitor, per message)", num(dec, "ns") + ", " + num(allocs, "allocs"), "", "", "", ""})
+	}
+	if dec, ok := r.get("BenchmarkDecodeInterned", "ns/op"); ok {
+		allocs, _ := r.get("BenchmarkDecodeInterned", "allocs/op")
+		rows = append(rows, row{"decoder with an interner that has seen the fleet's names (a watcher's, per message)", num(dec, "ns") + ", " + num(allocs, "allocs"), "", "", "", ""})
 	}
 	if rss, ok := r.get("BenchmarkIdleFootprint", "rss-MiB"); ok {
 		g, _ := r.get("BenchmarkIdleFootprint", "goroutines")
@@ -314,6 +319,11 @@ func run(in io.Reader, w io.Writer) error {
 		eachMB, _ := r.get("BenchmarkPanelWindows/compute-each", "B/op")
 		rows = append(rows, row{"uptime of a 100,000-instance service over four windows, as the panel computes it every 10 s", fmt.Sprintf("%.0f ms, %.0f MB allocated", ns/1e6, mb/1e6),
 			fmt.Sprintf("%.0f ms, %.0f MB (one computation a window)", each/1e6, eachMB/1e6), fmt.Sprintf("%.2fx", ns/each), "", ""})
+	}
+	if ns, ok := r.get("BenchmarkUptimeOfAFleetThatRuns/kept", "ns/op"); ok {
+		all, _ := r.get("BenchmarkUptimeOfAFleetThatRuns/worked_out", "ns/op")
+		rows = append(rows, row{"uptime of 100,000 instances in 50 services that run, one computation of the panel's", fmt.Sprintf("%.0f ms", ns/1e6),
+			fmt.Sprintf("%.0f ms (every instance worked out)", all/1e6), fmt.Sprintf("%.2fx", ns/all), "", ""})
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("no results for %s: each failed, was skipped or was not run", strings.Join(missing, ", "))
