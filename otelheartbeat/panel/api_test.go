@@ -161,6 +161,24 @@ func apply(t *testing.T, p *Panel, recs ...history.Record) {
 	}
 }
 
+// uptimesOf is the uptime the service view shows of each of svc's
+// instances at now, to digits decimals, "none" for one without.
+func uptimesOf(t *testing.T, p *Panel, svc string, now time.Time, digits int) string {
+	t.Helper()
+	d, ok := p.detail(svc, now, pageQuery{Limit: DefaultServicePage})
+	if !ok {
+		t.Fatalf("no view of %s", svc)
+	}
+	got := map[string]string{}
+	for _, in := range d.Instances {
+		got[in.Instance] = "none"
+		if in.Uptime != nil {
+			got[in.Instance] = fmt.Sprintf("%.*f", digits, *in.Uptime)
+		}
+	}
+	return fmt.Sprint(got)
+}
+
 // An instance in the service view carries its uptime over the instances
 // table's window, as history has it: none for one history never saw.
 func TestAnInstanceCarriesItsUptime(t *testing.T) {
@@ -178,19 +196,8 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
 	}
 	p.reports.compute(ctx, p)
-	d, ok := p.detail("svc", now, pageQuery{Limit: DefaultServicePage})
-	if !ok {
-		t.Fatal("no service view")
-	}
-	got := map[string]string{}
-	for _, in := range d.Instances {
-		got[in.Instance] = "none"
-		if in.Uptime != nil {
-			got[in.Instance] = fmt.Sprintf("%.4f", *in.Uptime)
-		}
-	}
 	// flaky: up 30 min, down 60, up 30 (to within the test's own time).
-	if want := map[string]string{"steady": "1.0000", "flaky": "0.5000", "unrecorded": "none"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := uptimesOf(t, p, "svc", now, 4), fmt.Sprint(map[string]string{"steady": "1.0000", "flaky": "0.5000", "unrecorded": "none"}); got != want {
 		t.Errorf("uptime by instance %v, want %v", got, want)
 	}
 }
@@ -211,21 +218,7 @@ func TestAWholeServiceKeepsItsInstancesFiguresUntilItsHistoryChanges(t *testing.
 	for _, id := range []string{"a", "b"} {
 		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
 	}
-	uptimes := func() string {
-		t.Helper()
-		d, ok := p.detail("svc", now, pageQuery{Limit: DefaultServicePage})
-		if !ok {
-			t.Fatal("no service view")
-		}
-		got := map[string]string{}
-		for _, in := range d.Instances {
-			got[in.Instance] = "none"
-			if in.Uptime != nil {
-				got[in.Instance] = fmt.Sprintf("%.2f", *in.Uptime)
-			}
-		}
-		return fmt.Sprint(got)
-	}
+	uptimes := func() string { t.Helper(); return uptimesOf(t, p, "svc", now, 2) }
 	// workedOut computes uptime, and reports whether svc's instances'
 	// figures were worked out in it rather than kept.
 	workedOut := func() bool {
@@ -293,21 +286,7 @@ func TestKeptFiguresAreThoseOfAComputationFromScratch(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
-	uptimes := func(svc string) string {
-		t.Helper()
-		d, ok := p.detail(svc, now, pageQuery{Limit: DefaultServicePage})
-		if !ok {
-			t.Fatalf("no view of %s", svc)
-		}
-		got := map[string]string{}
-		for _, in := range d.Instances {
-			got[in.Instance] = "none"
-			if in.Uptime != nil {
-				got[in.Instance] = fmt.Sprintf("%.2f", *in.Uptime)
-			}
-		}
-		return fmt.Sprint(got)
-	}
+	uptimes := func(svc string) string { t.Helper(); return uptimesOf(t, p, svc, now, 2) }
 	beat := func(svc, id string) {
 		tr.ObserveAt(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
 	}
