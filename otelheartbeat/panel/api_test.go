@@ -345,6 +345,29 @@ func TestKeptFiguresAreThoseOfAComputationFromScratch(t *testing.T) {
 	}
 }
 
+// A service kept whole does not put its figures back over the slot of an
+// instance it lost (its history not yet saying so) that the tracker gave
+// to an instance of another service, whatever order they are computed in.
+func TestAKeptServiceLeavesASlotGivenToAnotherAlone(t *testing.T) {
+	tr := watch.NewTracker(append(TrackerOptions(), watch.WithMaxInstances(1))...)
+	p := newPanel(t, tr)
+	ctx := context.Background()
+	now := time.Now()
+	beat := func(svc, id string) {
+		tr.ObserveAt(&wire.Message{ServiceName: svc, InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+	}
+	apply(t, p, history.Record{Service: "z-last", Instance: "old", To: watch.Alive, At: now.Add(-2 * time.Hour)})
+	beat("z-last", "old")
+	p.reports.compute(ctx, p) // z-last is whole, kept from now on
+	apply(t, p, history.Record{Service: "a-first", Instance: "new", To: watch.Alive, At: now.Add(-time.Hour)})
+	beat("a-first", "new") // old is evicted: new takes its slot
+	p.reports.invalidate("a-first")
+	p.reports.compute(ctx, p)
+	if got := uptimesOf(t, p, "a-first", now, 2); got != "map[new:1.00]" {
+		t.Errorf("the instance in the slot a kept service lost shows %s, want its own whole figure", got)
+	}
+}
+
 // The uptime of an instance forgotten is not shown for the instance the
 // tracker gives its slot to next.
 func TestAnInstancesUptimeIsNotItsSlotsNext(t *testing.T) {

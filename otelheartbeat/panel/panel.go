@@ -565,8 +565,10 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		}
 		if kept {
 			nowWhole[svc] = ws
+			// A slot already filled is another service's instance's: one
+			// of this service's lost it before its history said so.
 			for _, s := range ws.slots {
-				if int(s.Index) < len(instances) {
+				if int(s.Index) < len(instances) && instances[s.Index].gen == 0 {
 					instances[s.Index] = slotUptime{gen: s.Gen, micro: 1e6}
 				}
 			}
