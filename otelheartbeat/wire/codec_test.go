@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -654,6 +656,73 @@ func TestDecodingWithAnInternerAllocatesTheFieldsOnce(t *testing.T) {
 	own := Message{Fields: make([]Field, 0, 8)}
 	if err := UnmarshalIntern(data, &own, in); err != nil || cap(own.Fields) != 8 {
 		t.Errorf("decoded into %d of room, %v; want the message's own 8", cap(own.Fields), err)
+	}
+}
+
+// A heartbeat whose documented keys are written as the encoder writes
+// them is read as the same heartbeat written any other way JSON allows:
+// keys escaped, spaced, reordered; and a documented key read ahead is
+// still refused the second time it appears.
+func TestKeysAreReadAlikeHoweverTheyAreWritten(t *testing.T) {
+	m := seedMessage()
+	m.IntervalSeconds, m.Status, m.InstanceAddress = 30, StatusRunning, "10.0.0.7:8080"
+	m.Has |= HasInterval
+	canonical, err := Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := NewInterner(64)
+	decode := func(data []byte) (Message, error) {
+		var got Message
+		err := UnmarshalIntern(data, &got, in)
+		return got, err
+	}
+	want, err := decode(canonical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(want.Fields, m.Fields) || want.ServiceName != m.ServiceName || want.InstanceAddress != m.InstanceAddress || want.Status != m.Status {
+		t.Fatalf("decoded %+v, want %+v", want, m)
+	}
+	// The same members, in reverse order.
+	var members []string
+	body := string(canonical[1 : len(canonical)-1])
+	for rest := body; rest != ""; {
+		// Members end at a comma outside a string; the seed's values hold none.
+		i := strings.Index(rest, `,"`)
+		if i < 0 {
+			members, rest = append(members, rest), ""
+			continue
+		}
+		members, rest = append(members, rest[:i]), rest[i+1:]
+	}
+	slices.Reverse(members)
+	for name, variant := range map[string]string{
+		"reordered":         "{" + strings.Join(members, ",") + "}",
+		"key escaped":       strings.Replace(string(canonical), `"service_name"`, `"service\u005fname"`, 1),
+		"space before ':'":  strings.Replace(string(canonical), `"timestamp":`, `"timestamp" :`, 1),
+		"space after ':'":   strings.ReplaceAll(string(canonical), `":`, "\":\n\t "),
+		"spaces everywhere": strings.ReplaceAll(strings.ReplaceAll(string(canonical), `,"`, ` , "`), `":`, `" : `),
+	} {
+		got, err := decode([]byte(variant))
+		byKey := func(a, b Field) int { return strings.Compare(a.Key, b.Key) }
+		slices.SortFunc(got.Fields, byKey) // a service's fields come in the order written
+		w := want
+		w.Fields = slices.SortedFunc(slices.Values(want.Fields), byKey)
+		if err != nil || !reflect.DeepEqual(got, w) {
+			t.Errorf("%s: decoded %+v, %v; want %+v", name, got, err, w)
+		}
+	}
+	// A service field whose name begins as a documented key's is its own.
+	prefixed := `{"service_name":"s","instance_id":"i","timestamp":"2026-01-01T00:00:00.000000+00:00","status_code":1,"uptime_seconds_total":2}`
+	if got, err := decode([]byte(prefixed)); err != nil || got.Status != "" || got.Has&HasUptime != 0 || len(got.Fields) != 2 {
+		t.Errorf("fields named after documented keys: decoded %+v, %v", got, err)
+	}
+	for _, key := range []string{KeyServiceName, KeyTimestamp, KeyStatus, KeyInstanceAddress} {
+		twice := strings.Replace(string(canonical), "}", `,"`+key+`":"x"}`, 1)
+		if _, err := decode([]byte(twice)); err == nil || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%s written twice: %v, want it refused", key, err)
+		}
 	}
 }
 

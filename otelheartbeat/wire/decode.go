@@ -54,6 +54,38 @@ type decoder struct {
 	seen    uint16              // documented keys already read
 	unknown map[string]struct{} // service keys, once there are many
 	intern  *Interner           // may be nil
+	ahead   int                 // in written, the next documented key looked for first
+}
+
+// written are the documented keys as the encoder writes them, quoted and
+// followed by their colon, in its order: a heartbeat of this library's has
+// its documented keys read by comparing their bytes, without scanning
+// them, until the first that is not the next one written (a service
+// field's, or another writer's order), when the decoder reads keys as any
+// JSON's for the rest of the object.
+var written = func() (w [10]struct{ key, quoted string }) {
+	for i, k := range []string{KeyServiceName, KeyInstanceID, KeyTimestamp, KeyUptimeSeconds, KeyHeartbeatCount,
+		KeyMemoryUsageMB, KeyCPUUsagePercent, KeyIntervalSeconds, KeyStatus, KeyInstanceAddress} {
+		w[i].key, w[i].quoted = k, `"`+k+`":`
+	}
+	return w
+}()
+
+// writtenKey returns the documented key the scanner is at, if it is one
+// of the keys the encoder writes next, written as it writes them, and
+// leaves the scanner at its value.
+func (d *decoder) writtenKey() (string, bool) {
+	s := &d.s
+	rest := s.data[s.pos:]
+	for ; d.ahead < len(written); d.ahead++ {
+		if w := &written[d.ahead]; len(rest) >= len(w.quoted) && string(rest[:len(w.quoted)]) == w.quoted {
+			d.ahead++
+			s.pos += len(w.quoted)
+			s.ws()
+			return w.key, true
+		}
+	}
+	return "", false
 }
 
 // Bits of decoder.seen.
@@ -89,6 +121,9 @@ func (d *decoder) object() error {
 	}
 	s.pos++
 	err := s.container('}', func() error {
+		if key, ok := d.writtenKey(); ok {
+			return d.value(key)
+		}
 		rawKey, err := s.key()
 		if err != nil {
 			return err
