@@ -16,6 +16,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+	"github.com/redis/go-redis/v9"
 )
 
 // A service view is paged: limit instances at a time, ordered by id,
@@ -238,6 +239,16 @@ func TestAWholeServiceKeepsItsInstancesFiguresUntilItsHistoryChanges(t *testing.
 		t.Errorf("kept figures %s, want both whole", got)
 	}
 
+	// Marked stale (an arrival, a death, a stop): worked out once, then
+	// kept again.
+	p.reports.invalidate("svc")
+	if !workedOut() {
+		t.Error("a service marked stale kept its figures")
+	}
+	if workedOut() {
+		t.Error("a service worked out once after it was marked stale was worked out again")
+	}
+
 	// A minute on, they are worked out again whatever else.
 	w := p.reports.whole["svc"]
 	w.at = w.at.Add(-wholeFor)
@@ -366,6 +377,89 @@ func TestAKeptServiceLeavesASlotGivenToAnotherAlone(t *testing.T) {
 	if got := uptimesOf(t, p, "a-first", now, 2); got != "map[new:1.00]" {
 		t.Errorf("the instance in the slot a kept service lost shows %s, want its own whole figure", got)
 	}
+}
+
+// What marks a service's figures to be worked out again is not lost to a
+// computation that fails, or to one that runs while the fleet is read
+// anew: an instance tracked after its service was found whole shows its
+// figure once a computation succeeds.
+func TestAComputationThatFailsOrOverlapsLosesNoMark(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanelOn(t, tr, srv)
+	ctx := context.Background()
+	now := time.Now()
+	beat := func(id string) {
+		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+	}
+	recs := []history.Record{
+		{Service: "svc", Instance: "a", To: watch.Alive, At: now.Add(-2 * time.Hour)},
+		{Service: "svc", Instance: "b", To: watch.Alive, At: now.Add(-2 * time.Hour)},
+		{Service: "svc", Instance: "c", To: watch.Alive, At: now.Add(-2 * time.Hour)},
+	}
+	apply(t, p, recs...)
+	beat("a")
+	p.reports.compute(ctx, p) // whole, b and c not yet tracked
+
+	// b arrives; the next computation fails (the list of services cannot
+	// be read), the one after must still work svc out.
+	beat("b")
+	p.reports.invalidate("svc")
+	services := "heartbeat:history:services"
+	if err := p.client.Rename(ctx, services, "saved").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.client.Set(ctx, services, "not a set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.reports.compute(ctx, p)
+	if p.reports.err == nil {
+		t.Fatal("the computation did not fail")
+	}
+	if err := p.client.Rename(ctx, "saved", services).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.reports.compute(ctx, p)
+	if got := uptimesOf(t, p, "svc", now, 2); got != "map[a:1.00 b:1.00]" {
+		t.Errorf("after a failed computation: %s, want b's figure too", got)
+	}
+
+	// c is tracked, and the fleet read anew while a computation reads
+	// svc's history.
+	beat("c")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	p.client.AddHook(eventsReadHook{"{svc}:events", func() { once.Do(func() { close(entered); <-release }) }})
+	done := make(chan struct{})
+	go func() { defer close(done); p.reports.compute(ctx, p) }()
+	<-entered
+	p.Observe(watch.Event{Kind: watch.KindLoaded, At: now})
+	close(release)
+	<-done
+	p.reports.compute(ctx, p)
+	if got := uptimesOf(t, p, "svc", now, 2); got != "map[a:1.00 b:1.00 c:1.00]" {
+		t.Errorf("after the fleet was read during a computation: %s, want c's figure too", got)
+	}
+}
+
+// eventsReadHook calls f before each read of the history stream whose key
+// holds key.
+type eventsReadHook struct {
+	key string
+	f   func()
+}
+
+func (h eventsReadHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h eventsReadHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.EqualFold(cmd.Name(), "xrange") && strings.Contains(cmd.String(), h.key) {
+			h.f()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h eventsReadHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // The uptime of an instance forgotten is not shown for the instance the

@@ -420,11 +420,12 @@ type reportCache struct {
 	instances []slotUptime
 	// whole are the services whose instances' uptime was all whole (1)
 	// when last worked out, and as of what: see compute.
-	whole map[string]wholeSince
-	gaps  []history.Gap // what whole is as of
-	stale map[string]bool
-	err   error
-	wake  chan struct{} // made by New
+	whole   map[string]wholeSince
+	gaps    []history.Gap // what whole is as of
+	reworks uint64        // counts rework's calls: one during a computation voids what it found whole
+	stale   map[string]bool
+	err     error
+	wake    chan struct{} // made by New
 }
 
 // wholeSince is when a service's instances' uptime was last worked out
@@ -446,6 +447,7 @@ const wholeFor = time.Minute
 func (c *reportCache) rework() {
 	c.mu.Lock()
 	c.whole = nil
+	c.reworks++
 	c.mu.Unlock()
 }
 
@@ -518,7 +520,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	// is worked out every time, and every service at least once in
 	// wholeFor. A service skipped, or gone, shows no figure, as before.
 	c.mu.Lock()
-	whole, stale := c.whole, c.stale
+	whole, stale, reworks := c.whole, c.stale, c.reworks
 	c.stale = nil // what is marked stale from now on is for the next computation
 	sameGaps := slices.Equal(c.gaps, gaps)
 	c.mu.Unlock()
@@ -632,6 +634,9 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	}
 	c.at, c.reports, c.instances = now, out, instances
 	c.whole, c.gaps = nowWhole, gaps
+	if c.reworks != reworks {
+		c.whole = nil
+	}
 	p.hub.changedAll() // new uptime figures for every card
 }
 
