@@ -8,8 +8,12 @@
 //
 //	mon, err := watch.New(conn, watch.WithTracker(panel.TrackerOptions()...), watch.WithReusedMessages())
 //	p, err := panel.New(mon.Tracker(), conn.Client, panel.WithEndpoint(conn.Endpoint))
-//	go p.Run(ctx)                 // records, evaluates alerts, delivers, sends live updates
-//	go mon.Run(ctx, p.Observe)    // or a callback of the host's that calls p.Observe
+//	panelCtx, stopPanel := context.WithCancel(context.WithoutCancel(ctx))
+//	go p.Run(panelCtx)            // records, evaluates alerts, delivers, sends live updates
+//	go func() {
+//		defer stopPanel()         // after the watcher: the last heartbeats' values are written
+//		mon.Run(ctx, p.Observe)   // or a callback of the host's that calls p.Observe
+//	}()
 //	mux.Handle("/heartbeats/", http.StripPrefix("/heartbeats", p.Handler()))
 //
 // Several replicas may run against one Valkey: all serve the API, one at a
@@ -252,8 +256,10 @@ func (p *Panel) takeover(ctx context.Context, now time.Time) bool {
 // and returns when every goroutine it started has ended. The watcher is
 // the host's: Run does not run it. A host that stops its watcher before
 // it cancels ctx has the values of every heartbeat the panel observed
-// written; those of heartbeats observed once ctx is done are counted lost
-// (and said).
+// written (or, if Valkey fails them, said to have failed); those of
+// heartbeats observed once ctx is done are counted in the series writer's
+// drops, and said with the panel's last line about them if they came
+// before it.
 func (p *Panel) Run(ctx context.Context) error {
 	p.started = time.Now()
 	// The recorder gives the lease up once the series writer has written

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -18,6 +19,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
+	"github.com/redis/go-redis/v9"
 )
 
 // The history cache keeps entries as a stable sort of everything read by
@@ -283,14 +285,61 @@ func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
 	if p.Leading() {
 		t.Error("the panel still leads after it stopped")
 	}
-	// A heartbeat observed once the panel stopped is not queued, to be
-	// lost without a word: its value is counted dropped.
-	late := &wire.Message{ServiceName: "svc", InstanceID: "i2", Timestamp: now, MemoryUsageMB: 7, Has: wire.HasMemory}
-	tr.ObserveAt(late, now)
-	slot, _ = tr.SlotOf(watch.Key{Service: "svc", Instance: "i2"})
-	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: late, Slot: slot})
+	// A value given once the panel stopped is not queued, to be lost
+	// without a word: it is counted dropped.
+	p.seriesW.Add(&wire.Message{ServiceName: "svc", InstanceID: "i2", Timestamp: now, MemoryUsageMB: 7, Has: wire.HasMemory}, now)
 	if d := p.seriesW.Dropped(); d != 1 {
-		t.Errorf("a heartbeat observed after the stop: %d values dropped, want its one", d)
+		t.Errorf("a value given after the stop: %d values dropped, want its one", d)
+	}
+}
+
+// A stop that comes while the writer's second write is in flight does not
+// cut it short: what it took from the queue is written, not lost without
+// being counted.
+func TestAStopDoesNotCutAWriteShort(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanelOn(t, tr, srv, WithErrorf(t.Logf), WithLease(time.Second))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	p.client.AddHook(seriesWriteHook{func() { once.Do(func() { close(entered); <-release }) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	p.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()})
+	poll.Until(t, 10*time.Second, "the panel to take the lease", p.Leading)
+	now := time.Now()
+	m := &wire.Message{ServiceName: "svc", InstanceID: "i1", Timestamp: now, MemoryUsageMB: 42, Has: wire.HasMemory}
+	tr.ObserveAt(m, now)
+	slot, _ := tr.SlotOf(watch.Key{Service: "svc", Instance: "i1"})
+	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: m, Slot: slot})
+	<-entered // the second's write is under way
+	cancel()
+	close(release)
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	_, points, err := p.series.Read(context.Background(), "svc", wire.KeyMemoryUsageMB, []string{"i1"}, now.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := points["i1"]; len(got) != 1 || got[0].Last != 42 {
+		t.Errorf("Valkey holds %v of i1's memory, want the one value 42 (dropped: %d)", got, p.seriesW.Dropped())
+	}
+}
+
+// seriesWriteHook calls f before each pipeline that writes values over
+// time.
+type seriesWriteHook struct{ f func() }
+
+func (h seriesWriteHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h seriesWriteHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h seriesWriteHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && strings.EqualFold(cmds[0].Name(), "evalsha") {
+			h.f()
+		}
+		return next(ctx, cmds)
 	}
 }
 

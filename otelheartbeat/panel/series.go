@@ -325,7 +325,9 @@ func (p *Panel) writeSeries(ctx context.Context) {
 			}
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// A stop does not cut a write short: what it took from the queue
+		// would be lost, where the last write can still write it.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		recording := p.writeHeld(wctx)
 		cancel()
 		led = led || recording

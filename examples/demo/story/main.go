@@ -493,9 +493,15 @@ func startPanel(client redis.UniversalClient, endpoint string, interval time.Dur
 	ran, served := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ran)
+		// The panel stops after its watcher, so that the values of the
+		// last heartbeats it observed are written (panel.Run).
+		panelCtx, stopPanel := context.WithCancel(context.WithoutCancel(ctx))
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = mon.Run(ctx, p.Observe) })
-		_ = p.Run(ctx)
+		wg.Go(func() {
+			defer stopPanel()
+			_ = mon.Run(ctx, p.Observe)
+		})
+		_ = p.Run(panelCtx)
 		wg.Wait()
 	}()
 	go func() { defer close(served); _ = srv.Serve(ln) }()
