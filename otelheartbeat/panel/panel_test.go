@@ -17,6 +17,7 @@ import (
 	"github.com/otel-heartbeat/heartbeat/internal/testing/poll"
 	"github.com/otel-heartbeat/heartbeat/internal/testing/redistest"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
+	"github.com/otel-heartbeat/heartbeat/otelheartbeat/series"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/wire"
 	"github.com/redis/go-redis/v9"
@@ -258,37 +259,19 @@ func TestHistoryLostInValkeyIsReadAgain(t *testing.T) {
 // written before it gives the lease up, not dropped with the second's
 // queue: a recorder stopped for a deploy loses none.
 func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
-	srv := redistest.Start(t)
-	tr := watch.NewTracker(TrackerOptions()...)
-	p := newPanelOn(t, tr, srv, WithErrorf(t.Logf), WithLease(time.Second))
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx) }()
-	p.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()}) // as a watcher that read the keys
-	poll.Until(t, 10*time.Second, "the panel to take the lease", p.Leading)
-	now := time.Now()
-	m := &wire.Message{ServiceName: "svc", InstanceID: "i1", Timestamp: now, MemoryUsageMB: 42, Has: wire.HasMemory}
-	tr.ObserveAt(m, now)
-	slot, _ := tr.SlotOf(watch.Key{Service: "svc", Instance: "i1"})
-	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: m, Slot: slot})
-	cancel() // within the second the writer waits between writes
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
-	_, points, err := p.series.Read(context.Background(), "svc", wire.KeyMemoryUsageMB, []string{"i1"}, now.Add(-time.Minute), now.Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := points["i1"]; len(got) != 1 || got[0].Last != 42 {
+	r := startRecording(t)
+	now := r.beat("i1", 42)
+	r.stop() // within the second the writer waits between writes
+	if got := r.memory("i1", now); len(got) != 1 || got[0].Last != 42 {
 		t.Errorf("after the stop, Valkey holds %v of i1's memory, want the one value 42", got)
 	}
-	if p.Leading() {
+	if r.p.Leading() {
 		t.Error("the panel still leads after it stopped")
 	}
 	// A value given once the panel stopped is not queued, to be lost
 	// without a word: it is counted dropped.
-	p.seriesW.Add(&wire.Message{ServiceName: "svc", InstanceID: "i2", Timestamp: now, MemoryUsageMB: 7, Has: wire.HasMemory}, now)
-	if d := p.seriesW.Dropped(); d != 1 {
+	r.p.seriesW.Add(&wire.Message{ServiceName: "svc", InstanceID: "i2", Timestamp: now, MemoryUsageMB: 7, Has: wire.HasMemory}, now)
+	if d := r.p.seriesW.Dropped(); d != 1 {
 		t.Errorf("a value given after the stop: %d values dropped, want its one", d)
 	}
 }
@@ -297,35 +280,73 @@ func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
 // cut it short: what it took from the queue is written, not lost without
 // being counted.
 func TestAStopDoesNotCutAWriteShort(t *testing.T) {
-	srv := redistest.Start(t)
-	tr := watch.NewTracker(TrackerOptions()...)
-	p := newPanelOn(t, tr, srv, WithErrorf(t.Logf), WithLease(time.Second))
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	p.client.AddHook(seriesWriteHook{func() { once.Do(func() { close(entered); <-release }) }})
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx) }()
-	p.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()})
-	poll.Until(t, 10*time.Second, "the panel to take the lease", p.Leading)
-	now := time.Now()
-	m := &wire.Message{ServiceName: "svc", InstanceID: "i1", Timestamp: now, MemoryUsageMB: 42, Has: wire.HasMemory}
-	tr.ObserveAt(m, now)
-	slot, _ := tr.SlotOf(watch.Key{Service: "svc", Instance: "i1"})
-	p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: m, Slot: slot})
+	r := startRecording(t, seriesWriteHook{func() { once.Do(func() { close(entered); <-release }) }})
+	now := r.beat("i1", 42)
 	<-entered // the second's write is under way
-	cancel()
+	r.cancel()
 	close(release)
-	if err := <-ran; err != nil {
-		t.Fatal(err)
+	r.stop()
+	if got := r.memory("i1", now); len(got) != 1 || got[0].Last != 42 {
+		t.Errorf("Valkey holds %v of i1's memory, want the one value 42 (dropped: %d)", got, r.p.seriesW.Dropped())
 	}
-	_, points, err := p.series.Read(context.Background(), "svc", wire.KeyMemoryUsageMB, []string{"i1"}, now.Add(-time.Minute), now.Add(time.Minute))
+}
+
+// recording is a panel run on its own Valkey, holding the lease.
+type recording struct {
+	t      *testing.T
+	p      *Panel
+	tr     *watch.Tracker
+	cancel context.CancelFunc
+	ran    chan error
+}
+
+// startRecording runs a panel, with hooks on its Valkey client, until it
+// holds the lease.
+func startRecording(t *testing.T, hooks ...redis.Hook) *recording {
+	t.Helper()
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanelOn(t, tr, redistest.Start(t), WithErrorf(t.Logf), WithLease(time.Second))
+	for _, h := range hooks {
+		p.client.AddHook(h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &recording{t: t, p: p, tr: tr, cancel: cancel, ran: make(chan error, 1)}
+	go func() { r.ran <- p.Run(ctx) }()
+	p.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()}) // as a watcher that read the keys
+	poll.Until(t, 10*time.Second, "the panel to take the lease", p.Leading)
+	return r
+}
+
+// beat has the panel observe a heartbeat of instance id of svc with its
+// memory, and returns when.
+func (r *recording) beat(id string, memory float64) time.Time {
+	now := time.Now()
+	m := &wire.Message{ServiceName: "svc", InstanceID: id, Timestamp: now, MemoryUsageMB: memory, Has: wire.HasMemory}
+	r.tr.ObserveAt(m, now)
+	slot, _ := r.tr.SlotOf(watch.Key{Service: "svc", Instance: id})
+	r.p.Observe(watch.Event{Kind: watch.KindHeartbeat, At: now, Message: m, Slot: slot})
+	return now
+}
+
+// stop stops the panel and waits for Run to return.
+func (r *recording) stop() {
+	r.t.Helper()
+	r.cancel()
+	if err := <-r.ran; err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// memory is what Valkey holds of id's memory around at.
+func (r *recording) memory(id string, at time.Time) []series.Point {
+	r.t.Helper()
+	_, points, err := r.p.series.Read(context.Background(), "svc", wire.KeyMemoryUsageMB, []string{id}, at.Add(-time.Minute), at.Add(time.Minute))
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	if got := points["i1"]; len(got) != 1 || got[0].Last != 42 {
-		t.Errorf("Valkey holds %v of i1's memory, want the one value 42 (dropped: %d)", got, p.seriesW.Dropped())
-	}
+	return points[id]
 }
 
 // seriesWriteHook calls f before each pipeline that writes values over
