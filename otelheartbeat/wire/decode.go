@@ -63,9 +63,8 @@ type decoder struct {
 // them, until the first that is not the next one written (a service
 // field's, or another writer's order), when the decoder reads keys as any
 // JSON's for the rest of the object.
-var written = func() (w [10]struct{ key, quoted string }) {
-	for i, k := range []string{KeyServiceName, KeyInstanceID, KeyTimestamp, KeyUptimeSeconds, KeyHeartbeatCount,
-		KeyMemoryUsageMB, KeyCPUUsagePercent, KeyIntervalSeconds, KeyStatus, KeyInstanceAddress} {
+var written = func() (w [len(documented)]struct{ key, quoted string }) {
+	for i, k := range documented {
 		w[i].key, w[i].quoted = k, `"`+k+`":`
 	}
 	return w

@@ -23,6 +23,10 @@ const (
 	KeyInstanceAddress = "instance_address"
 )
 
+// documented are the documented keys, in the order they are written.
+var documented = [...]string{KeyServiceName, KeyInstanceID, KeyTimestamp, KeyUptimeSeconds, KeyHeartbeatCount,
+	KeyMemoryUsageMB, KeyCPUUsagePercent, KeyIntervalSeconds, KeyStatus, KeyInstanceAddress}
+
 // Status values carried in the status key.
 const (
 	// StatusRunning is sent on every heartbeat of a running instance.

@@ -101,12 +101,13 @@ func Invisible(r rune) bool {
 }
 
 // reserved are the keys a service field may not take.
-var reserved = map[string]bool{
-	KeyServiceName: true, KeyInstanceID: true, KeyTimestamp: true,
-	KeyUptimeSeconds: true, KeyHeartbeatCount: true, KeyMemoryUsageMB: true,
-	KeyCPUUsagePercent: true, KeyIntervalSeconds: true, KeyStatus: true,
-	KeyInstanceAddress: true,
-}
+var reserved = func() map[string]bool {
+	m := make(map[string]bool, len(documented))
+	for _, k := range documented {
+		m[k] = true
+	}
+	return m
+}()
 
 // ValidateFieldName reports why name cannot be a service field, or nil. A
 // field name starts with an ASCII letter, holds only ASCII letters, digits and
