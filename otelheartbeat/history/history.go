@@ -376,24 +376,45 @@ func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, e
 // RecordedOf is Recorded of one service: what one service's reconciliation
 // holds at once, rather than every service's.
 func (s *Store) RecordedOf(ctx context.Context, service string) (map[string]Recorded, error) {
+	h, err := s.recordedStates(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]Recorded, len(h))
+	for inst, v := range h {
+		if rec, ok := parseRecorded(v); ok {
+			m[inst] = rec
+		}
+	}
+	return m, nil
+}
+
+// recordedStates is one service's state hash as Valkey holds it: each
+// instance's state, as parseRecorded reads it. Reconciliation reads each
+// instance's from it as it needs it, rather than making a second map of
+// every instance of the service every round.
+func (s *Store) recordedStates(ctx context.Context, service string) (map[string]string, error) {
 	h, err := s.c.HGetAll(ctx, s.stateKey(service)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(service), err)
 	}
-	m := make(map[string]Recorded, len(h))
-	for inst, v := range h {
-		// state|at|lost, cut where a split would allocate its parts.
-		state, rest, ok := strings.Cut(v, "|")
-		atText, lostText, ok2 := strings.Cut(rest, "|")
-		if !ok || !ok2 {
-			continue
-		}
-		at, _ := strconv.ParseInt(atText, 10, 64)
-		lost, _ := strconv.ParseInt(lostText, 10, 64)
-		st, _ := watch.ParseState(state) // garbage reads as unknown
-		m[inst] = Recorded{State: st, At: time.UnixMilli(at), Lost: lost}
+	return h, nil
+}
+
+// parseRecorded reads one instance's recorded state, state|at|lost as the
+// script writes it, and says whether it is of that shape. A part that is
+// no number reads as zero; a state no watcher has, as unknown.
+func parseRecorded(v string) (Recorded, bool) {
+	// Cut, where a split would allocate its parts.
+	state, rest, ok := strings.Cut(v, "|")
+	atText, lostText, ok2 := strings.Cut(rest, "|")
+	if !ok || !ok2 {
+		return Recorded{}, false
 	}
-	return m, nil
+	at, _ := strconv.ParseInt(atText, 10, 64)
+	lost, _ := strconv.ParseInt(lostText, 10, 64)
+	st, _ := watch.ParseState(state)
+	return Recorded{State: st, At: time.UnixMilli(at), Lost: lost}, true
 }
 
 func isDataError(err error) bool {

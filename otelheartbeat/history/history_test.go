@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"sync"
@@ -619,5 +620,60 @@ func TestRecordedStateIsReadBack(t *testing.T) {
 		if g, ok := got[id]; !ok || g.State != w.State || !g.At.Equal(w.At) || g.Lost != w.Lost {
 			t.Errorf("%s: read %+v (%v), want %+v", id, g, ok, w)
 		}
+	}
+}
+
+// Reconciliation compares each instance's recorded state with the
+// tracker's: a tracked instance whose state is unreadable is written
+// again, one whose state agrees is left alone, a recorded instance the
+// tracker no longer holds is recorded as forgotten, and a field that
+// reads as no state at all is left for whoever wrote it.
+func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T) {
+	srv := redistest.Start(t)
+	s := store(t, srv)
+	c := srv.Client(t)
+	l, err := s.NewLease("r1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	tr := watch.NewTracker()
+	for _, id := range []string{"garbled", "agrees"} {
+		tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval})
+	}
+	agrees := fmt.Sprintf("alive|%d|0", now.Add(-time.Minute).UnixMilli())
+	c.HSet(ctx, "heartbeat:history:{geo}:state", "garbled", "garbage", "agrees", agrees,
+		"gone", "alive|1000|0", "junk", "nonsense")
+	c.SAdd(ctx, "heartbeat:history:services", "geo")
+	r := NewRecorder(s, l, tr, WithForgetAfter(time.Millisecond))
+	r.Observe(watch.Event{Kind: watch.KindLoaded, At: now.Add(-time.Second)})
+	if r.step(ctx); !r.Leading() {
+		t.Fatal("the recorder did not take the lease")
+	}
+	r.reconcile(ctx, time.Time{})
+
+	h, _ := c.HGetAll(ctx, "heartbeat:history:{geo}:state").Result()
+	if !strings.HasPrefix(h["garbled"], "alive|") {
+		t.Errorf("garbled: %q, want it written again as alive", h["garbled"])
+	}
+	if h["agrees"] != agrees {
+		t.Errorf("agrees: %q, want %q left alone", h["agrees"], agrees)
+	}
+	if v, ok := h["gone"]; ok {
+		t.Errorf("gone: %q, want it forgotten", v)
+	}
+	if h["junk"] != "nonsense" {
+		t.Errorf("junk: %q, want it left alone", h["junk"])
+	}
+	es, _, err := s.EntriesAfter(ctx, "geo", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Event{}
+	for _, e := range es {
+		got[e.Instance] = e.Event
+	}
+	if want := map[string]Event{"garbled": Changed, "gone": Forgotten}; !maps.Equal(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
 	}
 }

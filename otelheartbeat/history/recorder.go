@@ -320,7 +320,7 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 	// A service at a time: a large fleet's recorded states, held at once,
 	// would cost as much as the tracker.
 	for _, svc := range slices.Sorted(maps.Keys(names)) {
-		recorded, err := r.s.RecordedOf(ctx, svc)
+		recorded, err := r.s.recordedStates(ctx, svc)
 		if err != nil {
 			if ctx.Err() != nil || !isDataError(errors.Unwrap(err)) {
 				r.report("reconcile", "%v", err)
@@ -334,10 +334,11 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 		// records that differ. What is left of recorded is what the
 		// tracker no longer holds.
 		r.tracker.RangeService(svc, func(in *watch.Instance) bool {
-			rec, ok := recorded[in.Instance]
-			if ok {
+			v, held := recorded[in.Instance]
+			if held {
 				delete(recorded, in.Instance)
 			}
+			rec, ok := parseRecorded(v) // v is "" when it has none
 			at := in.Since
 			if at.Before(floor) {
 				at = floor // it may have changed at any time while nobody watched
@@ -354,8 +355,10 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 			return true
 		})
 		if forget {
-			for inst := range recorded {
-				recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
+			for inst, v := range recorded {
+				if _, ok := parseRecorded(v); ok { // an unreadable field is no instance's
+					recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
+				}
 			}
 		}
 		for len(recs) > 0 {
