@@ -2,6 +2,7 @@ package panel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -293,6 +295,57 @@ func TestAStopDoesNotCutAWriteShort(t *testing.T) {
 	}
 }
 
+// Values the last write could not write are counted among what was lost,
+// not only said as a failure: the line said at the stop has their number,
+// whether Valkey failed the write, or failed the question whether this
+// replica still holds the lease, which it must answer first.
+func TestValuesAWriteFailedAreCountedLost(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		which func(cmds []redis.Cmder) bool
+	}{
+		{"the write", func(cmds []redis.Cmder) bool { return strings.EqualFold(cmds[0].Name(), "evalsha") }},
+		{"the lease's question", func(cmds []redis.Cmder) bool {
+			return len(cmds) == 2 && strings.EqualFold(cmds[0].Name(), "get") && strings.HasSuffix(fmt.Sprint(cmds[0].Args()[1]), ":lease")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			failing := errors.New("valkey failed " + c.name)
+			h := &failingPipelines{which: c.which, err: failing}
+			r := startRecording(t, h)
+			h.on.Store(true)
+			r.beat("i1", 42)
+			r.beat("i2", 43)
+			r.stop()
+			said := strings.Join(r.said(), "\n")
+			if !strings.Contains(said, "2 not written") || !strings.Contains(said, failing.Error()) {
+				t.Errorf("two values not written for %s; said:\n%s", c.name, said)
+			}
+		})
+	}
+}
+
+// failingPipelines fails the pipelines which picks with err, once on.
+type failingPipelines struct {
+	which func(cmds []redis.Cmder) bool
+	err   error
+	on    atomic.Bool
+}
+
+func (h *failingPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *failingPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *failingPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) == 0 || !h.on.Load() || !h.which(cmds) {
+			return next(ctx, cmds)
+		}
+		for _, c := range cmds {
+			c.SetErr(h.err)
+		}
+		return h.err
+	}
+}
+
 // recording is a panel run on its own Valkey, holding the lease.
 type recording struct {
 	t      *testing.T
@@ -300,6 +353,15 @@ type recording struct {
 	tr     *watch.Tracker
 	cancel context.CancelFunc
 	ran    chan error
+	mu     sync.Mutex
+	lines  []string // what the panel said
+}
+
+// said returns what the panel has said so far.
+func (r *recording) said() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.lines)
 }
 
 // startRecording runs a panel, with hooks on its Valkey client, until it
@@ -307,12 +369,18 @@ type recording struct {
 func startRecording(t *testing.T, hooks ...redis.Hook) *recording {
 	t.Helper()
 	tr := watch.NewTracker(TrackerOptions()...)
-	p := newPanelOn(t, tr, redistest.Start(t), WithErrorf(t.Logf), WithLease(time.Second))
+	r := &recording{t: t, tr: tr, ran: make(chan error, 1)}
+	p := newPanelOn(t, tr, redistest.Start(t), WithLease(time.Second), WithErrorf(func(f string, a ...any) {
+		t.Logf(f, a...)
+		r.mu.Lock()
+		r.lines = append(r.lines, fmt.Sprintf(f, a...))
+		r.mu.Unlock()
+	}))
 	for _, h := range hooks {
 		p.client.AddHook(h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recording{t: t, p: p, tr: tr, cancel: cancel, ran: make(chan error, 1)}
+	r.p, r.cancel = p, cancel
 	go func() { r.ran <- p.Run(ctx) }()
 	p.Observe(watch.Event{Kind: watch.KindLoaded, At: time.Now()}) // as a watcher that read the keys
 	poll.Until(t, 10*time.Second, "the panel to take the lease", p.Leading)
@@ -370,26 +438,26 @@ func (h seriesWriteHook) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 func TestValuesLostAreSaidOnceAMinute(t *testing.T) {
 	var l losses
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
-	if _, ok := l.tick(t0, true, 0, 0); ok {
+	if _, ok := l.tick(t0, true, lossCounts{0, 0, 0}); ok {
 		t.Fatal("nothing lost, and something said")
 	}
-	line, ok := l.tick(t0.Add(time.Second), true, 5, 0)
+	line, ok := l.tick(t0.Add(time.Second), true, lossCounts{5, 0, 0})
 	if !ok || !strings.Contains(line, "5 dropped") || strings.Contains(line, "not kept") || strings.Contains(line, "in the last") {
 		t.Fatalf("the first loss: %q, %v", line, ok)
 	}
 	for s := 2; s < 61; s++ { // a loss every second for the next minute
-		if line, ok := l.tick(t0.Add(time.Duration(s)*time.Second), true, int64(5+s), int64(s)); ok {
+		if line, ok := l.tick(t0.Add(time.Duration(s)*time.Second), true, lossCounts{int64(5 + s), int64(s), 0}); ok {
 			t.Fatalf("said again %d s later: %q", s, line)
 		}
 	}
-	line, ok = l.tick(t0.Add(61*time.Second), true, 70, 64)
+	line, ok = l.tick(t0.Add(61*time.Second), true, lossCounts{70, 64, 0})
 	if !ok || !strings.Contains(line, "in the last 1m0s: 65 dropped") || !strings.Contains(line, "64 not kept by Valkey") {
 		t.Fatalf("a minute on: %q, %v", line, ok)
 	}
-	if line, ok := l.tick(t0.Add(200*time.Second), true, 70, 64); ok {
+	if line, ok := l.tick(t0.Add(200*time.Second), true, lossCounts{70, 64, 0}); ok {
 		t.Fatalf("nothing more lost, and said %q", line)
 	}
-	if line, ok := l.tick(t0.Add(201*time.Second), true, 70, 65); !ok || !strings.Contains(line, "in the last 2m20s: 1 not kept") {
+	if line, ok := l.tick(t0.Add(201*time.Second), true, lossCounts{70, 65, 0}); !ok || !strings.Contains(line, "in the last 2m20s: 1 not kept") {
 		t.Fatalf("one more not kept: %q, %v", line, ok)
 	}
 }
@@ -402,12 +470,12 @@ func TestValuesLostAreSaidOnlyWhileRecording(t *testing.T) {
 	var l losses
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	if line, ok := l.tick(at(1), true, 5, 0); !ok || !strings.Contains(line, "5 dropped") {
+	if line, ok := l.tick(at(1), true, lossCounts{5, 0, 0}); !ok || !strings.Contains(line, "5 dropped") {
 		t.Fatalf("the first loss: %q, %v", line, ok)
 	}
 	// Paused past its lease: the backlog it queued, dropped, then found
 	// its lease gone and discarded.
-	if line, ok := l.tick(at(2), false, 50_005, 0); ok {
+	if line, ok := l.tick(at(2), false, lossCounts{50_005, 0, 0}); ok {
 		t.Fatalf("a backlog discarded after a pause said: %q", line)
 	}
 	// The lease flaps: a value lost each second it holds it (19 of
@@ -418,22 +486,22 @@ func TestValuesLostAreSaidOnlyWhileRecording(t *testing.T) {
 		if dropped++; !recording {
 			dropped += 9
 		}
-		if line, ok := l.tick(at(s), recording, dropped, 0); ok {
+		if line, ok := l.tick(at(s), recording, lossCounts{dropped, 0, 0}); ok {
 			t.Fatalf("said again %d s later, the lease flapping: %q", s, line)
 		}
 	}
 	// A standby says what it lost while it recorded once the minute is
 	// up, not what it dropped since.
-	if line, ok := l.tick(at(61), false, dropped+1000, 0); !ok || !strings.Contains(line, ": 19 dropped") {
+	if line, ok := l.tick(at(61), false, lossCounts{dropped + 1000, 0, 0}); !ok || !strings.Contains(line, ": 19 dropped") {
 		t.Fatalf("a standby a minute on: %q, %v", line, ok)
 	}
-	if _, ok := l.tick(at(62), true, dropped+1003, 0); ok {
+	if _, ok := l.tick(at(62), true, lossCounts{dropped + 1003, 0, 0}); ok {
 		t.Fatal("said within the minute")
 	}
-	if line, ok := l.end(at(63), dropped+1003, 1); !ok || !strings.Contains(line, "in the last 2s: 3 dropped") || !strings.Contains(line, "1 not kept") {
+	if line, ok := l.end(at(63), lossCounts{dropped + 1003, 1, 0}); !ok || !strings.Contains(line, "in the last 2s: 3 dropped") || !strings.Contains(line, "1 not kept") {
 		t.Fatalf("stopping 2 s after the last line: %q, %v", line, ok)
 	}
-	if line, ok := l.end(at(64), dropped+1003, 1); ok {
+	if line, ok := l.end(at(64), lossCounts{dropped + 1003, 1, 0}); ok {
 		t.Fatalf("stopped again with nothing more lost: %q", line)
 	}
 }

@@ -304,14 +304,17 @@ func (p *Panel) writeSeries(ctx context.Context) {
 				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lastWrite)
 				recording = p.writeHeld(wctx)
 				cancel()
+				// What it could not write (the lease could not be
+				// asked about) is lost, and counted.
+				p.seriesW.Abandon()
 			}
 			// What was lost while this replica recorded is said before it
 			// stops, however recently it last said.
 			if led = led || recording; led {
 				if !recording {
-					say(p.seriesLosses.tick(time.Now(), false, p.seriesW.Dropped(), p.seriesW.Unkept()))
+					say(p.seriesLosses.tick(time.Now(), false, p.seriesCounts()))
 				}
-				say(p.seriesLosses.end(time.Now(), p.seriesW.Dropped(), p.seriesW.Unkept()))
+				say(p.seriesLosses.end(time.Now(), p.seriesCounts()))
 			}
 			return
 		case <-t.C:
@@ -321,7 +324,7 @@ func (p *Panel) writeSeries(ctx context.Context) {
 			// it; a standby's are not.
 			if !p.beforeFirstLease() {
 				p.seriesW.Discard()
-				say(p.seriesLosses.tick(time.Now(), false, p.seriesW.Dropped(), p.seriesW.Unkept()))
+				say(p.seriesLosses.tick(time.Now(), false, p.seriesCounts()))
 			}
 			continue
 		}
@@ -331,8 +334,13 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		recording := p.writeHeld(wctx)
 		cancel()
 		led = led || recording
-		say(p.seriesLosses.tick(time.Now(), recording, p.seriesW.Dropped(), p.seriesW.Unkept()))
+		say(p.seriesLosses.tick(time.Now(), recording, p.seriesCounts()))
 	}
+}
+
+// seriesCounts is what the series writer has lost so far.
+func (p *Panel) seriesCounts() lossCounts {
+	return lossCounts{p.seriesW.Dropped(), p.seriesW.Unkept(), p.seriesW.Unwritten()}
 }
 
 // lastWrite bounds the write of what the series writer still holds when
@@ -372,9 +380,22 @@ func (p *Panel) writeHeld(ctx context.Context) bool {
 // the writer dropped while the replica did not record (a standby, or one
 // that found its lease gone) was not to be written, and is not lost.
 type losses struct {
-	dropped, unkept int64 // as last said, with what was not to be written
-	seenD, seenU    int64 // as at the last tick
-	said            time.Time
+	base lossCounts // as last said, with what was not to be written
+	seen lossCounts // as at the last tick
+	said time.Time
+}
+
+// lossCounts are the series writer's counts of values lost: dropped
+// before they were queued, written and not kept by Valkey, and taken to
+// be written and not written (a write that failed).
+type lossCounts struct{ dropped, unkept, unwritten int64 }
+
+func (c lossCounts) minus(o lossCounts) lossCounts {
+	return lossCounts{c.dropped - o.dropped, c.unkept - o.unkept, c.unwritten - o.unwritten}
+}
+
+func (c lossCounts) plus(o lossCounts) lossCounts {
+	return lossCounts{c.dropped + o.dropped, c.unkept + o.unkept, c.unwritten + o.unwritten}
 }
 
 // lossEvery is how often losses says more.
@@ -383,24 +404,24 @@ const lossEvery = time.Minute
 // tick returns the line to say at a tick at now, if any, given the
 // writer's counts; recording says whether the replica recorded since the
 // last tick.
-func (l *losses) tick(now time.Time, recording bool, dropped, unkept int64) (string, bool) {
+func (l *losses) tick(now time.Time, recording bool, counts lossCounts) (string, bool) {
 	if !recording {
-		l.dropped += dropped - l.seenD
-		l.unkept += unkept - l.seenU
+		l.base = l.base.plus(counts.minus(l.seen))
 	}
-	l.seenD, l.seenU = dropped, unkept
-	return l.line(now, dropped, unkept, false)
+	l.seen = counts
+	return l.line(now, counts, false)
 }
 
 // end returns the line saying what is left to say when the replica stops,
 // however recently it last said.
-func (l *losses) end(now time.Time, dropped, unkept int64) (string, bool) {
-	return l.line(now, dropped, unkept, true)
+func (l *losses) end(now time.Time, counts lossCounts) (string, bool) {
+	return l.line(now, counts, true)
 }
 
-func (l *losses) line(now time.Time, dropped, unkept int64, ending bool) (string, bool) {
-	d, u := dropped-l.dropped, unkept-l.unkept
-	if (d <= 0 && u <= 0) || (!ending && !l.said.IsZero() && now.Sub(l.said) < lossEvery) {
+func (l *losses) line(now time.Time, counts lossCounts, ending bool) (string, bool) {
+	c := counts.minus(l.base)
+	d, u, w := c.dropped, c.unkept, c.unwritten
+	if (d <= 0 && u <= 0 && w <= 0) || (!ending && !l.said.IsZero() && now.Sub(l.said) < lossEvery) {
 		return "", false
 	}
 	var parts []string
@@ -410,10 +431,13 @@ func (l *losses) line(now time.Time, dropped, unkept int64, ending bool) (string
 	if u > 0 {
 		parts = append(parts, fmt.Sprintf("%d not kept by Valkey, of instances first heard or fields joining past what one write may lay out (their next values are kept), or past the %d fields an instance keeps", u, series.MaxFields))
 	}
+	if w > 0 {
+		parts = append(parts, fmt.Sprintf("%d not written: the write failed (said as it failed)", w))
+	}
 	since := ""
 	if !l.said.IsZero() {
 		since = fmt.Sprintf(" in the last %v", now.Sub(l.said).Round(time.Second))
 	}
-	l.dropped, l.unkept, l.said = dropped, unkept, now
+	l.base, l.said = counts, now
 	return fmt.Sprintf("heartbeat values%s: %s", since, strings.Join(parts, "; ")), true
 }

@@ -695,11 +695,12 @@ type Writer struct {
 	// slots holds, at an instance's slot (AddSlot), where its values
 	// begin in the queue, when they were queued since the queue's epoch
 	// began: a flush or a discard starts the next.
-	slots   []slotRun
-	epoch   uint32
-	dropped int64
-	closed  bool // see Close
-	unkept  int64
+	slots     []slotRun
+	epoch     uint32
+	dropped   int64
+	closed    bool // see Close
+	unkept    int64
+	unwritten int64
 	// spare is the queue last written, and its whos, kept for the next
 	// one: a steady flow of values fills the same room every second.
 	spare     []update
@@ -957,17 +958,42 @@ func (w *Writer) Unkept() int64 {
 	return w.unkept
 }
 
+// Unwritten is how many values a flush took from the queue and did not
+// write: their call failed (Valkey unreachable, say), was refused, or was
+// out of time; and those Abandon forgot. Flush says why; this says how
+// many.
+func (w *Writer) Unwritten() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.unwritten
+}
+
+// Abandon forgets what is queued, as Discard does, and counts it
+// unwritten: values that were to be written and will not be (a replica
+// that stops, and could not write them first).
+func (w *Writer) Abandon() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.unwritten += int64(len(w.queue))
+	w.discard()
+}
+
 // Discard forgets what is queued: a replica that stopped recording must
 // not write what it heard meanwhile.
 func (w *Writer) Discard() {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.discard()
+}
+
+// discard is Discard, with w.mu held.
+func (w *Writer) discard() {
 	w.queue = w.queue[:0]
 	clear(w.whos) // holds no names of instances gone
 	w.whos = w.whos[:0]
 	clear(w.runs)
 	clear(w.strays)
 	w.nextEpoch()
-	w.mu.Unlock()
 }
 
 // nextEpoch starts the next queue's epoch: the runs at slots are of the
@@ -1260,9 +1286,13 @@ func (w *Writer) Flush(ctx context.Context) (int, error) {
 	}
 	send()
 	errs = append(errs, refused.errs()...)
-	if notKept > 0 {
+	// Every rollup taken from the queue was written and kept, written and
+	// not kept, or not written: its call failed, was refused, or was out
+	// of time.
+	if unwritten := int64(len(q)-written) - notKept; notKept > 0 || unwritten > 0 {
 		w.mu.Lock()
 		w.unkept += notKept
+		w.unwritten += unwritten
 		w.mu.Unlock()
 	}
 	// Kept for the next flush: a batch's room, at most; and the queue's

@@ -786,6 +786,9 @@ func TestAFlushCountsWhatItWroteWhenACallFails(t *testing.T) {
 	if n != total*3/4 || err == nil || strings.Count(err.Error(), "WRONGTYPE") != 1 || !strings.Contains(err.Error(), `(service "service_00")`) {
 		t.Errorf("flush: %d written, %v; want %d, and the refusal said once, naming its service", n, err, total*3/4)
 	}
+	if u := w.Unwritten(); u != int64(total/4) {
+		t.Errorf("%d counted unwritten, want the refused call's %d", u, total/4)
+	}
 	// Valkey's refusal is said once, whatever the services it refused,
 	// each named: two services now.
 	w2 := NewWriter(s, 0)
@@ -824,6 +827,9 @@ func TestAServerWideRefusalNamesNoService(t *testing.T) {
 	n, err := w.Flush(context.Background())
 	if n != 0 || err == nil || strings.Count(err.Error(), "OOM") != 1 || strings.Contains(err.Error(), "(service") {
 		t.Errorf("flush to a server out of memory: %d written, %q; want none, and OOM once, naming no service", n, err)
+	}
+	if u := w.Unwritten(); u != 40 {
+		t.Errorf("%d counted unwritten, want the 40 refused", u)
 	}
 }
 
@@ -878,6 +884,17 @@ func TestAFlushCancelledMidwaySaysSoOnce(t *testing.T) {
 	n, err := w.Flush(ctx)
 	if n != flushBatch || !errors.Is(err, context.Canceled) || strings.Count(err.Error(), "canceled") != 1 {
 		t.Errorf("cancelled on the second batch: %d written, %v; want %d, and the reason once", n, err, flushBatch)
+	}
+	if u := w.Unwritten(); u != 40_000-flushBatch {
+		t.Errorf("%d counted unwritten, want the %d not sent", u, 40_000-flushBatch)
+	}
+	// What is abandoned is counted too; what is discarded is not (a
+	// standby's, never to be written).
+	queueFetchers(w, 5, 10)
+	w.Discard()
+	queueFetchers(w, 5, 10)
+	if w.Abandon(); w.Unwritten() != 40_000-flushBatch+40 {
+		t.Errorf("%d counted unwritten after 40 abandoned, want %d", w.Unwritten(), 40_000-flushBatch+40)
 	}
 }
 
