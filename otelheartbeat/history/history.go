@@ -401,21 +401,39 @@ func (s *Store) recordedStates(ctx context.Context, service string) (map[string]
 	return h, nil
 }
 
-// parseRecorded reads one instance's recorded state, state|at|lost as the
-// script writes it, and says whether it is of that shape. A part that is
-// no number reads as zero; a state no watcher has, as unknown.
+// parseRecorded reads one instance's recorded state, state|at|lost, as
+// the record script does (its pattern ^([%a]+)|(%d+)|(%d+)$): letters,
+// then two runs of digits, each after a '|', and nothing else. Anything
+// else is no state, for reconciliation to write again: read leniently,
+// a value the script cannot read could agree with the tracker's, and
+// never be repaired. A state no watcher has reads as unknown, a number
+// too large for 64 bits as the largest.
 func parseRecorded(v string) (Recorded, bool) {
 	// Cut, where a split would allocate its parts.
 	state, rest, ok := strings.Cut(v, "|")
 	atText, lostText, ok2 := strings.Cut(rest, "|")
-	if !ok || !ok2 {
+	if !ok || !ok2 || !allOf(state, isLetter) || !allOf(atText, isDigit) || !allOf(lostText, isDigit) {
 		return Recorded{}, false
 	}
-	at, _ := strconv.ParseInt(atText, 10, 64)
+	at, _ := strconv.ParseInt(atText, 10, 64) // digits only: an error is an overflow, and the largest
 	lost, _ := strconv.ParseInt(lostText, 10, 64)
 	st, _ := watch.ParseState(state)
 	return Recorded{State: st, At: time.UnixMilli(at), Lost: lost}, true
 }
+
+// allOf reports whether s is not empty and every byte of it is one is
+// says yes to.
+func allOf(s string, is func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !is(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isLetter(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
+func isDigit(c byte) bool  { return '0' <= c && c <= '9' }
 
 func isDataError(err error) bool {
 	var re redis.Error

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -589,8 +590,9 @@ func TestEntriesAreReadOnFromTheLastRead(t *testing.T) {
 }
 
 // The state hash is read back field by field: state, time and lost
-// heartbeats as the script writes them; a field of another shape is
-// skipped, and a part that is no number reads as zero.
+// heartbeats as the script writes them; a field of another shape, which
+// the script cannot read either (a part that is no number, one part more),
+// is skipped.
 func TestRecordedStateIsReadBack(t *testing.T) {
 	srv := redistest.Start(t)
 	s := store(t, srv)
@@ -610,8 +612,6 @@ func TestRecordedStateIsReadBack(t *testing.T) {
 	want := map[string]Recorded{
 		"w": {State: watch.Dead, At: now.Add(time.Second)},
 		"a": {State: watch.Stale, At: time.UnixMilli(1733400000123), Lost: 7},
-		"b": {State: watch.Alive, At: time.UnixMilli(5)},
-		"d": {State: watch.Stopped, At: time.UnixMilli(0)},
 	}
 	if len(got) != len(want) {
 		t.Errorf("read %d instances, want %d: %+v", len(got), len(want), got)
@@ -624,37 +624,60 @@ func TestRecordedStateIsReadBack(t *testing.T) {
 }
 
 // Reconciliation compares each instance's recorded state with the
-// tracker's: a tracked instance whose state is unreadable is written
-// again, one whose state agrees is left alone, a recorded instance the
-// tracker no longer holds is recorded as forgotten, and a field that
-// reads as no state at all is left for whoever wrote it.
+// tracker's, reading a state as the record script does (letters, then
+// two numbers, each after a '|'): a tracked instance whose state the
+// script cannot read is written again, its lost heartbeats too; one whose
+// state agrees is left alone; a recorded instance the tracker no longer
+// holds is recorded as forgotten; and a field the script cannot read as a
+// state is no instance's, and is sent nothing. A round writes each of
+// these once.
 func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T) {
 	srv := redistest.Start(t)
-	s := store(t, srv)
 	c := srv.Client(t)
+	var sent atomic.Int64 // record calls made (and answered: the first are sent again once the script is loaded)
+	c.AddHook(&pipelineHook{after: func(cmds []redis.Cmder) {
+		for _, cmd := range cmds {
+			if strings.EqualFold(cmd.Name(), "evalsha") && cmd.Err() == nil {
+				sent.Add(1)
+			}
+		}
+	}})
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := s.NewLease("r1", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().Truncate(time.Millisecond)
 	tr := watch.NewTracker()
-	for _, id := range []string{"garbled", "agrees"} {
+	for _, id := range []string{"garbled", "agrees", "one-bar", "trailing", "signed"} {
 		tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval})
+	}
+	for _, n := range []int64{1, 5} { // three heartbeats lost
+		tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: "lossy", Timestamp: now, IntervalSeconds: 60, HeartbeatCount: n,
+			Has: wire.HasInterval | wire.HasHeartbeatCount})
 	}
 	agrees := fmt.Sprintf("alive|%d|0", now.Add(-time.Minute).UnixMilli())
 	c.HSet(ctx, "heartbeat:history:{geo}:state", "garbled", "garbage", "agrees", agrees,
-		"gone", "alive|1000|0", "junk", "nonsense")
+		"one-bar", "alive|5", "trailing", "alive|5|0|more", "signed", "alive|-5|0", "lossy", "alive|x|y",
+		"gone", "alive|1000|0", "junk", "nonsense", "junk2", "alive|abc|def")
 	c.SAdd(ctx, "heartbeat:history:services", "geo")
 	r := NewRecorder(s, l, tr, WithForgetAfter(time.Millisecond))
 	r.Observe(watch.Event{Kind: watch.KindLoaded, At: now.Add(-time.Second)})
-	if r.step(ctx); !r.Leading() {
+	if r.step(ctx); !r.Leading() { // a takeover reconciles, once
 		t.Fatal("the recorder did not take the lease")
 	}
-	r.reconcile(ctx, time.Time{})
 
 	h, _ := c.HGetAll(ctx, "heartbeat:history:{geo}:state").Result()
-	if !strings.HasPrefix(h["garbled"], "alive|") {
-		t.Errorf("garbled: %q, want it written again as alive", h["garbled"])
+	for _, id := range []string{"garbled", "one-bar", "trailing", "signed", "lossy"} {
+		if !strings.HasPrefix(h[id], "alive|") || h[id] == "alive|5|0|more" || h[id] == "alive|-5|0" {
+			t.Errorf("%s: %q, want it written again as alive", id, h[id])
+		}
+	}
+	if !strings.HasSuffix(h["lossy"], "|3") {
+		t.Errorf("lossy: %q, want its three lost heartbeats recorded", h["lossy"])
 	}
 	if h["agrees"] != agrees {
 		t.Errorf("agrees: %q, want %q left alone", h["agrees"], agrees)
@@ -662,18 +685,40 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 	if v, ok := h["gone"]; ok {
 		t.Errorf("gone: %q, want it forgotten", v)
 	}
-	if h["junk"] != "nonsense" {
-		t.Errorf("junk: %q, want it left alone", h["junk"])
+	if h["junk"] != "nonsense" || h["junk2"] != "alive|abc|def" {
+		t.Errorf("junk %q and junk2 %q, want them left alone", h["junk"], h["junk2"])
 	}
 	es, _, err := s.EntriesAfter(ctx, "geo", "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]Event{}
+	var got []string
 	for _, e := range es {
-		got[e.Instance] = e.Event
+		got = append(got, fmt.Sprintf("%s %v", e.Instance, e.Event))
 	}
-	if want := map[string]Event{"garbled": Changed, "gone": Forgotten}; !maps.Equal(got, want) {
-		t.Errorf("entries %v, want %v", got, want)
+	slices.Sort(got)
+	want := []string{
+		fmt.Sprintf("garbled %v", Changed), fmt.Sprintf("gone %v", Forgotten), fmt.Sprintf("lossy %v", Changed),
+		fmt.Sprintf("lossy %v", LostHeartbeats), fmt.Sprintf("one-bar %v", Changed), fmt.Sprintf("signed %v", Changed),
+		fmt.Sprintf("trailing %v", Changed),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+	if n := sent.Load(); n != int64(len(want)) {
+		t.Errorf("%d record calls, want one an entry (%d)", n, len(want))
+	}
+}
+
+// pipelineHook calls after once each pipeline a client sends is answered.
+type pipelineHook struct{ after func(cmds []redis.Cmder) }
+
+func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(cmds)
+		return err
 	}
 }
