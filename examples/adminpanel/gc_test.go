@@ -15,7 +15,7 @@ func TestThePanelCollectsSoonerUnlessToldOtherwise(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != gcPercent {
 		t.Errorf("no GOGC: the panel collects at %d, want %d", got, gcPercent)
 	}
-	for _, v := range []string{"100", "200", "off", ""} {
+	for _, v := range []string{"100", "200", "off", "", "garbage", "-1", "0"} {
 		collectSooner(func(k string) (string, bool) { return v, k == "GOGC" })
 		if got := debug.SetGCPercent(100); got != 100 {
 			t.Errorf("GOGC=%q: the panel changed it to %d", v, got)
