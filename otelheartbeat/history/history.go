@@ -421,8 +421,8 @@ func parseRecorded(v string) (Recorded, bool) {
 	return Recorded{State: st, At: time.UnixMilli(at), Lost: lost}, true
 }
 
-// allOf reports whether s is not empty and every byte of it is one is
-// says yes to.
+// allOf reports whether s is not empty and is says yes to each of its
+// bytes.
 func allOf(s string, is func(byte) bool) bool {
 	for i := 0; i < len(s); i++ {
 		if !is(s[i]) {
