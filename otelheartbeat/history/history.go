@@ -211,7 +211,9 @@ local prevAt = 0
 local prev = redis.call('HGET', KEYS[2], ARGV[3])
 if prev then
   local st, at, l = string.match(prev, '^([%a]+)|(%d+)|(%d+)$')
-  if st then from = st; lost = l; prevAt = tonumber(at) else prev = false end
+  -- A number of more digits than any millisecond time is no state (it
+  -- would make every write late news): maxRecordedDigits.
+  if st and #at <= 15 and #l <= 15 then from = st; lost = l; prevAt = tonumber(at) else prev = false end
 end
 -- A write older than the recorded state is late news: it changes nothing.
 if tonumber(ARGV[5]) < prevAt then return 0 end
@@ -403,23 +405,30 @@ func (s *Store) recordedStates(ctx context.Context, service string) (map[string]
 
 // parseRecorded reads one instance's recorded state, state|at|lost, as
 // the record script does (its pattern ^([%a]+)|(%d+)|(%d+)$): letters,
-// then two runs of digits, each after a '|', and nothing else. Anything
-// else is no state, for reconciliation to write again: read leniently,
-// a value the script cannot read could agree with the tracker's, and
-// never be repaired. A state no watcher has reads as unknown, a number
-// too large for 64 bits as the largest.
+// then two runs of digits, each after a '|', of maxRecordedDigits at
+// most, and nothing else. Anything else is no state, for reconciliation
+// to write again: read leniently, a value the script cannot read could
+// agree with the tracker's, and never be repaired. A state no watcher
+// has reads as unknown.
 func parseRecorded(v string) (Recorded, bool) {
 	// Cut, where a split would allocate its parts.
 	state, rest, ok := strings.Cut(v, "|")
 	atText, lostText, ok2 := strings.Cut(rest, "|")
-	if !ok || !ok2 || !allOf(state, isLetter) || !allOf(atText, isDigit) || !allOf(lostText, isDigit) {
+	if !ok || !ok2 || !allOf(state, isLetter) || !allOf(atText, isDigit) || !allOf(lostText, isDigit) ||
+		len(atText) > maxRecordedDigits || len(lostText) > maxRecordedDigits {
 		return Recorded{}, false
 	}
-	at, _ := strconv.ParseInt(atText, 10, 64) // digits only: an error is an overflow, and the largest
+	at, _ := strconv.ParseInt(atText, 10, 64) // digits, and few enough: no error
 	lost, _ := strconv.ParseInt(lostText, 10, 64)
 	st, _ := watch.ParseState(state)
 	return Recorded{State: st, At: time.UnixMilli(at), Lost: lost}, true
 }
+
+// maxRecordedDigits bounds a recorded time's digits, and a lost count's,
+// here and in the record script: 15 hold any millisecond time until the
+// year 33,658, and fit in the 64 bits of an int64 and the 53 of a Lua
+// number's mantissa alike, so that both read a number the same.
+const maxRecordedDigits = 15
 
 // allOf reports whether s is not empty and is says yes to each of its
 // bytes.

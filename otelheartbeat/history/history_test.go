@@ -629,8 +629,11 @@ func TestRecordedStateIsReadBack(t *testing.T) {
 // script cannot read is written again, its lost heartbeats too; one whose
 // state agrees is left alone; a recorded instance the tracker no longer
 // holds is recorded as forgotten; and a field the script cannot read as a
-// state is no instance's, and is sent nothing. A round writes each of
-// these once.
+// state is no instance's, and is sent nothing. A time ahead of this
+// replica's clock (another's ran fast) does not make the script take a
+// record for late news, and a time of more digits than any millisecond
+// time has is no state. A round writes each of these once, and the next
+// round has nothing to write.
 func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
@@ -652,17 +655,21 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 	}
 	now := time.Now().Truncate(time.Millisecond)
 	tr := watch.NewTracker()
-	for _, id := range []string{"garbled", "agrees", "one-bar", "trailing", "signed"} {
+	for _, id := range []string{"garbled", "agrees", "one-bar", "trailing", "signed", "huge"} {
 		tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval})
 	}
-	for _, n := range []int64{1, 5} { // three heartbeats lost
-		tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: "lossy", Timestamp: now, IntervalSeconds: 60, HeartbeatCount: n,
-			Has: wire.HasInterval | wire.HasHeartbeatCount})
+	for _, id := range []string{"lossy", "ahead"} {
+		for _, n := range []int64{1, 5} { // three heartbeats lost
+			tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: id, Timestamp: now, IntervalSeconds: 60, HeartbeatCount: n,
+				Has: wire.HasInterval | wire.HasHeartbeatCount})
+		}
 	}
+	later := fmt.Sprintf("alive|%d|0", now.Add(time.Hour).UnixMilli())
 	agrees := fmt.Sprintf("alive|%d|0", now.Add(-time.Minute).UnixMilli())
 	c.HSet(ctx, "heartbeat:history:{geo}:state", "garbled", "garbage", "agrees", agrees,
 		"one-bar", "alive|5", "trailing", "alive|5|0|more", "signed", "alive|-5|0", "lossy", "alive|x|y",
-		"gone", "alive|1000|0", "junk", "nonsense", "junk2", "alive|abc|def")
+		"gone", "alive|1000|0", "junk", "nonsense", "junk2", "alive|abc|def",
+		"huge", "dead|99999999999999999999|0", "ahead", later, "gone-ahead", later)
 	c.SAdd(ctx, "heartbeat:history:services", "geo")
 	r := NewRecorder(s, l, tr, WithForgetAfter(time.Millisecond))
 	r.Observe(watch.Event{Kind: watch.KindLoaded, At: now.Add(-time.Second)})
@@ -671,19 +678,24 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 	}
 
 	h, _ := c.HGetAll(ctx, "heartbeat:history:{geo}:state").Result()
-	for _, id := range []string{"garbled", "one-bar", "trailing", "signed", "lossy"} {
-		if !strings.HasPrefix(h[id], "alive|") || h[id] == "alive|5|0|more" || h[id] == "alive|-5|0" {
-			t.Errorf("%s: %q, want it written again as alive", id, h[id])
+	for _, id := range []string{"garbled", "one-bar", "trailing", "signed", "lossy", "huge", "ahead"} {
+		rec, ok := parseRecorded(h[id])
+		if !ok || rec.State != watch.Alive || rec.At.Before(now.Add(-time.Minute)) || rec.At.After(now.Add(time.Hour)) {
+			t.Errorf("%s: %q, want it written again as alive, at a time of this hour", id, h[id])
 		}
 	}
-	if !strings.HasSuffix(h["lossy"], "|3") {
-		t.Errorf("lossy: %q, want its three lost heartbeats recorded", h["lossy"])
+	for _, id := range []string{"lossy", "ahead"} {
+		if !strings.HasSuffix(h[id], "|3") {
+			t.Errorf("%s: %q, want its three lost heartbeats recorded", id, h[id])
+		}
 	}
 	if h["agrees"] != agrees {
 		t.Errorf("agrees: %q, want %q left alone", h["agrees"], agrees)
 	}
-	if v, ok := h["gone"]; ok {
-		t.Errorf("gone: %q, want it forgotten", v)
+	for _, id := range []string{"gone", "gone-ahead"} {
+		if v, ok := h[id]; ok {
+			t.Errorf("%s: %q, want it forgotten", id, v)
+		}
 	}
 	if h["junk"] != "nonsense" || h["junk2"] != "alive|abc|def" {
 		t.Errorf("junk %q and junk2 %q, want them left alone", h["junk"], h["junk2"])
@@ -698,7 +710,8 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 	}
 	slices.Sort(got)
 	want := []string{
-		fmt.Sprintf("garbled %v", Changed), fmt.Sprintf("gone %v", Forgotten), fmt.Sprintf("lossy %v", Changed),
+		fmt.Sprintf("ahead %v", LostHeartbeats), fmt.Sprintf("garbled %v", Changed), fmt.Sprintf("gone %v", Forgotten),
+		fmt.Sprintf("gone-ahead %v", Forgotten), fmt.Sprintf("huge %v", Changed), fmt.Sprintf("lossy %v", Changed),
 		fmt.Sprintf("lossy %v", LostHeartbeats), fmt.Sprintf("one-bar %v", Changed), fmt.Sprintf("signed %v", Changed),
 		fmt.Sprintf("trailing %v", Changed),
 	}
@@ -707,6 +720,10 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 	}
 	if n := sent.Load(); n != int64(len(want)) {
 		t.Errorf("%d record calls, want one an entry (%d)", n, len(want))
+	}
+	sent.Store(0)
+	if r.reconcile(ctx, time.Time{}); sent.Load() != 0 {
+		t.Errorf("the next round made %d record calls, want none", sent.Load())
 	}
 }
 

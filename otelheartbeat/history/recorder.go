@@ -350,14 +350,17 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
 			}
 			if in.Lost > rec.Lost {
-				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: now, Count: in.Count, Lost: in.Lost})
+				// Not before the recorded state's time, which the script
+				// would take it for late news: another replica's clock
+				// may have run ahead of this one's.
+				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: laterOf(now, rec.At), Count: in.Count, Lost: in.Lost})
 			}
 			return true
 		})
 		if forget {
 			for inst, v := range recorded {
-				if _, ok := parseRecorded(v); ok { // an unreadable field is no instance's
-					recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: now})
+				if rec, ok := parseRecorded(v); ok { // an unreadable field is no instance's
+					recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: laterOf(now, rec.At)})
 				}
 			}
 		}
@@ -372,6 +375,14 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 	} else {
 		r.recovered("reconcile")
 	}
+}
+
+// laterOf is the later of a and b.
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (r *Recorder) report(kind, format string, args ...any) {
