@@ -958,10 +958,12 @@ func (w *Writer) Unkept() int64 {
 	return w.unkept
 }
 
-// Unwritten is how many values a flush took from the queue and did not
-// write: their call failed (Valkey unreachable, say), was refused, or was
-// out of time; and those Abandon forgot. Flush says why; this says how
-// many.
+// Unwritten is how many of the queue's rollups (an instance's values of a
+// field in one fine step, counted once, as Unkept counts them) a flush
+// took and does not know written: their call failed (Valkey unreachable,
+// say, or its answer lost), was refused, or was out of time; and those
+// Abandon forgot. A call that failed midway may have written some of
+// them. Flush says why; this says how many.
 func (w *Writer) Unwritten() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -969,7 +971,7 @@ func (w *Writer) Unwritten() int64 {
 }
 
 // Abandon forgets what is queued, as Discard does, and counts it
-// unwritten: values that were to be written and will not be (a replica
+// unwritten: rollups that were to be written and will not be (a replica
 // that stops, and could not write them first).
 func (w *Writer) Abandon() {
 	w.mu.Lock()
