@@ -338,21 +338,17 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 			if held {
 				delete(recorded, in.Instance)
 			}
-			rec, ok := parseRecorded(v) // v is "" when it has none
-			at := in.Since
-			if at.Before(floor) {
-				at = floor // it may have changed at any time while nobody watched
-			}
-			if ok && at.Before(rec.At) {
-				at = rec.At
-			}
+			rec, ok := parseRecorded(v) // v is "" when it has none, and rec zero
+			// Every record is sent no earlier than the recorded state's
+			// time, which the script would take it for late news: another
+			// replica's clock may have run ahead of this one's. A change
+			// is no earlier than floor either: it may have come at any
+			// time while nobody watched.
 			if !ok || rec.State != in.State {
+				at := laterOf(laterOf(in.Since, floor), rec.At)
 				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
 			}
 			if in.Lost > rec.Lost {
-				// Not before the recorded state's time, which the script
-				// would take it for late news: another replica's clock
-				// may have run ahead of this one's.
 				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: laterOf(now, rec.At), Count: in.Count, Lost: in.Lost})
 			}
 			return true
