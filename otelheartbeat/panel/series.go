@@ -277,17 +277,9 @@ func seriesEvents(entries []history.Entry, ids []string, since, until time.Time)
 	return out
 }
 
-// seriesEvery is how often the series writer's queue is written. The
-// room a writer keeps (the queue being filled, and the one last written,
-// kept for the next) is what comes in between two writes: at 100,000
-// instances every 10 s, half a second's 20,000 values keep 2 to 3 MB
-// less of the heap than a second's, for twice the lease questions and
-// script calls, which cost Valkey a few microseconds each.
-const seriesEvery = 500 * time.Millisecond
-
-// writeSeries writes what the series writer holds every seriesEvery while
-// this replica records, and discards it while it does not, until ctx is
-// done. Then it closes the writer, so that values observed from then on are
+// writeSeries writes what the series writer holds every second while this
+// replica records, and discards it while it does not, until ctx is done.
+// Then it closes the writer, so that values observed from then on are
 // counted lost, and writes what it still holds, in lastWrite at most,
 // before Run has the recorder give the lease up.
 func (p *Panel) writeSeries(ctx context.Context) {
@@ -295,7 +287,7 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	t := time.NewTicker(seriesEvery)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	led := false
 	say := func(line string, ok bool) {
@@ -434,7 +426,7 @@ func (l *losses) line(now time.Time, counts lossCounts, ending bool) (string, bo
 	}
 	var parts []string
 	if d > 0 {
-		parts = append(parts, fmt.Sprintf("%d dropped: more came between two writes than the queue holds, received at a time a slot cannot hold (before 1970, from 2106), or heard as the panel stopped", d))
+		parts = append(parts, fmt.Sprintf("%d dropped: more than a second's queue holds, received at a time a slot cannot hold (before 1970, from 2106), or heard as the panel stopped", d))
 	}
 	if u > 0 {
 		parts = append(parts, fmt.Sprintf("%d not kept by Valkey, of instances first heard or fields joining past what one write may lay out (their next values are kept), or past the %d fields an instance keeps", u, series.MaxFields))

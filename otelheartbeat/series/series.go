@@ -435,7 +435,7 @@ func (s *Store) Fields(ctx context.Context, service string, instances []string) 
 // own clock, and a clock set back after running ahead is believed.
 //
 // Only a coarse step's first record sets its rings' time to live (a
-// panel flushes twice a second, a fleet beats every few seconds or
+// panel flushes every second, a fleet beats every few seconds or
 // minutes), and a ring made gets its own at once: the coarse ring its
 // span and a coarse step, the fine ring its span, a coarse step and a
 // fine step, so each expires a span after its last value at least. The
@@ -702,7 +702,7 @@ type Writer struct {
 	unkept    int64
 	unwritten int64
 	// spare is the queue last written, and its whos, kept for the next
-	// one: a steady flow of values fills the same room at every flush.
+	// one: a steady flow of values fills the same room every second.
 	spare     []update
 	spareWhos []who
 	// The last flush's script calls, their room kept for the next one
@@ -1029,8 +1029,8 @@ const wholeBudget = 16 << 20
 const maxRun = 64
 
 // flushBatch is about how many rollups a flush writes in one round trip,
-// and one call at most: about 150 KB of calls to build and send, where the
-// panel's half a second at 100,000 instances every 10 s is 20,000 rollups.
+// and one call at most: about 150 KB of calls to build and send, where a
+// second's flow at 100,000 instances every 10 s is 40,000 rollups.
 const flushBatch = 2_000
 
 // Flush writes what is queued, one script call per service and up to
