@@ -64,6 +64,7 @@ type Panel struct {
 	seriesW      *series.Writer // written by the recorder only
 	seriesFailed report.Reporter
 	seriesLosses losses
+	seriesTicks  <-chan time.Time // when the writer writes, when not every second (a test's)
 
 	started  time.Time
 	loaded   atomic.Bool

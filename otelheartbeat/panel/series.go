@@ -287,8 +287,12 @@ func (p *Panel) writeSeries(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	ticks := p.seriesTicks
+	if ticks == nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		ticks = t.C
+	}
 	led := false
 	say := func(line string, ok bool) {
 		if ok {
@@ -317,7 +321,13 @@ func (p *Panel) writeSeries(ctx context.Context) {
 				say(p.seriesLosses.end(time.Now(), p.seriesCounts()))
 			}
 			return
-		case <-t.C:
+		case <-ticks:
+			if ctx.Err() != nil {
+				// The stop came while the last write ran, and a tick
+				// with it: the stop goes first, as it has lastWrite to
+				// write what is left in, and closes the writer first.
+				continue
+			}
 		}
 		if !p.rec.Leading() {
 			// Values heard before the lease is first taken are kept for
