@@ -83,6 +83,20 @@ func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since 
 // returns the count of the service's changes the entries are as of (see
 // cachedEntries.changes): the same count, the same entries.
 func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, since time.Time, buf []history.Entry) ([]history.Entry, uint64, error) {
+	var (
+		out     []history.Entry
+		changes uint64
+	)
+	err := c.with(ctx, p, svc, now, func(ce *cachedEntries) {
+		out, changes = ce.history(buf, ce.before(since)), ce.changes
+	})
+	return out, changes, err
+}
+
+// with calls fn with a service's entries, read up to now, while it holds
+// them: fn reads them in place (see cachedSource), and keeps nothing of
+// them past its return.
+func (c *entryCache) with(ctx context.Context, p *Panel, svc string, now time.Time, fn func(*cachedEntries)) error {
 	c.mu.Lock()
 	if c.services == nil {
 		c.services = map[string]*cachedEntries{}
@@ -103,7 +117,7 @@ func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, si
 			continue
 		}
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
 		if p.loaded.Load() && !ce.shared {
 			// Read before the tracker knew the fleet: once, with its names.
@@ -125,7 +139,8 @@ func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, si
 	}
 	// Trimmed in Valkey past the retention: trimmed here too.
 	ce.drop(ce.before(now.Add(-p.store.Retention())))
-	return ce.history(buf, ce.before(since)), ce.changes, nil
+	fn(ce)
+	return nil
 }
 
 // reset forgets every entry read, to read the service's history again
@@ -237,17 +252,32 @@ func (ce *cachedEntries) drop(n int) {
 func (ce *cachedEntries) history(buf []history.Entry, i int) []history.Entry {
 	out := slices.Grow(buf[:0], len(ce.entries)-i)[:len(ce.entries)-i]
 	for j, c := range ce.entries[i:] {
-		e := history.Entry{Service: ce.service, Instance: c.instance, Event: c.event, From: c.from, To: c.to, At: time.UnixMilli(c.at)}
-		switch c.event {
-		case history.LostHeartbeats:
-			e.Lost = ce.lostOf(c)
-		case history.Replaced:
-			e.By = ce.by[c.aux]
-		}
-		out[j] = e
+		out[j] = ce.entry(c)
 	}
 	return out
 }
+
+// entry is c as history.Entry.
+func (ce *cachedEntries) entry(c cachedEntry) history.Entry {
+	e := history.Entry{Service: ce.service, Instance: c.instance, Event: c.event, From: c.from, To: c.to, At: time.UnixMilli(c.at)}
+	switch c.event {
+	case history.LostHeartbeats:
+		e.Lost = ce.lostOf(c)
+	case history.Replaced:
+		e.By = ce.by[c.aux]
+	}
+	return e
+}
+
+// cachedSource is a service's cached entries as an uptime.Source: each
+// turned into a history.Entry as it is read, rather than all of them at
+// once (96 bytes an entry, some 10 MB a computation for a service of
+// 100,000 instances, every 10 s). It is read while the cache holds the
+// service (entryCache.with).
+type cachedSource struct{ ce *cachedEntries }
+
+func (s cachedSource) Len() int                  { return len(s.ce.entries) }
+func (s cachedSource) Entry(i int) history.Entry { return s.ce.entry(s.ce.entries[i]) }
 
 // mergeByTime returns have, in order of time, with more (in the order
 // written) merged in: entries of one time stay in the order written.

@@ -539,19 +539,38 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 	}
 	var (
 		skipped []skip
-		entries []history.Entry // one service's at a time, in the room of the one before
-		ids     []string        // and its instances' ids and slots
+		ids     []string // one service's instances' ids and slots at a time
 		slots   []watch.Slot
 	)
 	for _, svc := range svcs {
 		if err != nil {
 			break
 		}
+		// The entries are read where the cache keeps them, while it
+		// holds the service: turned into history.Entry all at once, a
+		// service of 100,000 instances would allocate 10 MB for them.
 		var (
-			serr    error
-			changes uint64
+			reports []uptime.ServiceReport
+			with    = -1 // the window reported by instance, if any
+			kept    bool // its instances' uptime is taken as it was
+			ws      wholeSince
+			changes uint64 // the count of the history's changes it is as of
 		)
-		entries, changes, serr = c.history.readInto(ctx, p, svc, now, time.Time{}, entries)
+		serr := c.history.with(ctx, p, svc, now, func(ce *cachedEntries) {
+			// Only the instances table's window is read by instance: the
+			// others' would work out every instance for nothing.
+			ws, kept = whole[svc]
+			changes = ce.changes
+			kept = kept && sameGaps && !stale[svc] && ws.changes == changes && now.Sub(ws.at) < wholeFor && !ws.at.After(now)
+			wins := make([]uptime.Window, len(p.cfg.windows))
+			for i, w := range p.cfg.windows {
+				wins[i] = uptime.Window{From: now.Add(-w), To: now}
+				if w == p.instanceWindow() && !kept {
+					with = i
+				}
+			}
+			reports = uptime.WindowsOf(svc, cachedSource{ce}, gaps, wins, p.minAlive(svc), with)
+		})
 		if serr != nil {
 			if ctx.Err() != nil {
 				err = serr
@@ -559,18 +578,6 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 			}
 			skipped = append(skipped, skip{svc, serr}) // that service only
 			continue
-		}
-		// Only the instances table's window is read by instance: the
-		// others' would work out every instance for nothing.
-		ws, kept := whole[svc]
-		kept = kept && sameGaps && !stale[svc] && ws.changes == changes && now.Sub(ws.at) < wholeFor && !ws.at.After(now)
-		wins := make([]uptime.Window, len(p.cfg.windows))
-		with := -1
-		for i, w := range p.cfg.windows {
-			wins[i] = uptime.Window{From: now.Add(-w), To: now}
-			if w == p.instanceWindow() && !kept {
-				with = i
-			}
 		}
 		if kept {
 			nowWhole[svc] = ws
@@ -583,7 +590,7 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 			}
 		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
-		for i, r := range uptime.Windows(svc, entries, gaps, wins, p.minAlive(svc), with) {
+		for i, r := range reports {
 			if i == with {
 				var all bool
 				ids, slots, all = bySlot(p.tr, svc, r.Instances, instances, ids, slots)

@@ -84,7 +84,42 @@ type ServiceReport struct {
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
 	entries = inOrder(entries)
-	return computeWith(service, entries, nil, gaps, []Window{w}, minAlive, 0, map[string]*instance{}, nil)[0]
+	return computeWith(service, entrySlice(entries), nil, gaps, []Window{w}, minAlive, 0, map[string]*instance{}, nil)[0]
+}
+
+// Source is a service's history entries, read one at a time, for a
+// caller that keeps them in another form than history.Entry: WindowsOf
+// reads them where they are, where Windows needs all of them turned into
+// history.Entry at once (96 bytes each).
+type Source interface {
+	Len() int
+	Entry(i int) history.Entry
+}
+
+// entrySlice is entries as a Source.
+type entrySlice []history.Entry
+
+func (s entrySlice) Len() int                  { return len(s) }
+func (s entrySlice) Entry(i int) history.Entry { return s[i] }
+
+// WindowsOf is Windows of the entries src holds, read one at a time, each
+// a few times. They should be in order of time, as history reads them;
+// entries out of order are read into a slice and sorted first, as
+// Windows does.
+func WindowsOf(service string, src Source, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
+	var last time.Time
+	for i := range src.Len() {
+		at := src.Entry(i).At
+		if i > 0 && at.Before(last) {
+			all := make([]history.Entry, src.Len())
+			for j := range all {
+				all[j] = src.Entry(j)
+			}
+			return Windows(service, all, gaps, windows, minAlive, withInstances)
+		}
+		last = at
+	}
+	return windowsOf(service, src, gaps, windows, minAlive, withInstances)
 }
 
 // Windows is Compute over each of windows, the reports in the windows'
@@ -94,24 +129,30 @@ func Compute(service string, entries []history.Entry, gaps []history.Gap, w Wind
 // the service's are followed once, whatever the windows, and the others
 // skip what their instances' reports would cost.
 func Windows(service string, entries []history.Entry, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
-	entries = inOrder(entries)
+	return windowsOf(service, entrySlice(inOrder(entries)), gaps, windows, minAlive, withInstances)
+}
+
+// windowsOf is Windows of entries in order of time.
+func windowsOf(service string, entries Source, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
 	sc := scratches.Get().(*scratch)
 	defer sc.put()
 	// Each entry's instance is looked up once for every window, and the
 	// instances are made a block at a time.
 	pool := sc.pool
-	of := slices.Grow(sc.of[:0], len(entries))[:len(entries)]
+	n := entries.Len()
+	of := slices.Grow(sc.of[:0], n)[:n]
 	var block []instance
-	for i, e := range entries {
-		in := pool[e.Instance]
+	for i := range n {
+		id := entries.Entry(i).Instance
+		in := pool[id]
 		if in == nil {
 			if len(block) == cap(block) {
-				block = sc.block(min(1024, len(entries)-i))
+				block = sc.block(min(1024, n-i))
 			}
-			block = append(block, instance{InstanceReport: InstanceReport{Instance: e.Instance}})
+			block = append(block, instance{InstanceReport: InstanceReport{Instance: id}})
 			sc.blocks[sc.used-1] = block
 			in = &block[len(block)-1]
-			pool[e.Instance] = in
+			pool[id] = in
 		}
 		of[i] = in
 	}
@@ -174,7 +215,7 @@ func inOrder(entries []history.Entry) []history.Entry {
 // instance into pool; of, when not nil, is each entry's instance in pool;
 // sc, when not nil, is the room pool, of and the instances are in (see
 // Windows).
-func computeWith(service string, entries []history.Entry, of []*instance, gaps []history.Gap, windows []Window, minAlive, withInstances int, pool map[string]*instance, sc *scratch) []ServiceReport {
+func computeWith(service string, entries Source, of []*instance, gaps []history.Gap, windows []Window, minAlive, withInstances int, pool map[string]*instance, sc *scratch) []ServiceReport {
 	f := fold{minAlive: minAlive, instances: pool, sc: sc, byInstance: -1, wins: make([]windowFold, len(windows))}
 	out := make([]ServiceReport, len(windows))
 	// The windows in the order of their ends: each is finished when the
@@ -192,7 +233,16 @@ func computeWith(service string, entries []history.Entry, of []*instance, gaps [
 		byEnd = append(byEnd, i)
 	}
 	slices.SortStableFunc(byEnd, func(a, b int) int { return windows[a].To.Compare(windows[b].To) })
-	for i, e := range entries {
+	n := entries.Len()
+	next := history.Entry{}
+	if n > 0 {
+		next = entries.Entry(0)
+	}
+	for i := range n {
+		e := next
+		if i+1 < n {
+			next = entries.Entry(i + 1)
+		}
 		for len(byEnd) > 0 && !e.At.Before(windows[byEnd[0]].To) {
 			f.finish(byEnd[0])
 			byEnd = byEnd[1:]
@@ -212,7 +262,7 @@ func computeWith(service string, entries []history.Entry, of []*instance, gaps [
 		// Changes recorded at one moment (the instances a watcher found
 		// at start) settle together: a service is not down for no time
 		// between two of them.
-		if i+1 == len(entries) || !entries[i+1].At.Equal(e.At) {
+		if i+1 == n || !next.At.Equal(e.At) {
 			f.settle(e.At)
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -255,6 +257,17 @@ func TestWindowsIsComputeOverEachWindow(t *testing.T) {
 		}
 		minAlive, with := 1+r.IntN(2), r.IntN(len(windows)+1)-1
 		got := Windows("geo", entries, gaps, windows, minAlive, with)
+		if of := WindowsOf("geo", countedSource{entries: entries}, gaps, windows, minAlive, with); !reflect.DeepEqual(of, got) {
+			t.Fatalf("seed %d: WindowsOf:\n%+v\nwant Windows'\n%+v", seed, of, got)
+		}
+		if len(entries) > 1 {
+			// Out of order: read into a slice and sorted, as Windows does.
+			shuffled := slices.Clone(entries)
+			r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			if of, want := WindowsOf("geo", countedSource{entries: shuffled}, gaps, windows, minAlive, with), Windows("geo", shuffled, gaps, windows, minAlive, with); !reflect.DeepEqual(of, want) {
+				t.Fatalf("seed %d, entries out of order: WindowsOf:\n%+v\nwant Windows'\n%+v", seed, of, want)
+			}
+		}
 		for i, w := range windows {
 			want := Compute("geo", entries, gaps, w, minAlive)
 			// What comes at or after a window's end is none of its report.
@@ -379,4 +392,45 @@ func TestWindowsCallsShareNothing(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// countedSource is entries as a Source, counting the entries read.
+type countedSource struct {
+	entries []history.Entry
+	read    *int
+}
+
+func (s countedSource) Len() int { return len(s.entries) }
+func (s countedSource) Entry(i int) history.Entry {
+	if s.read != nil {
+		*s.read++
+	}
+	return s.entries[i]
+}
+
+// WindowsOf reads a source in order a few times over, and never holds
+// its entries as history.Entry: what it allocates does not grow with
+// them by the 96 bytes each that Windows' slice holds.
+func TestWindowsOfReadsEntriesWhereTheyAre(t *testing.T) {
+	const n = 10_000
+	entries := make([]history.Entry, n)
+	for i := range entries {
+		entries[i] = history.Entry{Service: "geo", Instance: "i" + strconv.Itoa(i%100), To: watch.Alive, At: at(i)}
+	}
+	windows := []Window{{From: at(0), To: at(n)}}
+	read := 0
+	WindowsOf("geo", countedSource{entries: entries, read: &read}, nil, windows, 1, 0)
+	if read > 3*n {
+		t.Errorf("read %d entries of %d, want each at most three times (order, instances, fold)", read, n)
+	}
+	// Its scratch holds each entry's instance (8 bytes); the reports and
+	// 100 instances are the rest. Windows' slice alone would be 96 bytes
+	// an entry.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	WindowsOf("geo", countedSource{entries: entries}, nil, windows, 1, 0)
+	runtime.ReadMemStats(&after)
+	if b := after.TotalAlloc - before.TotalAlloc; b > n*96/2 {
+		t.Errorf("WindowsOf allocated %d bytes for %d entries, want under %d", b, n, n*96/2)
+	}
 }
