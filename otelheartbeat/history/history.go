@@ -403,6 +403,56 @@ func (s *Store) recordedStates(ctx context.Context, service string) (map[string]
 	return h, nil
 }
 
+// recordedPage bounds the instances whose recorded states reconciliation
+// holds at once: a service's whole state hash, read in one reply, costs
+// about 110 bytes an instance while it is held (11 MB for a service of
+// 100,000), and a panel collecting often counts it live.
+const recordedPage = 1000
+
+// recordedOf appends to dst the recorded state of each of ids in service,
+// as Valkey holds it (HMGET), "" for one it holds none of.
+func (s *Store) recordedOf(ctx context.Context, service string, ids, dst []string) ([]string, error) {
+	vals, err := s.c.HMGet(ctx, s.stateKey(service), ids...).Result()
+	if err != nil {
+		return dst, fmt.Errorf("history: HMGET %s: %w", s.stateKey(service), err)
+	}
+	for _, v := range vals {
+		str, _ := v.(string) // nil: none
+		dst = append(dst, str)
+	}
+	return dst, nil
+}
+
+// recordedCount is how many instances service's state hash holds
+// (HLEN): a service whose states reconciliation neither reads nor scans
+// is still found unreadable.
+func (s *Store) recordedCount(ctx context.Context, service string) (int64, error) {
+	n, err := s.c.HLen(ctx, s.stateKey(service)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("history: HLEN %s: %w", s.stateKey(service), err)
+	}
+	return n, nil
+}
+
+// scanRecorded calls fn with each page of service's state hash as HSCAN
+// reads it, instances and their recorded states in turn: an instance
+// there throughout comes in one page or more, one added or deleted
+// meanwhile in any or none.
+func (s *Store) scanRecorded(ctx context.Context, service string, fn func(kv []string)) error {
+	var cursor uint64
+	for {
+		kv, next, err := s.c.HScan(ctx, s.stateKey(service), cursor, "", recordedPage).Result()
+		if err != nil {
+			return fmt.Errorf("history: HSCAN %s: %w", s.stateKey(service), err)
+		}
+		fn(kv)
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
 // parseRecorded reads one instance's recorded state, state|at|lost, as
 // the record script does (its pattern ^([%a]+)|(%d+)|(%d+)$): letters,
 // then two runs of digits, each after a '|', of maxRecordedDigits at

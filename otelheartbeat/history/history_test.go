@@ -727,15 +727,130 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 	}
 }
 
-// pipelineHook calls after once each pipeline a client sends is answered.
-type pipelineHook struct{ after func(cmds []redis.Cmder) }
+// pipelineHook calls after once each pipeline a client sends is answered,
+// and after1, when set, once each command sent alone is.
+type pipelineHook struct {
+	after  func(cmds []redis.Cmder)
+	after1 func(cmd redis.Cmder)
+}
 
-func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if h.after1 != nil {
+			h.after1(cmd)
+		}
+		return err
+	}
+}
 func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
 		h.after(cmds)
 		return err
+	}
+}
+
+// Reconciliation reads a service's recorded states a page at a time
+// (recordedPage), never its whole hash at once, which a service of
+// 100,000 instances would hold in 11 MB; and a service of more than a
+// page is reconciled whole: each tracked instance whose state is missing
+// or differs is written, each that agrees is left, each recorded instance
+// the tracker no longer holds is forgotten once, whatever pages the scan
+// brings it in; and the next round has nothing to write.
+func TestReconciliationReadsALargeServiceAPageAtATime(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	var (
+		on     atomic.Bool
+		sent   atomic.Int64 // record calls answered
+		widest atomic.Int64 // the most states one read asked for or brought
+		whole  atomic.Bool  // a read of the whole hash
+	)
+	widen := func(n int64) {
+		for w := widest.Load(); n > w && !widest.CompareAndSwap(w, n); w = widest.Load() {
+		}
+	}
+	c.AddHook(&pipelineHook{after: func(cmds []redis.Cmder) {
+		for _, cmd := range cmds {
+			if on.Load() && strings.EqualFold(cmd.Name(), "evalsha") && cmd.Err() == nil {
+				sent.Add(1)
+			}
+		}
+	}, after1: func(cmd redis.Cmder) {
+		if !on.Load() {
+			return
+		}
+		switch strings.ToLower(cmd.Name()) {
+		case "hgetall":
+			whole.Store(true)
+		case "hmget":
+			widen(int64(len(cmd.Args()) - 2))
+		case "hscan":
+			if kv, _, err := cmd.(*redis.ScanCmd).Result(); err == nil {
+				widen(int64(len(kv) / 2))
+			}
+		}
+	}})
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.NewLease("r1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tracked, gone = 2500, 1200
+	now := time.Now().Truncate(time.Millisecond)
+	tr := watch.NewTracker()
+	agrees := fmt.Sprintf("alive|%d|0", now.Add(-time.Minute).UnixMilli())
+	var states []any
+	for i := range tracked {
+		id := fmt.Sprintf("i%04d", i)
+		tr.Observe(&wire.Message{ServiceName: "geo", InstanceID: id, Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval})
+		switch i % 4 {
+		case 0, 2:
+			states = append(states, id, agrees)
+		case 1:
+			states = append(states, id, fmt.Sprintf("dead|%d|0", now.Add(-time.Minute).UnixMilli()))
+		} // 3: none recorded
+	}
+	for i := range gone {
+		states = append(states, fmt.Sprintf("g%04d", i), agrees)
+	}
+	c.HSet(ctx, "heartbeat:history:{geo}:state", states...)
+	c.SAdd(ctx, "heartbeat:history:services", "geo")
+	r := NewRecorder(s, l, tr, WithForgetAfter(time.Millisecond))
+	r.Observe(watch.Event{Kind: watch.KindLoaded, At: now.Add(-time.Second)})
+	on.Store(true)
+	if r.step(ctx); !r.Leading() { // a takeover reconciles, once
+		t.Fatal("the recorder did not take the lease")
+	}
+	on.Store(false)
+	if whole.Load() {
+		t.Error("reconciliation read the whole state hash at once (HGETALL)")
+	}
+	// HSCAN's count is a hint: a page may bring a few more.
+	if w := widest.Load(); w == 0 || w > 2*recordedPage {
+		t.Errorf("the widest read of recorded states held %d, want about a page (%d) at most", w, recordedPage)
+	}
+	if n, want := sent.Load(), int64(tracked/2+gone); n != want {
+		t.Errorf("%d record calls, want %d: %d instances missing or differing, %d gone", n, want, tracked/2, gone)
+	}
+	h, _ := c.HGetAll(ctx, "heartbeat:history:{geo}:state").Result()
+	if len(h) != tracked {
+		t.Errorf("%d instances recorded, want the %d tracked", len(h), tracked)
+	}
+	for i := range tracked {
+		id := fmt.Sprintf("i%04d", i)
+		if rec, ok := parseRecorded(h[id]); !ok || rec.State != watch.Alive || (i%4 == 0 || i%4 == 2) && h[id] != agrees {
+			t.Fatalf("%s: %q, want alive (left as it was where it agreed)", id, h[id])
+		}
+	}
+	on.Store(true)
+	sent.Store(0)
+	if r.reconcile(ctx, time.Time{}); sent.Load() != 0 {
+		t.Errorf("the next round made %d record calls, want none", sent.Load())
 	}
 }

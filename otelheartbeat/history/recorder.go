@@ -316,54 +316,91 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 	now := time.Now()
 	loaded := r.loaded.Load()
 	forget := loaded != 0 && now.Sub(time.Unix(0, loaded)) >= r.cfg.forgetAfter
-	var failed []error
-	// A service at a time: a large fleet's recorded states, held at once,
-	// would cost as much as the tracker.
+	var (
+		failed []error
+		ids    []string // a service's tracked instances' ids (the tracker's own strings)
+		values []string // a page of their recorded states
+		recs   []Record
+		slots  []watch.Slot
+	)
+	// send writes recs, a thousand at a time at most.
+	send := func() {
+		for from := 0; from < len(recs); from += 1000 {
+			r.apply(ctx, recs[from:min(from+1000, len(recs))], true)
+		}
+		clear(recs) // their names
+		recs = recs[:0]
+	}
+	// A service at a time, and a page of its instances at a time: a large
+	// fleet's recorded states, held at once, would cost as much as the
+	// tracker, and so would a large service's.
 	for _, svc := range slices.Sorted(maps.Keys(names)) {
-		recorded, err := r.s.recordedStates(ctx, svc)
+		ids = ids[:0]
+		r.tracker.RangeService(svc, func(in *watch.Instance) bool {
+			ids = append(ids, in.Instance)
+			return true
+		})
+		var err error
+		for page := range slices.Chunk(ids, recordedPage) {
+			if values, err = r.s.recordedOf(ctx, svc, page, values[:0]); err != nil {
+				break
+			}
+			for i, id := range page {
+				in, tracked := r.tracker.Get(watch.Key{Service: svc, Instance: id})
+				if !tracked {
+					continue // forgotten since: the scan below finds it recorded
+				}
+				rec, ok := parseRecorded(values[i]) // "" when it has none, and rec zero
+				// Every record is sent no earlier than the recorded state's
+				// time, which the script would take it for late news: another
+				// replica's clock may have run ahead of this one's. A change
+				// is no earlier than floor either: it may have come at any
+				// time while nobody watched.
+				if !ok || rec.State != in.State {
+					at := laterOf(laterOf(in.Since, floor), rec.At)
+					recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
+				}
+				if in.Lost > rec.Lost {
+					recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: laterOf(now, rec.At), Count: in.Count, Lost: in.Lost})
+				}
+			}
+			send()
+		}
+		if err == nil && len(ids) == 0 && !forget {
+			// Nothing read of it: is it readable?
+			_, err = r.s.recordedCount(ctx, svc)
+		}
+		if err == nil && forget {
+			// What is recorded of an instance the tracker no longer holds
+			// is forgotten, once a round however many pages it comes in.
+			var sent map[string]bool
+			err = r.s.scanRecorded(ctx, svc, func(kv []string) {
+				ids = ids[:0]
+				for i := 0; i+1 < len(kv); i += 2 {
+					ids = append(ids, kv[i])
+				}
+				slots = r.tracker.SlotsOf(svc, ids, slots[:0])
+				for i, id := range ids {
+					if slots[i].Valid() || sent[id] {
+						continue
+					}
+					if rec, ok := parseRecorded(kv[2*i+1]); ok { // an unreadable field is no instance's
+						if sent == nil {
+							sent = map[string]bool{}
+						}
+						sent[id] = true
+						recs = append(recs, Record{Service: svc, Instance: id, Event: Forgotten, At: laterOf(now, rec.At)})
+					}
+				}
+				send()
+			})
+		}
 		if err != nil {
 			if ctx.Err() != nil || !isDataError(errors.Unwrap(err)) {
 				r.report("reconcile", "%v", err)
 				return
 			}
 			failed = append(failed, fmt.Errorf("%w (that service is skipped)", err))
-			continue
-		}
-		var recs []Record
-		// In place: a copy of every instance would cost more than the few
-		// records that differ. What is left of recorded is what the
-		// tracker no longer holds.
-		r.tracker.RangeService(svc, func(in *watch.Instance) bool {
-			v, held := recorded[in.Instance]
-			if held {
-				delete(recorded, in.Instance)
-			}
-			rec, ok := parseRecorded(v) // v is "" when it has none, and rec zero
-			// Every record is sent no earlier than the recorded state's
-			// time, which the script would take it for late news: another
-			// replica's clock may have run ahead of this one's. A change
-			// is no earlier than floor either: it may have come at any
-			// time while nobody watched.
-			if !ok || rec.State != in.State {
-				at := laterOf(laterOf(in.Since, floor), rec.At)
-				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, To: in.State, At: at, Count: in.Count})
-			}
-			if in.Lost > rec.Lost {
-				recs = append(recs, Record{Service: in.Service, Instance: in.Instance, Event: LostHeartbeats, At: laterOf(now, rec.At), Count: in.Count, Lost: in.Lost})
-			}
-			return true
-		})
-		if forget {
-			for inst, v := range recorded {
-				if rec, ok := parseRecorded(v); ok { // an unreadable field is no instance's
-					recs = append(recs, Record{Service: svc, Instance: inst, Event: Forgotten, At: laterOf(now, rec.At)})
-				}
-			}
-		}
-		for len(recs) > 0 {
-			n := min(len(recs), 1000)
-			r.apply(ctx, recs[:n], true)
-			recs = recs[n:]
 		}
 	}
 	if len(failed) > 0 {
