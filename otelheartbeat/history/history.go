@@ -378,9 +378,9 @@ func (s *Store) Recorded(ctx context.Context) (map[string]map[string]Recorded, e
 // RecordedOf is Recorded of one service: what one service's reconciliation
 // holds at once, rather than every service's.
 func (s *Store) RecordedOf(ctx context.Context, service string) (map[string]Recorded, error) {
-	h, err := s.recordedStates(ctx, service)
+	h, err := s.c.HGetAll(ctx, s.stateKey(service)).Result()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(service), err)
 	}
 	m := make(map[string]Recorded, len(h))
 	for inst, v := range h {
@@ -391,23 +391,12 @@ func (s *Store) RecordedOf(ctx context.Context, service string) (map[string]Reco
 	return m, nil
 }
 
-// recordedStates is one service's state hash as Valkey holds it: each
-// instance's state, as parseRecorded reads it. Reconciliation reads each
-// instance's from it as it needs it, rather than making a second map of
-// every instance of the service every round.
-func (s *Store) recordedStates(ctx context.Context, service string) (map[string]string, error) {
-	h, err := s.c.HGetAll(ctx, s.stateKey(service)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("history: HGETALL %s: %w", s.stateKey(service), err)
-	}
-	return h, nil
-}
-
 // recordedPage bounds the instances whose recorded states reconciliation
 // holds at once: a service's whole state hash, read in one reply, costs
 // about 110 bytes an instance while it is held (11 MB for a service of
-// 100,000), and a panel collecting often counts it live.
-const recordedPage = 1000
+// 100,000), and a panel collecting often counts it live. A page is some
+// half a megabyte, and a service of 100,000 forty round trips.
+const recordedPage = 5000
 
 // recordedOf appends to dst the recorded state of each of ids in service,
 // as Valkey holds it (HMGET), "" for one it holds none of.
@@ -435,18 +424,17 @@ func (s *Store) recordedCount(ctx context.Context, service string) (int64, error
 }
 
 // scanRecorded calls fn with each page of service's state hash as HSCAN
-// reads it, instances and their recorded states in turn: an instance
-// there throughout comes in one page or more, one added or deleted
-// meanwhile in any or none.
-func (s *Store) scanRecorded(ctx context.Context, service string, fn func(kv []string)) error {
+// reads it, instances and their recorded states in turn, until fn says
+// to stop: an instance there throughout comes in one page or more, one
+// added or deleted meanwhile in any or none.
+func (s *Store) scanRecorded(ctx context.Context, service string, fn func(kv []string) bool) error {
 	var cursor uint64
 	for {
 		kv, next, err := s.c.HScan(ctx, s.stateKey(service), cursor, "", recordedPage).Result()
 		if err != nil {
 			return fmt.Errorf("history: HSCAN %s: %w", s.stateKey(service), err)
 		}
-		fn(kv)
-		if next == 0 {
+		if !fn(kv) || next == 0 {
 			return nil
 		}
 		cursor = next

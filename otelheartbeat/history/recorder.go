@@ -342,13 +342,16 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 		})
 		var err error
 		for page := range slices.Chunk(ids, recordedPage) {
+			if !r.leading.Load() {
+				return // fenced by a write: another recorder reconciles now
+			}
 			if values, err = r.s.recordedOf(ctx, svc, page, values[:0]); err != nil {
 				break
 			}
 			for i, id := range page {
 				in, tracked := r.tracker.Get(watch.Key{Service: svc, Instance: id})
 				if !tracked {
-					continue // forgotten since: the scan below finds it recorded
+					continue // forgotten since: a scan finds it recorded, in this round or a later one
 				}
 				rec, ok := parseRecorded(values[i]) // "" when it has none, and rec zero
 				// Every record is sent no earlier than the recorded state's
@@ -372,27 +375,27 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 		}
 		if err == nil && forget {
 			// What is recorded of an instance the tracker no longer holds
-			// is forgotten, once a round however many pages it comes in.
-			var sent map[string]bool
-			err = r.s.scanRecorded(ctx, svc, func(kv []string) {
+			// is forgotten. One the scan brings twice is sent twice: the
+			// script writes nothing for an instance it has forgotten.
+			err = r.s.scanRecorded(ctx, svc, func(kv []string) bool {
+				if !r.leading.Load() {
+					return false
+				}
 				ids = ids[:0]
 				for i := 0; i+1 < len(kv); i += 2 {
 					ids = append(ids, kv[i])
 				}
 				slots = r.tracker.SlotsOf(svc, ids, slots[:0])
 				for i, id := range ids {
-					if slots[i].Valid() || sent[id] {
+					if slots[i].Valid() {
 						continue
 					}
 					if rec, ok := parseRecorded(kv[2*i+1]); ok { // an unreadable field is no instance's
-						if sent == nil {
-							sent = map[string]bool{}
-						}
-						sent[id] = true
 						recs = append(recs, Record{Service: svc, Instance: id, Event: Forgotten, At: laterOf(now, rec.At)})
 					}
 				}
 				send()
+				return true
 			})
 		}
 		if err != nil {
