@@ -74,28 +74,18 @@ func (ce *cachedEntries) lostOf(c cachedEntry) int64 {
 // from since on (all of them when since is zero), in a slice of the
 // caller's own.
 func (c *entryCache) read(ctx context.Context, p *Panel, svc string, now, since time.Time) ([]history.Entry, error) {
-	entries, _, err := c.readInto(ctx, p, svc, now, since, nil)
-	return entries, err
-}
-
-// readInto is read into buf's room: a caller reading every service in
-// turn allocates the entries of the largest rather than of all. It also
-// returns the count of the service's changes the entries are as of (see
-// cachedEntries.changes): the same count, the same entries.
-func (c *entryCache) readInto(ctx context.Context, p *Panel, svc string, now, since time.Time, buf []history.Entry) ([]history.Entry, uint64, error) {
-	var (
-		out     []history.Entry
-		changes uint64
-	)
+	var out []history.Entry
 	err := c.with(ctx, p, svc, now, func(ce *cachedEntries) {
-		out, changes = ce.history(buf, ce.before(since)), ce.changes
+		out = ce.history(ce.before(since))
 	})
-	return out, changes, err
+	return out, err
 }
 
 // with calls fn with a service's entries, read up to now, while it holds
 // them: fn reads them in place (see cachedSource), and keeps nothing of
-// them past its return.
+// them past its return. Readers of the service's history wait meanwhile:
+// an uptime computation of a service of 100,000 instances holds it for
+// some 40 to 70 ms.
 func (c *entryCache) with(ctx context.Context, p *Panel, svc string, now time.Time, fn func(*cachedEntries)) error {
 	c.mu.Lock()
 	if c.services == nil {
@@ -247,10 +237,9 @@ func (ce *cachedEntries) drop(n int) {
 	ce.by, ce.lost = by, lost
 }
 
-// history returns the entries from the i-th on as history.Entry, in
-// buf's room.
-func (ce *cachedEntries) history(buf []history.Entry, i int) []history.Entry {
-	out := slices.Grow(buf[:0], len(ce.entries)-i)[:len(ce.entries)-i]
+// history returns the entries from the i-th on as history.Entry.
+func (ce *cachedEntries) history(i int) []history.Entry {
+	out := make([]history.Entry, len(ce.entries)-i)
 	for j, c := range ce.entries[i:] {
 		out[j] = ce.entry(c)
 	}

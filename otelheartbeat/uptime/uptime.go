@@ -102,9 +102,9 @@ type entrySlice []history.Entry
 func (s entrySlice) Len() int                  { return len(s) }
 func (s entrySlice) Entry(i int) history.Entry { return s[i] }
 
-// WindowsOf is Windows of the entries src holds, read one at a time, each
-// a few times. They should be in order of time, as history reads them;
-// entries out of order are read into a slice and sorted first, as
+// WindowsOf is Windows of the entries src holds, read one at a time:
+// each three times when they are in order of time, as history reads
+// them. Entries out of order are read into a slice and sorted first, as
 // Windows does.
 func WindowsOf(service string, src Source, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
 	var last time.Time
@@ -115,7 +115,8 @@ func WindowsOf(service string, src Source, gaps []history.Gap, windows []Window,
 			for j := range all {
 				all[j] = src.Entry(j)
 			}
-			return Windows(service, all, gaps, windows, minAlive, withInstances)
+			slices.SortStableFunc(all, func(a, b history.Entry) int { return a.At.Compare(b.At) })
+			return windowsOf(service, entrySlice(all), gaps, windows, minAlive, withInstances)
 		}
 		last = at
 	}
