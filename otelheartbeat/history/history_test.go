@@ -645,14 +645,7 @@ func TestReconciliationRewritesWhatIsUnreadableAndForgetsWhatIsGone(t *testing.T
 			}
 		}
 	}})
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.NewLease("r1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := storeAndLease(t, c, "r1")
 	now := time.Now().Truncate(time.Millisecond)
 	tr := watch.NewTracker()
 	for _, id := range []string{"garbled", "agrees", "one-bar", "trailing", "signed", "huge"} {
@@ -793,14 +786,7 @@ func TestReconciliationReadsALargeServiceAPageAtATime(t *testing.T) {
 			}
 		}
 	}})
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.NewLease("r1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := storeAndLease(t, c, "r1")
 	const tracked, gone = 2*recordedPage + 500, recordedPage + 200
 	now := time.Now().Truncate(time.Millisecond)
 	tr := watch.NewTracker()
@@ -871,14 +857,7 @@ func TestReconciliationReadsALargeServiceAPageAtATime(t *testing.T) {
 func TestReconciliationStopsOnceFenced(t *testing.T) {
 	srv := redistest.Start(t)
 	c, other := srv.Client(t), srv.Client(t)
-	s2, err := NewStore(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := s2.NewLease("r2", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2, l2 := storeAndLease(t, other, "r2")
 	var on, tookOver atomic.Bool
 	var reads atomic.Int64 // HMGET and HSCAN calls
 	c.AddHook(&pipelineHook{after: func([]redis.Cmder) {}, after1: func(cmd redis.Cmder) {
@@ -900,14 +879,7 @@ func TestReconciliationStopsOnceFenced(t *testing.T) {
 			}
 		}
 	}})
-	s, err := NewStore(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.NewLease("r1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, l := storeAndLease(t, c, "r1")
 	now := time.Now().Truncate(time.Millisecond)
 	tr := watch.NewTracker()
 	var states []any
@@ -933,4 +905,19 @@ func TestReconciliationStopsOnceFenced(t *testing.T) {
 	if n := reads.Load(); n != 1 {
 		t.Errorf("%d pages read, want the one before the fence", n)
 	}
+}
+
+// storeAndLease is a store on c, and a lease of a minute in it for the
+// replica id.
+func storeAndLease(t *testing.T, c redis.UniversalClient, id string) (*Store, *Lease) {
+	t.Helper()
+	s, err := NewStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.NewLease(id, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, l
 }

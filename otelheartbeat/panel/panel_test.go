@@ -283,7 +283,7 @@ func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
 func TestAStopDoesNotCutAWriteShort(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	r := startRecording(t, seriesWriteHook{func() { once.Do(func() { close(entered); <-release }) }})
+	r := startRecording(t, seriesWriteHook(func() { once.Do(func() { close(entered); <-release }) }))
 	now := r.beat("i1", 42)
 	<-entered // the second's write is under way
 	r.cancel()
@@ -307,7 +307,7 @@ func TestAStopDuringAWriteGoesBeforeTheNextTick(t *testing.T) {
 			entered, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
 			asked := &leaseQuestions{}
-			r := startRecordingTicked(t, ticks, seriesWriteHook{func() { once.Do(func() { close(entered); <-release }) }}, asked)
+			r := startRecordingTicked(t, ticks, seriesWriteHook(func() { once.Do(func() { close(entered); <-release }) }), asked.hook())
 			now := r.beat("i1", 42)
 			ticks <- now
 			<-entered // a write is under way
@@ -469,19 +469,27 @@ func (r *recording) memory(id string, at time.Time) []series.Point {
 	return points[id]
 }
 
-// seriesWriteHook calls f before each pipeline that writes values over
-// time: script calls on the series' keys, not history's records.
-type seriesWriteHook struct{ f func() }
+// beforePipelines is a hook that calls f with each pipeline before the
+// client sends it.
+type beforePipelines func(cmds []redis.Cmder)
 
-func (h seriesWriteHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h seriesWriteHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h seriesWriteHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (f beforePipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (f beforePipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (f beforePipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && isSeriesWrite(cmds[0]) {
-			h.f()
-		}
+		f(cmds)
 		return next(ctx, cmds)
 	}
+}
+
+// seriesWriteHook calls f before each pipeline that writes values over
+// time: script calls on the series' keys, not history's records.
+func seriesWriteHook(f func()) redis.Hook {
+	return beforePipelines(func(cmds []redis.Cmder) {
+		if len(cmds) > 0 && isSeriesWrite(cmds[0]) {
+			f()
+		}
+	})
 }
 
 // isSeriesWrite reports whether cmd is a script call on the series' keys:
@@ -499,16 +507,14 @@ type leaseQuestions struct {
 	n  atomic.Int64
 }
 
-func (h *leaseQuestions) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *leaseQuestions) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *leaseQuestions) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if h.on.Load() && len(cmds) == 2 && strings.EqualFold(cmds[0].Name(), "get") &&
+// hook is what counts them, on a client.
+func (q *leaseQuestions) hook() redis.Hook {
+	return beforePipelines(func(cmds []redis.Cmder) {
+		if q.on.Load() && len(cmds) == 2 && strings.EqualFold(cmds[0].Name(), "get") &&
 			strings.HasSuffix(fmt.Sprint(cmds[0].Args()[1]), ":lease") {
-			h.n.Add(1)
+			q.n.Add(1)
 		}
-		return next(ctx, cmds)
-	}
+	})
 }
 
 // Values over time lost are said at once the first time, then at most
