@@ -321,6 +321,7 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 		ids    []string // a service's tracked instances' ids (the tracker's own strings)
 		values []string // a page of their recorded states
 		recs   []Record
+		found  []string // a page of the instances the state hash holds
 		slots  []watch.Slot
 	)
 	// send writes recs, a thousand at a time at most.
@@ -381,12 +382,12 @@ func (r *Recorder) reconcile(ctx context.Context, floor time.Time) {
 				if !r.leading.Load() {
 					return false
 				}
-				ids = ids[:0]
+				found = found[:0]
 				for i := 0; i+1 < len(kv); i += 2 {
-					ids = append(ids, kv[i])
+					found = append(found, kv[i])
 				}
-				slots = r.tracker.SlotsOf(svc, ids, slots[:0])
-				for i, id := range ids {
+				slots = r.tracker.SlotsOf(svc, found, slots[:0])
+				for i, id := range found {
 					if slots[i].Valid() {
 						continue
 					}

@@ -115,7 +115,7 @@ func WindowsOf(service string, src Source, gaps []history.Gap, windows []Window,
 			for j := range all {
 				all[j] = src.Entry(j)
 			}
-			slices.SortStableFunc(all, func(a, b history.Entry) int { return a.At.Compare(b.At) })
+			slices.SortStableFunc(all, byTime)
 			return windowsOf(service, entrySlice(all), gaps, windows, minAlive, withInstances)
 		}
 		last = at
@@ -201,10 +201,12 @@ func (sc *scratch) put() {
 	scratches.Put(sc)
 }
 
+// byTime orders entries by their time.
+func byTime(a, b history.Entry) int { return a.At.Compare(b.At) }
+
 // inOrder returns entries in order of time: themselves, as history reads
 // them, or else a sorted copy, since the caller's entries are shared.
 func inOrder(entries []history.Entry) []history.Entry {
-	byTime := func(a, b history.Entry) int { return a.At.Compare(b.At) }
 	if !slices.IsSortedFunc(entries, byTime) {
 		entries = slices.Clone(entries)
 		slices.SortStableFunc(entries, byTime)
