@@ -427,14 +427,13 @@ func TestAComputationThatFailsOrOverlapsLosesNoMark(t *testing.T) {
 	// c is tracked, and the fleet read anew while a computation reads
 	// svc's history.
 	beat("c")
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	p.client.AddHook(eventsReadHook{"{svc}:events", func() { once.Do(func() { close(entered); <-release }) }})
+	g := newGate()
+	p.client.AddHook(eventsReadHook{"{svc}:events", g.hold})
 	done := make(chan struct{})
 	go func() { defer close(done); p.reports.compute(ctx, p) }()
-	<-entered
+	<-g.entered
 	p.Observe(watch.Event{Kind: watch.KindLoaded, At: now})
-	close(release)
+	close(g.release)
 	<-done
 	p.reports.compute(ctx, p)
 	if got := uptimesOf(t, p, "svc", now, 2); got != "map[a:1.00 b:1.00 c:1.00]" {

@@ -281,13 +281,12 @@ func TestTheLastValuesAreWrittenWhenThePanelStops(t *testing.T) {
 // cut it short: what it took from the queue is written, not lost without
 // being counted.
 func TestAStopDoesNotCutAWriteShort(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	r := startRecording(t, seriesWriteHook(func() { once.Do(func() { close(entered); <-release }) }))
+	g := newGate()
+	r := startRecording(t, seriesWriteHook(g.hold))
 	now := r.beat("i1", 42)
-	<-entered // the second's write is under way
+	<-g.entered // the second's write is under way
 	r.cancel()
-	close(release)
+	close(g.release)
 	r.stop()
 	if got := r.memory("i1", now); len(got) != 1 || got[0].Last != 42 {
 		t.Errorf("Valkey holds %v of i1's memory, want the one value 42 (dropped: %d)", got, r.p.seriesW.Dropped())
@@ -304,17 +303,16 @@ func TestAStopDuringAWriteGoesBeforeTheNextTick(t *testing.T) {
 	for i := range 20 {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			ticks := make(chan time.Time, 1)
-			entered, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
+			g := newGate()
 			asked := &leaseQuestions{}
-			r := startRecordingTicked(t, ticks, seriesWriteHook(func() { once.Do(func() { close(entered); <-release }) }), asked.hook())
+			r := startRecordingTicked(t, ticks, seriesWriteHook(g.hold), asked.hook())
 			now := r.beat("i1", 42)
 			ticks <- now
-			<-entered // a write is under way
+			<-g.entered // a write is under way
 			asked.on.Store(true)
 			r.cancel()
 			ticks <- now // the next tick, due as the write ends
-			close(release)
+			close(g.release)
 			r.stop()
 			if n := asked.n.Load(); n != 1 {
 				t.Fatalf("the lease was asked about %d times after the stop, want once (the last write's)", n)
@@ -468,6 +466,17 @@ func (r *recording) memory(id string, at time.Time) []series.Point {
 	}
 	return points[id]
 }
+
+// gate holds the first caller of hold until release is closed, and
+// closes entered as it comes.
+type gate struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) hold() { g.once.Do(func() { close(g.entered); <-g.release }) }
 
 // beforePipelines is a hook that calls f with each pipeline before the
 // client sends it.
