@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/history"
 	"github.com/otel-heartbeat/heartbeat/otelheartbeat/watch"
@@ -161,10 +162,10 @@ func windowsOf(service string, entries Source, gaps []history.Gap, windows []Win
 	return computeWith(service, entries, of, gaps, windows, minAlive, withInstances, pool, sc)
 }
 
-// scratch is the room Windows works in, kept for its next call (a panel
-// computes its services one after another, every few seconds): what a
-// service of many instances allocated was most of what the panel
-// allocated, and so of its collector's work.
+// scratch is the room Windows works in, kept for its next call while it
+// is small (see put): a panel computes its services one after another,
+// and what each allocated anew was most of what the panel allocated,
+// and so of its collector's work.
 type scratch struct {
 	pool   map[string]*instance // the instances by id
 	of     []*instance          // each entry's instance
@@ -188,9 +189,34 @@ func (sc *scratch) block(n int) []instance {
 	return sc.blocks[sc.used-1][:0]
 }
 
+// keepAtMost is the most room, in bytes, a scratch kept for the next
+// call holds (see put).
+const keepAtMost = 1 << 20
+
+// room is about how many bytes sc holds.
+func (sc *scratch) room() int {
+	n := cap(sc.of)*int(unsafe.Sizeof((*instance)(nil))) + cap(sc.keyed)*int(unsafe.Sizeof(keyed{}))
+	for _, b := range sc.blocks {
+		n += cap(b) * int(unsafe.Sizeof(instance{}))
+	}
+	// A map's slot holds its key and value; a map has room for some
+	// more entries than it holds.
+	n += len(sc.pool) * int(unsafe.Sizeof("")+unsafe.Sizeof((*instance)(nil))) * 5 / 4
+	return n
+}
+
 // put empties sc, so that it holds no names of the caller's, and gives it
-// back for another call.
+// back for another call; unless it holds more than keepAtMost bytes. A
+// panel computes its services one after another every few seconds: the
+// next service of a computation reuses the room of a service of a few
+// thousand instances, but the room of one of 100,000 (some 15 MB) would
+// wait for the next computation, and be live at every collection
+// meanwhile, raising the heap's goal by as much. What the pool keeps is
+// dropped after two collections anyway.
 func (sc *scratch) put() {
+	if sc.room() > keepAtMost {
+		return
+	}
 	clear(sc.pool)
 	clear(sc.of)
 	for _, b := range sc.blocks[:sc.used] {
