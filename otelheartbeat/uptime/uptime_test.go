@@ -260,6 +260,23 @@ func TestWindowsIsComputeOverEachWindow(t *testing.T) {
 		if of := WindowsOf("geo", countedSource{entries: entries}, gaps, windows, minAlive, with); !reflect.DeepEqual(of, got) {
 			t.Fatalf("seed %d: WindowsOf:\n%+v\nwant Windows'\n%+v", seed, of, got)
 		}
+		// Each instance given as it is worked out: those Windows reports,
+		// in another order, and no slice of them.
+		var each []InstanceReport
+		eachOf := WindowsOfEach("geo", countedSource{entries: entries}, gaps, windows, minAlive, with, func(r InstanceReport) { each = append(each, r) })
+		want := slices.Clone(got)
+		if with >= 0 {
+			want[with].Instances = nil
+			slices.SortFunc(each, func(a, b InstanceReport) int { return strings.Compare(a.Instance, b.Instance) })
+			if wi := got[with].Instances; len(each) != len(wi) || len(each) > 0 && !reflect.DeepEqual(each, wi) {
+				t.Fatalf("seed %d: WindowsOfEach gave\n%+v\nwant Windows' instances\n%+v", seed, each, wi)
+			}
+		} else if each != nil {
+			t.Fatalf("seed %d: WindowsOfEach gave %d instances, and no window reports them", seed, len(each))
+		}
+		if !reflect.DeepEqual(eachOf, want) {
+			t.Fatalf("seed %d: WindowsOfEach:\n%+v\nwant Windows', without instances\n%+v", seed, eachOf, want)
+		}
 		if len(entries) > 1 {
 			// Out of order: read into a slice and sorted, as Windows does.
 			shuffled := slices.Clone(entries)
