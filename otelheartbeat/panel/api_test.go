@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -200,6 +201,59 @@ func TestAnInstanceCarriesItsUptime(t *testing.T) {
 	// flaky: up 30 min, down 60, up 30 (to within the test's own time).
 	if got, want := uptimesOf(t, p, "svc", now, 4), fmt.Sprint(map[string]string{"steady": "1.0000", "flaky": "0.5000", "unrecorded": "none"}); got != want {
 		t.Errorf("uptime by instance %v, want %v", got, want)
+	}
+}
+
+// Every instance of a service of more instances than the panel files at
+// once carries its own uptime, and a service of them all whole is kept
+// whole with every one of its slots.
+func TestEveryInstanceOfALargeServiceCarriesItsUptime(t *testing.T) {
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanel(t, tr)
+	now := time.Now()
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	const n = 2*slotsAtOnce + 300
+	id := func(i int) string { return fmt.Sprintf("i-%04d", i) }
+	var recs []history.Record
+	for _, svc := range []string{"mixed", "whole"} {
+		for i := range n {
+			recs = append(recs, history.Record{Service: svc, Instance: id(i), To: watch.Alive, At: at(2 * time.Hour)})
+			if svc == "mixed" && i%3 == 1 {
+				recs = append(recs,
+					history.Record{Service: svc, Instance: id(i), To: watch.Dead, At: at(90 * time.Minute)},
+					history.Record{Service: svc, Instance: id(i), To: watch.Alive, At: at(30 * time.Minute)})
+			}
+			tr.ObserveAt(&wire.Message{ServiceName: svc, InstanceID: id(i), Timestamp: now, IntervalSeconds: 60, Has: wire.HasInterval}, now)
+		}
+	}
+	apply(t, p, recs...)
+	p.reports.compute(context.Background(), p)
+	for _, svc := range []string{"mixed", "whole"} {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = id(i)
+		}
+		wrong := 0
+		for i, s := range tr.SlotsOf(svc, ids, nil) {
+			want := 1.0
+			if svc == "mixed" && i%3 == 1 {
+				want = 0.5
+			}
+			if got := p.reports.instanceUptime(s); got == nil || math.Abs(*got-want) > 0.001 {
+				if wrong++; wrong <= 3 {
+					t.Errorf("%s/%s: uptime %v, want %.2f", svc, ids[i], got, want)
+				}
+			}
+		}
+		if wrong > 3 {
+			t.Errorf("%s: %d instances of %d with the wrong uptime", svc, wrong, n)
+		}
+	}
+	if _, kept := p.reports.whole["mixed"]; kept {
+		t.Error("a service with instances short of whole is kept whole")
+	}
+	if w, kept := p.reports.whole["whole"]; !kept || len(w.slots) != n {
+		t.Errorf("the whole service is kept whole %v, with %d slots, want %d", kept, len(w.slots), n)
 	}
 }
 

@@ -537,11 +537,8 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 		svc string
 		err error
 	}
-	var (
-		skipped []skip
-		ids     []string // one service's instances' ids and slots at a time
-		slots   []watch.Slot
-	)
+	var skipped []skip
+	filer := slotFiler{tr: p.tr, ups: instances}
 	for _, svc := range svcs {
 		if err != nil {
 			break
@@ -569,7 +566,9 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 					with = i
 				}
 			}
-			reports = uptime.WindowsOf(svc, cachedSource{ce}, gaps, wins, p.minAlive(svc), with)
+			filer.start(svc)
+			reports = uptime.WindowsOfEach(svc, cachedSource{ce}, gaps, wins, p.minAlive(svc), with, filer.add)
+			filer.flush()
 		})
 		if serr != nil {
 			if ctx.Err() != nil {
@@ -589,17 +588,11 @@ func (c *reportCache) compute(ctx context.Context, p *Panel) {
 				}
 			}
 		}
+		if with >= 0 && filer.all {
+			nowWhole[svc] = wholeSince{at: now, changes: changes, slots: slices.Clip(filer.whole)}
+		}
 		byWindow := map[time.Duration]uptime.ServiceReport{}
 		for i, r := range reports {
-			if i == with {
-				var all bool
-				ids, slots, all = bySlot(p.tr, svc, r.Instances, instances, ids, slots)
-				if all {
-					nowWhole[svc] = wholeSince{at: now, changes: changes,
-						slots: slices.DeleteFunc(slices.Clone(slots), func(s watch.Slot) bool { return !s.Valid() })}
-				}
-				r.Instances = nil
-			}
 			byWindow[p.cfg.windows[i]] = r
 		}
 		out[svc] = byWindow
@@ -671,32 +664,71 @@ type slotUptime struct {
 
 const noUptime = -1
 
-// bySlot puts what the instances table reads of a service's reports at
-// each tracked instance's slot in ups; slots the tracker gave since ups
-// was made are left for the next computation. ids and slots are room
-// kept from one service to the next, returned, and whether every
-// instance's uptime is whole: Down none, Up some.
-func bySlot(tr *watch.Tracker, svc string, reports []uptime.InstanceReport, ups []slotUptime, ids []string, slots []watch.Slot) ([]string, []watch.Slot, bool) {
-	all := true
-	ids = ids[:0]
-	for _, r := range reports {
-		ids = append(ids, r.Instance)
+// slotFiler puts what the instances table reads of a service's instances'
+// reports at each tracked instance's slot in ups, as uptime works them
+// out (uptime.WindowsOfEach), slotsAtOnce at a time: a service of 100,000
+// instances is filed without a slice of all their reports, or of their
+// ids. Slots the tracker gave since ups was made are left for the next
+// computation. The room it keeps serves one service after another.
+type slotFiler struct {
+	tr    *watch.Tracker
+	ups   []slotUptime
+	svc   string
+	ids   []string       // the reports waiting to be filed: their ids,
+	times []uptime.Times // and their times
+	slots []watch.Slot
+	// all says whether every instance's uptime so far is whole: Down
+	// none, Up some; whole are their slots then, for wholeSince.
+	all   bool
+	whole []watch.Slot
+}
+
+// slotsAtOnce is how many reports a slotFiler looks up in the tracker at
+// once.
+const slotsAtOnce = 512
+
+// start readies f for svc's reports.
+func (f *slotFiler) start(svc string) {
+	f.svc, f.all, f.whole = svc, true, nil
+	f.ids, f.times = f.ids[:0], f.times[:0]
+}
+
+// add files r, when slotsAtOnce are waiting.
+func (f *slotFiler) add(r uptime.InstanceReport) {
+	f.all = f.all && r.Down == 0 && r.Up > 0
+	f.ids, f.times = append(f.ids, r.Instance), append(f.times, r.Times)
+	if len(f.ids) == slotsAtOnce {
+		f.flush()
 	}
-	slots = tr.SlotsOf(svc, ids, slots[:0])
-	for i, r := range reports {
-		all = all && r.Down == 0 && r.Up > 0
-		s := slots[i]
-		if !s.Valid() || int(s.Index) >= len(ups) {
+}
+
+// flush files the reports waiting.
+func (f *slotFiler) flush() {
+	if len(f.ids) == 0 {
+		return
+	}
+	f.slots = f.tr.SlotsOf(f.svc, f.ids, f.slots[:0])
+	for i, s := range f.slots {
+		if !s.Valid() {
+			continue
+		}
+		if f.all {
+			f.whole = append(f.whole, s)
+		}
+		if int(s.Index) >= len(f.ups) {
 			continue
 		}
 		u := slotUptime{gen: s.Gen, micro: noUptime}
-		if up, ok := r.Times.Uptime(); ok { // as ratio rounds it
+		if up, ok := f.times[i].Uptime(); ok { // as ratio rounds it
 			u.micro = int32(math.Round(up * 1e6))
 		}
-		ups[s.Index] = u
+		f.ups[s.Index] = u
 	}
-	clear(ids) // the names are the reports', let go with them
-	return ids, slots, all
+	if !f.all {
+		f.whole = nil
+	}
+	clear(f.ids) // the names are the service's history's: let go with it
+	f.ids, f.times = f.ids[:0], f.times[:0]
 }
 
 // instanceUptime returns the uptime over the instances table's window of
