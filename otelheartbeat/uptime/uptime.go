@@ -85,7 +85,7 @@ type ServiceReport struct {
 // order of time, as history reads them.
 func Compute(service string, entries []history.Entry, gaps []history.Gap, w Window, minAlive int) ServiceReport {
 	entries = inOrder(entries)
-	return computeWith(service, entrySlice(entries), nil, gaps, []Window{w}, minAlive, 0, nil, map[string]*instance{}, nil)[0]
+	return computeWith(service, entrySlice(entries), gaps, []Window{w}, minAlive, 0, nil, map[string]*instance{}, nil)[0]
 }
 
 // Source is a service's history entries, read one at a time, for a
@@ -103,10 +103,11 @@ type entrySlice []history.Entry
 func (s entrySlice) Len() int                  { return len(s) }
 func (s entrySlice) Entry(i int) history.Entry { return s[i] }
 
-// WindowsOf is Windows of the entries src holds, read one at a time:
-// each three times when they are in order of time, as history reads
-// them. Entries out of order are read into a slice and sorted first, as
-// Windows does.
+// WindowsOf is Windows of the entries src holds, read one at a time
+// when they are in order of time, as history reads them: each once to
+// see that they are, once to fold it, and, when a window reports its
+// instances, once more to read when an instance's state began. Entries
+// out of order are read into a slice and sorted first, as Windows does.
 func WindowsOf(service string, src Source, gaps []history.Gap, windows []Window, minAlive, withInstances int) []ServiceReport {
 	return WindowsOfEach(service, src, gaps, windows, minAlive, withInstances, nil)
 }
@@ -150,28 +151,7 @@ func Windows(service string, entries []history.Entry, gaps []history.Gap, window
 func windowsOf(service string, entries Source, gaps []history.Gap, windows []Window, minAlive, withInstances int, each func(InstanceReport)) []ServiceReport {
 	sc := scratches.Get().(*scratch)
 	defer sc.put()
-	// Each entry's instance is looked up once for every window, and the
-	// instances are made a block at a time.
-	pool := sc.pool
-	n := entries.Len()
-	of := slices.Grow(sc.of[:0], n)[:n]
-	var block []instance
-	for i := range n {
-		id := entries.Entry(i).Instance
-		in := pool[id]
-		if in == nil {
-			if len(block) == cap(block) {
-				block = sc.block(min(1024, n-i))
-			}
-			block = append(block, instance{InstanceReport: InstanceReport{Instance: id}})
-			sc.blocks[sc.used-1] = block
-			in = &block[len(block)-1]
-			pool[id] = in
-		}
-		of[i] = in
-	}
-	sc.of = of
-	return computeWith(service, entries, of, gaps, windows, minAlive, withInstances, each, pool, sc)
+	return computeWith(service, entries, gaps, windows, minAlive, withInstances, each, sc.pool, sc)
 }
 
 // scratch is the room Windows works in, kept for its next call while it
@@ -180,25 +160,31 @@ func windowsOf(service string, entries Source, gaps []history.Gap, windows []Win
 // and so of its collector's work.
 type scratch struct {
 	pool   map[string]*instance // the instances by id
-	of     []*instance          // each entry's instance
-	blocks [][]instance         // the instances, blocks[:used] in use
+	blocks [][]instance         // the instances, made a block at a time: blocks[:used] in use
 	used   int
 	keyed  []keyed // the instances reported, sorted (see byID)
 }
 
 var scratches = sync.Pool{New: func() any { return &scratch{pool: map[string]*instance{}} }}
 
-// block returns a block of room for n instances or more, empty: the
-// next block kept, or a new one in its place when it is too small.
-func (sc *scratch) block(n int) []instance {
-	if sc.used == len(sc.blocks) {
-		sc.blocks = append(sc.blocks, nil)
+// instance returns room for a new instance of id: in the last block in
+// use, or the next, of room for up to 1024 and at least min(1024, n)
+// (the entries left to read bound the instances left to make). A block
+// kept from the last call is used again when it is large enough.
+func (sc *scratch) instance(id string, n int) *instance {
+	if sc.used == 0 || len(sc.blocks[sc.used-1]) == cap(sc.blocks[sc.used-1]) {
+		if sc.used == len(sc.blocks) {
+			sc.blocks = append(sc.blocks, nil)
+		}
+		if cap(sc.blocks[sc.used]) < min(1024, n) {
+			sc.blocks[sc.used] = make([]instance, 0, min(1024, n))
+		}
+		sc.blocks[sc.used] = sc.blocks[sc.used][:0]
+		sc.used++
 	}
-	if cap(sc.blocks[sc.used]) < n {
-		sc.blocks[sc.used] = make([]instance, 0, n)
-	}
-	sc.used++
-	return sc.blocks[sc.used-1][:0]
+	b := &sc.blocks[sc.used-1]
+	*b = append(*b, instance{InstanceReport: InstanceReport{Instance: id}})
+	return &(*b)[len(*b)-1]
 }
 
 // keepAtMost is the most room, in bytes, a scratch kept for the next
@@ -207,7 +193,7 @@ const keepAtMost = 1 << 20
 
 // room is about how many bytes sc holds.
 func (sc *scratch) room() int {
-	n := cap(sc.of)*int(unsafe.Sizeof((*instance)(nil))) + cap(sc.keyed)*int(unsafe.Sizeof(keyed{}))
+	n := cap(sc.keyed) * int(unsafe.Sizeof(keyed{}))
 	for _, b := range sc.blocks {
 		n += cap(b) * int(unsafe.Sizeof(instance{}))
 	}
@@ -230,7 +216,6 @@ func (sc *scratch) put() {
 		return
 	}
 	clear(sc.pool)
-	clear(sc.of)
 	for _, b := range sc.blocks[:sc.used] {
 		clear(b)
 	}
@@ -253,12 +238,11 @@ func inOrder(entries []history.Entry) []history.Entry {
 }
 
 // computeWith is Windows of entries in order of time, folding each
-// instance into pool; of, when not nil, is each entry's instance in pool;
-// each, when not nil, is given the instances reported (see
-// WindowsOfEach); sc, when not nil, is the room pool, of and the
-// instances are in (see Windows).
-func computeWith(service string, entries Source, of []*instance, gaps []history.Gap, windows []Window, minAlive, withInstances int, each func(InstanceReport), pool map[string]*instance, sc *scratch) []ServiceReport {
-	f := fold{minAlive: minAlive, instances: pool, sc: sc, each: each, byInstance: -1, wins: make([]windowFold, len(windows))}
+// instance into pool; each, when not nil, is given the instances
+// reported (see WindowsOfEach); sc, when not nil, is the room pool and
+// the instances are in (see Windows).
+func computeWith(service string, entries Source, gaps []history.Gap, windows []Window, minAlive, withInstances int, each func(InstanceReport), pool map[string]*instance, sc *scratch) []ServiceReport {
+	f := fold{entries: entries, minAlive: minAlive, instances: pool, sc: sc, each: each, byInstance: -1, wins: make([]windowFold, len(windows))}
 	out := make([]ServiceReport, len(windows))
 	// The windows in the order of their ends: each is finished when the
 	// walk reaches its end, as things stand then.
@@ -293,14 +277,7 @@ func computeWith(service string, entries Source, of []*instance, gaps []history.
 			break
 		}
 		f.live = byEnd
-		var in *instance
-		if of != nil {
-			in = of[i]
-		} else {
-			in = f.instance(e.Instance)
-		}
-		in.folded = true
-		f.entry(in, e)
+		f.entry(f.instance(e.Instance, n-i), e, i)
 		// Changes recorded at one moment (the instances a watcher found
 		// at start) settle together: a service is not down for no time
 		// between two of them.
@@ -318,7 +295,8 @@ func computeWith(service string, entries Source, of []*instance, gaps []history.
 // first: the instances' states and the service's are followed once, and
 // each window's report counts what falls in it.
 type fold struct {
-	wins []windowFold
+	entries Source
+	wins    []windowFold
 	// live are the windows still folding (whose end the walk has not
 	// reached), in the order of their ends.
 	live      []int
@@ -350,14 +328,19 @@ func (w *windowFold) started(t time.Time) bool { return !t.Before(w.w.From) }
 // instance is one instance's part of a fold.
 type instance struct {
 	InstanceReport
-	folded    bool // an entry of it has been folded (Windows makes every instance before the walk reaches it)
+	// since is the entry it entered its state at, once seen: its time
+	// is read there (see fold.at), where a time.Time would be 16 more
+	// bytes an instance, 1.6 MB for a service of 100,000.
+	since     int
 	seen      bool // a change of its state has been folded
 	forgotten bool // it left the watcher: forgotten or replaced
 	restarted bool // its appearance is counted as a restart
 	dead      bool // it is in its service's dead
 	state     watch.State
-	since     time.Time
 }
+
+// at is the time of the i-th entry.
+func (f *fold) at(i int) time.Time { return f.entries.Entry(i).At }
 
 // service is the service's part of a fold: its instances counted by
 // state, its state by the service rule, and its open incident (opened
@@ -390,17 +373,23 @@ func (o *openIncident) in(w *windowFold, end time.Time, last bool) Incident {
 	return finish(Incident{Start: later(o.at, w.w.From), End: end, Instances: ids})
 }
 
-func (f *fold) instance(id string) *instance {
+// instance returns the instance of id, made when it has none, in f's
+// scratch when it has one; n is how many entries are left to read.
+func (f *fold) instance(id string, n int) *instance {
 	in, ok := f.instances[id]
 	if !ok {
-		in = &instance{InstanceReport: InstanceReport{Instance: id}}
+		if f.sc != nil {
+			in = f.sc.instance(id, n)
+		} else {
+			in = &instance{InstanceReport: InstanceReport{Instance: id}}
+		}
 		f.instances[id] = in
 	}
 	return in
 }
 
-// entry folds one entry of in in.
-func (f *fold) entry(in *instance, e history.Entry) {
+// entry folds e, the i-th entry, of in in.
+func (f *fold) entry(in *instance, e history.Entry, i int) {
 	if e.Event == history.LostHeartbeats {
 		for _, i := range f.live {
 			if w := &f.wins[i]; w.started(e.At) {
@@ -413,7 +402,7 @@ func (f *fold) entry(in *instance, e history.Entry) {
 		return
 	}
 	if w := f.instanced; in.seen && w != nil {
-		w.account(&in.Times, in.timeState(), in.since, e.At)
+		w.account(&in.Times, in.timeState(), f.at(in.since), e.At)
 	}
 	to := e.To
 	forgotten, replaced := e.Event == history.Forgotten, e.Event == history.Replaced
@@ -427,7 +416,7 @@ func (f *fold) entry(in *instance, e history.Entry) {
 		f.restart(in, to, e.At)
 	}
 	f.service.move(in, to, left, forgotten)
-	in.seen, in.forgotten, in.state, in.since = true, left, to, e.At
+	in.seen, in.forgotten, in.state, in.since = true, left, to, i
 }
 
 // timeState is what an instance's time counts as: its state, and
@@ -459,7 +448,7 @@ func (f *fold) restart(in *instance, to watch.State, at time.Time) {
 // unless the replacement's appearance was counted as one already (it
 // appeared after the instance it replaced had gone).
 func (f *fold) replaced(by string, at time.Time) {
-	if r := f.instances[by]; r != nil && r.folded {
+	if r := f.instances[by]; r != nil {
 		if r.restarted {
 			return
 		}
@@ -618,11 +607,8 @@ func (f *fold) instanceReports(w *windowFold) []InstanceReport {
 		reported = make([]keyed, 0, len(f.instances))
 	}
 	report := func(in *instance) {
-		if !in.folded {
-			return
-		}
 		if in.seen {
-			w.account(&in.Times, in.timeState(), in.since, w.w.To)
+			w.account(&in.Times, in.timeState(), f.at(in.since), w.w.To)
 		}
 		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
 			return // forgotten before the window

@@ -438,7 +438,7 @@ func TestWindowsOfReadsEntriesWhereTheyAre(t *testing.T) {
 	read := 0
 	WindowsOf("geo", countedSource{entries: entries, read: &read}, nil, windows, 1, 0)
 	if read > 3*n {
-		t.Errorf("read %d entries of %d, want each at most three times (order, instances, fold)", read, n)
+		t.Errorf("read %d entries of %d, want each at most three times (order, fold, the time its instance's state began)", read, n)
 	}
 	// Its scratch holds each entry's instance (8 bytes); the reports and
 	// 100 instances are the rest. Windows' slice alone would be 96 bytes
