@@ -2,6 +2,7 @@ package uptime
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -478,5 +479,46 @@ func TestALargeScratchIsNotKept(t *testing.T) {
 	}
 	for _, sc := range got {
 		scratches.Put(sc)
+	}
+}
+
+// A scratch finds every instance it made by id, and none it did not,
+// over services of many sizes one after another in one scratch, as a
+// kept scratch serves them, and with ids that share long prefixes.
+func TestAScratchFindsItsInstancesByID(t *testing.T) {
+	sc := &scratch{index: index{seed: maphash.MakeSeed()}}
+	for round, n := range []int{3000, 10, 1, 1500, blockSize, blockSize + 1, 0, 3500, 5000, 7} {
+		id := func(i int) string { return fmt.Sprintf("geocoding-worker-%d-%08d", round, i*7919%100_003) }
+		left := n + 50 // entries left to read: more than the instances
+		for i := range n {
+			in := sc.instance(id(i), left)
+			if in.Instance != id(i) {
+				t.Fatalf("round %d: made %q for %q", round, in.Instance, id(i))
+			}
+			if again := sc.instance(id(i), left); again != in {
+				t.Fatalf("round %d: %q made twice", round, id(i))
+			}
+			left--
+		}
+		if sc.made != n {
+			t.Fatalf("round %d: %d instances made, want %d", round, sc.made, n)
+		}
+		for i := range n {
+			if in := sc.lookup(id(i)); in == nil || in.Instance != id(i) {
+				t.Fatalf("round %d: %q found as %v", round, id(i), in)
+			}
+			if in := sc.at(int32(i)); in.Instance != id(i) {
+				t.Fatalf("round %d: instance %d is %q, want %q", round, i, in.Instance, id(i))
+			}
+		}
+		for _, absent := range []string{"", id(n), "geocoding-worker-", id(0) + "x"} {
+			if in := sc.lookup(absent); in != nil {
+				t.Fatalf("round %d: %q found, as %q, and was never made", round, absent, in.Instance)
+			}
+		}
+		if load := float64(sc.made) / float64(max(1, len(sc.index.slots))); load > 0.75 {
+			t.Fatalf("round %d: the index is %.2f full", round, load)
+		}
+		sc.reset() // as put does, without giving it to the pool
 	}
 }
