@@ -91,6 +91,7 @@ bench: deps
 	   PANEL_BENCH_WINDOW=60s $(GO) test -run '^$$' -bench '^BenchmarkPanelAtTenThousandInstances$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkPanelUnderFatHeartbeats$$' -benchtime 1x ./examples/adminpanel && \
 	   PANEL_LIMIT_FLEETS=100000@10s PANEL_LIMIT_WINDOW=60s $(GO) test -timeout 60m -run '^$$' -bench '^BenchmarkPanelAtTheLimit$$' -benchtime 1x ./examples/adminpanel && \
+	   PANEL_LIMIT_FLEETS=100000@10s PANEL_LIMIT_SERVICES=1 PANEL_LIMIT_WINDOW=60s $(GO) test -timeout 60m -run '^$$' -bench '^BenchmarkPanelAtTheLimit$$' -benchtime 1x ./examples/adminpanel && \
 	   PANEL_LIMIT_FLEETS=1000000@60s PANEL_LIMIT_WINDOW=60s PANEL_LIMIT_ARGS='--series-retention 0' PANEL_LIMIT_PANEL_ENV='GOMEMLIMIT=1300MiB' PANEL_LIMIT_SERVER_ARGS='--client-output-buffer-limit pubsub 0 0 0' $(GO) test -timeout 90m -run '^$$' -bench '^BenchmarkPanelAtTheLimit$$' -benchtime 1x ./examples/adminpanel && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkEvaluateAtOneHundredThousand$$' -benchmem -count 3 ./otelheartbeat/alerting && \
 	   $(GO) test -run '^$$' -bench '^BenchmarkWriter(Flush|Add)$$' -benchmem -count 3 ./otelheartbeat/series && \

@@ -29,7 +29,19 @@ type limitConfig struct {
 	interval, window    time.Duration
 }
 
-func (c limitConfig) String() string { return fmt.Sprintf("%d@%v", c.instances, c.interval) }
+// String names the fleet as its sub-benchmark: INSTANCES@INTERVAL for
+// 50 services, the default, and _in_N_services after it for another
+// number (make bench runs one service too).
+func (c limitConfig) String() string {
+	name := fmt.Sprintf("%d@%v", c.instances, c.interval)
+	switch c.services {
+	case 50:
+		return name
+	case 1:
+		return name + "_in_1_service"
+	}
+	return fmt.Sprintf("%s_in_%d_services", name, c.services)
+}
 
 // limitsFromEnv reads BenchmarkPanelAtTheLimit's fleets from the
 // environment: PANEL_LIMIT_FLEETS, comma-separated INSTANCES@INTERVAL
@@ -164,8 +176,9 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 
 	// measure runs c over the window once it is subscribed and settled,
 	// and returns its CPU per heartbeat in µs, and the server's over the
-	// same window: the fleet's publications, and what c asks of it.
-	measure := func(c consumer, settled func()) (float64, float64) {
+	// same window: the fleet's publications, and what c asks of it;
+	// sample, when not nil, is called every second of the window.
+	measure := func(c consumer, settled, sample func()) (float64, float64) {
 		for patterns() == 0 {
 			if time.Now().After(deadline) {
 				b.Fatalf("%s never subscribed", c.name)
@@ -175,7 +188,19 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		settled()
 		cpu0, pub0, srv0 := cpuSeconds(b, c.pid), float64(srv.Calls(b, "publish")), srv.CPU(b)
 		t := time.NewTimer(cfg.window)
-		<-t.C
+		every := time.NewTicker(time.Second)
+	window:
+		for {
+			select {
+			case <-every.C:
+				if sample != nil {
+					sample()
+				}
+			case <-t.C:
+				break window
+			}
+		}
+		every.Stop()
 		cpu, pub, srvCPU := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0, srv.CPU(b)-srv0
 		if pub == 0 {
 			b.Fatalf("%s: no heartbeat published in the window", c.name)
@@ -189,7 +214,14 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		p := proctest.Start(b, bin, append(slices.Clip(environ), strings.Fields(os.Getenv("PANEL_LIMIT_PANEL_ENV"))...), append([]string{"--listen", "127.0.0.1:0"}, strings.Fields(os.Getenv("PANEL_LIMIT_ARGS"))...)...)
 		url := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(p.Expect("admin panel on ", 30*time.Second).Text, "admin panel on "))[0], "/")
 		deadline = time.Now().Add(spare)
-		var f panelFigures
+		var (
+			f      panelFigures
+			meanOf float64 // the samples of resident memory so far
+		)
+		sample := func() {
+			meanOf++
+			f.meanRSS += (rssMiB(b, p.Cmd.Process.Pid) - f.meanRSS) / meanOf
+		}
 		f.cpu, f.server = measure(consumer{name: "adminpanel", pid: p.Cmd.Process.Pid}, func() {
 			for alive := 0; alive < cfg.instances; {
 				var fleet panel.FleetJSON
@@ -206,7 +238,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 				time.Sleep(500 * time.Millisecond) // another process's state: poll
 			}
 			oneInterval()
-		})
+		}, sample)
 		f.rss, f.anon, f.peak = rssMiB(b, p.Cmd.Process.Pid), anonRSSMiB(b, p.Cmd.Process.Pid), peakRSSMiB(b, p.Cmd.Process.Pid)
 		f.fleet, _ = sized(b, url+"/api/v1/services")
 		f.view, f.viewBytes = sized(b, url+"/api/v1/services/service_000")
@@ -220,11 +252,11 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	for b.Loop() {
 		deadline = time.Now().Add(spare)
 		c := quietly(b, "redis-cli", cli, environ, "-p", strconv.Itoa(srv.Port()), "psubscribe", "heartbeat:service:*")
-		drain, drainSrv := measure(c, func() {})
+		drain, drainSrv := measure(c, func() {}, nil)
 		c.stop()
 		deadline = time.Now().Add(spare)
 		c = quietly(b, "monitor", monitorBin, environ, "--json")
-		mon, monSrv := measure(c, oneInterval)
+		mon, monSrv := measure(c, oneInterval, nil)
 		c.stop()
 
 		// The baseline, when there is one, first: the same fleet, the
@@ -244,6 +276,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 		b.ReportMetric(ofACore(f.cpu), "panel-cpu-%")
 		b.ReportMetric(f.rss, "panel-rss-MiB")
 		b.ReportMetric(f.rss*1024/float64(cfg.instances), "panel-rss-KiB/instance")
+		b.ReportMetric(f.meanRSS*1024/float64(cfg.instances), "panel-mean-rss-KiB/instance")
 		b.ReportMetric(f.anon*1024/float64(cfg.instances), "panel-anon-rss-KiB/instance")
 		b.ReportMetric(f.peak, "panel-peak-rss-MiB")
 		b.ReportMetric(float64(f.fleet.Microseconds())/1000, "fleet-api-ms")
@@ -261,6 +294,7 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			b.ReportMetric(base.cpu/drain, "baseline-panel/drain")
 			b.ReportMetric(f.cpu/base.cpu, "panel/baseline-cpu")
 			b.ReportMetric(base.rss*1024/float64(cfg.instances), "baseline-panel-rss-KiB/instance")
+			b.ReportMetric(base.meanRSS*1024/float64(cfg.instances), "baseline-panel-mean-rss-KiB/instance")
 			b.ReportMetric(base.anon*1024/float64(cfg.instances), "baseline-panel-anon-rss-KiB/instance")
 			b.ReportMetric(base.peak, "baseline-panel-peak-rss-MiB")
 			b.ReportMetric(base.server, "server-cpu-µs/heartbeat-baseline-panel")
@@ -271,7 +305,12 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 // panelFigures is what BenchmarkPanelAtTheLimit measures of one panel.
 type panelFigures struct {
 	cpu, server float64 // µs a heartbeat: the panel's, the server's meanwhile
-	rss, peak   float64 // MiB
+	rss, peak   float64 // MiB, at the window's end
+	// meanRSS is the mean of its resident memory sampled every second of
+	// the window, in MiB: what it holds in a steady state. A sample at
+	// one moment moves by a tenth with where the collector is in its
+	// cycle.
+	meanRSS     float64
 	anon        float64 // MiB of rss the process's own, not its executable's pages (see anonRSSMiB)
 	fleet, view time.Duration
 	viewBytes   int64
