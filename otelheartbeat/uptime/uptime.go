@@ -76,7 +76,10 @@ type ServiceReport struct {
 	Incidents []Incident
 	Restarts  int   // instances that appeared to replace one that died or stopped
 	Lost      int64 // heartbeats lost, all instances
-	// Instances are by instance id, as strings.Compare orders them.
+	// Instances are by instance id, as strings.Compare orders them: of
+	// the window reported by instance (see Windows), empty rather than
+	// nil when it has none; nil in the others, and in an empty window
+	// (To not after From).
 	Instances []InstanceReport
 }
 
@@ -632,9 +635,7 @@ func (f *fold) finish(i int) {
 	w := &f.wins[i]
 	if i == f.byInstance {
 		f.instanced = nil
-		if f.sc.made > 0 {
-			w.rep.Instances = f.instanceReports(w)
-		}
+		w.rep.Instances = f.instanceReports(w) // empty, not nil, when it has none
 	}
 	if s := &f.service; !s.since.IsZero() {
 		w.serviceTime(s.state, s.since, w.w.To)

@@ -522,3 +522,26 @@ func TestAScratchFindsItsInstancesByID(t *testing.T) {
 		sc.reset() // as put does, without giving it to the pool
 	}
 }
+
+// The window reported by instance has its Instances, empty rather than
+// nil when it has none (as JSON, [] rather than null): a window that ends
+// before the first entry, or no entries at all. Only a window not
+// reported by instance has none.
+func TestAWindowWithoutInstancesReportsNoneEmpty(t *testing.T) {
+	entries := []history.Entry{e("a", "unknown", "alive", 60)}
+	before := Window{From: at(0), To: at(30)}
+	for name, got := range map[string][]InstanceReport{
+		"Windows, a window before the first entry": Windows("geo", entries, nil, []Window{before}, 1, 0)[0].Instances,
+		"WindowsOf, a window before the first entry": WindowsOf("geo", entrySlice(entries), nil, []Window{before}, 1, 0)[0].Instances,
+		"Compute, a window before the first entry":   Compute("geo", entries, nil, before, 1).Instances,
+		"Windows, no entries":                        Windows("geo", nil, nil, []Window{before}, 1, 0)[0].Instances,
+		"Compute, no entries":                        Compute("geo", nil, nil, before, 1).Instances,
+	} {
+		if got == nil || len(got) != 0 {
+			t.Errorf("%s: instances %#v, want empty, not nil", name, got)
+		}
+	}
+	if got := Windows("geo", entries, nil, []Window{before}, 1, -1)[0].Instances; got != nil {
+		t.Errorf("a window not reported by instance: instances %#v, want nil", got)
+	}
+}
