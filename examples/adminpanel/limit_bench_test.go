@@ -177,7 +177,8 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 	// measure runs c over the window once it is subscribed and settled,
 	// and returns its CPU per heartbeat in µs, and the server's over the
 	// same window: the fleet's publications, and what c asks of it;
-	// sample, when not nil, is called every second of the window.
+	// sample, when not nil, is called every second of the window and
+	// at its end, so at least once however short the window.
 	measure := func(c consumer, settled, sample func()) (float64, float64) {
 		for patterns() == 0 {
 			if time.Now().After(deadline) {
@@ -201,6 +202,9 @@ func panelAtTheLimit(b *testing.B, cfg limitConfig) {
 			}
 		}
 		every.Stop()
+		if sample != nil {
+			sample()
+		}
 		cpu, pub, srvCPU := cpuSeconds(b, c.pid)-cpu0, float64(srv.Calls(b, "publish"))-pub0, srv.CPU(b)-srv0
 		if pub == 0 {
 			b.Fatalf("%s: no heartbeat published in the window", c.name)
@@ -307,7 +311,7 @@ type panelFigures struct {
 	cpu, server float64 // µs a heartbeat: the panel's, the server's meanwhile
 	rss, peak   float64 // MiB, at the window's end
 	// meanRSS is the mean of its resident memory sampled every second of
-	// the window, in MiB: what it holds in a steady state. A sample at
+	// the window and at its end, in MiB: what it holds in a steady state. A sample at
 	// one moment moves by a tenth with where the collector is in its
 	// cycle.
 	meanRSS     float64

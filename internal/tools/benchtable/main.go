@@ -65,14 +65,16 @@ type row struct {
 }
 
 // memoryRow is the row of a panel's resident memory per tracked instance
-// of a BenchmarkPanelAtTheLimit fleet, whose figures l reads: the mean of
-// a sample a second over the measured window, judged against the
-// target, beside the sample at its end.
-func memoryRow(fleet string, l func(unit string) float64) row {
-	mean := l("panel-mean-rss-KiB/instance")
+// of the BenchmarkPanelAtTheLimit fleet name, described as fleet: the
+// mean of a sample a second over the measured window, judged against
+// the target, beside the sample at its end; false when the benchmark
+// reported no mean.
+func memoryRow(r results, name, fleet string) (row, bool) {
+	l := func(unit string) float64 { v, _ := r.get(name, unit); return v }
+	mean, ok := r.get(name, "panel-mean-rss-KiB/instance")
 	return row{fleet + ", resident memory per tracked instance (the mean over the window)", fmt.Sprintf("%.2f KiB", mean),
 		fmt.Sprintf("%.2f KiB at the window's end, %.0f MiB in all, %.2f KiB an instance of it anonymous, the rest the executable's pages",
-			l("panel-rss-KiB/instance"), l("panel-rss-MiB"), l("panel-anon-rss-KiB/instance")), "", "≤ 1 KiB", verdictOf(mean <= 1)}
+			l("panel-rss-KiB/instance"), l("panel-rss-MiB"), l("panel-anon-rss-KiB/instance")), "", "≤ 1 KiB", verdictOf(mean <= 1)}, ok
 }
 
 // verdictOf is a row's verdict.
@@ -274,13 +276,21 @@ func run(in io.Reader, w io.Writer) error {
 			row{"admin panel at 10,000 instances, GET /api/v1/services", fmt.Sprintf("%.0f ms", fleetMs), "", "", "≤ 200 ms", verdict(fleetMs <= 200)},
 			row{"admin panel, GET /api/v1/services/NAME with 500 instances", fmt.Sprintf("%.0f ms", svcMs), "", "", "≤ 200 ms", verdict(svcMs <= 200)})
 	}
+	// memory is the memory row of a fleet, its mean required.
+	memory := func(name, fleet string) row {
+		m, ok := memoryRow(r, name, fleet)
+		if !ok {
+			missing = append(missing, name+" panel-mean-rss-KiB/instance")
+		}
+		return m
+	}
 	if cpu, ok := r.get(limit100k, "panel-cpu-µs/heartbeat"); ok {
 		l := func(unit string) float64 { v, _ := r.get(limit100k, unit); return v }
 		drain, mon := l("drain-cpu-µs/heartbeat"), l("monitor-cpu-µs/heartbeat")
 		rows = append(rows,
 			row{"admin panel at 100,000 instances every 10 s (10,000 heartbeats a second), CPU per heartbeat", fmt.Sprintf("%.1f µs", cpu),
 				fmt.Sprintf("%.1f µs (redis-cli PSUBSCRIBE drain), %.1f µs (monitor)", drain, mon), fmt.Sprintf("%.1fx the drain", cpu/drain), "≤ 5x the drain", verdict(cpu <= 5*drain)},
-			memoryRow("admin panel at 100,000 instances", l),
+			memory(limit100k, "admin panel at 100,000 instances"),
 			row{"admin panel at 100,000 instances, peak resident memory since it started", fmt.Sprintf("%.0f MiB", l("panel-peak-rss-MiB")), "", "", "", ""},
 			row{"admin panel at 100,000 instances, Valkey's CPU per heartbeat while it runs (the fleet's publications, and values over time written)", fmt.Sprintf("%.1f µs, %.0f%% of a core", l("server-cpu-µs/heartbeat-panel"), l("server-cpu-%-panel")),
 				fmt.Sprintf("%.1f µs (while the drain runs), %.1f µs (the monitor)", l("server-cpu-µs/heartbeat-drain"), l("server-cpu-µs/heartbeat-monitor")), fmt.Sprintf("%.1fx the monitor's", l("server-cpu-µs/heartbeat-panel")/l("server-cpu-µs/heartbeat-monitor")), "", ""},
@@ -294,7 +304,7 @@ func run(in io.Reader, w io.Writer) error {
 		rows = append(rows,
 			row{"admin panel at 100,000 instances in one service, CPU per heartbeat", fmt.Sprintf("%.1f µs", cpu),
 				fmt.Sprintf("%.1f µs (redis-cli PSUBSCRIBE drain)", drain), fmt.Sprintf("%.1fx the drain", cpu/drain), "≤ 5x the drain", verdict(cpu <= 5*drain)},
-			memoryRow("admin panel at 100,000 instances in one service", l),
+			memory(limit100kOne, "admin panel at 100,000 instances in one service"),
 			row{"admin panel at 100,000 instances in one service, GET /api/v1/services/NAME, first page", fmt.Sprintf("%.0f ms, %.0f KiB", l("service-view-ms"), l("service-view-KiB")),
 				"", "", "paged", verdict(l("service-view-KiB") <= 1024)})
 	}

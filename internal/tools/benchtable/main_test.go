@@ -26,3 +26,18 @@ BenchmarkEncodeJSONMap-2   	 1000	      8220 ns/op	    2000 B/op	      41 allocs
 		t.Errorf("error %q names a benchmark that ran", err)
 	}
 }
+
+// A fleet at the limit that reported no mean resident memory fails the
+// table, naming it, rather than printing 0 KiB as met.
+func TestAMissingMeanMemoryFailsTheTable(t *testing.T) {
+	line := func(name, mean string) string {
+		return name + "-2   \t       1\t277000000000 ns/op\t         8.0 panel-cpu-µs/heartbeat\t         2.7 drain-cpu-µs/heartbeat\t         1.05 panel-rss-KiB/instance" + mean + "\n"
+	}
+	err := run(strings.NewReader(line(limit100k, "")+line(limit100kOne, "\t 0.99 panel-mean-rss-KiB/instance")), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), limit100k+" panel-mean-rss-KiB/instance") {
+		t.Errorf("error %v, want one naming %s's missing mean", err, limit100k)
+	}
+	if err != nil && strings.Contains(err.Error(), limit100kOne+" panel-mean-rss-KiB/instance") {
+		t.Errorf("error %q names the mean %s reported", err, limit100kOne)
+	}
+}
