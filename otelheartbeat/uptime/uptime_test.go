@@ -531,7 +531,7 @@ func TestAWindowWithoutInstancesReportsNoneEmpty(t *testing.T) {
 	entries := []history.Entry{e("a", "unknown", "alive", 60)}
 	before := Window{From: at(0), To: at(30)}
 	for name, got := range map[string][]InstanceReport{
-		"Windows, a window before the first entry": Windows("geo", entries, nil, []Window{before}, 1, 0)[0].Instances,
+		"Windows, a window before the first entry":   Windows("geo", entries, nil, []Window{before}, 1, 0)[0].Instances,
 		"WindowsOf, a window before the first entry": WindowsOf("geo", entrySlice(entries), nil, []Window{before}, 1, 0)[0].Instances,
 		"Compute, a window before the first entry":   Compute("geo", entries, nil, before, 1).Instances,
 		"Windows, no entries":                        Windows("geo", nil, nil, []Window{before}, 1, 0)[0].Instances,
