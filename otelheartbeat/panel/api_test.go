@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -742,5 +743,75 @@ func TestAnOpenIncidentIsDatedFromItsStart(t *testing.T) {
 	}
 	if back := p.service("back", watch.Counts{Alive: 1}, now); back.OpenIncident != nil {
 		t.Errorf("a service back for 90 minutes: open incident %+v", back.OpenIncident)
+	}
+}
+
+// A page of the service view is the limit least ids after the one asked
+// for, of the instances in the state asked for, with how many are in it
+// and where the next page starts: what paging the whole service, sorted,
+// gives, whatever the limit, the start and the state.
+func TestAServicePageIsThatOfTheWholeServiceSorted(t *testing.T) {
+	tr := watch.NewTracker(TrackerOptions()...)
+	p := newPanel(t, tr)
+	now := time.Now()
+	r := rand.New(rand.NewPCG(3, 17))
+	const n = 700
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("w-%x", r.Uint32()%5000)
+		// Heard from 0 to 6 minutes ago, every minute: alive, stale or dead.
+		at := now.Add(-time.Duration(r.IntN(6)) * time.Minute)
+		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: ids[i], Timestamp: at, IntervalSeconds: 60, Has: wire.HasInterval}, at)
+	}
+	tr.TickAt(now)
+	all := tr.ServiceInstances("svc")
+	judged := p.judged(now)
+	var counts watch.Counts
+	for i := range all {
+		counts.Count(&all[i], judged)
+	}
+	if counts.Alive == 0 || counts.Stale == 0 || counts.Dead == 0 {
+		t.Fatalf("the fleet is %+v, want instances alive, stale and dead", counts)
+	}
+	for round := range 400 {
+		q := pageQuery{Limit: 1 + r.IntN(60), State: []string{"", "alive", "stale", "dead"}[r.IntN(4)]}
+		if round%7 == 0 {
+			q.Limit = MaxServicePage
+		}
+		if r.IntN(3) > 0 {
+			q.After = ids[r.IntN(n)]
+			if r.IntN(4) == 0 {
+				q.After += "~" // between two ids, or after the last
+			}
+		}
+		var want []string
+		wantMatched, wantNext := 0, ""
+		for i := range all {
+			if !q.matches(&all[i], judged) {
+				continue
+			}
+			wantMatched++
+			if q.After != "" && all[i].Instance <= q.After {
+				continue
+			}
+			if len(want) == q.Limit {
+				if wantNext == "" {
+					wantNext = want[len(want)-1]
+				}
+				continue
+			}
+			want = append(want, all[i].Instance)
+		}
+		d, ok := p.detail("svc", now, q)
+		if !ok {
+			t.Fatal("no view of svc")
+		}
+		var got []string
+		for _, in := range d.Instances {
+			got = append(got, in.Instance)
+		}
+		if !slices.Equal(got, want) || d.Matched != wantMatched || d.Next != wantNext {
+			t.Fatalf("round %d, %+v: page %q, %d matched, next %q; want %q, %d, %q", round, q, got, d.Matched, d.Next, want, wantMatched, wantNext)
+		}
 	}
 }
