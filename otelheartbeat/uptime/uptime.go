@@ -405,7 +405,7 @@ func (w *windowFold) started(t time.Time) bool { return !t.Before(w.w.From) }
 type instance struct {
 	InstanceReport
 	// since is the entry it entered its state at, once seen: its time
-	// is read there (see fold.at), where a time.Time would be 16 more
+	// is read there (see fold.timeOf), where a time.Time would be 16 more
 	// bytes an instance, 1.6 MB for a service of 100,000.
 	since     int
 	seen      bool // a change of its state has been folded
@@ -415,8 +415,8 @@ type instance struct {
 	state     watch.State
 }
 
-// at is the time of the i-th entry.
-func (f *fold) at(i int) time.Time { return f.entries.Entry(i).At }
+// timeOf is the time of the i-th entry.
+func (f *fold) timeOf(i int) time.Time { return f.entries.Entry(i).At }
 
 // service is the service's part of a fold: its instances counted by
 // state, its state by the service rule, and its open incident (opened
@@ -449,8 +449,8 @@ func (o *openIncident) in(w *windowFold, end time.Time, last bool) Incident {
 	return finish(Incident{Start: later(o.at, w.w.From), End: end, Instances: ids})
 }
 
-// entry folds e, the i-th entry, of in in.
-func (f *fold) entry(in *instance, e history.Entry, i int) {
+// entry folds e, the pos-th entry, of in in.
+func (f *fold) entry(in *instance, e history.Entry, pos int) {
 	if e.Event == history.LostHeartbeats {
 		for _, i := range f.live {
 			if w := &f.wins[i]; w.started(e.At) {
@@ -463,7 +463,7 @@ func (f *fold) entry(in *instance, e history.Entry, i int) {
 		return
 	}
 	if w := f.instanced; in.seen && w != nil {
-		w.account(&in.Times, in.timeState(), f.at(in.since), e.At)
+		w.account(&in.Times, in.timeState(), f.timeOf(in.since), e.At)
 	}
 	to := e.To
 	forgotten, replaced := e.Event == history.Forgotten, e.Event == history.Replaced
@@ -477,7 +477,7 @@ func (f *fold) entry(in *instance, e history.Entry, i int) {
 		f.restart(in, to, e.At)
 	}
 	f.service.move(in, to, left, forgotten)
-	in.seen, in.forgotten, in.state, in.since = true, left, to, i
+	in.seen, in.forgotten, in.state, in.since = true, left, to, pos
 }
 
 // timeState is what an instance's time counts as: its state, and
@@ -663,7 +663,7 @@ func (f *fold) instanceReports(w *windowFold) []InstanceReport {
 	}
 	report := func(in *instance) {
 		if in.seen {
-			w.account(&in.Times, in.timeState(), f.at(in.since), w.w.To)
+			w.account(&in.Times, in.timeState(), f.timeOf(in.since), w.w.To)
 		}
 		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
 			return // forgotten before the window
