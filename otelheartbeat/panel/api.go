@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"container/heap"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -530,40 +531,33 @@ func (p *Panel) detail(name string, now time.Time, q pageQuery) (ServiceDetailJS
 	return d, true
 }
 
-// instancePage is a page of a service's instances being picked: a heap,
-// the greatest id first, which the next lesser id takes the place of.
+// instancePage is a page of a service's instances being picked: a heap
+// (container/heap), the greatest id first, which the next lesser id
+// takes the place of.
 type instancePage []watch.Instance
+
+func (h instancePage) Len() int           { return len(h) }
+func (h instancePage) Less(i, j int) bool { return h[i].Instance > h[j].Instance }
+func (h instancePage) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *instancePage) Push(x any)        { *h = append(*h, x.(watch.Instance)) }
+func (h *instancePage) Pop() any {
+	old := *h
+	in := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return in
+}
 
 // offer keeps a copy of in when it is among the limit least ids offered
 // so far, and reports whether an instance was left out: in, or the one
 // it took the place of.
 func (h *instancePage) offer(in *watch.Instance, limit int) bool {
-	pg := *h
 	switch {
-	case len(pg) < limit:
-		pg = append(pg, *in)
-		for i := len(pg) - 1; i > 0 && pg[i].Instance > pg[(i-1)/2].Instance; i = (i - 1) / 2 {
-			pg[i], pg[(i-1)/2] = pg[(i-1)/2], pg[i]
-		}
-		*h = pg
+	case len(*h) < limit:
+		heap.Push(h, *in)
 		return false
-	case len(pg) == 0 || in.Instance >= pg[0].Instance:
-		return true
-	}
-	pg[0] = *in
-	for i := 0; ; {
-		c := 2*i + 1
-		if c >= len(pg) {
-			break
-		}
-		if c+1 < len(pg) && pg[c+1].Instance > pg[c].Instance {
-			c++
-		}
-		if pg[c].Instance <= pg[i].Instance {
-			break
-		}
-		pg[i], pg[c] = pg[c], pg[i]
-		i = c
+	case len(*h) > 0 && in.Instance < (*h)[0].Instance:
+		(*h)[0] = *in
+		heap.Fix(h, 0)
 	}
 	return true
 }
