@@ -662,11 +662,11 @@ func (f *fold) instanceReports(w *windowFold) []InstanceReport {
 		reported = slices.Grow(f.sc.keyed[:0], f.sc.made)
 	}
 	report := func(in *instance) {
+		if in.forgotten && in.Lost == 0 && !f.timeOf(in.since).After(w.w.From) {
+			return // forgotten before the window: not there in it
+		}
 		if in.seen {
 			w.account(&in.Times, in.timeState(), f.timeOf(in.since), w.w.To)
-		}
-		if in.forgotten && in.Times == (Times{}) && in.Lost == 0 {
-			return // forgotten before the window
 		}
 		if f.each != nil {
 			f.each(in.InstanceReport)

@@ -545,3 +545,33 @@ func TestAWindowWithoutInstancesReportsNoneEmpty(t *testing.T) {
 		t.Errorf("a window not reported by instance: instances %#v, want nil", got)
 	}
 }
+
+// An instance the watcher forgot before the window is none of its
+// instances: it was not there. One forgotten during it is, with its time
+// up to then, and unknown time after.
+func TestAnInstanceForgottenBeforeTheWindowIsNotReported(t *testing.T) {
+	entries := []history.Entry{
+		e("gone", "unknown", "alive", 0), e("gone", "alive", "dead", 2), e("gone", "dead", "forgotten", 5),
+		e("a", "unknown", "alive", 1),
+		e("late", "unknown", "alive", 12), e("late", "alive", "forgotten", 40),
+	}
+	w := Window{From: at(10), To: at(60)}
+	want := []string{"a", "late"}
+	if got := ids(Compute("geo", entries, nil, w, 1).Instances); !slices.Equal(got, want) {
+		t.Errorf("Compute reports %q, want %q", got, want)
+	}
+	var each []string
+	WindowsOfEach("geo", entrySlice(entries), nil, []Window{w}, 1, 0, func(r InstanceReport) { each = append(each, r.Instance) })
+	if slices.Sort(each); !slices.Equal(each, want) {
+		t.Errorf("WindowsOfEach gives %q, want %q", each, want)
+	}
+	for _, r := range Compute("geo", entries, nil, w, 1).Instances {
+		if r.Instance == "late" && (r.Up != 28*time.Minute || r.Unknown != 20*time.Minute) {
+			t.Errorf("late: %+v, want up 28 min, then unknown 20", r.Times)
+		}
+	}
+	// From the start, all three were there.
+	if got := ids(Compute("geo", entries, nil, Window{From: at(0), To: at(60)}, 1).Instances); !slices.Equal(got, []string{"a", "gone", "late"}) {
+		t.Errorf("over the whole span, Compute reports %q, want all three", got)
+	}
+}
