@@ -225,7 +225,8 @@ func (p *Panel) incidents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue // that service's history cannot be read: the others are shown
 		}
-		rep := uptime.Compute(svc, entries, gaps, uptime.Window{From: since, To: now}, p.minAlive(svc))
+		// Its incidents only: no window reported by instance.
+		rep := uptime.Windows(svc, entries, gaps, []uptime.Window{{From: since, To: now}}, p.minAlive(svc), -1)[0]
 		for _, in := range rep.Incidents {
 			out = append(out, p.incidentJSON(svc, in, now))
 		}
