@@ -747,46 +747,73 @@ func TestAnOpenIncidentIsDatedFromItsStart(t *testing.T) {
 }
 
 // A page of the service view is the limit least ids after the one asked
-// for, of the instances in the state asked for, with how many are in it
-// and where the next page starts: what paging the whole service, sorted,
-// gives, whatever the limit, the start and the state.
+// for, of the instances in the state asked for, with how many are in it,
+// where the next page starts and the service's counts: what paging the
+// whole service, sorted, gives, whatever the limit, the start, the state
+// (degraded and stopped too) and the service's size; and a service the
+// panel knows nothing of has no view.
 func TestAServicePageIsThatOfTheWholeServiceSorted(t *testing.T) {
-	tr := watch.NewTracker(TrackerOptions()...)
+	var rules []watch.HealthRule
+	for _, svc := range []string{"svc", "one", "two"} {
+		rule, err := watch.ParseHealthRule(svc + ": queue > 10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, rule)
+	}
+	tr := watch.NewTracker(append(TrackerOptions(), watch.WithHealthRules(rules...))...)
 	p := newPanel(t, tr)
 	now := time.Now()
 	r := rand.New(rand.NewPCG(3, 17))
-	const n = 700
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("w-%x", r.Uint32()%5000)
-		// Heard from 0 to 6 minutes ago, every minute: alive, stale or dead.
-		at := now.Add(-time.Duration(r.IntN(6)) * time.Minute)
-		tr.ObserveAt(&wire.Message{ServiceName: "svc", InstanceID: ids[i], Timestamp: at, IntervalSeconds: 60, Has: wire.HasInterval}, at)
+	ids := map[string][]string{}
+	for svc, n := range map[string]int{"svc": 700, "one": 1, "two": 2} {
+		for range n {
+			id := fmt.Sprintf("w-%x", r.Uint32()%5000)
+			ids[svc] = append(ids[svc], id)
+			// Heard from 0 to 6 minutes ago, every minute: alive, stale or
+			// dead; some stopping, some with a queue the rule finds long.
+			at := now.Add(-time.Duration(r.IntN(6)) * time.Minute)
+			m := &wire.Message{ServiceName: svc, InstanceID: id, Timestamp: at, IntervalSeconds: 60, Has: wire.HasInterval,
+				Fields: []wire.Field{{Key: "queue", Value: wire.Int(int64(r.IntN(20)))}}}
+			if r.IntN(8) == 0 {
+				m.Status = wire.StatusStopping
+			}
+			tr.ObserveAt(m, at)
+		}
 	}
 	tr.TickAt(now)
-	all := tr.ServiceInstances("svc")
 	judged := p.judged(now)
-	var counts watch.Counts
+	all := tr.ServiceInstances("svc")
+	var fleet watch.Counts
 	for i := range all {
-		counts.Count(&all[i], judged)
+		fleet.Count(&all[i], judged)
 	}
-	if counts.Alive == 0 || counts.Stale == 0 || counts.Dead == 0 {
-		t.Fatalf("the fleet is %+v, want instances alive, stale and dead", counts)
+	if fleet.Alive == 0 || fleet.Stale == 0 || fleet.Dead == 0 || fleet.Stopped == 0 || fleet.Degraded == 0 {
+		t.Fatalf("the fleet is %+v, want instances alive, stale, dead, stopped and degraded", fleet)
 	}
-	for round := range 400 {
-		q := pageQuery{Limit: 1 + r.IntN(60), State: []string{"", "alive", "stale", "dead"}[r.IntN(4)]}
+	if _, ok := p.detail("nosuch", now, pageQuery{Limit: DefaultServicePage}); ok {
+		t.Error("a service the panel knows nothing of has a view")
+	}
+	for round := range 600 {
+		svc := []string{"svc", "svc", "svc", "one", "two"}[r.IntN(5)]
+		all := tr.ServiceInstances(svc)
+		q := pageQuery{Limit: 1 + r.IntN(60), State: []string{"", "alive", "stale", "dead", "stopped", "degraded"}[r.IntN(6)]}
 		if round%7 == 0 {
 			q.Limit = MaxServicePage
 		}
 		if r.IntN(3) > 0 {
-			q.After = ids[r.IntN(n)]
+			q.After = ids[svc][r.IntN(len(ids[svc]))]
 			if r.IntN(4) == 0 {
 				q.After += "~" // between two ids, or after the last
 			}
 		}
-		var want []string
-		wantMatched, wantNext := 0, ""
+		var (
+			want                  []string
+			wantMatched, wantNext = 0, ""
+			counts                watch.Counts
+		)
 		for i := range all {
+			counts.Count(&all[i], judged)
 			if !q.matches(&all[i], judged) {
 				continue
 			}
@@ -802,16 +829,19 @@ func TestAServicePageIsThatOfTheWholeServiceSorted(t *testing.T) {
 			}
 			want = append(want, all[i].Instance)
 		}
-		d, ok := p.detail("svc", now, q)
+		d, ok := p.detail(svc, now, q)
 		if !ok {
-			t.Fatal("no view of svc")
+			t.Fatalf("no view of %s", svc)
 		}
 		var got []string
 		for _, in := range d.Instances {
 			got = append(got, in.Instance)
 		}
 		if !slices.Equal(got, want) || d.Matched != wantMatched || d.Next != wantNext {
-			t.Fatalf("round %d, %+v: page %q, %d matched, next %q; want %q, %d, %q", round, q, got, d.Matched, d.Next, want, wantMatched, wantNext)
+			t.Fatalf("round %d, %s %+v: page %q, %d matched, next %q; want %q, %d, %q", round, svc, q, got, d.Matched, d.Next, want, wantMatched, wantNext)
+		}
+		if wantCounts := p.service(svc, counts, now).Counts; d.Counts != wantCounts {
+			t.Fatalf("round %d, %s %+v: counts %+v, want %+v", round, svc, q, d.Counts, wantCounts)
 		}
 	}
 }
