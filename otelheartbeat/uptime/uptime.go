@@ -79,7 +79,9 @@ type ServiceReport struct {
 	// Instances are by instance id, as strings.Compare orders them: of
 	// the window reported by instance (see Windows), empty rather than
 	// nil when it has none; nil in the others, and in an empty window
-	// (To not after From).
+	// (To not after From). An instance the watcher forgot (or replaced)
+	// before the window is not among them, though one forgotten dead may
+	// still be named by an incident it keeps open (see the package).
 	Instances []InstanceReport
 }
 
