@@ -53,6 +53,12 @@ func (r results) get(name, unit string) (float64, bool) {
 	return s[len(s)/2], true
 }
 
+// of reads name's figures by unit, 0 for one it did not report: for a
+// row whose presence the benchmark's own is checked for.
+func (r results) of(name string) func(unit string) float64 {
+	return func(unit string) float64 { v, _ := r.get(name, unit); return v }
+}
+
 // The fleets of BenchmarkPanelAtTheLimit that make bench runs.
 const (
 	limit100k    = "BenchmarkPanelAtTheLimit/100000@10s"
@@ -70,7 +76,7 @@ type row struct {
 // the target, beside the sample at its end; false when the benchmark
 // reported no mean.
 func memoryRow(r results, name, fleet string) (row, bool) {
-	l := func(unit string) float64 { v, _ := r.get(name, unit); return v }
+	l := r.of(name)
 	mean, ok := r.get(name, "panel-mean-rss-KiB/instance")
 	return row{fleet + ", resident memory per tracked instance (the mean over the window)", fmt.Sprintf("%.2f KiB", mean),
 		fmt.Sprintf("%.2f KiB at the window's end, %.0f MiB in all, %.2f KiB an instance of it anonymous, the rest the executable's pages",
@@ -285,7 +291,7 @@ func run(in io.Reader, w io.Writer) error {
 		return m
 	}
 	if cpu, ok := r.get(limit100k, "panel-cpu-µs/heartbeat"); ok {
-		l := func(unit string) float64 { v, _ := r.get(limit100k, unit); return v }
+		l := r.of(limit100k)
 		drain, mon := l("drain-cpu-µs/heartbeat"), l("monitor-cpu-µs/heartbeat")
 		rows = append(rows,
 			row{"admin panel at 100,000 instances every 10 s (10,000 heartbeats a second), CPU per heartbeat", fmt.Sprintf("%.1f µs", cpu),
@@ -299,7 +305,7 @@ func run(in io.Reader, w io.Writer) error {
 				"", "", "paged", verdict(l("service-view-KiB") <= 1024)})
 	}
 	if cpu, ok := r.get(limit100kOne, "panel-cpu-µs/heartbeat"); ok {
-		l := func(unit string) float64 { v, _ := r.get(limit100kOne, unit); return v }
+		l := r.of(limit100kOne)
 		drain := l("drain-cpu-µs/heartbeat")
 		rows = append(rows,
 			row{"admin panel at 100,000 instances in one service, CPU per heartbeat", fmt.Sprintf("%.1f µs", cpu),
@@ -309,7 +315,7 @@ func run(in io.Reader, w io.Writer) error {
 				"", "", "paged", verdict(l("service-view-KiB") <= 1024)})
 	}
 	if cpu, ok := r.get(limit1M, "panel-cpu-%"); ok {
-		l := func(unit string) float64 { v, _ := r.get(limit1M, unit); return v }
+		l := r.of(limit1M)
 		drain, pc := l("drain-cpu-µs/heartbeat"), l("panel-cpu-µs/heartbeat")
 		rows = append(rows,
 			row{"admin panel at 1,000,000 instances every 60 s (values over time off), CPU", fmt.Sprintf("%.0f%% of a core (%.1f µs a heartbeat)", cpu, pc),
